@@ -1,0 +1,86 @@
+//! Time on the device: a tick counter and its rate.
+//!
+//! The record path stores the raw 32-bit tick value; the drain extends it to 64 bits (a counter
+//! that wraps is handled as long as the drain runs at least once every half wrap period, which it
+//! checks by sampling the clock itself when idle), and the decoder turns ticks into wall-clock
+//! time. Anything that counts can be a clock: SysTick with a software high word, a hardware timer,
+//! the DWT cycle counter, an RTC, or `std::time::Instant` ([`StdClock`](crate::StdClock)).
+
+/// A monotonic tick source.
+///
+/// `now` is called on the record path, from thread mode and from interrupt handlers, so it must
+/// be cheap, must not block, and must be safe to call concurrently (hence `Sync`).
+///
+/// ```
+/// use core::sync::atomic::{AtomicU32, Ordering};
+/// /// A 1 kHz tick incremented by a SysTick handler.
+/// struct Millis(AtomicU32);
+/// impl microspan::Clock for Millis {
+///     fn now(&self) -> u32 { self.0.load(Ordering::Relaxed) }
+///     fn ticks_per_second(&self) -> u32 { 1_000 }
+/// }
+/// ```
+pub trait Clock: Sync {
+    /// The current tick count. It may wrap at `u32::MAX`.
+    fn now(&self) -> u32;
+    /// Ticks per second (the decoder's time base; durations keep this resolution).
+    fn ticks_per_second(&self) -> u32;
+}
+
+/// Extends a wrapping 32-bit tick counter to 64 bits.
+///
+/// Each new sample is interpreted as the nearest value to the previous one (a signed 32-bit
+/// difference), so samples may arrive slightly out of order (a record preempted between reading the
+/// clock and reserving ring space) and the counter may wrap, as long as consecutive samples are
+/// less than 2^31 ticks apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TickExtender {
+    raw: u32,
+    extended: u64,
+}
+
+impl TickExtender {
+    /// Starts at `raw` (extended value = `raw`).
+    pub const fn new(raw: u32) -> Self {
+        Self { raw, extended: raw as u64 }
+    }
+
+    /// Feeds a new raw sample; returns its 64-bit value.
+    pub fn extend(&mut self, raw: u32) -> u64 {
+        let delta = raw.wrapping_sub(self.raw) as i32 as i64;
+        self.raw = raw;
+        self.extended = self.extended.wrapping_add_signed(delta);
+        self.extended
+    }
+
+    /// The last extended value.
+    pub const fn last(&self) -> u64 {
+        self.extended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extends_across_wrap() {
+        let mut e = TickExtender::new(u32::MAX - 10);
+        assert_eq!(e.extend(u32::MAX - 5), u32::MAX as u64 - 5);
+        assert_eq!(e.extend(4), u32::MAX as u64 + 5);
+        assert_eq!(e.extend(100), u32::MAX as u64 + 101);
+        // A slightly older sample (preempted writer) goes back a little, not forward 2^32.
+        assert_eq!(e.extend(90), u32::MAX as u64 + 91);
+    }
+
+    #[test]
+    fn many_wraps() {
+        let mut e = TickExtender::new(0);
+        let mut t: u64 = 0;
+        for _ in 0..10_000 {
+            t += 1_500_000_000;
+            assert_eq!(e.extend(t as u32), t);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Identity of a span: trace id, span id, sampling flags.
+//!
+//! Ids are derived, not drawn at random on the record path: a span's 64-bit id is the session's
+//! 32-bit boot id (high half) and the span's ring position (low half); a trace started on this
+//! device has the session's 64-bit device id as its high half and its root span's id as its low
+//! half. The decoder derives the same ids from the session record, so nothing but small deltas
+//! travels on the wire, and a context injected into a message (to another device or a backend)
+//! names exactly the span Jaeger will show.
+
+/// A 128-bit trace id (never 0 for a recorded trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TraceId(pub u128);
+
+/// A 64-bit span id (never 0 for a recorded span).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SpanId(pub u64);
+
+impl TraceId {
+    /// The high 64 bits (Jaeger's `traceIdHigh`).
+    pub const fn high(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+    /// The low 64 bits (Jaeger's `traceIdLow`).
+    pub const fn low(self) -> u64 {
+        self.0 as u64
+    }
+    /// Builds an id from its halves.
+    pub const fn from_halves(high: u64, low: u64) -> Self {
+        Self(((high as u128) << 64) | low as u128)
+    }
+}
+
+impl SpanId {
+    /// The span id of the span at ring position `local` in the session `boot_id`.
+    pub const fn local(boot_id: u32, local: u32) -> Self {
+        Self(((boot_id as u64) << 32) | local as u64)
+    }
+}
+
+/// Sampling flags, as in Jaeger's `flags` and W3C `trace-flags` (bit 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// The trace is sampled: its spans are recorded.
+    pub const SAMPLED: Flags = Flags(1);
+    /// Debug: sampled regardless of the sampler (Jaeger's debug flag).
+    pub const DEBUG: Flags = Flags(2);
+
+    /// `true` when the sampled bit is set.
+    pub const fn is_sampled(self) -> bool {
+        self.0 & 1 != 0
+    }
+    /// `true` when the debug bit is set.
+    pub const fn is_debug(self) -> bool {
+        self.0 & 2 != 0
+    }
+    /// Both sets of bits.
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+/// What crosses a process or device boundary: trace id, span id, flags.
+///
+/// Baggage travels beside it (see [`Baggage`](crate::Baggage)); a context is `Copy` so it can be
+/// handed to an interrupt handler, a queue or another task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SpanContext {
+    /// The trace the span belongs to.
+    pub trace_id: TraceId,
+    /// The span itself.
+    pub span_id: SpanId,
+    /// Sampling decision, made at the root and inherited.
+    pub flags: Flags,
+}
+
+impl SpanContext {
+    /// `true` when the context names a real span (both ids non-zero).
+    pub const fn is_valid(&self) -> bool {
+        self.trace_id.0 != 0 && self.span_id.0 != 0
+    }
+}

@@ -1,0 +1,183 @@
+//! Layout of the records in the ring (words of 32 bits), shared by the record path, which writes
+//! them, and the drain, which reads them and re-encodes them compactly for the wire.
+//!
+//! The record path stores what it has, as it has it: raw 32-bit ticks, ring positions as span ids,
+//! `&'static str` as pointer and length. Varints, deltas, interning and time extension are the
+//! drain's job (see `docs/design.md`).
+//!
+//! | kind | words after the header | header payload |
+//! |---|---|---|
+//! | `START` | name ptr (P), parent local id, root local id, ticks | debug, is-root << 1, follows-from << 2, name length << 3 |
+//! | `START_REMOTE` | name ptr (P), trace id (4), parent span id (2, 0 = lost), ticks | debug, follows-from << 2, name length << 3 |
+//! | `END` | span, ticks, [losses] | 1 when the losses word follows |
+//! | `TAG` | span, field | 0 |
+//! | `LOG` | span, ticks, field × n | n |
+//! | `BAGGAGE` | span, key bytes, value bytes | key length, value length << 10 |
+//! | `REF` | span, trace id (4), span id (2) | 0 = ChildOf, 1 = FollowsFrom |
+//!
+//! P is the number of words of a pointer (1 on 32-bit targets, 2 on 64-bit ones). A field is a
+//! field header (value type, key length << 4, aux << 16), the key pointer (P) and the value words:
+//! none for a bool (aux = the bool), two for 64-bit numbers (low word first), P for a static
+//! string (aux = length), ⌈aux/4⌉ for a copied string (aux = length, bytes little-endian).
+
+use crate::ring::{DynRing, Reservation};
+
+pub(crate) const START: u32 = 1;
+pub(crate) const START_REMOTE: u32 = 2;
+pub(crate) const END: u32 = 3;
+pub(crate) const TAG: u32 = 4;
+pub(crate) const LOG: u32 = 5;
+pub(crate) const BAGGAGE: u32 = 6;
+pub(crate) const REF: u32 = 7;
+
+/// Words of a pointer.
+pub(crate) const P: u32 = (core::mem::size_of::<usize>() / 4) as u32;
+
+/// Field value types.
+pub(crate) const V_BOOL: u32 = 0;
+pub(crate) const V_I64: u32 = 1;
+pub(crate) const V_U64: u32 = 2;
+pub(crate) const V_F64: u32 = 3;
+pub(crate) const V_STR: u32 = 4;
+pub(crate) const V_TEXT: u32 = 5;
+
+/// Longest static name kept (the header payload has 17 bits for it).
+pub(crate) const MAX_NAME_LEN: usize = (1 << 17) - 1;
+/// Longest field key kept (12 bits).
+pub(crate) const MAX_KEY_LEN: usize = (1 << 12) - 1;
+/// Longest static string value kept (16 bits).
+pub(crate) const MAX_STATIC_VALUE_LEN: usize = (1 << 16) - 1;
+
+/// `s` cut to at most `max` bytes at a character boundary; `true` when something was cut.
+#[inline]
+pub(crate) fn truncate(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+/// Words needed for `n` bytes.
+#[inline(always)]
+pub(crate) const fn byte_words(n: usize) -> u32 {
+    n.div_ceil(4) as u32
+}
+
+/// Writes a reservation's body sequentially.
+pub(crate) struct Cursor<'r> {
+    pub(crate) res: Reservation<'r>,
+    pub(crate) at: u32,
+}
+
+impl<'r> Cursor<'r> {
+    #[inline(always)]
+    pub(crate) fn new(res: Reservation<'r>) -> Self {
+        Self { res, at: 1 }
+    }
+
+    #[inline(always)]
+    pub(crate) fn word(&mut self, w: u32) {
+        self.res.put(self.at, w);
+        self.at += 1;
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.word(v as u32);
+        self.word((v >> 32) as u32);
+    }
+
+    #[inline(always)]
+    pub(crate) fn u128(&mut self, v: u128) {
+        self.u64(v as u64);
+        self.u64((v >> 64) as u64);
+    }
+
+    /// The address of a static string (its provenance exposed, so the drain may rebuild it).
+    #[inline(always)]
+    pub(crate) fn ptr(&mut self, s: &'static str) {
+        let addr = s.as_ptr().expose_provenance();
+        self.word(addr as u32);
+        if P == 2 {
+            self.word(((addr as u64) >> 32) as u32);
+        }
+    }
+
+    /// Bytes packed little-endian into words.
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        let mut chunks = b.chunks_exact(4);
+        for c in &mut chunks {
+            self.word(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 4];
+            w[..rest.len()].copy_from_slice(rest);
+            self.word(u32::from_le_bytes(w));
+        }
+    }
+}
+
+/// Reads a committed record's words (consumer side).
+#[derive(Clone, Copy)]
+pub(crate) struct Reader<'r> {
+    pub(crate) ring: &'r DynRing,
+    pub(crate) pos: u32,
+    pub(crate) at: u32,
+}
+
+impl<'r> Reader<'r> {
+    pub(crate) fn new(ring: &'r DynRing, pos: u32) -> Self {
+        Self { ring, pos, at: 1 }
+    }
+
+    #[inline(always)]
+    pub(crate) fn word(&mut self) -> u32 {
+        let w = self.ring.word(self.pos, self.at);
+        self.at += 1;
+        w
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64(&mut self) -> u64 {
+        let lo = self.word() as u64;
+        lo | (self.word() as u64) << 32
+    }
+
+    #[inline(always)]
+    pub(crate) fn u128(&mut self) -> u128 {
+        let lo = self.u64() as u128;
+        lo | (self.u64() as u128) << 64
+    }
+
+    /// A static string written by [`Cursor::ptr`] with length `len`.
+    #[inline(always)]
+    pub(crate) fn static_str(&mut self, len: usize) -> &'static str {
+        let mut addr = self.word() as usize;
+        if P == 2 {
+            addr |= ((self.word() as u64) << 32) as usize;
+        }
+        let ptr = core::ptr::with_exposed_provenance::<u8>(addr);
+        // SAFETY: `addr` and `len` were written by `Cursor::ptr` from a `&'static str` of at
+        // least `len` bytes, cut at a character boundary by `truncate`, and its provenance was
+        // exposed there; a `'static` string is valid and immutable forever. The record was
+        // published by a Release store of its header that the drain's Acquire load observed.
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)) }
+    }
+
+    /// `len` bytes written by [`Cursor::bytes`], into `out` (at least `len` long).
+    pub(crate) fn bytes<'o>(&mut self, len: usize, out: &'o mut [u8]) -> &'o [u8] {
+        let mut i = 0;
+        while i < len {
+            let w = self.word().to_le_bytes();
+            let n = (len - i).min(4);
+            out[i..i + n].copy_from_slice(&w[..n]);
+            i += n;
+        }
+        &out[..len]
+    }
+}

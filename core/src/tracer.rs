@@ -1,0 +1,736 @@
+//! The tracer and its spans: the record path.
+//!
+//! ```
+//! use microspan::{Clock, Ring, Session, Tracer};
+//! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+//! static RING: Ring<1024> = Ring::new();
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("in-process-service"));
+//!
+//! let root = TRACER.root("in-process-service");
+//! {
+//!     let foo = root.child("Foo");
+//!     // … work …
+//!     let bar = foo.child("Bar");
+//!     bar.log(&[("event", "error".into()), ("message", "something wrong".into())]);
+//!     bar.set_tag("error", true);
+//! } // Bar, then Foo, finish here (explicit `finish()` exists too)
+//! root.finish();
+//! ```
+
+use core::cell::Cell;
+
+use crate::atomic::{AtomicU32, Ordering};
+use crate::clock::Clock;
+use crate::config::{MAX_BAGGAGE_KEY_LEN, MAX_BAGGAGE_VALUE_LEN, MAX_FIELDS_PER_LOG, MAX_REFERENCES, MAX_STR_LEN, MAX_TAGS_PER_SPAN};
+use crate::context::{Flags, SpanContext, SpanId, TraceId};
+use crate::record::{self, byte_words, truncate, Cursor, P};
+use crate::ring::{DynRing, Header, Ring, MAX_RECORD_WORDS};
+use crate::value::Value;
+
+/// Who the device is, announced to the decoder in every session record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Session {
+    /// The Jaeger service name (`in-process-service` in the reference example).
+    pub service: &'static str,
+    /// A 64-bit id of this device (for example from the chip's unique id); the high half of the
+    /// trace ids of traces started here.
+    pub device_id: u64,
+    /// An id for this boot (random, or a reset counter kept in flash): the high half of span ids,
+    /// and what makes a reset visible to the decoder. Can be set later with
+    /// [`Tracer::set_boot_id`].
+    pub boot_id: u32,
+    /// Firmware version, shown as a process tag in Jaeger.
+    pub firmware_version: &'static str,
+}
+
+impl Session {
+    /// A session with the given service name and default ids.
+    pub const fn new(service: &'static str) -> Self {
+        Self { service, device_id: 0x6d73_7061_6e00_0001, boot_id: 0, firmware_version: "" }
+    }
+    /// Sets the device id.
+    pub const fn device_id(mut self, id: u64) -> Self {
+        self.device_id = id;
+        self
+    }
+    /// Sets the boot id.
+    pub const fn boot_id(mut self, id: u32) -> Self {
+        self.boot_id = id;
+        self
+    }
+    /// Sets the firmware version.
+    pub const fn firmware_version(mut self, v: &'static str) -> Self {
+        self.firmware_version = v;
+        self
+    }
+}
+
+/// Whether new root spans are recorded. The decision is made at the root, carried in the flags and
+/// inherited by every descendant; the debug flag forces sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Sampler {
+    /// Always (`true`) or never (`false`) sample, like the Jaeger client's const sampler.
+    Const(bool),
+}
+
+/// The kind of a reference between spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RefKind {
+    /// The parent waits for the child (an RPC, a function call).
+    ChildOf,
+    /// The parent does not wait (a producer and its consumer).
+    FollowsFrom,
+}
+
+/// Records spans into a ring. Put one in a `static`; every method takes `&self` and is safe from
+/// thread mode, any interrupt priority and any thread.
+pub struct Tracer<'a> {
+    pub(crate) ring: &'a DynRing,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) session: Session,
+    boot_id: AtomicU32,
+    sampler: Sampler,
+}
+
+/// Losses of one span, carried by its finish record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Losses {
+    /// Tags beyond [`MAX_TAGS_PER_SPAN`](crate::config::MAX_TAGS_PER_SPAN).
+    pub tags_over_capacity: u8,
+    /// Log fields beyond [`MAX_FIELDS_PER_LOG`](crate::config::MAX_FIELDS_PER_LOG) (or beyond a record's size).
+    pub fields_over_capacity: u8,
+    /// Strings, keys and baggage cut to their capacity.
+    pub strings_truncated: u8,
+    /// This span's own records (tags, logs, baggage, references) dropped because the ring was full.
+    pub records_dropped: u8,
+}
+
+impl Losses {
+    pub(crate) const fn pack(self) -> u32 {
+        self.tags_over_capacity as u32
+            | (self.fields_over_capacity as u32) << 8
+            | (self.strings_truncated as u32) << 16
+            | (self.records_dropped as u32) << 24
+    }
+    pub(crate) const fn unpack(w: u32) -> Self {
+        Self {
+            tags_over_capacity: w as u8,
+            fields_over_capacity: (w >> 8) as u8,
+            strings_truncated: (w >> 16) as u8,
+            records_dropped: (w >> 24) as u8,
+        }
+    }
+    /// `true` when nothing was lost.
+    pub const fn is_empty(&self) -> bool {
+        self.pack() == 0
+    }
+}
+
+/// One baggage item: key and value copied into fixed-size strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaggageItem {
+    /// The key.
+    pub key: heapless::String<MAX_BAGGAGE_KEY_LEN>,
+    /// The value.
+    pub value: heapless::String<MAX_BAGGAGE_VALUE_LEN>,
+}
+
+/// Up to `B` baggage items: key/value pairs that travel with a span context to every descendant.
+/// `B = 0` (the default for [`Span`]) costs nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Baggage<const B: usize> {
+    items: heapless::Vec<BaggageItem, B>,
+}
+
+impl<const B: usize> Baggage<B> {
+    /// No items.
+    pub const fn new() -> Self {
+        Self { items: heapless::Vec::new() }
+    }
+
+    /// Sets `key` to `value` (replacing an existing value). Returns `(stored, truncated)`: `false`
+    /// when the capacity `B` is exhausted; `truncated` when the key or value was cut.
+    pub fn set(&mut self, key: &str, value: &str) -> (bool, bool) {
+        let (key, cut_key) = truncate(key, MAX_BAGGAGE_KEY_LEN);
+        let (value, cut_value) = truncate(value, MAX_BAGGAGE_VALUE_LEN);
+        let mut v = heapless::String::new();
+        // Cannot fail: `value` was cut to the capacity above.
+        let _ = v.push_str(value);
+        if let Some(item) = self.items.iter_mut().find(|i| i.key == key) {
+            item.value = v;
+            return (true, cut_key || cut_value);
+        }
+        let mut k = heapless::String::new();
+        let _ = k.push_str(key);
+        let stored = self.items.push(BaggageItem { key: k, value: v }).is_ok();
+        (stored, stored && (cut_key || cut_value))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.items.iter().find(|i| i.key == key).map(|i| i.value.as_str())
+    }
+
+    /// Calls `f(key, value)` for each item until it returns `false`.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &str) -> bool) {
+        for i in &self.items {
+            if !f(&i.key, &i.value) {
+                break;
+            }
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// `true` when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl<'a> Tracer<'a> {
+    /// A tracer recording into `ring`, timed by `clock`, announcing `session`.
+    pub const fn new<const N: usize>(ring: &'a Ring<N>, clock: &'a dyn Clock, session: Session) -> Self {
+        Self {
+            ring: ring.as_dyn(),
+            clock,
+            boot_id: AtomicU32::new(session.boot_id),
+            session,
+            sampler: Sampler::Const(true),
+        }
+    }
+
+    /// The same tracer with another sampler.
+    pub const fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// Sets the boot id (call once at start-up, before recording: span ids already handed out keep
+    /// the old one).
+    pub fn set_boot_id(&self, boot_id: u32) {
+        self.boot_id.store(boot_id, Ordering::Relaxed);
+    }
+
+    /// The boot id.
+    pub fn boot_id(&self) -> u32 {
+        self.boot_id.load(Ordering::Relaxed)
+    }
+
+    /// The session announced to the decoder.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &'a dyn Clock {
+        self.clock
+    }
+
+    /// Records lost so far because the ring was full (exact).
+    pub fn dropped(&self) -> u32 {
+        self.ring.dropped()
+    }
+
+    /// Starts a root span (a new trace), if the sampler says so.
+    #[inline]
+    pub fn root(&self, name: &'static str) -> Span<'_> {
+        self.span(name).start()
+    }
+
+    /// A builder for a span with references, flags or baggage.
+    pub fn span(&self, name: &'static str) -> SpanBuilder<'_, 0> {
+        SpanBuilder { tracer: self, name, refs: heapless::Vec::new(), debug: false, baggage: Baggage::new() }
+    }
+
+    fn sample_root(&self) -> bool {
+        match self.sampler {
+            Sampler::Const(on) => on,
+        }
+    }
+
+    fn trace_of_root(&self, local: u32) -> TraceId {
+        TraceId::from_halves(self.session.device_id, SpanId::local(self.boot_id(), local).0)
+    }
+
+    /// Writes a START record; returns the new span's ring position.
+    #[inline]
+    fn start_local(&self, name: &'static str, parent: Option<(u32, u32)>, follows: bool, debug: bool) -> Result<u32, u32> {
+        let now = self.clock.now();
+        let len = 4 + P;
+        let res = self.ring.reserve(len)?;
+        let (name, _) = truncate(name, record::MAX_NAME_LEN);
+        let (parent_id, root, is_root) = match parent {
+            Some((p, r)) => (p, r, 0),
+            None => (0, 0, 1),
+        };
+        let payload = debug as u32 | is_root << 1 | (follows as u32) << 2 | (name.len() as u32) << 3;
+        let pos = res.pos;
+        let mut c = Cursor::new(res);
+        c.ptr(name);
+        c.word(parent_id);
+        c.word(root);
+        c.word(now);
+        c.res.commit(Header::new(record::START, len, payload));
+        Ok(pos)
+    }
+
+    /// Writes a START_REMOTE record (explicit trace id and parent span id).
+    fn start_remote(&self, name: &'static str, trace: TraceId, parent: SpanId, follows: bool, debug: bool) -> Result<u32, u32> {
+        let now = self.clock.now();
+        let len = 8 + P;
+        let res = self.ring.reserve(len)?;
+        let (name, _) = truncate(name, record::MAX_NAME_LEN);
+        let payload = debug as u32 | (follows as u32) << 2 | (name.len() as u32) << 3;
+        let pos = res.pos;
+        let mut c = Cursor::new(res);
+        c.ptr(name);
+        c.u128(trace.0);
+        c.u64(parent.0);
+        c.word(now);
+        c.res.commit(Header::new(record::START_REMOTE, len, payload));
+        Ok(pos)
+    }
+}
+
+/// How a span stands with respect to the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not sampled: nothing is recorded, children are not sampled either.
+    Unsampled,
+    /// Recorded at this ring position.
+    Recorded,
+    /// Sampled, but the start record was dropped (ring full); children still record.
+    Lost,
+    /// Finished.
+    Finished,
+}
+
+/// A span being recorded. Finishes when dropped (or with [`finish`](Span::finish)).
+///
+/// `B` is the number of baggage items the span (and its children) can carry; 0 by default.
+/// A `Span` is `Send` (it can move to another thread or task) but not `Sync`.
+pub struct Span<'a, const B: usize = 0> {
+    tracer: &'a Tracer<'a>,
+    trace: TraceId,
+    id: u32,
+    root: u32,
+    flags: Flags,
+    state: Cell<State>,
+    tags: Cell<u8>,
+    losses: Cell<Losses>,
+    baggage: Baggage<B>,
+}
+
+/// Builds a span with references, the debug flag or baggage; [`start`](SpanBuilder::start) records it.
+pub struct SpanBuilder<'a, const B: usize> {
+    tracer: &'a Tracer<'a>,
+    name: &'static str,
+    refs: heapless::Vec<(RefKind, SpanContext), MAX_REFERENCES>,
+    debug: bool,
+    baggage: Baggage<B>,
+}
+
+impl<'a, const B: usize> SpanBuilder<'a, B> {
+    /// Adds a ChildOf reference. The first ChildOf reference (or, without one, the first
+    /// FollowsFrom) is the parent and decides the trace.
+    pub fn child_of(mut self, ctx: &SpanContext) -> Self {
+        let _ = self.refs.push((RefKind::ChildOf, *ctx));
+        self
+    }
+
+    /// Adds a FollowsFrom reference.
+    pub fn follows_from(mut self, ctx: &SpanContext) -> Self {
+        let _ = self.refs.push((RefKind::FollowsFrom, *ctx));
+        self
+    }
+
+    /// Forces sampling and sets the debug flag.
+    pub fn debug(mut self) -> Self {
+        self.debug = true;
+        self
+    }
+
+    /// Carries `baggage` (for example extracted from an incoming message) into the new span.
+    pub fn with_baggage<const B2: usize>(self, baggage: Baggage<B2>) -> SpanBuilder<'a, B2> {
+        SpanBuilder { tracer: self.tracer, name: self.name, refs: self.refs, debug: self.debug, baggage }
+    }
+
+    /// Starts the span.
+    pub fn start(self) -> Span<'a, B> {
+        let t = self.tracer;
+        let parent_index = self
+            .refs
+            .iter()
+            .position(|(k, c)| *k == RefKind::ChildOf && c.is_valid())
+            .or_else(|| self.refs.iter().position(|(_, c)| c.is_valid()));
+        let mut span = match parent_index {
+            None => {
+                let sampled = self.debug || t.sample_root();
+                let flags = if self.debug { Flags::SAMPLED.union(Flags::DEBUG) } else { Flags::SAMPLED };
+                if !sampled {
+                    Span::unsampled(t, TraceId(0), Flags(0))
+                } else {
+                    match t.start_local(self.name, None, false, self.debug) {
+                        Ok(pos) => Span::recorded(t, t.trace_of_root(pos), pos, pos, flags),
+                        Err(ordinal) => Span::lost(t, lost_trace(t, ordinal), flags),
+                    }
+                }
+            }
+            Some(i) => {
+                let (kind, ctx) = self.refs[i];
+                let flags = if self.debug { ctx.flags.union(Flags::SAMPLED).union(Flags::DEBUG) } else { ctx.flags };
+                let follows = kind == RefKind::FollowsFrom;
+                if !flags.is_sampled() {
+                    Span::unsampled(t, ctx.trace_id, flags)
+                } else {
+                    let boot = t.boot_id() as u64;
+                    let local_trace = ctx.trace_id.high() == t.session.device_id && ctx.trace_id.low() >> 32 == boot;
+                    let started = if local_trace && ctx.span_id.0 >> 32 == boot {
+                        let root = ctx.trace_id.low() as u32;
+                        t.start_local(self.name, Some((ctx.span_id.0 as u32, root)), follows, flags.is_debug())
+                            .map(|pos| (pos, root))
+                    } else {
+                        t.start_remote(self.name, ctx.trace_id, ctx.span_id, follows, flags.is_debug())
+                            .map(|pos| (pos, pos))
+                    };
+                    match started {
+                        Ok((pos, root)) => Span::recorded(t, ctx.trace_id, pos, root, flags),
+                        Err(_) => Span::lost(t, ctx.trace_id, flags),
+                    }
+                }
+            }
+        };
+        if span.is_recording() {
+            for (n, (kind, ctx)) in self.refs.iter().enumerate() {
+                if Some(n) != parent_index && ctx.is_valid() {
+                    span.write_ref(*kind, ctx);
+                }
+            }
+        }
+        for item in self.baggage.items.iter() {
+            span.set_baggage(&item.key, &item.value);
+        }
+        span
+    }
+}
+
+/// The trace id of a root whose start record was dropped: still unique (the drop ordinal), with
+/// the top bit of the high half flipped so it never equals a derived one.
+fn lost_trace(t: &Tracer<'_>, ordinal: u32) -> TraceId {
+    TraceId::from_halves(t.session.device_id ^ (1 << 63), SpanId::local(t.boot_id(), ordinal).0)
+}
+
+impl<'a, const B: usize> Span<'a, B> {
+    fn recorded(tracer: &'a Tracer<'a>, trace: TraceId, id: u32, root: u32, flags: Flags) -> Self {
+        Self::with_state(tracer, trace, id, root, flags, State::Recorded)
+    }
+
+    fn lost(tracer: &'a Tracer<'a>, trace: TraceId, flags: Flags) -> Self {
+        Self::with_state(tracer, trace, 0, 0, flags, State::Lost)
+    }
+
+    fn unsampled(tracer: &'a Tracer<'a>, trace: TraceId, flags: Flags) -> Self {
+        Self::with_state(tracer, trace, 0, 0, flags, State::Unsampled)
+    }
+
+    #[inline(always)]
+    fn with_state(tracer: &'a Tracer<'a>, trace: TraceId, id: u32, root: u32, flags: Flags, state: State) -> Self {
+        Self {
+            tracer,
+            trace,
+            id,
+            root,
+            flags,
+            state: Cell::new(state),
+            tags: Cell::new(0),
+            losses: Cell::new(Losses::default()),
+            baggage: Baggage::new(),
+        }
+    }
+
+    /// `true` when this span's records reach the ring (sampled, start not dropped, not finished).
+    #[inline]
+    pub fn is_recording(&self) -> bool {
+        self.state.get() == State::Recorded
+    }
+
+    /// The context to propagate (inject into a message, hand to an interrupt handler, reference
+    /// from another span).
+    pub fn context(&self) -> SpanContext {
+        let span_id = match self.state.get() {
+            State::Recorded | State::Finished => SpanId::local(self.tracer.boot_id(), self.id),
+            State::Unsampled | State::Lost => SpanId(0),
+        };
+        SpanContext { trace_id: self.trace, span_id, flags: self.flags }
+    }
+
+    /// Starts a child span (ChildOf this one), inheriting trace, sampling and baggage.
+    #[inline]
+    pub fn child(&self, name: &'static str) -> Span<'a, B> {
+        self.start_related(name, false)
+    }
+
+    /// Starts a span that FollowsFrom this one (this span does not wait for it).
+    pub fn follower(&self, name: &'static str) -> Span<'a, B> {
+        self.start_related(name, true)
+    }
+
+    #[inline]
+    fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B> {
+        let t = self.tracer;
+        let mut child = match self.state.get() {
+            State::Unsampled => Span::unsampled(t, self.trace, self.flags),
+            State::Recorded | State::Finished => match t.start_local(name, Some((self.id, self.root)), follows, self.flags.is_debug()) {
+                Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
+                Err(_) => Span::lost(t, self.trace, self.flags),
+            },
+            // The parent's start was lost: name the trace explicitly, parent unknown.
+            State::Lost => match t.start_remote(name, self.trace, SpanId(0), follows, self.flags.is_debug()) {
+                Ok(pos) => Span::recorded(t, self.trace, pos, pos, self.flags),
+                Err(_) => Span::lost(t, self.trace, self.flags),
+            },
+        };
+        if B > 0 {
+            child.baggage = self.baggage.clone();
+        }
+        child
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Losses)) {
+        let mut l = self.losses.get();
+        f(&mut l);
+        self.losses.set(l);
+    }
+
+    fn note_drop(&self) {
+        self.note(|l| l.records_dropped = l.records_dropped.saturating_add(1));
+    }
+
+    /// Sets a tag. Beyond [`MAX_TAGS_PER_SPAN`] tags, the tag is dropped and counted.
+    #[inline]
+    pub fn set_tag<'v>(&self, key: &'static str, value: impl Into<Value<'v>>) {
+        if !self.is_recording() {
+            return;
+        }
+        let n = self.tags.get();
+        if n as usize >= MAX_TAGS_PER_SPAN {
+            self.note(|l| l.tags_over_capacity = l.tags_over_capacity.saturating_add(1));
+            return;
+        }
+        self.tags.set(n + 1);
+        let value = value.into();
+        let (field_words, cut) = field_size(key, &value);
+        let len = 2 + field_words;
+        let Ok(res) = self.tracer.ring.reserve(len) else {
+            self.note_drop();
+            return;
+        };
+        let mut c = Cursor::new(res);
+        c.word(self.id);
+        write_field(&mut c, key, &value);
+        c.res.commit(Header::new(record::TAG, len, 0));
+        if cut {
+            self.note(|l| l.strings_truncated = l.strings_truncated.saturating_add(1));
+        }
+    }
+
+    /// Records a timestamped log with typed fields (OpenTracing `log_fields`). Fields beyond
+    /// [`MAX_FIELDS_PER_LOG`] are dropped and counted.
+    pub fn log(&self, fields: &[(&'static str, Value<'_>)]) {
+        if !self.is_recording() {
+            return;
+        }
+        let now = self.tracer.clock.now();
+        let mut len = 3;
+        let mut n = 0;
+        let mut cut_strings = 0u8;
+        for (key, value) in fields.iter().take(MAX_FIELDS_PER_LOG) {
+            let (w, cut) = field_size(key, value);
+            if len + w > MAX_RECORD_WORDS {
+                break;
+            }
+            len += w;
+            n += 1;
+            cut_strings += cut as u8;
+        }
+        let over = (fields.len() - n) as u8;
+        let Ok(res) = self.tracer.ring.reserve(len) else {
+            self.note_drop();
+            return;
+        };
+        let mut c = Cursor::new(res);
+        c.word(self.id);
+        c.word(now);
+        for (key, value) in &fields[..n] {
+            write_field(&mut c, key, value);
+        }
+        c.res.commit(Header::new(record::LOG, len, n as u32));
+        if over > 0 || cut_strings > 0 {
+            self.note(|l| {
+                l.fields_over_capacity = l.fields_over_capacity.saturating_add(over);
+                l.strings_truncated = l.strings_truncated.saturating_add(cut_strings);
+            });
+        }
+    }
+
+    /// Sets a baggage item on this span and (from now on) its descendants. Beyond `B` items, the
+    /// item is dropped and counted; long keys and values are truncated and counted.
+    pub fn set_baggage(&mut self, key: &str, value: &str) {
+        if self.state.get() == State::Finished {
+            return;
+        }
+        let (stored, cut) = self.baggage.set(key, value);
+        if !stored {
+            self.note(|l| l.fields_over_capacity = l.fields_over_capacity.saturating_add(1));
+            return;
+        }
+        if cut {
+            self.note(|l| l.strings_truncated = l.strings_truncated.saturating_add(1));
+        }
+        if !self.is_recording() {
+            return;
+        }
+        let (key, _) = truncate(key, MAX_BAGGAGE_KEY_LEN);
+        let (value, _) = truncate(value, MAX_BAGGAGE_VALUE_LEN);
+        let len = 2 + byte_words(key.len()) + byte_words(value.len());
+        let Ok(res) = self.tracer.ring.reserve(len) else {
+            self.note_drop();
+            return;
+        };
+        let mut c = Cursor::new(res);
+        c.word(self.id);
+        c.bytes(key.as_bytes());
+        c.bytes(value.as_bytes());
+        c.res.commit(Header::new(record::BAGGAGE, len, key.len() as u32 | (value.len() as u32) << 10));
+    }
+
+    /// The value of a baggage item.
+    pub fn baggage_item(&self, key: &str) -> Option<&str> {
+        self.baggage.get(key)
+    }
+
+    /// The span's baggage.
+    pub fn baggage(&self) -> &Baggage<B> {
+        &self.baggage
+    }
+
+    /// Adds a reference to another span after the start.
+    pub fn add_reference(&self, kind: RefKind, ctx: &SpanContext) {
+        if self.is_recording() && ctx.is_valid() {
+            self.write_ref(kind, ctx);
+        }
+    }
+
+    fn write_ref(&self, kind: RefKind, ctx: &SpanContext) {
+        let len = 8;
+        let Ok(res) = self.tracer.ring.reserve(len) else {
+            self.note_drop();
+            return;
+        };
+        let mut c = Cursor::new(res);
+        c.word(self.id);
+        c.u128(ctx.trace_id.0);
+        c.u64(ctx.span_id.0);
+        c.res.commit(Header::new(record::REF, len, (kind == RefKind::FollowsFrom) as u32));
+    }
+
+    /// What this span has lost so far to capacities and a full ring.
+    pub fn losses(&self) -> Losses {
+        self.losses.get()
+    }
+
+    /// Finishes the span now (dropping it does the same).
+    #[inline]
+    pub fn finish(self) {}
+
+    #[inline]
+    fn end(&self) {
+        if self.state.get() != State::Recorded {
+            self.state.set(State::Finished);
+            return;
+        }
+        self.state.set(State::Finished);
+        let now = self.tracer.clock.now();
+        let losses = self.losses.get();
+        let extra = !losses.is_empty() as u32;
+        let len = 3 + extra;
+        let Ok(res) = self.tracer.ring.reserve(len) else { return };
+        let mut c = Cursor::new(res);
+        c.word(self.id);
+        c.word(now);
+        if extra != 0 {
+            c.word(losses.pack());
+        }
+        c.res.commit(Header::new(record::END, len, extra));
+    }
+}
+
+impl<const B: usize> Drop for Span<'_, B> {
+    #[inline]
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Words of a field (header, key pointer, value) and whether a string will be cut.
+#[inline]
+fn field_size(key: &str, value: &Value<'_>) -> (u32, bool) {
+    let key_cut = key.len() > record::MAX_KEY_LEN;
+    let (w, cut) = match value {
+        Value::Bool(_) => (0, false),
+        Value::I64(_) | Value::U64(_) | Value::F64(_) => (2, false),
+        Value::Str(s) => (P, s.len() > record::MAX_STATIC_VALUE_LEN),
+        Value::Text(s) => {
+            let (t, cut) = truncate(s, MAX_STR_LEN);
+            (byte_words(t.len()), cut)
+        }
+    };
+    (1 + P + w, cut || key_cut)
+}
+
+#[inline]
+fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) {
+    let (key, _) = truncate(key, record::MAX_KEY_LEN);
+    let k = (key.len() as u32) << 4;
+    match *value {
+        Value::Bool(b) => {
+            c.word(record::V_BOOL | k | (b as u32) << 16);
+            c.ptr(key);
+        }
+        Value::I64(v) => {
+            c.word(record::V_I64 | k);
+            c.ptr(key);
+            c.u64(v as u64);
+        }
+        Value::U64(v) => {
+            c.word(record::V_U64 | k);
+            c.ptr(key);
+            c.u64(v);
+        }
+        Value::F64(v) => {
+            c.word(record::V_F64 | k);
+            c.ptr(key);
+            c.u64(v.to_bits());
+        }
+        Value::Str(s) => {
+            let (s, _) = truncate(s, record::MAX_STATIC_VALUE_LEN);
+            c.word(record::V_STR | k | (s.len() as u32) << 16);
+            c.ptr(key);
+            c.ptr(s);
+        }
+        Value::Text(s) => {
+            let (s, _) = truncate(s, MAX_STR_LEN);
+            c.word(record::V_TEXT | k | (s.len() as u32) << 16);
+            c.ptr(key);
+            c.bytes(s.as_bytes());
+        }
+    }
+}

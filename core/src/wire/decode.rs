@@ -1,0 +1,708 @@
+//! The host side of the wire format: bytes in, frames and typed records out.
+//!
+//! Everything here treats its input as untrusted: no panics, no allocation, memory bounded by the
+//! accumulator's `MAX`, and a typed error naming the cause for everything refused. It is `no_std`
+//! like the rest of the crate, so the decoder crate, the tests and even a gateway device can use it.
+//!
+//! ```
+//! use microspan::wire::decode::{Accumulator, RecordDecoder};
+//! let stream: &[u8] = &[]; // bytes from a UART, a file, a TCP socket…
+//! let mut acc: Accumulator<4096> = Accumulator::new();
+//! let mut input = stream;
+//! while !input.is_empty() {
+//!     let (frame, rest) = acc.feed(input);
+//!     input = rest;
+//!     match frame {
+//!         Some(Ok(frame)) => for record in RecordDecoder::new(&frame) { let _ = record; },
+//!         Some(Err(e)) => eprintln!("{e}"),
+//!         None => {}
+//!     }
+//! }
+//! ```
+
+use core::fmt;
+
+use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, SUPPORTED_VERSIONS, CRC};
+use crate::context::{SpanId, TraceId};
+use crate::tracer::{Losses, RefKind};
+
+/// Why bytes between two delimiters were not a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// More than the accumulator's limit without a delimiter; bytes were discarded up to the next
+    /// `0x00`.
+    TooLong {
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not valid COBS (corruption, or not a microspan stream).
+    Cobs {
+        /// Encoded length.
+        len: usize,
+    },
+    /// Shorter than the smallest frame.
+    TooShort {
+        /// Decoded length.
+        len: usize,
+    },
+    /// The CRC does not match (corruption on the link).
+    Crc {
+        /// CRC carried by the frame.
+        carried: u16,
+        /// CRC computed over its contents.
+        computed: u16,
+    },
+    /// A well-formed frame of a wire version this decoder does not read.
+    UnsupportedVersion {
+        /// The frame's version.
+        version: u8,
+    },
+    /// The frame header (base id, base time) is malformed.
+    Header,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLong { limit } => write!(f, "no frame delimiter within {limit} bytes: not a microspan stream, wrong baud rate, or a frame larger than this decoder accepts"),
+            FrameError::Cobs { len } => write!(f, "invalid COBS encoding in a {len}-byte frame (corrupted bytes on the link)"),
+            FrameError::TooShort { len } => write!(f, "{len}-byte frame is shorter than any microspan frame (corrupted bytes on the link)"),
+            FrameError::Crc { carried, computed } => write!(f, "CRC mismatch (frame says {carried:#06x}, contents give {computed:#06x}): corrupted bytes on the link"),
+            FrameError::UnsupportedVersion { version } => write!(f, "the device sends wire version {version}, this decoder reads versions {SUPPORTED_VERSIONS:?}: update the decoder to the microspan release of the firmware"),
+            FrameError::Header => write!(f, "malformed frame header"),
+        }
+    }
+}
+
+/// A checked frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Wire version.
+    pub version: u8,
+    /// Sequence number (wraps at 2^16); a gap means frames were lost.
+    pub seq: u16,
+    /// The id deltas' base: the last span started before this frame.
+    pub base_id: u32,
+    /// The time deltas' base (extended device ticks).
+    pub base_time: u64,
+    /// The records.
+    pub body: &'a [u8],
+}
+
+/// Splits a byte stream into frames. Feed it chunks of any size; it holds at most `MAX` bytes.
+pub struct Accumulator<const MAX: usize> {
+    buf: [u8; MAX],
+    len: usize,
+    /// Discarding until the next delimiter (after an over-long frame).
+    overflowed: bool,
+    /// Bytes discarded in total (over-long frames, failed frames).
+    discarded: u64,
+}
+
+impl<const MAX: usize> Default for Accumulator<MAX> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const MAX: usize> Accumulator<MAX> {
+    /// An empty accumulator.
+    pub const fn new() -> Self {
+        Self { buf: [0; MAX], len: 0, overflowed: false, discarded: 0 }
+    }
+
+    /// Bytes thrown away so far (inside bad or over-long frames).
+    pub fn discarded(&self) -> u64 {
+        self.discarded
+    }
+
+    /// Bytes buffered waiting for a delimiter.
+    pub fn buffered(&self) -> usize {
+        self.len
+    }
+
+    /// Consumes input up to and including the next delimiter. Returns the frame (or why there was
+    /// none) when a delimiter was found, and the input not yet consumed.
+    pub fn feed<'s, 'i>(&'s mut self, input: &'i [u8]) -> (Option<Result<Frame<'s>, FrameError>>, &'i [u8]) {
+        let Some(end) = input.iter().position(|&b| b == 0) else {
+            self.push(input);
+            return (None, &[]);
+        };
+        self.push(&input[..end]);
+        let rest = &input[end + 1..];
+        if self.overflowed {
+            self.overflowed = false;
+            self.len = 0;
+            return (Some(Err(FrameError::TooLong { limit: MAX })), rest);
+        }
+        let len = core::mem::take(&mut self.len);
+        if len == 0 {
+            // Two delimiters in a row (idle line, a sender flushing): not an error.
+            return (None, rest);
+        }
+        let result = Self::check(&mut self.buf[..len]);
+        if result.is_err() {
+            self.discarded += len as u64 + 1;
+        }
+        (Some(result), rest)
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.overflowed {
+            self.discarded += bytes.len() as u64;
+            return;
+        }
+        if self.len + bytes.len() > MAX {
+            self.discarded += (self.len + bytes.len()) as u64;
+            self.len = 0;
+            self.overflowed = true;
+            return;
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// COBS-decodes `encoded` in place and checks it.
+    pub fn check(encoded: &mut [u8]) -> Result<Frame<'_>, FrameError> {
+        let len = encoded.len();
+        let n = cobs::decode_in_place(encoded).map_err(|_| FrameError::Cobs { len })?;
+        let data = &encoded[..n];
+        // version + seq + base id + base time + CRC
+        if n < 3 + 1 + 1 + 2 {
+            return Err(FrameError::TooShort { len: n });
+        }
+        let (content, crc) = data.split_at(n - 2);
+        let carried = u16::from_le_bytes([crc[0], crc[1]]);
+        let computed = CRC.checksum(content);
+        let version = content[0];
+        if carried != computed {
+            return Err(FrameError::Crc { carried, computed });
+        }
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(FrameError::UnsupportedVersion { version });
+        }
+        let seq = u16::from_le_bytes([content[1], content[2]]);
+        let mut at = 3;
+        let (base_id, k) = varint::decode_u64(&content[at..]).ok_or(FrameError::Header)?;
+        at += k;
+        let (base_time, k) = varint::decode_u64(&content[at..]).ok_or(FrameError::Header)?;
+        at += k;
+        let base_id = u32::try_from(base_id).map_err(|_| FrameError::Header)?;
+        Ok(Frame { version, seq, base_id, base_time, body: &content[at..] })
+    }
+}
+
+/// Why a record could not be decoded. The rest of its frame is abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordError {
+    /// The frame ended inside a record.
+    Truncated {
+        /// Offset of the record in the frame body.
+        offset: usize,
+    },
+    /// A varint is malformed or out of range.
+    BadNumber {
+        /// Offset of the record.
+        offset: usize,
+    },
+    /// An extended record kind or value type this version does not define.
+    UnknownKind {
+        /// Offset of the record.
+        offset: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// A string is not valid UTF-8.
+    Utf8 {
+        /// Offset of the record.
+        offset: usize,
+    },
+    /// The session record does not parse.
+    Hello {
+        /// Offset of the record.
+        offset: usize,
+    },
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Truncated { offset } => write!(f, "record at byte {offset} runs past the end of its frame"),
+            RecordError::BadNumber { offset } => write!(f, "malformed number in the record at byte {offset}"),
+            RecordError::UnknownKind { offset, byte } => write!(f, "unknown record kind or value type {byte:#04x} at byte {offset}"),
+            RecordError::Utf8 { offset } => write!(f, "string that is not UTF-8 in the record at byte {offset}"),
+            RecordError::Hello { offset } => write!(f, "unreadable session record at byte {offset}"),
+        }
+    }
+}
+
+/// A string on the wire: an interned id or the text itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrRef<'a> {
+    /// Defined by a [`Record::Name`] of this epoch.
+    Id(u32),
+    /// The text.
+    Inline(&'a str),
+}
+
+/// A decoded tag or field value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WireValue<'a> {
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A double.
+    F64(f64),
+    /// A string.
+    Str(StrRef<'a>),
+}
+
+/// The parent of a starting span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parent {
+    /// None: a root span; its trace id is derived from its own id.
+    Root,
+    /// A span of this session.
+    Local {
+        /// The parent's local id.
+        id: u32,
+        /// The local root of the trace (whose id gives the trace id), or `None` when the parent
+        /// started earlier in this same frame (its root is the parent's).
+        root: Option<u32>,
+    },
+    /// An explicit trace (a context extracted from elsewhere, or a parent lost on the device).
+    Remote {
+        /// The trace.
+        trace: TraceId,
+        /// The parent span, `None` when its start record was dropped on the device.
+        span: Option<SpanId>,
+    },
+}
+
+/// A span start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start<'a> {
+    /// The span's local id (its ring position on the device).
+    pub id: u32,
+    /// Its parent.
+    pub parent: Parent,
+    /// The parent reference is FollowsFrom rather than ChildOf.
+    pub follows_from: bool,
+    /// Debug flag.
+    pub debug: bool,
+    /// Operation name.
+    pub name: StrRef<'a>,
+    /// Start time (extended ticks).
+    pub time: u64,
+}
+
+/// The fields of a log record (already validated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields<'a> {
+    bytes: &'a [u8],
+    count: u32,
+}
+
+impl<'a> Fields<'a> {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+    /// `true` when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (StrRef<'a>, WireValue<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut c = Cur { buf: self.bytes, at: 0, offset: 0 };
+        let t = c.u8().ok()?;
+        let field = c.field(t).ok()?;
+        self.bytes = &self.bytes[c.at..];
+        self.count -= 1;
+        Some(field)
+    }
+}
+
+/// A record, with ids and times made absolute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Record<'a> {
+    /// Session record.
+    Hello(Hello<'a>),
+    /// Name definition.
+    Name {
+        /// Id.
+        id: u32,
+        /// Text.
+        name: &'a str,
+    },
+    /// A span starts.
+    Start(Start<'a>),
+    /// A span ends.
+    End {
+        /// Local id.
+        span: u32,
+        /// Finish time (extended ticks).
+        time: u64,
+        /// What it lost.
+        losses: Losses,
+    },
+    /// A tag.
+    Tag {
+        /// Local id.
+        span: u32,
+        /// Key.
+        key: StrRef<'a>,
+        /// Value.
+        value: WireValue<'a>,
+    },
+    /// A log.
+    Log {
+        /// Local id.
+        span: u32,
+        /// Time (extended ticks).
+        time: u64,
+        /// Fields.
+        fields: Fields<'a>,
+    },
+    /// A baggage item.
+    Baggage {
+        /// Local id.
+        span: u32,
+        /// Key.
+        key: &'a str,
+        /// Value.
+        value: &'a str,
+    },
+    /// An extra reference.
+    Reference {
+        /// Local id of the referring span.
+        span: u32,
+        /// ChildOf or FollowsFrom.
+        kind: RefKind,
+        /// Referenced trace.
+        trace: TraceId,
+        /// Referenced span.
+        target: SpanId,
+    },
+    /// Records dropped on the device since boot.
+    Drops {
+        /// Cumulative count.
+        total: u32,
+    },
+    /// The device's real time.
+    WallClock(WallClock),
+}
+
+/// Iterates over a frame's records. Stops at the first error (yielded), since what follows cannot
+/// be delimited.
+pub struct RecordDecoder<'a> {
+    cur: Cur<'a>,
+    last_start: u32,
+    last_time: u64,
+    subject: u32,
+    failed: bool,
+}
+
+impl<'a> RecordDecoder<'a> {
+    /// Decodes `frame`'s records.
+    pub fn new(frame: &Frame<'a>) -> Self {
+        Self {
+            cur: Cur { buf: frame.body, at: 0, offset: 0 },
+            last_start: frame.base_id,
+            last_time: frame.base_time,
+            subject: frame.base_id,
+            failed: false,
+        }
+    }
+
+    fn back(&self, d: u64) -> Result<u32, RecordError> {
+        let d = u32::try_from(d).map_err(|_| self.cur.bad())?;
+        Ok(self.last_start.wrapping_sub(d))
+    }
+
+    fn time(&mut self, dt: u64) -> Result<u64, RecordError> {
+        self.last_time = self.last_time.checked_add(dt).ok_or(self.cur.bad())?;
+        Ok(self.last_time)
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record<'a>>, RecordError> {
+        loop {
+            self.cur.offset = self.cur.at;
+            let Ok(t) = self.cur.u8() else { return Ok(None) };
+            let v = t & tag::VALUE_MASK;
+            let rec = match t & tag::CLASS_MASK {
+                tag::START_CHILD => {
+                    let delta = if v == 0 { self.cur.u32()? } else { v as u32 };
+                    let id = self.last_start.wrapping_add(delta);
+                    let parent = Parent::Local { id: self.last_start, root: None };
+                    let name = self.cur.str_ref()?;
+                    let time = {
+                        let dt = self.cur.varint()?;
+                        self.time(dt)?
+                    };
+                    self.last_start = id;
+                    self.subject = id;
+                    Record::Start(Start { id, parent, follows_from: false, debug: false, name, time })
+                }
+                tag::END => {
+                    let back = if v == 63 { self.cur.varint()? } else { v as u64 };
+                    let span = self.back(back)?;
+                    let dt = self.cur.varint()?;
+                    Record::End { span, time: self.time(dt)?, losses: Losses::default() }
+                }
+                tag::TAG => {
+                    let (key, value) = self.cur.field(v)?;
+                    Record::Tag { span: self.subject, key, value }
+                }
+                _ => match self.ext(v)? {
+                    Some(r) => r,
+                    None => continue,
+                },
+            };
+            return Ok(Some(rec));
+        }
+    }
+
+    fn ext(&mut self, kind: u8) -> Result<Option<Record<'a>>, RecordError> {
+        let c = &mut self.cur;
+        Ok(Some(match kind {
+            ext::HELLO => {
+                let (hello, rest) = postcard::take_from_bytes::<Hello<'a>>(&c.buf[c.at..]).map_err(|_| RecordError::Hello { offset: c.offset })?;
+                c.at = c.buf.len() - rest.len();
+                Record::Hello(hello)
+            }
+            ext::NAME => {
+                let id = c.u32()?;
+                let len = c.len()?;
+                let name = c.text(len)?;
+                Record::Name { id, name }
+            }
+            ext::START => {
+                let delta = c.u32()?;
+                let flags = c.u8()?;
+                let id = self.last_start.wrapping_add(delta);
+                let parent = if flags & start_flags::ROOT != 0 {
+                    Parent::Root
+                } else {
+                    let p = id.wrapping_sub(c.u32()?);
+                    let root = if flags & start_flags::ROOT_EXPLICIT != 0 { Some(id.wrapping_sub(c.u32()?)) } else { None };
+                    Parent::Local { id: p, root }
+                };
+                let name = c.str_ref()?;
+                let dt = c.varint()?;
+                let time = self.time(dt)?;
+                self.last_start = id;
+                self.subject = id;
+                Record::Start(Start {
+                    id,
+                    parent,
+                    follows_from: flags & start_flags::FOLLOWS_FROM != 0,
+                    debug: flags & start_flags::DEBUG != 0,
+                    name,
+                    time,
+                })
+            }
+            ext::START_REMOTE => {
+                let delta = c.u32()?;
+                let flags = c.u8()?;
+                let id = self.last_start.wrapping_add(delta);
+                let trace = TraceId(u128::from_le_bytes(c.array()?));
+                let span = if flags & start_flags::PARENT_LOST != 0 { None } else { Some(SpanId(u64::from_le_bytes(c.array()?))) };
+                let name = c.str_ref()?;
+                let dt = c.varint()?;
+                let time = self.time(dt)?;
+                self.last_start = id;
+                self.subject = id;
+                Record::Start(Start {
+                    id,
+                    parent: Parent::Remote { trace, span },
+                    follows_from: flags & start_flags::FOLLOWS_FROM != 0,
+                    debug: flags & start_flags::DEBUG != 0,
+                    name,
+                    time,
+                })
+            }
+            ext::END_LOSSES => {
+                let back = c.varint()?;
+                let dt = c.varint()?;
+                let mut l = [0u8; 4];
+                for x in &mut l {
+                    *x = c.varint()?.min(255) as u8;
+                }
+                let span = self.back(back)?;
+                let time = self.time(dt)?;
+                let losses = Losses { tags_over_capacity: l[0], fields_over_capacity: l[1], strings_truncated: l[2], records_dropped: l[3] };
+                Record::End { span, time, losses }
+            }
+            ext::TAG_ON => {
+                let back = c.varint()?;
+                let t = c.u8()?;
+                let (key, value) = c.field(t)?;
+                let span = self.back(back)?;
+                self.subject = span;
+                Record::Tag { span, key, value }
+            }
+            ext::LOG => {
+                let back = c.varint()?;
+                let dt = c.varint()?;
+                let count = c.u32()?;
+                let start = c.at;
+                for _ in 0..count {
+                    let t = c.u8()?;
+                    c.field(t)?;
+                }
+                let fields = Fields { bytes: &c.buf[start..c.at], count };
+                let span = self.back(back)?;
+                let time = self.time(dt)?;
+                self.subject = span;
+                Record::Log { span, time, fields }
+            }
+            ext::BAGGAGE => {
+                let back = c.varint()?;
+                let key = match c.str_ref()? {
+                    StrRef::Inline(s) => s,
+                    StrRef::Id(_) => return Err(c.bad()),
+                };
+                let value = match c.str_ref()? {
+                    StrRef::Inline(s) => s,
+                    StrRef::Id(_) => return Err(c.bad()),
+                };
+                let span = self.back(back)?;
+                self.subject = span;
+                Record::Baggage { span, key, value }
+            }
+            ext::REF => {
+                let back = c.varint()?;
+                let kind = match c.u8()? {
+                    0 => RefKind::ChildOf,
+                    1 => RefKind::FollowsFrom,
+                    byte => return Err(RecordError::UnknownKind { offset: c.offset, byte }),
+                };
+                let trace = TraceId(u128::from_le_bytes(c.array()?));
+                let target = SpanId(u64::from_le_bytes(c.array()?));
+                let span = self.back(back)?;
+                self.subject = span;
+                Record::Reference { span, kind, trace, target }
+            }
+            ext::DROPS => Record::Drops { total: c.u32()? },
+            ext::SET_TIME => {
+                self.last_time = c.varint()?;
+                return Ok(None);
+            }
+            ext::WALL_CLOCK => {
+                let ticks = c.varint()?;
+                let unix_nanos = c.varint()?;
+                Record::WallClock(WallClock { ticks, unix_nanos })
+            }
+            byte => return Err(RecordError::UnknownKind { offset: c.offset, byte: tag::EXT | byte }),
+        }))
+    }
+}
+
+impl<'a> Iterator for RecordDecoder<'a> {
+    type Item = Result<Record<'a>, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_record() {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// A cursor over a frame body.
+struct Cur<'a> {
+    buf: &'a [u8],
+    at: usize,
+    /// Where the current record began (for error messages).
+    offset: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn truncated(&self) -> RecordError {
+        RecordError::Truncated { offset: self.offset }
+    }
+    fn bad(&self) -> RecordError {
+        RecordError::BadNumber { offset: self.offset }
+    }
+    fn u8(&mut self) -> Result<u8, RecordError> {
+        let b = *self.buf.get(self.at).ok_or(self.truncated())?;
+        self.at += 1;
+        Ok(b)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let s = self.buf.get(self.at..self.at + N).ok_or(self.truncated())?;
+        self.at += N;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn varint(&mut self) -> Result<u64, RecordError> {
+        let rest = &self.buf[self.at.min(self.buf.len())..];
+        match varint::decode_u64(rest) {
+            Some((v, n)) => {
+                self.at += n;
+                Ok(v)
+            }
+            // Running out of bytes inside a varint is truncation; anything else is malformed.
+            None if rest.len() < varint::MAX_U64 && rest.iter().all(|b| b & 0x80 != 0) => Err(self.truncated()),
+            None => Err(self.bad()),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, RecordError> {
+        u32::try_from(self.varint()?).map_err(|_| self.bad())
+    }
+    fn len(&mut self) -> Result<usize, RecordError> {
+        let n = self.varint()?;
+        if n > (self.buf.len() - self.at) as u64 {
+            return Err(self.truncated());
+        }
+        Ok(n as usize)
+    }
+    fn text(&mut self, len: usize) -> Result<&'a str, RecordError> {
+        let b = self.buf.get(self.at..self.at + len).ok_or(self.truncated())?;
+        self.at += len;
+        core::str::from_utf8(b).map_err(|_| RecordError::Utf8 { offset: self.offset })
+    }
+    fn str_ref(&mut self) -> Result<StrRef<'a>, RecordError> {
+        let n = self.varint()?;
+        if n & 1 == 0 {
+            Ok(StrRef::Id(u32::try_from(n >> 1).map_err(|_| self.bad())?))
+        } else {
+            let len = n >> 1;
+            if len > (self.buf.len() - self.at) as u64 {
+                return Err(self.truncated());
+            }
+            Ok(StrRef::Inline(self.text(len as usize)?))
+        }
+    }
+    fn field(&mut self, t: u8) -> Result<(StrRef<'a>, WireValue<'a>), RecordError> {
+        let key = self.str_ref()?;
+        let value = match t {
+            vtype::FALSE => WireValue::Bool(false),
+            vtype::TRUE => WireValue::Bool(true),
+            vtype::I64 => WireValue::I64(varint::unzigzag(self.varint()?)),
+            vtype::U64 => WireValue::U64(self.varint()?),
+            vtype::F64 => WireValue::F64(f64::from_le_bytes(self.array()?)),
+            vtype::STR => WireValue::Str(self.str_ref()?),
+            byte => return Err(RecordError::UnknownKind { offset: self.offset, byte }),
+        };
+        Ok((key, value))
+    }
+}

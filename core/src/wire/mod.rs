@@ -1,0 +1,246 @@
+//! The wire format: frames and records, the device's encoder and the host's decoder.
+//!
+//! The full specification, with byte tables and the stability policy, is
+//! `docs/wire-format.md`. In short: a stream is a sequence of frames, each
+//! `COBS(version, sequence, base id, base time, records…, CRC-16)` followed by `0x00`. Records
+//! begin with a tag byte whose top two bits pick the common records (a child span starts, a span
+//! ends, a tag on the current span) with a 6-bit delta packed beside them, or an extended record.
+//! Numbers are postcard varints (unsigned LEB128, zigzag for signed), the session record is a
+//! postcard-serialized [`Hello`], and ids and times are deltas against state that restarts at
+//! every frame, so each frame decodes on its own.
+//!
+//! - [`frame`]: the device side (in-place COBS + CRC frame builder).
+//! - [`decode`]: the host side (chunks in, frames and typed records out, typed errors).
+
+pub mod decode;
+pub mod frame;
+
+use serde::{Deserialize, Serialize};
+
+/// The wire version this crate writes.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Wire versions this crate's decoder reads.
+pub const SUPPORTED_VERSIONS: &[u8] = &[1];
+
+/// CRC over each frame: CRC-16/IBM-3740 (polynomial 0x1021, initial value 0xFFFF, also known as
+/// CRC-16/CCITT-FALSE), little-endian on the wire.
+pub const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740);
+
+/// Bytes of the fixed part of a frame header (version + sequence).
+pub const FRAME_FIXED_HEADER: usize = 3;
+
+/// Tag byte classes (top two bits).
+pub mod tag {
+    /// `00dddddd`: a span starts, ChildOf the previous start of the same frame; `d` is the id delta
+    /// (1–63; 0 means a varint delta follows).
+    pub const START_CHILD: u8 = 0x00;
+    /// `01dddddd`: a span ends; `d` = last start id − span id (0–62; 63 means a varint follows).
+    pub const END: u8 = 0x40;
+    /// `10tttttt`: a tag on the current span; `t` is the value type.
+    pub const TAG: u8 = 0x80;
+    /// `11kkkkkk`: an extended record of kind `k` (see [`ext`](super::ext)).
+    pub const EXT: u8 = 0xC0;
+    /// Mask of the class bits.
+    pub const CLASS_MASK: u8 = 0xC0;
+    /// Mask of the 6-bit value.
+    pub const VALUE_MASK: u8 = 0x3F;
+}
+
+/// Extended record kinds (`11kkkkkk`).
+pub mod ext {
+    /// Session record: a postcard [`Hello`](super::Hello).
+    pub const HELLO: u8 = 0;
+    /// Name definition: id, length, UTF-8 bytes.
+    pub const NAME: u8 = 1;
+    /// A span starts (root, sibling, FollowsFrom, debug, or first of a frame).
+    pub const START: u8 = 2;
+    /// A span starts under an explicit trace id and parent span id.
+    pub const START_REMOTE: u8 = 3;
+    /// A span ends, with what it lost to capacities and a full ring.
+    pub const END_LOSSES: u8 = 4;
+    /// A tag on a span other than the current one.
+    pub const TAG_ON: u8 = 5;
+    /// A timestamped log with fields.
+    pub const LOG: u8 = 6;
+    /// A baggage item set on a span.
+    pub const BAGGAGE: u8 = 7;
+    /// A reference from a span to any other span.
+    pub const REF: u8 = 8;
+    /// Records dropped on the device since boot (cumulative).
+    pub const DROPS: u8 = 9;
+    /// Sets the frame's running time (absolute extended ticks).
+    pub const SET_TIME: u8 = 10;
+    /// The device's real time: extended ticks and the Unix time they correspond to.
+    pub const WALL_CLOCK: u8 = 11;
+}
+
+/// Value types (the 6-bit `t` of a tag record, the type byte of a log field).
+pub mod vtype {
+    /// `false` (no value bytes).
+    pub const FALSE: u8 = 0;
+    /// `true` (no value bytes).
+    pub const TRUE: u8 = 1;
+    /// Signed integer, zigzag varint.
+    pub const I64: u8 = 2;
+    /// Unsigned integer, varint.
+    pub const U64: u8 = 3;
+    /// IEEE 754 double, 8 bytes little-endian.
+    pub const F64: u8 = 4;
+    /// A string reference.
+    pub const STR: u8 = 5;
+}
+
+/// Flag bits of an extended `START` record.
+pub mod start_flags {
+    /// Debug flag.
+    pub const DEBUG: u8 = 1;
+    /// The parent reference is FollowsFrom (not ChildOf).
+    pub const FOLLOWS_FROM: u8 = 2;
+    /// No parent: a root span, its trace id derived from its own id.
+    pub const ROOT: u8 = 4;
+    /// A root-delta varint follows the parent delta (the parent did not start in this frame).
+    pub const ROOT_EXPLICIT: u8 = 8;
+    /// (`START_REMOTE`) the parent is unknown: its start record was dropped on the device.
+    pub const PARENT_LOST: u8 = 16;
+}
+
+/// Capacities the device was built with, announced so the decoder can explain truncations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Capacities {
+    /// Tags per span.
+    pub tags_per_span: u16,
+    /// Fields per log.
+    pub fields_per_log: u16,
+    /// Bytes kept of a dynamic string.
+    pub str_len: u16,
+    /// Bytes kept of a baggage value.
+    pub baggage_value_len: u16,
+    /// Largest frame, delimiter included.
+    pub frame_max: u16,
+    /// Ring size in 32-bit words.
+    pub ring_words: u32,
+}
+
+/// The device's real time at a tick value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WallClock {
+    /// Extended device ticks.
+    pub ticks: u64,
+    /// Nanoseconds since the Unix epoch at that tick.
+    pub unix_nanos: u64,
+}
+
+/// The session record, sent in the first frame of every epoch (every `epoch_frames` frames), so a
+/// decoder that joins mid-stream learns everything within one epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Hello<'a> {
+    /// Service name.
+    pub service: &'a str,
+    /// Device id (high half of locally started trace ids).
+    pub device_id: u64,
+    /// Boot id (high half of span ids); a new one means the device reset.
+    pub boot_id: u32,
+    /// Device clock rate.
+    pub ticks_per_second: u32,
+    /// Extended ticks when this record was written (anchors device time to host time).
+    pub now_ticks: u64,
+    /// Frames per epoch (a power of two): names are re-announced and this record re-sent at every
+    /// sequence number that is a multiple of it.
+    pub epoch_frames: u16,
+    /// Compile-time capacities.
+    pub capacities: Capacities,
+    /// Firmware version.
+    pub firmware_version: &'a str,
+    /// microspan version.
+    pub microspan_version: &'a str,
+    /// Real time, when the device knows it.
+    pub wall_clock: Option<WallClock>,
+}
+
+/// Postcard varint helpers: unsigned LEB128, and zigzag for signed values (postcard's wire format
+/// for `u16`–`u128` and `i16`–`i128`).
+pub mod varint {
+    /// Longest varint of a `u64`.
+    pub const MAX_U64: usize = 10;
+
+    /// Writes `v` into `out`; returns the bytes written, or `None` if `out` is too short.
+    #[inline]
+    pub fn encode_u64(mut v: u64, out: &mut [u8]) -> Option<usize> {
+        let mut i = 0;
+        loop {
+            let byte = out.get_mut(i)?;
+            if v < 0x80 {
+                *byte = v as u8;
+                return Some(i + 1);
+            }
+            *byte = (v as u8) | 0x80;
+            v >>= 7;
+            i += 1;
+        }
+    }
+
+    /// Zigzag mapping of a signed value.
+    #[inline]
+    pub const fn zigzag(v: i64) -> u64 {
+        ((v << 1) ^ (v >> 63)) as u64
+    }
+
+    /// Inverse of [`zigzag`].
+    #[inline]
+    pub const fn unzigzag(v: u64) -> i64 {
+        ((v >> 1) as i64) ^ -((v & 1) as i64)
+    }
+
+    /// Reads a varint of at most `max_bytes` bytes that must fit in `u64`; returns the value and
+    /// the bytes consumed. `None` when truncated, too long, or overflowing.
+    #[inline]
+    pub fn decode_u64(buf: &[u8]) -> Option<(u64, usize)> {
+        let mut v: u64 = 0;
+        for (i, &b) in buf.iter().enumerate().take(MAX_U64) {
+            let chunk = (b & 0x7F) as u64;
+            if i == 9 && chunk > 1 {
+                return None;
+            }
+            v |= chunk << (7 * i);
+            if b & 0x80 == 0 {
+                return Some((v, i + 1));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::varint::*;
+
+    #[test]
+    fn varints_match_postcard() {
+        let samples = [0u64, 1, 63, 64, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX - 1, u64::MAX];
+        for v in samples {
+            let mut ours = [0u8; 10];
+            let n = encode_u64(v, &mut ours).unwrap();
+            let theirs = postcard::to_allocvec(&v).unwrap();
+            assert_eq!(&ours[..n], &theirs[..], "{v}");
+            assert_eq!(decode_u64(&ours[..n]), Some((v, n)));
+        }
+        for v in [0i64, -1, 1, -64, 64, i64::MIN, i64::MAX] {
+            let mut ours = [0u8; 10];
+            let n = encode_u64(zigzag(v), &mut ours).unwrap();
+            assert_eq!(&ours[..n], &postcard::to_allocvec(&v).unwrap()[..]);
+            assert_eq!(unzigzag(decode_u64(&ours[..n]).unwrap().0), v);
+        }
+    }
+
+    #[test]
+    fn bad_varints_are_refused() {
+        assert_eq!(decode_u64(&[0x80]), None);
+        assert_eq!(decode_u64(&[0xFF; 11]), None);
+        assert_eq!(decode_u64(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02]), None);
+        assert_eq!(decode_u64(&[]), None);
+    }
+}

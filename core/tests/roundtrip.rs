@@ -1,0 +1,182 @@
+//! Spans recorded through the ring and drained come back out of the decoder exactly.
+
+mod common;
+use common::*;
+use microspan::{Drain, Ring, Session, Tracer, Value};
+
+#[test]
+fn reference_trace_roundtrips() {
+    static CLOCK: ManualClock = ManualClock::new(1_000);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("in-process-service").boot_id(7));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+
+    let root = TRACER.root("in-process-service");
+    {
+        CLOCK.advance(10);
+        let foo = root.child("Foo");
+        CLOCK.advance(1_000);
+        {
+            let bar = foo.child("Bar");
+            CLOCK.advance(2_000);
+            bar.log(&[("event", "error".into()), ("message", "something wrong".into())]);
+            bar.set_tag("error", true);
+        }
+        CLOCK.advance(5);
+    }
+    root.finish();
+    let bytes = drain_all(&mut drain);
+    let d = decode(&bytes);
+    assert!(d.frame_errors.is_empty());
+    assert_eq!(d.records[0], Owned::Hello { service: "in-process-service".into(), boot_id: 7 });
+    let p = 5 + (std::mem::size_of::<usize>() as u32 / 4) - 1; // START record words
+    let spans = d.spans();
+    let expected = vec![
+        Owned::Start { id: 0, parent: "Root".into(), name: "in-process-service".into(), time: 1_000 },
+        Owned::Start { id: p, parent: "Local { id: 0, root: None }".into(), name: "Foo".into(), time: 1_010 },
+        Owned::Start { id: 2 * p, parent: format!("Local {{ id: {p}, root: None }}"), name: "Bar".into(), time: 2_010 },
+        Owned::Log { span: 2 * p, time: 4_010, fields: vec![("event".into(), "\"error\"".into()), ("message".into(), "\"something wrong\"".into())] },
+        Owned::Tag { span: 2 * p, key: "error".into(), value: "true".into() },
+        Owned::End { span: 2 * p, time: 4_010, losses: [0; 4] },
+        Owned::End { span: p, time: 4_015, losses: [0; 4] },
+        Owned::End { span: 0, time: 4_015, losses: [0; 4] },
+    ];
+    assert_eq!(spans, expected);
+}
+
+#[test]
+fn every_value_type_and_dynamic_strings() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    let mut drain: Drain<'_, 128> = Drain::new(&TRACER).unwrap();
+    let s = TRACER.root("values");
+    s.set_tag("b", false);
+    s.set_tag("i", -5i32);
+    s.set_tag("u", u64::MAX);
+    s.set_tag("f", 1.5f64);
+    s.set_tag("s", "static");
+    let dynamic = format!("dyn-{}", 42);
+    s.set_tag("t", Value::text(&dynamic));
+    let long = "x".repeat(100);
+    s.set_tag("long", Value::text(&long));
+    let id = s.context().span_id.0 as u32;
+    drop(s);
+    let d = decode(&drain_all(&mut drain));
+    let tags: Vec<_> = d.spans().into_iter().filter_map(|r| match r { Owned::Tag { key, value, span } => { assert_eq!(span, id); Some((key, value)) } _ => None }).collect();
+    assert_eq!(
+        tags,
+        vec![
+            ("b".into(), "false".into()),
+            ("i".into(), "-5".into()),
+            ("u".into(), format!("{}u", u64::MAX)),
+            ("f".into(), "1.5f".into()),
+            ("s".into(), "\"static\"".into()),
+            ("t".into(), "\"dyn-42\"".into()),
+            ("long".into(), format!("{:?}", "x".repeat(microspan::config::MAX_STR_LEN))),
+        ]
+    );
+    // The truncation is counted on the span.
+    assert!(matches!(d.spans().last(), Some(Owned::End { losses: [0, 0, 1, 0], .. })));
+}
+
+#[test]
+fn capacities_truncate_and_count() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    let mut drain: Drain<'_, 512> = Drain::new(&TRACER).unwrap();
+    let s = TRACER.root("busy");
+    for _ in 0..microspan::config::MAX_TAGS_PER_SPAN + 3 {
+        s.set_tag("k", 1u8);
+    }
+    let fields: Vec<(&'static str, Value)> = (0..microspan::config::MAX_FIELDS_PER_LOG + 2).map(|_| ("f", Value::from(1u8))).collect();
+    s.log(&fields);
+    assert_eq!(s.losses().tags_over_capacity, 3);
+    assert_eq!(s.losses().fields_over_capacity, 2);
+    drop(s);
+    let d = decode(&drain_all(&mut drain));
+    let tags = d.spans().iter().filter(|r| matches!(r, Owned::Tag { .. })).count();
+    assert_eq!(tags, microspan::config::MAX_TAGS_PER_SPAN);
+    assert!(matches!(d.spans().last(), Some(Owned::End { losses: [3, 2, 0, 0], .. })));
+}
+
+#[test]
+fn full_ring_drops_exactly_and_reports() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let mut made = 0;
+    for _ in 0..20 {
+        let span = TRACER.root("r");
+        // A start record that was dropped has no end record.
+        made += if span.is_recording() { 2 } else { 1 };
+        span.finish();
+    }
+    let dropped = TRACER.dropped();
+    assert!(dropped > 0);
+    let d = decode(&drain_all(&mut drain));
+    let delivered = d.spans().len() as u32;
+    assert_eq!(made, delivered + dropped);
+    assert_eq!(d.records.iter().filter_map(|r| if let Owned::Drops(n) = r { Some(*n) } else { None }).last(), Some(dropped));
+}
+
+#[test]
+fn baggage_references_and_remote_parents() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc").boot_id(3));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let mut root: microspan::Span<'_, 2> = TRACER.span("root").with_baggage(microspan::Baggage::<2>::new()).start();
+    root.set_baggage("user", "alice");
+    let child = root.child("child");
+    assert_eq!(child.baggage_item("user"), Some("alice"));
+    let producer = child.context();
+    drop(child);
+    let consumer = TRACER.span("consumer").follows_from(&producer).start();
+    let remote = microspan::SpanContext {
+        trace_id: microspan::TraceId(0xAB),
+        span_id: microspan::SpanId(0xCD),
+        flags: microspan::Flags::SAMPLED,
+    };
+    let from_remote = TRACER.span("from-remote").child_of(&remote).follows_from(&producer).start();
+    drop(from_remote);
+    drop(consumer);
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    let spans = d.spans();
+    assert!(spans.contains(&Owned::Baggage { span: 0, key: "user".into(), value: "alice".into() }));
+    assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "consumer" && parent.ends_with("follows"))));
+    assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "from-remote" && parent.contains("Remote") && parent.contains("205"))));
+    assert!(spans.iter().any(|r| matches!(r, Owned::Reference { follows: true, target, .. } if *target == producer.span_id.0)));
+}
+
+#[test]
+fn unsampled_spans_record_nothing() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc")).with_sampler(microspan::tracer::Sampler::Const(false));
+    let root = TRACER.root("r");
+    let c = root.child("c");
+    c.set_tag("x", 1u8);
+    assert!(!c.is_recording());
+    drop(c);
+    drop(root);
+    let mut drain: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
+    assert!(drain.fill_buf().is_empty());
+    // The debug flag forces sampling.
+    let d = TRACER.span("dbg").debug().start();
+    assert!(d.is_recording() && d.context().flags.is_debug());
+}
+
+#[test]
+fn one_drain_per_tracer() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    let first: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
+    assert!(Drain::<'_, 64>::new(&TRACER).is_none());
+    drop(first);
+    assert!(Drain::<'_, 64>::new(&TRACER).is_some());
+}

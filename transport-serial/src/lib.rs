@@ -1,0 +1,2 @@
+//! Drains a microspan ring to a serial transport.
+#![no_std]
