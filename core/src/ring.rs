@@ -98,8 +98,9 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
-            head: AtomicU32::new(0),
-            tail: AtomicU32::new(0),
+            // Positions start at 1 so that no span of a boot has the local id 0.
+            head: AtomicU32::new(1),
+            tail: AtomicU32::new(1),
             dropped: AtomicU32::new(0),
             consumer_taken: AtomicBool::new(false),
             words: [const { AtomicU32::new(0) }; N],
@@ -112,8 +113,9 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
-            head: AtomicU32::new(0),
-            tail: AtomicU32::new(0),
+            // Positions start at 1 so that no span of a boot has the local id 0.
+            head: AtomicU32::new(1),
+            tail: AtomicU32::new(1),
             dropped: AtomicU32::new(0),
             consumer_taken: AtomicBool::new(false),
             words: core::array::from_fn(|_| AtomicU32::new(0)),

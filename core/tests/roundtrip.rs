@@ -32,14 +32,14 @@ fn reference_trace_roundtrips() {
     let p = 5 + (std::mem::size_of::<usize>() as u32 / 4) - 1; // START record words
     let spans = d.spans();
     let expected = vec![
-        Owned::Start { id: 0, parent: "Root".into(), name: "in-process-service".into(), time: 1_000 },
-        Owned::Start { id: p, parent: "Local { id: 0, root: None }".into(), name: "Foo".into(), time: 1_010 },
-        Owned::Start { id: 2 * p, parent: format!("Local {{ id: {p}, root: None }}"), name: "Bar".into(), time: 2_010 },
-        Owned::Log { span: 2 * p, time: 4_010, fields: vec![("event".into(), "\"error\"".into()), ("message".into(), "\"something wrong\"".into())] },
-        Owned::Tag { span: 2 * p, key: "error".into(), value: "true".into() },
-        Owned::End { span: 2 * p, time: 4_010, losses: [0; 4] },
-        Owned::End { span: p, time: 4_015, losses: [0; 4] },
-        Owned::End { span: 0, time: 4_015, losses: [0; 4] },
+        Owned::Start { id: 1, parent: "Root".into(), name: "in-process-service".into(), time: 1_000 },
+        Owned::Start { id: 1 + p, parent: "Local { id: 1, root: None }".into(), name: "Foo".into(), time: 1_010 },
+        Owned::Start { id: 1 + 2 * p, parent: format!("Local {{ id: {}, root: None }}", 1 + p), name: "Bar".into(), time: 2_010 },
+        Owned::Log { span: 1 + 2 * p, time: 4_010, fields: vec![("event".into(), "\"error\"".into()), ("message".into(), "\"something wrong\"".into())] },
+        Owned::Tag { span: 1 + 2 * p, key: "error".into(), value: "true".into() },
+        Owned::End { span: 1 + 2 * p, time: 4_010, losses: [0; 4] },
+        Owned::End { span: 1 + p, time: 4_015, losses: [0; 4] },
+        Owned::End { span: 1, time: 4_015, losses: [0; 4] },
     ];
     assert_eq!(spans, expected);
 }
@@ -146,7 +146,7 @@ fn baggage_references_and_remote_parents() {
     drop(root);
     let d = decode(&drain_all(&mut drain));
     let spans = d.spans();
-    assert!(spans.contains(&Owned::Baggage { span: 0, key: "user".into(), value: "alice".into() }));
+    assert!(spans.contains(&Owned::Baggage { span: 1, key: "user".into(), value: "alice".into() }));
     assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "consumer" && parent.ends_with("follows"))));
     assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "from-remote" && parent.contains("Remote") && parent.contains("205"))));
     assert!(spans.iter().any(|r| matches!(r, Owned::Reference { follows: true, target, .. } if *target == producer.span_id.0)));
