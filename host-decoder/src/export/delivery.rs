@@ -1,0 +1,800 @@
+//! The delivery engine both uploaders share: a worker thread, a bounded in-memory queue that
+//! spills to a disk spool, and retries of exactly what the protocol says is retryable.
+//!
+//! ```text
+//!  export() ──encode──▶ bounded channel ──▶ worker ──POST──▶ collector
+//!                │ full                       ▲  │ gave up / deadline
+//!                ▼                            │  ▼
+//!              spool directory (bounded bytes, one file per request)
+//! ```
+//!
+//! - **Success**: any 2xx (OTLP answers 200, possibly with `partial_success`; Jaeger 202).
+//! - **Retried**: 429, 502, 503, 504 and connection errors, after `Retry-After` (seconds or an
+//!   HTTP date) when the answer has one, else after an exponential backoff with jitter.
+//! - **Not retried**: every other status; the spans are counted as rejected and the error says
+//!   why.
+//! - A request that still fails after `max_attempts` is parked in the spool and the worker waits
+//!   `max_backoff` before the next try (the collector is taken to be down), sending new requests
+//!   to the spool meanwhile. The spool is replayed whenever the queue is empty — at start (files
+//!   of an earlier run) and as soon as the collector answers again.
+//! - `finish` closes the queue and lets the worker deliver the rest until `finish_timeout`; what
+//!   is still undelivered then stays in the spool for the next run.
+//!
+//! Memory is bounded by `queue_capacity` requests of at most `max_spans_per_request` spans; the
+//! disk by `spool_max_bytes`. Without a spool directory, a request that cannot be sent is held
+//! (one at a time) and the queue's overflow is dropped and counted.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::spool::{Entry, PutError, Spool};
+use super::{ExportError, ExportSummary};
+
+/// Settings of the uploaders ([`super::OtlpHttp`], [`super::JaegerThriftHttp`]).
+///
+/// The defaults suit a developer machine next to a board; tests shorten the times.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Spans per HTTP request (default 512).
+    pub max_spans_per_request: usize,
+    /// Requests held in memory between `export` and the worker (default 64). When full, requests
+    /// go to the spool.
+    pub queue_capacity: usize,
+    /// Where requests that cannot be sent yet are kept; each uploader uses a subdirectory named
+    /// after its protocol and URL. `None` disables the spool (then the queue's overflow is lost,
+    /// and counted). Default: `microspan-spool` in the system's temporary directory.
+    pub spool_dir: Option<PathBuf>,
+    /// Bound on the spool's size in bytes (default 256 MiB).
+    pub spool_max_bytes: u64,
+    /// Delay before the first retry (default 500 ms); it doubles on each retry, with jitter.
+    pub initial_backoff: Duration,
+    /// Longest delay between two tries (default 30 s); also the pause after a request was parked.
+    pub max_backoff: Duration,
+    /// Attempts of one request before it is parked in the spool (default 8).
+    pub max_attempts: u32,
+    /// The longest `Retry-After` waited for in place (default 60 s); a longer one parks the
+    /// request and pauses the worker for that long.
+    pub max_retry_after: Duration,
+    /// Timeout for connecting (default 5 s).
+    pub connect_timeout: Duration,
+    /// Timeout for a whole request (default 30 s).
+    pub request_timeout: Duration,
+    /// How long `finish` keeps delivering (default 30 s).
+    pub finish_timeout: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            max_spans_per_request: 512,
+            queue_capacity: 64,
+            spool_dir: Some(std::env::temp_dir().join("microspan-spool")),
+            spool_max_bytes: 256 << 20,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_attempts: 8,
+            max_retry_after: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            finish_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One encoded request.
+#[derive(Debug, Clone)]
+pub(crate) struct Payload {
+    pub bytes: Vec<u8>,
+    pub spans: u64,
+}
+
+/// How a protocol differs: where, what content type, and what a success body says.
+pub(crate) struct Endpoint {
+    /// `otlp` or `jaeger-thrift`: the spool file extension and subdirectory prefix.
+    pub kind: &'static str,
+    pub url: String,
+    pub content_type: &'static str,
+    /// Reads a 2xx body: `Some((rejected spans, message))` for a partial success.
+    pub partial: fn(&[u8]) -> Option<(u64, String)>,
+    /// Reads an error body into a readable message.
+    pub error_message: fn(&[u8]) -> String,
+}
+
+#[derive(Default)]
+struct Stats {
+    delivered: u64,
+    rejected: u64,
+    replayed: u64,
+    dropped: u64,
+    requests: u64,
+    retries: u64,
+    errors: Vec<ExportError>,
+    notes: Vec<String>,
+    last_transport_error: Option<String>,
+}
+
+struct Shared {
+    deadline: Mutex<Option<Instant>>,
+    stats: Mutex<Stats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not stop the accounting.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The caller's side: queue, spill and final report.
+pub(crate) struct Uploader {
+    name: String,
+    url: String,
+    tx: Option<SyncSender<Payload>>,
+    spool: Option<Arc<Mutex<Spool>>>,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: u64,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+    finish_timeout: Duration,
+    spans_in: u64,
+    dropped: u64,
+    finished: bool,
+}
+
+impl Uploader {
+    pub fn start(endpoint: Endpoint, config: &UploadConfig) -> Result<Self, ExportError> {
+        let name = format!("{} {}", endpoint.kind, endpoint.url);
+        let spool_dir = config.spool_dir.as_ref().map(|d| {
+            d.join(format!(
+                "{}-{:016x}",
+                endpoint.kind,
+                fnv1a(endpoint.url.as_bytes())
+            ))
+        });
+        let spool = match &spool_dir {
+            Some(dir) => Some(Arc::new(Mutex::new(
+                Spool::open(dir, endpoint.kind, config.spool_max_bytes).map_err(|source| {
+                    ExportError::Spool {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?,
+            ))),
+            None => None,
+        };
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            deadline: Mutex::new(None),
+            stats: Mutex::default(),
+        });
+        let url = endpoint.url.clone();
+        let mut worker = Worker {
+            agent: agent(config),
+            endpoint,
+            config: config.clone(),
+            rx,
+            spool: spool.clone(),
+            shared: shared.clone(),
+            rng: seed(),
+            held: None,
+            paused_until: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("microspan-{}", worker.endpoint.kind))
+            .spawn(move || worker.run())
+            .map_err(|_| ExportError::WorkerGone {
+                exporter: name.clone(),
+            })?;
+        Ok(Self {
+            name,
+            url,
+            tx: Some(tx),
+            spool,
+            spool_dir,
+            spool_max_bytes: config.spool_max_bytes,
+            shared,
+            worker: Some(handle),
+            finish_timeout: config.finish_timeout,
+            spans_in: 0,
+            dropped: 0,
+            finished: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues a request; spills it to the spool when the queue is full. Never blocks on the
+    /// network.
+    pub fn submit(&mut self, payload: Payload) -> Result<(), ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        }
+        self.spans_in += payload.spans;
+        let Some(tx) = &self.tx else {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        };
+        match tx.try_send(payload) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(p)) => self.spill(p),
+            Err(TrySendError::Disconnected(p)) => {
+                self.spill(p)?;
+                Err(ExportError::WorkerGone {
+                    exporter: self.name.clone(),
+                })
+            }
+        }
+    }
+
+    fn spill(&mut self, p: Payload) -> Result<(), ExportError> {
+        let why = match &self.spool {
+            Some(spool) => match lock(spool).put(&p) {
+                Ok(()) => return Ok(()),
+                Err(PutError::Full) => format!(
+                    "the spool {} is full ({} bytes)",
+                    self.spool_dir
+                        .as_deref()
+                        .unwrap_or_else(|| "".as_ref())
+                        .display(),
+                    self.spool_max_bytes
+                ),
+                Err(PutError::Io(e)) => format!(
+                    "the spool {} cannot be written ({e})",
+                    self.spool_dir
+                        .as_deref()
+                        .unwrap_or_else(|| "".as_ref())
+                        .display()
+                ),
+            },
+            None => "no spool directory is configured".to_string(),
+        };
+        self.dropped += p.spans;
+        Err(ExportError::QueueFull {
+            endpoint: self.url.clone(),
+            spans: p.spans,
+            why,
+        })
+    }
+
+    /// Closes the queue, lets the worker deliver until the deadline, and reports.
+    pub fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        }
+        self.finished = true;
+        *lock(&self.shared.deadline) = Some(Instant::now() + self.finish_timeout);
+        self.tx = None;
+        let worker_ok = self
+            .worker
+            .take()
+            .map(|h| h.join().is_ok())
+            .unwrap_or(false);
+
+        let mut stats = std::mem::take(&mut *lock(&self.shared.stats));
+        let spooled = self.spool.as_ref().map(|s| lock(s).spans()).unwrap_or(0);
+        let mut summary = ExportSummary::new(&self.name);
+        summary.spans_in = self.spans_in;
+        summary.delivered = stats.delivered;
+        summary.rejected = stats.rejected;
+        summary.replayed = stats.replayed;
+        summary.dropped = self.dropped + stats.dropped;
+        summary.spooled = spooled;
+        summary.requests = stats.requests;
+        summary.retries = stats.retries;
+        summary.notes = std::mem::take(&mut stats.notes);
+        summary.errors = std::mem::take(&mut stats.errors);
+        if self.dropped > 0 {
+            summary.errors.push(ExportError::QueueFull {
+                endpoint: self.url.clone(),
+                spans: self.dropped,
+                why: if self.spool.is_some() {
+                    "the spool was full or could not be written".into()
+                } else {
+                    "no spool directory is configured".into()
+                },
+            });
+        }
+        if spooled > 0 || stats.dropped > 0 {
+            summary.errors.push(ExportError::Unreachable {
+                endpoint: self.url.clone(),
+                last_error: stats
+                    .last_transport_error
+                    .take()
+                    .unwrap_or_else(|| "none recorded".into()),
+                spans: spooled,
+                spool: self
+                    .spool_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "(none: the spans were lost)".into()),
+            });
+        }
+        if !worker_ok {
+            summary.errors.push(ExportError::WorkerGone {
+                exporter: self.name.clone(),
+            });
+        }
+        Ok(summary)
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Not finished: park what is queued in the spool at once instead of uploading.
+            *lock(&self.shared.deadline) = Some(Instant::now());
+            self.tx = None;
+            if let Some(h) = self.worker.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn agent(config: &UploadConfig) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(config.connect_timeout))
+        .timeout_global(Some(config.request_timeout))
+        .user_agent(format!("microspan-decoder/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5eed);
+    h.finish() | 1
+}
+
+/// FNV-1a, for a stable spool subdirectory name per URL.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Where a job came from.
+enum Job {
+    Memory(Payload),
+    Spooled(Entry),
+}
+
+impl Job {
+    fn payload(&self) -> &Payload {
+        match self {
+            Job::Memory(p) => p,
+            Job::Spooled(e) => &e.payload,
+        }
+    }
+}
+
+/// The answer to one request, after retries.
+enum Outcome {
+    /// Accepted; some spans may have been rejected in a partial success.
+    Delivered { rejected: u64, message: String },
+    /// Refused for good.
+    Rejected(ExportError),
+    /// Retryable failures until `max_attempts`, or a `Retry-After` beyond `max_retry_after`:
+    /// park it and pause for this long.
+    GaveUp(Duration),
+    /// The finish deadline came first.
+    Interrupted,
+}
+
+/// One try.
+enum Attempt {
+    Done(Outcome),
+    Retry(Option<Duration>),
+}
+
+struct Worker {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    config: UploadConfig,
+    rx: Receiver<Payload>,
+    spool: Option<Arc<Mutex<Spool>>>,
+    shared: Arc<Shared>,
+    rng: u64,
+    /// A request that gave up while there is no spool to park it in.
+    held: Option<Payload>,
+    /// The collector looked down: wait before trying again.
+    paused_until: Option<Instant>,
+}
+
+const POLL: Duration = Duration::from_millis(20);
+
+impl Worker {
+    fn deadline(&self) -> Option<Instant> {
+        *lock(&self.shared.deadline)
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn paused(&self) -> bool {
+        self.paused_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn run(&mut self) {
+        let mut open = true;
+        loop {
+            if self.past_deadline() {
+                break;
+            }
+            // New requests first; while paused they go straight to the spool.
+            let mut job = None;
+            if open && self.may_take_new() {
+                match self.rx.try_recv() {
+                    Ok(p) if self.paused() && self.spool.is_some() => {
+                        self.park(p);
+                        continue;
+                    }
+                    Ok(p) => job = Some(Job::Memory(p)),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if job.is_none() && !self.paused() {
+                job = self
+                    .held
+                    .take()
+                    .map(Job::Memory)
+                    .or_else(|| self.next_spooled());
+            }
+            let Some(job) = job else {
+                if !open && self.held.is_none() && self.spool_empty() {
+                    break; // everything answered
+                }
+                self.idle(open);
+                continue;
+            };
+            self.handle(job);
+        }
+        // Deadline: keep what was not sent.
+        if let Some(p) = self.held.take() {
+            self.park(p);
+        }
+        while let Ok(p) = self.rx.try_recv() {
+            self.park(p);
+        }
+        if let Some(p) = self.held.take() {
+            // No spool: it is lost, and counted.
+            lock(&self.shared.stats).dropped += p.spans;
+        }
+    }
+
+    /// Waits a little for new work (or for the pause to end).
+    fn idle(&mut self, open: bool) {
+        let mut wait = POLL;
+        if let Some(t) = self.paused_until {
+            wait = wait.min(
+                t.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+        }
+        if open && self.may_take_new() {
+            match self.rx.recv_timeout(wait) {
+                Ok(p) if self.paused() => self.park(p),
+                Ok(p) => self.handle(Job::Memory(p)),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+        } else {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// While paused without a spool, new requests stay in the queue (whose overflow is then
+    /// dropped and counted by the caller).
+    fn may_take_new(&self) -> bool {
+        self.spool.is_some() || !self.paused()
+    }
+
+    fn held_or_park(&mut self, p: Payload) {
+        if self.held.is_none() && self.spool.is_none() {
+            self.held = Some(p);
+        } else {
+            self.park(p);
+        }
+    }
+
+    fn spool_empty(&self) -> bool {
+        self.spool.as_ref().is_none_or(|s| lock(s).is_empty())
+    }
+
+    fn next_spooled(&mut self) -> Option<Job> {
+        let spool = self.spool.as_ref()?;
+        let next = lock(spool).oldest();
+        match next {
+            Ok(entry) => entry.map(Job::Spooled),
+            Err(e) => {
+                let path = lock(spool).dir().to_path_buf();
+                lock(&self.shared.stats)
+                    .errors
+                    .push(ExportError::Spool { path, source: e });
+                None
+            }
+        }
+    }
+
+    /// Puts a request in the spool (or holds it, or counts it lost).
+    fn park(&mut self, p: Payload) {
+        let Some(spool) = &self.spool else {
+            if self.held.is_none() {
+                self.held = Some(p);
+            } else {
+                lock(&self.shared.stats).dropped += p.spans;
+            }
+            return;
+        };
+        let result = lock(spool).put(&p);
+        match result {
+            Ok(()) => {}
+            Err(PutError::Full) => lock(&self.shared.stats).dropped += p.spans,
+            Err(PutError::Io(source)) => {
+                let path = lock(spool).dir().to_path_buf();
+                let mut stats = lock(&self.shared.stats);
+                stats.dropped += p.spans;
+                stats.errors.push(ExportError::Spool { path, source });
+            }
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        let outcome = self.deliver(job.payload());
+        let spans = job.payload().spans;
+        let inherited = matches!(&job, Job::Spooled(e) if e.inherited);
+        match outcome {
+            Outcome::Delivered { rejected, message } => {
+                self.paused_until = None;
+                let mut stats = lock(&self.shared.stats);
+                let rejected = rejected.min(spans);
+                stats.delivered += spans - rejected;
+                stats.rejected += rejected;
+                if inherited {
+                    stats.replayed += spans;
+                }
+                if rejected > 0 {
+                    stats.errors.push(ExportError::PartiallyRejected {
+                        endpoint: self.endpoint.url.clone(),
+                        spans: rejected,
+                        message,
+                    });
+                } else if !message.is_empty() {
+                    stats
+                        .notes
+                        .push(format!("{}: {message}", self.endpoint.url));
+                }
+                drop(stats);
+                self.forget(job);
+            }
+            Outcome::Rejected(err) => {
+                self.paused_until = None;
+                let mut stats = lock(&self.shared.stats);
+                stats.rejected += spans;
+                if inherited {
+                    stats.replayed += spans;
+                }
+                stats.errors.push(err);
+                drop(stats);
+                self.forget(job);
+            }
+            Outcome::GaveUp(pause) => {
+                self.paused_until = Some(Instant::now() + pause);
+                if let Job::Memory(p) = job {
+                    self.held_or_park(p);
+                }
+            }
+            Outcome::Interrupted => {
+                if let Job::Memory(p) = job {
+                    self.held_or_park(p);
+                }
+            }
+        }
+    }
+
+    /// A spooled request was answered: delete its file.
+    fn forget(&mut self, job: Job) {
+        if let (Job::Spooled(entry), Some(spool)) = (job, &self.spool) {
+            lock(spool).remove(&entry.path);
+        }
+    }
+
+    /// Sends one request, retrying what is retryable.
+    fn deliver(&mut self, p: &Payload) -> Outcome {
+        let max_attempts = self.config.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            if self.past_deadline() {
+                return Outcome::Interrupted;
+            }
+            attempt += 1;
+            let retry_after = match self.attempt(p) {
+                Attempt::Done(outcome) => return outcome,
+                Attempt::Retry(retry_after) => retry_after,
+            };
+            if attempt >= max_attempts {
+                // Parked: the pause still honours the collector's Retry-After.
+                return Outcome::GaveUp(retry_after.unwrap_or(self.config.max_backoff));
+            }
+            let delay = match retry_after {
+                Some(d) if d > self.config.max_retry_after => return Outcome::GaveUp(d),
+                Some(d) => d,
+                None => self.backoff(attempt),
+            };
+            lock(&self.shared.stats).retries += 1;
+            if !self.sleep(delay) {
+                return Outcome::Interrupted;
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter: a random delay in [d/2, d], d = initial · 2^(n-1), capped.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX);
+        let d = self
+            .config
+            .initial_backoff
+            .saturating_mul(factor)
+            .min(self.config.max_backoff);
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let half = d / 2;
+        let nanos = half.as_nanos().min(u128::from(u64::MAX)) as u64;
+        half + Duration::from_nanos(if nanos == 0 {
+            0
+        } else {
+            self.rng % (nanos + 1)
+        })
+    }
+
+    /// Sleeps unless the deadline comes first; `false` when it did.
+    fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            let now = Instant::now();
+            if self.deadline().is_some_and(|dl| dl <= until && now >= dl) {
+                return false;
+            }
+            if now >= until {
+                return true;
+            }
+            std::thread::sleep((until - now).min(POLL));
+        }
+    }
+
+    fn attempt(&mut self, p: &Payload) -> Attempt {
+        lock(&self.shared.stats).requests += 1;
+        let mut request = self
+            .agent
+            .post(&self.endpoint.url)
+            .header("Content-Type", self.endpoint.content_type);
+        if let Some(deadline) = self.deadline() {
+            // Do not let one request outlive the finish deadline by much.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(50));
+            request = request
+                .config()
+                .timeout_global(Some(left.min(self.config.request_timeout)))
+                .build();
+        }
+        let mut response = match request.send(&p.bytes[..]) {
+            Ok(r) => r,
+            Err(e) => {
+                lock(&self.shared.stats).last_transport_error = Some(e.to_string());
+                return Attempt::Retry(None);
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        match status {
+            200..=299 => {
+                let (rejected, message) = (self.endpoint.partial)(&body).unwrap_or_default();
+                Attempt::Done(Outcome::Delivered { rejected, message })
+            }
+            429 | 502 | 503 | 504 => {
+                lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
+                Attempt::Retry(retry_after)
+            }
+            _ => Attempt::Done(Outcome::Rejected(ExportError::Rejected {
+                endpoint: self.endpoint.url.clone(),
+                status,
+                body: (self.endpoint.error_message)(&body),
+                spans: p.spans,
+                hint: hint(status),
+            })),
+        }
+    }
+}
+
+/// What to check for a status that is not retried.
+fn hint(status: u16) -> &'static str {
+    match status {
+        400 => "the collector could not parse the request; check that the URL is for this protocol (OTLP/HTTP protobuf, or Jaeger Thrift at /api/traces)",
+        401 | 403 => "the collector wants credentials; use a collector endpoint without authentication or a local agent",
+        404 | 405 => "wrong path; --otlp takes the base URL (e.g. http://localhost:4318), --jaeger-thrift the full URL (e.g. http://localhost:14268/api/traces)",
+        413 => "the request is too large for the collector; lower the spans per request",
+        415 => "the collector does not accept this content type; check that the URL is for this protocol",
+        _ => "the collector refused the request; check its logs",
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// An error body as readable text: printable, short.
+pub(crate) fn text_snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        let soon = SystemTime::now() + Duration::from_secs(5);
+        let d = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!(
+            d <= Duration::from_secs(5) && d >= Duration::from_secs(3),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn snippet_is_printable_and_short() {
+        assert_eq!(text_snippet(b"bad\nrequest\0"), "bad request");
+        assert_eq!(text_snippet(&[b'x'; 300]).chars().count(), 201);
+    }
+}

@@ -1,0 +1,355 @@
+//! The Jaeger UI's JSON trace file (what "Download JSON" saves and "Upload JSON" opens):
+//! `{"data":[{traceID, spans:[…], processes:{p1:{serviceName, tags}}, warnings}]}`.
+//!
+//! Ids are lower-case hex as Jaeger prints them: a trace id is 16 digits when its high half is 0,
+//! else 32; a span id 16. Times are microseconds. The parent is the leading `CHILD_OF` reference.
+//! Tags are `{key, type, value}` with Jaeger's types `bool`, `int64`, `float64`, `string`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{
+    logs_with_baggage, micros, portable, ExportError, ExportSummary, Exporter, Portable,
+    INCOMPLETE_TAG,
+};
+use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
+
+/// Spans a file exporter keeps by default before it drops (and counts) further ones.
+pub(crate) const DEFAULT_MAX_SPANS: usize = 1_000_000;
+
+/// A trace id as Jaeger prints it.
+pub(crate) fn trace_id_hex(id: u128) -> String {
+    let high = (id >> 64) as u64;
+    if high == 0 {
+        format!("{:016x}", id as u64)
+    } else {
+        format!("{id:032x}")
+    }
+}
+
+/// A span id as Jaeger prints it.
+pub(crate) fn span_id_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+#[derive(Serialize)]
+struct Document {
+    data: Vec<TraceJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceJson {
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    spans: Vec<SpanJson>,
+    processes: BTreeMap<String, ProcessJson>,
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpanJson {
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    #[serde(rename = "spanID")]
+    span_id: String,
+    flags: u8,
+    operation_name: String,
+    references: Vec<RefJson>,
+    start_time: i64,
+    duration: i64,
+    tags: Vec<TagJson>,
+    logs: Vec<LogJson>,
+    #[serde(rename = "processID")]
+    process_id: String,
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct RefJson {
+    #[serde(rename = "refType")]
+    ref_type: &'static str,
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    #[serde(rename = "spanID")]
+    span_id: String,
+}
+
+#[derive(Serialize)]
+struct TagJson {
+    key: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct LogJson {
+    timestamp: i64,
+    fields: Vec<TagJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProcessJson {
+    service_name: String,
+    tags: Vec<TagJson>,
+}
+
+fn tag_json(kv: &KeyValue) -> TagJson {
+    let (kind, value) = match portable(&kv.value) {
+        Portable::Bool(b) => ("bool", serde_json::Value::from(b)),
+        Portable::I64(i) => ("int64", serde_json::Value::from(i)),
+        Portable::F64(f) => ("float64", serde_json::Value::from(f)),
+        Portable::Str(s) => ("string", serde_json::Value::from(s.into_owned())),
+    };
+    TagJson {
+        key: kv.key.clone(),
+        kind,
+        value,
+    }
+}
+
+fn span_json(span: &Span, process_id: String) -> SpanJson {
+    // The parent first, as Jaeger orders them.
+    let mut refs: Vec<_> = span.references.iter().collect();
+    if let Some(i) = refs.iter().position(|r| r.kind == RefKind::ChildOf) {
+        let parent = refs.remove(i);
+        refs.insert(0, parent);
+    }
+    let mut tags: Vec<TagJson> = span.tags.iter().map(tag_json).collect();
+    if span.incomplete {
+        tags.push(tag_json(&KeyValue::new(INCOMPLETE_TAG, Value::Bool(true))));
+    }
+    SpanJson {
+        trace_id: trace_id_hex(span.trace_id),
+        span_id: span_id_hex(span.span_id),
+        flags: span.flags,
+        operation_name: span.operation.clone(),
+        references: refs
+            .into_iter()
+            .map(|r| RefJson {
+                ref_type: match r.kind {
+                    RefKind::ChildOf => "CHILD_OF",
+                    RefKind::FollowsFrom => "FOLLOWS_FROM",
+                },
+                trace_id: trace_id_hex(r.trace_id),
+                span_id: span_id_hex(r.span_id),
+            })
+            .collect(),
+        start_time: micros(span.start_unix_nanos),
+        duration: micros(span.duration_nanos),
+        tags,
+        logs: logs_with_baggage(span)
+            .iter()
+            .map(|l| LogJson {
+                timestamp: micros(l.time_unix_nanos),
+                fields: l.fields.iter().map(tag_json).collect(),
+            })
+            .collect(),
+        process_id,
+        warnings: (!span.warnings.is_empty()).then(|| span.warnings.clone()),
+    }
+}
+
+/// Spans grouped by trace (in order of first appearance) and by process, kept until `finish`.
+#[derive(Debug, Default)]
+pub(crate) struct TraceBuffer {
+    pub processes: Vec<Process>,
+    /// (trace id, [(process index, span)])
+    pub traces: Vec<(u128, Vec<(usize, Span)>)>,
+    index: HashMap<u128, usize>,
+    pub spans: usize,
+    pub limit: usize,
+    pub dropped: u64,
+}
+
+impl TraceBuffer {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps the batch's spans; returns how many were dropped for the bound.
+    pub fn add(&mut self, batch: &Batch) -> u64 {
+        let p = match self.processes.iter().position(|p| *p == batch.process) {
+            Some(p) => p,
+            None => {
+                self.processes.push(batch.process.clone());
+                self.processes.len() - 1
+            }
+        };
+        let mut dropped = 0;
+        for span in &batch.spans {
+            if self.spans >= self.limit {
+                dropped += 1;
+                continue;
+            }
+            self.spans += 1;
+            let i = *self.index.entry(span.trace_id).or_insert_with(|| {
+                self.traces.push((span.trace_id, Vec::new()));
+                self.traces.len() - 1
+            });
+            self.traces[i].1.push((p, span.clone()));
+        }
+        self.dropped += dropped;
+        dropped
+    }
+}
+
+pub(crate) fn write_file<F>(path: &Path, write: F) -> Result<(), ExportError>
+where
+    F: FnOnce(&mut BufWriter<fs::File>) -> std::io::Result<()>,
+{
+    let err = |source| ExportError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::create(path).map_err(err)?;
+    let mut out = BufWriter::new(file);
+    write(&mut out).map_err(err)?;
+    out.flush().map_err(err)?;
+    out.into_inner()
+        .map_err(|e| err(e.into_error()))?
+        .sync_all()
+        .map_err(err)
+}
+
+/// Writes the Jaeger UI's JSON trace file, at `finish`.
+///
+/// Spans are kept in memory until then, up to a bound (default one million spans; further spans
+/// are dropped and counted in the summary and an error). Open the file in the Jaeger UI with
+/// "Search → Upload" (or JSON file loading in Jaeger v2).
+pub struct JaegerJsonFile {
+    path: PathBuf,
+    name: String,
+    buffer: TraceBuffer,
+    spans_in: u64,
+    finished: bool,
+}
+
+impl JaegerJsonFile {
+    /// A file exporter to `path` (created or truncated at `finish`).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_limit(path, DEFAULT_MAX_SPANS)
+    }
+
+    /// The same, keeping at most `max_spans` spans.
+    pub fn with_limit(path: impl Into<PathBuf>, max_spans: usize) -> Self {
+        let path = path.into();
+        Self {
+            name: format!("jaeger-json {}", path.display()),
+            path,
+            buffer: TraceBuffer::new(max_spans),
+            spans_in: 0,
+            finished: false,
+        }
+    }
+
+    /// The file's JSON document for what was exported so far.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.document()).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn document(&self) -> Document {
+        let data = self
+            .buffer
+            .traces
+            .iter()
+            .map(|(trace_id, spans)| {
+                // p1, p2, … in the order processes appear in this trace.
+                let mut ids: Vec<usize> = Vec::new();
+                let spans = spans
+                    .iter()
+                    .map(|(p, span)| {
+                        let n = match ids.iter().position(|q| q == p) {
+                            Some(n) => n,
+                            None => {
+                                ids.push(*p);
+                                ids.len() - 1
+                            }
+                        };
+                        span_json(span, format!("p{}", n + 1))
+                    })
+                    .collect();
+                let processes = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(n, p)| {
+                        let process = &self.buffer.processes[*p];
+                        (
+                            format!("p{}", n + 1),
+                            ProcessJson {
+                                service_name: process.service_name.clone(),
+                                tags: process.tags.iter().map(tag_json).collect(),
+                            },
+                        )
+                    })
+                    .collect();
+                TraceJson {
+                    trace_id: trace_id_hex(*trace_id),
+                    spans,
+                    processes,
+                    warnings: None,
+                }
+            })
+            .collect();
+        Document { data }
+    }
+}
+
+impl Exporter for JaegerJsonFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        }
+        self.spans_in += batch.spans.len() as u64;
+        match self.buffer.add(batch) {
+            0 => Ok(()),
+            n => Err(ExportError::TooManySpans {
+                path: self.path.clone(),
+                spans: n,
+                limit: self.buffer.limit,
+            }),
+        }
+    }
+
+    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        }
+        self.finished = true;
+        let document = self.document();
+        write_file(&self.path, |out| {
+            serde_json::to_writer_pretty(&mut *out, &document)?;
+            out.write_all(b"\n")
+        })?;
+        let mut summary = ExportSummary::new(&self.name);
+        summary.spans_in = self.spans_in;
+        summary.delivered = self.buffer.spans as u64;
+        summary.dropped = self.buffer.dropped;
+        if self.buffer.dropped > 0 {
+            summary.errors.push(ExportError::TooManySpans {
+                path: self.path.clone(),
+                spans: self.buffer.dropped,
+                limit: self.buffer.limit,
+            });
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,421 @@
+//! Exporters: where rebuilt spans go.
+//!
+//! Every output sits behind one small trait, [`Exporter`]: span assembly hands it
+//! [`Batch`]es as spans finish, and [`Exporter::finish`] flushes and reports what happened.
+//!
+//! | exporter | output | CLI flag |
+//! |---|---|---|
+//! | [`OtlpHttp`] | OTLP/HTTP protobuf, `POST {base}/v1/traces` (Jaeger v2, :4318) | `--otlp URL` |
+//! | [`JaegerThriftHttp`] | Jaeger Thrift `Batch`, `POST /api/traces` (:14268) | `--jaeger-thrift URL` |
+//! | [`JaegerJsonFile`] | the Jaeger UI's JSON trace file | `--jaeger-json FILE` |
+//! | [`OtlpJsonFile`] | an OTLP/JSON `ExportTraceServiceRequest` file | `--otlp-json FILE` |
+//! | [`TreeWriter`] | a span tree with a waterfall, for the terminal | `--tree` |
+//! | [`MemoryExporter`] | the batches themselves, for tests | |
+//!
+//! All of them map the model the same way, so a span looks the same in Jaeger whichever path it
+//! took (the OTLP→Jaeger rules Jaeger applies when it ingests OTLP):
+//! - the parent is the first `ChildOf` reference (Thrift `parentSpanId`, OTLP `parent_span_id`);
+//!   further references are kept (Jaeger `references`, OTLP links with an
+//!   `opentracing.ref_type` attribute);
+//! - logs become OTLP events named after their `event` field; baggage is shown the way Jaeger
+//!   clients show it, as a log `event=baggage, key, value` at the span's start;
+//! - `error=true` stays a tag and also sets the OTLP status to ERROR; `span.kind` becomes the
+//!   OTLP span kind;
+//! - an unsigned value above `i64::MAX` and a non-finite float become strings;
+//! - warnings are Jaeger's `warnings` in the JSON file, and the tag `microspan.warnings` (a JSON
+//!   list, the way Jaeger shows an OTLP array) elsewhere; an incomplete span carries
+//!   `microspan.incomplete=true`.
+//!
+//! The two uploaders share one delivery engine (a worker thread, a bounded queue that spills to
+//! a disk spool, retries of exactly what the protocol says is retryable): see [`UploadConfig`].
+
+mod delivery;
+mod jaeger_json;
+mod jaeger_thrift;
+mod otlp;
+mod otlp_json;
+mod spool;
+mod tree;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::model::{Batch, Log, Span, Value};
+
+pub use delivery::UploadConfig;
+pub use jaeger_json::JaegerJsonFile;
+pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
+pub use otlp::{to_otlp_request, OtlpHttp};
+pub use otlp_json::OtlpJsonFile;
+pub use tree::TreeWriter;
+
+/// Something that takes finished spans somewhere.
+///
+/// `export` is called with each batch as spans finish; it must not block for long (uploaders
+/// hand the work to a thread). An `Err` from `export` concerns that batch only: the exporter stays
+/// usable. `finish` flushes (writes the file, drains the upload queue up to its deadline) and
+/// reports; call it once, at the end.
+pub trait Exporter: Send {
+    /// A short name for messages, e.g. `otlp http://localhost:4318/v1/traces`.
+    fn name(&self) -> &str;
+
+    /// Takes a batch of finished (or incomplete) spans.
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError>;
+
+    /// Flushes everything and reports what was delivered. Further `export` calls fail.
+    fn finish(&mut self) -> Result<ExportSummary, ExportError>;
+}
+
+impl Exporter for Box<dyn Exporter> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        (**self).export(batch)
+    }
+    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        (**self).finish()
+    }
+}
+
+/// What an exporter did, reported by [`Exporter::finish`].
+///
+/// Span counts: every span handed to `export` ends up in exactly one of `delivered`, `rejected`,
+/// `spooled` or `dropped` (spans replayed from an earlier run's spool are counted in `replayed`
+/// and in `delivered`/`rejected` as they go).
+#[derive(Debug, Default)]
+pub struct ExportSummary {
+    /// The exporter's [`Exporter::name`].
+    pub exporter: String,
+    /// Spans handed to `export` in this run.
+    pub spans_in: u64,
+    /// Spans written or accepted by the receiver (including replayed ones).
+    pub delivered: u64,
+    /// Spans the receiver refused for good (a non-retryable HTTP status, or counted in an OTLP
+    /// `partial_success`). They are not retried.
+    pub rejected: u64,
+    /// Spans left in the disk spool at the end, to be sent by the next run.
+    pub spooled: u64,
+    /// Spans lost: the queue and the spool were full, or a file bound was reached.
+    pub dropped: u64,
+    /// Spans found in the spool from an earlier run and sent in this one.
+    pub replayed: u64,
+    /// HTTP requests sent (attempts, including retries).
+    pub requests: u64,
+    /// Attempts that failed with a retryable status or a connection error and were retried.
+    pub retries: u64,
+    /// What went wrong along the way, each with its cause and fix.
+    pub errors: Vec<ExportError>,
+    /// Notes that are not failures (e.g. a receiver's partial-success message).
+    pub notes: Vec<String>,
+}
+
+impl ExportSummary {
+    /// An empty summary for the named exporter.
+    pub fn new(exporter: impl Into<String>) -> Self {
+        Self {
+            exporter: exporter.into(),
+            ..Self::default()
+        }
+    }
+
+    /// `true` when every span of this run was delivered and nothing went wrong.
+    pub fn is_complete(&self) -> bool {
+        self.errors.is_empty()
+            && self.rejected == 0
+            && self.spooled == 0
+            && self.dropped == 0
+            && self.delivered >= self.spans_in
+    }
+}
+
+impl fmt::Display for ExportSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} spans in, {} delivered, {} rejected, {} spooled, {} dropped",
+            self.exporter, self.spans_in, self.delivered, self.rejected, self.spooled, self.dropped
+        )?;
+        if self.replayed > 0 {
+            write!(f, ", {} replayed from an earlier run", self.replayed)?;
+        }
+        if self.requests > 0 {
+            write!(f, " ({} requests, {} retried)", self.requests, self.retries)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an export failed. Each message names the cause and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}; check that the directory exists and is writable")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The disk spool could not be used.
+    #[error("spool directory {path}: {source}; check that it is writable, or choose another with the spool setting")]
+    Spool {
+        /// The spool directory or file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A URL that cannot be used.
+    #[error("invalid URL {url:?}: {reason}; give a URL such as {example}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+        /// A correct example.
+        example: &'static str,
+    },
+    /// The receiver refused a request with a status that must not be retried.
+    #[error("{endpoint} refused {spans} spans with HTTP {status}{}; not retried: {hint}", fmt_body(.body))]
+    Rejected {
+        /// The URL.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+        /// Spans in the refused request.
+        spans: u64,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// An OTLP receiver accepted a request but rejected some of its spans.
+    #[error("{endpoint} rejected {spans} spans of a request (OTLP partial success){}; check the collector's logs and limits", fmt_body(.message))]
+    PartiallyRejected {
+        /// The URL.
+        endpoint: String,
+        /// Spans rejected.
+        spans: u64,
+        /// The receiver's message.
+        message: String,
+    },
+    /// Delivery was attempted until the deadline without success; the spans are spooled.
+    #[error("{endpoint} could not be reached until the deadline (last error: {last_error}); {spans} spans are kept in the spool {spool} and will be sent by the next run; check that the collector is running and the URL is right")]
+    Unreachable {
+        /// The URL.
+        endpoint: String,
+        /// The last error seen.
+        last_error: String,
+        /// Spans left in the spool.
+        spans: u64,
+        /// The spool directory (or `(none)`).
+        spool: String,
+    },
+    /// Spans were lost because the in-memory queue and the disk spool were full (or no spool is
+    /// configured).
+    #[error("{endpoint}: dropped {spans} spans: the upload queue is full and {why}; the collector is too slow or down — raise the spool size or check the collector")]
+    QueueFull {
+        /// The URL.
+        endpoint: String,
+        /// Spans dropped.
+        spans: u64,
+        /// Why the spool did not take them.
+        why: String,
+    },
+    /// A file exporter reached its bound on buffered spans.
+    #[error("{path}: dropped {spans} spans beyond the limit of {limit} spans per file; raise the limit or split the input")]
+    TooManySpans {
+        /// The file.
+        path: PathBuf,
+        /// Spans dropped.
+        spans: u64,
+        /// The configured bound.
+        limit: usize,
+    },
+    /// Encoding a request failed (a bug or an absurd value).
+    #[error("cannot encode for {exporter}: {reason}; please report this as a bug")]
+    Encode {
+        /// The exporter.
+        exporter: String,
+        /// What failed.
+        reason: String,
+    },
+    /// `export` or `finish` was called after `finish`.
+    #[error("{exporter} is already finished; call finish() once, after the last export()")]
+    Finished {
+        /// The exporter.
+        exporter: String,
+    },
+    /// The upload thread stopped unexpectedly.
+    #[error("the upload thread of {exporter} stopped unexpectedly; please report this as a bug")]
+    WorkerGone {
+        /// The exporter.
+        exporter: String,
+    },
+}
+
+fn fmt_body(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(" ({body})")
+    }
+}
+
+/// Records every batch it gets, for tests (the model's own "test collector").
+#[derive(Debug, Default)]
+pub struct MemoryExporter {
+    /// The batches received, in order.
+    pub batches: Vec<Batch>,
+    finished: bool,
+}
+
+impl MemoryExporter {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All spans received, in order.
+    pub fn spans(&self) -> impl Iterator<Item = &Span> {
+        self.batches.iter().flat_map(|b| b.spans.iter())
+    }
+}
+
+impl Exporter for MemoryExporter {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name().into(),
+            });
+        }
+        self.batches.push(batch.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name().into(),
+            });
+        }
+        self.finished = true;
+        let n = self.spans().count() as u64;
+        Ok(ExportSummary {
+            spans_in: n,
+            delivered: n,
+            ..ExportSummary::new(self.name())
+        })
+    }
+}
+
+/// One output of the decoder, as the command line names it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportTarget {
+    /// `--otlp URL`: OTLP/HTTP protobuf to a base URL (`/v1/traces` is appended unless present).
+    Otlp(String),
+    /// `--jaeger-thrift URL`: the full Jaeger collector URL, e.g. `http://localhost:14268/api/traces`.
+    JaegerThrift(String),
+    /// `--jaeger-json FILE`.
+    JaegerJson(PathBuf),
+    /// `--otlp-json FILE`.
+    OtlpJson(PathBuf),
+    /// `--tree`: the span tree on standard output.
+    Tree,
+}
+
+/// Builds the exporters for a list of targets; uploaders share `upload` (each keeps its spool in
+/// its own subdirectory of `upload.spool_dir`).
+pub fn build_exporters(
+    targets: &[ExportTarget],
+    upload: &UploadConfig,
+) -> Result<Vec<Box<dyn Exporter>>, ExportError> {
+    targets
+        .iter()
+        .map(|t| -> Result<Box<dyn Exporter>, ExportError> {
+            Ok(match t {
+                ExportTarget::Otlp(url) => Box::new(OtlpHttp::new(url, upload.clone())?),
+                ExportTarget::JaegerThrift(url) => {
+                    Box::new(JaegerThriftHttp::new(url, upload.clone())?)
+                }
+                ExportTarget::JaegerJson(path) => Box::new(JaegerJsonFile::new(path)),
+                ExportTarget::OtlpJson(path) => Box::new(OtlpJsonFile::new(path)),
+                ExportTarget::Tree => Box::new(TreeWriter::stdout()),
+            })
+        })
+        .collect()
+}
+
+// ---- helpers shared by the mappings ----
+
+/// Nanoseconds to Jaeger's microseconds (truncated, as Jaeger's own OTLP translator does).
+pub(crate) fn micros(nanos: u64) -> i64 {
+    (nanos / 1_000) as i64
+}
+
+/// The logs Jaeger would show for a span: the baggage items first, as Jaeger clients log them
+/// (`event=baggage, key, value`, here at the span's start since the device does not say when an
+/// item was set), then the span's own logs.
+pub(crate) fn logs_with_baggage(span: &Span) -> Vec<Log> {
+    let mut logs = Vec::with_capacity(span.baggage.len() + span.logs.len());
+    for (k, v) in &span.baggage {
+        logs.push(Log {
+            time_unix_nanos: span.start_unix_nanos,
+            fields: vec![
+                crate::model::KeyValue::new("event", Value::Str("baggage".into())),
+                crate::model::KeyValue::new("key", Value::Str(k.clone())),
+                crate::model::KeyValue::new("value", Value::Str(v.clone())),
+            ],
+        });
+    }
+    logs.extend(span.logs.iter().cloned());
+    logs
+}
+
+/// A value as an exporter without unsigned or non-finite numbers carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Portable<'a> {
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+    Str(std::borrow::Cow<'a, str>),
+}
+
+pub(crate) fn portable(v: &Value) -> Portable<'_> {
+    match v {
+        Value::Bool(b) => Portable::Bool(*b),
+        Value::I64(i) => Portable::I64(*i),
+        Value::U64(u) => match i64::try_from(*u) {
+            Ok(i) => Portable::I64(i),
+            Err(_) => Portable::Str(u.to_string().into()),
+        },
+        Value::F64(f) if f.is_finite() => Portable::F64(*f),
+        Value::F64(f) => Portable::Str(non_finite(*f).into()),
+        Value::Str(s) => Portable::Str(s.as_str().into()),
+    }
+}
+
+fn non_finite(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+/// The warnings of a span as one JSON-list string (how Jaeger shows an OTLP string array).
+pub(crate) fn warnings_json(span: &Span) -> String {
+    serde_json::Value::from(span.warnings.clone()).to_string()
+}
+
+/// Tag keys used for what a format has no field for.
+pub(crate) const WARNINGS_TAG: &str = "microspan.warnings";
+pub(crate) const INCOMPLETE_TAG: &str = "microspan.incomplete";

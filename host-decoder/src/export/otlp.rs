@@ -1,0 +1,364 @@
+//! The model as OTLP (`ExportTraceServiceRequest`), and the OTLP/HTTP protobuf uploader.
+//!
+//! The mapping is the inverse of the OTLP→Jaeger rules Jaeger applies on ingest, so a span sent
+//! here looks in Jaeger as it does when sent as Thrift:
+//! - resource attributes: `service.name` and the process tags;
+//! - `parent_span_id`: the first `ChildOf` reference; every other reference becomes a link with
+//!   the attribute `opentracing.ref_type` = `follows_from` / `child_of` (as the OpenTracing shim
+//!   writes it; Jaeger shows links as `FOLLOWS_FROM`);
+//! - logs (and baggage) → events named after their `event` field (else `log`), all fields kept as
+//!   attributes, so Jaeger shows the same fields;
+//! - `span.kind` = server/client/producer/consumer/internal → the span kind, removed from the
+//!   attributes; `error=true` → status ERROR, the tag kept;
+//! - `flags`: the sampled bit (bit 0); Jaeger's debug bit has no W3C equivalent;
+//! - values: `u64 > i64::MAX` and non-finite floats → strings; warnings → the string-array
+//!   attribute `microspan.warnings`; incomplete → `microspan.incomplete=true`.
+
+// `..Default::default()` on OTLP messages keeps this building across opentelemetry-proto
+// versions that add fields (e.g. `KeyValue::key_strindex` in 0.33).
+#![allow(clippy::needless_update)]
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue as OtlpKeyValue,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::{Event, Link, SpanKind},
+    status::StatusCode,
+    ResourceSpans, ScopeSpans, Span as OtlpSpan, Status,
+};
+use prost::Message;
+
+use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
+use super::{
+    logs_with_baggage, portable, ExportError, ExportSummary, Exporter, Portable, INCOMPLETE_TAG,
+    WARNINGS_TAG,
+};
+use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
+
+/// The whole batch as one OTLP request (one resource, one scope).
+pub fn to_otlp_request(batch: &Batch) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans(&batch.process, &batch.spans)],
+    }
+}
+
+/// One resource (the process) with its spans under the `microspan` scope.
+pub(crate) fn resource_spans(process: &Process, spans: &[Span]) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(resource(process)),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "microspan".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..Default::default()
+            }),
+            spans: spans.iter().map(otlp_span).collect(),
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    }
+}
+
+fn resource(process: &Process) -> Resource {
+    let mut attributes = Vec::with_capacity(process.tags.len() + 1);
+    attributes.push(kv_str("service.name", &process.service_name));
+    attributes.extend(
+        process
+            .tags
+            .iter()
+            .filter(|t| t.key != "service.name")
+            .map(otlp_kv),
+    );
+    Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn kv_str(key: &str, value: &str) -> OtlpKeyValue {
+    OtlpKeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn any(v: &Value) -> AnyValue {
+    AnyValue {
+        value: Some(match portable(v) {
+            Portable::Bool(b) => any_value::Value::BoolValue(b),
+            Portable::I64(i) => any_value::Value::IntValue(i),
+            Portable::F64(f) => any_value::Value::DoubleValue(f),
+            Portable::Str(s) => any_value::Value::StringValue(s.into_owned()),
+        }),
+    }
+}
+
+fn otlp_kv(kv: &KeyValue) -> OtlpKeyValue {
+    OtlpKeyValue {
+        key: kv.key.clone(),
+        value: Some(any(&kv.value)),
+        ..Default::default()
+    }
+}
+
+fn span_kind(v: &Value) -> Option<SpanKind> {
+    match v {
+        Value::Str(s) => match s.as_str() {
+            "server" => Some(SpanKind::Server),
+            "client" => Some(SpanKind::Client),
+            "producer" => Some(SpanKind::Producer),
+            "consumer" => Some(SpanKind::Consumer),
+            "internal" => Some(SpanKind::Internal),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::I64(i) => i.to_string(),
+        Value::U64(u) => u.to_string(),
+        Value::F64(f) => f.to_string(),
+    }
+}
+
+fn otlp_span(span: &Span) -> OtlpSpan {
+    let parent_index = span
+        .references
+        .iter()
+        .position(|r| r.kind == RefKind::ChildOf);
+    let mut kind = SpanKind::Unspecified;
+    let mut attributes = Vec::with_capacity(span.tags.len() + 2);
+    for tag in &span.tags {
+        if tag.key == "span.kind" {
+            if let Some(k) = span_kind(&tag.value) {
+                kind = k;
+                continue;
+            }
+        }
+        attributes.push(otlp_kv(tag));
+    }
+    if !span.warnings.is_empty() {
+        attributes.push(OtlpKeyValue {
+            key: WARNINGS_TAG.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: span
+                        .warnings
+                        .iter()
+                        .map(|w| AnyValue {
+                            value: Some(any_value::Value::StringValue(w.clone())),
+                        })
+                        .collect(),
+                })),
+            }),
+            ..Default::default()
+        });
+    }
+    if span.incomplete {
+        attributes.push(otlp_kv(&KeyValue::new(INCOMPLETE_TAG, Value::Bool(true))));
+    }
+    let events = logs_with_baggage(span)
+        .iter()
+        .map(|log| Event {
+            time_unix_nano: log.time_unix_nanos,
+            name: log
+                .fields
+                .iter()
+                .find(|f| f.key == "event")
+                .map(|f| value_text(&f.value))
+                .unwrap_or_else(|| "log".into()),
+            attributes: log.fields.iter().map(otlp_kv).collect(),
+            dropped_attributes_count: 0,
+        })
+        .collect();
+    let links = span
+        .references
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != parent_index)
+        .map(|(_, r)| Link {
+            trace_id: r.trace_id.to_be_bytes().to_vec(),
+            span_id: r.span_id.to_be_bytes().to_vec(),
+            attributes: vec![kv_str(
+                "opentracing.ref_type",
+                match r.kind {
+                    RefKind::ChildOf => "child_of",
+                    RefKind::FollowsFrom => "follows_from",
+                },
+            )],
+            ..Default::default()
+        })
+        .collect();
+    OtlpSpan {
+        trace_id: span.trace_id.to_be_bytes().to_vec(),
+        span_id: span.span_id.to_be_bytes().to_vec(),
+        trace_state: String::new(),
+        parent_span_id: parent_index
+            .map(|i| span.references[i].span_id.to_be_bytes().to_vec())
+            .unwrap_or_default(),
+        flags: u32::from(span.flags & 0x01),
+        name: span.operation.clone(),
+        kind: kind as i32,
+        start_time_unix_nano: span.start_unix_nanos,
+        end_time_unix_nano: span.start_unix_nanos.saturating_add(span.duration_nanos),
+        attributes,
+        dropped_attributes_count: 0,
+        events,
+        dropped_events_count: 0,
+        links,
+        dropped_links_count: 0,
+        status: span.is_error().then(|| Status {
+            code: StatusCode::Error as i32,
+            message: String::new(),
+        }),
+    }
+}
+
+/// `{base}/v1/traces`, as `OTEL_EXPORTER_OTLP_ENDPOINT` does; a URL already ending in
+/// `/v1/traces` is used as is.
+pub(crate) fn traces_url(base: &str) -> Result<String, ExportError> {
+    let base = base.trim();
+    check_http_url(base, "http://localhost:4318")?;
+    let (without_query, _) = base.split_once('?').unwrap_or((base, ""));
+    if without_query.trim_end_matches('/').ends_with("/v1/traces") {
+        Ok(base.to_string())
+    } else {
+        Ok(format!("{}/v1/traces", without_query.trim_end_matches('/')))
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+pub(crate) fn check_http_url(url: &str, example: &'static str) -> Result<(), ExportError> {
+    let bad = |reason: &str| ExportError::InvalidUrl {
+        url: url.into(),
+        reason: reason.into(),
+        example,
+    };
+    let uri: ureq::http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(bad(&format!("the scheme {other:?} is not http or https"))),
+        None => return Err(bad("it has no scheme (http:// or https://)")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    Ok(())
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn otlp_partial(body: &[u8]) -> Option<(u64, String)> {
+    let response = ExportTraceServiceResponse::decode(body).ok()?;
+    let partial = response.partial_success?;
+    Some((partial.rejected_spans.max(0) as u64, partial.error_message))
+}
+
+fn otlp_error_message(body: &[u8]) -> String {
+    match RpcStatus::decode(body) {
+        Ok(status) if !status.message.is_empty() => text_snippet(status.message.as_bytes()),
+        _ => text_snippet(body),
+    }
+}
+
+/// Uploads spans as OTLP/HTTP protobuf (`POST {base}/v1/traces`, `application/x-protobuf`),
+/// Jaeger v2's native input (port 4318).
+///
+/// `export` encodes and queues (never waits for the network); `finish` delivers the rest up to
+/// [`UploadConfig::finish_timeout`]. Retries, spool and accounting: see [`UploadConfig`].
+pub struct OtlpHttp {
+    uploader: Uploader,
+    max_spans: usize,
+}
+
+impl OtlpHttp {
+    /// Starts an uploader to `base` (e.g. `http://localhost:4318`; `/v1/traces` is appended
+    /// unless the URL ends with it). Replays what an earlier run left in the spool.
+    pub fn new(base: &str, config: UploadConfig) -> Result<Self, ExportError> {
+        let url = traces_url(base)?;
+        let endpoint = Endpoint {
+            kind: "otlp",
+            url,
+            content_type: "application/x-protobuf",
+            partial: otlp_partial,
+            error_message: otlp_error_message,
+        };
+        Ok(Self {
+            uploader: Uploader::start(endpoint, &config)?,
+            max_spans: config.max_spans_per_request.max(1),
+        })
+    }
+}
+
+impl Exporter for OtlpHttp {
+    fn name(&self) -> &str {
+        self.uploader.name()
+    }
+
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        let mut result = Ok(());
+        for chunk in batch.spans.chunks(self.max_spans) {
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![resource_spans(&batch.process, chunk)],
+            };
+            let payload = Payload {
+                bytes: request.encode_to_vec(),
+                spans: chunk.len() as u64,
+            };
+            if let Err(e) = self.uploader.submit(payload) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        self.uploader.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_url_appends_the_path_once() {
+        assert_eq!(
+            traces_url("http://localhost:4318").unwrap(),
+            "http://localhost:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://localhost:4318/").unwrap(),
+            "http://localhost:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://h:4318/v1/traces").unwrap(),
+            "http://h:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://h/otlp").unwrap(),
+            "https://h/otlp/v1/traces"
+        );
+        assert!(traces_url("localhost:4318").is_err());
+        assert!(traces_url("ftp://h").is_err());
+        assert!(traces_url("").is_err());
+    }
+}

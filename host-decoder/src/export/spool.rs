@@ -1,0 +1,198 @@
+//! The disk spool: encoded requests that could not be sent yet, one file each.
+//!
+//! A file is `MSPOOL1\n`, the number of spans as a little-endian `u64`, then the request body
+//! exactly as it is POSTed. Files are written under a temporary name and renamed, so a crash never
+//! leaves half a request under a real name; names sort in the order they were written. A file is
+//! deleted only after its request was answered (accepted or refused for good), so delivery from
+//! the spool is at-least-once. A spool directory belongs to one decoder at a time.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::delivery::Payload;
+
+const MAGIC: &[u8; 8] = b"MSPOOL1\n";
+const HEADER: usize = 16;
+
+/// A spooled request that the worker may send.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub path: PathBuf,
+    pub payload: Payload,
+    /// Written by an earlier run.
+    pub inherited: bool,
+}
+
+pub(crate) enum PutError {
+    /// Adding the request would exceed the byte bound.
+    Full,
+    Io(io::Error),
+}
+
+#[derive(Debug)]
+pub(crate) struct Spool {
+    dir: PathBuf,
+    ext: &'static str,
+    max_bytes: u64,
+    used_bytes: u64,
+    /// Prefix of this run's file names (zero-padded start time, so names sort by age).
+    session: String,
+    seq: u64,
+}
+
+impl Spool {
+    /// Opens (creating) `dir` and accounts for the requests already in it.
+    pub fn open(dir: &Path, ext: &'static str, max_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut spool = Spool {
+            dir: dir.to_path_buf(),
+            ext,
+            max_bytes,
+            used_bytes: 0,
+            session: format!("{nanos:024}-{}", std::process::id()),
+            seq: 0,
+        };
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                // Left by a crash between write and rename: never a whole request.
+                let _ = fs::remove_file(&path);
+            } else if spool.is_ours(&path) {
+                spool.used_bytes += entry.metadata()?.len();
+            }
+        }
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn is_ours(&self, path: &Path) -> bool {
+        path.extension().is_some_and(|e| e == self.ext)
+    }
+
+    /// Writes a request to a new file.
+    pub fn put(&mut self, payload: &Payload) -> Result<(), PutError> {
+        let size = (HEADER + payload.bytes.len()) as u64;
+        if self.used_bytes + size > self.max_bytes {
+            return Err(PutError::Full);
+        }
+        self.seq += 1;
+        let name = format!("{}-{:010}", self.session, self.seq);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let path = self.dir.join(format!("{name}.{}", self.ext));
+        let write = || -> io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&payload.spans.to_le_bytes())?;
+            f.write_all(&payload.bytes)?;
+            f.sync_data()?;
+            fs::rename(&tmp, &path)
+        };
+        match write() {
+            Ok(()) => {
+                self.used_bytes += size;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(PutError::Io(e))
+            }
+        }
+    }
+
+    fn files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| self.is_ours(p))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// The oldest request, if any. A file that is not a spooled request is removed and reported.
+    pub fn oldest(&mut self) -> io::Result<Option<Entry>> {
+        let Some(path) = self.files()?.into_iter().next() else {
+            return Ok(None);
+        };
+        match read_file(&path) {
+            Ok(payload) => {
+                let inherited = !path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&self.session));
+                Ok(Some(Entry {
+                    path,
+                    payload,
+                    inherited,
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.remove(&path);
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}; the file was removed", path.display()),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a file after its request was answered.
+    pub fn remove(&mut self, path: &Path) {
+        if let Ok(meta) = fs::metadata(path) {
+            if fs::remove_file(path).is_ok() {
+                self.used_bytes = self.used_bytes.saturating_sub(meta.len());
+            }
+        }
+    }
+
+    /// Spans in all the spooled requests.
+    pub fn spans(&self) -> u64 {
+        self.files()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| read_header(p).ok())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files().map(|f| f.is_empty()).unwrap_or(true)
+    }
+}
+
+fn check_header(head: &[u8]) -> io::Result<u64> {
+    if head.len() < HEADER || &head[..8] != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a microspan spool file (bad header)",
+        ));
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&head[8..16]);
+    Ok(u64::from_le_bytes(n))
+}
+
+fn read_header(path: &Path) -> io::Result<u64> {
+    use std::io::Read;
+    let mut head = [0u8; HEADER];
+    fs::File::open(path)?.read_exact(&mut head)?;
+    check_header(&head)
+}
+
+fn read_file(path: &Path) -> io::Result<Payload> {
+    let data = fs::read(path)?;
+    let spans = check_header(&data)?;
+    Ok(Payload {
+        bytes: data[HEADER..].to_vec(),
+        spans,
+    })
+}

@@ -1,0 +1,451 @@
+//! A span tree with a waterfall, for the terminal.
+//!
+//! ```text
+//! trace 000000000000002a · in-process-service · 3 spans · 3.000 s
+//!    3.000 s |██████████████████████████████| in-process-service
+//!    3.000 s |██████████████████████████████| └─ Foo
+//!    2.000 s |          ████████████████████|    └─ Bar
+//!                                                      tags: error=true
+//!                                                      log +2.000 s: event="error" message="something wrong"
+//! ```
+//!
+//! A trace is printed when its root span (a span without references) arrives — roots finish
+//! last — and whatever is still buffered at `finish`; spans that arrive for a trace already
+//! printed are printed as its continuation. Children are ordered by start time, so the output is
+//! deterministic. `error=true` and `[incomplete]` are highlighted when colours are on (a
+//! terminal, and `NO_COLOR` unset); otherwise the text is plain.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Write};
+
+use super::jaeger_json::trace_id_hex;
+use super::{logs_with_baggage, ExportError, ExportSummary, Exporter};
+use crate::model::{Batch, Process, RefKind, Span, Value};
+
+const BAR: usize = 30;
+/// Width of the duration and waterfall columns before the tree.
+const LEFT: usize = 10 + 2 + BAR + 2;
+/// Spans buffered (waiting for their root) before the oldest trace is printed anyway.
+const MAX_PENDING_SPANS: usize = 100_000;
+/// Printed traces remembered, to mark late spans as a continuation.
+const MAX_REMEMBERED: usize = 4_096;
+
+struct Pending {
+    trace_id: u128,
+    spans: Vec<(usize, Span)>,
+}
+
+/// Writes each finished trace as an indented tree with a waterfall bar per span.
+pub struct TreeWriter<W: Write + Send> {
+    out: W,
+    color: bool,
+    name: String,
+    processes: Vec<Process>,
+    pending: Vec<Pending>,
+    pending_spans: usize,
+    printed: HashSet<u128>,
+    printed_order: VecDeque<u128>,
+    spans_in: u64,
+    written: u64,
+    finished: bool,
+}
+
+impl TreeWriter<io::Stdout> {
+    /// A tree on standard output, coloured when it is a terminal and `NO_COLOR` is not set.
+    pub fn stdout() -> Self {
+        let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Self::new(io::stdout(), color)
+    }
+}
+
+impl<W: Write + Send> TreeWriter<W> {
+    /// A tree written to `out`; `color` adds ANSI highlighting.
+    pub fn new(out: W, color: bool) -> Self {
+        Self {
+            out,
+            color,
+            name: "tree".into(),
+            processes: Vec::new(),
+            pending: Vec::new(),
+            pending_spans: 0,
+            printed: HashSet::new(),
+            printed_order: VecDeque::new(),
+            spans_in: 0,
+            written: 0,
+            finished: false,
+        }
+    }
+
+    /// The writer, e.g. to read back a `Vec<u8>` in tests.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn process_index(&mut self, process: &Process) -> usize {
+        match self.processes.iter().position(|p| p == process) {
+            Some(i) => i,
+            None => {
+                self.processes.push(process.clone());
+                self.processes.len() - 1
+            }
+        }
+    }
+
+    fn print_pending(&mut self, index: usize) -> io::Result<()> {
+        let trace = self.pending.remove(index);
+        self.pending_spans -= trace.spans.len();
+        let continued = self.printed.contains(&trace.trace_id);
+        let text = render_trace(&trace, &self.processes, continued, self.color);
+        self.out.write_all(text.as_bytes())?;
+        self.written += trace.spans.len() as u64;
+        if !continued {
+            self.printed.insert(trace.trace_id);
+            self.printed_order.push_back(trace.trace_id);
+            if self.printed_order.len() > MAX_REMEMBERED {
+                if let Some(old) = self.printed_order.pop_front() {
+                    self.printed.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, source: io::Error) -> ExportError {
+        ExportError::File {
+            path: "<terminal>".into(),
+            source,
+        }
+    }
+}
+
+impl<W: Write + Send> Exporter for TreeWriter<W> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        }
+        let p = self.process_index(&batch.process);
+        let mut roots = Vec::new();
+        for span in &batch.spans {
+            self.spans_in += 1;
+            let i = match self
+                .pending
+                .iter()
+                .position(|t| t.trace_id == span.trace_id)
+            {
+                Some(i) => i,
+                None => {
+                    self.pending.push(Pending {
+                        trace_id: span.trace_id,
+                        spans: Vec::new(),
+                    });
+                    self.pending.len() - 1
+                }
+            };
+            self.pending[i].spans.push((p, span.clone()));
+            self.pending_spans += 1;
+            if span.references.is_empty() && !roots.contains(&span.trace_id) {
+                roots.push(span.trace_id);
+            }
+        }
+        for trace_id in roots {
+            if let Some(i) = self.pending.iter().position(|t| t.trace_id == trace_id) {
+                self.print_pending(i).map_err(|e| self.io_error(e))?;
+            }
+        }
+        while self.pending_spans > MAX_PENDING_SPANS && !self.pending.is_empty() {
+            self.print_pending(0).map_err(|e| self.io_error(e))?;
+        }
+        self.out.flush().map_err(|e| self.io_error(e))
+    }
+
+    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        if self.finished {
+            return Err(ExportError::Finished {
+                exporter: self.name.clone(),
+            });
+        }
+        self.finished = true;
+        while !self.pending.is_empty() {
+            self.print_pending(0).map_err(|e| self.io_error(e))?;
+        }
+        self.out.flush().map_err(|e| self.io_error(e))?;
+        let mut summary = ExportSummary::new(&self.name);
+        summary.spans_in = self.spans_in;
+        summary.delivered = self.written;
+        Ok(summary)
+    }
+}
+
+/// A duration in human units.
+pub(crate) fn human(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 1_000_000 {
+        format!("{:.2} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
+fn value(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("{s:?}"),
+        Value::Bool(b) => b.to_string(),
+        Value::I64(i) => i.to_string(),
+        Value::U64(u) => u.to_string(),
+        Value::F64(f) => f.to_string(),
+    }
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: bool) -> String {
+    let style = Style { color };
+    let spans = &trace.spans;
+    let start = spans
+        .iter()
+        .map(|(_, s)| s.start_unix_nanos)
+        .min()
+        .unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|(_, s)| s.start_unix_nanos.saturating_add(s.duration_nanos))
+        .max()
+        .unwrap_or(start);
+    let total = end.saturating_sub(start).max(1);
+
+    // Tree: the parent is the first ChildOf reference found in the trace, else the first
+    // reference of any kind found (a FollowsFrom); else the span is shown at the top.
+    let mut by_id: HashMap<u64, usize> = HashMap::new();
+    for (i, (_, s)) in spans.iter().enumerate() {
+        by_id.entry(s.span_id).or_insert(i);
+    }
+    let parent_of = |s: &Span| -> Option<(usize, RefKind)> {
+        let find = |kind: Option<RefKind>| {
+            s.references
+                .iter()
+                .filter(|r| kind.is_none_or(|k| r.kind == k))
+                .find_map(|r| by_id.get(&r.span_id).map(|&i| (i, r.kind)))
+        };
+        find(Some(RefKind::ChildOf)).or_else(|| find(None))
+    };
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut tops = Vec::new();
+    let mut via = vec![RefKind::ChildOf; spans.len()];
+    let mut parent = vec![None; spans.len()];
+    for (i, (_, s)) in spans.iter().enumerate() {
+        match parent_of(s) {
+            Some((p, kind)) if p != i => {
+                children[p].push(i);
+                via[i] = kind;
+                parent[i] = Some(spans[p].1.span_id);
+            }
+            _ => tops.push(i),
+        }
+    }
+    let order = |v: &mut Vec<usize>| {
+        v.sort_by_key(|&i| (spans[i].1.start_unix_nanos, spans[i].1.span_id, i));
+    };
+    order(&mut tops);
+    for c in &mut children {
+        order(c);
+    }
+
+    let first_process = spans.first().map(|(p, _)| *p).unwrap_or(0);
+    let service = processes
+        .get(first_process)
+        .map(|p| p.service_name.as_str())
+        .unwrap_or("?");
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trace {} · {} · {} span{} · {}{}",
+        trace_id_hex(trace.trace_id),
+        service,
+        spans.len(),
+        if spans.len() == 1 { "" } else { "s" },
+        human(total),
+        if continued { " (continued)" } else { "" }
+    );
+
+    let mut visited = vec![false; spans.len()];
+    // Depth-first, with an explicit stack: (span, prefix for its line, prefix for its children).
+    let mut roots_then_rest: Vec<usize> = tops.clone();
+    let mut k = 0;
+    while k <= roots_then_rest.len() {
+        if k == roots_then_rest.len() {
+            // Spans caught in a reference cycle are never reached from a top: show them too.
+            if let Some(i) = (0..spans.len()).find(|&i| !visited[i]) {
+                roots_then_rest.push(i);
+            } else {
+                break;
+            }
+        }
+        let top = roots_then_rest[k];
+        k += 1;
+        if visited[top] {
+            continue;
+        }
+        let mut stack = vec![(top, String::new(), String::new(), true)];
+        while let Some((i, line_prefix, child_prefix, is_top)) = stack.pop() {
+            if visited[i] {
+                continue;
+            }
+            visited[i] = true;
+            let (p, span) = &spans[i];
+            let mut name = format!("{line_prefix}{}", span.operation);
+            if *p != first_process {
+                if let Some(proc_) = processes.get(*p) {
+                    let _ = write!(name, " ({})", proc_.service_name);
+                }
+            }
+            if !is_top && via[i] == RefKind::FollowsFrom {
+                name.push_str(" ↪ follows from");
+            }
+            if span.incomplete {
+                name.push(' ');
+                name.push_str(&style.paint("33", "[incomplete]"));
+            }
+            let _ = writeln!(
+                out,
+                "{:>10} |{}| {}",
+                human(span.duration_nanos),
+                bar(span, start, total),
+                name
+            );
+            let detail_prefix = format!("{:LEFT$}{child_prefix}   ", "");
+            details(
+                &mut out,
+                span,
+                if is_top { None } else { parent[i] },
+                &detail_prefix,
+                &style,
+            );
+
+            let kids = &children[i];
+            for (n, &c) in kids.iter().enumerate().rev() {
+                let last = n + 1 == kids.len();
+                let line = format!("{child_prefix}{}", if last { "└─ " } else { "├─ " });
+                let next = format!("{child_prefix}{}", if last { "   " } else { "│  " });
+                stack.push((c, line, next, false));
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn bar(span: &Span, start: u64, total: u64) -> String {
+    let s = u128::from(span.start_unix_nanos.saturating_sub(start));
+    let e = s + u128::from(span.duration_nanos);
+    let w = BAR as u128;
+    let total = u128::from(total);
+    let from = ((s * w) / total).min(w - 1) as usize;
+    let to = ((e * w).div_ceil(total)).clamp(from as u128 + 1, w) as usize;
+    let mut b = String::with_capacity(BAR * 3);
+    for c in 0..BAR {
+        b.push(if (from..to).contains(&c) { '█' } else { ' ' });
+    }
+    b
+}
+
+/// Tags, baggage, logs (offset from the span's start), warnings, and the references other than
+/// the one the tree shows.
+fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &str, style: &Style) {
+    if !span.tags.is_empty() {
+        let tags: Vec<String> = span
+            .tags
+            .iter()
+            .map(|t| {
+                let text = format!("{}={}", t.key, value(&t.value));
+                if t.key == "error" && t.value == Value::Bool(true) {
+                    style.paint("1;31", &text)
+                } else {
+                    text
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{prefix}tags: {}", tags.join(" "));
+    }
+    if !span.baggage.is_empty() {
+        let items: Vec<String> = span
+            .baggage
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        let _ = writeln!(out, "{prefix}baggage: {}", items.join(" "));
+    }
+    // Baggage is shown above; the logs are the span's own.
+    let logs = logs_with_baggage(span);
+    for log in logs.iter().skip(span.baggage.len()) {
+        let offset = if log.time_unix_nanos >= span.start_unix_nanos {
+            format!("+{}", human(log.time_unix_nanos - span.start_unix_nanos))
+        } else {
+            format!("-{}", human(span.start_unix_nanos - log.time_unix_nanos))
+        };
+        let fields: Vec<String> = log
+            .fields
+            .iter()
+            .map(|f| format!("{}={}", f.key, value(&f.value)))
+            .collect();
+        let _ = writeln!(out, "{prefix}log {offset}: {}", fields.join(" "));
+    }
+    for w in &span.warnings {
+        let _ = writeln!(
+            out,
+            "{prefix}{}",
+            style.paint("33", &format!("warning: {w}"))
+        );
+    }
+    let mut parent_shown = false;
+    for r in &span.references {
+        if !parent_shown && Some(r.span_id) == shown_parent {
+            parent_shown = true;
+            continue;
+        }
+        let kind = match r.kind {
+            RefKind::ChildOf => "child of",
+            RefKind::FollowsFrom => "follows from",
+        };
+        let _ = writeln!(
+            out,
+            "{prefix}ref: {kind} {}/{:016x}",
+            trace_id_hex(r.trace_id),
+            r.span_id
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human(999), "999 ns");
+        assert_eq!(human(1_500), "1.50 µs");
+        assert_eq!(human(2_000_000), "2.00 ms");
+        assert_eq!(human(3_000_000_000), "3.000 s");
+    }
+}

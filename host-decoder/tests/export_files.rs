@@ -1,0 +1,400 @@
+//! The file exporters and the tree on the reference trace, against checked-in snapshots
+//! (`MICROSPAN_BLESS=1 cargo test -p microspan-decoder` rewrites them), plus structure checks of
+//! the JSON they write.
+
+mod support;
+
+use microspan_decoder::export::{
+    to_otlp_request, to_thrift_batch, ExportError, Exporter, JaegerJsonFile, MemoryExporter,
+    OtlpJsonFile, TreeWriter,
+};
+use microspan_decoder::jaeger_thrift as jt;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use serde_json::Value as Json;
+use support::*;
+
+fn write_jaeger_json() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.json");
+    let mut exporter = JaegerJsonFile::new(&path);
+    let batch = reference_batch();
+    // Two batches, as span assembly hands them over.
+    let (a, b) = batch.spans.split_at(3);
+    exporter
+        .export(&microspan_decoder::model::Batch {
+            process: batch.process.clone(),
+            spans: a.to_vec(),
+        })
+        .unwrap();
+    exporter
+        .export(&microspan_decoder::model::Batch {
+            process: batch.process.clone(),
+            spans: b.to_vec(),
+        })
+        .unwrap();
+    let summary = exporter.finish().unwrap();
+    assert!(summary.is_complete(), "{summary}");
+    assert_eq!(summary.delivered, 8);
+    std::fs::read_to_string(&path).unwrap()
+}
+
+#[test]
+fn jaeger_json_snapshot() {
+    assert_snapshot("reference.jaeger.json", &write_jaeger_json());
+}
+
+#[test]
+fn jaeger_json_structure() {
+    let doc: Json = serde_json::from_str(&write_jaeger_json()).unwrap();
+    let data = doc["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "two traces");
+    let trace = &data[0];
+    assert_eq!(trace["traceID"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        data[1]["traceID"], "00f067aa0ba902b7",
+        "high half 0: 16 digits"
+    );
+    assert_eq!(
+        trace["processes"]["p1"]["serviceName"],
+        "in-process-service"
+    );
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 7);
+    let by_name = |n: &str| spans.iter().find(|s| s["operationName"] == n).unwrap();
+
+    let bar = by_name("Bar");
+    assert_eq!(bar["spanID"], "1000000000000003");
+    assert_eq!(bar["processID"], "p1");
+    assert_eq!(bar["startTime"], 1_700_000_001_000_000i64);
+    assert_eq!(bar["duration"], 2_000_000);
+    assert_eq!(bar["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(bar["references"][0]["spanID"], "1000000000000002");
+    assert_eq!(
+        bar["tags"][0],
+        serde_json::json!({"key": "error", "type": "bool", "value": true})
+    );
+    assert!(bar["warnings"].is_null());
+    // Baggage as Jaeger clients log it, then the span's own log.
+    let logs = bar["logs"].as_array().unwrap();
+    assert_eq!(logs[0]["fields"][0]["value"], "baggage");
+    assert_eq!(
+        logs[0]["fields"][1],
+        serde_json::json!({"key": "key", "type": "string", "value": "user"})
+    );
+    assert_eq!(logs[0]["fields"][2]["value"], "alice");
+    assert_eq!(logs[1]["timestamp"], 1_700_000_002_999_000i64);
+    assert_eq!(
+        logs[1]["fields"][0],
+        serde_json::json!({"key": "event", "type": "string", "value": "error"})
+    );
+    assert_eq!(logs[1]["fields"][1]["value"], "something wrong");
+
+    let types = by_name("all-types");
+    let tag = |k: &str| {
+        types["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(tag("bool")["type"], "bool");
+    assert_eq!(
+        tag("i64"),
+        serde_json::json!({"key": "i64", "type": "int64", "value": -42})
+    );
+    assert_eq!(tag("u64.small")["type"], "int64");
+    assert_eq!(
+        tag("u64.big"),
+        serde_json::json!({"key": "u64.big", "type": "string", "value": "18446744073709551615"})
+    );
+    assert_eq!(
+        tag("f64"),
+        serde_json::json!({"key": "f64", "type": "float64", "value": 1.5})
+    );
+    assert_eq!(tag("f64.nan")["value"], "NaN");
+    assert_eq!(types["spanID"], "fffffffffffffff7");
+
+    // The consumer: its ChildOf parent first, then the FollowsFrom.
+    let consumer = by_name("consume");
+    assert_eq!(consumer["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(consumer["references"][1]["refType"], "FOLLOWS_FROM");
+
+    assert_eq!(
+        by_name("truncated")["warnings"].as_array().unwrap().len(),
+        2
+    );
+    let hung = by_name("flash-write");
+    assert_eq!(hung["flags"], 3);
+    assert!(hung["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["key"] == "microspan.incomplete" && t["value"] == true));
+    assert!(by_name("in-process-service")["references"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+fn otlp_json_exporter() -> (OtlpJsonFile, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = OtlpJsonFile::new(dir.path().join("trace.otlp.json"));
+    exporter.export(&reference_batch()).unwrap();
+    (exporter, dir)
+}
+
+#[test]
+fn otlp_json_snapshot_and_round_trip() {
+    let (mut exporter, dir) = otlp_json_exporter();
+    let expected = exporter.request();
+    let summary = exporter.finish().unwrap();
+    assert!(summary.is_complete(), "{summary}");
+    let text = std::fs::read_to_string(dir.path().join("trace.otlp.json")).unwrap();
+    assert_snapshot("reference.otlp.json", &text);
+
+    // Back through opentelemetry-proto's own OTLP/JSON reader: the same request.
+    let back: ExportTraceServiceRequest = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, expected);
+    assert_eq!(back, to_otlp_request(&reference_batch()));
+}
+
+#[test]
+fn otlp_json_follows_the_otlp_json_encoding() {
+    let (mut exporter, dir) = otlp_json_exporter();
+    exporter.finish().unwrap();
+    let doc: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("trace.otlp.json")).unwrap())
+            .unwrap();
+    let rs = &doc["resourceSpans"][0];
+    assert_eq!(
+        rs["resource"]["attributes"][0],
+        serde_json::json!({"key": "service.name", "value": {"stringValue": "in-process-service"}})
+    );
+    let spans = rs["scopeSpans"][0]["spans"].as_array().unwrap();
+    assert_eq!(rs["scopeSpans"][0]["scope"]["name"], "microspan");
+    let by_name = |n: &str| spans.iter().find(|s| s["name"] == n).unwrap();
+    let bar = by_name("Bar");
+    assert_eq!(
+        bar["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "ids are hex"
+    );
+    assert_eq!(bar["spanId"], "1000000000000003");
+    assert_eq!(bar["parentSpanId"], "1000000000000002");
+    assert_eq!(
+        bar["startTimeUnixNano"], "1700000001000000000",
+        "64-bit integers are strings"
+    );
+    assert_eq!(bar["endTimeUnixNano"], "1700000003000000000");
+    assert_eq!(bar["status"]["code"], 2, "enums are integers: ERROR");
+    assert_eq!(bar["kind"], 0);
+    assert_eq!(bar["events"][1]["name"], "error");
+    assert_eq!(bar["events"][1]["timeUnixNano"], "1700000002999000000");
+    assert_eq!(bar["events"][0]["name"], "baggage");
+
+    let types = by_name("all-types");
+    assert_eq!(types["kind"], 3, "span.kind=client");
+    let attr = |k: &str| {
+        types["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"].clone())
+    };
+    assert_eq!(attr("span.kind"), None, "span.kind moved to kind");
+    assert_eq!(attr("i64").unwrap(), serde_json::json!({"intValue": "-42"}));
+    assert_eq!(
+        attr("u64.big").unwrap(),
+        serde_json::json!({"stringValue": "18446744073709551615"})
+    );
+    assert_eq!(
+        attr("f64").unwrap(),
+        serde_json::json!({"doubleValue": 1.5})
+    );
+    assert_eq!(
+        attr("bool").unwrap(),
+        serde_json::json!({"boolValue": false})
+    );
+
+    let consumer = by_name("consume");
+    assert_eq!(consumer["kind"], 5);
+    assert_eq!(
+        consumer["parentSpanId"], "1000000000000002",
+        "first ChildOf is the parent"
+    );
+    assert_eq!(consumer["links"].as_array().unwrap().len(), 1);
+    assert_eq!(consumer["links"][0]["spanId"], "1000000000000001");
+    assert_eq!(
+        consumer["links"][0]["attributes"][0],
+        serde_json::json!({"key": "opentracing.ref_type", "value": {"stringValue": "follows_from"}})
+    );
+    assert_eq!(by_name("in-process-service")["kind"], 2);
+    assert_eq!(by_name("in-process-service")["parentSpanId"], "");
+    let warnings = by_name("truncated")["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "microspan.warnings")
+        .unwrap()["value"]["arrayValue"]["values"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(warnings, 2);
+}
+
+#[test]
+fn otlp_protobuf_mapping_matches_the_jaeger_rules() {
+    let request = to_otlp_request(&reference_batch());
+    let spans = &request.resource_spans[0].scope_spans[0].spans;
+    let bar = spans.iter().find(|s| s.name == "Bar").unwrap();
+    assert!(
+        bar.attributes.iter().any(|a| a.key == "error"),
+        "error tag kept"
+    );
+    assert_eq!(bar.status.as_ref().unwrap().code, 2);
+    assert_eq!(bar.flags, 1);
+    let event = &bar.events[1];
+    assert_eq!(event.name, "error");
+    assert!(event.attributes.iter().any(|a| a.key == "message"
+        && a.value.as_ref().unwrap().value
+            == Some(AnyValue::StringValue("something wrong".into()))));
+}
+
+#[test]
+fn thrift_mapping() {
+    let batch = to_thrift_batch(&reference_batch());
+    assert_eq!(batch.process.service_name, "in-process-service");
+    let bar = batch
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "Bar")
+        .unwrap();
+    assert_eq!(bar.trace_id_high, 0x4bf9_2f35_77b3_4da6u64 as i64);
+    assert_eq!(bar.trace_id_low, 0xa3ce_929d_0e0e_4736u64 as i64);
+    assert_eq!(bar.parent_span_id, FOO as i64);
+    assert_eq!(bar.start_time, 1_700_000_001_000_000);
+    assert_eq!(bar.duration, 2_000_000);
+    let tag = &bar.tags.as_ref().unwrap()[0];
+    assert_eq!(
+        (tag.key.as_str(), tag.v_type, tag.v_bool),
+        ("error", jt::TagType::BOOL, Some(true))
+    );
+    assert_eq!(bar.logs.as_ref().unwrap().len(), 2);
+    let types = batch
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "all-types")
+        .unwrap();
+    assert_eq!(types.span_id, TYPES as i64);
+    assert!(types.span_id < 0);
+    let consumer = batch
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "consume")
+        .unwrap();
+    assert_eq!(consumer.parent_span_id, FOO as i64);
+    let refs = consumer.references.as_ref().unwrap();
+    assert_eq!(refs[0].ref_type, jt::SpanRefType::FOLLOWS_FROM);
+    let truncated = batch
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "truncated")
+        .unwrap();
+    let w = truncated
+        .tags
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|t| t.key == "microspan.warnings")
+        .unwrap();
+    assert_eq!(
+        w.v_str.as_deref(),
+        Some(
+            r#"["2 tags dropped: capacity 4 tags per span","1 log field dropped: capacity 4 fields per log"]"#
+        )
+    );
+    let lone = batch
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "lone")
+        .unwrap();
+    assert_eq!(lone.trace_id_high, 0);
+    assert!(lone.references.is_none());
+}
+
+fn tree(color: bool) -> String {
+    let mut tree = TreeWriter::new(Vec::new(), color);
+    let batch = reference_batch();
+    // Spans one by one, as they finish.
+    for span in &batch.spans {
+        tree.export(&microspan_decoder::model::Batch {
+            process: batch.process.clone(),
+            spans: vec![span.clone()],
+        })
+        .unwrap();
+    }
+    let summary = tree.finish().unwrap();
+    assert_eq!(summary.delivered, 8);
+    String::from_utf8(tree.into_inner()).unwrap()
+}
+
+#[test]
+fn tree_snapshot() {
+    let text = tree(false);
+    assert!(!text.contains('\x1b'), "plain text when not a terminal");
+    assert_snapshot("reference.tree.txt", &text);
+}
+
+#[test]
+fn tree_highlights_errors_in_colour() {
+    let text = tree(true);
+    assert!(text.contains("\x1b[1;31merror=true\x1b[0m"));
+    assert!(text.contains("\x1b[33m[incomplete]\x1b[0m"));
+}
+
+#[test]
+fn finished_exporters_refuse_more() {
+    let mut m = MemoryExporter::new();
+    m.export(&reference_batch()).unwrap();
+    assert_eq!(m.spans().count(), 8);
+    assert_eq!(m.finish().unwrap().delivered, 8);
+    assert!(matches!(
+        m.export(&reference_batch()),
+        Err(ExportError::Finished { .. })
+    ));
+}
+
+#[test]
+fn file_bound_drops_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = JaegerJsonFile::with_limit(dir.path().join("t.json"), 5);
+    let err = exporter.export(&reference_batch()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::TooManySpans {
+                spans: 3,
+                limit: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let summary = exporter.finish().unwrap();
+    assert_eq!((summary.delivered, summary.dropped), (5, 3));
+    assert!(!summary.is_complete());
+}
+
+#[test]
+fn unwritable_file_is_a_clear_error() {
+    let mut exporter = JaegerJsonFile::new("/nonexistent-dir/trace.json");
+    exporter.export(&reference_batch()).unwrap();
+    let err = exporter.finish().unwrap_err().to_string();
+    assert!(
+        err.contains("/nonexistent-dir/trace.json") && err.contains("writable"),
+        "{err}"
+    );
+}

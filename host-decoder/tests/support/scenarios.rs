@@ -1,0 +1,244 @@
+//! Upload scenarios shared by the OTLP and the Thrift uploader tests.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use microspan_decoder::export::{ExportError, Exporter, UploadConfig};
+
+use super::*;
+
+/// What differs between the two uploaders.
+pub struct Protocol {
+    /// Builds the exporter for a receiver's base URL (`http://127.0.0.1:PORT`).
+    pub make: fn(&str, UploadConfig) -> Box<dyn Exporter>,
+    /// Span ids in one request body, decoded with the real protocol types.
+    pub decode: fn(&[u8]) -> Vec<u64>,
+    /// The success status the real collector answers.
+    pub ok: u16,
+    /// The path requests must go to.
+    pub path: &'static str,
+    pub content_type: &'static str,
+}
+
+fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    range.collect()
+}
+
+/// 503 (without and with Retry-After), 429, 502, 504, then success: every span exactly once.
+pub fn retryable_answers_then_success(p: &Protocol) {
+    let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+    let rx = Receiver::start(
+        vec![
+            Reply::status(503),
+            Reply::status(503).header("Retry-After", "0"),
+            Reply::status(429).header("Retry-After", &past),
+            Reply::status(502),
+            Reply::status(504),
+        ],
+        Reply::status(p.ok),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        max_attempts: 10,
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&rx.url(), config);
+    exporter.export(&numbered_batch(1, 4)).unwrap();
+    exporter.export(&numbered_batch(5, 3)).unwrap();
+    let summary = exporter.finish().unwrap();
+    let got = rx.received();
+    assert_eq!(
+        accepted_ids(&got, p.decode),
+        ids(1..=7),
+        "every span exactly once"
+    );
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_eq!(summary.delivered, 7);
+    assert_eq!(summary.retries, 5, "{summary}");
+    assert_eq!(
+        got.len(),
+        5 + 3,
+        "3 requests of ≤3 spans, 5 retried answers"
+    );
+    for r in &got {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", p.path));
+        assert_eq!(r.content_type, p.content_type);
+    }
+}
+
+/// `Retry-After: 1` makes the uploader wait a second before the next try.
+pub fn retry_after_seconds_is_honoured(p: &Protocol) {
+    let rx = Receiver::start(
+        vec![Reply::status(503).header("Retry-After", "1")],
+        Reply::status(p.ok),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = (p.make)(&rx.url(), fast_config(dir.path()));
+    exporter.export(&numbered_batch(1, 2)).unwrap();
+    let summary = exporter.finish().unwrap();
+    let got = rx.received();
+    assert_eq!(got.len(), 2);
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited only {waited:?}"
+    );
+    assert_eq!(accepted_ids(&got, p.decode), ids(1..=2));
+    assert!(summary.is_complete(), "{summary}");
+}
+
+/// 400 is not retried: one request, the spans counted as rejected, a clear error.
+pub fn bad_request_is_not_retried(p: &Protocol) {
+    let rx = Receiver::start(
+        vec![Reply::status(400).body("bad request: no spans")],
+        Reply::status(p.ok),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = (p.make)(&rx.url(), fast_config(dir.path()));
+    exporter.export(&numbered_batch(1, 2)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(rx.received().len(), 1, "not retried");
+    assert_eq!(
+        (summary.delivered, summary.rejected, summary.spooled),
+        (0, 2, 0)
+    );
+    assert!(!summary.is_complete());
+    let err = summary
+        .errors
+        .iter()
+        .find(|e| matches!(e, ExportError::Rejected { status: 400, .. }));
+    let text = err.expect("a Rejected error").to_string();
+    assert!(
+        text.contains("HTTP 400")
+            && text.contains("bad request: no spans")
+            && text.contains("not retried"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .all(|d| std::fs::read_dir(d.unwrap().path())
+                .unwrap()
+                .next()
+                .is_none()),
+        "nothing spooled"
+    );
+}
+
+/// The collector is down (connection refused) for a while, then comes up: everything arrives
+/// exactly once.
+pub fn collector_down_for_a_while(p: &Protocol) {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = (p.make)(&format!("http://127.0.0.1:{port}"), fast_config(dir.path()));
+    let started = Instant::now();
+    for i in 0..6 {
+        exporter.export(&numbered_batch(1 + i * 5, 5)).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_millis(
+        300u64.saturating_sub(started.elapsed().as_millis() as u64),
+    ));
+    let rx = Receiver::start_on(port, vec![], Reply::status(p.ok));
+    exporter.export(&numbered_batch(31, 2)).unwrap();
+    let summary = exporter.finish().unwrap();
+    let got = rx.received();
+    assert_eq!(
+        accepted_ids(&got, p.decode),
+        ids(1..=32),
+        "every span exactly once"
+    );
+    assert_eq!(
+        (summary.delivered, summary.spooled, summary.dropped),
+        (32, 0, 0),
+        "{summary}"
+    );
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+}
+
+/// A full queue spills to the spool; what is still there at the deadline stays on disk and the
+/// next run replays it.
+pub fn spool_then_replay_next_run(p: &Protocol) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        queue_capacity: 1,
+        finish_timeout: Duration::from_millis(200),
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&url, config.clone());
+    for i in 0..10 {
+        exporter.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+    }
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        (summary.spans_in, summary.delivered, summary.dropped),
+        (30, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(summary.spooled, 30, "{summary}");
+    let spool_files: usize = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(spool_files, 10, "one file per request");
+    let err = summary
+        .errors
+        .iter()
+        .find(|e| matches!(e, ExportError::Unreachable { .. }));
+    let text = err.expect("an Unreachable error").to_string();
+    assert!(
+        text.contains("30 spans") && text.contains("next run"),
+        "{text}"
+    );
+
+    let rx = Receiver::start_on(port, vec![], Reply::status(p.ok));
+    let mut exporter = (p.make)(
+        &url,
+        UploadConfig {
+            finish_timeout: Duration::from_secs(5),
+            ..config
+        },
+    );
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        (summary.replayed, summary.delivered, summary.spooled),
+        (30, 30, 0),
+        "{summary}"
+    );
+    assert_eq!(
+        accepted_ids(&rx.received(), p.decode),
+        ids(1..=30),
+        "every span exactly once"
+    );
+    let left: usize = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(left, 0, "the spool is empty after replay");
+}
+
+/// Without a spool, what does not fit in the queue is dropped and counted, not hidden.
+pub fn no_spool_counts_drops(p: &Protocol) {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        spool_dir: None,
+        queue_capacity: 1,
+        finish_timeout: Duration::from_millis(100),
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&format!("http://127.0.0.1:{port}"), config);
+    let mut refused = 0;
+    for i in 0..10 {
+        if let Err(e) = exporter.export(&numbered_batch(1 + i * 3, 3)) {
+            assert!(e.to_string().contains("no spool directory"), "{e}");
+            refused += 3;
+        }
+    }
+    let summary = exporter.finish().unwrap();
+    assert!(refused > 0);
+    assert_eq!(summary.delivered, 0);
+    assert_eq!(summary.dropped, 30, "{summary}");
+    assert!(!summary.is_complete());
+}

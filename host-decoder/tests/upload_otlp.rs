@@ -1,0 +1,116 @@
+//! The OTLP/HTTP uploader against a local receiver that decodes what it gets with
+//! opentelemetry-proto.
+
+mod support;
+
+use microspan_decoder::export::{ExportError, Exporter, OtlpHttp, UploadConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+use support::scenarios::{self, Protocol};
+use support::*;
+
+const OTLP: Protocol = Protocol {
+    make: |url, config| Box::new(OtlpHttp::new(url, config).unwrap()),
+    decode: otlp_span_ids,
+    ok: 200,
+    path: "/v1/traces",
+    content_type: "application/x-protobuf",
+};
+
+#[test]
+fn retryable_answers_then_success() {
+    scenarios::retryable_answers_then_success(&OTLP);
+}
+
+#[test]
+fn retry_after_seconds_is_honoured() {
+    scenarios::retry_after_seconds_is_honoured(&OTLP);
+}
+
+#[test]
+fn bad_request_is_not_retried() {
+    scenarios::bad_request_is_not_retried(&OTLP);
+}
+
+#[test]
+fn collector_down_for_a_while() {
+    scenarios::collector_down_for_a_while(&OTLP);
+}
+
+#[test]
+fn spool_then_replay_next_run() {
+    scenarios::spool_then_replay_next_run(&OTLP);
+}
+
+#[test]
+fn no_spool_counts_drops() {
+    scenarios::no_spool_counts_drops(&OTLP);
+}
+
+#[test]
+fn partial_success_is_reported_not_retried() {
+    let answer = ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: 2,
+            error_message: "spans too old".into(),
+        }),
+    };
+    let rx = Receiver::start(
+        vec![Reply::status(200)
+            .header("Content-Type", "application/x-protobuf")
+            .body(answer.encode_to_vec())],
+        Reply::status(200),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = OtlpHttp::new(&rx.url(), fast_config(dir.path())).unwrap();
+    exporter.export(&numbered_batch(1, 3)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(rx.received().len(), 1, "not retried");
+    assert_eq!((summary.delivered, summary.rejected), (1, 2), "{summary}");
+    let text = summary
+        .errors
+        .iter()
+        .find(|e| matches!(e, ExportError::PartiallyRejected { spans: 2, .. }))
+        .expect("a PartiallyRejected error")
+        .to_string();
+    assert!(text.contains("spans too old"), "{text}");
+}
+
+#[test]
+fn the_reference_trace_arrives_as_mapped() {
+    let rx = Receiver::start(vec![], Reply::status(200));
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = OtlpHttp::new(
+        &format!("{}/v1/traces", rx.url()),
+        UploadConfig {
+            max_spans_per_request: 100,
+            ..fast_config(dir.path())
+        },
+    )
+    .unwrap();
+    exporter.export(&reference_batch()).unwrap();
+    assert!(exporter.finish().unwrap().is_complete());
+    let got = rx.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/v1/traces", "not appended twice");
+    let request =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+            &got[0].body[..],
+        )
+        .unwrap();
+    assert_eq!(
+        request,
+        microspan_decoder::export::to_otlp_request(&reference_batch())
+    );
+}
+
+#[test]
+fn invalid_urls_are_refused_with_an_example() {
+    let err = OtlpHttp::new("localhost:4318", UploadConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("http://localhost:4318"), "{err}");
+}

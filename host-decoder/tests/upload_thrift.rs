@@ -1,0 +1,79 @@
+//! The Jaeger Thrift uploader against a local receiver that decodes what it gets with the
+//! generated Thrift types.
+
+mod support;
+
+use microspan_decoder::export::{Exporter, JaegerThriftHttp, UploadConfig};
+use microspan_decoder::jaeger_thrift as jt;
+use support::scenarios::{self, Protocol};
+use support::*;
+use thrift::protocol::{TBinaryInputProtocol, TSerializable};
+
+const THRIFT: Protocol = Protocol {
+    make: |url, config| {
+        Box::new(JaegerThriftHttp::new(&format!("{url}/api/traces"), config).unwrap())
+    },
+    decode: thrift_span_ids,
+    ok: 202,
+    path: "/api/traces",
+    content_type: "application/x-thrift",
+};
+
+#[test]
+fn retryable_answers_then_success() {
+    scenarios::retryable_answers_then_success(&THRIFT);
+}
+
+#[test]
+fn retry_after_seconds_is_honoured() {
+    scenarios::retry_after_seconds_is_honoured(&THRIFT);
+}
+
+#[test]
+fn bad_request_is_not_retried() {
+    scenarios::bad_request_is_not_retried(&THRIFT);
+}
+
+#[test]
+fn collector_down_for_a_while() {
+    scenarios::collector_down_for_a_while(&THRIFT);
+}
+
+#[test]
+fn spool_then_replay_next_run() {
+    scenarios::spool_then_replay_next_run(&THRIFT);
+}
+
+#[test]
+fn no_spool_counts_drops() {
+    scenarios::no_spool_counts_drops(&THRIFT);
+}
+
+#[test]
+fn the_reference_trace_arrives_as_mapped() {
+    let rx = Receiver::start(vec![], Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        max_spans_per_request: 100,
+        ..fast_config(dir.path())
+    };
+    let mut exporter = JaegerThriftHttp::new(&format!("{}/api/traces", rx.url()), config).unwrap();
+    exporter.export(&reference_batch()).unwrap();
+    assert!(exporter.finish().unwrap().is_complete());
+    let got = rx.received();
+    assert_eq!(got.len(), 1);
+    let mut input = TBinaryInputProtocol::new(&got[0].body[..], true);
+    let batch = jt::Batch::read_from_in_protocol(&mut input).unwrap();
+    assert_eq!(
+        batch,
+        microspan_decoder::export::to_thrift_batch(&reference_batch())
+    );
+    let bar = batch
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "Bar")
+        .unwrap();
+    assert_eq!(bar.parent_span_id, FOO as i64);
+    let log = &bar.logs.as_ref().unwrap()[1];
+    assert_eq!(log.fields[1].v_str.as_deref(), Some("something wrong"));
+}
