@@ -541,12 +541,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             Some(first) => id.wrapping_sub(first) < pos.wrapping_sub(first),
             None => false,
         };
-        let short = !debug && !follows && !is_root && self.state.first_start.is_some() && parent == self.state.last_start;
-        if short {
-            if (1..64).contains(&delta) {
-                self.frame.u8(tag::START_CHILD | delta as u8)?;
+        let child_short = !is_root && self.state.first_start.is_some() && parent == self.state.last_start;
+        if !debug && !follows && (is_root || child_short) {
+            let root_bit = if is_root { tag::START_ROOT_BIT } else { 0 };
+            if (1..32).contains(&delta) {
+                self.frame.u8(tag::START | root_bit | delta as u8)?;
             } else {
-                self.frame.u8(tag::START_CHILD)?;
+                self.frame.u8(tag::START | root_bit)?;
                 self.frame.varint(delta)?;
             }
         } else {

@@ -440,10 +440,11 @@ impl<'a> RecordDecoder<'a> {
             let Ok(t) = self.cur.u8() else { return Ok(None) };
             let v = t & tag::VALUE_MASK;
             let rec = match t & tag::CLASS_MASK {
-                tag::START_CHILD => {
-                    let delta = if v == 0 { self.cur.u32()? } else { v as u32 };
+                tag::START => {
+                    let d = t & tag::START_DELTA_MASK;
+                    let delta = if d == 0 { self.cur.u32()? } else { d as u32 };
                     let id = self.last_start.wrapping_add(delta);
-                    let parent = Parent::Local { id: self.last_start, root: None };
+                    let parent = if t & tag::START_ROOT_BIT != 0 { Parent::Root } else { Parent::Local { id: self.last_start, root: None } };
                     let name = self.cur.str_ref()?;
                     let time = {
                         let dt = self.cur.varint()?;

@@ -32,9 +32,13 @@ pub const FRAME_FIXED_HEADER: usize = 3;
 
 /// Tag byte classes (top two bits).
 pub mod tag {
-    /// `00dddddd`: a span starts, ChildOf the previous start of the same frame; `d` is the id delta
-    /// (1–63; 0 means a varint delta follows).
-    pub const START_CHILD: u8 = 0x00;
+    /// `00rddddd`: a span starts. `r = 0`: ChildOf the previous start of the same frame;
+    /// `r = 1`: a root span. `d` is the id delta (1–31; 0 means a varint delta follows).
+    pub const START: u8 = 0x00;
+    /// The `r` bit of a short start.
+    pub const START_ROOT_BIT: u8 = 0x20;
+    /// Mask of the 5-bit delta of a short start.
+    pub const START_DELTA_MASK: u8 = 0x1F;
     /// `01dddddd`: a span ends; `d` = last start id − span id (0–62; 63 means a varint follows).
     pub const END: u8 = 0x40;
     /// `10tttttt`: a tag on the current span; `t` is the value type.
