@@ -552,10 +552,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
         } else {
             let explicit_root = !is_root && !in_frame(parent, &self.state);
-            let flags = debug as u8 * start_flags::DEBUG
-                | follows as u8 * start_flags::FOLLOWS_FROM
-                | is_root as u8 * start_flags::ROOT
-                | explicit_root as u8 * start_flags::ROOT_EXPLICIT;
+            let flags = bit(debug, start_flags::DEBUG)
+                | bit(follows, start_flags::FOLLOWS_FROM)
+                | bit(is_root, start_flags::ROOT)
+                | bit(explicit_root, start_flags::ROOT_EXPLICIT);
             self.frame.u8(tag::EXT | ext::START)?;
             self.frame.varint(delta)?;
             self.frame.u8(flags)?;
@@ -587,9 +587,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let delta = pos.wrapping_sub(self.state.last_start) as u64;
         self.predefine(name)?;
         let dt = self.time(raw)?;
-        let flags = debug as u8 * start_flags::DEBUG
-            | follows as u8 * start_flags::FOLLOWS_FROM
-            | (parent == 0) as u8 * start_flags::PARENT_LOST;
+        let flags = bit(debug, start_flags::DEBUG) | bit(follows, start_flags::FOLLOWS_FROM) | bit(parent == 0, start_flags::PARENT_LOST);
         self.frame.u8(tag::EXT | ext::START_REMOTE)?;
         self.frame.varint(delta)?;
         self.frame.u8(flags)?;
@@ -611,6 +609,15 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
 impl<const F: usize, const NAMES: usize> Drop for Drain<'_, F, NAMES> {
     fn drop(&mut self) {
         self.tracer.ring.return_consumer();
+    }
+}
+
+/// `flag` when `on`.
+const fn bit(on: bool, flag: u8) -> u8 {
+    if on {
+        flag
+    } else {
+        0
     }
 }
 

@@ -119,7 +119,7 @@ fn full_ring_drops_exactly_and_reports() {
     let d = decode(&drain_all(&mut drain));
     let delivered = d.spans().len() as u32;
     assert_eq!(made, delivered + dropped);
-    assert_eq!(d.records.iter().filter_map(|r| if let Owned::Drops(n) = r { Some(*n) } else { None }).last(), Some(dropped));
+    assert_eq!(d.records.iter().filter_map(|r| if let Owned::Drops(n) = r { Some(*n) } else { None }).next_back(), Some(dropped));
 }
 
 #[test]

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod assemble;
+pub mod export;
+pub mod input;
+pub mod jaeger_thrift;
+pub mod model;
+pub mod stream;

@@ -1,0 +1,279 @@
+//! `microspan`: decode a device's span stream and export it to Jaeger, files or the terminal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use microspan_decoder::assemble::{Limits, Options};
+use microspan_decoder::export::{Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig};
+use microspan_decoder::input::Source;
+use microspan_decoder::model::Batch;
+use microspan_decoder::stream::{StreamDecoder, StreamStats};
+
+/// Decode microspan streams from a device and export the spans to Jaeger.
+#[derive(Parser)]
+#[command(name = "microspan", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read a stream (file, stdin, serial port, TCP), rebuild spans and export them.
+    Decode(DecodeArgs),
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    /// `-` reads standard input.
+    #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp"])]
+    stdin: Option<String>,
+    /// Read a recorded stream from a file.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Read a serial port (e.g. /dev/ttyACM0).
+    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp"])]
+    serial: Option<String>,
+    /// Baud rate of the serial port.
+    #[arg(long, value_name = "N", default_value_t = 115_200, requires = "serial")]
+    baud: u32,
+    /// Connect to a TCP server (QEMU `-serial tcp:…`, OpenOCD/J-Link RTT servers).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "serial"])]
+    tcp: Option<String>,
+
+    /// Upload over OTLP/HTTP protobuf (base URL, e.g. http://localhost:4318; /v1/traces is appended).
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+    /// Upload to a Jaeger Thrift collector (full URL, e.g. http://localhost:14268/api/traces).
+    #[arg(long, value_name = "URL")]
+    jaeger_thrift: Option<String>,
+    /// Write a Jaeger UI JSON file (open it in the Jaeger UI: Search → JSON File).
+    #[arg(long, value_name = "FILE")]
+    jaeger_json: Option<PathBuf>,
+    /// Write an OTLP JSON file (the Jaeger UI opens it too).
+    #[arg(long, value_name = "FILE")]
+    otlp_json: Option<PathBuf>,
+    /// Show each finished trace as a tree in the terminal (the default when no other output is given).
+    #[arg(long)]
+    tree: bool,
+
+    /// Where uploads that cannot be delivered yet are kept (bounded; replayed on the next run).
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Most spans open at once before the oldest is exported as incomplete.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_open_spans)]
+    max_open_spans: usize,
+    /// Anchor device time at this Unix time in nanoseconds instead of now (reproducible output).
+    #[arg(long, value_name = "NANOS")]
+    anchor_unix_nanos: Option<u64>,
+    /// No live status line.
+    #[arg(long)]
+    no_progress: bool,
+    /// No summary at the end.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Exit non-zero when anything was lost (frames, device drops, CRC errors, incomplete spans).
+    #[arg(long)]
+    strict: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Decode(args) => match decode(args) {
+            Ok(code) => code,
+            Err(msg) => {
+                eprintln!("microspan: {msg}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn open_source(args: &DecodeArgs) -> Result<Source, String> {
+    let source = if let Some(path) = &args.file {
+        Source::file(&path.to_string_lossy())
+    } else if let Some(dev) = &args.serial {
+        Source::serial(dev, args.baud)
+    } else if let Some(addr) = &args.tcp {
+        Source::tcp(addr)
+    } else if args.stdin.as_deref() == Some("-") {
+        Ok(Source::stdin())
+    } else if let Some(other) = &args.stdin {
+        return Err(format!("unexpected argument {other:?}: use --file {other} to read a file, or - for standard input"));
+    } else {
+        return Err("no input: give --file PATH, - (stdin), --serial DEV [--baud N] or --tcp HOST:PORT".into());
+    };
+    source.map_err(|e| e.to_string())
+}
+
+fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
+    let mut upload = UploadConfig::default();
+    if let Some(dir) = &args.spool_dir {
+        upload.spool_dir = Some(dir.clone());
+    }
+    let mut out: Vec<Box<dyn Exporter>> = Vec::new();
+    if let Some(url) = &args.otlp {
+        out.push(Box::new(OtlpHttp::new(url, upload.clone()).map_err(|e| e.to_string())?));
+    }
+    if let Some(url) = &args.jaeger_thrift {
+        out.push(Box::new(JaegerThriftHttp::new(url, upload.clone()).map_err(|e| e.to_string())?));
+    }
+    if let Some(path) = &args.jaeger_json {
+        out.push(Box::new(JaegerJsonFile::new(path)));
+    }
+    if let Some(path) = &args.otlp_json {
+        out.push(Box::new(OtlpJsonFile::new(path)));
+    }
+    if args.tree || out.is_empty() {
+        out.push(Box::new(TreeWriter::stdout()));
+    }
+    Ok(out)
+}
+
+fn status_line(s: &StreamStats, elapsed: Duration, last_error: Option<&str>) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let mut line = format!(
+        "spans {} ({:.0}/s) | {:.1} KiB/s | open {} | device drops {} | lost frames {} | CRC errors {}",
+        s.spans.spans,
+        s.spans.spans as f64 / secs,
+        s.bytes as f64 / 1024.0 / secs,
+        s.spans.open_spans,
+        s.spans.device_drops,
+        s.spans.lost_frames,
+        s.crc_errors,
+    );
+    if let Some(e) = last_error {
+        line.push_str(" | last error: ");
+        line.push_str(e);
+    }
+    line
+}
+
+fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
+    let mut source = open_source(&args)?;
+    let mut exporters = exporters(&args)?;
+    let opts = Options {
+        limits: Limits { max_open_spans: args.max_open_spans.max(1), ..Limits::default() },
+        fixed_anchor_unix_nanos: args.anchor_unix_nanos,
+        host_name: host_name(),
+    };
+    let mut decoder = StreamDecoder::new(opts);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while flushing kills the process the usual way.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+    if args.no_progress || args.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_message(format!("reading {}", source.describe()));
+
+    let started = Instant::now();
+    let mut last_status = Instant::now();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut export_errors = Vec::new();
+    let mut fatal = None;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match source.read_chunk(&mut buf) {
+            Ok(Some(0)) => break,
+            Ok(Some(n)) => {
+                if let Err(e) = decoder.feed(&buf[..n], &mut batches) {
+                    fatal = Some(e.to_string());
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                fatal = Some(e.to_string());
+                break;
+            }
+        }
+        for batch in batches.drain(..) {
+            for ex in exporters.iter_mut() {
+                if let Err(e) = ex.export(&batch) {
+                    export_errors.push(format!("{}: {e}", ex.name()));
+                }
+            }
+        }
+        if last_status.elapsed() >= Duration::from_millis(200) {
+            bar.set_message(status_line(&decoder.stats(), started.elapsed(), decoder.last_error()));
+            bar.tick();
+            last_status = Instant::now();
+        }
+    }
+    decoder.finish(&mut batches);
+    for batch in batches.drain(..) {
+        for ex in exporters.iter_mut() {
+            if let Err(e) = ex.export(&batch) {
+                export_errors.push(format!("{}: {e}", ex.name()));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut delivered_all = export_errors.is_empty();
+    let mut summaries = Vec::new();
+    for ex in exporters.iter_mut() {
+        match ex.finish() {
+            Ok(summary) => {
+                delivered_all &= summary.is_complete();
+                summaries.push(summary.to_string());
+            }
+            Err(e) => {
+                delivered_all = false;
+                export_errors.push(format!("{}: {e}", ex.name()));
+            }
+        }
+    }
+    let stats = decoder.stats();
+    if !args.quiet {
+        eprintln!("{}", status_line(&stats, started.elapsed(), None));
+        let s = &stats.spans;
+        eprintln!(
+            "frames {} | bytes {} | skipped before session {} | bad frames {} | discarded bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
+            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.discarded_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
+        );
+        for line in &summaries {
+            eprintln!("{line}");
+        }
+    }
+    for e in &export_errors {
+        eprintln!("microspan: export error: {e}");
+    }
+    if let Some(f) = fatal {
+        eprintln!("microspan: {f}");
+        return Ok(ExitCode::from(2));
+    }
+    let lossy = stats.crc_errors + stats.bad_frames + stats.spans.lost_frames + stats.spans.device_drops + stats.spans.incomplete_spans + stats.spans.record_errors > 0;
+    if !delivered_all || (args.strict && lossy) {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,121 @@
+//! Bytes in, finished traces out: the frame accumulator and the assembler together, with the
+//! stream-level counters (CRC errors, resynchronisations, wire-version refusals).
+
+use microspan::wire::decode::{Accumulator, FrameError};
+use microspan::wire::SUPPORTED_VERSIONS;
+
+use crate::assemble::{Assembler, Options, Stats};
+use crate::model::Batch;
+
+/// Largest encoded frame accepted (a device's frames are at most 65535 bytes).
+pub const MAX_FRAME: usize = 65_536;
+
+/// Unsupported-version frames in a row (with no good frame between) before decoding stops: one could
+/// be corruption that happens to pass the CRC; three cannot.
+const VERSION_STRIKES: u32 = 3;
+
+/// Stream-level counters, beside the assembler's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Frames with a CRC mismatch.
+    pub crc_errors: u64,
+    /// Frames refused for other reasons (COBS, length, header).
+    pub bad_frames: u64,
+    /// Bytes thrown away while resynchronising.
+    pub discarded_bytes: u64,
+    /// The assembler's counters.
+    pub spans: Stats,
+}
+
+/// A fatal stream error: decoding cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The device speaks a wire version this decoder does not read.
+    #[error("the device sends wire version {version}; this decoder reads versions {supported:?}. Install the microspan decoder from the same release as the firmware (`cargo install microspan-decoder --version <firmware's microspan version>`)")]
+    UnsupportedVersion {
+        /// The stream's version.
+        version: u8,
+        /// The versions this decoder reads.
+        supported: &'static [u8],
+    },
+}
+
+/// Decodes a byte stream into finished traces.
+pub struct StreamDecoder {
+    acc: Box<Accumulator<MAX_FRAME>>,
+    asm: Assembler,
+    stats: StreamStats,
+    version_strikes: u32,
+    last_error: Option<String>,
+}
+
+impl StreamDecoder {
+    /// A decoder with these options.
+    pub fn new(opts: Options) -> Self {
+        Self {
+            acc: Box::new(Accumulator::new()),
+            asm: Assembler::new(opts),
+            stats: StreamStats::default(),
+            version_strikes: 0,
+            last_error: None,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> StreamStats {
+        let mut s = self.stats.clone();
+        s.discarded_bytes = self.acc.discarded();
+        s.spans = self.asm.stats();
+        s
+    }
+
+    /// The most recent non-fatal error (bad frame, bad record), for status lines.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The device's service name, once a session started.
+    pub fn service(&self) -> Option<&str> {
+        self.asm.service()
+    }
+
+    /// Feeds bytes (any chunking); finished traces are appended to `out`.
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Batch>) -> Result<(), StreamError> {
+        self.stats.bytes += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let (frame, rest) = self.acc.feed(bytes);
+            bytes = rest;
+            match frame {
+                None => {}
+                Some(Ok(frame)) => {
+                    self.version_strikes = 0;
+                    if let Some(e) = self.asm.frame(&frame, out) {
+                        self.last_error = Some(format!("frame {}: {e}", frame.seq));
+                    }
+                }
+                Some(Err(FrameError::UnsupportedVersion { version })) => {
+                    self.stats.bad_frames += 1;
+                    self.version_strikes += 1;
+                    if self.version_strikes >= VERSION_STRIKES {
+                        return Err(StreamError::UnsupportedVersion { version, supported: SUPPORTED_VERSIONS });
+                    }
+                }
+                Some(Err(e)) => {
+                    match e {
+                        FrameError::Crc { .. } => self.stats.crc_errors += 1,
+                        _ => self.stats.bad_frames += 1,
+                    }
+                    self.last_error = Some(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End of input: open spans are exported as incomplete.
+    pub fn finish(&mut self, out: &mut Vec<Batch>) {
+        self.asm.finish(out);
+    }
+}
