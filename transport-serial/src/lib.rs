@@ -1,2 +1,138 @@
-//! Drains a microspan ring to a serial transport.
+#![doc = include_str!("../README.md")]
 #![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+use microspan::Drain;
+
+pub mod asynch;
+pub mod blocking;
+pub mod dma;
+pub mod nb;
+#[cfg(feature = "rtt")]
+pub mod rtt;
+
+/// Where the transports get their bytes: the unsent rest of one wire frame at a time.
+///
+/// Implemented by [`microspan::Drain`] (the usual source, owned by the transport) and by `&mut S`
+/// (to keep the drain elsewhere and lend it to a transport). The contract, which the transports'
+/// "never lose or duplicate a byte" and frame counting rely on:
+///
+/// - [`fill_buf`](Self::fill_buf) returns the unsent rest of exactly **one** frame (ending with its
+///   `0x00` delimiter), building the next frame only when the previous one is fully consumed; empty
+///   when there is nothing to send. It returns the same bytes again until they are consumed.
+/// - [`consume`](Self::consume)`(n)` marks the first `n` of those bytes as sent (`n` at most their
+///   length).
+pub trait FrameSource {
+    /// The unsent rest of the current frame, or the next frame; empty when there is nothing to send.
+    fn fill_buf(&mut self) -> &[u8];
+    /// Marks the first `n` bytes of the last [`fill_buf`](Self::fill_buf) as sent.
+    fn consume(&mut self, n: usize);
+    /// `true` when a frame is partly sent or records wait in the ring.
+    fn has_pending(&self) -> bool;
+}
+
+impl<const F: usize, const NAMES: usize> FrameSource for Drain<'_, F, NAMES> {
+    #[inline]
+    fn fill_buf(&mut self) -> &[u8] {
+        Drain::fill_buf(self)
+    }
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        Drain::consume(self, n)
+    }
+    #[inline]
+    fn has_pending(&self) -> bool {
+        Drain::has_pending(self)
+    }
+}
+
+impl<S: FrameSource + ?Sized> FrameSource for &mut S {
+    #[inline]
+    fn fill_buf(&mut self) -> &[u8] {
+        (**self).fill_buf()
+    }
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        (**self).consume(n)
+    }
+    #[inline]
+    fn has_pending(&self) -> bool {
+        (**self).has_pending()
+    }
+}
+
+/// What a transport did, so that "what could not be sent" is visible.
+///
+/// The transports never drop a record: bytes a transport cannot take stay in the drain for the next
+/// call, and when the ring fills up it is the ring that drops new records and counts them
+/// ([`microspan::Tracer::dropped`], reported to the decoder in the stream). These counters say how
+/// the link behaved. They wrap on overflow (`bytes` after 2^64, the others after 2^32).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Counters {
+    /// Bytes the transport accepted.
+    pub bytes: u64,
+    /// Frames whose last byte (the delimiter) the transport accepted.
+    pub frames: u32,
+    /// Calls to the transport that returned an error (the bytes offered stay pending).
+    pub errors: u32,
+    /// Times the transport refused to take everything offered: `WouldBlock`, `Ok(0)`, a full RTT
+    /// buffer, a DMA transfer that ended short. The refused bytes stay pending.
+    pub refused: u32,
+}
+
+impl Counters {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self { bytes: 0, frames: 0, errors: 0, refused: 0 }
+    }
+
+    /// Records that `n` of the `offered` bytes (the unsent rest of one frame) were accepted.
+    #[inline]
+    pub(crate) fn sent(&mut self, n: usize, offered: usize) {
+        self.bytes = self.bytes.wrapping_add(n as u64);
+        if n == offered && n != 0 {
+            self.frames = self.frames.wrapping_add(1);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn error(&mut self) {
+        self.errors = self.errors.wrapping_add(1);
+    }
+
+    #[inline]
+    pub(crate) fn refusal(&mut self) {
+        self.refused = self.refused.wrapping_add(1);
+    }
+}
+
+/// Offers the current frame to `send`, which returns how many bytes it took (at most the slice's
+/// length) or an error; consumes what was taken and counts it. Returns `Ok(None)` when there was
+/// nothing to send.
+#[inline]
+pub(crate) fn offer<S: FrameSource + ?Sized, E>(
+    source: &mut S,
+    counters: &mut Counters,
+    send: impl FnOnce(&[u8]) -> Result<usize, E>,
+) -> Result<Option<usize>, E> {
+    let bytes = source.fill_buf();
+    let offered = bytes.len();
+    if offered == 0 {
+        return Ok(None);
+    }
+    match send(bytes) {
+        Ok(n) => {
+            let n = n.min(offered);
+            source.consume(n);
+            counters.sent(n, offered);
+            Ok(Some(n))
+        }
+        Err(e) => {
+            counters.error();
+            Err(e)
+        }
+    }
+}

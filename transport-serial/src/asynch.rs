@@ -1,0 +1,151 @@
+//! Async drain to any [`embedded_io_async::Write`], for executors such as embassy. No allocation,
+//! no executor dependency.
+//!
+//! [`AsyncDrain::drain_once`] writes every pending frame and flushes; [`AsyncDrain::run`] is a
+//! whole drain task: it drains, then awaits a future you provide (a timer tick, a signal raised
+//! after recording, or both) and drains again, forever.
+//!
+//! ```
+//! # use microspan::{Clock, Drain, Ring, Session, Tracer};
+//! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
+//! # static RING: Ring<256> = Ring::new();
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! # struct Uart; // e.g. embassy's BufferedUartTx or UartTx
+//! # impl embedded_io_async::ErrorType for Uart { type Error = core::convert::Infallible; }
+//! # impl embedded_io_async::Write for Uart {
+//! #     async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) }
+//! #     async fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
+//! # }
+//! use microspan_serial::asynch::AsyncDrain;
+//!
+//! // With embassy:
+//! //
+//! // #[embassy_executor::task]
+//! // async fn trace_drain(mut tx: AsyncDrain<Drain<'static, 256>, BufferedUartTx<'static>>) -> ! {
+//! //     tx.run(|| Timer::after_millis(10)).await
+//! // }
+//! async fn once(tx: &mut AsyncDrain<Drain<'static, 256>, Uart>) -> usize {
+//!     tx.drain_once().await.unwrap()
+//! }
+//! # let _ = once;
+//! ```
+//!
+//! # Cancellation
+//!
+//! A byte is consumed from the drain only after `write` returned it as written, so dropping a
+//! `drain_once` future (e.g. in a `select` with a timeout) never loses a byte. It cannot duplicate
+//! one either if the writer is cancel-safe as `embedded-io-async` encourages; a writer that is not
+//! (one that starts a DMA transfer from the caller's buffer) may have sent part of the bytes it was
+//! given when its future was dropped, and those are offered again on the next call.
+
+use core::future::Future;
+
+use embedded_io_async::Write;
+
+use crate::blocking::Error;
+use crate::{Counters, FrameSource};
+
+/// A frame source and an async writer, with [`Counters`].
+pub struct AsyncDrain<S, W> {
+    source: S,
+    writer: W,
+    counters: Counters,
+}
+
+impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
+    /// Drains `source` (usually a [`microspan::Drain`], or `&mut` one) into `writer`.
+    pub const fn new(source: S, writer: W) -> Self {
+        Self { source, writer, counters: Counters::new() }
+    }
+
+    /// Writes every pending frame (until the drain has nothing more to send), then flushes if
+    /// anything was written. Returns the bytes written; 0 when there was nothing to send.
+    ///
+    /// On an error the bytes not yet accepted stay in the drain; the error is counted and returned.
+    pub async fn drain_once(&mut self) -> Result<usize, Error<W::Error>> {
+        let mut total = 0;
+        loop {
+            let bytes = self.source.fill_buf();
+            let offered = bytes.len();
+            if offered == 0 {
+                break;
+            }
+            match self.writer.write(bytes).await {
+                Ok(0) => {
+                    self.counters.refusal();
+                    return Err(Error::WriteZero);
+                }
+                Ok(n) => {
+                    let n = n.min(offered);
+                    self.source.consume(n);
+                    self.counters.sent(n, offered);
+                    total += n;
+                }
+                Err(e) => {
+                    self.counters.error();
+                    return Err(Error::Write(e));
+                }
+            }
+        }
+        if total != 0 {
+            if let Err(e) = self.writer.flush().await {
+                self.counters.error();
+                return Err(Error::Flush(e));
+            }
+        }
+        Ok(total)
+    }
+
+    /// The drain task: [`drain_once`](Self::drain_once), then `idle().await`, forever.
+    ///
+    /// `idle` is awaited after every round, including one that failed (so a broken link does not
+    /// spin); errors are counted in [`counters`](Self::counters). Typical `idle` futures: a timer
+    /// (`|| Timer::after_millis(10)`), a signal the firmware raises after recording, or a `select`
+    /// of both. Records are never dropped by waiting: they stay in the ring, which counts its own
+    /// drops when full.
+    pub async fn run<F, Fut>(&mut self, mut idle: F) -> !
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            let _ = self.drain_once().await;
+            idle().await;
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// `true` when a frame is partly sent or records wait in the ring.
+    pub fn has_pending(&self) -> bool {
+        self.source.has_pending()
+    }
+
+    /// The frame source (e.g. for [`microspan::Drain::stats`]).
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The frame source, mutably.
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
+    /// The writer.
+    pub fn writer(&self) -> &W {
+        &self.writer
+    }
+
+    /// The writer, mutably.
+    pub fn writer_mut(&mut self) -> &mut W {
+        &mut self.writer
+    }
+
+    /// The source and the writer back.
+    pub fn into_parts(self) -> (S, W) {
+        (self.source, self.writer)
+    }
+}

@@ -1,0 +1,152 @@
+//! DMA-style drain: "give me the contiguous readable bytes" / "I sent `n` of them".
+//!
+//! A DMA engine reads the frame bytes from memory while the CPU does other things, so the bytes
+//! must stay where they are, unchanged, until the transfer is over. The drain builds frames in
+//! its own buffer and only rebuilds that buffer when asked for bytes after the previous frame was
+//! fully consumed; [`DmaDrain`] adds the state that makes the rule explicit:
+//!
+//! 1. [`start`](DmaDrain::start) returns the unsent bytes of the current (or next) frame and marks
+//!    a transfer **in flight**. Point the DMA at `bytes.as_ptr()` / `bytes.len()` and start it.
+//! 2. While in flight, `start` returns `None` and nothing touches the frame buffer: no frame is
+//!    built, the source is not reachable through `source_mut`/`into_inner`.
+//! 3. [`complete`](DmaDrain::complete)`(n)` (from the transfer-complete interrupt, or after an
+//!    abort with the count of bytes that did go out) consumes `n` bytes and ends the transfer; the
+//!    rest of the frame is offered by the next `start`.
+//!
+//! # What the borrow checker cannot see
+//!
+//! The slice `start` returns borrows the `DmaDrain`, but the DMA engine keeps reading after that
+//! borrow ends. So, while a transfer is in flight:
+//!
+//! - **do not move or drop the `DmaDrain`** (nor the [`microspan::Drain`] it holds or borrows):
+//!   the frame buffer lives inside the `Drain`. Keep it in a `static` (e.g. behind a
+//!   critical-section `Mutex`) or another place that does not move, *before* calling `start`;
+//! - call `complete` exactly once per `start` that returned bytes, after the engine has stopped
+//!   reading (transfer-complete flag, or the channel disabled after an abort).
+//!
+//! No `unsafe` is needed in this crate for that; the raw pointer is handed to the DMA by the
+//! HAL, whose own DMA API carries the `unsafe` contract.
+//!
+//! ```
+//! # use microspan::{Clock, Drain, Ring, Session, Tracer};
+//! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
+//! # static RING: Ring<256> = Ring::new();
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! use microspan_serial::dma::DmaDrain;
+//!
+//! let mut dma = DmaDrain::new(Drain::<'_, 128>::new(&TRACER).unwrap());
+//! TRACER.root("work").finish();
+//!
+//! // Idle loop or transfer-complete handler: start a transfer if none is in flight.
+//! if let Some(bytes) = dma.start() {
+//!     let (ptr, len) = (bytes.as_ptr(), bytes.len());
+//!     // hal_dma_start(ptr, len);
+//!     # let _ = ptr;
+//!     assert!(dma.start().is_none()); // one transfer at a time
+//!     // ... transfer-complete interrupt, the engine sent all of it:
+//!     dma.complete(len);
+//! }
+//! assert_eq!(dma.counters().frames, 1);
+//! ```
+
+use crate::{Counters, FrameSource};
+
+/// A frame source with an explicit in-flight transfer state, and [`Counters`].
+pub struct DmaDrain<S> {
+    source: S,
+    /// Length of the slice handed out by `start`, while a transfer is in flight.
+    in_flight: Option<usize>,
+    counters: Counters,
+}
+
+impl<S: FrameSource> DmaDrain<S> {
+    /// Wraps `source` (usually a [`microspan::Drain`], or `&mut` one); no transfer in flight.
+    pub const fn new(source: S) -> Self {
+        Self { source, in_flight: None, counters: Counters::new() }
+    }
+
+    /// The bytes to transfer next: the unsent rest of the current frame, or a new frame. Marks them
+    /// in flight until [`complete`](Self::complete).
+    ///
+    /// `None` when a transfer is already in flight (the frame buffer is the DMA's until
+    /// `complete`), or when there is nothing to send. See the [module docs](self) for the rules.
+    pub fn start(&mut self) -> Option<&[u8]> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let bytes = self.source.fill_buf();
+        if bytes.is_empty() {
+            return None;
+        }
+        self.in_flight = Some(bytes.len());
+        Some(bytes)
+    }
+
+    /// Ends the transfer in flight: `n` bytes (from the start of the slice) went out. A short count
+    /// (an aborted transfer, a UART error) leaves the rest for the next [`start`](Self::start) and
+    /// counts a refusal; `n` larger than the slice is treated as all of it.
+    ///
+    /// Does nothing when no transfer is in flight (e.g. a spurious interrupt), and returns `false`
+    /// then.
+    pub fn complete(&mut self, n: usize) -> bool {
+        let Some(len) = self.in_flight.take() else {
+            return false;
+        };
+        let n = n.min(len);
+        self.source.consume(n);
+        self.counters.sent(n, len);
+        if n < len {
+            self.counters.refusal();
+        }
+        true
+    }
+
+    /// Ends the transfer in flight after a DMA or UART error, with `n` bytes known to have gone out
+    /// (the rest is offered again by the next [`start`](Self::start)). Counted as an error.
+    pub fn fail(&mut self, n: usize) -> bool {
+        let Some(len) = self.in_flight.take() else {
+            return false;
+        };
+        let n = n.min(len);
+        self.source.consume(n);
+        self.counters.sent(n, len);
+        self.counters.error();
+        true
+    }
+
+    /// The length of the transfer in flight, if any.
+    pub fn in_flight(&self) -> Option<usize> {
+        self.in_flight
+    }
+
+    /// `true` when a transfer is in flight, a frame is partly sent, or records wait in the ring.
+    pub fn has_pending(&self) -> bool {
+        self.in_flight.is_some() || self.source.has_pending()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The frame source (e.g. for [`microspan::Drain::stats`]). Reading it never builds a frame.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The frame source, mutably; `None` while a transfer is in flight.
+    pub fn source_mut(&mut self) -> Option<&mut S> {
+        match self.in_flight {
+            None => Some(&mut self.source),
+            Some(_) => None,
+        }
+    }
+
+    /// The source back; `Err(self)` while a transfer is in flight.
+    pub fn into_inner(self) -> Result<S, Self> {
+        match self.in_flight {
+            None => Ok(self.source),
+            Some(_) => Err(self),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The async transport over `embedded_io_async::Write`, driven by a hand-written poll loop: a writer
+//! that is often not ready, takes 1–3 bytes, and fails; every record must arrive exactly once, in
+//! order, including when the drain future is dropped mid-write.
+
+mod common;
+use common::*;
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use embedded_io::ErrorKind;
+use embedded_io_async::{ErrorType, Write};
+use microspan_serial::asynch::AsyncDrain;
+use microspan_serial::blocking::Error;
+
+/// Polls `fut` to completion with a no-op waker (the mocks are always ready again on the next poll).
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LinkError;
+
+impl embedded_io::Error for LinkError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Other
+    }
+}
+impl core::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("link error")
+    }
+}
+impl core::error::Error for LinkError {}
+
+/// Returns `Pending` a random number of times before each write (cancel-safe: nothing is taken
+/// before it completes), then takes 1–3 bytes or fails.
+struct Mock {
+    out: Vec<u8>,
+    rng: Rng,
+    pending_percent: u64,
+    fail_percent: u64,
+}
+
+impl ErrorType for Mock {
+    type Error = LinkError;
+}
+
+/// A future that is `Pending` while `rng` says so.
+struct NotYet<'a> {
+    rng: &'a mut Rng,
+    percent: u64,
+}
+
+impl Future for NotYet<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let p = self.percent;
+        if self.rng.chance(p) {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+impl Write for Mock {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
+        assert!(!buf.is_empty());
+        NotYet { rng: &mut self.rng, percent: self.pending_percent }.await;
+        if self.rng.chance(self.fail_percent) {
+            return Err(LinkError);
+        }
+        let n = self.rng.range(1, 3).min(buf.len());
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        NotYet { rng: &mut self.rng, percent: self.pending_percent }.await;
+        Ok(())
+    }
+}
+
+#[test]
+fn slow_async_writer_delivers_everything_once() {
+    let fx = fixture::<65536>();
+    let mock = Mock { out: Vec::new(), rng: Rng::new(21), pending_percent: 50, fail_percent: 10 };
+    let mut tx = AsyncDrain::new(fx.drain(), mock);
+    let mut rng = Rng::new(22);
+    let mut errors = 0;
+    drive(&fx, &mut tx, &mut rng, |tx, _| {
+        if let Err(e) = block_on(tx.drain_once()) {
+            assert_eq!(e, Error::Write(LinkError));
+            errors += 1;
+        }
+    }, |tx| tx.has_pending());
+    let c = tx.counters();
+    assert!(errors > 50);
+    assert_eq!(c.errors, errors);
+    let (_, mock) = tx.into_parts();
+    let d = assert_exact(&mock.out, STEPS);
+    assert_eq!(c.frames as usize, d.frames.len());
+}
+
+#[test]
+fn dropping_the_future_mid_write_loses_nothing() {
+    // Poll the drain future a random number of times, then drop it (a `select` with a timeout).
+    let fx = fixture::<65536>();
+    let mock = Mock { out: Vec::new(), rng: Rng::new(23), pending_percent: 70, fail_percent: 0 };
+    let mut tx = AsyncDrain::new(fx.drain(), mock);
+    let mut rng = Rng::new(24);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut cancelled = 0;
+    drive(&fx, &mut tx, &mut rng, |tx, rng| {
+        let polls = rng.range(1, 6);
+        let mut fut = pin!(tx.drain_once());
+        for _ in 0..polls {
+            if fut.as_mut().poll(&mut cx).is_ready() {
+                return;
+            }
+        }
+        cancelled += 1;
+    }, |tx| tx.has_pending());
+    assert!(cancelled > 100);
+    let (_, mock) = tx.into_parts();
+    assert_exact(&mock.out, STEPS);
+}
+
+#[test]
+fn run_drains_then_waits_for_idle() {
+    let fx = fixture::<65536>();
+    let mock = Mock { out: Vec::new(), rng: Rng::new(25), pending_percent: 30, fail_percent: 5 };
+    let mut tx = AsyncDrain::new(fx.drain(), mock);
+    let mut idles = 0u32;
+    {
+        let idle = || {
+            idles += 1;
+            // A "tick" that is ready on the second poll.
+            let mut first = true;
+            std::future::poll_fn(move |cx| {
+                if std::mem::take(&mut first) {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+        };
+        let mut task = pin!(tx.run(idle));
+        let mut cx = Context::from_waker(Waker::noop());
+        for i in 0..STEPS {
+            workload(&fx, i);
+            for _ in 0..20 {
+                assert!(task.as_mut().poll(&mut cx).is_pending());
+            }
+        }
+        for _ in 0..100_000 {
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+        }
+    }
+    assert!(idles > 10);
+    assert!(!tx.has_pending());
+    let c = tx.counters();
+    assert!(c.errors > 0);
+    let (_, mock) = tx.into_parts();
+    assert_exact(&mock.out, STEPS);
+}

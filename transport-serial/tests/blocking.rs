@@ -1,0 +1,159 @@
+//! The blocking transport over `embedded_io::Write`: writers that take 1–3 bytes at a time, fail,
+//! say `Ok(0)`, or are not ready; every record must arrive exactly once, in order.
+
+mod common;
+use common::*;
+
+use embedded_io::{ErrorKind, ErrorType, Write, WriteReady};
+use microspan_serial::blocking::{BlockingDrain, Error};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LinkError;
+
+impl embedded_io::Error for LinkError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Other
+    }
+}
+impl core::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("link error")
+    }
+}
+impl core::error::Error for LinkError {}
+
+/// Takes 1–3 bytes per call; with `fail_percent`, fails (or returns `Ok(0)`) at random, flushes
+/// fail too; `ready_percent` drives `write_ready`.
+struct Mock {
+    out: Vec<u8>,
+    rng: Rng,
+    fail_percent: u64,
+    ready_percent: u64,
+    writes: u32,
+    flushes: u32,
+}
+
+impl Mock {
+    fn new(seed: u64, fail_percent: u64) -> Self {
+        Self { out: Vec::new(), rng: Rng::new(seed), fail_percent, ready_percent: 100, writes: 0, flushes: 0 }
+    }
+}
+
+impl ErrorType for Mock {
+    type Error = LinkError;
+}
+
+impl Write for Mock {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
+        assert!(!buf.is_empty(), "the drain must not offer empty buffers");
+        self.writes += 1;
+        if self.rng.chance(self.fail_percent) {
+            return if self.rng.chance(50) { Err(LinkError) } else { Ok(0) };
+        }
+        let n = self.rng.range(1, 3).min(buf.len());
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> Result<(), LinkError> {
+        self.flushes += 1;
+        if self.rng.chance(self.fail_percent) {
+            return Err(LinkError);
+        }
+        Ok(())
+    }
+}
+
+impl WriteReady for Mock {
+    fn write_ready(&mut self) -> Result<bool, LinkError> {
+        Ok(self.rng.chance(self.ready_percent))
+    }
+}
+
+#[test]
+fn chunky_writer_delivers_everything_once() {
+    let fx = fixture::<65536>();
+    let mut tx = BlockingDrain::new(fx.drain(), Mock::new(1, 0));
+    let mut rng = Rng::new(2);
+    drive(&fx, &mut tx, &mut rng, |tx, _| {
+        tx.drain().unwrap();
+    }, |tx| tx.has_pending());
+    let c = tx.counters();
+    let stats = tx.source().stats();
+    let (_, mock) = tx.into_parts();
+    let d = assert_exact(&mock.out, STEPS);
+    assert_eq!(c.bytes, mock.out.len() as u64);
+    assert_eq!(c.frames as usize, d.frames.len());
+    assert_eq!(stats.frames, c.frames);
+    assert_eq!(stats.bytes, c.bytes);
+    assert_eq!((c.errors, c.refused), (0, 0));
+    assert!(mock.flushes > 0);
+}
+
+#[test]
+fn failing_writer_loses_and_duplicates_nothing() {
+    let fx = fixture::<65536>();
+    let mut tx = BlockingDrain::new(fx.drain(), Mock::new(3, 30));
+    let mut rng = Rng::new(4);
+    let (mut write_errors, mut zeros, mut flush_errors) = (0u32, 0u32, 0u32);
+    let mut pump = |tx: &mut BlockingDrain<TestDrain, Mock>, rng: &mut Rng| {
+        let r = if rng.chance(50) { tx.drain() } else { tx.drain_frame() };
+        match r {
+            Ok(_) => {}
+            Err(Error::Write(LinkError)) => write_errors += 1,
+            Err(Error::WriteZero) => zeros += 1,
+            Err(Error::Flush(LinkError)) => flush_errors += 1,
+            Err(Error::Ready(_)) => unreachable!(),
+        }
+    };
+    drive(&fx, &mut tx, &mut rng, &mut pump, |tx| tx.has_pending());
+    let c = tx.counters();
+    assert!(write_errors > 50 && zeros > 50 && flush_errors > 10, "{write_errors} {zeros} {flush_errors}");
+    assert_eq!(c.errors, write_errors + flush_errors);
+    assert_eq!(c.refused, zeros);
+    let (_, mock) = tx.into_parts();
+    let d = assert_exact(&mock.out, STEPS);
+    assert_eq!(c.frames as usize, d.frames.len());
+}
+
+#[test]
+fn drain_ready_never_writes_when_not_ready() {
+    let fx = fixture::<65536>();
+    let mut mock = Mock::new(5, 10);
+    mock.ready_percent = 40;
+    let mut tx = BlockingDrain::new(fx.drain(), mock);
+    let mut rng = Rng::new(6);
+    drive(&fx, &mut tx, &mut rng, |tx, _| {
+        let _ = tx.drain_ready();
+    }, |tx| tx.has_pending());
+    let c = tx.counters();
+    assert!(c.refused > 100);
+    let (_, mock) = tx.into_parts();
+    assert_exact(&mock.out, STEPS);
+    assert_eq!(mock.flushes, 0, "drain_ready must not flush (a flush waits)");
+}
+
+#[test]
+fn nothing_to_send_writes_nothing() {
+    let fx = fixture::<1024>();
+    let mut tx = BlockingDrain::new(fx.drain(), Mock::new(7, 0));
+    assert_eq!(tx.drain(), Ok(0));
+    assert_eq!(tx.drain_frame(), Ok(0));
+    assert_eq!((tx.writer().writes, tx.writer().flushes), (0, 0));
+    fx.tracer.root("one").finish();
+    assert!(tx.drain_frame().unwrap() > 0);
+    assert_eq!(tx.counters().frames, 1);
+    assert!(!tx.has_pending());
+}
+
+#[test]
+fn a_borrowed_drain_works_too() {
+    let fx = fixture::<1024>();
+    let mut drain = fx.drain();
+    fx.tracer.root("one").finish();
+    {
+        let mut tx = BlockingDrain::new(&mut drain, Mock::new(8, 0));
+        tx.drain().unwrap();
+        assert_eq!(tx.counters().frames, 1);
+    }
+    assert_eq!(drain.stats().frames, 1);
+}

@@ -1,0 +1,279 @@
+//! Shared by the transport tests: a hand-moved clock, a deterministic random source, a workload of
+//! realistic spans, a decoder that normalises records for comparison, and the harness that checks a
+//! transport delivers every record exactly once, in order, with no broken frame.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use microspan::wire::decode::{Accumulator, FrameError, Parent, Record, RecordDecoder, StrRef, WireValue};
+use microspan::{Baggage, Clock, Drain, Ring, Session, Tracer, Value};
+
+/// Frame size used by the tests: small, so frames are many and records often straddle them.
+pub const F: usize = 128;
+/// The drain type the tests use.
+pub type TestDrain = Drain<'static, F, 64>;
+
+/// A 1 MHz clock advanced by the test.
+pub struct ManualClock(AtomicU32);
+
+impl ManualClock {
+    pub fn advance(&self, ticks: u32) {
+        self.0.fetch_add(ticks, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn ticks_per_second(&self) -> u32 {
+        1_000_000
+    }
+}
+
+/// A tracer over a leaked ring of `N` words and its clock.
+pub struct Fixture {
+    pub tracer: &'static Tracer<'static>,
+    pub clock: &'static ManualClock,
+}
+
+pub fn fixture<const N: usize>() -> Fixture {
+    let ring: &'static Ring<N> = Box::leak(Box::new(Ring::new()));
+    let clock: &'static ManualClock = Box::leak(Box::new(ManualClock(AtomicU32::new(5_000))));
+    let tracer = Box::leak(Box::new(Tracer::new(ring, clock, Session::new("transport-test").boot_id(9))));
+    Fixture { tracer, clock }
+}
+
+impl Fixture {
+    pub fn drain(&self) -> TestDrain {
+        Drain::new(self.tracer).expect("one drain per tracer")
+    }
+}
+
+/// xorshift64*: deterministic, good enough to decide chunk sizes and refusals.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+    /// `true` with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+const NAMES: [&str; 6] = ["in-process-service", "Foo", "Bar", "uart-rx", "flash-write", "sensor.read"];
+
+/// Step `i` of the workload: a small trace with tags of every type, logs, dynamic strings and
+/// sometimes baggage and a FollowsFrom reference. Deterministic in `i`.
+pub fn workload(fx: &Fixture, i: u32) {
+    let t = fx.tracer;
+    let mut rng = Rng::new(i as u64 + 1);
+    let root = t.root(NAMES[rng.range(0, NAMES.len() - 1)]);
+    root.set_tag("seq", i as u64);
+    fx.clock.advance(rng.range(1, 500) as u32);
+    {
+        let child = root.child(NAMES[rng.range(0, NAMES.len() - 1)]);
+        child.set_tag("error", rng.chance(20));
+        child.set_tag("delta", -(rng.range(0, 1_000_000) as i64));
+        child.set_tag("ratio", i as f64 / 7.0);
+        child.set_tag("component", "uart");
+        let text = format!("dyn-{i}-{}", rng.next() % 1000);
+        child.set_tag("peer.hostname", Value::text(&text));
+        fx.clock.advance(rng.range(1, 3_000) as u32);
+        child.log(&[("event", "soft error".into()), ("waited.millis", (rng.range(0, 2_000) as u64).into())]);
+        if rng.chance(30) {
+            let grandchild = child.child("Bar");
+            grandchild.log(&[("message", Value::text(&text))]);
+            fx.clock.advance(7);
+        }
+    }
+    if rng.chance(25) {
+        let mut b: microspan::Span<'_, 2> = t.span("with-baggage").child_of(&root.context()).with_baggage(Baggage::<2>::new()).start();
+        b.set_baggage("user", "alice");
+        let follower = t.span("consumer").follows_from(&b.context()).start();
+        fx.clock.advance(3);
+        drop(follower);
+    }
+    fx.clock.advance(rng.range(1, 50) as u32);
+    root.finish();
+}
+
+/// A record with names resolved, strings owned and framing details (explicit roots) left out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rec {
+    Start { id: u32, parent: String, follows: bool, name: String, time: u64 },
+    End { span: u32, time: u64, losses: [u8; 4] },
+    Tag { span: u32, key: String, value: String },
+    Log { span: u32, time: u64, fields: Vec<(String, String)> },
+    Baggage { span: u32, key: String, value: String },
+    Reference { span: u32, follows: bool, target: u64 },
+}
+
+/// What came out of a byte stream.
+#[derive(Default, Debug)]
+pub struct Decoded {
+    /// Span records, in stream order.
+    pub records: Vec<Rec>,
+    /// Frame sequence numbers, in stream order.
+    pub frames: Vec<u16>,
+    pub frame_errors: Vec<FrameError>,
+    pub hellos: usize,
+    /// The last cumulative drop count reported.
+    pub drops: Option<u32>,
+    /// Bytes the accumulator threw away, and bytes left after the last delimiter.
+    pub discarded: u64,
+    pub trailing: usize,
+}
+
+fn s(names: &HashMap<u32, String>, r: StrRef<'_>) -> String {
+    match r {
+        StrRef::Id(id) => names.get(&id).cloned().unwrap_or_else(|| panic!("name {id} used before its definition")),
+        StrRef::Inline(s) => s.to_string(),
+    }
+}
+
+fn v(names: &HashMap<u32, String>, v: WireValue<'_>) -> String {
+    match v {
+        WireValue::Bool(b) => b.to_string(),
+        WireValue::I64(i) => format!("{i}i"),
+        WireValue::U64(u) => format!("{u}u"),
+        WireValue::F64(f) => format!("{f}f"),
+        WireValue::Str(r) => format!("{:?}", s(names, r)),
+    }
+}
+
+pub fn decode(stream: &[u8]) -> Decoded {
+    let mut out = Decoded::default();
+    let mut names = HashMap::new();
+    let mut acc: Box<Accumulator<4096>> = Box::new(Accumulator::new());
+    let mut input = stream;
+    while !input.is_empty() {
+        let (frame, rest) = acc.feed(input);
+        input = rest;
+        match frame {
+            None => {}
+            Some(Err(e)) => out.frame_errors.push(e),
+            Some(Ok(frame)) => {
+                out.frames.push(frame.seq);
+                for rec in RecordDecoder::new(&frame) {
+                    let rec = rec.unwrap_or_else(|e| panic!("record error {e} in frame {}", frame.seq));
+                    let r = match rec {
+                        Record::Hello(_) => {
+                            out.hellos += 1;
+                            continue;
+                        }
+                        Record::Name { id, name } => {
+                            names.insert(id, name.to_string());
+                            continue;
+                        }
+                        Record::Drops { total } => {
+                            out.drops = Some(total);
+                            continue;
+                        }
+                        Record::WallClock(_) => continue,
+                        Record::Start(st) => Rec::Start {
+                            id: st.id,
+                            parent: match st.parent {
+                                Parent::Root => "root".into(),
+                                Parent::Local { id, .. } => format!("local {id}"),
+                                Parent::Remote { trace, span } => format!("remote {trace:?} {span:?}"),
+                            },
+                            follows: st.follows_from,
+                            name: s(&names, st.name),
+                            time: st.time,
+                        },
+                        Record::End { span, time, losses } => Rec::End {
+                            span,
+                            time,
+                            losses: [losses.tags_over_capacity, losses.fields_over_capacity, losses.strings_truncated, losses.records_dropped],
+                        },
+                        Record::Tag { span, key, value } => Rec::Tag { span, key: s(&names, key), value: v(&names, value) },
+                        Record::Log { span, time, fields } => {
+                            Rec::Log { span, time, fields: fields.map(|(k, x)| (s(&names, k), v(&names, x))).collect() }
+                        }
+                        Record::Baggage { span, key, value } => Rec::Baggage { span, key: key.into(), value: value.into() },
+                        Record::Reference { span, kind, target, .. } => {
+                            Rec::Reference { span, follows: kind == microspan::RefKind::FollowsFrom, target: target.0 }
+                        }
+                    };
+                    out.records.push(r);
+                }
+            }
+        }
+    }
+    out.discarded = acc.discarded();
+    out.trailing = acc.buffered();
+    out
+}
+
+/// Steps of the workload in one scenario.
+pub const STEPS: u32 = 300;
+
+/// The records the workload produces, drained through a perfect sink after every step.
+pub fn reference(steps: u32) -> Decoded {
+    let fx = fixture::<32768>();
+    let mut drain = fx.drain();
+    let mut out = Vec::new();
+    for i in 0..steps {
+        workload(&fx, i);
+        drain.drain_with(|b| {
+            out.extend_from_slice(b);
+            b.len()
+        });
+    }
+    assert_eq!(fx.tracer.dropped(), 0);
+    decode(&out)
+}
+
+/// Asserts that `stream` carries exactly the reference records, in order, in well-formed,
+/// consecutive frames.
+pub fn assert_exact(stream: &[u8], steps: u32) -> Decoded {
+    let got = decode(stream);
+    assert!(got.frame_errors.is_empty(), "frame errors: {:?}", got.frame_errors);
+    assert_eq!(got.discarded, 0, "bytes discarded by the decoder");
+    assert_eq!(got.trailing, 0, "a frame was left unfinished");
+    let expected_seq: Vec<u16> = (0..got.frames.len() as u16).collect();
+    assert_eq!(got.frames, expected_seq, "frames lost, duplicated or reordered");
+    assert!(got.hellos >= 1);
+    let want = reference(steps);
+    assert!(want.records.len() > 1000, "the workload is too small to mean much");
+    assert_eq!(got.records.len(), want.records.len(), "record count differs");
+    for (i, (g, w)) in got.records.iter().zip(&want.records).enumerate() {
+        assert_eq!(g, w, "record {i} differs");
+    }
+    assert_eq!(got.drops, None, "the ring dropped records");
+    got
+}
+
+/// Runs the workload against a transport: `pump` is called a few times after every step (it may
+/// make no progress), then `finish` until it reports nothing pending. Returns when done.
+pub fn drive<T>(fx: &Fixture, t: &mut T, rng: &mut Rng, mut pump: impl FnMut(&mut T, &mut Rng), mut pending: impl FnMut(&mut T) -> bool) {
+    for i in 0..STEPS {
+        workload(fx, i);
+        for _ in 0..rng.range(0, 3) {
+            pump(t, rng);
+        }
+    }
+    let mut rounds = 0;
+    while pending(t) {
+        pump(t, rng);
+        rounds += 1;
+        assert!(rounds < 10_000_000, "the transport never finished");
+    }
+    assert_eq!(fx.tracer.dropped(), 0, "the ring dropped records");
+}

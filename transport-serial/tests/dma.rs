@@ -1,0 +1,101 @@
+//! The DMA-style interface: one transfer in flight at a time, the frame untouched while it is,
+//! short transfers resumed; every record must arrive exactly once, in order.
+
+mod common;
+use common::*;
+
+use microspan_serial::dma::DmaDrain;
+
+/// A simulated DMA transfer: the bytes handed out by `start`, and how many it will move.
+struct Transfer {
+    bytes: Vec<u8>,
+    moves: usize,
+    ticks_left: usize,
+}
+
+#[test]
+fn transfers_in_flight_are_never_rebuilt_and_short_ones_resume() {
+    let fx = fixture::<65536>();
+    let mut dma = DmaDrain::new(fx.drain());
+    let mut rng = Rng::new(31);
+    let mut out = Vec::new();
+    let mut flight: Option<Transfer> = None;
+    let (mut short, mut failed) = (0u32, 0u32);
+    let mut resume: Option<Vec<u8>> = None;
+    drive(&fx, &mut dma, &mut rng, |dma, rng| {
+        match flight.take() {
+            None => {
+                if let Some(bytes) = dma.start() {
+                    if let Some(rest) = resume.take() {
+                        assert_eq!(bytes, &rest[..], "the rest of a short transfer must be offered again, unchanged");
+                    }
+                    let moves = if rng.chance(30) { rng.range(0, bytes.len()) } else { bytes.len() };
+                    flight = Some(Transfer { bytes: bytes.to_vec(), moves, ticks_left: rng.range(0, 3) });
+                    assert_eq!(dma.in_flight(), Some(bytes_len(&flight)));
+                }
+            }
+            Some(mut t) => {
+                // While in flight: no second transfer, no access to the source.
+                assert!(dma.start().is_none());
+                assert!(dma.source_mut().is_none());
+                assert!(dma.has_pending());
+                if t.ticks_left > 0 {
+                    t.ticks_left -= 1;
+                    flight = Some(t);
+                    return;
+                }
+                out.extend_from_slice(&t.bytes[..t.moves]);
+                if t.moves < t.bytes.len() {
+                    resume = Some(t.bytes[t.moves..].to_vec());
+                    if rng.chance(50) {
+                        short += 1;
+                        assert!(dma.complete(t.moves));
+                    } else {
+                        failed += 1;
+                        assert!(dma.fail(t.moves));
+                    }
+                } else {
+                    assert!(dma.complete(t.moves));
+                }
+                assert!(!dma.complete(0), "a second completion is ignored");
+            }
+        }
+    }, |dma| dma.has_pending());
+    let c = dma.counters();
+    assert!(short > 10 && failed > 10);
+    assert_eq!(c.refused, short);
+    assert_eq!(c.errors, failed);
+    assert_eq!(c.bytes, out.len() as u64);
+    let d = assert_exact(&out, STEPS);
+    assert_eq!(c.frames as usize, d.frames.len());
+    assert!(dma.into_inner().is_ok());
+}
+
+fn bytes_len(t: &Option<Transfer>) -> usize {
+    t.as_ref().map_or(0, |t| t.bytes.len())
+}
+
+#[test]
+fn no_new_frame_while_in_flight() {
+    let fx = fixture::<4096>();
+    let mut dma = DmaDrain::new(fx.drain());
+    assert!(dma.start().is_none(), "nothing to send");
+    assert!(!dma.complete(5), "spurious completion");
+    fx.tracer.root("first").finish();
+    let first = dma.start().unwrap().to_vec();
+    for _ in 0..50 {
+        fx.tracer.root("more").finish();
+    }
+    assert!(dma.start().is_none());
+    assert_eq!(dma.source().stats().frames, 1, "a frame was built while the DMA was reading");
+    let dma = match dma.into_inner() {
+        Ok(_) => panic!("into_inner must refuse while in flight"),
+        Err(d) => d,
+    };
+    let mut dma = dma;
+    assert!(dma.complete(usize::MAX));
+    assert_eq!(dma.counters().bytes, first.len() as u64);
+    assert_eq!(dma.counters().frames, 1);
+    let second = dma.start().unwrap();
+    assert_ne!(second, &first[..]);
+}
