@@ -6,4 +6,5 @@ pub mod export;
 pub mod input;
 pub mod jaeger_thrift;
 pub mod model;
+pub mod rtt_gdb;
 pub mod stream;

@@ -13,6 +13,7 @@ use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::export::{Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig};
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
+use microspan_decoder::rtt_gdb::{Config as RttConfig, RttGdbReader};
 use microspan_decoder::stream::{StreamDecoder, StreamStats};
 
 /// Decode microspan streams from a device and export the spans to Jaeger.
@@ -25,27 +26,40 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read a stream (file, stdin, serial port, TCP), rebuild spans and export them.
+    /// Read a stream (file, stdin, serial port, TCP, RTT through a GDB server), rebuild spans and export them.
     Decode(DecodeArgs),
 }
 
 #[derive(Args)]
 struct DecodeArgs {
     /// `-` reads standard input.
-    #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp"])]
+    #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb"])]
     stdin: Option<String>,
     /// Read a recorded stream from a file.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Read a serial port (e.g. /dev/ttyACM0).
-    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp"])]
+    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp", "rtt_gdb"])]
     serial: Option<String>,
     /// Baud rate of the serial port.
     #[arg(long, value_name = "N", default_value_t = 115_200, requires = "serial")]
     baud: u32,
     /// Connect to a TCP server (QEMU `-serial tcp:…`, OpenOCD/J-Link RTT servers).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "serial"])]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "serial", "rtt_gdb"])]
     tcp: Option<String>,
+    /// Read an RTT up-channel through a GDB server, no probe library needed: QEMU `-gdb tcp::PORT`,
+    /// OpenOCD (:3333), J-Link GDB server (:2331), pyOCD (:3333), `probe-rs gdb` (:1337).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"])]
+    rtt_gdb: Option<String>,
+    /// The firmware's ELF: RTT's control block is at its `_SEGGER_RTT` symbol (else RAM is scanned).
+    #[arg(long, value_name = "FILE", requires = "rtt_gdb")]
+    elf: Option<PathBuf>,
+    /// The RTT up-channel to read (microspan's convention: 1; defmt uses 0).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rtt_gdb")]
+    rtt_channel: u32,
+    /// Bytes of RAM scanned for the RTT control block from 0x2000_0000 when no --elf is given.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, requires = "rtt_gdb")]
+    rtt_scan_size: u32,
 
     /// Upload over OTLP/HTTP protobuf (base URL, e.g. http://localhost:4318; /v1/traces is appended).
     #[arg(long, value_name = "URL")]
@@ -111,12 +125,20 @@ fn open_source(args: &DecodeArgs) -> Result<Source, String> {
         Source::serial(dev, args.baud)
     } else if let Some(addr) = &args.tcp {
         Source::tcp(addr)
+    } else if let Some(addr) = &args.rtt_gdb {
+        let mut cfg = RttConfig::new(addr.clone());
+        cfg.elf = args.elf.clone();
+        cfg.channel = args.rtt_channel;
+        cfg.scan_size = args.rtt_scan_size;
+        let reader = RttGdbReader::connect(cfg).map_err(|e| e.to_string())?;
+        let describe = reader.describe();
+        Ok(Source::reader(Box::new(reader), describe))
     } else if args.stdin.as_deref() == Some("-") {
         Ok(Source::stdin())
     } else if let Some(other) = &args.stdin {
         return Err(format!("unexpected argument {other:?}: use --file {other} to read a file, or - for standard input"));
     } else {
-        return Err("no input: give --file PATH, - (stdin), --serial DEV [--baud N] or --tcp HOST:PORT".into());
+        return Err("no input: give --file PATH, - (stdin), --serial DEV [--baud N], --tcp HOST:PORT or --rtt-gdb HOST:PORT [--elf FILE]".into());
     };
     source.map_err(|e| e.to_string())
 }
