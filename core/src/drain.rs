@@ -173,6 +173,9 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     drops_sent: Option<u32>,
     wall_clock: Option<WallClock>,
     wall_clock_due: bool,
+    /// A record did not fit beside the session records: the next frame leaves out the optional
+    /// ones (drops, wall clock: they stay due) so the record is sure to get its turn.
+    record_waiting: bool,
     stats: DrainStats,
 }
 
@@ -206,15 +209,16 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             drops_sent: None,
             wall_clock: None,
             wall_clock_due: false,
+            record_waiting: false,
             stats: DrainStats::default(),
         })
     }
 
-    /// Sets the frames per epoch (rounded up to a power of two, at least 1): names are
+    /// Sets the frames per epoch (rounded up to a power of two, at least 2): names are
     /// re-announced and the session record re-sent that often, bounding how long a decoder that
     /// joins mid-stream waits.
     pub fn set_epoch_frames(&mut self, frames: u16) {
-        self.epoch_frames = frames.max(1).checked_next_power_of_two().unwrap_or(1 << 15);
+        self.epoch_frames = frames.max(2).checked_next_power_of_two().unwrap_or(1 << 15);
     }
 
     /// Tells the decoder the device's real time now (nanoseconds since the Unix epoch), for a
@@ -305,12 +309,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.names.clear();
         }
         self.frame.begin();
-        let header = self.write_header(epoch_start, drops);
-        if header.is_err() {
+        let Ok(session_records) = self.write_header(epoch_start, drops) else {
             // Cannot happen with F >= 32 and a session record of reasonable size; send nothing
             // rather than a broken frame.
             return;
-        }
+        };
         let content_start = self.frame.mark();
         while let Some((pos, h)) = ring.peek() {
             let mark = self.frame.mark();
@@ -325,6 +328,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     self.frame.rollback(mark);
                     self.state = saved;
                     self.names.abort_record();
+                    if mark == content_start && session_records {
+                        // It did not fit beside the session records: the next frame carries
+                        // none it can leave out (and is not an epoch start, as epochs are at
+                        // least two frames long), so the record gets an empty frame.
+                        self.record_waiting = true;
+                        break;
+                    }
                     if mark == content_start {
                         // Larger than an empty frame: drop it, counted like a full ring.
                         ring.release(h.len());
@@ -342,7 +352,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         self.stats.bytes += len as u64;
     }
 
-    fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<(), Full> {
+    /// Writes the frame header and the session records due; returns whether any session record
+    /// (hello, drops, wall clock) was written.
+    fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
         let f = &mut self.frame;
         f.u8(wire::WIRE_VERSION)?;
         f.bytes(&self.seq.to_le_bytes())?;
@@ -350,27 +362,32 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         f.varint(self.state.last_time)?;
         self.state.subject = self.state.last_start;
         self.state.first_start = None;
+        let mut session_records = false;
         if epoch_start {
+            session_records = true;
             let hello = self.hello();
             let mut tmp = [0u8; 160];
             let used = postcard::to_slice(&hello, &mut tmp).map_err(|_| Full)?;
             self.frame.u8(tag::EXT | ext::HELLO)?;
             self.frame.bytes(used)?;
         }
-        if self.drops_sent.unwrap_or(0) != drops || (epoch_start && drops != 0) {
+        let optional = !core::mem::take(&mut self.record_waiting);
+        if optional && (self.drops_sent.unwrap_or(0) != drops || (epoch_start && drops != 0)) {
+            session_records = true;
             self.frame.u8(tag::EXT | ext::DROPS)?;
             self.frame.varint(drops as u64)?;
             self.drops_sent = Some(drops);
         }
-        if self.wall_clock_due {
+        if optional && self.wall_clock_due {
             if let Some(w) = self.wall_clock {
+                session_records = true;
                 self.frame.u8(tag::EXT | ext::WALL_CLOCK)?;
                 self.frame.varint(w.ticks)?;
                 self.frame.varint(w.unix_nanos)?;
             }
             self.wall_clock_due = false;
         }
-        Ok(())
+        Ok(session_records)
     }
 
     /// A string reference: its interned id when [`predefine`](Self::predefine) gave it one, or

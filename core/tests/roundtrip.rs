@@ -180,3 +180,21 @@ fn one_drain_per_tracer() {
     drop(first);
     assert!(Drain::<'_, 64>::new(&TRACER).is_some());
 }
+
+#[test]
+fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record() {
+    // With small frames the session record leaves too little room for a large log; the log must
+    // wait for the next frame, not be counted as oversize.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("a-rather-long-service-name").firmware_version("1.2.3-with-a-long-suffix"));
+    let mut drain: Drain<'_, 96> = Drain::new(&TRACER).unwrap();
+    drain.set_epoch_frames(2); // every other frame starts an epoch and carries the session record
+    let span = TRACER.root("r");
+    span.log(&[("message", Value::text("0123456789abcdef0123456789abcdef")), ("k", 1u8.into())]);
+    drop(span);
+    let d = decode(&drain_all(&mut drain));
+    assert_eq!(drain.stats().oversize, 0);
+    assert_eq!(TRACER.dropped(), 0);
+    assert!(d.spans().iter().any(|r| matches!(r, Owned::Log { .. })));
+}
