@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Every test microspan has: lint, docs, no_std builds for each embedded target, the whole test
+# suite (unit, property, stress, golden vectors, decoder and upload tests, QEMU end-to-end tests),
+# the loom model of the ring and Miri over the core's unit tests. What CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rustdoc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "no_std builds of the device crates, feature by feature"
+for target in thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
+    for features in "" "defmt"; do
+        echo "microspan --target $target --features '$features'"
+        cargo build -q --locked -p microspan --target "$target" --no-default-features --features "$features"
+    done
+    for features in "" "rtt"; do
+        echo "microspan-serial --target $target --features '$features'"
+        cargo build -q --locked -p microspan-serial --target "$target" --no-default-features --features "$features"
+    done
+done
+
+step "tests"
+cargo test --workspace --locked
+
+step "loom model of the ring"
+RUSTFLAGS="--cfg loom" cargo test -q -p microspan --lib --release --target-dir target/loom loom_model
+
+step "Miri over the core's unit tests"
+if rustup toolchain list | grep -q '^nightly' && rustup component add --toolchain nightly miri >/dev/null 2>&1; then
+    MIRIFLAGS="-Zmiri-permissive-provenance" cargo +nightly miri test -q -p microspan --lib
+else
+    echo "Miri: no nightly toolchain on this machine; skipped" >&2
+fi
+
+printf '\nall tests passed\n'
