@@ -43,7 +43,10 @@ pub struct TickExtender {
 impl TickExtender {
     /// Starts at `raw` (extended value = `raw`).
     pub const fn new(raw: u32) -> Self {
-        Self { raw, extended: raw as u64 }
+        Self {
+            raw,
+            extended: raw as u64,
+        }
     }
 
     /// Feeds a new raw sample; returns its 64-bit value.

@@ -47,13 +47,21 @@ struct Interner<const N: usize> {
 }
 
 impl<const N: usize> Interner<N> {
-    const CHECK: () = assert!(N.is_power_of_two() && N >= 4 && N <= 256, "NAMES must be a power of two from 4 to 256");
+    const CHECK: () = assert!(
+        N.is_power_of_two() && N >= 4 && N <= 256,
+        "NAMES must be a power of two from 4 to 256"
+    );
     const LIMIT: usize = N - N / 4;
 
     const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
-        Self { keys: [(0, 0); N], len: 0, slots: [0; N], pending_from: 0 }
+        Self {
+            keys: [(0, 0); N],
+            len: 0,
+            slots: [0; N],
+            pending_from: 0,
+        }
     }
 
     fn clear(&mut self) {
@@ -76,7 +84,9 @@ impl<const N: usize> Interner<N> {
         loop {
             match self.slots[i] {
                 0 => return None,
-                id_plus_1 if self.keys[id_plus_1 as usize - 1] == key => return Some(id_plus_1 as u32 - 1),
+                id_plus_1 if self.keys[id_plus_1 as usize - 1] == key => {
+                    return Some(id_plus_1 as u32 - 1)
+                }
                 _ => i = (i + 1) & (N - 1),
             }
         }
@@ -203,7 +213,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             tracer,
             frame: FrameBuilder::new(),
             names: Interner::new(),
-            state: FrameState { last_start: 0, last_time: ext.last(), subject: 0, first_start: None, ext },
+            state: FrameState {
+                last_start: 0,
+                last_time: ext.last(),
+                subject: 0,
+                first_start: None,
+                ext,
+            },
             seq: 0,
             epoch_frames: DEFAULT_EPOCH_FRAMES,
             drops_sent: None,
@@ -446,7 +462,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             record::END => {
                 let span = r.word();
                 let raw = r.word();
-                let losses = if h.payload() & 1 != 0 { Losses::unpack(r.word()) } else { Losses::default() };
+                let losses = if h.payload() & 1 != 0 {
+                    Losses::unpack(r.word())
+                } else {
+                    Losses::default()
+                };
                 let back = self.back(span);
                 let dt = self.time(raw)?;
                 if losses.is_empty() {
@@ -558,7 +578,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             Some(first) => id.wrapping_sub(first) < pos.wrapping_sub(first),
             None => false,
         };
-        let child_short = !is_root && self.state.first_start.is_some() && parent == self.state.last_start;
+        let child_short =
+            !is_root && self.state.first_start.is_some() && parent == self.state.last_start;
         if !debug && !follows && (is_root || child_short) {
             let root_bit = if is_root { tag::START_ROOT_BIT } else { 0 };
             if (1..32).contains(&delta) {
@@ -604,7 +625,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let delta = pos.wrapping_sub(self.state.last_start) as u64;
         self.predefine(name)?;
         let dt = self.time(raw)?;
-        let flags = bit(debug, start_flags::DEBUG) | bit(follows, start_flags::FOLLOWS_FROM) | bit(parent == 0, start_flags::PARENT_LOST);
+        let flags = bit(debug, start_flags::DEBUG)
+            | bit(follows, start_flags::FOLLOWS_FROM)
+            | bit(parent == 0, start_flags::PARENT_LOST);
         self.frame.u8(tag::EXT | ext::START_REMOTE)?;
         self.frame.varint(delta)?;
         self.frame.u8(flags)?;
@@ -655,7 +678,12 @@ impl FieldView {
         let aux = w >> 16;
         let key = r.static_str(((w >> 4) & 0xFFF) as usize);
         let static_value = (kind == record::V_STR).then(|| r.static_str(aux as usize));
-        Self { kind, aux, key, static_value }
+        Self {
+            kind,
+            aux,
+            key,
+            static_value,
+        }
     }
 
     /// Skips the value words not read by [`read`](Self::read).
@@ -684,7 +712,10 @@ impl FieldView {
     }
 
     /// Defines the key (and a static string value) ahead of the record.
-    fn predefine<const F: usize, const N: usize>(&self, d: &mut Drain<'_, F, N>) -> Result<(), Skip> {
+    fn predefine<const F: usize, const N: usize>(
+        &self,
+        d: &mut Drain<'_, F, N>,
+    ) -> Result<(), Skip> {
         d.predefine(self.key)?;
         if let Some(v) = self.static_value {
             d.predefine(v)?;
@@ -693,7 +724,11 @@ impl FieldView {
     }
 
     /// Writes the key reference and the value; `r` is positioned at the unread value words.
-    fn write<const F: usize, const N: usize>(&self, d: &mut Drain<'_, F, N>, r: &mut Reader<'_>) -> Result<(), Skip> {
+    fn write<const F: usize, const N: usize>(
+        &self,
+        d: &mut Drain<'_, F, N>,
+        r: &mut Reader<'_>,
+    ) -> Result<(), Skip> {
         d.name(self.key)?;
         match self.kind {
             record::V_BOOL => {}

@@ -9,8 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod drain;
-pub mod ring;
 mod record;
+pub mod ring;
 #[cfg(feature = "std")]
 mod std_support;
 pub mod tracer;

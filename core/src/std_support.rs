@@ -15,7 +15,9 @@ pub struct StdClock {
 impl StdClock {
     /// A clock starting now.
     pub fn new() -> Self {
-        Self { origin: Instant::now() }
+        Self {
+            origin: Instant::now(),
+        }
     }
 }
 

@@ -10,7 +10,9 @@ mod common;
 use std::fmt::Write as _;
 
 use common::*;
-use microspan::wire::decode::{Accumulator, FrameError, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue};
+use microspan::wire::decode::{
+    Accumulator, FrameError, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue,
+};
 use microspan::wire::{self, Hello};
 use microspan::{Drain, Flags, Ring, Session, SpanContext, SpanId, TraceId, Tracer, Value};
 
@@ -26,12 +28,25 @@ fn describe(stream: &[u8]) -> String {
             None => {}
             Some(Err(e)) => writeln!(out, "frame error: {e:?}").unwrap(),
             Some(Ok(f)) => {
-                writeln!(out, "frame v{} seq={} base_id={} base_time={} body={}B", f.version, f.seq, f.base_id, f.base_time, f.body.len()).unwrap();
+                writeln!(
+                    out,
+                    "frame v{} seq={} base_id={} base_time={} body={}B",
+                    f.version,
+                    f.seq,
+                    f.base_id,
+                    f.base_time,
+                    f.body.len()
+                )
+                .unwrap();
                 for r in RecordDecoder::new(&f) {
                     match r {
                         Ok(Record::Log { span, time, fields }) => {
                             let fields: Vec<_> = fields.collect();
-                            writeln!(out, "  Log {{ span: {span}, time: {time}, fields: {fields:?} }}").unwrap()
+                            writeln!(
+                                out,
+                                "  Log {{ span: {span}, time: {time}, fields: {fields:?} }}"
+                            )
+                            .unwrap()
                         }
                         Ok(r) => writeln!(out, "  {r:?}").unwrap(),
                         Err(e) => writeln!(out, "  record error: {e:?}").unwrap(),
@@ -47,13 +62,23 @@ fn describe(stream: &[u8]) -> String {
 fn record_all() -> Vec<u8> {
     let clock = ManualClock::new(0xFFFF_FF00); // wraps during the stream
     let ring: Ring<512> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("golden").device_id(0x1122_3344_5566_7788).boot_id(0xB0).firmware_version("1.0.0"));
+    let tracer = Tracer::new(
+        &ring,
+        &clock,
+        Session::new("golden")
+            .device_id(0x1122_3344_5566_7788)
+            .boot_id(0xB0)
+            .firmware_version("1.0.0"),
+    );
     let mut drain: Drain<'_, 128, 16> = Drain::new(&tracer).unwrap();
     drain.set_epoch_frames(4);
     drain.set_wall_clock(1_700_000_000_000_000_000);
     let mut out = Vec::new();
 
-    let mut root: microspan::Span<'_, 1> = tracer.span("root").with_baggage(microspan::Baggage::<1>::new()).start();
+    let mut root: microspan::Span<'_, 1> = tracer
+        .span("root")
+        .with_baggage(microspan::Baggage::<1>::new())
+        .start();
     root.set_baggage("tenant", "acme");
     clock.advance(100);
     let child = root.child("child"); // short child start
@@ -64,19 +89,31 @@ fn record_all() -> Vec<u8> {
     child.set_tag("word", "static-value");
     child.set_tag("text", Value::text("dynamic"));
     clock.advance(300); // crosses the 32-bit wrap
-    child.log(&[("event", "error".into()), ("message", Value::text("something wrong")), ("code", 7u8.into())]);
+    child.log(&[
+        ("event", "error".into()),
+        ("message", Value::text("something wrong")),
+        ("code", 7u8.into()),
+    ]);
     root.set_tag("on-root", 1u8); // tag on a span other than the current one
     drop(child); // short end
     let producer = root.context();
     let sibling = tracer.span("sibling").child_of(&producer).start(); // explicit start (parent not the last start)
-    let follower = tracer.span("follower").follows_from(&producer).debug().start(); // FollowsFrom + debug
+    let follower = tracer
+        .span("follower")
+        .follows_from(&producer)
+        .debug()
+        .start(); // FollowsFrom + debug
     follower.add_reference(microspan::RefKind::ChildOf, &sibling.context()); // extra reference
     drop(follower);
     drop(sibling);
     out.extend(drain_all(&mut drain));
 
     // A remote parent and an extracted trace.
-    let remote = SpanContext { trace_id: TraceId(0x0102_0304_0506_0708_090A_0B0C_0D0E_0F10), span_id: SpanId(0x55), flags: Flags::SAMPLED };
+    let remote = SpanContext {
+        trace_id: TraceId(0x0102_0304_0506_0708_090A_0B0C_0D0E_0F10),
+        span_id: SpanId(0x55),
+        flags: Flags::SAMPLED,
+    };
     let from_remote = tracer.span("from-remote").child_of(&remote).start();
     let grandchild = from_remote.child("grandchild");
     for _ in 0..20 {
@@ -117,8 +154,29 @@ fn v1_fixture_keeps_decoding() {
     }
     let stream = std::fs::read(&bin).expect("fixture present");
     let expected = std::fs::read_to_string(&txt).expect("expected output present");
-    assert_eq!(describe(&stream), expected, "the v1 fixture no longer decodes as it did");
-    for needle in ["Hello(", "Name {", "parent: Root", "parent: Local", "parent: Remote", "follows_from: true", "debug: true", "End {", "tags_over_capacity: 4", "Tag {", "Log {", "Baggage {", "Reference {", "Drops {", "WallClock(", "root: Some("] {
+    assert_eq!(
+        describe(&stream),
+        expected,
+        "the v1 fixture no longer decodes as it did"
+    );
+    for needle in [
+        "Hello(",
+        "Name {",
+        "parent: Root",
+        "parent: Local",
+        "parent: Remote",
+        "follows_from: true",
+        "debug: true",
+        "End {",
+        "tags_over_capacity: 4",
+        "Tag {",
+        "Log {",
+        "Baggage {",
+        "Reference {",
+        "Drops {",
+        "WallClock(",
+        "root: Some(",
+    ] {
         assert!(expected.contains(needle), "the fixture lacks {needle}");
     }
 }
@@ -217,13 +275,26 @@ fn hand_written_vectors() {
         ticks_per_second: 1_000_000,
         now_ticks: 3,
         epoch_frames: 64,
-        capacities: wire::Capacities { tags_per_span: 16, fields_per_log: 8, str_len: 32, baggage_value_len: 16, frame_max: 256, ring_words: 1024 },
+        capacities: wire::Capacities {
+            tags_per_span: 16,
+            fields_per_log: 8,
+            str_len: 32,
+            baggage_value_len: 16,
+            frame_max: 256,
+            ring_words: 1024,
+        },
         firmware_version: "fw",
         microspan_version: "0.1.0",
         wall_clock: None,
     };
     let bytes = postcard::to_allocvec(&hello).unwrap();
-    assert_eq!(bytes, [1, b's', 1, 2, 0xC0, 0x84, 0x3D, 3, 64, 16, 8, 32, 16, 0x80, 0x02, 0x80, 0x08, 2, b'f', b'w', 5, b'0', b'.', b'1', b'.', b'0', 0]);
+    assert_eq!(
+        bytes,
+        [
+            1, b's', 1, 2, 0xC0, 0x84, 0x3D, 3, 64, 16, 8, 32, 16, 0x80, 0x02, 0x80, 0x08, 2, b'f',
+            b'w', 5, b'0', b'.', b'1', b'.', b'0', 0
+        ]
+    );
     let mut raw = header.to_vec();
     raw.push(0xC0);
     raw.extend_from_slice(&bytes);
@@ -236,25 +307,46 @@ fn malformed_frames_and_records_are_typed_errors() {
     // Unknown extended kind.
     let mut raw = header.to_vec();
     raw.push(0xFF);
-    assert_eq!(records(&frame(&raw)), vec![Err(format!("{:?}", RecordError::UnknownKind { offset: 0, byte: 0xFF }))]);
+    assert_eq!(
+        records(&frame(&raw)),
+        vec![Err(format!(
+            "{:?}",
+            RecordError::UnknownKind {
+                offset: 0,
+                byte: 0xFF
+            }
+        ))]
+    );
     // Truncated record.
     let mut raw = header.to_vec();
     raw.extend_from_slice(&[0xC1, 7, 9, b'x']);
-    assert_eq!(records(&frame(&raw)), vec![Err(format!("{:?}", RecordError::Truncated { offset: 0 }))]);
+    assert_eq!(
+        records(&frame(&raw)),
+        vec![Err(format!("{:?}", RecordError::Truncated { offset: 0 }))]
+    );
     // CRC mismatch.
     let mut f = frame(&[1, 5, 5, 5, 5]);
     f[2] ^= 0x01; // a data byte: COBS stays valid, the CRC does not
     assert!(matches!(records(&f)[0], Err(ref e) if e.starts_with("Crc")));
     // A newer version is refused as such (its CRC is fine).
     let f = frame(&[2, 0, 0, 0, 0]);
-    assert_eq!(records(&f), vec![Err(format!("{:?}", FrameError::UnsupportedVersion { version: 2 }))]);
+    assert_eq!(
+        records(&f),
+        vec![Err(format!(
+            "{:?}",
+            FrameError::UnsupportedVersion { version: 2 }
+        ))]
+    );
     // A frame longer than the accumulator resynchronises at the next delimiter.
     let mut acc: Box<Accumulator<16>> = Box::new(Accumulator::new());
     let mut stream = vec![1u8; 40];
     stream.push(0);
     stream.extend(frame(&header));
     let (first, rest) = acc.feed(&stream);
-    assert_eq!(first.unwrap().unwrap_err(), FrameError::TooLong { limit: 16 });
+    assert_eq!(
+        first.unwrap().unwrap_err(),
+        FrameError::TooLong { limit: 16 }
+    );
     let (second, _) = acc.feed(rest);
     assert!(second.unwrap().is_ok());
     let _ = (Parent::Root, StrRef::Id(0), WireValue::Bool(true));

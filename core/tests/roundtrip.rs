@@ -8,7 +8,8 @@ use microspan::{Drain, Ring, Session, Tracer, Value};
 fn reference_trace_roundtrips() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("in-process-service").boot_id(7));
+    static TRACER: Tracer =
+        Tracer::new(&RING, &CLOCK, Session::new("in-process-service").boot_id(7));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
 
     let root = TRACER.root("in-process-service");
@@ -19,7 +20,10 @@ fn reference_trace_roundtrips() {
         {
             let bar = foo.child("Bar");
             CLOCK.advance(2_000);
-            bar.log(&[("event", "error".into()), ("message", "something wrong".into())]);
+            bar.log(&[
+                ("event", "error".into()),
+                ("message", "something wrong".into()),
+            ]);
             bar.set_tag("error", true);
         }
         CLOCK.advance(5);
@@ -28,18 +32,62 @@ fn reference_trace_roundtrips() {
     let bytes = drain_all(&mut drain);
     let d = decode(&bytes);
     assert!(d.frame_errors.is_empty());
-    assert_eq!(d.records[0], Owned::Hello { service: "in-process-service".into(), boot_id: 7 });
+    assert_eq!(
+        d.records[0],
+        Owned::Hello {
+            service: "in-process-service".into(),
+            boot_id: 7
+        }
+    );
     let p = 5 + (std::mem::size_of::<usize>() as u32 / 4) - 1; // START record words
     let spans = d.spans();
     let expected = vec![
-        Owned::Start { id: 1, parent: "Root".into(), name: "in-process-service".into(), time: 1_000 },
-        Owned::Start { id: 1 + p, parent: "Local { id: 1, root: None }".into(), name: "Foo".into(), time: 1_010 },
-        Owned::Start { id: 1 + 2 * p, parent: format!("Local {{ id: {}, root: None }}", 1 + p), name: "Bar".into(), time: 2_010 },
-        Owned::Log { span: 1 + 2 * p, time: 4_010, fields: vec![("event".into(), "\"error\"".into()), ("message".into(), "\"something wrong\"".into())] },
-        Owned::Tag { span: 1 + 2 * p, key: "error".into(), value: "true".into() },
-        Owned::End { span: 1 + 2 * p, time: 4_010, losses: [0; 4] },
-        Owned::End { span: 1 + p, time: 4_015, losses: [0; 4] },
-        Owned::End { span: 1, time: 4_015, losses: [0; 4] },
+        Owned::Start {
+            id: 1,
+            parent: "Root".into(),
+            name: "in-process-service".into(),
+            time: 1_000,
+        },
+        Owned::Start {
+            id: 1 + p,
+            parent: "Local { id: 1, root: None }".into(),
+            name: "Foo".into(),
+            time: 1_010,
+        },
+        Owned::Start {
+            id: 1 + 2 * p,
+            parent: format!("Local {{ id: {}, root: None }}", 1 + p),
+            name: "Bar".into(),
+            time: 2_010,
+        },
+        Owned::Log {
+            span: 1 + 2 * p,
+            time: 4_010,
+            fields: vec![
+                ("event".into(), "\"error\"".into()),
+                ("message".into(), "\"something wrong\"".into()),
+            ],
+        },
+        Owned::Tag {
+            span: 1 + 2 * p,
+            key: "error".into(),
+            value: "true".into(),
+        },
+        Owned::End {
+            span: 1 + 2 * p,
+            time: 4_010,
+            losses: [0; 4],
+        },
+        Owned::End {
+            span: 1 + p,
+            time: 4_015,
+            losses: [0; 4],
+        },
+        Owned::End {
+            span: 1,
+            time: 4_015,
+            losses: [0; 4],
+        },
     ];
     assert_eq!(spans, expected);
 }
@@ -63,7 +111,17 @@ fn every_value_type_and_dynamic_strings() {
     let id = s.context().span_id.0 as u32;
     drop(s);
     let d = decode(&drain_all(&mut drain));
-    let tags: Vec<_> = d.spans().into_iter().filter_map(|r| match r { Owned::Tag { key, value, span } => { assert_eq!(span, id); Some((key, value)) } _ => None }).collect();
+    let tags: Vec<_> = d
+        .spans()
+        .into_iter()
+        .filter_map(|r| match r {
+            Owned::Tag { key, value, span } => {
+                assert_eq!(span, id);
+                Some((key, value))
+            }
+            _ => None,
+        })
+        .collect();
     assert_eq!(
         tags,
         vec![
@@ -73,11 +131,20 @@ fn every_value_type_and_dynamic_strings() {
             ("f".into(), "1.5f".into()),
             ("s".into(), "\"static\"".into()),
             ("t".into(), "\"dyn-42\"".into()),
-            ("long".into(), format!("{:?}", "x".repeat(microspan::config::MAX_STR_LEN))),
+            (
+                "long".into(),
+                format!("{:?}", "x".repeat(microspan::config::MAX_STR_LEN))
+            ),
         ]
     );
     // The truncation is counted on the span.
-    assert!(matches!(d.spans().last(), Some(Owned::End { losses: [0, 0, 1, 0], .. })));
+    assert!(matches!(
+        d.spans().last(),
+        Some(Owned::End {
+            losses: [0, 0, 1, 0],
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -90,15 +157,27 @@ fn capacities_truncate_and_count() {
     for _ in 0..microspan::config::MAX_TAGS_PER_SPAN + 3 {
         s.set_tag("k", 1u8);
     }
-    let fields: Vec<(&'static str, Value)> = (0..microspan::config::MAX_FIELDS_PER_LOG + 2).map(|_| ("f", Value::from(1u8))).collect();
+    let fields: Vec<(&'static str, Value)> = (0..microspan::config::MAX_FIELDS_PER_LOG + 2)
+        .map(|_| ("f", Value::from(1u8)))
+        .collect();
     s.log(&fields);
     assert_eq!(s.losses().tags_over_capacity, 3);
     assert_eq!(s.losses().fields_over_capacity, 2);
     drop(s);
     let d = decode(&drain_all(&mut drain));
-    let tags = d.spans().iter().filter(|r| matches!(r, Owned::Tag { .. })).count();
+    let tags = d
+        .spans()
+        .iter()
+        .filter(|r| matches!(r, Owned::Tag { .. }))
+        .count();
     assert_eq!(tags, microspan::config::MAX_TAGS_PER_SPAN);
-    assert!(matches!(d.spans().last(), Some(Owned::End { losses: [3, 2, 0, 0], .. })));
+    assert!(matches!(
+        d.spans().last(),
+        Some(Owned::End {
+            losses: [3, 2, 0, 0],
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -119,7 +198,17 @@ fn full_ring_drops_exactly_and_reports() {
     let d = decode(&drain_all(&mut drain));
     let delivered = d.spans().len() as u32;
     assert_eq!(made, delivered + dropped);
-    assert_eq!(d.records.iter().filter_map(|r| if let Owned::Drops(n) = r { Some(*n) } else { None }).next_back(), Some(dropped));
+    assert_eq!(
+        d.records
+            .iter()
+            .filter_map(|r| if let Owned::Drops(n) = r {
+                Some(*n)
+            } else {
+                None
+            })
+            .next_back(),
+        Some(dropped)
+    );
 }
 
 #[test]
@@ -128,7 +217,10 @@ fn baggage_references_and_remote_parents() {
     static RING: Ring<1024> = Ring::new();
     static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc").boot_id(3));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
-    let mut root: microspan::Span<'_, 2> = TRACER.span("root").with_baggage(microspan::Baggage::<2>::new()).start();
+    let mut root: microspan::Span<'_, 2> = TRACER
+        .span("root")
+        .with_baggage(microspan::Baggage::<2>::new())
+        .start();
     root.set_baggage("user", "alice");
     let child = root.child("child");
     assert_eq!(child.baggage_item("user"), Some("alice"));
@@ -140,13 +232,21 @@ fn baggage_references_and_remote_parents() {
         span_id: microspan::SpanId(0xCD),
         flags: microspan::Flags::SAMPLED,
     };
-    let from_remote = TRACER.span("from-remote").child_of(&remote).follows_from(&producer).start();
+    let from_remote = TRACER
+        .span("from-remote")
+        .child_of(&remote)
+        .follows_from(&producer)
+        .start();
     drop(from_remote);
     drop(consumer);
     drop(root);
     let d = decode(&drain_all(&mut drain));
     let spans = d.spans();
-    assert!(spans.contains(&Owned::Baggage { span: 1, key: "user".into(), value: "alice".into() }));
+    assert!(spans.contains(&Owned::Baggage {
+        span: 1,
+        key: "user".into(),
+        value: "alice".into()
+    }));
     assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "consumer" && parent.ends_with("follows"))));
     assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "from-remote" && parent.contains("Remote") && parent.contains("205"))));
     assert!(spans.iter().any(|r| matches!(r, Owned::Reference { follows: true, target, .. } if *target == producer.span_id.0)));
@@ -156,7 +256,8 @@ fn baggage_references_and_remote_parents() {
 fn unsampled_spans_record_nothing() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc")).with_sampler(microspan::tracer::Sampler::Const(false));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"))
+        .with_sampler(microspan::tracer::Sampler::Const(false));
     let root = TRACER.root("r");
     let c = root.child("c");
     c.set_tag("x", 1u8);
@@ -187,11 +288,18 @@ fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record(
     // wait for the next frame, not be counted as oversize.
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("a-rather-long-service-name").firmware_version("1.2.3-with-a-long-suffix"));
+    static TRACER: Tracer = Tracer::new(
+        &RING,
+        &CLOCK,
+        Session::new("a-rather-long-service-name").firmware_version("1.2.3-with-a-long-suffix"),
+    );
     let mut drain: Drain<'_, 96> = Drain::new(&TRACER).unwrap();
     drain.set_epoch_frames(2); // every other frame starts an epoch and carries the session record
     let span = TRACER.root("r");
-    span.log(&[("message", Value::text("0123456789abcdef0123456789abcdef")), ("k", 1u8.into())]);
+    span.log(&[
+        ("message", Value::text("0123456789abcdef0123456789abcdef")),
+        ("k", 1u8.into()),
+    ]);
     drop(span);
     let d = decode(&drain_all(&mut drain));
     assert_eq!(drain.stats().oversize, 0);

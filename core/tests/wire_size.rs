@@ -25,7 +25,11 @@ const KEYS: [&str; 8] = ["http.status_code", "retries", "a", "b", "c", "d", "e",
 fn stream_bytes(with_bar: bool, bar_tags: usize, drain_every: usize) -> usize {
     static CLOCK: ManualClock = ManualClock::new(123_456);
     static RING: Ring<8192> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("in-process-service").boot_id(0xB007));
+    static TRACER: Tracer = Tracer::new(
+        &RING,
+        &CLOCK,
+        Session::new("in-process-service").boot_id(0xB007),
+    );
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let mut run = |n: usize, drain: &mut Drain<'_, 256>| {
         let mut out = Vec::new();
@@ -57,7 +61,11 @@ fn stream_bytes(with_bar: bool, bar_tags: usize, drain_every: usize) -> usize {
     };
     run(256, &mut drain);
     let bytes = run(TRACES, &mut drain);
-    assert_eq!(TRACER.dropped(), 0, "the ring must not overflow in this measurement");
+    assert_eq!(
+        TRACER.dropped(),
+        0,
+        "the ring must not overflow in this measurement"
+    );
     bytes
 }
 
@@ -68,16 +76,37 @@ fn bytes_per_span() {
     println!("|---|---|---|");
     let mut steady = Vec::new();
     for (label, f) in [
-        ("average per span, no tags", (|e| stream_bytes(true, 0, e) as f64 / (3 * TRACES) as f64) as fn(usize) -> f64),
-        ("child span `Bar`, no tags", |e| (stream_bytes(true, 0, e) - stream_bytes(false, 0, e)) as f64 / TRACES as f64),
-        ("child span `Bar`, 2 small-int tags", |e| (stream_bytes(true, 2, e) - stream_bytes(false, 0, e)) as f64 / TRACES as f64),
-        ("child span `Bar`, 8 small-int tags", |e| (stream_bytes(true, 8, e) - stream_bytes(false, 0, e)) as f64 / TRACES as f64),
+        (
+            "average per span, no tags",
+            (|e| stream_bytes(true, 0, e) as f64 / (3 * TRACES) as f64) as fn(usize) -> f64,
+        ),
+        ("child span `Bar`, no tags", |e| {
+            (stream_bytes(true, 0, e) - stream_bytes(false, 0, e)) as f64 / TRACES as f64
+        }),
+        ("child span `Bar`, 2 small-int tags", |e| {
+            (stream_bytes(true, 2, e) - stream_bytes(false, 0, e)) as f64 / TRACES as f64
+        }),
+        ("child span `Bar`, 8 small-int tags", |e| {
+            (stream_bytes(true, 8, e) - stream_bytes(false, 0, e)) as f64 / TRACES as f64
+        }),
     ] {
         let (quiet, busy) = (f(1), f(32));
         println!("| {label} | {quiet:.2} | {busy:.2} |");
         steady.push(busy);
     }
-    assert!(steady[0] <= 8.0, "{:.2} bytes per span exceeds 8", steady[0]);
-    assert!(steady[1] <= 8.0, "{:.2} bytes per child span exceeds 8", steady[1]);
-    assert!(steady[2] <= 14.0, "{:.2} bytes per child span with two tags exceeds 14", steady[2]);
+    assert!(
+        steady[0] <= 8.0,
+        "{:.2} bytes per span exceeds 8",
+        steady[0]
+    );
+    assert!(
+        steady[1] <= 8.0,
+        "{:.2} bytes per child span exceeds 8",
+        steady[1]
+    );
+    assert!(
+        steady[2] <= 14.0,
+        "{:.2} bytes per child span with two tags exceeds 14",
+        steady[2]
+    );
 }

@@ -9,7 +9,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use microspan::wire::decode::{Frame, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue};
+use microspan::wire::decode::{
+    Frame, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue,
+};
 use microspan::wire::{Hello, WallClock, WIRE_VERSION};
 use microspan::{RefKind as WireRefKind, SpanId, TraceId};
 
@@ -75,7 +77,10 @@ pub struct Stats {
 enum Text {
     Known(String),
     /// An interned id whose definition was not seen (lost frame).
-    Pending { epoch: u64, id: u32 },
+    Pending {
+        epoch: u64,
+        id: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -259,7 +264,9 @@ impl Assembler {
     }
 
     fn sequence(&mut self, seq: u16) {
-        let Some(s) = self.session.as_mut() else { return };
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
         let epoch_frames = s.hello.epoch_frames as u64;
         if let Some(last) = s.last_seq {
             let gap = seq.wrapping_sub(last).wrapping_sub(1) as u64;
@@ -270,7 +277,8 @@ impl Assembler {
                 }
             }
             // A new epoch (even one whose first frame was lost) restarts the name table.
-            let crossed = gap + 1 >= epoch_frames || (seq as u64 / epoch_frames) != (last as u64 / epoch_frames);
+            let crossed = gap + 1 >= epoch_frames
+                || (seq as u64 / epoch_frames) != (last as u64 / epoch_frames);
             if crossed {
                 s.epoch += 1;
                 self.names.clear();
@@ -284,25 +292,46 @@ impl Assembler {
     fn start_session(&mut self, h: &Hello<'_>, out: &mut Vec<Batch>) {
         let hello = OwnedHello::from(h);
         let anchor_unix_nanos = match (hello.wall_clock, self.opts.fixed_anchor_unix_nanos) {
-            (Some(w), _) => w.unix_nanos as i128 - ticks_to_nanos(w.ticks, hello.ticks_per_second) + ticks_to_nanos(hello.now_ticks, hello.ticks_per_second),
+            (Some(w), _) => {
+                w.unix_nanos as i128 - ticks_to_nanos(w.ticks, hello.ticks_per_second)
+                    + ticks_to_nanos(hello.now_ticks, hello.ticks_per_second)
+            }
             (None, Some(fixed)) => fixed as i128,
-            (None, None) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0),
+            (None, None) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(0),
         };
         let mut tags = vec![
             KeyValue::new("device.id", Value::Str(format!("{:016x}", hello.device_id))),
-            KeyValue::new("device.boot_id", Value::Str(format!("{:08x}", hello.boot_id))),
+            KeyValue::new(
+                "device.boot_id",
+                Value::Str(format!("{:08x}", hello.boot_id)),
+            ),
             KeyValue::new("microspan.wire_version", Value::I64(WIRE_VERSION as i64)),
-            KeyValue::new("microspan.version", Value::Str(hello.microspan_version.clone())),
-            KeyValue::new("microspan.decoder_version", Value::Str(env!("CARGO_PKG_VERSION").to_string())),
+            KeyValue::new(
+                "microspan.version",
+                Value::Str(hello.microspan_version.clone()),
+            ),
+            KeyValue::new(
+                "microspan.decoder_version",
+                Value::Str(env!("CARGO_PKG_VERSION").to_string()),
+            ),
             KeyValue::new("device.clock_hz", Value::I64(hello.ticks_per_second as i64)),
         ];
         if !hello.firmware_version.is_empty() {
-            tags.push(KeyValue::new("firmware.version", Value::Str(hello.firmware_version.clone())));
+            tags.push(KeyValue::new(
+                "firmware.version",
+                Value::Str(hello.firmware_version.clone()),
+            ));
         }
         if let Some(host) = &self.opts.host_name {
             tags.push(KeyValue::new("hostname", Value::Str(host.clone())));
         }
-        let process = Process { service_name: hello.service.clone(), tags };
+        let process = Process {
+            service_name: hello.service.clone(),
+            tags,
+        };
         self.names.clear();
         self.session = Some(Session {
             anchor_ticks: hello.now_ticks,
@@ -318,7 +347,12 @@ impl Assembler {
     }
 
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
-        let ids: Vec<u32> = self.open_order.iter().copied().filter(|id| self.open.contains_key(id)).collect();
+        let ids: Vec<u32> = self
+            .open_order
+            .iter()
+            .copied()
+            .filter(|id| self.open.contains_key(id))
+            .collect();
         for id in ids {
             if let Some(span) = self.open.remove(&id) {
                 let end = span.last_time;
@@ -336,10 +370,15 @@ impl Assembler {
         match r {
             Record::Hello(h) => {
                 let s = self.session.as_ref().expect("session exists");
-                let reset = h.boot_id != s.hello.boot_id || h.device_id != s.hello.device_id || h.now_ticks + (s.hello.ticks_per_second as u64) < s.last_time;
+                let reset = h.boot_id != s.hello.boot_id
+                    || h.device_id != s.hello.device_id
+                    || h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.last_time;
                 if reset {
                     self.stats.resets += 1;
-                    self.close_session("the device reset (new boot) before this span finished", out);
+                    self.close_session(
+                        "the device reset (new boot) before this span finished",
+                        out,
+                    );
                     self.recent.clear();
                     self.recent_order.clear();
                     self.start_session(&h, out);
@@ -384,7 +423,8 @@ impl Assembler {
             }
             Record::Log { span, time, fields } => {
                 self.touch(time);
-                let fields: Vec<(Text, Val)> = fields.map(|(k, v)| (self.text(k), self.val(v))).collect();
+                let fields: Vec<(Text, Val)> =
+                    fields.map(|(k, v)| (self.text(k), self.val(v))).collect();
                 let max = self.opts.limits.max_items_per_span;
                 match self.open.get_mut(&span) {
                     Some(s) if s.logs.len() < max => {
@@ -405,15 +445,26 @@ impl Assembler {
                 }
                 None => self.stats.orphan_records += 1,
             },
-            Record::Reference { span, kind, trace, target } => match self.open.get_mut(&span) {
+            Record::Reference {
+                span,
+                kind,
+                trace,
+                target,
+            } => match self.open.get_mut(&span) {
                 Some(s) if s.references.len() < self.opts.limits.max_items_per_span => {
-                    s.references.push(Reference { kind: ref_kind(kind), trace_id: trace.0, span_id: target.0 })
+                    s.references.push(Reference {
+                        kind: ref_kind(kind),
+                        trace_id: trace.0,
+                        span_id: target.0,
+                    })
                 }
                 Some(s) => s.items_refused += 1,
                 None => self.stats.orphan_records += 1,
             },
             Record::Drops { total } => {
-                let Some(s) = self.session.as_mut() else { return };
+                let Some(s) = self.session.as_mut() else {
+                    return;
+                };
                 let delta = total.wrapping_sub(s.drops) as u64;
                 if delta > 0 {
                     s.drops = total;
@@ -444,7 +495,10 @@ impl Assembler {
             StrRef::Inline(s) => Text::Known(s.to_string()),
             StrRef::Id(id) => match self.names.get(&id) {
                 Some(s) => Text::Known(s.clone()),
-                None => Text::Pending { epoch: self.session.as_ref().map_or(0, |s| s.epoch), id },
+                None => Text::Pending {
+                    epoch: self.session.as_ref().map_or(0, |s| s.epoch),
+                    id,
+                },
             },
         }
     }
@@ -464,23 +518,33 @@ impl Assembler {
         if let Some(s) = self.open.get(&local) {
             return Some((s.trace, s.root, &s.baggage));
         }
-        self.recent.get(&local).map(|r| (r.trace, r.root, r.baggage.as_slice()))
+        self.recent
+            .get(&local)
+            .map(|r| (r.trace, r.root, r.baggage.as_slice()))
     }
 
     fn start(&mut self, st: microspan::wire::decode::Start<'_>, out: &mut Vec<Batch>) {
         self.touch(st.time);
-        let Some(session) = self.session.as_ref() else { return };
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
         let boot = session.hello.boot_id;
         let device = session.hello.device_id;
         let derived = |root: u32| TraceId::from_halves(device, SpanId::local(boot, root).0).0;
-        let kind = if st.follows_from { RefKind::FollowsFrom } else { RefKind::ChildOf };
+        let kind = if st.follows_from {
+            RefKind::FollowsFrom
+        } else {
+            RefKind::ChildOf
+        };
         let mut warnings = Vec::new();
         let (trace, root, parent_ref, baggage) = match st.parent {
             Parent::Root => (derived(st.id), st.id, None, Vec::new()),
             Parent::Local { id, root } => {
                 let parent_span = SpanId::local(boot, id).0;
                 match (self.lookup(id), root) {
-                    (Some((trace, proot, bag)), _) => (trace, proot, Some(parent_span), bag.to_vec()),
+                    (Some((trace, proot, bag)), _) => {
+                        (trace, proot, Some(parent_span), bag.to_vec())
+                    }
                     (None, Some(root)) => {
                         let trace = self.lookup(root).map_or_else(|| derived(root), |r| r.0);
                         warnings.push("the parent span's start was not received (lost frame or decoder joined late)".to_string());
@@ -489,21 +553,30 @@ impl Assembler {
                     (None, None) => {
                         // The device only omits the root when the parent started in the same frame.
                         self.stats.orphan_records += 1;
-                        warnings.push("the parent span is unknown: its trace could not be determined".to_string());
+                        warnings.push(
+                            "the parent span is unknown: its trace could not be determined"
+                                .to_string(),
+                        );
                         (derived(st.id), st.id, Some(parent_span), Vec::new())
                     }
                 }
             }
             Parent::Remote { trace, span } => {
                 if span.is_none() {
-                    warnings.push("the parent span was dropped on the device (ring buffer full)".to_string());
+                    warnings.push(
+                        "the parent span was dropped on the device (ring buffer full)".to_string(),
+                    );
                 }
                 (trace.0, st.id, span.map(|s| s.0), Vec::new())
             }
         };
         let mut references = Vec::new();
         if let Some(p) = parent_ref {
-            references.push(Reference { kind, trace_id: trace, span_id: p });
+            references.push(Reference {
+                kind,
+                trace_id: trace,
+                span_id: p,
+            });
         }
         if self.open.len() >= self.opts.limits.max_open_spans {
             self.evict_oldest_open(out);
@@ -530,7 +603,13 @@ impl Assembler {
             // A duplicate id (corrupt or replayed stream): the older span is closed as incomplete.
             self.stats.orphan_records += 1;
             let end = old.last_time;
-            self.finish_span(old, end, true, Some("another span reused this span's id (corrupted or duplicated stream)"), out);
+            self.finish_span(
+                old,
+                end,
+                true,
+                Some("another span reused this span's id (corrupted or duplicated stream)"),
+                out,
+            );
         }
         self.open_order.push_back(st.id);
         if self.open_order.len() > 2 * self.opts.limits.max_open_spans.max(16) {
@@ -543,14 +622,22 @@ impl Assembler {
         while let Some(id) = self.open_order.pop_front() {
             if let Some(span) = self.open.remove(&id) {
                 let end = span.last_time;
-                self.finish_span(span, end, true, Some("the decoder's limit on open spans was reached (--max-open-spans)"), out);
+                self.finish_span(
+                    span,
+                    end,
+                    true,
+                    Some("the decoder's limit on open spans was reached (--max-open-spans)"),
+                    out,
+                );
                 return;
             }
         }
     }
 
     fn nanos(&self, ticks: u64) -> u64 {
-        let Some(s) = self.session.as_ref() else { return 0 };
+        let Some(s) = self.session.as_ref() else {
+            return 0;
+        };
         let tps = s.hello.ticks_per_second;
         let rel = ticks_to_nanos(ticks, tps) - ticks_to_nanos(s.anchor_ticks, tps);
         (s.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
@@ -582,8 +669,17 @@ impl Assembler {
         }
     }
 
-    fn finish_span(&mut self, s: OpenSpan, end: u64, incomplete: bool, why: Option<&str>, out: &mut Vec<Batch>) {
-        let Some(session) = self.session.as_ref() else { return };
+    fn finish_span(
+        &mut self,
+        s: OpenSpan,
+        end: u64,
+        incomplete: bool,
+        why: Option<&str>,
+        out: &mut Vec<Batch>,
+    ) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
         let boot = session.hello.boot_id;
         let mut warnings = s.warnings;
         if let Some(why) = why {
@@ -593,19 +689,38 @@ impl Assembler {
             warnings.push(format!("{} frames were lost on the link while this span was open: some of its records may be missing", s.lost_frames));
         }
         if s.device_drops > 0 {
-            warnings.push(format!("the device dropped {} records (ring buffer full) while this span was open", s.device_drops));
+            warnings.push(format!(
+                "the device dropped {} records (ring buffer full) while this span was open",
+                s.device_drops
+            ));
         }
         if s.items_refused > 0 {
-            warnings.push(format!("{} tags/logs/references beyond the decoder's per-span limit were ignored", s.items_refused));
+            warnings.push(format!(
+                "{} tags/logs/references beyond the decoder's per-span limit were ignored",
+                s.items_refused
+            ));
         }
         let operation = self.resolve(s.name, &mut warnings);
-        let tags = s.tags.into_iter().map(|(k, v)| KeyValue { key: self.resolve(k, &mut warnings), value: self.value(v, &mut warnings) }).collect();
+        let tags = s
+            .tags
+            .into_iter()
+            .map(|(k, v)| KeyValue {
+                key: self.resolve(k, &mut warnings),
+                value: self.value(v, &mut warnings),
+            })
+            .collect();
         let logs = s
             .logs
             .into_iter()
             .map(|(t, fields)| Log {
                 time_unix_nanos: self.nanos(t),
-                fields: fields.into_iter().map(|(k, v)| KeyValue { key: self.resolve(k, &mut warnings), value: self.value(v, &mut warnings) }).collect(),
+                fields: fields
+                    .into_iter()
+                    .map(|(k, v)| KeyValue {
+                        key: self.resolve(k, &mut warnings),
+                        value: self.value(v, &mut warnings),
+                    })
+                    .collect(),
             })
             .collect();
         let start_nanos = self.nanos(s.start);
@@ -627,7 +742,14 @@ impl Assembler {
         self.stats.spans += 1;
         self.stats.incomplete_spans += incomplete as u64;
         // Remember it for late children (FollowsFrom consumers, spans whose parent finished).
-        self.recent.insert(s.local, Recent { trace: s.trace, root: s.root, baggage: s.baggage });
+        self.recent.insert(
+            s.local,
+            Recent {
+                trace: s.trace,
+                root: s.root,
+                baggage: s.baggage,
+            },
+        );
         self.recent_order.push_back(s.local);
         while self.recent_order.len() > self.opts.limits.max_recent_spans {
             if let Some(old) = self.recent_order.pop_front() {
@@ -645,7 +767,9 @@ impl Assembler {
         entry.push(span);
         self.buffered_count += 1;
         while self.buffered_count > self.opts.limits.max_buffered_spans {
-            let Some(oldest) = self.buffered_order.pop_front() else { break };
+            let Some(oldest) = self.buffered_order.pop_front() else {
+                break;
+            };
             self.emit_trace(oldest, out);
         }
     }
@@ -668,12 +792,21 @@ impl Assembler {
     }
 
     fn emit_trace(&mut self, trace: u128, out: &mut Vec<Batch>) {
-        let Some(spans) = self.buffered.remove(&trace) else { return };
+        let Some(spans) = self.buffered.remove(&trace) else {
+            return;
+        };
         if self.open_per_trace.get(&trace) == Some(&0) {
             self.open_per_trace.remove(&trace);
         }
         self.buffered_count -= spans.len();
-        let process = self.session.as_ref().map(|s| s.process.clone()).unwrap_or(Process { service_name: "unknown".into(), tags: vec![] });
+        let process = self
+            .session
+            .as_ref()
+            .map(|s| s.process.clone())
+            .unwrap_or(Process {
+                service_name: "unknown".into(),
+                tags: vec![],
+            });
         out.push(Batch { process, spans });
     }
 }

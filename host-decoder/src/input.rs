@@ -21,13 +21,20 @@ const POLL: Duration = Duration::from_millis(200);
 impl Source {
     /// A file.
     pub fn file(path: &str) -> io::Result<Self> {
-        let f = std::fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
-        Ok(Self { reader: Box::new(io::BufReader::with_capacity(1 << 16, f)), describe: format!("file {path}") })
+        let f = std::fs::File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
+        Ok(Self {
+            reader: Box::new(io::BufReader::with_capacity(1 << 16, f)),
+            describe: format!("file {path}"),
+        })
     }
 
     /// Standard input.
     pub fn stdin() -> Self {
-        Self { reader: Box::new(io::stdin()), describe: "standard input".into() }
+        Self {
+            reader: Box::new(io::stdin()),
+            describe: "standard input".into(),
+        }
     }
 
     /// A serial port (8N1, no flow control).
@@ -37,7 +44,10 @@ impl Source {
                 "cannot open serial port {device} at {baud} baud: {e}. Check the device path (ls /dev/tty*), that no other program holds it, and that you may open it (group dialout)"
             ))
         })?;
-        Ok(Self { reader: Box::new(port), describe: format!("serial {device} @ {baud}") })
+        Ok(Self {
+            reader: Box::new(port),
+            describe: format!("serial {device} @ {baud}"),
+        })
     }
 
     /// A TCP connection (QEMU's `-serial tcp:…`, OpenOCD's or J-Link's RTT servers).
@@ -46,12 +56,18 @@ impl Source {
             io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}. Is the emulator or RTT server running and listening there?"))
         })?;
         stream.set_read_timeout(Some(POLL))?;
-        Ok(Self { reader: Box::new(stream), describe: format!("tcp {addr}") })
+        Ok(Self {
+            reader: Box::new(stream),
+            describe: format!("tcp {addr}"),
+        })
     }
 
     /// Any reader (tests, RTT over GDB).
     pub fn reader(reader: Box<dyn Read + Send>, describe: impl Into<String>) -> Self {
-        Self { reader, describe: describe.into() }
+        Self {
+            reader,
+            describe: describe.into(),
+        }
     }
 
     /// What this source is, for messages.
@@ -64,9 +80,19 @@ impl Source {
     pub fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self.reader.read(buf) {
             Ok(n) => Ok(Some(n)),
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
-            Err(e) => Err(io::Error::new(e.kind(), format!("reading {}: {e}", self.describe))),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("reading {}: {e}", self.describe),
+            )),
         }
     }
 }

@@ -99,7 +99,10 @@ impl StreamDecoder {
                     self.stats.bad_frames += 1;
                     self.version_strikes += 1;
                     if self.version_strikes >= VERSION_STRIKES {
-                        return Err(StreamError::UnsupportedVersion { version, supported: SUPPORTED_VERSIONS });
+                        return Err(StreamError::UnsupportedVersion {
+                            version,
+                            supported: SUPPORTED_VERSIONS,
+                        });
                     }
                 }
                 Some(Err(e)) => {

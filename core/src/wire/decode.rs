@@ -22,7 +22,7 @@
 
 use core::fmt;
 
-use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, SUPPORTED_VERSIONS, CRC};
+use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, CRC, SUPPORTED_VERSIONS};
 use crate::context::{SpanId, TraceId};
 use crate::tracer::{Losses, RefKind};
 
@@ -108,7 +108,12 @@ impl<const MAX: usize> Default for Accumulator<MAX> {
 impl<const MAX: usize> Accumulator<MAX> {
     /// An empty accumulator.
     pub const fn new() -> Self {
-        Self { buf: [0; MAX], len: 0, overflowed: false, discarded: 0 }
+        Self {
+            buf: [0; MAX],
+            len: 0,
+            overflowed: false,
+            discarded: 0,
+        }
     }
 
     /// Bytes thrown away so far (inside bad or over-long frames).
@@ -123,7 +128,10 @@ impl<const MAX: usize> Accumulator<MAX> {
 
     /// Consumes input up to and including the next delimiter. Returns the frame (or why there was
     /// none) when a delimiter was found, and the input not yet consumed.
-    pub fn feed<'s, 'i>(&'s mut self, input: &'i [u8]) -> (Option<Result<Frame<'s>, FrameError>>, &'i [u8]) {
+    pub fn feed<'s, 'i>(
+        &'s mut self,
+        input: &'i [u8],
+    ) -> (Option<Result<Frame<'s>, FrameError>>, &'i [u8]) {
         let Some(end) = input.iter().position(|&b| b == 0) else {
             self.push(input);
             return (None, &[]);
@@ -188,7 +196,13 @@ impl<const MAX: usize> Accumulator<MAX> {
         let (base_time, k) = varint::decode_u64(&content[at..]).ok_or(FrameError::Header)?;
         at += k;
         let base_id = u32::try_from(base_id).map_err(|_| FrameError::Header)?;
-        Ok(Frame { version, seq, base_id, base_time, body: &content[at..] })
+        Ok(Frame {
+            version,
+            seq,
+            base_id,
+            base_time,
+            body: &content[at..],
+        })
     }
 }
 
@@ -227,11 +241,22 @@ pub enum RecordError {
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecordError::Truncated { offset } => write!(f, "record at byte {offset} runs past the end of its frame"),
-            RecordError::BadNumber { offset } => write!(f, "malformed number in the record at byte {offset}"),
-            RecordError::UnknownKind { offset, byte } => write!(f, "unknown record kind or value type {byte:#04x} at byte {offset}"),
-            RecordError::Utf8 { offset } => write!(f, "string that is not UTF-8 in the record at byte {offset}"),
-            RecordError::Hello { offset } => write!(f, "unreadable session record at byte {offset}"),
+            RecordError::Truncated { offset } => {
+                write!(f, "record at byte {offset} runs past the end of its frame")
+            }
+            RecordError::BadNumber { offset } => {
+                write!(f, "malformed number in the record at byte {offset}")
+            }
+            RecordError::UnknownKind { offset, byte } => write!(
+                f,
+                "unknown record kind or value type {byte:#04x} at byte {offset}"
+            ),
+            RecordError::Utf8 { offset } => {
+                write!(f, "string that is not UTF-8 in the record at byte {offset}")
+            }
+            RecordError::Hello { offset } => {
+                write!(f, "unreadable session record at byte {offset}")
+            }
         }
     }
 }
@@ -323,7 +348,11 @@ impl<'a> Iterator for Fields<'a> {
         if self.count == 0 {
             return None;
         }
-        let mut c = Cur { buf: self.bytes, at: 0, offset: 0 };
+        let mut c = Cur {
+            buf: self.bytes,
+            at: 0,
+            offset: 0,
+        };
         let t = c.u8().ok()?;
         let field = c.field(t).ok()?;
         self.bytes = &self.bytes[c.at..];
@@ -416,7 +445,11 @@ impl<'a> RecordDecoder<'a> {
     /// Decodes `frame`'s records.
     pub fn new(frame: &Frame<'a>) -> Self {
         Self {
-            cur: Cur { buf: frame.body, at: 0, offset: 0 },
+            cur: Cur {
+                buf: frame.body,
+                at: 0,
+                offset: 0,
+            },
             last_start: frame.base_id,
             last_time: frame.base_time,
             subject: frame.base_id,
@@ -437,14 +470,23 @@ impl<'a> RecordDecoder<'a> {
     fn next_record(&mut self) -> Result<Option<Record<'a>>, RecordError> {
         loop {
             self.cur.offset = self.cur.at;
-            let Ok(t) = self.cur.u8() else { return Ok(None) };
+            let Ok(t) = self.cur.u8() else {
+                return Ok(None);
+            };
             let v = t & tag::VALUE_MASK;
             let rec = match t & tag::CLASS_MASK {
                 tag::START => {
                     let d = t & tag::START_DELTA_MASK;
                     let delta = if d == 0 { self.cur.u32()? } else { d as u32 };
                     let id = self.last_start.wrapping_add(delta);
-                    let parent = if t & tag::START_ROOT_BIT != 0 { Parent::Root } else { Parent::Local { id: self.last_start, root: None } };
+                    let parent = if t & tag::START_ROOT_BIT != 0 {
+                        Parent::Root
+                    } else {
+                        Parent::Local {
+                            id: self.last_start,
+                            root: None,
+                        }
+                    };
                     let name = self.cur.str_ref()?;
                     let time = {
                         let dt = self.cur.varint()?;
@@ -452,17 +494,36 @@ impl<'a> RecordDecoder<'a> {
                     };
                     self.last_start = id;
                     self.subject = id;
-                    Record::Start(Start { id, parent, follows_from: false, debug: false, name, time })
+                    Record::Start(Start {
+                        id,
+                        parent,
+                        follows_from: false,
+                        debug: false,
+                        name,
+                        time,
+                    })
                 }
                 tag::END => {
-                    let back = if v == 63 { self.cur.varint()? } else { v as u64 };
+                    let back = if v == 63 {
+                        self.cur.varint()?
+                    } else {
+                        v as u64
+                    };
                     let span = self.back(back)?;
                     let dt = self.cur.varint()?;
-                    Record::End { span, time: self.time(dt)?, losses: Losses::default() }
+                    Record::End {
+                        span,
+                        time: self.time(dt)?,
+                        losses: Losses::default(),
+                    }
                 }
                 tag::TAG => {
                     let (key, value) = self.cur.field(v)?;
-                    Record::Tag { span: self.subject, key, value }
+                    Record::Tag {
+                        span: self.subject,
+                        key,
+                        value,
+                    }
                 }
                 _ => match self.ext(v)? {
                     Some(r) => r,
@@ -477,7 +538,8 @@ impl<'a> RecordDecoder<'a> {
         let c = &mut self.cur;
         Ok(Some(match kind {
             ext::HELLO => {
-                let (hello, rest) = postcard::take_from_bytes::<Hello<'a>>(&c.buf[c.at..]).map_err(|_| RecordError::Hello { offset: c.offset })?;
+                let (hello, rest) = postcard::take_from_bytes::<Hello<'a>>(&c.buf[c.at..])
+                    .map_err(|_| RecordError::Hello { offset: c.offset })?;
                 c.at = c.buf.len() - rest.len();
                 Record::Hello(hello)
             }
@@ -495,7 +557,11 @@ impl<'a> RecordDecoder<'a> {
                     Parent::Root
                 } else {
                     let p = id.wrapping_sub(c.u32()?);
-                    let root = if flags & start_flags::ROOT_EXPLICIT != 0 { Some(id.wrapping_sub(c.u32()?)) } else { None };
+                    let root = if flags & start_flags::ROOT_EXPLICIT != 0 {
+                        Some(id.wrapping_sub(c.u32()?))
+                    } else {
+                        None
+                    };
                     Parent::Local { id: p, root }
                 };
                 let name = c.str_ref()?;
@@ -517,7 +583,11 @@ impl<'a> RecordDecoder<'a> {
                 let flags = c.u8()?;
                 let id = self.last_start.wrapping_add(delta);
                 let trace = TraceId(u128::from_le_bytes(c.array()?));
-                let span = if flags & start_flags::PARENT_LOST != 0 { None } else { Some(SpanId(u64::from_le_bytes(c.array()?))) };
+                let span = if flags & start_flags::PARENT_LOST != 0 {
+                    None
+                } else {
+                    Some(SpanId(u64::from_le_bytes(c.array()?)))
+                };
                 let name = c.str_ref()?;
                 let dt = c.varint()?;
                 let time = self.time(dt)?;
@@ -541,7 +611,12 @@ impl<'a> RecordDecoder<'a> {
                 }
                 let span = self.back(back)?;
                 let time = self.time(dt)?;
-                let losses = Losses { tags_over_capacity: l[0], fields_over_capacity: l[1], strings_truncated: l[2], records_dropped: l[3] };
+                let losses = Losses {
+                    tags_over_capacity: l[0],
+                    fields_over_capacity: l[1],
+                    strings_truncated: l[2],
+                    records_dropped: l[3],
+                };
                 Record::End { span, time, losses }
             }
             ext::TAG_ON => {
@@ -561,7 +636,10 @@ impl<'a> RecordDecoder<'a> {
                     let t = c.u8()?;
                     c.field(t)?;
                 }
-                let fields = Fields { bytes: &c.buf[start..c.at], count };
+                let fields = Fields {
+                    bytes: &c.buf[start..c.at],
+                    count,
+                };
                 let span = self.back(back)?;
                 let time = self.time(dt)?;
                 self.subject = span;
@@ -586,13 +664,23 @@ impl<'a> RecordDecoder<'a> {
                 let kind = match c.u8()? {
                     0 => RefKind::ChildOf,
                     1 => RefKind::FollowsFrom,
-                    byte => return Err(RecordError::UnknownKind { offset: c.offset, byte }),
+                    byte => {
+                        return Err(RecordError::UnknownKind {
+                            offset: c.offset,
+                            byte,
+                        })
+                    }
                 };
                 let trace = TraceId(u128::from_le_bytes(c.array()?));
                 let target = SpanId(u64::from_le_bytes(c.array()?));
                 let span = self.back(back)?;
                 self.subject = span;
-                Record::Reference { span, kind, trace, target }
+                Record::Reference {
+                    span,
+                    kind,
+                    trace,
+                    target,
+                }
             }
             ext::DROPS => Record::Drops { total: c.u32()? },
             ext::SET_TIME => {
@@ -604,7 +692,12 @@ impl<'a> RecordDecoder<'a> {
                 let unix_nanos = c.varint()?;
                 Record::WallClock(WallClock { ticks, unix_nanos })
             }
-            byte => return Err(RecordError::UnknownKind { offset: c.offset, byte: tag::EXT | byte }),
+            byte => {
+                return Err(RecordError::UnknownKind {
+                    offset: c.offset,
+                    byte: tag::EXT | byte,
+                })
+            }
         }))
     }
 }
@@ -637,10 +730,14 @@ struct Cur<'a> {
 
 impl<'a> Cur<'a> {
     fn truncated(&self) -> RecordError {
-        RecordError::Truncated { offset: self.offset }
+        RecordError::Truncated {
+            offset: self.offset,
+        }
     }
     fn bad(&self) -> RecordError {
-        RecordError::BadNumber { offset: self.offset }
+        RecordError::BadNumber {
+            offset: self.offset,
+        }
     }
     fn u8(&mut self) -> Result<u8, RecordError> {
         let b = *self.buf.get(self.at).ok_or(self.truncated())?;
@@ -662,7 +759,9 @@ impl<'a> Cur<'a> {
                 Ok(v)
             }
             // Running out of bytes inside a varint is truncation; anything else is malformed.
-            None if rest.len() < varint::MAX_U64 && rest.iter().all(|b| b & 0x80 != 0) => Err(self.truncated()),
+            None if rest.len() < varint::MAX_U64 && rest.iter().all(|b| b & 0x80 != 0) => {
+                Err(self.truncated())
+            }
             None => Err(self.bad()),
         }
     }
@@ -677,9 +776,14 @@ impl<'a> Cur<'a> {
         Ok(n as usize)
     }
     fn text(&mut self, len: usize) -> Result<&'a str, RecordError> {
-        let b = self.buf.get(self.at..self.at + len).ok_or(self.truncated())?;
+        let b = self
+            .buf
+            .get(self.at..self.at + len)
+            .ok_or(self.truncated())?;
         self.at += len;
-        core::str::from_utf8(b).map_err(|_| RecordError::Utf8 { offset: self.offset })
+        core::str::from_utf8(b).map_err(|_| RecordError::Utf8 {
+            offset: self.offset,
+        })
     }
     fn str_ref(&mut self) -> Result<StrRef<'a>, RecordError> {
         let n = self.varint()?;
@@ -702,7 +806,12 @@ impl<'a> Cur<'a> {
             vtype::U64 => WireValue::U64(self.varint()?),
             vtype::F64 => WireValue::F64(f64::from_le_bytes(self.array()?)),
             vtype::STR => WireValue::Str(self.str_ref()?),
-            byte => return Err(RecordError::UnknownKind { offset: self.offset, byte }),
+            byte => {
+                return Err(RecordError::UnknownKind {
+                    offset: self.offset,
+                    byte,
+                })
+            }
         };
         Ok((key, value))
     }

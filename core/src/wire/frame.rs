@@ -39,7 +39,12 @@ impl<const F: usize> FrameBuilder<F> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
-        Self { buf: [0; F], pos: 0, sent: 0, finished: false }
+        Self {
+            buf: [0; F],
+            pos: 0,
+            sent: 0,
+            finished: false,
+        }
     }
 
     /// Most bytes of records one frame can hold (after a header of `header` bytes).
@@ -171,7 +176,10 @@ mod tests {
         let n = cobs::decode_in_place(&mut decoded).unwrap();
         let (data, crc) = decoded[..n].split_at(n - 2);
         assert_eq!(data, body);
-        assert_eq!(u16::from_le_bytes([crc[0], crc[1]]), crate::wire::CRC.checksum(body));
+        assert_eq!(
+            u16::from_le_bytes([crc[0], crc[1]]),
+            crate::wire::CRC.checksum(body)
+        );
     }
 
     #[test]
@@ -183,7 +191,9 @@ mod tests {
         for fill in [0u8, 1, 0xFF] {
             roundtrip::<600>(&vec![fill; max]);
         }
-        let pattern: Vec<u8> = (0..FrameBuilder::<1024>::capacity(0)).map(|i| (i % 251) as u8).collect();
+        let pattern: Vec<u8> = (0..FrameBuilder::<1024>::capacity(0))
+            .map(|i| (i % 251) as u8)
+            .collect();
         roundtrip::<1024>(&pattern);
     }
 

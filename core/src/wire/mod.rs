@@ -224,7 +224,20 @@ mod tests {
 
     #[test]
     fn varints_match_postcard() {
-        let samples = [0u64, 1, 63, 64, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX - 1, u64::MAX];
+        let samples = [
+            0u64,
+            1,
+            63,
+            64,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
         for v in samples {
             let mut ours = [0u8; 10];
             let n = encode_u64(v, &mut ours).unwrap();
@@ -244,7 +257,10 @@ mod tests {
     fn bad_varints_are_refused() {
         assert_eq!(decode_u64(&[0x80]), None);
         assert_eq!(decode_u64(&[0xFF; 11]), None);
-        assert_eq!(decode_u64(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02]), None);
+        assert_eq!(
+            decode_u64(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02]),
+            None
+        );
         assert_eq!(decode_u64(&[]), None);
     }
 }

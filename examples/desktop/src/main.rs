@@ -24,10 +24,14 @@ fn main() -> std::process::ExitCode {
     let tracer = Tracer::new(
         &RING,
         &*CLOCK,
-        Session::new("in-process-service").boot_id(std::process::id()).firmware_version(env!("CARGO_PKG_VERSION")),
+        Session::new("in-process-service")
+            .boot_id(std::process::id())
+            .firmware_version(env!("CARGO_PKG_VERSION")),
     );
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).expect("the only drain");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     drain.set_wall_clock(now.as_nanos() as u64);
 
     reference_trace(&tracer);
@@ -43,7 +47,10 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(bytes) => {
-            eprintln!("wrote {bytes} bytes ({} spans dropped) to {out_path}", tracer.dropped());
+            eprintln!(
+                "wrote {bytes} bytes ({} spans dropped) to {out_path}",
+                tracer.dropped()
+            );
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -61,7 +68,10 @@ fn reference_trace(tracer: &Tracer<'_>) {
         {
             let bar = foo.child("Bar");
             std::thread::sleep(Duration::from_millis(20));
-            bar.log(&[("event", "error".into()), ("message", "something wrong".into())]);
+            bar.log(&[
+                ("event", "error".into()),
+                ("message", "something wrong".into()),
+            ]);
             bar.set_tag("error", true);
         }
     }
