@@ -1,0 +1,197 @@
+//! Decoder throughput in spans per second, on one core:
+//! (a) frames + records only, (b) decode + assemble (`StreamDecoder`), (c) decode + assemble + OTLP
+//! protobuf encoding (`to_otlp_request` + `encode_to_vec`, one request per batch as the OTLP
+//! exporter does).
+//!
+//! The input is recorded in memory with the core tracer on a manual clock (see
+//! `support/workload.rs`): the reference trace with its tags and log, and the same with baggage,
+//! FollowsFrom consumers and remote parents. Targets (issue 3): ≥ 5 M spans/s for (b), ≥ 1 M
+//! spans/s for (c).
+//!
+//! `cargo bench -p microspan-decoder --bench decode` runs criterion and then prints a table with
+//! the machine; `MICROSPAN_BENCH_TRACES` sets the traces per stream (default 100 000).
+
+#[path = "support/workload.rs"]
+mod workload;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use microspan::wire::decode::{Accumulator, RecordDecoder};
+use microspan_decoder::assemble::Options;
+use microspan_decoder::export::to_otlp_request;
+use microspan_decoder::model::Batch;
+use microspan_decoder::stream::{StreamDecoder, MAX_FRAME};
+use prost::Message;
+use workload::{record, Recorded, Workload};
+
+/// Bytes handed to the decoder at a time (as an input reader would).
+const CHUNK: usize = 64 * 1024;
+
+/// (a) Frames and records: returns the records decoded.
+fn frames_and_records(stream: &[u8]) -> u64 {
+    let mut acc: Box<Accumulator<MAX_FRAME>> = Box::new(Accumulator::new());
+    let mut records = 0u64;
+    for mut chunk in stream.chunks(CHUNK) {
+        while !chunk.is_empty() {
+            let (frame, rest) = acc.feed(chunk);
+            chunk = rest;
+            if let Some(Ok(frame)) = frame {
+                for r in RecordDecoder::new(&frame) {
+                    black_box(&r);
+                    records += 1;
+                }
+            }
+        }
+    }
+    records
+}
+
+fn decoder() -> StreamDecoder {
+    StreamDecoder::new(Options {
+        fixed_anchor_unix_nanos: Some(1_700_000_000_000_000_000),
+        ..Options::default()
+    })
+}
+
+/// (b) Decode and assemble: returns the spans out.
+fn assemble(stream: &[u8]) -> u64 {
+    let mut dec = decoder();
+    let mut out: Vec<Batch> = Vec::new();
+    let mut spans = 0u64;
+    for chunk in stream.chunks(CHUNK) {
+        dec.feed(chunk, &mut out).expect("a good stream");
+        spans += out
+            .drain(..)
+            .map(|b| black_box(b).spans.len() as u64)
+            .sum::<u64>();
+    }
+    dec.finish(&mut out);
+    spans + out.drain(..).map(|b| b.spans.len() as u64).sum::<u64>()
+}
+
+/// (c) Decode, assemble and encode as OTLP protobuf: returns (spans, bytes encoded).
+fn assemble_otlp(stream: &[u8]) -> (u64, u64) {
+    let mut dec = decoder();
+    let mut out: Vec<Batch> = Vec::new();
+    let (mut spans, mut bytes) = (0u64, 0u64);
+    let mut encode = |out: &mut Vec<Batch>| {
+        for batch in out.drain(..) {
+            spans += batch.spans.len() as u64;
+            bytes += black_box(to_otlp_request(&batch).encode_to_vec()).len() as u64;
+        }
+    };
+    for chunk in stream.chunks(CHUNK) {
+        dec.feed(chunk, &mut out).expect("a good stream");
+        encode(&mut out);
+    }
+    dec.finish(&mut out);
+    encode(&mut out);
+    (spans, bytes)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn traces() -> usize {
+    std::env::var("MICROSPAN_BENCH_TRACES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn workloads() -> Vec<(&'static str, Recorded)> {
+    let n = traces();
+    vec![
+        ("reference+tags+log", record(n, Workload::REFERENCE)),
+        ("+baggage+refs", record(n, Workload::FULL)),
+    ]
+}
+
+fn criterion_benches(c: &mut Criterion, streams: &[(&'static str, Recorded)]) {
+    for (name, rec) in streams {
+        assert_eq!(
+            assemble(&rec.bytes),
+            rec.spans,
+            "every recorded span comes out"
+        );
+        let mut g = c.benchmark_group(format!("decode/{name}"));
+        g.throughput(Throughput::Elements(rec.spans));
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(4))
+            .warm_up_time(Duration::from_secs(1));
+        g.bench_function("a_frames_records", |b| {
+            b.iter(|| frames_and_records(black_box(&rec.bytes)))
+        });
+        g.bench_function("b_assemble", |b| b.iter(|| assemble(black_box(&rec.bytes))));
+        g.bench_function("c_assemble_otlp", |b| {
+            b.iter(|| assemble_otlp(black_box(&rec.bytes)))
+        });
+        g.finish();
+    }
+}
+
+/// Best of `runs` timings of `f`, in seconds.
+fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn summary(streams: &[(&'static str, Recorded)]) {
+    println!(
+        "\nmicrospan decoder throughput, one core, {} ({} logical CPUs), best of 5",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| stream | spans | bytes/span | (a) frames+records | (b) +assemble (target 5 M) | (c) +OTLP protobuf (target 1 M) | OTLP bytes/span |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, rec) in streams {
+        let n = rec.spans as f64;
+        let a = best_of(5, || {
+            black_box(frames_and_records(&rec.bytes));
+        });
+        let b = best_of(5, || {
+            black_box(assemble(&rec.bytes));
+        });
+        let mut otlp_bytes = 0;
+        let c = best_of(5, || {
+            otlp_bytes = black_box(assemble_otlp(&rec.bytes)).1;
+        });
+        let rate = |t: f64| format!("{:.2} M/s", n / t / 1e6);
+        let mark = |t: f64, target: f64| if n / t >= target { "" } else { " (missed)" };
+        println!(
+            "| {name} | {} | {:.2} | {} | {}{} | {}{} | {:.0} |",
+            rec.spans,
+            rec.bytes.len() as f64 / n,
+            rate(a),
+            rate(b),
+            mark(b, 5e6),
+            rate(c),
+            mark(c, 1e6),
+            otlp_bytes as f64 / n
+        );
+    }
+}
+
+fn main() {
+    let streams = workloads();
+    let mut c = Criterion::default().configure_from_args();
+    criterion_benches(&mut c, &streams);
+    c.final_summary();
+    summary(&streams);
+}

@@ -1,0 +1,315 @@
+//! What the fuzz targets do, in one file shared by the cargo-fuzz binaries (nightly, libFuzzer) and
+//! by the corpus replay in `host-decoder/tests/hostile.rs` (stable, which includes this file with
+//! `#[path]`), so CI replays exactly what the fuzzer ran.
+//!
+//! Inputs of `frames` and `assembler`: the first byte seeds how the rest is cut into chunks (0: one
+//! chunk), the rest is a byte stream. Input of `assembler_structured`: frame contents, each
+//! `[length: u16 LE][version, sequence, base id, base time, records…]`, which [`reframe`] turns into
+//! a stream with correct CRCs and COBS, so mutations reach the record layer and the assembler
+//! instead of dying at the CRC check.
+
+use std::io;
+
+use microspan::wire::decode::{Accumulator, Record, RecordDecoder};
+use microspan_decoder::assemble::{Limits, Options};
+use microspan_decoder::export::{
+    to_otlp_request, to_thrift_batch, Exporter, JaegerJsonFile, TreeWriter,
+};
+use microspan_decoder::model::Batch;
+use microspan_decoder::stream::{StreamDecoder, StreamError};
+
+/// Small limits, so the fuzzer reaches every eviction path with short inputs.
+pub const SMALL_LIMITS: Limits = Limits {
+    max_open_spans: 8,
+    max_buffered_spans: 16,
+    max_names: 8,
+    max_items_per_span: 4,
+    max_recent_spans: 8,
+};
+
+/// A fixed time anchor, so runs are reproducible.
+pub const ANCHOR_UNIX_NANOS: u64 = 1_700_000_000_000_000_000;
+
+/// Cuts a stream into chunks of pseudo-random sizes (1 byte to 4 KiB), from a seed byte.
+pub struct Chunks<'a> {
+    rest: &'a [u8],
+    state: u32,
+    whole: bool,
+}
+
+impl<'a> Chunks<'a> {
+    /// Chunks of `stream`; seed 0 gives the whole stream at once.
+    pub fn new(stream: &'a [u8], seed: u8) -> Self {
+        Self {
+            rest: stream,
+            state: 0x9E37_79B9 ^ seed as u32,
+            whole: seed == 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let n = if self.whole {
+            self.rest.len()
+        } else {
+            // xorshift32
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 17;
+            self.state ^= self.state << 5;
+            const SIZES: [usize; 8] = [1, 1, 2, 3, 7, 64, 255, 4096];
+            SIZES[(self.state % 8) as usize]
+        };
+        let (chunk, rest) = self.rest.split_at(n.min(self.rest.len()));
+        self.rest = rest;
+        Some(chunk)
+    }
+}
+
+fn split(data: &[u8]) -> (u8, &[u8]) {
+    match data.split_first() {
+        Some((&seed, rest)) => (seed, rest),
+        None => (0, &[]),
+    }
+}
+
+/// Target `frames`: bytes → `Accumulator` → `RecordDecoder`. The chunking must not change what
+/// comes out, and a tiny accumulator must refuse what does not fit instead of overflowing.
+pub fn frames(data: &[u8]) {
+    let (seed, stream) = split(data);
+    let whole = decode_frames::<4096>(Chunks::new(stream, 0));
+    let chunked = decode_frames::<4096>(Chunks::new(stream, seed.max(1)));
+    assert_eq!(
+        whole, chunked,
+        "the chunking changed what the accumulator produced"
+    );
+    decode_frames::<64>(Chunks::new(stream, seed));
+}
+
+/// Everything an accumulator of `MAX` bytes and the record decoder make of the chunks, as text.
+pub fn decode_frames<'a, const MAX: usize>(chunks: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    let mut acc: Box<Accumulator<MAX>> = Box::new(Accumulator::new());
+    let mut out = Vec::new();
+    for mut chunk in chunks {
+        while !chunk.is_empty() {
+            let before = chunk.len();
+            let (frame, rest) = acc.feed(chunk);
+            assert!(rest.len() < before, "the accumulator made no progress");
+            chunk = rest;
+            match frame {
+                None => {}
+                Some(Err(e)) => {
+                    assert!(!e.to_string().is_empty());
+                    out.push(format!("{e:?}"));
+                }
+                Some(Ok(frame)) => {
+                    assert!(frame.body.len() <= MAX);
+                    let mut text = format!(
+                        "frame v{} #{} id {} t {}:",
+                        frame.version, frame.seq, frame.base_id, frame.base_time
+                    );
+                    let mut records = 0;
+                    for record in RecordDecoder::new(&frame) {
+                        records += 1;
+                        assert!(records <= frame.body.len(), "more records than bytes");
+                        match record {
+                            Ok(Record::Log { span, time, fields }) => {
+                                let n = fields.len();
+                                let got: Vec<_> = fields.collect();
+                                assert_eq!(
+                                    got.len(),
+                                    n,
+                                    "a validated log's fields did not all decode"
+                                );
+                                text.push_str(&format!(" log {span} {time} {got:?}"));
+                            }
+                            Ok(r) => text.push_str(&format!(" {r:?}")),
+                            Err(e) => {
+                                assert!(!e.to_string().is_empty());
+                                text.push_str(&format!(" error {e:?}"));
+                            }
+                        }
+                    }
+                    out.push(text);
+                }
+            }
+        }
+    }
+    assert!(acc.buffered() <= MAX);
+    out
+}
+
+/// Target `assembler`: bytes → `StreamDecoder` (small limits) → `finish` → every exporter's
+/// mapping.
+pub fn assembler(data: &[u8]) {
+    let (seed, stream) = split(data);
+    run_stream(Chunks::new(stream, seed), SMALL_LIMITS);
+}
+
+/// Target `assembler_structured`: frame contents re-framed with correct CRCs, then as `assembler`.
+pub fn assembler_structured(data: &[u8]) {
+    let stream = reframe(data);
+    run_stream(Chunks::new(&stream, 0), SMALL_LIMITS);
+}
+
+/// What a run of the stream decoder produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Spans exported (finished or incomplete).
+    pub spans: u64,
+    /// The fatal error, if decoding stopped.
+    pub fatal: Option<StreamError>,
+    /// The decoder's counters at the end.
+    pub stats: microspan_decoder::stream::StreamStats,
+    /// Most spans open at once, sampled after every chunk.
+    pub peak_open: u64,
+}
+
+/// Feeds the chunks to a stream decoder with `limits`, checks its bounds after every chunk, finishes
+/// it and passes every batch through the exporters' mappings.
+pub fn run_stream<'a>(chunks: impl Iterator<Item = &'a [u8]>, limits: Limits) -> Outcome {
+    let mut dec = StreamDecoder::new(Options {
+        limits,
+        fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
+        host_name: None,
+    });
+    let mut out = Vec::new();
+    let mut outcome = Outcome::default();
+    let mut exporters = Exporters::new();
+    for chunk in chunks {
+        let result = dec.feed(chunk, &mut out);
+        let open = dec.stats().spans.open_spans;
+        assert!(
+            open as usize <= limits.max_open_spans,
+            "{open} open spans, limit {}",
+            limits.max_open_spans
+        );
+        outcome.peak_open = outcome.peak_open.max(open);
+        outcome.spans += exporters.export(&mut out, &limits);
+        if let Err(e) = result {
+            let msg = e.to_string();
+            assert!(msg.contains("reads versions [1]"), "{msg}");
+            outcome.fatal = Some(e);
+            break;
+        }
+    }
+    dec.finish(&mut out);
+    outcome.spans += exporters.export(&mut out, &limits);
+    outcome.stats = dec.stats();
+    assert_eq!(
+        outcome.stats.spans.open_spans, 0,
+        "spans left open after finish"
+    );
+    assert_eq!(
+        outcome.stats.spans.spans, outcome.spans,
+        "exported spans and the counter disagree"
+    );
+    exporters.finish();
+    outcome
+}
+
+struct Exporters {
+    tree: TreeWriter<io::Sink>,
+    json: JaegerJsonFile,
+}
+
+impl Exporters {
+    fn new() -> Self {
+        Self {
+            tree: TreeWriter::new(io::sink(), true),
+            json: JaegerJsonFile::with_limit("/nonexistent/fuzz.json", 64),
+        }
+    }
+
+    fn export(&mut self, out: &mut Vec<Batch>, limits: &Limits) -> u64 {
+        let mut spans = 0;
+        for batch in out.drain(..) {
+            spans += batch.spans.len() as u64;
+            for span in &batch.spans {
+                let max = limits.max_items_per_span;
+                assert!(
+                    span.tags.len() <= max && span.logs.len() <= max && span.baggage.len() <= max
+                );
+                assert!(span.references.len() <= max + 1);
+            }
+            let request = to_otlp_request(&batch);
+            let bytes = prost::Message::encode_to_vec(&request);
+            assert!(
+                decode_like(&request, &bytes).is_ok(),
+                "our own OTLP encoding does not decode"
+            );
+            let _ = to_thrift_batch(&batch);
+            self.tree.export(&batch).expect("tree export");
+            // Its span limit is a refusal it reports, not a failure.
+            let _ = self.json.export(&batch);
+        }
+        spans
+    }
+
+    fn finish(mut self) {
+        let _ = self.json.to_json();
+        self.tree.finish().expect("tree finish");
+    }
+}
+
+/// Decodes `bytes` as a message of `like`'s type (without naming the OTLP crate).
+fn decode_like<M: prost::Message + Default>(
+    _like: &M,
+    bytes: &[u8],
+) -> Result<M, prost::DecodeError> {
+    M::decode(bytes)
+}
+
+/// Appends one frame: `content`, its CRC, COBS-encoded, and the `0x00` delimiter.
+pub fn frame_into(content: &[u8], out: &mut Vec<u8>) {
+    let mut raw = Vec::with_capacity(content.len() + 2);
+    raw.extend_from_slice(content);
+    raw.extend_from_slice(&microspan::wire::CRC.checksum(content).to_le_bytes());
+    let start = out.len();
+    out.resize(start + cobs::max_encoding_length(raw.len()), 0);
+    let n = cobs::encode(&raw, &mut out[start..]);
+    out.truncate(start + n);
+    out.push(0);
+}
+
+/// The stream of the `assembler_structured` input `data` (see the module doc).
+pub fn reframe(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 8);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (len, body) = match rest {
+            [a, b, body @ ..] => (u16::from_le_bytes([*a, *b]) as usize, body),
+            _ => (0, &[][..]),
+        };
+        let (content, next) = body.split_at(len.min(body.len()));
+        frame_into(content, &mut out);
+        rest = if rest.len() < 2 { &[] } else { next };
+    }
+    out
+}
+
+/// The inverse of [`reframe`] for the good frames of a real stream (seeds for the structured
+/// corpus): each frame's content, CRC and COBS removed, with its length in front.
+pub fn unframe(stream: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for encoded in stream.split(|&b| b == 0) {
+        let mut buf = encoded.to_vec();
+        let Ok(n) = cobs::decode_in_place(&mut buf) else {
+            continue;
+        };
+        if n < 2 {
+            continue;
+        }
+        let (content, crc) = buf[..n].split_at(n - 2);
+        if microspan::wire::CRC.checksum(content).to_le_bytes() != [crc[0], crc[1]] {
+            continue;
+        }
+        out.extend_from_slice(&(content.len() as u16).to_le_bytes());
+        out.extend_from_slice(content);
+    }
+    out
+}

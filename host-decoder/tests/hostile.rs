@@ -1,0 +1,1037 @@
+//! Hostile input: everything the decoder reads is untrusted. Whatever the bytes, it must not panic,
+//! its memory must stay within its `Limits`, and what it refuses must be counted or named.
+//!
+//! Also the stable replay of the fuzz corpora (`host-decoder/fuzz/corpus/*`) through the very code
+//! the fuzz targets run, and two ignored tools: `write_seed_corpus` (regenerates the seeds) and
+//! `adversarial_rss` (peak RSS of the `microspan` binary on adversarial streams).
+//!
+//! `cargo test -p microspan-decoder --test hostile`; `MICROSPAN_HOSTILE_MB=64` feeds more random
+//! bytes (default 8 MiB).
+
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz_logic;
+#[path = "../benches/support/workload.rs"]
+mod workload;
+
+use std::path::{Path, PathBuf};
+
+use fuzz_logic::{frame_into, run_stream, unframe, Chunks, ANCHOR_UNIX_NANOS, SMALL_LIMITS};
+use microspan::wire::{ext, start_flags, tag, vtype, Capacities, Hello};
+use microspan_decoder::assemble::{Limits, Options};
+use microspan_decoder::model::Span;
+use microspan_decoder::stream::{StreamDecoder, StreamError, StreamStats};
+use workload::{record, Workload};
+
+// ---------------------------------------------------------------------------------------------
+// Crafting frames by hand
+
+/// A seeded xorshift64* generator (no dependency, reproducible).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let r = self.next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    }
+}
+
+const BOOT: u32 = 0xB007;
+
+/// The raw content of one frame (version, sequence, base id, base time, records), before CRC and
+/// COBS.
+struct Body(Vec<u8>);
+
+impl Body {
+    fn new(seq: u16, base_id: u32, base_time: u64) -> Self {
+        Self::with_version(1, seq, base_id, base_time)
+    }
+    fn with_version(version: u8, seq: u16, base_id: u32, base_time: u64) -> Self {
+        let mut b = Self(vec![version]);
+        b.0.extend_from_slice(&seq.to_le_bytes());
+        b.varint(base_id as u64).varint(base_time);
+        b
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
+    fn varint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+        self
+    }
+    fn inline(&mut self, s: &str) -> &mut Self {
+        self.varint((s.len() as u64) << 1 | 1).bytes(s.as_bytes())
+    }
+    fn name_ref(&mut self, id: u32) -> &mut Self {
+        self.varint((id as u64) << 1)
+    }
+    fn hello(&mut self, h: &Hello<'_>) -> &mut Self {
+        let mut buf = [0u8; 512];
+        let n = postcard::to_slice(h, &mut buf).expect("hello fits").len();
+        self.u8(tag::EXT | ext::HELLO).bytes(&buf[..n])
+    }
+    fn name_def(&mut self, id: u32, name: &str) -> &mut Self {
+        self.u8(tag::EXT | ext::NAME)
+            .varint(id as u64)
+            .varint(name.len() as u64)
+            .bytes(name.as_bytes())
+    }
+    /// A root start, the id `delta` after the last start, named by the inline `name`.
+    fn root(&mut self, delta: u32, name: &str, dt: u64) -> &mut Self {
+        self.start(delta, start_flags::ROOT, None, name, dt)
+    }
+    /// An extended start. `parent`: (parent id delta back from the new id, optional root delta).
+    fn start(
+        &mut self,
+        delta: u32,
+        flags: u8,
+        parent: Option<(u32, Option<u32>)>,
+        name: &str,
+        dt: u64,
+    ) -> &mut Self {
+        self.u8(tag::EXT | ext::START).varint(delta as u64);
+        let flags = flags
+            | if matches!(parent, Some((_, Some(_)))) {
+                start_flags::ROOT_EXPLICIT
+            } else {
+                0
+            };
+        self.u8(flags);
+        if let Some((p, r)) = parent {
+            self.varint(p as u64);
+            if let Some(r) = r {
+                self.varint(r as u64);
+            }
+        }
+        self.inline(name).varint(dt)
+    }
+    /// A short root start (3 bytes): `00 1 ddddd`, name id 0, `dt`.
+    fn short_root(&mut self, delta: u8, dt: u8) -> &mut Self {
+        assert!((1..32).contains(&delta) && dt < 0x80);
+        self.u8(tag::START | tag::START_ROOT_BIT | delta)
+            .name_ref(0)
+            .u8(dt)
+    }
+    /// An end of the span `back` ids before the last start.
+    fn end(&mut self, back: u64, dt: u64) -> &mut Self {
+        if back < 63 {
+            self.u8(tag::END | back as u8);
+        } else {
+            self.u8(tag::END | 63).varint(back);
+        }
+        self.varint(dt)
+    }
+    fn tag_u64(&mut self, key: &str, v: u64) -> &mut Self {
+        self.u8(tag::TAG | vtype::U64).inline(key).varint(v)
+    }
+    fn drops(&mut self, total: u32) -> &mut Self {
+        self.u8(tag::EXT | ext::DROPS).varint(total as u64)
+    }
+    fn frame(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame_into(&self.0, &mut out);
+        out
+    }
+}
+
+fn hello(boot_id: u32, epoch_frames: u16) -> Hello<'static> {
+    Hello {
+        service: "hostile",
+        device_id: 0xD1CE,
+        boot_id,
+        ticks_per_second: 1_000_000,
+        now_ticks: 1_000,
+        epoch_frames,
+        capacities: Capacities {
+            tags_per_span: 8,
+            fields_per_log: 4,
+            str_len: 32,
+            baggage_value_len: 32,
+            frame_max: 256,
+            ring_words: 1024,
+        },
+        firmware_version: "0.0.0",
+        microspan_version: "0.1.0",
+        wall_clock: None,
+    }
+}
+
+/// A frame holding only a session record (sequence 0, epoch of 32768 frames).
+fn session_frame() -> Vec<u8> {
+    Body::new(0, 0, 1_000).hello(&hello(BOOT, 32_768)).frame()
+}
+
+/// Everything a decoder with `limits` makes of `stream`, fed in `chunk`-byte pieces.
+struct Decoded {
+    spans: Vec<Span>,
+    stats: StreamStats,
+    fatal: Option<StreamError>,
+    /// Spans exported before `finish`.
+    before_finish: usize,
+    peak_open: u64,
+}
+
+fn decode(stream: &[u8], limits: Limits, chunk: usize) -> Decoded {
+    let mut dec = StreamDecoder::new(Options {
+        limits,
+        fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
+        host_name: None,
+    });
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    let mut fatal = None;
+    let mut peak_open = 0;
+    for piece in stream.chunks(chunk.max(1)) {
+        let r = dec.feed(piece, &mut out);
+        let open = dec.stats().spans.open_spans;
+        assert!(
+            open as usize <= limits.max_open_spans,
+            "{open} open spans > limit {}",
+            limits.max_open_spans
+        );
+        peak_open = peak_open.max(open);
+        spans.extend(out.drain(..).flat_map(|b| b.spans));
+        if let Err(e) = r {
+            fatal = Some(e);
+            break;
+        }
+    }
+    let before_finish = spans.len();
+    dec.finish(&mut out);
+    spans.extend(out.drain(..).flat_map(|b| b.spans));
+    let stats = dec.stats();
+    assert_eq!(stats.spans.open_spans, 0);
+    assert_eq!(stats.spans.spans, spans.len() as u64);
+    Decoded {
+        spans,
+        stats,
+        fatal,
+        before_finish,
+        peak_open,
+    }
+}
+
+fn reference_stream(traces: usize, w: Workload) -> Vec<u8> {
+    record(traces, w).bytes
+}
+
+/// The encoded frames of a stream (each with its delimiter).
+fn frames_of(stream: &[u8]) -> Vec<Vec<u8>> {
+    stream
+        .split_inclusive(|&b| b == 0)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random and damaged bytes
+
+fn hostile_mb() -> usize {
+    std::env::var("MICROSPAN_HOSTILE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+#[test]
+fn random_bytes_never_panic_and_are_counted() {
+    let mut rng = Rng(0x5EED_0001);
+    let mut data = vec![0u8; hostile_mb() << 20];
+    rng.fill(&mut data);
+    // Half of it with frequent delimiters, so most pieces are short "frames".
+    let half = data.len() / 2;
+    for b in &mut data[half..] {
+        if *b < 24 {
+            *b = 0;
+        }
+    }
+    let d = decode(&data, Limits::default(), 65_536);
+    assert!(
+        d.fatal.is_none(),
+        "random bytes are not a newer wire version: {:?}",
+        d.fatal
+    );
+    let s = &d.stats;
+    assert_eq!(s.bytes, data.len() as u64);
+    assert!(s.crc_errors + s.bad_frames > 10_000, "{s:?}");
+    assert!(s.discarded_bytes > (data.len() / 2) as u64, "{s:?}");
+    assert_eq!(
+        s.spans.frames, 0,
+        "a random frame passed the CRC and the header: {s:?}"
+    );
+    // The frame layer's own checks (chunking invariance, progress) on a slice of it.
+    fuzz_logic::frames(&data[..1 << 18]);
+    fuzz_logic::frames(&data[half..half + (1 << 18)]);
+}
+
+#[test]
+fn corrupted_bytes_in_a_real_stream_lose_only_their_frames() {
+    let stream = reference_stream(2_000, Workload::FULL);
+    let clean = decode(&stream, Limits::default(), 4096);
+    assert!(clean.stats.crc_errors == 0 && clean.spans.iter().all(|s| !s.incomplete));
+    let mut rng = Rng(42);
+    let mut frames = frames_of(&stream);
+    let mut damaged = 0;
+    for f in frames.iter_mut().skip(1) {
+        if rng.below(20) == 0 && f.len() > 2 {
+            let at = rng.below(f.len() as u64 - 1) as usize;
+            f[at] ^= 1 << rng.below(8);
+            damaged += 1;
+        }
+    }
+    let stream: Vec<u8> = frames.concat();
+    let d = decode(&stream, Limits::default(), 777);
+    assert!(d.fatal.is_none());
+    let s = &d.stats;
+    // A flipped bit is a CRC error, or breaks the COBS structure (then the frame, or it and its
+    // neighbour, are refused as bad frames).
+    assert!(
+        s.crc_errors + s.bad_frames >= damaged / 2 && s.crc_errors > 0,
+        "{damaged} damaged: {s:?}"
+    );
+    assert!(s.spans.lost_frames > 0);
+    assert!(
+        d.spans.len() as f64 > clean.spans.len() as f64 * 0.8,
+        "{} of {}",
+        d.spans.len(),
+        clean.spans.len()
+    );
+    assert!(d
+        .spans
+        .iter()
+        .any(|s| s.warnings.iter().any(|w| w.contains("frames were lost"))));
+}
+
+#[test]
+fn truncated_frames_and_streams() {
+    let stream = reference_stream(40, Workload::FULL);
+    let frames = frames_of(&stream);
+    // A stream cut anywhere in its first frames.
+    let head: usize = frames.iter().take(3).map(Vec::len).sum();
+    for cut in 0..head.min(stream.len()) {
+        decode(&stream[..cut], SMALL_LIMITS, 64);
+    }
+    // Every frame's content cut at every length, re-framed with a correct CRC: the record layer
+    // meets a truncated record and abandons the rest of the frame.
+    let contents = unframe(&stream);
+    let mut record_errors = 0;
+    let mut at = 0;
+    let mut pieces = Vec::new();
+    while at + 2 <= contents.len() {
+        let len = u16::from_le_bytes([contents[at], contents[at + 1]]) as usize;
+        pieces.push(&contents[at + 2..at + 2 + len]);
+        at += 2 + len;
+    }
+    assert_eq!(pieces.len(), frames.len());
+    for cut in 0..pieces[0].len() {
+        // The session frame cut short, then the rest whole.
+        let mut s = Vec::new();
+        frame_into(&pieces[0][..cut], &mut s);
+        for p in &pieces[1..] {
+            frame_into(p, &mut s);
+        }
+        let d = decode(&s, SMALL_LIMITS, 4096);
+        record_errors += d.stats.spans.record_errors;
+    }
+    for (i, p) in pieces.iter().enumerate().skip(1) {
+        for cut in 0..p.len() {
+            let mut s = frames[0].clone();
+            frame_into(&p[..cut], &mut s);
+            let d = decode(&s, SMALL_LIMITS, 4096);
+            record_errors += d.stats.spans.record_errors;
+            assert!(
+                d.stats.bad_frames + d.stats.spans.frames >= 1,
+                "frame {i} cut at {cut}"
+            );
+        }
+    }
+    assert!(record_errors > 1_000, "{record_errors}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Absurd numbers
+
+#[test]
+fn absurd_lengths_and_varints_are_record_errors() {
+    let mut cases: Vec<(&str, Body)> = Vec::new();
+    let mut add = |what, f: &dyn Fn(&mut Body)| {
+        let mut b = Body::new(1, 0, 2_000);
+        f(&mut b);
+        cases.push((what, b));
+    };
+    add("name of 2^63 bytes", &|b| {
+        b.u8(tag::EXT | ext::NAME)
+            .varint(1)
+            .varint(1 << 63)
+            .bytes(b"abc");
+    });
+    add("inline string of 2^62 bytes", &|b| {
+        b.u8(tag::EXT | ext::START)
+            .varint(1)
+            .u8(start_flags::ROOT)
+            .varint((1 << 62) | 1)
+            .bytes(b"x");
+    });
+    add("eleven-byte varint", &|b| {
+        b.u8(tag::EXT | ext::DROPS).bytes(&[0xFF; 10]).u8(1);
+    });
+    add("varint overflowing u64", &|b| {
+        b.u8(tag::EXT | ext::DROPS).bytes(&[0xFF; 9]).u8(0x7F);
+    });
+    add("u32 field over u32", &|b| {
+        b.u8(tag::EXT | ext::START)
+            .varint(1 << 40)
+            .u8(start_flags::ROOT)
+            .inline("x")
+            .varint(1);
+    });
+    add("name id over u32", &|b| {
+        b.u8(tag::EXT | ext::START)
+            .varint(1)
+            .u8(start_flags::ROOT)
+            .varint(1 << 40)
+            .varint(1);
+    });
+    add("log of 4 billion fields", &|b| {
+        b.root(1, "r", 1)
+            .u8(tag::EXT | ext::LOG)
+            .varint(0)
+            .varint(1)
+            .varint(u32::MAX as u64)
+            .u8(vtype::TRUE)
+            .inline("k");
+    });
+    add("time overflowing u64", &|b| {
+        b.u8(tag::EXT | ext::SET_TIME)
+            .varint(u64::MAX - 1)
+            .root(1, "r", 5);
+    });
+    add("end far back", &|b| {
+        b.root(1, "r", 1).end(u64::MAX, 1);
+    });
+    add("unknown extended kind", &|b| {
+        b.root(1, "r", 1).u8(tag::EXT | 0x3F).bytes(&[1, 2, 3]);
+    });
+    add("unknown value type", &|b| {
+        b.root(1, "r", 1).u8(tag::TAG | 0x3F).inline("k");
+    });
+    add("invalid UTF-8", &|b| {
+        b.root(1, "r", 1)
+            .u8(tag::TAG | vtype::STR)
+            .inline("k")
+            .varint(5)
+            .bytes(&[0xFF, 0xFE]);
+    });
+    add("unreadable session record", &|b| {
+        b.u8(tag::EXT | ext::HELLO).bytes(&[0xFF; 8]);
+    });
+    add("baggage key by name id", &|b| {
+        b.root(1, "r", 1)
+            .u8(tag::EXT | ext::BAGGAGE)
+            .varint(0)
+            .name_ref(3)
+            .inline("v");
+    });
+    add("reference of unknown kind", &|b| {
+        b.root(1, "r", 1)
+            .u8(tag::EXT | ext::REF)
+            .varint(0)
+            .u8(9)
+            .bytes(&[1; 24]);
+    });
+    for (what, body) in &cases {
+        let mut s = session_frame();
+        s.extend(body.frame());
+        let d = decode(&s, Limits::default(), 4096);
+        assert!(d.fatal.is_none(), "{what}");
+        assert_eq!(d.stats.spans.record_errors, 1, "{what}: {:?}", d.stats);
+        assert_eq!(d.stats.spans.frames, 2, "{what}");
+    }
+    // A header whose base id does not fit 32 bits is a bad frame, not a panic.
+    let mut s = session_frame();
+    let mut bad = vec![1u8, 1, 0];
+    bad.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x00]);
+    frame_into(&bad, &mut s);
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(d.stats.bad_frames, 1);
+}
+
+#[test]
+fn huge_counts_and_extreme_session_values() {
+    // Sessions with a zero clock rate, a zero epoch, and times at the end of u64.
+    for (tps, epoch, now) in [
+        (0, 0, 0),
+        (1, 1, u64::MAX),
+        (u32::MAX, u16::MAX, u64::MAX / 2),
+    ] {
+        let mut h = hello(BOOT, epoch);
+        h.ticks_per_second = tps;
+        h.now_ticks = now;
+        h.wall_clock = Some(microspan::wire::WallClock {
+            ticks: u64::MAX,
+            unix_nanos: u64::MAX,
+        });
+        let mut s = Body::new(0, 0, now).hello(&h).frame();
+        let mut b = Body::new(65_535, u32::MAX, now);
+        b.drops(u32::MAX)
+            .root(1, "wraps to id 0", 0)
+            .end(0, u64::MAX - now);
+        b.u8(tag::EXT | ext::END_LOSSES)
+            .varint(0)
+            .varint(0)
+            .varint(u64::MAX)
+            .varint(1 << 40)
+            .varint(300)
+            .varint(7);
+        b.u8(tag::EXT | ext::WALL_CLOCK)
+            .varint(u64::MAX)
+            .varint(u64::MAX);
+        s.extend(b.frame());
+        // The same session announced again, with extreme times (reset detection arithmetic).
+        s.extend(Body::new(2, 0, 0).hello(&h).frame());
+        let d = decode(&s, Limits::default(), 4096);
+        assert!(d.fatal.is_none());
+        assert_eq!(d.stats.spans.device_drops, u32::MAX as u64);
+        assert_eq!(
+            d.stats.spans.lost_frames,
+            65_534 + 2,
+            "0 → 65535 → 2 wraps: {:?}",
+            d.stats
+        );
+    }
+}
+
+#[test]
+fn sequence_gaps_are_counted_exactly() {
+    let mut s = session_frame();
+    let mut expected = 0;
+    let mut seq: u16 = 0;
+    for gap in [0u16, 5, 0, 1000, 65_534, 3] {
+        seq = seq.wrapping_add(gap + 1);
+        expected += gap as u64;
+        s.extend(Body::new(seq, 0, 0).frame());
+    }
+    let d = decode(&s, Limits::default(), 100);
+    assert_eq!(d.stats.spans.lost_frames, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids and references
+
+#[test]
+fn duplicate_span_ids_close_the_older_span() {
+    let mut s = session_frame();
+    let mut b = Body::new(1, 100, 2_000);
+    // Span 101 twice (the second start at delta 0 reuses the id), then one end.
+    b.root(1, "first", 1).root(0, "second", 1).end(0, 5);
+    s.extend(b.frame());
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(d.spans.len(), 2);
+    let first = d.spans.iter().find(|s| s.operation == "first").unwrap();
+    let second = d.spans.iter().find(|s| s.operation == "second").unwrap();
+    assert!(
+        first.incomplete
+            && first
+                .warnings
+                .iter()
+                .any(|w| w.contains("reused this span's id")),
+        "{first:?}"
+    );
+    assert!(!second.incomplete);
+    assert_eq!(first.span_id, second.span_id);
+    assert_eq!(d.stats.spans.orphan_records, 1);
+}
+
+#[test]
+fn reference_cycles_terminate_in_every_exporter() {
+    let mut s = session_frame();
+    let mut b = Body::new(1, 10, 2_000);
+    // 11 starts as a child of 12 (unknown yet, root given as 11), then 12 as a child of 11: a cycle.
+    b.start(1, 0, Some((u32::MAX, Some(0))), "A", 1); // id 11, parent 11 - (2^32 - 1) = 12
+    b.start(1, 0, Some((1, None)), "B", 1); // id 12, parent 11
+                                            // 13 is its own parent; 14 follows from itself, and references point back and forth.
+    b.start(1, 0, Some((0, Some(0))), "self", 1);
+    b.start(
+        1,
+        start_flags::FOLLOWS_FROM,
+        Some((0, Some(0))),
+        "self-follows",
+        1,
+    );
+    let own = microspan::SpanId::local(BOOT, 11).0;
+    let other = microspan::SpanId::local(BOOT, 12).0;
+    for (back, target) in [
+        (3u64, other),
+        (2, own),
+        (1, microspan::SpanId::local(BOOT, 13).0),
+    ] {
+        b.u8(tag::EXT | ext::REF)
+            .varint(back)
+            .u8(1)
+            .bytes(&0x1234u128.to_le_bytes())
+            .bytes(&target.to_le_bytes());
+    }
+    b.end(0, 1).end(1, 1).end(2, 1).end(3, 1);
+    s.extend(b.frame());
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(d.spans.len(), 4);
+    assert!(d.spans.iter().all(|s| !s.incomplete));
+    let a = d.spans.iter().find(|s| s.operation == "A").unwrap();
+    let bspan = d.spans.iter().find(|s| s.operation == "B").unwrap();
+    assert_eq!(
+        (a.parent_span_id(), bspan.parent_span_id()),
+        (Some(bspan.span_id), Some(a.span_id))
+    );
+    // Tree, Jaeger JSON, Thrift and OTLP mappings all terminate on the cycle.
+    let mut seeded = vec![0u8];
+    seeded.extend_from_slice(&s);
+    fuzz_logic::assembler(&seeded);
+    run_stream(Chunks::new(&s, 3), Limits::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floods: memory stays within the limits
+
+#[test]
+fn name_table_flood_is_bounded() {
+    let limits = Limits {
+        max_names: 64,
+        ..Limits::default()
+    };
+    let mut s = session_frame();
+    let mut seq = 1;
+    // 20 000 distinct definitions, 500 per frame.
+    for f in 0..40 {
+        let mut b = Body::new(seq, 0, 2_000);
+        for i in 0..500 {
+            let id = f * 500 + i;
+            b.name_def(id, &format!("name-{id}"));
+        }
+        s.extend(b.frame());
+        seq += 1;
+    }
+    // Spans named by the first id, the last kept one, and one past the table's limit.
+    let mut b = Body::new(seq, 0, 2_000);
+    for id in [0u32, 63, 64, 19_999] {
+        b.u8(tag::EXT | ext::START)
+            .varint(1)
+            .u8(start_flags::ROOT)
+            .name_ref(id)
+            .varint(1);
+        b.end(0, 1);
+    }
+    s.extend(b.frame());
+    let d = decode(&s, limits, 4096);
+    let names: Vec<&str> = d.spans.iter().map(|s| s.operation.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "name-0",
+            "name-63",
+            "<unknown name #64>",
+            "<unknown name #19999>"
+        ]
+    );
+    assert!(d.spans[3]
+        .warnings
+        .iter()
+        .any(|w| w.contains("never defined")));
+}
+
+/// `n` root spans that never end, 1000 per frame (3 bytes each).
+fn open_span_flood(n: usize) -> Vec<u8> {
+    let mut s = session_frame();
+    let mut b = Body::new(1, 0, 2_000);
+    b.name_def(0, "flood");
+    let mut seq = 1u16;
+    for i in 0..n {
+        b.short_root(1, 1);
+        if (i + 1) % 1000 == 0 {
+            s.extend(b.frame());
+            seq = seq.wrapping_add(1);
+            b = Body::new(seq, (i + 1) as u32, 2_000 + i as u64 + 1);
+            b.name_def(0, "flood");
+        }
+    }
+    s.extend(b.frame());
+    s
+}
+
+fn flood_size() -> usize {
+    if cfg!(debug_assertions) {
+        300_000
+    } else {
+        3_000_000
+    }
+}
+
+#[test]
+fn open_span_flood_stays_within_max_open_spans() {
+    let n = flood_size();
+    let limits = Limits {
+        max_open_spans: 1_000,
+        ..Limits::default()
+    };
+    let s = open_span_flood(n);
+    let d = decode(&s, limits, 65_536);
+    assert_eq!(d.peak_open, 1_000);
+    assert_eq!(d.spans.len(), n);
+    assert_eq!(
+        d.before_finish,
+        n - 1_000,
+        "the oldest are exported as soon as the limit is reached"
+    );
+    assert_eq!(d.stats.spans.incomplete_spans, n as u64);
+    let first = &d.spans[0];
+    assert_eq!(
+        first.span_id,
+        microspan::SpanId::local(BOOT, 1).0,
+        "the oldest goes first"
+    );
+    assert!(
+        first
+            .warnings
+            .iter()
+            .any(|w| w.contains("limit on open spans")),
+        "{:?}",
+        first.warnings
+    );
+    assert!(d.spans[n - 1]
+        .warnings
+        .iter()
+        .any(|w| w.contains("stream ended")));
+}
+
+#[test]
+fn buffered_span_flood_is_exported_early() {
+    // One root that never ends; `n` children that start and end, so its trace never completes.
+    let n = flood_size() / 3;
+    let limits = Limits {
+        max_buffered_spans: 500,
+        ..Limits::default()
+    };
+    let mut s = session_frame();
+    let mut b = Body::new(1, 0, 2_000);
+    b.root(1, "forever", 1);
+    let mut seq = 1u16;
+    for i in 0..n {
+        let id = 2 + i as u32;
+        // Child `id` of root 1: parent delta and root delta both `id - 1`.
+        b.start(1, 0, Some((id - 1, Some(id - 1))), "child", 1)
+            .end(0, 1);
+        if (i + 1) % 1000 == 0 {
+            s.extend(b.frame());
+            seq = seq.wrapping_add(1);
+            b = Body::new(seq, id, 10_000 + i as u64);
+        }
+    }
+    s.extend(b.frame());
+    let d = decode(&s, limits, 65_536);
+    assert_eq!(d.spans.len(), n + 1);
+    assert!(
+        d.before_finish >= n - 500,
+        "{} of {n} exported before the end",
+        d.before_finish
+    );
+    let root = d.spans.iter().find(|s| s.operation == "forever").unwrap();
+    assert!(root.incomplete);
+    assert!(d
+        .spans
+        .iter()
+        .filter(|s| s.operation == "child")
+        .all(|c| c.trace_id == root.trace_id && !c.incomplete));
+}
+
+#[test]
+fn drops_records_with_many_open_spans() {
+    // 20 000 open spans, then frames full of device-drop reports: each report is charged to every
+    // open span; this checks it stays correct (and shows how long it takes).
+    let limits = Limits {
+        max_open_spans: 20_000,
+        ..Limits::default()
+    };
+    let mut s = open_span_flood(20_000);
+    let mut b = Body::new(100, 20_000, 50_000);
+    for total in 1..=5_000u32 {
+        b.drops(total);
+    }
+    s.extend(b.frame());
+    let started = std::time::Instant::now();
+    let d = decode(&s, limits, 65_536);
+    eprintln!(
+        "5000 drop reports × 20000 open spans: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(d.stats.spans.device_drops, 5_000);
+    assert!(d.spans.iter().all(|s| s
+        .warnings
+        .iter()
+        .any(|w| w.contains("dropped 5000 records"))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire versions
+
+#[test]
+fn a_future_wire_version_is_refused_plainly() {
+    let mut s = Vec::new();
+    let mut h = hello(BOOT, 64);
+    h.service = "from-the-future";
+    for seq in 0..5u16 {
+        let mut b = Body::with_version(2, seq, 0, 1_000);
+        b.hello(&h).root(1, "r", 1).end(0, 1);
+        s.extend(b.frame());
+    }
+    let d = decode(&s, Limits::default(), 4096);
+    let err = d.fatal.expect("a stream of wire version 2 is refused");
+    assert_eq!(
+        err,
+        StreamError::UnsupportedVersion {
+            version: 2,
+            supported: &[1]
+        }
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("wire version 2")
+            && msg.contains("reads versions [1]")
+            && msg.contains("cargo install"),
+        "{msg}"
+    );
+    assert!(d.spans.is_empty());
+}
+
+#[test]
+fn one_frame_claiming_another_version_is_not_fatal() {
+    let stream = reference_stream(64, Workload::REFERENCE);
+    let clean = decode(&stream, Limits::default(), 4096);
+    let mut frames = frames_of(&stream);
+    // A corrupted frame that passes its CRC and claims version 7, twice, each time between good
+    // frames: counted, never fatal.
+    for at in [3, 5] {
+        frames.insert(at, Body::with_version(7, 999, 0, 0).u8(0x55).frame());
+    }
+    let d = decode(&frames.concat(), Limits::default(), 4096);
+    assert!(d.fatal.is_none());
+    assert_eq!(d.stats.bad_frames, 2);
+    assert_eq!(d.spans.len(), clean.spans.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz corpus replay, regressions and seeds
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = fuzz_dir().join("corpus").join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn fuzz_corpus_replays_on_stable() {
+    let mut total = 0;
+    for (target, run) in [
+        ("frames", fuzz_logic::frames as fn(&[u8])),
+        ("assembler", fuzz_logic::assembler),
+        ("assembler_structured", fuzz_logic::assembler_structured),
+    ] {
+        let files = corpus(target);
+        assert!(!files.is_empty(), "no corpus for {target}");
+        for (path, data) in &files {
+            let result = std::panic::catch_unwind(|| run(data));
+            assert!(result.is_ok(), "{target} panics on {}", path.display());
+        }
+        total += files.len();
+    }
+    // The two raw-stream corpora are interchangeable: each target also gets the other's inputs.
+    for (_, data) in corpus("assembler") {
+        fuzz_logic::frames(&data);
+    }
+    for (_, data) in corpus("frames") {
+        fuzz_logic::assembler(&data);
+    }
+    eprintln!("replayed {total} corpus files");
+}
+
+/// Regenerates the seed corpora from recorded streams:
+/// `cargo test -p microspan-decoder --test hostile -- --ignored write_seed_corpus`.
+#[test]
+#[ignore = "writes files under host-decoder/fuzz/corpus"]
+fn write_seed_corpus() {
+    let corpus = fuzz_dir().join("corpus");
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("reference", reference_stream(1, Workload::REFERENCE)),
+        ("full-8-traces", reference_stream(8, Workload::FULL)),
+        ("bare-40-traces", reference_stream(40, Workload::BARE)),
+        ("crafted-cycle", {
+            let mut s = session_frame();
+            let mut b = Body::new(1, 10, 2_000);
+            b.start(1, 0, Some((u32::MAX, Some(0))), "A", 1)
+                .start(1, 0, Some((1, None)), "B", 1)
+                .end(0, 1)
+                .end(1, 1);
+            s.extend(b.frame());
+            s
+        }),
+        ("crafted-names-drops", {
+            let mut s = session_frame();
+            let mut b = Body::new(1, 0, 2_000);
+            b.name_def(0, "n")
+                .drops(3)
+                .short_root(1, 1)
+                .tag_u64("k", 1 << 40)
+                .end(0, 1)
+                .drops(9);
+            s.extend(b.frame());
+            s.extend(Body::new(9, 1, 3_000).short_root(2, 1).frame());
+            s
+        }),
+    ];
+    for (name, stream) in &seeds {
+        for (target, chunk_seed) in [("frames", 7u8), ("assembler", 0u8)] {
+            let mut data = vec![chunk_seed];
+            data.extend_from_slice(stream);
+            std::fs::write(corpus.join(target).join(format!("seed-{name}")), &data).unwrap();
+        }
+        std::fs::write(
+            corpus
+                .join("assembler_structured")
+                .join(format!("seed-{name}")),
+            unframe(stream),
+        )
+        .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peak memory of the binary
+
+/// Peak RSS of `microspan decode` on adversarial streams (run with `--release` for realistic
+/// figures): `cargo test -p microspan-decoder --release --test hostile -- --ignored adversarial_rss --nocapture`.
+#[test]
+#[ignore = "runs the binary under /usr/bin/time on streams of tens of MB"]
+fn adversarial_rss() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("adversarial");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut streams: Vec<(&str, Vec<u8>)> = Vec::new();
+    streams.push(("3M open spans, no ends", open_span_flood(3_000_000)));
+    streams.push(("64 MiB random bytes", {
+        let mut v = vec![0u8; 64 << 20];
+        Rng(7).fill(&mut v);
+        v
+    }));
+    streams.push((
+        "reference, 200k traces",
+        reference_stream(200_000, Workload::FULL),
+    ));
+    // Open spans each carrying many tags (2-byte tags: type + name id).
+    streams.push(("100k open spans × 100 tags", {
+        let mut s = session_frame();
+        let mut seq = 1u16;
+        let mut b = Body::new(seq, 0, 2_000);
+        b.name_def(0, "t");
+        for i in 0..100_000u32 {
+            b.short_root(1, 1);
+            for _ in 0..100 {
+                b.u8(tag::TAG | vtype::TRUE).name_ref(0);
+            }
+            if (i + 1) % 200 == 0 {
+                s.extend(b.frame());
+                seq = seq.wrapping_add(1);
+                b = Body::new(seq, i + 1, 2_000);
+                b.name_def(0, "t");
+            }
+        }
+        s.extend(b.frame());
+        s
+    }));
+    // A root with 64 KiB of baggage, then 5 000 children that inherit it and never end.
+    streams.push(("64 KiB baggage × 5k children", {
+        let mut s = session_frame();
+        let mut b = Body::new(1, 0, 2_000);
+        b.root(1, "root", 1);
+        s.extend(b.frame());
+        let value = "v".repeat(1000);
+        for f in 0..64u32 {
+            let mut b = Body::new(2 + f as u16, 1, 2_000);
+            b.u8(tag::EXT | ext::BAGGAGE)
+                .varint(0)
+                .inline(&format!("key{f}"))
+                .inline(&value);
+            s.extend(b.frame());
+        }
+        let mut b = Body::new(100, 1, 2_000);
+        for i in 0..5_000u32 {
+            b.start(1, 0, Some((i + 1, Some(i + 1))), "child", 1);
+            if (i + 1) % 1000 == 0 {
+                s.extend(b.frame());
+                b = Body::new(101 + i as u16 / 1000, 2 + i, 2_000);
+            }
+        }
+        s
+    }));
+    let bin = env!("CARGO_BIN_EXE_microspan");
+    println!("\n| adversarial stream | input MiB | peak RSS MiB | wall s |");
+    println!("|---|---|---|---|");
+    for (name, stream) in &streams {
+        let path = dir.join("adversarial.bin");
+        std::fs::write(&path, stream).unwrap();
+        let out_json = dir.join("out.json");
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(bin)
+            .args(["decode", "--no-progress", "--file"])
+            .arg(&path)
+            .arg("--jaeger-json")
+            .arg(&out_json)
+            .output()
+            .expect("/usr/bin/time runs");
+        let wall = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let rss_kb: u64 = stderr
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Maximum resident set size (kbytes): ")
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no RSS in: {stderr}"));
+        println!(
+            "| {name} | {:.1} | {:.0} | {wall:.1} |",
+            stream.len() as f64 / (1 << 20) as f64,
+            rss_kb as f64 / 1024.0
+        );
+    }
+}
