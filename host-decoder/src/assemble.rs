@@ -192,6 +192,9 @@ pub struct Assembler {
     buffered_count: usize,
     /// Open spans per trace.
     open_per_trace: HashMap<u128, usize>,
+    /// Device drops reported in the current frame: they happened while the frame's records were
+    /// in the ring, so spans that start later in the frame may have been open then too.
+    frame_drops: u64,
     stats: Stats,
 }
 
@@ -210,6 +213,7 @@ impl Assembler {
             buffered_order: VecDeque::new(),
             buffered_count: 0,
             open_per_trace: HashMap::new(),
+            frame_drops: 0,
             stats: Stats::default(),
         }
     }
@@ -242,6 +246,7 @@ impl Assembler {
             }
         }
         self.sequence(frame.seq);
+        self.frame_drops = 0;
         for rec in records {
             match rec {
                 Ok(r) => {
@@ -468,6 +473,7 @@ impl Assembler {
                 let delta = total.wrapping_sub(s.drops) as u64;
                 if delta > 0 {
                     s.drops = total;
+                    self.frame_drops += delta;
                     self.stats.device_drops += delta;
                     for span in self.open.values_mut() {
                         span.device_drops += delta;
@@ -595,7 +601,7 @@ impl Assembler {
             flags: 1 | (st.debug as u8) << 1,
             warnings,
             lost_frames: 0,
-            device_drops: 0,
+            device_drops: self.frame_drops,
             items_refused: 0,
         };
         *self.open_per_trace.entry(trace).or_insert(0) += 1;

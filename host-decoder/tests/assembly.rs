@@ -1,0 +1,434 @@
+//! Span assembly from real device streams: the reference trace, and every way a stream goes wrong
+//! on a real link (lost frames, a decoder that joins late, a device reset, a full ring, capacity
+//! truncations, spans that never finish, a newer wire version, a lost name definition).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use microspan::{Clock, Drain, Ring, Session, Tracer, Value};
+use microspan_decoder::assemble::{Limits, Options};
+use microspan_decoder::model::{Batch, RefKind, Span};
+use microspan_decoder::stream::{StreamDecoder, StreamError};
+
+struct ManualClock(AtomicU32);
+impl ManualClock {
+    fn new() -> Self {
+        Self(AtomicU32::new(5_000))
+    }
+    fn advance(&self, t: u32) {
+        self.0.fetch_add(t, Ordering::Relaxed);
+    }
+}
+impl Clock for ManualClock {
+    fn now(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn ticks_per_second(&self) -> u32 {
+        1_000_000
+    }
+}
+
+const ANCHOR: u64 = 1_700_000_000_000_000_000;
+
+fn options() -> Options {
+    Options {
+        fixed_anchor_unix_nanos: Some(ANCHOR),
+        ..Options::default()
+    }
+}
+
+fn drain_all<const F: usize>(drain: &mut Drain<'_, F>) -> Vec<u8> {
+    let mut out = Vec::new();
+    drain.drain_with(|b| {
+        out.extend_from_slice(b);
+        b.len()
+    });
+    out
+}
+
+/// Splits a stream into its frames (each with its delimiter).
+fn frames(stream: &[u8]) -> Vec<Vec<u8>> {
+    stream
+        .split_inclusive(|&b| b == 0)
+        .map(|f| f.to_vec())
+        .collect()
+}
+
+struct Decoded {
+    spans: Vec<Span>,
+    batches: Vec<Batch>,
+    decoder: StreamDecoder,
+}
+
+fn decode_with(stream: &[u8], opts: Options) -> Decoded {
+    let mut decoder = StreamDecoder::new(opts);
+    let mut batches = Vec::new();
+    // Feed in odd-sized chunks, as a serial port would deliver them.
+    for chunk in stream.chunks(7) {
+        decoder.feed(chunk, &mut batches).unwrap();
+    }
+    decoder.finish(&mut batches);
+    let spans = batches.iter().flat_map(|b| b.spans.clone()).collect();
+    Decoded {
+        spans,
+        batches,
+        decoder,
+    }
+}
+
+fn decode(stream: &[u8]) -> Decoded {
+    decode_with(stream, options())
+}
+
+fn span<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.operation == name)
+        .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
+}
+
+fn reference(tracer: &Tracer<'_>, clock: &ManualClock) {
+    let root = tracer.root("in-process-service");
+    clock.advance(10);
+    {
+        let foo = root.child("Foo");
+        clock.advance(1_000);
+        {
+            let bar = foo.child("Bar");
+            clock.advance(2_000);
+            bar.log(&[
+                ("event", "error".into()),
+                ("message", "something wrong".into()),
+            ]);
+            bar.set_tag("error", true);
+        }
+    }
+    root.finish();
+}
+
+#[test]
+fn reference_trace_is_rebuilt_exactly() {
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let tracer = Tracer::new(
+        &ring,
+        &clock,
+        Session::new("in-process-service")
+            .device_id(0xD)
+            .boot_id(0xB)
+            .firmware_version("9.9"),
+    );
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    reference(&tracer, &clock);
+    let d = decode(&drain_all(&mut drain));
+    assert_eq!(d.batches.len(), 1, "one finished trace, one batch");
+    let b = &d.batches[0];
+    assert_eq!(b.process.service_name, "in-process-service");
+    let tag = |k: &str| {
+        b.process
+            .tags
+            .iter()
+            .find(|t| t.key == k)
+            .map(|t| format!("{:?}", t.value))
+    };
+    assert_eq!(
+        tag("device.id").as_deref(),
+        Some("Str(\"000000000000000d\")")
+    );
+    assert_eq!(tag("firmware.version").as_deref(), Some("Str(\"9.9\")"));
+    assert!(tag("microspan.version").is_some() && tag("microspan.wire_version").is_some());
+
+    let (root, foo, bar) = (
+        span(&d.spans, "in-process-service"),
+        span(&d.spans, "Foo"),
+        span(&d.spans, "Bar"),
+    );
+    assert_eq!(
+        root.trace_id >> 64,
+        0xD,
+        "a local trace's high half is the device id"
+    );
+    assert_eq!(
+        root.trace_id as u64, root.span_id,
+        "and its low half the root span id"
+    );
+    assert_eq!(root.span_id >> 32, 0xB, "span ids carry the boot id");
+    assert!(root.references.is_empty());
+    assert_eq!(foo.references[0].kind, RefKind::ChildOf);
+    assert_eq!(foo.parent_span_id(), Some(root.span_id));
+    assert_eq!(bar.parent_span_id(), Some(foo.span_id));
+    for s in [root, foo, bar] {
+        assert_eq!(s.trace_id, root.trace_id);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert!(!s.incomplete);
+        assert_eq!(s.flags, 1);
+    }
+    // The session record anchors device time at ANCHOR: the root starts 0 µs after the anchor
+    // tick and Foo 10 µs later; durations keep the device's microseconds.
+    assert_eq!(foo.start_unix_nanos - root.start_unix_nanos, 10_000);
+    assert_eq!(foo.duration_nanos, 3_000_000);
+    assert_eq!(bar.duration_nanos, 2_000_000);
+    assert!(bar.is_error());
+    assert_eq!(bar.logs.len(), 1);
+    assert_eq!(
+        bar.logs[0].time_unix_nanos,
+        bar.start_unix_nanos + 2_000_000
+    );
+    assert_eq!(
+        format!("{:?}", bar.logs[0].fields[1].value),
+        "Str(\"something wrong\")"
+    );
+    let s = d.decoder.stats();
+    assert_eq!(
+        (
+            s.crc_errors,
+            s.bad_frames,
+            s.spans.lost_frames,
+            s.spans.device_drops,
+            s.spans.incomplete_spans
+        ),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!(s.spans.spans, 3);
+}
+
+#[test]
+fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(1));
+    let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
+    let mut stream = Vec::new();
+    let outer = tracer.root("outer");
+    stream.extend(drain_all(&mut drain));
+    for i in 0..6u32 {
+        let c = outer.child("inner");
+        c.set_tag("i", i);
+        c.set_tag("label", Value::text("some text to fill the frame"));
+        clock.advance(100);
+        drop(c);
+        stream.extend(drain_all(&mut drain));
+    }
+    drop(outer);
+    stream.extend(drain_all(&mut drain));
+    let mut f = frames(&stream);
+    assert!(f.len() > 6, "{} frames", f.len());
+    f.remove(3);
+    let d = decode(&f.concat());
+    let s = d.decoder.stats();
+    assert_eq!(s.spans.lost_frames, 1);
+    let outer = span(&d.spans, "outer");
+    assert!(
+        outer
+            .warnings
+            .iter()
+            .any(|w| w.contains("1 frames were lost")),
+        "{:?}",
+        outer.warnings
+    );
+    // The inner span whose records were in the lost frame is absent (its start was lost, and its
+    // end then counted as an orphan), incomplete (its end was lost), or warned about the gap.
+    let inner: Vec<_> = d.spans.iter().filter(|s| s.operation == "inner").collect();
+    let touched = inner
+        .iter()
+        .filter(|s| s.incomplete || s.warnings.iter().any(|w| w.contains("frames were lost")))
+        .count();
+    assert!(inner.len() < 6 || touched > 0, "{inner:#?}");
+}
+
+#[test]
+fn a_decoder_that_joins_mid_stream_waits_for_the_session_record() {
+    let clock = ManualClock::new();
+    let ring: Ring<4096> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(2));
+    let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
+    drain.set_epoch_frames(4);
+    let mut stream = Vec::new();
+    for _ in 0..12 {
+        reference(&tracer, &clock);
+        stream.extend(drain_all(&mut drain));
+    }
+    let f = frames(&stream);
+    // Start in the middle of a frame: garbage, then whole frames.
+    let cut = f[..3].concat().len() - 5;
+    let d = decode(&stream[cut..]);
+    let s = d.decoder.stats();
+    assert!(s.spans.frames_before_session >= 1, "{s:?}");
+    assert!(s.spans.spans > 0);
+    // Every span exported after the join has a real name (names are re-announced each epoch).
+    assert!(
+        d.spans.iter().all(|s| !s.operation.starts_with("<unknown")),
+        "{:?}",
+        d.spans.iter().map(|s| &s.operation).collect::<Vec<_>>()
+    );
+    // The partial first frame was refused (bad COBS or CRC), not decoded as garbage.
+    assert!(s.crc_errors + s.bad_frames >= 1);
+}
+
+#[test]
+fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
+    let mut stream = Vec::new();
+    {
+        let clock = ManualClock::new();
+        let ring: Ring<1024> = Ring::new();
+        let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(10));
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        let open = tracer.root("open-at-reset");
+        let _child = open.child("child-at-reset");
+        clock.advance(500);
+        stream.extend(drain_all(&mut drain));
+        std::mem::forget(_child);
+        std::mem::forget(open); // the device resets: no end records
+    }
+    {
+        let clock = ManualClock::new();
+        let ring: Ring<1024> = Ring::new();
+        let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(11));
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        reference(&tracer, &clock);
+        stream.extend(drain_all(&mut drain));
+    }
+    let d = decode(&stream);
+    let s = d.decoder.stats();
+    assert_eq!(s.spans.resets, 1);
+    let old = span(&d.spans, "open-at-reset");
+    assert!(old.incomplete);
+    assert!(
+        old.warnings.iter().any(|w| w.contains("reset")),
+        "{:?}",
+        old.warnings
+    );
+    assert_eq!(old.span_id >> 32, 10);
+    assert!(span(&d.spans, "child-at-reset").incomplete);
+    let bar = span(&d.spans, "Bar");
+    assert!(!bar.incomplete && bar.span_id >> 32 == 11);
+    assert_eq!(s.spans.incomplete_spans, 2);
+}
+
+#[test]
+fn device_drops_are_reported_overall_and_on_open_spans() {
+    let clock = ManualClock::new();
+    let ring: Ring<64> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(3));
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    let mut stream = drain_all(&mut drain);
+    let outer = tracer.root("outer");
+    for _ in 0..40 {
+        outer.set_tag("k", 1u8); // overflows the 64-word ring
+    }
+    let dropped = tracer.dropped();
+    assert!(dropped > 0);
+    stream.extend(drain_all(&mut drain));
+    drop(outer);
+    stream.extend(drain_all(&mut drain));
+    let d = decode(&stream);
+    assert_eq!(d.decoder.stats().spans.device_drops, dropped as u64);
+    let outer = span(&d.spans, "outer");
+    assert!(
+        outer
+            .warnings
+            .iter()
+            .any(|w| w.contains("dropped") && w.contains("ring buffer full")),
+        "{:?}",
+        outer.warnings
+    );
+}
+
+#[test]
+fn capacity_truncations_become_warnings() {
+    let clock = ManualClock::new();
+    let ring: Ring<4096> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let mut drain: Drain<'_, 512> = Drain::new(&tracer).unwrap();
+    let s = tracer.root("busy");
+    for _ in 0..microspan::config::MAX_TAGS_PER_SPAN + 2 {
+        s.set_tag("t", 1u8);
+    }
+    s.set_tag("long", Value::text(&"y".repeat(200)));
+    drop(s);
+    let d = decode(&drain_all(&mut drain));
+    let busy = span(&d.spans, "busy");
+    assert!(
+        busy.warnings
+            .iter()
+            .any(|w| w.starts_with("3 tags were dropped")),
+        "{:?}",
+        busy.warnings
+    );
+    assert_eq!(busy.tags.len(), microspan::config::MAX_TAGS_PER_SPAN);
+}
+
+#[test]
+fn spans_that_never_finish_are_exported_incomplete() {
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    let hung = tracer.root("hung");
+    clock.advance(700);
+    hung.log(&[("event", "last words".into())]);
+    let stream = drain_all(&mut drain);
+    std::mem::forget(hung);
+    let d = decode(&stream);
+    let hung = span(&d.spans, "hung");
+    assert!(hung.incomplete);
+    assert_eq!(hung.duration_nanos, 700_000, "to the last event seen");
+    assert!(hung.warnings.iter().any(|w| w.contains("stream ended")));
+}
+
+#[test]
+fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
+    let raw = [2u8, 0, 0, 0, 0];
+    let mut body = raw.to_vec();
+    body.extend_from_slice(&microspan::wire::CRC.checksum(&raw).to_le_bytes());
+    let mut frame = vec![0u8; body.len() + 2];
+    let n = cobs::encode(&body, &mut frame);
+    frame.truncate(n);
+    frame.push(0);
+    let mut decoder = StreamDecoder::new(options());
+    let mut out = Vec::new();
+    assert!(
+        decoder.feed(&frame, &mut out).is_ok(),
+        "a single frame could be corruption"
+    );
+    let err = decoder
+        .feed(&[frame.clone(), frame].concat(), &mut out)
+        .unwrap_err();
+    let StreamError::UnsupportedVersion { version, .. } = &err;
+    assert_eq!(*version, 2);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("wire version 2") && msg.contains("[1]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn open_spans_are_bounded() {
+    let clock = ManualClock::new();
+    let ring: Ring<65536> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let mut drain: Drain<'_, 1024> = Drain::new(&tracer).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        held.push(tracer.root("never-ends"));
+    }
+    let stream = drain_all(&mut drain);
+    std::mem::forget(held);
+    let opts = Options {
+        limits: Limits {
+            max_open_spans: 50,
+            ..Limits::default()
+        },
+        ..options()
+    };
+    let mut decoder = StreamDecoder::new(opts);
+    let mut out = Vec::new();
+    decoder.feed(&stream, &mut out).unwrap();
+    assert!(decoder.stats().spans.open_spans <= 50);
+    let evicted: usize = out.iter().map(|b| b.spans.len()).sum();
+    assert_eq!(evicted, 450);
+    assert!(out[0].spans[0]
+        .warnings
+        .iter()
+        .any(|w| w.contains("--max-open-spans")));
+}
