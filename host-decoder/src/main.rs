@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
-use microspan_decoder::export::{Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig};
+use microspan_decoder::export::{
+    Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig,
+};
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
 use microspan_decoder::rtt_gdb::{Config as RttConfig, RttGdbReader};
@@ -86,6 +88,9 @@ struct DecodeArgs {
     /// Anchor device time at this Unix time in nanoseconds instead of now (reproducible output).
     #[arg(long, value_name = "NANOS")]
     anchor_unix_nanos: Option<u64>,
+    /// The host name recorded as a process tag (default: this machine's).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
     /// No live status line.
     #[arg(long)]
     no_progress: bool,
@@ -150,10 +155,14 @@ fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
     }
     let mut out: Vec<Box<dyn Exporter>> = Vec::new();
     if let Some(url) = &args.otlp {
-        out.push(Box::new(OtlpHttp::new(url, upload.clone()).map_err(|e| e.to_string())?));
+        out.push(Box::new(
+            OtlpHttp::new(url, upload.clone()).map_err(|e| e.to_string())?,
+        ));
     }
     if let Some(url) = &args.jaeger_thrift {
-        out.push(Box::new(JaegerThriftHttp::new(url, upload.clone()).map_err(|e| e.to_string())?));
+        out.push(Box::new(
+            JaegerThriftHttp::new(url, upload.clone()).map_err(|e| e.to_string())?,
+        ));
     }
     if let Some(path) = &args.jaeger_json {
         out.push(Box::new(JaegerJsonFile::new(path)));
@@ -190,9 +199,12 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut source = open_source(&args)?;
     let mut exporters = exporters(&args)?;
     let opts = Options {
-        limits: Limits { max_open_spans: args.max_open_spans.max(1), ..Limits::default() },
+        limits: Limits {
+            max_open_spans: args.max_open_spans.max(1),
+            ..Limits::default()
+        },
         fixed_anchor_unix_nanos: args.anchor_unix_nanos,
-        host_name: host_name(),
+        host_name: args.hostname.clone().or_else(host_name),
     };
     let mut decoder = StreamDecoder::new(opts);
 
@@ -211,7 +223,10 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     if args.no_progress || args.quiet {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(format!("reading {}", source.describe()));
 
     let started = Instant::now();
@@ -246,7 +261,11 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             }
         }
         if last_status.elapsed() >= Duration::from_millis(200) {
-            bar.set_message(status_line(&decoder.stats(), started.elapsed(), decoder.last_error()));
+            bar.set_message(status_line(
+                &decoder.stats(),
+                started.elapsed(),
+                decoder.last_error(),
+            ));
             bar.tick();
             last_status = Instant::now();
         }
@@ -293,7 +312,13 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         eprintln!("microspan: {f}");
         return Ok(ExitCode::from(2));
     }
-    let lossy = stats.crc_errors + stats.bad_frames + stats.spans.lost_frames + stats.spans.device_drops + stats.spans.incomplete_spans + stats.spans.record_errors > 0;
+    let lossy = stats.crc_errors
+        + stats.bad_frames
+        + stats.spans.lost_frames
+        + stats.spans.device_drops
+        + stats.spans.incomplete_spans
+        + stats.spans.record_errors
+        > 0;
     if !delivered_all || (args.strict && lossy) {
         return Ok(ExitCode::FAILURE);
     }

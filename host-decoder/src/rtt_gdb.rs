@@ -176,14 +176,26 @@ impl From<RttGdbError> for io::Error {
 /// The address of `_SEGGER_RTT` in an ELF file.
 pub fn control_block_from_elf(path: &Path) -> Result<u32, RttGdbError> {
     use object::{Object, ObjectSymbol};
-    let err = |msg: String| RttGdbError::Elf { path: path.to_path_buf(), msg };
+    let err = |msg: String| RttGdbError::Elf {
+        path: path.to_path_buf(),
+        msg,
+    };
     let data = std::fs::read(path).map_err(|e| err(format!("cannot read the ELF: {e}")))?;
-    let file = object::File::parse(&*data).map_err(|e| err(format!("not an ELF file ({e}); pass the firmware's ELF (not a .bin or .hex)")))?;
+    let file = object::File::parse(&*data).map_err(|e| {
+        err(format!(
+            "not an ELF file ({e}); pass the firmware's ELF (not a .bin or .hex)"
+        ))
+    })?;
     let sym = file
         .symbols()
         .find(|s| s.name() == Ok("_SEGGER_RTT"))
         .ok_or_else(|| err("has no `_SEGGER_RTT` symbol: the firmware does not link rtt-target (or it was stripped); omit --elf to scan RAM instead".into()))?;
-    u32::try_from(sym.address()).map_err(|_| err(format!("`_SEGGER_RTT` at {:#x} is beyond 32-bit memory", sym.address())))
+    u32::try_from(sym.address()).map_err(|_| {
+        err(format!(
+            "`_SEGGER_RTT` at {:#x} is beyond 32-bit memory",
+            sym.address()
+        ))
+    })
 }
 
 /// Why a stop reply arrived.
@@ -211,27 +223,48 @@ fn checksum(data: &[u8]) -> u8 {
 
 impl Gdb {
     fn connect(addr: &str, timeout: Duration) -> Result<Self, RttGdbError> {
-        let connect_err = |source| RttGdbError::Connect { addr: addr.to_string(), source };
+        let connect_err = |source| RttGdbError::Connect {
+            addr: addr.to_string(),
+            source,
+        };
         let sock = addr
             .to_socket_addrs()
             .map_err(connect_err)?
             .next()
-            .ok_or_else(|| connect_err(io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address")))?;
+            .ok_or_else(|| {
+                connect_err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the name resolves to no address",
+                ))
+            })?;
         let stream = TcpStream::connect_timeout(&sock, timeout).map_err(connect_err)?;
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(timeout)).ok();
         stream.set_write_timeout(Some(timeout)).ok();
-        let mut gdb = Self { stream, addr: addr.to_string(), inbuf: Vec::new(), ack: true, chunk: 1024 };
+        let mut gdb = Self {
+            stream,
+            addr: addr.to_string(),
+            inbuf: Vec::new(),
+            ack: true,
+            chunk: 1024,
+        };
         gdb.handshake()?;
         Ok(gdb)
     }
 
     fn io_err(&self, what: &str, source: io::Error) -> RttGdbError {
-        RttGdbError::Io { addr: self.addr.clone(), what: what.into(), source }
+        RttGdbError::Io {
+            addr: self.addr.clone(),
+            what: what.into(),
+            source,
+        }
     }
 
     fn proto(&self, msg: impl Into<String>) -> RttGdbError {
-        RttGdbError::Protocol { addr: self.addr.clone(), msg: msg.into() }
+        RttGdbError::Protocol {
+            addr: self.addr.clone(),
+            msg: msg.into(),
+        }
     }
 
     fn handshake(&mut self) -> Result<(), RttGdbError> {
@@ -261,20 +294,31 @@ impl Gdb {
         pkt.push(b'#');
         pkt.extend_from_slice(format!("{:02x}", checksum(payload)).as_bytes());
         for attempt in 0..3 {
-            self.stream.write_all(&pkt).map_err(|e| self.io_err("sending a packet", e))?;
+            self.stream
+                .write_all(&pkt)
+                .map_err(|e| self.io_err("sending a packet", e))?;
             if !self.ack {
                 return Ok(());
             }
             match self.read_byte()? {
                 Some(b'+') => return Ok(()),
                 Some(b'-') if attempt < 2 => continue,
-                Some(b'-') => return Err(self.proto("the server refused a packet three times (checksum errors on the link)")),
+                Some(b'-') => {
+                    return Err(self.proto(
+                        "the server refused a packet three times (checksum errors on the link)",
+                    ))
+                }
                 Some(other) => {
                     // Not an ack: keep it for the packet reader (some servers skip the ack).
                     self.inbuf.insert(0, other);
                     return Ok(());
                 }
-                None => return Err(self.io_err("waiting for an acknowledgement", io::ErrorKind::UnexpectedEof.into())),
+                None => {
+                    return Err(self.io_err(
+                        "waiting for an acknowledgement",
+                        io::ErrorKind::UnexpectedEof.into(),
+                    ))
+                }
             }
         }
         Ok(())
@@ -294,10 +338,22 @@ impl Gdb {
                     return Ok(Some(buf[0]));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(self.io_err("the server did not answer in time", e))
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => return Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Ok(None)
+                }
                 Err(e) => return Err(self.io_err("reading", e)),
             }
         }
@@ -320,14 +376,22 @@ impl Gdb {
                     Some(b) => payload.push(b),
                 }
             }
-            let (Some(h), Some(l)) = (self.read_byte()?, self.read_byte()?) else { return Ok(None) };
-            let sum = std::str::from_utf8(&[h, l]).ok().and_then(|s| u8::from_str_radix(s, 16).ok());
+            let (Some(h), Some(l)) = (self.read_byte()?, self.read_byte()?) else {
+                return Ok(None);
+            };
+            let sum = std::str::from_utf8(&[h, l])
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok());
             if self.ack {
                 let good = sum == Some(checksum(&payload));
                 match self.stream.write_all(if good { b"+" } else { b"-" }) {
                     Ok(()) => {}
                     // The server sent its last packet (an exit stop reply) and closed.
-                    Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                        ) => {}
                     Err(e) => return Err(self.io_err("acknowledging", e)),
                 }
                 if !good {
@@ -356,7 +420,14 @@ impl Gdb {
     fn interrupt(&mut self) -> Result<Stop, RttGdbError> {
         match self.stream.write_all(&[0x03]) {
             Ok(()) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => return Ok(Stop::Exited),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return Ok(Stop::Exited)
+            }
             Err(e) => return Err(self.io_err("sending the interrupt", e)),
         }
         self.wait_stop()
@@ -364,12 +435,19 @@ impl Gdb {
 
     fn wait_stop(&mut self) -> Result<Stop, RttGdbError> {
         loop {
-            let Some(reply) = self.recv_packet()? else { return Ok(Stop::Exited) };
+            let Some(reply) = self.recv_packet()? else {
+                return Ok(Stop::Exited);
+            };
             match reply.first() {
                 Some(b'T') | Some(b'S') => return Ok(Stop::Halted),
                 Some(b'W') | Some(b'X') => return Ok(Stop::Exited),
                 Some(b'O') => continue,
-                _ => return Err(self.proto(format!("expected a stop reply, got {:?}", String::from_utf8_lossy(&reply)))),
+                _ => {
+                    return Err(self.proto(format!(
+                        "expected a stop reply, got {:?}",
+                        String::from_utf8_lossy(&reply)
+                    )))
+                }
             }
         }
     }
@@ -398,7 +476,12 @@ impl Gdb {
                     String::from_utf8_lossy(&reply)
                 )));
             }
-            let bytes = decode_hex(&reply).ok_or_else(|| self.proto(format!("a memory read returned non-hex data {:?}", String::from_utf8_lossy(&reply))))?;
+            let bytes = decode_hex(&reply).ok_or_else(|| {
+                self.proto(format!(
+                    "a memory read returned non-hex data {:?}",
+                    String::from_utf8_lossy(&reply)
+                ))
+            })?;
             if bytes.is_empty() {
                 return Err(self.proto(format!("a read at {at:#010x} returned no bytes")));
             }
@@ -414,7 +497,11 @@ impl Gdb {
         }
         let reply = self.command(cmd.as_bytes())?;
         if reply != b"OK" {
-            return Err(self.proto(format!("writing {} bytes at {addr:#010x} failed ({})", data.len(), String::from_utf8_lossy(&reply))));
+            return Err(self.proto(format!(
+                "writing {} bytes at {addr:#010x} failed ({})",
+                data.len(),
+                String::from_utf8_lossy(&reply)
+            )));
         }
         Ok(())
     }
@@ -459,7 +546,11 @@ fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     s.chunks_exact(2)
-        .map(|c| std::str::from_utf8(c).ok().and_then(|t| u8::from_str_radix(t, 16).ok()))
+        .map(|c| {
+            std::str::from_utf8(c)
+                .ok()
+                .and_then(|t| u8::from_str_radix(t, 16).ok())
+        })
         .collect()
 }
 
@@ -515,10 +606,19 @@ impl RttGdbReader {
                 Some(()) => break,
                 None if Instant::now() >= deadline => {
                     let place = match (&r.cfg.elf, elf_cb) {
-                        (Some(p), Some(a)) => format!("at `_SEGGER_RTT` ({a:#010x}, from {})", p.display()),
-                        _ => format!("in RAM {:#010x}..{:#010x}", r.cfg.scan_start, r.cfg.scan_start as u64 + r.cfg.scan_size as u64),
+                        (Some(p), Some(a)) => {
+                            format!("at `_SEGGER_RTT` ({a:#010x}, from {})", p.display())
+                        }
+                        _ => format!(
+                            "in RAM {:#010x}..{:#010x}",
+                            r.cfg.scan_start,
+                            r.cfg.scan_start as u64 + r.cfg.scan_size as u64
+                        ),
                     };
-                    return Err(RttGdbError::NoControlBlock { place, secs: r.cfg.locate_timeout.as_secs_f64() });
+                    return Err(RttGdbError::NoControlBlock {
+                        place,
+                        secs: r.cfg.locate_timeout.as_secs_f64(),
+                    });
                 }
                 None => {
                     // Let the firmware run on (it may not have reached rtt_init! yet).
@@ -536,7 +636,10 @@ impl RttGdbReader {
 
     /// What this source is, for messages: `rtt-gdb HOST:PORT channel 1 "microspan" @0x…`.
     pub fn describe(&self) -> String {
-        format!("rtt-gdb {} up channel {} {:?} (control block {:#010x}, {} B buffer)", self.cfg.addr, self.cfg.channel, self.name, self.cb, self.size)
+        format!(
+            "rtt-gdb {} up channel {} {:?} (control block {:#010x}, {} B buffer)",
+            self.cfg.addr, self.cfg.channel, self.name, self.cb, self.size
+        )
     }
 
     /// The channel's name as the firmware set it.
@@ -595,10 +698,19 @@ impl RttGdbReader {
         };
         let [max_up, _max_down] = self.gdb.read_u32s::<2>(cb + 16)?;
         if max_up > 64 {
-            return Err(RttGdbError::Corrupt { channel: self.cfg.channel, desc: cb, msg: format!("{max_up} up channels") });
+            return Err(RttGdbError::Corrupt {
+                channel: self.cfg.channel,
+                desc: cb,
+                msg: format!("{max_up} up channels"),
+            });
         }
         if self.cfg.channel >= max_up {
-            return Err(RttGdbError::NoChannel { cb, max_up, channel: self.cfg.channel, state: "missing" });
+            return Err(RttGdbError::NoChannel {
+                cb,
+                max_up,
+                channel: self.cfg.channel,
+                state: "missing",
+            });
         }
         let desc = cb + HEADER + DESCRIPTOR * self.cfg.channel;
         let [name_ptr, buffer, size, _wr, _rd, _flags] = self.gdb.read_u32s::<6>(desc)?;
@@ -607,7 +719,11 @@ impl RttGdbReader {
             return Ok(None);
         }
         if size > MAX_BUFFER {
-            return Err(RttGdbError::Corrupt { channel: self.cfg.channel, desc, msg: format!("buffer size {size}") });
+            return Err(RttGdbError::Corrupt {
+                channel: self.cfg.channel,
+                desc,
+                msg: format!("buffer size {size}"),
+            });
         }
         self.name = if name_ptr != 0 {
             let raw = self.gdb.read_memory(name_ptr, 32).unwrap_or_default();
@@ -637,7 +753,10 @@ impl RttGdbReader {
             let base = at - carry.len() as u64;
             carry.extend_from_slice(&bytes);
             // The control block is word-aligned in practice; search every byte anyway.
-            if let Some(pos) = carry.windows(16).position(|w| &w[..10] == RTT_ID && w[10..].iter().all(|&b| b == 0)) {
+            if let Some(pos) = carry
+                .windows(16)
+                .position(|w| &w[..10] == RTT_ID && w[10..].iter().all(|&b| b == 0))
+            {
                 return Ok(Some((base + pos as u64) as u32));
             }
             let keep = carry.len().min(15);
@@ -657,13 +776,19 @@ impl RttGdbReader {
         let [wr, rd] = self.gdb.read_u32s::<2>(self.desc + 12)?;
         let mut data = Vec::new();
         if wr >= self.size || rd >= self.size {
-            return Err(RttGdbError::Corrupt { channel: self.cfg.channel, desc: self.desc, msg: format!("WrOff {wr}, RdOff {rd}, size {}", self.size) });
+            return Err(RttGdbError::Corrupt {
+                channel: self.cfg.channel,
+                desc: self.desc,
+                msg: format!("WrOff {wr}, RdOff {rd}, size {}", self.size),
+            });
         }
         if wr != rd {
             if wr > rd {
                 data = self.gdb.read_memory(self.buffer + rd, (wr - rd) as usize)?;
             } else {
-                data = self.gdb.read_memory(self.buffer + rd, (self.size - rd) as usize)?;
+                data = self
+                    .gdb
+                    .read_memory(self.buffer + rd, (self.size - rd) as usize)?;
                 if wr > 0 {
                     data.extend(self.gdb.read_memory(self.buffer, wr as usize)?);
                 }

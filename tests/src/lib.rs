@@ -3,3 +3,6 @@
 
 pub mod insn;
 pub mod qemu;
+pub mod receiver;
+pub mod reference;
+pub mod snapshot;

@@ -205,6 +205,7 @@ pub fn build_firmware(
         ])
         .args(["--target", board.target(), "-p", package, "--bin", bin])
         .args(["--features", &features.join(",")])
+        .args(["--config", &reproducible_rustflags(board)])
         .stdin(Stdio::null());
     for var in [
         "RUSTFLAGS",
@@ -249,6 +250,29 @@ pub fn build_firmware(
         .next_back()
         .map(PathBuf::from)
         .ok_or_else(|| QemuError::Parse(format!("cargo built no executable for `{bin}`")))
+}
+
+/// A `--config` argument adding `--remap-path-prefix` for the repository and `CARGO_HOME` to the
+/// firmware's rustflags (cargo appends config arrays to `.cargo/config.toml`'s).
+///
+/// Panic locations embed source paths, so without it the ELF, and with it the drain's string
+/// interning (hashed by address) and so the exact instruction counts and span durations, would
+/// depend on where the repository and the registry are checked out: the expected files in
+/// `tests/expected/` could not match on another machine.
+pub fn reproducible_rustflags(board: Board) -> String {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent-cargo-home"));
+    let flags = [
+        format!("--remap-path-prefix={}=/microspan", repo_root().display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+    ];
+    let quoted: Vec<String> = flags
+        .iter()
+        .map(|f| format!("\"{}\"", f.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("target.{}.rustflags=[{}]", board.target(), quoted.join(","))
 }
 
 /// Extracts a string field from one line of cargo's JSON output (no JSON crate needed for this
@@ -364,6 +388,38 @@ pub fn run_firmware(board: Board, elf: &Path, opts: &RunOptions) -> Result<RunOu
         console,
         elapsed,
     })
+}
+
+/// Runs `elf` on `board` like [`run_firmware`] (UART to a file), calling `during` while QEMU runs
+/// (for example to talk to its GDB stub, given with `-gdb` in [`RunOptions::extra_args`]), then
+/// waits for QEMU to exit (or kills it at the timeout). Returns the run and what `during` returned.
+pub fn run_firmware_with<T>(
+    board: Board,
+    elf: &Path,
+    opts: &RunOptions,
+    during: impl FnOnce() -> T,
+) -> Result<(RunOutput, T), QemuError> {
+    let dir = scratch_dir("run")?;
+    let uart_path = dir.join("uart.bin");
+    let mut args = board.qemu_args(opts.icount);
+    args.push("-serial".into());
+    args.push(format!("file:{}", uart_path.display()));
+    args.extend(opts.extra_args.iter().cloned());
+    let start = Instant::now();
+    let (mut child, console) = spawn_qemu(&args, elf)?;
+    let value = during();
+    let (status, killed) =
+        wait_with_timeout(&mut child, opts.timeout.saturating_sub(start.elapsed()))?;
+    let uart = std::fs::read(&uart_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = RunOutput {
+        exit_code: status.and_then(|s| s.code()),
+        timed_out: killed,
+        uart,
+        console: console.join(),
+        elapsed: start.elapsed(),
+    };
+    Ok((out, value))
 }
 
 /// Runs `elf` on `board` with the UART connected to a TCP socket on 127.0.0.1, calling

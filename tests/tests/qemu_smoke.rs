@@ -200,7 +200,11 @@ fn faults_exit_nonzero(board: Board) {
     assert!(!out.timed_out, "a faulting firmware must exit, not hang");
     assert_eq!(out.exit_code, Some(102), "console: {}", out.console);
     assert_eq!(out.uart, b"about to fault\n");
-    assert!(out.console.contains("firmware HardFault"), "console: {}", out.console);
+    assert!(
+        out.console.contains("firmware HardFault"),
+        "console: {}",
+        out.console
+    );
 }
 
 #[test]

@@ -7,12 +7,9 @@
 //! - [`reference_trace`]: the Jaeger Go client's example, with the sleeps shortened to 10 ms and
 //!   20 ms, plus interrupt spans, typed tags, a three-field log and baggage (see its docs for the
 //!   exact shape; `tests/tests/e2e_*.rs` assert it).
-//! - [`Pump`]: the drain, its transport (the UART, or an RTT up-channel with feature `rtt`) and
-//!   the periodic timer interrupt that drains while the trace records ([`start_periodic_drain`]).
-//!
-//! The drain is driven with `Drain::fill_buf`/`Drain::consume` directly; `microspan-serial`
-//! (transport-serial/) has not landed yet. When it does, [`Transport`] becomes its blocking
-//! `embedded_io::Write` drain and its `rtt::RttDrain`.
+//! - [`Pump`]: the drain on its transport from `microspan-serial` (the blocking UART drain, or
+//!   the non-blocking RTT up-channel drain with feature `rtt`), and the periodic timer interrupt
+//!   that drains while the trace records ([`start_periodic_drain`]).
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -23,6 +20,7 @@ use core::fmt::Write as _;
 use critical_section::Mutex;
 use microspan::{Baggage, Clock, Drain, Ring, Session, SpanContext, Tracer, Value};
 use microspan_boards::{self as board, Irq};
+use microspan_serial::blocking::BlockingDrain;
 
 /// Ticks of the board's monotonic timer ([`microspan_boards::now_ticks`]): the core clock's
 /// SysTick with a wrap counter on the lm3s6965 (50 MHz), a 1 MHz TIMER on the micro:bit.
@@ -49,10 +47,18 @@ pub const BOOT_ID: u32 = 0x0000_2a01;
 
 /// The firmware version, a Jaeger process tag: the crate version and the board.
 #[cfg(feature = "lm3s6965")]
-pub const FIRMWARE_VERSION: &str = concat!("microspan-reference ", env!("CARGO_PKG_VERSION"), " lm3s6965");
+pub const FIRMWARE_VERSION: &str = concat!(
+    "microspan-reference ",
+    env!("CARGO_PKG_VERSION"),
+    " lm3s6965"
+);
 /// The firmware version, a Jaeger process tag: the crate version and the board.
 #[cfg(all(feature = "microbit", not(feature = "lm3s6965")))]
-pub const FIRMWARE_VERSION: &str = concat!("microspan-reference ", env!("CARGO_PKG_VERSION"), " microbit");
+pub const FIRMWARE_VERSION: &str = concat!(
+    "microspan-reference ",
+    env!("CARGO_PKG_VERSION"),
+    " microbit"
+);
 
 /// Largest wire frame the drain builds, bytes.
 pub const FRAME_BYTES: usize = 256;
@@ -66,7 +72,10 @@ static CLOCK: BoardClock = BoardClock;
 pub static TRACER: Tracer<'static> = Tracer::new(
     &RING,
     &CLOCK,
-    Session::new("in-process-service").device_id(DEVICE_ID).boot_id(BOOT_ID).firmware_version(FIRMWARE_VERSION),
+    Session::new("in-process-service")
+        .device_id(DEVICE_ID)
+        .boot_id(BOOT_ID)
+        .firmware_version(FIRMWARE_VERSION),
 );
 
 /// The span context of `Foo`, handed from thread mode to the `Soft0` interrupt handler, which
@@ -102,7 +111,10 @@ fn on_soft0() {
     board::delay_us(300);
     let producer = critical_section::with(|cs| FOO_CONTEXT.borrow(cs).get());
     if let Some(producer) = producer {
-        let deferred = TRACER.span("isr.deferred-work").follows_from(&producer).start();
+        let deferred = TRACER
+            .span("isr.deferred-work")
+            .follows_from(&producer)
+            .start();
         deferred.set_tag("queue.depth", 1u32);
         board::delay_us(200);
     }
@@ -138,7 +150,10 @@ pub const BAR_SLEEP_TICKS: u32 = board::TICKS_PER_SECOND / 50;
 ///
 /// Baggage set on the root is inherited by `Foo` and `Bar` (`Span<'_, 2>`).
 pub fn reference_trace() {
-    let mut root = TRACER.span("in-process-service").with_baggage(Baggage::<2>::new()).start();
+    let mut root = TRACER
+        .span("in-process-service")
+        .with_baggage(Baggage::<2>::new())
+        .start();
     root.set_baggage("request.id", "42");
     root.set_tag("span.kind", "server");
     root.set_tag("http.method", "GET");
@@ -153,96 +168,88 @@ pub fn reference_trace() {
         let ctx = foo_span.context();
         critical_section::with(|cs| FOO_CONTEXT.borrow(cs).set(Some(ctx)));
         board::delay_ticks(FOO_SLEEP_TICKS);
-        foo_span.log(&[("event", "soft error".into()), ("type", "cache timeout".into()), ("waited.millis", 1500.into())]);
+        foo_span.log(&[
+            ("event", "soft error".into()),
+            ("type", "cache timeout".into()),
+            ("waited.millis", 1500.into()),
+        ]);
         {
             let bar = foo_span.child("Bar");
             board::delay_ticks(BAR_SLEEP_TICKS / 2);
             // The interrupt handlers record their spans while Foo and Bar are open.
             board::pend(Irq::Soft0);
             board::delay_ticks(BAR_SLEEP_TICKS / 2);
-            bar.log(&[("event", "error".into()), ("message", "something wrong".into())]);
+            bar.log(&[
+                ("event", "error".into()),
+                ("message", "something wrong".into()),
+            ]);
             bar.set_tag("error", true);
         } // Bar finishes
     } // Foo finishes
     root.finish();
 }
 
-/// Where the drain's bytes go.
-pub enum Transport {
-    /// The board's UART, written blocking (the PL011/nRF51 FIFO is waited on byte by byte).
-    Uart(board::Uart),
-    /// An RTT up-channel in `NoBlockTrim` mode: takes what fits, never waits.
+/// The single drain of [`TRACER`] and its transport (`microspan-serial`).
+pub enum Pump {
+    /// The board's UART, written blocking (each byte waits for FIFO space).
+    Uart(BlockingDrain<Drain<'static, FRAME_BYTES>, board::Uart>),
+    /// An RTT up-channel, non-blocking (`NoBlockTrim`): takes what fits, never waits.
     #[cfg(feature = "rtt")]
-    Rtt(rtt_target::UpChannel),
-}
-
-impl Transport {
-    /// Writes a prefix of `bytes`; returns how many were taken (0: the transport is full).
-    fn write(&mut self, bytes: &[u8]) -> usize {
-        match self {
-            Transport::Uart(uart) => {
-                let _ = embedded_io::Write::write_all(uart, bytes);
-                bytes.len()
-            }
-            #[cfg(feature = "rtt")]
-            Transport::Rtt(channel) => channel.write(bytes),
-        }
-    }
-
-    /// `true` when every byte written has left: the UART's shift register is idle, or the host
-    /// has read the RTT buffer up to its write offset.
-    pub fn is_flushed(&mut self) -> bool {
-        match self {
-            Transport::Uart(uart) => !uart.is_busy(),
-            #[cfg(feature = "rtt")]
-            Transport::Rtt(channel) => channel.is_empty(),
-        }
-    }
-}
-
-/// The single drain of [`TRACER`] and its transport.
-pub struct Pump {
-    drain: Drain<'static, FRAME_BYTES>,
-    transport: Transport,
+    Rtt(microspan_serial::rtt::RttDrain<Drain<'static, FRAME_BYTES>>),
 }
 
 impl Pump {
-    /// Takes the tracer's drain (there is one) and the transport. `None` if the drain exists.
-    pub fn new(transport: Transport) -> Option<Self> {
-        Some(Self { drain: Drain::new(&TRACER)?, transport })
+    /// The tracer's drain (there is one) over the UART. `None` if the drain exists.
+    pub fn uart(uart: board::Uart) -> Option<Self> {
+        Some(Pump::Uart(BlockingDrain::new(Drain::new(&TRACER)?, uart)))
+    }
+
+    /// The tracer's drain (there is one) over an RTT up-channel. `None` if the drain exists.
+    #[cfg(feature = "rtt")]
+    pub fn rtt(channel: rtt_target::UpChannel) -> Option<Self> {
+        Some(Pump::Rtt(microspan_serial::rtt::RttDrain::new(
+            Drain::new(&TRACER)?,
+            channel,
+        )))
     }
 
     /// Sends what the transport takes now; returns the bytes sent. Never waits on RTT; on the
     /// UART each byte waits for FIFO space.
     pub fn pump(&mut self) -> usize {
-        let mut sent = 0;
-        loop {
-            let bytes = self.drain.fill_buf();
-            if bytes.is_empty() {
-                return sent;
-            }
-            let n = self.transport.write(bytes);
-            if n == 0 {
-                return sent;
-            }
-            self.drain.consume(n);
-            sent += n;
+        match self {
+            // The board's UART is infallible.
+            Pump::Uart(d) => d.drain().unwrap_or(0),
+            #[cfg(feature = "rtt")]
+            Pump::Rtt(d) => d.pump(),
         }
     }
 
     /// `true` while the ring holds records or a frame is partly sent.
     pub fn has_pending(&self) -> bool {
-        self.drain.has_pending()
+        match self {
+            Pump::Uart(d) => d.has_pending(),
+            #[cfg(feature = "rtt")]
+            Pump::Rtt(d) => d.has_pending(),
+        }
     }
 
-    /// The transport (e.g. to wait until it is flushed).
-    pub fn transport(&mut self) -> &mut Transport {
-        &mut self.transport
+    /// `true` when every byte written has left: the UART's shift register is idle, or the host
+    /// has read the RTT buffer up to its write offset.
+    pub fn is_flushed(&self) -> bool {
+        match self {
+            Pump::Uart(d) => !d.writer().is_busy(),
+            #[cfg(feature = "rtt")]
+            Pump::Rtt(d) => d.host_caught_up(),
+        }
     }
 
     /// The drain's counters.
     pub fn stats(&self) -> microspan::drain::DrainStats {
-        self.drain.stats()
+        match self {
+            Pump::Uart(d) => d.source().stats(),
+            #[cfg(feature = "rtt")]
+            Pump::Rtt(d) => d.source().stats(),
+        }
     }
 }
 
@@ -264,13 +271,16 @@ pub fn start_periodic_drain(pump: Pump) {
 /// Stops the periodic drain and takes the pump back.
 pub fn stop_periodic_drain() -> Pump {
     board::stop_periodic();
-    critical_section::with(|cs| PUMP.borrow_ref_mut(cs).take()).expect("start_periodic_drain ran first")
+    critical_section::with(|cs| PUMP.borrow_ref_mut(cs).take())
+        .expect("start_periodic_drain ran first")
 }
 
 fn on_periodic() {
     // Take the pump out for the duration of the write, so interrupts stay enabled while bytes
     // go out (a critical section only guards the hand-over; thumbv6m has no compare-and-swap).
-    let Some(mut pump) = critical_section::with(|cs| PUMP.borrow_ref_mut(cs).take()) else { return };
+    let Some(mut pump) = critical_section::with(|cs| PUMP.borrow_ref_mut(cs).take()) else {
+        return;
+    };
     pump.pump();
     critical_section::with(|cs| *PUMP.borrow_ref_mut(cs) = Some(pump));
 }

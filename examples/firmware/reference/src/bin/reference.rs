@@ -8,12 +8,12 @@
 
 use cortex_m_rt::entry;
 use microspan_boards as board;
-use microspan_reference::{self as reference, Pump, Transport};
+use microspan_reference::{self as reference, Pump};
 
 #[entry]
 fn main() -> ! {
     let board::Board { uart } = board::init().expect("first init");
-    let pump = Pump::new(Transport::Uart(uart)).expect("the only drain");
+    let pump = Pump::uart(uart).expect("the only drain");
     reference::install_interrupts();
     reference::start_periodic_drain(pump);
 
@@ -23,7 +23,7 @@ fn main() -> ! {
     while pump.has_pending() {
         pump.pump();
     }
-    while !pump.transport().is_flushed() {}
+    while !pump.is_flushed() {}
     reference::report(&pump);
     board::exit(0)
 }

@@ -10,7 +10,7 @@
 
 use cortex_m_rt::entry;
 use microspan_boards as board;
-use microspan_reference::{self as reference, Pump, Transport};
+use microspan_reference::{self as reference, Pump};
 use rtt_target::{rprintln, rtt_init, ChannelMode};
 
 /// How long the firmware waits for the host to read what it wrote, in ticks: 5 s of busy
@@ -30,7 +30,7 @@ fn main() -> ! {
     rtt_target::set_print_channel(channels.up.0);
     rprintln!("microspan reference: spans on RTT up channel 1");
 
-    let pump = Pump::new(Transport::Rtt(channels.up.1)).expect("the only drain");
+    let pump = Pump::rtt(channels.up.1).expect("the only drain");
     reference::install_interrupts();
     reference::start_periodic_drain(pump);
 
@@ -41,7 +41,7 @@ fn main() -> ! {
     let mut read_by_host = false;
     while board::ticks_since(start) < HOST_WAIT_TICKS {
         pump.pump();
-        if !pump.has_pending() && pump.transport().is_flushed() {
+        if !pump.has_pending() && pump.is_flushed() {
             read_by_host = true;
             break;
         }
