@@ -4,13 +4,23 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// First: its macros (`warn!`, `debug!`) are in scope in the modules below.
+#[macro_use]
+mod fmt;
+
 mod atomic;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod conventions;
+#[cfg(feature = "defmt")]
+mod defmt;
 pub mod drain;
+pub mod future;
+pub mod propagation;
 mod record;
 pub mod ring;
+pub mod sampler;
 #[cfg(feature = "std")]
 mod std_support;
 pub mod tracer;
@@ -20,8 +30,11 @@ pub mod wire;
 pub use clock::Clock;
 pub use context::{Flags, SpanContext, SpanId, TraceId};
 pub use drain::Drain;
+pub use future::{FutureExt, Instrumented};
+pub use propagation::{ExtractError, Extracted, InjectError};
 pub use ring::Ring;
-pub use tracer::{Baggage, RefKind, Session, Span, SpanBuilder, Tracer};
+pub use sampler::Sampler;
+pub use tracer::{Baggage, BaggageItem, RefKind, Session, Span, SpanBuilder, Tracer};
 pub use value::Value;
 
 #[cfg(feature = "std")]

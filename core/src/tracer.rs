@@ -19,13 +19,23 @@
 
 use core::cell::Cell;
 
-use crate::atomic::{AtomicU32, Ordering};
+// Under `cfg(loom)` the boot id keeps a plain atomic: it is not part of the ring protocol the loom
+// model checks, and `Tracer::new` is a `const fn`, in which loom's atomics cannot be built.
+#[cfg(not(loom))]
+use crate::atomic::AtomicU32;
+use crate::atomic::Ordering;
 use crate::clock::Clock;
-use crate::config::{MAX_BAGGAGE_KEY_LEN, MAX_BAGGAGE_VALUE_LEN, MAX_FIELDS_PER_LOG, MAX_REFERENCES, MAX_STR_LEN, MAX_TAGS_PER_SPAN};
+use crate::config::{
+    MAX_BAGGAGE_KEY_LEN, MAX_BAGGAGE_VALUE_LEN, MAX_FIELDS_PER_LOG, MAX_REFERENCES, MAX_STR_LEN,
+    MAX_TAGS_PER_SPAN,
+};
 use crate::context::{Flags, SpanContext, SpanId, TraceId};
 use crate::record::{self, byte_words, truncate, Cursor, P};
 use crate::ring::{DynRing, Header, Ring, MAX_RECORD_WORDS};
+pub use crate::sampler::Sampler;
 use crate::value::Value;
+#[cfg(loom)]
+use core::sync::atomic::AtomicU32;
 
 /// Who the device is, announced to the decoder in every session record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +57,12 @@ pub struct Session {
 impl Session {
     /// A session with the given service name and default ids.
     pub const fn new(service: &'static str) -> Self {
-        Self { service, device_id: 0x6d73_7061_6e00_0001, boot_id: 0, firmware_version: "" }
+        Self {
+            service,
+            device_id: 0x6d73_7061_6e00_0001,
+            boot_id: 0,
+            firmware_version: "",
+        }
     }
     /// Sets the device id.
     pub const fn device_id(mut self, id: u64) -> Self {
@@ -64,15 +79,6 @@ impl Session {
         self.firmware_version = v;
         self
     }
-}
-
-/// Whether new root spans are recorded. The decision is made at the root, carried in the flags and
-/// inherited by every descendant; the debug flag forces sampling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Sampler {
-    /// Always (`true`) or never (`false`) sample, like the Jaeger client's const sampler.
-    Const(bool),
 }
 
 /// The kind of a reference between spans.
@@ -93,6 +99,10 @@ pub struct Tracer<'a> {
     pub(crate) session: Session,
     boot_id: AtomicU32,
     sampler: Sampler,
+    /// Record `sampler.type`/`sampler.param` on sampled roots (set by `with_sampler`).
+    sampler_tags: bool,
+    /// Ids of unsampled spans (they never touch the ring, so they need their own counter).
+    unsampled_ids: AtomicU32,
 }
 
 /// Losses of one span, carried by its finish record.
@@ -149,7 +159,9 @@ pub struct Baggage<const B: usize> {
 impl<const B: usize> Baggage<B> {
     /// No items.
     pub const fn new() -> Self {
-        Self { items: heapless::Vec::new() }
+        Self {
+            items: heapless::Vec::new(),
+        }
     }
 
     /// Sets `key` to `value` (replacing an existing value). Returns `(stored, truncated)`: `false`
@@ -172,7 +184,10 @@ impl<const B: usize> Baggage<B> {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.items.iter().find(|i| i.key == key).map(|i| i.value.as_str())
+        self.items
+            .iter()
+            .find(|i| i.key == key)
+            .map(|i| i.value.as_str())
     }
 
     /// Calls `f(key, value)` for each item until it returns `false`.
@@ -197,20 +212,33 @@ impl<const B: usize> Baggage<B> {
 
 impl<'a> Tracer<'a> {
     /// A tracer recording into `ring`, timed by `clock`, announcing `session`.
-    pub const fn new<const N: usize>(ring: &'a Ring<N>, clock: &'a dyn Clock, session: Session) -> Self {
+    pub const fn new<const N: usize>(
+        ring: &'a Ring<N>,
+        clock: &'a dyn Clock,
+        session: Session,
+    ) -> Self {
         Self {
             ring: ring.as_dyn(),
             clock,
             boot_id: AtomicU32::new(session.boot_id),
             session,
             sampler: Sampler::Const(true),
+            sampler_tags: false,
+            unsampled_ids: AtomicU32::new(0),
         }
     }
 
-    /// The same tracer with another sampler.
+    /// The same tracer with another sampler (see [`sampler`](crate::sampler)). Sampled roots then
+    /// carry the tags `sampler.type` and `sampler.param`, as Jaeger clients record them.
     pub const fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
+        self.sampler_tags = true;
         self
+    }
+
+    /// The sampler deciding new roots.
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
     }
 
     /// Sets the boot id (call once at start-up, before recording: span ids already handed out keep
@@ -247,22 +275,59 @@ impl<'a> Tracer<'a> {
 
     /// A builder for a span with references, flags or baggage.
     pub fn span(&self, name: &'static str) -> SpanBuilder<'_, 0> {
-        SpanBuilder { tracer: self, name, refs: heapless::Vec::new(), debug: false, baggage: Baggage::new() }
-    }
-
-    fn sample_root(&self) -> bool {
-        match self.sampler {
-            Sampler::Const(on) => on,
+        SpanBuilder {
+            tracer: self,
+            name,
+            refs: heapless::Vec::new(),
+            debug: false,
+            baggage: Baggage::new(),
         }
     }
 
+    #[inline]
+    fn sample_root(&self) -> bool {
+        self.sampler.sample(self.clock)
+    }
+
+    /// The next id of an unsampled span (never 0).
+    #[inline]
+    fn unsampled_id(&self) -> u32 {
+        // Relaxed: a unique-number counter; it publishes no other memory.
+        let n = self
+            .unsampled_ids
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        if n == 0 {
+            self.unsampled_ids
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1)
+        } else {
+            n
+        }
+    }
+
+    /// The 64-bit span id of the unsampled span `n`: the boot id inverted in the high half, so it
+    /// never equals the id of a recorded span of this boot.
+    fn unsampled_span_id(&self, n: u32) -> SpanId {
+        SpanId::local(!self.boot_id(), n)
+    }
+
     fn trace_of_root(&self, local: u32) -> TraceId {
-        TraceId::from_halves(self.session.device_id, SpanId::local(self.boot_id(), local).0)
+        TraceId::from_halves(
+            self.session.device_id,
+            SpanId::local(self.boot_id(), local).0,
+        )
     }
 
     /// Writes a START record; returns the new span's ring position.
     #[inline]
-    fn start_local(&self, name: &'static str, parent: Option<(u32, u32)>, follows: bool, debug: bool) -> Result<u32, u32> {
+    fn start_local(
+        &self,
+        name: &'static str,
+        parent: Option<(u32, u32)>,
+        follows: bool,
+        debug: bool,
+    ) -> Result<u32, u32> {
         let now = self.clock.now();
         let len = 4 + P;
         let res = self.ring.reserve(len)?;
@@ -271,7 +336,8 @@ impl<'a> Tracer<'a> {
             Some((p, r)) => (p, r, 0),
             None => (0, 0, 1),
         };
-        let payload = debug as u32 | is_root << 1 | (follows as u32) << 2 | (name.len() as u32) << 3;
+        let payload =
+            debug as u32 | is_root << 1 | (follows as u32) << 2 | (name.len() as u32) << 3;
         let pos = res.pos;
         let mut c = Cursor::new(res);
         c.ptr(name);
@@ -283,7 +349,14 @@ impl<'a> Tracer<'a> {
     }
 
     /// Writes a START_REMOTE record (explicit trace id and parent span id).
-    fn start_remote(&self, name: &'static str, trace: TraceId, parent: SpanId, follows: bool, debug: bool) -> Result<u32, u32> {
+    fn start_remote(
+        &self,
+        name: &'static str,
+        trace: TraceId,
+        parent: SpanId,
+        follows: bool,
+        debug: bool,
+    ) -> Result<u32, u32> {
         let now = self.clock.now();
         let len = 8 + P;
         let res = self.ring.reserve(len)?;
@@ -295,7 +368,8 @@ impl<'a> Tracer<'a> {
         c.u128(trace.0);
         c.u64(parent.0);
         c.word(now);
-        c.res.commit(Header::new(record::START_REMOTE, len, payload));
+        c.res
+            .commit(Header::new(record::START_REMOTE, len, payload));
         Ok(pos)
     }
 }
@@ -360,7 +434,13 @@ impl<'a, const B: usize> SpanBuilder<'a, B> {
 
     /// Carries `baggage` (for example extracted from an incoming message) into the new span.
     pub fn with_baggage<const B2: usize>(self, baggage: Baggage<B2>) -> SpanBuilder<'a, B2> {
-        SpanBuilder { tracer: self.tracer, name: self.name, refs: self.refs, debug: self.debug, baggage }
+        SpanBuilder {
+            tracer: self.tracer,
+            name: self.name,
+            refs: self.refs,
+            debug: self.debug,
+            baggage,
+        }
     }
 
     /// Starts the span.
@@ -374,32 +454,69 @@ impl<'a, const B: usize> SpanBuilder<'a, B> {
         let mut span = match parent_index {
             None => {
                 let sampled = self.debug || t.sample_root();
-                let flags = if self.debug { Flags::SAMPLED.union(Flags::DEBUG) } else { Flags::SAMPLED };
+                let flags = if self.debug {
+                    Flags::SAMPLED.union(Flags::DEBUG)
+                } else {
+                    Flags::SAMPLED
+                };
                 if !sampled {
-                    Span::unsampled(t, TraceId(0), Flags(0))
+                    // A valid context without touching the ring: the trace id's high half is the
+                    // device id with bit 62 flipped (bit 63 marks lost roots).
+                    let n = t.unsampled_id();
+                    let trace = TraceId::from_halves(
+                        t.session.device_id ^ (1 << 62),
+                        t.unsampled_span_id(n).0,
+                    );
+                    Span::unsampled(t, trace, n, Flags(0))
                 } else {
                     match t.start_local(self.name, None, false, self.debug) {
-                        Ok(pos) => Span::recorded(t, t.trace_of_root(pos), pos, pos, flags),
+                        Ok(pos) => {
+                            let span = Span::recorded(t, t.trace_of_root(pos), pos, pos, flags);
+                            if t.sampler_tags && !self.debug {
+                                span.set_tag("sampler.type", t.sampler.kind());
+                                span.set_tag("sampler.param", t.sampler.param());
+                            }
+                            span
+                        }
                         Err(ordinal) => Span::lost(t, lost_trace(t, ordinal), flags),
                     }
                 }
             }
             Some(i) => {
                 let (kind, ctx) = self.refs[i];
-                let flags = if self.debug { ctx.flags.union(Flags::SAMPLED).union(Flags::DEBUG) } else { ctx.flags };
+                let flags = if self.debug {
+                    ctx.flags.union(Flags::SAMPLED).union(Flags::DEBUG)
+                } else if ctx.flags.is_debug() {
+                    // The debug flag forces sampling (an extracted context may carry it alone).
+                    ctx.flags.union(Flags::SAMPLED)
+                } else {
+                    ctx.flags
+                };
                 let follows = kind == RefKind::FollowsFrom;
                 if !flags.is_sampled() {
-                    Span::unsampled(t, ctx.trace_id, flags)
+                    Span::unsampled(t, ctx.trace_id, t.unsampled_id(), flags)
                 } else {
                     let boot = t.boot_id() as u64;
-                    let local_trace = ctx.trace_id.high() == t.session.device_id && ctx.trace_id.low() >> 32 == boot;
+                    let local_trace = ctx.trace_id.high() == t.session.device_id
+                        && ctx.trace_id.low() >> 32 == boot;
                     let started = if local_trace && ctx.span_id.0 >> 32 == boot {
                         let root = ctx.trace_id.low() as u32;
-                        t.start_local(self.name, Some((ctx.span_id.0 as u32, root)), follows, flags.is_debug())
-                            .map(|pos| (pos, root))
+                        t.start_local(
+                            self.name,
+                            Some((ctx.span_id.0 as u32, root)),
+                            follows,
+                            flags.is_debug(),
+                        )
+                        .map(|pos| (pos, root))
                     } else {
-                        t.start_remote(self.name, ctx.trace_id, ctx.span_id, follows, flags.is_debug())
-                            .map(|pos| (pos, pos))
+                        t.start_remote(
+                            self.name,
+                            ctx.trace_id,
+                            ctx.span_id,
+                            follows,
+                            flags.is_debug(),
+                        )
+                        .map(|pos| (pos, pos))
                     };
                     match started {
                         Ok((pos, root)) => Span::recorded(t, ctx.trace_id, pos, root, flags),
@@ -425,7 +542,10 @@ impl<'a, const B: usize> SpanBuilder<'a, B> {
 /// The trace id of a root whose start record was dropped: still unique (the drop ordinal), with
 /// the top bit of the high half flipped so it never equals a derived one.
 fn lost_trace(t: &Tracer<'_>, ordinal: u32) -> TraceId {
-    TraceId::from_halves(t.session.device_id ^ (1 << 63), SpanId::local(t.boot_id(), ordinal).0)
+    TraceId::from_halves(
+        t.session.device_id ^ (1 << 63),
+        SpanId::local(t.boot_id(), ordinal).0,
+    )
 }
 
 impl<'a, const B: usize> Span<'a, B> {
@@ -434,15 +554,23 @@ impl<'a, const B: usize> Span<'a, B> {
     }
 
     fn lost(tracer: &'a Tracer<'a>, trace: TraceId, flags: Flags) -> Self {
+        warn!("microspan: ring full, a span start was dropped");
         Self::with_state(tracer, trace, 0, 0, flags, State::Lost)
     }
 
-    fn unsampled(tracer: &'a Tracer<'a>, trace: TraceId, flags: Flags) -> Self {
-        Self::with_state(tracer, trace, 0, 0, flags, State::Unsampled)
+    fn unsampled(tracer: &'a Tracer<'a>, trace: TraceId, id: u32, flags: Flags) -> Self {
+        Self::with_state(tracer, trace, id, 0, flags, State::Unsampled)
     }
 
     #[inline(always)]
-    fn with_state(tracer: &'a Tracer<'a>, trace: TraceId, id: u32, root: u32, flags: Flags, state: State) -> Self {
+    fn with_state(
+        tracer: &'a Tracer<'a>,
+        trace: TraceId,
+        id: u32,
+        root: u32,
+        flags: Flags,
+        state: State,
+    ) -> Self {
         Self {
             tracer,
             trace,
@@ -467,9 +595,14 @@ impl<'a, const B: usize> Span<'a, B> {
     pub fn context(&self) -> SpanContext {
         let span_id = match self.state.get() {
             State::Recorded | State::Finished => SpanId::local(self.tracer.boot_id(), self.id),
-            State::Unsampled | State::Lost => SpanId(0),
+            State::Unsampled => self.tracer.unsampled_span_id(self.id),
+            State::Lost => SpanId(0),
         };
-        SpanContext { trace_id: self.trace, span_id, flags: self.flags }
+        SpanContext {
+            trace_id: self.trace,
+            span_id,
+            flags: self.flags,
+        }
     }
 
     /// Starts a child span (ChildOf this one), inheriting trace, sampling and baggage.
@@ -487,16 +620,23 @@ impl<'a, const B: usize> Span<'a, B> {
     fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B> {
         let t = self.tracer;
         let mut child = match self.state.get() {
-            State::Unsampled => Span::unsampled(t, self.trace, self.flags),
-            State::Recorded | State::Finished => match t.start_local(name, Some((self.id, self.root)), follows, self.flags.is_debug()) {
+            State::Unsampled => Span::unsampled(t, self.trace, t.unsampled_id(), self.flags),
+            State::Recorded | State::Finished => match t.start_local(
+                name,
+                Some((self.id, self.root)),
+                follows,
+                self.flags.is_debug(),
+            ) {
                 Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
                 Err(_) => Span::lost(t, self.trace, self.flags),
             },
             // The parent's start was lost: name the trace explicitly, parent unknown.
-            State::Lost => match t.start_remote(name, self.trace, SpanId(0), follows, self.flags.is_debug()) {
-                Ok(pos) => Span::recorded(t, self.trace, pos, pos, self.flags),
-                Err(_) => Span::lost(t, self.trace, self.flags),
-            },
+            State::Lost => {
+                match t.start_remote(name, self.trace, SpanId(0), follows, self.flags.is_debug()) {
+                    Ok(pos) => Span::recorded(t, self.trace, pos, pos, self.flags),
+                    Err(_) => Span::lost(t, self.trace, self.flags),
+                }
+            }
         };
         if B > 0 {
             child.baggage = self.baggage.clone();
@@ -511,6 +651,10 @@ impl<'a, const B: usize> Span<'a, B> {
     }
 
     fn note_drop(&self) {
+        warn!(
+            "microspan: ring full, a record of span {=u32} was dropped",
+            self.id
+        );
         self.note(|l| l.records_dropped = l.records_dropped.saturating_add(1));
     }
 
@@ -522,6 +666,10 @@ impl<'a, const B: usize> Span<'a, B> {
         }
         let n = self.tags.get();
         if n as usize >= MAX_TAGS_PER_SPAN {
+            warn!(
+                "microspan: span {=u32} has more than MAX_TAGS_PER_SPAN tags",
+                self.id
+            );
             self.note(|l| l.tags_over_capacity = l.tags_over_capacity.saturating_add(1));
             return;
         }
@@ -589,6 +737,10 @@ impl<'a, const B: usize> Span<'a, B> {
         }
         let (stored, cut) = self.baggage.set(key, value);
         if !stored {
+            warn!(
+                "microspan: baggage full ({=usize} items), an item was dropped",
+                B
+            );
             self.note(|l| l.fields_over_capacity = l.fields_over_capacity.saturating_add(1));
             return;
         }
@@ -609,7 +761,11 @@ impl<'a, const B: usize> Span<'a, B> {
         c.word(self.id);
         c.bytes(key.as_bytes());
         c.bytes(value.as_bytes());
-        c.res.commit(Header::new(record::BAGGAGE, len, key.len() as u32 | (value.len() as u32) << 10));
+        c.res.commit(Header::new(
+            record::BAGGAGE,
+            len,
+            key.len() as u32 | (value.len() as u32) << 10,
+        ));
     }
 
     /// The value of a baggage item.
@@ -639,7 +795,11 @@ impl<'a, const B: usize> Span<'a, B> {
         c.word(self.id);
         c.u128(ctx.trace_id.0);
         c.u64(ctx.span_id.0);
-        c.res.commit(Header::new(record::REF, len, (kind == RefKind::FollowsFrom) as u32));
+        c.res.commit(Header::new(
+            record::REF,
+            len,
+            (kind == RefKind::FollowsFrom) as u32,
+        ));
     }
 
     /// What this span has lost so far to capacities and a full ring.
@@ -662,7 +822,9 @@ impl<'a, const B: usize> Span<'a, B> {
         let losses = self.losses.get();
         let extra = !losses.is_empty() as u32;
         let len = 3 + extra;
-        let Ok(res) = self.tracer.ring.reserve(len) else { return };
+        let Ok(res) = self.tracer.ring.reserve(len) else {
+            return;
+        };
         let mut c = Cursor::new(res);
         c.word(self.id);
         c.word(now);

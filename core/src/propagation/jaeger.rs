@@ -1,0 +1,290 @@
+//! Jaeger's native propagation: `uber-trace-id` and `uberctx-{key}` baggage headers, as the
+//! Jaeger client libraries write them.
+//!
+//! - `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}`, hex. Written with a
+//!   16-digit trace id when its high half is 0 (else 32), a 16-digit span id, parent `0` (the field
+//!   is deprecated) and 2-digit flags; read with 1–32 / 1–16 / 1–16 / 1–2 digits of either case,
+//!   and with `%3A` for `:` (a value URL-encoded by a proxy). Trace id or span id 0 is
+//!   [`Corrupted`](super::ExtractError::Corrupted). Flags: bit 0 sampled, bit 1 debug (debug
+//!   implies sampled).
+//! - `uberctx-{key}: {value}`, one header per item, the value URL-encoded (the clients'
+//!   `HTTP_HEADERS` format: `value 1 / blah` → `value%201%20%2F%20blah`) and decoded on
+//!   extraction.
+//!
+//! ```
+//! use microspan::propagation::{jaeger, Extracted};
+//! let headers = [
+//!     ("Uber-Trace-Id", "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1"),
+//!     ("uberctx-key1", "value%201%20%2F%20blah"),
+//! ];
+//! let ex: Extracted<2> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+//! assert_eq!(ex.context.span_id.0, 0xe457b5a2e4d86bd1);
+//! assert_eq!(ex.baggage.get("key1"), Some("value 1 / blah"));
+//! ```
+
+use core::fmt;
+
+use super::{hex_digit, parse_hex, trim_ows, ExtractError, Extracted, InjectError, PercentEncoded};
+use crate::context::{Flags, SpanContext, SpanId, TraceId};
+use crate::tracer::Baggage;
+
+/// The header name `uber-trace-id`.
+pub const UBER_TRACE_ID: &str = "uber-trace-id";
+/// The prefix of baggage header names, `uberctx-`.
+pub const BAGGAGE_PREFIX: &str = "uberctx-";
+
+/// Displays a context as an `uber-trace-id` value.
+#[derive(Clone, Copy)]
+pub struct UberTraceId<'c>(pub &'c SpanContext);
+
+impl fmt::Display for UberTraceId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        if c.trace_id.high() == 0 {
+            write!(f, "{:016x}", c.trace_id.low())?;
+        } else {
+            write!(f, "{:032x}", c.trace_id.0)?;
+        }
+        write!(f, ":{:016x}:0:{:02x}", c.span_id.0, c.flags.0 & 0x03)
+    }
+}
+
+/// Displays a baggage header name, `uberctx-{key}`.
+#[derive(Clone, Copy)]
+pub struct BaggageName<'k>(pub &'k str);
+
+impl fmt::Display for BaggageName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{BAGGAGE_PREFIX}{}", self.0)
+    }
+}
+
+/// Writes the `uber-trace-id` value of `ctx`.
+pub fn write_uber_trace_id(ctx: &SpanContext, w: &mut impl fmt::Write) -> fmt::Result {
+    write!(w, "{}", UberTraceId(ctx))
+}
+
+/// Injects `uber-trace-id` and one `uberctx-{key}` header per baggage item: `set(name, value)` is
+/// called once per header.
+pub fn inject<const B: usize>(
+    ctx: &SpanContext,
+    baggage: &Baggage<B>,
+    mut set: impl FnMut(&dyn fmt::Display, &dyn fmt::Display) -> fmt::Result,
+) -> Result<(), InjectError> {
+    set(&UBER_TRACE_ID, &UberTraceId(ctx))?;
+    let mut result = Ok(());
+    baggage.for_each(|k, v| {
+        result = set(&BaggageName(k), &PercentEncoded::url(v));
+        result.is_ok()
+    });
+    Ok(result?)
+}
+
+/// Parses an `uber-trace-id` value (`:` or `%3A` between the fields).
+pub fn parse_uber_trace_id(value: &str) -> Result<SpanContext, ExtractError> {
+    use ExtractError::Corrupted;
+    let mut rest = trim_ows(value).as_bytes();
+    let mut fields: [&[u8]; 4] = [&[]; 4];
+    for (i, field) in fields.iter_mut().enumerate() {
+        let (f, tail) = split_field(rest);
+        *field = f;
+        match (i, tail) {
+            (3, None) => {}
+            (3, Some(_)) => return Err(Corrupted("uber-trace-id has more than 4 fields")),
+            (_, Some(t)) => rest = t,
+            (_, None) => return Err(Corrupted("uber-trace-id has fewer than 4 fields")),
+        }
+    }
+    let trace = parse_hex(fields[0], 32, false)
+        .ok_or(Corrupted("uber-trace-id trace id is not 1-32 hex digits"))?;
+    let span = parse_hex(fields[1], 16, false)
+        .ok_or(Corrupted("uber-trace-id span id is not 1-16 hex digits"))?;
+    parse_hex(fields[2], 16, false)
+        .ok_or(Corrupted("uber-trace-id parent id is not 1-16 hex digits"))?;
+    let flags = parse_hex(fields[3], 2, false)
+        .ok_or(Corrupted("uber-trace-id flags are not 1-2 hex digits"))?;
+    if trace == 0 {
+        return Err(Corrupted("uber-trace-id trace id is 0"));
+    }
+    if span == 0 {
+        return Err(Corrupted("uber-trace-id span id is 0"));
+    }
+    let mut flags = Flags(flags as u8 & 0x03);
+    if flags.is_debug() {
+        flags = flags.union(Flags::SAMPLED);
+    }
+    Ok(SpanContext {
+        trace_id: TraceId(trace),
+        span_id: SpanId(span as u64),
+        flags,
+    })
+}
+
+/// The bytes up to the next `:` or `%3A`, and what follows the separator (`None`: no separator).
+fn split_field(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b':' {
+            return (&s[..i], Some(&s[i + 1..]));
+        }
+        if s[i] == b'%'
+            && s.get(i + 1) == Some(&b'3')
+            && s.get(i + 2).copied().and_then(hex_digit) == Some(0xA)
+        {
+            return (&s[..i], Some(&s[i + 3..]));
+        }
+        i += 1;
+    }
+    (s, None)
+}
+
+/// Extracts the context through a header lookup (no baggage: a lookup cannot list the
+/// `uberctx-` headers; use [`extract_from_headers`] for them).
+pub fn extract<'a, const B: usize>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Extracted<B>, ExtractError> {
+    let v = get(UBER_TRACE_ID).ok_or(ExtractError::NotFound)?;
+    Ok(Extracted::new(parse_uber_trace_id(v)?))
+}
+
+/// Extracts the context and every `uberctx-` baggage item from `(name, value)` header pairs
+/// (names match case-insensitively; a value with a malformed `%` escape is dropped and counted).
+pub fn extract_from_headers<'a, const B: usize>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+) -> Result<Extracted<B>, ExtractError> {
+    let mut id = None;
+    for (name, value) in headers.clone() {
+        if name.eq_ignore_ascii_case(UBER_TRACE_ID) {
+            if id.is_some() {
+                return Err(ExtractError::Corrupted(
+                    "more than one uber-trace-id header",
+                ));
+            }
+            id = Some(value);
+        }
+    }
+    let mut ex = Extracted::new(parse_uber_trace_id(id.ok_or(ExtractError::NotFound)?)?);
+    for (name, value) in headers {
+        let Some(prefix) = name.get(..BAGGAGE_PREFIX.len()) else {
+            continue;
+        };
+        if !prefix.eq_ignore_ascii_case(BAGGAGE_PREFIX) {
+            continue;
+        }
+        let key = &name[BAGGAGE_PREFIX.len()..];
+        if key.is_empty() {
+            ex.note_dropped();
+            continue;
+        }
+        ex.add_percent_encoded(key, trim_ows(value));
+    }
+    Ok(ex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_examples() {
+        // OpenTelemetry's Jaeger propagator tests, built from the Jaeger client documentation.
+        let c =
+            parse_uber_trace_id("80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1").unwrap();
+        assert_eq!(c.trace_id.0, 0x80f198ee56343ba864fe8b2a57d3eff7);
+        assert_eq!(c.span_id.0, 0xe457b5a2e4d86bd1);
+        assert_eq!(c.flags, Flags::SAMPLED);
+        // A 64-bit trace id, 0-padded on the left.
+        let c =
+            parse_uber_trace_id("000000000000000064fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1").unwrap();
+        assert_eq!(c.trace_id.0, 0x64fe8b2a57d3eff7);
+        assert_eq!(
+            UberTraceId(&c).to_string(),
+            "64fe8b2a57d3eff7:e457b5a2e4d86bd1:0:01"
+        );
+        // Shorter ids (receivers MUST accept them), a parent id, one-digit flags, debug.
+        let c =
+            parse_uber_trace_id("51729f13a64c2ef3:258169797d519815:51729f13a64c2ef3:1").unwrap();
+        assert_eq!(c.trace_id.0, 0x51729f13a64c2ef3);
+        let c = parse_uber_trace_id("deadbeef:beef:0:3").unwrap();
+        assert_eq!((c.trace_id.0, c.span_id.0), (0xdeadbeef, 0xbeef));
+        assert!(c.flags.is_debug() && c.flags.is_sampled());
+        // Debug alone implies sampled.
+        assert!(parse_uber_trace_id("1:1:0:2").unwrap().flags.is_sampled());
+        // URL-encoded separators.
+        let c = parse_uber_trace_id("80f198ee56343ba864fe8b2a57d3eff7%3Ae457b5a2e4d86bd1%3a0%3A1")
+            .unwrap();
+        assert_eq!(c.span_id.0, 0xe457b5a2e4d86bd1);
+    }
+
+    #[test]
+    fn invalid() {
+        for bad in [
+            "",
+            "abc",
+            "000000000000000000000000deadbeef:00000000deadbef0:00",
+            "00000000000000000000000000000000:00000000deadbef0:00:00",
+            "000000000000000000000000deadbeef:0000000000000000:00:00",
+            "1:2:3:4:5",
+            "1:2:3:100",
+            "x:1:0:1",
+            "1:1:0:",
+            "1:1::1",
+            "111111111111111111111111111111111:1:0:1",
+            "1:11111111111111111:0:1",
+            "1%3:1:0:1",
+        ] {
+            assert!(
+                matches!(parse_uber_trace_id(bad), Err(ExtractError::Corrupted(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn baggage_documented_example() {
+        // "span.SetBaggageItem("key1", "value1"); span.SetBaggageItem("key2", "value2")".
+        let c = SpanContext {
+            trace_id: TraceId(1),
+            span_id: SpanId(2),
+            flags: Flags::SAMPLED,
+        };
+        let mut bag: Baggage<2> = Baggage::new();
+        bag.set("key1", "value1");
+        bag.set("key2", "value 1 / blah");
+        let mut out = Vec::new();
+        inject(&c, &bag, |k, v| {
+            out.push((k.to_string(), v.to_string()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            out,
+            [
+                (
+                    "uber-trace-id".to_string(),
+                    "0000000000000001:0000000000000002:0:01".to_string()
+                ),
+                ("uberctx-key1".to_string(), "value1".to_string()),
+                (
+                    "uberctx-key2".to_string(),
+                    "value%201%20%2F%20blah".to_string()
+                ),
+            ]
+        );
+        let headers: Vec<(&str, &str)> =
+            out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let ex: Extracted<2> = extract_from_headers(headers.iter().copied()).unwrap();
+        assert_eq!(ex.context, c);
+        assert_eq!(ex.baggage, bag);
+    }
+
+    #[test]
+    fn not_found() {
+        assert_eq!(extract::<0>(|_| None), Err(ExtractError::NotFound));
+        let only_baggage = [("uberctx-a", "1")];
+        assert_eq!(
+            extract_from_headers::<1>(only_baggage.iter().copied()),
+            Err(ExtractError::NotFound)
+        );
+    }
+}
