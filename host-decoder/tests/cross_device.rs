@@ -1,0 +1,297 @@
+//! End to end across devices and references: two tracers (two "devices" with their own rings,
+//! drains, ids and service names) continue one trace through the binary carrier; an interrupt
+//! handler's span is consumed FollowsFrom by the main loop. Both streams go through the decoder
+//! library and its exporters (Jaeger UI JSON, OTLP), which must show one trace, two services, and
+//! the references where they belong.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use microspan::propagation::{binary, Extracted};
+use microspan::{Baggage, Clock, Drain, Ring, Session, Tracer};
+use microspan_decoder::assemble::Options;
+use microspan_decoder::export::{to_otlp_request, Exporter, JaegerJsonFile};
+use microspan_decoder::model::{Batch, RefKind};
+use microspan_decoder::stream::StreamDecoder;
+
+struct ManualClock(AtomicU32);
+impl ManualClock {
+    const fn new(start: u32) -> Self {
+        Self(AtomicU32::new(start))
+    }
+    fn advance(&self, ticks: u32) {
+        self.0.fetch_add(ticks, Ordering::Relaxed);
+    }
+}
+impl Clock for ManualClock {
+    fn now(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn ticks_per_second(&self) -> u32 {
+        1_000_000
+    }
+}
+
+fn drain_all(drain: &mut Drain<'_, 256>) -> Vec<u8> {
+    let mut out = Vec::new();
+    drain.drain_with(|b| {
+        out.extend_from_slice(b);
+        b.len()
+    });
+    out
+}
+
+/// Decodes one device's stream into batches.
+fn decode(stream: &[u8]) -> Vec<Batch> {
+    let mut dec = StreamDecoder::new(Options {
+        fixed_anchor_unix_nanos: Some(1_700_000_000_000_000_000),
+        ..Options::default()
+    });
+    let mut out = Vec::new();
+    dec.feed(stream, &mut out).expect("a supported stream");
+    dec.finish(&mut out);
+    let stats = dec.stats();
+    assert_eq!(stats.crc_errors + stats.bad_frames, 0);
+    assert_eq!(stats.spans.incomplete_spans, 0);
+    out
+}
+
+#[test]
+fn a_trace_crosses_two_devices_through_the_binary_carrier() {
+    static CLOCK_A: ManualClock = ManualClock::new(10_000);
+    static CLOCK_B: ManualClock = ManualClock::new(777);
+    static RING_A: Ring<1024> = Ring::new();
+    static RING_B: Ring<1024> = Ring::new();
+    static NODE: Tracer = Tracer::new(
+        &RING_A,
+        &CLOCK_A,
+        Session::new("sensor-node")
+            .device_id(0x0a0a_0a0a_0000_0001)
+            .boot_id(0x11),
+    );
+    static GATEWAY: Tracer = Tracer::new(
+        &RING_B,
+        &CLOCK_B,
+        Session::new("gateway")
+            .device_id(0x0b0b_0b0b_0000_0002)
+            .boot_id(0x22),
+    );
+    let mut drain_a: Drain<'_, 256> = Drain::new(&NODE).unwrap();
+    let mut drain_b: Drain<'_, 256> = Drain::new(&GATEWAY).unwrap();
+
+    // Device A: a measurement, then a span that sends it with the context in a fixed-size field.
+    let mut message = [0u8; 64];
+    let mut root = NODE
+        .span("measure-and-report")
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    root.set_baggage("site", "north-7");
+    CLOCK_A.advance(500);
+    let send = root.child("uart-send");
+    let n = binary::inject(&send.context(), send.baggage(), &mut message).unwrap();
+    assert!(n <= binary::max_len(2));
+    let send_ctx = send.context();
+    let trace = send_ctx.trace_id;
+
+    // Device B: receive, extract, continue the trace; a child of its own.
+    let ex: Extracted<2> = binary::extract(&message).unwrap();
+    assert_eq!(ex.context, send_ctx);
+    let handle = GATEWAY.span("handle-reading").extracted(ex).start();
+    CLOCK_B.advance(100);
+    {
+        let store = handle.child("store");
+        assert_eq!(store.baggage_item("site"), Some("north-7"));
+        CLOCK_B.advance(300);
+    }
+    CLOCK_B.advance(50);
+    drop(handle);
+    CLOCK_A.advance(1_000);
+    drop(send);
+    drop(root);
+
+    let stream_a = drain_all(&mut drain_a);
+    let stream_b = drain_all(&mut drain_b);
+    let batches: Vec<Batch> = decode(&stream_a)
+        .into_iter()
+        .chain(decode(&stream_b))
+        .collect();
+
+    // The model: one trace id everywhere, B's spans under A's sending span.
+    let spans: Vec<_> = batches
+        .iter()
+        .flat_map(|b| {
+            b.spans
+                .iter()
+                .map(move |s| (b.process.service_name.as_str(), s))
+        })
+        .collect();
+    assert_eq!(spans.len(), 4);
+    assert!(spans.iter().all(|(_, s)| s.trace_id == trace.0));
+    let find = |name: &str| spans.iter().find(|(_, s)| s.operation == name).unwrap();
+    let (svc, handle) = find("handle-reading");
+    assert_eq!(*svc, "gateway");
+    assert_eq!(handle.parent_span_id(), Some(send_ctx.span_id.0));
+    let (_, store) = find("store");
+    assert_eq!(store.parent_span_id(), Some(handle.span_id));
+    assert!(store.baggage.contains(&("site".into(), "north-7".into())));
+    let (svc, uart) = find("uart-send");
+    assert_eq!(*svc, "sensor-node");
+    assert_eq!(uart.span_id, send_ctx.span_id.0);
+
+    // The Jaeger UI file: one trace, two processes, the parent reference across them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cross-device.json");
+    let mut file = JaegerJsonFile::new(&path);
+    for b in &batches {
+        file.export(b).unwrap();
+    }
+    file.finish().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let traces = doc["data"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "one trace");
+    let t = &traces[0];
+    assert_eq!(t["traceID"], format!("{:032x}", trace.0));
+    let processes = t["processes"].as_object().unwrap();
+    let mut services: Vec<_> = processes
+        .values()
+        .map(|p| p["serviceName"].as_str().unwrap())
+        .collect();
+    services.sort();
+    assert_eq!(services, ["gateway", "sensor-node"]);
+    let json_spans = t["spans"].as_array().unwrap();
+    let by_name = |n: &str| json_spans.iter().find(|s| s["operationName"] == n).unwrap();
+    let h = by_name("handle-reading");
+    assert_eq!(h["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(
+        h["references"][0]["spanID"],
+        format!("{:016x}", send_ctx.span_id.0)
+    );
+    assert_eq!(
+        processes[h["processID"].as_str().unwrap()]["serviceName"],
+        "gateway"
+    );
+    let u = by_name("uart-send");
+    assert_eq!(
+        processes[u["processID"].as_str().unwrap()]["serviceName"],
+        "sensor-node"
+    );
+    // Baggage shows as Jaeger clients log it.
+    let logs = by_name("store")["logs"].as_array().unwrap();
+    assert!(logs.iter().any(|l| {
+        let f = l["fields"].as_array().unwrap();
+        f.iter()
+            .any(|x| x["key"] == "event" && x["value"] == "baggage")
+            && f.iter()
+                .any(|x| x["key"] == "value" && x["value"] == "north-7")
+    }));
+}
+
+#[test]
+fn follows_from_an_interrupt_handler_end_to_end() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("firmware").boot_id(5));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+
+    // Two interrupts each produce a work item carrying their span's context.
+    let mut queue = Vec::new();
+    for _ in 0..2 {
+        let isr = TRACER.root("EXTI0 handler");
+        CLOCK.advance(20);
+        queue.push(isr.context());
+        drop(isr);
+        CLOCK.advance(1_000);
+    }
+    // The main loop consumes them: ChildOf its loop span, FollowsFrom both producers.
+    let main_loop = TRACER.root("main loop");
+    let consume = TRACER
+        .span("process work items")
+        .child_of(&main_loop.context())
+        .follows_from(&queue[0])
+        .follows_from(&queue[1])
+        .start();
+    CLOCK.advance(300);
+    drop(consume);
+    // A consumer with only a FollowsFrom reference: its parent is the producer, FollowsFrom.
+    let late = TRACER.span("deferred work").follows_from(&queue[0]).start();
+    drop(late);
+    drop(main_loop);
+
+    let batches = decode(&drain_all(&mut drain));
+    let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
+    let find = |name: &str| *spans.iter().find(|s| s.operation == name).unwrap();
+    let consume = find("process work items");
+    let refs: Vec<_> = consume
+        .references
+        .iter()
+        .map(|r| (r.kind, r.span_id))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            (RefKind::ChildOf, find("main loop").span_id),
+            (RefKind::FollowsFrom, queue[0].span_id.0),
+            (RefKind::FollowsFrom, queue[1].span_id.0),
+        ]
+    );
+    let late = find("deferred work");
+    assert_eq!(late.references.len(), 1);
+    assert_eq!(late.references[0].kind, RefKind::FollowsFrom);
+    assert_eq!(
+        late.trace_id, queue[0].trace_id.0,
+        "joins the producer's trace"
+    );
+
+    // OTLP: the parent is the ChildOf; the FollowsFrom references are links.
+    let reqs: Vec<_> = batches.iter().map(to_otlp_request).collect();
+    let otlp: Vec<_> = reqs
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    let c = otlp
+        .iter()
+        .find(|s| s.name == "process work items")
+        .unwrap();
+    assert_eq!(
+        c.parent_span_id,
+        find("main loop").span_id.to_be_bytes().to_vec()
+    );
+    assert_eq!(c.links.len(), 2);
+    for (link, producer) in c.links.iter().zip(&queue) {
+        assert_eq!(link.span_id, producer.span_id.0.to_be_bytes().to_vec());
+        assert_eq!(link.trace_id, producer.trace_id.0.to_be_bytes().to_vec());
+        let attr = &link.attributes[0];
+        assert_eq!(attr.key, "opentracing.ref_type");
+        assert!(format!("{:?}", attr.value).contains("follows_from"));
+    }
+
+    // Jaeger UI JSON: CHILD_OF first (the parent), then FOLLOWS_FROM.
+    let mut file = JaegerJsonFile::new("unused.json");
+    for b in &batches {
+        file.export(b).unwrap();
+    }
+    let doc = file.to_json();
+    let json_spans: Vec<_> = doc["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap().iter())
+        .collect();
+    let c = json_spans
+        .iter()
+        .find(|s| s["operationName"] == "process work items")
+        .unwrap();
+    let kinds: Vec<_> = c["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["refType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["CHILD_OF", "FOLLOWS_FROM", "FOLLOWS_FROM"]);
+    let l = json_spans
+        .iter()
+        .find(|s| s["operationName"] == "deferred work")
+        .unwrap();
+    assert_eq!(l["references"][0]["refType"], "FOLLOWS_FROM");
+}
