@@ -109,9 +109,9 @@ pub struct Tracer<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Losses {
-    /// Tags beyond [`MAX_TAGS_PER_SPAN`](crate::config::MAX_TAGS_PER_SPAN).
+    /// Tags beyond [`MAX_TAGS_PER_SPAN`].
     pub tags_over_capacity: u8,
-    /// Log fields beyond [`MAX_FIELDS_PER_LOG`](crate::config::MAX_FIELDS_PER_LOG) (or beyond a record's size).
+    /// Log fields beyond [`MAX_FIELDS_PER_LOG`] (or beyond a record's size).
     pub fields_over_capacity: u8,
     /// Strings, keys and baggage cut to their capacity.
     pub strings_truncated: u8,

@@ -116,7 +116,7 @@ pub struct Extracted<const B: usize> {
     pub baggage_dropped: u16,
     /// Baggage keys or values cut to their capacity
     /// ([`MAX_BAGGAGE_KEY_LEN`](crate::config::MAX_BAGGAGE_KEY_LEN),
-    /// [`MAX_BAGGAGE_VALUE_LEN`](crate::config::MAX_BAGGAGE_VALUE_LEN)).
+    /// [`MAX_BAGGAGE_VALUE_LEN`]).
     pub baggage_truncated: u16,
 }
 

@@ -103,11 +103,11 @@ pub fn write_baggage<const B: usize>(baggage: &Baggage<B>, w: &mut impl fmt::Wri
 pub fn inject<const B: usize>(
     ctx: &SpanContext,
     baggage: &Baggage<B>,
-    mut set: impl FnMut(&str, &dyn fmt::Display) -> fmt::Result,
+    mut set: impl FnMut(&dyn fmt::Display, &dyn fmt::Display) -> fmt::Result,
 ) -> Result<(), InjectError> {
-    set(TRACEPARENT, &Traceparent(ctx))?;
+    set(&TRACEPARENT, &Traceparent(ctx))?;
     if !baggage.is_empty() {
-        set(BAGGAGE, &BaggageHeader(baggage))?;
+        set(&BAGGAGE, &BaggageHeader(baggage))?;
     }
     Ok(())
 }
