@@ -31,13 +31,41 @@ impl Clock for ManualClock {
 /// A record with names resolved and strings owned, for assertions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Owned {
-    Hello { service: String, boot_id: u32 },
-    Start { id: u32, parent: String, name: String, time: u64 },
-    End { span: u32, time: u64, losses: [u8; 4] },
-    Tag { span: u32, key: String, value: String },
-    Log { span: u32, time: u64, fields: Vec<(String, String)> },
-    Baggage { span: u32, key: String, value: String },
-    Reference { span: u32, follows: bool, target: u64 },
+    Hello {
+        service: String,
+        boot_id: u32,
+    },
+    Start {
+        id: u32,
+        parent: String,
+        name: String,
+        time: u64,
+    },
+    End {
+        span: u32,
+        time: u64,
+        losses: [u8; 4],
+    },
+    Tag {
+        span: u32,
+        key: String,
+        value: String,
+    },
+    Log {
+        span: u32,
+        time: u64,
+        fields: Vec<(String, String)>,
+    },
+    Baggage {
+        span: u32,
+        key: String,
+        value: String,
+    },
+    Reference {
+        span: u32,
+        follows: bool,
+        target: u64,
+    },
     Drops(u32),
 }
 
@@ -52,7 +80,11 @@ pub struct Decoded {
 impl Decoded {
     fn s(&self, r: StrRef<'_>) -> String {
         match r {
-            StrRef::Id(id) => self.names.get(&id).cloned().unwrap_or_else(|| format!("<name {id}>")),
+            StrRef::Id(id) => self
+                .names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("<name {id}>")),
             StrRef::Inline(s) => s.to_string(),
         }
     }
@@ -68,7 +100,11 @@ impl Decoded {
 
     /// Only the span records (no session, names or drops).
     pub fn spans(&self) -> Vec<Owned> {
-        self.records.iter().filter(|r| !matches!(r, Owned::Hello { .. } | Owned::Drops(_))).cloned().collect()
+        self.records
+            .iter()
+            .filter(|r| !matches!(r, Owned::Hello { .. } | Owned::Drops(_)))
+            .cloned()
+            .collect()
     }
 }
 
@@ -85,19 +121,59 @@ pub fn decode(stream: &[u8]) -> Decoded {
             Some(Ok(frame)) => {
                 out.frames.push(frame.seq);
                 for rec in RecordDecoder::new(&frame) {
-                    let rec = rec.unwrap_or_else(|e| panic!("record error {e} in frame {}", frame.seq));
+                    let rec =
+                        rec.unwrap_or_else(|e| panic!("record error {e} in frame {}", frame.seq));
                     let owned = match rec {
-                        Record::Hello(h) => Owned::Hello { service: h.service.into(), boot_id: h.boot_id },
+                        Record::Hello(h) => Owned::Hello {
+                            service: h.service.into(),
+                            boot_id: h.boot_id,
+                        },
                         Record::Name { id, name } => {
                             out.names.insert(id, name.into());
                             continue;
                         }
-                        Record::Start(s) => Owned::Start { id: s.id, parent: format!("{:?}{}", s.parent, if s.follows_from { " follows" } else { "" }), name: out.s(s.name), time: s.time },
-                        Record::End { span, time, losses } => Owned::End { span, time, losses: [losses.tags_over_capacity, losses.fields_over_capacity, losses.strings_truncated, losses.records_dropped] },
-                        Record::Tag { span, key, value } => Owned::Tag { span, key: out.s(key), value: out.v(value) },
-                        Record::Log { span, time, fields } => Owned::Log { span, time, fields: fields.map(|(k, v)| (out.s(k), out.v(v))).collect() },
-                        Record::Baggage { span, key, value } => Owned::Baggage { span, key: key.into(), value: value.into() },
-                        Record::Reference { span, kind, target, .. } => Owned::Reference { span, follows: kind == microspan::RefKind::FollowsFrom, target: target.0 },
+                        Record::Start(s) => Owned::Start {
+                            id: s.id,
+                            parent: format!(
+                                "{:?}{}",
+                                s.parent,
+                                if s.follows_from { " follows" } else { "" }
+                            ),
+                            name: out.s(s.name),
+                            time: s.time,
+                        },
+                        Record::End { span, time, losses } => Owned::End {
+                            span,
+                            time,
+                            losses: [
+                                losses.tags_over_capacity,
+                                losses.fields_over_capacity,
+                                losses.strings_truncated,
+                                losses.records_dropped,
+                            ],
+                        },
+                        Record::Tag { span, key, value } => Owned::Tag {
+                            span,
+                            key: out.s(key),
+                            value: out.v(value),
+                        },
+                        Record::Log { span, time, fields } => Owned::Log {
+                            span,
+                            time,
+                            fields: fields.map(|(k, v)| (out.s(k), out.v(v))).collect(),
+                        },
+                        Record::Baggage { span, key, value } => Owned::Baggage {
+                            span,
+                            key: key.into(),
+                            value: value.into(),
+                        },
+                        Record::Reference {
+                            span, kind, target, ..
+                        } => Owned::Reference {
+                            span,
+                            follows: kind == microspan::RefKind::FollowsFrom,
+                            target: target.0,
+                        },
                         Record::Drops { total } => Owned::Drops(total),
                         Record::WallClock(_) => continue,
                     };
@@ -110,11 +186,225 @@ pub fn decode(stream: &[u8]) -> Decoded {
 }
 
 /// Everything the drain has, as bytes.
-pub fn drain_all<const F: usize, const N: usize>(drain: &mut microspan::Drain<'_, F, N>) -> Vec<u8> {
+pub fn drain_all<const F: usize, const N: usize>(
+    drain: &mut microspan::Drain<'_, F, N>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     drain.drain_with(|b| {
         out.extend_from_slice(b);
         b.len()
     });
+    out
+}
+
+/// A value with strings resolved and owned; floats compared by their bits (NaN equals itself).
+#[derive(Debug, Clone)]
+pub enum TValue {
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(String),
+}
+
+impl PartialEq for TValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TValue::Bool(a), TValue::Bool(b)) => a == b,
+            (TValue::I64(a), TValue::I64(b)) => a == b,
+            (TValue::U64(a), TValue::U64(b)) => a == b,
+            (TValue::F64(a), TValue::F64(b)) => a.to_bits() == b.to_bits(),
+            (TValue::Str(a), TValue::Str(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A record with names resolved and strings owned, keeping the decoder's types (parents, losses,
+/// ids) so tests can check them field by field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Typed {
+    Hello {
+        service: String,
+        boot_id: u32,
+    },
+    Start {
+        id: u32,
+        parent: microspan::wire::decode::Parent,
+        follows_from: bool,
+        debug: bool,
+        name: String,
+        time: u64,
+    },
+    End {
+        span: u32,
+        time: u64,
+        losses: microspan::tracer::Losses,
+    },
+    Tag {
+        span: u32,
+        key: String,
+        value: TValue,
+    },
+    Log {
+        span: u32,
+        time: u64,
+        fields: Vec<(String, TValue)>,
+    },
+    Baggage {
+        span: u32,
+        key: String,
+        value: String,
+    },
+    Reference {
+        span: u32,
+        kind: microspan::RefKind,
+        trace: u128,
+        target: u64,
+    },
+    Drops(u32),
+    WallClock {
+        ticks: u64,
+        unix_nanos: u64,
+    },
+}
+
+impl Typed {
+    /// `true` for the records a span produces (start, end, tag, log, baggage, reference).
+    pub fn is_span_record(&self) -> bool {
+        !matches!(
+            self,
+            Typed::Hello { .. } | Typed::Drops(_) | Typed::WallClock { .. }
+        )
+    }
+}
+
+/// What [`decode_typed`] found in a stream.
+#[derive(Default)]
+pub struct TypedStream {
+    pub records: Vec<Typed>,
+    /// Sequence numbers of the good frames, in order.
+    pub frames: Vec<u16>,
+    pub frame_errors: Vec<FrameError>,
+    /// Record errors (the rest of the frame is abandoned after one).
+    pub record_errors: Vec<microspan::wire::decode::RecordError>,
+    /// Name ids used before any definition in their epoch.
+    pub unresolved_names: usize,
+}
+
+impl TypedStream {
+    /// Only the span records.
+    pub fn spans(&self) -> impl Iterator<Item = &Typed> {
+        self.records.iter().filter(|r| r.is_span_record())
+    }
+    /// The last cumulative drop count the stream carried (0 if none).
+    pub fn last_drops(&self) -> u32 {
+        self.records
+            .iter()
+            .rev()
+            .find_map(|r| {
+                if let Typed::Drops(n) = r {
+                    Some(*n)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Decodes a whole stream into [`Typed`] records. Never panics on bad input: errors are collected.
+pub fn decode_typed(stream: &[u8]) -> TypedStream {
+    let mut out = TypedStream::default();
+    let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+    let mut acc: Box<Accumulator<4096>> = Box::new(Accumulator::new());
+    let mut input = stream;
+    while !input.is_empty() {
+        let (frame, rest) = acc.feed(input);
+        input = rest;
+        match frame {
+            None => {}
+            Some(Err(e)) => out.frame_errors.push(e),
+            Some(Ok(frame)) => {
+                out.frames.push(frame.seq);
+                for rec in RecordDecoder::new(&frame) {
+                    let rec = match rec {
+                        Ok(r) => r,
+                        Err(e) => {
+                            out.record_errors.push(e);
+                            break;
+                        }
+                    };
+                    let mut s = |r: StrRef<'_>| match r {
+                        StrRef::Id(id) => names.get(&id).cloned().unwrap_or_else(|| {
+                            out.unresolved_names += 1;
+                            format!("<name {id}>")
+                        }),
+                        StrRef::Inline(s) => s.to_string(),
+                    };
+                    let v = |v: WireValue<'_>, s: &mut dyn FnMut(StrRef<'_>) -> String| match v {
+                        WireValue::Bool(b) => TValue::Bool(b),
+                        WireValue::I64(i) => TValue::I64(i),
+                        WireValue::U64(u) => TValue::U64(u),
+                        WireValue::F64(f) => TValue::F64(f),
+                        WireValue::Str(r) => TValue::Str(s(r)),
+                    };
+                    let typed = match rec {
+                        Record::Hello(h) => Typed::Hello {
+                            service: h.service.into(),
+                            boot_id: h.boot_id,
+                        },
+                        Record::Name { id, name } => {
+                            names.insert(id, name.into());
+                            continue;
+                        }
+                        Record::Start(st) => Typed::Start {
+                            id: st.id,
+                            parent: st.parent,
+                            follows_from: st.follows_from,
+                            debug: st.debug,
+                            name: s(st.name),
+                            time: st.time,
+                        },
+                        Record::End { span, time, losses } => Typed::End { span, time, losses },
+                        Record::Tag { span, key, value } => {
+                            let key = s(key);
+                            Typed::Tag {
+                                span,
+                                key,
+                                value: v(value, &mut s),
+                            }
+                        }
+                        Record::Log { span, time, fields } => {
+                            let fields = fields.map(|(k, val)| (s(k), v(val, &mut s))).collect();
+                            Typed::Log { span, time, fields }
+                        }
+                        Record::Baggage { span, key, value } => Typed::Baggage {
+                            span,
+                            key: key.into(),
+                            value: value.into(),
+                        },
+                        Record::Reference {
+                            span,
+                            kind,
+                            trace,
+                            target,
+                        } => Typed::Reference {
+                            span,
+                            kind,
+                            trace: trace.0,
+                            target: target.0,
+                        },
+                        Record::Drops { total } => Typed::Drops(total),
+                        Record::WallClock(w) => Typed::WallClock {
+                            ticks: w.ticks,
+                            unix_nanos: w.unix_nanos,
+                        },
+                    };
+                    out.records.push(typed);
+                }
+            }
+        }
+    }
     out
 }
