@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::export::{
-    Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig,
+    Exporter, Header, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter,
+    UploadConfig,
 };
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
@@ -80,8 +81,29 @@ struct DecodeArgs {
     tree: bool,
 
     /// Where uploads that cannot be delivered yet are kept (bounded; replayed on the next run).
+    /// One decoder at a time per directory.
     #[arg(long, value_name = "DIR")]
     spool_dir: Option<PathBuf>,
+    /// Bound on the spool's size per uploader, in bytes; beyond it spans are dropped and counted.
+    #[arg(long, value_name = "BYTES")]
+    spool_max_bytes: Option<u64>,
+    /// How long to keep delivering at the end (or after Ctrl-C) before leaving the rest in the
+    /// spool for the next run.
+    #[arg(long, value_name = "SECS")]
+    upload_timeout: Option<f64>,
+    /// An extra header on every upload, `Name: value` (repeatable). Command lines are visible to
+    /// other users (`ps`): pass secrets with --header-env.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// An extra header whose value is read from an environment variable, `Name=ENV_VAR`
+    /// (repeatable), e.g. `--header-env Authorization=OTLP_AUTH` with OTLP_AUTH='Bearer …'.
+    /// Header values are never printed.
+    #[arg(long = "header-env", value_name = "NAME=ENV_VAR")]
+    header_env: Vec<String>,
+    /// Trust this CA (a PEM file) for https:// uploads instead of the bundled Mozilla roots, for
+    /// a self-hosted collector with a private CA.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Most spans open at once before the oldest is exported as incomplete.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_open_spans)]
     max_open_spans: usize,
@@ -148,11 +170,48 @@ fn open_source(args: &DecodeArgs) -> Result<Source, String> {
     source.map_err(|e| e.to_string())
 }
 
-fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
+/// The upload settings of the command line. Errors name a header, never its value.
+fn upload_config(args: &DecodeArgs) -> Result<UploadConfig, String> {
     let mut upload = UploadConfig::default();
     if let Some(dir) = &args.spool_dir {
         upload.spool_dir = Some(dir.clone());
     }
+    if let Some(bytes) = args.spool_max_bytes {
+        upload.spool_max_bytes = bytes;
+    }
+    if let Some(secs) = args.upload_timeout {
+        upload.finish_timeout = Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("--upload-timeout {secs}: give a number of seconds ≥ 0"))?;
+    }
+    for spec in &args.headers {
+        upload
+            .headers
+            .push(Header::parse(spec).map_err(|e| format!("--header: {e}"))?);
+    }
+    for spec in &args.header_env {
+        let Some((name, var)) = spec.split_once('=') else {
+            return Err(format!(
+                "--header-env {spec:?}: expected `Name=ENV_VAR`, e.g. Authorization=OTLP_AUTH"
+            ));
+        };
+        let value = std::env::var(var.trim()).map_err(|_| {
+            format!(
+                "--header-env {}: the environment variable {} is not set (or not UTF-8); export it first, e.g. export {}='Bearer …'",
+                name.trim(),
+                var.trim(),
+                var.trim()
+            )
+        })?;
+        upload
+            .headers
+            .push(Header::new(name, &value).map_err(|e| format!("--header-env: {e}"))?);
+    }
+    upload.ca_cert = args.ca_cert.clone();
+    Ok(upload)
+}
+
+fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
+    let upload = upload_config(args)?;
     let mut out: Vec<Box<dyn Exporter>> = Vec::new();
     if let Some(url) = &args.otlp {
         out.push(Box::new(
@@ -286,6 +345,21 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             Ok(summary) => {
                 delivered_all &= summary.is_complete();
                 summaries.push(summary.to_string());
+                // The causes, each once (a collector refusing every request says so once).
+                let mut seen = std::collections::HashSet::new();
+                for e in &summary.errors {
+                    let text = format!("{}: {e}", ex.name());
+                    if seen.insert(text.clone()) && seen.len() <= 5 {
+                        export_errors.push(text);
+                    }
+                }
+                if seen.len() > 5 {
+                    export_errors.push(format!(
+                        "{}: {} more distinct errors",
+                        ex.name(),
+                        seen.len() - 5
+                    ));
+                }
             }
             Err(e) => {
                 delivered_all = false;

@@ -23,14 +23,33 @@
 //! Memory is bounded by `queue_capacity` requests of at most `max_spans_per_request` spans; the
 //! disk by `spool_max_bytes`. Without a spool directory, a request that cannot be sent is held
 //! (one at a time) and the queue's overflow is dropped and counted.
+//!
+//! **Transport security.** `https://` URLs go through rustls (ureq's, with the `ring` provider)
+//! and Mozilla's root certificates (webpki-roots, compiled in, so the result does not depend on
+//! the machine's trust store); [`UploadConfig::ca_cert`] replaces them with a private CA, as
+//! `curl --cacert` does, for a self-hosted collector. [`UploadConfig::headers`] adds headers to
+//! every request (`Authorization: Bearer …`); their values are secrets: [`Header`]'s `Debug`
+//! hides them, they are marked sensitive for the HTTP stack, and every text that can reach a log,
+//! an error or a summary (a collector's error body, a transport error, a partial-success message,
+//! the URL's `user:password@`) has them replaced by `<redacted>` first.
+//!
+//! **Delivery guarantee.** At-least-once from the spool, exactly-once otherwise as far as the
+//! client can tell: a spooled request's file is deleted only after the collector answered it, so
+//! a decoder killed while a spooled request is in flight (the collector has stored it, the answer
+//! never came back, or came back and the process died before the `unlink`) sends that request
+//! again on its next run. The window is one request (the worker sends one at a time), at most
+//! `max_spans_per_request` spans, and the repeat is byte-identical (same span ids and contents).
+//! A stop through [`super::Exporter::finish`] or by dropping the exporter never opens it: the
+//! worker is joined before the process goes on. `tests/outage.rs` measures both cases.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::spool::{Entry, PutError, Spool};
+use super::spool::{Entry, OpenError, PutError, Spool};
 use super::{ExportError, ExportSummary};
 
 /// Settings of the uploaders ([`super::OtlpHttp`], [`super::JaegerThriftHttp`]).
@@ -64,6 +83,146 @@ pub struct UploadConfig {
     pub request_timeout: Duration,
     /// How long `finish` keeps delivering (default 30 s).
     pub finish_timeout: Duration,
+    /// Extra headers sent with every request, e.g. `Authorization: Bearer …` for a collector
+    /// behind an authenticating proxy. Their values are never printed.
+    pub headers: Vec<Header>,
+    /// A PEM file of CA certificates to trust for `https://` instead of the bundled Mozilla roots
+    /// (a self-hosted collector with a private CA). `None`: the Mozilla roots.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// An extra HTTP header of the uploads. The value is a secret (a token, a password): `Debug`
+/// shows `<redacted>` instead, and the uploaders scrub it from every message they produce.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    name: String,
+    value: String,
+}
+
+impl Header {
+    /// A header; refuses a name that is not an HTTP token and a value with control characters
+    /// (the error names the header, never its value).
+    pub fn new(name: &str, value: &str) -> Result<Self, ExportError> {
+        let name = name.trim();
+        let bad = |reason: &str| ExportError::InvalidHeader {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        ureq::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad("the name is not a valid HTTP header name"))?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(bad("the value is empty"));
+        }
+        ureq::http::HeaderValue::from_str(value)
+            .map_err(|_| bad("the value has characters an HTTP header cannot carry (control characters or non-ASCII)"))?;
+        let lower = name.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "content-type" | "content-length" | "host" | "transfer-encoding" | "connection"
+        ) {
+            return Err(bad("the uploader sets this header itself"));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+    }
+
+    /// Parses `Name: value` (the form of `curl -H` and of `--header`).
+    pub fn parse(spec: &str) -> Result<Self, ExportError> {
+        match spec.split_once(':') {
+            Some((name, value)) => Self::new(name, value),
+            None => Err(ExportError::InvalidHeader {
+                name: spec
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(40)
+                    .collect(),
+                reason: "expected `Name: value`".into(),
+            }),
+        }
+    }
+
+    /// The header's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The header's value (a secret: do not print it).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: <redacted>", self.name)
+    }
+}
+
+/// Replaces secrets (header values, a URL's password) in texts that may be printed.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl Redactor {
+    pub fn new(headers: &[Header], url: &str) -> Self {
+        let mut secrets = Vec::new();
+        for h in headers {
+            secrets.push(h.value.clone());
+            // `Bearer TOKEN`: a server that echoes only the token must not leak it either.
+            secrets.extend(
+                h.value
+                    .split_whitespace()
+                    .filter(|w| w.len() >= 6)
+                    .map(str::to_string),
+            );
+        }
+        if let Some((_, password)) = userinfo(url).and_then(|u| u.split_once(':')) {
+            if !password.is_empty() {
+                secrets.push(password.to_string());
+            }
+        }
+        // Longest first, so a value is replaced whole before its words are.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    pub fn clean(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+}
+
+/// The `user:password` part of a URL, if it has one.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    authority.rsplit_once('@').map(|(info, _)| info)
+}
+
+/// The URL as it may be printed: a password in it replaced.
+pub(crate) fn display_url(url: &str) -> String {
+    match userinfo(url).and_then(|u| u.split_once(':')) {
+        Some((user, password)) if !password.is_empty() => url.replacen(
+            &format!("{user}:{password}@"),
+            &format!("{user}:{REDACTED}@"),
+            1,
+        ),
+        _ => url.to_string(),
+    }
 }
 
 impl Default for UploadConfig {
@@ -80,6 +239,8 @@ impl Default for UploadConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             finish_timeout: Duration::from_secs(30),
+            headers: Vec::new(),
+            ca_cert: None,
         }
     }
 }
@@ -144,7 +305,10 @@ pub(crate) struct Uploader {
 
 impl Uploader {
     pub fn start(endpoint: Endpoint, config: &UploadConfig) -> Result<Self, ExportError> {
-        let name = format!("{} {}", endpoint.kind, endpoint.url);
+        let shown = display_url(&endpoint.url);
+        let name = format!("{} {}", endpoint.kind, shown);
+        let agent = agent(config)?;
+        let redactor = Redactor::new(&config.headers, &endpoint.url);
         let spool_dir = config.spool_dir.as_ref().map(|d| {
             d.join(format!(
                 "{}-{:016x}",
@@ -154,11 +318,12 @@ impl Uploader {
         });
         let spool = match &spool_dir {
             Some(dir) => Some(Arc::new(Mutex::new(
-                Spool::open(dir, endpoint.kind, config.spool_max_bytes).map_err(|source| {
-                    ExportError::Spool {
+                Spool::open(dir, endpoint.kind, config.spool_max_bytes).map_err(|e| match e {
+                    OpenError::InUse => ExportError::SpoolInUse { path: dir.clone() },
+                    OpenError::Io(source) => ExportError::Spool {
                         path: dir.clone(),
                         source,
-                    }
+                    },
                 })?,
             ))),
             None => None,
@@ -168,9 +333,11 @@ impl Uploader {
             deadline: Mutex::new(None),
             stats: Mutex::default(),
         });
-        let url = endpoint.url.clone();
+        let url = shown.clone();
         let mut worker = Worker {
-            agent: agent(config),
+            agent,
+            shown,
+            redactor,
             endpoint,
             config: config.clone(),
             rx,
@@ -280,6 +447,8 @@ impl Uploader {
 
         let mut stats = std::mem::take(&mut *lock(&self.shared.stats));
         let spooled = self.spool.as_ref().map(|s| lock(s).spans()).unwrap_or(0);
+        // The worker is gone: release the spool (and its lock) for the next decoder.
+        let had_spool = self.spool.take().is_some();
         let mut summary = ExportSummary::new(&self.name);
         summary.spans_in = self.spans_in;
         summary.delivered = stats.delivered;
@@ -295,7 +464,7 @@ impl Uploader {
             summary.errors.push(ExportError::QueueFull {
                 endpoint: self.url.clone(),
                 spans: self.dropped,
-                why: if self.spool.is_some() {
+                why: if had_spool {
                     "the spool was full or could not be written".into()
                 } else {
                     "no spool directory is configured".into()
@@ -339,14 +508,41 @@ impl Drop for Uploader {
     }
 }
 
-fn agent(config: &UploadConfig) -> ureq::Agent {
-    ureq::Agent::config_builder()
+fn agent(config: &UploadConfig) -> Result<ureq::Agent, ExportError> {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    let mut tls = TlsConfig::builder().provider(TlsProvider::Rustls);
+    if let Some(path) = &config.ca_cert {
+        tls = tls.root_certs(RootCerts::new_with_certs(&ca_certs(path)?));
+    }
+    Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(config.connect_timeout))
         .timeout_global(Some(config.request_timeout))
         .user_agent(format!("microspan-decoder/{}", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls.build())
         .build()
-        .new_agent()
+        .new_agent())
+}
+
+/// The certificates of a PEM file (`--ca-cert`).
+fn ca_certs(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, ExportError> {
+    let bad = |reason: String| ExportError::CaCert {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {} // keys and other items are not trust anchors
+            Err(e) => return Err(bad(format!("it is not valid PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("it holds no `BEGIN CERTIFICATE` block".into()));
+    }
+    Ok(certs)
 }
 
 fn seed() -> u64 {
@@ -399,6 +595,9 @@ enum Attempt {
 
 struct Worker {
     agent: ureq::Agent,
+    /// The URL as it may be printed.
+    shown: String,
+    redactor: Redactor,
     endpoint: Endpoint,
     config: UploadConfig,
     rx: Receiver<Payload>,
@@ -566,14 +765,14 @@ impl Worker {
                 }
                 if rejected > 0 {
                     stats.errors.push(ExportError::PartiallyRejected {
-                        endpoint: self.endpoint.url.clone(),
+                        endpoint: self.shown.clone(),
                         spans: rejected,
-                        message,
+                        message: self.redactor.clean(&message),
                     });
                 } else if !message.is_empty() {
                     stats
                         .notes
-                        .push(format!("{}: {message}", self.endpoint.url));
+                        .push(format!("{}: {}", self.shown, self.redactor.clean(&message)));
                 }
                 drop(stats);
                 self.forget(job);
@@ -683,6 +882,13 @@ impl Worker {
             .agent
             .post(&self.endpoint.url)
             .header("Content-Type", self.endpoint.content_type);
+        for h in &self.config.headers {
+            // Checked by `Header::new`; marked sensitive so the HTTP stack never shows it.
+            if let Ok(mut value) = ureq::http::HeaderValue::from_str(&h.value) {
+                value.set_sensitive(true);
+                request = request.header(h.name.as_str(), value);
+            }
+        }
         if let Some(deadline) = self.deadline() {
             // Do not let one request outlive the finish deadline by much.
             let left = deadline
@@ -696,7 +902,8 @@ impl Worker {
         let mut response = match request.send(&p.bytes[..]) {
             Ok(r) => r,
             Err(e) => {
-                lock(&self.shared.stats).last_transport_error = Some(e.to_string());
+                lock(&self.shared.stats).last_transport_error =
+                    Some(self.redactor.clean(&transport_error(&e)));
                 return Attempt::Retry(None);
             }
         };
@@ -722,9 +929,9 @@ impl Worker {
                 Attempt::Retry(retry_after)
             }
             _ => Attempt::Done(Outcome::Rejected(ExportError::Rejected {
-                endpoint: self.endpoint.url.clone(),
+                endpoint: self.shown.clone(),
                 status,
-                body: (self.endpoint.error_message)(&body),
+                body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
                 spans: p.spans,
                 hint: hint(status),
             })),
@@ -736,11 +943,22 @@ impl Worker {
 fn hint(status: u16) -> &'static str {
     match status {
         400 => "the collector could not parse the request; check that the URL is for this protocol (OTLP/HTTP protobuf, or Jaeger Thrift at /api/traces)",
-        401 | 403 => "the collector wants credentials; use a collector endpoint without authentication or a local agent",
+        401 | 403 => "the collector wants credentials it did not get or did not accept; pass them with --header-env 'Authorization=ENV_VAR' (or --header), and check the token",
         404 | 405 => "wrong path; --otlp takes the base URL (e.g. http://localhost:4318), --jaeger-thrift the full URL (e.g. http://localhost:14268/api/traces)",
         413 => "the request is too large for the collector; lower the spans per request",
         415 => "the collector does not accept this content type; check that the URL is for this protocol",
         _ => "the collector refused the request; check its logs",
+    }
+}
+
+/// A transport error as a sentence, with the TLS case explained.
+fn transport_error(e: &ureq::Error) -> String {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("tls") {
+        format!("{text} (TLS: if the collector uses a private CA, pass its certificate with --ca-cert FILE)")
+    } else {
+        text
     }
 }
 

@@ -42,7 +42,7 @@ use std::path::PathBuf;
 
 use crate::model::{Batch, Log, Span, Value};
 
-pub use delivery::UploadConfig;
+pub use delivery::{Header, UploadConfig};
 pub use jaeger_json::JaegerJsonFile;
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
@@ -166,6 +166,28 @@ pub enum ExportError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// Another decoder is using the spool directory.
+    #[error("spool directory {path} is in use by another microspan decoder uploading to the same URL; two decoders must not share a spool: stop the other one, or give this one its own --spool-dir")]
+    SpoolInUse {
+        /// The spool directory.
+        path: PathBuf,
+    },
+    /// An extra header that cannot be sent (the value is never shown).
+    #[error("invalid header {name:?}: {reason}; give it as `Name: value` (--header) or `Name=ENV_VAR` (--header-env)")]
+    InvalidHeader {
+        /// The header's name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The CA certificate file for `https://` cannot be used.
+    #[error("CA certificate file {path}: {reason}; give a PEM file with the collector's CA certificate (-----BEGIN CERTIFICATE-----)")]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A URL that cannot be used.
     #[error("invalid URL {url:?}: {reason}; give a URL such as {example}")]

@@ -4,7 +4,12 @@
 //! exactly as it is POSTed. Files are written under a temporary name and renamed, so a crash never
 //! leaves half a request under a real name; names sort in the order they were written. A file is
 //! deleted only after its request was answered (accepted or refused for good), so delivery from
-//! the spool is at-least-once. A spool directory belongs to one decoder at a time.
+//! the spool is at-least-once (the window is described in `delivery.rs`).
+//!
+//! A spool directory belongs to one decoder at a time: [`Spool::open`] takes an exclusive
+//! `flock` on the directory itself and keeps it until the spool is dropped. The kernel releases
+//! it when the process dies, however it dies, so a crash never leaves a stale lock behind, and no
+//! lock file sits beside the requests. (On platforms other than Unix there is no lock.)
 
 use std::fs;
 use std::io::{self, Write};
@@ -25,6 +30,18 @@ pub(crate) struct Entry {
     pub inherited: bool,
 }
 
+pub(crate) enum OpenError {
+    /// Another process holds the spool's lock.
+    InUse,
+    Io(io::Error),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
 pub(crate) enum PutError {
     /// Adding the request would exceed the byte bound.
     Full,
@@ -40,12 +57,47 @@ pub(crate) struct Spool {
     /// Prefix of this run's file names (zero-padded start time, so names sort by age).
     session: String,
     seq: u64,
+    /// Holds the directory's lock while open.
+    _lock: fs::File,
+}
+
+/// Takes the exclusive lock of `dir` itself (no lock file: nothing in the directory but requests).
+fn lock_dir(dir: &Path) -> Result<fs::File, OpenError> {
+    let file = fs::File::open(dir)?;
+    if !try_lock(&file)? {
+        return Err(OpenError::InUse);
+    }
+    Ok(file)
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file description holds it.
+#[cfg(unix)]
+fn try_lock(file: &fs::File) -> io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `flock` only reads the descriptor, which `file` keeps open for the whole call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &fs::File) -> io::Result<bool> {
+    Ok(true)
 }
 
 impl Spool {
     /// Opens (creating) `dir` and accounts for the requests already in it.
-    pub fn open(dir: &Path, ext: &'static str, max_bytes: u64) -> io::Result<Self> {
+    pub fn open(dir: &Path, ext: &'static str, max_bytes: u64) -> Result<Self, OpenError> {
         fs::create_dir_all(dir)?;
+        // Before anything else: the `.tmp` files below may be another live decoder's.
+        let lock = lock_dir(dir)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -57,6 +109,7 @@ impl Spool {
             used_bytes: 0,
             session: format!("{nanos:024}-{}", std::process::id()),
             seq: 0,
+            _lock: lock,
         };
         for entry in fs::read_dir(dir)? {
             let entry = entry?;

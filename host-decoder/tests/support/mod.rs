@@ -427,5 +427,7 @@ pub fn fast_config(dir: &std::path::Path) -> microspan_decoder::export::UploadCo
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_secs(2),
         finish_timeout: Duration::from_secs(5),
+        headers: Vec::new(),
+        ca_cert: None,
     }
 }
