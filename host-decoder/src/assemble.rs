@@ -6,8 +6,14 @@
 //! the device's full ring or to capacity limits carry Jaeger warnings saying so. Every table is
 //! bounded by [`Limits`]; what does not fit is exported early or counted, never kept without
 //! bound.
+//!
+//! Finished traces of one frame are handed over as one [`Batch`] (a trace is finished when none of
+//! its spans is open); a trace that outlives the buffer limits is handed over as it stands, and its
+//! later spans follow in later batches.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 use microspan::wire::decode::{
     Frame, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue,
@@ -27,21 +33,37 @@ pub struct Limits {
     pub max_buffered_spans: usize,
     /// Entries in the name table.
     pub max_names: usize,
-    /// Tags or logs kept per span (a hostile stream cannot grow a span without bound).
+    /// Tags, logs, references or baggage items kept per span.
     pub max_items_per_span: usize,
     /// Finished spans remembered for parent lookups (trace id, baggage).
     pub max_recent_spans: usize,
+    /// Longest string kept (names, keys, values); longer ones are cut and the span warned.
+    pub max_string_len: usize,
+    /// Bytes of baggage one span carries (its own and inherited); more is ignored and warned.
+    pub max_baggage_bytes: usize,
+    /// Approximate bytes held in open and buffered spans; beyond it the oldest open span is
+    /// exported as incomplete and the oldest buffered trace handed over.
+    pub max_memory_bytes: usize,
+}
+
+impl Limits {
+    /// The defaults: room for a busy device's traffic, bounded well below a developer machine's
+    /// memory.
+    pub const DEFAULT: Limits = Limits {
+        max_open_spans: 100_000,
+        max_buffered_spans: 200_000,
+        max_names: 4096,
+        max_items_per_span: 1024,
+        max_recent_spans: 100_000,
+        max_string_len: 4096,
+        max_baggage_bytes: 4096,
+        max_memory_bytes: 256 << 20,
+    };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_open_spans: 100_000,
-            max_buffered_spans: 200_000,
-            max_names: 4096,
-            max_items_per_span: 1024,
-            max_recent_spans: 100_000,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -70,12 +92,66 @@ pub struct Stats {
     pub resets: u64,
     /// Spans currently open.
     pub open_spans: u64,
+    /// Spans exported early because a memory limit was reached.
+    pub evicted_spans: u64,
+}
+
+/// A hasher for the ids that key the assembler's tables: a multiply-rotate mix seeded per process,
+/// several times faster than SipHash on integer keys, and unpredictable to a hostile stream.
+#[derive(Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let x = self.0;
+        (x ^ (x >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (x >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(23);
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct IdHash(u64);
+
+impl IdHash {
+    fn new() -> Self {
+        // Seeded from std's random keys, so colliding ids cannot be precomputed.
+        Self(std::collections::hash_map::RandomState::new().hash_one(0x006d_7370_616e_u64))
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, IdHash>;
+
+fn id_map<K, V>(hash: IdHash) -> IdMap<K, V> {
+    HashMap::with_hasher(hash)
 }
 
 /// A resolved or still-pending string.
 #[derive(Debug, Clone, PartialEq)]
 enum Text {
-    Known(String),
+    Known(Arc<str>),
     /// An interned id whose definition was not seen (lost frame).
     Pending {
         epoch: u64,
@@ -83,7 +159,10 @@ enum Text {
     },
 }
 
-#[derive(Debug, Clone)]
+/// A baggage item (key, value).
+type Baggage = (String, String);
+
+#[derive(Debug)]
 struct OpenSpan {
     local: u32,
     trace: u128,
@@ -94,12 +173,16 @@ struct OpenSpan {
     references: Vec<Reference>,
     tags: Vec<(Text, Val)>,
     logs: Vec<(u64, Vec<(Text, Val)>)>,
-    baggage: Vec<(String, String)>,
+    baggage: Arc<Vec<Baggage>>,
     flags: u8,
     warnings: Vec<String>,
-    lost_frames: u64,
-    device_drops: u64,
+    /// Counters when the span started (losses while it was open are the differences).
+    lost_frames_at_start: u64,
+    drops_at_start: u64,
     items_refused: u64,
+    strings_cut: u64,
+    /// Approximate bytes held.
+    bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,15 +194,45 @@ enum Val {
     Str(Text),
 }
 
-/// A baggage item (key, value).
-type Baggage = (String, String);
+/// Recently finished spans, direct-mapped by local id: a newer span may evict an older one that
+/// hashes to the same slot (then a late child of it is reported with an unknown parent).
+struct RecentCache {
+    slots: Vec<Option<(u32, Recent)>>,
+    mask: usize,
+}
+
+impl RecentCache {
+    fn new(capacity: usize) -> Self {
+        let n = capacity.clamp(1, 1 << 24).next_power_of_two();
+        Self {
+            slots: (0..n).map(|_| None).collect(),
+            mask: n - 1,
+        }
+    }
+    fn slot(&self, local: u32) -> usize {
+        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+    }
+    fn get(&self, local: u32) -> Option<&Recent> {
+        match &self.slots[self.slot(local)] {
+            Some((id, r)) if *id == local => Some(r),
+            _ => None,
+        }
+    }
+    fn insert(&mut self, local: u32, r: Recent) {
+        let i = self.slot(local);
+        self.slots[i] = Some((local, r));
+    }
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+    }
+}
 
 /// What is remembered of a finished span for its children.
 #[derive(Debug, Clone)]
 struct Recent {
     trace: u128,
     root: u32,
-    baggage: Vec<(String, String)>,
+    baggage: Arc<Vec<Baggage>>,
 }
 
 struct Session {
@@ -180,40 +293,66 @@ pub struct Options {
 pub struct Assembler {
     opts: Options,
     session: Option<Session>,
-    names: HashMap<u32, String>,
-    open: HashMap<u32, OpenSpan>,
-    /// Open spans in start order (for evicting the oldest).
+    names: IdMap<u32, Arc<str>>,
+    open: IdMap<u32, OpenSpan>,
+    /// Open spans in start order (for evicting the oldest); may hold ids already finished.
     open_order: VecDeque<u32>,
-    recent: HashMap<u32, Recent>,
-    recent_order: VecDeque<u32>,
+    recent: RecentCache,
     /// Finished spans waiting for their trace to finish, by trace.
-    buffered: HashMap<u128, Vec<Span>>,
+    buffered: IdMap<u128, Vec<Span>>,
+    /// Buffered traces, oldest first; may hold traces already handed over.
     buffered_order: VecDeque<u128>,
     buffered_count: usize,
     /// Open spans per trace.
-    open_per_trace: HashMap<u128, usize>,
+    open_per_trace: IdMap<u128, usize>,
+    /// Traces whose last open span finished in this frame.
+    completed: Vec<u128>,
+    /// Spans handed over in this frame (one batch per frame).
+    outgoing: Vec<Span>,
     /// Device drops reported in the current frame: they happened while the frame's records were
     /// in the ring, so spans that start later in the frame may have been open then too.
     frame_drops: u64,
+    /// Approximate bytes held in open and buffered spans.
+    bytes_held: usize,
+    /// The empty baggage every span without any shares (cloning it allocates nothing).
+    no_baggage: Arc<Vec<Baggage>>,
+    /// Spans per batch last time (to size the next one).
+    last_batch_len: usize,
     stats: Stats,
 }
+
+/// Approximate heap bytes of a string kept in a span.
+fn text_bytes(t: &Text) -> usize {
+    match t {
+        Text::Known(s) => 16 + s.len(),
+        Text::Pending { .. } => 16,
+    }
+}
+
+const SPAN_OVERHEAD: usize = 320;
+const ITEM_OVERHEAD: usize = 64;
 
 impl Assembler {
     /// An assembler with these options.
     pub fn new(opts: Options) -> Self {
+        let hash = IdHash::new();
         Self {
-            opts,
             session: None,
-            names: HashMap::new(),
-            open: HashMap::new(),
+            names: id_map(hash),
+            open: id_map(hash),
             open_order: VecDeque::new(),
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
-            buffered: HashMap::new(),
+            recent: RecentCache::new(opts.limits.max_recent_spans),
+            buffered: id_map(hash),
             buffered_order: VecDeque::new(),
             buffered_count: 0,
-            open_per_trace: HashMap::new(),
+            open_per_trace: id_map(hash),
+            completed: Vec::new(),
+            outgoing: Vec::new(),
             frame_drops: 0,
+            bytes_held: 0,
+            opts,
+            no_baggage: Arc::default(),
+            last_batch_len: 0,
             stats: Stats::default(),
         }
     }
@@ -230,15 +369,15 @@ impl Assembler {
         self.session.as_ref().map(|s| s.hello.service.as_str())
     }
 
-    /// Feeds one checked frame; finished traces are appended to `out`. Returns the record errors
-    /// met (the frame's remaining records are abandoned after one).
+    /// Feeds one checked frame; finished traces are appended to `out` (as one batch). Returns the
+    /// record error met, if any (the frame's remaining records are then abandoned).
     pub fn frame(&mut self, frame: &Frame<'_>, out: &mut Vec<Batch>) -> Option<RecordError> {
         self.stats.frames += 1;
         let mut records = RecordDecoder::new(frame);
         if self.session.is_none() {
             // Only a frame holding a session record can start a session.
             match records.next() {
-                Some(Ok(Record::Hello(h))) => self.start_session(&h, out),
+                Some(Ok(Record::Hello(h))) => self.start_session(&h),
                 _ => {
                     self.stats.frames_before_session += 1;
                     return None;
@@ -247,6 +386,7 @@ impl Assembler {
         }
         self.sequence(frame.seq);
         self.frame_drops = 0;
+        let mut error = None;
         for rec in records {
             match rec {
                 Ok(r) => {
@@ -255,12 +395,15 @@ impl Assembler {
                 }
                 Err(e) => {
                     self.stats.record_errors += 1;
-                    return Some(e);
+                    error = Some(e);
+                    break;
                 }
             }
         }
-        self.flush_complete_traces(out);
-        None
+        self.enforce_memory();
+        self.flush_completed();
+        self.hand_over(out);
+        error
     }
 
     /// End of input: every open span is exported as incomplete, every buffered trace flushed.
@@ -275,12 +418,7 @@ impl Assembler {
         let epoch_frames = s.hello.epoch_frames as u64;
         if let Some(last) = s.last_seq {
             let gap = seq.wrapping_sub(last).wrapping_sub(1) as u64;
-            if gap > 0 {
-                self.stats.lost_frames += gap;
-                for span in self.open.values_mut() {
-                    span.lost_frames += gap;
-                }
-            }
+            self.stats.lost_frames += gap;
             // A new epoch (even one whose first frame was lost) restarts the name table.
             let crossed = gap + 1 >= epoch_frames
                 || (seq as u64 / epoch_frames) != (last as u64 / epoch_frames);
@@ -294,7 +432,7 @@ impl Assembler {
         s.last_seq = Some(seq);
     }
 
-    fn start_session(&mut self, h: &Hello<'_>, out: &mut Vec<Batch>) {
+    fn start_session(&mut self, h: &Hello<'_>) {
         let hello = OwnedHello::from(h);
         let anchor_unix_nanos = match (hello.wall_clock, self.opts.fixed_anchor_unix_nanos) {
             (Some(w), _) => {
@@ -348,27 +486,39 @@ impl Assembler {
             last_time: h.now_ticks,
             drops: 0,
         });
-        let _ = out;
     }
 
+    /// Exports every open span as incomplete and every buffered trace, then hands them over.
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
-        let ids: Vec<u32> = self
-            .open_order
-            .iter()
-            .copied()
-            .filter(|id| self.open.contains_key(id))
-            .collect();
-        for id in ids {
+        while let Some(id) = self.open_order.pop_front() {
             if let Some(span) = self.open.remove(&id) {
                 let end = span.last_time;
-                self.finish_span(span, end, true, Some(why), out);
+                self.finish_span(span, end, true, Some(why));
             }
         }
-        self.open_order.clear();
-        let traces: Vec<u128> = self.buffered_order.drain(..).collect();
-        for t in traces {
-            self.emit_trace(t, out);
+        self.flush_completed();
+        while let Some(t) = self.buffered_order.pop_front() {
+            self.emit_trace(t);
         }
+        self.hand_over(out);
+    }
+
+    /// Hands the spans of this frame over as one batch.
+    fn hand_over(&mut self, out: &mut Vec<Batch>) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let process = self
+            .session
+            .as_ref()
+            .map(|s| s.process.clone())
+            .unwrap_or(Process {
+                service_name: "unknown".into(),
+                tags: vec![],
+            });
+        self.last_batch_len = self.outgoing.len();
+        let spans = std::mem::replace(&mut self.outgoing, Vec::with_capacity(self.last_batch_len));
+        out.push(Batch { process, spans });
     }
 
     fn record(&mut self, r: Record<'_>, out: &mut Vec<Batch>) {
@@ -385,18 +535,18 @@ impl Assembler {
                         out,
                     );
                     self.recent.clear();
-                    self.recent_order.clear();
-                    self.start_session(&h, out);
+                    self.start_session(&h);
                 } else if let Some(s) = self.session.as_mut() {
                     s.hello.wall_clock = h.wall_clock.or(s.hello.wall_clock);
                 }
             }
             Record::Name { id, name } => {
                 if self.names.len() < self.opts.limits.max_names || self.names.contains_key(&id) {
-                    self.names.insert(id, name.to_string());
+                    let (name, _) = cut(name, self.opts.limits.max_string_len);
+                    self.names.insert(id, Arc::from(name));
                 }
             }
-            Record::Start(st) => self.start(st, out),
+            Record::Start(st) => self.start(st),
             Record::End { span, time, losses } => {
                 self.touch(time);
                 let Some(mut s) = self.open.remove(&span) else {
@@ -405,7 +555,10 @@ impl Assembler {
                 };
                 let limits = [
                     (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
-                    (losses.fields_over_capacity, "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)"),
+                    (
+                        losses.fields_over_capacity,
+                        "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)",
+                    ),
                     (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
                     (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
                 ];
@@ -414,42 +567,81 @@ impl Assembler {
                         s.warnings.push(format!("{n} {what}"));
                     }
                 }
-                self.finish_span(s, time, false, None, out);
+                self.finish_span(s, time, false, None);
             }
             Record::Tag { span, key, value } => {
                 let key = self.text(key);
                 let value = self.val(value);
                 let max = self.opts.limits.max_items_per_span;
                 match self.open.get_mut(&span) {
-                    Some(s) if s.tags.len() < max => s.tags.push((key, value)),
+                    Some(s) if s.tags.len() < max => {
+                        let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
+                        s.bytes += b;
+                        self.bytes_held += b;
+                        s.tags.push((key, value));
+                    }
                     Some(s) => s.items_refused += 1,
                     None => self.stats.orphan_records += 1,
                 }
             }
             Record::Log { span, time, fields } => {
                 self.touch(time);
-                let fields: Vec<(Text, Val)> =
-                    fields.map(|(k, v)| (self.text(k), self.val(v))).collect();
                 let max = self.opts.limits.max_items_per_span;
-                match self.open.get_mut(&span) {
-                    Some(s) if s.logs.len() < max => {
-                        s.last_time = s.last_time.max(time);
-                        s.logs.push((time, fields));
+                let Some(s) = self.open.get(&span) else {
+                    self.stats.orphan_records += 1;
+                    return;
+                };
+                if s.logs.len() >= max {
+                    if let Some(s) = self.open.get_mut(&span) {
+                        s.items_refused += 1;
                     }
-                    Some(s) => s.items_refused += 1,
+                    return;
+                }
+                let fields: Vec<(Text, Val)> = fields
+                    .take(max)
+                    .map(|(k, v)| (self.text(k), self.val(v)))
+                    .collect();
+                let b = ITEM_OVERHEAD
+                    + fields
+                        .iter()
+                        .map(|(k, v)| ITEM_OVERHEAD + text_bytes(k) + val_bytes(v))
+                        .sum::<usize>();
+                self.bytes_held += b;
+                if let Some(s) = self.open.get_mut(&span) {
+                    s.bytes += b;
+                    s.last_time = s.last_time.max(time);
+                    s.logs.push((time, fields));
+                }
+            }
+            Record::Baggage { span, key, value } => {
+                let limits = self.opts.limits;
+                match self.open.get_mut(&span) {
+                    Some(s) => {
+                        let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
+                        let (key, cut_k) = cut(key, limits.max_string_len);
+                        let (value, cut_v) = cut(value, limits.max_string_len);
+                        s.strings_cut += (cut_k || cut_v) as u64;
+                        let replaces = s.baggage.iter().any(|(k, _)| k == key);
+                        if !replaces
+                            && (s.baggage.len() >= limits.max_items_per_span
+                                || held + key.len() + value.len() > limits.max_baggage_bytes)
+                        {
+                            s.items_refused += 1;
+                            return;
+                        }
+                        let bag = Arc::make_mut(&mut s.baggage);
+                        if let Some(item) = bag.iter_mut().find(|(k, _)| k == key) {
+                            item.1 = value.to_string();
+                        } else {
+                            bag.push((key.to_string(), value.to_string()));
+                        }
+                        let b = ITEM_OVERHEAD + key.len() + value.len();
+                        s.bytes += b;
+                        self.bytes_held += b;
+                    }
                     None => self.stats.orphan_records += 1,
                 }
             }
-            Record::Baggage { span, key, value } => match self.open.get_mut(&span) {
-                Some(s) => {
-                    if let Some(item) = s.baggage.iter_mut().find(|(k, _)| k == key) {
-                        item.1 = value.to_string();
-                    } else if s.baggage.len() < self.opts.limits.max_items_per_span {
-                        s.baggage.push((key.to_string(), value.to_string()));
-                    }
-                }
-                None => self.stats.orphan_records += 1,
-            },
             Record::Reference {
                 span,
                 kind,
@@ -461,7 +653,9 @@ impl Assembler {
                         kind: ref_kind(kind),
                         trace_id: trace.0,
                         span_id: target.0,
-                    })
+                    });
+                    s.bytes += ITEM_OVERHEAD;
+                    self.bytes_held += ITEM_OVERHEAD;
                 }
                 Some(s) => s.items_refused += 1,
                 None => self.stats.orphan_records += 1,
@@ -475,9 +669,6 @@ impl Assembler {
                     s.drops = total;
                     self.frame_drops += delta;
                     self.stats.device_drops += delta;
-                    for span in self.open.values_mut() {
-                        span.device_drops += delta;
-                    }
                 }
             }
             Record::WallClock(w) => {
@@ -498,7 +689,7 @@ impl Assembler {
 
     fn text(&self, r: StrRef<'_>) -> Text {
         match r {
-            StrRef::Inline(s) => Text::Known(s.to_string()),
+            StrRef::Inline(s) => Text::Known(Arc::from(cut(s, self.opts.limits.max_string_len).0)),
             StrRef::Id(id) => match self.names.get(&id) {
                 Some(s) => Text::Known(s.clone()),
                 None => Text::Pending {
@@ -520,16 +711,16 @@ impl Assembler {
     }
 
     /// Trace, local root and baggage of an open or recently finished span.
-    fn lookup(&self, local: u32) -> Option<(u128, u32, &[Baggage])> {
+    fn lookup(&self, local: u32) -> Option<(u128, u32, &Arc<Vec<Baggage>>)> {
         if let Some(s) = self.open.get(&local) {
             return Some((s.trace, s.root, &s.baggage));
         }
         self.recent
-            .get(&local)
-            .map(|r| (r.trace, r.root, r.baggage.as_slice()))
+            .get(local)
+            .map(|r| (r.trace, r.root, &r.baggage))
     }
 
-    fn start(&mut self, st: microspan::wire::decode::Start<'_>, out: &mut Vec<Batch>) {
+    fn start(&mut self, st: microspan::wire::decode::Start<'_>) {
         self.touch(st.time);
         let Some(session) = self.session.as_ref() else {
             return;
@@ -544,17 +735,17 @@ impl Assembler {
         };
         let mut warnings = Vec::new();
         let (trace, root, parent_ref, baggage) = match st.parent {
-            Parent::Root => (derived(st.id), st.id, None, Vec::new()),
+            Parent::Root => (derived(st.id), st.id, None, self.no_baggage.clone()),
             Parent::Local { id, root } => {
                 let parent_span = SpanId::local(boot, id).0;
                 match (self.lookup(id), root) {
                     (Some((trace, proot, bag)), _) => {
-                        (trace, proot, Some(parent_span), bag.to_vec())
+                        (trace, proot, Some(parent_span), bag.clone())
                     }
                     (None, Some(root)) => {
                         let trace = self.lookup(root).map_or_else(|| derived(root), |r| r.0);
                         warnings.push("the parent span's start was not received (lost frame or decoder joined late)".to_string());
-                        (trace, root, Some(parent_span), Vec::new())
+                        (trace, root, Some(parent_span), self.no_baggage.clone())
                     }
                     (None, None) => {
                         // The device only omits the root when the parent started in the same frame.
@@ -563,7 +754,12 @@ impl Assembler {
                             "the parent span is unknown: its trace could not be determined"
                                 .to_string(),
                         );
-                        (derived(st.id), st.id, Some(parent_span), Vec::new())
+                        (
+                            derived(st.id),
+                            st.id,
+                            Some(parent_span),
+                            self.no_baggage.clone(),
+                        )
                     }
                 }
             }
@@ -573,7 +769,7 @@ impl Assembler {
                         "the parent span was dropped on the device (ring buffer full)".to_string(),
                     );
                 }
-                (trace.0, st.id, span.map(|s| s.0), Vec::new())
+                (trace.0, st.id, span.map(|s| s.0), self.no_baggage.clone())
             }
         };
         let mut references = Vec::new();
@@ -585,13 +781,17 @@ impl Assembler {
             });
         }
         if self.open.len() >= self.opts.limits.max_open_spans {
-            self.evict_oldest_open(out);
+            self.evict_oldest_open(
+                "the decoder's limit on open spans was reached (--max-open-spans)",
+            );
         }
+        let name = self.text(st.name);
+        let bytes = SPAN_OVERHEAD + text_bytes(&name);
         let span = OpenSpan {
             local: st.id,
             trace,
             root,
-            name: self.text(st.name),
+            name,
             start: st.time,
             last_time: st.time,
             references,
@@ -600,10 +800,13 @@ impl Assembler {
             baggage,
             flags: 1 | (st.debug as u8) << 1,
             warnings,
-            lost_frames: 0,
-            device_drops: self.frame_drops,
+            lost_frames_at_start: self.stats.lost_frames,
+            drops_at_start: self.stats.device_drops - self.frame_drops,
             items_refused: 0,
+            strings_cut: 0,
+            bytes,
         };
+        self.bytes_held += bytes;
         *self.open_per_trace.entry(trace).or_insert(0) += 1;
         if let Some(old) = self.open.insert(st.id, span) {
             // A duplicate id (corrupt or replayed stream): the older span is closed as incomplete.
@@ -614,28 +817,37 @@ impl Assembler {
                 end,
                 true,
                 Some("another span reused this span's id (corrupted or duplicated stream)"),
-                out,
             );
         }
         self.open_order.push_back(st.id);
-        if self.open_order.len() > 2 * self.opts.limits.max_open_spans.max(16) {
+        if self.open_order.len() > 2 * self.open.len() + 64 {
             let open = &self.open;
             self.open_order.retain(|id| open.contains_key(id));
         }
     }
 
-    fn evict_oldest_open(&mut self, out: &mut Vec<Batch>) {
+    fn evict_oldest_open(&mut self, why: &str) {
         while let Some(id) = self.open_order.pop_front() {
             if let Some(span) = self.open.remove(&id) {
                 let end = span.last_time;
-                self.finish_span(
-                    span,
-                    end,
-                    true,
-                    Some("the decoder's limit on open spans was reached (--max-open-spans)"),
-                    out,
-                );
+                self.stats.evicted_spans += 1;
+                self.finish_span(span, end, true, Some(why));
                 return;
+            }
+        }
+    }
+
+    /// Keeps the bytes held under the limit: hands over the oldest buffered traces first (their
+    /// spans are finished), then exports the oldest open spans as incomplete.
+    fn enforce_memory(&mut self) {
+        let max = self.opts.limits.max_memory_bytes;
+        while self.bytes_held > max {
+            if let Some(t) = self.buffered_order.pop_front() {
+                self.emit_trace(t);
+            } else if !self.open.is_empty() {
+                self.evict_oldest_open("the decoder's memory limit was reached");
+            } else {
+                break;
             }
         }
     }
@@ -651,11 +863,11 @@ impl Assembler {
 
     fn resolve(&self, t: Text, warnings: &mut Vec<String>) -> String {
         match t {
-            Text::Known(s) => s,
+            Text::Known(s) => s.to_string(),
             Text::Pending { epoch, id } => {
                 let current = self.session.as_ref().map_or(0, |s| s.epoch);
                 match self.names.get(&id) {
-                    Some(s) if epoch == current => s.clone(),
+                    Some(s) if epoch == current => s.to_string(),
                     _ => {
                         warnings.push(format!("name #{id} was never defined (its frame was lost); shown as a placeholder"));
                         format!("<unknown name #{id}>")
@@ -675,14 +887,7 @@ impl Assembler {
         }
     }
 
-    fn finish_span(
-        &mut self,
-        s: OpenSpan,
-        end: u64,
-        incomplete: bool,
-        why: Option<&str>,
-        out: &mut Vec<Batch>,
-    ) {
+    fn finish_span(&mut self, s: OpenSpan, end: u64, incomplete: bool, why: Option<&str>) {
         let Some(session) = self.session.as_ref() else {
             return;
         };
@@ -691,19 +896,26 @@ impl Assembler {
         if let Some(why) = why {
             warnings.push(format!("incomplete: {why}"));
         }
-        if s.lost_frames > 0 {
-            warnings.push(format!("{} frames were lost on the link while this span was open: some of its records may be missing", s.lost_frames));
+        let lost = self.stats.lost_frames - s.lost_frames_at_start;
+        if lost > 0 {
+            warnings.push(format!("{lost} frames were lost on the link while this span was open: some of its records may be missing"));
         }
-        if s.device_drops > 0 {
+        let drops = self.stats.device_drops - s.drops_at_start;
+        if drops > 0 {
             warnings.push(format!(
-                "the device dropped {} records (ring buffer full) while this span was open",
-                s.device_drops
+                "the device dropped {drops} records (ring buffer full) while this span was open"
             ));
         }
         if s.items_refused > 0 {
             warnings.push(format!(
-                "{} tags/logs/references beyond the decoder's per-span limit were ignored",
+                "{} tags/logs/references/baggage items beyond the decoder's per-span limits were ignored",
                 s.items_refused
+            ));
+        }
+        if s.strings_cut > 0 {
+            warnings.push(format!(
+                "{} strings were cut to the decoder's string limit",
+                s.strings_cut
             ));
         }
         let operation = self.resolve(s.name, &mut warnings);
@@ -740,7 +952,11 @@ impl Assembler {
             duration_nanos: self.nanos(end).saturating_sub(start_nanos),
             tags,
             logs,
-            baggage: s.baggage.clone(),
+            baggage: if s.baggage.is_empty() {
+                Vec::new()
+            } else {
+                s.baggage.as_ref().clone()
+            },
             flags: s.flags,
             warnings,
             incomplete,
@@ -756,65 +972,109 @@ impl Assembler {
                 baggage: s.baggage,
             },
         );
-        self.recent_order.push_back(s.local);
-        while self.recent_order.len() > self.opts.limits.max_recent_spans {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
-        if let Some(n) = self.open_per_trace.get_mut(&s.trace) {
-            *n = n.saturating_sub(1);
-        }
         let trace = s.trace;
+        let now_closed = match self.open_per_trace.get_mut(&trace) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => true,
+        };
+        if now_closed {
+            self.open_per_trace.remove(&trace);
+            self.completed.push(trace);
+        }
         let entry = self.buffered.entry(trace).or_default();
         if entry.is_empty() {
             self.buffered_order.push_back(trace);
         }
+        // Charged as its finished form from now on (released when its trace is handed over).
+        self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + span_bytes(&span);
         entry.push(span);
         self.buffered_count += 1;
         while self.buffered_count > self.opts.limits.max_buffered_spans {
             let Some(oldest) = self.buffered_order.pop_front() else {
                 break;
             };
-            self.emit_trace(oldest, out);
+            self.emit_trace(oldest);
         }
     }
 
-    /// Exports the traces that have no open span left.
-    fn flush_complete_traces(&mut self, out: &mut Vec<Batch>) {
-        let done: Vec<u128> = self
-            .buffered_order
-            .iter()
-            .copied()
-            .filter(|t| self.open_per_trace.get(t).copied().unwrap_or(0) == 0)
-            .collect();
-        if done.is_empty() {
-            return;
+    /// Hands over the traces whose last open span finished (unless a new span of theirs started
+    /// since).
+    fn flush_completed(&mut self) {
+        for t in std::mem::take(&mut self.completed) {
+            if !self.open_per_trace.contains_key(&t) {
+                self.emit_trace(t);
+            }
         }
-        self.buffered_order.retain(|t| !done.contains(t));
-        for t in done {
-            self.emit_trace(t, out);
+        if self.buffered_order.len() > 2 * self.buffered.len() + 64 {
+            let buffered = &self.buffered;
+            self.buffered_order.retain(|t| buffered.contains_key(t));
         }
     }
 
-    fn emit_trace(&mut self, trace: u128, out: &mut Vec<Batch>) {
+    fn emit_trace(&mut self, trace: u128) {
         let Some(spans) = self.buffered.remove(&trace) else {
             return;
         };
-        if self.open_per_trace.get(&trace) == Some(&0) {
-            self.open_per_trace.remove(&trace);
-        }
         self.buffered_count -= spans.len();
-        let process = self
-            .session
-            .as_ref()
-            .map(|s| s.process.clone())
-            .unwrap_or(Process {
-                service_name: "unknown".into(),
-                tags: vec![],
-            });
-        out.push(Batch { process, spans });
+        let released: usize = spans.iter().map(span_bytes).sum();
+        self.bytes_held = self.bytes_held.saturating_sub(released);
+        self.outgoing.extend(spans);
     }
+}
+
+/// Approximate bytes a finished span holds (mirrors what its open form was charged).
+fn span_bytes(s: &Span) -> usize {
+    SPAN_OVERHEAD
+        + s.operation.len()
+        + 16
+        + s.tags
+            .iter()
+            .map(|t| ITEM_OVERHEAD + 16 + t.key.len() + value_bytes(&t.value))
+            .sum::<usize>()
+        + s.logs
+            .iter()
+            .map(|l| {
+                ITEM_OVERHEAD
+                    + l.fields
+                        .iter()
+                        .map(|f| ITEM_OVERHEAD + 16 + f.key.len() + value_bytes(&f.value))
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+        + s.baggage
+            .iter()
+            .map(|(k, v)| ITEM_OVERHEAD + k.len() + v.len())
+            .sum::<usize>()
+        + s.references.len() * ITEM_OVERHEAD
+}
+
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => 16 + s.len(),
+        _ => 0,
+    }
+}
+
+fn val_bytes(v: &Val) -> usize {
+    match v {
+        Val::Str(t) => text_bytes(t),
+        _ => 0,
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary; `true` when something was cut.
+fn cut(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
 }
 
 fn ticks_to_nanos(ticks: u64, tps: u32) -> i128 {

@@ -25,6 +25,9 @@ pub const SMALL_LIMITS: Limits = Limits {
     max_names: 8,
     max_items_per_span: 4,
     max_recent_spans: 8,
+    max_string_len: 64,
+    max_baggage_bytes: 64,
+    max_memory_bytes: 16 << 10,
 };
 
 /// A fixed time anchor, so runs are reproducible.
