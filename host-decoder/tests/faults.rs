@@ -111,7 +111,7 @@ fn record<const F: usize>(traces: u32) -> Vec<u8> {
             if i % 5 == 0 {
                 let remote = SpanContext {
                     trace_id: TraceId(0x0123_4567_89ab_cdef_0000_0000_0000_0000 | u128::from(i)),
-                    span_id: SpanId(0x00ee_0000_0000_0000 | u64::from(i) + 1),
+                    span_id: SpanId(0x00ee_0000_0000_0000 | (u64::from(i) + 1)),
                     flags: Flags::SAMPLED,
                 };
                 let handler = tracer.span("from-gateway").child_of(&remote).start();
