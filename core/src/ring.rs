@@ -9,12 +9,12 @@
 //!
 //! # Protocol
 //! - **Reserve** (any producer): read `tail` (`Acquire`, pairs with the consumer's `Release` store
-//!   of `tail` in [`RingCore::release`], so the zeroed words it freed are visible), then `head`; if
+//!   of `tail` in `release`, so the zeroed words it freed are visible), then `head`; if
 //!   `head - tail + len > N` the record is dropped and counted; else compare-and-swap `head` to
 //!   `head + len`. The words `[head, head + len)` are then owned by this producer alone.
 //! - **Write** the body words (`Relaxed`: nobody reads them before the header says so).
 //! - **Commit**: store the non-zero header (`Release`, pairs with the consumer's `Acquire` load in
-//!   [`RingCore::peek`]): this publishes the whole record.
+//!   `peek`): this publishes the whole record.
 //! - **Consume** (the single drain): load the header at `tail` (`Acquire`); zero means "not written
 //!   yet"; otherwise read the body, then zero all the record's words and advance `tail`
 //!   (`Release`), handing the words back to producers.
@@ -203,10 +203,18 @@ impl DynRing {
             // Release store in `commit`.
             if self
                 .head
-                .compare_exchange_weak(head, head.wrapping_add(len), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    head,
+                    head.wrapping_add(len),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
-                return Ok(Reservation { ring: self, pos: head });
+                return Ok(Reservation {
+                    ring: self,
+                    pos: head,
+                });
             }
         }
     }
@@ -260,7 +268,9 @@ impl Reservation<'_> {
     #[inline(always)]
     pub(crate) fn put(&self, index: u32, word: u32) {
         // Relaxed: published by the Release store of the header in `commit`.
-        self.ring.slot(self.pos.wrapping_add(index)).store(word, Ordering::Relaxed);
+        self.ring
+            .slot(self.pos.wrapping_add(index))
+            .store(word, Ordering::Relaxed);
     }
 
     /// Publishes the record.
