@@ -1,0 +1,212 @@
+//! Collector outages: the receiver is down, then answers 503/429, and the decoder itself is stopped
+//! and restarted during the outage (the exporter dropped unfinished; the `microspan` binary run
+//! several times with the same `--spool-dir`). The spool stays within its bound, survives the
+//! restarts, and after recovery every span has arrived exactly once (counted by span id at the
+//! receiver). Two decoders cannot use one spool at once.
+//!
+//! The at-least-once window (a decoder killed while a spooled request is in flight) is described
+//! in `src/export/delivery.rs`; a stop through `finish` or drop, as here, never opens it, so this
+//! test demands exactly once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use microspan_decoder::export::{ExportError, Exporter, OtlpHttp, UploadConfig};
+use support::*;
+
+/// Bytes of every file under `dir`.
+fn spool_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                spool_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+/// How often each span id was accepted (2xx) by the receiver.
+fn counts(rx: &[Received]) -> HashMap<u64, u32> {
+    let mut n = HashMap::new();
+    for r in rx.iter().filter(|r| (200..300).contains(&r.answered)) {
+        for id in otlp_span_ids(&r.body) {
+            *n.entry(id).or_insert(0) += 1;
+        }
+    }
+    n
+}
+
+const BOUND: u64 = 64 << 10;
+
+fn config(dir: &Path) -> UploadConfig {
+    UploadConfig {
+        spool_max_bytes: BOUND,
+        queue_capacity: 2,
+        ..fast_config(dir)
+    }
+}
+
+#[test]
+fn restarts_during_an_outage_lose_nothing_and_duplicate_nothing() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Run 1: nothing listens. The decoder is stopped (dropped, not finished) mid-outage.
+    let mut run1 = OtlpHttp::new(&url, config(dir.path())).unwrap();
+    for i in 0..10 {
+        run1.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    drop(run1);
+    let after1 = spool_bytes(dir.path());
+    assert!(after1 > 0 && after1 <= BOUND, "{after1} bytes spooled");
+
+    // Run 2: the collector is up but overloaded (503, then 429 with Retry-After): the replayed and
+    // the new requests stay spooled; stopped again.
+    {
+        let rx = Receiver::start_on(
+            port,
+            vec![Reply::status(429).header("Retry-After", "1")],
+            Reply::status(503),
+        );
+        let mut run2 = OtlpHttp::new(&url, config(dir.path())).unwrap();
+        // A second decoder on the same spool is refused while this one runs.
+        let err = OtlpHttp::new(&url, config(dir.path()))
+            .err()
+            .expect("the spool is locked");
+        assert!(matches!(err, ExportError::SpoolInUse { .. }), "{err}");
+        assert!(err.to_string().contains("--spool-dir"), "{err}");
+        for i in 10..20 {
+            run2.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        drop(run2);
+        assert!(!rx.received().is_empty(), "run 2 tried the collector");
+        assert!(counts(&rx.received()).is_empty(), "nothing was accepted");
+    }
+    let after2 = spool_bytes(dir.path());
+    assert!(after2 > after1 && after2 <= BOUND, "{after2} bytes spooled");
+
+    // Run 3: the collector is back. The spool is replayed, new spans follow, each exactly once.
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let mut run3 = OtlpHttp::new(&url, config(dir.path())).unwrap();
+    run3.export(&numbered_batch(61, 9)).unwrap();
+    let summary = run3.finish().unwrap();
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_eq!(summary.replayed, 60, "{summary}");
+    let n = counts(&rx.received());
+    assert_eq!(n.len(), 69, "every span arrived");
+    assert!(n.values().all(|&c| c == 1), "a span arrived twice: {n:?}");
+    assert_eq!(
+        spool_bytes(dir.path()),
+        0,
+        "the spool is empty after recovery"
+    );
+}
+
+#[test]
+fn the_spool_bound_holds_and_what_does_not_fit_is_counted() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let small = UploadConfig {
+        spool_max_bytes: 2_000,
+        queue_capacity: 1,
+        finish_timeout: Duration::from_millis(200),
+        ..fast_config(dir.path())
+    };
+    let mut run1 = OtlpHttp::new(&url, small.clone()).unwrap();
+    for i in 0..40 {
+        let _ = run1.export(&numbered_batch(1 + i * 3, 3));
+    }
+    let s1 = run1.finish().unwrap();
+    assert_eq!(s1.spans_in, 120);
+    assert!(
+        spool_bytes(dir.path()) <= 2_000,
+        "{}",
+        spool_bytes(dir.path())
+    );
+    assert!(s1.dropped > 0 && s1.spooled > 0, "{s1}");
+    assert_eq!(
+        s1.spooled + s1.dropped,
+        120,
+        "every span spooled or counted as dropped: {s1}"
+    );
+
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let s2 = OtlpHttp::new(&url, small).unwrap().finish().unwrap();
+    let n = counts(&rx.received());
+    assert_eq!(n.len() as u64, s1.spooled, "{s2}");
+    assert!(n.values().all(|&c| c == 1));
+}
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/v1-all-records.bin")
+}
+
+fn run_cli(url: &str, spool: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_microspan"))
+        .args([
+            "decode",
+            "--no-progress",
+            "--anchor-unix-nanos",
+            "1700000000000000000",
+        ])
+        .arg("--file")
+        .arg(fixture())
+        .args(["--otlp", url, "--upload-timeout", "0.5"])
+        .arg("--spool-dir")
+        .arg(spool)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    // Run 1: collector down; the binary gives up after --upload-timeout and keeps the spans.
+    let (ok, err) = run_cli(&url, dir.path());
+    assert!(!ok, "{err}");
+    assert!(err.contains("spool") && err.contains("next run"), "{err}");
+    let spooled1 = spool_bytes(dir.path());
+    assert!(spooled1 > 0);
+    // Run 2: answers 503. The same stream again (the device was replayed): spooled too.
+    {
+        let _rx = Receiver::start_on(port, vec![], Reply::status(503));
+        let (ok, err) = run_cli(&url, dir.path());
+        assert!(!ok, "{err}");
+    }
+    assert!(spool_bytes(dir.path()) > spooled1);
+    // Run 3: back. Everything of runs 1–3 arrives: each span of the stream three times (three
+    // decodes), never more; the spool ends empty.
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let (ok, err) = run_cli(&url, dir.path());
+    assert!(ok, "{err}");
+    assert!(err.contains("replayed from an earlier run"), "{err}");
+    let n = counts(&rx.received());
+    assert!(!n.is_empty());
+    assert!(
+        n.values().all(|&c| c == 3),
+        "each span once per run: {:?}",
+        n.values().filter(|&&c| c != 3).count()
+    );
+    assert_eq!(spool_bytes(dir.path()), 0);
+}
