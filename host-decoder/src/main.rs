@@ -372,8 +372,8 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         eprintln!("{}", status_line(&stats, started.elapsed(), None));
         let s = &stats.spans;
         eprintln!(
-            "frames {} | bytes {} | skipped before session {} | bad frames {} | discarded bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
-            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.discarded_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
+            "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | discarded bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
+            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.discarded_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
         );
         for line in &summaries {
             eprintln!("{line}");

@@ -1,5 +1,10 @@
 //! Bytes in, finished traces out: the frame accumulator and the assembler together, with the
 //! stream-level counters (CRC errors, resynchronisations, wire-version refusals).
+//!
+//! A frame that arrives a second time (a link, relay or capture that retransmits whole frames) is
+//! recognised by its sequence number and content among the last [`REPLAY_WINDOW`] good frames,
+//! counted in [`StreamStats::duplicate_frames`] and not decoded again: decoded twice, it would
+//! read as a 65535-frame gap and restart its spans (`tests/faults.rs` replays frames).
 
 use microspan::wire::decode::{Accumulator, FrameError};
 use microspan::wire::SUPPORTED_VERSIONS;
@@ -14,6 +19,9 @@ pub const MAX_FRAME: usize = 65_536;
 /// be corruption that happens to pass the CRC; three cannot.
 const VERSION_STRIKES: u32 = 3;
 
+/// Good frames remembered to recognise a replayed one.
+pub const REPLAY_WINDOW: usize = 64;
+
 /// Stream-level counters, beside the assembler's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamStats {
@@ -25,6 +33,9 @@ pub struct StreamStats {
     pub bad_frames: u64,
     /// Bytes thrown away while resynchronising.
     pub discarded_bytes: u64,
+    /// Good frames that arrived a second time (same sequence number and content as one of the
+    /// last [`REPLAY_WINDOW`]) and were skipped.
+    pub duplicate_frames: u64,
     /// The assembler's counters.
     pub spans: Stats,
 }
@@ -49,6 +60,8 @@ pub struct StreamDecoder {
     stats: StreamStats,
     version_strikes: u32,
     last_error: Option<String>,
+    /// Fingerprints (sequence number, content hash) of the last good frames, oldest first.
+    recent: std::collections::VecDeque<(u16, u64)>,
 }
 
 impl StreamDecoder {
@@ -60,6 +73,7 @@ impl StreamDecoder {
             stats: StreamStats::default(),
             version_strikes: 0,
             last_error: None,
+            recent: std::collections::VecDeque::with_capacity(REPLAY_WINDOW),
         }
     }
 
@@ -91,6 +105,15 @@ impl StreamDecoder {
                 None => {}
                 Some(Ok(frame)) => {
                     self.version_strikes = 0;
+                    let print = fingerprint(&frame);
+                    if self.recent.contains(&print) {
+                        self.stats.duplicate_frames += 1;
+                        continue;
+                    }
+                    if self.recent.len() == REPLAY_WINDOW {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(print);
                     if let Some(e) = self.asm.frame(&frame, out) {
                         self.last_error = Some(format!("frame {}: {e}", frame.seq));
                     }
@@ -121,4 +144,13 @@ impl StreamDecoder {
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
         self.asm.finish(out);
     }
+}
+
+/// A frame's sequence number and a hash of everything else in it.
+fn fingerprint(frame: &microspan::wire::decode::Frame<'_>) -> (u16, u64) {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same frame always has the same fingerprint.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (frame.version, frame.base_id, frame.base_time, frame.body).hash(&mut h);
+    (frame.seq, h.finish())
 }

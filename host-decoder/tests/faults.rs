@@ -493,6 +493,52 @@ fn run_case(name: &str, clean: &[u8], rate: f64, seed: u64, tally: &mut Tally) {
         + faults.duplicated_runs;
 }
 
+/// The stream with every `every`-th frame sent twice in a row, and every `every`-th + 1 frame sent
+/// again two frames later (a link or a relay that retransmits whole frames).
+fn replay_frames(clean: &[u8], every: usize) -> Vec<u8> {
+    let frames: Vec<&[u8]> = clean.split_inclusive(|&b| b == 0).collect();
+    let mut out = Vec::with_capacity(clean.len() * 2);
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(f);
+        if i % every == 0 {
+            out.extend_from_slice(f);
+        }
+        if i % every == 3 && i >= 2 {
+            out.extend_from_slice(frames[i - 2]);
+        }
+    }
+    out
+}
+
+#[test]
+fn replayed_frames_are_not_decoded_twice() {
+    let clean = record::<256>(200);
+    let (clean_spans, _) = decode(&clean);
+    let (spans, stats) = decode(&replay_frames(&clean, 10));
+    let by_id: HashMap<u64, &Span> = clean_spans.iter().map(|s| (s.span_id, s)).collect();
+    let mut ids = HashSet::new();
+    for s in &spans {
+        assert!(
+            ids.insert(s.span_id),
+            "span {:016x} exported twice",
+            s.span_id
+        );
+        let clean = by_id[&s.span_id];
+        check_span(s, clean).unwrap_or_else(|why| panic!("{:?}: {why}", s.operation));
+        assert!(
+            s.warnings.is_empty() && !s.incomplete,
+            "{:?}: {:?}",
+            s.operation,
+            s.warnings
+        );
+    }
+    assert_eq!(spans.len(), clean_spans.len());
+    assert_eq!(
+        stats.spans.lost_frames, 0,
+        "a replayed frame is not a lost one"
+    );
+}
+
 #[test]
 fn corrupted_links_never_export_a_corrupted_span_and_count_every_lost_frame() {
     let seeds: u64 = std::env::var("MICROSPAN_FAULT_SEEDS")
