@@ -210,3 +210,140 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
     );
     assert_eq!(spool_bytes(dir.path()), 0);
 }
+
+/// A collector that stores a request and then never answers (it hangs, or the answer is lost).
+struct BlackHole {
+    stored: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start(port: u16) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stored2, stop2) = (stored.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    stored2.lock().unwrap().push(body);
+                }
+                held.push(stream); // never answered
+            }
+        });
+        Self {
+            stored,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The at-least-once window, measured: a decoder killed (SIGKILL) while a spooled request is in
+/// flight — the collector stored it, the answer never came — sends that request again on its next
+/// run. Exactly that one request's spans arrive twice; every other span exactly once; none is lost.
+#[test]
+fn a_decoder_killed_mid_request_repeats_only_that_request() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _) = run_cli(&url, dir.path());
+    assert!(!ok);
+    let empty = dir.path().join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let decoder = |url: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_microspan"));
+        c.args([
+            "decode",
+            "--no-progress",
+            "--otlp",
+            url,
+            "--upload-timeout",
+            "5",
+        ])
+        .arg("--file")
+        .arg(&empty)
+        .arg("--spool-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        c
+    };
+    // Run 2: the collector stores the first replayed request and hangs; the decoder is killed.
+    let in_flight = {
+        let hole = BlackHole::start(port);
+        let mut child = decoder(&url).spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while hole.stored.lock().unwrap().is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "no request arrived");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let stored = hole.stored.lock().unwrap().clone();
+        assert_eq!(stored.len(), 1, "one request at a time");
+        otlp_span_ids(&stored[0])
+    };
+    assert!(!in_flight.is_empty());
+    // Run 3: the collector answers. Everything spooled arrives.
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let status = decoder(&url).status().unwrap();
+    assert!(status.success());
+    let mut n = counts(&rx.received());
+    for id in &in_flight {
+        *n.entry(*id).or_insert(0) += 1; // what the collector stored in run 2
+    }
+    let twice: Vec<u64> = n
+        .iter()
+        .filter(|(_, &c)| c == 2)
+        .map(|(&id, _)| id)
+        .collect();
+    let mut expected = in_flight.clone();
+    expected.sort_unstable();
+    let mut twice_sorted = twice.clone();
+    twice_sorted.sort_unstable();
+    assert_eq!(
+        twice_sorted, expected,
+        "exactly the in-flight request is repeated"
+    );
+    assert!(n.values().all(|&c| c == 1 || c == 2));
+    println!(
+        "at-least-once window: {} spans of {} arrived twice (the request in flight when the decoder was killed)",
+        twice.len(),
+        n.len()
+    );
+}
