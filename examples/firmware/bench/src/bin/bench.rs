@@ -1,0 +1,366 @@
+//! One operation of microspan, measured: selected at run time through `BENCH_CONFIG` (written by
+//! the host with QEMU's generic loader), run `iterations` times between the counting gates, the
+//! ring emptied between iterations outside the gates. See the crate docs for the method.
+//!
+//! | op | what one iteration does between the gates |
+//! |---|---|
+//! | 0 `empty` | nothing (the gates' own cost, subtracted from the others) |
+//! | 1 `clock` | one `Clock::now()` |
+//! | 2 `root` | a root span, start + finish |
+//! | 3 `child0` | a child span of a live root, start + finish |
+//! | 4 `child2` | the same with two small integer tags |
+//! | 5 `tag` | one small integer tag on a live span |
+//! | 6 `log3` | a log with three fields (two static strings, an integer) on a live span |
+//! | 7 `unsampled` | a root span of a tracer with `Sampler::Const(false)`, start + finish |
+//! | 8 `unsampled_child` | a child of an unsampled root, start + finish |
+//! | 9 `isr_empty` | pend a software interrupt whose handler does nothing |
+//! | 10 `isr_root` | pend a software interrupt whose handler records a root span |
+//! | 11 `drain1` | drain one root span (recorded before the gate) into a RAM sink |
+//! | 12 `drain16` | drain a root and 16 children (recorded before the gate) into a RAM sink |
+//!
+//! Other modes (no gates): 20 `wire` streams workload `arg` over the UART (see [`wire`]);
+//! 30 `stack` paints the stack and prints the high-water mark of each record call.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m_rt::entry;
+use microspan::{Span, Value};
+use microspan_bench_firmware::{
+    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, TRACER, UNSAMPLED,
+};
+use microspan_boards::{self as board, Irq};
+use microspan_serial::blocking::BlockingDrain;
+
+static SINK_BYTES: AtomicU32 = AtomicU32::new(0);
+
+#[inline(always)]
+fn child0(parent: &Span<'static>) {
+    let c = parent.child("Bar");
+    drop(c);
+}
+
+#[inline(always)]
+fn child2(parent: &Span<'static>, i: u32) {
+    let c = parent.child("Bar");
+    c.set_tag("http.status_code", 200u32);
+    c.set_tag("retries", i & 7);
+    drop(c);
+}
+
+#[inline(always)]
+fn log3(span: &Span<'static>) {
+    span.log(&[
+        ("event", "error".into()),
+        ("type", "cache timeout".into()),
+        ("waited.millis", Value::from(1500u32)),
+    ]);
+}
+
+fn isr_empty() {}
+
+fn isr_root() {
+    let s = TRACER.root("isr");
+    drop(s);
+}
+
+/// Hands every byte to a RAM sink that only counts them.
+#[inline(always)]
+fn drain_to_ram(drain: &mut BenchDrain) -> usize {
+    drain.drain_with(|b| {
+        // Load + store: thumbv6m has no fetch_add, and only thread mode drains.
+        SINK_BYTES.store(
+            SINK_BYTES.load(Ordering::Relaxed) + b.len() as u32,
+            Ordering::Relaxed,
+        );
+        b.len()
+    })
+}
+
+/// Runs `op` `n` times between the gates, emptying the ring after each.
+#[inline(always)]
+fn gated(n: u32, drain: &mut BenchDrain, mut op: impl FnMut(u32)) {
+    for i in 0..n {
+        bench_gate_on();
+        op(i);
+        bench_gate_off();
+        discard(drain);
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let board::Board { uart } = board::init().expect("first init");
+    let Some((op, n, arg)) = config() else {
+        say(format_args!(
+            "bench: no BENCH_CONFIG (run it through the bench runner)"
+        ));
+        board::exit(2)
+    };
+    let mut drain: BenchDrain = BenchDrain::new(&TRACER).expect("the only drain");
+    match op {
+        0 => gated(n, &mut drain, |_| {}),
+        1 => gated(n, &mut drain, |_| {
+            core::hint::black_box(microspan::Clock::now(&microspan_bench_firmware::CLOCK));
+        }),
+        2 => gated(n, &mut drain, |_| drop(TRACER.root("root"))),
+        3 => {
+            let root = TRACER.root("root");
+            gated(n, &mut drain, |_| child0(&root));
+        }
+        4 => {
+            let root = TRACER.root("root");
+            gated(n, &mut drain, |i| child2(&root, i));
+        }
+        5 => {
+            let root = TRACER.root("root");
+            gated(n, &mut drain, |i| root.set_tag("retries", i & 7));
+        }
+        6 => {
+            let root = TRACER.root("root");
+            gated(n, &mut drain, |_| log3(&root));
+        }
+        7 => gated(n, &mut drain, |_| drop(UNSAMPLED.root("root"))),
+        8 => {
+            let root = UNSAMPLED.root("root");
+            gated(n, &mut drain, |_| child0(&root));
+        }
+        9 | 10 => {
+            board::set_handler(Irq::Soft0, if op == 9 { isr_empty } else { isr_root });
+            board::enable(Irq::Soft0);
+            gated(n, &mut drain, |_| board::pend(Irq::Soft0));
+        }
+        11 | 12 => {
+            let children = if op == 11 { 0 } else { 16 };
+            for _ in 0..n {
+                {
+                    let root = TRACER.root("root");
+                    for _ in 0..children {
+                        child0(&root);
+                    }
+                }
+                bench_gate_on();
+                drain_to_ram(&mut drain);
+                bench_gate_off();
+            }
+        }
+        20 => wire(arg, n, drain, uart),
+        30 => stack(&mut drain),
+        _ => {
+            say(format_args!("bench: unknown op {op}"));
+            board::exit(2)
+        }
+    }
+    say(format_args!(
+        "bench: op={op} n={n} dropped={} sink_bytes={}",
+        TRACER.dropped(),
+        SINK_BYTES.load(Ordering::Relaxed)
+    ));
+    board::exit(0)
+}
+
+/// Streams `traces` traces of workload `which` over the UART, drained every 8 traces (a busy
+/// link: full frames), then the rest. The host decodes the bytes and re-encodes the same spans in
+/// other formats.
+///
+/// | workload | trace |
+/// |---|---|
+/// | 0 | the reference trace: `in-process-service` (tags span.kind, http.method, http.status_code) → `Foo` → `Bar` (log event, message; tag error=true) |
+/// | 1 | root → Foo → Bar, no tags |
+/// | 2 | the same, Bar with two small integer tags |
+/// | 3 | the same, Bar with eight small integer tags |
+/// | 4 | the same, Bar with a three-field log |
+/// | 5 | root → Foo (no Bar: by difference with 1, the cost of one child span) |
+/// | 6 | root → Foo, Foo with two small integer tags (by difference with 5 … see the runner) |
+///
+/// Foo lasts 10 ms and Bar 20 ms (the reference example's 1 s and 2 s shortened a hundredfold);
+/// the board's clock runs at its own rate (50 MHz on the lm3s6965, 1 MHz on the micro:bit).
+fn wire(which: u32, traces: u32, drain: BenchDrain, uart: board::Uart) -> ! {
+    const KEYS: [&str; 8] = ["http.status_code", "retries", "a", "b", "c", "d", "e", "f"];
+    let foo_ticks = board::TICKS_PER_SECOND / 100;
+    let bar_ticks = board::TICKS_PER_SECOND / 50;
+    let mut out = BlockingDrain::new(drain, uart);
+    for t in 0..traces {
+        let root = TRACER.root("in-process-service");
+        if which == 0 {
+            root.set_tag("span.kind", "server");
+            root.set_tag("http.method", "GET");
+            root.set_tag("http.status_code", 200u32);
+        }
+        {
+            let foo = root.child("Foo");
+            if which == 6 {
+                foo.set_tag(KEYS[0], 200u32);
+                foo.set_tag(KEYS[1], t % 8);
+            }
+            board::delay_ticks(foo_ticks);
+            if which != 5 && which != 6 {
+                let bar = foo.child("Bar");
+                match which {
+                    2 | 3 => {
+                        let n = if which == 2 { 2 } else { 8 };
+                        for (k, key) in KEYS.iter().enumerate().take(n) {
+                            bar.set_tag(key, (t + k as u32) % 100);
+                        }
+                    }
+                    4 => bar.log(&[
+                        ("event", "error".into()),
+                        ("message", "something wrong".into()),
+                        ("waited.millis", Value::from(1500u32)),
+                    ]),
+                    _ => {}
+                }
+                board::delay_ticks(bar_ticks);
+                if which == 0 {
+                    bar.log(&[
+                        ("event", "error".into()),
+                        ("message", "something wrong".into()),
+                    ]);
+                    bar.set_tag("error", true);
+                }
+            }
+        }
+        drop(root);
+        if t % 8 == 7 {
+            let _ = out.drain();
+        }
+    }
+    while out.has_pending() {
+        let _ = out.drain();
+    }
+    while out.writer().is_busy() {}
+    say(format_args!(
+        "bench: wire workload={which} traces={traces} dropped={} frames={} bytes={}",
+        TRACER.dropped(),
+        out.source().stats().frames,
+        out.source().stats().bytes
+    ));
+    board::exit(0)
+}
+
+/// Bytes of stack below the caller's frame that `f` used: the stack below the current stack
+/// pointer is painted, `f` runs, and the lowest word no longer holding the paint is found.
+#[inline(never)]
+fn stack_of(f: fn()) -> u32 {
+    const PAINT: u32 = 0x5a5a_a5a5;
+    const DEPTH: usize = 1024; // words: 4 KiB, far more than any record call
+    let sp = cortex_m::register::msp::read() as usize;
+    // Leave 64 bytes under the stack pointer for this function's own calls.
+    let top = (sp - 64) & !3;
+    let bottom = top - DEPTH * 4;
+    for a in (bottom..top).step_by(4) {
+        // SAFETY: [bottom, top) lies below the stack pointer: free stack that nothing live uses
+        // (interrupt frames would be pushed below the stack pointer too, and are allowed to
+        // overwrite the paint: they are part of what is measured).
+        unsafe { (a as *mut u32).write_volatile(PAINT) };
+    }
+    f();
+    let mut a = bottom;
+    // SAFETY: as above; reading free stack.
+    while a < top && unsafe { (a as *const u32).read_volatile() } == PAINT {
+        a += 4;
+    }
+    (sp - a) as u32
+}
+
+static mut STACK_ROOT: Option<Span<'static>> = None;
+
+fn live_root() -> &'static Span<'static> {
+    // SAFETY: single-threaded use from `stack` only; set before the calls that read it.
+    unsafe {
+        (*core::ptr::addr_of!(STACK_ROOT))
+            .as_ref()
+            .expect("set by `stack`")
+    }
+}
+
+#[inline(never)]
+fn s_empty() {}
+#[inline(never)]
+fn s_root() {
+    drop(TRACER.root("root"));
+}
+#[inline(never)]
+fn s_child0() {
+    child0(live_root());
+}
+#[inline(never)]
+fn s_child2() {
+    child2(live_root(), 3);
+}
+#[inline(never)]
+fn s_tag() {
+    live_root().set_tag("retries", 3u32);
+}
+#[inline(never)]
+fn s_log3() {
+    log3(live_root());
+}
+#[inline(never)]
+fn s_unsampled() {
+    drop(UNSAMPLED.root("root"));
+}
+#[inline(never)]
+fn s_isr_root() {
+    board::pend(Irq::Soft0);
+}
+
+static DRAIN_FOR_STACK: AtomicU32 = AtomicU32::new(0);
+
+/// Prints `stack op=NAME bytes=N` for each record call (bytes below the caller's stack pointer,
+/// call and return included; `empty` is the baseline of an empty call).
+fn stack(drain: &mut BenchDrain) {
+    // SAFETY: single-threaded; no reference to STACK_ROOT is alive.
+    unsafe { *core::ptr::addr_of_mut!(STACK_ROOT) = Some(TRACER.root("root")) };
+    board::set_handler(Irq::Soft0, isr_root);
+    board::enable(Irq::Soft0);
+    let ops: [(&str, fn()); 8] = [
+        ("empty", s_empty),
+        ("root", s_root),
+        ("child0", s_child0),
+        ("child2", s_child2),
+        ("tag", s_tag),
+        ("log3", s_log3),
+        ("unsampled", s_unsampled),
+        ("isr_root", s_isr_root),
+    ];
+    for (name, f) in ops {
+        // Twice: the first call may take cold paths (first use of a name).
+        stack_of(f);
+        let used = stack_of(f);
+        say(format_args!("stack op={name} bytes={used}"));
+        discard(drain);
+    }
+    // The drain's own stack (encode + frame), for reference.
+    DRAIN_FOR_STACK.store(stack_drain(drain), Ordering::Relaxed);
+    say(format_args!(
+        "stack op=drain bytes={}",
+        DRAIN_FOR_STACK.load(Ordering::Relaxed)
+    ));
+}
+
+static mut DRAIN_PTR: *mut BenchDrain = core::ptr::null_mut();
+
+#[inline(never)]
+fn s_drain() {
+    // SAFETY: set by `stack_drain` to a drain borrowed for the duration of this call only.
+    let d = unsafe { &mut *DRAIN_PTR };
+    drain_to_ram(d);
+}
+
+fn stack_drain(drain: &mut BenchDrain) -> u32 {
+    {
+        let root = live_root();
+        for _ in 0..16 {
+            child2(root, 1);
+        }
+    }
+    // SAFETY: the pointer is used only inside `s_drain`, called by `stack_of` below while
+    // `drain` is exclusively borrowed here.
+    unsafe { DRAIN_PTR = drain as *mut BenchDrain };
+    let used = stack_of(s_drain);
+    // SAFETY: as above; cleared before `drain` is used again.
+    unsafe { DRAIN_PTR = core::ptr::null_mut() };
+    used
+}
