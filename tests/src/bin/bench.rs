@@ -703,7 +703,7 @@ fn report(
                 let ok = best / fr <= 0.2 && best / tr <= 0.2;
                 let _ = writeln!(
                     w,
-                    "| {label} | {m:.1} ns | {mt:.1} ns | {fr:.1} ns | {tr:.1} ns | {:.2} | {:.2} | {} |",
+                    "| {label} | {m:.1} ns | {mt:.1} ns | {fr:.1} ns | {tr:.1} ns | {:.3} | {:.3} | {} |",
                     best / fr,
                     best / tr,
                     if ok { "✅" } else { "❌" }
