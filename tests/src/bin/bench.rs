@@ -691,7 +691,10 @@ fn report(
         let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
         for (group, label) in [
             ("span", "root span start + finish"),
-            ("child_span", "child span start + finish (fastrace: `LocalSpan`)"),
+            (
+                "child_span",
+                "child span start + finish (fastrace: `LocalSpan`)",
+            ),
             ("span_2_attributes", "root span + 2 attributes"),
         ] {
             let get = |t: &str| desk.get(&(group.to_string(), t.to_string())).copied();
