@@ -70,10 +70,12 @@ impl<const N: usize> Interner<N> {
         self.slots = [0; N];
     }
 
+    /// A 32-bit multiplicative hash (a 64-bit multiply is a library call on Cortex-M0).
     #[inline]
     fn slot_of(addr: usize, len: u32) -> usize {
-        let h = (addr as u64 ^ ((len as u64) << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 32) as usize & (N - 1)
+        let a = addr as u64;
+        let folded = (a as u32) ^ ((a >> 32) as u32) ^ len.rotate_left(16);
+        (folded.wrapping_mul(0x9E37_79B9) >> 16) as usize & (N - 1)
     }
 
     /// The id of `s`, if interned.
@@ -266,7 +268,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
 
     /// `true` when the ring holds records, or a frame is partly sent.
     pub fn has_pending(&self) -> bool {
-        !self.frame.unsent().is_empty() || self.tracer.ring.peek().is_some()
+        !self.frame.unsent().is_empty() || self.tracer.ring.ready()
     }
 
     /// Hands bytes to `send` until it takes none or nothing is left; returns the bytes sent. `send`
@@ -316,7 +318,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let drops = ring.dropped();
         let epoch_start = self.seq & (self.epoch_frames - 1) == 0;
         let drops_due = self.drops_sent.unwrap_or(0) != drops;
-        if ring.peek().is_none() && !drops_due && !self.wall_clock_due {
+        if !ring.ready() && !drops_due && !self.wall_clock_due {
             // Idle: keep the tick extension fresh so a wrapping counter is followed.
             self.state.ext.extend(self.tracer.clock.now());
             return;
@@ -349,6 +351,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                         // none it can leave out (and is not an epoch start, as epochs are at
                         // least two frames long), so the record gets an empty frame.
                         self.record_waiting = true;
+                        ring.unpin();
                         break;
                     }
                     if mark == content_start {
@@ -358,6 +361,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                         self.stats.oversize += 1;
                         continue;
                     }
+                    ring.unpin();
                     break;
                 }
             }

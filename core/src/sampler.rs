@@ -73,12 +73,12 @@ impl Sampler {
     }
 
     /// Decides for one new root. `clock` is read only by the rate limiter.
-    #[inline]
+    #[inline(always)]
     pub fn sample(&self, clock: &dyn Clock) -> bool {
         match self {
             Sampler::Const(on) => *on,
             Sampler::Probabilistic(p) => p.sample(),
-            Sampler::RateLimiting(r) => r.sample(clock.now(), clock.ticks_per_second()),
+            Sampler::RateLimiting(r) => r.sample_now(clock),
         }
     }
 
@@ -175,6 +175,10 @@ const fn mix32(mut z: u32) -> u32 {
 #[derive(Debug)]
 pub struct RateLimiting {
     per_second: f64,
+    /// The rate in 1/65536 traces per second (0 = sample none), computed in the `const fn`
+    /// constructor so deciding needs no floating point (no soft-float code on cores without an
+    /// FPU).
+    rate_fx: u64,
     /// Ticks per credit, computed from the clock's rate at the first decision (0 = not yet).
     interval: AtomicU32,
     /// The theoretical arrival time, in clock ticks (wrapping).
@@ -191,8 +195,14 @@ impl RateLimiting {
         } else {
             0.0
         };
+        let rate_fx = if per_second * 65_536.0 >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            (per_second * 65_536.0) as u64
+        };
         Self {
             per_second,
+            rate_fx,
             interval: AtomicU32::new(0),
             tat: AtomicU32::new(0),
             started: AtomicU32::new(0),
@@ -210,27 +220,29 @@ impl RateLimiting {
         if cached != 0 {
             return cached;
         }
-        let t = ticks_per_second as f64 / self.per_second + 0.5;
-        let t = if t >= u32::MAX as f64 {
-            u32::MAX
-        } else if t >= 1.0 {
-            t as u32
-        } else {
-            1
-        };
+        // Rounded to the nearest tick, in integers.
+        let fx = self.rate_fx.max(1);
+        let t = ((ticks_per_second as u64) << 16).saturating_add(fx / 2) / fx;
+        let t = t.clamp(1, u32::MAX as u64) as u32;
         self.interval.store(t, Ordering::Relaxed);
         t
+    }
+
+    /// Decides for one root, reading `clock` (out of line: only rate-limited tracers pay for it).
+    #[inline(never)]
+    fn sample_now(&self, clock: &dyn Clock) -> bool {
+        self.sample(clock.now(), clock.ticks_per_second())
     }
 
     /// Decides for one root at clock time `now`.
     pub fn sample(&self, now: u32, ticks_per_second: u32) -> bool {
         // `new` turned NaN and negative rates into 0.
-        if self.per_second <= 0.0 {
+        if self.rate_fx == 0 {
             return false;
         }
         let interval = self.interval(ticks_per_second);
         // burst = (max(rate, 1) - 1) × interval = ticks_per_second - interval when rate >= 1.
-        let burst = if self.per_second >= 1.0 {
+        let burst = if self.rate_fx >= 1 << 16 {
             ticks_per_second.saturating_sub(interval)
         } else {
             0

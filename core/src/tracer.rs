@@ -268,9 +268,47 @@ impl<'a> Tracer<'a> {
     }
 
     /// Starts a root span (a new trace), if the sampler says so.
-    #[inline]
+    ///
+    /// The fast path of the record path: no builder, no reference scan.
+    #[inline(always)]
     pub fn root(&self, name: &'static str) -> Span<'_> {
-        self.span(name).start()
+        if !self.sample_root() {
+            return self.unsampled_root();
+        }
+        match self.start_local(name, None, false, false) {
+            Ok(pos) => {
+                let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
+                if self.sampler_tags {
+                    self.tag_sampler(&span);
+                }
+                span
+            }
+            Err(ordinal) => Span::lost(self, lost_trace(self, ordinal), Flags::SAMPLED),
+        }
+    }
+
+    /// An unsampled root: a valid context without touching the ring. The trace id's high half is
+    /// the device id with bit 62 flipped (bit 63 marks lost roots).
+    #[inline(never)]
+    fn unsampled_root(&self) -> Span<'_> {
+        self.unsampled_root_with::<0>()
+    }
+
+    /// [`unsampled_root`](Self::unsampled_root) for any baggage capacity.
+    fn unsampled_root_with<const B: usize>(&self) -> Span<'_, B> {
+        let n = self.unsampled_id();
+        let trace = TraceId::from_halves(
+            self.session.device_id ^ (1 << 62),
+            self.unsampled_span_id(n).0,
+        );
+        Span::unsampled(self, trace, n, Flags(0))
+    }
+
+    /// Records the sampler's `sampler.type` and `sampler.param` on a sampled root.
+    #[inline(never)]
+    fn tag_sampler<const B: usize>(&self, span: &Span<'_, B>) {
+        span.set_tag("sampler.type", self.sampler.kind());
+        span.set_tag("sampler.param", self.sampler.param());
     }
 
     /// A builder for a span with references, flags or baggage.
@@ -284,26 +322,24 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn sample_root(&self) -> bool {
         self.sampler.sample(self.clock)
     }
 
     /// The next id of an unsampled span (never 0).
-    #[inline]
+    ///
+    /// A plain load and store, not a read-modify-write: two roots racing at different interrupt
+    /// priorities may get the same id. That is harmless (neither trace is recorded anywhere, and
+    /// downstream services do not sample a context flagged unsampled), and it keeps an unsampled
+    /// span nearly free on every core.
+    #[inline(always)]
     fn unsampled_id(&self) -> u32 {
-        // Relaxed: a unique-number counter; it publishes no other memory.
-        let n = self
-            .unsampled_ids
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
-        if n == 0 {
-            self.unsampled_ids
-                .fetch_add(1, Ordering::Relaxed)
-                .wrapping_add(1)
-        } else {
-            n
-        }
+        // Relaxed: a counter that publishes no other memory.
+        let n = self.unsampled_ids.load(Ordering::Relaxed).wrapping_add(1);
+        let n = if n == 0 { 1 } else { n };
+        self.unsampled_ids.store(n, Ordering::Relaxed);
+        n
     }
 
     /// The 64-bit span id of the unsampled span `n`: the boot id inverted in the high half, so it
@@ -320,7 +356,7 @@ impl<'a> Tracer<'a> {
     }
 
     /// Writes a START record; returns the new span's ring position.
-    #[inline]
+    #[inline(always)]
     fn start_local(
         &self,
         name: &'static str,
@@ -460,21 +496,13 @@ impl<'a, const B: usize> SpanBuilder<'a, B> {
                     Flags::SAMPLED
                 };
                 if !sampled {
-                    // A valid context without touching the ring: the trace id's high half is the
-                    // device id with bit 62 flipped (bit 63 marks lost roots).
-                    let n = t.unsampled_id();
-                    let trace = TraceId::from_halves(
-                        t.session.device_id ^ (1 << 62),
-                        t.unsampled_span_id(n).0,
-                    );
-                    Span::unsampled(t, trace, n, Flags(0))
+                    t.unsampled_root_with::<B>()
                 } else {
                     match t.start_local(self.name, None, false, self.debug) {
                         Ok(pos) => {
                             let span = Span::recorded(t, t.trace_of_root(pos), pos, pos, flags);
                             if t.sampler_tags && !self.debug {
-                                span.set_tag("sampler.type", t.sampler.kind());
-                                span.set_tag("sampler.param", t.sampler.param());
+                                t.tag_sampler(&span);
                             }
                             span
                         }
@@ -549,6 +577,7 @@ fn lost_trace(t: &Tracer<'_>, ordinal: u32) -> TraceId {
 }
 
 impl<'a, const B: usize> Span<'a, B> {
+    #[inline(always)]
     fn recorded(tracer: &'a Tracer<'a>, trace: TraceId, id: u32, root: u32, flags: Flags) -> Self {
         Self::with_state(tracer, trace, id, root, flags, State::Recorded)
     }
@@ -606,7 +635,7 @@ impl<'a, const B: usize> Span<'a, B> {
     }
 
     /// Starts a child span (ChildOf this one), inheriting trace, sampling and baggage.
-    #[inline]
+    #[inline(always)]
     pub fn child(&self, name: &'static str) -> Span<'a, B> {
         self.start_related(name, false)
     }
@@ -616,7 +645,7 @@ impl<'a, const B: usize> Span<'a, B> {
         self.start_related(name, true)
     }
 
-    #[inline]
+    #[inline(always)]
     fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B> {
         let t = self.tracer;
         let mut child = match self.state.get() {
@@ -811,7 +840,7 @@ impl<'a, const B: usize> Span<'a, B> {
     #[inline]
     pub fn finish(self) {}
 
-    #[inline]
+    #[inline(always)]
     fn end(&self) {
         if self.state.get() != State::Recorded {
             self.state.set(State::Finished);
@@ -836,7 +865,7 @@ impl<'a, const B: usize> Span<'a, B> {
 }
 
 impl<const B: usize> Drop for Span<'_, B> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.end();
     }

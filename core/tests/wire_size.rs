@@ -10,6 +10,9 @@
 //! link, one small frame per trace: the worst case for framing overhead). The cost of the child
 //! span alone is measured by difference: the same stream with and without `Bar`.
 
+// `foo` and `bar` are the reference example's span names (MISSION.md), not placeholders.
+#![allow(clippy::disallowed_names)]
+
 mod common;
 use common::*;
 use microspan::{Drain, Ring, Session, Tracer};
@@ -31,7 +34,7 @@ fn stream_bytes(with_bar: bool, bar_tags: usize, drain_every: usize) -> usize {
         Session::new("in-process-service").boot_id(0xB007),
     );
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
-    let mut run = |n: usize, drain: &mut Drain<'_, 256>| {
+    let run = |n: usize, drain: &mut Drain<'_, 256>| {
         let mut out = Vec::new();
         for i in 0..n {
             let root = TRACER.root("in-process-service");

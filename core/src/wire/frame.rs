@@ -101,9 +101,35 @@ impl<const F: usize> FrameBuilder<F> {
     /// Appends a postcard varint.
     #[inline]
     pub fn varint(&mut self, v: u64) -> Result<(), Full> {
+        if v < 0x80 {
+            // The common case (names, small deltas) in one byte.
+            return self.u8(v as u8);
+        }
+        if v <= u32::MAX as u64 {
+            return self.varint32(v as u32);
+        }
         let n = varint::encode_u64(v, &mut self.buf[self.pos..Self::END]).ok_or(Full)?;
         self.pos += n;
         Ok(())
+    }
+
+    /// Appends a varint of a value that fits 32 bits (no 64-bit arithmetic on 32-bit cores).
+    #[inline]
+    fn varint32(&mut self, mut v: u32) -> Result<(), Full> {
+        let mut i = self.pos;
+        loop {
+            if i >= Self::END {
+                return Err(Full);
+            }
+            if v < 0x80 {
+                self.buf[i] = v as u8;
+                self.pos = i + 1;
+                return Ok(());
+            }
+            self.buf[i] = (v as u8) | 0x80;
+            v >>= 7;
+            i += 1;
+        }
     }
 
     /// Appends the CRC, COBS-encodes in place and adds the delimiter. Returns the frame.
@@ -112,31 +138,34 @@ impl<const F: usize> FrameBuilder<F> {
         // `END` leaves room for the two CRC bytes and the delimiter.
         self.buf[self.pos..self.pos + 2].copy_from_slice(&crc.to_le_bytes());
         let raw_end = self.pos + 2;
-        let mut state = cobs::EncoderState::default();
-        // Index 0 is the first code byte's placeholder.
+        // Forward in-place COBS: `code_at` is where the current block's code byte goes, `dest`
+        // where the next data byte goes. `dest <= src` throughout (one code byte per zero or per
+        // 254 data bytes, and `OFF` leaves room for all of them), so no unread byte is
+        // overwritten. Written out rather than through `cobs::EncoderState` because the
+        // per-byte state machine costs several times more instructions on a Cortex-M.
+        let mut code_at = 0;
         let mut dest = 1;
+        let mut code: u8 = 1;
         for src in Self::OFF..raw_end {
             let byte = self.buf[src];
-            // `dest <= src` throughout (at most one code byte per 254 data bytes, and `OFF`
-            // leaves room for all of them), so this never overwrites an unread byte.
-            match state.push(byte) {
-                cobs::PushResult::AddSingle(b) => {
-                    self.buf[dest] = b;
+            if byte == 0 {
+                self.buf[code_at] = code;
+                code_at = dest;
+                dest += 1;
+                code = 1;
+            } else {
+                self.buf[dest] = byte;
+                dest += 1;
+                code += 1;
+                if code == 0xFF {
+                    self.buf[code_at] = code;
+                    code_at = dest;
                     dest += 1;
-                }
-                cobs::PushResult::ModifyFromStartAndSkip((idx, code)) => {
-                    self.buf[idx] = code;
-                    dest += 1;
-                }
-                cobs::PushResult::ModifyFromStartAndPushAndSkip((idx, code, b)) => {
-                    self.buf[idx] = code;
-                    self.buf[dest] = b;
-                    dest += 2;
+                    code = 1;
                 }
             }
         }
-        let (idx, code) = state.finalize();
-        self.buf[idx] = code;
+        self.buf[code_at] = code;
         self.buf[dest] = 0;
         self.pos = dest + 1;
         self.finished = true;
