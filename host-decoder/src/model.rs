@@ -31,7 +31,10 @@ pub struct KeyValue {
 impl KeyValue {
     /// Builds a pair.
     pub fn new(key: impl Into<String>, value: Value) -> Self {
-        Self { key: key.into(), value }
+        Self {
+            key: key.into(),
+            value,
+        }
     }
 }
 

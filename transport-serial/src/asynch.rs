@@ -55,7 +55,11 @@ pub struct AsyncDrain<S, W> {
 impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     /// Drains `source` (usually a [`microspan::Drain`], or `&mut` one) into `writer`.
     pub const fn new(source: S, writer: W) -> Self {
-        Self { source, writer, counters: Counters::new() }
+        Self {
+            source,
+            writer,
+            counters: Counters::new(),
+        }
     }
 
     /// Writes every pending frame (until the drain has nothing more to send), then flushes if

@@ -55,7 +55,9 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Write(e) => write!(f, "trace transport write failed: {e:?}"),
-            Error::WriteZero => f.write_str("trace transport accepted no bytes (Ok(0)); the rest stays queued"),
+            Error::WriteZero => {
+                f.write_str("trace transport accepted no bytes (Ok(0)); the rest stays queued")
+            }
             Error::Flush(e) => write!(f, "trace transport flush failed: {e:?}"),
             Error::Ready(e) => write!(f, "trace transport readiness check failed: {e:?}"),
         }
@@ -74,7 +76,11 @@ pub struct BlockingDrain<S, W> {
 impl<S: FrameSource, W: Write> BlockingDrain<S, W> {
     /// Drains `source` (usually a [`microspan::Drain`], or `&mut` one) into `writer`.
     pub const fn new(source: S, writer: W) -> Self {
-        Self { source, writer, counters: Counters::new() }
+        Self {
+            source,
+            writer,
+            counters: Counters::new(),
+        }
     }
 
     /// Writes every pending frame (until the drain has nothing more to send), then flushes if

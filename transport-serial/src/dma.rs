@@ -62,7 +62,11 @@ pub struct DmaDrain<S> {
 impl<S: FrameSource> DmaDrain<S> {
     /// Wraps `source` (usually a [`microspan::Drain`], or `&mut` one); no transfer in flight.
     pub const fn new(source: S) -> Self {
-        Self { source, in_flight: None, counters: Counters::new() }
+        Self {
+            source,
+            in_flight: None,
+            counters: Counters::new(),
+        }
     }
 
     /// The bytes to transfer next: the unsent rest of the current frame, or a new frame. Marks them

@@ -86,7 +86,12 @@ pub struct Counters {
 impl Counters {
     /// All zero.
     pub const fn new() -> Self {
-        Self { bytes: 0, frames: 0, errors: 0, refused: 0 }
+        Self {
+            bytes: 0,
+            frames: 0,
+            errors: 0,
+            refused: 0,
+        }
     }
 
     /// Records that `n` of the `offered` bytes (the unsent rest of one frame) were accepted.

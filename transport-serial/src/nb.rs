@@ -67,7 +67,11 @@ pub struct NbDrain<S, W> {
 impl<S: FrameSource, W: Write<u8>> NbDrain<S, W> {
     /// Drains `source` (usually a [`microspan::Drain`], or `&mut` one) into `writer`.
     pub const fn new(source: S, writer: W) -> Self {
-        Self { source, writer, counters: Counters::new() }
+        Self {
+            source,
+            writer,
+            counters: Counters::new(),
+        }
     }
 
     /// Pushes bytes until the UART says `WouldBlock` or nothing is left; never waits.
@@ -85,10 +89,16 @@ impl<S: FrameSource, W: Write<u8>> NbDrain<S, W> {
         loop {
             let bytes = self.source.fill_buf();
             if bytes.is_empty() {
-                return Ok(Pumped { sent, pending: false });
+                return Ok(Pumped {
+                    sent,
+                    pending: false,
+                });
             }
             if sent == budget {
-                return Ok(Pumped { sent, pending: true });
+                return Ok(Pumped {
+                    sent,
+                    pending: true,
+                });
             }
             let offered = bytes.len().min(budget - sent);
             let mut n = 0;
@@ -110,7 +120,10 @@ impl<S: FrameSource, W: Write<u8>> NbDrain<S, W> {
                 Ok(()) => {}
                 Err(nb::Error::WouldBlock) => {
                     self.counters.refusal();
-                    return Ok(Pumped { sent, pending: true });
+                    return Ok(Pumped {
+                        sent,
+                        pending: true,
+                    });
                 }
                 Err(nb::Error::Other(e)) => {
                     self.counters.error();

@@ -124,7 +124,13 @@ impl<S: FrameSource> RttDrain<S> {
     /// Drains `source` into `channel` in `mode`.
     pub fn with_mode(source: S, mut channel: UpChannel, mode: Mode) -> Self {
         channel.set_mode(mode.channel_mode());
-        Self { source, channel, mode, counters: Counters::new(), mode_restored: 0 }
+        Self {
+            source,
+            channel,
+            mode,
+            counters: Counters::new(),
+            mode_restored: 0,
+        }
     }
 
     /// Switches between non-blocking and blocking.

@@ -75,7 +75,11 @@ impl Future for NotYet<'_> {
 impl Write for Mock {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
         assert!(!buf.is_empty());
-        NotYet { rng: &mut self.rng, percent: self.pending_percent }.await;
+        NotYet {
+            rng: &mut self.rng,
+            percent: self.pending_percent,
+        }
+        .await;
         if self.rng.chance(self.fail_percent) {
             return Err(LinkError);
         }
@@ -84,7 +88,11 @@ impl Write for Mock {
         Ok(n)
     }
     async fn flush(&mut self) -> Result<(), LinkError> {
-        NotYet { rng: &mut self.rng, percent: self.pending_percent }.await;
+        NotYet {
+            rng: &mut self.rng,
+            percent: self.pending_percent,
+        }
+        .await;
         Ok(())
     }
 }
@@ -92,16 +100,27 @@ impl Write for Mock {
 #[test]
 fn slow_async_writer_delivers_everything_once() {
     let fx = fixture::<65536>();
-    let mock = Mock { out: Vec::new(), rng: Rng::new(21), pending_percent: 50, fail_percent: 10 };
+    let mock = Mock {
+        out: Vec::new(),
+        rng: Rng::new(21),
+        pending_percent: 50,
+        fail_percent: 10,
+    };
     let mut tx = AsyncDrain::new(fx.drain(), mock);
     let mut rng = Rng::new(22);
     let mut errors = 0;
-    drive(&fx, &mut tx, &mut rng, |tx, _| {
-        if let Err(e) = block_on(tx.drain_once()) {
-            assert_eq!(e, Error::Write(LinkError));
-            errors += 1;
-        }
-    }, |tx| tx.has_pending());
+    drive(
+        &fx,
+        &mut tx,
+        &mut rng,
+        |tx, _| {
+            if let Err(e) = block_on(tx.drain_once()) {
+                assert_eq!(e, Error::Write(LinkError));
+                errors += 1;
+            }
+        },
+        |tx| tx.has_pending(),
+    );
     let c = tx.counters();
     assert!(errors > 50);
     assert_eq!(c.errors, errors);
@@ -114,21 +133,32 @@ fn slow_async_writer_delivers_everything_once() {
 fn dropping_the_future_mid_write_loses_nothing() {
     // Poll the drain future a random number of times, then drop it (a `select` with a timeout).
     let fx = fixture::<65536>();
-    let mock = Mock { out: Vec::new(), rng: Rng::new(23), pending_percent: 70, fail_percent: 0 };
+    let mock = Mock {
+        out: Vec::new(),
+        rng: Rng::new(23),
+        pending_percent: 70,
+        fail_percent: 0,
+    };
     let mut tx = AsyncDrain::new(fx.drain(), mock);
     let mut rng = Rng::new(24);
     let mut cx = Context::from_waker(Waker::noop());
     let mut cancelled = 0;
-    drive(&fx, &mut tx, &mut rng, |tx, rng| {
-        let polls = rng.range(1, 6);
-        let mut fut = pin!(tx.drain_once());
-        for _ in 0..polls {
-            if fut.as_mut().poll(&mut cx).is_ready() {
-                return;
+    drive(
+        &fx,
+        &mut tx,
+        &mut rng,
+        |tx, rng| {
+            let polls = rng.range(1, 6);
+            let mut fut = pin!(tx.drain_once());
+            for _ in 0..polls {
+                if fut.as_mut().poll(&mut cx).is_ready() {
+                    return;
+                }
             }
-        }
-        cancelled += 1;
-    }, |tx| tx.has_pending());
+            cancelled += 1;
+        },
+        |tx| tx.has_pending(),
+    );
     assert!(cancelled > 100);
     let (_, mock) = tx.into_parts();
     assert_exact(&mock.out, STEPS);
@@ -137,7 +167,12 @@ fn dropping_the_future_mid_write_loses_nothing() {
 #[test]
 fn run_drains_then_waits_for_idle() {
     let fx = fixture::<65536>();
-    let mock = Mock { out: Vec::new(), rng: Rng::new(25), pending_percent: 30, fail_percent: 5 };
+    let mock = Mock {
+        out: Vec::new(),
+        rng: Rng::new(25),
+        pending_percent: 30,
+        fail_percent: 5,
+    };
     let mut tx = AsyncDrain::new(fx.drain(), mock);
     let mut idles = 0u32;
     {

@@ -35,7 +35,14 @@ struct Mock {
 
 impl Mock {
     fn new(seed: u64, fail_percent: u64) -> Self {
-        Self { out: Vec::new(), rng: Rng::new(seed), fail_percent, ready_percent: 100, writes: 0, flushes: 0 }
+        Self {
+            out: Vec::new(),
+            rng: Rng::new(seed),
+            fail_percent,
+            ready_percent: 100,
+            writes: 0,
+            flushes: 0,
+        }
     }
 }
 
@@ -48,7 +55,11 @@ impl Write for Mock {
         assert!(!buf.is_empty(), "the drain must not offer empty buffers");
         self.writes += 1;
         if self.rng.chance(self.fail_percent) {
-            return if self.rng.chance(50) { Err(LinkError) } else { Ok(0) };
+            return if self.rng.chance(50) {
+                Err(LinkError)
+            } else {
+                Ok(0)
+            };
         }
         let n = self.rng.range(1, 3).min(buf.len());
         self.out.extend_from_slice(&buf[..n]);
@@ -74,9 +85,15 @@ fn chunky_writer_delivers_everything_once() {
     let fx = fixture::<65536>();
     let mut tx = BlockingDrain::new(fx.drain(), Mock::new(1, 0));
     let mut rng = Rng::new(2);
-    drive(&fx, &mut tx, &mut rng, |tx, _| {
-        tx.drain().unwrap();
-    }, |tx| tx.has_pending());
+    drive(
+        &fx,
+        &mut tx,
+        &mut rng,
+        |tx, _| {
+            tx.drain().unwrap();
+        },
+        |tx| tx.has_pending(),
+    );
     let c = tx.counters();
     let stats = tx.source().stats();
     let (_, mock) = tx.into_parts();
@@ -96,7 +113,11 @@ fn failing_writer_loses_and_duplicates_nothing() {
     let mut rng = Rng::new(4);
     let (mut write_errors, mut zeros, mut flush_errors) = (0u32, 0u32, 0u32);
     let mut pump = |tx: &mut BlockingDrain<TestDrain, Mock>, rng: &mut Rng| {
-        let r = if rng.chance(50) { tx.drain() } else { tx.drain_frame() };
+        let r = if rng.chance(50) {
+            tx.drain()
+        } else {
+            tx.drain_frame()
+        };
         match r {
             Ok(_) => {}
             Err(Error::Write(LinkError)) => write_errors += 1,
@@ -107,7 +128,10 @@ fn failing_writer_loses_and_duplicates_nothing() {
     };
     drive(&fx, &mut tx, &mut rng, &mut pump, |tx| tx.has_pending());
     let c = tx.counters();
-    assert!(write_errors > 50 && zeros > 50 && flush_errors > 10, "{write_errors} {zeros} {flush_errors}");
+    assert!(
+        write_errors > 50 && zeros > 50 && flush_errors > 10,
+        "{write_errors} {zeros} {flush_errors}"
+    );
     assert_eq!(c.errors, write_errors + flush_errors);
     assert_eq!(c.refused, zeros);
     let (_, mock) = tx.into_parts();
@@ -122,14 +146,23 @@ fn drain_ready_never_writes_when_not_ready() {
     mock.ready_percent = 40;
     let mut tx = BlockingDrain::new(fx.drain(), mock);
     let mut rng = Rng::new(6);
-    drive(&fx, &mut tx, &mut rng, |tx, _| {
-        let _ = tx.drain_ready();
-    }, |tx| tx.has_pending());
+    drive(
+        &fx,
+        &mut tx,
+        &mut rng,
+        |tx, _| {
+            let _ = tx.drain_ready();
+        },
+        |tx| tx.has_pending(),
+    );
     let c = tx.counters();
     assert!(c.refused > 100);
     let (_, mock) = tx.into_parts();
     assert_exact(&mock.out, STEPS);
-    assert_eq!(mock.flushes, 0, "drain_ready must not flush (a flush waits)");
+    assert_eq!(
+        mock.flushes, 0,
+        "drain_ready must not flush (a flush waits)"
+    );
 }
 
 #[test]

@@ -22,45 +22,63 @@ fn transfers_in_flight_are_never_rebuilt_and_short_ones_resume() {
     let mut flight: Option<Transfer> = None;
     let (mut short, mut failed) = (0u32, 0u32);
     let mut resume: Option<Vec<u8>> = None;
-    drive(&fx, &mut dma, &mut rng, |dma, rng| {
-        match flight.take() {
-            None => {
-                if let Some(bytes) = dma.start() {
-                    if let Some(rest) = resume.take() {
-                        assert_eq!(bytes, &rest[..], "the rest of a short transfer must be offered again, unchanged");
+    drive(
+        &fx,
+        &mut dma,
+        &mut rng,
+        |dma, rng| {
+            match flight.take() {
+                None => {
+                    if let Some(bytes) = dma.start() {
+                        if let Some(rest) = resume.take() {
+                            assert_eq!(
+                                bytes,
+                                &rest[..],
+                                "the rest of a short transfer must be offered again, unchanged"
+                            );
+                        }
+                        let moves = if rng.chance(30) {
+                            rng.range(0, bytes.len())
+                        } else {
+                            bytes.len()
+                        };
+                        flight = Some(Transfer {
+                            bytes: bytes.to_vec(),
+                            moves,
+                            ticks_left: rng.range(0, 3),
+                        });
+                        assert_eq!(dma.in_flight(), Some(bytes_len(&flight)));
                     }
-                    let moves = if rng.chance(30) { rng.range(0, bytes.len()) } else { bytes.len() };
-                    flight = Some(Transfer { bytes: bytes.to_vec(), moves, ticks_left: rng.range(0, 3) });
-                    assert_eq!(dma.in_flight(), Some(bytes_len(&flight)));
                 }
-            }
-            Some(mut t) => {
-                // While in flight: no second transfer, no access to the source.
-                assert!(dma.start().is_none());
-                assert!(dma.source_mut().is_none());
-                assert!(dma.has_pending());
-                if t.ticks_left > 0 {
-                    t.ticks_left -= 1;
-                    flight = Some(t);
-                    return;
-                }
-                out.extend_from_slice(&t.bytes[..t.moves]);
-                if t.moves < t.bytes.len() {
-                    resume = Some(t.bytes[t.moves..].to_vec());
-                    if rng.chance(50) {
-                        short += 1;
-                        assert!(dma.complete(t.moves));
+                Some(mut t) => {
+                    // While in flight: no second transfer, no access to the source.
+                    assert!(dma.start().is_none());
+                    assert!(dma.source_mut().is_none());
+                    assert!(dma.has_pending());
+                    if t.ticks_left > 0 {
+                        t.ticks_left -= 1;
+                        flight = Some(t);
+                        return;
+                    }
+                    out.extend_from_slice(&t.bytes[..t.moves]);
+                    if t.moves < t.bytes.len() {
+                        resume = Some(t.bytes[t.moves..].to_vec());
+                        if rng.chance(50) {
+                            short += 1;
+                            assert!(dma.complete(t.moves));
+                        } else {
+                            failed += 1;
+                            assert!(dma.fail(t.moves));
+                        }
                     } else {
-                        failed += 1;
-                        assert!(dma.fail(t.moves));
+                        assert!(dma.complete(t.moves));
                     }
-                } else {
-                    assert!(dma.complete(t.moves));
+                    assert!(!dma.complete(0), "a second completion is ignored");
                 }
-                assert!(!dma.complete(0), "a second completion is ignored");
             }
-        }
-    }, |dma| dma.has_pending());
+        },
+        |dma| dma.has_pending(),
+    );
     let c = dma.counters();
     assert!(short > 10 && failed > 10);
     assert_eq!(c.refused, short);
@@ -87,7 +105,11 @@ fn no_new_frame_while_in_flight() {
         fx.tracer.root("more").finish();
     }
     assert!(dma.start().is_none());
-    assert_eq!(dma.source().stats().frames, 1, "a frame was built while the DMA was reading");
+    assert_eq!(
+        dma.source().stats().frames,
+        1,
+        "a frame was built while the DMA was reading"
+    );
     let dma = match dma.into_inner() {
         Ok(_) => panic!("into_inner must refuse while in flight"),
         Err(d) => d,

@@ -28,7 +28,13 @@ struct Uart {
 
 impl Uart {
     fn new(seed: u64, block_percent: u64, fail_percent: u64) -> Self {
-        Self { out: Vec::new(), rng: Rng::new(seed), block_percent, fail_percent, calls: 0 }
+        Self {
+            out: Vec::new(),
+            rng: Rng::new(seed),
+            block_percent,
+            fail_percent,
+            calls: 0,
+        }
     }
 }
 
@@ -59,9 +65,15 @@ fn would_block_often_delivers_everything_once() {
     let mut tx = NbDrain::new(fx.drain(), Uart::new(11, 60, 0));
     let mut rng = Rng::new(12);
     let mut sent = 0;
-    drive(&fx, &mut tx, &mut rng, |tx, _| {
-        sent += tx.pump().unwrap().sent;
-    }, |tx| tx.has_pending());
+    drive(
+        &fx,
+        &mut tx,
+        &mut rng,
+        |tx, _| {
+            sent += tx.pump().unwrap().sent;
+        },
+        |tx| tx.has_pending(),
+    );
     let c = tx.counters();
     assert!(c.refused > 1000);
     assert_eq!(c.errors, 0);
@@ -78,13 +90,19 @@ fn errors_and_budgets_lose_nothing() {
     let mut tx = NbDrain::new(fx.drain(), Uart::new(13, 30, 10));
     let mut rng = Rng::new(14);
     let mut errors = 0;
-    drive(&fx, &mut tx, &mut rng, |tx, rng| {
-        let budget = rng.range(0, 5);
-        match tx.pump_at_most(budget) {
-            Ok(p) => assert!(p.sent <= budget),
-            Err(Overrun) => errors += 1,
-        }
-    }, |tx| tx.has_pending());
+    drive(
+        &fx,
+        &mut tx,
+        &mut rng,
+        |tx, rng| {
+            let budget = rng.range(0, 5);
+            match tx.pump_at_most(budget) {
+                Ok(p) => assert!(p.sent <= budget),
+                Err(Overrun) => errors += 1,
+            }
+        },
+        |tx| tx.has_pending(),
+    );
     let c = tx.counters();
     assert!(errors > 100);
     assert_eq!(c.errors, errors);
@@ -96,7 +114,13 @@ fn errors_and_budgets_lose_nothing() {
 fn pending_tells_the_interrupt_when_to_stop() {
     let fx = fixture::<1024>();
     let mut tx = NbDrain::new(fx.drain(), Uart::new(15, 0, 0));
-    assert_eq!(tx.pump(), Ok(Pumped { sent: 0, pending: false }));
+    assert_eq!(
+        tx.pump(),
+        Ok(Pumped {
+            sent: 0,
+            pending: false
+        })
+    );
     assert_eq!(tx.writer().calls, 0, "nothing to send touches no register");
     fx.tracer.root("isr").finish();
     let p = tx.pump().unwrap();
@@ -106,7 +130,13 @@ fn pending_tells_the_interrupt_when_to_stop() {
     // A UART with a one-byte FIFO: each interrupt sends one byte and says more is pending.
     tx.writer_mut().block_percent = 100;
     let p = tx.pump().unwrap();
-    assert_eq!(p, Pumped { sent: 0, pending: true });
+    assert_eq!(
+        p,
+        Pumped {
+            sent: 0,
+            pending: true
+        }
+    );
     assert!(tx.has_pending());
 }
 
@@ -136,7 +166,11 @@ fn a_full_ring_drops_exactly_what_it_counts() {
     let (_, uart) = tx.into_parts();
     let d = decode(&uart.out);
     assert!(d.frame_errors.is_empty());
-    let starts = d.records.iter().filter(|r| matches!(r, Rec::Start { .. })).count() as u32;
+    let starts = d
+        .records
+        .iter()
+        .filter(|r| matches!(r, Rec::Start { .. }))
+        .count() as u32;
     assert_eq!(starts, made);
     // START + TAG + END per recording span; the ring's count is exactly what is missing.
     assert_eq!(d.records.len() as u32 + dropped, made * 3 + (200 - made));

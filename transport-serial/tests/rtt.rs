@@ -90,11 +90,17 @@ fn small_buffer_and_slow_probe_deliver_everything_once() {
     assert_eq!(probe.mode_bits(), 1, "NoBlockTrim");
     let mut rng = Rng::new(41);
     let mut out = Vec::new();
-    drive(&fx, &mut rtt, &mut rng, |rtt, rng| {
-        rtt.pump();
-        let max = rng.range(0, 40);
-        probe.read(max, &mut out);
-    }, |rtt| rtt.has_pending());
+    drive(
+        &fx,
+        &mut rtt,
+        &mut rng,
+        |rtt, rng| {
+            rtt.pump();
+            let max = rng.range(0, 40);
+            probe.read(max, &mut out);
+        },
+        |rtt| rtt.has_pending(),
+    );
     while probe.read(usize::MAX, &mut out) > 0 {}
     let c = rtt.counters();
     assert!(c.refused > 100);
@@ -112,13 +118,19 @@ fn a_probe_switching_to_skip_mode_is_overridden() {
     let mut rtt = RttDrain::new(fx.drain(), up);
     let mut rng = Rng::new(42);
     let mut out = Vec::new();
-    drive(&fx, &mut rtt, &mut rng, |rtt, rng| {
-        if rng.chance(20) {
-            probe.set_mode_bits(0); // NoBlockSkip, rtt-target's and many tools' default
-        }
-        rtt.pump();
-        probe.read(rng.range(0, 60), &mut out);
-    }, |rtt| rtt.has_pending());
+    drive(
+        &fx,
+        &mut rtt,
+        &mut rng,
+        |rtt, rng| {
+            if rng.chance(20) {
+                probe.set_mode_bits(0); // NoBlockSkip, rtt-target's and many tools' default
+            }
+            rtt.pump();
+            probe.read(rng.range(0, 60), &mut out);
+        },
+        |rtt| rtt.has_pending(),
+    );
     while probe.read(usize::MAX, &mut out) > 0 {}
     assert!(rtt.mode_restored() > 10);
     assert_eq!(probe.mode_bits(), 1);
@@ -176,7 +188,10 @@ fn blocking_mode_waits_for_the_probe() {
     for i in 0..STEPS {
         workload(&fx, i);
         rtt.pump();
-        assert!(!rtt.has_pending(), "a blocking pump returns only when all is written");
+        assert!(
+            !rtt.has_pending(),
+            "a blocking pump returns only when all is written"
+        );
     }
     while !rtt.host_caught_up() {
         std::thread::yield_now();

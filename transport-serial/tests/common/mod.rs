@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use microspan::wire::decode::{Accumulator, FrameError, Parent, Record, RecordDecoder, StrRef, WireValue};
+use microspan::wire::decode::{
+    Accumulator, FrameError, Parent, Record, RecordDecoder, StrRef, WireValue,
+};
 use microspan::{Baggage, Clock, Drain, Ring, Session, Tracer, Value};
 
 /// Frame size used by the tests: small, so frames are many and records often straddle them.
@@ -41,7 +43,11 @@ pub struct Fixture {
 pub fn fixture<const N: usize>() -> Fixture {
     let ring: &'static Ring<N> = Box::leak(Box::new(Ring::new()));
     let clock: &'static ManualClock = Box::leak(Box::new(ManualClock(AtomicU32::new(5_000))));
-    let tracer = Box::leak(Box::new(Tracer::new(ring, clock, Session::new("transport-test").boot_id(9))));
+    let tracer = Box::leak(Box::new(Tracer::new(
+        ring,
+        clock,
+        Session::new("transport-test").boot_id(9),
+    )));
     Fixture { tracer, clock }
 }
 
@@ -76,7 +82,14 @@ impl Rng {
     }
 }
 
-const NAMES: [&str; 6] = ["in-process-service", "Foo", "Bar", "uart-rx", "flash-write", "sensor.read"];
+const NAMES: [&str; 6] = [
+    "in-process-service",
+    "Foo",
+    "Bar",
+    "uart-rx",
+    "flash-write",
+    "sensor.read",
+];
 
 /// Step `i` of the workload: a small trace with tags of every type, logs, dynamic strings and
 /// sometimes baggage and a FollowsFrom reference. Deterministic in `i`.
@@ -95,7 +108,10 @@ pub fn workload(fx: &Fixture, i: u32) {
         let text = format!("dyn-{i}-{}", rng.next() % 1000);
         child.set_tag("peer.hostname", Value::text(&text));
         fx.clock.advance(rng.range(1, 3_000) as u32);
-        child.log(&[("event", "soft error".into()), ("waited.millis", (rng.range(0, 2_000) as u64).into())]);
+        child.log(&[
+            ("event", "soft error".into()),
+            ("waited.millis", (rng.range(0, 2_000) as u64).into()),
+        ]);
         if rng.chance(30) {
             let grandchild = child.child("Bar");
             grandchild.log(&[("message", Value::text(&text))]);
@@ -103,7 +119,11 @@ pub fn workload(fx: &Fixture, i: u32) {
         }
     }
     if rng.chance(25) {
-        let mut b: microspan::Span<'_, 2> = t.span("with-baggage").child_of(&root.context()).with_baggage(Baggage::<2>::new()).start();
+        let mut b: microspan::Span<'_, 2> = t
+            .span("with-baggage")
+            .child_of(&root.context())
+            .with_baggage(Baggage::<2>::new())
+            .start();
         b.set_baggage("user", "alice");
         let follower = t.span("consumer").follows_from(&b.context()).start();
         fx.clock.advance(3);
@@ -116,12 +136,38 @@ pub fn workload(fx: &Fixture, i: u32) {
 /// A record with names resolved, strings owned and framing details (explicit roots) left out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rec {
-    Start { id: u32, parent: String, follows: bool, name: String, time: u64 },
-    End { span: u32, time: u64, losses: [u8; 4] },
-    Tag { span: u32, key: String, value: String },
-    Log { span: u32, time: u64, fields: Vec<(String, String)> },
-    Baggage { span: u32, key: String, value: String },
-    Reference { span: u32, follows: bool, target: u64 },
+    Start {
+        id: u32,
+        parent: String,
+        follows: bool,
+        name: String,
+        time: u64,
+    },
+    End {
+        span: u32,
+        time: u64,
+        losses: [u8; 4],
+    },
+    Tag {
+        span: u32,
+        key: String,
+        value: String,
+    },
+    Log {
+        span: u32,
+        time: u64,
+        fields: Vec<(String, String)>,
+    },
+    Baggage {
+        span: u32,
+        key: String,
+        value: String,
+    },
+    Reference {
+        span: u32,
+        follows: bool,
+        target: u64,
+    },
 }
 
 /// What came out of a byte stream.
@@ -142,7 +188,10 @@ pub struct Decoded {
 
 fn s(names: &HashMap<u32, String>, r: StrRef<'_>) -> String {
     match r {
-        StrRef::Id(id) => names.get(&id).cloned().unwrap_or_else(|| panic!("name {id} used before its definition")),
+        StrRef::Id(id) => names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| panic!("name {id} used before its definition")),
         StrRef::Inline(s) => s.to_string(),
     }
 }
@@ -171,7 +220,8 @@ pub fn decode(stream: &[u8]) -> Decoded {
             Some(Ok(frame)) => {
                 out.frames.push(frame.seq);
                 for rec in RecordDecoder::new(&frame) {
-                    let rec = rec.unwrap_or_else(|e| panic!("record error {e} in frame {}", frame.seq));
+                    let rec =
+                        rec.unwrap_or_else(|e| panic!("record error {e} in frame {}", frame.seq));
                     let r = match rec {
                         Record::Hello(_) => {
                             out.hellos += 1;
@@ -191,7 +241,9 @@ pub fn decode(stream: &[u8]) -> Decoded {
                             parent: match st.parent {
                                 Parent::Root => "root".into(),
                                 Parent::Local { id, .. } => format!("local {id}"),
-                                Parent::Remote { trace, span } => format!("remote {trace:?} {span:?}"),
+                                Parent::Remote { trace, span } => {
+                                    format!("remote {trace:?} {span:?}")
+                                }
                             },
                             follows: st.follows_from,
                             name: s(&names, st.name),
@@ -200,16 +252,35 @@ pub fn decode(stream: &[u8]) -> Decoded {
                         Record::End { span, time, losses } => Rec::End {
                             span,
                             time,
-                            losses: [losses.tags_over_capacity, losses.fields_over_capacity, losses.strings_truncated, losses.records_dropped],
+                            losses: [
+                                losses.tags_over_capacity,
+                                losses.fields_over_capacity,
+                                losses.strings_truncated,
+                                losses.records_dropped,
+                            ],
                         },
-                        Record::Tag { span, key, value } => Rec::Tag { span, key: s(&names, key), value: v(&names, value) },
-                        Record::Log { span, time, fields } => {
-                            Rec::Log { span, time, fields: fields.map(|(k, x)| (s(&names, k), v(&names, x))).collect() }
-                        }
-                        Record::Baggage { span, key, value } => Rec::Baggage { span, key: key.into(), value: value.into() },
-                        Record::Reference { span, kind, target, .. } => {
-                            Rec::Reference { span, follows: kind == microspan::RefKind::FollowsFrom, target: target.0 }
-                        }
+                        Record::Tag { span, key, value } => Rec::Tag {
+                            span,
+                            key: s(&names, key),
+                            value: v(&names, value),
+                        },
+                        Record::Log { span, time, fields } => Rec::Log {
+                            span,
+                            time,
+                            fields: fields.map(|(k, x)| (s(&names, k), v(&names, x))).collect(),
+                        },
+                        Record::Baggage { span, key, value } => Rec::Baggage {
+                            span,
+                            key: key.into(),
+                            value: value.into(),
+                        },
+                        Record::Reference {
+                            span, kind, target, ..
+                        } => Rec::Reference {
+                            span,
+                            follows: kind == microspan::RefKind::FollowsFrom,
+                            target: target.0,
+                        },
                     };
                     out.records.push(r);
                 }
@@ -244,15 +315,29 @@ pub fn reference(steps: u32) -> Decoded {
 /// consecutive frames.
 pub fn assert_exact(stream: &[u8], steps: u32) -> Decoded {
     let got = decode(stream);
-    assert!(got.frame_errors.is_empty(), "frame errors: {:?}", got.frame_errors);
+    assert!(
+        got.frame_errors.is_empty(),
+        "frame errors: {:?}",
+        got.frame_errors
+    );
     assert_eq!(got.discarded, 0, "bytes discarded by the decoder");
     assert_eq!(got.trailing, 0, "a frame was left unfinished");
     let expected_seq: Vec<u16> = (0..got.frames.len() as u16).collect();
-    assert_eq!(got.frames, expected_seq, "frames lost, duplicated or reordered");
+    assert_eq!(
+        got.frames, expected_seq,
+        "frames lost, duplicated or reordered"
+    );
     assert!(got.hellos >= 1);
     let want = reference(steps);
-    assert!(want.records.len() > 1000, "the workload is too small to mean much");
-    assert_eq!(got.records.len(), want.records.len(), "record count differs");
+    assert!(
+        want.records.len() > 1000,
+        "the workload is too small to mean much"
+    );
+    assert_eq!(
+        got.records.len(),
+        want.records.len(),
+        "record count differs"
+    );
     for (i, (g, w)) in got.records.iter().zip(&want.records).enumerate() {
         assert_eq!(g, w, "record {i} differs");
     }
@@ -262,7 +347,13 @@ pub fn assert_exact(stream: &[u8], steps: u32) -> Decoded {
 
 /// Runs the workload against a transport: `pump` is called a few times after every step (it may
 /// make no progress), then `finish` until it reports nothing pending. Returns when done.
-pub fn drive<T>(fx: &Fixture, t: &mut T, rng: &mut Rng, mut pump: impl FnMut(&mut T, &mut Rng), mut pending: impl FnMut(&mut T) -> bool) {
+pub fn drive<T>(
+    fx: &Fixture,
+    t: &mut T,
+    rng: &mut Rng,
+    mut pump: impl FnMut(&mut T, &mut Rng),
+    mut pending: impl FnMut(&mut T) -> bool,
+) {
     for i in 0..STEPS {
         workload(fx, i);
         for _ in 0..rng.range(0, 3) {
