@@ -189,6 +189,8 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     /// ones (drops, wall clock: they stay due) so the record is sure to get its turn.
     record_waiting: bool,
     stats: DrainStats,
+    /// Where the records' static strings live (this program, or a post-mortem image).
+    strings: record::Strings<'a>,
 }
 
 /// Why a record was not encoded into the current frame.
@@ -229,6 +231,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             wall_clock_due: false,
             record_waiting: false,
             stats: DrainStats::default(),
+            strings: record::Strings::Native,
         })
     }
 
@@ -245,6 +248,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let ticks = self.state.ext.extend(self.tracer.clock.now());
         self.wall_clock = Some(WallClock { ticks, unix_nanos });
         self.wall_clock_due = true;
+    }
+
+    /// Post-mortem replay: the ring holds a 32-bit target's records, whose static strings are
+    /// resolved through `strings`.
+    #[cfg(feature = "std")]
+    pub(crate) fn set_target_strings(&mut self, strings: &'a dyn crate::postmortem::ResolveStr) {
+        self.strings = record::Strings::Target(strings);
     }
 
     /// Counters.
@@ -459,7 +469,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     }
 
     fn encode(&mut self, pos: u32, h: Header) -> Result<(), Skip> {
-        let mut r = Reader::new(self.tracer.ring, pos);
+        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
         match h.kind() {
             record::START => self.encode_start(pos, h, &mut r),
             record::START_REMOTE => self.encode_start_remote(pos, h, &mut r),

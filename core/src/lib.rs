@@ -17,6 +17,8 @@ pub mod conventions;
 mod defmt;
 pub mod drain;
 pub mod future;
+#[cfg(not(loom))]
+pub mod postmortem;
 pub mod propagation;
 mod record;
 pub mod ring;
@@ -32,7 +34,7 @@ pub use context::{Flags, SpanContext, SpanId, TraceId};
 pub use drain::Drain;
 pub use future::{FutureExt, Instrumented};
 pub use propagation::{ExtractError, Extracted, InjectError};
-pub use ring::Ring;
+pub use ring::{Policy, Ring};
 pub use sampler::Sampler;
 pub use tracer::{Baggage, BaggageItem, RefKind, Session, Span, SpanBuilder, Tracer};
 pub use value::Value;

@@ -122,17 +122,38 @@ impl<'r> Cursor<'r> {
     }
 }
 
+/// Where the static strings a record points at live.
+#[derive(Clone, Copy)]
+pub(crate) enum Strings<'r> {
+    /// In this program: the record holds real `&'static str` addresses (P words each).
+    Native,
+    /// In another program's memory (a post-mortem image of a 32-bit target): the record holds
+    /// 32-bit target addresses (one word each), resolved through the image.
+    #[cfg(feature = "std")]
+    Target(&'r dyn crate::postmortem::ResolveStr),
+    #[cfg(not(feature = "std"))]
+    #[allow(dead_code)]
+    _Lifetime(core::marker::PhantomData<&'r ()>),
+}
+
 /// Reads a committed record's words (consumer side).
 #[derive(Clone, Copy)]
 pub(crate) struct Reader<'r> {
     pub(crate) ring: &'r DynRing,
     pub(crate) pos: u32,
     pub(crate) at: u32,
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    pub(crate) strings: Strings<'r>,
 }
 
 impl<'r> Reader<'r> {
-    pub(crate) fn new(ring: &'r DynRing, pos: u32) -> Self {
-        Self { ring, pos, at: 1 }
+    pub(crate) fn new(ring: &'r DynRing, pos: u32, strings: Strings<'r>) -> Self {
+        Self {
+            ring,
+            pos,
+            at: 1,
+            strings,
+        }
     }
 
     #[inline(always)]
@@ -157,6 +178,11 @@ impl<'r> Reader<'r> {
     /// A static string written by [`Cursor::ptr`] with length `len`.
     #[inline(always)]
     pub(crate) fn static_str(&mut self, len: usize) -> &'static str {
+        #[cfg(feature = "std")]
+        if let Strings::Target(t) = self.strings {
+            let addr = self.word();
+            return t.resolve(addr, len);
+        }
         let mut addr = self.word() as usize;
         if P == 2 {
             addr |= ((self.word() as u64) << 32) as usize;

@@ -4,27 +4,61 @@
 //! The ring is an array of `N` 32-bit words (`N` a power of two). A record is a header word
 //! followed by up to 254 body words; the header holds the record's kind and length and is written
 //! **last**, with a single `Release` store, so the consumer never sees half a record. Positions are
-//! free-running `u32` word counters (`head` for producers, `tail` for the consumer); the index of a
-//! position is `pos % N`, so a record may wrap around the end of the array.
+//! free-running `u32` word counters (`head` for producers, `tail` for the oldest live record,
+//! `free` for the first word not yet handed back zeroed); the index of a position is `pos % N`, so
+//! a record may wrap around the end of the array. Outside the short windows described below,
+//! `tail == free`, and every word in `[head, free + N)` is zero.
+//!
+//! # Policies: what happens when the ring is full
+//! Chosen when the ring is built (`const`, in the `static`'s initializer), so the record path
+//! carries no policy test on its common path: the policy is only looked at once the ring is full.
+//! - [`Policy::DropNew`] ([`Ring::new`], the default): the **new** record is dropped and counted.
+//!   What was recorded first survives; what a host has not read yet is never lost silently.
+//! - [`Policy::Overwrite`] ([`Ring::flight_recorder`]): the **oldest committed** records are
+//!   evicted to make room, so the ring always holds the latest events for post-mortem reading.
+//!   Each eviction is counted exactly, in the same drop counter (the wire's `DROPS` total), and
+//!   separately in [`evicted`](RingCore::evicted). A record is never evicted while it is
+//!   uncommitted (its producer was preempted mid-record) or while the drain is encoding it: then
+//!   the *new* record is dropped and counted instead, exactly as in the drop-new policy.
 //!
 //! # Protocol
-//! - **Reserve** (any producer): read `tail` (`Acquire`, pairs with the consumer's `Release` store
-//!   of `tail` in `release`, so the zeroed words it freed are visible), then `head`; if
-//!   `head - tail + len > N` the record is dropped and counted; else compare-and-swap `head` to
+//! - **Reserve** (any producer): read `free` (`Acquire`, pairs with the `Release` store of `free`
+//!   in `release` or `evict_oldest`, so the words zeroed there are visible), then `head`; if
+//!   `head - free + len > N` the ring is full (see below); else compare-and-swap `head` to
 //!   `head + len`. The words `[head, head + len)` are then owned by this producer alone.
 //! - **Write** the body words (`Relaxed`: nobody reads them before the header says so).
-//! - **Commit**: store the non-zero header (`Release`, pairs with the consumer's `Acquire` load in
-//!   `peek`): this publishes the whole record.
+//! - **Commit**: store the non-zero header (`Release`, pairs with the `Acquire` loads of the header
+//!   in `peek` and `evict_oldest`): this publishes the whole record.
 //! - **Consume** (the single drain): load the header at `tail` (`Acquire`); zero means "not written
-//!   yet"; otherwise read the body, then zero all the record's words and advance `tail`
-//!   (`Release`), handing the words back to producers.
+//!   yet"; otherwise read the body, then zero all the record's words, advance `tail` and then
+//!   `free` (`Release`), handing the words back to producers.
+//! - **Full, drop-new**: count the drop; return.
+//! - **Full, overwrite** (`evict_oldest`): try to take the `busy` flag (one `swap`, never a wait).
+//!   If it is taken (another producer is evicting, or the drain is encoding the oldest record),
+//!   or the oldest record is uncommitted (header zero), drop the new record and count it.
+//!   Otherwise zero the oldest record's words, advance `tail` and `free` past it (`Release`), count
+//!   the eviction, clear `busy` (`Release`) and retry the reservation.
+//! - **Consume, overwrite**: the drain takes the same `busy` flag before it reads the oldest record
+//!   (if it is taken, the drain finds nothing this time and returns), keeps it while it encodes the
+//!   record (the record's static-string pointers are dereferenced, so a record must never change
+//!   under the reader) and clears it when it releases the record or leaves it for the next frame.
+//!   The drain re-reads `tail` *after* taking the flag, so a record that an evicting producer
+//!   overwrote between the drain's last look and now is never read: the drain simply meets the
+//!   next one. (A seqlock-style "read, then check `tail` again" would not do here: the drain
+//!   follows pointers stored in the record while encoding it.)
 //!
 //! # Progress guarantee (stated honestly)
 //! - Producers are **lock-free, not wait-free**: a producer's compare-and-swap fails only because
 //!   another producer's succeeded, so some producer always progresses. A producer never waits for
 //!   another one: an interrupt handler preempting a thread-mode writer in the middle of a record
 //!   reserves its own space and finishes. On a single core, a preempted reservation retries at most
-//!   once per preemption. A full ring drops the new record and counts it exactly; it never blocks.
+//!   once per preemption. A full ring never blocks: the new record is dropped (or, in the overwrite
+//!   policy, old records are evicted) and every loss is counted exactly.
+//! - In the overwrite policy the `busy` flag is a **try-lock that nobody waits for**: whoever finds
+//!   it taken gives up at once (a producer drops its new record and counts it; the drain returns
+//!   with nothing read). So the overwrite policy degrades to drop-new while the drain is encoding
+//!   one record, or while a preempted producer is in the middle of an eviction (a few dozen
+//!   instructions, plus however long the preemption lasts) — it never stalls anybody.
 //! - The consumer is **blocking-free but not lock-free**: records are consumed in reservation
 //!   order, so a producer preempted between reserve and commit holds back the drain (not other
 //!   producers) until it resumes. The drain then simply finds nothing to read and returns; it never
@@ -55,29 +89,68 @@
 //! assert_eq!(RING.dropped(), 0);
 //! ```
 //!
+//! A flight recorder keeps the latest events instead of the first ones:
+//! ```
+//! use microspan::{Clock, Ring, Session, Tracer};
+//! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 42 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+//! static RING: Ring<64> = Ring::flight_recorder();
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("sensor-node"));
+//! for _ in 0..100 {
+//!     TRACER.root("tick").finish();
+//! }
+//! // No drain ran: the oldest records were evicted, each one counted.
+//! assert!(RING.evicted() > 0);
+//! assert_eq!(RING.dropped(), RING.evicted());
+//! ```
+//!
 //! # Cost
 //! Measured costs per operation, on the emulated cores, are produced by the repository's
 //! benchmark tooling into `BENCHMARKS.md` (instructions executed under QEMU, Cortex-M3 and
-//! Cortex-M0), so they are never typed in by hand here.
+//! Cortex-M0), so they are never typed in by hand here. The overwrite policy costs nothing until
+//! the ring is full; an eviction then costs one `swap`, one header load, the record's zeroing
+//! stores and three stores, on the producer that needs the room.
 
 use crate::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// What a full ring does with a new record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Policy {
+    /// Drop the new record and count it (the default): what was recorded first survives.
+    DropNew,
+    /// Evict the oldest committed records, counting each (a flight recorder): the latest survive.
+    Overwrite,
+}
 
 /// The ring storage and indices, generic over the storage so that `Ring<N>` (sized, in a `static`)
 /// and the unsized view the tracer keeps share one implementation.
 pub struct RingCore<S: ?Sized> {
     /// Next free position (producers).
     head: AtomicU32,
-    /// Oldest unconsumed position (the consumer).
+    /// Oldest live record (the consumer; in the overwrite policy also an evicting producer, both
+    /// only while holding `busy`).
     tail: AtomicU32,
-    /// Records dropped because the ring was full (or by the drain, for oversize records).
+    /// Every word below `free + N` and at or above `head` is zero: producers reserve up to
+    /// `free + N`. Moved after `tail`, once the words between them are zeroed.
+    free: AtomicU32,
+    /// Records lost: dropped because the ring was full, evicted (overwrite policy), or dropped by
+    /// the drain for being larger than a frame.
     dropped: AtomicU32,
+    /// Records evicted (overwrite policy; also counted in `dropped`).
+    evicted: AtomicU32,
+    /// Overwrite policy: held by the drain while it reads the oldest record, or by a producer
+    /// evicting it. A try-lock: nobody ever waits for it.
+    busy: AtomicBool,
     /// Set once a drain has been created: there is one consumer.
     consumer_taken: AtomicBool,
+    /// The policy (never changes after construction).
+    overwrite: bool,
     words: S,
 }
 
 /// A ring of `N` 32-bit words (`N` a power of two, at least 16). Put it in a `static` and hand it
-/// to a [`Tracer`](crate::Tracer).
+/// to a [`Tracer`](crate::Tracer). [`Ring::new`] drops new records when full;
+/// [`Ring::flight_recorder`] evicts the oldest ones.
 pub type Ring<const N: usize> = RingCore<[AtomicU32; N]>;
 
 /// The unsized view of any ring.
@@ -92,17 +165,34 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
         "the ring size must be a power of two from 16 to 2^30 words"
     );
 
-    /// An empty ring.
+    /// An empty ring that drops new records when full ([`Policy::DropNew`]).
     #[cfg(not(loom))]
     pub const fn new() -> Self {
+        Self::with_policy(Policy::DropNew)
+    }
+
+    /// An empty flight-recorder ring: when full, the oldest committed records are evicted (and
+    /// counted) to make room ([`Policy::Overwrite`]).
+    #[cfg(not(loom))]
+    pub const fn flight_recorder() -> Self {
+        Self::with_policy(Policy::Overwrite)
+    }
+
+    /// An empty ring with the given policy.
+    #[cfg(not(loom))]
+    pub const fn with_policy(policy: Policy) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
             // Positions start at 1 so that no span of a boot has the local id 0.
             head: AtomicU32::new(1),
             tail: AtomicU32::new(1),
+            free: AtomicU32::new(1),
             dropped: AtomicU32::new(0),
+            evicted: AtomicU32::new(0),
+            busy: AtomicBool::new(false),
             consumer_taken: AtomicBool::new(false),
+            overwrite: matches!(policy, Policy::Overwrite),
             words: [const { AtomicU32::new(0) }; N],
         }
     }
@@ -110,14 +200,29 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
     /// An empty ring (loom's atomics cannot be built in a `const fn`).
     #[cfg(loom)]
     pub fn new() -> Self {
+        Self::with_policy(Policy::DropNew)
+    }
+
+    /// An empty flight-recorder ring (loom).
+    #[cfg(loom)]
+    pub fn flight_recorder() -> Self {
+        Self::with_policy(Policy::Overwrite)
+    }
+
+    /// An empty ring with the given policy (loom).
+    #[cfg(loom)]
+    pub fn with_policy(policy: Policy) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
-            // Positions start at 1 so that no span of a boot has the local id 0.
             head: AtomicU32::new(1),
             tail: AtomicU32::new(1),
+            free: AtomicU32::new(1),
             dropped: AtomicU32::new(0),
+            evicted: AtomicU32::new(0),
+            busy: AtomicBool::new(false),
             consumer_taken: AtomicBool::new(false),
+            overwrite: matches!(policy, Policy::Overwrite),
             words: core::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
@@ -136,13 +241,31 @@ impl<const N: usize> Default for RingCore<[AtomicU32; N]> {
 }
 
 impl<S: ?Sized> RingCore<S> {
-    /// Records dropped so far because the ring was full (exact; wraps after 2^32).
+    /// Records lost so far (exact; wraps after 2^32): dropped because the ring was full, evicted
+    /// by the overwrite policy, or too large for a frame. This is the total the wire's `DROPS`
+    /// record carries.
     pub fn dropped(&self) -> u32 {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Records evicted by the overwrite policy so far (exact; included in
+    /// [`dropped`](Self::dropped)); always 0 for the drop-new policy.
+    pub fn evicted(&self) -> u32 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// The policy chosen at construction.
+    pub fn policy(&self) -> Policy {
+        if self.overwrite {
+            Policy::Overwrite
+        } else {
+            Policy::DropNew
+        }
+    }
+
     /// Counts one dropped record; returns its ordinal (the count before it).
     pub(crate) fn count_drop(&self) -> u32 {
+        // Relaxed: a counter; it publishes no other memory.
         self.dropped.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -174,6 +297,18 @@ pub(crate) struct Reservation<'r> {
     pub(crate) pos: u32,
 }
 
+/// Where a ring's parts live in memory, for a post-mortem reader of a RAM image.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // read by `postmortem`
+pub(crate) struct RingLayout {
+    pub(crate) head: usize,
+    pub(crate) tail: usize,
+    pub(crate) dropped: usize,
+    pub(crate) words: usize,
+    pub(crate) capacity: u32,
+    pub(crate) overwrite: bool,
+}
+
 impl DynRing {
     fn mask(&self) -> u32 {
         self.words.len() as u32 - 1
@@ -184,19 +319,25 @@ impl DynRing {
         &self.words[(pos & self.mask()) as usize]
     }
 
-    /// Reserves `len` words (header included). When the ring is full the record is dropped and
-    /// counted, and the error holds its drop ordinal (unique, used to name a lost root's trace).
+    /// Reserves `len` words (header included). When the ring is full (and, in the overwrite
+    /// policy, nothing can be evicted) the record is dropped and counted, and the error holds its
+    /// drop ordinal (unique, used to name a lost root's trace).
     #[inline]
     pub(crate) fn reserve(&self, len: u32) -> Result<Reservation<'_>, u32> {
         let cap = self.words.len() as u32;
         loop {
-            // Acquire pairs with the consumer's Release store of `tail` in `release`: the words
-            // below `tail` were zeroed before it moved. Loading `tail` before `head` keeps
-            // `head - tail` from underflowing when other producers and the consumer move both
-            // between the loads.
-            let tail = self.tail.load(Ordering::Acquire);
+            // Acquire pairs with the Release store of `free` in `release` / `evict_oldest`: the
+            // words below `free + N` were zeroed before it moved. Loading `free` before `head`
+            // keeps `head - free` from underflowing when other producers and the consumer move
+            // both between the loads.
+            let free = self.free.load(Ordering::Acquire);
             let head = self.head.load(Ordering::Relaxed);
-            if head.wrapping_sub(tail) > cap - len {
+            // `head - free <= N` and `len <= 255`, so the sum cannot overflow (and a record larger
+            // than the whole ring never fits).
+            if head.wrapping_sub(free).wrapping_add(len) > cap {
+                if self.overwrite && self.evict_oldest(len) {
+                    continue;
+                }
                 return Err(self.count_drop());
             }
             // Relaxed: `head` only hands out positions; the data is published by the header's
@@ -219,14 +360,84 @@ impl DynRing {
         }
     }
 
-    /// Single-consumer side: the header of the oldest record if it is committed.
+    /// Overwrite policy, ring full: evicts the oldest record if it is committed and nobody else
+    /// holds `busy`. `true` when the caller should retry its reservation (a record was evicted,
+    /// or room appeared meanwhile); `false` when the new record must be dropped.
+    #[cold]
+    #[inline(never)]
+    fn evict_oldest(&self, len: u32) -> bool {
+        // Acquire pairs with the Release store clearing `busy` by its previous holder (the drain
+        // or another evicting producer): its moves of `tail`/`free` and its zeroing are visible.
+        let cap = self.words.len() as u32;
+        if len > cap || self.busy.swap(true, Ordering::Acquire) {
+            // Larger than the whole ring: evicting everything would not make it fit.
+            return false;
+        }
+        // Only `busy` holders move `tail`, so this is the current value.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Relaxed);
+        let mut retry = true;
+        if head.wrapping_sub(tail).wrapping_add(len) > cap {
+            // Acquire pairs with the producer's Release store of the header in `commit`: the
+            // record's body words were written before it, so the zeroing below comes after them.
+            let header = Header(self.slot(tail).load(Ordering::Acquire));
+            if header.0 == 0 {
+                // Uncommitted (its producer is preempted mid-record) or the ring is empty (the
+                // record is larger than the ring): never evict it.
+                retry = false;
+            } else {
+                let next = tail.wrapping_add(header.len());
+                for i in 0..header.len() {
+                    // Relaxed: published to producers by the Release store of `free` below.
+                    self.slot(tail.wrapping_add(i)).store(0, Ordering::Relaxed);
+                }
+                // Relaxed: read only by `busy` holders, who synchronise through `busy`.
+                self.tail.store(next, Ordering::Relaxed);
+                // Release pairs with the producers' Acquire load of `free` in `reserve`.
+                self.free.store(next, Ordering::Release);
+                // Relaxed: counters; they publish no other memory.
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Release pairs with the Acquire `swap` of the next holder.
+        self.busy.store(false, Ordering::Release);
+        retry
+    }
+
+    /// Single-consumer side: the header of the oldest record if it is committed. In the overwrite
+    /// policy a `Some` also pins the record (holds `busy`) until [`release`](Self::release) or
+    /// [`unpin`](Self::unpin), so no producer evicts it while the drain reads it.
     #[inline]
     pub(crate) fn peek(&self) -> Option<(u32, Header)> {
+        if self.overwrite {
+            // Acquire pairs with the Release store clearing `busy` by an evicting producer: the
+            // `tail` it moved and the words it zeroed are visible. Taken before reading `tail`,
+            // so the record read below cannot have been evicted under the drain.
+            if self.busy.swap(true, Ordering::Acquire) {
+                return None; // a producer is evicting right now: try again later
+            }
+        }
+        // Relaxed: the consumer (or, in the overwrite policy, a `busy` holder, which is us now)
+        // is the only writer of `tail`.
         let tail = self.tail.load(Ordering::Relaxed);
         // Acquire pairs with the producer's Release store in `commit`: the body words written
         // before it are visible.
         let header = self.slot(tail).load(Ordering::Acquire);
-        (header != 0).then_some((tail, Header(header)))
+        if header == 0 {
+            self.unpin();
+            return None;
+        }
+        Some((tail, Header(header)))
+    }
+
+    /// Single-consumer side: whether a committed record is probably waiting (a hint that takes no
+    /// pin; [`peek`](Self::peek) decides).
+    #[inline]
+    pub(crate) fn ready(&self) -> bool {
+        // Relaxed: only a hint; `peek` re-reads both with the proper ordering.
+        let tail = self.tail.load(Ordering::Relaxed);
+        self.slot(tail).load(Ordering::Relaxed) != 0
     }
 
     /// Single-consumer side: body word `index` (1-based; 0 is the header) of the record at `pos`.
@@ -235,7 +446,8 @@ impl DynRing {
         self.slot(pos.wrapping_add(index)).load(Ordering::Relaxed)
     }
 
-    /// Single-consumer side: frees the oldest record (`len` words) after it has been read.
+    /// Single-consumer side: frees the oldest record (`len` words) after it has been read (and
+    /// unpins it).
     #[inline]
     pub(crate) fn release(&self, len: u32) {
         let tail = self.tail.load(Ordering::Relaxed);
@@ -243,8 +455,22 @@ impl DynRing {
             // Zeroed so a stale header is never mistaken for a committed one.
             self.slot(tail.wrapping_add(i)).store(0, Ordering::Relaxed);
         }
-        // Release pairs with the producers' Acquire load of `tail` in `reserve`.
-        self.tail.store(tail.wrapping_add(len), Ordering::Release);
+        let next = tail.wrapping_add(len);
+        // Relaxed: read by the consumer itself and by `busy` holders (through `busy`).
+        self.tail.store(next, Ordering::Relaxed);
+        // Release pairs with the producers' Acquire load of `free` in `reserve`.
+        self.free.store(next, Ordering::Release);
+        self.unpin();
+    }
+
+    /// Single-consumer side: leaves the record [`peek`](Self::peek) returned in the ring (for the
+    /// next frame) and lets producers evict it again.
+    #[inline]
+    pub(crate) fn unpin(&self) {
+        if self.overwrite {
+            // Release pairs with the Acquire `swap` of the next `busy` holder.
+            self.busy.store(false, Ordering::Release);
+        }
     }
 
     /// Claims the single consumer role; `false` if it was already taken.
@@ -261,6 +487,35 @@ impl DynRing {
     pub(crate) fn capacity(&self) -> u32 {
         self.words.len() as u32
     }
+
+    /// Addresses of the parts a post-mortem reader needs.
+    #[allow(dead_code)] // used by `postmortem`
+    pub(crate) fn layout(&self) -> RingLayout {
+        RingLayout {
+            head: &self.head as *const AtomicU32 as usize,
+            tail: &self.tail as *const AtomicU32 as usize,
+            dropped: &self.dropped as *const AtomicU32 as usize,
+            words: self.words.as_ptr() as usize,
+            capacity: self.capacity(),
+            overwrite: self.overwrite,
+        }
+    }
+
+    /// Host side of a post-mortem: makes this (empty, unused) ring hold the records of an image,
+    /// `word(pos)` giving the image's word at position `pos` for every `pos` in `[tail, head)`.
+    #[cfg(feature = "std")]
+    #[allow(dead_code)] // used by `postmortem`
+    pub(crate) fn restore(&self, head: u32, tail: u32, dropped: u32, word: impl Fn(u32) -> u32) {
+        let mut pos = tail;
+        while pos != head {
+            self.slot(pos).store(word(pos), Ordering::Relaxed);
+            pos = pos.wrapping_add(1);
+        }
+        self.head.store(head, Ordering::Relaxed);
+        self.tail.store(tail, Ordering::Relaxed);
+        self.free.store(tail, Ordering::Release);
+        self.dropped.store(dropped, Ordering::Relaxed);
+    }
 }
 
 impl Reservation<'_> {
@@ -276,7 +531,7 @@ impl Reservation<'_> {
     /// Publishes the record.
     #[inline(always)]
     pub(crate) fn commit(self, header: Header) {
-        // Release pairs with the consumer's Acquire load in `peek`.
+        // Release pairs with the Acquire loads of the header in `peek` and `evict_oldest`.
         self.ring.slot(self.pos).store(header.0, Ordering::Release);
     }
 }
@@ -357,6 +612,88 @@ mod tests {
     }
 
     #[test]
+    fn flight_recorder_evicts_the_oldest_and_counts_exactly() {
+        let ring: Ring<16> = Ring::flight_recorder();
+        let ring = ring.as_dyn();
+        assert_eq!(ring.policy(), Policy::Overwrite);
+        // 4 records of 4 words fill it exactly; 6 more evict the 6 oldest.
+        for i in 0..10 {
+            assert!(write(ring, 1, &[i, i, i]).is_some());
+        }
+        assert_eq!((ring.dropped(), ring.evicted()), (6, 6));
+        for i in 6..10 {
+            assert_eq!(read(ring), Some((1, vec![i, i, i])));
+        }
+        assert_eq!(read(ring), None);
+        // A record of another size evicts as many as it needs: 2 + 2 + 2 + 2 + 2 words, then 8.
+        for i in 0..8 {
+            assert!(write(ring, 2, &[i]).is_some());
+        }
+        assert!(write(ring, 3, &[9; 7]).is_some());
+        assert_eq!(ring.evicted(), 6 + 4);
+        for i in 4..8 {
+            assert_eq!(read(ring), Some((2, vec![i])));
+        }
+        assert_eq!(read(ring), Some((3, vec![9; 7])));
+        assert_eq!(read(ring), None);
+    }
+
+    #[test]
+    fn flight_recorder_never_evicts_an_uncommitted_record() {
+        let ring: Ring<16> = Ring::flight_recorder();
+        let ring = ring.as_dyn();
+        let first = ring.reserve(4).unwrap(); // a "preempted" writer, oldest
+        for i in 0..3 {
+            assert!(write(ring, 1, &[i, i, i]).is_some());
+        }
+        // Full, and the oldest is uncommitted: the new record is dropped, nothing evicted.
+        assert!(write(ring, 2, &[5]).is_none());
+        assert_eq!((ring.dropped(), ring.evicted()), (1, 0));
+        first.put(1, 7);
+        first.put(2, 7);
+        first.put(3, 7);
+        first.commit(Header::new(4, 4, 0));
+        // Now it can go.
+        assert!(write(ring, 2, &[5]).is_some());
+        assert_eq!((ring.dropped(), ring.evicted()), (2, 1));
+        for i in 0..3 {
+            assert_eq!(read(ring), Some((1, vec![i, i, i])));
+        }
+        assert_eq!(read(ring), Some((2, vec![5])));
+    }
+
+    #[test]
+    fn flight_recorder_never_evicts_the_record_the_drain_reads() {
+        let ring: Ring<16> = Ring::flight_recorder();
+        let ring = ring.as_dyn();
+        for i in 0..4 {
+            assert!(write(ring, 1, &[i, i, i]).is_some());
+        }
+        let (pos, h) = ring.peek().unwrap(); // the drain is encoding the oldest
+        assert!(write(ring, 2, &[5]).is_none()); // so the new one is dropped
+        assert_eq!((ring.dropped(), ring.evicted()), (1, 0));
+        assert_eq!(ring.word(pos, 1), 0);
+        ring.unpin(); // it did not fit the frame: left for later
+        assert!(write(ring, 2, &[5]).is_some()); // evicts record 0
+        assert_eq!((ring.dropped(), ring.evicted()), (2, 1));
+        let (pos2, h2) = ring.peek().unwrap();
+        assert_eq!((pos2, h2, ring.word(pos2, 1)), (pos + 4, h, 1));
+        ring.unpin();
+        assert_eq!(read(ring), Some((1, vec![1, 1, 1])));
+    }
+
+    #[test]
+    fn a_record_larger_than_the_ring_is_dropped_under_both_policies() {
+        for ring in [Ring::<16>::new(), Ring::<16>::flight_recorder()] {
+            let ring = ring.as_dyn();
+            assert!(write(ring, 1, &[1; 3]).is_some());
+            assert!(write(ring, 1, &[0; 16]).is_none());
+            assert_eq!(ring.dropped(), 1);
+            assert_eq!(read(ring), Some((1, vec![1; 3])));
+        }
+    }
+
+    #[test]
     fn header_fields() {
         let h = Header::new(5, 200, 0xABCDE);
         assert_eq!((h.kind(), h.len(), h.payload()), (5, 200, 0xABCDE));
@@ -416,6 +753,67 @@ mod loom_model {
             }
             assert_eq!(written, read);
             assert_eq!(written + consumer.dropped(), 4);
+        });
+    }
+
+    /// The overwrite policy, two producers and the consumer, in a ring that holds two records:
+    /// producers evict the oldest committed records; every record the consumer reads is whole
+    /// (never overwritten under it) and read once; every record is read or counted as lost
+    /// (dropped or evicted), exactly.
+    #[test]
+    fn overwrite_two_producers_one_consumer() {
+        // Bounded preemptions (loom's recommended setting for models of this size): every
+        // interleaving with up to 3 preemptions is explored.
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let ring: Arc<Ring<16>> = Arc::new(Ring::flight_recorder());
+            let producers: Vec<_> = (0..2u32)
+                .map(|p| {
+                    let ring = ring.clone();
+                    thread::spawn(move || {
+                        let mut written = 0;
+                        for i in 0..2u32 {
+                            let ring = ring.as_dyn();
+                            if let Ok(r) = ring.reserve(7) {
+                                for w in 1..7 {
+                                    r.put(w, p * 100 + i * 10 + w);
+                                }
+                                r.commit(Header::new(1 + p, 7, i));
+                                written += 1;
+                            }
+                        }
+                        written
+                    })
+                })
+                .collect();
+            let consumer = ring.as_dyn();
+            let mut seen = Vec::new();
+            let mut check = |pos: u32, h: Header| {
+                let p = h.kind() - 1;
+                let i = h.payload();
+                for w in 1..7 {
+                    assert_eq!(consumer.word(pos, w), p * 100 + i * 10 + w, "torn record");
+                }
+                assert!(!seen.contains(&(p, i)), "record read twice");
+                seen.push((p, i));
+                consumer.release(h.len());
+            };
+            for _ in 0..2 {
+                if let Some((pos, h)) = consumer.peek() {
+                    check(pos, h);
+                }
+                thread::yield_now();
+            }
+            let written: u32 = producers.into_iter().map(|t| t.join().unwrap()).sum();
+            while let Some((pos, h)) = consumer.peek() {
+                check(pos, h);
+            }
+            let read = seen.len() as u32;
+            // Committed records are read or evicted; the rest were dropped on arrival.
+            assert_eq!(written, read + consumer.evicted());
+            assert_eq!(read + consumer.dropped(), 4);
+            assert!(consumer.evicted() <= consumer.dropped());
         });
     }
 }

@@ -228,6 +228,21 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// A tracer over the unsized view of a ring (the post-mortem replay builds its ring at run
+    /// time).
+    #[cfg(feature = "std")]
+    pub(crate) fn with_dyn_ring(ring: &'a DynRing, clock: &'a dyn Clock, session: Session) -> Self {
+        Self {
+            ring,
+            clock,
+            boot_id: AtomicU32::new(session.boot_id),
+            session,
+            sampler: Sampler::Const(true),
+            sampler_tags: false,
+            unsampled_ids: AtomicU32::new(0),
+        }
+    }
+
     /// The same tracer with another sampler (see [`sampler`](crate::sampler)). Sampled roots then
     /// carry the tags `sampler.type` and `sampler.param`, as Jaeger clients record them.
     pub const fn with_sampler(mut self, sampler: Sampler) -> Self {

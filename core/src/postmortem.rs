@@ -1,0 +1,639 @@
+//! Post-mortem: what the device was doing when it panicked, faulted or hung.
+//!
+//! # On the device
+//! [`register`] the tracer once at start-up; it fills a small descriptor static,
+//! `MICROSPAN_POSTMORTEM` (a magic number, then the addresses of the ring's words and indices, the
+//! session's strings and ids), like RTT's control block. The panic and HardFault handlers call
+//! [`mark_panic`] or [`mark_crash`], which write the crash reason and the tick count into the
+//! descriptor (the ring is left as it is), then halt instead of resetting, so a debugger (or QEMU's
+//! GDB stub) can read RAM:
+//!
+//! ```no_run
+//! # use microspan::{Clock, Ring, Session, Tracer};
+//! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
+//! static RING: Ring<1024> = Ring::flight_recorder(); // keeps the latest events
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("sensor-node"));
+//!
+//! fn main() {
+//!     microspan::postmortem::register(&TRACER);
+//!     // …
+//! }
+//!
+//! // #[panic_handler]
+//! fn panic(info: &core::panic::PanicInfo) -> ! {
+//!     microspan::postmortem::mark_panic(info);
+//!     loop {} // halt: leave RAM to the debugger
+//! }
+//! ```
+//!
+//! # On the host
+//! `microspan postmortem --elf FW (--gdb HOST:PORT | --dump FILE [--dump-base ADDR])` finds the
+//! descriptor (at the ELF symbol `MICROSPAN_POSTMORTEM`, or by scanning for its magic number),
+//! reads the records between the ring's tail and head through a [`TargetMemory`], and replays them
+//! through the same drain that encodes them on the device ([`RingImage::to_stream`]): the result is
+//! an ordinary wire stream, decoded and exported like any other. Spans still open in it are the
+//! spans open at the crash.
+//!
+//! # Limits (stated honestly)
+//! - The image holds what the ring holds: records already drained (sent to a host) are gone from
+//!   it, and so are records evicted by a flight recorder. A span whose start record is among them
+//!   is not shown as open (its later records are orphans to the decoder).
+//! - The descriptor's layout assumes a 32-bit little-endian target (every Cortex-M, RISC-V MCUs).
+//! - A crash while a producer was between reserve and commit leaves an uncommitted record: the
+//!   replay stops there (the records after it are counted as unreadable, not decoded).
+
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
+
+#[cfg(not(target_has_atomic = "32"))]
+use portable_atomic::{AtomicU32, Ordering};
+
+#[cfg(target_has_atomic = "32")]
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::tracer::Tracer;
+
+/// The descriptor's magic number, first word: `"MSPN"` little-endian.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"MSPN");
+/// The descriptor's second word: `"PM"` and the layout version.
+pub const MAGIC_VERSION: u32 = u32::from_le_bytes(*b"PM\x00\x01");
+/// The name of the descriptor's symbol in the firmware's ELF.
+pub const SYMBOL: &str = "MICROSPAN_POSTMORTEM";
+/// Bytes of crash reason kept.
+pub const REASON_BYTES: usize = 96;
+
+/// Offsets of the descriptor's fields on a 32-bit target (every field is one 32-bit word).
+#[allow(missing_docs)]
+pub mod offset {
+    pub const MAGIC: u32 = 0;
+    pub const VERSION: u32 = 4;
+    pub const RING_WORDS: u32 = 8;
+    pub const RING_CAPACITY: u32 = 12;
+    pub const RING_HEAD: u32 = 16;
+    pub const RING_TAIL: u32 = 20;
+    pub const RING_DROPPED: u32 = 24;
+    pub const POLICY: u32 = 28;
+    pub const SERVICE_PTR: u32 = 32;
+    pub const SERVICE_LEN: u32 = 36;
+    pub const FIRMWARE_PTR: u32 = 40;
+    pub const FIRMWARE_LEN: u32 = 44;
+    pub const DEVICE_ID_LO: u32 = 48;
+    pub const DEVICE_ID_HI: u32 = 52;
+    pub const BOOT_ID: u32 = 56;
+    pub const TICKS_PER_SECOND: u32 = 60;
+    pub const CRASHED: u32 = 64;
+    pub const CRASH_TICKS: u32 = 68;
+    pub const REASON_LEN: u32 = 72;
+    pub const REASON: u32 = 76;
+    /// Size of the descriptor on a 32-bit target.
+    pub const SIZE: u32 = REASON + super::REASON_BYTES as u32 + 4;
+}
+
+/// The descriptor a post-mortem reader looks for. Its fields are words (addresses are target
+/// pointers); see [`offset`] for the layout on a 32-bit target.
+#[repr(C)]
+pub struct Descriptor {
+    magic: [u32; 2],
+    ring_words: AtomicUsize,
+    ring_capacity: AtomicU32,
+    ring_head: AtomicUsize,
+    ring_tail: AtomicUsize,
+    ring_dropped: AtomicUsize,
+    policy: AtomicU32,
+    service_ptr: AtomicUsize,
+    service_len: AtomicU32,
+    firmware_ptr: AtomicUsize,
+    firmware_len: AtomicU32,
+    device_id: [AtomicU32; 2],
+    boot_id: AtomicU32,
+    ticks_per_second: AtomicU32,
+    crashed: AtomicU32,
+    crash_ticks: AtomicU32,
+    reason_len: AtomicU32,
+    reason: [AtomicU32; REASON_BYTES / 4],
+    /// The registered tracer (for the crash handler's clock and boot id).
+    tracer: AtomicPtr<Tracer<'static>>,
+}
+
+/// The descriptor (one per firmware).
+#[no_mangle]
+#[used]
+pub static MICROSPAN_POSTMORTEM: Descriptor = Descriptor {
+    magic: [MAGIC, MAGIC_VERSION],
+    ring_words: AtomicUsize::new(0),
+    ring_capacity: AtomicU32::new(0),
+    ring_head: AtomicUsize::new(0),
+    ring_tail: AtomicUsize::new(0),
+    ring_dropped: AtomicUsize::new(0),
+    policy: AtomicU32::new(0),
+    service_ptr: AtomicUsize::new(0),
+    service_len: AtomicU32::new(0),
+    firmware_ptr: AtomicUsize::new(0),
+    firmware_len: AtomicU32::new(0),
+    device_id: [AtomicU32::new(0), AtomicU32::new(0)],
+    boot_id: AtomicU32::new(0),
+    ticks_per_second: AtomicU32::new(0),
+    crashed: AtomicU32::new(0),
+    crash_ticks: AtomicU32::new(0),
+    reason_len: AtomicU32::new(0),
+    reason: [const { AtomicU32::new(0) }; REASON_BYTES / 4],
+    tracer: AtomicPtr::new(core::ptr::null_mut()),
+};
+
+/// Makes `tracer`'s ring and session findable by a post-mortem reader. Call once at start-up,
+/// after [`Tracer::set_boot_id`] if the firmware sets one.
+pub fn register(tracer: &'static Tracer<'static>) {
+    let d = &MICROSPAN_POSTMORTEM;
+    let l = tracer.ring.layout();
+    let s = tracer.session();
+    // Relaxed throughout: the descriptor is read by a debugger with the core halted, or by
+    // `mark_crash` on this core after these stores.
+    d.ring_words.store(l.words, Ordering::Relaxed);
+    d.ring_capacity.store(l.capacity, Ordering::Relaxed);
+    d.ring_head.store(l.head, Ordering::Relaxed);
+    d.ring_tail.store(l.tail, Ordering::Relaxed);
+    d.ring_dropped.store(l.dropped, Ordering::Relaxed);
+    d.policy.store(l.overwrite as u32, Ordering::Relaxed);
+    d.service_ptr
+        .store(s.service.as_ptr() as usize, Ordering::Relaxed);
+    d.service_len
+        .store(s.service.len() as u32, Ordering::Relaxed);
+    d.firmware_ptr
+        .store(s.firmware_version.as_ptr() as usize, Ordering::Relaxed);
+    d.firmware_len
+        .store(s.firmware_version.len() as u32, Ordering::Relaxed);
+    d.device_id[0].store(s.device_id as u32, Ordering::Relaxed);
+    d.device_id[1].store((s.device_id >> 32) as u32, Ordering::Relaxed);
+    d.boot_id.store(tracer.boot_id(), Ordering::Relaxed);
+    d.ticks_per_second
+        .store(tracer.clock().ticks_per_second(), Ordering::Relaxed);
+    d.tracer.store(
+        tracer as *const Tracer<'static> as *mut Tracer<'static>,
+        Ordering::Release,
+    );
+}
+
+/// Whether [`mark_crash`] or [`mark_panic`] has run.
+pub fn crashed() -> bool {
+    MICROSPAN_POSTMORTEM.crashed.load(Ordering::Relaxed) != 0
+}
+
+/// Writes bytes into the reason buffer.
+struct ReasonWriter {
+    len: usize,
+}
+
+impl core::fmt::Write for ReasonWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let d = &MICROSPAN_POSTMORTEM;
+        for &b in s.as_bytes() {
+            if self.len >= REASON_BYTES {
+                return Err(core::fmt::Error);
+            }
+            let w = &d.reason[self.len / 4];
+            let shift = (self.len % 4) * 8;
+            let old = w.load(Ordering::Relaxed);
+            w.store(
+                (old & !(0xFF << shift)) | (b as u32) << shift,
+                Ordering::Relaxed,
+            );
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a crash record; `None` when one was already written (the first crash wins).
+fn begin_crash() -> Option<ReasonWriter> {
+    let d = &MICROSPAN_POSTMORTEM;
+    // A handler that crashed again must not overwrite the first reason. Load and store (not a
+    // swap): cores without compare-and-swap have no atomic swap, and crash handlers do not run
+    // concurrently with each other on one core.
+    if d.crashed.load(Ordering::Relaxed) != 0 {
+        return None;
+    }
+    // Acquire pairs with the Release store in `register`: the tracer is fully built.
+    let tracer = d.tracer.load(Ordering::Acquire);
+    if !tracer.is_null() {
+        // SAFETY: the pointer was stored by `register` from a `&'static Tracer<'static>`, so it
+        // is valid, aligned and immutable (a tracer is only used through `&`) forever.
+        let t = unsafe { &*tracer };
+        d.crash_ticks.store(t.clock().now(), Ordering::Relaxed);
+        d.boot_id.store(t.boot_id(), Ordering::Relaxed);
+    }
+    for w in &d.reason {
+        w.store(0, Ordering::Relaxed);
+    }
+    Some(ReasonWriter { len: 0 })
+}
+
+fn end_crash(w: ReasonWriter) {
+    let d = &MICROSPAN_POSTMORTEM;
+    d.reason_len.store(w.len as u32, Ordering::Relaxed);
+    d.crashed.store(1, Ordering::Release);
+}
+
+/// Marks the session as crashed with `reason` (its first [`REASON_BYTES`] bytes), and the time
+/// from the registered tracer's clock. Call from a HardFault handler (for example
+/// `"HardFault at pc=0x…"`) before halting. The first crash wins; later calls do nothing.
+pub fn mark_crash(reason: &str) {
+    mark_crash_fmt(format_args!("{reason}"));
+}
+
+/// [`mark_crash`] with a formatted reason (no allocation; cut at [`REASON_BYTES`] bytes).
+pub fn mark_crash_fmt(reason: core::fmt::Arguments<'_>) {
+    if let Some(mut w) = begin_crash() {
+        let _ = core::fmt::write(&mut w, reason);
+        end_crash(w);
+    }
+}
+
+/// Marks the session as crashed by a panic: `panicked at FILE:LINE:COL: MESSAGE`.
+pub fn mark_panic(info: &core::panic::PanicInfo<'_>) {
+    match info.location() {
+        Some(l) => mark_crash_fmt(format_args!(
+            "panicked at {}:{}:{}: {}",
+            l.file(),
+            l.line(),
+            l.column(),
+            info.message()
+        )),
+        None => mark_crash_fmt(format_args!("panicked: {}", info.message())),
+    }
+}
+
+#[cfg(feature = "std")]
+pub use host::*;
+
+#[cfg(feature = "std")]
+mod host {
+    //! The host side: reading a target's RAM image and replaying its ring.
+    use std::collections::HashMap;
+    use std::string::String;
+    use std::sync::Mutex;
+    use std::vec::Vec;
+
+    use super::{offset, MAGIC, MAGIC_VERSION, REASON_BYTES};
+    use crate::clock::Clock;
+    use crate::drain::Drain;
+    use crate::ring::{DynRing, Ring};
+    use crate::tracer::{Session, Tracer};
+
+    /// A target's memory, as a post-mortem reader sees it (a RAM dump plus the ELF's sections, or
+    /// a live GDB server). Addresses are the target's.
+    pub trait TargetMemory: Sync {
+        /// `len` bytes at `addr`, or `None` where the memory is not known.
+        fn read(&self, addr: u32, len: usize) -> Option<Vec<u8>>;
+    }
+
+    /// Resolves a target's static string (address and length) to a host string (used by the
+    /// drain when it replays an image).
+    pub trait ResolveStr: Sync {
+        /// The string at `addr`, `len` bytes (lossy UTF-8; a placeholder when unreadable).
+        fn resolve(&self, addr: u32, len: usize) -> &'static str;
+    }
+
+    /// Why an image could not be read.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum ImageError {
+        /// The descriptor address holds no descriptor.
+        NoDescriptor(u32),
+        /// The descriptor has a layout version this reader does not know.
+        Version(u32),
+        /// The firmware never called `register`.
+        NotRegistered,
+        /// A part the reader needs is outside the memory given.
+        Unreadable {
+            /// What.
+            what: &'static str,
+            /// Where.
+            addr: u32,
+            /// How many bytes.
+            len: u32,
+        },
+        /// The ring's indices make no sense (corrupted RAM).
+        Corrupt(String),
+    }
+
+    impl core::fmt::Display for ImageError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                ImageError::NoDescriptor(a) => write!(f, "no microspan post-mortem descriptor at {a:#010x} (magic \"MSPN\" not found): is this the ELF of the firmware that ran, and does it call `microspan::postmortem::register`?"),
+                ImageError::Version(v) => write!(f, "the post-mortem descriptor has layout version {v:#x}; this reader knows {MAGIC_VERSION:#x}: use the decoder from the firmware's microspan release"),
+                ImageError::NotRegistered => f.write_str("the firmware never called `microspan::postmortem::register(&TRACER)`: the descriptor is empty"),
+                ImageError::Unreadable { what, addr, len } => write!(f, "cannot read {what} ({len} bytes at {addr:#010x}): the RAM dump does not cover it (check --dump-base) or the GDB server refused"),
+                ImageError::Corrupt(m) => write!(f, "the ring's state is corrupted: {m}"),
+            }
+        }
+    }
+
+    impl std::error::Error for ImageError {}
+
+    fn read_exact(
+        mem: &dyn TargetMemory,
+        what: &'static str,
+        addr: u32,
+        len: u32,
+    ) -> Result<Vec<u8>, ImageError> {
+        match mem.read(addr, len as usize) {
+            Some(b) if b.len() == len as usize => Ok(b),
+            _ => Err(ImageError::Unreadable { what, addr, len }),
+        }
+    }
+
+    fn word(b: &[u8], at: u32) -> u32 {
+        let at = at as usize;
+        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    /// A snapshot of a target's ring and tracer state, read from its memory.
+    #[derive(Debug, Clone)]
+    pub struct RingImage {
+        /// The descriptor's address.
+        pub descriptor: u32,
+        /// The ring's capacity in words.
+        pub capacity: u32,
+        /// `true` for a flight recorder (overwrite-oldest) ring.
+        pub overwrite: bool,
+        /// Producer position.
+        pub head: u32,
+        /// Consumer position (the oldest record not yet drained).
+        pub tail: u32,
+        /// The ring's loss counter (drops and evictions).
+        pub dropped: u32,
+        /// The words `[tail, head)`, oldest first.
+        pub words: Vec<u32>,
+        /// Service name.
+        pub service: String,
+        /// Firmware version.
+        pub firmware_version: String,
+        /// Device id.
+        pub device_id: u64,
+        /// Boot id.
+        pub boot_id: u32,
+        /// Clock rate.
+        pub ticks_per_second: u32,
+        /// The crash reason, when the firmware marked a crash.
+        pub crash: Option<String>,
+        /// The tick count at the crash (0 without one).
+        pub crash_ticks: u32,
+    }
+
+    /// What [`RingImage::to_stream`] made of the records.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Replay {
+        /// The wire stream (frames, as the device's drain would have sent them).
+        pub stream: Vec<u8>,
+        /// Ring records replayed.
+        pub records: u32,
+        /// Words left unread: an uncommitted record (a producer interrupted by the crash) or
+        /// corrupted words stopped the replay there.
+        pub unread_words: u32,
+    }
+
+    impl RingImage {
+        /// Reads the descriptor at `descriptor` and the ring it points at.
+        pub fn read(mem: &dyn TargetMemory, descriptor: u32) -> Result<Self, ImageError> {
+            let d = read_exact(mem, "the descriptor", descriptor, offset::SIZE)?;
+            if word(&d, offset::MAGIC) != MAGIC {
+                return Err(ImageError::NoDescriptor(descriptor));
+            }
+            if word(&d, offset::VERSION) != MAGIC_VERSION {
+                return Err(ImageError::Version(word(&d, offset::VERSION)));
+            }
+            let words_at = word(&d, offset::RING_WORDS);
+            let capacity = word(&d, offset::RING_CAPACITY);
+            if words_at == 0 {
+                return Err(ImageError::NotRegistered);
+            }
+            if !capacity.is_power_of_two() || !(16..=1 << 24).contains(&capacity) {
+                return Err(ImageError::Corrupt(format!(
+                    "capacity {capacity} words is not a power of two from 16 to 2^24"
+                )));
+            }
+            let index = |what, field| -> Result<u32, ImageError> {
+                let addr = word(&d, field);
+                Ok(word(&read_exact(mem, what, addr, 4)?, 0))
+            };
+            let head = index("the ring's head", offset::RING_HEAD)?;
+            let tail = index("the ring's tail", offset::RING_TAIL)?;
+            let dropped = index("the ring's drop counter", offset::RING_DROPPED)?;
+            let used = head.wrapping_sub(tail);
+            if used > capacity {
+                return Err(ImageError::Corrupt(format!(
+                    "head {head} is {used} words past tail {tail}, more than the capacity {capacity}"
+                )));
+            }
+            let all = read_exact(mem, "the ring's words", words_at, capacity * 4)?;
+            let words = (0..used)
+                .map(|i| word(&all, (tail.wrapping_add(i) & (capacity - 1)) * 4))
+                .collect();
+            let string = |what, ptr_field, len_field| -> String {
+                let len = word(&d, len_field).min(4096);
+                if len == 0 {
+                    return String::new();
+                }
+                read_exact(mem, what, word(&d, ptr_field), len)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_else(|_| "<unreadable>".into())
+            };
+            let crash = (word(&d, offset::CRASHED) != 0).then(|| {
+                let len = (word(&d, offset::REASON_LEN) as usize).min(REASON_BYTES);
+                let at = offset::REASON as usize;
+                String::from_utf8_lossy(&d[at..at + len]).into_owned()
+            });
+            Ok(Self {
+                descriptor,
+                capacity,
+                overwrite: word(&d, offset::POLICY) != 0,
+                head,
+                tail,
+                dropped,
+                words,
+                service: string("the service name", offset::SERVICE_PTR, offset::SERVICE_LEN),
+                firmware_version: string(
+                    "the firmware version",
+                    offset::FIRMWARE_PTR,
+                    offset::FIRMWARE_LEN,
+                ),
+                device_id: word(&d, offset::DEVICE_ID_LO) as u64
+                    | (word(&d, offset::DEVICE_ID_HI) as u64) << 32,
+                boot_id: word(&d, offset::BOOT_ID),
+                ticks_per_second: word(&d, offset::TICKS_PER_SECOND).max(1),
+                crash,
+                crash_ticks: word(&d, offset::CRASH_TICKS),
+            })
+        }
+
+        /// Finds the descriptor by its magic number in `[start, start + len)` (word-aligned).
+        pub fn scan(mem: &dyn TargetMemory, start: u32, len: u32) -> Option<u32> {
+            let bytes = mem.read(start, len as usize)?;
+            let magic = MAGIC.to_le_bytes();
+            let version = MAGIC_VERSION.to_le_bytes();
+            (0..bytes.len().saturating_sub(7))
+                .step_by(4)
+                .find(|&i| bytes[i..i + 4] == magic && bytes[i + 4..i + 8] == version)
+                .map(|i| start + i as u32)
+        }
+
+        /// Replays the records through the drain, as the device would have sent them: a wire
+        /// stream any decoder reads. Static strings are read through `mem` (usually the ELF's
+        /// read-only data).
+        pub fn to_stream(&self, mem: &dyn TargetMemory) -> Replay {
+            macro_rules! sizes {
+                ($($n:literal)*) => {
+                    match self.capacity {
+                        $( c if c == 1 << $n => self.replay(&*zeroed_ring::<{ 1 << $n }>(), mem), )*
+                        _ => Replay::default(),
+                    }
+                };
+            }
+            sizes!(4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
+        }
+
+        fn replay(&self, ring: &DynRing, mem: &dyn TargetMemory) -> Replay {
+            // Stop at the first uncommitted or impossible header: nothing after it can be read.
+            let mut valid = 0u32;
+            let used = self.words.len() as u32;
+            while valid < used {
+                let h = self.words[valid as usize];
+                let (kind, len) = (h & 0xF, (h >> 4) & 0xFF);
+                if kind == 0 || len == 0 || valid + len > used {
+                    break;
+                }
+                valid += len;
+            }
+            let tail = self.tail;
+            ring.restore(tail.wrapping_add(valid), tail, self.dropped, |pos| {
+                self.words[pos.wrapping_sub(tail) as usize]
+            });
+            let clock = Frozen {
+                now: if self.crash.is_some() {
+                    self.crash_ticks
+                } else {
+                    latest_ticks(&self.words[..valid as usize]).unwrap_or(0)
+                },
+                tps: self.ticks_per_second,
+            };
+            let session = Session {
+                service: leak(&self.service),
+                device_id: self.device_id,
+                boot_id: self.boot_id,
+                firmware_version: leak(&self.firmware_version),
+            };
+            let tracer = Tracer::with_dyn_ring(ring, &clock, session);
+            let strings = Resolver {
+                mem,
+                cache: Mutex::new((HashMap::new(), 16 << 20)),
+            };
+            let mut out = Replay::default();
+            {
+                let Some(mut drain) = Drain::<'_, 4096, 256>::new(&tracer) else {
+                    return out;
+                };
+                drain.set_target_strings(&strings);
+                drain.drain_with(|b| {
+                    out.stream.extend_from_slice(b);
+                    b.len()
+                });
+                out.records = drain.stats().records;
+            }
+            out.unread_words = used - valid;
+            out
+        }
+    }
+
+    /// The newest tick value of the START/END/LOG records in `words` (a 32-bit target's layout).
+    fn latest_ticks(words: &[u32]) -> Option<u32> {
+        let mut at = 0usize;
+        let mut last = None;
+        while at < words.len() {
+            let h = words[at];
+            let len = ((h >> 4) & 0xFF) as usize;
+            if len == 0 || at + len > words.len() {
+                break;
+            }
+            let ticks_at = match h & 0xF {
+                crate::record::START => Some(4),
+                crate::record::START_REMOTE => Some(8),
+                crate::record::END | crate::record::LOG => Some(2),
+                _ => None,
+            };
+            if let Some(i) = ticks_at.filter(|&i| i < len) {
+                last = Some(words[at + i]);
+            }
+            at += len;
+        }
+        last
+    }
+
+    /// A clock stopped at the crash.
+    struct Frozen {
+        now: u32,
+        tps: u32,
+    }
+
+    impl Clock for Frozen {
+        fn now(&self) -> u32 {
+            self.now
+        }
+        fn ticks_per_second(&self) -> u32 {
+            self.tps
+        }
+    }
+
+    /// A host copy that lives as long as the process (the drain keeps `&'static str`s). Bounded
+    /// by the resolver's budget.
+    fn leak(s: &str) -> &'static str {
+        Box::leak(s.to_owned().into_boxed_str())
+    }
+
+    /// A ring of `N` words, zeroed on the heap (never on the stack: it may be large).
+    fn zeroed_ring<const N: usize>() -> Box<Ring<N>> {
+        let layout = std::alloc::Layout::new::<Ring<N>>();
+        // SAFETY: `layout` is not zero-sized (a ring has words). All-zero bytes are a valid
+        // `Ring<N>`: atomics and `bool`s (`false`) are valid zeroed, and an all-zero ring is an
+        // empty drop-new ring with positions 0 (`restore` sets them). The pointer comes from the
+        // global allocator with `Ring<N>`'s layout, as `Box::from_raw` requires.
+        unsafe {
+            let p = std::alloc::alloc_zeroed(layout) as *mut Ring<N>;
+            if p.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(p)
+        }
+    }
+
+    /// Target strings resolved so far, by address and length.
+    type StrCache = HashMap<(u32, usize), &'static str>;
+
+    /// Resolves and caches target strings, within a byte budget.
+    struct Resolver<'m> {
+        mem: &'m dyn TargetMemory,
+        /// Strings resolved so far, and the bytes the replay may still copy.
+        cache: Mutex<(StrCache, usize)>,
+    }
+
+    impl ResolveStr for Resolver<'_> {
+        fn resolve(&self, addr: u32, len: usize) -> &'static str {
+            let mut guard = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let (cache, budget) = &mut *guard;
+            if let Some(s) = cache.get(&(addr, len)) {
+                return s;
+            }
+            let want = len.min(4096);
+            let s: &'static str = if want > *budget {
+                "<string over the replay's memory budget>"
+            } else {
+                match self.mem.read(addr, want) {
+                    Some(b) if b.len() == want => {
+                        *budget -= want;
+                        leak(&String::from_utf8_lossy(&b))
+                    }
+                    _ => "<unreadable string>",
+                }
+            };
+            cache.insert((addr, len), s);
+            s
+        }
+    }
+}
