@@ -7,4 +7,6 @@ pub mod input;
 pub mod jaeger_thrift;
 pub mod model;
 pub mod rtt_gdb;
+#[cfg(feature = "probe-rs")]
+pub mod rtt_probe;
 pub mod stream;

@@ -36,7 +36,7 @@ enum Command {
 #[derive(Args)]
 struct DecodeArgs {
     /// `-` reads standard input.
-    #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb"])]
+    #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb", "probe_rtt"])]
     stdin: Option<String>,
     /// Read a recorded stream from a file.
     #[arg(long, value_name = "PATH")]
@@ -52,13 +52,25 @@ struct DecodeArgs {
     tcp: Option<String>,
     /// Read an RTT up-channel through a GDB server, no probe library needed: QEMU `-gdb tcp::PORT`,
     /// OpenOCD (:3333), J-Link GDB server (:2331), pyOCD (:3333), `probe-rs gdb` (:1337).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"])]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"], group = "rtt")]
     rtt_gdb: Option<String>,
+    /// Read an RTT up-channel straight from a USB debug probe (probe-rs library; needs --chip).
+    /// Only in builds with `--features probe-rs`.
+    // The one-member group "usb_probe": `requires = "probe_rtt"` would always hold (a flag
+    // defaults to false), `requires` of a group counts only flags given.
+    #[arg(long, conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb"], group = "rtt", group = "usb_probe")]
+    probe_rtt: bool,
+    /// With --probe-rtt: the chip, as `probe-rs chip list` names it (e.g. nRF52840_xxAA).
+    #[arg(long, value_name = "NAME", requires = "usb_probe")]
+    chip: Option<String>,
+    /// With --probe-rtt: which probe, `VID:PID[:SERIAL]` as `probe-rs list` prints it (default: the only one).
+    #[arg(long, value_name = "VID:PID[:SERIAL]", requires = "usb_probe")]
+    probe: Option<String>,
     /// The firmware's ELF: RTT's control block is at its `_SEGGER_RTT` symbol (else RAM is scanned).
-    #[arg(long, value_name = "FILE", requires = "rtt_gdb")]
+    #[arg(long, value_name = "FILE", requires = "rtt")]
     elf: Option<PathBuf>,
     /// The RTT up-channel to read (microspan's convention: 1; defmt uses 0).
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "rtt_gdb")]
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rtt")]
     rtt_channel: u32,
     /// Bytes of RAM scanned for the RTT control block from 0x2000_0000 when no --elf is given.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, requires = "rtt_gdb")]
@@ -160,14 +172,38 @@ fn open_source(args: &DecodeArgs) -> Result<Source, String> {
         let reader = RttGdbReader::connect(cfg).map_err(|e| e.to_string())?;
         let describe = reader.describe();
         Ok(Source::reader(Box::new(reader), describe))
+    } else if args.probe_rtt {
+        Ok(open_probe_rtt(args)?)
     } else if args.stdin.as_deref() == Some("-") {
         Ok(Source::stdin())
     } else if let Some(other) = &args.stdin {
         return Err(format!("unexpected argument {other:?}: use --file {other} to read a file, or - for standard input"));
     } else {
-        return Err("no input: give --file PATH, - (stdin), --serial DEV [--baud N], --tcp HOST:PORT or --rtt-gdb HOST:PORT [--elf FILE]".into());
+        return Err("no input: give --file PATH, - (stdin), --serial DEV [--baud N], --tcp HOST:PORT, --rtt-gdb HOST:PORT [--elf FILE] or --probe-rtt --chip NAME".into());
     };
     source.map_err(|e| e.to_string())
+}
+
+/// `--probe-rtt`: a USB probe through probe-rs.
+#[cfg(feature = "probe-rs")]
+fn open_probe_rtt(args: &DecodeArgs) -> Result<Source, String> {
+    use microspan_decoder::rtt_probe::{Config, RttProbeReader};
+    let chip = args.chip.clone().ok_or(
+        "--probe-rtt needs --chip NAME (the target chip as probe-rs names it: see `probe-rs chip list`)",
+    )?;
+    let mut cfg = Config::new(chip);
+    cfg.probe = args.probe.clone();
+    cfg.elf = args.elf.clone();
+    cfg.channel = args.rtt_channel;
+    let reader = RttProbeReader::connect(cfg).map_err(|e| e.to_string())?;
+    let describe = reader.describe();
+    Ok(Source::reader(Box::new(reader), describe))
+}
+
+/// `--probe-rtt` in a build without the probe-rs library.
+#[cfg(not(feature = "probe-rs"))]
+fn open_probe_rtt(_args: &DecodeArgs) -> Result<Source, String> {
+    Err("--probe-rtt needs the probe-rs library, which this build of microspan leaves out: rebuild with `cargo install --path host-decoder --features probe-rs` (or `cargo build --features probe-rs`), or keep this build and run `probe-rs gdb --chip NAME` and use --rtt-gdb 127.0.0.1:1337".into())
 }
 
 /// The upload settings of the command line. Errors name a header, never its value.
