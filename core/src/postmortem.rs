@@ -503,9 +503,10 @@ mod host {
                 valid += len;
             }
             let tail = self.tail;
-            ring.restore(tail.wrapping_add(valid), tail, self.dropped, |pos| {
-                self.words[pos.wrapping_sub(tail) as usize]
-            });
+            // The drops come first, in a frame of their own: the decoder blames drops on the spans
+            // open (or started) in the frame that reports them, and these happened before any
+            // record left in the ring.
+            ring.restore(tail, tail, self.dropped, |_| 0);
             let clock = Frozen {
                 now: if self.crash.is_some() {
                     self.crash_ticks
@@ -531,6 +532,13 @@ mod host {
                     return out;
                 };
                 drain.set_target_strings(&strings);
+                drain.drain_with(|b| {
+                    out.stream.extend_from_slice(b);
+                    b.len()
+                });
+                ring.restore(tail.wrapping_add(valid), tail, self.dropped, |pos| {
+                    self.words[pos.wrapping_sub(tail) as usize]
+                });
                 drain.drain_with(|b| {
                     out.stream.extend_from_slice(b);
                     b.len()

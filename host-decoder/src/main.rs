@@ -30,7 +30,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Read a stream (file, stdin, serial port, TCP, RTT through a GDB server), rebuild spans and export them.
-    Decode(DecodeArgs),
+    Decode(Box<DecodeArgs>),
+    /// Show the last events and the spans open at a crash, from a RAM dump or a halted target
+    /// behind a GDB server, given the firmware's ELF.
+    Postmortem(microspan_decoder::postmortem::Args),
 }
 
 #[derive(Args)]
@@ -139,10 +142,17 @@ struct DecodeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Decode(args) => match decode(args) {
+        Command::Decode(args) => match decode(*args) {
             Ok(code) => code,
             Err(msg) => {
                 eprintln!("microspan: {msg}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Postmortem(args) => match microspan_decoder::postmortem::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("microspan postmortem: {msg}");
                 ExitCode::from(2)
             }
         },

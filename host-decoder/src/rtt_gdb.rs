@@ -462,14 +462,21 @@ impl Gdb {
         while out.len() < len {
             let at = addr.wrapping_add(out.len() as u32);
             let n = (len - out.len()).min(self.chunk);
-            let reply = loop {
-                let r = self.command(format!("m{at:x},{n:x}").as_bytes())?;
-                // A late stop reply from an earlier halt is not the answer.
-                if matches!(r.first(), Some(b'T') | Some(b'S')) {
-                    continue;
-                }
-                break r;
-            };
+            let mut r = self.command(format!("m{at:x},{n:x}").as_bytes())?;
+            // A late stop reply from an earlier halt is not the answer: the answer follows it.
+            // (Sending `m` again here would leave one answer behind for the next command.)
+            while matches!(r.first(), Some(b'T') | Some(b'S')) {
+                r = match self.recv_packet()? {
+                    Some(next) if next.first() == Some(&b'O') && next != b"OK" => continue,
+                    Some(next) => next,
+                    None => {
+                        return Err(
+                            self.io_err("waiting for a reply", io::ErrorKind::UnexpectedEof.into())
+                        )
+                    }
+                };
+            }
+            let reply = r;
             if reply.first() == Some(&b'E') || reply.is_empty() {
                 return Err(self.proto(format!(
                     "reading {n} bytes at {at:#010x} failed ({}): is that address in the target's RAM?",
@@ -841,6 +848,41 @@ impl Drop for RttGdbReader {
                 let _ = self.gdb.send_packet(b"D");
             }
         }
+    }
+}
+
+/// A target's memory through a GDB server, for `microspan postmortem --gdb HOST:PORT`. GDB servers
+/// (QEMU's stub included) halt the target when a client attaches, so reads see a still image.
+pub struct GdbMemory {
+    gdb: std::sync::Mutex<Gdb>,
+}
+
+impl GdbMemory {
+    /// Connects (the target halts).
+    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, RttGdbError> {
+        Ok(Self {
+            gdb: std::sync::Mutex::new(Gdb::connect(addr, timeout)?),
+        })
+    }
+
+    /// `len` bytes at `addr`.
+    pub fn read(&self, addr: u32, len: usize) -> Result<Vec<u8>, RttGdbError> {
+        self.gdb
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_memory(addr, len)
+    }
+
+    /// Detaches, letting the target run on (`D`).
+    pub fn detach(&self) {
+        let mut g = self.gdb.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = g.command(b"D");
+    }
+
+    /// Ends the target (`k`; QEMU exits).
+    pub fn kill(&self) {
+        let mut g = self.gdb.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = g.send_packet(b"k");
     }
 }
 
