@@ -75,11 +75,8 @@ fn crash_and_read(bin: &str) -> (Report, Report) {
         }
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.console.contains("halted for post-mortem"),
-        "console:\n{}",
-        out.console
-    );
+    // QEMU ended through the stub's kill right after the crash mark, not at the timeout.
+    assert!(!out.timed_out, "console:\n{}", out.console);
     reports
 }
 
