@@ -8,6 +8,9 @@
 //! `message="something wrong"` and sets `error=true`. The sleeps are shortened (10 ms and 20 ms
 //! instead of 1 s and 2 s).
 
+// `foo` and `bar` are the reference example's span names (MISSION.md), not placeholders.
+#![allow(clippy::disallowed_names)]
+
 use std::io::Write;
 use std::time::Duration;
 
