@@ -384,6 +384,21 @@ impl Assembler {
                 }
             }
         }
+        // A new boot's first frame (sequence 0, opening with a session record of another boot) is
+        // no sequence gap: close the old session with its first record, then count from it.
+        let mut records = records.peekable();
+        let new_boot = frame.seq == 0
+            && matches!(
+                (records.peek(), self.session.as_ref()),
+                (Some(Ok(Record::Hello(h))), Some(s))
+                    if h.boot_id != s.hello.boot_id || h.device_id != s.hello.device_id
+            );
+        if new_boot {
+            if let Some(Ok(hello)) = records.next() {
+                self.stats.records += 1;
+                self.record(hello, out);
+            }
+        }
         self.sequence(frame.seq);
         self.frame_drops = 0;
         let mut error = None;
