@@ -31,6 +31,9 @@ static TRACER: Tracer<'static> = Tracer::new(
 static IRQ_ATTEMPTED: AtomicU32 = AtomicU32::new(0);
 static IRQ_RUNS: AtomicU32 = AtomicU32::new(0);
 
+/// The timer interrupt's period.
+const PERIOD_US: u32 = 50;
+
 /// Records a span's worth and returns the records attempted: a START, and if it reached the ring
 /// a tag and an END.
 fn attempt(span: Span<'_>) -> u32 {
@@ -51,16 +54,18 @@ fn on_tick() {
 #[entry]
 fn main() -> ! {
     let board::Board { uart } = board::init().expect("first init");
-    let mut drain =
-        BlockingDrain::new(Drain::<'static, 64>::new(&TRACER).expect("one drain"), uart);
+    let mut drain = BlockingDrain::new(
+        Drain::<'static, 128>::new(&TRACER).expect("one drain"),
+        uart,
+    );
     board::set_handler(Irq::Periodic, on_tick);
     board::set_priority(Irq::Periodic, 1);
-    // Every 20 µs: far faster than the drain keeps up with.
-    board::start_periodic(board::us_to_ticks(20));
+    // Fast enough that the slow drain cannot keep up.
+    board::start_periodic(board::us_to_ticks(PERIOD_US));
     let mut main_attempted = 0u32;
     for i in 0..3000u32 {
         main_attempted += attempt(TRACER.root("main-work"));
-        if i % 8 == 0 {
+        if i % 32 == 0 {
             // The slow drain: at most one frame now and then.
             let _ = drain.drain_frame();
         }
