@@ -33,7 +33,8 @@
 //!   yet"; otherwise read the body, then zero all the record's words, advance `tail` and then
 //!   `free` (`Release`), handing the words back to producers.
 //! - **Full, drop-new**: count the drop; return.
-//! - **Full, overwrite** (`evict_oldest`): try to take the `busy` flag (one `swap`, never a wait).
+//! - **Full, overwrite** (`evict_oldest`): try to take the `busy` flag (one compare-and-swap,
+//!   never a wait).
 //!   If it is taken (another producer is evicting, or the drain is encoding the oldest record),
 //!   or the oldest record is uncommitted (header zero), drop the new record and count it.
 //!   Otherwise zero the oldest record's words, advance `tail` and `free` past it (`Release`), count
@@ -107,7 +108,7 @@
 //! Measured costs per operation, on the emulated cores, are produced by the repository's
 //! benchmark tooling into `BENCHMARKS.md` (instructions executed under QEMU, Cortex-M3 and
 //! Cortex-M0), so they are never typed in by hand here. The overwrite policy costs nothing until
-//! the ring is full; an eviction then costs one `swap`, one header load, the record's zeroing
+//! the ring is full; an eviction then costs one compare-and-swap, one header load, the record's zeroing
 //! stores and three stores, on the producer that needs the room.
 
 use crate::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -369,8 +370,16 @@ impl DynRing {
         // Acquire pairs with the Release store clearing `busy` by its previous holder (the drain
         // or another evicting producer): its moves of `tail`/`free` and its zeroing are visible.
         let cap = self.words.len() as u32;
-        if len > cap || self.busy.swap(true, Ordering::Acquire) {
-            // Larger than the whole ring: evicting everything would not make it fit.
+        // A compare-and-swap, not a swap: it writes nothing when `busy` is taken. (The loom
+        // model with `swap` here and in `peek` reported a run where `busy` stayed set after every
+        // holder had cleared it; with compare-and-swap the model passes.)
+        if len > cap
+            || self
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            // Taken, or larger than the whole ring (evicting everything would not make it fit).
             return false;
         }
         // Only `busy` holders move `tail`, so this is the current value.
@@ -400,7 +409,7 @@ impl DynRing {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // Release pairs with the Acquire `swap` of the next holder.
+        // Release pairs with the Acquire compare-and-swap of the next holder.
         self.busy.store(false, Ordering::Release);
         retry
     }
@@ -414,7 +423,11 @@ impl DynRing {
             // Acquire pairs with the Release store clearing `busy` by an evicting producer: the
             // `tail` it moved and the words it zeroed are visible. Taken before reading `tail`,
             // so the record read below cannot have been evicted under the drain.
-            if self.busy.swap(true, Ordering::Acquire) {
+            if self
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
                 return None; // a producer is evicting right now: try again later
             }
         }
@@ -468,7 +481,7 @@ impl DynRing {
     #[inline]
     pub(crate) fn unpin(&self) {
         if self.overwrite {
-            // Release pairs with the Acquire `swap` of the next `busy` holder.
+            // Release pairs with the Acquire compare-and-swap of the next `busy` holder.
             self.busy.store(false, Ordering::Release);
         }
     }
@@ -812,6 +825,8 @@ mod loom_model {
             let read = seen.len() as u32;
             // Committed records are read or evicted; the rest were dropped on arrival.
             assert_eq!(written, read + consumer.evicted());
+            // Nobody holds `busy` once everyone is done.
+            assert!(!consumer.busy.load(Ordering::Acquire));
             assert_eq!(read + consumer.dropped(), 4);
             assert!(consumer.evicted() <= consumer.dropped());
         });
