@@ -497,7 +497,11 @@ mod host {
             while valid < used {
                 let h = self.words[valid as usize];
                 let (kind, len) = (h & 0xF, (h >> 4) & 0xFF);
-                if kind == 0 || len == 0 || valid + len > used {
+                if kind == 0
+                    || len == 0
+                    || valid + len > used
+                    || !plausible(&self.words[valid as usize..(valid + len) as usize])
+                {
                     break;
                 }
                 valid += len;
@@ -548,6 +552,48 @@ mod host {
             out.unread_words = used - valid;
             out
         }
+    }
+
+    /// Whether a 32-bit target's record header describes a record the drain can replay (RAM may be
+    /// corrupted: nothing read from it is trusted).
+    fn plausible(rec: &[u32]) -> bool {
+        let h = rec[0];
+        let len = (h >> 4) & 0xFF;
+        let payload = h >> 12;
+        match h & 0xF {
+            crate::record::START => len == 5,
+            crate::record::START_REMOTE => len == 9,
+            crate::record::END => len == 3 + (payload & 1),
+            crate::record::TAG => fields_fit(rec, 2, 1),
+            crate::record::LOG => fields_fit(rec, 3, payload),
+            crate::record::BAGGAGE => {
+                let (k, v) = ((payload & 0x3FF) as usize, (payload >> 10) as usize);
+                k <= crate::config::MAX_BAGGAGE_KEY_LEN
+                    && v <= crate::config::MAX_BAGGAGE_VALUE_LEN
+                    && len == 2 + crate::record::byte_words(k) + crate::record::byte_words(v)
+            }
+            crate::record::REF => len == 8,
+            _ => false,
+        }
+    }
+
+    /// Whether `n` fields starting at word `at` end exactly at the record's end (32-bit layout:
+    /// field header, key pointer, value words).
+    fn fields_fit(rec: &[u32], mut at: usize, n: u32) -> bool {
+        for _ in 0..n {
+            let Some(&w) = rec.get(at) else {
+                return false;
+            };
+            let value = match w & 0xF {
+                crate::record::V_BOOL => 0,
+                crate::record::V_I64 | crate::record::V_U64 | crate::record::V_F64 => 2,
+                crate::record::V_STR => 1,
+                crate::record::V_TEXT => crate::record::byte_words((w >> 16) as usize) as usize,
+                _ => return false,
+            };
+            at += 2 + value;
+        }
+        at == rec.len()
     }
 
     /// The newest tick value of the START/END/LOG records in `words` (a 32-bit target's layout).
@@ -643,5 +689,93 @@ mod host {
             cache.insert((addr, len), s);
             s
         }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    /// A flat memory image: `base..base + bytes.len()`.
+    struct Flat {
+        base: u32,
+        bytes: Vec<u8>,
+    }
+
+    impl TargetMemory for Flat {
+        fn read(&self, addr: u32, len: usize) -> Option<Vec<u8>> {
+            let start = addr.checked_sub(self.base)? as usize;
+            self.bytes
+                .get(start..start.checked_add(len)?)
+                .map(<[u8]>::to_vec)
+        }
+    }
+
+    fn put(b: &mut [u8], at: u32, w: u32) {
+        b[at as usize..at as usize + 4].copy_from_slice(&w.to_le_bytes());
+    }
+
+    /// A descriptor at 0x100, indices at 0x200, a 64-word ring at 0x400 filled with `words`.
+    fn image(head: u32, tail: u32, words: &[u32]) -> Flat {
+        let base = 0x2000_0000;
+        let mut b = vec![0u8; 0x1000];
+        let d = 0x100;
+        put(&mut b, d + offset::MAGIC, MAGIC);
+        put(&mut b, d + offset::VERSION, MAGIC_VERSION);
+        put(&mut b, d + offset::RING_WORDS, base + 0x400);
+        put(&mut b, d + offset::RING_CAPACITY, 64);
+        put(&mut b, d + offset::RING_HEAD, base + 0x200);
+        put(&mut b, d + offset::RING_TAIL, base + 0x204);
+        put(&mut b, d + offset::RING_DROPPED, base + 0x208);
+        put(&mut b, d + offset::TICKS_PER_SECOND, 1_000);
+        put(&mut b, 0x200, head);
+        put(&mut b, 0x204, tail);
+        for (i, w) in words.iter().enumerate().take(64) {
+            put(&mut b, 0x400 + 4 * i as u32, *w);
+        }
+        Flat { base, bytes: b }
+    }
+
+    #[test]
+    fn hostile_images_never_panic() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u32
+        };
+        for round in 0..2_000 {
+            let words: Vec<u32> = (0..64)
+                .map(|_| match next() % 4 {
+                    // Plausible-looking headers half the time, garbage otherwise.
+                    0 | 1 => (next() % 8) | ((next() % 12) << 4) | (next() << 12),
+                    _ => next(),
+                })
+                .collect();
+            let tail = next() % 1000;
+            let head = tail.wrapping_add(if round % 7 == 0 { next() } else { next() % 65 });
+            let mem = image(head, tail, &words);
+            if let Ok(img) = RingImage::read(&mem, 0x2000_0100) {
+                let _ = img.to_stream(&mem);
+            }
+        }
+    }
+
+    #[test]
+    fn missing_or_foreign_descriptors_are_errors() {
+        let mem = image(1, 1, &[]);
+        assert!(matches!(
+            RingImage::read(&mem, 0x2000_0104),
+            Err(ImageError::NoDescriptor(_))
+        ));
+        assert_eq!(
+            RingImage::scan(&mem, 0x2000_0000, 0x1000),
+            Some(0x2000_0100)
+        );
+        let img = RingImage::read(&mem, 0x2000_0100).unwrap();
+        assert!(img.words.is_empty() && img.crash.is_none());
+        let replay = img.to_stream(&mem);
+        assert_eq!((replay.records, replay.unread_words), (0, 0));
     }
 }
