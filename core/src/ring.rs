@@ -7,7 +7,8 @@
 //! free-running `u32` word counters (`head` for producers, `tail` for the oldest live record,
 //! `free` for the first word not yet handed back zeroed); the index of a position is `pos % N`, so
 //! a record may wrap around the end of the array. Outside the short windows described below,
-//! `tail == free`, and every word in `[head, free + N)` is zero.
+//! `tail == free`, and every word in `[head, free + N)` is zero. (The drop-new policy keeps no
+//! separate `tail`: only its consumer moves `free`, which is the tail there.)
 //!
 //! # Policies: what happens when the ring is full
 //! Chosen when the ring is built (`const`, in the `static`'s initializer), so the record path
@@ -128,8 +129,8 @@ pub enum Policy {
 pub struct RingCore<S: ?Sized> {
     /// Next free position (producers).
     head: AtomicU32,
-    /// Oldest live record (the consumer; in the overwrite policy also an evicting producer, both
-    /// only while holding `busy`).
+    /// Oldest live record, in the overwrite policy (moved by the consumer and evicting producers,
+    /// both only while holding `busy`). The drop-new policy keeps it in `free`.
     tail: AtomicU32,
     /// Every word below `free + N` and at or above `head` is zero: producers reserve up to
     /// `free + N`. Moved after `tail`, once the words between them are zeroed.
@@ -431,9 +432,7 @@ impl DynRing {
                 return None; // a producer is evicting right now: try again later
             }
         }
-        // Relaxed: the consumer (or, in the overwrite policy, a `busy` holder, which is us now)
-        // is the only writer of `tail`.
-        let tail = self.tail.load(Ordering::Relaxed);
+        let tail = self.consumer_pos();
         // Acquire pairs with the producer's Release store in `commit`: the body words written
         // before it are visible.
         let header = self.slot(tail).load(Ordering::Acquire);
@@ -448,8 +447,8 @@ impl DynRing {
     /// pin; [`peek`](Self::peek) decides).
     #[inline]
     pub(crate) fn ready(&self) -> bool {
-        // Relaxed: only a hint; `peek` re-reads both with the proper ordering.
-        let tail = self.tail.load(Ordering::Relaxed);
+        // Only a hint; `peek` re-reads both with the proper ordering.
+        let tail = self.consumer_pos();
         self.slot(tail).load(Ordering::Relaxed) != 0
     }
 
@@ -463,17 +462,35 @@ impl DynRing {
     /// unpins it).
     #[inline]
     pub(crate) fn release(&self, len: u32) {
-        let tail = self.tail.load(Ordering::Relaxed);
+        let tail = self.consumer_pos();
         for i in 0..len {
             // Zeroed so a stale header is never mistaken for a committed one.
             self.slot(tail.wrapping_add(i)).store(0, Ordering::Relaxed);
         }
         let next = tail.wrapping_add(len);
-        // Relaxed: read by the consumer itself and by `busy` holders (through `busy`).
-        self.tail.store(next, Ordering::Relaxed);
+        if self.overwrite {
+            // Relaxed: read only by `busy` holders (we are one), who synchronise through `busy`.
+            self.tail.store(next, Ordering::Relaxed);
+        }
         // Release pairs with the producers' Acquire load of `free` in `reserve`.
         self.free.store(next, Ordering::Release);
         self.unpin();
+    }
+
+    /// Single-consumer side: the oldest record's position. In the drop-new policy only the
+    /// consumer moves `free`, which then always equals the tail, so `tail` is not kept at all
+    /// (one atomic store less per record, and the same protocol as before the overwrite policy);
+    /// in the overwrite policy `tail` is read while holding `busy`.
+    #[inline]
+    fn consumer_pos(&self) -> u32 {
+        // Relaxed: in the drop-new policy the consumer is the only writer of `free`; in the
+        // overwrite policy the caller holds `busy` (or only wants a hint), and `busy`'s
+        // Acquire/Release pairs order `tail`.
+        if self.overwrite {
+            self.tail.load(Ordering::Relaxed)
+        } else {
+            self.free.load(Ordering::Relaxed)
+        }
     }
 
     /// Single-consumer side: leaves the record [`peek`](Self::peek) returned in the ring (for the
@@ -506,7 +523,12 @@ impl DynRing {
     pub(crate) fn layout(&self) -> RingLayout {
         RingLayout {
             head: &self.head as *const AtomicU32 as usize,
-            tail: &self.tail as *const AtomicU32 as usize,
+            // The drop-new policy keeps its tail in `free` (see `consumer_pos`).
+            tail: if self.overwrite {
+                &self.tail as *const AtomicU32 as usize
+            } else {
+                &self.free as *const AtomicU32 as usize
+            },
             dropped: &self.dropped as *const AtomicU32 as usize,
             words: self.words.as_ptr() as usize,
             capacity: self.capacity(),
