@@ -511,12 +511,17 @@ mod host {
             // open (or started) in the frame that reports them, and these happened before any
             // record left in the ring.
             ring.restore(tail, tail, self.dropped, |_| 0);
+            // The crash time, unless it reads earlier than the newest record: a tick counter
+            // extended by an interrupt (a SysTick wrap count) can read stale in a fault handler
+            // with interrupts masked.
+            let latest = latest_ticks(&self.words[..valid as usize]);
+            let now = match (self.crash.is_some(), latest) {
+                (true, Some(l)) if (self.crash_ticks.wrapping_sub(l) as i32) < 0 => l,
+                (true, _) => self.crash_ticks,
+                (false, l) => l.unwrap_or(0),
+            };
             let clock = Frozen {
-                now: if self.crash.is_some() {
-                    self.crash_ticks
-                } else {
-                    latest_ticks(&self.words[..valid as usize]).unwrap_or(0)
-                },
+                now,
                 tps: self.ticks_per_second,
             };
             let session = Session {
