@@ -395,11 +395,30 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let mut session_records = false;
         if epoch_start {
             session_records = true;
-            let hello = self.hello();
+            let mut hello = self.hello();
             let mut tmp = [0u8; 160];
-            let used = postcard::to_slice(&hello, &mut tmp).map_err(|_| Full)?;
-            self.frame.u8(tag::EXT | ext::HELLO)?;
-            self.frame.bytes(used)?;
+            let mark = self.frame.mark();
+            let mut written = false;
+            // A small frame may not hold the session record with long names: shorten the free-text
+            // fields until it fits (the decoder shows what arrived) rather than never sending one.
+            for cut in [usize::MAX, 24, 8, 0] {
+                hello.service = crate::record::truncate(hello.service, cut).0;
+                hello.firmware_version = crate::record::truncate(hello.firmware_version, cut).0;
+                if let Ok(used) = postcard::to_slice(&hello, &mut tmp) {
+                    if self.frame.u8(tag::EXT | ext::HELLO).is_ok()
+                        && self.frame.bytes(used).is_ok()
+                    {
+                        written = true;
+                        break;
+                    }
+                }
+                self.frame.rollback(mark);
+            }
+            if !written {
+                // The frame is too small for any session record: send the frame without one (the
+                // decoder cannot start a session, but the device never stalls on it).
+                self.frame.rollback(mark);
+            }
         }
         let optional = !core::mem::take(&mut self.record_waiting);
         if optional && (self.drops_sent.unwrap_or(0) != drops || (epoch_start && drops != 0)) {

@@ -306,3 +306,27 @@ fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record(
     assert_eq!(TRACER.dropped(), 0);
     assert!(d.spans().iter().any(|r| matches!(r, Owned::Log { .. })));
 }
+
+#[test]
+fn a_frame_too_small_for_the_full_session_record_still_flows() {
+    // 64-byte frames cannot hold a session record with long names: they are shortened, and the
+    // drain never stalls with records pending.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(
+        &RING,
+        &CLOCK,
+        Session::new("a-service-name-long-enough-to-overflow-a-small-frame")
+            .firmware_version("1.2.3-with-a-long-build-suffix-abcdef"),
+    );
+    let mut drain: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
+    TRACER.root("r").finish();
+    let bytes = drain_all(&mut drain);
+    assert!(!drain.has_pending());
+    let d = decode(&bytes);
+    assert!(d.frame_errors.is_empty());
+    assert!(
+        matches!(&d.records[0], Owned::Hello { service, .. } if "a-service-name-long-enough-to-overflow-a-small-frame".starts_with(service.as_str()))
+    );
+    assert_eq!(d.spans().len(), 2);
+}
