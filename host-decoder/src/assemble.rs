@@ -174,6 +174,8 @@ struct OpenSpan {
     tags: Vec<(Text, Val)>,
     logs: Vec<(u64, Vec<(Text, Val)>)>,
     baggage: Arc<Vec<Baggage>>,
+    /// An ancestor was open while frames were lost: a baggage record it set may be missing.
+    baggage_uncertain: bool,
     flags: u8,
     warnings: Vec<String>,
     /// Counters when the span started (losses while it was open are the differences).
@@ -233,6 +235,8 @@ struct Recent {
     trace: u128,
     root: u32,
     baggage: Arc<Vec<Baggage>>,
+    /// Its baggage may be incomplete (frames were lost while it or an ancestor was open).
+    baggage_uncertain: bool,
 }
 
 struct Session {
@@ -727,14 +731,16 @@ impl Assembler {
         }
     }
 
-    /// Trace, local root and baggage of an open or recently finished span.
-    fn lookup(&self, local: u32) -> Option<(u128, u32, &Arc<Vec<Baggage>>)> {
+    /// Trace, local root and baggage of an open or recently finished span, and whether that
+    /// baggage may be incomplete.
+    fn lookup(&self, local: u32) -> Option<(u128, u32, &Arc<Vec<Baggage>>, bool)> {
         if let Some(s) = self.open.get(&local) {
-            return Some((s.trace, s.root, &s.baggage));
+            let uncertain = s.baggage_uncertain || self.stats.lost_frames != s.lost_frames_at_start;
+            return Some((s.trace, s.root, &s.baggage, uncertain));
         }
         self.recent
             .get(local)
-            .map(|r| (r.trace, r.root, &r.baggage))
+            .map(|r| (r.trace, r.root, &r.baggage, r.baggage_uncertain))
     }
 
     fn start(&mut self, st: microspan::wire::decode::Start<'_>) {
@@ -751,22 +757,26 @@ impl Assembler {
             RefKind::ChildOf
         };
         let mut warnings = Vec::new();
+        let mut baggage_uncertain = false;
         let (trace, root, parent_ref, baggage) = match st.parent {
             Parent::Root => (derived(st.id), st.id, None, self.no_baggage.clone()),
             Parent::Local { id, root } => {
                 let parent_span = SpanId::local(boot, id).0;
                 match (self.lookup(id), root) {
-                    (Some((trace, proot, bag)), _) => {
+                    (Some((trace, proot, bag, uncertain)), _) => {
+                        baggage_uncertain = uncertain;
                         (trace, proot, Some(parent_span), bag.clone())
                     }
                     (None, Some(root)) => {
                         let trace = self.lookup(root).map_or_else(|| derived(root), |r| r.0);
                         warnings.push("the parent span's start was not received (lost frame or decoder joined late)".to_string());
+                        baggage_uncertain = true;
                         (trace, root, Some(parent_span), self.no_baggage.clone())
                     }
                     (None, None) => {
                         // The device only omits the root when the parent started in the same frame.
                         self.stats.orphan_records += 1;
+                        baggage_uncertain = true;
                         warnings.push(
                             "the parent span is unknown: its trace could not be determined"
                                 .to_string(),
@@ -815,6 +825,7 @@ impl Assembler {
             tags: Vec::new(),
             logs: Vec::new(),
             baggage,
+            baggage_uncertain,
             flags: 1 | (st.debug as u8) << 1,
             warnings,
             lost_frames_at_start: self.stats.lost_frames,
@@ -917,6 +928,12 @@ impl Assembler {
         if lost > 0 {
             warnings.push(format!("{lost} frames were lost on the link while this span was open: some of its records may be missing"));
         }
+        if s.baggage_uncertain {
+            warnings.push(
+                "inherited baggage may be incomplete: frames were lost while an ancestor span was open"
+                    .to_string(),
+            );
+        }
         let drops = self.stats.device_drops - s.drops_at_start;
         if drops > 0 {
             warnings.push(format!(
@@ -987,6 +1004,7 @@ impl Assembler {
                 trace: s.trace,
                 root: s.root,
                 baggage: s.baggage,
+                baggage_uncertain: s.baggage_uncertain || lost > 0,
             },
         );
         let trace = s.trace;

@@ -424,9 +424,11 @@ pub fn fast_config(dir: &std::path::Path) -> microspan_decoder::export::UploadCo
         max_backoff: Duration::from_millis(40),
         max_attempts: 4,
         max_retry_after: Duration::from_secs(2),
-        connect_timeout: Duration::from_millis(500),
-        request_timeout: Duration::from_secs(2),
-        finish_timeout: Duration::from_secs(5),
+        // Generous: on a loaded 2-core CI machine a timeout here would cause a spurious retry
+        // (a duplicate request) and fail the exactly-once assertions; healthy runs never wait.
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        finish_timeout: Duration::from_secs(20),
         headers: Vec::new(),
         ca_cert: None,
     }
