@@ -408,3 +408,34 @@ pub fn decode_typed(stream: &[u8]) -> TypedStream {
     }
     out
 }
+
+// Shared by the stress tests of both ring policies.
+
+/// A clock that ticks once per reading (the stress tests start it just below the 32-bit wrap so
+/// the drain's tick extension is exercised under concurrency too).
+pub struct CountingClock(pub AtomicU32);
+
+impl Clock for CountingClock {
+    fn now(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+    fn ticks_per_second(&self) -> u32 {
+        1_000_000
+    }
+}
+
+pub const ROOT_NAMES: [&str; 16] = [
+    "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+    "r15",
+];
+pub const CHILD_NAMES: [&str; 16] = [
+    "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12", "c13", "c14",
+    "c15",
+];
+
+pub fn env_or(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -23,38 +23,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use common::{decode_typed, TValue, Typed};
+use common::{decode_typed, env_or, CountingClock, TValue, Typed, CHILD_NAMES, ROOT_NAMES};
 use microspan::wire::decode::Parent;
-use microspan::{Clock, Drain, Ring, Session, Tracer, Value};
-
-/// A clock that ticks once per reading, starting just below the 32-bit wrap so the drain's tick
-/// extension is exercised under concurrency too.
-struct CountingClock(AtomicU32);
-
-impl Clock for CountingClock {
-    fn now(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::Relaxed)
-    }
-    fn ticks_per_second(&self) -> u32 {
-        1_000_000
-    }
-}
-
-const ROOT_NAMES: [&str; 16] = [
-    "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-    "r15",
-];
-const CHILD_NAMES: [&str; 16] = [
-    "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12", "c13", "c14",
-    "c15",
-];
-
-fn env_or(var: &str, default: u32) -> u32 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use microspan::{Drain, Ring, Session, Tracer, Value};
 
 /// What one producer thread attempted and saw dropped.
 #[derive(Default, Debug, Clone, Copy)]

@@ -19,35 +19,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use common::{decode_typed, TValue, Typed};
-use microspan::{Clock, Drain, Ring, Session, Tracer, Value};
-
-struct CountingClock(AtomicU32);
-
-impl Clock for CountingClock {
-    fn now(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::Relaxed)
-    }
-    fn ticks_per_second(&self) -> u32 {
-        1_000_000
-    }
-}
-
-const ROOT_NAMES: [&str; 16] = [
-    "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-    "r15",
-];
-const CHILD_NAMES: [&str; 16] = [
-    "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12", "c13", "c14",
-    "c15",
-];
-
-fn env_or(var: &str, default: u32) -> u32 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{decode_typed, env_or, CountingClock, TValue, Typed, CHILD_NAMES, ROOT_NAMES};
+use microspan::{Drain, Ring, Session, Tracer, Value};
 
 #[derive(Default, Debug, Clone, Copy)]
 struct Produced {
@@ -112,6 +85,7 @@ fn run<const F: usize>(
     tracer: &Tracer<'_>,
     threads: u32,
     iters: u32,
+    must_evict: bool,
 ) {
     let stop = AtomicBool::new(false);
     let (produced, stats, wire) = std::thread::scope(|s| {
@@ -188,7 +162,12 @@ fn run<const F: usize>(
         "the last Drops record carries the final count"
     );
     assert_eq!(stats.records as u64, delivered);
-    assert!(evicted > 0, "the test must make the producers evict");
+    // The small ring always overflows; whether the larger one does depends on how the scheduler
+    // interleaves producers and the drain, so it only checks the accounting.
+    assert!(
+        !must_evict || evicted > 0,
+        "the test must make the producers evict"
+    );
     // Refused on arrival: the starts and tags/logs the producers saw refused, plus refused ENDs
     // (which a producer cannot see).
     assert!(lost - evicted >= total.starts_refused + total.records_refused);
@@ -271,6 +250,7 @@ fn many_threads_small_flight_recorder() {
         &TRACER,
         env_or("MICROSPAN_STRESS_THREADS", 8),
         env_or("MICROSPAN_STRESS_ITERS", 5_000),
+        true,
     );
 }
 
@@ -284,5 +264,6 @@ fn many_threads_larger_flight_recorder() {
         &TRACER,
         env_or("MICROSPAN_STRESS_THREADS", 8),
         env_or("MICROSPAN_STRESS_ITERS", 5_000),
+        false,
     );
 }
