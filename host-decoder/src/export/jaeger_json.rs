@@ -222,30 +222,20 @@ where
         .map_err(err)
 }
 
-/// Writes the Jaeger UI's JSON trace file, at `finish`.
-///
-/// Spans are kept in memory until then, up to a bound (default one million spans; further spans
-/// are dropped and counted in the summary and an error). Open the file in the Jaeger UI with
-/// "Search → Upload" (or JSON file loading in Jaeger v2).
-pub struct JaegerJsonFile {
-    path: PathBuf,
-    name: String,
-    buffer: TraceBuffer,
+/// What the file exporters share: spans buffered (bounded) until `finish`, then one document
+/// written to `path`, and the summary.
+pub(super) struct BufferedFile {
+    pub(super) path: PathBuf,
+    pub(super) name: String,
+    pub(super) buffer: TraceBuffer,
     spans_in: u64,
     finished: bool,
 }
 
-impl JaegerJsonFile {
-    /// A file exporter to `path` (created or truncated at `finish`).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self::with_limit(path, DEFAULT_MAX_SPANS)
-    }
-
-    /// The same, keeping at most `max_spans` spans.
-    pub fn with_limit(path: impl Into<PathBuf>, max_spans: usize) -> Self {
-        let path = path.into();
+impl BufferedFile {
+    pub(super) fn new(kind: &str, path: PathBuf, max_spans: usize) -> Self {
         Self {
-            name: format!("jaeger-json {}", path.display()),
+            name: format!("{kind} {}", path.display()),
             path,
             buffer: TraceBuffer::new(max_spans),
             spans_in: 0,
@@ -253,64 +243,8 @@ impl JaegerJsonFile {
         }
     }
 
-    /// The file's JSON document for what was exported so far.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.document()).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn document(&self) -> Document {
-        let data = self
-            .buffer
-            .traces
-            .iter()
-            .map(|(trace_id, spans)| {
-                // p1, p2, … in the order processes appear in this trace.
-                let mut ids: Vec<usize> = Vec::new();
-                let spans = spans
-                    .iter()
-                    .map(|(p, span)| {
-                        let n = match ids.iter().position(|q| q == p) {
-                            Some(n) => n,
-                            None => {
-                                ids.push(*p);
-                                ids.len() - 1
-                            }
-                        };
-                        span_json(span, format!("p{}", n + 1))
-                    })
-                    .collect();
-                let processes = ids
-                    .iter()
-                    .enumerate()
-                    .map(|(n, p)| {
-                        let process = &self.buffer.processes[*p];
-                        (
-                            format!("p{}", n + 1),
-                            ProcessJson {
-                                service_name: process.service_name.clone(),
-                                tags: process.tags.iter().map(tag_json).collect(),
-                            },
-                        )
-                    })
-                    .collect();
-                TraceJson {
-                    trace_id: trace_id_hex(*trace_id),
-                    spans,
-                    processes,
-                    warnings: None,
-                }
-            })
-            .collect();
-        Document { data }
-    }
-}
-
-impl Exporter for JaegerJsonFile {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+    /// Buffers a batch (what exceeds the bound is dropped, counted and reported).
+    pub(super) fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         if self.finished {
             return Err(ExportError::Finished {
                 exporter: self.name.clone(),
@@ -327,14 +261,18 @@ impl Exporter for JaegerJsonFile {
         }
     }
 
-    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+    /// Writes `document` (built from the buffer) as pretty JSON and summarises.
+    pub(super) fn finish<T: serde::Serialize>(
+        &mut self,
+        document: impl FnOnce(&TraceBuffer) -> T,
+    ) -> Result<ExportSummary, ExportError> {
         if self.finished {
             return Err(ExportError::Finished {
                 exporter: self.name.clone(),
             });
         }
         self.finished = true;
-        let document = self.document();
+        let document = document(&self.buffer);
         write_file(&self.path, |out| {
             serde_json::to_writer_pretty(&mut *out, &document)?;
             out.write_all(b"\n")
@@ -351,5 +289,93 @@ impl Exporter for JaegerJsonFile {
             });
         }
         Ok(summary)
+    }
+}
+
+/// Writes the Jaeger UI's JSON trace file, at `finish`.
+///
+/// Spans are kept in memory until then, up to a bound (default one million spans; further spans
+/// are dropped and counted in the summary and an error). Open the file in the Jaeger UI with
+/// "Search → Upload" (or JSON file loading in Jaeger v2).
+pub struct JaegerJsonFile {
+    file: BufferedFile,
+}
+
+impl JaegerJsonFile {
+    /// A file exporter to `path` (created or truncated at `finish`).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_limit(path, DEFAULT_MAX_SPANS)
+    }
+
+    /// The same, keeping at most `max_spans` spans.
+    pub fn with_limit(path: impl Into<PathBuf>, max_spans: usize) -> Self {
+        Self {
+            file: BufferedFile::new("jaeger-json", path.into(), max_spans),
+        }
+    }
+
+    /// The file's JSON document for what was exported so far.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(document(&self.file.buffer)).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The Jaeger UI document of what `buffer` holds.
+fn document(buffer: &TraceBuffer) -> Document {
+    let data = buffer
+        .traces
+        .iter()
+        .map(|(trace_id, spans)| {
+            // p1, p2, … in the order processes appear in this trace.
+            let mut ids: Vec<usize> = Vec::new();
+            let spans = spans
+                .iter()
+                .map(|(p, span)| {
+                    let n = match ids.iter().position(|q| q == p) {
+                        Some(n) => n,
+                        None => {
+                            ids.push(*p);
+                            ids.len() - 1
+                        }
+                    };
+                    span_json(span, format!("p{}", n + 1))
+                })
+                .collect();
+            let processes = ids
+                .iter()
+                .enumerate()
+                .map(|(n, p)| {
+                    let process = &buffer.processes[*p];
+                    (
+                        format!("p{}", n + 1),
+                        ProcessJson {
+                            service_name: process.service_name.clone(),
+                            tags: process.tags.iter().map(tag_json).collect(),
+                        },
+                    )
+                })
+                .collect();
+            TraceJson {
+                trace_id: trace_id_hex(*trace_id),
+                spans,
+                processes,
+                warnings: None,
+            }
+        })
+        .collect();
+    Document { data }
+}
+
+impl Exporter for JaegerJsonFile {
+    fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        self.file.export(batch)
+    }
+
+    fn finish(&mut self) -> Result<ExportSummary, ExportError> {
+        self.file.finish(document)
     }
 }
