@@ -6,7 +6,6 @@
 //! line. The same measurement code as `bench` and the budgets test; nothing is written to disk.
 
 #[path = "../bench/mod.rs"]
-#[allow(dead_code)]
 mod measure;
 
 use measure::{ops, Firmware, R};
