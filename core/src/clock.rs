@@ -27,6 +27,19 @@ pub trait Clock: Sync {
     fn ticks_per_second(&self) -> u32;
 }
 
+/// A reference to a clock is a clock (so `Tracer::new(&RING, &CLOCK, …)` works for any clock,
+/// and `&dyn Clock` is the default clock type of a [`Tracer`](crate::Tracer)).
+impl<C: ?Sized + Clock> Clock for &C {
+    #[inline(always)]
+    fn now(&self) -> u32 {
+        (**self).now()
+    }
+    #[inline(always)]
+    fn ticks_per_second(&self) -> u32 {
+        (**self).ticks_per_second()
+    }
+}
+
 /// Extends a wrapping 32-bit tick counter to 64 bits.
 ///
 /// Each new sample is interpreted as the nearest value to the previous one (a signed 32-bit

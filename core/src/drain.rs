@@ -26,7 +26,7 @@
 //! assert_eq!(wire.last(), Some(&0));
 //! ```
 
-use crate::clock::TickExtender;
+use crate::clock::{Clock, TickExtender};
 use crate::record::{self, Reader};
 use crate::ring::Header;
 use crate::tracer::{Losses, Tracer};
@@ -176,7 +176,7 @@ pub struct DrainStats {
 /// The single consumer of a tracer's ring, producing wire frames of at most `F` bytes and
 /// interning up to `NAMES * 3 / 4` strings per epoch.
 pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
-    tracer: &'a Tracer<'a>,
+    tracer: &'a Tracer<'a, dyn Clock + 'a>,
     frame: FrameBuilder<F>,
     names: Interner<NAMES>,
     state: FrameState,
@@ -207,7 +207,7 @@ impl From<Full> for Skip {
 
 impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// The drain of `tracer`'s ring; `None` if another drain of it exists (there is one consumer).
-    pub fn new(tracer: &'a Tracer<'a>) -> Option<Self> {
+    pub fn new(tracer: &'a Tracer<'a, dyn Clock + 'a>) -> Option<Self> {
         if !tracer.ring.take_consumer() {
             return None;
         }

@@ -44,12 +44,9 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
-#[cfg(not(target_has_atomic = "32"))]
-use portable_atomic::{AtomicU32, Ordering};
+use crate::atomic::{AtomicU32, Ordering};
 
-#[cfg(target_has_atomic = "32")]
-use core::sync::atomic::{AtomicU32, Ordering};
-
+use crate::clock::Clock;
 use crate::tracer::Tracer;
 
 /// The descriptor's magic number, first word: `"MSPN"` little-endian.
@@ -110,8 +107,10 @@ pub struct Descriptor {
     crash_ticks: AtomicU32,
     reason_len: AtomicU32,
     reason: [AtomicU32; REASON_BYTES / 4],
-    /// The registered tracer (for the crash handler's clock and boot id).
-    tracer: AtomicPtr<Tracer<'static>>,
+    /// The registered tracer (for the crash handler's clock and boot id), type-erased.
+    tracer: AtomicPtr<()>,
+    /// `probe::<C>` for the registered tracer's clock type `C`, as an address (0: none).
+    probe: AtomicUsize,
 }
 
 /// The descriptor (one per firmware).
@@ -137,11 +136,12 @@ pub static MICROSPAN_POSTMORTEM: Descriptor = Descriptor {
     reason_len: AtomicU32::new(0),
     reason: [const { AtomicU32::new(0) }; REASON_BYTES / 4],
     tracer: AtomicPtr::new(core::ptr::null_mut()),
+    probe: AtomicUsize::new(0),
 };
 
 /// Makes `tracer`'s ring and session findable by a post-mortem reader. Call once at start-up,
 /// after [`Tracer::set_boot_id`] if the firmware sets one.
-pub fn register(tracer: &'static Tracer<'static>) {
+pub fn register<C: Clock>(tracer: &'static Tracer<'static, C>) {
     let d = &MICROSPAN_POSTMORTEM;
     let l = tracer.ring.layout();
     let s = tracer.session();
@@ -166,10 +166,23 @@ pub fn register(tracer: &'static Tracer<'static>) {
     d.boot_id.store(tracer.boot_id(), Ordering::Relaxed);
     d.ticks_per_second
         .store(tracer.clock().ticks_per_second(), Ordering::Relaxed);
+    d.probe
+        .store(probe::<C> as ProbeFn as usize, Ordering::Relaxed);
     d.tracer.store(
-        tracer as *const Tracer<'static> as *mut Tracer<'static>,
+        tracer as *const Tracer<'static, C> as *mut (),
         Ordering::Release,
     );
+}
+
+/// Reads the clock and boot id of a registered tracer (type-erased by `register`).
+type ProbeFn = fn(*const ()) -> (u32, u32);
+
+fn probe<C: Clock>(tracer: *const ()) -> (u32, u32) {
+    // SAFETY: `register::<C>` stored this function beside a pointer made from a
+    // `&'static Tracer<'static, C>` of the same `C`: valid, aligned and immutable (a tracer is
+    // only used through `&`) forever.
+    let t = unsafe { &*(tracer as *const Tracer<'static, C>) };
+    (t.clock().now(), t.boot_id())
 }
 
 /// Whether [`mark_crash`] or [`mark_panic`] has run.
@@ -213,12 +226,15 @@ fn begin_crash() -> Option<ReasonWriter> {
     }
     // Acquire pairs with the Release store in `register`: the tracer is fully built.
     let tracer = d.tracer.load(Ordering::Acquire);
-    if !tracer.is_null() {
-        // SAFETY: the pointer was stored by `register` from a `&'static Tracer<'static>`, so it
-        // is valid, aligned and immutable (a tracer is only used through `&`) forever.
-        let t = unsafe { &*tracer };
-        d.crash_ticks.store(t.clock().now(), Ordering::Relaxed);
-        d.boot_id.store(t.boot_id(), Ordering::Relaxed);
+    let probe = d.probe.load(Ordering::Relaxed);
+    if !tracer.is_null() && probe != 0 {
+        // SAFETY: a non-zero `probe` was stored by `register` from a `ProbeFn` (a function
+        // pointer, never null, the same size as `usize` on every target microspan builds for)
+        // before the Release store of `tracer` that the Acquire load above observed.
+        let probe = unsafe { core::mem::transmute::<usize, ProbeFn>(probe) };
+        let (now, boot_id) = probe(tracer);
+        d.crash_ticks.store(now, Ordering::Relaxed);
+        d.boot_id.store(boot_id, Ordering::Relaxed);
     }
     for w in &d.reason {
         w.store(0, Ordering::Relaxed);
@@ -497,11 +513,19 @@ mod host {
             while valid < used {
                 let h = self.words[valid as usize];
                 let (kind, len) = (h & 0xF, (h >> 4) & 0xFF);
-                if kind == 0
-                    || len == 0
-                    || valid + len > used
-                    || !plausible(&self.words[valid as usize..(valid + len) as usize])
-                {
+                if kind == 0 || len == 0 || valid + len > used {
+                    break;
+                }
+                let rec = &self.words[valid as usize..(valid + len) as usize];
+                let ok = if kind == crate::ring::PAD {
+                    // A pad runs to the end of the array and holds nothing.
+                    self.tail.wrapping_add(valid + len) & (self.capacity - 1) == 0
+                        && h >> 12 == 0
+                        && rec[1..].iter().all(|&w| w == 0)
+                } else {
+                    plausible(rec)
+                };
+                if !ok {
                     break;
                 }
                 valid += len;

@@ -5,8 +5,11 @@
 //! followed by up to 254 body words; the header holds the record's kind and length and is written
 //! **last**, with a single `Release` store, so the consumer never sees half a record. Positions are
 //! free-running `u32` word counters (`head` for producers, `tail` for the oldest live record,
-//! `free` for the first word not yet handed back zeroed); the index of a position is `pos % N`, so
-//! a record may wrap around the end of the array. Outside the short windows described below,
+//! `free` for the first word not yet handed back zeroed); the index of a position is `pos % N`.
+//! A record never wraps around the end of the array: when the words left before the end are too
+//! few, the producer reserves them too and fills them with a pad record (kind `0xF`, header only,
+//! skipped by the consumer and never counted as a loss), and its record starts at index 0. So a
+//! producer writes its record with plain stores at fixed offsets from one address. Outside the short windows described below,
 //! `tail == free`, and every word in `[head, free + N)` is zero. (The drop-new policy keeps no
 //! separate `tail`: only its consumer moves `free`, which is the tail there.)
 //!
@@ -24,15 +27,21 @@
 //!
 //! # Protocol
 //! - **Reserve** (any producer): read `free` (`Acquire`, pairs with the `Release` store of `free`
-//!   in `release` or `evict_oldest`, so the words zeroed there are visible), then `head`; if
-//!   `head - free + len > N` the ring is full (see below); else compare-and-swap `head` to
-//!   `head + len`. The words `[head, head + len)` are then owned by this producer alone.
+//!   in `release` or `evict_oldest`, so the words zeroed there are visible), then `head`; `need`
+//!   is `len`, plus the words before the end of the array if `len` does not fit in them; if
+//!   `head - free + need > N` the ring is full (see below); else compare-and-swap `head` to
+//!   `head + need`. The words `[head, head + need)` are then owned by this producer alone; it
+//!   commits the pad (if any) at once, then writes its record after it.
 //! - **Write** the body words (`Relaxed`: nobody reads them before the header says so).
 //! - **Commit**: store the non-zero header (`Release`, pairs with the `Acquire` loads of the header
 //!   in `peek` and `evict_oldest`): this publishes the whole record.
 //! - **Consume** (the single drain): load the header at `tail` (`Acquire`); zero means "not written
-//!   yet"; otherwise read the body, then zero all the record's words, advance `tail` and then
-//!   `free` (`Release`), handing the words back to producers.
+//!   yet"; a pad is zeroed and skipped; otherwise read the body, then zero all the record's words,
+//!   advance `tail` and then `free` (`Release`), handing the words back to producers.
+//! - **One core** (crate feature `single-core`): the `Acquire`/`Release` accesses above become
+//!   relaxed accesses with compiler fences. Thread mode and interrupt handlers of one core see
+//!   each other's memory accesses in program order, so the barrier instructions (`dmb`) buy
+//!   nothing there; on a chip with several cores the feature must stay off.
 //! - **Full, drop-new**: count the drop; return.
 //! - **Full, overwrite** (`evict_oldest`): try to take the `busy` flag (one compare-and-swap,
 //!   never a wait).
@@ -277,6 +286,38 @@ impl<S: ?Sized> RingCore<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header(pub u32);
 
+/// The kind of a pad record: the words before the end of the array that a record did not fit in
+/// (it starts at index 0 instead). Skipped by the consumer, never counted as a loss.
+pub(crate) const PAD: u32 = 0xF;
+
+/// A load of a position other cores may move, ordered before what follows (see the crate
+/// feature `single-core`).
+#[inline(always)]
+fn load_acquire(a: &AtomicU32) -> u32 {
+    #[cfg(all(feature = "single-core", not(loom)))]
+    {
+        // One core: program order is what every party (thread mode and interrupt handlers) sees,
+        // so only the compiler must not reorder; no barrier instruction is needed.
+        let v = a.load(Ordering::Relaxed);
+        core::sync::atomic::compiler_fence(Ordering::Acquire);
+        v
+    }
+    #[cfg(not(all(feature = "single-core", not(loom))))]
+    a.load(Ordering::Acquire)
+}
+
+/// A store that publishes what was written before it (see [`load_acquire`]).
+#[inline(always)]
+fn store_release(a: &AtomicU32, v: u32) {
+    #[cfg(all(feature = "single-core", not(loom)))]
+    {
+        core::sync::atomic::compiler_fence(Ordering::Release);
+        a.store(v, Ordering::Relaxed);
+    }
+    #[cfg(not(all(feature = "single-core", not(loom))))]
+    a.store(v, Ordering::Release);
+}
+
 impl Header {
     pub(crate) const fn new(kind: u32, len: u32, payload: u32) -> Self {
         debug_assert!(kind != 0 && kind < 16 && len >= 1 && len <= MAX_RECORD_WORDS);
@@ -293,10 +334,15 @@ impl Header {
     }
 }
 
-/// Space reserved by one producer: `len` words from position `pos`, owned until committed.
+/// Space reserved by one producer: `len` contiguous words from position `pos`, owned until
+/// committed.
 pub(crate) struct Reservation<'r> {
-    ring: &'r DynRing,
+    /// The record's first word (its header), in the ring's array.
+    base: *const AtomicU32,
     pub(crate) pos: u32,
+    #[cfg(debug_assertions)]
+    len: u32,
+    _ring: core::marker::PhantomData<&'r DynRing>,
 }
 
 /// Where a ring's parts live in memory, for a post-mortem reader of a RAM image.
@@ -316,27 +362,43 @@ impl DynRing {
         self.words.len() as u32 - 1
     }
 
+    #[inline(always)]
     fn slot(&self, pos: u32) -> &AtomicU32 {
-        // `mask` keeps the index inside the array; the compiler removes the bounds check.
-        &self.words[(pos & self.mask()) as usize]
+        let index = (pos & self.mask()) as usize;
+        // SAFETY: every ring is built as a `Ring<N>` whose `N` is a power of two of at least 16
+        // (checked at compile time by `CHECK`), and the unsized view keeps that length, so
+        // `pos & (N - 1) < N`.
+        unsafe { self.words.get_unchecked(index) }
     }
 
-    /// Reserves `len` words (header included). When the ring is full (and, in the overwrite
-    /// policy, nothing can be evicted) the record is dropped and counted, and the error holds its
-    /// drop ordinal (unique, used to name a lost root's trace).
-    #[inline]
+    /// Words a reservation of `len` words takes when `head` is the next free position: `len`, plus
+    /// the words left before the end of the array when the record would not fit in them (they
+    /// become a [`PAD`] record, so that every record lies contiguously in the array).
+    #[inline(always)]
+    fn needed(&self, head: u32, len: u32) -> (u32, u32) {
+        let cap = self.words.len() as u32;
+        let to_end = cap - (head & (cap - 1));
+        let pad = if len > to_end { to_end } else { 0 };
+        (pad, pad + len)
+    }
+
+    /// Reserves `len` words (header included), contiguous in the array. When the ring is full
+    /// (and, in the overwrite policy, nothing can be evicted) the record is dropped and counted,
+    /// and the error holds its drop ordinal (unique, used to name a lost root's trace).
+    #[inline(always)]
     pub(crate) fn reserve(&self, len: u32) -> Result<Reservation<'_>, u32> {
         let cap = self.words.len() as u32;
         loop {
-            // Acquire pairs with the Release store of `free` in `release` / `evict_oldest`: the
-            // words below `free + N` were zeroed before it moved. Loading `free` before `head`
-            // keeps `head - free` from underflowing when other producers and the consumer move
-            // both between the loads.
-            let free = self.free.load(Ordering::Acquire);
+            // Acquire pairs with the Release store of `free` in `advance`: the words below
+            // `free + N` were zeroed before it moved. Loading `free` before `head` keeps
+            // `head - free` from underflowing when other producers and the consumer move both
+            // between the loads.
+            let free = load_acquire(&self.free);
             let head = self.head.load(Ordering::Relaxed);
-            // `head - free <= N` and `len <= 255`, so the sum cannot overflow (and a record larger
-            // than the whole ring never fits).
-            if head.wrapping_sub(free).wrapping_add(len) > cap {
+            let (pad, need) = self.needed(head, len);
+            // `head - free <= N` and `need <= 2 * 255`, so the sum cannot overflow (and a record
+            // larger than the whole ring never fits).
+            if head.wrapping_sub(free).wrapping_add(need) > cap {
                 if self.overwrite && self.evict_oldest(len) {
                     continue;
                 }
@@ -348,18 +410,38 @@ impl DynRing {
                 .head
                 .compare_exchange_weak(
                     head,
-                    head.wrapping_add(len),
+                    head.wrapping_add(need),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
                 .is_ok()
             {
+                if pad != 0 {
+                    self.pad(head, pad);
+                }
+                let pos = head.wrapping_add(pad);
+                let index = (pos & (cap - 1)) as usize;
+                debug_assert!(index + len as usize <= self.words.len());
                 return Ok(Reservation {
-                    ring: self,
-                    pos: head,
+                    // In bounds: `index < cap` (masked).
+                    base: self.words[..].as_ptr().wrapping_add(index),
+                    pos,
+                    #[cfg(debug_assertions)]
+                    len,
+                    _ring: core::marker::PhantomData,
                 });
             }
         }
+    }
+
+    /// Publishes a [`PAD`] record of `len` words at `pos` (the words up to the end of the array,
+    /// reserved but too few for the record that needed them). Cold: once per lap of the ring.
+    #[cold]
+    #[inline(never)]
+    fn pad(&self, pos: u32, len: u32) {
+        // Its body words are zero already (every word at or above `head` is). Release pairs with
+        // the Acquire loads of headers in `peek` and `evict_oldest`, like any commit.
+        store_release(self.slot(pos), Header::new(PAD, len, 0).0);
     }
 
     /// Overwrite policy, ring full: evicts the oldest record if it is committed and nobody else
@@ -387,7 +469,11 @@ impl DynRing {
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Relaxed);
         let mut retry = true;
-        if head.wrapping_sub(tail).wrapping_add(len) > cap {
+        if head
+            .wrapping_sub(tail)
+            .wrapping_add(self.needed(head, len).1)
+            > cap
+        {
             // Acquire pairs with the producer's Release store of the header in `commit`: the
             // record's body words were written before it, so the zeroing below comes after them.
             let header = Header(self.slot(tail).load(Ordering::Acquire));
@@ -396,18 +482,13 @@ impl DynRing {
                 // record is larger than the ring): never evict it.
                 retry = false;
             } else {
-                let next = tail.wrapping_add(header.len());
-                for i in 0..header.len() {
-                    // Relaxed: published to producers by the Release store of `free` below.
-                    self.slot(tail.wrapping_add(i)).store(0, Ordering::Relaxed);
+                self.advance(tail, header.len());
+                // A pad is not a record: nothing is lost by taking it back.
+                if header.kind() != PAD {
+                    // Relaxed: counters; they publish no other memory.
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                // Relaxed: read only by `busy` holders, who synchronise through `busy`.
-                self.tail.store(next, Ordering::Relaxed);
-                // Release pairs with the producers' Acquire load of `free` in `reserve`.
-                self.free.store(next, Ordering::Release);
-                // Relaxed: counters; they publish no other memory.
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Release pairs with the Acquire compare-and-swap of the next holder.
@@ -432,15 +513,21 @@ impl DynRing {
                 return None; // a producer is evicting right now: try again later
             }
         }
-        let tail = self.consumer_pos();
-        // Acquire pairs with the producer's Release store in `commit`: the body words written
-        // before it are visible.
-        let header = self.slot(tail).load(Ordering::Acquire);
-        if header == 0 {
-            self.unpin();
-            return None;
+        loop {
+            let tail = self.consumer_pos();
+            // Acquire pairs with the producer's Release store in `commit`: the body words written
+            // before it are visible.
+            let header = Header(load_acquire(self.slot(tail)));
+            if header.0 == 0 {
+                self.unpin();
+                return None;
+            }
+            if header.kind() != PAD {
+                return Some((tail, header));
+            }
+            // The end of the array, skipped by a record that did not fit: hand it back.
+            self.advance(tail, header.len());
         }
-        Some((tail, Header(header)))
     }
 
     /// Single-consumer side: whether a committed record is probably waiting (a hint that takes no
@@ -462,19 +549,27 @@ impl DynRing {
     /// unpins it).
     #[inline]
     pub(crate) fn release(&self, len: u32) {
-        let tail = self.consumer_pos();
+        self.advance(self.consumer_pos(), len);
+        self.unpin();
+    }
+
+    /// Zeroes the `len` words of the oldest record, at `tail`, and hands them back to producers.
+    /// Called by the consumer, or in the overwrite policy by whoever holds `busy`.
+    #[inline]
+    fn advance(&self, tail: u32, len: u32) {
         for i in 0..len {
-            // Zeroed so a stale header is never mistaken for a committed one.
+            // Zeroed so a stale header is never mistaken for a committed one. Relaxed: published
+            // to producers by the Release store of `free` below.
             self.slot(tail.wrapping_add(i)).store(0, Ordering::Relaxed);
         }
         let next = tail.wrapping_add(len);
         if self.overwrite {
-            // Relaxed: read only by `busy` holders (we are one), who synchronise through `busy`.
+            // Relaxed: read only by `busy` holders (the caller is one), who synchronise through
+            // `busy`.
             self.tail.store(next, Ordering::Relaxed);
         }
         // Release pairs with the producers' Acquire load of `free` in `reserve`.
-        self.free.store(next, Ordering::Release);
-        self.unpin();
+        store_release(&self.free, next);
     }
 
     /// Single-consumer side: the oldest record's position. In the drop-new policy only the
@@ -557,17 +652,31 @@ impl Reservation<'_> {
     /// Writes body word `index` (1-based).
     #[inline(always)]
     pub(crate) fn put(&self, index: u32, word: u32) {
+        #[cfg(debug_assertions)]
+        assert!(
+            index < self.len,
+            "word {index} of a {}-word record",
+            self.len
+        );
+        // SAFETY: `reserve` handed out `len` contiguous words from `base`, all inside the array
+        // (it pads to the end of the array rather than wrap a record), and `index < len` for
+        // every caller: the record writers (`record::Cursor`, checked in debug builds above)
+        // write exactly the words they reserved. The pointer has the provenance of the whole
+        // array (`as_ptr` of the slice).
+        let slot = unsafe { &*self.base.add(index as usize) };
         // Relaxed: published by the Release store of the header in `commit`.
-        self.ring
-            .slot(self.pos.wrapping_add(index))
-            .store(word, Ordering::Relaxed);
+        slot.store(word, Ordering::Relaxed);
     }
 
     /// Publishes the record.
     #[inline(always)]
     pub(crate) fn commit(self, header: Header) {
+        #[cfg(debug_assertions)]
+        assert_eq!(header.len(), self.len);
+        // SAFETY: `base` points at the first reserved word, inside the array (see `put`).
+        let slot = unsafe { &*self.base };
         // Release pairs with the Acquire loads of the header in `peek` and `evict_oldest`.
-        self.ring.slot(self.pos).store(header.0, Ordering::Release);
+        store_release(slot, header.0);
     }
 }
 
@@ -584,6 +693,15 @@ mod tests {
         let pos = r.pos;
         r.commit(Header::new(kind, len, 0));
         Some(pos)
+    }
+
+    /// Moves an empty ring's positions to the start of a lap (index 0), so that records of sizes
+    /// dividing the capacity fill it exactly, without pads.
+    fn to_lap_start(ring: &DynRing) {
+        let n = ring.capacity() - 1; // positions start at 1
+        assert!(write(ring, 1, &vec![0; n as usize - 1]).is_some());
+        assert_eq!(read(ring).map(|r| r.0), Some(1));
+        assert_eq!(ring.head.load(Ordering::Relaxed) & ring.mask(), 0);
     }
 
     fn read(ring: &DynRing) -> Option<(u32, Vec<u32>)> {
@@ -611,6 +729,7 @@ mod tests {
     fn full_ring_drops_and_counts_exactly() {
         let ring: Ring<16> = Ring::new();
         let ring = ring.as_dyn();
+        to_lap_start(ring);
         // 4 records of 4 words fill it exactly.
         for i in 0..4 {
             assert!(write(ring, 1, &[i, i, i]).is_some());
@@ -650,6 +769,7 @@ mod tests {
     fn flight_recorder_evicts_the_oldest_and_counts_exactly() {
         let ring: Ring<16> = Ring::flight_recorder();
         let ring = ring.as_dyn();
+        to_lap_start(ring);
         assert_eq!(ring.policy(), Policy::Overwrite);
         // 4 records of 4 words fill it exactly; 6 more evict the 6 oldest.
         for i in 0..10 {
@@ -677,6 +797,7 @@ mod tests {
     fn flight_recorder_never_evicts_an_uncommitted_record() {
         let ring: Ring<16> = Ring::flight_recorder();
         let ring = ring.as_dyn();
+        to_lap_start(ring);
         let first = ring.reserve(4).unwrap(); // a "preempted" writer, oldest
         for i in 0..3 {
             assert!(write(ring, 1, &[i, i, i]).is_some());
@@ -701,6 +822,7 @@ mod tests {
     fn flight_recorder_never_evicts_the_record_the_drain_reads() {
         let ring: Ring<16> = Ring::flight_recorder();
         let ring = ring.as_dyn();
+        to_lap_start(ring);
         for i in 0..4 {
             assert!(write(ring, 1, &[i, i, i]).is_some());
         }
@@ -715,6 +837,45 @@ mod tests {
         assert_eq!((pos2, h2, ring.word(pos2, 1)), (pos + 4, h, 1));
         ring.unpin();
         assert_eq!(read(ring), Some((1, vec![1, 1, 1])));
+    }
+
+    #[test]
+    fn a_record_never_wraps_the_pad_is_skipped_and_never_counted() {
+        for policy in [Policy::DropNew, Policy::Overwrite] {
+            let ring = Ring::<16>::with_policy(policy);
+            let ring = ring.as_dyn();
+            to_lap_start(ring);
+            // 3 + 3 + 3 + 3 words leave 4 before the end; a 5-word record pads them and starts
+            // at index 0, once the first record is read.
+            for i in 0..4 {
+                assert!(write(ring, 1, &[i, i]).is_some());
+            }
+            assert_eq!(read(ring), Some((1, vec![0, 0])));
+            let first = write(ring, 2, &[7; 4]);
+            if policy == Policy::DropNew {
+                // 9 words used + 4 padded + 5 > 16: dropped.
+                assert!(first.is_none());
+                assert_eq!(ring.dropped(), 1);
+                assert_eq!(read(ring), Some((1, vec![1, 1])));
+                let pos = write(ring, 2, &[7; 4]).expect("6 + 4 + 5 words fit");
+                assert_eq!(pos & 15, 0, "the record starts at index 0");
+            } else {
+                // Evicts record 1, then the record fits after the pad.
+                assert_eq!(first.map(|p| p & 15), Some(0));
+                assert_eq!(ring.evicted(), 1);
+            }
+            assert_eq!(ring.dropped(), 1);
+            assert_eq!(read(ring), Some((1, vec![2, 2])));
+            assert_eq!(read(ring), Some((1, vec![3, 3])));
+            assert_eq!(read(ring), Some((2, vec![7; 4]))); // the pad was skipped
+            assert_eq!(read(ring), None);
+            // A lap of pads and evictions later, nothing else was counted.
+            for i in 0..40 {
+                assert!(write(ring, 3, &[i; 4]).is_some());
+                assert_eq!(read(ring), Some((3, vec![i; 4])));
+            }
+            assert_eq!(ring.dropped(), 1);
+        }
     }
 
     #[test]

@@ -74,11 +74,11 @@ impl Sampler {
 
     /// Decides for one new root. `clock` is read only by the rate limiter.
     #[inline(always)]
-    pub fn sample(&self, clock: &dyn Clock) -> bool {
+    pub fn sample<C: ?Sized + Clock>(&self, clock: &C) -> bool {
         match self {
             Sampler::Const(on) => *on,
             Sampler::Probabilistic(p) => p.sample(),
-            Sampler::RateLimiting(r) => r.sample_now(clock),
+            Sampler::RateLimiting(r) => r.sample_now(clock.now(), clock.ticks_per_second()),
         }
     }
 
@@ -230,8 +230,8 @@ impl RateLimiting {
 
     /// Decides for one root, reading `clock` (out of line: only rate-limited tracers pay for it).
     #[inline(never)]
-    fn sample_now(&self, clock: &dyn Clock) -> bool {
-        self.sample(clock.now(), clock.ticks_per_second())
+    fn sample_now(&self, now: u32, ticks_per_second: u32) -> bool {
+        self.sample(now, ticks_per_second)
     }
 
     /// Decides for one root at clock time `now`.

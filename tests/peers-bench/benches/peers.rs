@@ -263,7 +263,7 @@ fn main() {
         tracing_subscriber::registry().with(KeepClosed(Mutex::new(VecDeque::new()))),
     )
     .expect("the only subscriber");
-    let mut drain: Drain<'static, 256> = Drain::new(&TRACER).expect("the only drain");
+    let mut drain: Drain<'static, 256> = Drain::new(&*TRACER).expect("the only drain");
     let mut tsc_drain: Drain<'static, 256> = Drain::new(&TSC_TRACER).expect("the only drain");
 
     let quick = std::env::var_os("MICROSPAN_BENCH_QUICK").is_some();

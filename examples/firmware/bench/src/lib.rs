@@ -44,17 +44,22 @@ static RING: Ring<RING_WORDS> = Ring::new();
 pub static CLOCK: BoardClock = BoardClock;
 
 /// The tracer under test (const sampler: always).
-pub static TRACER: Tracer<'static> = Tracer::new(
+/// The clock's type is named (`Tracer::with_clock`), so the record path calls it directly.
+pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
     &RING,
-    &CLOCK,
+    BoardClock,
     Session::new("bench")
         .device_id(0x6d73_7061_6e00_00be)
         .boot_id(0xbe),
 );
 
 /// A tracer whose sampler says no (`Sampler::Const(false)`): what an unsampled span costs.
-pub static UNSAMPLED: Tracer<'static> =
-    Tracer::new(&RING, &CLOCK, Session::new("bench")).with_sampler(Sampler::Const(false));
+pub static UNSAMPLED: Tracer<'static, BoardClock> =
+    Tracer::with_clock(&RING, BoardClock, Session::new("bench"))
+        .with_sampler(Sampler::Const(false));
+
+/// The span type of this firmware's tracers.
+pub type BenchSpan = microspan::Span<'static, 0, BoardClock>;
 
 /// The drain type of this firmware.
 pub type BenchDrain = Drain<'static, FRAME_BYTES>;

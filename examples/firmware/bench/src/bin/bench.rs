@@ -26,9 +26,9 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m_rt::entry;
-use microspan::{Span, Value};
+use microspan::Value;
 use microspan_bench_firmware::{
-    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, TRACER, UNSAMPLED,
+    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, BenchSpan, TRACER, UNSAMPLED,
 };
 use microspan_boards::{self as board, Irq};
 use microspan_serial::blocking::BlockingDrain;
@@ -36,13 +36,13 @@ use microspan_serial::blocking::BlockingDrain;
 static SINK_BYTES: AtomicU32 = AtomicU32::new(0);
 
 #[inline(always)]
-fn child0(parent: &Span<'static>) {
+fn child0(parent: &BenchSpan) {
     let c = parent.child("Bar");
     drop(c);
 }
 
 #[inline(always)]
-fn child2(parent: &Span<'static>, i: u32) {
+fn child2(parent: &BenchSpan, i: u32) {
     let c = parent.child("Bar");
     c.set_tag("http.status_code", 200u32);
     c.set_tag("retries", i & 7);
@@ -50,7 +50,7 @@ fn child2(parent: &Span<'static>, i: u32) {
 }
 
 #[inline(always)]
-fn log3(span: &Span<'static>) {
+fn log3(span: &BenchSpan) {
     span.log(&[
         ("event", "error".into()),
         ("type", "cache timeout".into()),
@@ -264,9 +264,9 @@ fn stack_of(f: fn()) -> u32 {
     (sp - a) as u32
 }
 
-static mut STACK_ROOT: Option<Span<'static>> = None;
+static mut STACK_ROOT: Option<BenchSpan> = None;
 
-fn live_root() -> &'static Span<'static> {
+fn live_root() -> &'static BenchSpan {
     // SAFETY: single-threaded use from `stack` only; set before the calls that read it.
     unsafe {
         (*core::ptr::addr_of!(STACK_ROOT))

@@ -50,9 +50,10 @@ mod traced {
         }
         microspan_bench_firmware::say(format_args!(
             "footprint: tracer={} drain={} span={} ring_words={} dropped={}",
-            core::mem::size_of::<microspan::Tracer<'static>>(),
+            core::mem::size_of::<microspan::Tracer<'static, microspan_bench_firmware::BoardClock>>(
+            ),
             core::mem::size_of::<BenchDrain>(),
-            core::mem::size_of::<microspan::Span<'static>>(),
+            core::mem::size_of::<microspan_bench_firmware::BenchSpan>(),
             microspan_bench_firmware::RING_WORDS,
             TRACER.dropped()
         ));
