@@ -385,27 +385,55 @@ impl DynRing {
     /// Reserves `len` words (header included), contiguous in the array. When the ring is full
     /// (and, in the overwrite policy, nothing can be evicted) the record is dropped and counted,
     /// and the error holds its drop ordinal (unique, used to name a lost root's trace).
+    ///
+    /// The common case (the record fits before the end of the array, the ring has room) is
+    /// inlined into the record path; the rest is out of line.
     #[inline(always)]
     pub(crate) fn reserve(&self, len: u32) -> Result<Reservation<'_>, u32> {
         let cap = self.words.len() as u32;
+        // Acquire pairs with the Release store of `free` in `advance`: the words below `free + N`
+        // were zeroed before it moved. Loading `free` before `head` keeps `head - free` from
+        // underflowing when other producers and the consumer move both between the loads.
+        let free = load_acquire(&self.free);
+        let head = self.head.load(Ordering::Relaxed);
+        let index = head & (cap - 1);
+        // `head - free <= N` and `len <= 255`, so the sums cannot overflow.
+        if index + len <= cap
+            && head.wrapping_sub(free).wrapping_add(len) <= cap
+            // Relaxed: `head` only hands out positions; the data is published by the header's
+            // Release store in `commit`.
+            && self
+                .head
+                .compare_exchange_weak(
+                    head,
+                    head.wrapping_add(len),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Ok(self.reservation(head, len));
+        }
+        self.reserve_slow(len)
+    }
+
+    /// [`reserve`](Self::reserve) when the quick attempt failed: the record needs a pad, the ring
+    /// is full, or another producer moved `head` meanwhile.
+    #[inline(never)]
+    fn reserve_slow(&self, len: u32) -> Result<Reservation<'_>, u32> {
+        let cap = self.words.len() as u32;
         loop {
-            // Acquire pairs with the Release store of `free` in `advance`: the words below
-            // `free + N` were zeroed before it moved. Loading `free` before `head` keeps
-            // `head - free` from underflowing when other producers and the consumer move both
-            // between the loads.
+            // Orderings as in `reserve`.
             let free = load_acquire(&self.free);
             let head = self.head.load(Ordering::Relaxed);
             let (pad, need) = self.needed(head, len);
-            // `head - free <= N` and `need <= 2 * 255`, so the sum cannot overflow (and a record
-            // larger than the whole ring never fits).
+            // `need <= 2 * 255`: no overflow (and a record larger than the ring never fits).
             if head.wrapping_sub(free).wrapping_add(need) > cap {
                 if self.overwrite && self.evict_oldest(len) {
                     continue;
                 }
                 return Err(self.count_drop());
             }
-            // Relaxed: `head` only hands out positions; the data is published by the header's
-            // Release store in `commit`.
             if self
                 .head
                 .compare_exchange_weak(
@@ -419,18 +447,25 @@ impl DynRing {
                 if pad != 0 {
                     self.pad(head, pad);
                 }
-                let pos = head.wrapping_add(pad);
-                let index = (pos & (cap - 1)) as usize;
-                debug_assert!(index + len as usize <= self.words.len());
-                return Ok(Reservation {
-                    // In bounds: `index < cap` (masked).
-                    base: self.words[..].as_ptr().wrapping_add(index),
-                    pos,
-                    #[cfg(debug_assertions)]
-                    len,
-                    _ring: core::marker::PhantomData,
-                });
+                return Ok(self.reservation(head.wrapping_add(pad), len));
             }
+        }
+    }
+
+    /// The reservation of the `len` words at `pos` (which fit before the end of the array).
+    #[inline(always)]
+    fn reservation(&self, pos: u32, len: u32) -> Reservation<'_> {
+        let index = (pos & self.mask()) as usize;
+        debug_assert!(index + len as usize <= self.words.len());
+        #[cfg(not(debug_assertions))]
+        let _ = len;
+        Reservation {
+            // In bounds: `index < cap` (masked); `as_ptr` keeps the whole array's provenance.
+            base: self.words[..].as_ptr().wrapping_add(index),
+            pos,
+            #[cfg(debug_assertions)]
+            len,
+            _ring: core::marker::PhantomData,
         }
     }
 
