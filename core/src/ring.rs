@@ -195,10 +195,11 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
-            // Positions start at 1 so that no span of a boot has the local id 0.
-            head: AtomicU32::new(1),
-            tail: AtomicU32::new(1),
-            free: AtomicU32::new(1),
+            // All zero: the ring lives in `.bss`, costing no flash for an initial image (the
+            // record positions handed out are offset by one instead, see `Reservation::pos`).
+            head: AtomicU32::new(0),
+            tail: AtomicU32::new(0),
+            free: AtomicU32::new(0),
             dropped: AtomicU32::new(0),
             evicted: AtomicU32::new(0),
             busy: AtomicBool::new(false),
@@ -226,9 +227,9 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
-            head: AtomicU32::new(1),
-            tail: AtomicU32::new(1),
-            free: AtomicU32::new(1),
+            head: AtomicU32::new(0),
+            tail: AtomicU32::new(0),
+            free: AtomicU32::new(0),
             dropped: AtomicU32::new(0),
             evicted: AtomicU32::new(0),
             busy: AtomicBool::new(false),
@@ -286,6 +287,11 @@ impl<S: ?Sized> RingCore<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header(pub u32);
 
+/// Added to a word counter to give the record position the tracer and drain see (span ids are
+/// positions, and 0 must never be one; the counters themselves start at zero so the ring needs no
+/// initial image in flash).
+pub(crate) const POS_OFFSET: u32 = 1;
+
 /// The kind of a pad record: the words before the end of the array that a record did not fit in
 /// (it starts at index 0 instead). Skipped by the consumer, never counted as a loss.
 pub(crate) const PAD: u32 = 0xF;
@@ -334,11 +340,13 @@ impl Header {
     }
 }
 
-/// Space reserved by one producer: `len` contiguous words from position `pos`, owned until
-/// committed.
+/// Space reserved by one producer: `len` contiguous words, owned until committed.
 pub(crate) struct Reservation<'r> {
     /// The record's first word (its header), in the ring's array.
     base: *const AtomicU32,
+    /// The record's position as the tracer and the drain see it: its word counter plus one
+    /// ([`POS_OFFSET`]), so that no span of a boot has the local id 0 while the ring's counters
+    /// start at zero.
     pub(crate) pos: u32,
     #[cfg(debug_assertions)]
     len: u32,
@@ -462,7 +470,7 @@ impl DynRing {
         Reservation {
             // In bounds: `index < cap` (masked); `as_ptr` keeps the whole array's provenance.
             base: self.words[..].as_ptr().wrapping_add(index),
-            pos,
+            pos: pos.wrapping_add(POS_OFFSET),
             #[cfg(debug_assertions)]
             len,
             _ring: core::marker::PhantomData,
@@ -558,7 +566,7 @@ impl DynRing {
                 return None;
             }
             if header.kind() != PAD {
-                return Some((tail, header));
+                return Some((tail.wrapping_add(POS_OFFSET), header));
             }
             // The end of the array, skipped by a record that did not fit: hand it back.
             self.advance(tail, header.len());
@@ -574,10 +582,12 @@ impl DynRing {
         self.slot(tail).load(Ordering::Relaxed) != 0
     }
 
-    /// Single-consumer side: body word `index` (1-based; 0 is the header) of the record at `pos`.
+    /// Single-consumer side: body word `index` (1-based; 0 is the header) of the record at `pos`
+    /// (a position as [`peek`](Self::peek) returns it).
     #[inline]
     pub(crate) fn word(&self, pos: u32, index: u32) -> u32 {
-        self.slot(pos.wrapping_add(index)).load(Ordering::Relaxed)
+        self.slot(pos.wrapping_sub(POS_OFFSET).wrapping_add(index))
+            .load(Ordering::Relaxed)
     }
 
     /// Single-consumer side: frees the oldest record (`len` words) after it has been read (and
@@ -733,9 +743,12 @@ mod tests {
     /// Moves an empty ring's positions to the start of a lap (index 0), so that records of sizes
     /// dividing the capacity fill it exactly, without pads.
     fn to_lap_start(ring: &DynRing) {
-        let n = ring.capacity() - 1; // positions start at 1
-        assert!(write(ring, 1, &vec![0; n as usize - 1]).is_some());
-        assert_eq!(read(ring).map(|r| r.0), Some(1));
+        let used = ring.head.load(Ordering::Relaxed) & ring.mask();
+        if used != 0 {
+            let n = ring.capacity() - used;
+            assert!(write(ring, 1, &vec![0; n as usize - 1]).is_some());
+            assert_eq!(read(ring).map(|r| r.0), Some(1));
+        }
         assert_eq!(ring.head.load(Ordering::Relaxed) & ring.mask(), 0);
     }
 
@@ -893,10 +906,10 @@ mod tests {
                 assert_eq!(ring.dropped(), 1);
                 assert_eq!(read(ring), Some((1, vec![1, 1])));
                 let pos = write(ring, 2, &[7; 4]).expect("6 + 4 + 5 words fit");
-                assert_eq!(pos & 15, 0, "the record starts at index 0");
+                assert_eq!((pos - POS_OFFSET) & 15, 0, "the record starts at index 0");
             } else {
                 // Evicts record 1, then the record fits after the pad.
-                assert_eq!(first.map(|p| p & 15), Some(0));
+                assert_eq!(first.map(|p| (p - POS_OFFSET) & 15), Some(0));
                 assert_eq!(ring.evicted(), 1);
             }
             assert_eq!(ring.dropped(), 1);

@@ -324,7 +324,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     /// Starts a root span (a new trace), if the sampler says so.
     ///
     /// The fast path of the record path: no builder, no reference scan.
-    #[inline(always)]
+    #[inline]
     pub fn root(&self, name: &'static str) -> Span<'_, 0, C> {
         if !self.sample_root() {
             return self.unsampled_root();
@@ -708,7 +708,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         self.start_related(name, true)
     }
 
-    #[inline(always)]
+    #[inline]
     fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B, C> {
         let t = self.tracer;
         let mut child = match self.state.get() {
