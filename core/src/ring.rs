@@ -31,7 +31,9 @@
 //!   is `len`, plus the words before the end of the array if `len` does not fit in them; if
 //!   `head - free + need > N` the ring is full (see below); else compare-and-swap `head` to
 //!   `head + need`. The words `[head, head + need)` are then owned by this producer alone; it
-//!   commits the pad (if any) at once, then writes its record after it.
+//!   commits the pad (if any) at once, then writes its record after it. When only the pad fits,
+//!   the producer takes and commits the pad alone and tries again from the start of the array (so
+//!   a record over half the ring is never refused for ever because of where `head` stands).
 //! - **Write** the body words (`Relaxed`: nobody reads them before the header says so).
 //! - **Commit**: store the non-zero header (`Release`, pairs with the `Acquire` loads of the header
 //!   in `peek` and `evict_oldest`): this publishes the whole record.
@@ -435,8 +437,27 @@ impl DynRing {
             let free = load_acquire(&self.free);
             let head = self.head.load(Ordering::Relaxed);
             let (pad, need) = self.needed(head, len);
+            let used = head.wrapping_sub(free);
             // `need <= 2 * 255`: no overflow (and a record larger than the ring never fits).
-            if head.wrapping_sub(free).wrapping_add(need) > cap {
+            if used.wrapping_add(need) > cap {
+                // The pad alone fits: take it now, so that `head` reaches the start of the array
+                // and the record is not refused again and again for a pad it could never share
+                // the ring with (a record over half the ring, `head` in the wrong place).
+                if pad != 0
+                    && used + pad <= cap
+                    && self
+                        .head
+                        .compare_exchange_weak(
+                            head,
+                            head.wrapping_add(pad),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    self.pad(head, pad);
+                    continue;
+                }
                 if self.overwrite && self.evict_oldest(len) {
                     continue;
                 }
@@ -923,6 +944,30 @@ mod tests {
                 assert_eq!(read(ring), Some((3, vec![i; 4])));
             }
             assert_eq!(ring.dropped(), 1);
+        }
+    }
+
+    #[test]
+    fn a_record_over_half_the_ring_is_not_refused_for_ever_by_its_pad() {
+        for policy in [Policy::DropNew, Policy::Overwrite] {
+            let ring = Ring::<16>::with_policy(policy);
+            let ring = ring.as_dyn();
+            // `head` at index 6: a 12-word record needs 10 pad words + 12 > 16.
+            assert!(write(ring, 1, &[1; 5]).is_some());
+            assert_eq!(read(ring), Some((1, vec![1; 5])));
+            // Refused once (the pad is taken meanwhile), then accepted after the drain ran.
+            let first = write(ring, 2, &[2; 11]);
+            if first.is_none() {
+                assert_eq!(ring.dropped(), 1);
+                assert_eq!(read(ring), None, "only a pad in the ring");
+            }
+            let pos = match first {
+                Some(p) => p,
+                None => write(ring, 2, &[2; 11]).expect("fits at the start of the array"),
+            };
+            assert_eq!((pos - POS_OFFSET) & 15, 0);
+            assert_eq!(read(ring), Some((2, vec![2; 11])));
+            assert_eq!(ring.dropped(), first.is_none() as u32);
         }
     }
 
