@@ -443,9 +443,8 @@ impl DynRing {
                 // The pad alone fits: take it now, so that `head` reaches the start of the array
                 // and the record is not refused again and again for a pad it could never share
                 // the ring with (a record over half the ring, `head` in the wrong place).
-                if pad != 0
-                    && used + pad <= cap
-                    && self
+                if pad != 0 && used + pad <= cap {
+                    if self
                         .head
                         .compare_exchange_weak(
                             head,
@@ -454,8 +453,9 @@ impl DynRing {
                             Ordering::Relaxed,
                         )
                         .is_ok()
-                {
-                    self.pad(head, pad);
+                    {
+                        self.pad(head, pad);
+                    }
                     continue;
                 }
                 if self.overwrite && self.evict_oldest(len) {
