@@ -79,7 +79,7 @@
 //!   good; Rust threads cannot be killed that way, and on a microcontroller a handler that never
 //!   returns stalls the whole core anyway.
 //! - On cores without compare-and-swap (Cortex-M0/M0+) the reservation is a short critical section
-//!   (via `portable-atomic`/`critical-section`): interrupts are masked for a handful of
+//!   (`critical-section`; see `atomic.rs`): interrupts are masked for a handful of
 //!   instructions, never while waiting for anything.
 //!
 //! # Use from an interrupt handler

@@ -33,8 +33,7 @@
 //! draws from a SplitMix-style generator whose only state is one atomic counter (one `fetch_add`
 //! per root); the rate limiter is a token bucket kept as one atomic "theoretical arrival time"
 //! (GCRA, the single-variable form of a token bucket) updated with a compare-and-swap loop. On
-//! cores without compare-and-swap (Cortex-M0), both go through `portable-atomic`'s critical
-//! sections, like the ring.
+//! cores without compare-and-swap (Cortex-M0), both take a short critical section, like the ring.
 
 #[cfg(not(loom))]
 use crate::atomic::{AtomicU32, Ordering};
