@@ -180,7 +180,12 @@ fn run(args: Args) -> Result<ExitCode, String> {
         "{} {board}: {} spans in {} traces (Bar {bar_ms:.2} ms), {} bytes in {} frames, {} device drops, {} CRC errors; wrote {} and {}{}{} in {:.1} s",
         if ok { "OK" } else { "FAILED" },
         s.spans.spans,
-        decoded.batches.len(),
+        decoded
+            .batches
+            .iter()
+            .flat_map(|b| b.spans.iter().map(|s| s.trace_id))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         s.bytes,
         s.spans.frames,
         s.spans.device_drops,

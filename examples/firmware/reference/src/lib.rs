@@ -66,12 +66,12 @@ pub const FRAME_BYTES: usize = 256;
 /// The ring: 1024 words (4 KiB), enough for the whole trace, so nothing is dropped even before the
 /// first periodic drain.
 static RING: Ring<1024> = Ring::new();
-static CLOCK: BoardClock = BoardClock;
 
-/// The tracer every span of this firmware goes through, from thread mode and from interrupts.
-pub static TRACER: Tracer<'static> = Tracer::new(
+/// The tracer every span of this firmware goes through, from thread mode and from interrupts. Its
+/// clock's type is named (`with_clock`), so the record path reads the timer inline.
+pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
     &RING,
-    &CLOCK,
+    BoardClock,
     Session::new("in-process-service")
         .device_id(DEVICE_ID)
         .boot_id(BOOT_ID)
