@@ -11,10 +11,10 @@
 //! delimiter. A frame costs `F` bytes of RAM and no second buffer, and the finished frame is one
 //! contiguous slice, ready for a DMA transfer or an RTT write.
 //!
-//! The encoder writes a record through a [`Writer`], which keeps the frame's position and CRC in
-//! registers and does not fail byte by byte: bytes beyond the buffer are not stored, and once the
-//! record is written, [`Writer::fits`] says whether it fit and [`Writer::commit`] keeps it (a
-//! record that does not fit is simply not committed). So room is checked once per record.
+//! The drain writes a record through a writer (crate-private), which keeps the frame's position
+//! and CRC in registers and does not fail byte by byte: bytes beyond the buffer are not stored,
+//! and once the record is written, the writer says whether it fit and is committed only then (a
+//! record that does not fit leaves the frame as it was). So room is checked once per record.
 
 use super::varint;
 
@@ -87,6 +87,9 @@ impl<const F: usize> FrameBuilder<F> {
     /// Raw bytes (header and records) a frame holds: what is left of `F` after the delimiter, the
     /// CRC and COBS's worst-case overhead (`2 + F / 254`).
     const CAP: usize = F - 3 - (2 + F / 254);
+    /// Whether a COBS block can reach 254 data bytes: not in frames whose records end before
+    /// byte 255 (the default 256-byte frames), which then never test for it.
+    const LONG_BLOCKS: bool = 1 + Self::CAP + 2 >= 255;
 
     /// An empty builder (no frame).
     pub const fn new() -> Self {
@@ -284,7 +287,7 @@ impl<const F: usize> Writer<'_, F> {
         self.frame.crc = self.crc;
         // Close a block that reached 254 data bytes now, so that nothing written later (and
         // perhaps not kept) has to insert a code slot before the committed bytes.
-        if self.pos - self.code_at >= 255 {
+        if FrameBuilder::<F>::LONG_BLOCKS && self.pos - self.code_at >= 255 {
             self.frame.split_long_block();
         }
     }
@@ -313,7 +316,9 @@ impl<const F: usize> Writer<'_, F> {
     /// A zero byte: it ends the open COBS block, and its place becomes the next block's code slot.
     #[inline(always)]
     fn zero(&mut self) {
-        if self.pos - self.code_at >= 255 {
+        // Without long blocks, a block this long holds bytes past the end of the frame, which
+        // are dropped anyway (its code byte may then be wrong: nobody reads it).
+        if FrameBuilder::<F>::LONG_BLOCKS && self.pos - self.code_at >= 255 {
             self.split_long_block();
         }
         let len = self.pos - self.code_at;
@@ -325,11 +330,23 @@ impl<const F: usize> Writer<'_, F> {
         self.crc = crc_step(self.crc, 0);
     }
 
+    /// Calls `f(writer, a)` out of line without taking this writer's address (which would keep
+    /// its position and CRC in memory for the whole record): the rare paths of a hot encoder (a
+    /// name's first definition, a long varint, a string sent inline) go through this.
+    #[inline(always)]
+    pub(crate) fn call<A>(&mut self, f: for<'w> fn(&mut Writer<'w, F>, A), a: A) {
+        let cursor = (self.pos, self.code_at, self.end, self.crc);
+        (self.pos, self.code_at, self.end, self.crc) = call_out(self.frame, cursor, f, a);
+    }
+
     /// [`FrameBuilder::split_long_block`] on the writer's bytes. The slots it writes are before
     /// `pos` but after the last commit, so a writer that is dropped leaves the frame as it was.
     #[cold]
-    #[inline(never)]
     fn split_long_block(&mut self) {
+        self.call(|w, ()| w.split_long_block_in(), ());
+    }
+
+    fn split_long_block_in(&mut self) {
         let (pos, code_at, end) = (self.frame.pos, self.frame.code_at, self.frame.end);
         self.frame.pos = self.pos;
         self.frame.code_at = self.code_at;
@@ -382,11 +399,10 @@ impl<const F: usize> Writer<'_, F> {
         if v <= u32::MAX as u64 {
             self.var32(v as u32);
         } else {
-            self.var64_long(v);
+            self.call(|w, v| w.var64_long(v), v);
         }
     }
 
-    #[inline(never)]
     fn var64_long(&mut self, v: u64) {
         let mut tmp = [0u8; varint::MAX_U64];
         let n = varint::encode_u64(v, &mut tmp).unwrap_or(0);
@@ -395,6 +411,26 @@ impl<const F: usize> Writer<'_, F> {
             self.put_nz(b);
         }
     }
+}
+
+/// The out-of-line half of [`Writer::call`]: a writer rebuilt from the cursor, and its cursor
+/// after `f`.
+#[inline(never)]
+fn call_out<const F: usize, A>(
+    frame: &mut FrameBuilder<F>,
+    (pos, code_at, end, crc): (usize, usize, usize, u32),
+    f: for<'w> fn(&mut Writer<'w, F>, A),
+    a: A,
+) -> (usize, usize, usize, u32) {
+    let mut w = Writer {
+        frame,
+        pos,
+        code_at,
+        end,
+        crc,
+    };
+    f(&mut w, a);
+    (w.pos, w.code_at, w.end, w.crc)
 }
 
 #[cfg(test)]
@@ -475,6 +511,8 @@ mod tests {
         let max = FrameBuilder::<600>::capacity(0);
         for fill in [0u8, 1, 0xFF] {
             roundtrip::<600>(&vec![fill; max]);
+            roundtrip::<256>(&vec![fill; FrameBuilder::<256>::capacity(0)]);
+            roundtrip::<300>(&vec![fill; FrameBuilder::<300>::capacity(0)]);
         }
         let pattern: Vec<u8> = (0..FrameBuilder::<1024>::capacity(0))
             .map(|i| (i % 251) as u8)
@@ -506,7 +544,7 @@ mod tests {
                 0..12,
             )
         ) {
-            let mut f: Box<FrameBuilder<700>> = Box::new(FrameBuilder::new());
+            let mut f: Box<FrameBuilder<700>> = Box::default();
             f.begin();
             let mut kept = Vec::new();
             for (rec, keep) in &records {
