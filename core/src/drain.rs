@@ -281,7 +281,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// Bytes ready to send: the rest of the current frame, or a new frame built from the ring.
     /// Empty when there is nothing to send.
     pub fn fill_buf(&mut self) -> &[u8] {
-        if self.frame.unsent().is_empty() {
+        if !self.frame.has_unsent() {
             self.build();
         }
         self.frame.unsent()
@@ -294,7 +294,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
 
     /// `true` when the ring holds records, or a frame is partly sent.
     pub fn has_pending(&self) -> bool {
-        !self.frame.unsent().is_empty() || self.tracer.ring.ready()
+        self.frame.has_unsent() || self.tracer.ring.ready()
     }
 
     /// Hands bytes to `send` until it takes none or nothing is left; returns the bytes sent. `send`
@@ -384,11 +384,14 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// (hello, drops, wall clock) was written.
     #[inline(never)]
     fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
+        // Written inline: one header per frame is worth its code size.
         let mut w = self.frame.writer();
-        w.put_c(wire::WIRE_VERSION);
-        w.put_bytes(&self.seq.to_le_bytes());
-        w.var32_c(self.state.last_start);
-        w.var64_c(self.state.last_time);
+        w.put_nz(wire::WIRE_VERSION);
+        let [seq_lo, seq_hi] = self.seq.to_le_bytes();
+        w.put(seq_lo);
+        w.put(seq_hi);
+        w.var32(self.state.last_start);
+        w.var64(self.state.last_time);
         keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.first_start = None;

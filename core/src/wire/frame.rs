@@ -220,8 +220,8 @@ impl<const F: usize> FrameBuilder<F> {
         let [lo, hi] = (self.crc as u16).to_le_bytes();
         // The capacity leaves room for the two CRC bytes, the code slots and the delimiter.
         let mut w = self.writer();
-        w.put_c(lo);
-        w.put_c(hi);
+        w.put(lo);
+        w.put(hi);
         w.commit();
         let len = self.pos - self.code_at;
         if let Some(code) = self.buf.get_mut(self.code_at) {
@@ -233,6 +233,12 @@ impl<const F: usize> FrameBuilder<F> {
         self.pos += 1;
         self.finished = true;
         self.buf.get(..self.pos).unwrap_or(&[])
+    }
+
+    /// Whether a finished frame has bytes not yet handed out.
+    #[inline]
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.finished && self.sent < self.pos
     }
 
     /// The finished frame's bytes not yet handed out.
