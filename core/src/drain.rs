@@ -342,7 +342,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.names.begin_record();
             // Each encoder writes its record (name definitions included) through one writer and
             // keeps it only if it fits, and only then moves the frame state on: a record that
-            // does not fit leaves nothing behind but the names it interned.
+            // does not fit leaves nothing behind (the names it interned are forgotten below).
             let fits = match h.kind() {
                 record::START => self.encode_start(pos, h),
                 record::END => self.encode_end(pos, h),

@@ -345,8 +345,10 @@ impl<const F: usize> Writer<'_, F> {
         (self.pos, self.code_at, self.end, self.crc) = call_out(self.frame, cursor, f, a);
     }
 
-    /// [`FrameBuilder::split_long_block`] on the writer's bytes. The slots it writes are before
-    /// `pos` but after the last commit, so a writer that is dropped leaves the frame as it was.
+    /// [`FrameBuilder::split_long_block`] on the writer's bytes. It writes the open block's code
+    /// slot (which is written again whenever the block is closed) and moves only bytes written
+    /// after the last commit (a committed block is never 254 bytes long: `commit` splits it), so a
+    /// writer that is dropped leaves the frame's kept bytes as they were.
     #[cold]
     fn split_long_block(&mut self) {
         self.call(|w, ()| w.split_long_block_in(), ());
