@@ -30,11 +30,21 @@ use crate::clock::{Clock, TickExtender};
 use crate::record::{self, Reader};
 use crate::ring::Header;
 use crate::tracer::{Losses, Tracer};
-use crate::wire::frame::{FrameBuilder, Full};
-use crate::wire::{self, ext, start_flags, tag, vtype, Capacities, Hello, WallClock};
+use crate::wire::frame::{FrameBuilder, Full, Writer};
+use crate::wire::{self, ext, start_flags, tag, vtype, WallClock};
 
 /// Default frames per epoch.
 pub const DEFAULT_EPOCH_FRAMES: u16 = 64;
+
+/// A string reference as written on the wire: `id << 1` for an interned string, or this value
+/// for a string sent inline.
+const INLINE: u32 = u32::MAX;
+
+/// Longest session record body (postcard-encoded [`wire::Hello`]), bytes.
+const HELLO_MAX: usize = 160;
+
+/// [`Interner::last`] when unset (no string is that long).
+const NO_LAST: ((usize, u32), u32) = ((0, u32::MAX), 0);
 
 /// String interning: static strings (by address and length) get small ids, announced once per
 /// epoch. Open addressing over `N` slots (a power of two), filled to three quarters at most.
@@ -44,6 +54,9 @@ struct Interner<const N: usize> {
     slots: [u8; N],
     /// Entries added by the record being encoded, removed again if it does not fit.
     pending_from: usize,
+    /// The last string found or added, and its id: spans of one name often come in a row, and
+    /// one comparison is cheaper than a hash and a probe. Its length is `u32::MAX` when unset.
+    last: ((usize, u32), u32),
 }
 
 impl<const N: usize> Interner<N> {
@@ -61,6 +74,7 @@ impl<const N: usize> Interner<N> {
             len: 0,
             slots: [0; N],
             pending_from: 0,
+            last: NO_LAST,
         }
     }
 
@@ -68,6 +82,7 @@ impl<const N: usize> Interner<N> {
         self.len = 0;
         self.pending_from = 0;
         self.slots = [0; N];
+        self.last = NO_LAST;
     }
 
     /// A 32-bit multiplicative hash (a 64-bit multiply is a library call on Cortex-M0).
@@ -78,20 +93,26 @@ impl<const N: usize> Interner<N> {
         (folded.wrapping_mul(0x9E37_79B9) >> 16) as usize & (N - 1)
     }
 
+    /// Probes for `key`: `Ok(id)` if interned, else `Err(slot)`, the free slot where it would go.
+    #[inline]
+    fn probe(&self, key: (usize, u32)) -> Result<u32, usize> {
+        let mut i = Self::slot_of(key.0, key.1);
+        loop {
+            let id_plus_1 = self.slots[i] as usize;
+            if id_plus_1 == 0 {
+                return Err(i);
+            }
+            if self.keys.get(id_plus_1 - 1) == Some(&key) {
+                return Ok(id_plus_1 as u32 - 1);
+            }
+            i = (i + 1) & (N - 1);
+        }
+    }
+
     /// The id of `s`, if interned.
     #[inline]
     fn find(&self, s: &'static str) -> Option<u32> {
-        let key = (s.as_ptr() as usize, s.len() as u32);
-        let mut i = Self::slot_of(key.0, key.1);
-        loop {
-            match self.slots[i] {
-                0 => return None,
-                id_plus_1 if self.keys[id_plus_1 as usize - 1] == key => {
-                    return Some(id_plus_1 as u32 - 1)
-                }
-                _ => i = (i + 1) & (N - 1),
-            }
-        }
+        self.probe((s.as_ptr() as usize, s.len() as u32)).ok()
     }
 
     /// `Ok(id)` if known; `Err(Some(id))` if newly added (the caller must define it);
@@ -99,29 +120,31 @@ impl<const N: usize> Interner<N> {
     #[inline]
     fn lookup(&mut self, s: &'static str) -> Result<u32, Option<u32>> {
         let key = (s.as_ptr() as usize, s.len() as u32);
-        let mut i = Self::slot_of(key.0, key.1);
-        loop {
-            match self.slots[i] {
-                0 => break,
-                id_plus_1 => {
-                    if self.keys[id_plus_1 as usize - 1] == key {
-                        return Ok(id_plus_1 as u32 - 1);
-                    }
-                }
-            }
-            i = (i + 1) & (N - 1);
+        if self.last.0 == key {
+            return Ok(self.last.1);
         }
-        if self.len >= Self::LIMIT {
+        let slot = match self.probe(key) {
+            Ok(id) => {
+                self.last = (key, id);
+                return Ok(id);
+            }
+            Err(slot) => slot,
+        };
+        let id = self.len;
+        if id >= Self::LIMIT {
             return Err(None);
         }
-        let id = self.len;
-        self.keys[id] = key;
-        self.slots[i] = id as u8 + 1;
+        if let Some(k) = self.keys.get_mut(id) {
+            *k = key;
+        }
+        self.slots[slot] = id as u8 + 1;
         self.len += 1;
+        self.last = (key, id as u32);
         Err(Some(id as u32))
     }
 
     /// Entries added from now on belong to one record.
+    #[inline]
     fn begin_record(&mut self) {
         self.pending_from = self.len;
     }
@@ -133,13 +156,11 @@ impl<const N: usize> Interner<N> {
         }
         self.len = self.pending_from;
         self.slots = [0; N];
-        for id in 0..self.len {
-            let (addr, len) = self.keys[id];
-            let mut i = Self::slot_of(addr, len);
-            while self.slots[i] != 0 {
-                i = (i + 1) & (N - 1);
+        self.last = NO_LAST;
+        for (id, &key) in self.keys.iter().enumerate().take(self.len) {
+            if let Err(slot) = self.probe(key) {
+                self.slots[slot] = id as u8 + 1;
             }
-            self.slots[i] = id as u8 + 1;
         }
     }
 }
@@ -157,6 +178,13 @@ struct FrameState {
     first_start: Option<u32>,
     /// The clock extension.
     ext: TickExtender,
+}
+
+/// The time of a record being encoded, applied to the [`FrameState`] once the record fits.
+#[derive(Clone, Copy)]
+struct Timed {
+    ext: TickExtender,
+    time: u64,
 }
 
 /// Frames and counters of a drain.
@@ -191,18 +219,6 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     stats: DrainStats,
     /// Where the records' static strings live (this program, or a post-mortem image).
     strings: record::Strings<'a>,
-}
-
-/// Why a record was not encoded into the current frame.
-enum Skip {
-    /// No room left: try again in the next frame.
-    Full,
-}
-
-impl From<Full> for Skip {
-    fn from(_: Full) -> Self {
-        Skip::Full
-    }
 }
 
 impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
@@ -265,7 +281,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// Bytes ready to send: the rest of the current frame, or a new frame built from the ring.
     /// Empty when there is nothing to send.
     pub fn fill_buf(&mut self) -> &[u8] {
-        if self.frame.unsent().is_empty() {
+        if !self.frame.has_unsent() {
             self.build();
         }
         self.frame.unsent()
@@ -278,7 +294,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
 
     /// `true` when the ring holds records, or a frame is partly sent.
     pub fn has_pending(&self) -> bool {
-        !self.frame.unsent().is_empty() || self.tracer.ring.ready()
+        self.frame.has_unsent() || self.tracer.ring.ready()
     }
 
     /// Hands bytes to `send` until it takes none or nothing is left; returns the bytes sent. `send`
@@ -299,30 +315,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
     }
 
-    fn hello(&mut self) -> Hello<'a> {
-        let t = self.tracer;
-        Hello {
-            service: t.session.service,
-            device_id: t.session.device_id,
-            boot_id: t.boot_id(),
-            ticks_per_second: t.clock.ticks_per_second(),
-            now_ticks: self.state.ext.extend(t.clock.now()),
-            epoch_frames: self.epoch_frames,
-            capacities: Capacities {
-                tags_per_span: crate::config::MAX_TAGS_PER_SPAN as u16,
-                fields_per_log: crate::config::MAX_FIELDS_PER_LOG as u16,
-                str_len: crate::config::MAX_STR_LEN as u16,
-                baggage_value_len: crate::config::MAX_BAGGAGE_VALUE_LEN as u16,
-                frame_max: F as u16,
-                ring_words: t.ring.capacity(),
-            },
-            firmware_version: t.session.firmware_version,
-            microspan_version: crate::VERSION,
-            wall_clock: self.wall_clock,
-        }
-    }
-
     /// Builds the next frame if there is anything to say.
+    #[inline(never)]
     fn build(&mut self) {
         let ring = self.tracer.ring;
         let drops = ring.dropped();
@@ -342,199 +336,299 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             // rather than a broken frame.
             return;
         };
-        let content_start = self.frame.mark();
+        let content_start = self.frame.position();
+        let mut records = 0;
         while let Some((pos, h)) = ring.peek() {
-            let mark = self.frame.mark();
-            let saved = self.state;
             self.names.begin_record();
-            match self.encode(pos, h) {
-                Ok(()) => {
-                    ring.release(h.len());
-                    self.stats.records += 1;
-                }
-                Err(Skip::Full) => {
-                    self.frame.rollback(mark);
-                    self.state = saved;
-                    self.names.abort_record();
-                    if mark == content_start && session_records {
-                        // It did not fit beside the session records: the next frame carries
-                        // none it can leave out (and is not an epoch start, as epochs are at
-                        // least two frames long), so the record gets an empty frame.
-                        self.record_waiting = true;
-                        ring.unpin();
-                        break;
-                    }
-                    if mark == content_start {
-                        // Larger than an empty frame: drop it, counted like a full ring.
-                        ring.release(h.len());
-                        ring.count_drop();
-                        self.stats.oversize += 1;
-                        continue;
-                    }
-                    ring.unpin();
-                    break;
-                }
+            // Each encoder writes its record (name definitions included) through one writer and
+            // keeps it only if it fits, and only then moves the frame state on: a record that
+            // does not fit leaves nothing behind (the names it interned are forgotten below).
+            let fits = match h.kind() {
+                record::START => self.encode_start(pos, h),
+                record::END => self.encode_end(pos, h),
+                _ => self.encode_other(pos, h),
+            };
+            if fits {
+                ring.release(h.len());
+                records += 1;
+                continue;
             }
+            self.names.abort_record();
+            let alone = self.frame.position() == content_start;
+            if alone && session_records {
+                // It did not fit beside the session records: the next frame carries none it can
+                // leave out (and is not an epoch start, as epochs are at least two frames long),
+                // so the record gets an empty frame.
+                self.record_waiting = true;
+                ring.unpin();
+                break;
+            }
+            if alone {
+                // Larger than an empty frame: drop it, counted like a full ring.
+                ring.release(h.len());
+                ring.count_drop();
+                self.stats.oversize += 1;
+                continue;
+            }
+            ring.unpin();
+            break;
         }
         let len = self.frame.finish().len();
         self.seq = self.seq.wrapping_add(1);
+        self.stats.records += records;
         self.stats.frames += 1;
         self.stats.bytes += len as u64;
     }
 
     /// Writes the frame header and the session records due; returns whether any session record
     /// (hello, drops, wall clock) was written.
+    #[inline(never)]
     fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
-        let f = &mut self.frame;
-        f.u8(wire::WIRE_VERSION)?;
-        f.bytes(&self.seq.to_le_bytes())?;
-        f.varint(self.state.last_start as u64)?;
-        f.varint(self.state.last_time)?;
+        // Written inline: one header per frame is worth its code size.
+        let mut w = self.frame.writer();
+        w.put_nz(wire::WIRE_VERSION);
+        let [seq_lo, seq_hi] = self.seq.to_le_bytes();
+        w.put(seq_lo);
+        w.put(seq_hi);
+        w.var32(self.state.last_start);
+        w.var64(self.state.last_time);
+        keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.first_start = None;
         let mut session_records = false;
         if epoch_start {
             session_records = true;
-            let mut hello = self.hello();
-            let mut tmp = [0u8; 160];
-            let mark = self.frame.mark();
-            let mut written = false;
-            // A small frame may not hold the session record with long names: shorten the free-text
-            // fields until it fits (the decoder shows what arrived) rather than never sending one.
-            for cut in [usize::MAX, 24, 8, 0] {
-                hello.service = crate::record::truncate(hello.service, cut).0;
-                hello.firmware_version = crate::record::truncate(hello.firmware_version, cut).0;
-                if let Ok(used) = postcard::to_slice(&hello, &mut tmp) {
-                    if self.frame.u8(tag::EXT | ext::HELLO).is_ok()
-                        && self.frame.bytes(used).is_ok()
-                    {
-                        written = true;
-                        break;
-                    }
-                }
-                self.frame.rollback(mark);
-            }
-            if !written {
-                // The frame is too small for any session record: send the frame without one (the
-                // decoder cannot start a session, but the device never stalls on it).
-                self.frame.rollback(mark);
-            }
+            // A frame too small for any session record is sent without one (the decoder cannot
+            // start a session, but the device never stalls on it).
+            self.write_hello();
         }
         let optional = !core::mem::take(&mut self.record_waiting);
         if optional && (self.drops_sent.unwrap_or(0) != drops || (epoch_start && drops != 0)) {
             session_records = true;
-            self.frame.u8(tag::EXT | ext::DROPS)?;
-            self.frame.varint(drops as u64)?;
+            let mut w = self.frame.writer();
+            w.put_c(tag::EXT | ext::DROPS);
+            w.var32_c(drops);
+            keep(w)?;
             self.drops_sent = Some(drops);
         }
         if optional && self.wall_clock_due {
-            if let Some(w) = self.wall_clock {
+            if let Some(clock) = self.wall_clock {
                 session_records = true;
-                self.frame.u8(tag::EXT | ext::WALL_CLOCK)?;
-                self.frame.varint(w.ticks)?;
-                self.frame.varint(w.unix_nanos)?;
+                let mut w = self.frame.writer();
+                w.put_c(tag::EXT | ext::WALL_CLOCK);
+                w.var64_c(clock.ticks);
+                w.var64_c(clock.unix_nanos);
+                keep(w)?;
             }
             self.wall_clock_due = false;
         }
         Ok(session_records)
     }
 
-    /// A string reference: its interned id when [`predefine`](Self::predefine) gave it one, or
-    /// the string inline (the name table is full for this epoch).
-    fn name(&mut self, s: &'static str) -> Result<(), Skip> {
-        match self.names.find(s) {
-            Some(id) => self.frame.varint((id as u64) << 1)?,
-            None => self.inline(s.as_bytes())?,
-        }
-        Ok(())
-    }
-
-    /// A string sent inline.
-    fn inline(&mut self, b: &[u8]) -> Result<(), Skip> {
-        self.frame.varint(((b.len() as u64) << 1) | 1)?;
-        self.frame.bytes(b)?;
-        Ok(())
-    }
-
-    /// Interns `s` ahead of the record that uses it (its definition must precede the record's
-    /// tag byte). Returns nothing: the later [`name`](Self::name) call finds it.
-    fn predefine(&mut self, s: &'static str) -> Result<(), Skip> {
-        if let Err(Some(id)) = self.names.lookup(s) {
-            self.frame.u8(tag::EXT | ext::NAME)?;
-            self.frame.varint(id as u64)?;
-            self.frame.varint(s.len() as u64)?;
-            self.frame.bytes(s.as_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// Extends a raw tick value and returns the delta to write (emitting a SET_TIME record first if
-    /// time went backwards, which a preempted record can cause).
-    fn time(&mut self, raw: u32) -> Result<u64, Skip> {
-        let t = self.state.ext.extend(raw);
-        if t < self.state.last_time {
-            self.frame.u8(tag::EXT | ext::SET_TIME)?;
-            self.frame.varint(t)?;
-            self.state.last_time = t;
-        }
-        let dt = t - self.state.last_time;
-        self.state.last_time = t;
-        Ok(dt)
-    }
-
-    /// `last_start - span`, the usual way a record names an earlier span.
-    fn back(&self, span: u32) -> u64 {
-        self.state.last_start.wrapping_sub(span) as u64
-    }
-
-    fn encode(&mut self, pos: u32, h: Header) -> Result<(), Skip> {
-        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
-        match h.kind() {
-            record::START => self.encode_start(pos, h, &mut r),
-            record::START_REMOTE => self.encode_start_remote(pos, h, &mut r),
-            record::END => {
-                let span = r.word();
-                let raw = r.word();
-                let losses = if h.payload() & 1 != 0 {
-                    Losses::unpack(r.word())
-                } else {
-                    Losses::default()
-                };
-                let back = self.back(span);
-                let dt = self.time(raw)?;
-                if losses.is_empty() {
-                    if back < 63 {
-                        self.frame.u8(tag::END | back as u8)?;
-                    } else {
-                        self.frame.u8(tag::END | 63)?;
-                        self.frame.varint(back)?;
-                    }
-                    self.frame.varint(dt)?;
-                } else {
-                    self.frame.u8(tag::EXT | ext::END_LOSSES)?;
-                    self.frame.varint(back)?;
-                    self.frame.varint(dt)?;
-                    self.frame.varint(losses.tags_over_capacity as u64)?;
-                    self.frame.varint(losses.fields_over_capacity as u64)?;
-                    self.frame.varint(losses.strings_truncated as u64)?;
-                    self.frame.varint(losses.records_dropped as u64)?;
+    /// The session record: a postcard-encoded [`wire::Hello`], written field by field (postcard:
+    /// integers as varints, a `str` as its length and bytes, an `Option` as 0, or 1 and the value).
+    /// A small frame may not hold it with long names: the free-text fields are shortened until it
+    /// fits (the decoder shows what arrived) rather than never sending one. Returns whether it was
+    /// written.
+    #[inline(never)]
+    fn write_hello(&mut self) -> bool {
+        let t = self.tracer;
+        let now_ticks = self.state.ext.extend(t.clock.now());
+        let ticks_per_second = t.clock.ticks_per_second();
+        let boot_id = t.boot_id();
+        for cut in [usize::MAX, 24, 8, 0] {
+            let service = record::truncate(t.session.service, cut).0;
+            let firmware_version = record::truncate(t.session.firmware_version, cut).0;
+            let mut w = self.frame.writer();
+            w.put_c(tag::EXT | ext::HELLO);
+            let tag_byte = w.raw_written();
+            str_bytes(&mut w, service.as_bytes(), 0);
+            w.var64_c(t.session.device_id);
+            w.var32_c(boot_id);
+            w.var32_c(ticks_per_second);
+            w.var64_c(now_ticks);
+            w.var32_c(self.epoch_frames as u32);
+            for capacity in [
+                crate::config::MAX_TAGS_PER_SPAN as u16 as u32,
+                crate::config::MAX_FIELDS_PER_LOG as u16 as u32,
+                crate::config::MAX_STR_LEN as u16 as u32,
+                crate::config::MAX_BAGGAGE_VALUE_LEN as u16 as u32,
+                F as u16 as u32,
+                t.ring.capacity(),
+            ] {
+                w.var32_c(capacity);
+            }
+            str_bytes(&mut w, firmware_version.as_bytes(), 0);
+            str_bytes(&mut w, crate::VERSION.as_bytes(), 0);
+            match self.wall_clock {
+                None => w.put_c(0),
+                Some(c) => {
+                    w.put_c(1);
+                    w.var64_c(c.ticks);
+                    w.var64_c(c.unix_nanos);
                 }
-                Ok(())
+            }
+            if w.fits() && w.raw_written() - tag_byte <= HELLO_MAX {
+                w.commit();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The start of a span (the most common record, with its end). Returns whether it fit. Inlined
+    /// in the loop, while the other encoders are functions of their own: measured, that keeps the
+    /// most of the writer's state in registers on both Cortex-M3 and Cortex-M0.
+    #[inline(always)]
+    fn encode_start(&mut self, pos: u32, h: Header) -> bool {
+        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
+        let payload = h.payload();
+        let debug = payload & 1 != 0;
+        let is_root = payload & 2 != 0;
+        let follows = payload & 4 != 0;
+        let name = r.static_str((payload >> 3) as usize);
+        let parent = r.word();
+        let root = r.word();
+        let raw = r.word();
+        let st = &mut self.state;
+        let delta = pos.wrapping_sub(st.last_start);
+        let mut w = self.frame.writer();
+        let name_ref = self.names.predefine(&mut w, name);
+        let (timed, dt) = st.time(&mut w, raw);
+        let child_short = !is_root && st.first_start.is_some() && parent == st.last_start;
+        if !debug && !follows && (is_root || child_short) {
+            let root_bit = if is_root { tag::START_ROOT_BIT } else { 0 };
+            if (1..32).contains(&delta) {
+                w.put_nz(tag::START | root_bit | delta as u8);
+            } else {
+                w.put(tag::START | root_bit);
+                w.var32(delta);
+            }
+        } else {
+            // A sibling, FollowsFrom, debug, or the first start of a frame.
+            let in_frame = match st.first_start {
+                Some(first) => parent.wrapping_sub(first) < pos.wrapping_sub(first),
+                None => false,
+            };
+            let explicit_root = !is_root && !in_frame;
+            let flags = bit(debug, start_flags::DEBUG)
+                | bit(follows, start_flags::FOLLOWS_FROM)
+                | bit(is_root, start_flags::ROOT)
+                | bit(explicit_root, start_flags::ROOT_EXPLICIT);
+            w.put_nz(tag::EXT | ext::START);
+            w.var32(delta);
+            w.put(flags);
+            if !is_root {
+                w.var32(pos.wrapping_sub(parent));
+            }
+            if explicit_root {
+                w.var32(pos.wrapping_sub(root));
+            }
+        }
+        strref(&mut w, name, name_ref);
+        w.var64(dt);
+        if !w.fits() {
+            return false;
+        }
+        w.commit();
+        st.commit_time(timed);
+        st.last_start = pos;
+        st.subject = pos;
+        if st.first_start.is_none() {
+            st.first_start = Some(pos);
+        }
+        true
+    }
+
+    /// The end of a span. Returns whether it fit.
+    #[inline(never)]
+    fn encode_end(&mut self, pos: u32, h: Header) -> bool {
+        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
+        let span = r.word();
+        let raw = r.word();
+        let losses = if h.payload() & 1 != 0 { r.word() } else { 0 };
+        let st = &mut self.state;
+        let back = st.last_start.wrapping_sub(span);
+        let mut w = self.frame.writer();
+        let (timed, dt) = st.time(&mut w, raw);
+        if losses != 0 {
+            w.call(end_losses, (back, dt, Losses::unpack(losses)));
+        } else {
+            if back < 63 {
+                w.put_nz(tag::END | back as u8);
+            } else {
+                w.put_nz(tag::END | 63);
+                w.var32(back);
+            }
+            w.var64(dt);
+        }
+        if !w.fits() {
+            return false;
+        }
+        w.commit();
+        st.commit_time(timed);
+        true
+    }
+
+    /// Every record but a span's start and end. Returns whether it fit.
+    #[inline(never)]
+    fn encode_other(&mut self, pos: u32, h: Header) -> bool {
+        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
+        let st = &mut self.state;
+        let names = &mut self.names;
+        let mut w = self.frame.writer();
+        let (timed, span) = match h.kind() {
+            record::START_REMOTE => {
+                let payload = h.payload();
+                let name = r.static_str((payload >> 3) as usize);
+                let trace = r.u128();
+                let parent = r.u64();
+                let raw = r.word();
+                let delta = pos.wrapping_sub(st.last_start);
+                let name_ref = names.predefine_c(&mut w, name);
+                let (timed, dt) = st.time(&mut w, raw);
+                let flags = bit(payload & 1 != 0, start_flags::DEBUG)
+                    | bit(payload & 4 != 0, start_flags::FOLLOWS_FROM)
+                    | bit(parent == 0, start_flags::PARENT_LOST);
+                w.put_c(tag::EXT | ext::START_REMOTE);
+                w.var32_c(delta);
+                w.put_c(flags);
+                w.put_bytes(&trace.to_le_bytes());
+                if parent != 0 {
+                    w.put_bytes(&parent.to_le_bytes());
+                }
+                strref_c(&mut w, name, name_ref);
+                w.var64_c(dt);
+                if !w.fits() {
+                    return false;
+                }
+                w.commit();
+                st.commit_time(timed);
+                st.last_start = pos;
+                st.subject = pos;
+                if st.first_start.is_none() {
+                    st.first_start = Some(pos);
+                }
+                return true;
             }
             record::TAG => {
                 let span = r.word();
                 let field = FieldView::read(&mut r);
-                field.predefine(self)?;
-                if span == self.state.subject {
-                    self.frame.u8(tag::TAG | field.vtype())?;
+                let key_ref = names.predefine_c(&mut w, field.key);
+                let value_ref = match field.static_value {
+                    Some(v) => names.predefine_c(&mut w, v),
+                    None => INLINE,
+                };
+                if span == st.subject {
+                    w.put_c(tag::TAG | field.vtype());
                 } else {
-                    self.frame.u8(tag::EXT | ext::TAG_ON)?;
-                    self.frame.varint(self.back(span))?;
-                    self.frame.u8(field.vtype())?;
+                    w.put_c(tag::EXT | ext::TAG_ON);
+                    w.var32_c(st.last_start.wrapping_sub(span));
+                    w.put_c(field.vtype());
                 }
-                field.write(self, &mut r)?;
-                self.state.subject = span;
-                Ok(())
+                strref_c(&mut w, field.key, key_ref);
+                field.write_value(&mut w, &mut r, value_ref);
+                (None, span)
             }
             record::LOG => {
                 let span = r.word();
@@ -544,138 +638,182 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 let mut scan = r;
                 for _ in 0..n {
                     let f = FieldView::read(&mut scan);
-                    f.predefine(self)?;
+                    names.predefine_c(&mut w, f.key);
+                    if let Some(v) = f.static_value {
+                        names.predefine_c(&mut w, v);
+                    }
                     f.skip(&mut scan);
                 }
-                let dt = self.time(raw)?;
-                self.frame.u8(tag::EXT | ext::LOG)?;
-                self.frame.varint(self.back(span))?;
-                self.frame.varint(dt)?;
-                self.frame.varint(n as u64)?;
+                let (timed, dt) = st.time(&mut w, raw);
+                let sref = |s: &'static str| names.find(s).map_or(INLINE, |id| id << 1);
+                w.put_c(tag::EXT | ext::LOG);
+                w.var32_c(st.last_start.wrapping_sub(span));
+                w.var64_c(dt);
+                w.var32_c(n);
                 for _ in 0..n {
                     let f = FieldView::read(&mut r);
-                    self.frame.u8(f.vtype())?;
-                    f.write(self, &mut r)?;
+                    w.put_c(f.vtype());
+                    strref_c(&mut w, f.key, sref(f.key));
+                    let value_ref = f.static_value.map_or(INLINE, sref);
+                    f.write_value(&mut w, &mut r, value_ref);
                 }
-                self.state.subject = span;
-                Ok(())
+                (Some(timed), span)
             }
             record::BAGGAGE => {
                 let span = r.word();
                 let key_len = (h.payload() & 0x3FF) as usize;
                 let value_len = (h.payload() >> 10) as usize;
-                let mut tmp = [0u8; 256];
-                self.frame.u8(tag::EXT | ext::BAGGAGE)?;
-                self.frame.varint(self.back(span))?;
-                let key = r.bytes(key_len, &mut tmp);
-                self.frame.varint(((key.len() as u64) << 1) | 1)?;
-                self.frame.bytes(key)?;
-                let value = r.bytes(value_len, &mut tmp);
-                self.frame.varint(((value.len() as u64) << 1) | 1)?;
-                self.frame.bytes(value)?;
-                self.state.subject = span;
-                Ok(())
+                w.put_c(tag::EXT | ext::BAGGAGE);
+                w.var32_c(st.last_start.wrapping_sub(span));
+                inline_words(&mut w, &mut r, key_len);
+                inline_words(&mut w, &mut r, value_len);
+                (None, span)
             }
             record::REF => {
                 let span = r.word();
                 let trace = r.u128();
                 let target = r.u64();
-                self.frame.u8(tag::EXT | ext::REF)?;
-                self.frame.varint(self.back(span))?;
-                self.frame.u8(h.payload() as u8)?;
-                self.frame.bytes(&trace.to_le_bytes())?;
-                self.frame.bytes(&target.to_le_bytes())?;
-                self.state.subject = span;
-                Ok(())
+                w.put_c(tag::EXT | ext::REF);
+                w.var32_c(st.last_start.wrapping_sub(span));
+                w.put_c(h.payload() as u8);
+                w.put_bytes(&trace.to_le_bytes());
+                w.put_bytes(&target.to_le_bytes());
+                (None, span)
             }
-            _ => {
-                // Unknown kinds cannot be written by this crate; skip them (counted as encoded).
-                Ok(())
-            }
-        }
-    }
-
-    fn encode_start(&mut self, pos: u32, h: Header, r: &mut Reader<'_>) -> Result<(), Skip> {
-        let payload = h.payload();
-        let debug = payload & 1 != 0;
-        let is_root = payload & 2 != 0;
-        let follows = payload & 4 != 0;
-        let name = r.static_str((payload >> 3) as usize);
-        let parent = r.word();
-        let root = r.word();
-        let raw = r.word();
-        let delta = pos.wrapping_sub(self.state.last_start) as u64;
-        self.predefine(name)?;
-        let dt = self.time(raw)?;
-        let in_frame = |id: u32, st: &FrameState| match st.first_start {
-            Some(first) => id.wrapping_sub(first) < pos.wrapping_sub(first),
-            None => false,
+            // Unknown kinds cannot be written by this crate; skip them (counted as encoded).
+            _ => return true,
         };
-        let child_short =
-            !is_root && self.state.first_start.is_some() && parent == self.state.last_start;
-        if !debug && !follows && (is_root || child_short) {
-            let root_bit = if is_root { tag::START_ROOT_BIT } else { 0 };
-            if (1..32).contains(&delta) {
-                self.frame.u8(tag::START | root_bit | delta as u8)?;
-            } else {
-                self.frame.u8(tag::START | root_bit)?;
-                self.frame.varint(delta)?;
-            }
-        } else {
-            let explicit_root = !is_root && !in_frame(parent, &self.state);
-            let flags = bit(debug, start_flags::DEBUG)
-                | bit(follows, start_flags::FOLLOWS_FROM)
-                | bit(is_root, start_flags::ROOT)
-                | bit(explicit_root, start_flags::ROOT_EXPLICIT);
-            self.frame.u8(tag::EXT | ext::START)?;
-            self.frame.varint(delta)?;
-            self.frame.u8(flags)?;
-            if !is_root {
-                self.frame.varint(pos.wrapping_sub(parent) as u64)?;
-            }
-            if explicit_root {
-                self.frame.varint(pos.wrapping_sub(root) as u64)?;
-            }
+        if !w.fits() {
+            return false;
         }
-        self.name(name)?;
-        self.frame.varint(dt)?;
-        self.state.last_start = pos;
-        self.state.subject = pos;
-        if self.state.first_start.is_none() {
-            self.state.first_start = Some(pos);
+        w.commit();
+        if let Some(t) = timed {
+            st.commit_time(t);
         }
-        Ok(())
+        st.subject = span;
+        true
+    }
+}
+
+impl FrameState {
+    /// Extends a raw tick value; returns it and the delta to write (after writing a SET_TIME
+    /// record when time went backwards, which a preempted record can cause). The state moves on
+    /// only at [`commit_time`](Self::commit_time), once the record is kept.
+    #[inline(always)]
+    fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
+        let mut ext = self.ext;
+        let time = ext.extend(raw);
+        let mut base = self.last_time;
+        if time < base {
+            w.call(set_time, time);
+            base = time;
+        }
+        (Timed { ext, time }, time - base)
     }
 
-    fn encode_start_remote(&mut self, pos: u32, h: Header, r: &mut Reader<'_>) -> Result<(), Skip> {
-        let payload = h.payload();
-        let debug = payload & 1 != 0;
-        let follows = payload & 4 != 0;
-        let name = r.static_str((payload >> 3) as usize);
-        let trace = r.u128();
-        let parent = r.u64();
-        let raw = r.word();
-        let delta = pos.wrapping_sub(self.state.last_start) as u64;
-        self.predefine(name)?;
-        let dt = self.time(raw)?;
-        let flags = bit(debug, start_flags::DEBUG)
-            | bit(follows, start_flags::FOLLOWS_FROM)
-            | bit(parent == 0, start_flags::PARENT_LOST);
-        self.frame.u8(tag::EXT | ext::START_REMOTE)?;
-        self.frame.varint(delta)?;
-        self.frame.u8(flags)?;
-        self.frame.bytes(&trace.to_le_bytes())?;
-        if parent != 0 {
-            self.frame.bytes(&parent.to_le_bytes())?;
+    #[inline(always)]
+    fn commit_time(&mut self, t: Timed) {
+        self.ext = t.ext;
+        self.last_time = t.time;
+    }
+}
+
+impl<const N: usize> Interner<N> {
+    /// Interns `s` ahead of the record that uses it, writing its definition (which must precede
+    /// the record's tag byte) if it is new; returns the string reference to write ([`INLINE`] when
+    /// the name table is full for this epoch).
+    #[inline(always)]
+    fn predefine<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
+        match self.lookup(s) {
+            Ok(id) => id << 1,
+            Err(Some(id)) => {
+                w.call(define, (id, s));
+                id << 1
+            }
+            Err(None) => INLINE,
         }
-        self.name(name)?;
-        self.frame.varint(dt)?;
-        self.state.last_start = pos;
-        self.state.subject = pos;
-        if self.state.first_start.is_none() {
-            self.state.first_start = Some(pos);
-        }
+    }
+}
+
+impl<const N: usize> Interner<N> {
+    /// [`predefine`](Self::predefine), out of line (for the records that are not worth the code
+    /// size).
+    #[inline(never)]
+    fn predefine_c<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
+        self.predefine(w, s)
+    }
+}
+
+/// [`strref`], out of line.
+#[inline(never)]
+fn strref_c<const F: usize>(w: &mut Writer<'_, F>, s: &'static str, sref: u32) {
+    strref(w, s, sref);
+}
+
+/// Keeps what `w` wrote if it fits the frame; else `Full`.
+#[inline(always)]
+fn keep<const F: usize>(w: Writer<'_, F>) -> Result<(), Full> {
+    if w.fits() {
+        w.commit();
         Ok(())
+    } else {
+        Err(Full)
+    }
+}
+
+/// A `NAME` record.
+fn define<const F: usize>(w: &mut Writer<'_, F>, (id, s): (u32, &'static str)) {
+    w.put_c(tag::EXT | ext::NAME);
+    w.var32_c(id);
+    str_bytes(w, s.as_bytes(), 0);
+}
+
+/// A `SET_TIME` record.
+#[cold]
+fn set_time<const F: usize>(w: &mut Writer<'_, F>, time: u64) {
+    w.put_c(tag::EXT | ext::SET_TIME);
+    w.var64_c(time);
+}
+
+/// An `END_LOSSES` record.
+fn end_losses<const F: usize>(w: &mut Writer<'_, F>, (back, dt, losses): (u32, u64, Losses)) {
+    w.put_c(tag::EXT | ext::END_LOSSES);
+    w.var32_c(back);
+    w.var64_c(dt);
+    w.var32_c(losses.tags_over_capacity as u32);
+    w.var32_c(losses.fields_over_capacity as u32);
+    w.var32_c(losses.strings_truncated as u32);
+    w.var32_c(losses.records_dropped as u32);
+}
+
+/// Writes string reference `sref` ([`Interner::predefine`]'s answer) for `s`.
+#[inline(always)]
+fn strref<const F: usize>(w: &mut Writer<'_, F>, s: &'static str, sref: u32) {
+    if sref == INLINE {
+        w.call(|w, s: &'static str| str_bytes(w, s.as_bytes(), 1), s);
+    } else {
+        w.var32(sref);
+    }
+}
+
+/// A length-prefixed string: `len << bit | bit`, then the bytes (`bit` 1: a `strref` sent inline;
+/// 0: the length of a NAME's or a postcard `str`'s bytes).
+#[inline(never)]
+fn str_bytes<const F: usize>(w: &mut Writer<'_, F>, b: &[u8], bit: u32) {
+    w.var32_c(((b.len() as u32) << bit) | bit);
+    w.put_bytes(b);
+}
+
+/// `len` bytes packed little-endian into the record's words, sent inline.
+fn inline_words<const F: usize>(w: &mut Writer<'_, F>, r: &mut Reader<'_>, len: usize) {
+    w.var32_c(((len as u32) << 1) | 1);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(4);
+        for &b in r.word().to_le_bytes().iter().take(n) {
+            w.put_c(b);
+        }
+        left -= n;
     }
 }
 
@@ -744,42 +882,29 @@ impl FieldView {
         }
     }
 
-    /// Defines the key (and a static string value) ahead of the record.
-    fn predefine<const F: usize, const N: usize>(
+    /// Writes the value; `r` is positioned at the unread value words, `value_ref` is the string
+    /// reference of a static string value ([`INLINE`] if none).
+    fn write_value<const F: usize>(
         &self,
-        d: &mut Drain<'_, F, N>,
-    ) -> Result<(), Skip> {
-        d.predefine(self.key)?;
-        if let Some(v) = self.static_value {
-            d.predefine(v)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the key reference and the value; `r` is positioned at the unread value words.
-    fn write<const F: usize, const N: usize>(
-        &self,
-        d: &mut Drain<'_, F, N>,
+        w: &mut Writer<'_, F>,
         r: &mut Reader<'_>,
-    ) -> Result<(), Skip> {
-        d.name(self.key)?;
+        value_ref: u32,
+    ) {
         match self.kind {
             record::V_BOOL => {}
-            record::V_I64 => d.frame.varint(wire::varint::zigzag(r.u64() as i64))?,
-            record::V_U64 => d.frame.varint(r.u64())?,
-            record::V_F64 => d.frame.bytes(&r.u64().to_le_bytes())?,
+            record::V_I64 => w.var64_c(wire::varint::zigzag(r.u64() as i64)),
+            record::V_U64 => w.var64_c(r.u64()),
+            record::V_F64 => w.put_bytes(&r.u64().to_le_bytes()),
             record::V_STR => {
                 if let Some(v) = self.static_value {
-                    d.name(v)?;
+                    strref_c(w, v, value_ref);
                 }
             }
             _ => {
                 let mut tmp = [0u8; crate::config::MAX_STR_LEN];
                 let len = (self.aux as usize).min(tmp.len());
-                let b = r.bytes(len, &mut tmp);
-                d.inline(b)?;
+                str_bytes(w, r.bytes(len, &mut tmp), 1);
             }
         }
-        Ok(())
     }
 }
