@@ -10,6 +10,12 @@
 //!
 //! `cargo bench -p microspan-decoder --bench decode` runs criterion and then prints a table with
 //! the machine; `MICROSPAN_BENCH_TRACES` sets the traces per stream (default 100 000).
+//!
+//! `MICROSPAN_BENCH_ONCE=a|b|c` skips criterion and the table: it runs that stage once over each
+//! stream and prints the spans out, for a profiler with deterministic counts, e.g.
+//! `MICROSPAN_BENCH_ONCE=c valgrind --tool=callgrind --toggle-collect='decode::assemble_otlp'
+//! target/release/deps/decode-…` (the stage functions are `decode::frames_and_records`,
+//! `decode::assemble` and `decode::assemble_otlp`).
 
 #[path = "support/workload.rs"]
 mod workload;
@@ -30,6 +36,7 @@ use workload::{record, Recorded, Workload};
 const CHUNK: usize = 64 * 1024;
 
 /// (a) Frames and records: returns the records decoded.
+#[inline(never)]
 fn frames_and_records(stream: &[u8]) -> u64 {
     let mut acc: Box<Accumulator<MAX_FRAME>> = Box::new(Accumulator::new());
     let mut records = 0u64;
@@ -56,6 +63,7 @@ fn decoder() -> StreamDecoder {
 }
 
 /// (b) Decode and assemble: returns the spans out.
+#[inline(never)]
 fn assemble(stream: &[u8]) -> u64 {
     let mut dec = decoder();
     let mut out: Vec<Batch> = Vec::new();
@@ -72,6 +80,7 @@ fn assemble(stream: &[u8]) -> u64 {
 }
 
 /// (c) Decode, assemble and encode as OTLP protobuf: returns (spans, bytes encoded).
+#[inline(never)]
 fn assemble_otlp(stream: &[u8]) -> (u64, u64) {
     let mut dec = decoder();
     let mut out: Vec<Batch> = Vec::new();
@@ -188,8 +197,28 @@ fn summary(streams: &[(&'static str, Recorded)]) {
     }
 }
 
+/// One run of one stage over each stream (`MICROSPAN_BENCH_ONCE`), for profilers.
+fn once(stage: &str, streams: &[(&'static str, Recorded)]) {
+    for (name, rec) in streams {
+        let spans = match stage {
+            "a" => frames_and_records(black_box(&rec.bytes)),
+            "b" => assemble(black_box(&rec.bytes)),
+            "c" => assemble_otlp(black_box(&rec.bytes)).0,
+            other => panic!("MICROSPAN_BENCH_ONCE={other}: expected a, b or c"),
+        };
+        println!(
+            "{name}: stage {stage}: {spans} out (records for a, spans for b and c), {} spans recorded",
+            rec.spans
+        );
+    }
+}
+
 fn main() {
     let streams = workloads();
+    if let Ok(stage) = std::env::var("MICROSPAN_BENCH_ONCE") {
+        once(&stage, &streams);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     criterion_benches(&mut c, &streams);
     c.final_summary();
