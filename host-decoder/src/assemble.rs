@@ -21,7 +21,9 @@ use microspan::wire::decode::{
 use microspan::wire::{Hello, WallClock, WIRE_VERSION};
 use microspan::{RefKind as WireRefKind, SpanId, TraceId};
 
-use crate::model::{Batch, KeyValue, Log, Process, RefKind, Reference, Span, Value};
+use crate::model::{
+    Baggage, Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
+};
 
 /// Bounds on the assembler's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,16 +153,13 @@ fn id_map<K, V>(hash: IdHash) -> IdMap<K, V> {
 /// A resolved or still-pending string.
 #[derive(Debug, Clone, PartialEq)]
 enum Text {
-    Known(Arc<str>),
+    Known(SharedStr),
     /// An interned id whose definition was not seen (lost frame).
     Pending {
         epoch: u64,
         id: u32,
     },
 }
-
-/// A baggage item (key, value).
-type Baggage = (String, String);
 
 #[derive(Debug)]
 struct OpenSpan {
@@ -173,7 +172,7 @@ struct OpenSpan {
     references: Vec<Reference>,
     tags: Vec<(Text, Val)>,
     logs: Vec<(u64, Vec<(Text, Val)>)>,
-    baggage: Arc<Vec<Baggage>>,
+    baggage: Baggage,
     /// An ancestor was open while frames were lost: a baggage record it set may be missing.
     baggage_uncertain: bool,
     flags: u8,
@@ -234,14 +233,15 @@ impl RecentCache {
 struct Recent {
     trace: u128,
     root: u32,
-    baggage: Arc<Vec<Baggage>>,
+    baggage: Baggage,
     /// Its baggage may be incomplete (frames were lost while it or an ancestor was open).
     baggage_uncertain: bool,
 }
 
 struct Session {
     hello: OwnedHello,
-    process: Process,
+    /// Shared by every batch of the session.
+    process: Arc<Process>,
     /// Device ticks ↔ Unix nanoseconds.
     anchor_ticks: u64,
     anchor_unix_nanos: i128,
@@ -297,7 +297,7 @@ pub struct Options {
 pub struct Assembler {
     opts: Options,
     session: Option<Session>,
-    names: IdMap<u32, Arc<str>>,
+    names: IdMap<u32, SharedStr>,
     open: IdMap<u32, OpenSpan>,
     /// Open spans in start order (for evicting the oldest); may hold ids already finished.
     open_order: VecDeque<u32>,
@@ -318,8 +318,6 @@ pub struct Assembler {
     frame_drops: u64,
     /// Approximate bytes held in open and buffered spans.
     bytes_held: usize,
-    /// The empty baggage every span without any shares (cloning it allocates nothing).
-    no_baggage: Arc<Vec<Baggage>>,
     /// Spans per batch last time (to size the next one).
     last_batch_len: usize,
     stats: Stats,
@@ -357,7 +355,6 @@ impl Assembler {
             frame_drops: 0,
             bytes_held: 0,
             opts,
-            no_baggage: Arc::default(),
             last_batch_len: 0,
             stats: Stats::default(),
         }
@@ -467,35 +464,38 @@ impl Assembler {
                 .unwrap_or(0),
         };
         let mut tags = vec![
-            KeyValue::new("device.id", Value::Str(format!("{:016x}", hello.device_id))),
+            KeyValue::new(
+                "device.id",
+                Value::Str(format!("{:016x}", hello.device_id).into()),
+            ),
             KeyValue::new(
                 "device.boot_id",
-                Value::Str(format!("{:08x}", hello.boot_id)),
+                Value::Str(format!("{:08x}", hello.boot_id).into()),
             ),
             KeyValue::new("microspan.wire_version", Value::I64(WIRE_VERSION as i64)),
             KeyValue::new(
                 "microspan.version",
-                Value::Str(hello.microspan_version.clone()),
+                Value::Str(hello.microspan_version.as_str().into()),
             ),
             KeyValue::new(
                 "microspan.decoder_version",
-                Value::Str(env!("CARGO_PKG_VERSION").to_string()),
+                Value::Str(env!("CARGO_PKG_VERSION").into()),
             ),
             KeyValue::new("device.clock_hz", Value::I64(hello.ticks_per_second as i64)),
         ];
         if !hello.firmware_version.is_empty() {
             tags.push(KeyValue::new(
                 "firmware.version",
-                Value::Str(hello.firmware_version.clone()),
+                Value::Str(hello.firmware_version.as_str().into()),
             ));
         }
         if let Some(host) = &self.opts.host_name {
-            tags.push(KeyValue::new("hostname", Value::Str(host.clone())));
+            tags.push(KeyValue::new("hostname", Value::Str(host.as_str().into())));
         }
-        let process = Process {
-            service_name: hello.service.clone(),
+        let process = Arc::new(Process {
+            service_name: hello.service.as_str().into(),
             tags,
-        };
+        });
         self.names.clear();
         self.session = Some(Session {
             anchor_ticks: hello.now_ticks,
@@ -533,9 +533,11 @@ impl Assembler {
             .session
             .as_ref()
             .map(|s| s.process.clone())
-            .unwrap_or(Process {
-                service_name: "unknown".into(),
-                tags: vec![],
+            .unwrap_or_else(|| {
+                Arc::new(Process {
+                    service_name: "unknown".into(),
+                    tags: vec![],
+                })
             });
         self.last_batch_len = self.outgoing.len();
         let spans = std::mem::replace(&mut self.outgoing, Vec::with_capacity(self.last_batch_len));
@@ -564,7 +566,7 @@ impl Assembler {
             Record::Name { id, name } => {
                 if self.names.len() < self.opts.limits.max_names || self.names.contains_key(&id) {
                     let (name, _) = cut(name, self.opts.limits.max_string_len);
-                    self.names.insert(id, Arc::from(name));
+                    self.names.insert(id, SharedStr::from(name));
                 }
             }
             Record::Start(st) => self.start(st),
@@ -650,11 +652,11 @@ impl Assembler {
                             s.items_refused += 1;
                             return;
                         }
-                        let bag = Arc::make_mut(&mut s.baggage);
+                        let bag = s.baggage.make_mut();
                         if let Some(item) = bag.iter_mut().find(|(k, _)| k == key) {
-                            item.1 = value.to_string();
+                            item.1 = value.into();
                         } else {
-                            bag.push((key.to_string(), value.to_string()));
+                            bag.push((key.into(), value.into()));
                         }
                         let b = ITEM_OVERHEAD + key.len() + value.len();
                         s.bytes += b;
@@ -710,7 +712,7 @@ impl Assembler {
 
     fn text(&self, r: StrRef<'_>) -> Text {
         match r {
-            StrRef::Inline(s) => Text::Known(Arc::from(cut(s, self.opts.limits.max_string_len).0)),
+            StrRef::Inline(s) => Text::Known(cut(s, self.opts.limits.max_string_len).0.into()),
             StrRef::Id(id) => match self.names.get(&id) {
                 Some(s) => Text::Known(s.clone()),
                 None => Text::Pending {
@@ -733,7 +735,7 @@ impl Assembler {
 
     /// Trace, local root and baggage of an open or recently finished span, and whether that
     /// baggage may be incomplete.
-    fn lookup(&self, local: u32) -> Option<(u128, u32, &Arc<Vec<Baggage>>, bool)> {
+    fn lookup(&self, local: u32) -> Option<(u128, u32, &Baggage, bool)> {
         if let Some(s) = self.open.get(&local) {
             let uncertain = s.baggage_uncertain || self.stats.lost_frames != s.lost_frames_at_start;
             return Some((s.trace, s.root, &s.baggage, uncertain));
@@ -759,7 +761,7 @@ impl Assembler {
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
         let (trace, root, parent_ref, baggage) = match st.parent {
-            Parent::Root => (derived(st.id), st.id, None, self.no_baggage.clone()),
+            Parent::Root => (derived(st.id), st.id, None, Baggage::new()),
             Parent::Local { id, root } => {
                 let parent_span = SpanId::local(boot, id).0;
                 match (self.lookup(id), root) {
@@ -771,7 +773,7 @@ impl Assembler {
                         let trace = self.lookup(root).map_or_else(|| derived(root), |r| r.0);
                         warnings.push("the parent span's start was not received (lost frame or decoder joined late)".to_string());
                         baggage_uncertain = true;
-                        (trace, root, Some(parent_span), self.no_baggage.clone())
+                        (trace, root, Some(parent_span), Baggage::new())
                     }
                     (None, None) => {
                         // The device only omits the root when the parent started in the same frame.
@@ -781,12 +783,7 @@ impl Assembler {
                             "the parent span is unknown: its trace could not be determined"
                                 .to_string(),
                         );
-                        (
-                            derived(st.id),
-                            st.id,
-                            Some(parent_span),
-                            self.no_baggage.clone(),
-                        )
+                        (derived(st.id), st.id, Some(parent_span), Baggage::new())
                     }
                 }
             }
@@ -796,7 +793,7 @@ impl Assembler {
                         "the parent span was dropped on the device (ring buffer full)".to_string(),
                     );
                 }
-                (trace.0, st.id, span.map(|s| s.0), self.no_baggage.clone())
+                (trace.0, st.id, span.map(|s| s.0), Baggage::new())
             }
         };
         let mut references = Vec::new();
@@ -889,16 +886,16 @@ impl Assembler {
         (s.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
     }
 
-    fn resolve(&self, t: Text, warnings: &mut Vec<String>) -> String {
+    fn resolve(&self, t: Text, warnings: &mut Vec<String>) -> SharedStr {
         match t {
-            Text::Known(s) => s.to_string(),
+            Text::Known(s) => s,
             Text::Pending { epoch, id } => {
                 let current = self.session.as_ref().map_or(0, |s| s.epoch);
                 match self.names.get(&id) {
-                    Some(s) if epoch == current => s.to_string(),
+                    Some(s) if epoch == current => s.clone(),
                     _ => {
                         warnings.push(format!("name #{id} was never defined (its frame was lost); shown as a placeholder"));
-                        format!("<unknown name #{id}>")
+                        format!("<unknown name #{id}>").into()
                     }
                 }
             }
@@ -986,11 +983,7 @@ impl Assembler {
             duration_nanos: self.nanos(end).saturating_sub(start_nanos),
             tags,
             logs,
-            baggage: if s.baggage.is_empty() {
-                Vec::new()
-            } else {
-                s.baggage.as_ref().clone()
-            },
+            baggage: s.baggage.clone(),
             flags: s.flags,
             warnings,
             incomplete,

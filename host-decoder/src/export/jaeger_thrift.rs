@@ -28,7 +28,7 @@ pub fn to_thrift_batch(batch: &Batch) -> jt::Batch {
 fn thrift_batch(process: &Process, spans: &[Span]) -> jt::Batch {
     jt::Batch {
         process: jt::Process {
-            service_name: process.service_name.clone(),
+            service_name: process.service_name.as_str().to_owned(),
             tags: Some(process.tags.iter().map(tag).collect()),
         },
         spans: spans.iter().map(thrift_span).collect(),
@@ -37,7 +37,7 @@ fn thrift_batch(process: &Process, spans: &[Span]) -> jt::Batch {
 
 fn tag(kv: &KeyValue) -> jt::Tag {
     let mut t = jt::Tag {
-        key: kv.key.clone(),
+        key: kv.key.as_str().to_owned(),
         v_type: jt::TagType::STRING,
         v_str: None,
         v_double: None,
@@ -73,7 +73,7 @@ fn thrift_span(span: &Span) -> jt::Span {
     if !span.warnings.is_empty() {
         tags.push(tag(&KeyValue::new(
             WARNINGS_TAG,
-            Value::Str(warnings_json(span)),
+            Value::Str(warnings_json(span).into()),
         )));
     }
     if span.incomplete {
@@ -107,7 +107,7 @@ fn thrift_span(span: &Span) -> jt::Span {
         trace_id_high: high,
         span_id: span.span_id as i64,
         parent_span_id: span.parent_span_id().unwrap_or(0) as i64,
-        operation_name: span.operation.clone(),
+        operation_name: span.operation.as_str().to_owned(),
         references: (!references.is_empty()).then_some(references),
         flags: i32::from(span.flags),
         start_time: micros(span.start_unix_nanos),
@@ -203,7 +203,8 @@ mod tests {
             process: Process {
                 service_name: "svc".into(),
                 tags: vec![],
-            },
+            }
+            .into(),
             spans: vec![Span {
                 trace_id: 7,
                 span_id: u64::MAX,
@@ -213,7 +214,7 @@ mod tests {
                 duration_nanos: 2_000,
                 tags: vec![KeyValue::new("n", Value::U64(u64::MAX))],
                 logs: vec![],
-                baggage: vec![],
+                baggage: Default::default(),
                 flags: 1,
                 warnings: vec![],
                 incomplete: false,

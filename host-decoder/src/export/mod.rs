@@ -37,6 +37,7 @@ mod otlp_json;
 mod spool;
 mod tree;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -383,8 +384,11 @@ pub(crate) fn micros(nanos: u64) -> i64 {
 
 /// The logs Jaeger would show for a span: the baggage items first, as Jaeger clients log them
 /// (`event=baggage, key, value`, here at the span's start since the device does not say when an
-/// item was set), then the span's own logs.
-pub(crate) fn logs_with_baggage(span: &Span) -> Vec<Log> {
+/// item was set), then the span's own logs. Borrowed when the span has no baggage.
+pub(crate) fn logs_with_baggage(span: &Span) -> Cow<'_, [Log]> {
+    if span.baggage.is_empty() {
+        return Cow::Borrowed(&span.logs);
+    }
     let mut logs = Vec::with_capacity(span.baggage.len() + span.logs.len());
     for (k, v) in &span.baggage {
         logs.push(Log {
@@ -397,7 +401,7 @@ pub(crate) fn logs_with_baggage(span: &Span) -> Vec<Log> {
         });
     }
     logs.extend(span.logs.iter().cloned());
-    logs
+    Cow::Owned(logs)
 }
 
 /// A value as an exporter without unsigned or non-finite numbers carries it.

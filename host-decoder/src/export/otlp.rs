@@ -102,7 +102,7 @@ fn any(v: &Value) -> AnyValue {
 
 fn otlp_kv(kv: &KeyValue) -> OtlpKeyValue {
     OtlpKeyValue {
-        key: kv.key.clone(),
+        key: kv.key.as_str().to_owned(),
         value: Some(any(&kv.value)),
         ..Default::default()
     }
@@ -124,7 +124,7 @@ fn span_kind(v: &Value) -> Option<SpanKind> {
 
 fn value_text(v: &Value) -> String {
     match v {
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.as_str().to_owned(),
         Value::Bool(b) => b.to_string(),
         Value::I64(i) => i.to_string(),
         Value::U64(u) => u.to_string(),
@@ -208,7 +208,7 @@ fn otlp_span(span: &Span) -> OtlpSpan {
             .map(|i| span.references[i].span_id.to_be_bytes().to_vec())
             .unwrap_or_default(),
         flags: u32::from(span.flags & 0x01),
-        name: span.operation.clone(),
+        name: span.operation.as_str().to_owned(),
         kind: kind as i32,
         start_time_unix_nano: span.start_unix_nanos,
         end_time_unix_nano: span.start_unix_nanos.saturating_add(span.duration_nanos),
