@@ -464,13 +464,10 @@ impl Assembler {
                 .unwrap_or(0),
         };
         let mut tags = vec![
-            KeyValue::new(
-                "device.id",
-                Value::Str(format!("{:016x}", hello.device_id).into()),
-            ),
+            KeyValue::new("device.id", Value::Str(format!("{:016x}", hello.device_id))),
             KeyValue::new(
                 "device.boot_id",
-                Value::Str(format!("{:08x}", hello.boot_id).into()),
+                Value::Str(format!("{:08x}", hello.boot_id)),
             ),
             KeyValue::new("microspan.wire_version", Value::I64(WIRE_VERSION as i64)),
             KeyValue::new(
@@ -908,7 +905,7 @@ impl Assembler {
             Val::I64(i) => Value::I64(i),
             Val::U64(u) => Value::U64(u),
             Val::F64(f) => Value::F64(f),
-            Val::Str(t) => Value::Str(self.resolve(t, warnings)),
+            Val::Str(t) => Value::Str(self.resolve(t, warnings).as_str().to_owned()),
         }
     }
 
@@ -977,7 +974,7 @@ impl Assembler {
         let span = Span {
             trace_id: s.trace,
             span_id: SpanId::local(boot, s.local).0,
-            operation,
+            operation: operation.as_str().to_owned(),
             references: s.references,
             start_unix_nanos: start_nanos,
             duration_nanos: self.nanos(end).saturating_sub(start_nanos),

@@ -3,9 +3,9 @@
 //! It is the OpenTracing model of `MISSION.md` with host types (shared immutable strings,
 //! wall-clock nanoseconds). Exporters only read it; nothing here knows about the wire format.
 //!
-//! Strings are [`SharedStr`]s: a name from the device's interned name table is one allocation
-//! shared by every span that uses it, so cloning a span, a tag or a whole [`Batch`] copies
-//! pointers, not text. Baggage, which a span's descendants inherit, is shared the same way
+//! Keys are [`SharedStr`]s: a key from the device's interned name table is one allocation shared
+//! by every span that uses it, so cloning a tag copies a pointer for it. Operation names and
+//! string values ([`Value::Str`]) are owned `String`s. Baggage, which a span's descendants inherit, is shared the same way
 //! ([`Baggage`]), and so is the [`Process`] of a batch.
 
 use std::borrow::Borrow;
@@ -137,7 +137,7 @@ pub enum Value {
     /// A floating point number.
     F64(f64),
     /// A string.
-    Str(SharedStr),
+    Str(String),
 }
 
 /// A key/value pair (a tag, a log field, a process tag).
@@ -272,7 +272,7 @@ pub struct Span {
     /// 64-bit span id (never 0).
     pub span_id: u64,
     /// The operation name.
-    pub operation: SharedStr,
+    pub operation: String,
     /// References. When the span has a parent, `references[0]` is the `ChildOf` reference to it
     /// (Jaeger's `parentSpanId` rule); `FollowsFrom` references and further `ChildOf` ones follow.
     pub references: Vec<Reference>,

@@ -73,7 +73,7 @@ fn thrift_span(span: &Span) -> jt::Span {
     if !span.warnings.is_empty() {
         tags.push(tag(&KeyValue::new(
             WARNINGS_TAG,
-            Value::Str(warnings_json(span).into()),
+            Value::Str(warnings_json(span)),
         )));
     }
     if span.incomplete {
@@ -107,7 +107,7 @@ fn thrift_span(span: &Span) -> jt::Span {
         trace_id_high: high,
         span_id: span.span_id as i64,
         parent_span_id: span.parent_span_id().unwrap_or(0) as i64,
-        operation_name: span.operation.as_str().to_owned(),
+        operation_name: span.operation.clone(),
         references: (!references.is_empty()).then_some(references),
         flags: i32::from(span.flags),
         start_time: micros(span.start_unix_nanos),

@@ -395,8 +395,8 @@ pub(crate) fn logs_with_baggage(span: &Span) -> Cow<'_, [Log]> {
             time_unix_nanos: span.start_unix_nanos,
             fields: vec![
                 crate::model::KeyValue::new("event", Value::Str("baggage".into())),
-                crate::model::KeyValue::new("key", Value::Str(k.clone())),
-                crate::model::KeyValue::new("value", Value::Str(v.clone())),
+                crate::model::KeyValue::new("key", Value::Str(k.as_str().to_owned())),
+                crate::model::KeyValue::new("value", Value::Str(v.as_str().to_owned())),
             ],
         });
     }
