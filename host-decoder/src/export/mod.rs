@@ -33,6 +33,7 @@ mod delivery;
 mod jaeger_json;
 mod jaeger_thrift;
 mod otlp;
+mod otlp_encode;
 mod otlp_json;
 mod spool;
 mod tree;
@@ -47,6 +48,7 @@ pub use delivery::{Header, UploadConfig};
 pub use jaeger_json::JaegerJsonFile;
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
+pub use otlp_encode::encode_otlp_request;
 pub use otlp_json::OtlpJsonFile;
 pub use tree::TreeWriter;
 
