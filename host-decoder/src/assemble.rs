@@ -150,15 +150,43 @@ fn id_map<K, V>(hash: IdHash) -> IdMap<K, V> {
     HashMap::with_hasher(hash)
 }
 
-/// A resolved or still-pending string.
-#[derive(Debug, Clone, PartialEq)]
-enum Text {
-    Known(SharedStr),
+/// A string of a record, borrowed from the name table or the frame (copied only where it is
+/// kept), or still pending.
+#[derive(Debug, Clone, Copy)]
+enum Text<'a> {
+    /// An interned name.
+    Named(&'a SharedStr),
+    /// A string sent inline, already cut to the length limit.
+    Inline(&'a str),
     /// An interned id whose definition was not seen (lost frame).
-    Pending {
-        epoch: u64,
-        id: u32,
-    },
+    Pending { epoch: u64, id: u32 },
+}
+
+impl Text<'_> {
+    /// The text as a key: an interned name is shared, an inline one copied.
+    fn shared(self) -> Option<SharedStr> {
+        match self {
+            Text::Named(s) => Some(s.clone()),
+            Text::Inline(s) => Some(s.into()),
+            Text::Pending { .. } => None,
+        }
+    }
+
+    /// The text as an owned string (a name or a string value).
+    fn owned(self) -> Option<String> {
+        match self {
+            Text::Named(s) => Some(s.as_str().to_owned()),
+            Text::Inline(s) => Some(s.to_owned()),
+            Text::Pending { .. } => None,
+        }
+    }
+}
+
+/// An open span's operation name: known, or an interned id resolved when the span finishes.
+#[derive(Debug)]
+enum OpName {
+    Known(String),
+    Pending { epoch: u64, id: u32 },
 }
 
 /// Where a string of an open span goes once its name is resolved. Ordered as names are resolved
@@ -185,7 +213,7 @@ struct OpenSpan {
     local: u32,
     trace: u128,
     root: u32,
-    name: Text,
+    name: OpName,
     start: u64,
     last_time: u64,
     references: Vec<Reference>,
@@ -209,13 +237,13 @@ struct OpenSpan {
     bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
     Bool(bool),
     I64(i64),
     U64(u64),
     F64(f64),
-    Str(Text),
+    Str(Text<'a>),
 }
 
 /// Ids below this are kept in a vector (devices number their names from 0).
@@ -283,12 +311,15 @@ struct Names<'a> {
     max_len: usize,
 }
 
-impl Names<'_> {
-    fn text(&self, r: StrRef<'_>) -> Text {
+impl<'a> Names<'a> {
+    fn text<'r>(&self, r: StrRef<'r>) -> Text<'r>
+    where
+        'a: 'r,
+    {
         match r {
-            StrRef::Inline(s) => Text::Known(cut(s, self.max_len).0.into()),
+            StrRef::Inline(s) => Text::Inline(cut(s, self.max_len).0),
             StrRef::Id(id) => match self.table.get(id) {
-                Some(s) => Text::Known(s.clone()),
+                Some(s) => Text::Named(s),
                 None => Text::Pending {
                     epoch: self.epoch,
                     id,
@@ -297,7 +328,10 @@ impl Names<'_> {
         }
     }
 
-    fn val(&self, v: WireValue<'_>) -> Val {
+    fn val<'r>(&self, v: WireValue<'r>) -> Val<'r>
+    where
+        'a: 'r,
+    {
         match v {
             WireValue::Bool(b) => Val::Bool(b),
             WireValue::I64(i) => Val::I64(i),
@@ -309,28 +343,28 @@ impl Names<'_> {
 }
 
 /// A key as exported; a pending one is left empty and noted in `pending`.
-fn place_key(t: Text, slot: Slot, pending: &mut Vec<PendingName>) -> SharedStr {
+fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedStr {
     match t {
-        Text::Known(s) => s,
         Text::Pending { epoch, id } => {
             pending.push(PendingName { slot, epoch, id });
             SharedStr::default()
         }
+        known => known.shared().unwrap_or_default(),
     }
 }
 
 /// A value as exported; a pending string is left empty and noted in `pending`.
-fn place_value(v: Val, slot: Slot, pending: &mut Vec<PendingName>) -> Value {
+fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value {
     match v {
         Val::Bool(b) => Value::Bool(b),
         Val::I64(i) => Value::I64(i),
         Val::U64(u) => Value::U64(u),
         Val::F64(f) => Value::F64(f),
-        Val::Str(Text::Known(s)) => Value::Str(s.as_str().to_owned()),
         Val::Str(Text::Pending { epoch, id }) => {
             pending.push(PendingName { slot, epoch, id });
             Value::Str(String::new())
         }
+        Val::Str(known) => Value::Str(known.owned().unwrap_or_default()),
     }
 }
 
@@ -350,8 +384,10 @@ struct TraceState {
 const MAX_SPARE: usize = 64;
 const SPARE_CAPACITY: usize = 16;
 
-/// Recently finished spans, direct-mapped by local id: a newer span may evict an older one that
-/// hashes to the same slot (then a late child of it is reported with an unknown parent).
+/// Recently finished spans, direct-mapped by local id (the slot is the id modulo the capacity): a
+/// newer span evicts an older one whose id is a multiple of the capacity away (then a late child
+/// of it is reported with an unknown parent). A device numbers its spans in sequence, so
+/// neighbouring spans share cache lines, and the one evicted is the oldest.
 struct RecentCache {
     slots: Vec<Option<(u32, Recent)>>,
     mask: usize,
@@ -366,7 +402,7 @@ impl RecentCache {
         }
     }
     fn slot(&self, local: u32) -> usize {
-        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        local as usize & self.mask
     }
     fn get(&self, local: u32) -> Option<&Recent> {
         match &self.slots[self.slot(local)] {
@@ -485,9 +521,10 @@ pub struct Assembler {
 }
 
 /// Approximate heap bytes of a string kept in a span.
-fn text_bytes(t: &Text) -> usize {
+fn text_bytes(t: &Text<'_>) -> usize {
     match t {
-        Text::Known(s) => 16 + s.len(),
+        Text::Named(s) => 16 + s.len(),
+        Text::Inline(s) => 16 + s.len(),
         Text::Pending { .. } => 16,
     }
 }
@@ -754,7 +791,11 @@ impl Assembler {
                 self.finish_span(s, time, false, None);
             }
             Record::Tag { span, key, value } => {
-                let names = self.names();
+                let names = Names {
+                    table: &self.names,
+                    epoch: self.session.as_ref().map_or(0, |s| s.epoch),
+                    max_len: self.opts.limits.max_string_len,
+                };
                 let key = names.text(key);
                 let value = names.val(value);
                 let max = self.opts.limits.max_items_per_span;
@@ -968,8 +1009,12 @@ impl Assembler {
                 "the decoder's limit on open spans was reached (--max-open-spans)",
             );
         }
-        let name = self.names().text(st.name);
-        let bytes = SPAN_OVERHEAD + text_bytes(&name);
+        let text = self.names().text(st.name);
+        let bytes = SPAN_OVERHEAD + text_bytes(&text);
+        let name = match text {
+            Text::Pending { epoch, id } => OpName::Pending { epoch, id },
+            known => OpName::Known(known.owned().unwrap_or_default()),
+        };
         let span = OpenSpan {
             local: st.id,
             trace,
@@ -1045,18 +1090,17 @@ impl Assembler {
         (s.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
     }
 
-    fn resolve(&self, t: Text, warnings: &mut Vec<String>) -> SharedStr {
-        match t {
-            Text::Known(s) => s,
-            Text::Pending { epoch, id } => {
-                let current = self.session.as_ref().map_or(0, |s| s.epoch);
-                match self.names.get(id) {
-                    Some(s) if epoch == current => s.clone(),
-                    _ => {
-                        warnings.push(format!("name #{id} was never defined (its frame was lost); shown as a placeholder"));
-                        format!("<unknown name #{id}>").into()
-                    }
-                }
+    /// The name of an interned id that was pending, if it was defined since (in the same epoch),
+    /// else a placeholder and a warning.
+    fn resolve(&self, epoch: u64, id: u32, warnings: &mut Vec<String>) -> SharedStr {
+        let current = self.session.as_ref().map_or(0, |s| s.epoch);
+        match self.names.get(id) {
+            Some(s) if epoch == current => s.clone(),
+            _ => {
+                warnings.push(format!(
+                    "name #{id} was never defined (its frame was lost); shown as a placeholder"
+                ));
+                format!("<unknown name #{id}>").into()
             }
         }
     }
@@ -1072,13 +1116,7 @@ impl Assembler {
     ) {
         pending.sort_by_key(|p| p.slot);
         for p in pending {
-            let text = self.resolve(
-                Text::Pending {
-                    epoch: p.epoch,
-                    id: p.id,
-                },
-                warnings,
-            );
+            let text = self.resolve(p.epoch, p.id, warnings);
             let kv = match p.slot {
                 Slot::Tag(i, _) => tags.get_mut(i),
                 Slot::Log(i, j, _) => logs.get_mut(i).and_then(|l| l.fields.get_mut(j)),
@@ -1130,7 +1168,12 @@ impl Assembler {
                 s.strings_cut
             ));
         }
-        let operation = self.resolve(s.name, &mut warnings);
+        let operation = match s.name {
+            OpName::Known(name) => name,
+            OpName::Pending { epoch, id } => {
+                self.resolve(epoch, id, &mut warnings).as_str().to_owned()
+            }
+        };
         let (mut tags, mut logs) = (s.tags, s.logs);
         if !s.pending.is_empty() {
             self.resolve_pending(s.pending, &mut tags, &mut logs, &mut warnings);
@@ -1143,7 +1186,7 @@ impl Assembler {
         let span = Span {
             trace_id: s.trace,
             span_id: SpanId::local(boot, s.local).0,
-            operation: operation.as_str().to_owned(),
+            operation,
             references: s.references,
             start_unix_nanos: start_nanos,
             duration_nanos: self.nanos(end).saturating_sub(start_nanos),
