@@ -384,12 +384,20 @@ struct TraceState {
 const MAX_SPARE: usize = 64;
 const SPARE_CAPACITY: usize = 16;
 
-/// Recently finished spans, direct-mapped by local id (the slot is the id modulo the capacity): a
-/// newer span evicts an older one whose id is a multiple of the capacity away (then a late child
-/// of it is reported with an unknown parent). A device numbers its spans in sequence, so
-/// neighbouring spans share cache lines, and the one evicted is the oldest.
+/// Recently finished spans: the last ones in finish order, found through a table direct-mapped
+/// by hashed local id. A newer span may take the table slot of an older one that hashes to the
+/// same slot, and the oldest is overwritten once the capacity is reached (then a late child of it
+/// is reported with an unknown parent).
+///
+/// Every finished span is written here; written in order, they stay cache-friendly (a table of
+/// whole entries slotted by hash took a cache miss per span), and the index is small.
 struct RecentCache {
-    slots: Vec<Option<(u32, Recent)>>,
+    /// Finished spans, written in turn (the oldest overwritten).
+    ring: Vec<Option<(u32, Recent)>>,
+    /// The next entry of `ring` to write.
+    next: usize,
+    /// 1 + the entry in `ring` of the span last inserted in each slot; 0 for none.
+    index: Vec<u32>,
     mask: usize,
 }
 
@@ -397,25 +405,33 @@ impl RecentCache {
     fn new(capacity: usize) -> Self {
         let n = capacity.clamp(1, 1 << 24).next_power_of_two();
         Self {
-            slots: (0..n).map(|_| None).collect(),
+            ring: (0..n).map(|_| None).collect(),
+            next: 0,
+            index: vec![0; n],
             mask: n - 1,
         }
     }
     fn slot(&self, local: u32) -> usize {
-        local as usize & self.mask
+        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
     }
     fn get(&self, local: u32) -> Option<&Recent> {
-        match &self.slots[self.slot(local)] {
+        let entry = (self.index[self.slot(local)] as usize).checked_sub(1)?;
+        match self.ring.get(entry)? {
             Some((id, r)) if *id == local => Some(r),
             _ => None,
         }
     }
     fn insert(&mut self, local: u32, r: Recent) {
-        let i = self.slot(local);
-        self.slots[i] = Some((local, r));
+        let entry = self.next;
+        self.next = (entry + 1) & self.mask;
+        self.ring[entry] = Some((local, r));
+        let slot = self.slot(local);
+        self.index[slot] = entry as u32 + 1;
     }
     fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = None);
+        self.ring.iter_mut().for_each(|s| *s = None);
+        self.index.iter_mut().for_each(|i| *i = 0);
+        self.next = 0;
     }
 }
 
