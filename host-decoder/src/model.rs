@@ -1,12 +1,13 @@
 //! The decoder's span model: what span assembly produces and every exporter consumes.
 //!
-//! It is the OpenTracing model of `MISSION.md` with host types (shared immutable strings,
-//! wall-clock nanoseconds). Exporters only read it; nothing here knows about the wire format.
+//! It is the OpenTracing model of `MISSION.md` with host types (strings, wall-clock nanoseconds).
+//! Exporters only read it; nothing here knows about the wire format.
 //!
-//! Keys are [`SharedStr`]s: a key from the device's interned name table is one allocation shared
-//! by every span that uses it, so cloning a tag copies a pointer for it. Operation names and
-//! string values ([`Value::Str`]) are owned `String`s. Baggage, which a span's descendants inherit, is shared the same way
-//! ([`Baggage`]), and so is the [`Process`] of a batch.
+//! What many spans repeat is shared rather than copied: keys and the service name are
+//! [`SharedStr`]s (a key from the device's interned name table is one allocation for every span
+//! that uses it), baggage is shared by the spans that inherit it ([`Baggage`]), and the
+//! [`Process`] by the batches of a session. Operation names and string values ([`Value::Str`])
+//! are owned `String`s.
 
 use std::borrow::Borrow;
 use std::fmt;
