@@ -1412,6 +1412,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn name_table_counts_dense_and_sparse_ids() {
+        let mut t = NameTable::new(IdHash::new());
+        for (id, name) in [
+            (0, "a"),
+            (7, "b"),
+            (4095, "c"),
+            (4096, "d"),
+            (u32::MAX, "e"),
+        ] {
+            assert!(!t.contains(id));
+            t.insert(id, name.into());
+            assert_eq!(t.get(id).map(SharedStr::as_str), Some(name));
+        }
+        t.insert(7, "b2".into());
+        t.insert(u32::MAX, "e2".into());
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.get(7).map(SharedStr::as_str), Some("b2"));
+        assert!(t.get(6).is_none() && t.get(5000).is_none());
+        t.clear();
+        assert_eq!(t.len(), 0);
+        assert!(t.get(0).is_none() && t.get(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn recent_cache_finds_recent_spans_and_forgets_the_oldest() {
+        let recent = |root| Recent {
+            trace: 1,
+            root,
+            baggage: Baggage::new(),
+            baggage_uncertain: false,
+        };
+        let mut c = RecentCache::new(1024);
+        // Neighbouring ids do not collide in the index.
+        for id in 1..=8 {
+            c.insert(id, recent(id));
+        }
+        assert!((1..=8).all(|id| c.get(id).is_some_and(|r| r.root == id)));
+        // The same id again: the newer one is found.
+        c.insert(3, recent(30));
+        assert_eq!(c.get(3).map(|r| r.root), Some(30));
+        assert!(c.get(99).is_none());
+        // Once the ring wrapped, the oldest is gone; an entry found is always the right one.
+        for id in 100..100 + 1024 {
+            c.insert(id, recent(id));
+        }
+        assert!(c.get(1).is_none());
+        assert!((0..2000).all(|id| c.get(id).is_none_or(|r| r.root == id)));
+        assert!(c.get(100 + 1023).is_some());
+        c.clear();
+        assert!((0..2000).all(|id| c.get(id).is_none()));
+    }
+
+    #[test]
     fn tick_clock_is_exact() {
         let rates = [
             0,
