@@ -182,10 +182,13 @@ impl Text<'_> {
     }
 }
 
-/// An open span's operation name: known, or an interned id resolved when the span finishes.
+/// An open span's operation name: an interned name (shared until the span finishes: a span may
+/// stay open long, and a copy made only then is freed soon after), an inline one, or an interned
+/// id resolved when the span finishes.
 #[derive(Debug)]
 enum OpName {
-    Known(String),
+    Named(SharedStr),
+    Inline(String),
     Pending { epoch: u64, id: u32 },
 }
 
@@ -1028,8 +1031,9 @@ impl Assembler {
         let text = self.names().text(st.name);
         let bytes = SPAN_OVERHEAD + text_bytes(&text);
         let name = match text {
+            Text::Named(s) => OpName::Named(s.clone()),
+            Text::Inline(s) => OpName::Inline(s.to_owned()),
             Text::Pending { epoch, id } => OpName::Pending { epoch, id },
-            known => OpName::Known(known.owned().unwrap_or_default()),
         };
         let span = OpenSpan {
             local: st.id,
@@ -1185,7 +1189,8 @@ impl Assembler {
             ));
         }
         let operation = match s.name {
-            OpName::Known(name) => name,
+            OpName::Named(name) => name.as_str().to_owned(),
+            OpName::Inline(name) => name,
             OpName::Pending { epoch, id } => {
                 self.resolve(epoch, id, &mut warnings).as_str().to_owned()
             }
