@@ -21,7 +21,9 @@ use microspan::wire::decode::{
 use microspan::wire::{Hello, WallClock, WIRE_VERSION};
 use microspan::{RefKind as WireRefKind, SpanId, TraceId};
 
-use crate::model::{Batch, KeyValue, Log, Process, RefKind, Reference, Span, Value};
+use crate::model::{
+    Baggage, Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
+};
 
 /// Bounds on the assembler's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,32 +150,83 @@ fn id_map<K, V>(hash: IdHash) -> IdMap<K, V> {
     HashMap::with_hasher(hash)
 }
 
-/// A resolved or still-pending string.
-#[derive(Debug, Clone, PartialEq)]
-enum Text {
-    Known(Arc<str>),
+/// A string of a record, borrowed from the name table or the frame (copied only where it is
+/// kept), or still pending.
+#[derive(Debug, Clone, Copy)]
+enum Text<'a> {
+    /// An interned name.
+    Named(&'a SharedStr),
+    /// A string sent inline, already cut to the length limit.
+    Inline(&'a str),
     /// An interned id whose definition was not seen (lost frame).
-    Pending {
-        epoch: u64,
-        id: u32,
-    },
+    Pending { epoch: u64, id: u32 },
 }
 
-/// A baggage item (key, value).
-type Baggage = (String, String);
+impl Text<'_> {
+    /// The text as a key: an interned name is shared, an inline one copied.
+    fn shared(self) -> Option<SharedStr> {
+        match self {
+            Text::Named(s) => Some(s.clone()),
+            Text::Inline(s) => Some(s.into()),
+            Text::Pending { .. } => None,
+        }
+    }
+
+    /// The text as an owned string (a name or a string value).
+    fn owned(self) -> Option<String> {
+        match self {
+            Text::Named(s) => Some(s.as_str().to_owned()),
+            Text::Inline(s) => Some(s.to_owned()),
+            Text::Pending { .. } => None,
+        }
+    }
+}
+
+/// An open span's operation name: an interned name (shared until the span finishes: a span may
+/// stay open long, and a copy made only then is freed soon after), an inline one, or an interned
+/// id resolved when the span finishes.
+#[derive(Debug)]
+enum OpName {
+    Named(SharedStr),
+    Inline(String),
+    Pending { epoch: u64, id: u32 },
+}
+
+/// Where a string of an open span goes once its name is resolved. Ordered as names are resolved
+/// when the span finishes (tags before logs, a key before its value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    /// Tag `i`: its key (`false`) or its value (`true`).
+    Tag(usize, bool),
+    /// Field `j` of log `i`: its key or its value.
+    Log(usize, usize, bool),
+}
+
+/// A string of an open span that names an interned id not defined when its record arrived (its
+/// definition was in a lost frame, or comes later in an epoch): resolved when the span finishes.
+#[derive(Debug, Clone, Copy)]
+struct PendingName {
+    slot: Slot,
+    epoch: u64,
+    id: u32,
+}
 
 #[derive(Debug)]
 struct OpenSpan {
     local: u32,
     trace: u128,
     root: u32,
-    name: Text,
+    name: OpName,
     start: u64,
     last_time: u64,
     references: Vec<Reference>,
-    tags: Vec<(Text, Val)>,
-    logs: Vec<(u64, Vec<(Text, Val)>)>,
-    baggage: Arc<Vec<Baggage>>,
+    /// Tags as they will be exported (pending names are empty until resolved).
+    tags: Vec<KeyValue>,
+    /// Logs as they will be exported, but timed in device ticks until the span finishes.
+    logs: Vec<Log>,
+    /// Strings in `tags` and `logs` still to resolve (usually none).
+    pending: Vec<PendingName>,
+    baggage: Baggage,
     /// An ancestor was open while frames were lost: a baggage record it set may be missing.
     baggage_uncertain: bool,
     flags: u8,
@@ -187,19 +240,167 @@ struct OpenSpan {
     bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
     Bool(bool),
     I64(i64),
     U64(u64),
     F64(f64),
-    Str(Text),
+    Str(Text<'a>),
 }
 
-/// Recently finished spans, direct-mapped by local id: a newer span may evict an older one that
-/// hashes to the same slot (then a late child of it is reported with an unknown parent).
+/// Ids below this are kept in a vector (devices number their names from 0).
+const DENSE_NAMES: usize = 4096;
+
+/// The epoch's name table: names by interned id.
+struct NameTable {
+    /// Ids below [`DENSE_NAMES`], by index.
+    dense: Vec<Option<SharedStr>>,
+    /// Other ids.
+    sparse: IdMap<u32, SharedStr>,
+    /// Entries in `dense`.
+    dense_len: usize,
+}
+
+impl NameTable {
+    fn new(hash: IdHash) -> Self {
+        Self {
+            dense: Vec::new(),
+            sparse: id_map(hash),
+            dense_len: 0,
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&SharedStr> {
+        match self.dense.get(id as usize) {
+            Some(entry) => entry.as_ref(),
+            None if (id as usize) < DENSE_NAMES => None,
+            None => self.sparse.get(&id),
+        }
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, id: u32, name: SharedStr) {
+        let i = id as usize;
+        if i >= DENSE_NAMES {
+            self.sparse.insert(id, name);
+            return;
+        }
+        if i >= self.dense.len() {
+            self.dense.resize(i + 1, None);
+        }
+        self.dense_len += self.dense[i].is_none() as usize;
+        self.dense[i] = Some(name);
+    }
+
+    fn len(&self) -> usize {
+        self.dense_len + self.sparse.len()
+    }
+
+    fn clear(&mut self) {
+        self.dense.clear();
+        self.dense_len = 0;
+        self.sparse.clear();
+    }
+}
+
+/// The name table as the record handlers read it (borrowed apart from the open spans).
+struct Names<'a> {
+    table: &'a NameTable,
+    epoch: u64,
+    max_len: usize,
+}
+
+impl<'a> Names<'a> {
+    fn text<'r>(&self, r: StrRef<'r>) -> Text<'r>
+    where
+        'a: 'r,
+    {
+        match r {
+            StrRef::Inline(s) => Text::Inline(cut(s, self.max_len).0),
+            StrRef::Id(id) => match self.table.get(id) {
+                Some(s) => Text::Named(s),
+                None => Text::Pending {
+                    epoch: self.epoch,
+                    id,
+                },
+            },
+        }
+    }
+
+    fn val<'r>(&self, v: WireValue<'r>) -> Val<'r>
+    where
+        'a: 'r,
+    {
+        match v {
+            WireValue::Bool(b) => Val::Bool(b),
+            WireValue::I64(i) => Val::I64(i),
+            WireValue::U64(u) => Val::U64(u),
+            WireValue::F64(f) => Val::F64(f),
+            WireValue::Str(s) => Val::Str(self.text(s)),
+        }
+    }
+}
+
+/// A key as exported; a pending one is left empty and noted in `pending`.
+fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedStr {
+    match t {
+        Text::Pending { epoch, id } => {
+            pending.push(PendingName { slot, epoch, id });
+            SharedStr::default()
+        }
+        known => known.shared().unwrap_or_default(),
+    }
+}
+
+/// A value as exported; a pending string is left empty and noted in `pending`.
+fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value {
+    match v {
+        Val::Bool(b) => Value::Bool(b),
+        Val::I64(i) => Value::I64(i),
+        Val::U64(u) => Value::U64(u),
+        Val::F64(f) => Value::F64(f),
+        Val::Str(Text::Pending { epoch, id }) => {
+            pending.push(PendingName { slot, epoch, id });
+            Value::Str(String::new())
+        }
+        Val::Str(known) => Value::Str(known.owned().unwrap_or_default()),
+    }
+}
+
+/// A trace with open or buffered spans.
+#[derive(Debug, Default)]
+struct TraceState {
+    /// Its spans still open.
+    open: usize,
+    /// Its finished spans waiting for the trace to finish.
+    spans: Vec<Span>,
+    /// What `spans` are charged (the sum of their [`span_bytes`]).
+    bytes: usize,
+}
+
+/// Emptied span vectors kept for the next traces (bounded: at most this many, of at most
+/// [`SPARE_CAPACITY`] spans each).
+const MAX_SPARE: usize = 64;
+const SPARE_CAPACITY: usize = 16;
+
+/// Recently finished spans: the last ones in finish order, found through a table direct-mapped
+/// by hashed local id. A newer span may take the table slot of an older one that hashes to the
+/// same slot, and the oldest is overwritten once the capacity is reached (then a late child of it
+/// is reported with an unknown parent).
+///
+/// Every finished span is written here; written in order, they stay cache-friendly (a table of
+/// whole entries slotted by hash took a cache miss per span), and the index is small.
 struct RecentCache {
-    slots: Vec<Option<(u32, Recent)>>,
+    /// Finished spans, written in turn (the oldest overwritten).
+    ring: Vec<Option<(u32, Recent)>>,
+    /// The next entry of `ring` to write.
+    next: usize,
+    /// 1 + the entry in `ring` of the span last inserted in each slot; 0 for none.
+    index: Vec<u32>,
     mask: usize,
 }
 
@@ -207,7 +408,9 @@ impl RecentCache {
     fn new(capacity: usize) -> Self {
         let n = capacity.clamp(1, 1 << 24).next_power_of_two();
         Self {
-            slots: (0..n).map(|_| None).collect(),
+            ring: (0..n).map(|_| None).collect(),
+            next: 0,
+            index: vec![0; n],
             mask: n - 1,
         }
     }
@@ -215,17 +418,23 @@ impl RecentCache {
         ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
     }
     fn get(&self, local: u32) -> Option<&Recent> {
-        match &self.slots[self.slot(local)] {
+        let entry = (self.index[self.slot(local)] as usize).checked_sub(1)?;
+        match self.ring.get(entry)? {
             Some((id, r)) if *id == local => Some(r),
             _ => None,
         }
     }
     fn insert(&mut self, local: u32, r: Recent) {
-        let i = self.slot(local);
-        self.slots[i] = Some((local, r));
+        let entry = self.next;
+        self.next = (entry + 1) & self.mask;
+        self.ring[entry] = Some((local, r));
+        let slot = self.slot(local);
+        self.index[slot] = entry as u32 + 1;
     }
     fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = None);
+        self.ring.iter_mut().for_each(|s| *s = None);
+        self.index.iter_mut().for_each(|i| *i = 0);
+        self.next = 0;
     }
 }
 
@@ -234,16 +443,20 @@ impl RecentCache {
 struct Recent {
     trace: u128,
     root: u32,
-    baggage: Arc<Vec<Baggage>>,
+    baggage: Baggage,
     /// Its baggage may be incomplete (frames were lost while it or an ancestor was open).
     baggage_uncertain: bool,
 }
 
 struct Session {
     hello: OwnedHello,
-    process: Process,
-    /// Device ticks ↔ Unix nanoseconds.
-    anchor_ticks: u64,
+    /// Shared by every batch of the session.
+    process: Arc<Process>,
+    /// The device clock's rate.
+    clock: TickClock,
+    /// Device ticks ↔ Unix nanoseconds: the anchor's ticks (as nanoseconds since tick 0) and its
+    /// Unix time.
+    anchor_nanos: i128,
     anchor_unix_nanos: i128,
     epoch: u64,
     last_seq: Option<u16>,
@@ -297,18 +510,21 @@ pub struct Options {
 pub struct Assembler {
     opts: Options,
     session: Option<Session>,
-    names: IdMap<u32, Arc<str>>,
+    names: NameTable,
     open: IdMap<u32, OpenSpan>,
     /// Open spans in start order (for evicting the oldest); may hold ids already finished.
     open_order: VecDeque<u32>,
     recent: RecentCache,
-    /// Finished spans waiting for their trace to finish, by trace.
-    buffered: IdMap<u128, Vec<Span>>,
-    /// Buffered traces, oldest first; may hold traces already handed over.
+    /// Traces with open spans or finished spans waiting for the trace to finish.
+    traces: IdMap<u128, TraceState>,
+    /// Traces with buffered spans, oldest first; may hold traces already handed over.
     buffered_order: VecDeque<u128>,
+    /// Buffered spans.
     buffered_count: usize,
-    /// Open spans per trace.
-    open_per_trace: IdMap<u128, usize>,
+    /// Traces with buffered spans.
+    buffered_traces: usize,
+    /// Emptied span vectors, reused for the next traces' buffered spans.
+    spare: Vec<Vec<Span>>,
     /// Traces whose last open span finished in this frame.
     completed: Vec<u128>,
     /// Spans handed over in this frame (one batch per frame).
@@ -318,17 +534,16 @@ pub struct Assembler {
     frame_drops: u64,
     /// Approximate bytes held in open and buffered spans.
     bytes_held: usize,
-    /// The empty baggage every span without any shares (cloning it allocates nothing).
-    no_baggage: Arc<Vec<Baggage>>,
     /// Spans per batch last time (to size the next one).
     last_batch_len: usize,
     stats: Stats,
 }
 
 /// Approximate heap bytes of a string kept in a span.
-fn text_bytes(t: &Text) -> usize {
+fn text_bytes(t: &Text<'_>) -> usize {
     match t {
-        Text::Known(s) => 16 + s.len(),
+        Text::Named(s) => 16 + s.len(),
+        Text::Inline(s) => 16 + s.len(),
         Text::Pending { .. } => 16,
     }
 }
@@ -344,20 +559,20 @@ impl Assembler {
         let hash = IdHash::new();
         Self {
             session: None,
-            names: id_map(hash),
+            names: NameTable::new(hash),
             open: id_map(hash),
             open_order: VecDeque::new(),
             recent: RecentCache::new(opts.limits.max_recent_spans),
-            buffered: id_map(hash),
+            traces: id_map(hash),
             buffered_order: VecDeque::new(),
             buffered_count: 0,
-            open_per_trace: id_map(hash),
+            buffered_traces: 0,
+            spare: Vec::new(),
             completed: Vec::new(),
             outgoing: Vec::new(),
             frame_drops: 0,
             bytes_held: 0,
             opts,
-            no_baggage: Arc::default(),
             last_batch_len: 0,
             stats: Stats::default(),
         }
@@ -475,30 +690,32 @@ impl Assembler {
             KeyValue::new("microspan.wire_version", Value::I64(WIRE_VERSION as i64)),
             KeyValue::new(
                 "microspan.version",
-                Value::Str(hello.microspan_version.clone()),
+                Value::Str(hello.microspan_version.as_str().into()),
             ),
             KeyValue::new(
                 "microspan.decoder_version",
-                Value::Str(env!("CARGO_PKG_VERSION").to_string()),
+                Value::Str(env!("CARGO_PKG_VERSION").into()),
             ),
             KeyValue::new("device.clock_hz", Value::I64(hello.ticks_per_second as i64)),
         ];
         if !hello.firmware_version.is_empty() {
             tags.push(KeyValue::new(
                 "firmware.version",
-                Value::Str(hello.firmware_version.clone()),
+                Value::Str(hello.firmware_version.as_str().into()),
             ));
         }
         if let Some(host) = &self.opts.host_name {
-            tags.push(KeyValue::new("hostname", Value::Str(host.clone())));
+            tags.push(KeyValue::new("hostname", Value::Str(host.as_str().into())));
         }
-        let process = Process {
-            service_name: hello.service.clone(),
+        let process = Arc::new(Process {
+            service_name: hello.service.as_str().into(),
             tags,
-        };
+        });
         self.names.clear();
+        let clock = TickClock::new(hello.ticks_per_second);
         self.session = Some(Session {
-            anchor_ticks: hello.now_ticks,
+            anchor_nanos: clock.nanos(hello.now_ticks),
+            clock,
             anchor_unix_nanos,
             hello,
             process,
@@ -533,9 +750,11 @@ impl Assembler {
             .session
             .as_ref()
             .map(|s| s.process.clone())
-            .unwrap_or(Process {
-                service_name: "unknown".into(),
-                tags: vec![],
+            .unwrap_or_else(|| {
+                Arc::new(Process {
+                    service_name: "unknown".into(),
+                    tags: vec![],
+                })
             });
         self.last_batch_len = self.outgoing.len();
         let spans = std::mem::replace(&mut self.outgoing, Vec::with_capacity(self.last_batch_len));
@@ -562,9 +781,9 @@ impl Assembler {
                 }
             }
             Record::Name { id, name } => {
-                if self.names.len() < self.opts.limits.max_names || self.names.contains_key(&id) {
+                if self.names.len() < self.opts.limits.max_names || self.names.contains(id) {
                     let (name, _) = cut(name, self.opts.limits.max_string_len);
-                    self.names.insert(id, Arc::from(name));
+                    self.names.insert(id, SharedStr::from(name));
                 }
             }
             Record::Start(st) => self.start(st),
@@ -591,15 +810,24 @@ impl Assembler {
                 self.finish_span(s, time, false, None);
             }
             Record::Tag { span, key, value } => {
-                let key = self.text(key);
-                let value = self.val(value);
+                let names = Names {
+                    table: &self.names,
+                    epoch: self.session.as_ref().map_or(0, |s| s.epoch),
+                    max_len: self.opts.limits.max_string_len,
+                };
+                let key = names.text(key);
+                let value = names.val(value);
                 let max = self.opts.limits.max_items_per_span;
                 match self.open.get_mut(&span) {
                     Some(s) if s.tags.len() < max => {
                         let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
                         s.bytes += b;
                         self.bytes_held += b;
-                        s.tags.push((key, value));
+                        let i = s.tags.len();
+                        let key = place_key(key, Slot::Tag(i, false), &mut s.pending);
+                        let value = place_value(value, Slot::Tag(i, true), &mut s.pending);
+                        grow(&mut s.tags, 2);
+                        s.tags.push(KeyValue { key, value });
                     }
                     Some(s) => s.items_refused += 1,
                     None => self.stats.orphan_records += 1,
@@ -608,31 +836,39 @@ impl Assembler {
             Record::Log { span, time, fields } => {
                 self.touch(time);
                 let max = self.opts.limits.max_items_per_span;
-                let Some(s) = self.open.get(&span) else {
+                let names = Names {
+                    table: &self.names,
+                    epoch: self.session.as_ref().map_or(0, |s| s.epoch),
+                    max_len: self.opts.limits.max_string_len,
+                };
+                let Some(s) = self.open.get_mut(&span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
                 if s.logs.len() >= max {
-                    if let Some(s) = self.open.get_mut(&span) {
-                        s.items_refused += 1;
-                    }
+                    s.items_refused += 1;
                     return;
                 }
-                let fields: Vec<(Text, Val)> = fields
-                    .take(max)
-                    .map(|(k, v)| (self.text(k), self.val(v)))
-                    .collect();
-                let b = ITEM_OVERHEAD
-                    + fields
-                        .iter()
-                        .map(|(k, v)| ITEM_OVERHEAD + text_bytes(k) + val_bytes(v))
-                        .sum::<usize>();
-                self.bytes_held += b;
-                if let Some(s) = self.open.get_mut(&span) {
-                    s.bytes += b;
-                    s.last_time = s.last_time.max(time);
-                    s.logs.push((time, fields));
+                let i = s.logs.len();
+                let mut b = ITEM_OVERHEAD;
+                let mut kept = Vec::with_capacity(fields.len().min(max));
+                for (j, (k, v)) in fields.take(max).enumerate() {
+                    let (k, v) = (names.text(k), names.val(v));
+                    b += ITEM_OVERHEAD + text_bytes(&k) + val_bytes(&v);
+                    kept.push(KeyValue {
+                        key: place_key(k, Slot::Log(i, j, false), &mut s.pending),
+                        value: place_value(v, Slot::Log(i, j, true), &mut s.pending),
+                    });
                 }
+                self.bytes_held += b;
+                s.bytes += b;
+                s.last_time = s.last_time.max(time);
+                // Timed in ticks until the span finishes (the clock anchor may still move).
+                grow(&mut s.logs, 1);
+                s.logs.push(Log {
+                    time_unix_nanos: time,
+                    fields: kept,
+                });
             }
             Record::Baggage { span, key, value } => {
                 let limits = self.opts.limits;
@@ -650,11 +886,11 @@ impl Assembler {
                             s.items_refused += 1;
                             return;
                         }
-                        let bag = Arc::make_mut(&mut s.baggage);
+                        let bag = s.baggage.make_mut();
                         if let Some(item) = bag.iter_mut().find(|(k, _)| k == key) {
-                            item.1 = value.to_string();
+                            item.1 = value.into();
                         } else {
-                            bag.push((key.to_string(), value.to_string()));
+                            bag.push((key.into(), value.into()));
                         }
                         let b = ITEM_OVERHEAD + key.len() + value.len();
                         s.bytes += b;
@@ -695,7 +931,7 @@ impl Assembler {
             Record::WallClock(w) => {
                 if let Some(s) = self.session.as_mut() {
                     s.hello.wall_clock = Some(w);
-                    s.anchor_ticks = w.ticks;
+                    s.anchor_nanos = s.clock.nanos(w.ticks);
                     s.anchor_unix_nanos = w.unix_nanos as i128;
                 }
             }
@@ -708,32 +944,17 @@ impl Assembler {
         }
     }
 
-    fn text(&self, r: StrRef<'_>) -> Text {
-        match r {
-            StrRef::Inline(s) => Text::Known(Arc::from(cut(s, self.opts.limits.max_string_len).0)),
-            StrRef::Id(id) => match self.names.get(&id) {
-                Some(s) => Text::Known(s.clone()),
-                None => Text::Pending {
-                    epoch: self.session.as_ref().map_or(0, |s| s.epoch),
-                    id,
-                },
-            },
-        }
-    }
-
-    fn val(&self, v: WireValue<'_>) -> Val {
-        match v {
-            WireValue::Bool(b) => Val::Bool(b),
-            WireValue::I64(i) => Val::I64(i),
-            WireValue::U64(u) => Val::U64(u),
-            WireValue::F64(f) => Val::F64(f),
-            WireValue::Str(s) => Val::Str(self.text(s)),
+    fn names(&self) -> Names<'_> {
+        Names {
+            table: &self.names,
+            epoch: self.session.as_ref().map_or(0, |s| s.epoch),
+            max_len: self.opts.limits.max_string_len,
         }
     }
 
     /// Trace, local root and baggage of an open or recently finished span, and whether that
     /// baggage may be incomplete.
-    fn lookup(&self, local: u32) -> Option<(u128, u32, &Arc<Vec<Baggage>>, bool)> {
+    fn lookup(&self, local: u32) -> Option<(u128, u32, &Baggage, bool)> {
         if let Some(s) = self.open.get(&local) {
             let uncertain = s.baggage_uncertain || self.stats.lost_frames != s.lost_frames_at_start;
             return Some((s.trace, s.root, &s.baggage, uncertain));
@@ -759,7 +980,7 @@ impl Assembler {
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
         let (trace, root, parent_ref, baggage) = match st.parent {
-            Parent::Root => (derived(st.id), st.id, None, self.no_baggage.clone()),
+            Parent::Root => (derived(st.id), st.id, None, Baggage::new()),
             Parent::Local { id, root } => {
                 let parent_span = SpanId::local(boot, id).0;
                 match (self.lookup(id), root) {
@@ -771,7 +992,7 @@ impl Assembler {
                         let trace = self.lookup(root).map_or_else(|| derived(root), |r| r.0);
                         warnings.push("the parent span's start was not received (lost frame or decoder joined late)".to_string());
                         baggage_uncertain = true;
-                        (trace, root, Some(parent_span), self.no_baggage.clone())
+                        (trace, root, Some(parent_span), Baggage::new())
                     }
                     (None, None) => {
                         // The device only omits the root when the parent started in the same frame.
@@ -781,12 +1002,7 @@ impl Assembler {
                             "the parent span is unknown: its trace could not be determined"
                                 .to_string(),
                         );
-                        (
-                            derived(st.id),
-                            st.id,
-                            Some(parent_span),
-                            self.no_baggage.clone(),
-                        )
+                        (derived(st.id), st.id, Some(parent_span), Baggage::new())
                     }
                 }
             }
@@ -796,24 +1012,29 @@ impl Assembler {
                         "the parent span was dropped on the device (ring buffer full)".to_string(),
                     );
                 }
-                (trace.0, st.id, span.map(|s| s.0), self.no_baggage.clone())
+                (trace.0, st.id, span.map(|s| s.0), Baggage::new())
             }
         };
-        let mut references = Vec::new();
-        if let Some(p) = parent_ref {
-            references.push(Reference {
+        let references = match parent_ref {
+            Some(p) => vec![Reference {
                 kind,
                 trace_id: trace,
                 span_id: p,
-            });
-        }
+            }],
+            None => Vec::new(),
+        };
         if self.open.len() >= self.opts.limits.max_open_spans {
             self.evict_oldest_open(
                 "the decoder's limit on open spans was reached (--max-open-spans)",
             );
         }
-        let name = self.text(st.name);
-        let bytes = SPAN_OVERHEAD + text_bytes(&name);
+        let text = self.names().text(st.name);
+        let bytes = SPAN_OVERHEAD + text_bytes(&text);
+        let name = match text {
+            Text::Named(s) => OpName::Named(s.clone()),
+            Text::Inline(s) => OpName::Inline(s.to_owned()),
+            Text::Pending { epoch, id } => OpName::Pending { epoch, id },
+        };
         let span = OpenSpan {
             local: st.id,
             trace,
@@ -824,6 +1045,7 @@ impl Assembler {
             references,
             tags: Vec::new(),
             logs: Vec::new(),
+            pending: Vec::new(),
             baggage,
             baggage_uncertain,
             flags: 1 | (st.debug as u8) << 1,
@@ -835,7 +1057,7 @@ impl Assembler {
             bytes,
         };
         self.bytes_held += bytes;
-        *self.open_per_trace.entry(trace).or_insert(0) += 1;
+        self.traces.entry(trace).or_default().open += 1;
         if let Some(old) = self.open.insert(st.id, span) {
             // A duplicate id (corrupt or replayed stream): the older span is closed as incomplete.
             self.stats.orphan_records += 1;
@@ -884,34 +1106,48 @@ impl Assembler {
         let Some(s) = self.session.as_ref() else {
             return 0;
         };
-        let tps = s.hello.ticks_per_second;
-        let rel = ticks_to_nanos(ticks, tps) - ticks_to_nanos(s.anchor_ticks, tps);
+        let rel = s.clock.nanos(ticks) - s.anchor_nanos;
         (s.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
     }
 
-    fn resolve(&self, t: Text, warnings: &mut Vec<String>) -> String {
-        match t {
-            Text::Known(s) => s.to_string(),
-            Text::Pending { epoch, id } => {
-                let current = self.session.as_ref().map_or(0, |s| s.epoch);
-                match self.names.get(&id) {
-                    Some(s) if epoch == current => s.to_string(),
-                    _ => {
-                        warnings.push(format!("name #{id} was never defined (its frame was lost); shown as a placeholder"));
-                        format!("<unknown name #{id}>")
-                    }
-                }
+    /// The name of an interned id that was pending, if it was defined since (in the same epoch),
+    /// else a placeholder and a warning.
+    fn resolve(&self, epoch: u64, id: u32, warnings: &mut Vec<String>) -> SharedStr {
+        let current = self.session.as_ref().map_or(0, |s| s.epoch);
+        match self.names.get(id) {
+            Some(s) if epoch == current => s.clone(),
+            _ => {
+                warnings.push(format!(
+                    "name #{id} was never defined (its frame was lost); shown as a placeholder"
+                ));
+                format!("<unknown name #{id}>").into()
             }
         }
     }
 
-    fn value(&self, v: Val, warnings: &mut Vec<String>) -> Value {
-        match v {
-            Val::Bool(b) => Value::Bool(b),
-            Val::I64(i) => Value::I64(i),
-            Val::U64(u) => Value::U64(u),
-            Val::F64(f) => Value::F64(f),
-            Val::Str(t) => Value::Str(self.resolve(t, warnings)),
+    /// Fills in the strings that were pending when their records arrived, in the order the span's
+    /// names are resolved (tags, then logs; a key before its value).
+    fn resolve_pending(
+        &self,
+        mut pending: Vec<PendingName>,
+        tags: &mut [KeyValue],
+        logs: &mut [Log],
+        warnings: &mut Vec<String>,
+    ) {
+        pending.sort_by_key(|p| p.slot);
+        for p in pending {
+            let text = self.resolve(p.epoch, p.id, warnings);
+            let kv = match p.slot {
+                Slot::Tag(i, _) => tags.get_mut(i),
+                Slot::Log(i, j, _) => logs.get_mut(i).and_then(|l| l.fields.get_mut(j)),
+            };
+            let Some(kv) = kv else { continue };
+            match p.slot {
+                Slot::Tag(_, false) | Slot::Log(_, _, false) => kv.key = text,
+                Slot::Tag(_, true) | Slot::Log(_, _, true) => {
+                    kv.value = Value::Str(text.as_str().to_owned())
+                }
+            }
         }
     }
 
@@ -952,29 +1188,20 @@ impl Assembler {
                 s.strings_cut
             ));
         }
-        let operation = self.resolve(s.name, &mut warnings);
-        let tags = s
-            .tags
-            .into_iter()
-            .map(|(k, v)| KeyValue {
-                key: self.resolve(k, &mut warnings),
-                value: self.value(v, &mut warnings),
-            })
-            .collect();
-        let logs = s
-            .logs
-            .into_iter()
-            .map(|(t, fields)| Log {
-                time_unix_nanos: self.nanos(t),
-                fields: fields
-                    .into_iter()
-                    .map(|(k, v)| KeyValue {
-                        key: self.resolve(k, &mut warnings),
-                        value: self.value(v, &mut warnings),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let operation = match s.name {
+            OpName::Named(name) => name.as_str().to_owned(),
+            OpName::Inline(name) => name,
+            OpName::Pending { epoch, id } => {
+                self.resolve(epoch, id, &mut warnings).as_str().to_owned()
+            }
+        };
+        let (mut tags, mut logs) = (s.tags, s.logs);
+        if !s.pending.is_empty() {
+            self.resolve_pending(s.pending, &mut tags, &mut logs, &mut warnings);
+        }
+        for log in &mut logs {
+            log.time_unix_nanos = self.nanos(log.time_unix_nanos);
+        }
         let start_nanos = self.nanos(s.start);
         let end = end.max(s.start);
         let span = Span {
@@ -986,11 +1213,7 @@ impl Assembler {
             duration_nanos: self.nanos(end).saturating_sub(start_nanos),
             tags,
             logs,
-            baggage: if s.baggage.is_empty() {
-                Vec::new()
-            } else {
-                s.baggage.as_ref().clone()
-            },
+            baggage: s.baggage.clone(),
             flags: s.flags,
             warnings,
             incomplete,
@@ -1008,24 +1231,30 @@ impl Assembler {
             },
         );
         let trace = s.trace;
-        let now_closed = match self.open_per_trace.get_mut(&trace) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n == 0
+        let entry = self.traces.entry(trace).or_default();
+        // No open span of the trace left (a trace without a count has none).
+        let now_closed = match entry.open {
+            0 => true,
+            n => {
+                entry.open = n - 1;
+                n == 1
             }
-            None => true,
         };
         if now_closed {
-            self.open_per_trace.remove(&trace);
             self.completed.push(trace);
         }
-        let entry = self.buffered.entry(trace).or_default();
-        if entry.is_empty() {
+        if entry.spans.is_empty() {
             self.buffered_order.push_back(trace);
+            self.buffered_traces += 1;
+            if entry.spans.capacity() == 0 {
+                entry.spans = self.spare.pop().unwrap_or_default();
+            }
         }
         // Charged as its finished form from now on (released when its trace is handed over).
-        self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + span_bytes(&span);
-        entry.push(span);
+        let charge = span_bytes(&span);
+        self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + charge;
+        entry.bytes += charge;
+        entry.spans.push(span);
         self.buffered_count += 1;
         while self.buffered_count > self.opts.limits.max_buffered_spans {
             let Some(oldest) = self.buffered_order.pop_front() else {
@@ -1038,25 +1267,40 @@ impl Assembler {
     /// Hands over the traces whose last open span finished (unless a new span of theirs started
     /// since).
     fn flush_completed(&mut self) {
-        for t in std::mem::take(&mut self.completed) {
-            if !self.open_per_trace.contains_key(&t) {
+        let mut completed = std::mem::take(&mut self.completed);
+        for t in completed.drain(..) {
+            if self.traces.get(&t).is_none_or(|e| e.open == 0) {
                 self.emit_trace(t);
             }
         }
-        if self.buffered_order.len() > 2 * self.buffered.len() + 64 {
-            let buffered = &self.buffered;
-            self.buffered_order.retain(|t| buffered.contains_key(t));
+        self.completed = completed;
+        if self.buffered_order.len() > 2 * self.buffered_traces + 64 {
+            let traces = &self.traces;
+            self.buffered_order
+                .retain(|t| traces.get(t).is_some_and(|e| !e.spans.is_empty()));
         }
     }
 
+    /// Hands over the trace's buffered spans; forgets the trace unless some of its spans are open.
     fn emit_trace(&mut self, trace: u128) {
-        let Some(spans) = self.buffered.remove(&trace) else {
+        let Some(entry) = self.traces.get_mut(&trace) else {
             return;
         };
-        self.buffered_count -= spans.len();
-        let released: usize = spans.iter().map(span_bytes).sum();
-        self.bytes_held = self.bytes_held.saturating_sub(released);
-        self.outgoing.extend(spans);
+        if entry.spans.is_empty() {
+            return;
+        }
+        self.buffered_count -= entry.spans.len();
+        self.buffered_traces -= 1;
+        self.bytes_held = self.bytes_held.saturating_sub(entry.bytes);
+        entry.bytes = 0;
+        self.outgoing.append(&mut entry.spans);
+        if entry.open == 0 {
+            if let Some(done) = self.traces.remove(&trace) {
+                if self.spare.len() < MAX_SPARE && done.spans.capacity() <= SPARE_CAPACITY {
+                    self.spare.push(done.spans);
+                }
+            }
+        }
     }
 }
 
@@ -1100,6 +1344,18 @@ fn val_bytes(v: &Val) -> usize {
     }
 }
 
+/// Makes room for one more item: `first` items at first, then twice as many each time. Spans have
+/// few tags and logs, and small exact blocks are the allocator's cheapest.
+fn grow<T>(v: &mut Vec<T>, first: usize) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(if v.capacity() == 0 {
+            first
+        } else {
+            v.capacity()
+        });
+    }
+}
+
 /// `s` cut to at most `max` bytes at a character boundary; `true` when something was cut.
 fn cut(s: &str, max: usize) -> (&str, bool) {
     if s.len() <= max {
@@ -1113,12 +1369,135 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
 }
 
 fn ticks_to_nanos(ticks: u64, tps: u32) -> i128 {
-    ticks as i128 * 1_000_000_000 / tps.max(1) as i128
+    TickClock::new(tps).nanos(ticks)
+}
+
+/// Device ticks to nanoseconds since tick 0 at one clock rate: exactly `ticks × 10⁹ / rate`
+/// rounded down, without 128-bit division (it is computed for every span and log).
+#[derive(Debug, Clone, Copy)]
+struct TickClock {
+    /// Ticks per second (at least 1).
+    tps: u64,
+    /// Nanoseconds per tick when the rate divides 10⁹ exactly (1 MHz, 32 768 Hz does not), else 0.
+    ns_per_tick: u64,
+}
+
+impl TickClock {
+    fn new(tps: u32) -> Self {
+        let tps = u64::from(tps.max(1));
+        Self {
+            tps,
+            ns_per_tick: if 1_000_000_000 % tps == 0 {
+                1_000_000_000 / tps
+            } else {
+                0
+            },
+        }
+    }
+
+    fn nanos(&self, ticks: u64) -> i128 {
+        if self.ns_per_tick != 0 {
+            return i128::from(ticks) * i128::from(self.ns_per_tick);
+        }
+        // Whole seconds, then the rest: rest < tps < 2^32, so rest × 10⁹ < 2^62 fits a u64.
+        let (secs, rest) = (ticks / self.tps, ticks % self.tps);
+        i128::from(secs) * 1_000_000_000 + i128::from(rest * 1_000_000_000 / self.tps)
+    }
 }
 
 fn ref_kind(k: WireRefKind) -> RefKind {
     match k {
         WireRefKind::ChildOf => RefKind::ChildOf,
         WireRefKind::FollowsFrom => RefKind::FollowsFrom,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_table_counts_dense_and_sparse_ids() {
+        let mut t = NameTable::new(IdHash::new());
+        for (id, name) in [
+            (0, "a"),
+            (7, "b"),
+            (4095, "c"),
+            (4096, "d"),
+            (u32::MAX, "e"),
+        ] {
+            assert!(!t.contains(id));
+            t.insert(id, name.into());
+            assert_eq!(t.get(id).map(SharedStr::as_str), Some(name));
+        }
+        t.insert(7, "b2".into());
+        t.insert(u32::MAX, "e2".into());
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.get(7).map(SharedStr::as_str), Some("b2"));
+        assert!(t.get(6).is_none() && t.get(5000).is_none());
+        t.clear();
+        assert_eq!(t.len(), 0);
+        assert!(t.get(0).is_none() && t.get(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn recent_cache_finds_recent_spans_and_forgets_the_oldest() {
+        let recent = |root| Recent {
+            trace: 1,
+            root,
+            baggage: Baggage::new(),
+            baggage_uncertain: false,
+        };
+        let mut c = RecentCache::new(1024);
+        // Neighbouring ids do not collide in the index.
+        for id in 1..=8 {
+            c.insert(id, recent(id));
+        }
+        assert!((1..=8).all(|id| c.get(id).is_some_and(|r| r.root == id)));
+        // The same id again: the newer one is found.
+        c.insert(3, recent(30));
+        assert_eq!(c.get(3).map(|r| r.root), Some(30));
+        assert!(c.get(99).is_none());
+        // Once the ring wrapped, the oldest is gone; an entry found is always the right one.
+        for id in 100..100 + 1024 {
+            c.insert(id, recent(id));
+        }
+        assert!(c.get(1).is_none());
+        assert!((0..2000).all(|id| c.get(id).is_none_or(|r| r.root == id)));
+        assert!(c.get(100 + 1023).is_some());
+        c.clear();
+        assert!((0..2000).all(|id| c.get(id).is_none()));
+    }
+
+    #[test]
+    fn tick_clock_is_exact() {
+        let rates = [
+            0,
+            1,
+            3,
+            1000,
+            32_768,
+            1_000_000,
+            48_000_000,
+            7_372_800,
+            u32::MAX,
+        ];
+        let ticks = [
+            0,
+            1,
+            999,
+            32_767,
+            1 << 33,
+            123_456_789_012,
+            u64::MAX / 3,
+            u64::MAX,
+        ];
+        for tps in rates {
+            let clock = TickClock::new(tps);
+            for t in ticks {
+                let exact = t as i128 * 1_000_000_000 / tps.max(1) as i128;
+                assert_eq!(clock.nanos(t), exact, "{t} ticks at {tps} Hz");
+            }
+        }
     }
 }

@@ -1,7 +1,129 @@
 //! The decoder's span model: what span assembly produces and every exporter consumes.
 //!
-//! It is the OpenTracing model of `MISSION.md` with host types (owned strings, wall-clock
-//! nanoseconds). Exporters only read it; nothing here knows about the wire format.
+//! It is the OpenTracing model of `MISSION.md` with host types (strings, wall-clock nanoseconds).
+//! Exporters only read it; nothing here knows about the wire format.
+//!
+//! What many spans repeat is shared rather than copied: keys and the service name are
+//! [`SharedStr`]s (a key from the device's interned name table is one allocation for every span
+//! that uses it), baggage is shared by the spans that inherit it ([`Baggage`]), and the
+//! [`Process`] by the batches of a session. Operation names and string values ([`Value::Str`])
+//! are owned `String`s.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// An immutable string shared by reference counting: cloning it copies a pointer.
+///
+/// It reads as a `str` (`Deref`, [`SharedStr::as_str`]), compares equal to `str`, `&str` and
+/// `String` with the same text, and prints (`Display`, `Debug`) exactly as the `str` does.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SharedStr(Arc<str>);
+
+impl SharedStr {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for SharedStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SharedStr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for SharedStr {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for SharedStr {
+    fn from(s: &str) -> Self {
+        Self(Arc::from(s))
+    }
+}
+
+impl From<String> for SharedStr {
+    fn from(s: String) -> Self {
+        Self(Arc::from(s))
+    }
+}
+
+impl From<&String> for SharedStr {
+    fn from(s: &String) -> Self {
+        Self(Arc::from(s.as_str()))
+    }
+}
+
+impl From<Arc<str>> for SharedStr {
+    fn from(s: Arc<str>) -> Self {
+        Self(s)
+    }
+}
+
+impl From<SharedStr> for String {
+    fn from(s: SharedStr) -> Self {
+        s.as_str().to_owned()
+    }
+}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for SharedStr {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<SharedStr> for str {
+    fn eq(&self, other: &SharedStr) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<SharedStr> for &str {
+    fn eq(&self, other: &SharedStr) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<SharedStr> for String {
+    fn eq(&self, other: &SharedStr) -> bool {
+        **self == *other.0
+    }
+}
 
 /// A typed tag or log-field value.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,14 +145,14 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyValue {
     /// The key, e.g. `http.status_code`.
-    pub key: String,
+    pub key: SharedStr,
     /// The value.
     pub value: Value,
 }
 
 impl KeyValue {
     /// Builds a pair.
-    pub fn new(key: impl Into<String>, value: Value) -> Self {
+    pub fn new(key: impl Into<SharedStr>, value: Value) -> Self {
         Self {
             key: key.into(),
             value,
@@ -67,6 +189,82 @@ pub struct Log {
     pub fields: Vec<KeyValue>,
 }
 
+/// Baggage items (key, value), in the order they were first set: a span shares its items with
+/// the spans that inherited them (cloning copies a pointer).
+///
+/// It reads as a slice of pairs and compares equal to a `Vec` of string pairs with the same items.
+#[derive(Clone, Default)]
+pub struct Baggage(Option<Arc<Vec<(SharedStr, SharedStr)>>>);
+
+impl Baggage {
+    /// No items.
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    /// The items, to change them (copied first if shared).
+    pub(crate) fn make_mut(&mut self) -> &mut Vec<(SharedStr, SharedStr)> {
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
+    }
+}
+
+impl Deref for Baggage {
+    type Target = [(SharedStr, SharedStr)];
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl PartialEq for Baggage {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<'a> IntoIterator for &'a Baggage {
+    type Item = &'a (SharedStr, SharedStr);
+    type IntoIter = std::slice::Iter<'a, (SharedStr, SharedStr)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Baggage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<K: Into<SharedStr>, V: Into<SharedStr>> From<Vec<(K, V)>> for Baggage {
+    fn from(items: Vec<(K, V)>) -> Self {
+        items.into_iter().collect()
+    }
+}
+
+impl<K: Into<SharedStr>, V: Into<SharedStr>> FromIterator<(K, V)> for Baggage {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(items: I) -> Self {
+        let items: Vec<(SharedStr, SharedStr)> = items
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        if items.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Arc::new(items)))
+        }
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> PartialEq<Vec<(K, V)>> for Baggage {
+    fn eq(&self, other: &Vec<(K, V)>) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other)
+                .all(|((k, v), (ok, ov))| k.as_str() == ok.as_ref() && v.as_str() == ov.as_ref())
+    }
+}
+
 /// A rebuilt span, ready for export.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
@@ -89,7 +287,7 @@ pub struct Span {
     /// Logs, in recording order.
     pub logs: Vec<Log>,
     /// Baggage items visible on this span (its own and inherited), as Jaeger clients show them.
-    pub baggage: Vec<(String, String)>,
+    pub baggage: Baggage,
     /// Sampling flags (bit 0 sampled, bit 1 debug), as in Jaeger's `flags`.
     pub flags: u8,
     /// Jaeger `warnings`: capacity truncations, records lost to a gap, never finished, …
@@ -124,7 +322,7 @@ impl Span {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Process {
     /// The service name the device announced.
-    pub service_name: String,
+    pub service_name: SharedStr,
     /// Device id, firmware and wire version, microspan version, decoder host name, …
     pub tags: Vec<KeyValue>,
 }
@@ -132,8 +330,8 @@ pub struct Process {
 /// Spans of one process, the unit every exporter takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// Where the spans came from.
-    pub process: Process,
+    /// Where the spans came from (shared by every batch of the same device session).
+    pub process: Arc<Process>,
     /// The spans, in the order they finished (or were closed as incomplete).
     pub spans: Vec<Span>,
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -109,7 +110,7 @@ fn tag_json(kv: &KeyValue) -> TagJson {
         Portable::Str(s) => ("string", serde_json::Value::from(s.into_owned())),
     };
     TagJson {
-        key: kv.key.clone(),
+        key: kv.key.as_str().to_owned(),
         kind,
         value,
     }
@@ -160,7 +161,7 @@ fn span_json(span: &Span, process_id: String) -> SpanJson {
 /// Spans grouped by trace (in order of first appearance) and by process, kept until `finish`.
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuffer {
-    pub processes: Vec<Process>,
+    pub processes: Vec<Arc<Process>>,
     /// (trace id, [(process index, span)])
     pub traces: Vec<(u128, Vec<(usize, Span)>)>,
     index: HashMap<u128, usize>,
@@ -179,7 +180,11 @@ impl TraceBuffer {
 
     /// Keeps the batch's spans; returns how many were dropped for the bound.
     pub fn add(&mut self, batch: &Batch) -> u64 {
-        let p = match self.processes.iter().position(|p| *p == batch.process) {
+        let p = match self
+            .processes
+            .iter()
+            .position(|p| Arc::ptr_eq(p, &batch.process) || *p == batch.process)
+        {
             Some(p) => p,
             None => {
                 self.processes.push(batch.process.clone());
@@ -349,7 +354,7 @@ fn document(buffer: &TraceBuffer) -> Document {
                     (
                         format!("p{}", n + 1),
                         ProcessJson {
-                            service_name: process.service_name.clone(),
+                            service_name: process.service_name.as_str().to_owned(),
                             tags: process.tags.iter().map(tag_json).collect(),
                         },
                     )

@@ -28,7 +28,7 @@ pub fn to_thrift_batch(batch: &Batch) -> jt::Batch {
 fn thrift_batch(process: &Process, spans: &[Span]) -> jt::Batch {
     jt::Batch {
         process: jt::Process {
-            service_name: process.service_name.clone(),
+            service_name: process.service_name.as_str().to_owned(),
             tags: Some(process.tags.iter().map(tag).collect()),
         },
         spans: spans.iter().map(thrift_span).collect(),
@@ -37,7 +37,7 @@ fn thrift_batch(process: &Process, spans: &[Span]) -> jt::Batch {
 
 fn tag(kv: &KeyValue) -> jt::Tag {
     let mut t = jt::Tag {
-        key: kv.key.clone(),
+        key: kv.key.as_str().to_owned(),
         v_type: jt::TagType::STRING,
         v_str: None,
         v_double: None,
@@ -203,7 +203,8 @@ mod tests {
             process: Process {
                 service_name: "svc".into(),
                 tags: vec![],
-            },
+            }
+            .into(),
             spans: vec![Span {
                 trace_id: 7,
                 span_id: u64::MAX,
@@ -213,7 +214,7 @@ mod tests {
                 duration_nanos: 2_000,
                 tags: vec![KeyValue::new("n", Value::U64(u64::MAX))],
                 logs: vec![],
-                baggage: vec![],
+                baggage: Default::default(),
                 flags: 1,
                 warnings: vec![],
                 incomplete: false,

@@ -33,10 +33,12 @@ mod delivery;
 mod jaeger_json;
 mod jaeger_thrift;
 mod otlp;
+mod otlp_encode;
 mod otlp_json;
 mod spool;
 mod tree;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -46,6 +48,7 @@ pub use delivery::{Header, UploadConfig};
 pub use jaeger_json::JaegerJsonFile;
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
+pub use otlp_encode::encode_otlp_request;
 pub use otlp_json::OtlpJsonFile;
 pub use tree::TreeWriter;
 
@@ -383,21 +386,24 @@ pub(crate) fn micros(nanos: u64) -> i64 {
 
 /// The logs Jaeger would show for a span: the baggage items first, as Jaeger clients log them
 /// (`event=baggage, key, value`, here at the span's start since the device does not say when an
-/// item was set), then the span's own logs.
-pub(crate) fn logs_with_baggage(span: &Span) -> Vec<Log> {
+/// item was set), then the span's own logs. Borrowed when the span has no baggage.
+pub(crate) fn logs_with_baggage(span: &Span) -> Cow<'_, [Log]> {
+    if span.baggage.is_empty() {
+        return Cow::Borrowed(&span.logs);
+    }
     let mut logs = Vec::with_capacity(span.baggage.len() + span.logs.len());
     for (k, v) in &span.baggage {
         logs.push(Log {
             time_unix_nanos: span.start_unix_nanos,
             fields: vec![
                 crate::model::KeyValue::new("event", Value::Str("baggage".into())),
-                crate::model::KeyValue::new("key", Value::Str(k.clone())),
-                crate::model::KeyValue::new("value", Value::Str(v.clone())),
+                crate::model::KeyValue::new("key", Value::Str(k.as_str().to_owned())),
+                crate::model::KeyValue::new("value", Value::Str(v.as_str().to_owned())),
             ],
         });
     }
     logs.extend(span.logs.iter().cloned());
-    logs
+    Cow::Owned(logs)
 }
 
 /// A value as an exporter without unsigned or non-finite numbers carries it.

@@ -60,7 +60,7 @@ fn span(span_id: u64, operation: &str, start: u64, duration: u64) -> Span {
         duration_nanos: duration,
         tags: vec![],
         logs: vec![],
-        baggage: vec![],
+        baggage: Default::default(),
         flags: 1,
         warnings: vec![],
         incomplete: false,
@@ -90,7 +90,7 @@ pub fn reference_batch() -> Batch {
         time_unix_nanos: T0 + 3 * S - MS,
         fields: vec![kv("event", s("error")), kv("message", s("something wrong"))],
     }];
-    bar.baggage = vec![("user".into(), "alice".into())];
+    bar.baggage = vec![("user", "alice")].into();
 
     let mut types = span(TYPES, "all-types", T0 + 100 * MS, 5_500);
     types.references = vec![child_of(FOO)];
@@ -111,11 +111,11 @@ pub fn reference_batch() -> Batch {
             kv("type", s("cache timeout")),
         ],
     }];
-    types.baggage = vec![("user".into(), "alice".into())];
+    types.baggage = vec![("user", "alice")].into();
 
     let mut foo_span = span(FOO, "Foo", T0, 3 * S);
     foo_span.references = vec![child_of(ROOT)];
-    foo_span.baggage = vec![("user".into(), "alice".into())];
+    foo_span.baggage = vec![("user", "alice")].into();
 
     let mut truncated = span(TRUNCATED, "truncated", T0 + 3 * S + 10 * MS, 40 * MS);
     truncated.references = vec![child_of(ROOT)];
@@ -156,7 +156,7 @@ pub fn reference_batch() -> Batch {
     lone.trace_id = SHORT_TRACE;
 
     Batch {
-        process: process(),
+        process: process().into(),
         spans: vec![types, bar, foo_span, truncated, hung, root, consumer, lone],
     }
 }
@@ -164,7 +164,7 @@ pub fn reference_batch() -> Batch {
 /// `n` independent one-span traces, for the upload tests (span ids 1..=n).
 pub fn numbered_batch(first: u64, n: u64) -> Batch {
     Batch {
-        process: process(),
+        process: process().into(),
         spans: (first..first + n)
             .map(|i| {
                 let mut sp = span(i, "op", T0 + i * MS, MS);

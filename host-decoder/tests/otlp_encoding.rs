@@ -1,0 +1,213 @@
+//! The OTLP exporter's direct protobuf encoding (`encode_otlp_request`) gives exactly the bytes of
+//! prost encoding the mapped request (`to_otlp_request`), for every shape of span the model holds.
+
+mod support;
+#[path = "../benches/support/workload.rs"]
+mod workload;
+
+use microspan_decoder::assemble::Options;
+use microspan_decoder::export::{encode_otlp_request, to_otlp_request};
+use microspan_decoder::model::{
+    Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
+};
+use microspan_decoder::stream::StreamDecoder;
+use prost::Message;
+use support::*;
+
+fn assert_same_bytes(batch: &Batch) {
+    let expected = to_otlp_request(batch).encode_to_vec();
+    let actual = encode_otlp_request(batch);
+    assert!(
+        actual == expected,
+        "direct encoding differs from prost's\n direct: {actual:02x?}\n  prost: {expected:02x?}\n batch: {batch:#?}"
+    );
+}
+
+#[test]
+fn reference_batch_encodes_as_prost_does() {
+    assert_same_bytes(&reference_batch());
+    assert_same_bytes(&numbered_batch(1, 50));
+}
+
+#[test]
+fn an_empty_batch_encodes_as_prost_does() {
+    let mut b = reference_batch();
+    b.spans.clear();
+    assert_same_bytes(&b);
+}
+
+#[test]
+fn decoded_streams_encode_as_prost_does() {
+    for w in [
+        workload::Workload::BARE,
+        workload::Workload::REFERENCE,
+        workload::Workload::FULL,
+    ] {
+        let rec = workload::record(64, w);
+        let mut dec = StreamDecoder::new(Options {
+            fixed_anchor_unix_nanos: Some(T0),
+            ..Options::default()
+        });
+        let mut out = Vec::new();
+        dec.feed(&rec.bytes, &mut out).unwrap();
+        dec.finish(&mut out);
+        assert!(!out.is_empty());
+        for b in &out {
+            assert_same_bytes(b);
+        }
+    }
+}
+
+fn kv(k: &str, v: Value) -> KeyValue {
+    KeyValue::new(k, v)
+}
+
+fn s(v: &str) -> Value {
+    Value::Str(v.into())
+}
+
+fn bare(span_id: u64, operation: &str) -> Span {
+    Span {
+        trace_id: TRACE,
+        span_id,
+        operation: operation.into(),
+        references: vec![],
+        start_unix_nanos: T0,
+        duration_nanos: 1_000,
+        tags: vec![],
+        logs: vec![],
+        baggage: Default::default(),
+        flags: 1,
+        warnings: vec![],
+        incomplete: false,
+    }
+}
+
+#[test]
+fn edge_cases_encode_as_prost_does() {
+    let long = "x".repeat(300);
+    let huge = "y".repeat(20_000);
+    let mut values = bare(1, "");
+    values.tags = vec![
+        kv("", s("empty key")),
+        kv("empty value", s("")),
+        kv("neg", Value::I64(-1)),
+        kv("min", Value::I64(i64::MIN)),
+        kv("zero", Value::I64(0)),
+        kv("u.max.signed", Value::U64(i64::MAX as u64)),
+        kv("u.over", Value::U64(i64::MAX as u64 + 1)),
+        kv("f.zero", Value::F64(0.0)),
+        kv("f.negzero", Value::F64(-0.0)),
+        kv("f.inf", Value::F64(f64::INFINITY)),
+        kv("f.neginf", Value::F64(f64::NEG_INFINITY)),
+        kv("f.nan", Value::F64(f64::NAN)),
+        kv("false", Value::Bool(false)),
+        kv("long", s(&long)),
+        kv("huge", s(&huge)),
+        kv("error", Value::Bool(true)),
+    ];
+    values.start_unix_nanos = 0;
+    values.duration_nanos = 0;
+    values.flags = 2;
+
+    let mut kinds = bare(2, "kinds");
+    kinds.tags = vec![
+        kv("span.kind", Value::Bool(true)),
+        kv("span.kind", s("server")),
+        kv("span.kind", s("bogus")),
+        kv("span.kind", s("producer")),
+        kv("error", Value::Bool(false)),
+    ];
+    kinds.references = vec![
+        Reference {
+            kind: RefKind::FollowsFrom,
+            trace_id: SHORT_TRACE,
+            span_id: 7,
+        },
+        Reference {
+            kind: RefKind::ChildOf,
+            trace_id: TRACE,
+            span_id: 8,
+        },
+        Reference {
+            kind: RefKind::ChildOf,
+            trace_id: TRACE,
+            span_id: 9,
+        },
+    ];
+    kinds.start_unix_nanos = u64::MAX - 10;
+    kinds.duration_nanos = 100;
+
+    let mut logs = bare(3, &long);
+    logs.logs = vec![
+        Log {
+            time_unix_nanos: 0,
+            fields: vec![],
+        },
+        Log {
+            time_unix_nanos: T0,
+            fields: vec![kv("message", s("no event field"))],
+        },
+        Log {
+            time_unix_nanos: T0 + 1,
+            fields: vec![kv("event", Value::I64(7)), kv("event", s("second"))],
+        },
+        Log {
+            time_unix_nanos: T0 + 2,
+            fields: vec![kv("event", Value::F64(1.5))],
+        },
+        Log {
+            time_unix_nanos: T0 + 3,
+            fields: vec![kv("event", Value::Bool(false))],
+        },
+        Log {
+            time_unix_nanos: T0 + 4,
+            fields: vec![kv("event", s(""))],
+        },
+        Log {
+            time_unix_nanos: T0 + 5,
+            fields: vec![kv("event", Value::U64(u64::MAX)), kv("", Value::F64(-2.5))],
+        },
+    ];
+    logs.baggage = vec![("k", "v"), ("empty", ""), ("", "no key")].into();
+    logs.warnings = vec![
+        String::new(),
+        "a warning".into(),
+        long.clone(),
+        huge.clone(),
+    ];
+    logs.incomplete = true;
+    logs.flags = 0;
+
+    let mut orphan = bare(4, "orphan");
+    orphan.references = vec![Reference {
+        kind: RefKind::FollowsFrom,
+        trace_id: TRACE,
+        span_id: 1,
+    }];
+    orphan.incomplete = true;
+
+    for process in [
+        process(),
+        Process {
+            service_name: SharedStr::default(),
+            tags: vec![
+                kv("service.name", s("shadowed")),
+                kv("n", Value::U64(3)),
+                kv("", s("")),
+            ],
+        },
+    ] {
+        let batch = Batch {
+            process: process.into(),
+            spans: vec![values.clone(), kinds.clone(), logs.clone(), orphan.clone()],
+        };
+        assert_same_bytes(&batch);
+        for span in &batch.spans {
+            assert_same_bytes(&Batch {
+                process: batch.process.clone(),
+                spans: vec![span.clone()],
+            });
+        }
+    }
+}
