@@ -28,10 +28,10 @@ impl Clock for Ticks {
 
 static CLOCK: Ticks = Ticks(AtomicU32::new(1_000));
 static RING: Ring<{ 1 << 16 }> = Ring::new();
-static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("bench").boot_id(1));
+static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("bench").boot_id(1));
 static OFF_RING: Ring<64> = Ring::new();
 static OFF: Tracer =
-    Tracer::new(&OFF_RING, &CLOCK, Session::new("off")).with_sampler(Sampler::Const(false));
+    Tracer::new(&OFF_RING, &CLOCK, &Session::new("off")).with_sampler(Sampler::Const(false));
 
 /// Operations per timed batch: small enough that a batch never fills the ring.
 const BATCH: u64 = 256;

@@ -10,7 +10,7 @@
 //! # use microspan::{Clock, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
 //! # static RING: Ring<256> = Ring::new();
-//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("sensor-node"));
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("sensor-node"));
 //! let call = TRACER.root("POST /readings");
 //! call.set_tag(tags::SPAN_KIND, SPAN_KIND_CLIENT);
 //! call.set_tag(tags::HTTP_METHOD, "POST");

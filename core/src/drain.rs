@@ -12,7 +12,7 @@
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
 //! # static RING: Ring<256> = Ring::new();
-//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
 //! let mut drain: Drain<'_, 128> = Drain::new(&TRACER).expect("one drain per tracer");
 //! TRACER.root("work").finish();
 //! let mut wire = Vec::new();

@@ -11,7 +11,7 @@
 //! use microspan::{Clock, FutureExt, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
 //! static RING: Ring<256> = Ring::new();
-//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
 //!
 //! async fn read_sensor() -> u16 { 42 }
 //!

@@ -12,7 +12,7 @@
 //! # use microspan::{Clock, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
 //! static RING: Ring<1024> = Ring::flight_recorder(); // keeps the latest events
-//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("sensor-node"));
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("sensor-node"));
 //!
 //! fn main() {
 //!     microspan::postmortem::register(&TRACER);
@@ -554,7 +554,7 @@ mod host {
                 boot_id: self.boot_id,
                 firmware_version: leak(&self.firmware_version),
             };
-            let tracer = Tracer::with_dyn_ring(ring, &clock, session);
+            let tracer = Tracer::with_dyn_ring(ring, &clock, &session);
             let strings = Resolver {
                 mem,
                 cache: Mutex::new((HashMap::new(), 16 << 20)),

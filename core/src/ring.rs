@@ -91,7 +91,7 @@
 //!     fn ticks_per_second(&self) -> u32 { 1_000_000 }
 //! }
 //! static RING: Ring<256> = Ring::new();
-//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("sensor-node"));
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("sensor-node"));
 //!
 //! // #[interrupt]
 //! fn uart0() {
@@ -107,7 +107,7 @@
 //! use microspan::{Clock, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 42 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
 //! static RING: Ring<64> = Ring::flight_recorder();
-//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("sensor-node"));
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("sensor-node"));
 //! for _ in 0..100 {
 //!     TRACER.root("tick").finish();
 //! }

@@ -21,7 +21,7 @@
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
 //! static RING: Ring<256> = Ring::new();
 //! // One trace in ten, with a fixed seed (use a hardware RNG or the chip's unique id in firmware).
-//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"))
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"))
 //!     .with_sampler(Sampler::probabilistic(0.1, 0x1234_5678));
 //! let root = TRACER.root("request");
 //! assert!(root.context().is_valid()); // sampled or not, the context can be propagated
@@ -177,7 +177,7 @@ pub struct RateLimiting {
     /// The rate in 1/65536 traces per second (0 = sample none), computed in the `const fn`
     /// constructor so deciding needs no floating point (no soft-float code on cores without an
     /// FPU).
-    rate_fx: u64,
+    rate_fx: u32,
     /// Ticks per credit, computed from the clock's rate at the first decision (0 = not yet).
     interval: AtomicU32,
     /// The theoretical arrival time, in clock ticks (wrapping).
@@ -194,10 +194,12 @@ impl RateLimiting {
         } else {
             0.0
         };
-        let rate_fx = if per_second * 65_536.0 >= u64::MAX as f64 {
-            u64::MAX
+        // Rates of 65 536 roots per second and more (beyond what a microcontroller records)
+        // saturate: one credit per tick at most.
+        let rate_fx = if per_second * 65_536.0 >= u32::MAX as f64 {
+            u32::MAX
         } else {
-            (per_second * 65_536.0) as u64
+            (per_second * 65_536.0) as u32
         };
         Self {
             per_second,
@@ -220,8 +222,8 @@ impl RateLimiting {
             return cached;
         }
         // Rounded to the nearest tick, in integers.
-        let fx = self.rate_fx.max(1);
-        let t = ((ticks_per_second as u64) << 16).saturating_add(fx / 2) / fx;
+        let fx = self.rate_fx.max(1) as u64;
+        let t = div_u64(((ticks_per_second as u64) << 16).saturating_add(fx / 2), fx);
         let t = t.clamp(1, u32::MAX as u64) as u32;
         self.interval.store(t, Ordering::Relaxed);
         t
@@ -278,9 +280,56 @@ impl RateLimiting {
     }
 }
 
+/// `n / d` (`d > 0`) by shift and subtract: run once per rate-limited tracer, so its speed does
+/// not matter, but on 32-bit cores the `/` operator on `u64` links the compiler's 64-bit division
+/// routines (about 900 bytes of flash on a Cortex-M3), which every firmware would carry since the
+/// sampler is chosen at run time.
+fn div_u64(mut n: u64, d: u64) -> u64 {
+    if d == 0 || n < d {
+        return 0;
+    }
+    let shift = d.leading_zeros() - n.leading_zeros();
+    let mut step = d << shift;
+    let mut q = 0u64;
+    for i in (0..=shift).rev() {
+        if n >= step {
+            n -= step;
+            q |= 1 << i;
+        }
+        step >>= 1;
+    }
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shift_subtract_division_matches_the_operator() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100_000 {
+            let n = next() >> (next() % 64);
+            let d = (next() >> (next() % 64)).max(1);
+            assert_eq!(div_u64(n, d), n / d, "{n} / {d}");
+        }
+        for (n, d) in [
+            (0, 1),
+            (1, 1),
+            (u64::MAX, 1),
+            (u64::MAX, u64::MAX),
+            (5, 7),
+            (1 << 48, 3),
+        ] {
+            assert_eq!(div_u64(n, d), n / d);
+        }
+    }
 
     #[test]
     fn probabilistic_extremes() {

@@ -4,7 +4,7 @@
 //! use microspan::{Clock, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
 //! static RING: Ring<1024> = Ring::new();
-//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("in-process-service"));
+//! static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("in-process-service"));
 //!
 //! let root = TRACER.root("in-process-service");
 //! {
@@ -100,7 +100,8 @@ pub enum RefKind {
 /// kind of tracer coerces to `&Tracer<dyn Clock>`, which is what a [`Drain`](crate::Drain) reads.
 pub struct Tracer<'a, C: ?Sized + Clock = &'a dyn Clock> {
     pub(crate) ring: &'a DynRing,
-    pub(crate) session: Session,
+    /// Who the device is (in flash when the tracer is a `static`: it never changes).
+    pub(crate) session: &'a Session,
     boot_id: AtomicU32,
     sampler: Sampler,
     /// Record `sampler.type`/`sampler.param` on sampled roots (set by `with_sampler`).
@@ -224,7 +225,7 @@ impl<'a> Tracer<'a> {
     pub const fn new<const N: usize>(
         ring: &'a Ring<N>,
         clock: &'a dyn Clock,
-        session: Session,
+        session: &'a Session,
     ) -> Self {
         Self::with_clock(ring, clock, session)
     }
@@ -244,7 +245,7 @@ impl<'a, C: Clock> Tracer<'a, C> {
     /// }
     /// static RING: Ring<256> = Ring::new();
     /// static TRACER: Tracer<'static, Ticks> =
-    ///     Tracer::with_clock(&RING, Ticks, Session::new("sensor-node"));
+    ///     Tracer::with_clock(&RING, Ticks, &Session::new("sensor-node"));
     ///
     /// let root: Span<'_, 0, Ticks> = TRACER.root("measure");
     /// root.child("adc").finish();
@@ -253,7 +254,11 @@ impl<'a, C: Clock> Tracer<'a, C> {
     /// let mut drain: Drain<'_, 128> = Drain::new(&TRACER).unwrap();
     /// assert!(drain.drain_with(|b| b.len()) > 0);
     /// ```
-    pub const fn with_clock<const N: usize>(ring: &'a Ring<N>, clock: C, session: Session) -> Self {
+    pub const fn with_clock<const N: usize>(
+        ring: &'a Ring<N>,
+        clock: C,
+        session: &'a Session,
+    ) -> Self {
         Self {
             ring: ring.as_dyn(),
             clock,
@@ -268,7 +273,7 @@ impl<'a, C: Clock> Tracer<'a, C> {
     /// A tracer over the unsized view of a ring (the post-mortem replay builds its ring at run
     /// time).
     #[cfg(feature = "std")]
-    pub(crate) fn with_dyn_ring(ring: &'a DynRing, clock: C, session: Session) -> Self {
+    pub(crate) fn with_dyn_ring(ring: &'a DynRing, clock: C, session: &'a Session) -> Self {
         Self {
             ring,
             clock,
@@ -307,8 +312,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     }
 
     /// The session announced to the decoder.
-    pub fn session(&self) -> &Session {
-        &self.session
+    pub fn session(&self) -> &'a Session {
+        self.session
     }
 
     /// The clock.

@@ -76,7 +76,7 @@ fn statics_spans_and_drain_cross_threads() {
         }
     }
     static RING: Ring<256> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("cpass"));
+    static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("cpass"));
     let span = TRACER.root("moved");
     std::thread::spawn(move || span.set_tag("on", "another thread"))
         .join()

@@ -62,14 +62,11 @@ fn describe(stream: &[u8]) -> String {
 fn record_all() -> Vec<u8> {
     let clock = ManualClock::new(0xFFFF_FF00); // wraps during the stream
     let ring: Ring<512> = Ring::new();
-    let tracer = Tracer::new(
-        &ring,
-        &clock,
-        Session::new("golden")
-            .device_id(0x1122_3344_5566_7788)
-            .boot_id(0xB0)
-            .firmware_version("1.0.0"),
-    );
+    let session = Session::new("golden")
+        .device_id(0x1122_3344_5566_7788)
+        .boot_id(0xB0)
+        .firmware_version("1.0.0");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 128, 16> = Drain::new(&tracer).unwrap();
     drain.set_epoch_frames(4);
     drain.set_wall_clock(1_700_000_000_000_000_000);

@@ -76,7 +76,7 @@ static RING: Ring<4096> = Ring::new();
 static TRACER: Tracer = Tracer::new(
     &RING,
     &CLOCK,
-    Session::new("no-alloc").boot_id(9).firmware_version("1.0"),
+    &Session::new("no-alloc").boot_id(9).firmware_version("1.0"),
 );
 
 /// A transport with a fixed buffer.
@@ -287,7 +287,7 @@ fn unsampled_spans_allocate_nothing() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
     static OFF: Tracer =
-        Tracer::new(&RING, &CLOCK, Session::new("off")).with_sampler(Sampler::Const(false));
+        Tracer::new(&RING, &CLOCK, &Session::new("off")).with_sampler(Sampler::Const(false));
     assert_no_alloc("unsampled spans", || {
         let root = OFF.root("r");
         let c = root.child("c");

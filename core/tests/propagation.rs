@@ -168,7 +168,7 @@ fn not_found_is_not_corrupted() {
 fn extracted_context_is_continued_by_the_tracer() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("gateway").boot_id(3));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("gateway").boot_id(3));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
 
     // Sampled upstream with baggage: a remote child that carries the baggage to its children.

@@ -220,7 +220,8 @@ fn run<const F: usize>(
 ) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(c0);
     let ring: Box<Ring<{ 1 << 15 }>> = Box::new(Ring::new());
-    let tracer = Tracer::new(&ring, &clock, Session::new("prop").boot_id(boot_id));
+    let session = Session::new("prop").boot_id(boot_id);
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, F> = Drain::new(&tracer).unwrap();
     drain.set_epoch_frames(epoch_frames);
     let mut wire = Vec::new();
@@ -702,7 +703,8 @@ fn decode_everything<const MAX: usize>(bytes: &[u8], chunk: usize) -> usize {
 fn sample_stream() -> Vec<u8> {
     let clock = ManualClock::new(u32::MAX - 50);
     let ring: Box<Ring<4096>> = Box::new(Ring::new());
-    let tracer = Tracer::new(&ring, &clock, Session::new("sample").boot_id(5));
+    let session = Session::new("sample").boot_id(5);
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 96> = Drain::new(&tracer).unwrap();
     drain.set_epoch_frames(4);
     drain.set_wall_clock(1_700_000_000_000_000_000);
@@ -742,7 +744,8 @@ fn sample_stream() -> Vec<u8> {
 fn first_span_of_a_default_session_has_a_valid_id() {
     let clock = ManualClock::new(0);
     let ring: Box<Ring<256>> = Box::new(Ring::new());
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let first = tracer.root("first");
     assert!(first.is_recording());
     assert!(

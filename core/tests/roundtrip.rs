@@ -8,8 +8,11 @@ use microspan::{Drain, Ring, Session, Tracer, Value};
 fn reference_trace_roundtrips() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer =
-        Tracer::new(&RING, &CLOCK, Session::new("in-process-service").boot_id(7));
+    static TRACER: Tracer = Tracer::new(
+        &RING,
+        &CLOCK,
+        &Session::new("in-process-service").boot_id(7),
+    );
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
 
     let root = TRACER.root("in-process-service");
@@ -96,7 +99,7 @@ fn reference_trace_roundtrips() {
 fn every_value_type_and_dynamic_strings() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 128> = Drain::new(&TRACER).unwrap();
     let s = TRACER.root("values");
     s.set_tag("b", false);
@@ -151,7 +154,7 @@ fn every_value_type_and_dynamic_strings() {
 fn capacities_truncate_and_count() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<4096> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 512> = Drain::new(&TRACER).unwrap();
     let s = TRACER.root("busy");
     for _ in 0..microspan::config::MAX_TAGS_PER_SPAN + 3 {
@@ -184,7 +187,7 @@ fn capacities_truncate_and_count() {
 fn full_ring_drops_exactly_and_reports() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let mut made = 0;
     for _ in 0..20 {
@@ -215,7 +218,7 @@ fn full_ring_drops_exactly_and_reports() {
 fn baggage_references_and_remote_parents() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc").boot_id(3));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(3));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let mut root: microspan::Span<'_, 2> = TRACER
         .span("root")
@@ -256,7 +259,7 @@ fn baggage_references_and_remote_parents() {
 fn unsampled_spans_record_nothing() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"))
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"))
         .with_sampler(microspan::tracer::Sampler::Const(false));
     let root = TRACER.root("r");
     let c = root.child("c");
@@ -275,7 +278,7 @@ fn unsampled_spans_record_nothing() {
 fn one_drain_per_tracer() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let first: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
     assert!(Drain::<'_, 64>::new(&TRACER).is_none());
     drop(first);
@@ -291,7 +294,7 @@ fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record(
     static TRACER: Tracer = Tracer::new(
         &RING,
         &CLOCK,
-        Session::new("a-rather-long-service-name").firmware_version("1.2.3-with-a-long-suffix"),
+        &Session::new("a-rather-long-service-name").firmware_version("1.2.3-with-a-long-suffix"),
     );
     let mut drain: Drain<'_, 96> = Drain::new(&TRACER).unwrap();
     drain.set_epoch_frames(2); // every other frame starts an epoch and carries the session record
@@ -316,7 +319,7 @@ fn a_frame_too_small_for_the_full_session_record_still_flows() {
     static TRACER: Tracer = Tracer::new(
         &RING,
         &CLOCK,
-        Session::new("a-service-name-long-enough-to-overflow-a-small-frame")
+        &Session::new("a-service-name-long-enough-to-overflow-a-small-frame")
             .firmware_version("1.2.3-with-a-long-build-suffix-abcdef"),
     );
     let mut drain: Drain<'_, 64> = Drain::new(&TRACER).unwrap();

@@ -29,7 +29,7 @@ fn probabilistic_through_the_tracer_and_concurrently() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
     // Every sampled root here is a lost start or a record: only the decision is counted.
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"))
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"))
         .with_sampler(Sampler::probabilistic(0.2, 7));
     let threads = 8;
     let per_thread = 25_000;
@@ -74,7 +74,7 @@ fn rate_limiter_through_the_tracer_clock() {
     static CLOCK: ManualClock = ManualClock::new(u32::MAX - 5_000_000); // wraps after 5 s
     static RING: Ring<4096> = Ring::new();
     static TRACER: Tracer =
-        Tracer::new(&RING, &CLOCK, Session::new("svc")).with_sampler(Sampler::rate_limiting(2.0));
+        Tracer::new(&RING, &CLOCK, &Session::new("svc")).with_sampler(Sampler::rate_limiting(2.0));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let mut kept = 0;
     for _ in 0..20_000 {
@@ -90,8 +90,8 @@ fn sampled_roots_carry_the_jaeger_sampler_tags() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<1024> = Ring::new();
     static TRACER: Tracer =
-        Tracer::new(&RING, &CLOCK, Session::new("svc")).with_sampler(Sampler::Const(true));
-    static PLAIN: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc"));
+        Tracer::new(&RING, &CLOCK, &Session::new("svc")).with_sampler(Sampler::Const(true));
+    static PLAIN: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let root = TRACER.root("root");
     let child = root.child("child");
@@ -127,7 +127,7 @@ fn sampled_roots_carry_the_jaeger_sampler_tags() {
 fn unsampled_roots_propagate_real_ids_without_touching_the_ring() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("svc").boot_id(9))
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(9))
         .with_sampler(Sampler::Const(false));
     let a = TRACER.root("a");
     let b = TRACER.root("b");

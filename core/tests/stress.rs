@@ -362,7 +362,7 @@ fn run<const F: usize>(tracer: &Tracer<'_>, threads: u32, iters: u32) {
 fn many_threads_small_ring() {
     static CLOCK: CountingClock = CountingClock(AtomicU32::new(u32::MAX - 5_000));
     static RING: Ring<256> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("256"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("256"));
     run::<128>(
         &TRACER,
         env_or("MICROSPAN_STRESS_THREADS", 8),
@@ -375,7 +375,7 @@ fn many_threads_small_ring() {
 fn many_threads_larger_ring() {
     static CLOCK: CountingClock = CountingClock(AtomicU32::new(u32::MAX - 5_000));
     static RING: Ring<4096> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("4096"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("4096"));
     run::<512>(
         &TRACER,
         env_or("MICROSPAN_STRESS_THREADS", 8),

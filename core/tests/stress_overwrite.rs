@@ -244,7 +244,7 @@ fn run<const F: usize>(
 fn many_threads_small_flight_recorder() {
     static CLOCK: CountingClock = CountingClock(AtomicU32::new(u32::MAX - 5_000));
     static RING: Ring<256> = Ring::flight_recorder();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("256"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("256"));
     run::<128>(
         &|| RING.evicted(),
         &TRACER,
@@ -258,7 +258,7 @@ fn many_threads_small_flight_recorder() {
 fn many_threads_larger_flight_recorder() {
     static CLOCK: CountingClock = CountingClock(AtomicU32::new(u32::MAX - 5_000));
     static RING: Ring<2048> = Ring::flight_recorder();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("2048"));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("2048"));
     run::<512>(
         &|| RING.evicted(),
         &TRACER,

@@ -31,7 +31,7 @@ fn stream_bytes(with_bar: bool, bar_tags: usize, drain_every: usize) -> usize {
     static TRACER: Tracer = Tracer::new(
         &RING,
         &CLOCK,
-        Session::new("in-process-service").boot_id(0xB007),
+        &Session::new("in-process-service").boot_id(0xB007),
     );
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let run = |n: usize, drain: &mut Drain<'_, 256>| {

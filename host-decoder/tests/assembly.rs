@@ -112,14 +112,11 @@ fn reference(tracer: &Tracer<'_>, clock: &ManualClock) {
 fn reference_trace_is_rebuilt_exactly() {
     let clock = ManualClock::new();
     let ring: Ring<1024> = Ring::new();
-    let tracer = Tracer::new(
-        &ring,
-        &clock,
-        Session::new("in-process-service")
-            .device_id(0xD)
-            .boot_id(0xB)
-            .firmware_version("9.9"),
-    );
+    let session = Session::new("in-process-service")
+        .device_id(0xD)
+        .boot_id(0xB)
+        .firmware_version("9.9");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
     reference(&tracer, &clock);
     let d = decode(&drain_all(&mut drain));
@@ -198,7 +195,8 @@ fn reference_trace_is_rebuilt_exactly() {
 fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
     let clock = ManualClock::new();
     let ring: Ring<1024> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(1));
+    let session = Session::new("svc").boot_id(1);
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
     let mut stream = Vec::new();
     let outer = tracer.root("outer");
@@ -242,7 +240,8 @@ fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
 fn a_decoder_that_joins_mid_stream_waits_for_the_session_record() {
     let clock = ManualClock::new();
     let ring: Ring<4096> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(2));
+    let session = Session::new("svc").boot_id(2);
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
     drain.set_epoch_frames(4);
     let mut stream = Vec::new();
@@ -273,7 +272,8 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
     {
         let clock = ManualClock::new();
         let ring: Ring<1024> = Ring::new();
-        let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(10));
+        let session = Session::new("svc").boot_id(10);
+        let tracer = Tracer::new(&ring, &clock, &session);
         let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
         let open = tracer.root("open-at-reset");
         let _child = open.child("child-at-reset");
@@ -285,7 +285,8 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
     {
         let clock = ManualClock::new();
         let ring: Ring<1024> = Ring::new();
-        let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(11));
+        let session = Session::new("svc").boot_id(11);
+        let tracer = Tracer::new(&ring, &clock, &session);
         let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
         reference(&tracer, &clock);
         stream.extend(drain_all(&mut drain));
@@ -311,7 +312,8 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
 fn device_drops_are_reported_overall_and_on_open_spans() {
     let clock = ManualClock::new();
     let ring: Ring<64> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc").boot_id(3));
+    let session = Session::new("svc").boot_id(3);
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
     let mut stream = drain_all(&mut drain);
     let outer = tracer.root("outer");
@@ -340,7 +342,8 @@ fn device_drops_are_reported_overall_and_on_open_spans() {
 fn capacity_truncations_become_warnings() {
     let clock = ManualClock::new();
     let ring: Ring<4096> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 512> = Drain::new(&tracer).unwrap();
     let s = tracer.root("busy");
     for _ in 0..microspan::config::MAX_TAGS_PER_SPAN + 2 {
@@ -364,7 +367,8 @@ fn capacity_truncations_become_warnings() {
 fn spans_that_never_finish_are_exported_incomplete() {
     let clock = ManualClock::new();
     let ring: Ring<1024> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
     let hung = tracer.root("hung");
     clock.advance(700);
@@ -409,7 +413,8 @@ fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
 fn open_spans_are_bounded() {
     let clock = ManualClock::new();
     let ring: Ring<65536> = Ring::new();
-    let tracer = Tracer::new(&ring, &clock, Session::new("svc"));
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 1024> = Drain::new(&tracer).unwrap();
     let mut held = Vec::new();
     for _ in 0..500 {

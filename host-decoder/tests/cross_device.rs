@@ -64,14 +64,14 @@ fn a_trace_crosses_two_devices_through_the_binary_carrier() {
     static NODE: Tracer = Tracer::new(
         &RING_A,
         &CLOCK_A,
-        Session::new("sensor-node")
+        &Session::new("sensor-node")
             .device_id(0x0a0a_0a0a_0000_0001)
             .boot_id(0x11),
     );
     static GATEWAY: Tracer = Tracer::new(
         &RING_B,
         &CLOCK_B,
-        Session::new("gateway")
+        &Session::new("gateway")
             .device_id(0x0b0b_0b0b_0000_0002)
             .boot_id(0x22),
     );
@@ -189,7 +189,7 @@ fn a_trace_crosses_two_devices_through_the_binary_carrier() {
 fn follows_from_an_interrupt_handler_end_to_end() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, Session::new("firmware").boot_id(5));
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("firmware").boot_id(5));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
 
     // Two interrupts each produce a work item carrying their span's context.

@@ -53,14 +53,11 @@ const WALL: u64 = 1_700_000_000_000_000_000;
 fn record<const F: usize>(traces: u32) -> Vec<u8> {
     let clock = ManualClock(AtomicU32::new(1_000));
     let ring: Ring<8192> = Ring::new();
-    let tracer = Tracer::new(
-        &ring,
-        &clock,
-        Session::new("faulty-link")
-            .device_id(0xFA17)
-            .boot_id(0x0B00)
-            .firmware_version("1.0.0"),
-    );
+    let session = Session::new("faulty-link")
+        .device_id(0xFA17)
+        .boot_id(0x0B00)
+        .firmware_version("1.0.0");
+    let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, F> = Drain::new(&tracer).unwrap();
     drain.set_wall_clock(WALL);
     let mut out = Vec::new();

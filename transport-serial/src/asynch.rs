@@ -9,7 +9,7 @@
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
 //! # static RING: Ring<256> = Ring::new();
-//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
 //! # struct Uart; // e.g. embassy's BufferedUartTx or UartTx
 //! # impl embedded_io_async::ErrorType for Uart { type Error = core::convert::Infallible; }
 //! # impl embedded_io_async::Write for Uart {

@@ -31,7 +31,7 @@
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
 //! # static RING: Ring<256> = Ring::new();
-//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
 //! use microspan_serial::dma::DmaDrain;
 //!
 //! let mut dma = DmaDrain::new(Drain::<'_, 128>::new(&TRACER).unwrap());

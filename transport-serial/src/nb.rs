@@ -14,7 +14,7 @@
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
 //! # static RING: Ring<256> = Ring::new();
-//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+//! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
 //! # struct Uart { room: usize } // a HAL's serial::Write<u8>
 //! # impl Uart { fn listen_txe(&mut self, _on: bool) {} }
 //! # impl embedded_hal_nb::serial::ErrorType for Uart { type Error = core::convert::Infallible; }

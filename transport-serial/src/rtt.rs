@@ -102,7 +102,7 @@ impl<S: FrameSource> RttDrain<S> {
     /// # use microspan::{Clock, Drain, Ring, Session, Tracer};
     /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
     /// # static RING: Ring<256> = Ring::new();
-    /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, Session::new("svc"));
+    /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
     /// use microspan_serial::rtt::RttDrain;
     ///
     /// /// `up1` is `rtt_init!(..).up.1` (see the module docs).

@@ -24,8 +24,8 @@
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
 //! # static RING_A: Ring<256> = Ring::new();
 //! # static RING_B: Ring<256> = Ring::new();
-//! # static NODE: Tracer = Tracer::new(&RING_A, &Ticks, Session::new("sensor-node"));
-//! # static GATEWAY: Tracer = Tracer::new(&RING_B, &Ticks, Session::new("gateway").device_id(2));
+//! # static NODE: Tracer = Tracer::new(&RING_A, &Ticks, &Session::new("sensor-node"));
+//! # static GATEWAY: Tracer = Tracer::new(&RING_B, &Ticks, &Session::new("gateway").device_id(2));
 //! // Device A: send a reading with the span's context in front of it.
 //! let mut send = NODE.span("send reading").with_baggage(Baggage::<2>::new()).start();
 //! send.set_baggage("site", "north-7");

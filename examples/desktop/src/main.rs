@@ -24,13 +24,10 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: desktop OUT   (OUT is a file path, or - for standard output)");
         return std::process::ExitCode::from(2);
     };
-    let tracer = Tracer::new(
-        &RING,
-        &*CLOCK,
-        Session::new("in-process-service")
-            .boot_id(std::process::id())
-            .firmware_version(env!("CARGO_PKG_VERSION")),
-    );
+    let session = Session::new("in-process-service")
+        .boot_id(std::process::id())
+        .firmware_version(env!("CARGO_PKG_VERSION"));
+    let tracer = Tracer::new(&RING, &*CLOCK, &session);
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).expect("the only drain");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

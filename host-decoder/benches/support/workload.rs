@@ -98,7 +98,11 @@ pub fn record(traces: usize, workload: Workload) -> Recorded {
         .boot_id(0xB007)
         .device_id(0xD1CE)
         .firmware_version("1.2.3");
-    let tracer: &'static Tracer<'static> = Box::leak(Box::new(Tracer::new(ring, clock, session)));
+    let tracer: &'static Tracer<'static> = Box::leak(Box::new(Tracer::new(
+        ring,
+        clock,
+        Box::leak(Box::new(session)),
+    )));
     let mut drain: Drain<'static, 256> = Drain::new(tracer).expect("a fresh tracer has no drain");
     let mut bytes = Vec::new();
     let mut spans = 0u64;

@@ -352,6 +352,9 @@ fn serve(stream: TcpStream, reply: &Reply) -> Option<Received> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
+    // Before answering: the next request of a client that waits after this answer arrives at
+    // least that wait later, however late this thread runs afterwards.
+    let at = Instant::now();
     let mut out = stream;
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -371,7 +374,7 @@ fn serve(stream: TcpStream, reply: &Reply) -> Option<Received> {
         content_type,
         body,
         answered: reply.status,
-        at: Instant::now(),
+        at,
     })
 }
 

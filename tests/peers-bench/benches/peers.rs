@@ -29,7 +29,7 @@ static TSC_RING: Ring<{ 1 << 16 }> = Ring::new();
 /// Both microspan tracers name their clock's type (`Tracer::with_clock`), as the README
 /// recommends: the record path calls the clock directly.
 static TSC_TRACER: Tracer<'static, TscClock> =
-    Tracer::with_clock(&TSC_RING, TscClock, Session::new("bench"));
+    Tracer::with_clock(&TSC_RING, TscClock, &Session::new("bench"));
 
 /// The time-stamp counter (x86_64), for the record path without `Instant::now()`'s cost, which
 /// on some virtual machines is a system call. Elsewhere: `Instant` as `StdClock` does.
@@ -53,7 +53,8 @@ impl microspan::Clock for TscClock {
 }
 static CLOCK: std::sync::LazyLock<StdClock> = std::sync::LazyLock::new(StdClock::new);
 static TRACER: std::sync::LazyLock<Tracer<'static, &'static StdClock>> =
-    std::sync::LazyLock::new(|| Tracer::with_clock(&RING, &*CLOCK, Session::new("bench")));
+    std::sync::LazyLock::new(|| Tracer::with_clock(&RING, &*CLOCK, &SESSION));
+static SESSION: Session = Session::new("bench");
 
 /// Spans recorded per timed chunk before the ring is drained (untimed).
 const CHUNK: u64 = 1024;

@@ -46,7 +46,7 @@ pub fn fixture<const N: usize>() -> Fixture {
     let tracer = Box::leak(Box::new(Tracer::new(
         ring,
         clock,
-        Session::new("transport-test").boot_id(9),
+        Box::leak(Box::new(Session::new("transport-test").boot_id(9))),
     )));
     Fixture { tracer, clock }
 }

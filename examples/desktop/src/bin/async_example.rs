@@ -27,9 +27,12 @@ static TRACER: std::sync::LazyLock<Tracer<'static>> = std::sync::LazyLock::new(|
     Tracer::new(
         &RING,
         &*CLOCK,
-        Session::new("async-service")
-            .boot_id(std::process::id())
-            .firmware_version(env!("CARGO_PKG_VERSION")),
+        // Leaked once: the tracer lives as long as the program.
+        Box::leak(Box::new(
+            Session::new("async-service")
+                .boot_id(std::process::id())
+                .firmware_version(env!("CARGO_PKG_VERSION")),
+        )),
     )
 });
 

@@ -48,14 +48,14 @@ pub static CLOCK: BoardClock = BoardClock;
 pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
     &RING,
     BoardClock,
-    Session::new("bench")
+    &Session::new("bench")
         .device_id(0x6d73_7061_6e00_00be)
         .boot_id(0xbe),
 );
 
 /// A tracer whose sampler says no (`Sampler::Const(false)`): what an unsampled span costs.
 pub static UNSAMPLED: Tracer<'static, BoardClock> =
-    Tracer::with_clock(&RING, BoardClock, Session::new("bench"))
+    Tracer::with_clock(&RING, BoardClock, &Session::new("bench"))
         .with_sampler(Sampler::Const(false));
 
 /// The span type of this firmware's tracers.

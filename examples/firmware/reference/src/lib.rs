@@ -72,7 +72,7 @@ static RING: Ring<1024> = Ring::new();
 pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
     &RING,
     BoardClock,
-    Session::new("in-process-service")
+    &Session::new("in-process-service")
         .device_id(DEVICE_ID)
         .boot_id(BOOT_ID)
         .firmware_version(FIRMWARE_VERSION),

@@ -12,7 +12,7 @@ static RING: Ring<1024> = Ring::new();
 static TRACER: Tracer<'static> = Tracer::new(
     &RING,
     &CLOCK,
-    Session::new("crash-irq")
+    &Session::new("crash-irq")
         .device_id(DEVICE_ID)
         .boot_id(0x0000_0c02)
         .firmware_version("microspan-reliability crash_irq"),

@@ -13,7 +13,7 @@ static RING: Ring<512> = Ring::flight_recorder();
 static TRACER: Tracer<'static> = Tracer::new(
     &RING,
     &CLOCK,
-    Session::new("crash-panic")
+    &Session::new("crash-panic")
         .device_id(DEVICE_ID)
         .boot_id(0x0000_0c01)
         .firmware_version("microspan-reliability crash_panic"),

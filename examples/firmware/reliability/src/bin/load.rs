@@ -21,7 +21,7 @@ static RING: Ring<256> = Ring::flight_recorder();
 static TRACER: Tracer<'static> = Tracer::new(
     &RING,
     &CLOCK,
-    Session::new("load")
+    &Session::new("load")
         .device_id(DEVICE_ID)
         .boot_id(0x0000_10ad)
         .firmware_version("microspan-reliability load"),

@@ -19,7 +19,7 @@ static RING: Ring<1024> = Ring::new();
 static TRACER: Tracer<'static> = Tracer::new(
     &RING,
     &CLOCK,
-    Session::new("reset-service")
+    &Session::new("reset-service")
         .device_id(DEVICE_ID)
         .firmware_version("microspan-reliability reset"),
 );
