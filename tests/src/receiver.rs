@@ -43,9 +43,7 @@ impl Receiver {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if let Some(r) = serve(stream, status) {
-                            reqs.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-                        }
+                        serve(stream, status, &reqs);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2));
@@ -85,8 +83,9 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one request (Content-Length body), answers it and closes the connection.
-fn serve(stream: TcpStream, status: u16) -> Option<Received> {
+/// Reads one request (Content-Length body), records it, answers it and closes the connection.
+/// Recorded before answering: a client that saw the answer finds its request in `received`.
+fn serve(stream: TcpStream, status: u16, requests: &Mutex<Vec<Received>>) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -113,16 +112,20 @@ fn serve(stream: TcpStream, status: u16) -> Option<Received> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
+    requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Received {
+            method,
+            path,
+            content_type,
+            body,
+        });
     let mut out = stream;
     let head = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     out.write_all(head.as_bytes()).ok()?;
     out.flush().ok()?;
-    Some(Received {
-        method,
-        path,
-        content_type,
-        body,
-    })
+    Some(())
 }
 
 /// A span as a collector received it.

@@ -287,9 +287,7 @@ impl Receiver {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let reply = script.next().unwrap_or_else(|| then.clone());
-                        if let Some(r) = serve(stream, &reply) {
-                            reqs.lock().unwrap().push(r);
-                        }
+                        serve(stream, &reply, &reqs);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2));
@@ -325,7 +323,10 @@ impl Drop for Receiver {
 }
 
 /// Reads one request (Content-Length body), answers it and closes the connection.
-fn serve(stream: TcpStream, reply: &Reply) -> Option<Received> {
+///
+/// The request is recorded before the answer goes out: a client that saw the answer finds its
+/// request in `received`.
+fn serve(stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<Received>>) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -355,6 +356,14 @@ fn serve(stream: TcpStream, reply: &Reply) -> Option<Received> {
     // Before answering: the next request of a client that waits after this answer arrives at
     // least that wait later, however late this thread runs afterwards.
     let at = Instant::now();
+    requests.lock().unwrap().push(Received {
+        method,
+        path,
+        content_type,
+        body,
+        answered: reply.status,
+        at,
+    });
     let mut out = stream;
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -368,14 +377,7 @@ fn serve(stream: TcpStream, reply: &Reply) -> Option<Received> {
     out.write_all(head.as_bytes()).ok()?;
     out.write_all(&reply.body).ok()?;
     out.flush().ok()?;
-    Some(Received {
-        method,
-        path,
-        content_type,
-        body,
-        answered: reply.status,
-        at,
-    })
+    Some(())
 }
 
 // ---------------------------------------------------------------- decoding what arrived
