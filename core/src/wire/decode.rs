@@ -22,9 +22,18 @@
 
 use core::fmt;
 
-use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, CRC, SUPPORTED_VERSIONS};
+use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, SUPPORTED_VERSIONS};
 use crate::context::{SpanId, TraceId};
 use crate::tracer::{Losses, RefKind};
+
+/// The frame CRC ([`super::CRC`]) as the decoder computes it. On a host (`std`), slice-by-16
+/// tables (8 KiB) check a frame several times faster than the byte-wise table the device uses;
+/// without `std` (a gateway device decoding), the device's own small table.
+#[cfg(feature = "std")]
+const CHECK_CRC: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_IBM_3740);
+#[cfg(not(feature = "std"))]
+const CHECK_CRC: crc::Crc<u16> = super::CRC;
 
 /// Why bytes between two delimiters were not a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +190,7 @@ impl<const MAX: usize> Accumulator<MAX> {
         }
         let (content, crc) = data.split_at(n - 2);
         let carried = u16::from_le_bytes([crc[0], crc[1]]);
-        let computed = CRC.checksum(content);
+        let computed = CHECK_CRC.checksum(content);
         let version = content[0];
         if carried != computed {
             return Err(FrameError::Crc { carried, computed });
@@ -814,5 +823,25 @@ impl<'a> Cur<'a> {
             }
         };
         Ok((key, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_crc_is_the_frame_crc() {
+        let data: [u8; 300] = core::array::from_fn(|i| (i as u8).wrapping_mul(151).wrapping_add(7));
+        for len in 0..data.len() {
+            for start in [0, 1, 3] {
+                let d = &data[start.min(len)..len];
+                assert_eq!(
+                    CHECK_CRC.checksum(d),
+                    super::super::CRC.checksum(d),
+                    "{len}"
+                );
+            }
+        }
     }
 }
