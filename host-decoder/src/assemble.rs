@@ -22,7 +22,8 @@ use microspan::wire::{Hello, WallClock, WIRE_VERSION};
 use microspan::{RefKind as WireRefKind, SpanId, TraceId};
 
 use crate::model::{
-    Baggage, Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
+    smallvec, Baggage, Batch, KeyValue, KeyValues, Log, Logs, Process, RefKind, Reference,
+    References, SharedStr, Span, Value,
 };
 
 /// Bounds on the assembler's memory.
@@ -171,15 +172,6 @@ impl Text<'_> {
             Text::Pending { .. } => None,
         }
     }
-
-    /// The text as an owned string (a name or a string value).
-    fn owned(self) -> Option<String> {
-        match self {
-            Text::Named(s) => Some(s.as_str().to_owned()),
-            Text::Inline(s) => Some(s.to_owned()),
-            Text::Pending { .. } => None,
-        }
-    }
 }
 
 /// An open span's operation name: an interned name (shared until the span finishes: a span may
@@ -188,7 +180,7 @@ impl Text<'_> {
 #[derive(Debug)]
 enum OpName {
     Named(SharedStr),
-    Inline(String),
+    Inline(SharedStr),
     Pending { epoch: u64, id: u32 },
 }
 
@@ -219,11 +211,11 @@ struct OpenSpan {
     name: OpName,
     start: u64,
     last_time: u64,
-    references: Vec<Reference>,
+    references: References,
     /// Tags as they will be exported (pending names are empty until resolved).
-    tags: Vec<KeyValue>,
+    tags: KeyValues,
     /// Logs as they will be exported, but timed in device ticks until the span finishes.
-    logs: Vec<Log>,
+    logs: Logs,
     /// Strings in `tags` and `logs` still to resolve (usually none).
     pending: Vec<PendingName>,
     baggage: Baggage,
@@ -365,9 +357,9 @@ fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value 
         Val::F64(f) => Value::F64(f),
         Val::Str(Text::Pending { epoch, id }) => {
             pending.push(PendingName { slot, epoch, id });
-            Value::Str(String::new())
+            Value::Str(SharedStr::default())
         }
-        Val::Str(known) => Value::Str(known.owned().unwrap_or_default()),
+        Val::Str(known) => Value::Str(known.shared().unwrap_or_default()),
     }
 }
 
@@ -682,10 +674,13 @@ impl Assembler {
                 .unwrap_or(0),
         };
         let mut tags = vec![
-            KeyValue::new("device.id", Value::Str(format!("{:016x}", hello.device_id))),
+            KeyValue::new(
+                "device.id",
+                Value::Str(format!("{:016x}", hello.device_id).into()),
+            ),
             KeyValue::new(
                 "device.boot_id",
-                Value::Str(format!("{:08x}", hello.boot_id)),
+                Value::Str(format!("{:08x}", hello.boot_id).into()),
             ),
             KeyValue::new("microspan.wire_version", Value::I64(WIRE_VERSION as i64)),
             KeyValue::new(
@@ -826,7 +821,6 @@ impl Assembler {
                         let i = s.tags.len();
                         let key = place_key(key, Slot::Tag(i, false), &mut s.pending);
                         let value = place_value(value, Slot::Tag(i, true), &mut s.pending);
-                        grow(&mut s.tags, 2);
                         s.tags.push(KeyValue { key, value });
                     }
                     Some(s) => s.items_refused += 1,
@@ -851,7 +845,7 @@ impl Assembler {
                 }
                 let i = s.logs.len();
                 let mut b = ITEM_OVERHEAD;
-                let mut kept = Vec::with_capacity(fields.len().min(max));
+                let mut kept = KeyValues::with_capacity(fields.len().min(max));
                 for (j, (k, v)) in fields.take(max).enumerate() {
                     let (k, v) = (names.text(k), names.val(v));
                     b += ITEM_OVERHEAD + text_bytes(&k) + val_bytes(&v);
@@ -864,7 +858,6 @@ impl Assembler {
                 s.bytes += b;
                 s.last_time = s.last_time.max(time);
                 // Timed in ticks until the span finishes (the clock anchor may still move).
-                grow(&mut s.logs, 1);
                 s.logs.push(Log {
                     time_unix_nanos: time,
                     fields: kept,
@@ -1016,12 +1009,12 @@ impl Assembler {
             }
         };
         let references = match parent_ref {
-            Some(p) => vec![Reference {
+            Some(p) => smallvec![Reference {
                 kind,
                 trace_id: trace,
                 span_id: p,
             }],
-            None => Vec::new(),
+            None => References::new(),
         };
         if self.open.len() >= self.opts.limits.max_open_spans {
             self.evict_oldest_open(
@@ -1032,7 +1025,7 @@ impl Assembler {
         let bytes = SPAN_OVERHEAD + text_bytes(&text);
         let name = match text {
             Text::Named(s) => OpName::Named(s.clone()),
-            Text::Inline(s) => OpName::Inline(s.to_owned()),
+            Text::Inline(s) => OpName::Inline(s.into()),
             Text::Pending { epoch, id } => OpName::Pending { epoch, id },
         };
         let span = OpenSpan {
@@ -1043,8 +1036,8 @@ impl Assembler {
             start: st.time,
             last_time: st.time,
             references,
-            tags: Vec::new(),
-            logs: Vec::new(),
+            tags: KeyValues::new(),
+            logs: Logs::new(),
             pending: Vec::new(),
             baggage,
             baggage_uncertain,
@@ -1144,9 +1137,7 @@ impl Assembler {
             let Some(kv) = kv else { continue };
             match p.slot {
                 Slot::Tag(_, false) | Slot::Log(_, _, false) => kv.key = text,
-                Slot::Tag(_, true) | Slot::Log(_, _, true) => {
-                    kv.value = Value::Str(text.as_str().to_owned())
-                }
+                Slot::Tag(_, true) | Slot::Log(_, _, true) => kv.value = Value::Str(text),
             }
         }
     }
@@ -1189,11 +1180,9 @@ impl Assembler {
             ));
         }
         let operation = match s.name {
-            OpName::Named(name) => name.as_str().to_owned(),
+            OpName::Named(name) => name,
             OpName::Inline(name) => name,
-            OpName::Pending { epoch, id } => {
-                self.resolve(epoch, id, &mut warnings).as_str().to_owned()
-            }
+            OpName::Pending { epoch, id } => self.resolve(epoch, id, &mut warnings),
         };
         let (mut tags, mut logs) = (s.tags, s.logs);
         if !s.pending.is_empty() {
@@ -1341,18 +1330,6 @@ fn val_bytes(v: &Val) -> usize {
     match v {
         Val::Str(t) => text_bytes(t),
         _ => 0,
-    }
-}
-
-/// Makes room for one more item: `first` items at first, then twice as many each time. Spans have
-/// few tags and logs, and small exact blocks are the allocator's cheapest.
-fn grow<T>(v: &mut Vec<T>, first: usize) {
-    if v.len() == v.capacity() {
-        v.reserve_exact(if v.capacity() == 0 {
-            first
-        } else {
-            v.capacity()
-        });
     }
 }
 

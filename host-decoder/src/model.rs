@@ -7,12 +7,15 @@
 //! [`SharedStr`]s (a key from the device's interned name table is one allocation for every span
 //! that uses it), baggage is shared by the spans that inherit it ([`Baggage`]), and the
 //! [`Process`] by the batches of a session. Operation names and string values ([`Value::Str`])
-//! are owned `String`s.
+//! are [`SharedStr`]s too: an interned name used as either is shared, not copied, by every span
+//! that uses it.
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
+
+pub use smallvec::{smallvec, SmallVec};
 
 /// An immutable string shared by reference counting: cloning it copies a pointer.
 ///
@@ -137,9 +140,19 @@ pub enum Value {
     U64(u64),
     /// A floating point number.
     F64(f64),
-    /// A string.
-    Str(String),
+    /// A string (shared: an interned string value is one allocation for every span using it).
+    Str(SharedStr),
 }
+
+/// A span's tags or a log's fields: up to two are stored inline, more on the heap. It reads as a
+/// slice (`Deref`); build one with [`smallvec!`], `.into()` from a `Vec` or `collect()`.
+pub type KeyValues = SmallVec<[KeyValue; 2]>;
+
+/// A span's logs: one is stored inline, more on the heap.
+pub type Logs = SmallVec<[Log; 1]>;
+
+/// A span's references: one (the parent) is stored inline, more on the heap.
+pub type References = SmallVec<[Reference; 1]>;
 
 /// A key/value pair (a tag, a log field, a process tag).
 #[derive(Debug, Clone, PartialEq)]
@@ -186,7 +199,7 @@ pub struct Log {
     /// Wall-clock time, nanoseconds since the Unix epoch.
     pub time_unix_nanos: u64,
     /// The fields, in the order the device logged them.
-    pub fields: Vec<KeyValue>,
+    pub fields: KeyValues,
 }
 
 /// Baggage items (key, value), in the order they were first set: a span shares its items with
@@ -272,20 +285,20 @@ pub struct Span {
     pub trace_id: u128,
     /// 64-bit span id (never 0).
     pub span_id: u64,
-    /// The operation name.
-    pub operation: String,
+    /// The operation name (shared with the device's name table when it is an interned name).
+    pub operation: SharedStr,
     /// References. When the span has a parent, `references[0]` is the `ChildOf` reference to it
     /// (Jaeger's `parentSpanId` rule); `FollowsFrom` references and further `ChildOf` ones follow.
-    pub references: Vec<Reference>,
+    pub references: References,
     /// Start, nanoseconds since the Unix epoch.
     pub start_unix_nanos: u64,
     /// Duration in nanoseconds (at the device clock's resolution). For an incomplete span, the time
     /// from its start to the last event seen from its device.
     pub duration_nanos: u64,
     /// Tags, in recording order.
-    pub tags: Vec<KeyValue>,
+    pub tags: KeyValues,
     /// Logs, in recording order.
-    pub logs: Vec<Log>,
+    pub logs: Logs,
     /// Baggage items visible on this span (its own and inherited), as Jaeger clients show them.
     pub baggage: Baggage,
     /// Sampling flags (bit 0 sampled, bit 1 debug), as in Jaeger's `flags`.

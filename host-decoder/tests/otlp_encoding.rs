@@ -8,7 +8,7 @@ mod workload;
 use microspan_decoder::assemble::Options;
 use microspan_decoder::export::{encode_otlp_request, to_otlp_request};
 use microspan_decoder::model::{
-    Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
+    smallvec, Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
 };
 use microspan_decoder::stream::StreamDecoder;
 use prost::Message;
@@ -71,11 +71,11 @@ fn bare(span_id: u64, operation: &str) -> Span {
         trace_id: TRACE,
         span_id,
         operation: operation.into(),
-        references: vec![],
+        references: smallvec![],
         start_unix_nanos: T0,
         duration_nanos: 1_000,
-        tags: vec![],
-        logs: vec![],
+        tags: smallvec![],
+        logs: smallvec![],
         baggage: Default::default(),
         flags: 1,
         warnings: vec![],
@@ -88,7 +88,7 @@ fn edge_cases_encode_as_prost_does() {
     let long = "x".repeat(300);
     let huge = "y".repeat(20_000);
     let mut values = bare(1, "");
-    values.tags = vec![
+    values.tags = smallvec![
         kv("", s("empty key")),
         kv("empty value", s("")),
         kv("neg", Value::I64(-1)),
@@ -111,14 +111,14 @@ fn edge_cases_encode_as_prost_does() {
     values.flags = 2;
 
     let mut kinds = bare(2, "kinds");
-    kinds.tags = vec![
+    kinds.tags = smallvec![
         kv("span.kind", Value::Bool(true)),
         kv("span.kind", s("server")),
         kv("span.kind", s("bogus")),
         kv("span.kind", s("producer")),
         kv("error", Value::Bool(false)),
     ];
-    kinds.references = vec![
+    kinds.references = smallvec![
         Reference {
             kind: RefKind::FollowsFrom,
             trace_id: SHORT_TRACE,
@@ -139,34 +139,34 @@ fn edge_cases_encode_as_prost_does() {
     kinds.duration_nanos = 100;
 
     let mut logs = bare(3, &long);
-    logs.logs = vec![
+    logs.logs = smallvec![
         Log {
             time_unix_nanos: 0,
-            fields: vec![],
+            fields: smallvec![],
         },
         Log {
             time_unix_nanos: T0,
-            fields: vec![kv("message", s("no event field"))],
+            fields: smallvec![kv("message", s("no event field"))],
         },
         Log {
             time_unix_nanos: T0 + 1,
-            fields: vec![kv("event", Value::I64(7)), kv("event", s("second"))],
+            fields: smallvec![kv("event", Value::I64(7)), kv("event", s("second"))],
         },
         Log {
             time_unix_nanos: T0 + 2,
-            fields: vec![kv("event", Value::F64(1.5))],
+            fields: smallvec![kv("event", Value::F64(1.5))],
         },
         Log {
             time_unix_nanos: T0 + 3,
-            fields: vec![kv("event", Value::Bool(false))],
+            fields: smallvec![kv("event", Value::Bool(false))],
         },
         Log {
             time_unix_nanos: T0 + 4,
-            fields: vec![kv("event", s(""))],
+            fields: smallvec![kv("event", s(""))],
         },
         Log {
             time_unix_nanos: T0 + 5,
-            fields: vec![kv("event", Value::U64(u64::MAX)), kv("", Value::F64(-2.5))],
+            fields: smallvec![kv("event", Value::U64(u64::MAX)), kv("", Value::F64(-2.5))],
         },
     ];
     logs.baggage = vec![("k", "v"), ("empty", ""), ("", "no key")].into();
@@ -180,7 +180,7 @@ fn edge_cases_encode_as_prost_does() {
     logs.flags = 0;
 
     let mut orphan = bare(4, "orphan");
-    orphan.references = vec![Reference {
+    orphan.references = smallvec![Reference {
         kind: RefKind::FollowsFrom,
         trace_id: TRACE,
         span_id: 1,

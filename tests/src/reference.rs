@@ -397,7 +397,7 @@ pub fn check_reference_trace(
     );
     let board_text = format!("{}@{}Hz", board.name(), board.ticks_per_second());
     check(
-        foo_span.tag("firmware.board") == Some(&Value::Str(board_text.clone())),
+        foo_span.tag("firmware.board") == Some(&Value::Str(board_text.as_str().into())),
         format!(
             "Foo firmware.board {:?}, expected {board_text}",
             foo_span.tag("firmware.board")

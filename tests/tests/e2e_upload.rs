@@ -30,7 +30,7 @@ fn expected() -> Vec<ReceivedSpan> {
             trace_id: s.trace_id,
             span_id: s.span_id,
             parent_span_id: s.parent_span_id().unwrap_or(0),
-            operation: s.operation.clone(),
+            operation: s.operation.to_string(),
             service: "in-process-service".into(),
         })
         .collect();

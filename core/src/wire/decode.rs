@@ -22,9 +22,18 @@
 
 use core::fmt;
 
-use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, CRC, SUPPORTED_VERSIONS};
+use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, SUPPORTED_VERSIONS};
 use crate::context::{SpanId, TraceId};
 use crate::tracer::{Losses, RefKind};
+
+/// The frame CRC ([`super::CRC`]) as the decoder computes it. On a host (`std`), slice-by-16
+/// tables (8 KiB) check a frame several times faster than the byte-wise table the device uses;
+/// without `std` (a gateway device decoding), the device's own small table.
+#[cfg(feature = "std")]
+const CHECK_CRC: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_IBM_3740);
+#[cfg(not(feature = "std"))]
+const CHECK_CRC: crc::Crc<u16> = super::CRC;
 
 /// Why bytes between two delimiters were not a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +182,7 @@ impl<const MAX: usize> Accumulator<MAX> {
     /// COBS-decodes `encoded` in place and checks it.
     pub fn check(encoded: &mut [u8]) -> Result<Frame<'_>, FrameError> {
         let len = encoded.len();
-        let n = cobs::decode_in_place(encoded).map_err(|_| FrameError::Cobs { len })?;
+        let n = cobs_decode_in_place(encoded).ok_or(FrameError::Cobs { len })?;
         let data = &encoded[..n];
         // version + seq + base id + base time + CRC
         if n < 3 + 1 + 1 + 2 {
@@ -181,7 +190,7 @@ impl<const MAX: usize> Accumulator<MAX> {
         }
         let (content, crc) = data.split_at(n - 2);
         let carried = u16::from_le_bytes([crc[0], crc[1]]);
-        let computed = CRC.checksum(content);
+        let computed = CHECK_CRC.checksum(content);
         let version = content[0];
         if carried != computed {
             return Err(FrameError::Crc { carried, computed });
@@ -204,6 +213,36 @@ impl<const MAX: usize> Accumulator<MAX> {
             body: &content[at..],
         })
     }
+}
+
+/// COBS-decodes `buf` in place: the decoded length, or `None` where `cobs::decode_in_place` (0.5)
+/// refuses the input. The same result and bytes as that function, block by block rather than byte
+/// by byte with a bounds check on each (it was a fifth of frame + record decoding).
+fn cobs_decode_in_place(buf: &mut [u8]) -> Option<usize> {
+    if buf.is_empty() {
+        return None;
+    }
+    // Decoding stops at the first zero, if any (a frame from the accumulator has none).
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let (mut src, mut dst) = (0, 0);
+    while src < end {
+        let code = buf[src] as usize;
+        // The block (the code byte, then code − 1 data bytes) must end within the frame.
+        if src + code > end && code != 1 {
+            return None;
+        }
+        src += 1;
+        let n = code - 1;
+        // dst < src: copying forward within the buffer, as a byte loop would.
+        buf.copy_within(src..src + n, dst);
+        src += n;
+        dst += n;
+        if code != 0xFF && src < end {
+            buf[dst] = 0;
+            dst += 1;
+        }
+    }
+    Some(dst)
 }
 
 /// Why a record could not be decoded. The rest of its frame is abandoned.
@@ -814,5 +853,71 @@ impl<'a> Cur<'a> {
             }
         };
         Ok((key, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cobs_decode_in_place` against the `cobs` crate: the same verdict, length and bytes on
+    /// random frames, with and without zeros, valid COBS or not.
+    #[test]
+    fn cobs_decoding_matches_the_cobs_crate() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let len = (next() % 300) as usize;
+            let mut raw = [0u8; 300];
+            for b in &mut raw[..len] {
+                let r = next();
+                // Mostly small codes and some zeros, so short and long blocks both occur.
+                *b = match round % 4 {
+                    0 => r as u8,
+                    1 => (r % 8) as u8,
+                    2 => 1 + (r % 255) as u8,
+                    _ => 0xF0 | (r % 16) as u8,
+                };
+            }
+            let mut encoded = [0u8; 400];
+            let valid = round % 3 == 0;
+            let input: &mut [u8] = if valid {
+                let n = cobs::encode(&raw[..len], &mut encoded);
+                &mut encoded[..n]
+            } else {
+                &mut raw[..len]
+            };
+            let mut a = [0u8; 400];
+            let mut b = [0u8; 400];
+            a[..input.len()].copy_from_slice(input);
+            b[..input.len()].copy_from_slice(input);
+            let n = input.len();
+            let ours = cobs_decode_in_place(&mut a[..n]);
+            let theirs = cobs::decode_in_place(&mut b[..n]).ok();
+            assert_eq!(ours, theirs, "round {round}: {:?}", &b[..n]);
+            if let Some(m) = ours {
+                assert_eq!(a[..m], b[..m], "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_crc_is_the_frame_crc() {
+        let data: [u8; 300] = core::array::from_fn(|i| (i as u8).wrapping_mul(151).wrapping_add(7));
+        for len in 0..data.len() {
+            for start in [0, 1, 3] {
+                let d = &data[start.min(len)..len];
+                assert_eq!(
+                    CHECK_CRC.checksum(d),
+                    super::super::CRC.checksum(d),
+                    "{len}"
+                );
+            }
+        }
     }
 }

@@ -131,7 +131,7 @@ fn span_json(span: &Span, process_id: String) -> SpanJson {
         trace_id: trace_id_hex(span.trace_id),
         span_id: span_id_hex(span.span_id),
         flags: span.flags,
-        operation_name: span.operation.clone(),
+        operation_name: span.operation.as_str().to_owned(),
         references: refs
             .into_iter()
             .map(|r| RefJson {

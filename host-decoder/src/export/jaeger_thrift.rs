@@ -73,7 +73,7 @@ fn thrift_span(span: &Span) -> jt::Span {
     if !span.warnings.is_empty() {
         tags.push(tag(&KeyValue::new(
             WARNINGS_TAG,
-            Value::Str(warnings_json(span)),
+            Value::Str(warnings_json(span).into()),
         )));
     }
     if span.incomplete {
@@ -107,7 +107,7 @@ fn thrift_span(span: &Span) -> jt::Span {
         trace_id_high: high,
         span_id: span.span_id as i64,
         parent_span_id: span.parent_span_id().unwrap_or(0) as i64,
-        operation_name: span.operation.clone(),
+        operation_name: span.operation.as_str().to_owned(),
         references: (!references.is_empty()).then_some(references),
         flags: i32::from(span.flags),
         start_time: micros(span.start_unix_nanos),
@@ -209,11 +209,11 @@ mod tests {
                 trace_id: 7,
                 span_id: u64::MAX,
                 operation: "op".into(),
-                references: vec![],
+                references: Default::default(),
                 start_unix_nanos: 1_500_000,
                 duration_nanos: 2_000,
-                tags: vec![KeyValue::new("n", Value::U64(u64::MAX))],
-                logs: vec![],
+                tags: crate::model::smallvec![KeyValue::new("n", Value::U64(u64::MAX))],
+                logs: Default::default(),
                 baggage: Default::default(),
                 flags: 1,
                 warnings: vec![],

@@ -395,10 +395,10 @@ pub(crate) fn logs_with_baggage(span: &Span) -> Cow<'_, [Log]> {
     for (k, v) in &span.baggage {
         logs.push(Log {
             time_unix_nanos: span.start_unix_nanos,
-            fields: vec![
+            fields: crate::model::smallvec![
                 crate::model::KeyValue::new("event", Value::Str("baggage".into())),
-                crate::model::KeyValue::new("key", Value::Str(k.as_str().to_owned())),
-                crate::model::KeyValue::new("value", Value::Str(v.as_str().to_owned())),
+                crate::model::KeyValue::new("key", Value::Str(k.clone())),
+                crate::model::KeyValue::new("value", Value::Str(v.clone())),
             ],
         });
     }

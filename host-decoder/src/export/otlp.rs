@@ -212,7 +212,7 @@ fn otlp_span(span: &Span) -> OtlpSpan {
             .map(|i| span.references[i].span_id.to_be_bytes().to_vec())
             .unwrap_or_default(),
         flags: u32::from(span.flags & 0x01),
-        name: span.operation.clone(),
+        name: span.operation.as_str().to_owned(),
         kind: kind as i32,
         start_time_unix_nano: span.start_unix_nanos,
         end_time_unix_nano: span.start_unix_nanos.saturating_add(span.duration_nanos),

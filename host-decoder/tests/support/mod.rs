@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use microspan_decoder::model::{Batch, KeyValue, Log, Process, RefKind, Reference, Span, Value};
+use microspan_decoder::model::{
+    smallvec, Batch, KeyValue, Log, Process, RefKind, Reference, Span, Value,
+};
 
 pub mod scenarios;
 
@@ -55,11 +57,11 @@ fn span(span_id: u64, operation: &str, start: u64, duration: u64) -> Span {
         trace_id: TRACE,
         span_id,
         operation: operation.into(),
-        references: vec![],
+        references: smallvec![],
         start_unix_nanos: start,
         duration_nanos: duration,
-        tags: vec![],
-        logs: vec![],
+        tags: smallvec![],
+        logs: smallvec![],
         baggage: Default::default(),
         flags: 1,
         warnings: vec![],
@@ -84,17 +86,17 @@ pub fn process() -> Process {
 /// every value type, and a second trace with a short id. Spans are in the order they finish.
 pub fn reference_batch() -> Batch {
     let mut bar = span(BAR, "Bar", T0 + S, 2 * S);
-    bar.references = vec![child_of(FOO)];
-    bar.tags = vec![kv("error", Value::Bool(true))];
-    bar.logs = vec![Log {
+    bar.references = smallvec![child_of(FOO)];
+    bar.tags = smallvec![kv("error", Value::Bool(true))];
+    bar.logs = smallvec![Log {
         time_unix_nanos: T0 + 3 * S - MS,
-        fields: vec![kv("event", s("error")), kv("message", s("something wrong"))],
+        fields: smallvec![kv("event", s("error")), kv("message", s("something wrong"))],
     }];
     bar.baggage = vec![("user", "alice")].into();
 
     let mut types = span(TYPES, "all-types", T0 + 100 * MS, 5_500);
-    types.references = vec![child_of(FOO)];
-    types.tags = vec![
+    types.references = smallvec![child_of(FOO)];
+    types.tags = smallvec![
         kv("bool", Value::Bool(false)),
         kv("i64", Value::I64(-42)),
         kv("u64.small", Value::U64(7)),
@@ -104,9 +106,9 @@ pub fn reference_batch() -> Batch {
         kv("str", s("text with \"quotes\"")),
         kv("span.kind", s("client")),
     ];
-    types.logs = vec![Log {
+    types.logs = smallvec![Log {
         time_unix_nanos: T0 + 100 * MS + 2_000,
-        fields: vec![
+        fields: smallvec![
             kv("waited.millis", Value::U64(1500)),
             kv("type", s("cache timeout")),
         ],
@@ -114,28 +116,28 @@ pub fn reference_batch() -> Batch {
     types.baggage = vec![("user", "alice")].into();
 
     let mut foo_span = span(FOO, "Foo", T0, 3 * S);
-    foo_span.references = vec![child_of(ROOT)];
+    foo_span.references = smallvec![child_of(ROOT)];
     foo_span.baggage = vec![("user", "alice")].into();
 
     let mut truncated = span(TRUNCATED, "truncated", T0 + 3 * S + 10 * MS, 40 * MS);
-    truncated.references = vec![child_of(ROOT)];
-    truncated.tags = vec![kv("component", s("uart"))];
+    truncated.references = smallvec![child_of(ROOT)];
+    truncated.tags = smallvec![kv("component", s("uart"))];
     truncated.warnings = vec![
         "2 tags dropped: capacity 4 tags per span".into(),
         "1 log field dropped: capacity 4 fields per log".into(),
     ];
 
     let mut hung = span(HUNG, "flash-write", T0 + 3 * S + 60 * MS, 150 * MS);
-    hung.references = vec![child_of(ROOT)];
+    hung.references = smallvec![child_of(ROOT)];
     hung.incomplete = true;
     hung.flags = 3;
     hung.warnings = vec!["never finished: device reset (boot 7 → 8)".into()];
 
     let mut root = span(ROOT, "in-process-service", T0, 3 * S + 300 * MS);
-    root.tags = vec![kv("span.kind", s("server")), kv("sampler.type", s("const"))];
+    root.tags = smallvec![kv("span.kind", s("server")), kv("sampler.type", s("const"))];
 
     let mut consumer = span(CONSUMER, "consume", T0 + 3 * S + 400 * MS, 20 * MS);
-    consumer.references = vec![
+    consumer.references = smallvec![
         Reference {
             kind: RefKind::FollowsFrom,
             trace_id: TRACE,
@@ -147,7 +149,7 @@ pub fn reference_batch() -> Batch {
             span_id: FOO,
         },
     ];
-    consumer.tags = vec![
+    consumer.tags = smallvec![
         kv("span.kind", s("consumer")),
         kv("message_bus.destination", s("q")),
     ];
