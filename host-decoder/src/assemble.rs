@@ -378,6 +378,8 @@ struct TraceState {
 /// [`SPARE_CAPACITY`] spans each).
 const MAX_SPARE: usize = 64;
 const SPARE_CAPACITY: usize = 16;
+/// Spans finished per batch handed over when a session closes with spans still open.
+const CLOSE_BATCH: usize = 4096;
 
 /// Recently finished spans: the last ones in finish order, found through a table direct-mapped
 /// by hashed local id. A newer span may take the table slot of an older one that hashes to the
@@ -722,12 +724,25 @@ impl Assembler {
     }
 
     /// Exports every open span as incomplete and every buffered trace, then hands them over.
+    ///
+    /// In batches of [`CLOSE_BATCH`] spans, each handed over before the next is finished: a
+    /// session with many open spans (up to `max_open_spans`) never holds them twice over while
+    /// they are converted. The open-span table is released afterwards.
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
+        let mut closed = 0usize;
         while let Some(id) = self.open_order.pop_front() {
             if let Some(span) = self.open.remove(&id) {
                 let end = span.last_time;
                 self.finish_span(span, end, true, Some(why));
+                closed += 1;
+                if closed % CLOSE_BATCH == 0 {
+                    self.flush_completed();
+                    self.hand_over(out);
+                }
             }
+        }
+        if closed >= CLOSE_BATCH {
+            self.open.shrink_to_fit();
         }
         self.flush_completed();
         while let Some(t) = self.buffered_order.pop_front() {

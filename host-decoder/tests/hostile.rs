@@ -1002,6 +1002,7 @@ fn adversarial_rss() {
         s
     }));
     let bin = env!("CARGO_BIN_EXE_microspan");
+    let mut over = Vec::new();
     println!("\n| adversarial stream | input MiB | peak RSS MiB | wall s |");
     println!("|---|---|---|---|");
     for (i, (name, stream)) in streams.iter().enumerate() {
@@ -1032,5 +1033,14 @@ fn adversarial_rss() {
             stream.len() as f64 / (1 << 20) as f64,
             rss_kb as f64 / 1024.0
         );
+        over.extend(
+            (rss_kb * 1024 > Limits::DEFAULT.max_memory_bytes as u64)
+                .then(|| format!("{name}: {} MiB", rss_kb / 1024)),
+        );
     }
+    // The whole process, not only the assembler, stays under the default memory limit.
+    assert!(
+        over.is_empty(),
+        "peak RSS above the default max_memory_bytes: {over:?}"
+    );
 }

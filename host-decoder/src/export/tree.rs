@@ -15,7 +15,7 @@
 //! deterministic. `error=true` and `[incomplete]` are highlighted when colours are on (a
 //! terminal, and `NO_COLOR` unset); otherwise the text is plain.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 
@@ -42,7 +42,12 @@ pub struct TreeWriter<W: Write + Send> {
     color: bool,
     name: String,
     processes: Vec<Process>,
-    pending: Vec<Pending>,
+    /// Traces waiting for their root, by arrival order (the oldest is printed first when the
+    /// buffer is full), and where each trace stands in it: lookups stay constant-time however
+    /// many traces a batch holds.
+    pending: BTreeMap<u64, Pending>,
+    pending_at: HashMap<u128, u64>,
+    next_pending: u64,
     pending_spans: usize,
     printed: HashSet<u128>,
     printed_order: VecDeque<u128>,
@@ -67,7 +72,9 @@ impl<W: Write + Send> TreeWriter<W> {
             color,
             name: "tree".into(),
             processes: Vec::new(),
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            pending_at: HashMap::new(),
+            next_pending: 0,
             pending_spans: 0,
             printed: HashSet::new(),
             printed_order: VecDeque::new(),
@@ -92,8 +99,19 @@ impl<W: Write + Send> TreeWriter<W> {
         }
     }
 
-    fn print_pending(&mut self, index: usize) -> io::Result<()> {
-        let trace = self.pending.remove(index);
+    /// Prints the oldest pending trace (if any).
+    fn print_oldest(&mut self) -> io::Result<()> {
+        match self.pending.keys().next().copied() {
+            Some(at) => self.print_pending(at),
+            None => Ok(()),
+        }
+    }
+
+    fn print_pending(&mut self, at: u64) -> io::Result<()> {
+        let Some(trace) = self.pending.remove(&at) else {
+            return Ok(());
+        };
+        self.pending_at.remove(&trace.trace_id);
         self.pending_spans -= trace.spans.len();
         let continued = self.printed.contains(&trace.trace_id);
         let text = render_trace(&trace, &self.processes, continued, self.color);
@@ -134,33 +152,39 @@ impl<W: Write + Send> Exporter for TreeWriter<W> {
         let mut roots = Vec::new();
         for span in &batch.spans {
             self.spans_in += 1;
-            let i = match self
-                .pending
-                .iter()
-                .position(|t| t.trace_id == span.trace_id)
-            {
-                Some(i) => i,
+            let at = match self.pending_at.get(&span.trace_id) {
+                Some(&at) => at,
                 None => {
-                    self.pending.push(Pending {
-                        trace_id: span.trace_id,
-                        spans: Vec::new(),
-                    });
-                    self.pending.len() - 1
+                    let at = self.next_pending;
+                    self.next_pending += 1;
+                    self.pending_at.insert(span.trace_id, at);
+                    self.pending.insert(
+                        at,
+                        Pending {
+                            trace_id: span.trace_id,
+                            // Most traces of a batch are one span (ISR roots, incomplete spans
+                            // flushed at the end): no room reserved beyond it.
+                            spans: Vec::with_capacity(1),
+                        },
+                    );
+                    at
                 }
             };
-            self.pending[i].spans.push((p, span.clone()));
+            if let Some(t) = self.pending.get_mut(&at) {
+                t.spans.push((p, span.clone()));
+            }
             self.pending_spans += 1;
             if span.references.is_empty() && !roots.contains(&span.trace_id) {
                 roots.push(span.trace_id);
             }
         }
         for trace_id in roots {
-            if let Some(i) = self.pending.iter().position(|t| t.trace_id == trace_id) {
-                self.print_pending(i).map_err(|e| self.io_error(e))?;
+            if let Some(&at) = self.pending_at.get(&trace_id) {
+                self.print_pending(at).map_err(|e| self.io_error(e))?;
             }
         }
         while self.pending_spans > MAX_PENDING_SPANS && !self.pending.is_empty() {
-            self.print_pending(0).map_err(|e| self.io_error(e))?;
+            self.print_oldest().map_err(|e| self.io_error(e))?;
         }
         self.out.flush().map_err(|e| self.io_error(e))
     }
@@ -173,7 +197,7 @@ impl<W: Write + Send> Exporter for TreeWriter<W> {
         }
         self.finished = true;
         while !self.pending.is_empty() {
-            self.print_pending(0).map_err(|e| self.io_error(e))?;
+            self.print_oldest().map_err(|e| self.io_error(e))?;
         }
         self.out.flush().map_err(|e| self.io_error(e))?;
         let mut summary = ExportSummary::new(&self.name);
