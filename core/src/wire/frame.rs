@@ -494,6 +494,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "safe code over every size: run natively (Miri takes minutes)"
+    )]
     fn online_cobs_matches_the_two_pass_encoder() {
         let cap = FrameBuilder::<1024>::capacity(0);
         let mut bodies: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0; 300]];
@@ -512,6 +516,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "safe code over every size: run natively (Miri takes minutes)"
+    )]
     fn in_place_cobs_roundtrips() {
         roundtrip::<64>(&[]);
         roundtrip::<64>(&[0]);
@@ -546,6 +554,7 @@ mod tests {
         /// Records written byte by byte, some rolled back (as when one does not fit): the frame
         /// is the two-pass encoding of the records kept.
         #[test]
+        #[cfg_attr(miri, ignore = "safe code over every size: run natively (Miri takes minutes)")]
         fn records_with_rollbacks_match_the_two_pass_encoder(
             records in proptest::collection::vec(
                 (proptest::collection::vec(proptest::prop_oneof![proptest::prelude::Just(0u8), proptest::prelude::any::<u8>(), 1u8..], 0..300), proptest::prelude::any::<bool>()),
@@ -568,6 +577,7 @@ mod tests {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore = "safe code over every size: run natively (Miri takes minutes)")]
         fn any_body_roundtrips(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..FrameBuilder::<700>::capacity(0))) {
             roundtrip::<700>(&body);
         }
