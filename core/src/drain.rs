@@ -531,12 +531,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             return false;
         }
         w.commit();
-        st.commit_time(timed);
-        st.last_start = pos;
-        st.subject = pos;
-        if st.first_start.is_none() {
-            st.first_start = Some(pos);
-        }
+        st.commit_start(pos, timed);
         true
     }
 
@@ -603,12 +598,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     return false;
                 }
                 w.commit();
-                st.commit_time(timed);
-                st.last_start = pos;
-                st.subject = pos;
-                if st.first_start.is_none() {
-                    st.first_start = Some(pos);
-                }
+                st.commit_start(pos, timed);
                 return true;
             }
             record::TAG => {
@@ -715,6 +705,17 @@ impl FrameState {
     fn commit_time(&mut self, t: Timed) {
         self.ext = t.ext;
         self.last_time = t.time;
+    }
+
+    /// A span start at `pos`, timed `t`, was written: it is the new `last_start` and subject.
+    #[inline(always)]
+    fn commit_start(&mut self, pos: u32, t: Timed) {
+        self.commit_time(t);
+        self.last_start = pos;
+        self.subject = pos;
+        if self.first_start.is_none() {
+            self.first_start = Some(pos);
+        }
     }
 }
 

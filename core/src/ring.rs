@@ -996,13 +996,42 @@ mod loom_model {
     use loom::sync::Arc;
     use loom::thread;
 
-    /// Preemptions explored per execution: 3 by default (CI), more with
+    /// A model exploring every interleaving with up to 3 preemptions (CI), or
     /// `MICROSPAN_LOOM_PREEMPTIONS` for a long local run.
-    fn preemption_bound() -> usize {
-        std::env::var("MICROSPAN_LOOM_PREEMPTIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3)
+    fn bounded_model() -> loom::model::Builder {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(
+            std::env::var("MICROSPAN_LOOM_PREEMPTIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3),
+        );
+        model
+    }
+
+    /// Two producers, each writing two `len`-word records (kind `1 + producer`, payload = the
+    /// record's number, body words `producer * 100 + number * 10 + word`); each returns how many
+    /// it wrote.
+    fn spawn_producers(ring: &Arc<Ring<16>>, len: u32) -> Vec<thread::JoinHandle<u32>> {
+        (0..2u32)
+            .map(|p| {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    let mut written = 0;
+                    for i in 0..2u32 {
+                        let ring = ring.as_dyn();
+                        if let Ok(r) = ring.reserve(len) {
+                            for w in 1..len {
+                                r.put(w, p * 100 + i * 10 + w);
+                            }
+                            r.commit(Header::new(1 + p, len, i));
+                            written += 1;
+                        }
+                    }
+                    written
+                })
+            })
+            .collect()
     }
 
     /// Two producers and the consumer: every record is read whole, exactly once, or counted as
@@ -1013,29 +1042,9 @@ mod loom_model {
         // Bounded preemptions, as in the overwrite model: since records never wrap (pads), the
         // exhaustive search no longer ends in reasonable time; every interleaving with up to
         // `MICROSPAN_LOOM_PREEMPTIONS` (default 3) preemptions is explored.
-        let mut model = loom::model::Builder::new();
-        model.preemption_bound = Some(preemption_bound());
-        model.check(|| {
+        bounded_model().check(|| {
             let ring: Arc<Ring<16>> = Arc::new(Ring::new());
-            let producers: Vec<_> = (0..2u32)
-                .map(|p| {
-                    let ring = ring.clone();
-                    thread::spawn(move || {
-                        let mut written = 0;
-                        for i in 0..2u32 {
-                            let ring = ring.as_dyn();
-                            if let Ok(r) = ring.reserve(6) {
-                                for w in 1..6 {
-                                    r.put(w, p * 100 + i * 10 + w);
-                                }
-                                r.commit(Header::new(1 + p, 6, i));
-                                written += 1;
-                            }
-                        }
-                        written
-                    })
-                })
-                .collect();
+            let producers = spawn_producers(&ring, 6);
             let mut read = 0;
             let consumer = ring.as_dyn();
             for _ in 0..3 {
@@ -1068,29 +1077,9 @@ mod loom_model {
     fn overwrite_two_producers_one_consumer() {
         // Bounded preemptions (loom's recommended setting for models of this size): every
         // interleaving with up to 3 preemptions is explored.
-        let mut model = loom::model::Builder::new();
-        model.preemption_bound = Some(preemption_bound());
-        model.check(|| {
+        bounded_model().check(|| {
             let ring: Arc<Ring<16>> = Arc::new(Ring::flight_recorder());
-            let producers: Vec<_> = (0..2u32)
-                .map(|p| {
-                    let ring = ring.clone();
-                    thread::spawn(move || {
-                        let mut written = 0;
-                        for i in 0..2u32 {
-                            let ring = ring.as_dyn();
-                            if let Ok(r) = ring.reserve(7) {
-                                for w in 1..7 {
-                                    r.put(w, p * 100 + i * 10 + w);
-                                }
-                                r.commit(Header::new(1 + p, 7, i));
-                                written += 1;
-                            }
-                        }
-                        written
-                    })
-                })
-                .collect();
+            let producers = spawn_producers(&ring, 7);
             let consumer = ring.as_dyn();
             let mut seen = Vec::new();
             let mut check = |pos: u32, h: Header| {
