@@ -344,7 +344,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             // keeps it only if it fits, and only then moves the frame state on: a record that
             // does not fit leaves nothing behind (the names it interned are forgotten below).
             let fits = match h.kind() {
-                record::START => self.encode_start(pos, h),
+                record::START | record::START_REMOTE => self.encode_start(pos, h),
                 record::END => self.encode_end(pos, h),
                 _ => self.encode_other(pos, h),
             };
@@ -484,12 +484,42 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let mut r = Reader::new(self.tracer.ring, pos, self.strings);
         let payload = h.payload();
         let debug = payload & 1 != 0;
-        let is_root = payload & 2 != 0;
         let follows = payload & 4 != 0;
         let name = r.static_str((payload >> 3) as usize);
-        let parent = r.word();
-        let root = r.word();
+        let (is_root, parent, root) = if h.kind() == record::START {
+            (payload & 2 != 0, r.word(), r.word())
+        } else {
+            // A span of a trace whose id came from elsewhere. When its parent is a span of this
+            // tracer that started in this frame, the decoder knows the trace from the parent: it
+            // is an ordinary start. Otherwise it names the trace.
+            let trace = r.u128();
+            let parent = r.u64();
+            let local_parent = payload & 2 != 0;
+            if !(local_parent && self.state.in_frame(parent as u32, pos)) {
+                let raw = r.word();
+                return self.encode_start_remote(pos, payload, name, trace, parent, raw);
+            }
+            (false, parent as u32, 0)
+        };
         let raw = r.word();
+        self.write_start(pos, name, debug, is_root, follows, parent, root, raw)
+    }
+
+    /// Writes a `START` (short or extended) for the span at `pos`; `root` is only read when the
+    /// parent's start is not in this frame.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn write_start(
+        &mut self,
+        pos: u32,
+        name: &'static str,
+        debug: bool,
+        is_root: bool,
+        follows: bool,
+        parent: u32,
+        root: u32,
+        raw: u32,
+    ) -> bool {
         let st = &mut self.state;
         let delta = pos.wrapping_sub(st.last_start);
         let mut w = self.frame.writer();
@@ -506,11 +536,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
         } else {
             // A sibling, FollowsFrom, debug, or the first start of a frame.
-            let in_frame = match st.first_start {
-                Some(first) => parent.wrapping_sub(first) < pos.wrapping_sub(first),
-                None => false,
-            };
-            let explicit_root = !is_root && !in_frame;
+            let explicit_root = !is_root && !st.in_frame(parent, pos);
             let flags = bit(debug, start_flags::DEBUG)
                 | bit(follows, start_flags::FOLLOWS_FROM)
                 | bit(is_root, start_flags::ROOT)
@@ -527,6 +553,45 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         strref(&mut w, name, name_ref);
         w.var64(dt);
+        if !w.fits() {
+            return false;
+        }
+        w.commit();
+        st.commit_start(pos, timed);
+        true
+    }
+
+    /// A `START_REMOTE`: the span's trace id and parent span id in full, so the span lands in
+    /// its trace even when the frame of an ancestor was lost.
+    #[inline(never)]
+    fn encode_start_remote(
+        &mut self,
+        pos: u32,
+        payload: u32,
+        name: &'static str,
+        trace: u128,
+        parent: u64,
+        raw: u32,
+    ) -> bool {
+        let debug = payload & 1 != 0;
+        let follows = payload & 4 != 0;
+        let st = &mut self.state;
+        let mut w = self.frame.writer();
+        let delta = pos.wrapping_sub(st.last_start);
+        let name_ref = self.names.predefine_c(&mut w, name);
+        let (timed, dt) = st.time(&mut w, raw);
+        let flags = bit(debug, start_flags::DEBUG)
+            | bit(follows, start_flags::FOLLOWS_FROM)
+            | bit(parent == 0, start_flags::PARENT_LOST);
+        w.put_c(tag::EXT | ext::START_REMOTE);
+        w.var32_c(delta);
+        w.put_c(flags);
+        w.put_bytes(&trace.to_le_bytes());
+        if parent != 0 {
+            w.put_bytes(&parent.to_le_bytes());
+        }
+        strref_c(&mut w, name, name_ref);
+        w.var64_c(dt);
         if !w.fits() {
             return false;
         }
@@ -573,34 +638,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let names = &mut self.names;
         let mut w = self.frame.writer();
         let (timed, span) = match h.kind() {
-            record::START_REMOTE => {
-                let payload = h.payload();
-                let name = r.static_str((payload >> 3) as usize);
-                let trace = r.u128();
-                let parent = r.u64();
-                let raw = r.word();
-                let delta = pos.wrapping_sub(st.last_start);
-                let name_ref = names.predefine_c(&mut w, name);
-                let (timed, dt) = st.time(&mut w, raw);
-                let flags = bit(payload & 1 != 0, start_flags::DEBUG)
-                    | bit(payload & 4 != 0, start_flags::FOLLOWS_FROM)
-                    | bit(parent == 0, start_flags::PARENT_LOST);
-                w.put_c(tag::EXT | ext::START_REMOTE);
-                w.var32_c(delta);
-                w.put_c(flags);
-                w.put_bytes(&trace.to_le_bytes());
-                if parent != 0 {
-                    w.put_bytes(&parent.to_le_bytes());
-                }
-                strref_c(&mut w, name, name_ref);
-                w.var64_c(dt);
-                if !w.fits() {
-                    return false;
-                }
-                w.commit();
-                st.commit_start(pos, timed);
-                return true;
-            }
             record::TAG => {
                 let span = r.word();
                 let field = FieldView::read(&mut r);
@@ -705,6 +742,16 @@ impl FrameState {
     fn commit_time(&mut self, t: Timed) {
         self.ext = t.ext;
         self.last_time = t.time;
+    }
+
+    /// Whether the start of span `parent` was written in this frame (so the decoder knows its
+    /// trace), for a span starting at `pos`.
+    #[inline(always)]
+    fn in_frame(&self, parent: u32, pos: u32) -> bool {
+        match self.first_start {
+            Some(first) => parent.wrapping_sub(first) < pos.wrapping_sub(first),
+            None => false,
+        }
     }
 
     /// A span start at `pos`, timed `t`, was written: it is the new `last_start` and subject.

@@ -8,7 +8,7 @@
 //! | kind | words after the header | header payload |
 //! |---|---|---|
 //! | `START` | name ptr (P), parent local id, root local id, ticks | debug, is-root << 1, follows-from << 2, name length << 3 |
-//! | `START_REMOTE` | name ptr (P), trace id (4), parent span id (2, 0 = lost), ticks | debug, follows-from << 2, name length << 3 |
+//! | `START_REMOTE` | name ptr (P), trace id (4), parent span id (2, 0 = lost), ticks | debug, parent-is-local << 1, follows-from << 2, name length << 3 |
 //! | `END` | span, ticks, [losses] | 1 when the losses word follows |
 //! | `TAG` | span, field | 0 |
 //! | `LOG` | span, ticks, field × n | n |

@@ -328,12 +328,19 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 
     /// Starts a root span (a new trace), if the sampler says so.
     ///
-    /// The fast path of the record path: no builder, no reference scan.
-    #[inline]
+    /// The fast path of the record path: no builder, no reference scan. The sampler's decision and
+    /// an unsampled span are inline at the call site; recording a sampled one is not.
+    #[inline(always)]
     pub fn root(&self, name: &'static str) -> Span<'_, 0, C> {
         if !self.sample_root() {
             return self.unsampled_root();
         }
+        self.sampled_root(name)
+    }
+
+    /// A root span the sampler chose.
+    #[inline]
+    fn sampled_root(&self, name: &'static str) -> Span<'_, 0, C> {
         match self.start_local(name, None, false, false) {
             Ok(pos) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
@@ -346,21 +353,29 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         }
     }
 
-    /// An unsampled root: a valid context without touching the ring. The trace id's high half is
-    /// the device id with bit 62 flipped (bit 63 marks lost roots).
-    #[inline(never)]
+    /// An unsampled root: a valid context without touching the ring. Only its id is drawn; its
+    /// trace id is derived from it when [`Span::context`] asks (see
+    /// [`unsampled_trace`](Self::unsampled_trace)), so an unsampled span costs a sampler decision
+    /// and a counter.
+    #[inline(always)]
     fn unsampled_root(&self) -> Span<'_, 0, C> {
         self.unsampled_root_with::<0>()
     }
 
     /// [`unsampled_root`](Self::unsampled_root) for any baggage capacity.
+    #[inline(always)]
     fn unsampled_root_with<const B: usize>(&self) -> Span<'_, B, C> {
         let n = self.unsampled_id();
-        let trace = TraceId::from_halves(
+        Span::unsampled(self, UNSAMPLED_LOCAL_TRACE, n, n, Flags(0))
+    }
+
+    /// The trace id of the unsampled local root `n`: the device id with bit 62 flipped (bit 63
+    /// marks lost roots) and the root's unsampled span id.
+    fn unsampled_trace(&self, n: u32) -> TraceId {
+        TraceId::from_halves(
             self.session.device_id ^ (1 << 62),
             self.unsampled_span_id(n).0,
-        );
-        Span::unsampled(self, trace, n, Flags(0))
+        )
     }
 
     /// Records the sampler's `sampler.type` and `sampler.param` on a sampled root.
@@ -386,7 +401,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         self.sampler.sample(&self.clock)
     }
 
-    /// The next id of an unsampled span (never 0).
+    /// The next id of an unsampled span: odd, so never 0, and unique over 2^31 draws.
     ///
     /// A plain load and store, not a read-modify-write: two roots racing at different interrupt
     /// priorities may get the same id. That is harmless (neither trace is recorded anywhere, and
@@ -396,9 +411,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     fn unsampled_id(&self) -> u32 {
         // Relaxed: a counter that publishes no other memory.
         let n = self.unsampled_ids.load(Ordering::Relaxed).wrapping_add(1);
-        let n = if n == 0 { 1 } else { n };
         self.unsampled_ids.store(n, Ordering::Relaxed);
-        n
+        n << 1 | 1
     }
 
     /// The 64-bit span id of the unsampled span `n`: the boot id inverted in the high half, so it
@@ -443,7 +457,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         Ok(pos)
     }
 
-    /// Writes a START_REMOTE record (explicit trace id and parent span id).
+    /// Writes a START_REMOTE record (explicit trace id and parent span id). `local_parent`: the
+    /// parent is a span of this tracer, its local id the low half of `parent` (the drain then
+    /// writes a short start when the parent's start is in the same frame).
     fn start_remote(
         &self,
         name: &'static str,
@@ -451,12 +467,16 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         parent: SpanId,
         follows: bool,
         debug: bool,
+        local_parent: bool,
     ) -> Result<u32, u32> {
         let now = self.clock.now();
         let len = 8 + P;
         let res = self.ring.reserve(len)?;
         let (name, _) = truncate(name, record::MAX_NAME_LEN);
-        let payload = debug as u32 | (follows as u32) << 2 | (name.len() as u32) << 3;
+        let payload = debug as u32
+            | (local_parent as u32) << 1
+            | (follows as u32) << 2
+            | (name.len() as u32) << 3;
         let pos = res.pos;
         let mut c = Cursor::new(res);
         c.ptr(name);
@@ -468,6 +488,15 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         Ok(pos)
     }
 }
+
+/// [`Span::root`] of a span whose trace id did not come from a local root of this boot (a remote
+/// parent, or a lost start): its children record the trace id explicitly. Never a ring position,
+/// which starts at 1.
+const REMOTE_TRACE: u32 = 0;
+
+/// [`Span::trace`] of an unsampled span of a trace started on this device: the trace id is derived
+/// from the root's unsampled id when asked (a real trace id is never 0).
+const UNSAMPLED_LOCAL_TRACE: TraceId = TraceId(0);
 
 /// How a span stands with respect to the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,8 +520,15 @@ enum State {
 /// type are `Span<'a>` or `Span<'a, B>`.
 pub struct Span<'a, const B: usize = 0, C: ?Sized + Clock = &'a dyn Clock> {
     tracer: &'a Tracer<'a, C>,
+    /// The trace id ([`UNSAMPLED_LOCAL_TRACE`] for an unsampled trace started here: derived from
+    /// `root` when asked).
     trace: TraceId,
-    id: u32,
+    /// The ring position of the start record; for an unsampled span, its unsampled id, drawn when
+    /// [`context`](Span::context) first asks (0 until then).
+    id: Cell<u32>,
+    /// The local root whose id gives the trace id, [`REMOTE_TRACE`] when the trace id came from
+    /// elsewhere (its children then record it explicitly); for an unsampled span of a local
+    /// trace, the root's unsampled id.
     root: u32,
     flags: Flags,
     state: Cell<State>,
@@ -584,7 +620,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                 };
                 let follows = kind == RefKind::FollowsFrom;
                 if !flags.is_sampled() {
-                    Span::unsampled(t, ctx.trace_id, t.unsampled_id(), flags)
+                    Span::unsampled(t, ctx.trace_id, 0, 0, flags)
                 } else {
                     let boot = t.boot_id() as u64;
                     let local_trace = ctx.trace_id.high() == t.session.device_id
@@ -605,8 +641,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                             ctx.span_id,
                             follows,
                             flags.is_debug(),
+                            false,
                         )
-                        .map(|pos| (pos, pos))
+                        .map(|pos| (pos, REMOTE_TRACE))
                     };
                     match started {
                         Ok((pos, root)) => Span::recorded(t, ctx.trace_id, pos, root, flags),
@@ -655,8 +692,15 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         Self::with_state(tracer, trace, 0, 0, flags, State::Lost)
     }
 
-    fn unsampled(tracer: &'a Tracer<'a, C>, trace: TraceId, id: u32, flags: Flags) -> Self {
-        Self::with_state(tracer, trace, id, 0, flags, State::Unsampled)
+    #[inline(always)]
+    fn unsampled(
+        tracer: &'a Tracer<'a, C>,
+        trace: TraceId,
+        id: u32,
+        root: u32,
+        flags: Flags,
+    ) -> Self {
+        Self::with_state(tracer, trace, id, root, flags, State::Unsampled)
     }
 
     #[inline(always)]
@@ -671,7 +715,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         Self {
             tracer,
             trace,
-            id,
+            id: Cell::new(id),
             root,
             flags,
             state: Cell::new(state),
@@ -690,13 +734,25 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// The context to propagate (inject into a message, hand to an interrupt handler, reference
     /// from another span).
     pub fn context(&self) -> SpanContext {
+        let t = self.tracer;
+        let mut trace_id = self.trace;
         let span_id = match self.state.get() {
-            State::Recorded | State::Finished => SpanId::local(self.tracer.boot_id(), self.id),
-            State::Unsampled => self.tracer.unsampled_span_id(self.id),
+            State::Recorded | State::Finished => SpanId::local(t.boot_id(), self.id.get()),
+            State::Unsampled => {
+                let mut id = self.id.get();
+                if id == 0 {
+                    id = t.unsampled_id();
+                    self.id.set(id);
+                }
+                if trace_id == UNSAMPLED_LOCAL_TRACE {
+                    trace_id = t.unsampled_trace(self.root);
+                }
+                t.unsampled_span_id(id)
+            }
             State::Lost => SpanId(0),
         };
         SpanContext {
-            trace_id: self.trace,
+            trace_id,
             span_id,
             flags: self.flags,
         }
@@ -705,7 +761,20 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// Starts a child span (ChildOf this one), inheriting trace, sampling and baggage.
     #[inline(always)]
     pub fn child(&self, name: &'static str) -> Span<'a, B, C> {
+        if self.state.get() == State::Unsampled {
+            return self.unsampled_child();
+        }
         self.start_related(name, false)
+    }
+
+    /// A child of an unsampled span: unsampled too, its id drawn when its context is asked for.
+    #[inline(always)]
+    fn unsampled_child(&self) -> Span<'a, B, C> {
+        let mut child = Span::unsampled(self.tracer, self.trace, 0, self.root, self.flags);
+        if B > 0 {
+            child.baggage = self.baggage.clone();
+        }
+        child
     }
 
     /// Starts a span that FollowsFrom this one (this span does not wait for it).
@@ -716,24 +785,30 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline]
     fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B, C> {
         let t = self.tracer;
+        let debug = self.flags.is_debug();
         let mut child = match self.state.get() {
-            State::Unsampled => Span::unsampled(t, self.trace, t.unsampled_id(), self.flags),
-            State::Recorded | State::Finished => match t.start_local(
-                name,
-                Some((self.id, self.root)),
-                follows,
-                self.flags.is_debug(),
-            ) {
-                Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
-                Err(_) => Span::lost(t, self.trace, self.flags),
-            },
-            // The parent's start was lost: name the trace explicitly, parent unknown.
-            State::Lost => {
-                match t.start_remote(name, self.trace, SpanId(0), follows, self.flags.is_debug()) {
-                    Ok(pos) => Span::recorded(t, self.trace, pos, pos, self.flags),
+            State::Unsampled => return self.unsampled_child(),
+            State::Recorded | State::Finished => {
+                let id = self.id.get();
+                let started = if self.root != REMOTE_TRACE {
+                    t.start_local(name, Some((id, self.root)), follows, debug)
+                } else {
+                    // The trace id came from elsewhere: every descendant names it, so a decoder
+                    // that lost this span's start still puts them in the right trace.
+                    let parent = SpanId::local(t.boot_id(), id);
+                    t.start_remote(name, self.trace, parent, follows, debug, true)
+                };
+                match started {
+                    Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
                     Err(_) => Span::lost(t, self.trace, self.flags),
                 }
             }
+            // The parent's start was lost: name the trace explicitly, parent unknown.
+            State::Lost => match t.start_remote(name, self.trace, SpanId(0), follows, debug, false)
+            {
+                Ok(pos) => Span::recorded(t, self.trace, pos, REMOTE_TRACE, self.flags),
+                Err(_) => Span::lost(t, self.trace, self.flags),
+            },
         };
         if B > 0 {
             child.baggage = self.baggage.clone();
@@ -750,7 +825,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     fn note_drop(&self) {
         warn!(
             "microspan: ring full, a record of span {=u32} was dropped",
-            self.id
+            self.id.get()
         );
         self.note(|l| l.records_dropped = l.records_dropped.saturating_add(1));
     }
@@ -765,7 +840,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         if n as usize >= MAX_TAGS_PER_SPAN {
             warn!(
                 "microspan: span {=u32} has more than MAX_TAGS_PER_SPAN tags",
-                self.id
+                self.id.get()
             );
             self.note(|l| l.tags_over_capacity = l.tags_over_capacity.saturating_add(1));
             return;
@@ -779,7 +854,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id);
+        c.word(self.id.get());
         write_field(&mut c, key, &value);
         c.res.commit(Header::new(record::TAG, len, 0));
         if cut {
@@ -812,7 +887,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id);
+        c.word(self.id.get());
         c.word(now);
         for (key, value) in &fields[..n] {
             write_field(&mut c, key, value);
@@ -855,7 +930,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id);
+        c.word(self.id.get());
         c.bytes(key.as_bytes());
         c.bytes(value.as_bytes());
         c.res.commit(Header::new(
@@ -889,7 +964,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id);
+        c.word(self.id.get());
         c.u128(ctx.trace_id.0);
         c.u64(ctx.span_id.0);
         c.res.commit(Header::new(
@@ -908,13 +983,20 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline]
     pub fn finish(self) {}
 
+    /// Marks the span finished; records its end if it is recording. Inline up to the check, so
+    /// dropping an unsampled span costs a load and a compare.
     #[inline(always)]
     fn end(&self) {
-        if self.state.get() != State::Recorded {
-            self.state.set(State::Finished);
-            return;
-        }
+        let recording = self.state.get() == State::Recorded;
         self.state.set(State::Finished);
+        if recording {
+            self.record_end();
+        }
+    }
+
+    /// Writes the END record.
+    #[inline(never)]
+    fn record_end(&self) {
         let now = self.tracer.clock.now();
         let losses = self.losses.get();
         let extra = !losses.is_empty() as u32;
@@ -923,7 +1005,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id);
+        c.word(self.id.get());
         c.word(now);
         if extra != 0 {
             c.word(losses.pack());

@@ -139,6 +139,9 @@ fn unsampled_roots_propagate_real_ids_without_touching_the_ring() {
     assert_ne!(a.context().trace_id, b.context().trace_id);
     assert_eq!(a.context().trace_id, a_child.context().trace_id);
     assert_ne!(a.context().span_id, a_child.context().span_id);
+    // A child's id is drawn when its context is first asked for, then kept.
+    assert_eq!(a_child.context(), a_child.context());
+    assert_ne!(a.child("a2").context().span_id, a_child.context().span_id);
     // A span started from an unsampled context (e.g. handed to an interrupt handler) inherits the
     // decision instead of starting a new, sampled trace.
     let handler = TRACER.span("irq").child_of(&a.context()).start();

@@ -19,14 +19,14 @@ type Check = (String, f64, f64, Option<f64>);
 
 /// Instruction budgets per board: (op, Cortex-M3, Cortex-M0, target).
 const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
-    ("root", 166.0, 185.0, None),
-    ("child0", 171.0, 197.0, Some(70.0)),
-    ("child2", 325.0, 416.0, None),
-    ("tag", 25.0, 42.0, None),
+    ("root", 170.0, 182.0, None),
+    ("child0", 173.0, 196.0, Some(70.0)),
+    ("child2", 327.0, 420.0, None),
+    ("tag", 39.0, 47.0, None),
     ("log3", 302.0, 378.0, None),
-    ("unsampled", 64.0, 79.0, Some(15.0)),
-    ("unsampled_child", 58.0, 79.0, Some(15.0)),
-    ("isr_root", 171.0, 186.0, None),
+    ("unsampled", 12.0, 14.0, Some(15.0)),
+    ("unsampled_child", 6.0, 12.0, Some(15.0)),
+    ("isr_root", 174.0, 182.0, None),
     ("drain17", 470.0, 690.0, Some(150.0)),
 ];
 
@@ -50,7 +50,7 @@ const WIRE_BUDGETS: &[(&str, u32, f64, f64, f64)] = &[
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (15_200.0, 15_000.0);
+const FLASH_BUDGET: (f64, f64) = (15_500.0, 15_350.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (110.0, 122.0);
 

@@ -18,11 +18,15 @@
 //! | 11 `drain1` | drain one root span (recorded before the gate) into a RAM sink |
 //! | 12 `drain16` | drain a root and 16 children (recorded before the gate) into a RAM sink |
 //!
+//! A live parent span is handed to the operation through `black_box`, so the compiler cannot
+//! assume its state: the figure is what code that receives a `&Span` pays.
+//!
 //! Other modes (no gates): 20 `wire` streams workload `arg` over the UART (see [`wire`]);
 //! 30 `stack` paints the stack and prints the high-water mark of each record call.
 #![no_std]
 #![no_main]
 
+use core::hint::black_box;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m_rt::entry;
@@ -107,24 +111,26 @@ fn main() -> ! {
         2 => gated(n, &mut drain, |_| drop(TRACER.root("root"))),
         3 => {
             let root = TRACER.root("root");
-            gated(n, &mut drain, |_| child0(&root));
+            gated(n, &mut drain, |_| child0(black_box(&root)));
         }
         4 => {
             let root = TRACER.root("root");
-            gated(n, &mut drain, |i| child2(&root, i));
+            gated(n, &mut drain, |i| child2(black_box(&root), i));
         }
         5 => {
             let root = TRACER.root("root");
-            gated(n, &mut drain, |i| root.set_tag("retries", i & 7));
+            gated(n, &mut drain, |i| {
+                black_box(&root).set_tag("retries", i & 7)
+            });
         }
         6 => {
             let root = TRACER.root("root");
-            gated(n, &mut drain, |_| log3(&root));
+            gated(n, &mut drain, |_| log3(black_box(&root)));
         }
         7 => gated(n, &mut drain, |_| drop(UNSAMPLED.root("root"))),
         8 => {
             let root = UNSAMPLED.root("root");
-            gated(n, &mut drain, |_| child0(&root));
+            gated(n, &mut drain, |_| child0(black_box(&root)));
         }
         9 | 10 => {
             board::set_handler(Irq::Soft0, if op == 9 { isr_empty } else { isr_root });
