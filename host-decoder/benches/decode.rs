@@ -221,19 +221,28 @@ fn summary(streams: &[(&'static str, Recorded)]) {
     }
 }
 
-/// One run of one stage over each stream (`MICROSPAN_BENCH_ONCE`), for profilers.
+/// One run of one stage over each stream (`MICROSPAN_BENCH_ONCE`), for profilers; with
+/// `MICROSPAN_BENCH_RUNS=n`, n runs and the best one's rate (a quick A/B on a busy machine).
 fn once(stage: &str, streams: &[(&'static str, Recorded)]) {
+    let runs: usize = std::env::var("MICROSPAN_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for (name, rec) in streams {
-        let spans = match stage {
-            "a" => frames_and_records(black_box(&rec.bytes)),
-            "b" => assemble(black_box(&rec.bytes)),
-            "c" => assemble_otlp(black_box(&rec.bytes)).0,
-            "c_prost" => assemble_otlp_prost(black_box(&rec.bytes)).0,
-            other => panic!("MICROSPAN_BENCH_ONCE={other}: expected a, b, c or c_prost"),
-        };
+        let mut spans = 0;
+        let best = best_of(runs.max(1), || {
+            spans = match stage {
+                "a" => frames_and_records(black_box(&rec.bytes)),
+                "b" => assemble(black_box(&rec.bytes)),
+                "c" => assemble_otlp(black_box(&rec.bytes)).0,
+                "c_prost" => assemble_otlp_prost(black_box(&rec.bytes)).0,
+                other => panic!("MICROSPAN_BENCH_ONCE={other}: expected a, b, c or c_prost"),
+            };
+        });
         println!(
-            "{name}: stage {stage}: {spans} out (records for a, spans for b and c), {} spans recorded",
-            rec.spans
+            "{name}: stage {stage}: {spans} out (records for a, spans for b and c), {} spans recorded; best of {runs}: {:.2} M spans/s",
+            rec.spans,
+            rec.spans as f64 / best / 1e6
         );
     }
 }

@@ -506,6 +506,7 @@ impl<'a> RecordDecoder<'a> {
         Ok(self.last_time)
     }
 
+    #[inline]
     fn next_record(&mut self) -> Result<Option<Record<'a>>, RecordError> {
         loop {
             self.cur.offset = self.cur.at;
@@ -744,6 +745,7 @@ impl<'a> RecordDecoder<'a> {
 impl<'a> Iterator for RecordDecoder<'a> {
     type Item = Result<Record<'a>, RecordError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
