@@ -788,6 +788,7 @@ impl<'a> Cur<'a> {
         self.at += 1;
         Ok(b)
     }
+    #[inline(always)]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         let s = self.buf.get(self.at..self.at + N).ok_or(self.truncated())?;
         self.at += N;
@@ -841,6 +842,7 @@ impl<'a> Cur<'a> {
         }
         Ok(n as usize)
     }
+    #[inline(always)]
     fn text(&mut self, len: usize) -> Result<&'a str, RecordError> {
         let b = self
             .buf
@@ -851,7 +853,9 @@ impl<'a> Cur<'a> {
             offset: self.offset,
         })
     }
-    #[inline]
+    // In line, as the other small readers: a result returned through memory and copied by the
+    // caller stalls on store forwarding.
+    #[inline(always)]
     fn str_ref(&mut self) -> Result<StrRef<'a>, RecordError> {
         let n = self.varint()?;
         if n & 1 == 0 {
@@ -864,6 +868,7 @@ impl<'a> Cur<'a> {
             Ok(StrRef::Inline(self.text(len as usize)?))
         }
     }
+    #[inline(always)]
     fn field(&mut self, t: u8) -> Result<(StrRef<'a>, WireValue<'a>), RecordError> {
         let key = self.str_ref()?;
         let value = match t {
