@@ -165,6 +165,7 @@ enum Text<'a> {
 
 impl Text<'_> {
     /// The text as a key: an interned name is shared, an inline one copied.
+    #[inline(always)]
     fn shared(self) -> Option<SharedStr> {
         match self {
             Text::Named(s) => Some(s.clone()),
@@ -275,13 +276,38 @@ impl Slab {
         (self.slots.len() - 1) as u32
     }
 
-    /// Empties slot `i` and frees it: its span, to hand over.
-    fn take(&mut self, i: u32) -> Span {
+    /// Moves slot `i`'s span to the end of `out` and frees the slot (its span left empty).
+    #[inline]
+    fn take_into(&mut self, i: u32, out: &mut Vec<Span>) {
+        let slot = &mut self.slots[i as usize];
+        slot.st.pending = Vec::new();
+        let s = &mut slot.span;
+        // Field by field: what is left in the slot is what an empty span holds, written without
+        // building a whole empty span and swapping it in.
+        out.push(Span {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            operation: std::mem::replace(&mut s.operation, self.empty.clone()),
+            references: std::mem::take(&mut s.references),
+            start_unix_nanos: s.start_unix_nanos,
+            duration_nanos: s.duration_nanos,
+            tags: std::mem::take(&mut s.tags),
+            logs: std::mem::take(&mut s.logs),
+            baggage: std::mem::take(&mut s.baggage),
+            flags: s.flags,
+            warnings: std::mem::take(&mut s.warnings),
+            incomplete: s.incomplete,
+        });
+        self.free.push(i);
+    }
+
+    /// Empties slot `i` and frees it.
+    fn release(&mut self, i: u32) {
         let empty = self.empty_span();
         let slot = &mut self.slots[i as usize];
         slot.st.pending = Vec::new();
+        slot.span = empty;
         self.free.push(i);
-        std::mem::replace(&mut slot.span, empty)
     }
 
     /// Releases the memory of the slots once none is in use.
@@ -372,6 +398,7 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
+    #[inline(always)]
     fn text<'r>(&self, r: StrRef<'r>) -> Text<'r>
     where
         'a: 'r,
@@ -388,6 +415,7 @@ impl<'a> Names<'a> {
         }
     }
 
+    #[inline(always)]
     fn val<'r>(&self, v: WireValue<'r>) -> Val<'r>
     where
         'a: 'r,
@@ -403,6 +431,7 @@ impl<'a> Names<'a> {
 }
 
 /// A key as exported; a pending one is left empty and noted in `pending`.
+#[inline(always)]
 fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedStr {
     match t {
         Text::Pending { epoch, id } => {
@@ -414,6 +443,7 @@ fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedS
 }
 
 /// A value as exported; a pending string is left empty and noted in `pending`.
+#[inline(always)]
 fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value {
     match v {
         Val::Bool(b) => Value::Bool(b),
@@ -1258,7 +1288,7 @@ impl Assembler {
     /// its trace.
     fn finish_span(&mut self, i: u32, end: u64, incomplete: bool, why: Option<&str>) {
         let Some(session) = self.session.as_ref() else {
-            drop(self.slab.take(i));
+            self.slab.release(i);
             return;
         };
         let SpanSlot { span, st: s } = &mut self.slab.slots[i as usize];
@@ -1394,7 +1424,7 @@ impl Assembler {
         entry.bytes = 0;
         self.outgoing.reserve(entry.spans.len());
         for i in entry.spans.drain(..) {
-            self.outgoing.push(self.slab.take(i));
+            self.slab.take_into(i, &mut self.outgoing);
         }
         if entry.open == 0 {
             if let Some(done) = self.traces.remove(&trace) {
