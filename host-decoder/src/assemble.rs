@@ -233,8 +233,6 @@ struct SpanSlot {
 struct Slab {
     slots: Vec<SpanSlot>,
     free: Vec<u32>,
-    /// The empty name of free slots (shared, so emptying a slot allocates nothing).
-    empty: SharedStr,
 }
 
 impl Slab {
@@ -242,15 +240,15 @@ impl Slab {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
-            empty: SharedStr::default(),
         }
     }
 
-    fn empty_span(&self) -> Span {
+    /// An empty span (an empty `SharedStr` is inline: nothing is allocated).
+    fn empty_span() -> Span {
         Span {
             trace_id: 0,
             span_id: 0,
-            operation: self.empty.clone(),
+            operation: SharedStr::default(),
             references: References::new(),
             start_unix_nanos: 0,
             duration_nanos: 0,
@@ -268,7 +266,7 @@ impl Slab {
         if let Some(i) = self.free.pop() {
             return i;
         }
-        let span = self.empty_span();
+        let span = Self::empty_span();
         self.slots.push(SpanSlot {
             span,
             st: OpenState::default(),
@@ -287,7 +285,7 @@ impl Slab {
         out.push(Span {
             trace_id: s.trace_id,
             span_id: s.span_id,
-            operation: std::mem::replace(&mut s.operation, self.empty.clone()),
+            operation: std::mem::take(&mut s.operation),
             references: std::mem::take(&mut s.references),
             start_unix_nanos: s.start_unix_nanos,
             duration_nanos: s.duration_nanos,
@@ -303,7 +301,7 @@ impl Slab {
 
     /// Empties slot `i` and frees it.
     fn release(&mut self, i: u32) {
-        let empty = self.empty_span();
+        let empty = Self::empty_span();
         let slot = &mut self.slots[i as usize];
         slot.st.pending = Vec::new();
         slot.span = empty;
@@ -1212,7 +1210,7 @@ impl Assembler {
         let (operation, name_pending) = match text {
             Text::Named(s) => (s.clone(), None),
             Text::Inline(s) => (s.into(), None),
-            Text::Pending { epoch, id } => (self.slab.empty.clone(), Some((epoch, id))),
+            Text::Pending { epoch, id } => (SharedStr::default(), Some((epoch, id))),
         };
         let i = self.slab.alloc();
         let SpanSlot { span, st: state } = &mut self.slab.slots[i as usize];
