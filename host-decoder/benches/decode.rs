@@ -10,7 +10,8 @@
 //! spans/s for (c).
 //!
 //! `cargo bench -p microspan-decoder --bench decode` runs criterion and then prints a table with
-//! the machine; `MICROSPAN_BENCH_TRACES` sets the traces per stream (default 100 000).
+//! the machine; `MICROSPAN_BENCH_TRACES` sets the traces per stream (default 100 000), and
+//! `MICROSPAN_BENCH_STREAM=baggage` keeps only the streams whose name contains that text.
 //!
 //! `MICROSPAN_BENCH_ONCE=a|b|c|c_prost` skips criterion and the table: it runs that stage once over each
 //! stream and prints the spans out, for a profiler with deterministic counts, e.g.
@@ -131,12 +132,18 @@ fn traces() -> usize {
         .unwrap_or(100_000)
 }
 
+/// The streams, or those whose name contains `MICROSPAN_BENCH_STREAM` (e.g. `baggage`).
 fn workloads() -> Vec<(&'static str, Recorded)> {
     let n = traces();
-    vec![
-        ("reference+tags+log", record(n, Workload::REFERENCE)),
-        ("+baggage+refs", record(n, Workload::FULL)),
+    let only = std::env::var("MICROSPAN_BENCH_STREAM").unwrap_or_default();
+    [
+        ("reference+tags+log", Workload::REFERENCE),
+        ("+baggage+refs", Workload::FULL),
     ]
+    .into_iter()
+    .filter(|(name, _)| name.contains(only.as_str()))
+    .map(|(name, w)| (name, record(n, w)))
+    .collect()
 }
 
 fn criterion_benches(c: &mut Criterion, streams: &[(&'static str, Recorded)]) {
