@@ -10,7 +10,8 @@
 //! spans/s for (c).
 //!
 //! `cargo bench -p microspan-decoder --bench decode` runs criterion and then prints a table with
-//! the machine; `MICROSPAN_BENCH_TRACES` sets the traces per stream (default 100 000).
+//! the machine; `MICROSPAN_BENCH_TRACES` sets the traces per stream (default 100 000), and
+//! `MICROSPAN_BENCH_STREAM=baggage` keeps only the streams whose name contains that text.
 //!
 //! `MICROSPAN_BENCH_ONCE=a|b|c|c_prost` skips criterion and the table: it runs that stage once over each
 //! stream and prints the spans out, for a profiler with deterministic counts, e.g.
@@ -131,12 +132,18 @@ fn traces() -> usize {
         .unwrap_or(100_000)
 }
 
+/// The streams, or those whose name contains `MICROSPAN_BENCH_STREAM` (e.g. `baggage`).
 fn workloads() -> Vec<(&'static str, Recorded)> {
     let n = traces();
-    vec![
-        ("reference+tags+log", record(n, Workload::REFERENCE)),
-        ("+baggage+refs", record(n, Workload::FULL)),
+    let only = std::env::var("MICROSPAN_BENCH_STREAM").unwrap_or_default();
+    [
+        ("reference+tags+log", Workload::REFERENCE),
+        ("+baggage+refs", Workload::FULL),
     ]
+    .into_iter()
+    .filter(|(name, _)| name.contains(only.as_str()))
+    .map(|(name, w)| (name, record(n, w)))
+    .collect()
 }
 
 fn criterion_benches(c: &mut Criterion, streams: &[(&'static str, Recorded)]) {
@@ -221,19 +228,28 @@ fn summary(streams: &[(&'static str, Recorded)]) {
     }
 }
 
-/// One run of one stage over each stream (`MICROSPAN_BENCH_ONCE`), for profilers.
+/// One run of one stage over each stream (`MICROSPAN_BENCH_ONCE`), for profilers; with
+/// `MICROSPAN_BENCH_RUNS=n`, n runs and the best one's rate (a quick A/B on a busy machine).
 fn once(stage: &str, streams: &[(&'static str, Recorded)]) {
+    let runs: usize = std::env::var("MICROSPAN_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for (name, rec) in streams {
-        let spans = match stage {
-            "a" => frames_and_records(black_box(&rec.bytes)),
-            "b" => assemble(black_box(&rec.bytes)),
-            "c" => assemble_otlp(black_box(&rec.bytes)).0,
-            "c_prost" => assemble_otlp_prost(black_box(&rec.bytes)).0,
-            other => panic!("MICROSPAN_BENCH_ONCE={other}: expected a, b, c or c_prost"),
-        };
+        let mut spans = 0;
+        let best = best_of(runs.max(1), || {
+            spans = match stage {
+                "a" => frames_and_records(black_box(&rec.bytes)),
+                "b" => assemble(black_box(&rec.bytes)),
+                "c" => assemble_otlp(black_box(&rec.bytes)).0,
+                "c_prost" => assemble_otlp_prost(black_box(&rec.bytes)).0,
+                other => panic!("MICROSPAN_BENCH_ONCE={other}: expected a, b, c or c_prost"),
+            };
+        });
         println!(
-            "{name}: stage {stage}: {spans} out (records for a, spans for b and c), {} spans recorded",
-            rec.spans
+            "{name}: stage {stage}: {spans} out (records for a, spans for b and c), {} spans recorded; best of {runs}: {:.2} M spans/s",
+            rec.spans,
+            rec.spans as f64 / best / 1e6
         );
     }
 }

@@ -165,6 +165,7 @@ enum Text<'a> {
 
 impl Text<'_> {
     /// The text as a key: an interned name is shared, an inline one copied.
+    #[inline(always)]
     fn shared(self) -> Option<SharedStr> {
         match self {
             Text::Named(s) => Some(s.clone()),
@@ -172,16 +173,6 @@ impl Text<'_> {
             Text::Pending { .. } => None,
         }
     }
-}
-
-/// An open span's operation name: an interned name (shared until the span finishes: a span may
-/// stay open long, and a copy made only then is freed soon after), an inline one, or an interned
-/// id resolved when the span finishes.
-#[derive(Debug)]
-enum OpName {
-    Named(SharedStr),
-    Inline(SharedStr),
-    Pending { epoch: u64, id: u32 },
 }
 
 /// Where a string of an open span goes once its name is resolved. Ordered as names are resolved
@@ -203,26 +194,20 @@ struct PendingName {
     id: u32,
 }
 
-#[derive(Debug)]
-struct OpenSpan {
+/// What an open span needs until it finishes, beside the span itself (which is filled in place).
+#[derive(Debug, Default)]
+struct OpenState {
     local: u32,
-    trace: u128,
     root: u32,
-    name: OpName,
     start: u64,
     last_time: u64,
-    references: References,
-    /// Tags as they will be exported (pending names are empty until resolved).
-    tags: KeyValues,
-    /// Logs as they will be exported, but timed in device ticks until the span finishes.
-    logs: Logs,
-    /// Strings in `tags` and `logs` still to resolve (usually none).
+    /// The operation name is an interned id not defined when the span started: resolved when it
+    /// finishes (the span's `operation` is empty until then).
+    name_pending: Option<(u64, u32)>,
+    /// Strings in the span's tags and logs still to resolve (usually none).
     pending: Vec<PendingName>,
-    baggage: Baggage,
     /// An ancestor was open while frames were lost: a baggage record it set may be missing.
     baggage_uncertain: bool,
-    flags: u8,
-    warnings: Vec<String>,
     /// Counters when the span started (losses while it was open are the differences).
     lost_frames_at_start: u64,
     drops_at_start: u64,
@@ -230,6 +215,110 @@ struct OpenSpan {
     strings_cut: u64,
     /// Approximate bytes held.
     bytes: usize,
+}
+
+/// A span from its start until it is handed over: the exported [`Span`], built in place (its logs
+/// timed in device ticks until it finishes), and its open state.
+#[derive(Debug)]
+struct SpanSlot {
+    span: Span,
+    st: OpenState,
+}
+
+/// The spans open or buffered (finished, their trace still open), each in a slot that does not
+/// move: the tables hold slot indices, so a span is moved once, when it is handed over (moving
+/// whole spans through the hash tables and buffers was a fifth of assembly).
+///
+/// A free slot holds an empty span (no heap memory).
+struct Slab {
+    slots: Vec<SpanSlot>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// An empty span (an empty `SharedStr` is inline: nothing is allocated).
+    fn empty_span() -> Span {
+        Span {
+            trace_id: 0,
+            span_id: 0,
+            operation: SharedStr::default(),
+            references: References::new(),
+            start_unix_nanos: 0,
+            duration_nanos: 0,
+            tags: KeyValues::new(),
+            logs: Logs::new(),
+            baggage: Baggage::new(),
+            flags: 0,
+            warnings: Vec::new(),
+            incomplete: false,
+        }
+    }
+
+    /// A free slot (its span empty, its state to be set).
+    fn alloc(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            return i;
+        }
+        let span = Self::empty_span();
+        self.slots.push(SpanSlot {
+            span,
+            st: OpenState::default(),
+        });
+        (self.slots.len() - 1) as u32
+    }
+
+    /// Moves slot `i`'s span to the end of `out` and frees the slot (its span left empty).
+    #[inline]
+    fn take_into(&mut self, i: u32, out: &mut Vec<Span>) {
+        let slot = &mut self.slots[i as usize];
+        slot.st.pending = Vec::new();
+        let s = &mut slot.span;
+        // Field by field: what is left in the slot is what an empty span holds, written without
+        // building a whole empty span and swapping it in.
+        out.push(Span {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            operation: std::mem::take(&mut s.operation),
+            references: std::mem::take(&mut s.references),
+            start_unix_nanos: s.start_unix_nanos,
+            duration_nanos: s.duration_nanos,
+            tags: std::mem::take(&mut s.tags),
+            logs: std::mem::take(&mut s.logs),
+            baggage: std::mem::take(&mut s.baggage),
+            flags: s.flags,
+            warnings: std::mem::take(&mut s.warnings),
+            incomplete: s.incomplete,
+        });
+        self.free.push(i);
+    }
+
+    /// Empties slot `i` and frees it.
+    fn release(&mut self, i: u32) {
+        let empty = Self::empty_span();
+        let slot = &mut self.slots[i as usize];
+        slot.st.pending = Vec::new();
+        slot.span = empty;
+        self.free.push(i);
+    }
+
+    /// Releases the memory of the slots once none is in use.
+    fn clear_if_unused(&mut self, shrink: bool) {
+        if self.free.len() == self.slots.len() {
+            self.slots.clear();
+            self.free.clear();
+            if shrink {
+                self.slots.shrink_to_fit();
+                self.free.shrink_to_fit();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -307,6 +396,7 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
+    #[inline(always)]
     fn text<'r>(&self, r: StrRef<'r>) -> Text<'r>
     where
         'a: 'r,
@@ -323,6 +413,7 @@ impl<'a> Names<'a> {
         }
     }
 
+    #[inline(always)]
     fn val<'r>(&self, v: WireValue<'r>) -> Val<'r>
     where
         'a: 'r,
@@ -338,6 +429,7 @@ impl<'a> Names<'a> {
 }
 
 /// A key as exported; a pending one is left empty and noted in `pending`.
+#[inline(always)]
 fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedStr {
     match t {
         Text::Pending { epoch, id } => {
@@ -349,6 +441,7 @@ fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedS
 }
 
 /// A value as exported; a pending string is left empty and noted in `pending`.
+#[inline(always)]
 fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value {
     match v {
         Val::Bool(b) => Value::Bool(b),
@@ -368,8 +461,8 @@ fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value 
 struct TraceState {
     /// Its spans still open.
     open: usize,
-    /// Its finished spans waiting for the trace to finish.
-    spans: Vec<Span>,
+    /// Its finished spans waiting for the trace to finish (their slots).
+    spans: Vec<u32>,
     /// What `spans` are charged (the sum of their [`span_bytes`]).
     bytes: usize,
 }
@@ -458,6 +551,61 @@ struct Session {
     drops: u32,
 }
 
+impl Session {
+    /// Device ticks as nanoseconds since the Unix epoch.
+    fn unix_nanos(&self, ticks: u64) -> u64 {
+        let rel = self.clock.nanos(ticks) - self.anchor_nanos;
+        (self.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
+    }
+}
+
+/// Resolves the names that were pending when their records arrived.
+struct Resolver<'a> {
+    table: &'a NameTable,
+    /// The current epoch.
+    epoch: u64,
+}
+
+impl Resolver<'_> {
+    /// The name of an interned id that was pending, if it was defined since (in the same epoch),
+    /// else a placeholder and a warning.
+    fn resolve(&self, epoch: u64, id: u32, warnings: &mut Vec<String>) -> SharedStr {
+        match self.table.get(id) {
+            Some(s) if epoch == self.epoch => s.clone(),
+            _ => {
+                warnings.push(format!(
+                    "name #{id} was never defined (its frame was lost); shown as a placeholder"
+                ));
+                format!("<unknown name #{id}>").into()
+            }
+        }
+    }
+
+    /// Fills in the strings that were pending when their records arrived, in the order the span's
+    /// names are resolved (tags, then logs; a key before its value).
+    fn resolve_pending(
+        &self,
+        mut pending: Vec<PendingName>,
+        tags: &mut [KeyValue],
+        logs: &mut [Log],
+        warnings: &mut Vec<String>,
+    ) {
+        pending.sort_by_key(|p| p.slot);
+        for p in pending {
+            let text = self.resolve(p.epoch, p.id, warnings);
+            let kv = match p.slot {
+                Slot::Tag(i, _) => tags.get_mut(i),
+                Slot::Log(i, j, _) => logs.get_mut(i).and_then(|l| l.fields.get_mut(j)),
+            };
+            let Some(kv) = kv else { continue };
+            match p.slot {
+                Slot::Tag(_, false) | Slot::Log(_, _, false) => kv.key = text,
+                Slot::Tag(_, true) | Slot::Log(_, _, true) => kv.value = Value::Str(text),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct OwnedHello {
     service: String,
@@ -505,7 +653,10 @@ pub struct Assembler {
     opts: Options,
     session: Option<Session>,
     names: NameTable,
-    open: IdMap<u32, OpenSpan>,
+    /// Open spans: their slots by local id.
+    open: IdMap<u32, u32>,
+    /// Open and buffered spans.
+    slab: Slab,
     /// Open spans in start order (for evicting the oldest); may hold ids already finished.
     open_order: VecDeque<u32>,
     recent: RecentCache,
@@ -517,8 +668,8 @@ pub struct Assembler {
     buffered_count: usize,
     /// Traces with buffered spans.
     buffered_traces: usize,
-    /// Emptied span vectors, reused for the next traces' buffered spans.
-    spare: Vec<Vec<Span>>,
+    /// Emptied slot vectors, reused for the next traces' buffered spans.
+    spare: Vec<Vec<u32>>,
     /// Traces whose last open span finished in this frame.
     completed: Vec<u128>,
     /// Spans handed over in this frame (one batch per frame).
@@ -555,6 +706,7 @@ impl Assembler {
             session: None,
             names: NameTable::new(hash),
             open: id_map(hash),
+            slab: Slab::new(),
             open_order: VecDeque::new(),
             recent: RecentCache::new(opts.limits.max_recent_spans),
             traces: id_map(hash),
@@ -600,24 +752,27 @@ impl Assembler {
             }
         }
         // A new boot's first frame (sequence 0, opening with a session record of another boot) is
-        // no sequence gap: close the old session with its first record, then count from it.
-        let mut records = records.peekable();
-        let new_boot = frame.seq == 0
-            && matches!(
-                (records.peek(), self.session.as_ref()),
+        // no sequence gap: close the old session with its first record, then count from it. The
+        // first record is read ahead only then (a `Peekable` copied every record once more).
+        let mut next = None;
+        if frame.seq == 0 {
+            next = records.next();
+            let new_boot = matches!(
+                (&next, self.session.as_ref()),
                 (Some(Ok(Record::Hello(h))), Some(s))
                     if h.boot_id != s.hello.boot_id || h.device_id != s.hello.device_id
             );
-        if new_boot {
-            if let Some(Ok(hello)) = records.next() {
-                self.stats.records += 1;
-                self.record(hello, out);
+            if new_boot {
+                if let Some(Ok(hello)) = next.take() {
+                    self.stats.records += 1;
+                    self.record(hello, out);
+                }
             }
         }
         self.sequence(frame.seq);
         self.frame_drops = 0;
         let mut error = None;
-        for rec in records {
+        while let Some(rec) = next.take().or_else(|| records.next()) {
             match rec {
                 Ok(r) => {
                     self.stats.records += 1;
@@ -731,9 +886,9 @@ impl Assembler {
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
         let mut closed = 0usize;
         while let Some(id) = self.open_order.pop_front() {
-            if let Some(span) = self.open.remove(&id) {
-                let end = span.last_time;
-                self.finish_span(span, end, true, Some(why));
+            if let Some(i) = self.open.remove(&id) {
+                let end = self.slab.slots[i as usize].st.last_time;
+                self.finish_span(i, end, true, Some(why));
                 closed += 1;
                 if closed % CLOSE_BATCH == 0 {
                     self.flush_completed();
@@ -748,6 +903,7 @@ impl Assembler {
         while let Some(t) = self.buffered_order.pop_front() {
             self.emit_trace(t);
         }
+        self.slab.clear_if_unused(closed >= CLOSE_BATCH);
         self.hand_over(out);
     }
 
@@ -771,6 +927,10 @@ impl Assembler {
         out.push(Batch { process, spans });
     }
 
+    /// Handles one record. In line in the frame loop, with the record decoder: a record passed
+    /// by reference to a call was written to memory field by field and read back with wider loads
+    /// (a store-forwarding stall on every record, a sixth of assembly).
+    #[inline(always)]
     fn record(&mut self, r: Record<'_>, out: &mut Vec<Batch>) {
         match r {
             Record::Hello(h) => {
@@ -799,10 +959,11 @@ impl Assembler {
             Record::Start(st) => self.start(st),
             Record::End { span, time, losses } => {
                 self.touch(time);
-                let Some(mut s) = self.open.remove(&span) else {
+                let Some(i) = self.open.remove(&span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
+                let warnings = &mut self.slab.slots[i as usize].span.warnings;
                 let limits = [
                     (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
                     (
@@ -814,10 +975,10 @@ impl Assembler {
                 ];
                 for (n, what) in limits {
                     if n > 0 {
-                        s.warnings.push(format!("{n} {what}"));
+                        warnings.push(format!("{n} {what}"));
                     }
                 }
-                self.finish_span(s, time, false, None);
+                self.finish_span(i, time, false, None);
             }
             Record::Tag { span, key, value } => {
                 let names = Names {
@@ -828,18 +989,21 @@ impl Assembler {
                 let key = names.text(key);
                 let value = names.val(value);
                 let max = self.opts.limits.max_items_per_span;
-                match self.open.get_mut(&span) {
-                    Some(s) if s.tags.len() < max => {
-                        let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
-                        s.bytes += b;
-                        self.bytes_held += b;
-                        let i = s.tags.len();
-                        let key = place_key(key, Slot::Tag(i, false), &mut s.pending);
-                        let value = place_value(value, Slot::Tag(i, true), &mut s.pending);
-                        s.tags.push(KeyValue { key, value });
-                    }
-                    Some(s) => s.items_refused += 1,
-                    None => self.stats.orphan_records += 1,
+                let Some(&slot) = self.open.get(&span) else {
+                    self.stats.orphan_records += 1;
+                    return;
+                };
+                let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                if s.tags.len() < max {
+                    let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
+                    st.bytes += b;
+                    self.bytes_held += b;
+                    let i = s.tags.len();
+                    let key = place_key(key, Slot::Tag(i, false), &mut st.pending);
+                    let value = place_value(value, Slot::Tag(i, true), &mut st.pending);
+                    s.tags.push(KeyValue { key, value });
+                } else {
+                    st.items_refused += 1;
                 }
             }
             Record::Log { span, time, fields } => {
@@ -850,12 +1014,13 @@ impl Assembler {
                     epoch: self.session.as_ref().map_or(0, |s| s.epoch),
                     max_len: self.opts.limits.max_string_len,
                 };
-                let Some(s) = self.open.get_mut(&span) else {
+                let Some(&slot) = self.open.get(&span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
+                let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
                 if s.logs.len() >= max {
-                    s.items_refused += 1;
+                    st.items_refused += 1;
                     return;
                 }
                 let i = s.logs.len();
@@ -865,13 +1030,13 @@ impl Assembler {
                     let (k, v) = (names.text(k), names.val(v));
                     b += ITEM_OVERHEAD + text_bytes(&k) + val_bytes(&v);
                     kept.push(KeyValue {
-                        key: place_key(k, Slot::Log(i, j, false), &mut s.pending),
-                        value: place_value(v, Slot::Log(i, j, true), &mut s.pending),
+                        key: place_key(k, Slot::Log(i, j, false), &mut st.pending),
+                        value: place_value(v, Slot::Log(i, j, true), &mut st.pending),
                     });
                 }
                 self.bytes_held += b;
-                s.bytes += b;
-                s.last_time = s.last_time.max(time);
+                st.bytes += b;
+                st.last_time = st.last_time.max(time);
                 // Timed in ticks until the span finishes (the clock anchor may still move).
                 s.logs.push(Log {
                     time_unix_nanos: time,
@@ -880,18 +1045,19 @@ impl Assembler {
             }
             Record::Baggage { span, key, value } => {
                 let limits = self.opts.limits;
-                match self.open.get_mut(&span) {
-                    Some(s) => {
+                match self.open.get(&span) {
+                    Some(&slot) => {
+                        let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
                         let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
                         let (key, cut_k) = cut(key, limits.max_string_len);
                         let (value, cut_v) = cut(value, limits.max_string_len);
-                        s.strings_cut += (cut_k || cut_v) as u64;
+                        st.strings_cut += (cut_k || cut_v) as u64;
                         let replaces = s.baggage.iter().any(|(k, _)| k == key);
                         if !replaces
                             && (s.baggage.len() >= limits.max_items_per_span
                                 || held + key.len() + value.len() > limits.max_baggage_bytes)
                         {
-                            s.items_refused += 1;
+                            st.items_refused += 1;
                             return;
                         }
                         let bag = s.baggage.make_mut();
@@ -901,7 +1067,7 @@ impl Assembler {
                             bag.push((key.into(), value.into()));
                         }
                         let b = ITEM_OVERHEAD + key.len() + value.len();
-                        s.bytes += b;
+                        st.bytes += b;
                         self.bytes_held += b;
                     }
                     None => self.stats.orphan_records += 1,
@@ -912,19 +1078,24 @@ impl Assembler {
                 kind,
                 trace,
                 target,
-            } => match self.open.get_mut(&span) {
-                Some(s) if s.references.len() < self.opts.limits.max_items_per_span => {
+            } => {
+                let Some(&slot) = self.open.get(&span) else {
+                    self.stats.orphan_records += 1;
+                    return;
+                };
+                let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                if s.references.len() < self.opts.limits.max_items_per_span {
                     s.references.push(Reference {
                         kind: ref_kind(kind),
                         trace_id: trace.0,
                         span_id: target.0,
                     });
-                    s.bytes += ITEM_OVERHEAD;
+                    st.bytes += ITEM_OVERHEAD;
                     self.bytes_held += ITEM_OVERHEAD;
+                } else {
+                    st.items_refused += 1;
                 }
-                Some(s) => s.items_refused += 1,
-                None => self.stats.orphan_records += 1,
-            },
+            }
             Record::Drops { total } => {
                 let Some(s) = self.session.as_mut() else {
                     return;
@@ -963,9 +1134,11 @@ impl Assembler {
     /// Trace, local root and baggage of an open or recently finished span, and whether that
     /// baggage may be incomplete.
     fn lookup(&self, local: u32) -> Option<(u128, u32, &Baggage, bool)> {
-        if let Some(s) = self.open.get(&local) {
-            let uncertain = s.baggage_uncertain || self.stats.lost_frames != s.lost_frames_at_start;
-            return Some((s.trace, s.root, &s.baggage, uncertain));
+        if let Some(&i) = self.open.get(&local) {
+            let SpanSlot { span: s, st } = &self.slab.slots[i as usize];
+            let uncertain =
+                st.baggage_uncertain || self.stats.lost_frames != st.lost_frames_at_start;
+            return Some((s.trace_id, st.root, &s.baggage, uncertain));
         }
         self.recent
             .get(local)
@@ -1038,26 +1211,29 @@ impl Assembler {
         }
         let text = self.names().text(st.name);
         let bytes = SPAN_OVERHEAD + text_bytes(&text);
-        let name = match text {
-            Text::Named(s) => OpName::Named(s.clone()),
-            Text::Inline(s) => OpName::Inline(s.into()),
-            Text::Pending { epoch, id } => OpName::Pending { epoch, id },
+        let (operation, name_pending) = match text {
+            Text::Named(s) => (s.clone(), None),
+            Text::Inline(s) => (s.into(), None),
+            Text::Pending { epoch, id } => (SharedStr::default(), Some((epoch, id))),
         };
-        let span = OpenSpan {
+        let i = self.slab.alloc();
+        let SpanSlot { span, st: state } = &mut self.slab.slots[i as usize];
+        // The slot's span is empty: only what a starting span has is set.
+        span.trace_id = trace;
+        span.span_id = SpanId::local(boot, st.id).0;
+        span.operation = operation;
+        span.references = references;
+        span.baggage = baggage;
+        span.flags = 1 | (st.debug as u8) << 1;
+        span.warnings = warnings;
+        *state = OpenState {
             local: st.id,
-            trace,
             root,
-            name,
             start: st.time,
             last_time: st.time,
-            references,
-            tags: KeyValues::new(),
-            logs: Logs::new(),
+            name_pending,
             pending: Vec::new(),
-            baggage,
             baggage_uncertain,
-            flags: 1 | (st.debug as u8) << 1,
-            warnings,
             lost_frames_at_start: self.stats.lost_frames,
             drops_at_start: self.stats.device_drops - self.frame_drops,
             items_refused: 0,
@@ -1066,10 +1242,10 @@ impl Assembler {
         };
         self.bytes_held += bytes;
         self.traces.entry(trace).or_default().open += 1;
-        if let Some(old) = self.open.insert(st.id, span) {
+        if let Some(old) = self.open.insert(st.id, i) {
             // A duplicate id (corrupt or replayed stream): the older span is closed as incomplete.
             self.stats.orphan_records += 1;
-            let end = old.last_time;
+            let end = self.slab.slots[old as usize].st.last_time;
             self.finish_span(
                 old,
                 end,
@@ -1086,10 +1262,10 @@ impl Assembler {
 
     fn evict_oldest_open(&mut self, why: &str) {
         while let Some(id) = self.open_order.pop_front() {
-            if let Some(span) = self.open.remove(&id) {
-                let end = span.last_time;
+            if let Some(i) = self.open.remove(&id) {
+                let end = self.slab.slots[i as usize].st.last_time;
                 self.stats.evicted_spans += 1;
-                self.finish_span(span, end, true, Some(why));
+                self.finish_span(i, end, true, Some(why));
                 return;
             }
         }
@@ -1110,59 +1286,15 @@ impl Assembler {
         }
     }
 
-    fn nanos(&self, ticks: u64) -> u64 {
-        let Some(s) = self.session.as_ref() else {
-            return 0;
-        };
-        let rel = s.clock.nanos(ticks) - s.anchor_nanos;
-        (s.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
-    }
-
-    /// The name of an interned id that was pending, if it was defined since (in the same epoch),
-    /// else a placeholder and a warning.
-    fn resolve(&self, epoch: u64, id: u32, warnings: &mut Vec<String>) -> SharedStr {
-        let current = self.session.as_ref().map_or(0, |s| s.epoch);
-        match self.names.get(id) {
-            Some(s) if epoch == current => s.clone(),
-            _ => {
-                warnings.push(format!(
-                    "name #{id} was never defined (its frame was lost); shown as a placeholder"
-                ));
-                format!("<unknown name #{id}>").into()
-            }
-        }
-    }
-
-    /// Fills in the strings that were pending when their records arrived, in the order the span's
-    /// names are resolved (tags, then logs; a key before its value).
-    fn resolve_pending(
-        &self,
-        mut pending: Vec<PendingName>,
-        tags: &mut [KeyValue],
-        logs: &mut [Log],
-        warnings: &mut Vec<String>,
-    ) {
-        pending.sort_by_key(|p| p.slot);
-        for p in pending {
-            let text = self.resolve(p.epoch, p.id, warnings);
-            let kv = match p.slot {
-                Slot::Tag(i, _) => tags.get_mut(i),
-                Slot::Log(i, j, _) => logs.get_mut(i).and_then(|l| l.fields.get_mut(j)),
-            };
-            let Some(kv) = kv else { continue };
-            match p.slot {
-                Slot::Tag(_, false) | Slot::Log(_, _, false) => kv.key = text,
-                Slot::Tag(_, true) | Slot::Log(_, _, true) => kv.value = Value::Str(text),
-            }
-        }
-    }
-
-    fn finish_span(&mut self, s: OpenSpan, end: u64, incomplete: bool, why: Option<&str>) {
+    /// Finishes the span in slot `i` (no longer in the open table) in place and buffers it with
+    /// its trace.
+    fn finish_span(&mut self, i: u32, end: u64, incomplete: bool, why: Option<&str>) {
         let Some(session) = self.session.as_ref() else {
+            self.slab.release(i);
             return;
         };
-        let boot = session.hello.boot_id;
-        let mut warnings = s.warnings;
+        let SpanSlot { span, st: s } = &mut self.slab.slots[i as usize];
+        let warnings = &mut span.warnings;
         if let Some(why) = why {
             warnings.push(format!("incomplete: {why}"));
         }
@@ -1194,47 +1326,45 @@ impl Assembler {
                 s.strings_cut
             ));
         }
-        let operation = match s.name {
-            OpName::Named(name) => name,
-            OpName::Inline(name) => name,
-            OpName::Pending { epoch, id } => self.resolve(epoch, id, &mut warnings),
+        let names = Resolver {
+            table: &self.names,
+            epoch: session.epoch,
         };
-        let (mut tags, mut logs) = (s.tags, s.logs);
+        if let Some((epoch, id)) = s.name_pending {
+            span.operation = names.resolve(epoch, id, &mut span.warnings);
+        }
         if !s.pending.is_empty() {
-            self.resolve_pending(s.pending, &mut tags, &mut logs, &mut warnings);
+            names.resolve_pending(
+                std::mem::take(&mut s.pending),
+                &mut span.tags,
+                &mut span.logs,
+                &mut span.warnings,
+            );
         }
-        for log in &mut logs {
-            log.time_unix_nanos = self.nanos(log.time_unix_nanos);
+        for log in &mut span.logs {
+            log.time_unix_nanos = session.unix_nanos(log.time_unix_nanos);
         }
-        let start_nanos = self.nanos(s.start);
+        let start_nanos = session.unix_nanos(s.start);
         let end = end.max(s.start);
-        let span = Span {
-            trace_id: s.trace,
-            span_id: SpanId::local(boot, s.local).0,
-            operation,
-            references: s.references,
-            start_unix_nanos: start_nanos,
-            duration_nanos: self.nanos(end).saturating_sub(start_nanos),
-            tags,
-            logs,
-            baggage: s.baggage.clone(),
-            flags: s.flags,
-            warnings,
-            incomplete,
-        };
+        span.start_unix_nanos = start_nanos;
+        span.duration_nanos = session.unix_nanos(end).saturating_sub(start_nanos);
+        span.incomplete = incomplete;
         self.stats.spans += 1;
         self.stats.incomplete_spans += incomplete as u64;
         // Remember it for late children (FollowsFrom consumers, spans whose parent finished).
         self.recent.insert(
             s.local,
             Recent {
-                trace: s.trace,
+                trace: span.trace_id,
                 root: s.root,
-                baggage: s.baggage,
+                baggage: span.baggage.clone(),
                 baggage_uncertain: s.baggage_uncertain || lost > 0,
             },
         );
-        let trace = s.trace;
+        let trace = span.trace_id;
+        // Charged as its finished form from now on (released when its trace is handed over).
+        let charge = span_bytes(span);
+        self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + charge;
         let entry = self.traces.entry(trace).or_default();
         // No open span of the trace left (a trace without a count has none).
         let now_closed = match entry.open {
@@ -1254,11 +1384,8 @@ impl Assembler {
                 entry.spans = self.spare.pop().unwrap_or_default();
             }
         }
-        // Charged as its finished form from now on (released when its trace is handed over).
-        let charge = span_bytes(&span);
-        self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + charge;
         entry.bytes += charge;
-        entry.spans.push(span);
+        entry.spans.push(i);
         self.buffered_count += 1;
         while self.buffered_count > self.opts.limits.max_buffered_spans {
             let Some(oldest) = self.buffered_order.pop_front() else {
@@ -1297,7 +1424,10 @@ impl Assembler {
         self.buffered_traces -= 1;
         self.bytes_held = self.bytes_held.saturating_sub(entry.bytes);
         entry.bytes = 0;
-        self.outgoing.append(&mut entry.spans);
+        self.outgoing.reserve(entry.spans.len());
+        for i in entry.spans.drain(..) {
+            self.slab.take_into(i, &mut self.outgoing);
+        }
         if entry.open == 0 {
             if let Some(done) = self.traces.remove(&trace) {
                 if self.spare.len() < MAX_SPARE && done.spans.capacity() <= SPARE_CAPACITY {
