@@ -26,6 +26,10 @@ use crate::model::{
     References, SharedStr, Span, Value,
 };
 
+/// The warning on a span whose parent, a span of the same boot, was never seen.
+const PARENT_NOT_RECEIVED: &str =
+    "the parent span's start was not received (lost frame or decoder joined late)";
+
 /// Bounds on the assembler's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -1171,7 +1175,7 @@ impl Assembler {
                     }
                     (None, Some(root)) => {
                         let trace = self.lookup(root).map_or_else(|| derived(root), |r| r.0);
-                        warnings.push("the parent span's start was not received (lost frame or decoder joined late)".to_string());
+                        warnings.push(PARENT_NOT_RECEIVED.to_string());
                         baggage_uncertain = true;
                         (trace, root, Some(parent_span), Baggage::new())
                     }
@@ -1193,7 +1197,24 @@ impl Assembler {
                         "the parent span was dropped on the device (ring buffer full)".to_string(),
                     );
                 }
-                (trace.0, st.id, span.map(|s| s.0), Baggage::new())
+                // The device also names the trace of a child whose parent, a span of this boot,
+                // started in an earlier frame (so that losing that frame does not move the child
+                // to another trace): such a child inherits its parent's baggage like any other.
+                let mut baggage = Baggage::new();
+                if let Some(parent) = span.filter(|s| s.0 >> 32 == u64::from(boot)) {
+                    match self.lookup(parent.0 as u32) {
+                        Some((ptrace, _, bag, uncertain)) if ptrace == trace.0 => {
+                            baggage = bag.clone();
+                            baggage_uncertain = uncertain;
+                        }
+                        Some(_) => {} // a remote span whose id happens to look local
+                        None => {
+                            warnings.push(PARENT_NOT_RECEIVED.to_string());
+                            baggage_uncertain = true;
+                        }
+                    }
+                }
+                (trace.0, st.id, span.map(|s| s.0), baggage)
             }
         };
         let references = match parent_ref {

@@ -637,5 +637,60 @@ fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
         let clean = by_id[&s.span_id];
         assert_eq!(s.references, clean.references, "{:?}", s.operation);
         assert_eq!(s.operation, clean.operation);
+        // Children of the lost span say their parent was not received; the grandchild's parent
+        // arrived.
+        let parent_lost = matches!(&*s.operation, "child" | "sibling");
+        assert_eq!(
+            s.warnings.iter().any(|w| w.contains("was not received")),
+            parent_lost,
+            "{:?}: {:?}",
+            s.operation,
+            s.warnings
+        );
     }
+}
+
+/// A child of a span continuing a remote trace, in a later frame than its parent (so its start
+/// names the trace and the parent in full), still inherits the parent's baggage, as any child.
+#[test]
+fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
+    let clock = ManualClock(AtomicU32::new(1_000));
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("baggage").device_id(0xD2).boot_id(3);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
+    let mut out = Vec::new();
+    let mut flush = |drain: &mut Drain<'_, 128>| {
+        while drain.drain_with(|b| {
+            out.extend_from_slice(b);
+            b.len()
+        }) > 0
+        {}
+    };
+    let remote = SpanContext {
+        trace_id: TraceId(0xCCCC_0000_0000_0000_0000_0000_0000_0002),
+        span_id: SpanId(0xDD),
+        flags: Flags::SAMPLED,
+    };
+    let mut handler = tracer
+        .span("handler")
+        .child_of(&remote)
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    handler.set_baggage("tenant", "blue");
+    flush(&mut drain);
+    let child = handler.child("child");
+    clock.advance(3);
+    drop(child);
+    drop(handler);
+    flush(&mut drain);
+    let (spans, stats) = decode(&out);
+    assert_eq!(stats.spans.lost_frames, 0);
+    let child = spans
+        .iter()
+        .find(|s| &*s.operation == "child")
+        .expect("child");
+    assert_eq!(child.trace_id, remote.trace_id.0);
+    assert_eq!(child.baggage.len(), 1, "{child:#?}");
+    assert!(child.warnings.is_empty(), "{:?}", child.warnings);
 }
