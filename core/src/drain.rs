@@ -338,7 +338,19 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         };
         let content_start = self.frame.position();
         let mut records = 0;
+        let mut evicted = ring.evicted();
         while let Some((pos, h)) = ring.peek() {
+            if ring.overwrite {
+                // A flight-recorder ring may have evicted records since the last one: a start
+                // among them is not in this frame, so no later start may name its parent as one
+                // that is (`first_start`). Read after `peek`, whose pin orders it after the
+                // eviction.
+                let now = ring.evicted();
+                if now != evicted {
+                    evicted = now;
+                    self.state.first_start = None;
+                }
+            }
             self.names.begin_record();
             // Each encoder writes its record (name definitions included) through one writer and
             // keeps it only if it fits, and only then moves the frame state on: a record that
@@ -574,6 +586,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         raw: u32,
     ) -> bool {
         let debug = payload & 1 != 0;
+        let local_parent = payload & 2 != 0;
         let follows = payload & 4 != 0;
         let st = &mut self.state;
         let mut w = self.frame.writer();
@@ -582,7 +595,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let (timed, dt) = st.time(&mut w, raw);
         let flags = bit(debug, start_flags::DEBUG)
             | bit(follows, start_flags::FOLLOWS_FROM)
-            | bit(parent == 0, start_flags::PARENT_LOST);
+            | bit(parent == 0, start_flags::PARENT_LOST)
+            | bit(local_parent && parent != 0, start_flags::LOCAL_PARENT);
         w.put_c(tag::EXT | ext::START_REMOTE);
         w.var32_c(delta);
         w.put_c(flags);

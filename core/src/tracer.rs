@@ -490,8 +490,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 }
 
 /// [`Span::root`] of a span whose trace id did not come from a local root of this boot (a remote
-/// parent, or a lost start): its children record the trace id explicitly. Never a ring position,
-/// which starts at 1.
+/// parent, or a lost start): its children record the trace id explicitly. Never the position of a
+/// START: positions start at 1, and when they wrap, position 0 is the array's last word, where a
+/// START (at least five words) cannot begin (it would be padded to the array's start).
 const REMOTE_TRACE: u32 = 0;
 
 /// [`Span::trace`] of an unsampled span of a trace started on this device: the trace id is derived

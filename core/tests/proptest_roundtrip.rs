@@ -564,11 +564,7 @@ fn run<const F: usize>(
         let (
             Typed::Start {
                 id,
-                parent:
-                    Parent::Remote {
-                        trace,
-                        span: Some(s),
-                    },
+                parent: Parent::LocalInTrace { trace, span: s },
                 follows_from,
                 debug,
                 name,

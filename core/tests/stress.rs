@@ -235,6 +235,9 @@ fn run<const F: usize>(tracer: &Tracer<'_>, threads: u32, iters: u32) {
                         // The parent's start was dropped.
                         assert!(name.starts_with('c') && span.is_none(), "{name} {parent:?}");
                     }
+                    Parent::LocalInTrace { .. } => {
+                        panic!("{name}: no trace of this test comes from elsewhere: {parent:?}")
+                    }
                 }
             }
             Typed::Tag { span, key, value } => {

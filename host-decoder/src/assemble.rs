@@ -1197,24 +1197,23 @@ impl Assembler {
                         "the parent span was dropped on the device (ring buffer full)".to_string(),
                     );
                 }
-                // The device also names the trace of a child whose parent, a span of this boot,
-                // started in an earlier frame (so that losing that frame does not move the child
-                // to another trace): such a child inherits its parent's baggage like any other.
+                (trace.0, st.id, span.map(|s| s.0), Baggage::new())
+            }
+            Parent::LocalInTrace { trace, span } => {
+                // A child of a span of this session, named with its trace in full: it inherits
+                // the parent's baggage like any child, when the parent is known in that trace.
                 let mut baggage = Baggage::new();
-                if let Some(parent) = span.filter(|s| s.0 >> 32 == u64::from(boot)) {
-                    match self.lookup(parent.0 as u32) {
-                        Some((ptrace, _, bag, uncertain)) if ptrace == trace.0 => {
-                            baggage = bag.clone();
-                            baggage_uncertain = uncertain;
-                        }
-                        Some(_) => {} // a remote span whose id happens to look local
-                        None => {
-                            warnings.push(PARENT_NOT_RECEIVED.to_string());
-                            baggage_uncertain = true;
-                        }
+                match self.lookup(span.0 as u32) {
+                    Some((ptrace, _, bag, uncertain)) if ptrace == trace.0 => {
+                        baggage = bag.clone();
+                        baggage_uncertain = uncertain;
+                    }
+                    _ => {
+                        warnings.push(PARENT_NOT_RECEIVED.to_string());
+                        baggage_uncertain = true;
                     }
                 }
-                (trace.0, st.id, span.map(|s| s.0), baggage)
+                (trace.0, st.id, Some(span.0), baggage)
             }
         };
         let references = match parent_ref {

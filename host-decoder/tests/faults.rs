@@ -580,7 +580,7 @@ fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
     let handler = tracer.span("handler").child_of(&remote).start();
     flush(&mut drain); // the frame that will be lost
     let child = handler.child("child");
-    let sibling = handler.child("sibling"); // same frame as `child`: its short form
+    let sibling = handler.child("sibling");
     clock.advance(5);
     flush(&mut drain);
     let grandchild = child.child("grandchild");
@@ -669,4 +669,57 @@ fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
     assert_eq!(child.trace_id, remote.trace_id.0);
     assert_eq!(child.baggage.len(), 1, "{child:#?}");
     assert!(child.warnings.is_empty(), "{:?}", child.warnings);
+}
+
+/// A span continuing a remote trace whose parent's id looks like one of this device's (boot id 0,
+/// a small remote span id) is still read as remote: no warning, no inherited baggage. Only the
+/// device's explicit mark makes a parent local.
+#[test]
+fn a_remote_parent_id_that_looks_local_stays_remote() {
+    let clock = ManualClock(AtomicU32::new(1_000));
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("boot-zero").device_id(0xD3); // boot id 0
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
+    let mut out = Vec::new();
+    let mut flush = |drain: &mut Drain<'_, 128>| {
+        while drain.drain_with(|b| {
+            out.extend_from_slice(b);
+            b.len()
+        }) > 0
+        {}
+    };
+    let trace = TraceId(0xEEEE_0000_0000_0000_0000_0000_0000_0003);
+    // A local span with baggage, in the remote trace, whose local id is 1.
+    let mut local = tracer
+        .span("local")
+        .child_of(&SpanContext {
+            trace_id: trace,
+            span_id: SpanId(0x77),
+            flags: Flags::SAMPLED,
+        })
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    local.set_baggage("k", "v");
+    flush(&mut drain);
+    // Another service's span 0x1 (same low half as `local`'s id, high half 0 = this boot id).
+    let handler = tracer
+        .span("handler")
+        .child_of(&SpanContext {
+            trace_id: trace,
+            span_id: SpanId(u64::from(local.context().span_id.0 as u32)),
+            flags: Flags::SAMPLED,
+        })
+        .start();
+    clock.advance(2);
+    drop(handler);
+    drop(local);
+    flush(&mut drain);
+    let (spans, _) = decode(&out);
+    let handler = spans
+        .iter()
+        .find(|s| &*s.operation == "handler")
+        .expect("handler");
+    assert!(handler.baggage.is_empty(), "{:?}", handler.baggage);
+    assert!(handler.warnings.is_empty(), "{:?}", handler.warnings);
 }

@@ -378,6 +378,15 @@ pub enum Parent {
         /// The parent span, `None` when its start record was dropped on the device.
         span: Option<SpanId>,
     },
+    /// A span of this session whose trace id came from elsewhere, named with its trace in full
+    /// because its parent, a span of this session too, started in an earlier frame (so losing
+    /// that frame does not move it to another trace). It inherits the parent's baggage.
+    LocalInTrace {
+        /// The trace.
+        trace: TraceId,
+        /// The parent span (its low half is the parent's local id).
+        span: SpanId,
+    },
 }
 
 /// A span start.
@@ -664,6 +673,12 @@ impl<'a> RecordDecoder<'a> {
                 } else {
                     Some(SpanId(u64::from_le_bytes(c.array()?)))
                 };
+                let parent = match span {
+                    Some(span) if flags & start_flags::LOCAL_PARENT != 0 => {
+                        Parent::LocalInTrace { trace, span }
+                    }
+                    _ => Parent::Remote { trace, span },
+                };
                 let name = c.str_ref()?;
                 let dt = c.varint()?;
                 let time = self.time(dt)?;
@@ -671,7 +686,7 @@ impl<'a> RecordDecoder<'a> {
                 self.subject = id;
                 Record::Start(Start {
                     id,
-                    parent: Parent::Remote { trace, span },
+                    parent,
                     follows_from: flags & start_flags::FOLLOWS_FROM != 0,
                     debug: flags & start_flags::DEBUG != 0,
                     name,

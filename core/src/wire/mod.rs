@@ -107,6 +107,10 @@ pub mod start_flags {
     pub const ROOT_EXPLICIT: u8 = 8;
     /// (`START_REMOTE`) the parent is unknown: its start record was dropped on the device.
     pub const PARENT_LOST: u8 = 16;
+    /// (`START_REMOTE`) the parent is a span of this device and boot (the parent span id's low
+    /// half is its local id) that started in an earlier frame: the span inherits its baggage.
+    /// Decoders that ignore the bit read a correct span (trace, parent) without that baggage.
+    pub const LOCAL_PARENT: u8 = 32;
 }
 
 /// Capacities the device was built with, announced so the decoder can explain truncations.

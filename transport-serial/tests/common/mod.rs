@@ -244,6 +244,9 @@ pub fn decode(stream: &[u8]) -> Decoded {
                                 Parent::Remote { trace, span } => {
                                     format!("remote {trace:?} {span:?}")
                                 }
+                                Parent::LocalInTrace { trace, span } => {
+                                    format!("local {} in {trace:?}", span.0 as u32)
+                                }
                             },
                             follows: st.follows_from,
                             name: s(&names, st.name),
