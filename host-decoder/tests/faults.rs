@@ -61,15 +61,6 @@ fn record<const F: usize>(traces: u32) -> Vec<u8> {
     let mut drain: Drain<'_, F> = Drain::new(&tracer).unwrap();
     drain.set_wall_clock(WALL);
     let mut out = Vec::new();
-    let mut flush = |drain: &mut Drain<'_, F>| loop {
-        let n = drain.drain_with(|b| {
-            out.extend_from_slice(b);
-            b.len()
-        });
-        if n == 0 {
-            break;
-        }
-    };
     for i in 0..traces {
         {
             let mut root = tracer
@@ -120,9 +111,9 @@ fn record<const F: usize>(traces: u32) -> Vec<u8> {
             }
             clock.advance(25);
         }
-        flush(&mut drain);
+        drain_into(&mut drain, &mut out);
     }
-    flush(&mut drain);
+    drain_into(&mut drain, &mut out);
     assert_eq!(tracer.dropped(), 0, "the workload must fit the ring");
     out
 }
@@ -559,15 +550,10 @@ fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
     let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
     let mut frames: Vec<Vec<u8>> = Vec::new();
-    let mut flush = |drain: &mut Drain<'_, 128>| loop {
+    // One element per call: the frames written since the last one.
+    let mut flush = |drain: &mut Drain<'_, 128>| {
         let mut frame = Vec::new();
-        let n = drain.drain_with(|b| {
-            frame.extend_from_slice(b);
-            b.len()
-        });
-        if n == 0 {
-            break;
-        }
+        drain_into(drain, &mut frame);
         frames.push(frame);
     };
     let remote = SpanContext {
@@ -636,13 +622,6 @@ fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
     let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
     let mut out = Vec::new();
-    let mut flush = |drain: &mut Drain<'_, 128>| {
-        while drain.drain_with(|b| {
-            out.extend_from_slice(b);
-            b.len()
-        }) > 0
-        {}
-    };
     let remote = SpanContext {
         trace_id: TraceId(0xCCCC_0000_0000_0000_0000_0000_0000_0002),
         span_id: SpanId(0xDD),
@@ -654,12 +633,12 @@ fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
         .with_baggage(Baggage::<2>::new())
         .start();
     handler.set_baggage("tenant", "blue");
-    flush(&mut drain);
+    drain_into(&mut drain, &mut out);
     let child = handler.child("child");
     clock.advance(3);
     drop(child);
     drop(handler);
-    flush(&mut drain);
+    drain_into(&mut drain, &mut out);
     let (spans, stats) = decode(&out);
     assert_eq!(stats.spans.lost_frames, 0);
     let child = spans
@@ -682,13 +661,6 @@ fn a_remote_parent_id_that_looks_local_stays_remote() {
     let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
     let mut out = Vec::new();
-    let mut flush = |drain: &mut Drain<'_, 128>| {
-        while drain.drain_with(|b| {
-            out.extend_from_slice(b);
-            b.len()
-        }) > 0
-        {}
-    };
     let trace = TraceId(0xEEEE_0000_0000_0000_0000_0000_0000_0003);
     // A local span with baggage, in the remote trace, whose local id is 1.
     let mut local = tracer
@@ -701,7 +673,7 @@ fn a_remote_parent_id_that_looks_local_stays_remote() {
         .with_baggage(Baggage::<2>::new())
         .start();
     local.set_baggage("k", "v");
-    flush(&mut drain);
+    drain_into(&mut drain, &mut out);
     // Another service's span 0x1 (same low half as `local`'s id, high half 0 = this boot id).
     let handler = tracer
         .span("handler")
@@ -714,7 +686,7 @@ fn a_remote_parent_id_that_looks_local_stays_remote() {
     clock.advance(2);
     drop(handler);
     drop(local);
-    flush(&mut drain);
+    drain_into(&mut drain, &mut out);
     let (spans, _) = decode(&out);
     let handler = spans
         .iter()
@@ -722,4 +694,13 @@ fn a_remote_parent_id_that_looks_local_stays_remote() {
         .expect("handler");
     assert!(handler.baggage.is_empty(), "{:?}", handler.baggage);
     assert!(handler.warnings.is_empty(), "{:?}", handler.warnings);
+}
+
+/// Appends everything `drain` has to `out`, frame after frame, until it has nothing left.
+fn drain_into<const F: usize>(drain: &mut Drain<'_, F>, out: &mut Vec<u8>) {
+    while drain.drain_with(|b| {
+        out.extend_from_slice(b);
+        b.len()
+    }) > 0
+    {}
 }
