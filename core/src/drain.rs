@@ -31,7 +31,7 @@ use crate::record::{self, Reader};
 use crate::ring::Header;
 use crate::tracer::{Losses, Tracer};
 use crate::wire::frame::{FrameBuilder, Full, Writer};
-use crate::wire::{self, ext, start_flags, tag, vtype, WallClock};
+use crate::wire::{self, ext, start_flags, tag, vtype, OpenStarts, WallClock};
 
 /// Default frames per epoch.
 pub const DEFAULT_EPOCH_FRAMES: u16 = 64;
@@ -176,6 +176,12 @@ struct FrameState {
     subject: u32,
     /// Id of the first span started in this frame, if any.
     first_start: Option<u32>,
+    /// The id delta of the frame's previous start (0 before the first): a short start whose
+    /// delta is the same says so in one bit.
+    last_delta: u32,
+    /// The frame's spans whose starts were written and whose ends were not: a short end names
+    /// the most recent one.
+    open: OpenStarts,
     /// The clock extension.
     ext: TickExtender,
 }
@@ -238,6 +244,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 last_time: ext.last(),
                 subject: 0,
                 first_start: None,
+                last_delta: 0,
+                open: OpenStarts::new(),
                 ext,
             },
             seq: 0,
@@ -407,6 +415,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.first_start = None;
+        self.state.last_delta = 0;
+        self.state.open.clear();
         let mut session_records = false;
         if epoch_start {
             session_records = true;
@@ -538,12 +548,30 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let name_ref = self.names.predefine(&mut w, name);
         let (timed, dt) = st.time(&mut w, raw);
         let child_short = !is_root && st.first_start.is_some() && parent == st.last_start;
-        if !debug && !follows && (is_root || child_short) {
-            let root_bit = if is_root { tag::START_ROOT_BIT } else { 0 };
+        // The name goes in the tag byte of a child's short start that repeats the previous delta
+        // (a chain of nested starts: each the size of a start record after its parent).
+        let mut name_in_tag = false;
+        if !debug && !follows && is_root {
             if (1..32).contains(&delta) {
-                w.put_nz(tag::START | root_bit | delta as u8);
+                w.put_nz(tag::START | tag::START_ROOT_BIT | delta as u8);
             } else {
-                w.put(tag::START | root_bit);
+                w.put_nz(tag::START | tag::START_ROOT_BIT);
+                w.var32(delta);
+            }
+        } else if !debug && !follows && child_short {
+            if delta == st.last_delta {
+                let low = if name_ref < (tag::START_LOW_MASK as u32) << 1 {
+                    name_in_tag = true;
+                    (name_ref >> 1) as u8
+                } else {
+                    tag::START_LOW_MASK
+                };
+                w.put_nz(tag::START | tag::START_REPEAT_BIT | low);
+            } else if delta <= tag::START_LOW_MASK as u32 {
+                // `delta` is never 0: positions are unique.
+                w.put_nz(tag::START | delta as u8);
+            } else {
+                w.put(tag::START);
                 w.var32(delta);
             }
         } else {
@@ -563,7 +591,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 w.var32(pos.wrapping_sub(root));
             }
         }
-        strref(&mut w, name, name_ref);
+        if !name_in_tag {
+            strref(&mut w, name, name_ref);
+        }
         w.var64(dt);
         if !w.fits() {
             return false;
@@ -625,15 +655,17 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let back = st.last_start.wrapping_sub(span);
         let mut w = self.frame.writer();
         let (timed, dt) = st.time(&mut w, raw);
-        if losses != 0 {
+        // The most recent open start of the frame ends: the span goes without saying, and the
+        // tag byte has room for the low bits of `dt`.
+        let short = losses == 0 && st.open.top() == Some(span);
+        if short {
+            w.put_nz(tag::END | (dt as u8 & tag::VALUE_MASK));
+            w.var64(dt >> tag::END_DT_BITS);
+        } else if losses != 0 {
             w.call(end_losses, (back, dt, Losses::unpack(losses)));
         } else {
-            if back < 63 {
-                w.put_nz(tag::END | back as u8);
-            } else {
-                w.put_nz(tag::END | 63);
-                w.var32(back);
-            }
+            w.put_nz(tag::EXT | ext::END);
+            w.var32(back);
             w.var64(dt);
         }
         if !w.fits() {
@@ -641,6 +673,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         w.commit();
         st.commit_time(timed);
+        if short {
+            st.open.pop();
+        } else {
+            st.open.remove(span);
+        }
         true
     }
 
@@ -660,14 +697,21 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     Some(v) => names.predefine_c(&mut w, v),
                     None => INLINE,
                 };
-                if span == st.subject {
-                    w.put_c(tag::TAG | field.vtype());
+                if span == st.subject && key_ref < (tag::TAG_KEY_MASK as u32) << 1 {
+                    // An interned key of the first few goes in the tag byte.
+                    w.put_c(tag::TAG | field.vtype() << tag::TAG_TYPE_SHIFT | (key_ref >> 1) as u8);
                 } else {
-                    w.put_c(tag::EXT | ext::TAG_ON);
-                    w.var32_c(st.last_start.wrapping_sub(span));
-                    w.put_c(field.vtype());
+                    if span == st.subject {
+                        w.put_c(
+                            tag::TAG | field.vtype() << tag::TAG_TYPE_SHIFT | tag::TAG_KEY_MASK,
+                        );
+                    } else {
+                        w.put_c(tag::EXT | ext::TAG_ON);
+                        w.var32_c(st.last_start.wrapping_sub(span));
+                        w.put_c(field.vtype());
+                    }
+                    strref_c(&mut w, field.key, key_ref);
                 }
-                strref_c(&mut w, field.key, key_ref);
                 field.write_value(&mut w, &mut r, value_ref);
                 (None, span)
             }
@@ -772,6 +816,8 @@ impl FrameState {
     #[inline(always)]
     fn commit_start(&mut self, pos: u32, t: Timed) {
         self.commit_time(t);
+        self.last_delta = pos.wrapping_sub(self.last_start);
+        self.open.push(pos);
         self.last_start = pos;
         self.subject = pos;
         if self.first_start.is_none() {

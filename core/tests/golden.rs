@@ -2,9 +2,10 @@
 //!
 //! `v1-all-records.bin` is a stream written by wire version 1 that exercises every record kind and
 //! every escape. It is checked in and **must keep decoding to `v1-all-records.txt` in every later
-//! version of the decoder** (the wire format's stability policy, `docs/wire-format.md`). The
-//! fixture was produced on a 64-bit host; `MICROSPAN_BLESS=1` rewrites it (only ever do that for
-//! a new version's own fixture, never for v1).
+//! version of the decoder** (the wire format's stability policy, `docs/wire-format.md`), and so
+//! must `v2-all-records.bin`, the same recording by the first version 2 encoder. The fixtures were
+//! produced on a 64-bit host and are never re-blessed; `MICROSPAN_BLESS=1` rewrites only
+//! `current-recording.bin`, the current encoder's bytes.
 
 mod common;
 use std::fmt::Write as _;
@@ -141,17 +142,27 @@ fn record_all() -> Vec<u8> {
 
 #[test]
 fn v1_fixture_keeps_decoding() {
+    fixture_keeps_decoding("v1");
+}
+
+#[test]
+fn v2_fixture_keeps_decoding() {
+    fixture_keeps_decoding("v2");
+}
+
+/// The fixture `v{N}-all-records.bin` still decodes to its `.txt`. Never re-blessed: each was
+/// recorded by the first encoder of its version, and every later decoder must read it the same
+/// way.
+fn fixture_keeps_decoding(version: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let bin = dir.join("v1-all-records.bin");
-    let txt = dir.join("v1-all-records.txt");
-    // Never re-blessed: it was recorded by the first v1 encoder, and every later decoder must
-    // read it the same way.
+    let bin = dir.join(format!("{version}-all-records.bin"));
+    let txt = dir.join(format!("{version}-all-records.txt"));
     let stream = std::fs::read(&bin).expect("fixture present");
     let expected = std::fs::read_to_string(&txt).expect("expected output present");
     assert_eq!(
         describe(&stream),
         expected,
-        "the v1 fixture no longer decodes as it did"
+        "the {version} fixture no longer decodes as it did"
     );
     for needle in [
         "Hello(",
@@ -302,21 +313,99 @@ fn hand_written_vectors() {
 }
 
 #[test]
+fn hand_written_v2_vectors() {
+    // version 2, seq 0x0102, base id 10, base time 1000: short starts and ends depend on the
+    // frame's earlier records, so each case is a whole frame body.
+    let header = [2u8, 0x02, 0x01, 10, 0xE8, 0x07];
+    let end = |span: u32, time: u64| {
+        format!("End {{ span: {span}, time: {time}, losses: Losses {{ tags_over_capacity: 0, fields_over_capacity: 0, strings_truncated: 0, records_dropped: 0 }} }}")
+    };
+    let start = |id: u32, parent: &str, name: &str, time: u64| {
+        format!("Start(Start {{ id: {id}, parent: {parent}, follows_from: false, debug: false, name: {name}, time: {time} }})")
+    };
+    let cases: Vec<(&[u8], Vec<String>)> = vec![
+        // short root start `00 1 0 0101`: delta 5, inline name "r", dt 3
+        (
+            &[0x25, 0x03, b'r', 3],
+            vec![start(15, "Root", "Inline(\"r\")", 1003)],
+        ),
+        // a chain: child of 10 (delta 5, name id 2, dt 0); its child repeating the delta, name id
+        // 4 in the tag byte (`00 0 1 0100`), dt 1; then both end, most recent first: dt 193
+        // (`01 000001`, high bits 3), then dt 64 (`01 000000`, high bits 1)
+        (
+            &[0x05, 0x04, 0, 0x14, 1, 0x41, 3, 0x40, 1],
+            vec![
+                start(15, "Local { id: 10, root: None }", "Id(2)", 1000),
+                start(20, "Local { id: 15, root: None }", "Id(4)", 1001),
+                end(20, 1194),
+                end(15, 1258),
+            ],
+        ),
+        // a repeated delta with a name that does not fit the tag byte (`00 0 1 1111`, name id 20)
+        (
+            &[0x05, 0x04, 0, 0x1F, 40, 0],
+            vec![
+                start(15, "Local { id: 10, root: None }", "Id(2)", 1000),
+                start(20, "Local { id: 15, root: None }", "Id(20)", 1000),
+            ],
+        ),
+        // short tags on the base span: u64 5 with key id 2 in the tag byte (`10 011 010`); true
+        // with a key id that does not fit (`10 001 111`, key id 9)
+        (
+            &[0x9A, 5, 0x8F, 18],
+            vec![
+                "Tag { span: 10, key: Id(2), value: U64(5) }".to_string(),
+                "Tag { span: 10, key: Id(9), value: Bool(true) }".to_string(),
+            ],
+        ),
+        // a root with a 5-bit delta, as in version 1 (`00 1 10100`, delta 20)
+        (&[0x34, 0x04, 0], vec![start(30, "Root", "Id(2)", 1000)]),
+        // a varint delta (`00 0 0 0000`, 300)
+        (
+            &[0x00, 0xAC, 0x02, 0x04, 1],
+            vec![start(310, "Local { id: 10, root: None }", "Id(2)", 1001)],
+        ),
+        // extended END of the base span (back 0, dt 200), which started in an earlier frame
+        (&[0xCC, 0, 0xC8, 0x01], vec![end(10, 1200)]),
+        // an extended END of a listed span takes it off the list: the short end that follows
+        // ends the span before it
+        (
+            &[0x05, 0x04, 0, 0x14, 0, 0xCC, 0, 0, 0x40, 0],
+            vec![
+                start(15, "Local { id: 10, root: None }", "Id(2)", 1000),
+                start(20, "Local { id: 15, root: None }", "Id(4)", 1000),
+                end(20, 1000),
+                end(15, 1000),
+            ],
+        ),
+    ];
+    for (body, expected) in cases {
+        let mut raw = header.to_vec();
+        raw.extend_from_slice(body);
+        let got = records(&frame(&raw));
+        let expected: Vec<Result<String, String>> = expected.into_iter().map(Ok).collect();
+        assert_eq!(got, expected, "body {body:02x?}");
+    }
+}
+
+#[test]
 fn malformed_frames_and_records_are_typed_errors() {
     let header = [1u8, 0, 0, 0, 0];
-    // Unknown extended kind.
-    let mut raw = header.to_vec();
-    raw.push(0xFF);
-    assert_eq!(
-        records(&frame(&raw)),
-        vec![Err(format!(
-            "{:?}",
-            RecordError::UnknownKind {
-                offset: 0,
-                byte: 0xFF
-            }
-        ))]
-    );
+    // Unknown extended kind; version 1 does not know the extended END of version 2 either.
+    for body in [&[0xFFu8][..], &[0xCC, 0, 0]] {
+        let mut raw = header.to_vec();
+        raw.extend_from_slice(body);
+        assert_eq!(
+            records(&frame(&raw)),
+            vec![Err(format!(
+                "{:?}",
+                RecordError::UnknownKind {
+                    offset: 0,
+                    byte: body[0]
+                }
+            ))]
+        );
+    }
     // Truncated record.
     let mut raw = header.to_vec();
     raw.extend_from_slice(&[0xC1, 7, 9, b'x']);
@@ -329,13 +418,31 @@ fn malformed_frames_and_records_are_typed_errors() {
     f[2] ^= 0x01; // a data byte: COBS stays valid, the CRC does not
     assert!(matches!(records(&f)[0], Err(ref e) if e.starts_with("Crc")));
     // A newer version is refused as such (its CRC is fine).
-    let f = frame(&[2, 0, 0, 0, 0]);
+    let f = frame(&[3, 0, 0, 0, 0]);
     assert_eq!(
         records(&f),
         vec![Err(format!(
             "{:?}",
-            FrameError::UnsupportedVersion { version: 2 }
+            FrameError::UnsupportedVersion { version: 3 }
         ))]
+    );
+    // Version 2: a short end with no open start in its frame, a repeated delta before any start.
+    for body in [&[0x40u8, 0][..], &[0x12, 0]] {
+        let mut raw = vec![2u8, 0, 0, 0, 0];
+        raw.extend_from_slice(body);
+        assert_eq!(
+            records(&frame(&raw)),
+            vec![Err(format!("{:?}", RecordError::NoStart { offset: 0 }))],
+            "body {body:02x?}"
+        );
+    }
+    // Version 2: the high bits of a short end's time overflow.
+    let mut raw = vec![2u8, 0, 0, 0, 0, 0x25, 0x03, b'r', 0, 0x40];
+    raw.extend_from_slice(&[0xFF; 9]);
+    raw.push(0x01);
+    assert_eq!(
+        records(&frame(&raw))[1],
+        Err(format!("{:?}", RecordError::BadNumber { offset: 4 }))
     );
     // A frame longer than the accumulator resynchronises at the next delimiter.
     let mut acc: Box<Accumulator<16>> = Box::new(Accumulator::new());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use microspan::wire::decode::{
     Frame, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue,
 };
-use microspan::wire::{Hello, WallClock, WIRE_VERSION};
+use microspan::wire::{Hello, WallClock};
 use microspan::{RefKind as WireRefKind, SpanId, TraceId};
 
 use crate::model::{
@@ -685,6 +685,8 @@ pub struct Assembler {
     bytes_held: usize,
     /// Spans per batch last time (to size the next one).
     last_batch_len: usize,
+    /// The wire version of the frame being assembled (a session reports the one it started in).
+    frame_version: u8,
     stats: Stats,
 }
 
@@ -724,6 +726,7 @@ impl Assembler {
             bytes_held: 0,
             opts,
             last_batch_len: 0,
+            frame_version: 0,
             stats: Stats::default(),
         }
     }
@@ -744,6 +747,7 @@ impl Assembler {
     /// record error met, if any (the frame's remaining records are then abandoned).
     pub fn frame(&mut self, frame: &Frame<'_>, out: &mut Vec<Batch>) -> Option<RecordError> {
         self.stats.frames += 1;
+        self.frame_version = frame.version;
         let mut records = RecordDecoder::new(frame);
         if self.session.is_none() {
             // Only a frame holding a session record can start a session.
@@ -843,7 +847,10 @@ impl Assembler {
                 "device.boot_id",
                 Value::Str(format!("{:08x}", hello.boot_id).into()),
             ),
-            KeyValue::new("microspan.wire_version", Value::I64(WIRE_VERSION as i64)),
+            KeyValue::new(
+                "microspan.wire_version",
+                Value::I64(self.frame_version as i64),
+            ),
             KeyValue::new(
                 "microspan.version",
                 Value::Str(hello.microspan_version.as_str().into()),

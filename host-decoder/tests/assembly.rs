@@ -384,7 +384,7 @@ fn spans_that_never_finish_are_exported_incomplete() {
 
 #[test]
 fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
-    let raw = [2u8, 0, 0, 0, 0];
+    let raw = [3u8, 0, 0, 0, 0];
     let mut body = raw.to_vec();
     body.extend_from_slice(&microspan::wire::CRC.checksum(&raw).to_le_bytes());
     let mut frame = vec![0u8; body.len() + 2];
@@ -401,10 +401,10 @@ fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
         .feed(&[frame.clone(), frame].concat(), &mut out)
         .unwrap_err();
     let StreamError::UnsupportedVersion { version, .. } = &err;
-    assert_eq!(*version, 2);
+    assert_eq!(*version, 3);
     let msg = err.to_string();
     assert!(
-        msg.contains("wire version 2") && msg.contains("[1]"),
+        msg.contains("wire version 3") && msg.contains("[1, 2]"),
         "{msg}"
     );
 }

@@ -111,7 +111,7 @@ fn errors_name_the_cause_and_the_fix() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("wire version 7") && e.contains("reads versions [1]"),
+        e.contains("wire version 7") && e.contains("reads versions [1, 2]"),
         "{e}"
     );
 }

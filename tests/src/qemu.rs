@@ -192,6 +192,10 @@ pub fn build_firmware(
     bin: &str,
     extra_features: &[&str],
 ) -> Result<PathBuf, QemuError> {
+    // Builds of one binary with other features write the same file: tests running in parallel
+    // threads build one at a time, and each keeps a copy named for its features (below).
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_build = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let mut features = vec![board.feature().to_string()];
     features.extend(extra_features.iter().map(|s| s.to_string()));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -243,13 +247,17 @@ pub fn build_firmware(
         )));
     }
     // The last compiler-artifact line naming an executable is the binary just built.
-    stdout
+    let built = stdout
         .lines()
         .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
         .filter_map(|l| json_string_field(l, "executable"))
         .next_back()
         .map(PathBuf::from)
-        .ok_or_else(|| QemuError::Parse(format!("cargo built no executable for `{bin}`")))
+        .ok_or_else(|| QemuError::Parse(format!("cargo built no executable for `{bin}`")))?;
+    let copy = built.with_file_name(format!("{bin}--{}", features.join("-")));
+    std::fs::copy(&built, &copy)
+        .map_err(|e| QemuError::Io(format!("copying {} aside", built.display()), e))?;
+    Ok(copy)
 }
 
 /// A `--config` argument adding `--remap-path-prefix` for the repository and `CARGO_HOME` to the

@@ -27,7 +27,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("unsampled", 12.0, 14.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 174.0, 182.0, None),
-    ("drain17", 470.0, 690.0, Some(150.0)),
+    ("drain17", 505.0, 745.0, Some(150.0)),
 ];
 
 /// Bytes per child span (marginal), per board: (what, workload, Cortex-M3, Cortex-M0, target).
@@ -35,22 +35,22 @@ const WIRE_BUDGETS: &[(&str, u32, f64, f64, f64)] = &[
     (
         "bytes: child span, no tags",
         workloads::TAGS0,
-        7.5,
-        7.5,
+        6.5,
+        5.5,
         6.0,
     ),
     (
         "bytes: child span, 2 small integer tags",
         workloads::TAGS2,
-        14.0,
-        14.0,
+        11.0,
+        10.0,
         12.0,
     ),
 ];
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (15_500.0, 15_350.0);
+const FLASH_BUDGET: (f64, f64) = (16_300.0, 16_250.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (110.0, 122.0);
 

@@ -22,7 +22,9 @@
 
 use core::fmt;
 
-use super::{ext, start_flags, tag, varint, vtype, Hello, WallClock, SUPPORTED_VERSIONS};
+use super::{
+    ext, start_flags, tag, varint, vtype, Hello, OpenStarts, WallClock, SUPPORTED_VERSIONS,
+};
 use crate::context::{SpanId, TraceId};
 use crate::tracer::{Losses, RefKind};
 
@@ -309,6 +311,12 @@ pub enum RecordError {
         /// Offset of the record.
         offset: usize,
     },
+    /// (Version 2) a short record refers to a start earlier in its frame that the frame does not
+    /// have: a short end with no open start, or a repeated id delta before any start.
+    NoStart {
+        /// Offset of the record.
+        offset: usize,
+    },
 }
 
 impl fmt::Display for RecordError {
@@ -330,6 +338,10 @@ impl fmt::Display for RecordError {
             RecordError::Hello { offset } => {
                 write!(f, "unreadable session record at byte {offset}")
             }
+            RecordError::NoStart { offset } => write!(
+                f,
+                "the record at byte {offset} refers to a span start its frame does not have"
+            ),
         }
     }
 }
@@ -521,6 +533,12 @@ pub struct RecordDecoder<'a> {
     last_time: u64,
     subject: u32,
     failed: bool,
+    /// The frame is version 2 or later (short starts and ends as version 2 defines them).
+    v2: bool,
+    /// (Version 2) the id delta of the frame's previous start, 0 before the first.
+    last_delta: u32,
+    /// (Version 2) the frame's open starts.
+    open: OpenStarts,
 }
 
 impl<'a> RecordDecoder<'a> {
@@ -536,6 +554,32 @@ impl<'a> RecordDecoder<'a> {
             last_time: frame.base_time,
             subject: frame.base_id,
             failed: false,
+            v2: frame.version >= 2,
+            last_delta: 0,
+            open: OpenStarts::new(),
+        }
+    }
+
+    /// Moves the start state on to the span `id`, which started `delta` after the previous one.
+    #[inline(always)]
+    fn started(&mut self, id: u32, delta: u32) {
+        self.last_start = id;
+        self.subject = id;
+        self.last_delta = delta;
+        self.open.push(id);
+    }
+
+    /// A span ended by a record that names it.
+    #[inline(always)]
+    fn ended(&mut self, span: u32) {
+        if self.v2 {
+            self.open.remove(span);
+        }
+    }
+
+    fn no_start(&self) -> RecordError {
+        RecordError::NoStart {
+            offset: self.cur.offset,
         }
     }
 
@@ -561,8 +605,26 @@ impl<'a> RecordDecoder<'a> {
             let v = t & tag::VALUE_MASK;
             let rec = match t & tag::CLASS_MASK {
                 tag::START => {
-                    let d = t & tag::START_DELTA_MASK;
-                    let delta = if d == 0 { self.cur.u32()? } else { d as u32 };
+                    let (delta, name) = if !self.v2 || t & tag::START_ROOT_BIT != 0 {
+                        let d = t & tag::START_DELTA_MASK;
+                        let delta = if d == 0 { self.cur.u32()? } else { d as u32 };
+                        (delta, self.cur.str_ref()?)
+                    } else if t & tag::START_REPEAT_BIT != 0 {
+                        if self.last_delta == 0 {
+                            return Err(self.no_start());
+                        }
+                        let x = t & tag::START_LOW_MASK;
+                        let name = if x == tag::START_LOW_MASK {
+                            self.cur.str_ref()?
+                        } else {
+                            StrRef::Id(x as u32)
+                        };
+                        (self.last_delta, name)
+                    } else {
+                        let d = t & tag::START_LOW_MASK;
+                        let delta = if d == 0 { self.cur.u32()? } else { d as u32 };
+                        (delta, self.cur.str_ref()?)
+                    };
                     let id = self.last_start.wrapping_add(delta);
                     let parent = if t & tag::START_ROOT_BIT != 0 {
                         Parent::Root
@@ -572,13 +634,11 @@ impl<'a> RecordDecoder<'a> {
                             root: None,
                         }
                     };
-                    let name = self.cur.str_ref()?;
                     let time = {
                         let dt = self.cur.varint()?;
                         self.time(dt)?
                     };
-                    self.last_start = id;
-                    self.subject = id;
+                    self.started(id, delta);
                     Record::Start(Start {
                         id,
                         parent,
@@ -587,6 +647,19 @@ impl<'a> RecordDecoder<'a> {
                         name,
                         time,
                     })
+                }
+                tag::END if self.v2 => {
+                    let span = self.open.pop().ok_or_else(|| self.no_start())?;
+                    let high = self.cur.varint()?;
+                    let dt = high
+                        .checked_mul(1 << tag::END_DT_BITS)
+                        .ok_or_else(|| self.cur.bad())?
+                        | v as u64;
+                    Record::End {
+                        span,
+                        time: self.time(dt)?,
+                        losses: Losses::default(),
+                    }
                 }
                 tag::END => {
                     let back = if v == 63 {
@@ -600,6 +673,20 @@ impl<'a> RecordDecoder<'a> {
                         span,
                         time: self.time(dt)?,
                         losses: Losses::default(),
+                    }
+                }
+                tag::TAG if self.v2 => {
+                    let k = v & tag::TAG_KEY_MASK;
+                    let key = if k == tag::TAG_KEY_MASK {
+                        self.cur.str_ref()?
+                    } else {
+                        StrRef::Id(k as u32)
+                    };
+                    let value = self.cur.value(v >> tag::TAG_TYPE_SHIFT)?;
+                    Record::Tag {
+                        span: self.subject,
+                        key,
+                        value,
                     }
                 }
                 tag::TAG => {
@@ -652,8 +739,7 @@ impl<'a> RecordDecoder<'a> {
                 let name = c.str_ref()?;
                 let dt = c.varint()?;
                 let time = self.time(dt)?;
-                self.last_start = id;
-                self.subject = id;
+                self.started(id, delta);
                 Record::Start(Start {
                     id,
                     parent,
@@ -682,8 +768,7 @@ impl<'a> RecordDecoder<'a> {
                 let name = c.str_ref()?;
                 let dt = c.varint()?;
                 let time = self.time(dt)?;
-                self.last_start = id;
-                self.subject = id;
+                self.started(id, delta);
                 Record::Start(Start {
                     id,
                     parent,
@@ -702,6 +787,7 @@ impl<'a> RecordDecoder<'a> {
                 }
                 let span = self.back(back)?;
                 let time = self.time(dt)?;
+                self.ended(span);
                 let losses = Losses {
                     tags_over_capacity: l[0],
                     fields_over_capacity: l[1],
@@ -771,6 +857,17 @@ impl<'a> RecordDecoder<'a> {
                     kind,
                     trace,
                     target,
+                }
+            }
+            ext::END if self.v2 => {
+                let back = c.varint()?;
+                let dt = c.varint()?;
+                let span = self.back(back)?;
+                self.open.remove(span);
+                Record::End {
+                    span,
+                    time: self.time(dt)?,
+                    losses: Losses::default(),
                 }
             }
             ext::DROPS => Record::Drops { total: c.u32()? },
@@ -920,6 +1017,10 @@ impl<'a> Cur<'a> {
     #[inline(always)]
     fn field(&mut self, t: u8) -> Result<(StrRef<'a>, WireValue<'a>), RecordError> {
         let key = self.str_ref()?;
+        Ok((key, self.value(t)?))
+    }
+    #[inline(always)]
+    fn value(&mut self, t: u8) -> Result<WireValue<'a>, RecordError> {
         let value = match t {
             vtype::FALSE => WireValue::Bool(false),
             vtype::TRUE => WireValue::Bool(true),
@@ -934,7 +1035,7 @@ impl<'a> Cur<'a> {
                 })
             }
         };
-        Ok((key, value))
+        Ok(value)
     }
 }
 

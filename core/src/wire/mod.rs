@@ -18,10 +18,10 @@ pub mod frame;
 use serde::{Deserialize, Serialize};
 
 /// The wire version this crate writes.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Wire versions this crate's decoder reads.
-pub const SUPPORTED_VERSIONS: &[u8] = &[1];
+pub const SUPPORTED_VERSIONS: &[u8] = &[1, 2];
 
 /// CRC over each frame: CRC-16/IBM-3740 (polynomial 0x1021, initial value 0xFFFF, also known as
 /// CRC-16/CCITT-FALSE), little-endian on the wire.
@@ -32,17 +32,36 @@ pub const FRAME_FIXED_HEADER: usize = 3;
 
 /// Tag byte classes (top two bits).
 pub mod tag {
-    /// `00rddddd`: a span starts. `r = 0`: ChildOf the previous start of the same frame;
-    /// `r = 1`: a root span. `d` is the id delta (1–31; 0 means a varint delta follows).
+    /// A span starts. `r = 0`: ChildOf the previous start of the same frame; `r = 1`: a root
+    /// span. Version 1, and roots in version 2: `00rddddd`, `d` is the id delta (1–31; 0 means a
+    /// varint delta follows). Children in version 2: `000pxxxx`; `p = 1`: the id delta repeats
+    /// the previous start's and `x` is the interned name id (0–14; 15 means a string reference
+    /// follows); `p = 0`: `x` is the id delta (1–15; 0 means a varint follows) and a string
+    /// reference follows.
     pub const START: u8 = 0x00;
     /// The `r` bit of a short start.
     pub const START_ROOT_BIT: u8 = 0x20;
-    /// Mask of the 5-bit delta of a short start.
+    /// Mask of the 5-bit delta of a version 1 short start.
     pub const START_DELTA_MASK: u8 = 0x1F;
-    /// `01dddddd`: a span ends; `d` = last start id − span id (0–62; 63 means a varint follows).
+    /// The `p` bit of a version 2 short start: the id delta repeats the previous start's.
+    pub const START_REPEAT_BIT: u8 = 0x10;
+    /// Mask of the 4-bit delta or name id of a version 2 short start.
+    pub const START_LOW_MASK: u8 = 0x0F;
+    /// `01dddddd`: a span ends. Version 1: `d` = last start id − span id (0–62; 63 means a varint
+    /// follows), then `dt`. Version 2: the span is the most recent start of this frame that has
+    /// not ended ([`OpenStarts`](super::OpenStarts)), and `d` holds the low 6 bits of `dt`, whose
+    /// high bits follow as a varint.
     pub const END: u8 = 0x40;
-    /// `10tttttt`: a tag on the current span; `t` is the value type.
+    /// Bits of `dt` in a version 2 short end's tag byte.
+    pub const END_DT_BITS: u32 = 6;
+    /// A tag on the current span. Version 1: `10tttttt`, `t` is the value type, and a string
+    /// reference to the key follows. Version 2: `10tttkkk`, `k` is the interned key id (0–6; 7
+    /// means a string reference follows).
     pub const TAG: u8 = 0x80;
+    /// (Version 2) the shift of a short tag's value type.
+    pub const TAG_TYPE_SHIFT: u32 = 3;
+    /// (Version 2) mask of a short tag's key id; this value means a string reference follows.
+    pub const TAG_KEY_MASK: u8 = 0x07;
     /// `11kkkkkk`: an extended record of kind `k` (see [`ext`](super::ext)).
     pub const EXT: u8 = 0xC0;
     /// Mask of the class bits.
@@ -77,7 +96,101 @@ pub mod ext {
     pub const SET_TIME: u8 = 10;
     /// The device's real time: extended ticks and the Unix time they correspond to.
     pub const WALL_CLOCK: u8 = 11;
+    /// (Version 2) a span ends: `back`, `dt` — the end of a span that is not the most recent
+    /// open start of the frame (version 1 says this with a short end).
+    pub const END: u8 = 12;
 }
+
+/// Most spans a frame's [`OpenStarts`] remembers.
+pub const OPEN_STARTS_DEPTH: usize = 8;
+
+/// Wire version 2: the spans started in the current frame that have not ended yet, most recent
+/// last, of which a short end names the most recent. Encoder and decoder keep the same list by
+/// the same rules, so it never travels: cleared at every frame; every start pushes its span (the
+/// oldest is forgotten beyond [`OPEN_STARTS_DEPTH`]); a short end pops the most recent; any other
+/// end of a listed span removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenStarts {
+    /// A circular buffer (no moves on the device's hot path): entry `i` of `len` is at
+    /// `ids[(first + i) % OPEN_STARTS_DEPTH]`.
+    ids: [u32; OPEN_STARTS_DEPTH],
+    first: u8,
+    len: u8,
+}
+
+impl Default for OpenStarts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpenStarts {
+    const MASK: usize = OPEN_STARTS_DEPTH - 1;
+
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            ids: [0; OPEN_STARTS_DEPTH],
+            first: 0,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize) -> usize {
+        (self.first as usize + i) & Self::MASK
+    }
+
+    /// Forgets every span (a new frame).
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// A span started.
+    #[inline(always)]
+    pub fn push(&mut self, id: u32) {
+        if self.len as usize == OPEN_STARTS_DEPTH {
+            // Forget the oldest.
+            self.first = self.at(1) as u8;
+            self.len -= 1;
+        }
+        let i = self.at(self.len as usize);
+        self.ids[i] = id;
+        self.len += 1;
+    }
+
+    /// The most recent open start.
+    #[inline(always)]
+    pub fn top(&self) -> Option<u32> {
+        let len = self.len as usize;
+        (len != 0).then(|| self.ids[self.at(len - 1)])
+    }
+
+    /// Removes and returns the most recent open start (a short end).
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<u32> {
+        let top = self.top()?;
+        self.len -= 1;
+        Some(top)
+    }
+
+    /// `id` ended by another record than a short end: forgets it if it is listed (the most
+    /// recent entry of that id).
+    #[inline(never)]
+    pub fn remove(&mut self, id: u32) {
+        let len = self.len as usize;
+        let Some(j) = (0..len).rev().find(|&j| self.ids[self.at(j)] == id) else {
+            return;
+        };
+        for k in j..len - 1 {
+            self.ids[self.at(k)] = self.ids[self.at(k + 1)];
+        }
+        self.len -= 1;
+    }
+}
+
+const _: () = assert!(OPEN_STARTS_DEPTH.is_power_of_two() && OPEN_STARTS_DEPTH <= 128);
 
 /// Value types (the 6-bit `t` of a tag record, the type byte of a log field).
 pub mod vtype {
@@ -266,5 +379,50 @@ mod tests {
             None
         );
         assert_eq!(decode_u64(&[]), None);
+    }
+}
+
+#[cfg(test)]
+mod open_starts_tests {
+    use super::{OpenStarts, OPEN_STARTS_DEPTH};
+
+    /// The circular list against a plain vector model, with the same forgetting rule.
+    #[test]
+    fn open_starts_match_a_vector_model() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut list = OpenStarts::new();
+        let mut model: Vec<u32> = Vec::new();
+        for _ in 0..100_000 {
+            let r = next();
+            match r % 4 {
+                0 | 1 => {
+                    let id = (r >> 8) as u32 % 16;
+                    list.push(id);
+                    if model.len() == OPEN_STARTS_DEPTH {
+                        model.remove(0);
+                    }
+                    model.push(id);
+                }
+                2 => assert_eq!(list.pop(), model.pop()),
+                _ => {
+                    let id = (r >> 8) as u32 % 16;
+                    list.remove(id);
+                    if let Some(i) = model.iter().rposition(|&m| m == id) {
+                        model.remove(i);
+                    }
+                }
+            }
+            assert_eq!(list.top(), model.last().copied());
+            if r % 1000 == 0 {
+                list.clear();
+                model.clear();
+            }
+        }
     }
 }

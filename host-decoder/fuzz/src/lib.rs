@@ -195,7 +195,8 @@ pub fn run_stream<'a>(chunks: impl Iterator<Item = &'a [u8]>, limits: Limits) ->
         outcome.spans += exporters.export(&mut out, &limits);
         if let Err(e) = result {
             let msg = e.to_string();
-            assert!(msg.contains("reads versions [1]"), "{msg}");
+            let supported = format!("reads versions {:?}", microspan::wire::SUPPORTED_VERSIONS);
+            assert!(msg.contains(&supported), "{msg}");
             outcome.fatal = Some(e);
             break;
         }
