@@ -184,6 +184,33 @@ struct FrameState {
     open: OpenStarts,
     /// The clock extension.
     ext: TickExtender,
+    /// Times go on the wire in units of `2^shift` clock ticks (see [`Drain::set_time_shift`]).
+    shift: u32,
+}
+
+/// The default [`Drain::set_time_shift`] for a clock of `ticks_per_second`: the largest that
+/// still resolves a microsecond (the resolution Jaeger stores and shows) and divides the rate
+/// exactly, so the rate the decoder is told is exact.
+pub const fn default_time_shift(ticks_per_second: u32) -> u32 {
+    let mut s = 0;
+    while s < 31
+        && (ticks_per_second >> (s + 1)) >= 1_000_000
+        && ticks_per_second % (1 << (s + 1)) == 0
+    {
+        s += 1;
+    }
+    s
+}
+
+/// `t >> s` for `s < 32` with 32-bit shifts: a 64-bit shift by a variable amount is a library
+/// call on Cortex-M.
+#[inline(always)]
+fn shr(t: u64, s: u32) -> u64 {
+    if s == 0 {
+        return t;
+    }
+    let (hi, lo) = ((t >> 32) as u32, t as u32);
+    ((hi >> s) as u64) << 32 | (lo >> s | hi << (32 - s)) as u64
 }
 
 /// The time of a record being encoded, applied to the [`FrameState`] once the record fits.
@@ -235,18 +262,20 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         let now = tracer.clock.now();
         let ext = TickExtender::new(now);
+        let shift = default_time_shift(tracer.clock.ticks_per_second());
         Some(Self {
             tracer,
             frame: FrameBuilder::new(),
             names: Interner::new(),
             state: FrameState {
                 last_start: 0,
-                last_time: ext.last(),
+                last_time: ext.last() >> shift,
                 subject: 0,
                 first_start: None,
                 last_delta: 0,
                 open: OpenStarts::new(),
                 ext,
+                shift,
             },
             seq: 0,
             epoch_frames: DEFAULT_EPOCH_FRAMES,
@@ -266,10 +295,32 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         self.epoch_frames = frames.max(2).checked_next_power_of_two().unwrap_or(1 << 15);
     }
 
+    /// Sends times in units of `2^bits` clock ticks (at most 31). The default,
+    /// [`default_time_shift`], keeps a resolution of a microsecond or finer, the resolution Jaeger
+    /// stores and shows: a 50 MHz clock goes on the wire at 1.5625 MHz (0.64 µs), saving a byte
+    /// on most durations. `0` keeps every tick (for an OTLP backend that shows nanoseconds). The
+    /// session record announces the resulting rate, so the decoder needs no setting.
+    ///
+    /// Returns `false`, changing nothing, once the drain has built a frame (the decoder reads the
+    /// rate from the session record, so it cannot change within a session), or when `2^bits`
+    /// does not divide the clock's rate (the rate on the wire would not be exact).
+    pub fn set_time_shift(&mut self, bits: u8) -> bool {
+        let tps = self.tracer.clock.ticks_per_second();
+        if self.stats.frames != 0 || bits > 31 || tps % (1 << bits) != 0 {
+            return false;
+        }
+        let old = core::mem::replace(&mut self.state.shift, bits as u32);
+        self.state.last_time = self.state.ext.last() >> bits;
+        if let Some(c) = &mut self.wall_clock {
+            c.ticks = (c.ticks << old) >> bits;
+        }
+        true
+    }
+
     /// Tells the decoder the device's real time now (nanoseconds since the Unix epoch), for a
     /// device with an RTC or network time. Sent in the next frame and in every session record.
     pub fn set_wall_clock(&mut self, unix_nanos: u64) {
-        let ticks = self.state.ext.extend(self.tracer.clock.now());
+        let ticks = self.state.ext.extend(self.tracer.clock.now()) >> self.state.shift;
         self.wall_clock = Some(WallClock { ticks, unix_nanos });
         self.wall_clock_due = true;
     }
@@ -455,8 +506,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     #[inline(never)]
     fn write_hello(&mut self) -> bool {
         let t = self.tracer;
-        let now_ticks = self.state.ext.extend(t.clock.now());
-        let ticks_per_second = t.clock.ticks_per_second();
+        let now_ticks = self.state.ext.extend(t.clock.now()) >> self.state.shift;
+        let ticks_per_second = t.clock.ticks_per_second() >> self.state.shift;
         let boot_id = t.boot_id();
         for cut in [usize::MAX, 24, 8, 0] {
             let service = record::truncate(t.session.service, cut).0;
@@ -490,6 +541,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     w.var64_c(c.unix_nanos);
                 }
             }
+            w.put_c(self.state.shift as u8);
             if w.fits() && w.raw_written() - tag_byte <= HELLO_MAX {
                 w.commit();
                 return true;
@@ -664,9 +716,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         } else if losses != 0 {
             w.call(end_losses, (back, dt, Losses::unpack(losses)));
         } else {
-            w.put_nz(tag::EXT | ext::END);
-            w.var32(back);
-            w.var64(dt);
+            w.call(end_explicit, (back, dt));
         }
         if !w.fits() {
             return false;
@@ -787,7 +837,7 @@ impl FrameState {
     #[inline(always)]
     fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
         let mut ext = self.ext;
-        let time = ext.extend(raw);
+        let time = shr(ext.extend(raw), self.shift);
         let mut base = self.last_time;
         if time < base {
             w.call(set_time, time);
@@ -867,6 +917,13 @@ fn keep<const F: usize>(w: Writer<'_, F>) -> Result<(), Full> {
     } else {
         Err(Full)
     }
+}
+
+/// An `END` record (a span that is not the frame's most recent open start).
+fn end_explicit<const F: usize>(w: &mut Writer<'_, F>, (back, dt): (u32, u64)) {
+    w.put_c(tag::EXT | ext::END);
+    w.var32_c(back);
+    w.var64_c(dt);
 }
 
 /// A `NAME` record.
@@ -1012,6 +1069,46 @@ impl FieldView {
                 let mut tmp = [0u8; crate::config::MAX_STR_LEN];
                 let len = (self.aux as usize).min(tmp.len());
                 str_bytes(w, r.bytes(len, &mut tmp), 1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod time_shift_tests {
+    use super::{default_time_shift, shr};
+
+    #[test]
+    fn the_default_shift_keeps_a_microsecond_and_an_exact_rate() {
+        assert_eq!(default_time_shift(1_000_000), 0);
+        assert_eq!(default_time_shift(50_000_000), 5); // 1.5625 MHz
+        assert_eq!(default_time_shift(64_000_000), 6); // 1 MHz
+        assert_eq!(default_time_shift(168_000_000), 7); // 1.3125 MHz
+        assert_eq!(default_time_shift(32_768), 0);
+        assert_eq!(default_time_shift(48_000_001), 0); // odd: no exact division
+        assert_eq!(default_time_shift(u32::MAX), 0);
+        for tps in [
+            1_000_000u32,
+            50_000_000,
+            64_000_000,
+            168_000_000,
+            3_000_000_000,
+        ] {
+            let s = default_time_shift(tps);
+            assert!(tps >> s >= 1_000_000 || s == 0);
+            assert_eq!((tps >> s) << s, tps);
+        }
+    }
+
+    #[test]
+    fn shr_is_a_64_bit_shift() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for s in 0..32 {
+                assert_eq!(shr(x, s), x >> s);
             }
         }
     }

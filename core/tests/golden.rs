@@ -297,6 +297,7 @@ fn hand_written_vectors() {
         firmware_version: "fw",
         microspan_version: "0.1.0",
         wall_clock: None,
+        time_shift: 0,
     };
     let bytes = postcard::to_allocvec(&hello).unwrap();
     assert_eq!(

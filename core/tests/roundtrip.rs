@@ -333,3 +333,63 @@ fn a_frame_too_small_for_the_full_session_record_still_flows() {
     );
     assert_eq!(d.spans().len(), 2);
 }
+
+/// A 50 MHz clock advanced by the test.
+struct FastClock(std::sync::atomic::AtomicU32);
+
+impl microspan::Clock for FastClock {
+    fn now(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn ticks_per_second(&self) -> u32 {
+        50_000_000
+    }
+}
+
+/// (wire ticks per second, time shift, span duration in wire ticks) of a 20 ms root span.
+fn twenty_ms(shift: Option<u8>) -> (u32, u8, u64) {
+    use microspan::wire::decode::{Accumulator, Record, RecordDecoder};
+    let clock = FastClock(std::sync::atomic::AtomicU32::new(0xFFF0_0000)); // wraps meanwhile
+    let ring: Ring<256> = Ring::new();
+    let session = Session::new("fast");
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
+    if let Some(s) = shift {
+        assert!(drain.set_time_shift(s));
+    }
+    let span = tracer.root("twenty-ms");
+    clock
+        .0
+        .fetch_add(1_000_000, std::sync::atomic::Ordering::Relaxed);
+    drop(span);
+    let stream = drain_all(&mut drain);
+    assert!(!drain.set_time_shift(0), "no change once frames went out");
+    let mut acc: Box<Accumulator<256>> = Box::new(Accumulator::new());
+    let (frame, _) = acc.feed(&stream);
+    let frame = frame.unwrap().unwrap();
+    let (mut rate, mut shift, mut start) = (0, 0, 0);
+    for r in RecordDecoder::new(&frame) {
+        match r.unwrap() {
+            Record::Hello(h) => (rate, shift) = (h.ticks_per_second, h.time_shift),
+            Record::Start(s) => start = s.time,
+            Record::End { time, .. } => return (rate, shift, time - start),
+            _ => {}
+        }
+    }
+    panic!("no end in {stream:02x?}")
+}
+
+#[test]
+fn a_fast_clock_goes_on_the_wire_at_microsecond_resolution_unless_told_otherwise() {
+    // 50 MHz: 5 bits dropped, 1.5625 MHz on the wire (0.64 µs), announced in the session record.
+    assert_eq!(twenty_ms(None), (1_562_500, 5, 31_250));
+    assert_eq!(twenty_ms(Some(0)), (50_000_000, 0, 1_000_000));
+    assert_eq!(twenty_ms(Some(2)), (12_500_000, 2, 250_000));
+    // A shift that does not divide the rate exactly is refused.
+    let clock = FastClock(std::sync::atomic::AtomicU32::new(0));
+    let ring: Ring<64> = Ring::new();
+    let session = Session::new("fast");
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
+    assert!(!drain.set_time_shift(8), "50 MHz is not a multiple of 256");
+}

@@ -616,6 +616,7 @@ struct OwnedHello {
     device_id: u64,
     boot_id: u32,
     ticks_per_second: u32,
+    time_shift: u8,
     now_ticks: u64,
     epoch_frames: u16,
     firmware_version: String,
@@ -630,6 +631,7 @@ impl From<&Hello<'_>> for OwnedHello {
             device_id: h.device_id,
             boot_id: h.boot_id,
             ticks_per_second: h.ticks_per_second.max(1),
+            time_shift: h.time_shift,
             now_ticks: h.now_ticks,
             epoch_frames: h.epoch_frames.max(1),
             firmware_version: h.firmware_version.to_string(),
@@ -859,7 +861,10 @@ impl Assembler {
                 "microspan.decoder_version",
                 Value::Str(env!("CARGO_PKG_VERSION").into()),
             ),
-            KeyValue::new("device.clock_hz", Value::I64(hello.ticks_per_second as i64)),
+            KeyValue::new(
+                "device.clock_hz",
+                Value::I64((hello.ticks_per_second as i64) << hello.time_shift),
+            ),
         ];
         if !hello.firmware_version.is_empty() {
             tags.push(KeyValue::new(

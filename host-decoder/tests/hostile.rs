@@ -173,6 +173,7 @@ fn hello(boot_id: u32, epoch_frames: u16) -> Hello<'static> {
         firmware_version: "0.0.0",
         microspan_version: "0.1.0",
         wall_clock: None,
+        time_shift: 0,
     }
 }
 

@@ -710,9 +710,15 @@ impl<'a> RecordDecoder<'a> {
         let c = &mut self.cur;
         Ok(Some(match kind {
             ext::HELLO => {
-                let (hello, rest) = postcard::take_from_bytes::<Hello<'a>>(&c.buf[c.at..])
+                let (mut hello, rest) = postcard::take_from_bytes::<Hello<'a>>(&c.buf[c.at..])
                     .map_err(|_| RecordError::Hello { offset: c.offset })?;
                 c.at = c.buf.len() - rest.len();
+                if self.v2 {
+                    hello.time_shift = match c.varint()? {
+                        s @ 0..=31 => s as u8,
+                        _ => return Err(RecordError::Hello { offset: c.offset }),
+                    };
+                }
                 Record::Hello(hello)
             }
             ext::NAME => {

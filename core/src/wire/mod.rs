@@ -265,7 +265,7 @@ pub struct Hello<'a> {
     pub device_id: u64,
     /// Boot id (high half of span ids); a new one means the device reset.
     pub boot_id: u32,
-    /// Device clock rate.
+    /// Rate of the times on the wire: the device clock's rate divided by `2^time_shift`.
     pub ticks_per_second: u32,
     /// Extended ticks when this record was written (anchors device time to host time).
     pub now_ticks: u64,
@@ -280,6 +280,11 @@ pub struct Hello<'a> {
     pub microspan_version: &'a str,
     /// Real time, when the device knows it.
     pub wall_clock: Option<WallClock>,
+    /// (Version 2, written after the other fields) the device sends times in units of
+    /// `2^time_shift` clock ticks, so its clock runs at `ticks_per_second << time_shift`. Not
+    /// part of the postcard struct: the record decoder reads it after it, and it is 0 in version 1.
+    #[serde(skip)]
+    pub time_shift: u8,
 }
 
 /// Postcard varint helpers: unsigned LEB128, and zigzag for signed values (postcard's wire format
