@@ -599,7 +599,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let mut w = self.frame.writer();
         let name_ref = self.names.predefine(&mut w, name);
         let (timed, dt) = st.time(&mut w, raw);
-        let child_short = !is_root && st.first_start.is_some() && parent == st.last_start;
+        // A short start's parent is the frame's most recent open start: the previous start for a
+        // nested child, the common parent for siblings.
+        let child_short = !is_root && st.open.top() == Some(parent);
         // The name goes in the tag byte of a child's short start that repeats the previous delta
         // (a chain of nested starts: each the size of a start record after its parent).
         let mut name_in_tag = false;

@@ -324,30 +324,70 @@ fn hand_written_v2_vectors() {
     let start = |id: u32, parent: &str, name: &str, time: u64| {
         format!("Start(Start {{ id: {id}, parent: {parent}, follows_from: false, debug: false, name: {name}, time: {time} }})")
     };
+    let root30 = start(30, "Root", "Id(2)", 1000);
     let cases: Vec<(&[u8], Vec<String>)> = vec![
-        // short root start `00 1 0 0101`: delta 5, inline name "r", dt 3
+        // short root start `00 1 00101`: delta 5, inline name "r", dt 3
         (
             &[0x25, 0x03, b'r', 3],
             vec![start(15, "Root", "Inline(\"r\")", 1003)],
         ),
-        // a chain: child of 10 (delta 5, name id 2, dt 0); its child repeating the delta, name id
-        // 4 in the tag byte (`00 0 1 0100`), dt 1; then both end, most recent first: dt 193
+        // a chain: a root (`00 1 10100`, delta 20, name id 2); its child (`00 0 0 0101`, delta 5,
+        // name id 2, dt 0); the child's child repeating the delta with name id 4 in the tag byte
+        // (`00 0 1 0100`), dt 1; then the two children end, most recent first: dt 193
         // (`01 000001`, high bits 3), then dt 64 (`01 000000`, high bits 1)
         (
-            &[0x05, 0x04, 0, 0x14, 1, 0x41, 3, 0x40, 1],
+            &[0x34, 0x04, 0, 0x05, 0x04, 0, 0x14, 1, 0x41, 3, 0x40, 1],
             vec![
-                start(15, "Local { id: 10, root: None }", "Id(2)", 1000),
-                start(20, "Local { id: 15, root: None }", "Id(4)", 1001),
-                end(20, 1194),
-                end(15, 1258),
+                root30.clone(),
+                start(35, "Local { id: 30, root: None }", "Id(2)", 1000),
+                start(40, "Local { id: 35, root: None }", "Id(4)", 1001),
+                end(40, 1194),
+                end(35, 1258),
+            ],
+        ),
+        // siblings: each child's parent is the most recent open start, the root; the third
+        // repeats the second's delta (8: a start and an end record in the device's ring)
+        (
+            &[
+                0x34, 0x04, 0, 0x05, 0x06, 0, 0x40, 0, 0x08, 0x06, 0, 0x40, 0, 0x13, 0,
+            ],
+            vec![
+                root30.clone(),
+                start(35, "Local { id: 30, root: None }", "Id(3)", 1000),
+                end(35, 1000),
+                start(43, "Local { id: 30, root: None }", "Id(3)", 1000),
+                end(43, 1000),
+                start(51, "Local { id: 30, root: None }", "Id(3)", 1000),
             ],
         ),
         // a repeated delta with a name that does not fit the tag byte (`00 0 1 1111`, name id 20)
         (
-            &[0x05, 0x04, 0, 0x1F, 40, 0],
+            &[0x34, 0x04, 0, 0x05, 0x04, 0, 0x1F, 40, 0],
             vec![
-                start(15, "Local { id: 10, root: None }", "Id(2)", 1000),
-                start(20, "Local { id: 15, root: None }", "Id(20)", 1000),
+                root30.clone(),
+                start(35, "Local { id: 30, root: None }", "Id(2)", 1000),
+                start(40, "Local { id: 35, root: None }", "Id(20)", 1000),
+            ],
+        ),
+        // a varint delta (`00 0 0 0000`, 300)
+        (
+            &[0x34, 0x04, 0, 0x00, 0xAC, 0x02, 0x04, 1],
+            vec![
+                root30.clone(),
+                start(330, "Local { id: 30, root: None }", "Id(2)", 1001),
+            ],
+        ),
+        // extended END of the base span (back 0, dt 200), which started in an earlier frame
+        (&[0xCC, 0, 0xC8, 0x01], vec![end(10, 1200)]),
+        // an extended END of a listed span takes it off the list: the short end that follows
+        // ends the span before it
+        (
+            &[0x34, 0x04, 0, 0x05, 0x04, 0, 0xCC, 0, 0, 0x40, 0],
+            vec![
+                root30.clone(),
+                start(35, "Local { id: 30, root: None }", "Id(2)", 1000),
+                end(35, 1000),
+                end(30, 1000),
             ],
         ),
         // short tags on the base span: u64 5 with key id 2 in the tag byte (`10 011 010`); true
@@ -357,26 +397,6 @@ fn hand_written_v2_vectors() {
             vec![
                 "Tag { span: 10, key: Id(2), value: U64(5) }".to_string(),
                 "Tag { span: 10, key: Id(9), value: Bool(true) }".to_string(),
-            ],
-        ),
-        // a root with a 5-bit delta, as in version 1 (`00 1 10100`, delta 20)
-        (&[0x34, 0x04, 0], vec![start(30, "Root", "Id(2)", 1000)]),
-        // a varint delta (`00 0 0 0000`, 300)
-        (
-            &[0x00, 0xAC, 0x02, 0x04, 1],
-            vec![start(310, "Local { id: 10, root: None }", "Id(2)", 1001)],
-        ),
-        // extended END of the base span (back 0, dt 200), which started in an earlier frame
-        (&[0xCC, 0, 0xC8, 0x01], vec![end(10, 1200)]),
-        // an extended END of a listed span takes it off the list: the short end that follows
-        // ends the span before it
-        (
-            &[0x05, 0x04, 0, 0x14, 0, 0xCC, 0, 0, 0x40, 0],
-            vec![
-                start(15, "Local { id: 10, root: None }", "Id(2)", 1000),
-                start(20, "Local { id: 15, root: None }", "Id(4)", 1000),
-                end(20, 1000),
-                end(15, 1000),
             ],
         ),
     ];
@@ -427,8 +447,9 @@ fn malformed_frames_and_records_are_typed_errors() {
             FrameError::UnsupportedVersion { version: 3 }
         ))]
     );
-    // Version 2: a short end with no open start in its frame, a repeated delta before any start.
-    for body in [&[0x40u8, 0][..], &[0x12, 0]] {
+    // Version 2: a short end or a short child start with no open start in its frame, a repeated
+    // delta before any start.
+    for body in [&[0x40u8, 0][..], &[0x05, 0x04, 0], &[0x12, 0]] {
         let mut raw = vec![2u8, 0, 0, 0, 0];
         raw.extend_from_slice(body);
         assert_eq!(

@@ -27,7 +27,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("unsampled", 12.0, 14.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 174.0, 182.0, None),
-    ("drain17", 535.0, 765.0, Some(150.0)),
+    ("drain17", 475.0, 660.0, Some(150.0)),
 ];
 
 /// Bytes per child span (marginal), per board: (what, workload, Cortex-M3, Cortex-M0, target).

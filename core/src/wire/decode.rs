@@ -628,6 +628,10 @@ impl<'a> RecordDecoder<'a> {
                     let id = self.last_start.wrapping_add(delta);
                     let parent = if t & tag::START_ROOT_BIT != 0 {
                         Parent::Root
+                    } else if self.v2 {
+                        // The frame's most recent open start.
+                        let id = self.open.top().ok_or_else(|| self.no_start())?;
+                        Parent::Local { id, root: None }
                     } else {
                         Parent::Local {
                             id: self.last_start,

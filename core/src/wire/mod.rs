@@ -32,8 +32,9 @@ pub const FRAME_FIXED_HEADER: usize = 3;
 
 /// Tag byte classes (top two bits).
 pub mod tag {
-    /// A span starts. `r = 0`: ChildOf the previous start of the same frame; `r = 1`: a root
-    /// span. Version 1, and roots in version 2: `00rddddd`, `d` is the id delta (1–31; 0 means a
+    /// A span starts. `r = 0`: ChildOf the previous start of the same frame (version 1), or of
+    /// the frame's most recent open start (version 2, [`OpenStarts`](super::OpenStarts)); `r = 1`:
+    /// a root span. Version 1, and roots in version 2: `00rddddd`, `d` is the id delta (1–31; 0 means a
     /// varint delta follows). Children in version 2: `000pxxxx`; `p = 1`: the id delta repeats
     /// the previous start's and `x` is the interned name id (0–14; 15 means a string reference
     /// follows); `p = 0`: `x` is the id delta (1–15; 0 means a varint follows) and a string
