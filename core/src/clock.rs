@@ -49,24 +49,42 @@ impl<C: ?Sized + Clock> Clock for &C {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TickExtender {
+    /// The last sample, shifted.
     raw: u32,
     extended: u64,
+    shift: u32,
 }
 
 impl TickExtender {
+    /// Largest shift of [`with_shift`](Self::with_shift): samples up to 2^31 − 2^24 ticks apart
+    /// still extend correctly.
+    pub const MAX_SHIFT: u32 = 24;
+
     /// Starts at `raw` (extended value = `raw`).
     pub const fn new(raw: u32) -> Self {
+        Self::with_shift(raw, 0)
+    }
+
+    /// Extends in units of `2^shift` ticks (`shift <= MAX_SHIFT`): every value is the extended
+    /// tick count divided by `2^shift`, rounded down, computed with 32-bit shifts only (a 64-bit
+    /// shift by a variable amount is a library call on Cortex-M).
+    pub const fn with_shift(raw: u32, shift: u32) -> Self {
+        assert!(shift <= Self::MAX_SHIFT);
         Self {
-            raw,
-            extended: raw as u64,
+            raw: raw >> shift,
+            extended: (raw >> shift) as u64,
+            shift,
         }
     }
 
-    /// Feeds a new raw sample; returns its 64-bit value.
+    /// Feeds a new raw sample; returns its 64-bit value (in units of `2^shift` ticks).
+    #[inline]
     pub fn extend(&mut self, raw: u32) -> u64 {
-        let delta = raw.wrapping_sub(self.raw) as i32 as i64;
+        let raw = raw >> self.shift;
+        // The difference modulo 2^(32 - shift), as a signed value.
+        let delta = (raw.wrapping_sub(self.raw) << self.shift) as i32 >> self.shift;
         self.raw = raw;
-        self.extended = self.extended.wrapping_add_signed(delta);
+        self.extended = self.extended.wrapping_add_signed(delta as i64);
         self.extended
     }
 
@@ -88,6 +106,30 @@ mod tests {
         assert_eq!(e.extend(100), u32::MAX as u64 + 101);
         // A slightly older sample (preempted writer) goes back a little, not forward 2^32.
         assert_eq!(e.extend(90), u32::MAX as u64 + 91);
+    }
+
+    #[test]
+    fn a_shifted_extension_is_the_extension_divided() {
+        for shift in [0, 1, 5, 9, TickExtender::MAX_SHIFT] {
+            let start = u32::MAX - 1_000_000_000;
+            let mut plain = TickExtender::new(start);
+            let mut shifted = TickExtender::with_shift(start, shift);
+            assert_eq!(shifted.last(), plain.last() >> shift);
+            let mut t = start as u64;
+            let mut x = 0x9E37_79B9u32;
+            for _ in 0..100_000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Forward by up to 2^30, or back a little (a preempted record).
+                if x % 8 == 0 {
+                    t -= (x >> 20) as u64 % 1000;
+                } else {
+                    t += (x >> 2) as u64;
+                }
+                assert_eq!(shifted.extend(t as u32), plain.extend(t as u32) >> shift);
+            }
+        }
     }
 
     #[test]

@@ -193,24 +193,13 @@ struct FrameState {
 /// exactly, so the rate the decoder is told is exact.
 pub const fn default_time_shift(ticks_per_second: u32) -> u32 {
     let mut s = 0;
-    while s < 31
+    while s < TickExtender::MAX_SHIFT
         && (ticks_per_second >> (s + 1)) >= 1_000_000
         && ticks_per_second % (1 << (s + 1)) == 0
     {
         s += 1;
     }
     s
-}
-
-/// `t >> s` for `s < 32` with 32-bit shifts: a 64-bit shift by a variable amount is a library
-/// call on Cortex-M.
-#[inline(always)]
-fn shr(t: u64, s: u32) -> u64 {
-    if s == 0 {
-        return t;
-    }
-    let (hi, lo) = ((t >> 32) as u32, t as u32);
-    ((hi >> s) as u64) << 32 | (lo >> s | hi << (32 - s)) as u64
 }
 
 /// The time of a record being encoded, applied to the [`FrameState`] once the record fits.
@@ -261,15 +250,15 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             return None;
         }
         let now = tracer.clock.now();
-        let ext = TickExtender::new(now);
         let shift = default_time_shift(tracer.clock.ticks_per_second());
+        let ext = TickExtender::with_shift(now, shift);
         Some(Self {
             tracer,
             frame: FrameBuilder::new(),
             names: Interner::new(),
             state: FrameState {
                 last_start: 0,
-                last_time: ext.last() >> shift,
+                last_time: ext.last(),
                 subject: 0,
                 first_start: None,
                 last_delta: 0,
@@ -295,7 +284,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         self.epoch_frames = frames.max(2).checked_next_power_of_two().unwrap_or(1 << 15);
     }
 
-    /// Sends times in units of `2^bits` clock ticks (at most 31). The default,
+    /// Sends times in units of `2^bits` clock ticks (at most [`TickExtender::MAX_SHIFT`]). The default,
     /// [`default_time_shift`], keeps a resolution of a microsecond or finer, the resolution Jaeger
     /// stores and shows: a 50 MHz clock goes on the wire at 1.5625 MHz (0.64 µs), saving a byte
     /// on most durations. `0` keeps every tick (for an OTLP backend that shows nanoseconds). The
@@ -306,11 +295,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// does not divide the clock's rate (the rate on the wire would not be exact).
     pub fn set_time_shift(&mut self, bits: u8) -> bool {
         let tps = self.tracer.clock.ticks_per_second();
-        if self.stats.frames != 0 || bits > 31 || tps % (1 << bits) != 0 {
+        if self.stats.frames != 0 || bits as u32 > TickExtender::MAX_SHIFT || tps % (1 << bits) != 0
+        {
             return false;
         }
         let old = core::mem::replace(&mut self.state.shift, bits as u32);
-        self.state.last_time = self.state.ext.last() >> bits;
+        self.state.ext = TickExtender::with_shift(self.tracer.clock.now(), bits as u32);
+        self.state.last_time = self.state.ext.last();
         if let Some(c) = &mut self.wall_clock {
             c.ticks = (c.ticks << old) >> bits;
         }
@@ -320,7 +311,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// Tells the decoder the device's real time now (nanoseconds since the Unix epoch), for a
     /// device with an RTC or network time. Sent in the next frame and in every session record.
     pub fn set_wall_clock(&mut self, unix_nanos: u64) {
-        let ticks = self.state.ext.extend(self.tracer.clock.now()) >> self.state.shift;
+        let ticks = self.state.ext.extend(self.tracer.clock.now());
         self.wall_clock = Some(WallClock { ticks, unix_nanos });
         self.wall_clock_due = true;
     }
@@ -506,7 +497,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     #[inline(never)]
     fn write_hello(&mut self) -> bool {
         let t = self.tracer;
-        let now_ticks = self.state.ext.extend(t.clock.now()) >> self.state.shift;
+        let now_ticks = self.state.ext.extend(t.clock.now());
         let ticks_per_second = t.clock.ticks_per_second() >> self.state.shift;
         let boot_id = t.boot_id();
         for cut in [usize::MAX, 24, 8, 0] {
@@ -839,7 +830,7 @@ impl FrameState {
     #[inline(always)]
     fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
         let mut ext = self.ext;
-        let time = shr(ext.extend(raw), self.shift);
+        let time = ext.extend(raw);
         let mut base = self.last_time;
         if time < base {
             w.call(set_time, time);
@@ -1078,7 +1069,7 @@ impl FieldView {
 
 #[cfg(test)]
 mod time_shift_tests {
-    use super::{default_time_shift, shr};
+    use super::default_time_shift;
 
     #[test]
     fn the_default_shift_keeps_a_microsecond_and_an_exact_rate() {
@@ -1099,19 +1090,6 @@ mod time_shift_tests {
             let s = default_time_shift(tps);
             assert!(tps >> s >= 1_000_000 || s == 0);
             assert_eq!((tps >> s) << s, tps);
-        }
-    }
-
-    #[test]
-    fn shr_is_a_64_bit_shift() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            for s in 0..32 {
-                assert_eq!(shr(x, s), x >> s);
-            }
         }
     }
 }

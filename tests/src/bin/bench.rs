@@ -482,12 +482,31 @@ fn report(
          traces; Foo lasts 10 ms, Bar 20 ms); the bytes are microspan's stream, framing and session \
          records included. The decoder rebuilds the spans and the same spans are encoded, in one \
          batch, as Jaeger Thrift (binary and compact protocol), OTLP protobuf and OTLP/JSON. \
-         \"child span\" is the marginal cost of Bar: (stream with Bar − stream without) / traces.\n",
-        measure::WIRE_TRACES
+         \"child span\" is the marginal cost of Bar: (stream with Bar − stream without) / traces. Wire \
+         version {}; times at the drain's default resolution (`microspan::drain::default_time_shift`: \
+         the clock's ticks, or a power-of-two multiple of them when the clock is faster than 2 MHz).\n",
+        measure::WIRE_TRACES,
+        microspan::wire::WIRE_VERSION,
     );
+    let resolution = |tps: u32| {
+        let shift = microspan::drain::default_time_shift(tps);
+        let wire = tps >> shift;
+        format!(
+            "{} MHz ticks, sent in units of {}: {} µs",
+            tps as f64 / 1e6,
+            1u32 << shift,
+            1e6 / wire as f64
+        )
+    };
     for (board, f) in [
-        ("Cortex-M0 (micro:bit, 1 MHz ticks)", m0),
-        ("Cortex-M3 (lm3s6965, 50 MHz ticks)", m3),
+        (
+            format!("Cortex-M0 (micro:bit, {})", resolution(1_000_000)),
+            m0,
+        ),
+        (
+            format!("Cortex-M3 (lm3s6965, {})", resolution(50_000_000)),
+            m3,
+        ),
     ] {
         let _ = writeln!(w, "### {board}\n");
         let _ = writeln!(w, "| per span | microspan | Thrift binary | Thrift compact | OTLP protobuf | OTLP/JSON | target |");
