@@ -108,6 +108,8 @@ enum Op {
     ChildOf(usize, Target, Option<usize>),
     /// Finishes the innermost open span.
     Finish,
+    /// Finishes any open span (out of order: its children stay open).
+    FinishAny(usize),
     Tag(usize, V),
     Log(Vec<(usize, V)>),
     Baggage(String, String),
@@ -146,6 +148,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => name.clone().prop_map(Op::Follower),
         2 => (name, target(), proptest::option::of(any::<usize>())).prop_map(|(n, t, f)| Op::ChildOf(n, t, f)),
         6 => Just(Op::Finish),
+        2 => any::<usize>().prop_map(Op::FinishAny),
         6 => (key.clone(), value()).prop_map(|(k, v)| Op::Tag(k, v)),
         3 => proptest::collection::vec((key, value()), 0..MAX_FIELDS_PER_LOG + 3).prop_map(Op::Log),
         2 => ("\\PC{0,20}", "\\PC{0,24}").prop_map(|(k, v)| Op::Baggage(k, v)),
@@ -382,8 +385,14 @@ fn run<const F: usize>(
                     });
                 }
             }
-            Op::Finish => {
-                let Some(open) = stack.pop() else { continue };
+            Op::Finish | Op::FinishAny(_) => {
+                let open = match op {
+                    Op::FinishAny(i) if !stack.is_empty() => stack.remove(i % stack.len()),
+                    _ => match stack.pop() {
+                        Some(open) => open,
+                        None => continue,
+                    },
+                };
                 let t = m.sample();
                 m.expected.push(Typed::End {
                     span: open.id,
