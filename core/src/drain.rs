@@ -284,10 +284,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         self.epoch_frames = frames.max(2).checked_next_power_of_two().unwrap_or(1 << 15);
     }
 
-    /// Sends times in units of `2^bits` clock ticks (at most [`TickExtender::MAX_SHIFT`]). The default,
-    /// [`default_time_shift`], keeps a resolution of a microsecond or finer, the resolution Jaeger
-    /// stores and shows: a 50 MHz clock goes on the wire at 1.5625 MHz (0.64 µs), saving a byte
-    /// on most durations. `0` keeps every tick (for an OTLP backend that shows nanoseconds). The
+    /// Sends times in units of `2^bits` clock ticks (at most [`TickExtender::MAX_SHIFT`]). The
+    /// default, [`default_time_shift`], keeps a resolution of a microsecond or finer, the
+    /// resolution Jaeger stores and shows: a 50 MHz clock goes on the wire at 1.5625 MHz
+    /// (0.64 µs), saving a byte on most durations. `0` keeps every tick (for an OTLP backend that shows nanoseconds). The
     /// session record announces the resulting rate, so the decoder needs no setting.
     ///
     /// Returns `false`, changing nothing, once the drain has built a frame (the decoder reads the
