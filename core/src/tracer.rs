@@ -783,7 +783,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         self.start_related(name, true)
     }
 
-    #[inline]
+    #[inline(never)]
     fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B, C> {
         let t = self.tracer;
         let debug = self.flags.is_debug();

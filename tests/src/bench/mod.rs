@@ -123,8 +123,14 @@ pub mod ops {
         name: "drain17",
         what: "drain: a root and 16 children in one frame",
     };
+    /// `child0` with a cycle-counter clock.
+    pub const CHILD0_CYC: Op = Op {
+        id: 13,
+        name: "child0_cyc",
+        what: "child span, start + finish, no tags, with the cycle counter as clock (DWT CYCCNT, one load, as in SystemView's figures)",
+    };
     /// Every gated operation.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 14] = [
         EMPTY,
         CLOCK,
         ROOT,
@@ -138,6 +144,7 @@ pub mod ops {
         ISR_ROOT,
         DRAIN1,
         DRAIN17,
+        CHILD0_CYC,
     ];
 }
 

@@ -34,6 +34,29 @@ impl Clock for BoardClock {
     }
 }
 
+/// The core's cycle counter, as a Cortex-M3/M4 firmware would time spans (SEGGER SystemView's
+/// default): one load of DWT CYCCNT. QEMU reads it as 0, so it only serves instruction counts,
+/// where the value read does not matter. ARMv6-M (the micro:bit) has no cycle counter: there it
+/// is the board's tick counter.
+pub struct CycleClock;
+
+impl Clock for CycleClock {
+    #[inline]
+    fn now(&self) -> u32 {
+        #[cfg(feature = "lm3s6965")]
+        {
+            cortex_m::peripheral::DWT::cycle_count()
+        }
+        #[cfg(not(feature = "lm3s6965"))]
+        {
+            board::now_ticks()
+        }
+    }
+    fn ticks_per_second(&self) -> u32 {
+        board::TICKS_PER_SECOND
+    }
+}
+
 /// Ring size in words (4 KiB, as in the reference firmware).
 pub const RING_WORDS: usize = 1024;
 /// Largest wire frame, bytes (as in the reference firmware).
@@ -57,6 +80,15 @@ pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
 pub static UNSAMPLED: Tracer<'static, BoardClock> =
     Tracer::with_clock(&RING, BoardClock, &Session::new("bench"))
         .with_sampler(Sampler::Const(false));
+
+/// The tracer under test with the [`CycleClock`] (the same ring).
+pub static TRACER_CYC: Tracer<'static, CycleClock> = Tracer::with_clock(
+    &RING,
+    CycleClock,
+    &Session::new("bench")
+        .device_id(0x6d73_7061_6e00_00be)
+        .boot_id(0xbe),
+);
 
 /// The span type of this firmware's tracers.
 pub type BenchSpan = microspan::Span<'static, 0, BoardClock>;

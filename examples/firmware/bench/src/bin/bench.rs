@@ -17,6 +17,7 @@
 //! | 10 `isr_root` | pend a software interrupt whose handler records a root span |
 //! | 11 `drain1` | drain one root span (recorded before the gate) into a RAM sink |
 //! | 12 `drain16` | drain a root and 16 children (recorded before the gate) into a RAM sink |
+//! | 13 `child0_cyc` | `child0` with the cycle-counter clock (`CycleClock`) |
 //!
 //! A live parent span is handed to the operation through `black_box`, so the compiler cannot
 //! assume its state: the figure is what code that receives a `&Span` pays.
@@ -32,7 +33,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use microspan::Value;
 use microspan_bench_firmware::{
-    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, BenchSpan, TRACER, UNSAMPLED,
+    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, BenchSpan, TRACER, TRACER_CYC,
+    UNSAMPLED,
 };
 use microspan_boards::{self as board, Irq};
 use microspan_serial::blocking::BlockingDrain;
@@ -40,7 +42,7 @@ use microspan_serial::blocking::BlockingDrain;
 static SINK_BYTES: AtomicU32 = AtomicU32::new(0);
 
 #[inline(always)]
-fn child0(parent: &BenchSpan) {
+fn child0<C: microspan::Clock>(parent: &microspan::Span<'static, 0, C>) {
     let c = parent.child("Bar");
     drop(c);
 }
@@ -150,6 +152,19 @@ fn main() -> ! {
                 drain_to_ram(&mut drain);
                 bench_gate_off();
             }
+        }
+        13 => {
+            #[cfg(feature = "lm3s6965")]
+            // SAFETY: DEMCR.TRCENA and DWT_CTRL.CYCCNTENA, architectural Cortex-M3 registers,
+            // set once before any use of the counter; nothing else in this firmware uses them.
+            unsafe {
+                let demcr = 0xE000_EDFC as *mut u32;
+                demcr.write_volatile(demcr.read_volatile() | 1 << 24);
+                let ctrl = 0xE000_1000 as *mut u32;
+                ctrl.write_volatile(ctrl.read_volatile() | 1);
+            }
+            let root = TRACER_CYC.root("root");
+            gated(n, &mut drain, |_| child0(black_box(&root)));
         }
         20 => wire(arg, n, drain, uart),
         30 => stack(&mut drain),
