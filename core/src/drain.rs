@@ -174,8 +174,6 @@ struct FrameState {
     last_time: u64,
     /// The span a short tag record applies to.
     subject: u32,
-    /// Id of the first span started in this frame, if any.
-    first_start: Option<u32>,
     /// The id delta of the frame's previous start (0 before the first): a short start whose
     /// delta is the same says so in one bit.
     last_delta: u32,
@@ -260,7 +258,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 last_start: 0,
                 last_time: ext.last(),
                 subject: 0,
-                first_start: None,
                 last_delta: 0,
                 open: OpenStarts::new(),
                 ext,
@@ -388,19 +385,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         };
         let content_start = self.frame.position();
         let mut records = 0;
-        let mut evicted = ring.evicted();
         while let Some((pos, h)) = ring.peek() {
-            if ring.overwrite {
-                // A flight-recorder ring may have evicted records since the last one: a start
-                // among them is not in this frame, so no later start may name its parent as one
-                // that is (`first_start`). Read after `peek`, whose pin orders it after the
-                // eviction.
-                let now = ring.evicted();
-                if now != evicted {
-                    evicted = now;
-                    self.state.first_start = None;
-                }
-            }
             self.names.begin_record();
             // Each encoder writes its record (name definitions included) through one writer and
             // keeps it only if it fits, and only then moves the frame state on: a record that
@@ -456,7 +441,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         w.var64(self.state.last_time);
         keep(w)?;
         self.state.subject = self.state.last_start;
-        self.state.first_start = None;
         self.state.last_delta = 0;
         self.state.open.clear();
         let mut session_records = false;
@@ -560,7 +544,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             let trace = r.u128();
             let parent = r.u64();
             let local_parent = payload & 2 != 0;
-            if !(local_parent && self.state.in_frame(parent as u32, pos)) {
+            if !(local_parent && self.state.in_frame(parent as u32)) {
                 let raw = r.word();
                 return self.encode_start_remote(pos, payload, name, trace, parent, raw);
             }
@@ -621,7 +605,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
         } else {
             // A sibling, FollowsFrom, debug, or the first start of a frame.
-            let explicit_root = !is_root && !st.in_frame(parent, pos);
+            let explicit_root = !is_root && !st.in_frame(parent);
             let flags = bit(debug, start_flags::DEBUG)
                 | bit(follows, start_flags::FOLLOWS_FROM)
                 | bit(is_root, start_flags::ROOT)
@@ -845,14 +829,14 @@ impl FrameState {
         self.last_time = t.time;
     }
 
-    /// Whether the start of span `parent` was written in this frame (so the decoder knows its
-    /// trace), for a span starting at `pos`.
+    /// Whether the start of span `parent` was written in this frame and the span has not ended
+    /// (so the decoder knows its trace). Exact whatever happened in the ring meanwhile (a
+    /// flight-recorder ring may evict records between two of a frame); conservative for a parent
+    /// that ended, or that more recent open starts pushed off the list, which costs the child a few
+    /// bytes (its root named explicitly), never its trace.
     #[inline(always)]
-    fn in_frame(&self, parent: u32, pos: u32) -> bool {
-        match self.first_start {
-            Some(first) => parent.wrapping_sub(first) < pos.wrapping_sub(first),
-            None => false,
-        }
+    fn in_frame(&self, parent: u32) -> bool {
+        self.open.contains(parent)
     }
 
     /// A span start at `pos`, timed `t`, was written: it is the new `last_start` and subject.
@@ -863,9 +847,6 @@ impl FrameState {
         self.open.push(pos);
         self.last_start = pos;
         self.subject = pos;
-        if self.first_start.is_none() {
-            self.first_start = Some(pos);
-        }
     }
 }
 

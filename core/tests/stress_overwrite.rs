@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use common::{decode_typed, env_or, CountingClock, TValue, Typed, CHILD_NAMES, ROOT_NAMES};
+use microspan::wire::decode::Parent;
 use microspan::{Drain, Ring, Session, Tracer, Value};
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -186,7 +187,21 @@ fn run<const F: usize>(
     let mut ends = HashSet::new();
     for r in d.spans() {
         match r {
-            Typed::Start { id, name, .. } => {
+            Typed::Start {
+                id, name, parent, ..
+            } => {
+                // A start that names its parent as started in its own frame (no explicit root)
+                // must find it delivered: with records evicted between two records of a frame,
+                // the drain must not take an evicted start for one it wrote.
+                if let Parent::Local { id: p, root: None } = parent {
+                    let parent_name = names.get(p).unwrap_or_else(|| {
+                        panic!("{name} {id}: in-frame parent {p} never arrived")
+                    });
+                    assert!(
+                        ROOT_NAMES.contains(&parent_name.as_str()) && parent_name[1..] == name[1..],
+                        "{name} {id}: parent {parent_name} {p}"
+                    );
+                }
                 assert!(
                     names.insert(*id, name.clone()).is_none(),
                     "span {id} started twice"

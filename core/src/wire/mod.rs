@@ -176,6 +176,11 @@ impl OpenStarts {
         Some(top)
     }
 
+    /// Whether `id` is listed.
+    pub fn contains(&self, id: u32) -> bool {
+        (0..self.len as usize).any(|j| self.ids[self.at(j)] == id)
+    }
+
     /// `id` ended by another record than a short end: forgets it if it is listed (the most
     /// recent entry of that id).
     #[inline(never)]
@@ -425,6 +430,8 @@ mod open_starts_tests {
                 }
             }
             assert_eq!(list.top(), model.last().copied());
+            let probe = (r >> 40) as u32 % 16;
+            assert_eq!(list.contains(probe), model.contains(&probe));
             if r % 1000 == 0 {
                 list.clear();
                 model.clear();
