@@ -604,21 +604,16 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 w.var32(delta);
             }
         } else {
-            // A sibling, FollowsFrom, debug, or the first start of a frame.
+            // FollowsFrom, debug, or a parent that is not the frame's most recent open start (out
+            // of line: rarer since siblings take the short form).
             let explicit_root = !is_root && !st.in_frame(parent);
             let flags = bit(debug, start_flags::DEBUG)
                 | bit(follows, start_flags::FOLLOWS_FROM)
                 | bit(is_root, start_flags::ROOT)
                 | bit(explicit_root, start_flags::ROOT_EXPLICIT);
-            w.put_nz(tag::EXT | ext::START);
-            w.var32(delta);
-            w.put(flags);
-            if !is_root {
-                w.var32(pos.wrapping_sub(parent));
-            }
-            if explicit_root {
-                w.var32(pos.wrapping_sub(root));
-            }
+            let parent_delta = (!is_root).then(|| pos.wrapping_sub(parent));
+            let root_delta = explicit_root.then(|| pos.wrapping_sub(root));
+            w.call(start_explicit, (delta, flags, parent_delta, root_delta));
         }
         if !name_in_tag {
             strref(&mut w, name, name_ref);
@@ -890,6 +885,22 @@ fn keep<const F: usize>(w: Writer<'_, F>) -> Result<(), Full> {
         Ok(())
     } else {
         Err(Full)
+    }
+}
+
+/// The head of an extended `START` record: delta, flags, parent and root deltas.
+fn start_explicit<const F: usize>(
+    w: &mut Writer<'_, F>,
+    (delta, flags, parent_delta, root_delta): (u32, u8, Option<u32>, Option<u32>),
+) {
+    w.put_c(tag::EXT | ext::START);
+    w.var32_c(delta);
+    w.put_c(flags);
+    if let Some(d) = parent_delta {
+        w.var32_c(d);
+    }
+    if let Some(d) = root_delta {
+        w.var32_c(d);
     }
 }
 
