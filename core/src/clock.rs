@@ -117,7 +117,7 @@ mod tests {
             assert_eq!(shifted.last(), plain.last() >> shift);
             let mut t = start as u64;
             let mut x = 0x9E37_79B9u32;
-            for _ in 0..100_000 {
+            for _ in 0..if cfg!(miri) { 500 } else { 100_000 } {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
