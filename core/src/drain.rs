@@ -43,6 +43,13 @@ const INLINE: u32 = u32::MAX;
 /// Longest session record body (postcard-encoded [`wire::Hello`]), bytes.
 const HELLO_MAX: usize = 160;
 
+/// The string reference of interned string `id`: on the wire its id is `id + 1`, so no
+/// reference is a 0 byte (each costs the COBS framing a block on both ends).
+#[inline(always)]
+const fn wire_ref(id: u32) -> u32 {
+    (id + 1) << 1
+}
+
 /// [`Interner::last`] when unset (no string is that long).
 const NO_LAST: ((usize, u32), u32) = ((0, u32::MAX), 0);
 
@@ -683,8 +690,12 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         // tag byte has room for the low bits of `dt`.
         let short = losses == 0 && st.open.top() == Some(span);
         if short {
-            w.put_nz(tag::END | (dt as u8 & tag::VALUE_MASK));
-            w.var64(dt >> tag::END_DT_BITS);
+            if dt < tag::END_DT_LIMIT {
+                w.put_nz(tag::END | dt as u8);
+            } else {
+                w.put_nz(tag::END | tag::END_HIGH_BIT | (dt as u8 & tag::END_DT_MASK));
+                w.var64(dt >> tag::END_DT_BITS);
+            }
         } else if losses != 0 {
             w.call(end_losses, (back, dt, Losses::unpack(losses)));
         } else {
@@ -752,7 +763,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     f.skip(&mut scan);
                 }
                 let (timed, dt) = st.time(&mut w, raw);
-                let sref = |s: &'static str| names.find(s).map_or(INLINE, |id| id << 1);
+                let sref = |s: &'static str| names.find(s).map_or(INLINE, wire_ref);
                 w.put_c(tag::EXT | ext::LOG);
                 w.var32_c(st.last_start.wrapping_sub(span));
                 w.var64_c(dt);
@@ -852,10 +863,10 @@ impl<const N: usize> Interner<N> {
     #[inline(always)]
     fn predefine<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
         match self.lookup(s) {
-            Ok(id) => id << 1,
+            Ok(id) => wire_ref(id),
             Err(Some(id)) => {
-                w.call(define, (id, s));
-                id << 1
+                w.call(define, (id + 1, s));
+                wire_ref(id)
             }
             Err(None) => INLINE,
         }

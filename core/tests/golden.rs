@@ -334,22 +334,26 @@ fn hand_written_v2_vectors() {
         // a chain: a root (`00 1 10100`, delta 20, name id 2); its child (`00 0 0 0101`, delta 5,
         // name id 2, dt 0); the child's child repeating the delta with name id 4 in the tag byte
         // (`00 0 1 0100`), dt 1; then the two children end, most recent first: dt 193
-        // (`01 000001`, high bits 3), then dt 64 (`01 000000`, high bits 1)
+        // (`01 1 00001`, high bits 6), then dt 64 (`01 1 00000`, high bits 2); the root ends 5
+        // ticks later (`01 0 00101`, no high bits)
         (
-            &[0x34, 0x04, 0, 0x05, 0x04, 0, 0x14, 1, 0x41, 3, 0x40, 1],
+            &[
+                0x34, 0x04, 0, 0x05, 0x04, 0, 0x14, 1, 0x61, 6, 0x60, 2, 0x45,
+            ],
             vec![
                 root30.clone(),
                 start(35, "Local { id: 30, root: None }", "Id(2)", 1000),
                 start(40, "Local { id: 35, root: None }", "Id(4)", 1001),
                 end(40, 1194),
                 end(35, 1258),
+                end(30, 1263),
             ],
         ),
         // siblings: each child's parent is the most recent open start, the root; the third
         // repeats the second's delta (8: a start and an end record in the device's ring)
         (
             &[
-                0x34, 0x04, 0, 0x05, 0x06, 0, 0x40, 0, 0x08, 0x06, 0, 0x40, 0, 0x13, 0,
+                0x34, 0x04, 0, 0x05, 0x06, 0, 0x40, 0x08, 0x06, 0, 0x40, 0x13, 0,
             ],
             vec![
                 root30.clone(),
@@ -382,7 +386,7 @@ fn hand_written_v2_vectors() {
         // an extended END of a listed span takes it off the list: the short end that follows
         // ends the span before it
         (
-            &[0x34, 0x04, 0, 0x05, 0x04, 0, 0xCC, 0, 0, 0x40, 0],
+            &[0x34, 0x04, 0, 0x05, 0x04, 0, 0xCC, 0, 0, 0x40],
             vec![
                 root30.clone(),
                 start(35, "Local { id: 30, root: None }", "Id(2)", 1000),
@@ -449,7 +453,7 @@ fn malformed_frames_and_records_are_typed_errors() {
     );
     // Version 2: a short end or a short child start with no open start in its frame, a repeated
     // delta before any start.
-    for body in [&[0x40u8, 0][..], &[0x05, 0x04, 0], &[0x12, 0]] {
+    for body in [&[0x40u8][..], &[0x05, 0x04, 0], &[0x12, 0]] {
         let mut raw = vec![2u8, 0, 0, 0, 0];
         raw.extend_from_slice(body);
         assert_eq!(
@@ -459,7 +463,7 @@ fn malformed_frames_and_records_are_typed_errors() {
         );
     }
     // Version 2: the high bits of a short end's time overflow.
-    let mut raw = vec![2u8, 0, 0, 0, 0, 0x25, 0x03, b'r', 0, 0x40];
+    let mut raw = vec![2u8, 0, 0, 0, 0, 0x25, 0x03, b'r', 0, 0x60];
     raw.extend_from_slice(&[0xFF; 9]);
     raw.push(0x01);
     assert_eq!(

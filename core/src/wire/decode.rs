@@ -654,11 +654,16 @@ impl<'a> RecordDecoder<'a> {
                 }
                 tag::END if self.v2 => {
                     let span = self.open.pop().ok_or_else(|| self.no_start())?;
-                    let high = self.cur.varint()?;
-                    let dt = high
-                        .checked_mul(1 << tag::END_DT_BITS)
-                        .ok_or_else(|| self.cur.bad())?
-                        | v as u64;
+                    let low = (t & tag::END_DT_MASK) as u64;
+                    let dt = if t & tag::END_HIGH_BIT == 0 {
+                        low
+                    } else {
+                        self.cur
+                            .varint()?
+                            .checked_mul(1 << tag::END_DT_BITS)
+                            .ok_or_else(|| self.cur.bad())?
+                            | low
+                    };
                     Record::End {
                         span,
                         time: self.time(dt)?,
@@ -903,7 +908,8 @@ impl<'a> RecordDecoder<'a> {
 impl<'a> Iterator for RecordDecoder<'a> {
     type Item = Result<Record<'a>, RecordError>;
 
-    #[inline]
+    // Always in line, with `next_record`: a record returned through memory is copied again.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;

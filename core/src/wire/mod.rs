@@ -49,12 +49,18 @@ pub mod tag {
     /// Mask of the 4-bit delta or name id of a version 2 short start.
     pub const START_LOW_MASK: u8 = 0x0F;
     /// `01dddddd`: a span ends. Version 1: `d` = last start id − span id (0–62; 63 means a varint
-    /// follows), then `dt`. Version 2: the span is the most recent start of this frame that has
-    /// not ended ([`OpenStarts`](super::OpenStarts)), and `d` holds the low 6 bits of `dt`, whose
-    /// high bits follow as a varint.
+    /// follows), then `dt`. Version 2: `01hddddd`, the span is the most recent start of this frame
+    /// that has not ended ([`OpenStarts`](super::OpenStarts)); `h = 0`: `dt` is `d` (0–31);
+    /// `h = 1`: `d` holds the low 5 bits of `dt`, whose high bits follow as a varint.
     pub const END: u8 = 0x40;
-    /// Bits of `dt` in a version 2 short end's tag byte.
-    pub const END_DT_BITS: u32 = 6;
+    /// (Version 2) the `h` bit of a short end: the high bits of `dt` follow.
+    pub const END_HIGH_BIT: u8 = 0x20;
+    /// (Version 2) bits of `dt` in a short end's tag byte.
+    pub const END_DT_BITS: u32 = 5;
+    /// (Version 2) mask of those bits.
+    pub const END_DT_MASK: u8 = 0x1F;
+    /// (Version 2) the smallest `dt` that needs the high bits.
+    pub const END_DT_LIMIT: u64 = 1 << END_DT_BITS;
     /// A tag on the current span. Version 1: `10tttttt`, `t` is the value type, and a string
     /// reference to the key follows. Version 2: `10tttkkk`, `k` is the interned key id (0–6; 7
     /// means a string reference follows).
