@@ -291,8 +291,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// Sends times in units of `2^bits` clock ticks (at most [`TickExtender::MAX_SHIFT`]). The
     /// default, [`default_time_shift`], keeps a resolution of a microsecond or finer, the
     /// resolution Jaeger stores and shows: a 50 MHz clock goes on the wire at 1.5625 MHz
-    /// (0.64 µs), saving a byte on most durations. `0` keeps every tick (for an OTLP backend that shows nanoseconds). The
-    /// session record announces the resulting rate, so the decoder needs no setting.
+    /// (0.64 µs), saving a byte on most durations. `0` keeps every tick (for an OTLP backend that
+    /// shows nanoseconds). The session record announces the resulting rate, so the decoder needs
+    /// no setting.
     ///
     /// Returns `false`, changing nothing, once the drain has built a frame (the decoder reads the
     /// rate from the session record, so it cannot change within a session), or when `2^bits`

@@ -157,7 +157,7 @@ pub struct RingCore<S: ?Sized> {
     /// Set once a drain has been created: there is one consumer.
     consumer_taken: AtomicBool,
     /// The policy (never changes after construction).
-    pub(crate) overwrite: bool,
+    overwrite: bool,
     words: S,
 }
 

@@ -878,7 +878,7 @@ impl<'a> RecordDecoder<'a> {
                 let back = c.varint()?;
                 let dt = c.varint()?;
                 let span = self.back(back)?;
-                self.open.remove(span);
+                self.ended(span);
                 Record::End {
                     span,
                     time: self.time(dt)?,

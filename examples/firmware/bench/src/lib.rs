@@ -66,15 +66,14 @@ static RING: Ring<RING_WORDS> = Ring::new();
 /// The clock.
 pub static CLOCK: BoardClock = BoardClock;
 
+/// Who the bench device is (both recording tracers).
+const SESSION: Session = Session::new("bench")
+    .device_id(0x6d73_7061_6e00_00be)
+    .boot_id(0xbe);
+
 /// The tracer under test (const sampler: always).
 /// The clock's type is named (`Tracer::with_clock`), so the record path calls it directly.
-pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
-    &RING,
-    BoardClock,
-    &Session::new("bench")
-        .device_id(0x6d73_7061_6e00_00be)
-        .boot_id(0xbe),
-);
+pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(&RING, BoardClock, &SESSION);
 
 /// A tracer whose sampler says no (`Sampler::Const(false)`): what an unsampled span costs.
 pub static UNSAMPLED: Tracer<'static, BoardClock> =
@@ -82,13 +81,8 @@ pub static UNSAMPLED: Tracer<'static, BoardClock> =
         .with_sampler(Sampler::Const(false));
 
 /// The tracer under test with the [`CycleClock`] (the same ring).
-pub static TRACER_CYC: Tracer<'static, CycleClock> = Tracer::with_clock(
-    &RING,
-    CycleClock,
-    &Session::new("bench")
-        .device_id(0x6d73_7061_6e00_00be)
-        .boot_id(0xbe),
-);
+pub static TRACER_CYC: Tracer<'static, CycleClock> =
+    Tracer::with_clock(&RING, CycleClock, &SESSION);
 
 /// The span type of this firmware's tracers.
 pub type BenchSpan = microspan::Span<'static, 0, BoardClock>;
