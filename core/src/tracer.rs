@@ -428,6 +428,22 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         )
     }
 
+    /// Writes the START record of a child (ChildOf, or FollowsFrom when `follows`) of the local
+    /// span `parent` in the trace of the local root `root`; returns its ring position, or the drop ordinal. Out of line on
+    /// microcontrollers (one copy for every call site); a hint on hosts.
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline)]
+    fn start_child(
+        &self,
+        name: &'static str,
+        parent: u32,
+        root: u32,
+        follows: bool,
+        debug: bool,
+    ) -> Result<u32, u32> {
+        self.start_local(name, Some((parent, root)), follows, debug)
+    }
+
     /// Writes a START record; returns the new span's ring position.
     #[inline(always)]
     fn start_local(
@@ -762,10 +778,31 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// Starts a child span (ChildOf this one), inheriting trace, sampling and baggage.
     #[inline(always)]
     pub fn child(&self, name: &'static str) -> Span<'a, B, C> {
-        if self.state.get() == State::Unsampled {
+        let state = self.state.get();
+        if state == State::Unsampled {
             return self.unsampled_child();
         }
+        if state != State::Lost && self.root != REMOTE_TRACE {
+            return self.local_child(name);
+        }
         self.start_related(name, false)
+    }
+
+    /// A child of a recorded span of a local trace (the common case): the START record is
+    /// written out of line, the handle is built here, in the caller's frame, where the
+    /// optimiser keeps only what is used.
+    #[inline(always)]
+    fn local_child(&self, name: &'static str) -> Span<'a, B, C> {
+        let t = self.tracer;
+        let started = t.start_child(name, self.id.get(), self.root, false, self.flags.is_debug());
+        let mut child = match started {
+            Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
+            Err(_) => Span::lost(t, self.trace, self.flags),
+        };
+        if B > 0 {
+            child.baggage = self.baggage.clone();
+        }
+        child
     }
 
     /// A child of an unsampled span: unsampled too, its id drawn when its context is asked for.
@@ -796,7 +833,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             State::Recorded | State::Finished => {
                 let id = self.id.get();
                 let started = if self.root != REMOTE_TRACE {
-                    t.start_local(name, Some((id, self.root)), follows, debug)
+                    t.start_child(name, id, self.root, follows, debug)
                 } else {
                     // The trace id came from elsewhere: every descendant names it, so a decoder
                     // that lost this span's start still puts them in the right trace.

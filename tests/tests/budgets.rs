@@ -20,10 +20,10 @@ type Check = (String, f64, f64, Option<f64>);
 /// Instruction budgets per board: (op, Cortex-M3, Cortex-M0, target).
 const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("root", 170.0, 182.0, None),
-    ("child0", 173.0, 196.0, Some(70.0)),
+    ("child0", 168.0, 185.0, Some(70.0)),
     // Cortex-M3: the cycle counter as clock; the micro:bit has none (its tick counter again).
-    ("child0_cyc", 138.0, 195.0, Some(70.0)),
-    ("child2", 327.0, 420.0, None),
+    ("child0_cyc", 135.0, 185.0, Some(70.0)),
+    ("child2", 323.0, 407.0, None),
     ("tag", 39.0, 47.0, None),
     ("log3", 302.0, 378.0, None),
     ("unsampled", 12.0, 14.0, Some(15.0)),
@@ -52,7 +52,7 @@ const WIRE_BUDGETS: &[(&str, u32, f64, f64, f64)] = &[
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (15_750.0, 15_550.0);
+const FLASH_BUDGET: (f64, f64) = (15_950.0, 15_700.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (110.0, 122.0);
 
