@@ -78,8 +78,14 @@ pub(crate) mod cs {
                     self.0.store(v, o)
                 }
 
+                /// Replaces the value with `f(old)` when that is `Some`, in one critical section;
+                /// `Ok(old)`, or `Err(old)` when `f` said no.
                 #[inline(always)]
-                fn update(&self, o: Ordering, f: impl FnOnce($t) -> Option<$t>) -> Result<$t, $t> {
+                pub(crate) fn update(
+                    &self,
+                    o: Ordering,
+                    f: impl FnOnce($t) -> Option<$t>,
+                ) -> Result<$t, $t> {
                     critical_section::with(|_| {
                         let old = self.0.load(load_order(o));
                         match f(old) {

@@ -405,26 +405,44 @@ impl DynRing {
         // were zeroed before it moved. Loading `free` before `head` keeps `head - free` from
         // underflowing when other producers and the consumer move both between the loads.
         let free = load_acquire(&self.free);
-        let head = self.head.load(Ordering::Relaxed);
-        let index = head & (cap - 1);
         // `head - free <= N` and `len <= 255`, so the sums cannot overflow.
-        if index + len <= cap
-            && head.wrapping_sub(free).wrapping_add(len) <= cap
-            // Relaxed: `head` only hands out positions; the data is published by the header's
-            // Release store in `commit`.
-            && self
-                .head
-                .compare_exchange_weak(
-                    head,
-                    head.wrapping_add(len),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            return Ok(self.reservation(head, len));
+        let fits =
+            |head: u32| (head & (cap - 1)) + len <= cap && head.wrapping_sub(free) + len <= cap;
+        match self.quick_bump(len, fits) {
+            Some(head) => Ok(self.reservation(head, len)),
+            None => self.reserve_slow(len),
         }
-        self.reserve_slow(len)
+    }
+
+    /// Moves `head` on by `len` if `fits(head)`, once (no retry); the old `head` if it did.
+    /// Relaxed: `head` only hands out positions; the data is published by the header's Release
+    /// store in `commit`.
+    #[inline(always)]
+    fn quick_bump(&self, len: u32, fits: impl Fn(u32) -> bool) -> Option<u32> {
+        // Without compare-and-swap: one critical section reads, checks and moves `head`, where a
+        // load and a compare-and-swap would take one each (and re-read `head` inside).
+        #[cfg(all(not(loom), not(target_has_atomic = "32")))]
+        return self
+            .head
+            .update(Ordering::Relaxed, |head| {
+                fits(head).then_some(head.wrapping_add(len))
+            })
+            .ok();
+        #[cfg(not(all(not(loom), not(target_has_atomic = "32"))))]
+        {
+            let head = self.head.load(Ordering::Relaxed);
+            (fits(head)
+                && self
+                    .head
+                    .compare_exchange_weak(
+                        head,
+                        head.wrapping_add(len),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok())
+            .then_some(head)
+        }
     }
 
     /// [`reserve`](Self::reserve) when the quick attempt failed: the record needs a pad, the ring

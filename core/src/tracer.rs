@@ -338,10 +338,11 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         self.sampled_root(name)
     }
 
-    /// A root span the sampler chose.
-    #[inline]
+    /// A root span the sampler chose: the START record is written out of line, the handle is
+    /// built here, in the caller's frame, where the optimiser keeps only what is used.
+    #[inline(always)]
     fn sampled_root(&self, name: &'static str) -> Span<'_, 0, C> {
-        match self.start_local(name, None, false, false) {
+        match self.start_root(name) {
             Ok(pos) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
                 if self.sampler_tags {
@@ -426,6 +427,14 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             self.session.device_id,
             SpanId::local(self.boot_id(), local).0,
         )
+    }
+
+    /// Writes the START record of a root span (not debug); returns its ring position, or the drop
+    /// ordinal. Out of line on microcontrollers (one copy for every call site); a hint on hosts.
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline)]
+    fn start_root(&self, name: &'static str) -> Result<u32, u32> {
+        self.start_local(name, None, false, false)
     }
 
     /// Writes the START record of a child (ChildOf, or FollowsFrom when `follows`) of the local
@@ -1041,18 +1050,31 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     fn record_end(&self) {
         let now = self.tracer.clock.now();
         let losses = self.losses.get();
-        let extra = !losses.is_empty() as u32;
-        let len = 3 + extra;
-        let Ok(res) = self.tracer.ring.reserve(len) else {
+        if !losses.is_empty() {
+            return self.record_end_with_losses(now, losses);
+        }
+        // The common END: a constant header, three words.
+        let Ok(res) = self.tracer.ring.reserve(3) else {
             return;
         };
         let mut c = Cursor::new(res);
         c.word(self.id.get());
         c.word(now);
-        if extra != 0 {
-            c.word(losses.pack());
-        }
-        c.res.commit(Header::new(record::END, len, extra));
+        c.res.commit(Header::new(record::END, 3, 0));
+    }
+
+    /// Writes the END record of a span that lost something (its losses word follows the ticks).
+    #[cold]
+    #[inline(never)]
+    fn record_end_with_losses(&self, now: u32, losses: Losses) {
+        let Ok(res) = self.tracer.ring.reserve(4) else {
+            return;
+        };
+        let mut c = Cursor::new(res);
+        c.word(self.id.get());
+        c.word(now);
+        c.word(losses.pack());
+        c.res.commit(Header::new(record::END, 4, 1));
     }
 }
 
