@@ -1035,30 +1035,32 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     pub fn finish(self) {}
 
     /// Marks the span finished; records its end if it is recording. Inline up to the check, so
-    /// dropping an unsampled span costs a load and a compare.
+    /// dropping an unsampled span costs a load and a compare; the END record is written out of
+    /// line from the two values it needs, so the handle itself never has to be in memory.
     #[inline(always)]
     fn end(&self) {
         let recording = self.state.get() == State::Recorded;
         self.state.set(State::Finished);
         if recording {
-            self.record_end();
+            self.tracer.record_end(self.id.get(), self.losses.get());
         }
     }
+}
 
-    /// Writes the END record.
+impl<C: ?Sized + Clock> Tracer<'_, C> {
+    /// Writes the END record of the span at ring position `id`.
     #[inline(never)]
-    fn record_end(&self) {
-        let now = self.tracer.clock.now();
-        let losses = self.losses.get();
+    fn record_end(&self, id: u32, losses: Losses) {
+        let now = self.clock.now();
         if !losses.is_empty() {
-            return self.record_end_with_losses(now, losses);
+            return self.record_end_with_losses(id, now, losses);
         }
         // The common END: a constant header, three words.
-        let Ok(res) = self.tracer.ring.reserve(3) else {
+        let Ok(res) = self.ring.reserve(3) else {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id.get());
+        c.word(id);
         c.word(now);
         c.res.commit(Header::new(record::END, 3, 0));
     }
@@ -1066,12 +1068,12 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// Writes the END record of a span that lost something (its losses word follows the ticks).
     #[cold]
     #[inline(never)]
-    fn record_end_with_losses(&self, now: u32, losses: Losses) {
-        let Ok(res) = self.tracer.ring.reserve(4) else {
+    fn record_end_with_losses(&self, id: u32, now: u32, losses: Losses) {
+        let Ok(res) = self.ring.reserve(4) else {
             return;
         };
         let mut c = Cursor::new(res);
-        c.word(self.id.get());
+        c.word(id);
         c.word(now);
         c.word(losses.pack());
         c.res.commit(Header::new(record::END, 4, 1));

@@ -19,16 +19,16 @@ type Check = (String, f64, f64, Option<f64>);
 
 /// Instruction budgets per board: (op, Cortex-M3, Cortex-M0, target).
 const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
-    ("root", 153.0, 152.0, None),
-    ("child0", 160.0, 174.0, Some(70.0)),
+    ("root", 154.0, 143.0, None),
+    ("child0", 147.0, 142.0, Some(70.0)),
     // Cortex-M3: the cycle counter as clock; the micro:bit has none (its tick counter again).
-    ("child0_cyc", 128.0, 173.0, Some(70.0)),
-    ("child2", 320.0, 403.0, None),
+    ("child0_cyc", 114.0, 142.0, Some(70.0)),
+    ("child2", 317.0, 400.0, None),
     ("tag", 39.0, 47.0, None),
     ("log3", 302.0, 378.0, None),
-    ("unsampled", 12.0, 14.0, Some(15.0)),
+    ("unsampled", 13.0, 14.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
-    ("isr_root", 159.0, 153.0, None),
+    ("isr_root", 157.0, 145.0, None),
     ("drain17", 455.0, 645.0, Some(150.0)),
 ];
 
