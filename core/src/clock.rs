@@ -80,18 +80,45 @@ impl TickExtender {
     /// Feeds a new raw sample; returns its 64-bit value (in units of `2^shift` ticks).
     #[inline]
     pub fn extend(&mut self, raw: u32) -> u64 {
+        let s = self.sample(raw);
+        self.take(s);
+        s.extended
+    }
+
+    /// What [`extend`](Self::extend) would make of `raw`, without taking it: the drain keeps a
+    /// record's sample only once the record fits its frame.
+    #[inline(always)]
+    pub(crate) fn sample(&self, raw: u32) -> Sample {
         let raw = raw >> self.shift;
         // The difference modulo 2^(32 - shift), as a signed value.
         let delta = (raw.wrapping_sub(self.raw) << self.shift) as i32 >> self.shift;
-        self.raw = raw;
-        self.extended = self.extended.wrapping_add_signed(delta as i64);
-        self.extended
+        Sample {
+            raw,
+            extended: self.extended.wrapping_add_signed(delta as i64),
+        }
+    }
+
+    /// Takes a [`sample`](Self::sample) of this extender (the shift, which never changes, is not
+    /// stored again).
+    #[inline(always)]
+    pub(crate) fn take(&mut self, s: Sample) {
+        self.raw = s.raw;
+        self.extended = s.extended;
     }
 
     /// The last extended value.
     pub const fn last(&self) -> u64 {
         self.extended
     }
+}
+
+/// A sample extended by [`TickExtender::sample`], not yet taken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    /// The sample, shifted.
+    raw: u32,
+    /// Its 64-bit value.
+    pub(crate) extended: u64,
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@
 //! assert_eq!(wire.last(), Some(&0));
 //! ```
 
-use crate::clock::{Clock, TickExtender};
+use crate::clock::{Clock, Sample, TickExtender};
 use crate::record::{self, Reader};
 use crate::ring::Header;
 use crate::tracer::{Losses, Tracer};
@@ -55,15 +55,19 @@ const NO_LAST: ((usize, u32), u32) = ((0, u32::MAX), 0);
 
 /// String interning: static strings (by address and length) get small ids, announced once per
 /// epoch. Open addressing over `N` slots (a power of two), filled to three quarters at most.
+// Laid out in this order (`repr(C)`): the byte table `slots` starts 8-byte aligned, so `clear`
+// zeroes it with the routine the rest of the crate links (measured: 160 bytes of flash less on
+// Cortex-M3 than the compiler's own order).
+#[repr(C)]
 struct Interner<const N: usize> {
-    keys: [(usize, u32); N],
+    /// The last string found or added, and its id: spans of one name often come in a row, and
+    /// one comparison is cheaper than a hash and a probe. Its length is `u32::MAX` when unset.
+    last: ((usize, u32), u32),
     len: usize,
     slots: [u8; N],
     /// Entries added by the record being encoded, removed again if it does not fit.
     pending_from: usize,
-    /// The last string found or added, and its id: spans of one name often come in a row, and
-    /// one comparison is cheaper than a hash and a probe. Its length is `u32::MAX` when unset.
-    last: ((usize, u32), u32),
+    keys: [(usize, u32); N],
 }
 
 impl<const N: usize> Interner<N> {
@@ -208,11 +212,7 @@ pub const fn default_time_shift(ticks_per_second: u32) -> u32 {
 }
 
 /// The time of a record being encoded, applied to the [`FrameState`] once the record fits.
-#[derive(Clone, Copy)]
-struct Timed {
-    ext: TickExtender,
-    time: u64,
-}
+type Timed = Sample;
 
 /// Frames and counters of a drain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -230,22 +230,27 @@ pub struct DrainStats {
 
 /// The single consumer of a tracer's ring, producing wire frames of at most `F` bytes and
 /// interning up to `NAMES * 3 / 4` strings per epoch.
+// The fields are laid out in this order (`repr(C)`): the state every record reads and writes
+// first, then the frame (its cursor before its buffer), so that they sit within the reach of
+// Cortex-M0's load and store offsets (124 bytes) from the drain's address, and the rest by
+// decreasing alignment (no padding, and `new` zeroes them in few runs).
+#[repr(C)]
 pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
-    tracer: &'a Tracer<'a, dyn Clock + 'a>,
-    frame: FrameBuilder<F>,
-    names: Interner<NAMES>,
     state: FrameState,
+    frame: FrameBuilder<F>,
+    tracer: &'a Tracer<'a, dyn Clock + 'a>,
+    names: Interner<NAMES>,
+    wall_clock: Option<WallClock>,
+    stats: DrainStats,
+    /// Where the records' static strings live (this program, or a post-mortem image).
+    strings: record::Strings<'a>,
+    drops_sent: Option<u32>,
     seq: u16,
     epoch_frames: u16,
-    drops_sent: Option<u32>,
-    wall_clock: Option<WallClock>,
     wall_clock_due: bool,
     /// A record did not fit beside the session records: the next frame leaves out the optional
     /// ones (drops, wall clock: they stay due) so the record is sure to get its turn.
     record_waiting: bool,
-    stats: DrainStats,
-    /// Where the records' static strings live (this program, or a post-mortem image).
-    strings: record::Strings<'a>,
 }
 
 impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
@@ -820,20 +825,20 @@ impl FrameState {
     /// only at [`commit_time`](Self::commit_time), once the record is kept.
     #[inline(always)]
     fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
-        let mut ext = self.ext;
-        let time = ext.extend(raw);
+        let t = self.ext.sample(raw);
+        let time = t.extended;
         let mut base = self.last_time;
         if time < base {
             w.call(set_time, time);
             base = time;
         }
-        (Timed { ext, time }, time - base)
+        (t, time - base)
     }
 
     #[inline(always)]
     fn commit_time(&mut self, t: Timed) {
-        self.ext = t.ext;
-        self.last_time = t.time;
+        self.ext.take(t);
+        self.last_time = t.extended;
     }
 
     /// Whether the start of span `parent` was written in this frame and the span has not ended

@@ -32,8 +32,8 @@ pub struct Mark {
 }
 
 /// A frame buffer of `F` bytes (the largest frame on the wire, delimiter included).
+#[repr(C)]
 pub struct FrameBuilder<const F: usize> {
-    buf: [u8; F],
     /// While building: where the next byte goes. When finished: the encoded length.
     pos: usize,
     /// While building: the code slot of the open COBS block (its data bytes follow it).
@@ -46,6 +46,7 @@ pub struct FrameBuilder<const F: usize> {
     /// When finished: bytes already handed out.
     sent: usize,
     finished: bool,
+    buf: [u8; F],
 }
 
 impl<const F: usize> Default for FrameBuilder<F> {

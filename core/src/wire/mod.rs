@@ -118,10 +118,11 @@ pub const OPEN_STARTS_DEPTH: usize = 8;
 /// end of a listed span removes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenStarts {
-    /// A circular buffer (no moves on the device's hot path): entry `i` of `len` is at
-    /// `ids[(first + i) % OPEN_STARTS_DEPTH]`.
+    /// A stack, most recent last: `ids[..len]`. Moved only when a start overflows it (nesting
+    /// deeper than [`OPEN_STARTS_DEPTH`] in one frame), so the drain's hot path (the most recent
+    /// entry, a push, a pop) indexes the array directly, without the wrap-around arithmetic of a
+    /// circular buffer.
     ids: [u32; OPEN_STARTS_DEPTH],
-    first: u8,
     len: u8,
 }
 
@@ -132,20 +133,12 @@ impl Default for OpenStarts {
 }
 
 impl OpenStarts {
-    const MASK: usize = OPEN_STARTS_DEPTH - 1;
-
     /// An empty list.
     pub const fn new() -> Self {
         Self {
             ids: [0; OPEN_STARTS_DEPTH],
-            first: 0,
             len: 0,
         }
-    }
-
-    #[inline(always)]
-    fn at(&self, i: usize) -> usize {
-        (self.first as usize + i) & Self::MASK
     }
 
     /// Forgets every span (a new frame).
@@ -157,21 +150,32 @@ impl OpenStarts {
     /// A span started.
     #[inline(always)]
     pub fn push(&mut self, id: u32) {
-        if self.len as usize == OPEN_STARTS_DEPTH {
-            // Forget the oldest.
-            self.first = self.at(1) as u8;
-            self.len -= 1;
+        match self.ids.get_mut(self.len as usize) {
+            Some(slot) => {
+                *slot = id;
+                self.len += 1;
+            }
+            None => self.push_full(id),
         }
-        let i = self.at(self.len as usize);
-        self.ids[i] = id;
-        self.len += 1;
+    }
+
+    /// [`push`](Self::push) on a full list: forgets the oldest.
+    #[cold]
+    #[inline(never)]
+    fn push_full(&mut self, id: u32) {
+        // Moved one by one: `copy_within` or `rotate_left` would link a general `memmove`
+        // (1.5 KB of flash).
+        for k in 1..OPEN_STARTS_DEPTH {
+            self.ids.swap(k - 1, k);
+        }
+        self.ids[OPEN_STARTS_DEPTH - 1] = id;
     }
 
     /// The most recent open start.
     #[inline(always)]
     pub fn top(&self) -> Option<u32> {
-        let len = self.len as usize;
-        (len != 0).then(|| self.ids[self.at(len - 1)])
+        // One comparison: an empty list's index wraps past the end.
+        self.ids.get((self.len as usize).wrapping_sub(1)).copied()
     }
 
     /// Removes and returns the most recent open start (a short end).
@@ -184,25 +188,31 @@ impl OpenStarts {
 
     /// Whether `id` is listed.
     pub fn contains(&self, id: u32) -> bool {
-        (0..self.len as usize).any(|j| self.ids[self.at(j)] == id)
+        self.listed().contains(&id)
     }
 
     /// `id` ended by another record than a short end: forgets it if it is listed (the most
     /// recent entry of that id).
     #[inline(never)]
     pub fn remove(&mut self, id: u32) {
-        let len = self.len as usize;
-        let Some(j) = (0..len).rev().find(|&j| self.ids[self.at(j)] == id) else {
+        let Some(j) = self.listed().iter().rposition(|&x| x == id) else {
             return;
         };
-        for k in j..len - 1 {
-            self.ids[self.at(k)] = self.ids[self.at(k + 1)];
+        // Moved one by one (rare: a span that is not the most recent ends), as in `push_full`.
+        for k in j + 1..self.len as usize {
+            self.ids.swap(k - 1, k);
         }
         self.len -= 1;
     }
+
+    /// The listed spans, oldest first.
+    #[inline(always)]
+    fn listed(&self) -> &[u32] {
+        self.ids.get(..self.len as usize).unwrap_or(&[])
+    }
 }
 
-const _: () = assert!(OPEN_STARTS_DEPTH.is_power_of_two() && OPEN_STARTS_DEPTH <= 128);
+const _: () = assert!(OPEN_STARTS_DEPTH >= 1 && OPEN_STARTS_DEPTH <= 128);
 
 /// Value types (the 6-bit `t` of a tag record, the type byte of a log field).
 pub mod vtype {
