@@ -438,8 +438,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     }
 
     /// Writes the START record of a child (ChildOf, or FollowsFrom when `follows`) of the local
-    /// span `parent` in the trace of the local root `root`; returns its ring position, or the drop ordinal. Out of line on
-    /// microcontrollers (one copy for every call site); a hint on hosts.
+    /// span `parent` in the trace of the local root `root`; returns its ring position, or the
+    /// drop ordinal. Out of line on microcontrollers (one copy for every call site); a hint on
+    /// hosts.
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline)]
     fn start_child(
