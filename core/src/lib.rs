@@ -37,7 +37,7 @@ pub use propagation::{ExtractError, Extracted, InjectError};
 pub use ring::{Policy, Ring};
 pub use sampler::Sampler;
 pub use tracer::{Baggage, BaggageItem, RefKind, Session, Span, SpanBuilder, Tracer};
-pub use value::Value;
+pub use value::{Tags, Value};
 
 #[cfg(feature = "std")]
 pub use std_support::{write_all_frames, StdClock};

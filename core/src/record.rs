@@ -79,6 +79,22 @@ impl<'r> Cursor<'r> {
         Self { res, at: 1 }
     }
 
+    /// A cursor at the reservation's header (word 0), for a reservation that holds several
+    /// records, each of which takes its header slot with [`header_slot`](Self::header_slot).
+    #[inline(always)]
+    pub(crate) fn at_header(res: Reservation<'r>) -> Self {
+        Self { res, at: 0 }
+    }
+
+    /// Takes the next word for a record's header; returns its index (written by the caller with
+    /// `put`, or, for index 0, published by `commit_first`).
+    #[inline(always)]
+    pub(crate) fn header_slot(&mut self) -> u32 {
+        let at = self.at;
+        self.at += 1;
+        at
+    }
+
     #[inline(always)]
     pub(crate) fn word(&mut self, w: u32) {
         self.res.put(self.at, w);

@@ -37,6 +37,11 @@
 //! - **Write** the body words (`Relaxed`: nobody reads them before the header says so).
 //! - **Commit**: store the non-zero header (`Release`, pairs with the `Acquire` loads of the header
 //!   in `peek` and `evict_oldest`): this publishes the whole record.
+//! - **Several records in one reservation** (a span started with tags, `set_tags`): the producer
+//!   writes every record's body and the headers of all but the first with plain stores, then
+//!   commits the first header last. The consumer and an evicting producer reach a later header
+//!   only by walking past the first, which they read with `Acquire`, so they see each record
+//!   complete; from then on the records are independent (each is consumed or evicted alone).
 //! - **Consume** (the single drain): load the header at `tail` (`Acquire`); zero means "not written
 //!   yet"; a pad is zeroed and skipped; otherwise read the body, then zero all the record's words,
 //!   advance `tail` and then `free` (`Release`), handing the words back to producers.
@@ -281,6 +286,14 @@ impl<S: ?Sized> RingCore<S> {
     pub(crate) fn count_drop(&self) -> u32 {
         // Relaxed: a counter; it publishes no other memory.
         self.dropped.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts `n` more dropped records (the others of a batch whose reservation failed, which
+    /// counted one).
+    #[cold]
+    pub(crate) fn count_drops(&self, n: u32) {
+        // Relaxed: a counter; it publishes no other memory.
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -752,6 +765,20 @@ impl Reservation<'_> {
         slot.store(word, Ordering::Relaxed);
     }
 
+    /// Publishes a reservation that holds several records back to back. `first` is the first
+    /// record's header; the headers of the others were written with [`put`](Self::put) before,
+    /// so this one Release store publishes every record of the reservation: a consumer reaches
+    /// the later headers only after it has read this one.
+    #[inline(always)]
+    pub(crate) fn commit_first(self, first: Header) {
+        #[cfg(debug_assertions)]
+        assert!(first.len() <= self.len);
+        // SAFETY: `base` points at the first reserved word, inside the array (see `put`).
+        let slot = unsafe { &*self.base };
+        // Release pairs with the Acquire loads of the header in `peek` and `evict_oldest`.
+        store_release(slot, first.0);
+    }
+
     /// Publishes the record.
     #[inline(always)]
     pub(crate) fn commit(self, header: Header) {
@@ -810,6 +837,34 @@ mod tests {
             assert_eq!(read(ring), None);
         }
         assert_eq!(ring.dropped(), 0);
+    }
+
+    #[test]
+    fn several_records_in_one_reservation_appear_together_then_alone() {
+        let ring: Ring<16> = Ring::new();
+        let ring = ring.as_dyn();
+        for round in 0..12u32 {
+            // Three records (3, 2 and 4 words) in one reservation (after a pad on some rounds).
+            let r = ring.reserve(9).expect("room");
+            r.put(1, round);
+            r.put(2, round + 1);
+            r.put(3, Header::new(2, 2, 0).0);
+            r.put(4, round * 3);
+            r.put(5, Header::new(3, 4, 0).0);
+            for i in 6..9 {
+                r.put(i, round + i);
+            }
+            // Nothing is visible before the first header is published.
+            assert_eq!(ring.peek(), None);
+            r.commit_first(Header::new(1, 3, 0));
+            assert_eq!(read(ring), Some((1, vec![round, round + 1])));
+            assert_eq!(read(ring), Some((2, vec![round * 3])));
+            assert_eq!(read(ring), Some((3, vec![round + 6, round + 7, round + 8])));
+            assert_eq!(read(ring), None);
+        }
+        assert_eq!(ring.dropped(), 0);
+        ring.count_drops(2);
+        assert_eq!(ring.dropped(), 2);
     }
 
     #[test]

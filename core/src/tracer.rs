@@ -33,7 +33,7 @@ use crate::context::{Flags, SpanContext, SpanId, TraceId};
 use crate::record::{self, byte_words, truncate, Cursor, P};
 use crate::ring::{DynRing, Header, Ring, MAX_RECORD_WORDS};
 pub use crate::sampler::Sampler;
-use crate::value::Value;
+use crate::value::{Tags, Value};
 #[cfg(loom)]
 use core::sync::atomic::AtomicU32;
 
@@ -338,6 +338,55 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         self.sampled_root(name)
     }
 
+    /// Starts a root span with tags (OpenTracing's start-span `Tags` option), if the sampler says
+    /// so. The same span as [`root`](Self::root) followed by [`Span::set_tag`] for each tag, in
+    /// one ring operation instead of one per record: the START and TAG records share one
+    /// reservation and are published together. Tags beyond [`MAX_TAGS_PER_SPAN`] are dropped
+    /// and counted; a batch larger than a quarter of the ring is written one tag at a time.
+    ///
+    /// ```
+    /// use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// static RING: Ring<256> = Ring::new();
+    /// static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("in-process-service"));
+    ///
+    /// let root = TRACER.root_with_tags(
+    ///     "in-process-service",
+    ///     &[("span.kind", "server".into()), ("http.status_code", 200u32.into())],
+    /// );
+    /// assert!(root.is_recording());
+    /// ```
+    #[inline(always)]
+    pub fn root_with_tags<'v>(&self, name: &'static str, tags: impl Tags<'v>) -> Span<'_, 0, C> {
+        if !self.sample_root() {
+            return self.unsampled_root();
+        }
+        let (n, over) = cap_tags(&tags, 0);
+        let (words, cut) = tag_words(&tags, n);
+        if !self.batch_fits(START_WORDS + words) {
+            return self.root_then_tags(name, &tags);
+        }
+        match self.start_tagged(name, None, false, &tags, n, words) {
+            Ok(pos) => {
+                let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
+                span.started_with_tags(n, over, cut);
+                if self.sampler_tags {
+                    self.tag_sampler(&span);
+                }
+                span
+            }
+            Err(ordinal) => Span::lost(self, lost_trace(self, ordinal), Flags::SAMPLED),
+        }
+    }
+
+    /// [`root_with_tags`](Self::root_with_tags) for a batch too large for one reservation.
+    #[inline(never)]
+    fn root_then_tags<'v>(&self, name: &'static str, tags: &impl Tags<'v>) -> Span<'_, 0, C> {
+        let span = self.sampled_root(name);
+        span.set_tags(tags);
+        span
+    }
+
     /// A root span the sampler chose: the START record is written out of line, the handle is
     /// built here, in the caller's frame, where the optimiser keeps only what is used.
     #[inline(always)]
@@ -464,23 +513,43 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         debug: bool,
     ) -> Result<u32, u32> {
         let now = self.clock.now();
-        let len = 4 + P;
-        let res = self.ring.reserve(len)?;
-        let (name, _) = truncate(name, record::MAX_NAME_LEN);
-        let (parent_id, root, is_root) = match parent {
-            Some((p, r)) => (p, r, 0),
-            None => (0, 0, 1),
-        };
-        let payload =
-            debug as u32 | is_root << 1 | (follows as u32) << 2 | (name.len() as u32) << 3;
+        let res = self.ring.reserve(START_WORDS)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
-        c.ptr(name);
-        c.word(parent_id);
-        c.word(root);
-        c.word(now);
-        c.res.commit(Header::new(record::START, len, payload));
+        let header = write_start(&mut c, name, parent, follows, debug, now);
+        c.res.commit(header);
         Ok(pos)
+    }
+
+    /// Writes a START record and the TAG records of `tags` (`tag_words` words, from
+    /// [`tag_words`]) in one reservation, published by one store: one ring operation where a
+    /// start and `set_tag` calls take one each. Inline, so that constant tags fold into stores.
+    #[inline(always)]
+    fn start_tagged<'v>(
+        &self,
+        name: &'static str,
+        parent: Option<(u32, u32)>,
+        debug: bool,
+        tags: &impl Tags<'v>,
+        n: usize,
+        tag_words: u32,
+    ) -> Result<u32, u32> {
+        let now = self.clock.now();
+        let res = self.ring.reserve(START_WORDS + tag_words)?;
+        let pos = res.pos;
+        let mut c = Cursor::new(res);
+        let header = write_start(&mut c, name, parent, false, debug, now);
+        write_tags(&mut c, pos, tags, n);
+        c.res.commit_first(header);
+        Ok(pos)
+    }
+
+    /// Whether a batch of `words` words is written in one reservation: at most one record's
+    /// worth, and at most a quarter of the ring (a larger one would wait for a nearly empty
+    /// ring). A larger batch is written one record per tag.
+    #[inline(always)]
+    fn batch_fits(&self, words: u32) -> bool {
+        words <= MAX_RECORD_WORDS && words <= self.ring.capacity() / 4
     }
 
     /// Writes a START_REMOTE record (explicit trace id and parent span id). `local_parent`: the
@@ -798,6 +867,84 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         self.start_related(name, false)
     }
 
+    /// Starts a child span (ChildOf this one) with tags (OpenTracing's start-span `Tags`
+    /// option): the same span as [`child`](Self::child) followed by [`set_tag`](Self::set_tag)
+    /// for each tag, in one ring operation instead of one per record (see
+    /// [`Tracer::root_with_tags`]).
+    ///
+    /// ```
+    /// use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// static RING: Ring<256> = Ring::new();
+    /// static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("sensor"));
+    ///
+    /// let root = TRACER.root("poll");
+    /// let read = root.child_with_tags("i2c.read", &[("peer.address", 0x48u32.into())]);
+    /// # drop(read);
+    /// ```
+    #[inline(always)]
+    pub fn child_with_tags<'v>(&self, name: &'static str, tags: impl Tags<'v>) -> Span<'a, B, C> {
+        let state = self.state.get();
+        if state == State::Unsampled {
+            return self.unsampled_child();
+        }
+        if state != State::Lost && self.root != REMOTE_TRACE {
+            let t = self.tracer;
+            let (n, over) = cap_tags(&tags, 0);
+            let (words, cut) = tag_words(&tags, n);
+            if t.batch_fits(START_WORDS + words) {
+                let parent = Some((self.id.get(), self.root));
+                let started = t.start_tagged(name, parent, self.flags.is_debug(), &tags, n, words);
+                let mut child = match started {
+                    Ok(pos) => {
+                        let child = Span::recorded(t, self.trace, pos, self.root, self.flags);
+                        child.started_with_tags(n, over, cut);
+                        child
+                    }
+                    Err(_) => Span::lost(t, self.trace, self.flags),
+                };
+                if B > 0 {
+                    child.baggage = self.baggage.clone();
+                }
+                return child;
+            }
+        }
+        self.child_then_tags(name, &tags)
+    }
+
+    /// [`child_with_tags`](Self::child_with_tags) when the parent is not a recorded span of a
+    /// local trace, or the batch is too large for one reservation.
+    #[inline(never)]
+    fn child_then_tags<'v>(&self, name: &'static str, tags: &impl Tags<'v>) -> Span<'a, B, C> {
+        let child = self.child(name);
+        child.set_tags(tags);
+        child
+    }
+
+    /// Counts what a span started with tags kept (`n` tags) and lost (`over` beyond the
+    /// capacity, `cut` strings truncated).
+    #[inline(always)]
+    fn started_with_tags(&self, n: usize, over: u8, cut: u8) {
+        self.tags.set(n as u8);
+        if over > 0 || cut > 0 {
+            self.note_tag_losses(over, cut);
+        }
+    }
+
+    #[cold]
+    fn note_tag_losses(&self, over: u8, cut: u8) {
+        if over > 0 {
+            warn!(
+                "microspan: span {=u32} has more than MAX_TAGS_PER_SPAN tags",
+                self.id.get()
+            );
+        }
+        self.note(|l| {
+            l.tags_over_capacity = l.tags_over_capacity.saturating_add(over);
+            l.strings_truncated = l.strings_truncated.saturating_add(cut);
+        });
+    }
+
     /// A child of a recorded span of a local trace (the common case): the START record is
     /// written out of line, the handle is built here, in the caller's frame, where the
     /// optimiser keeps only what is used.
@@ -898,8 +1045,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         }
         self.tags.set(n + 1);
-        let value = value.into();
-        let (field_words, cut) = field_size(key, &value);
+        self.write_tag(key, &value.into());
+    }
+
+    /// Writes one TAG record (the tag was counted against the capacity by the caller).
+    #[inline(always)]
+    fn write_tag(&self, key: &'static str, value: &Value<'_>) {
+        let (field_words, cut) = field_size(key, value);
         let len = 2 + field_words;
         let Ok(res) = self.tracer.ring.reserve(len) else {
             self.note_drop();
@@ -907,11 +1059,83 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         };
         let mut c = Cursor::new(res);
         c.word(self.id.get());
-        write_field(&mut c, key, &value);
+        write_field(&mut c, key, value);
         c.res.commit(Header::new(record::TAG, len, 0));
         if cut {
             self.note(|l| l.strings_truncated = l.strings_truncated.saturating_add(1));
         }
+    }
+
+    /// Sets several tags in one ring operation: the same records as one
+    /// [`set_tag`](Self::set_tag) per tag, in one reservation published by one store. Tags
+    /// beyond [`MAX_TAGS_PER_SPAN`] are dropped and counted; when the ring is full, every tag of
+    /// the batch is counted as dropped. A batch larger than a quarter of the ring is written one
+    /// tag at a time.
+    ///
+    /// ```
+    /// use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// static RING: Ring<256> = Ring::new();
+    /// static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("gateway"));
+    ///
+    /// let request = TRACER.root("GET /config");
+    /// // … handle it …
+    /// request.set_tags(&[("http.status_code", 200u32.into()), ("error", false.into())]);
+    /// ```
+    #[inline(always)]
+    pub fn set_tags<'v>(&self, tags: impl Tags<'v>) {
+        if !self.is_recording() {
+            return;
+        }
+        let had = self.tags.get();
+        let (n, over) = cap_tags(&tags, had);
+        self.tags.set(had + n as u8);
+        if over > 0 {
+            self.note_tag_losses(over, 0);
+        }
+        if n == 0 {
+            return;
+        }
+        let (words, cut) = tag_words(&tags, n);
+        if !self.tracer.batch_fits(words) {
+            return self.write_tags_one_by_one(&tags, n);
+        }
+        let Ok(res) = self.tracer.ring.reserve(words) else {
+            return self.note_batch_drop(n);
+        };
+        let mut c = Cursor::at_header(res);
+        let first = write_tags(&mut c, self.id.get(), &tags, n);
+        c.res.commit_first(first);
+        if cut > 0 {
+            self.note_tag_losses(0, cut);
+        }
+    }
+
+    /// [`set_tags`](Self::set_tags) for a batch too large for one reservation: its first `n`
+    /// tags, one record each.
+    #[inline(never)]
+    fn write_tags_one_by_one<'v>(&self, tags: &impl Tags<'v>, n: usize) {
+        let mut i = 0;
+        tags.each(|key, value| {
+            if i < n {
+                self.write_tag(key, &value);
+            }
+            i += 1;
+        });
+    }
+
+    /// A batch of `n` records did not fit: the ring counted one, the others are counted here, and
+    /// every one on the span.
+    #[cold]
+    fn note_batch_drop(&self, n: usize) {
+        self.tracer.ring.count_drops(n as u32 - 1);
+        warn!(
+            "microspan: ring full, {=usize} tags of span {=u32} were dropped",
+            n,
+            self.id.get()
+        );
+        let n = n.min(255) as u8;
+        self.note(|l| l.records_dropped = l.records_dropped.saturating_add(n));
     }
 
     /// Records a timestamped log with typed fields (OpenTracing `log_fields`). Fields beyond
@@ -1086,6 +1310,86 @@ impl<const B: usize, C: ?Sized + Clock> Drop for Span<'_, B, C> {
     fn drop(&mut self) {
         self.end();
     }
+}
+
+/// Words of a START record of a local span: header, name, parent, root, ticks.
+const START_WORDS: u32 = 4 + P;
+
+/// Writes the body of a START record at the cursor; returns its header.
+#[inline(always)]
+fn write_start(
+    c: &mut Cursor<'_>,
+    name: &'static str,
+    parent: Option<(u32, u32)>,
+    follows: bool,
+    debug: bool,
+    now: u32,
+) -> Header {
+    let (name, _) = truncate(name, record::MAX_NAME_LEN);
+    let (parent_id, root, is_root) = match parent {
+        Some((p, r)) => (p, r, 0),
+        None => (0, 0, 1),
+    };
+    let payload = debug as u32 | is_root << 1 | (follows as u32) << 2 | (name.len() as u32) << 3;
+    c.ptr(name);
+    c.word(parent_id);
+    c.word(root);
+    c.word(now);
+    Header::new(record::START, START_WORDS, payload)
+}
+
+/// How many of `tags` a span that has `had` tags keeps (up to [`MAX_TAGS_PER_SPAN`]), and how
+/// many more there were.
+#[inline(always)]
+fn cap_tags<'v>(tags: &impl Tags<'v>, had: u8) -> (usize, u8) {
+    let all = tags.count();
+    let n = all.min(MAX_TAGS_PER_SPAN.saturating_sub(had as usize));
+    (n, (all - n).min(255) as u8)
+}
+
+/// Words of one TAG record for each of the first `n` tags (header, span id, field), and how
+/// many of their strings will be cut.
+#[inline(always)]
+fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> (u32, u8) {
+    let mut words = 0u32;
+    let mut cut = 0u8;
+    let mut i = 0;
+    tags.each(|key, value| {
+        if i < n {
+            let (w, c) = field_size(key, &value);
+            // At most 255 tags of at most 2 + 1 + P + 1024 words each: no overflow.
+            words += 2 + w;
+            cut = cut.saturating_add(c as u8);
+        }
+        i += 1;
+    });
+    (words, cut)
+}
+
+/// Writes one TAG record of span `id` for each of the first `n` tags, each header in the slot the cursor gives it.
+/// Every header is stored here except one in slot 0 (the reservation's first record, which
+/// the caller publishes with `commit_first`): that one is returned (otherwise the first tag's
+/// header is returned, already stored).
+#[inline(always)]
+fn write_tags<'v>(c: &mut Cursor<'_>, id: u32, tags: &impl Tags<'v>, n: usize) -> Header {
+    let mut first = Header(0);
+    let mut i = 0;
+    tags.each(|key, value| {
+        if i < n {
+            let slot = c.header_slot();
+            c.word(id);
+            write_field(c, key, &value);
+            let header = Header::new(record::TAG, c.at - slot, 0);
+            if i == 0 {
+                first = header;
+            }
+            if slot != 0 {
+                c.res.put(slot, header.0);
+            }
+        }
+        i += 1;
+    });
+    first
 }
 
 /// Words of a field (header, key pointer, value) and whether a string will be cut.

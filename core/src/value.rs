@@ -62,3 +62,79 @@ macro_rules! from_int {
 }
 from_int!(I64 as i64: i8, i16, i32, i64, isize);
 from_int!(U64 as u64: u8, u16, u32, u64, usize);
+
+/// Several tags given at once, to [`Tracer::root_with_tags`](crate::Tracer::root_with_tags),
+/// [`Span::child_with_tags`](crate::Span::child_with_tags) and
+/// [`Span::set_tags`](crate::Span::set_tags).
+///
+/// Implemented for tuples of up to eight `(&'static str, value)` pairs, where each value is
+/// anything [`Value`] converts from (`(("http.status_code", 200u32), ("error", false))`), and
+/// for arrays and slices of `(&'static str, Value)` (`&[("retries", 3u32.into())]`). A tuple
+/// is the cheapest on a microcontroller: each tag's type is known at compile time, so recording
+/// it is a few stores; a slice is walked at run time.
+pub trait Tags<'v> {
+    /// The number of tags.
+    fn count(&self) -> usize;
+    /// Calls `f` with each tag, in order.
+    fn each(&self, f: impl FnMut(&'static str, Value<'v>));
+}
+
+impl<'v, T: Tags<'v> + ?Sized> Tags<'v> for &T {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        (**self).count()
+    }
+    #[inline(always)]
+    fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
+        (**self).each(f)
+    }
+}
+
+impl<'v> Tags<'v> for [(&'static str, Value<'v>)] {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn each(&self, mut f: impl FnMut(&'static str, Value<'v>)) {
+        for (key, value) in self.iter() {
+            f(key, *value);
+        }
+    }
+}
+
+impl<'v, const N: usize> Tags<'v> for [(&'static str, Value<'v>); N] {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        N
+    }
+    #[inline(always)]
+    fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
+        self.as_slice().each(f)
+    }
+}
+
+macro_rules! tag_tuples {
+    ($(($($v:ident $i:tt),+)),+ $(,)?) => {$(
+        impl<'v, $($v: Copy + Into<Value<'v>>),+> Tags<'v> for ($((&'static str, $v),)+) {
+            #[inline(always)]
+            fn count(&self) -> usize {
+                [$($i),+].len()
+            }
+            #[inline(always)]
+            fn each(&self, mut f: impl FnMut(&'static str, Value<'v>)) {
+                $(f(self.$i.0, self.$i.1.into());)+
+            }
+        }
+    )+};
+}
+tag_tuples!(
+    (A 0),
+    (A 0, B 1),
+    (A 0, B 1, C 2),
+    (A 0, B 1, C 2, D 3),
+    (A 0, B 1, C 2, D 3, E 4),
+    (A 0, B 1, C 2, D 3, E 4, F 5),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7),
+);

@@ -151,6 +151,18 @@ fn record_path_and_drain_allocate_nothing() {
             s.set_tag("static", "a static string");
             s.set_tag("text", Value::text(&dynamic));
             s.set_tag("short", Value::text(&dynamic[..7]));
+            // Tags in one reservation: with a start, as a tuple, as a slice.
+            let batched = root.child_with_tags(
+                "batched",
+                (
+                    ("kind", "client"),
+                    ("text", Value::text(&dynamic)),
+                    ("n", round),
+                ),
+            );
+            batched.set_tags([("bool", true.into()), ("i64", (-1i64).into())]);
+            drop(batched);
+            drop(TRACER.root_with_tags("tagged-root", (("n", round),)));
             // Beyond the tag capacity: dropped and counted, still no allocation.
             for _ in 0..microspan::config::MAX_TAGS_PER_SPAN {
                 s.set_tag("more", 1u8);

@@ -55,21 +55,37 @@ fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
         p.attempted += 1;
         if root.is_recording() {
             p.recorded += 1;
-            root.set_tag("id", id);
+            // Odd iterations through the batch path (one reservation for the batch).
+            if i % 2 == 1 {
+                root.set_tags([("id", id.into())]);
+            } else {
+                root.set_tag("id", id);
+            }
             p.attempted += 1;
         } else {
             p.starts_lost += 1;
         }
         {
-            let child = root.child(CHILD_NAMES[thread as usize]);
+            text.clear();
+            use std::fmt::Write;
+            write!(text, "t{thread}-{i}").unwrap();
+            // Odd iterations start the child with its two tags: START and TAGs in one
+            // reservation (a refused one loses the start, and the tags are never attempted).
+            let child = if i % 2 == 1 {
+                root.child_with_tags(
+                    CHILD_NAMES[thread as usize],
+                    [("seq", (id as i64).into()), ("txt", Value::text(&text))],
+                )
+            } else {
+                root.child(CHILD_NAMES[thread as usize])
+            };
             p.attempted += 1;
             if child.is_recording() {
                 p.recorded += 1;
-                child.set_tag("seq", id as i64);
-                text.clear();
-                use std::fmt::Write;
-                write!(text, "t{thread}-{i}").unwrap();
-                child.set_tag("txt", Value::text(&text));
+                if i % 2 == 0 {
+                    child.set_tag("seq", id as i64);
+                    child.set_tag("txt", Value::text(&text));
+                }
                 child.log(&[
                     ("event", "work".into()),
                     ("n", id.into()),

@@ -162,6 +162,36 @@ fn microspan_bench(
             })
         },
     );
+    // The attributes given with the start, as `tracing` takes its fields: one ring operation for
+    // the start and both tags.
+    g.bench_function(
+        BenchmarkId::new("microspan-at-start", "start_with_2tags+finish"),
+        |b| {
+            let mut i = 0u32;
+            b.iter_custom(|iters| {
+                chunked(iters, drain, || {
+                    let s = t
+                        .root_with_tags("root", (("http.status_code", 200u32), ("retries", i & 7)));
+                    i = i.wrapping_add(1);
+                    drop(black_box(s));
+                })
+            })
+        },
+    );
+    g.bench_function(
+        BenchmarkId::new("microspan-tsc-at-start", "start_with_2tags+finish"),
+        |b| {
+            let mut i = 0u32;
+            b.iter_custom(|iters| {
+                chunked(iters, tsc_drain, || {
+                    let s = tsc
+                        .root_with_tags("root", (("http.status_code", 200u32), ("retries", i & 7)));
+                    i = i.wrapping_add(1);
+                    drop(black_box(s));
+                })
+            })
+        },
+    );
     g.bench_function(BenchmarkId::new("fastrace", "start+2props+finish"), |b| {
         let mut i = 0u32;
         b.iter(|| {

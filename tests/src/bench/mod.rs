@@ -129,8 +129,14 @@ pub mod ops {
         name: "child0_cyc",
         what: "child span, start + finish, no tags, with the cycle counter as clock (DWT CYCCNT, one load, as in SystemView's figures)",
     };
+    /// `child2` with the tags given at the start.
+    pub const CHILD2_START: Op = Op {
+        id: 14,
+        name: "child2_start",
+        what: "child span, start + finish, the same 2 tags given at the start (`child_with_tags`: one ring operation for start and tags)",
+    };
     /// Every gated operation.
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 15] = [
         EMPTY,
         CLOCK,
         ROOT,
@@ -145,6 +151,7 @@ pub mod ops {
         DRAIN1,
         DRAIN17,
         CHILD0_CYC,
+        CHILD2_START,
     ];
 }
 

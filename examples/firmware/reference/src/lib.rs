@@ -102,9 +102,12 @@ pub fn install_interrupts() {
 /// `Soft0`: a root span of its own (an interrupt is not part of the request), which is preempted
 /// by `Soft1`, then a span that FollowsFrom `Foo` through the context `Foo` left in a static.
 fn on_soft0() {
-    let isr = TRACER.root("isr.soft0");
-    isr.set_tag("irq.priority", SOFT0_PRIORITY as u32);
-    isr.set_tag("span.kind", "consumer");
+    // Tags known at the start go with it: one ring operation for the start and both tags. The
+    // span finishes when `_isr` goes out of scope, at the end of the handler.
+    let _isr = TRACER.root_with_tags(
+        "isr.soft0",
+        (("irq.priority", SOFT0_PRIORITY as u32), ("span.kind", "consumer")),
+    );
     board::delay_us(300);
     // More urgent: runs to completion right here, while `isr.soft0` is open.
     board::pend(Irq::Soft1);
@@ -122,9 +125,10 @@ fn on_soft0() {
 
 /// `Soft1`: a nested, higher-priority interrupt with a root span of its own.
 fn on_soft1() {
-    let isr = TRACER.root("isr.soft1");
-    isr.set_tag("irq.priority", SOFT1_PRIORITY as u32);
-    isr.set_tag("irq.nested", true);
+    let _isr = TRACER.root_with_tags(
+        "isr.soft1",
+        (("irq.priority", SOFT1_PRIORITY as u32), ("irq.nested", true)),
+    );
     board::delay_us(200);
 }
 
@@ -155,10 +159,12 @@ pub fn reference_trace() {
         .with_baggage(Baggage::<2>::new())
         .start();
     root.set_baggage("request.id", "42");
-    root.set_tag("span.kind", "server");
-    root.set_tag("http.method", "GET");
-    root.set_tag("http.status_code", 200);
-    root.set_tag("component", "microspan-reference");
+    root.set_tags((
+        ("span.kind", "server"),
+        ("http.method", "GET"),
+        ("http.status_code", 200),
+        ("component", "microspan-reference"),
+    ));
     {
         let foo_span = root.child("Foo");
         foo_span.set_tag("sensor.celsius", 21.5f64);

@@ -18,6 +18,7 @@
 //! | 11 `drain1` | drain one root span (recorded before the gate) into a RAM sink |
 //! | 12 `drain16` | drain a root and 16 children (recorded before the gate) into a RAM sink |
 //! | 13 `child0_cyc` | `child0` with the cycle-counter clock (`CycleClock`) |
+//! | 14 `child2_start` | `child2` with the tags given at the start (`child_with_tags`) |
 //!
 //! A live parent span is handed to the operation through `black_box`, so the compiler cannot
 //! assume its state: the figure is what code that receives a `&Span` pays.
@@ -52,6 +53,12 @@ fn child2(parent: &BenchSpan, i: u32) {
     let c = parent.child("Bar");
     c.set_tag("http.status_code", 200u32);
     c.set_tag("retries", i & 7);
+    drop(c);
+}
+
+#[inline(always)]
+fn child2_start(parent: &BenchSpan, i: u32) {
+    let c = parent.child_with_tags("Bar", (("http.status_code", 200u32), ("retries", i & 7)));
     drop(c);
 }
 
@@ -165,6 +172,10 @@ fn main() -> ! {
             }
             let root = TRACER_CYC.root("root");
             gated(n, &mut drain, |_| child0(black_box(&root)));
+        }
+        14 => {
+            let root = TRACER.root("root");
+            gated(n, &mut drain, |i| child2_start(black_box(&root), i));
         }
         20 => wire(arg, n, drain, uart),
         30 => stack(&mut drain),
@@ -311,6 +322,10 @@ fn s_child2() {
     child2(live_root(), 3);
 }
 #[inline(never)]
+fn s_child2_start() {
+    child2_start(live_root(), 3);
+}
+#[inline(never)]
 fn s_tag() {
     live_root().set_tag("retries", 3u32);
 }
@@ -336,11 +351,12 @@ fn stack(drain: &mut BenchDrain) {
     unsafe { *core::ptr::addr_of_mut!(STACK_ROOT) = Some(TRACER.root("root")) };
     board::set_handler(Irq::Soft0, isr_root);
     board::enable(Irq::Soft0);
-    let ops: [(&str, fn()); 8] = [
+    let ops: [(&str, fn()); 9] = [
         ("empty", s_empty),
         ("root", s_root),
         ("child0", s_child0),
         ("child2", s_child2),
+        ("child2_start", s_child2_start),
         ("tag", s_tag),
         ("log3", s_log3),
         ("unsampled", s_unsampled),
