@@ -463,6 +463,11 @@ impl DynRing {
     #[inline(never)]
     fn reserve_slow(&self, len: u32) -> Result<Reservation<'_>, u32> {
         let cap = self.words.len() as u32;
+        if len > cap {
+            // Never fits. Refused before the pad below, which would otherwise fill the rest of
+            // the array for nothing.
+            return Err(self.count_drop());
+        }
         loop {
             // Orderings as in `reserve`.
             let free = load_acquire(&self.free);
@@ -865,6 +870,19 @@ mod tests {
         assert_eq!(ring.dropped(), 0);
         ring.count_drops(2);
         assert_eq!(ring.dropped(), 2);
+    }
+
+    #[test]
+    fn a_record_larger_than_the_ring_is_refused_without_taking_room() {
+        let ring: Ring<16> = Ring::new();
+        let ring = ring.as_dyn();
+        assert!(write(ring, 1, &[7; 16]).is_none());
+        assert_eq!(ring.dropped(), 1);
+        // The whole ring is still free: 4 records of 4 words fit.
+        for i in 0..4 {
+            assert!(write(ring, 1, &[i, i, i]).is_some());
+        }
+        assert_eq!(ring.dropped(), 1);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::context::{Flags, SpanContext, SpanId, TraceId};
 use crate::record::{self, byte_words, truncate, Cursor, P};
 use crate::ring::{DynRing, Header, Ring, MAX_RECORD_WORDS};
 pub use crate::sampler::Sampler;
-use crate::value::{Tags, Value};
+use crate::value::{DynTags, Tags, Value};
 #[cfg(loom)]
 use core::sync::atomic::AtomicU32;
 
@@ -341,8 +341,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     /// Starts a root span with tags (OpenTracing's start-span `Tags` option), if the sampler says
     /// so. The same span as [`root`](Self::root) followed by [`Span::set_tag`] for each tag, in
     /// one ring operation instead of one per record: the START and TAG records share one
-    /// reservation and are published together. Tags beyond [`MAX_TAGS_PER_SPAN`] are dropped
-    /// and counted; a batch larger than a quarter of the ring is written one tag at a time.
+    /// reservation and are published together, or (ring full) dropped together: then the span
+    /// is lost, as when a plain start is dropped, and one record is counted. Tags beyond
+    /// [`MAX_TAGS_PER_SPAN`] are dropped and counted.
     ///
     /// ```
     /// use microspan::{Clock, Ring, Session, Tracer};
@@ -363,7 +364,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         }
         let (n, over) = cap_tags(&tags, 0);
         let (words, cut) = tag_words(&tags, n);
-        if !self.batch_fits(START_WORDS + words) {
+        if !batch_fits(START_WORDS + words) {
             return self.root_then_tags(name, &tags);
         }
         match self.start_tagged(name, None, false, &tags, n, words) {
@@ -381,9 +382,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 
     /// [`root_with_tags`](Self::root_with_tags) for a batch too large for one reservation.
     #[inline(never)]
-    fn root_then_tags<'v>(&self, name: &'static str, tags: &impl Tags<'v>) -> Span<'_, 0, C> {
+    fn root_then_tags<'v>(&self, name: &'static str, tags: &dyn DynTags<'v>) -> Span<'_, 0, C> {
         let span = self.sampled_root(name);
-        span.set_tags(tags);
+        span.set_tags_one_by_one(tags);
         span
     }
 
@@ -542,14 +543,6 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         write_tags(&mut c, pos, tags, n);
         c.res.commit_first(header);
         Ok(pos)
-    }
-
-    /// Whether a batch of `words` words is written in one reservation: at most one record's
-    /// worth, and at most a quarter of the ring (a larger one would wait for a nearly empty
-    /// ring). A larger batch is written one record per tag.
-    #[inline(always)]
-    fn batch_fits(&self, words: u32) -> bool {
-        words <= MAX_RECORD_WORDS && words <= self.ring.capacity() / 4
     }
 
     /// Writes a START_REMOTE record (explicit trace id and parent span id). `local_parent`: the
@@ -892,7 +885,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             let t = self.tracer;
             let (n, over) = cap_tags(&tags, 0);
             let (words, cut) = tag_words(&tags, n);
-            if t.batch_fits(START_WORDS + words) {
+            if batch_fits(START_WORDS + words) {
                 let parent = Some((self.id.get(), self.root));
                 let started = t.start_tagged(name, parent, self.flags.is_debug(), &tags, n, words);
                 let mut child = match started {
@@ -915,7 +908,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// [`child_with_tags`](Self::child_with_tags) when the parent is not a recorded span of a
     /// local trace, or the batch is too large for one reservation.
     #[inline(never)]
-    fn child_then_tags<'v>(&self, name: &'static str, tags: &impl Tags<'v>) -> Span<'a, B, C> {
+    fn child_then_tags<'v>(&self, name: &'static str, tags: &dyn DynTags<'v>) -> Span<'a, B, C> {
         let child = self.child(name);
         child.set_tags(tags);
         child
@@ -1068,9 +1061,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 
     /// Sets several tags in one ring operation: the same records as one
     /// [`set_tag`](Self::set_tag) per tag, in one reservation published by one store. Tags
-    /// beyond [`MAX_TAGS_PER_SPAN`] are dropped and counted; when the ring is full, every tag of
-    /// the batch is counted as dropped. A batch larger than a quarter of the ring is written one
-    /// tag at a time.
+    /// beyond [`MAX_TAGS_PER_SPAN`] are dropped and counted; when the ring has no room for the
+    /// whole batch, every tag of it is counted as dropped.
     ///
     /// ```
     /// use microspan::{Clock, Ring, Session, Tracer};
@@ -1089,16 +1081,16 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
         let had = self.tags.get();
         let (n, over) = cap_tags(&tags, had);
+        let (words, cut) = tag_words(&tags, n);
+        if !batch_fits(words) {
+            return self.set_tags_one_by_one(&tags);
+        }
         self.tags.set(had + n as u8);
         if over > 0 {
             self.note_tag_losses(over, 0);
         }
         if n == 0 {
             return;
-        }
-        let (words, cut) = tag_words(&tags, n);
-        if !self.tracer.batch_fits(words) {
-            return self.write_tags_one_by_one(&tags, n);
         }
         let Ok(res) = self.tracer.ring.reserve(words) else {
             return self.note_batch_drop(n);
@@ -1111,12 +1103,22 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
     }
 
-    /// [`set_tags`](Self::set_tags) for a batch too large for one reservation: its first `n`
-    /// tags, one record each.
+    /// [`set_tags`](Self::set_tags) one record per tag: for a batch too large for one
+    /// reservation, or a span that could not start with its tags in one. One copy whatever the
+    /// tags' type (they come type-erased), since it is rarely taken.
     #[inline(never)]
-    fn write_tags_one_by_one<'v>(&self, tags: &impl Tags<'v>, n: usize) {
+    fn set_tags_one_by_one<'v>(&self, tags: &dyn DynTags<'v>) {
+        if !self.is_recording() {
+            return;
+        }
+        let had = self.tags.get();
+        let (n, over) = cap_tags(&tags, had);
+        self.tags.set(had + n as u8);
+        if over > 0 {
+            self.note_tag_losses(over, 0);
+        }
         let mut i = 0;
-        tags.each(|key, value| {
+        tags.each_dyn(&mut |key, value| {
             if i < n {
                 self.write_tag(key, &value);
             }
@@ -1336,6 +1338,26 @@ fn write_start(
     c.word(root);
     c.word(now);
     Header::new(record::START, START_WORDS, payload)
+}
+
+/// Words of the largest TAG record: header, span id, key header and pointer, and the largest
+/// value (a copied string of `MAX_STR_LEN` bytes, a static string's pointer, or 64 bits).
+const MAX_TAG_WORDS: u32 = {
+    let text = byte_words(MAX_STR_LEN);
+    let value = if text > P { text } else { P };
+    3 + P + if value > 2 { value } else { 2 }
+};
+
+/// Whether every batch (a START and up to [`MAX_TAGS_PER_SPAN`] tags) fits one record's
+/// length: true with the default capacities, and then the check below folds away.
+const EVERY_BATCH_FITS: bool =
+    START_WORDS + MAX_TAGS_PER_SPAN as u32 * MAX_TAG_WORDS <= MAX_RECORD_WORDS;
+
+/// Whether a batch of `words` words goes in one reservation. Otherwise (only possible with
+/// larger capacities than the defaults) its tags are written one record each.
+#[inline(always)]
+fn batch_fits(words: u32) -> bool {
+    EVERY_BATCH_FITS || words <= MAX_RECORD_WORDS
 }
 
 /// How many of `tags` a span that has `had` tags keeps (up to [`MAX_TAGS_PER_SPAN`]), and how

@@ -138,3 +138,28 @@ tag_tuples!(
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6),
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7),
 );
+
+/// [`Tags`] behind a `dyn` pointer, for the record path's rarely taken slow paths: one copy of
+/// them serves every type of tags.
+pub(crate) trait DynTags<'v> {
+    fn count_dyn(&self) -> usize;
+    fn each_dyn(&self, f: &mut dyn FnMut(&'static str, Value<'v>));
+}
+
+impl<'v, T: Tags<'v>> DynTags<'v> for T {
+    fn count_dyn(&self) -> usize {
+        self.count()
+    }
+    fn each_dyn(&self, f: &mut dyn FnMut(&'static str, Value<'v>)) {
+        self.each(f)
+    }
+}
+
+impl<'v> Tags<'v> for dyn DynTags<'v> + '_ {
+    fn count(&self) -> usize {
+        self.count_dyn()
+    }
+    fn each(&self, mut f: impl FnMut(&'static str, Value<'v>)) {
+        self.each_dyn(&mut f)
+    }
+}

@@ -130,7 +130,6 @@ fn tags_beyond_the_capacity_are_counted_at_start_and_later() {
 #[test]
 fn a_batch_refused_by_a_full_ring_counts_every_tag() {
     static CLOCK: ManualClock = ManualClock::new(0);
-    // A quarter is 32 words: the batches below (21 and 20 words at most) take one reservation.
     static RING: Ring<128> = Ring::new();
     static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
@@ -161,33 +160,48 @@ fn a_batch_refused_by_a_full_ring_counts_every_tag() {
 }
 
 #[test]
-fn a_batch_larger_than_a_quarter_of_the_ring_is_written_tag_by_tag() {
+fn a_batch_larger_than_the_ring_is_refused_whole_and_counted() {
     static CLOCK: ManualClock = ManualClock::new(0);
-    // A quarter is 16 words: three 64-bit tags (5 words each, 6 with 64-bit pointers) or more
-    // exceed it.
-    static RING: Ring<64> = Ring::new();
+    // 32 words: a start (5 or 6 words) and one 64-bit tag (6 or 7 words) fit; a start with four
+    // such tags does not, nor do five tags.
+    static RING: Ring<32> = Ring::new();
     static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
-    let tags: Vec<(&'static str, Value)> = (0..4).map(|i| ("n", Value::from(i as u64))).collect();
-    let root = TRACER.root_with_tags("r", tags.as_slice());
+    let four = (("a", 1u64), ("b", 2u64), ("c", 3u64), ("d", 4u64));
+    let lost = TRACER.root_with_tags("too-big", four);
+    assert!(!lost.is_recording());
+    assert_eq!(TRACER.dropped(), 1);
+    drop(lost);
+    let root = TRACER.root("r");
     assert!(root.is_recording());
-    assert_eq!(root.losses(), microspan::tracer::Losses::default());
-    let mut out = drain_all(&mut drain);
-    root.set_tags(tags.as_slice());
-    out.extend(drain_all(&mut drain));
+    root.set_tags((
+        ("a", 1u64),
+        ("b", 2u64),
+        ("c", 3u64),
+        ("d", 4u64),
+        ("e", 5u64),
+    ));
+    assert_eq!(TRACER.dropped(), 1 + 5);
+    assert_eq!(root.losses().records_dropped, 5);
+    // One tag fits, and so does the end (with its losses word).
+    root.set_tags((("f", 6u64),));
     drop(root);
-    out.extend(drain_all(&mut drain));
-    let d = decode(&out);
-    let values: Vec<String> = d
+    assert_eq!(TRACER.dropped(), 6);
+    let d = decode(&drain_all(&mut drain));
+    let tags = d
         .spans()
         .iter()
-        .filter_map(|r| match r {
-            Owned::Tag { value, .. } => Some(value.clone()),
-            _ => None,
+        .filter(|r| matches!(r, Owned::Tag { .. }))
+        .count();
+    assert_eq!(tags, 1);
+    assert!(d.records.contains(&Owned::Drops(6)));
+    assert!(matches!(
+        d.spans().last(),
+        Some(Owned::End {
+            losses: [0, 0, 0, 5],
+            ..
         })
-        .collect();
-    assert_eq!(values, ["0u", "1u", "2u", "3u", "0u", "1u", "2u", "3u"]);
-    assert_eq!(TRACER.dropped(), 0);
+    ));
 }
 
 #[test]

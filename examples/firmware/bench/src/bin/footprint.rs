@@ -19,15 +19,18 @@ mod traced {
     pub use microspan_bench_firmware::BenchDrain;
 
     pub fn isr() {
-        let s = TRACER.root("isr.soft0");
-        s.set_tag("irq.priority", 2u32);
+        let _s = TRACER.root_with_tags("isr.soft0", (("irq.priority", 2u32),));
     }
 
     pub fn trace(work: impl Fn(u32)) {
-        let root = TRACER.root("in-process-service");
-        root.set_tag("span.kind", "server");
-        root.set_tag("http.method", "GET");
-        root.set_tag("http.status_code", 200u32);
+        let root = TRACER.root_with_tags(
+            "in-process-service",
+            (
+                ("span.kind", "server"),
+                ("http.method", "GET"),
+                ("http.status_code", 200u32),
+            ),
+        );
         {
             let foo = root.child("Foo");
             work(1);
