@@ -104,8 +104,10 @@ pub struct Tracer<'a, C: ?Sized + Clock = &'a dyn Clock> {
     pub(crate) session: &'a Session,
     boot_id: AtomicU32,
     sampler: Sampler,
-    /// Record `sampler.type`/`sampler.param` on sampled roots (set by `with_sampler`).
-    sampler_tags: bool,
+    /// What the configured sampler adds (set by `with_sampler`): its decision and the
+    /// `sampler.type`/`sampler.param` tags of sampled roots. Behind a pointer, so that a firmware
+    /// links only the sampler it configures, and none without `with_sampler`.
+    hooks: Option<&'static SamplerHooks>,
     /// Ids of unsampled spans (they never touch the ring, so they need their own counter).
     unsampled_ids: AtomicU32,
     /// The clock (last: a `Tracer<C>` unsizes to a `Tracer<dyn Clock>`).
@@ -265,7 +267,7 @@ impl<'a, C: Clock> Tracer<'a, C> {
             boot_id: AtomicU32::new(session.boot_id),
             session,
             sampler: Sampler::Const(true),
-            sampler_tags: false,
+            hooks: None,
             unsampled_ids: AtomicU32::new(0),
         }
     }
@@ -280,7 +282,7 @@ impl<'a, C: Clock> Tracer<'a, C> {
             boot_id: AtomicU32::new(session.boot_id),
             session,
             sampler: Sampler::Const(true),
-            sampler_tags: false,
+            hooks: None,
             unsampled_ids: AtomicU32::new(0),
         }
     }
@@ -288,8 +290,12 @@ impl<'a, C: Clock> Tracer<'a, C> {
     /// The same tracer with another sampler (see [`sampler`](crate::sampler)). Sampled roots then
     /// carry the tags `sampler.type` and `sampler.param`, as Jaeger clients record them.
     pub const fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.hooks = Some(match &sampler {
+            Sampler::Const(_) => &CONST_HOOKS,
+            Sampler::Probabilistic(_) => &PROBABILISTIC_HOOKS,
+            Sampler::RateLimiting(_) => &RATE_LIMITING_HOOKS,
+        });
         self.sampler = sampler;
-        self.sampler_tags = true;
         self
     }
 }
@@ -371,8 +377,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             Ok(pos) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
                 span.started_with_tags(n, over, cut);
-                if self.sampler_tags {
-                    self.tag_sampler(&span);
+                if let Some(hooks) = self.hooks {
+                    span.tag_sampler(hooks.tags);
                 }
                 span
             }
@@ -395,8 +401,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         match self.start_root(name) {
             Ok(pos) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
-                if self.sampler_tags {
-                    self.tag_sampler(&span);
+                if let Some(hooks) = self.hooks {
+                    span.tag_sampler(hooks.tags);
                 }
                 span
             }
@@ -429,13 +435,6 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         )
     }
 
-    /// Records the sampler's `sampler.type` and `sampler.param` on a sampled root.
-    #[inline(never)]
-    fn tag_sampler<const B: usize>(&self, span: &Span<'_, B, C>) {
-        span.set_tag("sampler.type", self.sampler.kind());
-        span.set_tag("sampler.param", self.sampler.param());
-    }
-
     /// A builder for a span with references, flags or baggage.
     pub fn span(&self, name: &'static str) -> SpanBuilder<'_, 0, C> {
         SpanBuilder {
@@ -449,7 +448,25 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 
     #[inline(always)]
     fn sample_root(&self) -> bool {
-        self.sampler.sample(&self.clock)
+        // The const sampler (the default) decides inline; the others through their hooks.
+        match self.sampler {
+            Sampler::Const(on) => on,
+            _ => self.sample_hooked(),
+        }
+    }
+
+    /// A probabilistic or rate-limiting sampler's decision.
+    #[inline(never)]
+    fn sample_hooked(&self) -> bool {
+        match self.hooks {
+            Some(hooks) => (hooks.decide)(
+                &self.sampler,
+                self.clock.now(),
+                self.clock.ticks_per_second(),
+            ),
+            // Not reached: `with_sampler`, the only way to another sampler, sets the hooks.
+            None => true,
+        }
     }
 
     /// The next id of an unsampled span: odd, so never 0, and unique over 2^31 draws.
@@ -688,8 +705,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                     match t.start_local(self.name, None, false, self.debug) {
                         Ok(pos) => {
                             let span = Span::recorded(t, t.trace_of_root(pos), pos, pos, flags);
-                            if t.sampler_tags && !self.debug {
-                                t.tag_sampler(&span);
+                            if let (Some(hooks), false) = (t.hooks, self.debug) {
+                                span.tag_sampler(hooks.tags);
                             }
                             span
                         }
@@ -936,6 +953,22 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             l.tags_over_capacity = l.tags_over_capacity.saturating_add(over);
             l.strings_truncated = l.strings_truncated.saturating_add(cut);
         });
+    }
+
+    /// Records the sampler's `sampler.type` and `sampler.param` on a sampled root, within the
+    /// tag capacity like any tag.
+    #[cold]
+    #[inline(never)]
+    fn tag_sampler(&self, write: SamplerTags) {
+        let had = self.tags.get();
+        let n = 2.min(MAX_TAGS_PER_SPAN.saturating_sub(had as usize));
+        self.tags.set(had + n as u8);
+        if n < 2 {
+            self.note_tag_losses((2 - n) as u8, 0);
+        }
+        if n > 0 && !write(self.tracer.ring, self.id.get(), &self.tracer.sampler, n) {
+            self.note_batch_drop(n);
+        }
     }
 
     /// A child of a recorded span of a local trace (the common case): the START record is
@@ -1338,6 +1371,58 @@ fn write_start(
     c.word(root);
     c.word(now);
     Header::new(record::START, START_WORDS, payload)
+}
+
+/// Writes a sampler's first `n` (1 or 2) tags on the span at ring position `id` in one
+/// reservation; `false` when the ring refused them (one drop counted).
+type SamplerTags = fn(&DynRing, u32, &Sampler, usize) -> bool;
+
+/// What a sampler configured with [`with_sampler`](Tracer::with_sampler) adds to the record
+/// path. One `const` per kind of sampler, so a firmware links the code of the kind it builds.
+struct SamplerHooks {
+    /// Decides for one root: the sampler, the clock's time and rate (only the rate limiter
+    /// reads them).
+    decide: fn(&Sampler, u32, u32) -> bool,
+    tags: SamplerTags,
+}
+
+const CONST_HOOKS: SamplerHooks = SamplerHooks {
+    decide: |s, _, _| !matches!(s, Sampler::Const(false)),
+    tags: write_sampler_tags,
+};
+
+const PROBABILISTIC_HOOKS: SamplerHooks = SamplerHooks {
+    decide: |s, _, _| match s {
+        Sampler::Probabilistic(p) => p.sample(),
+        _ => true,
+    },
+    tags: write_sampler_tags,
+};
+
+const RATE_LIMITING_HOOKS: SamplerHooks = SamplerHooks {
+    decide: |s, now, ticks_per_second| match s {
+        Sampler::RateLimiting(r) => r.sample(now, ticks_per_second),
+        _ => true,
+    },
+    tags: write_sampler_tags,
+};
+
+/// The [`SamplerTags`] of every tracer configured with
+/// [`with_sampler`](Tracer::with_sampler): not generic, so one copy, linked only when a sampler
+/// is configured.
+fn write_sampler_tags(ring: &DynRing, id: u32, sampler: &Sampler, n: usize) -> bool {
+    let tags = [
+        ("sampler.type", Value::Str(sampler.kind())),
+        ("sampler.param", sampler.param()),
+    ];
+    let (words, _) = tag_words(&tags, n);
+    let Ok(res) = ring.reserve(words) else {
+        return false;
+    };
+    let mut c = Cursor::at_header(res);
+    let first = write_tags(&mut c, id, &tags, n);
+    c.res.commit_first(first);
+    true
 }
 
 /// Words of the largest TAG record: header, span id, key header and pointer, and the largest

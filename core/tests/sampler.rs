@@ -124,6 +124,33 @@ fn sampled_roots_carry_the_jaeger_sampler_tags() {
 }
 
 #[test]
+fn sampler_tags_count_against_the_capacity_and_follow_a_tagged_start() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"))
+        .with_sampler(Sampler::rate_limiting(1000.0));
+    let mut drain: Drain<'_, 512> = Drain::new(&TRACER).unwrap();
+    let full: Vec<(&'static str, microspan::Value)> = (0..microspan::config::MAX_TAGS_PER_SPAN - 1)
+        .map(|_| ("k", 1u8.into()))
+        .collect();
+    // One tag of room left: `sampler.type` fits, `sampler.param` is counted over capacity.
+    let root = TRACER.root_with_tags("root", full.as_slice());
+    assert!(root.is_recording());
+    assert_eq!(root.losses().tags_over_capacity, 1);
+    drop(root);
+    let d = decode_typed(&drain_all(&mut drain));
+    let keys: Vec<String> = d
+        .spans()
+        .filter_map(|r| match r {
+            Typed::Tag { key, .. } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.len(), microspan::config::MAX_TAGS_PER_SPAN);
+    assert_eq!(keys.last().map(String::as_str), Some("sampler.type"));
+}
+
+#[test]
 fn unsampled_roots_propagate_real_ids_without_touching_the_ring() {
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<64> = Ring::new();
