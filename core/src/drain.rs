@@ -444,14 +444,15 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// (hello, drops, wall clock) was written.
     #[inline(never)]
     fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
-        // Through the out-of-line writers: once per frame, and small.
+        // The header inline (every frame has one), the session records through the out-of-line
+        // writers.
         let mut w = self.frame.writer();
-        w.put_c(wire::WIRE_VERSION);
+        w.put(wire::WIRE_VERSION);
         let [seq_lo, seq_hi] = self.seq.to_le_bytes();
-        w.put_c(seq_lo);
-        w.put_c(seq_hi);
-        w.var32_c(self.state.last_start);
-        w.var64_c(self.state.last_time);
+        w.put(seq_lo);
+        w.put(seq_hi);
+        w.var32(self.state.last_start);
+        w.var64(self.state.last_time);
         keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.last_delta = 0;

@@ -18,8 +18,6 @@
 //! the record is written, the writer says whether it fit and is committed only then (a record
 //! that does not fit leaves the frame as it was). So room is checked once per record.
 
-use super::varint;
-
 /// Not enough room left in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -367,44 +365,34 @@ impl<const F: usize> Writer<'_, F> {
         self.pos = w.pos;
     }
 
-    /// [`put`](Self::put), out of line (for records that are not worth the code size).
-    #[inline(always)]
+    /// [`put`](Self::put), out of line (for records that are not worth the code size: this
+    /// takes the writer's address, so its position stays in memory in the caller).
+    #[inline(never)]
     pub(crate) fn put_c(&mut self, b: u8) {
         self.put(b);
     }
 
-    /// [`var32`](Self::var32), out of line.
-    #[inline(always)]
+    /// [`var32`](Self::var32), out of line (as [`put_c`](Self::put_c)).
+    #[inline(never)]
     pub(crate) fn var32_c(&mut self, v: u32) {
-        self.call(Self::var32_out, v);
+        self.var32(v);
     }
 
+    /// A varint of any `u64`, out of line (as [`put_c`](Self::put_c)).
     #[inline(never)]
-    fn var32_out(w: &mut Writer<'_, F>, v: u32) {
-        w.var32(v);
+    pub(crate) fn var64_c(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.put(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.put(v as u8);
     }
 
-    /// [`var64`](Self::var64), out of line.
-    #[inline(always)]
-    pub(crate) fn var64_c(&mut self, v: u64) {
-        self.call(Self::var64_out, v);
-    }
-
+    /// Writes bytes, out of line (as [`put_c`](Self::put_c)).
     #[inline(never)]
-    fn var64_out(w: &mut Writer<'_, F>, v: u64) {
-        w.var64(v);
-    }
-
-    /// Writes bytes.
-    #[inline(always)]
     pub(crate) fn put_bytes(&mut self, bytes: &[u8]) {
-        self.call(Self::put_bytes_out, bytes);
-    }
-
-    #[inline(never)]
-    fn put_bytes_out(w: &mut Writer<'_, F>, bytes: &[u8]) {
         for &b in bytes {
-            w.put(b);
+            self.put(b);
         }
     }
 
@@ -424,15 +412,7 @@ impl<const F: usize> Writer<'_, F> {
         if v <= u32::MAX as u64 {
             self.var32(v as u32);
         } else {
-            self.call(|w, v| w.var64_long(v), v);
-        }
-    }
-
-    fn var64_long(&mut self, v: u64) {
-        let mut tmp = [0u8; varint::MAX_U64];
-        let n = varint::encode_u64(v, &mut tmp).unwrap_or(0);
-        for &b in tmp.iter().take(n) {
-            self.put(b);
+            self.call(|w, v| w.var64_c(v), v);
         }
     }
 }
