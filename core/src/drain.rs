@@ -120,8 +120,8 @@ impl<const N: usize> Interner<N> {
         }
     }
 
-    /// The id of `s`, if interned.
-    #[inline]
+    /// The id of `s`, if interned (out of line: only logs look names up without adding them).
+    #[inline(never)]
     fn find(&self, s: &'static str) -> Option<u32> {
         self.probe((s.as_ptr() as usize, s.len() as u32)).ok()
     }
@@ -660,7 +660,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let mut w = self.frame.writer();
         let delta = pos.wrapping_sub(st.last_start);
         let name_ref = self.names.predefine_c(&mut w, name);
-        let (timed, dt) = st.time(&mut w, raw);
+        let (timed, dt) = st.time_c(&mut w, raw);
         let flags = bit(debug, start_flags::DEBUG)
             | bit(follows, start_flags::FOLLOWS_FROM)
             | bit(parent == 0, start_flags::PARENT_LOST)
@@ -737,18 +737,17 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     Some(v) => names.predefine_c(&mut w, v),
                     None => INLINE,
                 };
+                let vt = field.vtype();
                 if span == st.subject && key_ref < (tag::TAG_KEY_MASK as u32) << 1 {
                     // An interned key of the first few goes in the tag byte.
-                    w.put_c(tag::TAG | field.vtype() << tag::TAG_TYPE_SHIFT | (key_ref >> 1) as u8);
+                    w.put_c(tag::TAG | vt << tag::TAG_TYPE_SHIFT | (key_ref >> 1) as u8);
                 } else {
                     if span == st.subject {
-                        w.put_c(
-                            tag::TAG | field.vtype() << tag::TAG_TYPE_SHIFT | tag::TAG_KEY_MASK,
-                        );
+                        w.put_c(tag::TAG | vt << tag::TAG_TYPE_SHIFT | tag::TAG_KEY_MASK);
                     } else {
                         w.put_c(tag::EXT | ext::TAG_ON);
                         w.var32_c(st.last_start.wrapping_sub(span));
-                        w.put_c(field.vtype());
+                        w.put_c(vt);
                     }
                     strref_c(&mut w, field.key, key_ref);
                 }
@@ -769,7 +768,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     }
                     f.skip(&mut scan);
                 }
-                let (timed, dt) = st.time(&mut w, raw);
+                let (timed, dt) = st.time_c(&mut w, raw);
                 let sref = |s: &'static str| names.find(s).map_or(INLINE, wire_ref);
                 w.put_c(tag::EXT | ext::LOG);
                 w.var32_c(st.last_start.wrapping_sub(span));
@@ -834,6 +833,12 @@ impl FrameState {
             base = time;
         }
         (t, time - base)
+    }
+
+    /// [`time`](Self::time), out of line (for the records that are not worth the code size).
+    #[inline(never)]
+    fn time_c<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
+        self.time(w, raw)
     }
 
     #[inline(always)]
@@ -1034,19 +1039,17 @@ impl FieldView {
         };
     }
 
+    /// The wire value type (a table lookup: the ring's value kinds 0–3 are bool, i64, u64, f64,
+    /// in the wire's order).
     fn vtype(&self) -> u8 {
-        match self.kind {
-            record::V_BOOL => {
-                if self.aux != 0 {
-                    vtype::TRUE
-                } else {
-                    vtype::FALSE
-                }
-            }
-            record::V_I64 => vtype::I64,
-            record::V_U64 => vtype::U64,
-            record::V_F64 => vtype::F64,
-            _ => vtype::STR,
+        const BY_KIND: [u8; 4] = [vtype::FALSE, vtype::I64, vtype::U64, vtype::F64];
+        const _: () = assert!(
+            record::V_BOOL == 0 && record::V_I64 == 1 && record::V_U64 == 2 && record::V_F64 == 3
+        );
+        const _: () = assert!(vtype::TRUE == vtype::FALSE | 1);
+        match BY_KIND.get(self.kind as usize) {
+            Some(&t) => t | (self.kind == record::V_BOOL && self.aux != 0) as u8,
+            None => vtype::STR,
         }
     }
 
