@@ -161,10 +161,18 @@ impl<const N: usize> Interner<N> {
     }
 
     /// The record did not fit: forget the entries it added.
+    #[inline(always)]
     fn abort_record(&mut self) {
-        if self.pending_from == self.len {
-            return;
+        if self.pending_from != self.len {
+            self.forget_pending();
         }
+    }
+
+    /// [`abort_record`](Self::abort_record) when the record added entries: rebuilds the table
+    /// without them.
+    #[cold]
+    #[inline(never)]
+    fn forget_pending(&mut self) {
         self.len = self.pending_from;
         self.slots = [0; N];
         self.last = NO_LAST;
@@ -872,12 +880,27 @@ impl<const N: usize> Interner<N> {
     /// Interns `s` ahead of the record that uses it, writing its definition (which must precede
     /// the record's tag byte) if it is new; returns the string reference to write ([`INLINE`] when
     /// the name table is full for this epoch).
+    ///
+    /// Inline, only the comparison with the last string found or added (spans of one name often
+    /// come in a row); the search, the insertion and the definition are out of line.
     #[inline(always)]
     fn predefine<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
+        if self.last.0 == (s.as_ptr() as usize, s.len() as u32) {
+            return wire_ref(self.last.1);
+        }
+        w.call(
+            |w, (names, s): (&mut Self, _)| names.predefine_slow(w, s),
+            (self, s),
+        )
+    }
+
+    /// [`predefine`](Self::predefine) of a string that is not the last one.
+    #[inline(never)]
+    fn predefine_slow<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
         match self.lookup(s) {
             Ok(id) => wire_ref(id),
             Err(Some(id)) => {
-                w.call(define, (id + 1, s));
+                define(w, (id + 1, s));
                 wire_ref(id)
             }
             Err(None) => INLINE,

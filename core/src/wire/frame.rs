@@ -356,13 +356,14 @@ impl<const F: usize> Writer<'_, F> {
     /// a hot encoder (a name's first definition, a long varint, a string sent inline) go through
     /// this, to functions of their own.
     #[inline(always)]
-    pub(crate) fn call<A>(&mut self, f: for<'w> fn(&mut Writer<'w, F>, A), a: A) {
+    pub(crate) fn call<A, R>(&mut self, f: for<'w> fn(&mut Writer<'w, F>, A) -> R, a: A) -> R {
         let mut w = Writer {
             pos: self.pos,
             frame: &mut *self.frame,
         };
-        f(&mut w, a);
+        let r = f(&mut w, a);
         self.pos = w.pos;
+        r
     }
 
     /// [`put`](Self::put), out of line (for records that are not worth the code size: this
