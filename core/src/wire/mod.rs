@@ -198,9 +198,12 @@ impl OpenStarts {
         let Some(j) = self.listed().iter().rposition(|&x| x == id) else {
             return;
         };
-        // Moved one by one (rare: a span that is not the most recent ends), as in `push_full`.
-        for k in j + 1..self.len as usize {
-            self.ids.swap(k - 1, k);
+        // Moved one by one (rare: a span that is not the most recent ends), as in `push_full`,
+        // within a slice whose bounds the loop provably keeps (no bounds-check panic linked).
+        if let Some(tail) = self.ids.get_mut(j..self.len as usize) {
+            for k in 1..tail.len() {
+                tail[k - 1] = tail[k];
+            }
         }
         self.len -= 1;
     }
