@@ -803,13 +803,14 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
             record::REF => {
                 let span = r.word();
-                let trace = r.u128();
-                let target = r.u64();
                 w.put_c(tag::EXT | ext::REF);
                 w.var32_c(st.last_start.wrapping_sub(span));
                 w.put_c(h.payload() as u8);
-                w.put_bytes(&trace.to_le_bytes());
-                w.put_bytes(&target.to_le_bytes());
+                // The trace id (4 words) and span id (2 words), least significant word first:
+                // their little-endian bytes are the words' little-endian bytes in order.
+                for _ in 0..6 {
+                    w.put_bytes(&r.word().to_le_bytes());
+                }
                 (None, span)
             }
             // Unknown kinds cannot be written by this crate; skip them (counted as encoded).
