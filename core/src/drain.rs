@@ -722,7 +722,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         w.commit();
         st.commit_time(timed);
         if short {
-            st.open.pop();
+            // `short` read the top of the list: it is not empty.
+            st.open.pop_listed();
         } else {
             st.open.remove(span);
         }

@@ -186,6 +186,14 @@ impl OpenStarts {
         Some(top)
     }
 
+    /// Removes the most recent open start, which the caller has just read with
+    /// [`top`](Self::top) (so the list is not empty): [`pop`](Self::pop) without its check.
+    #[inline(always)]
+    pub(crate) fn pop_listed(&mut self) {
+        debug_assert!(self.len > 0);
+        self.len = self.len.wrapping_sub(1);
+    }
+
     /// Whether `id` is listed.
     pub fn contains(&self, id: u32) -> bool {
         self.listed().contains(&id)
