@@ -168,19 +168,28 @@ impl<const N: usize> Interner<N> {
         }
     }
 
-    /// [`abort_record`](Self::abort_record) when the record added entries: rebuilds the table
-    /// without them.
+    /// [`abort_record`](Self::abort_record) when the record added entries: empties their slots,
+    /// most recent first. Adding an entry only filled the free slot its probe ended at, so
+    /// emptying the slots of the latest entries in reverse order gives back the table as it was
+    /// before them (no other entry's probe path crosses them).
     #[cold]
     #[inline(never)]
     fn forget_pending(&mut self) {
-        self.len = self.pending_from;
-        self.slots = [0; N];
-        self.last = NO_LAST;
-        for (id, &key) in self.keys.iter().enumerate().take(self.len) {
-            if let Err(slot) = self.probe(key) {
-                self.slots[slot] = id as u8 + 1;
+        while self.len > self.pending_from {
+            self.len -= 1;
+            let Some(&(addr, len)) = self.keys.get(self.len) else {
+                break;
+            };
+            let mut i = Self::slot_of(addr, len);
+            for _ in 0..N {
+                if self.slots[i] as usize == self.len + 1 {
+                    self.slots[i] = 0;
+                    break;
+                }
+                i = (i + 1) & (N - 1);
             }
         }
+        self.last = NO_LAST;
     }
 }
 
@@ -1128,6 +1137,41 @@ mod time_shift_tests {
             let s = default_time_shift(tps);
             assert!(tps >> s >= 1_000_000 || s == 0);
             assert_eq!((tps >> s) << s, tps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod interner_tests {
+    use super::Interner;
+
+    /// A record that did not fit forgets the names it added, and only those: the table is the
+    /// one built without them (same ids, same slots), whatever collided with what.
+    #[test]
+    fn an_aborted_record_leaves_the_table_as_before() {
+        // Distinct strings to the interner (which keys them by address and length): windows
+        // of one static string.
+        static TEXT: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let names: Vec<&'static str> = (0..40).map(|i| &TEXT[i..i + 3]).collect();
+        for kept in [0, 1, 5, 20, 40] {
+            for added in [1, 2, 7, 30] {
+                let mut t: Interner<16> = Interner::new();
+                let mut reference: Interner<16> = Interner::new();
+                for &n in names.iter().take(kept) {
+                    let _ = t.lookup(n);
+                    let _ = reference.lookup(n);
+                }
+                t.begin_record();
+                for &n in names.iter().skip(kept).take(added) {
+                    let _ = t.lookup(n);
+                }
+                t.abort_record();
+                assert_eq!(t.len, reference.len, "kept {kept} added {added}");
+                assert_eq!(t.slots, reference.slots, "kept {kept} added {added}");
+                for &n in &names {
+                    assert_eq!(t.find(n), reference.find(n), "{n}");
+                }
+            }
         }
     }
 }
