@@ -65,8 +65,6 @@ struct Interner<const N: usize> {
     last: ((usize, u32), u32),
     len: usize,
     slots: [u8; N],
-    /// Entries added by the record being encoded, removed again if it does not fit.
-    pending_from: usize,
     keys: [(usize, u32); N],
 }
 
@@ -84,14 +82,12 @@ impl<const N: usize> Interner<N> {
             keys: [(0, 0); N],
             len: 0,
             slots: [0; N],
-            pending_from: 0,
             last: NO_LAST,
         }
     }
 
     fn clear(&mut self) {
         self.len = 0;
-        self.pending_from = 0;
         self.slots = [0; N];
         self.last = NO_LAST;
     }
@@ -154,17 +150,18 @@ impl<const N: usize> Interner<N> {
         Err(Some(id as u32))
     }
 
-    /// Entries added from now on belong to one record.
-    #[inline]
-    fn begin_record(&mut self) {
-        self.pending_from = self.len;
+    /// The entries a record will add are those from `len` on (the caller keeps it), removed
+    /// again by [`abort_record`](Self::abort_record) if the record does not fit.
+    #[inline(always)]
+    fn begin_record(&self) -> usize {
+        self.len
     }
 
-    /// The record did not fit: forget the entries it added.
+    /// The record did not fit: forget the entries it added (those from `from` on).
     #[inline(always)]
-    fn abort_record(&mut self) {
-        if self.pending_from != self.len {
-            self.forget_pending();
+    fn abort_record(&mut self, from: usize) {
+        if from != self.len {
+            self.forget_pending(from);
         }
     }
 
@@ -174,8 +171,8 @@ impl<const N: usize> Interner<N> {
     /// before them (no other entry's probe path crosses them).
     #[cold]
     #[inline(never)]
-    fn forget_pending(&mut self) {
-        while self.len > self.pending_from {
+    fn forget_pending(&mut self, from: usize) {
+        while self.len > from {
             self.len -= 1;
             let Some(&(addr, len)) = self.keys.get(self.len) else {
                 break;
@@ -416,7 +413,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let content_start = self.frame.position();
         let mut records = 0;
         while let Some((pos, h)) = ring.peek() {
-            self.names.begin_record();
+            let names_from = self.names.begin_record();
             // Each encoder writes its record (name definitions included) through one writer and
             // keeps it only if it fits, and only then moves the frame state on: a record that
             // does not fit leaves nothing behind (the names it interned are forgotten below).
@@ -430,7 +427,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 records += 1;
                 continue;
             }
-            self.names.abort_record();
+            self.names.abort_record(names_from);
             let alone = self.frame.position() == content_start;
             if alone && session_records {
                 // It did not fit beside the session records: the next frame carries none it can
@@ -1161,11 +1158,11 @@ mod interner_tests {
                     let _ = t.lookup(n);
                     let _ = reference.lookup(n);
                 }
-                t.begin_record();
+                let from = t.begin_record();
                 for &n in names.iter().skip(kept).take(added) {
                     let _ = t.lookup(n);
                 }
-                t.abort_record();
+                t.abort_record(from);
                 assert_eq!(t.len, reference.len, "kept {kept} added {added}");
                 assert_eq!(t.slots, reference.slots, "kept {kept} added {added}");
                 for &n in &names {
