@@ -419,7 +419,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             // does not fit leaves nothing behind (the names it interned are forgotten below).
             let fits = match h.kind() {
                 record::START | record::START_REMOTE => self.encode_start(pos, h),
-                record::END => self.encode_end(pos, h),
+                record::END => {
+                    // The words read here, where the ring's address is in a register.
+                    let mut r = Reader::new(ring, pos, self.strings);
+                    let (span, raw) = (r.word(), r.word());
+                    let losses = if h.payload() & 1 != 0 { r.word() } else { 0 };
+                    self.encode_end(span, raw, losses)
+                }
                 _ => self.encode_other(pos, h),
             };
             if fits {
@@ -696,13 +702,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         true
     }
 
-    /// The end of a span. Returns whether it fit.
+    /// The end of span `span` at raw time `raw`, with its packed losses (0 for none), read from
+    /// its ring record by the build loop. Returns whether it fit.
     #[inline(never)]
-    fn encode_end(&mut self, pos: u32, h: Header) -> bool {
-        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
-        let span = r.word();
-        let raw = r.word();
-        let losses = if h.payload() & 1 != 0 { r.word() } else { 0 };
+    fn encode_end(&mut self, span: u32, raw: u32, losses: u32) -> bool {
         let st = &mut self.state;
         let back = st.last_start.wrapping_sub(span);
         let mut w = self.frame.writer();

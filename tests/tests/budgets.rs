@@ -29,7 +29,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("unsampled", 13.0, 14.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 157.0, 145.0, None),
-    ("drain17", 414.0, 583.0, Some(150.0)),
+    ("drain17", 405.0, 579.0, Some(150.0)),
 ];
 
 /// Bytes per child span (marginal), per board: (what, workload, Cortex-M3, Cortex-M0, target).
@@ -52,7 +52,7 @@ const WIRE_BUDGETS: &[(&str, u32, f64, f64, f64)] = &[
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (13_950.0, 13_500.0);
+const FLASH_BUDGET: (f64, f64) = (13_940.0, 13_500.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (110.0, 122.0);
 
