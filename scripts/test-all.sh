@@ -24,7 +24,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "no_std builds of the device crates, feature by feature"
 for target in thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
-    for features in "" "defmt"; do
+    for features in "" "defmt" "small-crc"; do
         echo "microspan --target $target --features '$features'"
         cargo build -q --locked -p microspan --target "$target" --no-default-features --features "$features"
     done
@@ -36,6 +36,9 @@ done
 
 step "tests"
 cargo test --workspace --locked
+
+step "the core with the opt-in small CRC table (same frames: golden bytes, round trips)"
+cargo test -q --locked -p microspan --features small-crc --lib --test golden --test roundtrip
 
 step "loom model of the ring"
 # A separate target directory: the --cfg loom flags would otherwise rebuild target/ from scratch.

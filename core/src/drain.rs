@@ -65,8 +65,6 @@ struct Interner<const N: usize> {
     last: ((usize, u32), u32),
     len: usize,
     slots: [u8; N],
-    /// Entries added by the record being encoded, removed again if it does not fit.
-    pending_from: usize,
     keys: [(usize, u32); N],
 }
 
@@ -84,14 +82,12 @@ impl<const N: usize> Interner<N> {
             keys: [(0, 0); N],
             len: 0,
             slots: [0; N],
-            pending_from: 0,
             last: NO_LAST,
         }
     }
 
     fn clear(&mut self) {
         self.len = 0;
-        self.pending_from = 0;
         self.slots = [0; N];
         self.last = NO_LAST;
     }
@@ -120,8 +116,8 @@ impl<const N: usize> Interner<N> {
         }
     }
 
-    /// The id of `s`, if interned.
-    #[inline]
+    /// The id of `s`, if interned (out of line: only logs look names up without adding them).
+    #[inline(never)]
     fn find(&self, s: &'static str) -> Option<u32> {
         self.probe((s.as_ptr() as usize, s.len() as u32)).ok()
     }
@@ -154,25 +150,43 @@ impl<const N: usize> Interner<N> {
         Err(Some(id as u32))
     }
 
-    /// Entries added from now on belong to one record.
-    #[inline]
-    fn begin_record(&mut self) {
-        self.pending_from = self.len;
+    /// The entries a record will add are those from `len` on (the caller keeps it), removed
+    /// again by [`abort_record`](Self::abort_record) if the record does not fit.
+    #[inline(always)]
+    fn begin_record(&self) -> usize {
+        self.len
     }
 
-    /// The record did not fit: forget the entries it added.
-    fn abort_record(&mut self) {
-        if self.pending_from == self.len {
-            return;
+    /// The record did not fit: forget the entries it added (those from `from` on).
+    #[inline(always)]
+    fn abort_record(&mut self, from: usize) {
+        if from != self.len {
+            self.forget_pending(from);
         }
-        self.len = self.pending_from;
-        self.slots = [0; N];
-        self.last = NO_LAST;
-        for (id, &key) in self.keys.iter().enumerate().take(self.len) {
-            if let Err(slot) = self.probe(key) {
-                self.slots[slot] = id as u8 + 1;
+    }
+
+    /// [`abort_record`](Self::abort_record) when the record added entries: empties their slots,
+    /// most recent first. Adding an entry only filled the free slot its probe ended at, so
+    /// emptying the slots of the latest entries in reverse order gives back the table as it was
+    /// before them (no other entry's probe path crosses them).
+    #[cold]
+    #[inline(never)]
+    fn forget_pending(&mut self, from: usize) {
+        while self.len > from {
+            self.len -= 1;
+            let Some(&(addr, len)) = self.keys.get(self.len) else {
+                break;
+            };
+            let mut i = Self::slot_of(addr, len);
+            for _ in 0..N {
+                if self.slots[i] as usize == self.len + 1 {
+                    self.slots[i] = 0;
+                    break;
+                }
+                i = (i + 1) & (N - 1);
             }
         }
+        self.last = NO_LAST;
     }
 }
 
@@ -399,13 +413,19 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let content_start = self.frame.position();
         let mut records = 0;
         while let Some((pos, h)) = ring.peek() {
-            self.names.begin_record();
+            let names_from = self.names.begin_record();
             // Each encoder writes its record (name definitions included) through one writer and
             // keeps it only if it fits, and only then moves the frame state on: a record that
             // does not fit leaves nothing behind (the names it interned are forgotten below).
             let fits = match h.kind() {
                 record::START | record::START_REMOTE => self.encode_start(pos, h),
-                record::END => self.encode_end(pos, h),
+                record::END => {
+                    // The words read here, where the ring's address is in a register.
+                    let mut r = Reader::new(ring, pos, self.strings);
+                    let (span, raw) = (r.word(), r.word());
+                    let losses = if h.payload() & 1 != 0 { r.word() } else { 0 };
+                    self.encode_end(span, raw, losses)
+                }
                 _ => self.encode_other(pos, h),
             };
             if fits {
@@ -413,7 +433,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 records += 1;
                 continue;
             }
-            self.names.abort_record();
+            self.names.abort_record(names_from);
             let alone = self.frame.position() == content_start;
             if alone && session_records {
                 // It did not fit beside the session records: the next frame carries none it can
@@ -444,14 +464,15 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// (hello, drops, wall clock) was written.
     #[inline(never)]
     fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
-        // Through the out-of-line writers: once per frame, and small.
+        // The header inline (every frame has one), the session records through the out-of-line
+        // writers.
         let mut w = self.frame.writer();
-        w.put_c(wire::WIRE_VERSION);
+        w.put(wire::WIRE_VERSION);
         let [seq_lo, seq_hi] = self.seq.to_le_bytes();
-        w.put_c(seq_lo);
-        w.put_c(seq_hi);
-        w.var32_c(self.state.last_start);
-        w.var64_c(self.state.last_time);
+        w.put(seq_lo);
+        w.put(seq_hi);
+        w.var32(self.state.last_start);
+        w.var64(self.state.last_time);
         keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.last_delta = 0;
@@ -659,7 +680,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let mut w = self.frame.writer();
         let delta = pos.wrapping_sub(st.last_start);
         let name_ref = self.names.predefine_c(&mut w, name);
-        let (timed, dt) = st.time(&mut w, raw);
+        let (timed, dt) = st.time_c(&mut w, raw);
         let flags = bit(debug, start_flags::DEBUG)
             | bit(follows, start_flags::FOLLOWS_FROM)
             | bit(parent == 0, start_flags::PARENT_LOST)
@@ -681,13 +702,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         true
     }
 
-    /// The end of a span. Returns whether it fit.
+    /// The end of span `span` at raw time `raw`, with its packed losses (0 for none), read from
+    /// its ring record by the build loop. Returns whether it fit.
     #[inline(never)]
-    fn encode_end(&mut self, pos: u32, h: Header) -> bool {
-        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
-        let span = r.word();
-        let raw = r.word();
-        let losses = if h.payload() & 1 != 0 { r.word() } else { 0 };
+    fn encode_end(&mut self, span: u32, raw: u32, losses: u32) -> bool {
         let st = &mut self.state;
         let back = st.last_start.wrapping_sub(span);
         let mut w = self.frame.writer();
@@ -713,7 +731,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         w.commit();
         st.commit_time(timed);
         if short {
-            st.open.pop();
+            // `short` read the top of the list: it is not empty.
+            st.open.pop_listed();
         } else {
             st.open.remove(span);
         }
@@ -736,18 +755,17 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     Some(v) => names.predefine_c(&mut w, v),
                     None => INLINE,
                 };
+                let vt = field.vtype();
                 if span == st.subject && key_ref < (tag::TAG_KEY_MASK as u32) << 1 {
                     // An interned key of the first few goes in the tag byte.
-                    w.put_c(tag::TAG | field.vtype() << tag::TAG_TYPE_SHIFT | (key_ref >> 1) as u8);
+                    w.put_c(tag::TAG | vt << tag::TAG_TYPE_SHIFT | (key_ref >> 1) as u8);
                 } else {
                     if span == st.subject {
-                        w.put_c(
-                            tag::TAG | field.vtype() << tag::TAG_TYPE_SHIFT | tag::TAG_KEY_MASK,
-                        );
+                        w.put_c(tag::TAG | vt << tag::TAG_TYPE_SHIFT | tag::TAG_KEY_MASK);
                     } else {
                         w.put_c(tag::EXT | ext::TAG_ON);
                         w.var32_c(st.last_start.wrapping_sub(span));
-                        w.put_c(field.vtype());
+                        w.put_c(vt);
                     }
                     strref_c(&mut w, field.key, key_ref);
                 }
@@ -768,7 +786,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     }
                     f.skip(&mut scan);
                 }
-                let (timed, dt) = st.time(&mut w, raw);
+                let (timed, dt) = st.time_c(&mut w, raw);
                 let sref = |s: &'static str| names.find(s).map_or(INLINE, wire_ref);
                 w.put_c(tag::EXT | ext::LOG);
                 w.var32_c(st.last_start.wrapping_sub(span));
@@ -795,13 +813,14 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
             record::REF => {
                 let span = r.word();
-                let trace = r.u128();
-                let target = r.u64();
                 w.put_c(tag::EXT | ext::REF);
                 w.var32_c(st.last_start.wrapping_sub(span));
                 w.put_c(h.payload() as u8);
-                w.put_bytes(&trace.to_le_bytes());
-                w.put_bytes(&target.to_le_bytes());
+                // The trace id (4 words) and span id (2 words), least significant word first:
+                // their little-endian bytes are the words' little-endian bytes in order.
+                for _ in 0..6 {
+                    w.put_bytes(&r.word().to_le_bytes());
+                }
                 (None, span)
             }
             // Unknown kinds cannot be written by this crate; skip them (counted as encoded).
@@ -835,6 +854,12 @@ impl FrameState {
         (t, time - base)
     }
 
+    /// [`time`](Self::time), out of line (for the records that are not worth the code size).
+    #[inline(never)]
+    fn time_c<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
+        self.time(w, raw)
+    }
+
     #[inline(always)]
     fn commit_time(&mut self, t: Timed) {
         self.ext.take(t);
@@ -866,12 +891,27 @@ impl<const N: usize> Interner<N> {
     /// Interns `s` ahead of the record that uses it, writing its definition (which must precede
     /// the record's tag byte) if it is new; returns the string reference to write ([`INLINE`] when
     /// the name table is full for this epoch).
+    ///
+    /// Inline, only the comparison with the last string found or added (spans of one name often
+    /// come in a row); the search, the insertion and the definition are out of line.
     #[inline(always)]
     fn predefine<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
+        if self.last.0 == (s.as_ptr() as usize, s.len() as u32) {
+            return wire_ref(self.last.1);
+        }
+        w.call(
+            |w, (names, s): (&mut Self, _)| names.predefine_slow(w, s),
+            (self, s),
+        )
+    }
+
+    /// [`predefine`](Self::predefine) of a string that is not the last one.
+    #[inline(never)]
+    fn predefine_slow<const F: usize>(&mut self, w: &mut Writer<'_, F>, s: &'static str) -> u32 {
         match self.lookup(s) {
             Ok(id) => wire_ref(id),
             Err(Some(id)) => {
-                w.call(define, (id + 1, s));
+                define(w, (id + 1, s));
                 wire_ref(id)
             }
             Err(None) => INLINE,
@@ -1033,19 +1073,17 @@ impl FieldView {
         };
     }
 
+    /// The wire value type (a table lookup: the ring's value kinds 0–3 are bool, i64, u64, f64,
+    /// in the wire's order).
     fn vtype(&self) -> u8 {
-        match self.kind {
-            record::V_BOOL => {
-                if self.aux != 0 {
-                    vtype::TRUE
-                } else {
-                    vtype::FALSE
-                }
-            }
-            record::V_I64 => vtype::I64,
-            record::V_U64 => vtype::U64,
-            record::V_F64 => vtype::F64,
-            _ => vtype::STR,
+        const BY_KIND: [u8; 4] = [vtype::FALSE, vtype::I64, vtype::U64, vtype::F64];
+        const _: () = assert!(
+            record::V_BOOL == 0 && record::V_I64 == 1 && record::V_U64 == 2 && record::V_F64 == 3
+        );
+        const _: () = assert!(vtype::TRUE == vtype::FALSE | 1);
+        match BY_KIND.get(self.kind as usize) {
+            Some(&t) => t | (self.kind == record::V_BOOL && self.aux != 0) as u8,
+            None => vtype::STR,
         }
     }
 
@@ -1099,6 +1137,41 @@ mod time_shift_tests {
             let s = default_time_shift(tps);
             assert!(tps >> s >= 1_000_000 || s == 0);
             assert_eq!((tps >> s) << s, tps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod interner_tests {
+    use super::Interner;
+
+    /// A record that did not fit forgets the names it added, and only those: the table is the
+    /// one built without them (same ids, same slots), whatever collided with what.
+    #[test]
+    fn an_aborted_record_leaves_the_table_as_before() {
+        // Distinct strings to the interner (which keys them by address and length): windows
+        // of one static string.
+        static TEXT: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let names: Vec<&'static str> = (0..40).map(|i| &TEXT[i..i + 3]).collect();
+        for kept in [0, 1, 5, 20, 40] {
+            for added in [1, 2, 7, 30] {
+                let mut t: Interner<16> = Interner::new();
+                let mut reference: Interner<16> = Interner::new();
+                for &n in names.iter().take(kept) {
+                    let _ = t.lookup(n);
+                    let _ = reference.lookup(n);
+                }
+                let from = t.begin_record();
+                for &n in names.iter().skip(kept).take(added) {
+                    let _ = t.lookup(n);
+                }
+                t.abort_record(from);
+                assert_eq!(t.len, reference.len, "kept {kept} added {added}");
+                assert_eq!(t.slots, reference.slots, "kept {kept} added {added}");
+                for &n in &names {
+                    assert_eq!(t.find(n), reference.find(n), "{n}");
+                }
+            }
         }
     }
 }

@@ -1,22 +1,25 @@
-//! Building one frame on the device: header, records, CRC, COBS, delimiter, in one buffer and in
-//! one pass.
+//! Building one frame on the device: header, records, CRC, COBS, delimiter, in one buffer.
 //!
-//! Each byte is handled once, when it is written: its CRC is updated (one table lookup) and COBS is
-//! done on the fly. The buffer starts with the first block's code slot; non-zero bytes go straight
-//! to their final place, and a zero byte becomes the code slot of the next block (the block it ends
-//! gets its length written into its own slot), so nothing is moved or scanned again afterwards.
+//! Records are written as raw bytes straight into the frame buffer, each at its final place: with
+//! COBS, raw byte `i` of a frame goes to buffer position `1 + i` (position 0 is the first block's
+//! code slot, and a zero byte's place becomes the code slot of the block it starts), as long as
+//! no block reaches 254 data bytes. Writing a byte is therefore one store, and a record that does
+//! not fit is forgotten by not moving the frame's cursor. [`finish`](FrameBuilder::finish) then
+//! makes one pass over the frame: the CRC of every byte (one table lookup each), and the code
+//! slots (each zero byte is replaced by the length of the block it starts, the first slot gets
+//! the first block's); then it appends the CRC, closes the last block and adds the delimiter.
 //! Only a run of 254 non-zero bytes needs a code slot inserted (a block holds at most 254 data
-//! bytes), which moves the bytes written after it by one: frames of up to 256 bytes rarely meet
-//! one. [`finish`](FrameBuilder::finish) appends the CRC, closes the last block and adds the
-//! delimiter. A frame costs `F` bytes of RAM and no second buffer, and the finished frame is one
-//! contiguous slice, ready for a DMA transfer or an RTT write.
+//! bytes), which moves the bytes after it by one: frames of up to 256 bytes never meet one, and
+//! do not test for it. A frame costs `F` bytes of RAM and no second buffer, and the finished frame
+//! is one contiguous slice, ready for a DMA transfer or an RTT write.
+//!
+//! The CRC takes one lookup in a 256-entry table per byte; with the `small-crc` feature, two in a
+//! 16-entry one (480 bytes of flash less, a few instructions more per byte).
 //!
 //! The drain writes a record through a writer (crate-private), which keeps the frame's position
-//! and CRC in registers and does not fail byte by byte: bytes beyond the buffer are not stored,
-//! and once the record is written, the writer says whether it fit and is committed only then (a
-//! record that does not fit leaves the frame as it was). So room is checked once per record.
-
-use super::varint;
+//! in a register and does not fail byte by byte: bytes beyond the buffer are not stored, and once
+//! the record is written, the writer says whether it fit and is committed only then (a record
+//! that does not fit leaves the frame as it was). So room is checked once per record.
 
 /// Not enough room left in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,23 +29,14 @@ pub struct Full;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
     pos: usize,
-    code_at: usize,
-    end: usize,
-    crc: u32,
 }
 
 /// A frame buffer of `F` bytes (the largest frame on the wire, delimiter included).
 #[repr(C)]
 pub struct FrameBuilder<const F: usize> {
-    /// While building: where the next byte goes. When finished: the encoded length.
+    /// While building: where the next raw byte goes (raw byte `i` at `1 + i`). When finished:
+    /// the encoded length.
     pos: usize,
-    /// While building: the code slot of the open COBS block (its data bytes follow it).
-    code_at: usize,
-    /// While building: the largest `pos` may be (the raw capacity, plus one for the first code
-    /// slot and one per code slot inserted after a run of 254 non-zero bytes).
-    end: usize,
-    /// While building: the CRC of the raw bytes so far (its upper half holds junk, see [`crc_step`]).
-    crc: u32,
     /// When finished: bytes already handed out.
     sent: usize,
     finished: bool,
@@ -55,14 +49,16 @@ impl<const F: usize> Default for FrameBuilder<F> {
     }
 }
 
-/// CRC-16/IBM-3740 (see [`super::CRC`]) of each byte value, for one table lookup per byte.
-static CRC_TABLE: [u16; 256] = {
-    let mut t = [0u16; 256];
+/// CRC-16/IBM-3740 (see [`super::CRC`]) of `bits`-bit values (the top `bits` of a 16-bit
+/// register shifted through the polynomial): for one lookup per byte (8 bits, 512 bytes of flash)
+/// or two (4 bits, 32 bytes, feature `small-crc`).
+const fn crc_table<const N: usize>(bits: u32) -> [u16; N] {
+    let mut t = [0u16; N];
     let mut i = 0;
-    while i < 256 {
-        let mut c = (i as u16) << 8;
+    while i < N {
+        let mut c = (i as u16) << (16 - bits);
         let mut b = 0;
-        while b < 8 {
+        while b < bits {
             c = if c & 0x8000 != 0 {
                 (c << 1) ^ 0x1021
             } else {
@@ -74,13 +70,31 @@ static CRC_TABLE: [u16; 256] = {
         i += 1;
     }
     t
-};
+}
+
+/// CRC-16/IBM-3740 of each byte value, for one table lookup per byte.
+#[cfg(not(feature = "small-crc"))]
+static CRC_TABLE: [u16; 256] = crc_table(8);
+
+/// CRC-16/IBM-3740 of each 4-bit value, for two table lookups per byte (feature `small-crc`).
+#[cfg(feature = "small-crc")]
+static CRC_TABLE: [u16; 16] = crc_table(4);
 
 /// CRC-16/IBM-3740 `crc` continued over byte `b`. The CRC is the low 16 bits; the upper ones
 /// collect junk that never reaches the low ones (one masking instruction less per byte).
+#[cfg(not(feature = "small-crc"))]
 #[inline(always)]
 fn crc_step(crc: u32, b: u8) -> u32 {
     (crc << 8) ^ CRC_TABLE[((crc >> 8) as u8 ^ b) as usize] as u32
+}
+
+/// CRC-16/IBM-3740 `crc` continued over byte `b`, a nibble at a time (feature `small-crc`). The
+/// CRC is the low 16 bits, as above.
+#[cfg(feature = "small-crc")]
+#[inline(always)]
+fn crc_step(crc: u32, b: u8) -> u32 {
+    let crc = (crc << 4) ^ CRC_TABLE[((crc >> 12) ^ (b as u32 >> 4)) as usize & 0xF] as u32;
+    (crc << 4) ^ CRC_TABLE[((crc >> 12) ^ b as u32) as usize & 0xF] as u32
 }
 
 impl<const F: usize> FrameBuilder<F> {
@@ -88,6 +102,8 @@ impl<const F: usize> FrameBuilder<F> {
     /// Raw bytes (header and records) a frame holds: what is left of `F` after the delimiter, the
     /// CRC and COBS's worst-case overhead (`2 + F / 254`).
     const CAP: usize = F - 3 - (2 + F / 254);
+    /// The largest the cursor may be once a record is written.
+    const END: usize = 1 + Self::CAP;
     /// Whether a COBS block can reach 254 data bytes: not in frames whose records end before
     /// byte 255 (the default 256-byte frames), which then never test for it.
     const LONG_BLOCKS: bool = 1 + Self::CAP + 2 >= 255;
@@ -99,9 +115,6 @@ impl<const F: usize> FrameBuilder<F> {
         Self {
             buf: [0; F],
             pos: 0,
-            code_at: 0,
-            end: 0,
-            crc: 0,
             sent: 0,
             finished: false,
         }
@@ -115,35 +128,24 @@ impl<const F: usize> FrameBuilder<F> {
     /// Starts a new frame (dropping whatever was there).
     pub fn begin(&mut self) {
         self.pos = 1;
-        self.code_at = 0;
-        self.end = 1 + Self::CAP;
-        self.crc = 0xFFFF;
         self.sent = 0;
         self.finished = false;
     }
 
     /// A point to roll back to.
     pub fn mark(&self) -> Mark {
-        Mark {
-            pos: self.pos,
-            code_at: self.code_at,
-            end: self.end,
-            crc: self.crc,
-        }
+        Mark { pos: self.pos }
     }
 
     /// Forgets everything written after `mark`.
     pub fn rollback(&mut self, mark: Mark) {
         debug_assert!(!self.finished && mark.pos <= self.pos);
         self.pos = mark.pos;
-        self.code_at = mark.code_at;
-        self.end = mark.end;
-        self.crc = mark.crc;
     }
 
     /// Raw bytes written so far (header and records).
     pub fn raw_len(&self) -> usize {
-        (self.pos + Self::CAP).saturating_sub(self.end)
+        self.pos.saturating_sub(1)
     }
 
     /// Where the next byte goes (changes with every byte written, and only then).
@@ -158,33 +160,7 @@ impl<const F: usize> FrameBuilder<F> {
     pub(crate) fn writer(&mut self) -> Writer<'_, F> {
         Writer {
             pos: self.pos,
-            code_at: self.code_at,
-            end: self.end,
-            crc: self.crc,
             frame: self,
-        }
-    }
-
-    /// COBS ends a block after 254 data bytes (code `0xFF`, no zero implied): gives every such
-    /// run in the open block its own code slot, moving the bytes after it by one.
-    #[cold]
-    #[inline(never)]
-    fn split_long_block(&mut self) {
-        while self.pos - self.code_at >= 255 {
-            if let Some(code) = self.buf.get_mut(self.code_at) {
-                *code = 0xFF;
-            }
-            let at = self.code_at + 255;
-            // Bytes past the buffer belong to a record that does not fit (`pos - end` does not
-            // change here, so it still does not): nothing to move then.
-            if let Some(tail) = self.buf.get_mut(at..=self.pos) {
-                for i in (1..tail.len()).rev() {
-                    tail[i] = tail[i - 1];
-                }
-            }
-            self.code_at = at;
-            self.pos += 1;
-            self.end += 1;
         }
     }
 
@@ -215,25 +191,121 @@ impl<const F: usize> FrameBuilder<F> {
         }
     }
 
-    /// Appends the CRC, closes the last COBS block and adds the delimiter. Returns the frame.
+    /// Computes and appends the CRC, does COBS in place (one pass), and adds the delimiter.
+    /// Returns the frame.
     #[inline(never)]
     pub fn finish(&mut self) -> &[u8] {
-        let [lo, hi] = (self.crc as u16).to_le_bytes();
-        // The capacity leaves room for the two CRC bytes, the code slots and the delimiter.
-        let mut w = self.writer();
-        w.put(lo);
-        w.put(hi);
-        w.commit();
-        let len = self.pos - self.code_at;
-        if let Some(code) = self.buf.get_mut(self.code_at) {
-            *code = len as u8;
+        let (mut code_at, crc, mut end) = if Self::LONG_BLOCKS {
+            self.cobs_long(self.pos.max(1))
+        } else {
+            self.cobs(self.pos.max(1))
+        };
+        // The two CRC bytes (the capacity leaves room for them, the code slots and the
+        // delimiter), then the last block's code and the delimiter.
+        let [lo, hi] = (crc as u16).to_le_bytes();
+        (code_at, end) = self.cobs_put(code_at, end, lo);
+        (code_at, end) = self.cobs_put(code_at, end, hi);
+        if Self::LONG_BLOCKS && end - code_at >= 255 {
+            self.set(code_at, 0xFF);
+            code_at = end;
+            end += 1;
         }
-        if let Some(delimiter) = self.buf.get_mut(self.pos) {
-            *delimiter = 0;
-        }
-        self.pos += 1;
+        self.set(code_at, (end - code_at) as u8);
+        self.set(end, 0);
+        self.pos = end + 1;
         self.finished = true;
         self.buf.get(..self.pos).unwrap_or(&[])
+    }
+
+    /// Appends `b` at `end` to a frame being COBS-encoded whose open block's code slot is
+    /// `code_at`; returns the new slot and end.
+    #[inline(always)]
+    fn cobs_put(&mut self, mut code_at: usize, mut end: usize, b: u8) -> (usize, usize) {
+        if Self::LONG_BLOCKS && end - code_at >= 255 {
+            self.set(code_at, 0xFF);
+            code_at = end;
+            end += 1;
+        }
+        if b == 0 {
+            self.set(code_at, (end - code_at) as u8);
+            code_at = end;
+        }
+        self.set(end, b);
+        (code_at, end + 1)
+    }
+
+    /// Stores `b` at `i` (nothing past the buffer, which the capacity rules out).
+    #[inline(always)]
+    fn set(&mut self, i: usize, b: u8) {
+        if let Some(slot) = self.buf.get_mut(i) {
+            *slot = b;
+        }
+    }
+
+    /// The CRC of the raw bytes `buf[1..end]`, and COBS over them when no block can be long:
+    /// every zero byte becomes the code slot of the block it starts, and the slot it ends gets
+    /// the block's length. Returns the open block's code slot, the CRC and the end of the bytes.
+    #[inline(always)]
+    fn cobs(&mut self, end: usize) -> (usize, u32, usize) {
+        let mut crc: u32 = 0xFFFF;
+        let mut code_at = 0;
+        let body = self.buf.get_mut(..end).unwrap_or(&mut []);
+        let mut i = 1;
+        // An inner loop over the non-zero bytes, which leaves the open block's slot alone (so it
+        // stays in its register).
+        'frame: loop {
+            loop {
+                let Some(&b) = body.get(i) else {
+                    break 'frame;
+                };
+                crc = crc_step(crc, b);
+                if b == 0 {
+                    break;
+                }
+                i += 1;
+            }
+            if let Some(code) = body.get_mut(code_at) {
+                *code = (i - code_at) as u8;
+            }
+            code_at = i;
+            i += 1;
+        }
+        (code_at, crc, end)
+    }
+
+    /// [`cobs`](Self::cobs) for frames whose blocks can reach 254 data bytes: such a block is
+    /// closed (code `0xFF`, no zero implied) and the next one's code slot inserted after it,
+    /// moving the rest of the frame by one.
+    #[cold]
+    #[inline(never)]
+    fn cobs_long(&mut self, body_end: usize) -> (usize, u32, usize) {
+        let mut crc: u32 = 0xFFFF;
+        let mut code_at = 0;
+        let mut i = 1;
+        let mut end = body_end;
+        while i < end {
+            if i - code_at >= 255 {
+                self.set(code_at, 0xFF);
+                // Moved one by one: `copy_within` would link a general `memmove`.
+                if let Some(tail) = self.buf.get_mut(i..=end) {
+                    for k in (1..tail.len()).rev() {
+                        tail[k] = tail[k - 1];
+                    }
+                }
+                code_at = i;
+                i += 1;
+                end += 1;
+                continue;
+            }
+            let b = self.buf.get(i).copied().unwrap_or(0);
+            crc = crc_step(crc, b);
+            if b == 0 {
+                self.set(code_at, (i - code_at) as u8);
+                code_at = i;
+            }
+            i += 1;
+        }
+        (code_at, crc, end)
     }
 
     /// Whether a finished frame has bytes not yet handed out.
@@ -261,130 +333,86 @@ impl<const F: usize> FrameBuilder<F> {
     }
 }
 
-/// Appends to a frame, keeping its position and CRC in registers: a record is written through one
+/// Appends to a frame, keeping its position in a register: a record is written through one
 /// writer, then [`commit`](Writer::commit)ted if it [`fits`](Writer::fits), or dropped.
 pub(crate) struct Writer<'f, const F: usize> {
     frame: &'f mut FrameBuilder<F>,
     pos: usize,
-    code_at: usize,
-    end: usize,
-    crc: u32,
 }
 
 impl<const F: usize> Writer<'_, F> {
     /// Whether everything written so far fits the frame.
     #[inline(always)]
     pub(crate) fn fits(&self) -> bool {
-        self.pos <= self.end
+        self.pos <= FrameBuilder::<F>::END
     }
 
     /// Raw bytes written through this writer.
     pub(crate) fn raw_written(&self) -> usize {
-        (self.pos - self.frame.pos) - (self.end - self.frame.end)
+        self.pos - self.frame.pos
     }
 
-    /// Makes what was written part of the frame (call it only when it [`fits`](Self::fits); the
-    /// CRC that [`FrameBuilder::finish`] appends goes beyond the records' capacity, into the room
-    /// kept for it).
+    /// Makes what was written part of the frame (call it only when it [`fits`](Self::fits)).
     #[inline(always)]
     pub(crate) fn commit(self) {
         self.frame.pos = self.pos;
-        self.frame.code_at = self.code_at;
-        self.frame.end = self.end;
-        self.frame.crc = self.crc;
-        // Close a block that reached 254 data bytes now, so that nothing written later (and
-        // perhaps not kept) has to insert a code slot before the committed bytes.
-        if FrameBuilder::<F>::LONG_BLOCKS && self.pos - self.code_at >= 255 {
-            self.frame.split_long_block();
-        }
     }
 
-    /// Writes a byte known not to be zero.
+    /// Writes a byte known not to be zero (as [`put`](Self::put): COBS is done at the end).
     #[inline(always)]
     pub(crate) fn put_nz(&mut self, b: u8) {
         debug_assert!(b != 0);
-        if let Some(slot) = self.frame.buf.get_mut(self.pos) {
-            *slot = b;
-        }
-        self.pos += 1;
-        self.crc = crc_step(self.crc, b);
+        self.put(b);
     }
 
     /// Writes any byte.
     #[inline(always)]
     pub(crate) fn put(&mut self, b: u8) {
-        if b == 0 {
-            self.zero();
-        } else {
-            self.put_nz(b);
+        if let Some(slot) = self.frame.buf.get_mut(self.pos) {
+            *slot = b;
         }
-    }
-
-    /// A zero byte: it ends the open COBS block, and its place becomes the next block's code slot.
-    #[inline(always)]
-    fn zero(&mut self) {
-        // Without long blocks, a block this long holds bytes past the end of the frame, which
-        // are dropped anyway (its code byte may then be wrong: nobody reads it).
-        if FrameBuilder::<F>::LONG_BLOCKS && self.pos - self.code_at >= 255 {
-            self.split_long_block();
-        }
-        let len = self.pos - self.code_at;
-        if let Some(code) = self.frame.buf.get_mut(self.code_at) {
-            *code = len as u8;
-        }
-        self.code_at = self.pos;
         self.pos += 1;
-        self.crc = crc_step(self.crc, 0);
     }
 
-    /// Calls `f(writer, a)` out of line without taking this writer's address (which would keep
-    /// its position and CRC in memory for the whole record): the rare paths of a hot encoder (a
-    /// name's first definition, a long varint, a string sent inline) go through this.
+    /// Calls `f` with a writer at this one's position, without taking this writer's address
+    /// (which would keep its position in memory for the whole record): the rare or long paths of
+    /// a hot encoder (a name's first definition, a long varint, a string sent inline) go through
+    /// this, to functions of their own.
     #[inline(always)]
-    pub(crate) fn call<A>(&mut self, f: for<'w> fn(&mut Writer<'w, F>, A), a: A) {
-        let cursor = (self.pos, self.code_at, self.end, self.crc);
-        (self.pos, self.code_at, self.end, self.crc) = call_out(self.frame, cursor, f, a);
+    pub(crate) fn call<A, R>(&mut self, f: for<'w> fn(&mut Writer<'w, F>, A) -> R, a: A) -> R {
+        let mut w = Writer {
+            pos: self.pos,
+            frame: &mut *self.frame,
+        };
+        let r = f(&mut w, a);
+        self.pos = w.pos;
+        r
     }
 
-    /// [`FrameBuilder::split_long_block`] on the writer's bytes. It writes the open block's code
-    /// slot (which is written again whenever the block is closed) and moves only bytes written
-    /// after the last commit (a committed block is never 254 bytes long: `commit` splits it), so a
-    /// writer that is dropped leaves the frame's kept bytes as they were.
-    #[cold]
-    fn split_long_block(&mut self) {
-        self.call(|w, ()| w.split_long_block_in(), ());
-    }
-
-    fn split_long_block_in(&mut self) {
-        let (pos, code_at, end) = (self.frame.pos, self.frame.code_at, self.frame.end);
-        self.frame.pos = self.pos;
-        self.frame.code_at = self.code_at;
-        self.frame.end = self.end;
-        self.frame.split_long_block();
-        self.pos = core::mem::replace(&mut self.frame.pos, pos);
-        self.code_at = core::mem::replace(&mut self.frame.code_at, code_at);
-        self.end = core::mem::replace(&mut self.frame.end, end);
-    }
-
-    /// [`put`](Self::put), out of line (for records that are not worth the code size).
+    /// [`put`](Self::put), out of line (for records that are not worth the code size: this
+    /// takes the writer's address, so its position stays in memory in the caller).
     #[inline(never)]
     pub(crate) fn put_c(&mut self, b: u8) {
         self.put(b);
     }
 
-    /// [`var32`](Self::var32), out of line.
+    /// [`var32`](Self::var32), out of line (as [`put_c`](Self::put_c)).
     #[inline(never)]
     pub(crate) fn var32_c(&mut self, v: u32) {
         self.var32(v);
     }
 
-    /// [`var64`](Self::var64), out of line.
+    /// A varint of any `u64`, out of line (as [`put_c`](Self::put_c)).
     #[inline(never)]
-    pub(crate) fn var64_c(&mut self, v: u64) {
-        self.var64(v);
+    pub(crate) fn var64_c(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.put(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.put(v as u8);
     }
 
-    /// Writes bytes.
+    /// Writes bytes, out of line (as [`put_c`](Self::put_c)).
     #[inline(never)]
     pub(crate) fn put_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -396,7 +424,7 @@ impl<const F: usize> Writer<'_, F> {
     #[inline(always)]
     pub(crate) fn var32(&mut self, mut v: u32) {
         while v >= 0x80 {
-            self.put_nz(v as u8 | 0x80);
+            self.put(v as u8 | 0x80);
             v >>= 7;
         }
         self.put(v as u8);
@@ -408,43 +436,33 @@ impl<const F: usize> Writer<'_, F> {
         if v <= u32::MAX as u64 {
             self.var32(v as u32);
         } else {
-            self.call(|w, v| w.var64_long(v), v);
+            self.call(|w, v| w.var64_c(v), v);
         }
     }
-
-    fn var64_long(&mut self, v: u64) {
-        let mut tmp = [0u8; varint::MAX_U64];
-        let n = varint::encode_u64(v, &mut tmp).unwrap_or(0);
-        // Every byte of a varint but a lone zero is non-zero; `v` > u32::MAX here.
-        for &b in tmp.iter().take(n) {
-            self.put_nz(b);
-        }
-    }
-}
-
-/// The out-of-line half of [`Writer::call`]: a writer rebuilt from the cursor, and its cursor
-/// after `f`.
-#[inline(never)]
-fn call_out<const F: usize, A>(
-    frame: &mut FrameBuilder<F>,
-    (pos, code_at, end, crc): (usize, usize, usize, u32),
-    f: for<'w> fn(&mut Writer<'w, F>, A),
-    a: A,
-) -> (usize, usize, usize, u32) {
-    let mut w = Writer {
-        frame,
-        pos,
-        code_at,
-        end,
-        crc,
-    };
-    f(&mut w, a);
-    (w.pos, w.code_at, w.end, w.crc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte table and the nibble table (feature `small-crc`) compute the frame CRC alike,
+    /// whichever of them `crc_step` uses in this build.
+    #[test]
+    fn both_crc_tables_compute_the_crc() {
+        let by_byte: [u16; 256] = crc_table(8);
+        let by_nibble: [u16; 16] = crc_table(4);
+        let data: Vec<u8> = (0..=255u8).chain([0, 0x80, 0xFF, 0x10]).collect();
+        let (mut a, mut b, mut c) = (0xFFFFu32, 0xFFFFu32, 0xFFFFu32);
+        for &x in &data {
+            a = (a << 8) ^ by_byte[((a >> 8) as u8 ^ x) as usize] as u32;
+            b = (b << 4) ^ by_nibble[((b >> 12) ^ (x as u32 >> 4)) as usize & 0xF] as u32;
+            b = (b << 4) ^ by_nibble[((b >> 12) ^ x as u32) as usize & 0xF] as u32;
+            c = crc_step(c, x);
+            assert_eq!(a as u16, b as u16);
+            assert_eq!(a as u16, c as u16);
+        }
+        assert_eq!(a as u16, crate::wire::CRC.checksum(&data));
+    }
 
     fn roundtrip<const F: usize>(body: &[u8]) {
         let mut f: FrameBuilder<F> = FrameBuilder::new();

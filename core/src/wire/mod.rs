@@ -186,6 +186,14 @@ impl OpenStarts {
         Some(top)
     }
 
+    /// Removes the most recent open start, which the caller has just read with
+    /// [`top`](Self::top) (so the list is not empty): [`pop`](Self::pop) without its check.
+    #[inline(always)]
+    pub(crate) fn pop_listed(&mut self) {
+        debug_assert!(self.len > 0);
+        self.len = self.len.wrapping_sub(1);
+    }
+
     /// Whether `id` is listed.
     pub fn contains(&self, id: u32) -> bool {
         self.listed().contains(&id)
@@ -198,9 +206,12 @@ impl OpenStarts {
         let Some(j) = self.listed().iter().rposition(|&x| x == id) else {
             return;
         };
-        // Moved one by one (rare: a span that is not the most recent ends), as in `push_full`.
-        for k in j + 1..self.len as usize {
-            self.ids.swap(k - 1, k);
+        // Moved one by one (rare: a span that is not the most recent ends), as in `push_full`,
+        // within a slice whose bounds the loop provably keeps (no bounds-check panic linked).
+        if let Some(tail) = self.ids.get_mut(j..self.len as usize) {
+            for k in 1..tail.len() {
+                tail[k - 1] = tail[k];
+            }
         }
         self.len -= 1;
     }
