@@ -1386,6 +1386,8 @@ struct SamplerHooks {
     tags: SamplerTags,
 }
 
+/// The const sampler's table: only its tags are used (`sample_root` decides a const sampler
+/// inline, without the hooks).
 const CONST_HOOKS: SamplerHooks = SamplerHooks {
     decide: |s, _, _| !matches!(s, Sampler::Const(false)),
     tags: write_sampler_tags,

@@ -69,6 +69,14 @@ pub enum Owned {
     Drops(u32),
 }
 
+/// How many of `records` are TAG records.
+pub fn count_tags(records: &[Owned]) -> usize {
+    records
+        .iter()
+        .filter(|r| matches!(r, Owned::Tag { .. }))
+        .count()
+}
+
 #[derive(Default)]
 pub struct Decoded {
     pub records: Vec<Owned>,
@@ -96,6 +104,11 @@ impl Decoded {
             WireValue::F64(f) => format!("{f}f"),
             WireValue::Str(s) => format!("{:?}", self.s(s)),
         }
+    }
+
+    /// How many TAG records were decoded.
+    pub fn tag_count(&self) -> usize {
+        count_tags(&self.records)
     }
 
     /// Only the span records (no session, names or drops).

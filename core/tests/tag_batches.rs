@@ -79,12 +79,7 @@ fn batched_tags_decode_as_tags_set_one_at_a_time() {
     let one = record(false);
     let batch = record(true);
     assert_eq!(batch, one);
-    let tags = one
-        .0
-        .iter()
-        .filter(|r| matches!(r, Owned::Tag { .. }))
-        .count();
-    assert_eq!(tags, 3 + 7 + 2);
+    assert_eq!(count_tags(&one.0), 3 + 7 + 2);
     // The long copied string was cut, and said so.
     assert_eq!(one.2, [0, 0, 1, 0]);
 }
@@ -110,12 +105,7 @@ fn tags_beyond_the_capacity_are_counted_at_start_and_later() {
     drop(child);
     drop(root);
     let d = decode(&drain_all(&mut drain));
-    let tags = d
-        .spans()
-        .iter()
-        .filter(|r| matches!(r, Owned::Tag { .. }))
-        .count();
-    assert_eq!(tags, 2 * MAX_TAGS_PER_SPAN);
+    assert_eq!(d.tag_count(), 2 * MAX_TAGS_PER_SPAN);
     let losses: Vec<[u8; 4]> = d
         .spans()
         .iter()
@@ -188,12 +178,7 @@ fn a_batch_larger_than_the_ring_is_refused_whole_and_counted() {
     drop(root);
     assert_eq!(TRACER.dropped(), 6);
     let d = decode(&drain_all(&mut drain));
-    let tags = d
-        .spans()
-        .iter()
-        .filter(|r| matches!(r, Owned::Tag { .. }))
-        .count();
-    assert_eq!(tags, 1);
+    assert_eq!(d.tag_count(), 1);
     assert!(d.records.contains(&Owned::Drops(6)));
     assert!(matches!(
         d.spans().last(),
