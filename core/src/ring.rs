@@ -413,6 +413,20 @@ impl DynRing {
     /// inlined into the record path; the rest is out of line.
     #[inline(always)]
     pub(crate) fn reserve(&self, len: u32) -> Result<Reservation<'_>, u32> {
+        match self.reserve_quick(len) {
+            Some(res) => Ok(res),
+            None => self.reserve_slow(len),
+        }
+    }
+
+    /// The common case of [`reserve`](Self::reserve) alone: `None` when it does not apply (the
+    /// record needs a pad, the ring is full, or another producer moved `head` meanwhile) and
+    /// [`reserve_slow`](Self::reserve_slow) must decide. Nothing is counted here.
+    ///
+    /// For record paths that keep their own slow path out of line, so that their common path
+    /// calls nothing (no stack frame for a call's result, no registers saved across it).
+    #[inline(always)]
+    pub(crate) fn reserve_quick(&self, len: u32) -> Option<Reservation<'_>> {
         let cap = self.words.len() as u32;
         // Acquire pairs with the Release store of `free` in `advance`: the words below `free + N`
         // were zeroed before it moved. Loading `free` before `head` keeps `head - free` from
@@ -421,10 +435,8 @@ impl DynRing {
         // `head - free <= N` and `len <= 255`, so the sums cannot overflow.
         let fits =
             |head: u32| (head & (cap - 1)) + len <= cap && head.wrapping_sub(free) + len <= cap;
-        match self.quick_bump(len, fits) {
-            Some(head) => Ok(self.reservation(head, len)),
-            None => self.reserve_slow(len),
-        }
+        self.quick_bump(len, fits)
+            .map(|head| self.reservation(head, len))
     }
 
     /// Moves `head` on by `len` if `fits(head)`, once (no retry); the old `head` if it did.
@@ -461,7 +473,7 @@ impl DynRing {
     /// [`reserve`](Self::reserve) when the quick attempt failed: the record needs a pad, the ring
     /// is full, or another producer moved `head` meanwhile.
     #[inline(never)]
-    fn reserve_slow(&self, len: u32) -> Result<Reservation<'_>, u32> {
+    pub(crate) fn reserve_slow(&self, len: u32) -> Result<Reservation<'_>, u32> {
         let cap = self.words.len() as u32;
         if len > cap {
             // Never fits. Refused before the pad below, which would otherwise fill the rest of

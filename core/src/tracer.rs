@@ -31,7 +31,7 @@ use crate::config::{
 };
 use crate::context::{Flags, SpanContext, SpanId, TraceId};
 use crate::record::{self, byte_words, truncate, Cursor, P};
-use crate::ring::{DynRing, Header, Ring, MAX_RECORD_WORDS};
+use crate::ring::{DynRing, Header, Reservation, Ring, MAX_RECORD_WORDS};
 pub use crate::sampler::Sampler;
 use crate::value::{DynTags, Tags, Value};
 #[cfg(loom)]
@@ -498,16 +498,25 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 
     /// Writes the START record of a root span (not debug); returns its ring position, or the drop
     /// ordinal. Out of line on microcontrollers (one copy for every call site); a hint on hosts.
+    ///
+    /// Its common path calls nothing: when the ring's quick reservation does not apply, it hands
+    /// the whole start to [`start_slow`](Self::start_slow) (a tail call), so that the common path
+    /// needs no stack frame for a call.
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline)]
     fn start_root(&self, name: &'static str) -> Result<u32, u32> {
-        self.start_local(name, None, false, false)
+        let now = self.clock.now();
+        match self.ring.reserve_quick(START_WORDS) {
+            Some(res) => Ok(publish_start(res, name, 0, 0, START_ROOT, now)),
+            None => self.start_slow(name, 0, 0, START_ROOT),
+        }
     }
 
-    /// Writes the START record of a child (ChildOf, or FollowsFrom when `follows`) of the local
-    /// span `parent` in the trace of the local root `root`; returns its ring position, or the
-    /// drop ordinal. Out of line on microcontrollers (one copy for every call site); a hint on
-    /// hosts.
+    /// Writes the START record of a child of the local span `parent` in the trace of the local
+    /// root `root`; `bits`: [`START_DEBUG`] and [`START_FOLLOWS`] (FollowsFrom instead of
+    /// ChildOf), from [`start_bits`]. Returns its ring position, or the drop ordinal. Out of line
+    /// on microcontrollers (one copy for every call site); a hint on hosts. Its common path calls
+    /// nothing, as [`start_root`](Self::start_root)'s.
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline)]
     fn start_child(
@@ -515,10 +524,30 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         name: &'static str,
         parent: u32,
         root: u32,
-        follows: bool,
-        debug: bool,
+        bits: u32,
     ) -> Result<u32, u32> {
-        self.start_local(name, Some((parent, root)), follows, debug)
+        let now = self.clock.now();
+        match self.ring.reserve_quick(START_WORDS) {
+            Some(res) => Ok(publish_start(res, name, parent, root, bits, now)),
+            None => self.start_slow(name, parent, root, bits),
+        }
+    }
+
+    /// [`start_root`](Self::start_root) and [`start_child`](Self::start_child) when the ring's
+    /// quick reservation did not apply: the whole start, clock included (the arguments of
+    /// `start_child`, so that its call is a tail call).
+    #[cold]
+    #[inline(never)]
+    fn start_slow(
+        &self,
+        name: &'static str,
+        parent: u32,
+        root: u32,
+        bits: u32,
+    ) -> Result<u32, u32> {
+        let now = self.clock.now();
+        let res = self.ring.reserve_slow(START_WORDS)?;
+        Ok(publish_start(res, name, parent, root, bits, now))
     }
 
     /// Writes a START record; returns the new span's ring position.
@@ -532,11 +561,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     ) -> Result<u32, u32> {
         let now = self.clock.now();
         let res = self.ring.reserve(START_WORDS)?;
-        let pos = res.pos;
-        let mut c = Cursor::new(res);
-        let header = write_start(&mut c, name, parent, follows, debug, now);
-        c.res.commit(header);
-        Ok(pos)
+        let (parent, root, bits) = start_parent(parent, start_bits(follows, debug));
+        Ok(publish_start(res, name, parent, root, bits, now))
     }
 
     /// Writes a START record and the TAG records of `tags` (`tag_words` words, from
@@ -556,7 +582,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         let res = self.ring.reserve(START_WORDS + tag_words)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
-        let header = write_start(&mut c, name, parent, false, debug, now);
+        let (parent, root, bits) = start_parent(parent, start_bits(false, debug));
+        let header = write_start(&mut c, name, parent, root, bits, now);
         write_tags(&mut c, pos, tags, n);
         c.res.commit_first(header);
         Ok(pos)
@@ -977,7 +1004,12 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline(always)]
     fn local_child(&self, name: &'static str) -> Span<'a, B, C> {
         let t = self.tracer;
-        let started = t.start_child(name, self.id.get(), self.root, false, self.flags.is_debug());
+        let started = t.start_child(
+            name,
+            self.id.get(),
+            self.root,
+            start_bits(false, self.flags.is_debug()),
+        );
         let mut child = match started {
             Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
             Err(_) => Span::lost(t, self.trace, self.flags),
@@ -1016,7 +1048,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             State::Recorded | State::Finished => {
                 let id = self.id.get();
                 let started = if self.root != REMOTE_TRACE {
-                    t.start_child(name, id, self.root, follows, debug)
+                    t.start_child(name, id, self.root, start_bits(follows, debug))
                 } else {
                     // The trace id came from elsewhere: every descendant names it, so a decoder
                     // that lost this span's start still puts them in the right trace.
@@ -1308,36 +1340,50 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 }
 
 impl<C: ?Sized + Clock> Tracer<'_, C> {
-    /// Writes the END record of the span at ring position `id`.
+    /// Writes the END record of the span at ring position `id`. Its common path (no losses, the
+    /// ring's quick reservation) calls nothing; the rest goes to
+    /// [`record_end_slow`](Self::record_end_slow) (a tail call).
     #[inline(never)]
     fn record_end(&self, id: u32, losses: Losses) {
         let now = self.clock.now();
-        if !losses.is_empty() {
-            return self.record_end_with_losses(id, now, losses);
+        if losses.is_empty() {
+            // The common END: a constant header, three words.
+            if let Some(res) = self.ring.reserve_quick(3) {
+                return publish_end(res, id, now);
+            }
         }
-        // The common END: a constant header, three words.
-        let Ok(res) = self.ring.reserve(3) else {
-            return;
-        };
-        let mut c = Cursor::new(res);
-        c.word(id);
-        c.word(now);
-        c.res.commit(Header::new(record::END, 3, 0));
+        self.record_end_slow(id, losses)
     }
 
-    /// Writes the END record of a span that lost something (its losses word follows the ticks).
+    /// [`record_end`](Self::record_end) when the span lost something (its losses word follows
+    /// the ticks) or the ring's quick reservation did not apply: the whole END, clock included
+    /// (the arguments of `record_end`, so that its call is a tail call).
     #[cold]
     #[inline(never)]
-    fn record_end_with_losses(&self, id: u32, now: u32, losses: Losses) {
-        let Ok(res) = self.ring.reserve(4) else {
+    fn record_end_slow(&self, id: u32, losses: Losses) {
+        let now = self.clock.now();
+        let lossy = !losses.is_empty() as u32;
+        let Ok(res) = self.ring.reserve_slow(3 + lossy) else {
             return;
         };
         let mut c = Cursor::new(res);
         c.word(id);
         c.word(now);
-        c.word(losses.pack());
-        c.res.commit(Header::new(record::END, 4, 1));
+        if lossy != 0 {
+            c.word(losses.pack());
+        }
+        c.res.commit(Header::new(record::END, 3 + lossy, lossy));
     }
+}
+
+/// Writes the common END record (no losses) of the span at ring position `id` into `res` and
+/// publishes it.
+#[inline(always)]
+fn publish_end(res: Reservation<'_>, id: u32, now: u32) {
+    let mut c = Cursor::new(res);
+    c.word(id);
+    c.word(now);
+    c.res.commit(Header::new(record::END, 3, 0));
 }
 
 impl<const B: usize, C: ?Sized + Clock> Drop for Span<'_, B, C> {
@@ -1350,27 +1396,64 @@ impl<const B: usize, C: ?Sized + Clock> Drop for Span<'_, B, C> {
 /// Words of a START record of a local span: header, name, parent, root, ticks.
 const START_WORDS: u32 = 4 + P;
 
-/// Writes the body of a START record at the cursor; returns its header.
+/// [`start_child`](Tracer::start_child)'s bit for a debug span (the START payload's bit 0).
+const START_DEBUG: u32 = 1;
+/// The START payload's bit for a root span.
+const START_ROOT: u32 = 1 << 1;
+/// [`start_child`](Tracer::start_child)'s bit for a FollowsFrom child (the START payload's
+/// bit 2).
+const START_FOLLOWS: u32 = 1 << 2;
+
+/// The START payload bits of a span that follows (or is a child of) its parent, debug or not.
+#[inline(always)]
+const fn start_bits(follows: bool, debug: bool) -> u32 {
+    (debug as u32 * START_DEBUG) | (follows as u32 * START_FOLLOWS)
+}
+
+/// The parent, root and payload bits of a START record: `(parent, root)` of a child, or a root's
+/// (zeros and [`START_ROOT`]) for `None`.
+#[inline(always)]
+fn start_parent(parent: Option<(u32, u32)>, bits: u32) -> (u32, u32, u32) {
+    match parent {
+        Some((p, r)) => (p, r, bits),
+        None => (0, 0, bits | START_ROOT),
+    }
+}
+
+/// Writes the body of a START record at the cursor; returns its header. `bits`: the payload's
+/// flag bits ([`start_bits`], and [`START_ROOT`] for a root, whose `parent` and `root` are 0).
 #[inline(always)]
 fn write_start(
     c: &mut Cursor<'_>,
     name: &'static str,
-    parent: Option<(u32, u32)>,
-    follows: bool,
-    debug: bool,
+    parent: u32,
+    root: u32,
+    bits: u32,
     now: u32,
 ) -> Header {
     let (name, _) = truncate(name, record::MAX_NAME_LEN);
-    let (parent_id, root, is_root) = match parent {
-        Some((p, r)) => (p, r, 0),
-        None => (0, 0, 1),
-    };
-    let payload = debug as u32 | is_root << 1 | (follows as u32) << 2 | (name.len() as u32) << 3;
     c.ptr(name);
-    c.word(parent_id);
+    c.word(parent);
     c.word(root);
     c.word(now);
-    Header::new(record::START, START_WORDS, payload)
+    Header::new(record::START, START_WORDS, bits | (name.len() as u32) << 3)
+}
+
+/// Writes a START record (no tags) into `res` and publishes it; returns its ring position.
+#[inline(always)]
+fn publish_start(
+    res: Reservation<'_>,
+    name: &'static str,
+    parent: u32,
+    root: u32,
+    bits: u32,
+    now: u32,
+) -> u32 {
+    let pos = res.pos;
+    let mut c = Cursor::new(res);
+    let header = write_start(&mut c, name, parent, root, bits, now);
+    c.res.commit(header);
+    pos
 }
 
 /// Writes a sampler's first `n` (1 or 2) tags on the span at ring position `id` in one

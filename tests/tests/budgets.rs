@@ -19,17 +19,17 @@ type Check = (String, f64, f64, Option<f64>);
 
 /// Instruction budgets per board: (op, Cortex-M3, Cortex-M0, target).
 const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
-    ("root", 148.0, 144.0, None),
-    ("child0", 147.0, 142.0, Some(70.0)),
+    ("root", 140.0, 139.0, None),
+    ("child0", 138.0, 140.0, Some(70.0)),
     // Cortex-M3: the cycle counter as clock; the micro:bit has none (its tick counter again).
-    ("child0_cyc", 114.0, 142.0, Some(70.0)),
-    ("child2", 307.0, 392.0, None),
-    ("child2_start", 249.0, 272.0, None),
+    ("child0_cyc", 106.0, 138.0, Some(70.0)),
+    ("child2", 298.0, 383.0, None),
+    ("child2_start", 244.0, 274.0, None),
     ("tag", 39.0, 47.0, None),
     ("log3", 287.0, 368.0, None),
     ("unsampled", 10.0, 13.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
-    ("isr_root", 151.0, 143.0, None),
+    ("isr_root", 143.0, 138.0, None),
     ("drain17", 405.0, 579.0, Some(150.0)),
 ];
 
@@ -53,7 +53,7 @@ const WIRE_BUDGETS: &[(&str, u32, f64, f64, f64)] = &[
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (12_750.0, 12_550.0);
+const FLASH_BUDGET: (f64, f64) = (12_900.0, 12_550.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (100.0, 122.0);
 
