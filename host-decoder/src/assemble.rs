@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use microspan::tracer::Losses;
 use microspan::wire::decode::{
     Frame, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue,
 };
@@ -485,46 +486,77 @@ const CLOSE_BATCH: usize = 4096;
 ///
 /// Every finished span is written here; written in order, they stay cache-friendly (a table of
 /// whole entries slotted by hash took a cache miss per span), and the index is small.
+///
+/// Both grow with the spans inserted, up to the capacity: a decoder that sees few spans never
+/// holds (or clears) the several megabytes a full ring takes. The index has as many slots as the
+/// ring has room for; when the ring outgrows it, it doubles and is rebuilt from the ring.
 struct RecentCache {
-    /// Finished spans, written in turn (the oldest overwritten).
-    ring: Vec<Option<(u32, Recent)>>,
-    /// The next entry of `ring` to write.
+    /// Finished spans, written in turn (the oldest overwritten once `capacity` are held).
+    ring: Vec<(u32, Recent)>,
+    /// The next entry of `ring` to overwrite, once it is full.
     next: usize,
+    /// Entries `ring` holds at most (a power of two).
+    capacity: usize,
     /// 1 + the entry in `ring` of the span last inserted in each slot; 0 for none.
     index: Vec<u32>,
-    mask: usize,
 }
+
+/// Index slots of an empty [`RecentCache`] (fewer if its capacity is smaller).
+const RECENT_INITIAL: usize = 1024;
 
 impl RecentCache {
     fn new(capacity: usize) -> Self {
-        let n = capacity.clamp(1, 1 << 24).next_power_of_two();
+        let capacity = capacity.clamp(1, 1 << 24).next_power_of_two();
         Self {
-            ring: (0..n).map(|_| None).collect(),
+            ring: Vec::new(),
             next: 0,
-            index: vec![0; n],
-            mask: n - 1,
+            capacity,
+            index: vec![0; capacity.min(RECENT_INITIAL)],
         }
     }
+    #[inline]
     fn slot(&self, local: u32) -> usize {
-        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.index.len() - 1)
     }
     fn get(&self, local: u32) -> Option<&Recent> {
         let entry = (self.index[self.slot(local)] as usize).checked_sub(1)?;
         match self.ring.get(entry)? {
-            Some((id, r)) if *id == local => Some(r),
+            (id, r) if *id == local => Some(r),
             _ => None,
         }
     }
     fn insert(&mut self, local: u32, r: Recent) {
-        let entry = self.next;
-        self.next = (entry + 1) & self.mask;
-        self.ring[entry] = Some((local, r));
+        let entry = if self.ring.len() < self.capacity {
+            if self.ring.len() == self.index.len() {
+                self.grow_index();
+            }
+            self.ring.push((local, r));
+            self.ring.len() - 1
+        } else {
+            let entry = self.next;
+            self.next = (entry + 1) & (self.capacity - 1);
+            self.ring[entry] = (local, r);
+            entry
+        };
         let slot = self.slot(local);
         self.index[slot] = entry as u32 + 1;
     }
+    /// Doubles the index and slots the ring's entries again, oldest first (so each slot holds the
+    /// last span inserted there, as if the index had been that size all along).
+    #[cold]
+    fn grow_index(&mut self) {
+        let n = (self.index.len() * 2).min(self.capacity);
+        self.index.clear();
+        self.index.resize(n, 0);
+        for entry in 0..self.ring.len() {
+            let slot = self.slot(self.ring[entry].0);
+            self.index[slot] = entry as u32 + 1;
+        }
+    }
     fn clear(&mut self) {
-        self.ring.iter_mut().for_each(|s| *s = None);
-        self.index.iter_mut().for_each(|i| *i = 0);
+        self.ring.clear();
+        self.index.clear();
+        self.index.resize(self.capacity.min(RECENT_INITIAL), 0);
         self.next = 0;
     }
 }
@@ -979,20 +1011,9 @@ impl Assembler {
                     self.stats.orphan_records += 1;
                     return;
                 };
-                let warnings = &mut self.slab.slots[i as usize].span.warnings;
-                let limits = [
-                    (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
-                    (
-                        losses.fields_over_capacity,
-                        "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)",
-                    ),
-                    (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
-                    (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
-                ];
-                for (n, what) in limits {
-                    if n > 0 {
-                        warnings.push(format!("{n} {what}"));
-                    }
+                // Losses are rare: none is one compare.
+                if losses != Losses::default() {
+                    self.end_losses(i, losses);
                 }
                 self.finish_span(i, time, false, None);
             }
@@ -1129,6 +1150,26 @@ impl Assembler {
                     s.anchor_nanos = s.clock.nanos(w.ticks);
                     s.anchor_unix_nanos = w.unix_nanos as i128;
                 }
+            }
+        }
+    }
+
+    /// Warnings for what a span lost on the device, as its END record reports.
+    #[cold]
+    fn end_losses(&mut self, i: u32, losses: Losses) {
+        let warnings = &mut self.slab.slots[i as usize].span.warnings;
+        let limits = [
+            (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
+            (
+                losses.fields_over_capacity,
+                "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)",
+            ),
+            (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
+            (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
+        ];
+        for (n, what) in limits {
+            if n > 0 {
+                warnings.push(format!("{n} {what}"));
             }
         }
     }
@@ -1621,6 +1662,50 @@ mod tests {
         assert!(c.get(100 + 1023).is_some());
         c.clear();
         assert!((0..2000).all(|id| c.get(id).is_none()));
+    }
+
+    #[test]
+    fn recent_cache_grows_to_its_capacity_and_finds_what_a_full_one_would() {
+        let recent = |root| Recent {
+            trace: 1,
+            root,
+            baggage: Baggage::new(),
+            baggage_uncertain: false,
+        };
+        let cap = 4096;
+        let mut c = RecentCache::new(cap);
+        assert!(c.ring.capacity() == 0 && c.index.len() == RECENT_INITIAL);
+        // Scattered ids, so that some share a slot.
+        let id = |n: u32| n.wrapping_mul(2_654_435_761) >> 7;
+        let full_slot = |local: u32| {
+            ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (cap - 1)
+        };
+        let mut inserted = 0usize;
+        for end in [1000, 1024, 1025, 3000, 4096, 5000, 9000, 12_288] {
+            while inserted < end {
+                c.insert(id(inserted as u32), recent(inserted as u32));
+                inserted += 1;
+            }
+            assert!(c.ring.len() <= cap && c.index.len() <= cap);
+            // Among the last `cap` spans, one is found unless a later one took its slot (in a
+            // full-size index, once the index is full size); a span found is the right one.
+            for n in end.saturating_sub(cap)..end {
+                let slot = full_slot(id(n as u32));
+                let taken = (n + 1..end).any(|m| full_slot(id(m as u32)) == slot);
+                let found = c.get(id(n as u32)).map(|r| r.root);
+                if c.index.len() == cap {
+                    assert_eq!(found, (!taken).then_some(n as u32), "span {n} of {end}");
+                } else {
+                    assert!(found.is_none_or(|r| r == n as u32), "span {n} of {end}");
+                }
+            }
+            // Older spans are gone.
+            assert!((0..end.saturating_sub(cap)).all(|n| c
+                .get(id(n as u32))
+                .is_none_or(|r| r.root == n as u32 && n >= end - cap)));
+        }
+        c.clear();
+        assert!(c.index.len() == RECENT_INITIAL && (0..20_000).all(|n| c.get(id(n)).is_none()));
     }
 
     #[test]
