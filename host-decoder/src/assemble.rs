@@ -156,6 +156,125 @@ fn id_map<K, V>(hash: IdHash) -> IdMap<K, V> {
     HashMap::with_hasher(hash)
 }
 
+/// Direct slots of the open-span table ([`OpenTable`]).
+const OPEN_DIRECT: usize = 4096;
+/// The value of a free direct slot (a slab index never reaches it; one that did would be kept in
+/// the map).
+const FREE: u32 = u32::MAX;
+
+/// The open spans: their slab slots by local id.
+///
+/// A device numbers its spans in sequence, so the ids open at once are nearly always different
+/// modulo [`OPEN_DIRECT`]: each is kept in the direct slot `id % OPEN_DIRECT`, found with one
+/// load and compare (a hash-table probe was most of a span's table cost). An id whose slot is
+/// taken by another open span goes to a map keyed with the assembler's seeded hash, so a hostile
+/// stream of colliding ids costs what the map alone cost. The direct slots are a fixed 32 KiB
+/// (allocated on the first insert); the map holds at most the spans open, as before.
+struct OpenTable {
+    /// (id, slab slot) in slot `id % OPEN_DIRECT`; the slab slot is [`FREE`] when free.
+    direct: Vec<(u32, u32)>,
+    /// Direct slots in use.
+    direct_len: usize,
+    /// The ids whose direct slot was taken when they were inserted.
+    overflow: IdMap<u32, u32>,
+}
+
+impl OpenTable {
+    fn new(hash: IdHash) -> Self {
+        Self {
+            direct: Vec::new(),
+            direct_len: 0,
+            overflow: id_map(hash),
+        }
+    }
+
+    /// The slab slot of open span `id`.
+    #[inline]
+    fn get(&self, id: u32) -> Option<u32> {
+        if let Some(&(k, v)) = self.direct.get(id as usize % OPEN_DIRECT) {
+            if k == id && v != FREE {
+                return Some(v);
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.get(&id).copied()
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Sets open span `id`'s slab slot; returns the one it replaces, if `id` was open.
+    #[inline]
+    fn insert(&mut self, id: u32, slot: u32) -> Option<u32> {
+        if slot == FREE {
+            return self.insert_in_map(id, slot);
+        }
+        if self.direct.is_empty() {
+            self.direct = vec![(0, FREE); OPEN_DIRECT];
+        }
+        let d = &mut self.direct[id as usize % OPEN_DIRECT];
+        if d.1 != FREE && d.0 == id {
+            return Some(std::mem::replace(&mut d.1, slot));
+        }
+        // An id is in one place only: if it is in the map, it stays there.
+        if let Some(old) = (!self.overflow.is_empty())
+            .then(|| self.overflow.get_mut(&id))
+            .flatten()
+        {
+            return Some(std::mem::replace(old, slot));
+        }
+        if d.1 == FREE {
+            *d = (id, slot);
+            self.direct_len += 1;
+            None
+        } else {
+            self.overflow.insert(id, slot)
+        }
+    }
+
+    /// [`OpenTable::insert`] of a slab slot that reads as a free direct slot.
+    #[cold]
+    fn insert_in_map(&mut self, id: u32, slot: u32) -> Option<u32> {
+        let old = self.remove(id);
+        self.overflow.insert(id, slot);
+        old
+    }
+
+    /// Forgets open span `id`; returns its slab slot, if it was open.
+    #[inline]
+    fn remove(&mut self, id: u32) -> Option<u32> {
+        if let Some(d) = self.direct.get_mut(id as usize % OPEN_DIRECT) {
+            if d.0 == id && d.1 != FREE {
+                self.direct_len -= 1;
+                return Some(std::mem::replace(&mut d.1, FREE));
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.remove(&id)
+    }
+
+    fn len(&self) -> usize {
+        self.direct_len + self.overflow.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Releases the map's spare room, and the direct slots when none is in use.
+    fn shrink_to_fit(&mut self) {
+        self.overflow.shrink_to_fit();
+        if self.direct_len == 0 {
+            self.direct = Vec::new();
+        }
+    }
+}
+
 /// A string of a record, borrowed from the name table or the frame (copied only where it is
 /// kept), or still pending.
 #[derive(Debug, Clone, Copy)]
@@ -692,7 +811,7 @@ pub struct Assembler {
     session: Option<Session>,
     names: NameTable,
     /// Open spans: their slots by local id.
-    open: IdMap<u32, u32>,
+    open: OpenTable,
     /// Open and buffered spans.
     slab: Slab,
     /// Open spans in start order (for evicting the oldest); may hold ids already finished.
@@ -745,7 +864,7 @@ impl Assembler {
         Self {
             session: None,
             names: NameTable::new(hash),
-            open: id_map(hash),
+            open: OpenTable::new(hash),
             slab: Slab::new(),
             open_order: VecDeque::new(),
             recent: RecentCache::new(opts.limits.max_recent_spans),
@@ -934,7 +1053,7 @@ impl Assembler {
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
         let mut closed = 0usize;
         while let Some(id) = self.open_order.pop_front() {
-            if let Some(i) = self.open.remove(&id) {
+            if let Some(i) = self.open.remove(id) {
                 let end = self.slab.slots[i as usize].st.last_time;
                 self.finish_span(i, end, true, Some(why));
                 closed += 1;
@@ -1007,7 +1126,7 @@ impl Assembler {
             Record::Start(st) => self.start(st),
             Record::End { span, time, losses } => {
                 self.touch(time);
-                let Some(i) = self.open.remove(&span) else {
+                let Some(i) = self.open.remove(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1026,7 +1145,7 @@ impl Assembler {
                 let key = names.text(key);
                 let value = names.val(value);
                 let max = self.opts.limits.max_items_per_span;
-                let Some(&slot) = self.open.get(&span) else {
+                let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1051,7 +1170,7 @@ impl Assembler {
                     epoch: self.session.as_ref().map_or(0, |s| s.epoch),
                     max_len: self.opts.limits.max_string_len,
                 };
-                let Some(&slot) = self.open.get(&span) else {
+                let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1082,8 +1201,8 @@ impl Assembler {
             }
             Record::Baggage { span, key, value } => {
                 let limits = self.opts.limits;
-                match self.open.get(&span) {
-                    Some(&slot) => {
+                match self.open.get(span) {
+                    Some(slot) => {
                         let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
                         let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
                         let (key, cut_k) = cut(key, limits.max_string_len);
@@ -1116,7 +1235,7 @@ impl Assembler {
                 trace,
                 target,
             } => {
-                let Some(&slot) = self.open.get(&span) else {
+                let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1191,7 +1310,7 @@ impl Assembler {
     /// Trace, local root and baggage of an open or recently finished span, and whether that
     /// baggage may be incomplete.
     fn lookup(&self, local: u32) -> Option<(u128, u32, &Baggage, bool)> {
-        if let Some(&i) = self.open.get(&local) {
+        if let Some(i) = self.open.get(local) {
             let SpanSlot { span: s, st } = &self.slab.slots[i as usize];
             let uncertain =
                 st.baggage_uncertain || self.stats.lost_frames != st.lost_frames_at_start;
@@ -1329,13 +1448,13 @@ impl Assembler {
         self.open_order.push_back(st.id);
         if self.open_order.len() > 2 * self.open.len() + 64 {
             let open = &self.open;
-            self.open_order.retain(|id| open.contains_key(id));
+            self.open_order.retain(|id| open.contains(*id));
         }
     }
 
     fn evict_oldest_open(&mut self, why: &str) {
         while let Some(id) = self.open_order.pop_front() {
-            if let Some(i) = self.open.remove(&id) {
+            if let Some(i) = self.open.remove(id) {
                 let end = self.slab.slots[i as usize].st.last_time;
                 self.stats.evicted_spans += 1;
                 self.finish_span(i, end, true, Some(why));
@@ -1706,6 +1825,60 @@ mod tests {
         }
         c.clear();
         assert!(c.index.len() == RECENT_INITIAL && (0..20_000).all(|n| c.get(id(n)).is_none()));
+    }
+
+    #[test]
+    fn open_table_agrees_with_a_map() {
+        // splitmix64: a fixed sequence, no dependency.
+        let mut state = 0x5eed_u64;
+        let mut rand = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut t = OpenTable::new(IdHash::new());
+        let mut model: HashMap<u32, u32> = HashMap::new();
+        for op in 0..200_000u32 {
+            let r = rand();
+            // Ids that share direct slots: a window sliding like a device's sequence, a few
+            // multiples of the slot count, and the extremes.
+            let id = match r % 8 {
+                0 => (r >> 8) as u32 % 8 * OPEN_DIRECT as u32,
+                1 => u32::MAX - (r >> 8) as u32 % 3,
+                _ => op / 16 + (r >> 8) as u32 % 9000,
+            };
+            let slot = match (r >> 40) % 64 {
+                0 => FREE,
+                _ => (r >> 40) as u32,
+            };
+            match (r >> 4) % 5 {
+                0 | 1 => assert_eq!(t.insert(id, slot), model.insert(id, slot), "insert {id}"),
+                2 | 3 => assert_eq!(t.remove(id), model.remove(&id), "remove {id}"),
+                _ => {
+                    assert_eq!(t.get(id), model.get(&id).copied(), "get {id}");
+                    assert_eq!(t.contains(id), model.contains_key(&id));
+                }
+            }
+            assert_eq!(t.len(), model.len());
+            if op % 50_000 == 0 {
+                t.shrink_to_fit();
+            }
+        }
+        assert!(
+            t.direct_len > 100 && !t.overflow.is_empty(),
+            "both parts were used"
+        );
+        for (&id, &slot) in &model {
+            assert_eq!(t.get(id), Some(slot));
+        }
+        for id in model.keys().copied().collect::<Vec<_>>() {
+            assert_eq!(t.remove(id), model.remove(&id));
+        }
+        assert!(t.is_empty());
+        t.shrink_to_fit();
+        assert!(t.direct.is_empty() && t.get(0).is_none());
     }
 
     #[test]
