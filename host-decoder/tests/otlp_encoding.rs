@@ -258,3 +258,29 @@ fn lengths_across_varint_boundaries_encode_as_prost_does() {
         });
     }
 }
+
+/// The encoded resource is kept for the next batch of the same process: batches of different
+/// processes in turn, and processes dropped and made again (perhaps at the same address), each
+/// get their own.
+#[test]
+fn each_batch_gets_its_own_process() {
+    let spans = reference_batch().spans;
+    let named = |name: &str| -> std::sync::Arc<Process> {
+        let mut p = process();
+        p.service_name = name.into();
+        p.into()
+    };
+    let (a, b) = (named("a"), named("b"));
+    for p in [&a, &a, &b, &a, &b, &b] {
+        assert_same_bytes(&Batch {
+            process: p.clone(),
+            spans: spans.clone(),
+        });
+    }
+    for i in 0..20 {
+        assert_same_bytes(&Batch {
+            process: named(&format!("service-{i}")),
+            spans: spans[..1].to_vec(),
+        });
+    }
+}

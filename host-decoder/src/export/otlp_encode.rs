@@ -11,6 +11,8 @@
 //! another), rather than measuring every message before writing it.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::sync::Arc;
 
 use super::{portable, Portable, INCOMPLETE_TAG, WARNINGS_TAG};
 use crate::model::{Batch, KeyValue, Log, Process, RefKind, Span, Value};
@@ -28,7 +30,7 @@ pub fn encode_otlp_request(batch: &Batch) -> Vec<u8> {
 /// In one pass: each span is written into a reused buffer with its length filled in afterwards
 /// (see [`nested`]), then the request is put together at its exact size around those bytes.
 /// Measuring every nested message before writing it walked each span twice.
-pub(crate) fn encode_request(process: &Process, spans: &[Span]) -> Vec<u8> {
+pub(crate) fn encode_request(process: &Arc<Process>, spans: &[Span]) -> Vec<u8> {
     let mut body = SCRATCH.take();
     body.clear();
     // The length of a span usually takes as many bytes as the last one's of the same shape
@@ -42,7 +44,8 @@ pub(crate) fn encode_request(process: &Process, spans: &[Span]) -> Vec<u8> {
     }
     let scope_len = scope_len();
     let scope_spans_len = field_len(scope_len) + body.len();
-    let resource_len = resource_len(process);
+    let (process, resource) = resource_bytes(process);
+    let resource_len = resource.len();
     let resource_spans_len = field_len(resource_len) + field_len(scope_spans_len);
     let mut out = Vec::with_capacity(field_len(resource_spans_len));
     let o = &mut out;
@@ -50,7 +53,7 @@ pub(crate) fn encode_request(process: &Process, spans: &[Span]) -> Vec<u8> {
     header(o, 1, resource_spans_len);
     // ResourceSpans.resource = 1
     header(o, 1, resource_len);
-    write_resource(o, process);
+    o.extend_from_slice(&resource);
     // ResourceSpans.scope_spans = 2
     header(o, 2, scope_spans_len);
     // ScopeSpans.scope = 1
@@ -60,7 +63,22 @@ pub(crate) fn encode_request(process: &Process, spans: &[Span]) -> Vec<u8> {
     if body.capacity() <= MAX_SCRATCH {
         SCRATCH.set(body);
     }
+    RESOURCE.set(Some((process, resource)));
     out
+}
+
+/// The process's `Resource` body: the last one encoded on this thread if it is the same process
+/// (every batch of a device session shares it), else encoded now. Returned with the process, to
+/// be put back in [`RESOURCE`].
+fn resource_bytes(process: &Arc<Process>) -> (Arc<Process>, Vec<u8>) {
+    match RESOURCE.take() {
+        Some((last, bytes)) if Arc::ptr_eq(&last, process) => (last, bytes),
+        _ => {
+            let mut bytes = Vec::new();
+            write_resource(&mut bytes, process);
+            (process.clone(), bytes)
+        }
+    }
 }
 
 /// Largest span buffer kept for the next request (a larger one, from a huge batch, is freed).
@@ -68,7 +86,12 @@ const MAX_SCRATCH: usize = 4 << 20;
 
 thread_local! {
     /// The span buffer of [`encode_request`], kept between requests (taken while in use).
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+
+    /// The last process encoded and its `Resource` body. Its identity tells the bytes are still
+    /// right: a `Process` does not change behind its `Arc`, and the clone held here keeps its
+    /// allocation from being reused by another.
+    static RESOURCE: Cell<Option<(Arc<Process>, Vec<u8>)>> = const { Cell::new(None) };
 }
 
 // ---- protobuf primitives ----
@@ -79,10 +102,12 @@ const LEN: u32 = 2;
 const FIXED32: u32 = 5;
 
 /// Bytes of `v` as a varint (prost's formula).
+#[inline(always)]
 fn varint_len(v: u64) -> usize {
     ((((v | 1).leading_zeros() ^ 63) * 9 + 73) / 64) as usize
 }
 
+#[inline(always)]
 fn varint(o: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         o.push(v as u8 | 0x80);
@@ -91,16 +116,19 @@ fn varint(o: &mut Vec<u8>, mut v: u64) {
     o.push(v as u8);
 }
 
+#[inline(always)]
 fn key(o: &mut Vec<u8>, field: u32, wire_type: u32) {
     varint(o, u64::from(field << 3 | wire_type));
 }
 
 /// Bytes of a length-delimited field of `len` bytes (field numbers below 16: a one-byte key).
+#[inline(always)]
 fn field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
 /// The key and length of a length-delimited field.
+#[inline(always)]
 fn header(o: &mut Vec<u8>, field: u32, len: usize) {
     key(o, field, LEN);
     varint(o, len as u64);
@@ -137,6 +165,7 @@ fn moved(o: &mut Vec<u8>, from: usize, to: usize) {
 }
 
 /// `v` as a varint of exactly `buf.len()` bytes (its [`varint_len`]).
+#[inline(always)]
 fn put_varint(buf: &mut [u8], mut v: u64) {
     let (last, rest) = buf.split_last_mut().expect("a varint has a byte");
     for b in rest {
@@ -146,12 +175,14 @@ fn put_varint(buf: &mut [u8], mut v: u64) {
     *last = v as u8;
 }
 
+#[inline(always)]
 fn bytes_field(o: &mut Vec<u8>, field: u32, b: &[u8]) {
     header(o, field, b.len());
     o.extend_from_slice(b);
 }
 
 /// A proto3 string field: left out when empty.
+#[inline(always)]
 fn str_len(s: &str) -> usize {
     if s.is_empty() {
         0
@@ -160,6 +191,7 @@ fn str_len(s: &str) -> usize {
     }
 }
 
+#[inline(always)]
 fn str_field(o: &mut Vec<u8>, field: u32, s: &str) {
     if !s.is_empty() {
         bytes_field(o, field, s.as_bytes());
@@ -240,12 +272,54 @@ fn write_kv(o: &mut Vec<u8>, field: u32, k: &str, v: &Any<'_>) {
     write_any(o, v);
 }
 
-fn tag_len(kv: &KeyValue) -> usize {
-    kv_len(&kv.key, &Any::One(portable(&kv.value)))
+/// A tag as a `KeyValue`, field `field` of its parent: strings and numbers that keep their type
+/// written straight, the others (unsigned beyond `i64`, non-finite floats: strings) through
+/// [`portable`].
+#[inline]
+fn write_tag(o: &mut Vec<u8>, field: u32, kv: &KeyValue) {
+    // A scalar `AnyValue` body: its key and value, at most 1 + 10 bytes.
+    let mut any = [0u8; 11];
+    let n = match kv.value {
+        Value::Str(ref s) => return write_str_kv(o, field, &kv.key, s),
+        Value::Bool(b) => {
+            any[0] = (2 << 3 | VARINT) as u8;
+            any[1] = b as u8;
+            2
+        }
+        Value::I64(i) => int_any(&mut any, i),
+        Value::U64(u) if i64::try_from(u).is_ok() => int_any(&mut any, u as i64),
+        Value::F64(f) if f.is_finite() => {
+            any[0] = (4 << 3 | FIXED64) as u8;
+            any[1..9].copy_from_slice(&f.to_bits().to_le_bytes());
+            9
+        }
+        _ => return write_kv(o, field, &kv.key, &Any::One(portable(&kv.value))),
+    };
+    header(o, field, str_len(&kv.key) + 2 + n);
+    str_field(o, 1, &kv.key);
+    // KeyValue.value = 2
+    header(o, 2, n);
+    o.extend_from_slice(&any[..n]);
 }
 
-fn write_tag(o: &mut Vec<u8>, field: u32, kv: &KeyValue) {
-    write_kv(o, field, &kv.key, &Any::One(portable(&kv.value)));
+/// `AnyValue{int_value = 3}` into `any`; returns its length.
+#[inline]
+fn int_any(any: &mut [u8; 11], i: i64) -> usize {
+    any[0] = (3 << 3 | VARINT) as u8;
+    let n = varint_len(i as u64);
+    put_varint(&mut any[1..1 + n], i as u64);
+    1 + n
+}
+
+/// A `KeyValue` with a string value, as field `field` of its parent.
+#[inline]
+fn write_str_kv(o: &mut Vec<u8>, field: u32, k: &str, v: &str) {
+    // AnyValue.string_value = 1
+    let any = field_len(v.len());
+    header(o, field, str_len(k) + field_len(any));
+    str_field(o, 1, k);
+    header(o, 2, any);
+    bytes_field(o, 1, v.as_bytes());
 }
 
 // ---- Resource and scope ----
@@ -257,13 +331,6 @@ fn service_name(process: &Process) -> Any<'_> {
 /// The process tags that become resource attributes after `service.name`.
 fn resource_tags(process: &Process) -> impl Iterator<Item = &KeyValue> {
     process.tags.iter().filter(|t| t.key != "service.name")
-}
-
-fn resource_len(process: &Process) -> usize {
-    field_len(kv_len("service.name", &service_name(process)))
-        + resource_tags(process)
-            .map(|t| field_len(tag_len(t)))
-            .sum::<usize>()
 }
 
 fn write_resource(o: &mut Vec<u8>, process: &Process) {
