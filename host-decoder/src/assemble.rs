@@ -836,8 +836,9 @@ pub struct Assembler {
     frame_drops: u64,
     /// Approximate bytes held in open and buffered spans.
     bytes_held: usize,
-    /// Spans per batch last time (to size the next one).
-    last_batch_len: usize,
+    /// Spans buffered in the traces of `completed` when they were completed: about what
+    /// [`Assembler::flush_completed`] hands over (to size the batch once).
+    completed_spans: usize,
     /// The wire version of the frame being assembled (a session reports the one it started in).
     frame_version: u8,
     stats: Stats,
@@ -878,7 +879,7 @@ impl Assembler {
             frame_drops: 0,
             bytes_held: 0,
             opts,
-            last_batch_len: 0,
+            completed_spans: 0,
             frame_version: 0,
             stats: Stats::default(),
         }
@@ -1089,8 +1090,8 @@ impl Assembler {
                     tags: vec![],
                 })
             });
-        self.last_batch_len = self.outgoing.len();
-        let spans = std::mem::replace(&mut self.outgoing, Vec::with_capacity(self.last_batch_len));
+        // The next batch is sized when its spans are known (`flush_completed`).
+        let spans = std::mem::take(&mut self.outgoing);
         out.push(Batch { process, spans });
     }
 
@@ -1578,6 +1579,9 @@ impl Assembler {
         }
         entry.bytes += charge;
         entry.spans.push(i);
+        if now_closed {
+            self.completed_spans += entry.spans.len();
+        }
         self.buffered_count += 1;
         while self.buffered_count > self.opts.limits.max_buffered_spans {
             let Some(oldest) = self.buffered_order.pop_front() else {
@@ -1590,6 +1594,9 @@ impl Assembler {
     /// Hands over the traces whose last open span finished (unless a new span of theirs started
     /// since).
     fn flush_completed(&mut self) {
+        // One allocation for the batch (growing it as traces came moved every span it held).
+        self.outgoing
+            .reserve(std::mem::take(&mut self.completed_spans));
         let mut completed = std::mem::take(&mut self.completed);
         for t in completed.drain(..) {
             if self.traces.get(&t).is_none_or(|e| e.open == 0) {
