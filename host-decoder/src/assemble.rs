@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use microspan::tracer::Losses;
 use microspan::wire::decode::{
     Frame, Parent, Record, RecordDecoder, RecordError, StrRef, WireValue,
 };
@@ -153,6 +154,125 @@ type IdMap<K, V> = HashMap<K, V, IdHash>;
 
 fn id_map<K, V>(hash: IdHash) -> IdMap<K, V> {
     HashMap::with_hasher(hash)
+}
+
+/// Direct slots of the open-span table ([`OpenTable`]).
+const OPEN_DIRECT: usize = 4096;
+/// The value of a free direct slot (a slab index never reaches it; one that did would be kept in
+/// the map).
+const FREE: u32 = u32::MAX;
+
+/// The open spans: their slab slots by local id.
+///
+/// A device numbers its spans in sequence, so the ids open at once are nearly always different
+/// modulo [`OPEN_DIRECT`]: each is kept in the direct slot `id % OPEN_DIRECT`, found with one
+/// load and compare (a hash-table probe was most of a span's table cost). An id whose slot is
+/// taken by another open span goes to a map keyed with the assembler's seeded hash, so a hostile
+/// stream of colliding ids costs what the map alone cost. The direct slots are a fixed 32 KiB
+/// (allocated on the first insert); the map holds at most the spans open, as before.
+struct OpenTable {
+    /// (id, slab slot) in slot `id % OPEN_DIRECT`; the slab slot is [`FREE`] when free.
+    direct: Vec<(u32, u32)>,
+    /// Direct slots in use.
+    direct_len: usize,
+    /// The ids whose direct slot was taken when they were inserted.
+    overflow: IdMap<u32, u32>,
+}
+
+impl OpenTable {
+    fn new(hash: IdHash) -> Self {
+        Self {
+            direct: Vec::new(),
+            direct_len: 0,
+            overflow: id_map(hash),
+        }
+    }
+
+    /// The slab slot of open span `id`.
+    #[inline]
+    fn get(&self, id: u32) -> Option<u32> {
+        if let Some(&(k, v)) = self.direct.get(id as usize % OPEN_DIRECT) {
+            if k == id && v != FREE {
+                return Some(v);
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.get(&id).copied()
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Sets open span `id`'s slab slot; returns the one it replaces, if `id` was open.
+    #[inline]
+    fn insert(&mut self, id: u32, slot: u32) -> Option<u32> {
+        if slot == FREE {
+            return self.insert_in_map(id, slot);
+        }
+        if self.direct.is_empty() {
+            self.direct = vec![(0, FREE); OPEN_DIRECT];
+        }
+        let d = &mut self.direct[id as usize % OPEN_DIRECT];
+        if d.1 != FREE && d.0 == id {
+            return Some(std::mem::replace(&mut d.1, slot));
+        }
+        // An id is in one place only: if it is in the map, it stays there.
+        if let Some(old) = (!self.overflow.is_empty())
+            .then(|| self.overflow.get_mut(&id))
+            .flatten()
+        {
+            return Some(std::mem::replace(old, slot));
+        }
+        if d.1 == FREE {
+            *d = (id, slot);
+            self.direct_len += 1;
+            None
+        } else {
+            self.overflow.insert(id, slot)
+        }
+    }
+
+    /// [`OpenTable::insert`] of a slab slot that reads as a free direct slot.
+    #[cold]
+    fn insert_in_map(&mut self, id: u32, slot: u32) -> Option<u32> {
+        let old = self.remove(id);
+        self.overflow.insert(id, slot);
+        old
+    }
+
+    /// Forgets open span `id`; returns its slab slot, if it was open.
+    #[inline]
+    fn remove(&mut self, id: u32) -> Option<u32> {
+        if let Some(d) = self.direct.get_mut(id as usize % OPEN_DIRECT) {
+            if d.0 == id && d.1 != FREE {
+                self.direct_len -= 1;
+                return Some(std::mem::replace(&mut d.1, FREE));
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.remove(&id)
+    }
+
+    fn len(&self) -> usize {
+        self.direct_len + self.overflow.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Releases the map's spare room, and the direct slots when none is in use.
+    fn shrink_to_fit(&mut self) {
+        self.overflow.shrink_to_fit();
+        if self.direct_len == 0 {
+            self.direct = Vec::new();
+        }
+    }
 }
 
 /// A string of a record, borrowed from the name table or the frame (copied only where it is
@@ -485,46 +605,77 @@ const CLOSE_BATCH: usize = 4096;
 ///
 /// Every finished span is written here; written in order, they stay cache-friendly (a table of
 /// whole entries slotted by hash took a cache miss per span), and the index is small.
+///
+/// Both grow with the spans inserted, up to the capacity: a decoder that sees few spans never
+/// holds (or clears) the several megabytes a full ring takes. The index has as many slots as the
+/// ring has room for; when the ring outgrows it, it doubles and is rebuilt from the ring.
 struct RecentCache {
-    /// Finished spans, written in turn (the oldest overwritten).
-    ring: Vec<Option<(u32, Recent)>>,
-    /// The next entry of `ring` to write.
+    /// Finished spans, written in turn (the oldest overwritten once `capacity` are held).
+    ring: Vec<(u32, Recent)>,
+    /// The next entry of `ring` to overwrite, once it is full.
     next: usize,
+    /// Entries `ring` holds at most (a power of two).
+    capacity: usize,
     /// 1 + the entry in `ring` of the span last inserted in each slot; 0 for none.
     index: Vec<u32>,
-    mask: usize,
 }
+
+/// Index slots of an empty [`RecentCache`] (fewer if its capacity is smaller).
+const RECENT_INITIAL: usize = 1024;
 
 impl RecentCache {
     fn new(capacity: usize) -> Self {
-        let n = capacity.clamp(1, 1 << 24).next_power_of_two();
+        let capacity = capacity.clamp(1, 1 << 24).next_power_of_two();
         Self {
-            ring: (0..n).map(|_| None).collect(),
+            ring: Vec::new(),
             next: 0,
-            index: vec![0; n],
-            mask: n - 1,
+            capacity,
+            index: vec![0; capacity.min(RECENT_INITIAL)],
         }
     }
+    #[inline]
     fn slot(&self, local: u32) -> usize {
-        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.index.len() - 1)
     }
     fn get(&self, local: u32) -> Option<&Recent> {
         let entry = (self.index[self.slot(local)] as usize).checked_sub(1)?;
         match self.ring.get(entry)? {
-            Some((id, r)) if *id == local => Some(r),
+            (id, r) if *id == local => Some(r),
             _ => None,
         }
     }
     fn insert(&mut self, local: u32, r: Recent) {
-        let entry = self.next;
-        self.next = (entry + 1) & self.mask;
-        self.ring[entry] = Some((local, r));
+        let entry = if self.ring.len() < self.capacity {
+            if self.ring.len() == self.index.len() {
+                self.grow_index();
+            }
+            self.ring.push((local, r));
+            self.ring.len() - 1
+        } else {
+            let entry = self.next;
+            self.next = (entry + 1) & (self.capacity - 1);
+            self.ring[entry] = (local, r);
+            entry
+        };
         let slot = self.slot(local);
         self.index[slot] = entry as u32 + 1;
     }
+    /// Doubles the index and slots the ring's entries again, oldest first (so each slot holds the
+    /// last span inserted there, as if the index had been that size all along).
+    #[cold]
+    fn grow_index(&mut self) {
+        let n = (self.index.len() * 2).min(self.capacity);
+        self.index.clear();
+        self.index.resize(n, 0);
+        for entry in 0..self.ring.len() {
+            let slot = self.slot(self.ring[entry].0);
+            self.index[slot] = entry as u32 + 1;
+        }
+    }
     fn clear(&mut self) {
-        self.ring.iter_mut().for_each(|s| *s = None);
-        self.index.iter_mut().for_each(|i| *i = 0);
+        self.ring.clear();
+        self.index.clear();
+        self.index.resize(self.capacity.min(RECENT_INITIAL), 0);
         self.next = 0;
     }
 }
@@ -660,7 +811,7 @@ pub struct Assembler {
     session: Option<Session>,
     names: NameTable,
     /// Open spans: their slots by local id.
-    open: IdMap<u32, u32>,
+    open: OpenTable,
     /// Open and buffered spans.
     slab: Slab,
     /// Open spans in start order (for evicting the oldest); may hold ids already finished.
@@ -685,8 +836,9 @@ pub struct Assembler {
     frame_drops: u64,
     /// Approximate bytes held in open and buffered spans.
     bytes_held: usize,
-    /// Spans per batch last time (to size the next one).
-    last_batch_len: usize,
+    /// Spans buffered in the traces of `completed` when they were completed: about what
+    /// [`Assembler::flush_completed`] hands over (to size the batch once).
+    completed_spans: usize,
     /// The wire version of the frame being assembled (a session reports the one it started in).
     frame_version: u8,
     stats: Stats,
@@ -713,7 +865,7 @@ impl Assembler {
         Self {
             session: None,
             names: NameTable::new(hash),
-            open: id_map(hash),
+            open: OpenTable::new(hash),
             slab: Slab::new(),
             open_order: VecDeque::new(),
             recent: RecentCache::new(opts.limits.max_recent_spans),
@@ -727,7 +879,7 @@ impl Assembler {
             frame_drops: 0,
             bytes_held: 0,
             opts,
-            last_batch_len: 0,
+            completed_spans: 0,
             frame_version: 0,
             stats: Stats::default(),
         }
@@ -902,7 +1054,7 @@ impl Assembler {
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
         let mut closed = 0usize;
         while let Some(id) = self.open_order.pop_front() {
-            if let Some(i) = self.open.remove(&id) {
+            if let Some(i) = self.open.remove(id) {
                 let end = self.slab.slots[i as usize].st.last_time;
                 self.finish_span(i, end, true, Some(why));
                 closed += 1;
@@ -938,8 +1090,8 @@ impl Assembler {
                     tags: vec![],
                 })
             });
-        self.last_batch_len = self.outgoing.len();
-        let spans = std::mem::replace(&mut self.outgoing, Vec::with_capacity(self.last_batch_len));
+        // The next batch is sized when its spans are known (`flush_completed`).
+        let spans = std::mem::take(&mut self.outgoing);
         out.push(Batch { process, spans });
     }
 
@@ -975,24 +1127,13 @@ impl Assembler {
             Record::Start(st) => self.start(st),
             Record::End { span, time, losses } => {
                 self.touch(time);
-                let Some(i) = self.open.remove(&span) else {
+                let Some(i) = self.open.remove(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
-                let warnings = &mut self.slab.slots[i as usize].span.warnings;
-                let limits = [
-                    (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
-                    (
-                        losses.fields_over_capacity,
-                        "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)",
-                    ),
-                    (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
-                    (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
-                ];
-                for (n, what) in limits {
-                    if n > 0 {
-                        warnings.push(format!("{n} {what}"));
-                    }
+                // Losses are rare: none is one compare.
+                if losses != Losses::default() {
+                    self.end_losses(i, losses);
                 }
                 self.finish_span(i, time, false, None);
             }
@@ -1005,7 +1146,7 @@ impl Assembler {
                 let key = names.text(key);
                 let value = names.val(value);
                 let max = self.opts.limits.max_items_per_span;
-                let Some(&slot) = self.open.get(&span) else {
+                let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1030,7 +1171,7 @@ impl Assembler {
                     epoch: self.session.as_ref().map_or(0, |s| s.epoch),
                     max_len: self.opts.limits.max_string_len,
                 };
-                let Some(&slot) = self.open.get(&span) else {
+                let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1061,8 +1202,8 @@ impl Assembler {
             }
             Record::Baggage { span, key, value } => {
                 let limits = self.opts.limits;
-                match self.open.get(&span) {
-                    Some(&slot) => {
+                match self.open.get(span) {
+                    Some(slot) => {
                         let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
                         let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
                         let (key, cut_k) = cut(key, limits.max_string_len);
@@ -1095,7 +1236,7 @@ impl Assembler {
                 trace,
                 target,
             } => {
-                let Some(&slot) = self.open.get(&span) else {
+                let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
                     return;
                 };
@@ -1133,6 +1274,26 @@ impl Assembler {
         }
     }
 
+    /// Warnings for what a span lost on the device, as its END record reports.
+    #[cold]
+    fn end_losses(&mut self, i: u32, losses: Losses) {
+        let warnings = &mut self.slab.slots[i as usize].span.warnings;
+        let limits = [
+            (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
+            (
+                losses.fields_over_capacity,
+                "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)",
+            ),
+            (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
+            (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
+        ];
+        for (n, what) in limits {
+            if n > 0 {
+                warnings.push(format!("{n} {what}"));
+            }
+        }
+    }
+
     fn touch(&mut self, time: u64) {
         if let Some(s) = self.session.as_mut() {
             s.last_time = s.last_time.max(time);
@@ -1150,7 +1311,7 @@ impl Assembler {
     /// Trace, local root and baggage of an open or recently finished span, and whether that
     /// baggage may be incomplete.
     fn lookup(&self, local: u32) -> Option<(u128, u32, &Baggage, bool)> {
-        if let Some(&i) = self.open.get(&local) {
+        if let Some(i) = self.open.get(local) {
             let SpanSlot { span: s, st } = &self.slab.slots[i as usize];
             let uncertain =
                 st.baggage_uncertain || self.stats.lost_frames != st.lost_frames_at_start;
@@ -1288,13 +1449,13 @@ impl Assembler {
         self.open_order.push_back(st.id);
         if self.open_order.len() > 2 * self.open.len() + 64 {
             let open = &self.open;
-            self.open_order.retain(|id| open.contains_key(id));
+            self.open_order.retain(|id| open.contains(*id));
         }
     }
 
     fn evict_oldest_open(&mut self, why: &str) {
         while let Some(id) = self.open_order.pop_front() {
-            if let Some(i) = self.open.remove(&id) {
+            if let Some(i) = self.open.remove(id) {
                 let end = self.slab.slots[i as usize].st.last_time;
                 self.stats.evicted_spans += 1;
                 self.finish_span(i, end, true, Some(why));
@@ -1418,6 +1579,9 @@ impl Assembler {
         }
         entry.bytes += charge;
         entry.spans.push(i);
+        if now_closed {
+            self.completed_spans += entry.spans.len();
+        }
         self.buffered_count += 1;
         while self.buffered_count > self.opts.limits.max_buffered_spans {
             let Some(oldest) = self.buffered_order.pop_front() else {
@@ -1430,6 +1594,9 @@ impl Assembler {
     /// Hands over the traces whose last open span finished (unless a new span of theirs started
     /// since).
     fn flush_completed(&mut self) {
+        // One allocation for the batch (growing it as traces came moved every span it held).
+        self.outgoing
+            .reserve(std::mem::take(&mut self.completed_spans));
         let mut completed = std::mem::take(&mut self.completed);
         for t in completed.drain(..) {
             if self.traces.get(&t).is_none_or(|e| e.open == 0) {
@@ -1621,6 +1788,104 @@ mod tests {
         assert!(c.get(100 + 1023).is_some());
         c.clear();
         assert!((0..2000).all(|id| c.get(id).is_none()));
+    }
+
+    #[test]
+    fn recent_cache_grows_to_its_capacity_and_finds_what_a_full_one_would() {
+        let recent = |root| Recent {
+            trace: 1,
+            root,
+            baggage: Baggage::new(),
+            baggage_uncertain: false,
+        };
+        let cap = 4096;
+        let mut c = RecentCache::new(cap);
+        assert!(c.ring.capacity() == 0 && c.index.len() == RECENT_INITIAL);
+        // Scattered ids, so that some share a slot.
+        let id = |n: u32| n.wrapping_mul(2_654_435_761) >> 7;
+        let full_slot = |local: u32| {
+            ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (cap - 1)
+        };
+        let mut inserted = 0usize;
+        for end in [1000, 1024, 1025, 3000, 4096, 5000, 9000, 12_288] {
+            while inserted < end {
+                c.insert(id(inserted as u32), recent(inserted as u32));
+                inserted += 1;
+            }
+            assert!(c.ring.len() <= cap && c.index.len() <= cap);
+            // Among the last `cap` spans, one is found unless a later one took its slot (in a
+            // full-size index, once the index is full size); a span found is the right one.
+            for n in end.saturating_sub(cap)..end {
+                let slot = full_slot(id(n as u32));
+                let taken = (n + 1..end).any(|m| full_slot(id(m as u32)) == slot);
+                let found = c.get(id(n as u32)).map(|r| r.root);
+                if c.index.len() == cap {
+                    assert_eq!(found, (!taken).then_some(n as u32), "span {n} of {end}");
+                } else {
+                    assert!(found.is_none_or(|r| r == n as u32), "span {n} of {end}");
+                }
+            }
+            // Older spans are gone.
+            assert!((0..end.saturating_sub(cap)).all(|n| c
+                .get(id(n as u32))
+                .is_none_or(|r| r.root == n as u32 && n >= end - cap)));
+        }
+        c.clear();
+        assert!(c.index.len() == RECENT_INITIAL && (0..20_000).all(|n| c.get(id(n)).is_none()));
+    }
+
+    #[test]
+    fn open_table_agrees_with_a_map() {
+        // splitmix64: a fixed sequence, no dependency.
+        let mut state = 0x5eed_u64;
+        let mut rand = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut t = OpenTable::new(IdHash::new());
+        let mut model: HashMap<u32, u32> = HashMap::new();
+        for op in 0..200_000u32 {
+            let r = rand();
+            // Ids that share direct slots: a window sliding like a device's sequence, a few
+            // multiples of the slot count, and the extremes.
+            let id = match r % 8 {
+                0 => (r >> 8) as u32 % 8 * OPEN_DIRECT as u32,
+                1 => u32::MAX - (r >> 8) as u32 % 3,
+                _ => op / 16 + (r >> 8) as u32 % 9000,
+            };
+            let slot = match (r >> 40) % 64 {
+                0 => FREE,
+                _ => (r >> 40) as u32,
+            };
+            match (r >> 4) % 5 {
+                0 | 1 => assert_eq!(t.insert(id, slot), model.insert(id, slot), "insert {id}"),
+                2 | 3 => assert_eq!(t.remove(id), model.remove(&id), "remove {id}"),
+                _ => {
+                    assert_eq!(t.get(id), model.get(&id).copied(), "get {id}");
+                    assert_eq!(t.contains(id), model.contains_key(&id));
+                }
+            }
+            assert_eq!(t.len(), model.len());
+            if op % 50_000 == 0 {
+                t.shrink_to_fit();
+            }
+        }
+        assert!(
+            t.direct_len > 100 && !t.overflow.is_empty(),
+            "both parts were used"
+        );
+        for (&id, &slot) in &model {
+            assert_eq!(t.get(id), Some(slot));
+        }
+        for id in model.keys().copied().collect::<Vec<_>>() {
+            assert_eq!(t.remove(id), model.remove(&id));
+        }
+        assert!(t.is_empty());
+        t.shrink_to_fit();
+        assert!(t.direct.is_empty() && t.get(0).is_none());
     }
 
     #[test]

@@ -211,3 +211,76 @@ fn edge_cases_encode_as_prost_does() {
         }
     }
 }
+
+/// Lengths are written after the bodies (one pass): spans, events and attributes whose lengths
+/// cross the varint boundaries (127/128 and 16383/16384 bytes) in both directions, in one batch
+/// (each span's length guessed from the previous one's) and alone.
+#[test]
+fn lengths_across_varint_boundaries_encode_as_prost_does() {
+    let sizes = (90..=140).chain(16_330..=16_400);
+    let mut spans = Vec::new();
+    for (i, n) in sizes.enumerate() {
+        let text = "z".repeat(n);
+        let id = i as u64 * 4 + 1;
+        // The operation name alone sets the span's length.
+        spans.push(bare(id, &text));
+        // A long tag value, a long log field and a long baggage value.
+        let mut tagged = bare(id + 1, "t");
+        tagged.tags = smallvec![kv("k", s(&text))];
+        let mut logged = bare(id + 2, "l");
+        logged.logs = smallvec![Log {
+            time_unix_nanos: T0,
+            fields: smallvec![kv("event", s(&text)), kv("m", s("x"))],
+        }];
+        logged.baggage = vec![("b", text.as_str())].into();
+        let mut warned = bare(id + 3, "w");
+        warned.warnings = vec![text.clone(), "w".into()];
+        warned.incomplete = true;
+        spans.extend([tagged, logged, warned]);
+    }
+    // Short and long spans in turn: every guess from the previous span is wrong.
+    let mut mixed = Vec::new();
+    for (i, span) in spans.iter().enumerate() {
+        mixed.push(bare(10_000 + i as u64, "short"));
+        mixed.push(span.clone());
+    }
+    let process: std::sync::Arc<Process> = process().into();
+    for spans in [spans.clone(), mixed] {
+        assert_same_bytes(&Batch {
+            process: process.clone(),
+            spans,
+        });
+    }
+    for span in spans {
+        assert_same_bytes(&Batch {
+            process: process.clone(),
+            spans: vec![span],
+        });
+    }
+}
+
+/// The encoded resource is kept for the next batch of the same process: batches of different
+/// processes in turn, and processes dropped and made again (perhaps at the same address), each
+/// get their own.
+#[test]
+fn each_batch_gets_its_own_process() {
+    let spans = reference_batch().spans;
+    let named = |name: &str| -> std::sync::Arc<Process> {
+        let mut p = process();
+        p.service_name = name.into();
+        p.into()
+    };
+    let (a, b) = (named("a"), named("b"));
+    for p in [&a, &a, &b, &a, &b, &b] {
+        assert_same_bytes(&Batch {
+            process: p.clone(),
+            spans: spans.clone(),
+        });
+    }
+    for i in 0..20 {
+        assert_same_bytes(&Batch {
+            process: named(&format!("service-{i}")),
+            spans: spans[..1].to_vec(),
+        });
+    }
+}

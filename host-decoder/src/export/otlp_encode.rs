@@ -5,8 +5,14 @@
 //! the intermediate messages: building them cost an allocation per id, name, key and value of
 //! every span, and more time than decoding the spans. The tests compare both encodings byte for
 //! byte.
+//!
+//! Each nested message is written once: its body first, then its length in front of it (room is
+//! left for the length it most likely takes, and the body moved in the rare case it takes
+//! another), rather than measuring every message before writing it.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::sync::Arc;
 
 use super::{portable, Portable, INCOMPLETE_TAG, WARNINGS_TAG};
 use crate::model::{Batch, KeyValue, Log, Process, RefKind, Span, Value};
@@ -20,12 +26,26 @@ pub fn encode_otlp_request(batch: &Batch) -> Vec<u8> {
 }
 
 /// One request with the process and these spans (the OTLP/HTTP exporter splits large batches).
-pub(crate) fn encode_request(process: &Process, spans: &[Span]) -> Vec<u8> {
-    let span_lens: Vec<usize> = spans.iter().map(span_len).collect();
+///
+/// In one pass: each span is written into a reused buffer with its length filled in afterwards
+/// (see [`nested`]), then the request is put together at its exact size around those bytes.
+/// Measuring every nested message before writing it walked each span twice.
+pub(crate) fn encode_request(process: &Arc<Process>, spans: &[Span]) -> Vec<u8> {
+    let mut body = SCRATCH.take();
+    body.clear();
+    // The length of a span usually takes as many bytes as the last one's of the same shape
+    // (counts of tags and logs, up to 3): a wrong guess moves the span's bytes.
+    let mut guesses = [2u8; 16];
+    for span in spans {
+        let shape = span.tags.len().min(3) << 2 | span.logs.len().min(3);
+        // ScopeSpans.spans = 2
+        let len = nested(&mut body, 2, guesses[shape].into(), |o| write_span(o, span));
+        guesses[shape] = varint_len(len as u64) as u8;
+    }
     let scope_len = scope_len();
-    let scope_spans_len =
-        field_len(scope_len) + span_lens.iter().map(|&n| field_len(n)).sum::<usize>();
-    let resource_len = resource_len(process);
+    let scope_spans_len = field_len(scope_len) + body.len();
+    let (process, resource) = resource_bytes(process);
+    let resource_len = resource.len();
     let resource_spans_len = field_len(resource_len) + field_len(scope_spans_len);
     let mut out = Vec::with_capacity(field_len(resource_spans_len));
     let o = &mut out;
@@ -33,18 +53,45 @@ pub(crate) fn encode_request(process: &Process, spans: &[Span]) -> Vec<u8> {
     header(o, 1, resource_spans_len);
     // ResourceSpans.resource = 1
     header(o, 1, resource_len);
-    write_resource(o, process);
+    o.extend_from_slice(&resource);
     // ResourceSpans.scope_spans = 2
     header(o, 2, scope_spans_len);
     // ScopeSpans.scope = 1
     header(o, 1, scope_len);
     write_scope(o);
-    // ScopeSpans.spans = 2
-    for (span, &len) in spans.iter().zip(&span_lens) {
-        header(o, 2, len);
-        write_span(o, span);
+    o.extend_from_slice(&body);
+    if body.capacity() <= MAX_SCRATCH {
+        SCRATCH.set(body);
     }
+    RESOURCE.set(Some((process, resource)));
     out
+}
+
+/// The process's `Resource` body: the last one encoded on this thread if it is the same process
+/// (every batch of a device session shares it), else encoded now. Returned with the process, to
+/// be put back in [`RESOURCE`].
+fn resource_bytes(process: &Arc<Process>) -> (Arc<Process>, Vec<u8>) {
+    match RESOURCE.take() {
+        Some((last, bytes)) if Arc::ptr_eq(&last, process) => (last, bytes),
+        _ => {
+            let mut bytes = Vec::new();
+            write_resource(&mut bytes, process);
+            (process.clone(), bytes)
+        }
+    }
+}
+
+/// Largest span buffer kept for the next request (a larger one, from a huge batch, is freed).
+const MAX_SCRATCH: usize = 4 << 20;
+
+thread_local! {
+    /// The span buffer of [`encode_request`], kept between requests (taken while in use).
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+
+    /// The last process encoded and its `Resource` body. Its identity tells the bytes are still
+    /// right: a `Process` does not change behind its `Arc`, and the clone held here keeps its
+    /// allocation from being reused by another.
+    static RESOURCE: Cell<Option<(Arc<Process>, Vec<u8>)>> = const { Cell::new(None) };
 }
 
 // ---- protobuf primitives ----
@@ -55,10 +102,12 @@ const LEN: u32 = 2;
 const FIXED32: u32 = 5;
 
 /// Bytes of `v` as a varint (prost's formula).
+#[inline(always)]
 fn varint_len(v: u64) -> usize {
     ((((v | 1).leading_zeros() ^ 63) * 9 + 73) / 64) as usize
 }
 
+#[inline(always)]
 fn varint(o: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         o.push(v as u8 | 0x80);
@@ -67,27 +116,73 @@ fn varint(o: &mut Vec<u8>, mut v: u64) {
     o.push(v as u8);
 }
 
+#[inline(always)]
 fn key(o: &mut Vec<u8>, field: u32, wire_type: u32) {
     varint(o, u64::from(field << 3 | wire_type));
 }
 
 /// Bytes of a length-delimited field of `len` bytes (field numbers below 16: a one-byte key).
+#[inline(always)]
 fn field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
 /// The key and length of a length-delimited field.
+#[inline(always)]
 fn header(o: &mut Vec<u8>, field: u32, len: usize) {
     key(o, field, LEN);
     varint(o, len as u64);
 }
 
+/// A length-delimited field written in one pass: room for a `guess`-byte length (1 to 10), the
+/// body written by `body`, then the length put in front of it (the body moved when its length
+/// takes another number of bytes than guessed). Returns the body's length.
+#[inline(always)]
+fn nested(o: &mut Vec<u8>, field: u32, guess: usize, body: impl FnOnce(&mut Vec<u8>)) -> usize {
+    key(o, field, LEN);
+    let at = o.len();
+    o.extend_from_slice(&[0; 10][..guess]);
+    body(o);
+    let start = at + guess;
+    let len = o.len() - start;
+    let need = varint_len(len as u64);
+    if need != guess {
+        moved(o, start, at + need);
+    }
+    put_varint(&mut o[at..at + need], len as u64);
+    len
+}
+
+/// Moves the bytes of `o` from `from` on to start at `to` (the length guessed wrong; rare).
+#[cold]
+fn moved(o: &mut Vec<u8>, from: usize, to: usize) {
+    let end = o.len();
+    if to > from {
+        o.resize(end + (to - from), 0);
+    }
+    o.copy_within(from..end, to);
+    o.truncate(to + (end - from));
+}
+
+/// `v` as a varint of exactly `buf.len()` bytes (its [`varint_len`]).
+#[inline(always)]
+fn put_varint(buf: &mut [u8], mut v: u64) {
+    let (last, rest) = buf.split_last_mut().expect("a varint has a byte");
+    for b in rest {
+        *b = v as u8 | 0x80;
+        v >>= 7;
+    }
+    *last = v as u8;
+}
+
+#[inline(always)]
 fn bytes_field(o: &mut Vec<u8>, field: u32, b: &[u8]) {
     header(o, field, b.len());
     o.extend_from_slice(b);
 }
 
 /// A proto3 string field: left out when empty.
+#[inline(always)]
 fn str_len(s: &str) -> usize {
     if s.is_empty() {
         0
@@ -96,6 +191,7 @@ fn str_len(s: &str) -> usize {
     }
 }
 
+#[inline(always)]
 fn str_field(o: &mut Vec<u8>, field: u32, s: &str) {
     if !s.is_empty() {
         bytes_field(o, field, s.as_bytes());
@@ -103,14 +199,6 @@ fn str_field(o: &mut Vec<u8>, field: u32, s: &str) {
 }
 
 /// A proto3 `fixed64` field: left out when 0.
-fn fixed64_len(v: u64) -> usize {
-    if v == 0 {
-        0
-    } else {
-        9
-    }
-}
-
 fn fixed64_field(o: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         key(o, field, FIXED64);
@@ -184,12 +272,54 @@ fn write_kv(o: &mut Vec<u8>, field: u32, k: &str, v: &Any<'_>) {
     write_any(o, v);
 }
 
-fn tag_len(kv: &KeyValue) -> usize {
-    kv_len(&kv.key, &Any::One(portable(&kv.value)))
+/// A tag as a `KeyValue`, field `field` of its parent: strings and numbers that keep their type
+/// written straight, the others (unsigned beyond `i64`, non-finite floats: strings) through
+/// [`portable`].
+#[inline]
+fn write_tag(o: &mut Vec<u8>, field: u32, kv: &KeyValue) {
+    // A scalar `AnyValue` body: its key and value, at most 1 + 10 bytes.
+    let mut any = [0u8; 11];
+    let n = match kv.value {
+        Value::Str(ref s) => return write_str_kv(o, field, &kv.key, s),
+        Value::Bool(b) => {
+            any[0] = (2 << 3 | VARINT) as u8;
+            any[1] = b as u8;
+            2
+        }
+        Value::I64(i) => int_any(&mut any, i),
+        Value::U64(u) if i64::try_from(u).is_ok() => int_any(&mut any, u as i64),
+        Value::F64(f) if f.is_finite() => {
+            any[0] = (4 << 3 | FIXED64) as u8;
+            any[1..9].copy_from_slice(&f.to_bits().to_le_bytes());
+            9
+        }
+        _ => return write_kv(o, field, &kv.key, &Any::One(portable(&kv.value))),
+    };
+    header(o, field, str_len(&kv.key) + 2 + n);
+    str_field(o, 1, &kv.key);
+    // KeyValue.value = 2
+    header(o, 2, n);
+    o.extend_from_slice(&any[..n]);
 }
 
-fn write_tag(o: &mut Vec<u8>, field: u32, kv: &KeyValue) {
-    write_kv(o, field, &kv.key, &Any::One(portable(&kv.value)));
+/// `AnyValue{int_value = 3}` into `any`; returns its length.
+#[inline]
+fn int_any(any: &mut [u8; 11], i: i64) -> usize {
+    any[0] = (3 << 3 | VARINT) as u8;
+    let n = varint_len(i as u64);
+    put_varint(&mut any[1..1 + n], i as u64);
+    1 + n
+}
+
+/// A `KeyValue` with a string value, as field `field` of its parent.
+#[inline]
+fn write_str_kv(o: &mut Vec<u8>, field: u32, k: &str, v: &str) {
+    // AnyValue.string_value = 1
+    let any = field_len(v.len());
+    header(o, field, str_len(k) + field_len(any));
+    str_field(o, 1, k);
+    header(o, 2, any);
+    bytes_field(o, 1, v.as_bytes());
 }
 
 // ---- Resource and scope ----
@@ -201,13 +331,6 @@ fn service_name(process: &Process) -> Any<'_> {
 /// The process tags that become resource attributes after `service.name`.
 fn resource_tags(process: &Process) -> impl Iterator<Item = &KeyValue> {
     process.tags.iter().filter(|t| t.key != "service.name")
-}
-
-fn resource_len(process: &Process) -> usize {
-    field_len(kv_len("service.name", &service_name(process)))
-        + resource_tags(process)
-            .map(|t| field_len(tag_len(t)))
-            .sum::<usize>()
 }
 
 fn write_resource(o: &mut Vec<u8>, process: &Process) {
@@ -273,17 +396,6 @@ fn parent_index(span: &Span) -> Option<usize> {
 const INCOMPLETE: Any<'static> = Any::One(Portable::Bool(true));
 
 /// The attributes after the tags: the warnings (a string array) and the incomplete mark.
-fn extra_attributes_len(span: &Span) -> usize {
-    let mut n = 0;
-    if !span.warnings.is_empty() {
-        n += field_len(kv_len(WARNINGS_TAG, &Any::Strings(&span.warnings)));
-    }
-    if span.incomplete {
-        n += field_len(kv_len(INCOMPLETE_TAG, &INCOMPLETE));
-    }
-    n
-}
-
 fn write_extra_attributes(o: &mut Vec<u8>, span: &Span) {
     if !span.warnings.is_empty() {
         write_kv(o, 9, WARNINGS_TAG, &Any::Strings(&span.warnings));
@@ -310,16 +422,6 @@ fn event_name(log: &Log) -> Cow<'_, str> {
     }
 }
 
-fn event_len(log: &Log) -> usize {
-    fixed64_len(log.time_unix_nanos)
-        + str_len(&event_name(log))
-        + log
-            .fields
-            .iter()
-            .map(|f| field_len(tag_len(f)))
-            .sum::<usize>()
-}
-
 fn write_event(o: &mut Vec<u8>, log: &Log) {
     fixed64_field(o, 1, log.time_unix_nanos);
     str_field(o, 2, &event_name(log));
@@ -332,15 +434,6 @@ fn write_event(o: &mut Vec<u8>, log: &Log) {
 fn baggage_fields<'a>(k: &'a str, v: &'a str) -> [(&'static str, Any<'a>); 3] {
     let s = |s: &'a str| Any::One(Portable::Str(Cow::Borrowed(s)));
     [("event", s("baggage")), ("key", s(k)), ("value", s(v))]
-}
-
-fn baggage_event_len(time: u64, k: &str, v: &str) -> usize {
-    fixed64_len(time)
-        + str_len("baggage")
-        + baggage_fields(k, v)
-            .iter()
-            .map(|(k, v)| field_len(kv_len(k, v)))
-            .sum::<usize>()
 }
 
 fn write_baggage_event(o: &mut Vec<u8>, time: u64, k: &str, v: &str) {
@@ -361,53 +454,6 @@ fn ref_type(kind: RefKind) -> Any<'static> {
 /// `Link` body bytes: trace id, span id, the `opentracing.ref_type` attribute.
 fn link_len(kind: RefKind) -> usize {
     field_len(16) + field_len(8) + field_len(kv_len("opentracing.ref_type", &ref_type(kind)))
-}
-
-/// `Span` body bytes.
-fn span_len(span: &Span) -> usize {
-    let parent = parent_index(span);
-    let kind = kind(span);
-    let end = span.start_unix_nanos.saturating_add(span.duration_nanos);
-    let mut n = field_len(16) + field_len(8);
-    if parent.is_some() {
-        n += field_len(8);
-    }
-    n += str_len(&span.operation);
-    if kind != 0 {
-        n += 1 + varint_len(kind as u64);
-    }
-    n += fixed64_len(span.start_unix_nanos) + fixed64_len(end);
-    n += span
-        .tags
-        .iter()
-        .filter(|t| !is_kind_tag(t))
-        .map(|t| field_len(tag_len(t)))
-        .sum::<usize>();
-    n += extra_attributes_len(span);
-    n += span
-        .baggage
-        .iter()
-        .map(|(k, v)| field_len(baggage_event_len(span.start_unix_nanos, k, v)))
-        .sum::<usize>();
-    n += span
-        .logs
-        .iter()
-        .map(|l| field_len(event_len(l)))
-        .sum::<usize>();
-    n += span
-        .references
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != parent)
-        .map(|(_, r)| field_len(link_len(r.kind)))
-        .sum::<usize>();
-    if span.is_error() {
-        n += field_len(2);
-    }
-    if span.flags & 1 != 0 {
-        n += 2 + 4;
-    }
-    n
 }
 
 fn write_span(o: &mut Vec<u8>, span: &Span) {
@@ -436,12 +482,12 @@ fn write_span(o: &mut Vec<u8>, span: &Span) {
     write_extra_attributes(o, span);
     // events = 11: the baggage first, then the logs.
     for (k, v) in &span.baggage {
-        header(o, 11, baggage_event_len(span.start_unix_nanos, k, v));
-        write_baggage_event(o, span.start_unix_nanos, k, v);
+        nested(o, 11, 1, |o| {
+            write_baggage_event(o, span.start_unix_nanos, k, v)
+        });
     }
     for l in &span.logs {
-        header(o, 11, event_len(l));
-        write_event(o, l);
+        nested(o, 11, 1, |o| write_event(o, l));
     }
     // links = 13: every reference but the parent.
     for (_, r) in span
