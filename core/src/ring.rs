@@ -481,7 +481,7 @@ impl DynRing {
             return Err(self.count_drop());
         }
         loop {
-            // Orderings as in `reserve`.
+            // Orderings as in `reserve_quick`.
             let free = load_acquire(&self.free);
             let head = self.head.load(Ordering::Relaxed);
             let (pad, need) = self.needed(head, len);
@@ -682,7 +682,8 @@ impl DynRing {
             // `busy`.
             self.tail.store(next, Ordering::Relaxed);
         }
-        // Release pairs with the producers' Acquire load of `free` in `reserve`.
+        // Release pairs with the producers' Acquire load of `free` in `reserve_quick` and
+        // `reserve_slow`.
         store_release(&self.free, next);
     }
 
