@@ -933,20 +933,36 @@ impl Assembler {
         }
         self.sequence(frame.seq);
         self.frame_drops = 0;
-        let mut error = None;
-        while let Some(rec) = next.take().or_else(|| records.next()) {
-            match rec {
-                Ok(r) => {
+        let mut error = match next {
+            Some(Ok(r)) => {
+                self.stats.records += 1;
+                self.record(r, out);
+                None
+            }
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        // Each record is handled in its decoder's branch for its kind (`next_with`): a record
+        // returned by the iterator was first merged from those branches, a copy of every field
+        // through memory.
+        while error.is_none() {
+            // In line in each branch (as `record` is), so each handles its own kind only: left
+            // to itself the compiler made the closure one call, with the record passed through
+            // memory. (`#[inline]` on a closure is stable in argument position.)
+            let handled = records.next_with(
+                #[inline(always)]
+                |r| {
                     self.stats.records += 1;
-                    self.record(r, out);
-                }
-                Err(e) => {
-                    self.stats.record_errors += 1;
-                    error = Some(e);
-                    break;
-                }
+                    self.record(r, out)
+                },
+            );
+            match handled {
+                Some(Ok(())) => {}
+                Some(Err(e)) => error = Some(e),
+                None => break,
             }
         }
+        self.stats.record_errors += error.is_some() as u64;
         self.enforce_memory();
         self.flush_completed();
         self.hand_over(out);
