@@ -1147,6 +1147,12 @@ impl Assembler {
                     self.stats.orphan_records += 1;
                     return;
                 };
+                // Spans mostly end in the reverse order of their starts: the last one started is
+                // forgotten here, with one compare, rather than kept until the finished ids are
+                // swept out of `open_order` (that sweep was 1 % of assembly).
+                if self.open_order.back() == Some(&span) {
+                    self.open_order.pop_back();
+                }
                 // Losses are rare: none is one compare.
                 if losses != Losses::default() {
                     self.end_losses(i, losses);
