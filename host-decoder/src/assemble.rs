@@ -476,6 +476,7 @@ impl NameTable {
         }
     }
 
+    #[inline]
     fn get(&self, id: u32) -> Option<&SharedStr> {
         match self.dense.get(id as usize) {
             Some(entry) => entry.as_ref(),
