@@ -1426,7 +1426,8 @@ impl Assembler {
             );
         }
         let text = self.names().text(st.name);
-        let bytes = SPAN_OVERHEAD + text_bytes(&text);
+        // The parent reference is charged as the later ones are (see `span_bytes`).
+        let bytes = SPAN_OVERHEAD + text_bytes(&text) + references.len() * ITEM_OVERHEAD;
         let (operation, name_pending) = match text {
             Text::Named(s) => (s.clone(), None),
             Text::Inline(s) => (s.into(), None),
@@ -1546,6 +1547,7 @@ impl Assembler {
             table: &self.names,
             epoch: session.epoch,
         };
+        let resolves = s.name_pending.is_some() || !s.pending.is_empty();
         if let Some((epoch, id)) = s.name_pending {
             span.operation = names.resolve(epoch, id, &mut span.warnings);
         }
@@ -1578,8 +1580,20 @@ impl Assembler {
             },
         );
         let trace = span.trace_id;
-        // Charged as its finished form from now on (released when its trace is handed over).
-        let charge = span_bytes(span);
+        // Charged as its finished form from now on (released when its trace is handed over). Its
+        // open form was charged the same, item by item as it came, unless names were resolved
+        // since (they were charged as empty) or it has baggage (inherited items were not
+        // charged, replaced ones twice): only then is it measured again.
+        let charge = if resolves || !span.baggage.is_empty() {
+            span_bytes(span)
+        } else {
+            debug_assert_eq!(
+                s.bytes,
+                span_bytes(span),
+                "open and finished charges differ"
+            );
+            s.bytes
+        };
         self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + charge;
         let entry = self.traces.entry(trace).or_default();
         // No open span of the trace left (a trace without a count has none).
@@ -1660,7 +1674,8 @@ impl Assembler {
     }
 }
 
-/// Approximate bytes a finished span holds (mirrors what its open form was charged).
+/// Approximate bytes a finished span holds: what its open form was charged, record by record,
+/// when it has no baggage and no name was resolved when it finished (`finish_span` relies on it).
 fn span_bytes(s: &Span) -> usize {
     SPAN_OVERHEAD
         + s.operation.len()
