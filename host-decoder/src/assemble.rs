@@ -476,6 +476,7 @@ impl NameTable {
         }
     }
 
+    #[inline]
     fn get(&self, id: u32) -> Option<&SharedStr> {
         match self.dense.get(id as usize) {
             Some(entry) => entry.as_ref(),
@@ -933,20 +934,36 @@ impl Assembler {
         }
         self.sequence(frame.seq);
         self.frame_drops = 0;
-        let mut error = None;
-        while let Some(rec) = next.take().or_else(|| records.next()) {
-            match rec {
-                Ok(r) => {
+        let mut error = match next {
+            Some(Ok(r)) => {
+                self.stats.records += 1;
+                self.record(r, out);
+                None
+            }
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        // Each record is handled in its decoder's branch for its kind (`next_with`): a record
+        // returned by the iterator was first merged from those branches, a copy of every field
+        // through memory.
+        while error.is_none() {
+            // In line in each branch (as `record` is), so each handles its own kind only: left
+            // to itself the compiler made the closure one call, with the record passed through
+            // memory. (`#[inline]` on a closure is stable in argument position.)
+            let handled = records.next_with(
+                #[inline(always)]
+                |r| {
                     self.stats.records += 1;
-                    self.record(r, out);
-                }
-                Err(e) => {
-                    self.stats.record_errors += 1;
-                    error = Some(e);
-                    break;
-                }
+                    self.record(r, out)
+                },
+            );
+            match handled {
+                Some(Ok(())) => {}
+                Some(Err(e)) => error = Some(e),
+                None => break,
             }
         }
+        self.stats.record_errors += error.is_some() as u64;
         self.enforce_memory();
         self.flush_completed();
         self.hand_over(out);
@@ -1131,6 +1148,12 @@ impl Assembler {
                     self.stats.orphan_records += 1;
                     return;
                 };
+                // Spans mostly end in the reverse order of their starts: the last one started is
+                // forgotten here, with one compare, rather than kept until the finished ids are
+                // swept out of `open_order` (that sweep was 1 % of assembly).
+                if self.open_order.back() == Some(&span) {
+                    self.open_order.pop_back();
+                }
                 // Losses are rare: none is one compare.
                 if losses != Losses::default() {
                     self.end_losses(i, losses);
@@ -1403,7 +1426,8 @@ impl Assembler {
             );
         }
         let text = self.names().text(st.name);
-        let bytes = SPAN_OVERHEAD + text_bytes(&text);
+        // The parent reference is charged as the later ones are (see `span_bytes`).
+        let bytes = SPAN_OVERHEAD + text_bytes(&text) + references.len() * ITEM_OVERHEAD;
         let (operation, name_pending) = match text {
             Text::Named(s) => (s.clone(), None),
             Text::Inline(s) => (s.into(), None),
@@ -1523,6 +1547,7 @@ impl Assembler {
             table: &self.names,
             epoch: session.epoch,
         };
+        let resolves = s.name_pending.is_some() || !s.pending.is_empty();
         if let Some((epoch, id)) = s.name_pending {
             span.operation = names.resolve(epoch, id, &mut span.warnings);
         }
@@ -1555,8 +1580,20 @@ impl Assembler {
             },
         );
         let trace = span.trace_id;
-        // Charged as its finished form from now on (released when its trace is handed over).
-        let charge = span_bytes(span);
+        // Charged as its finished form from now on (released when its trace is handed over). Its
+        // open form was charged the same, item by item as it came, unless names were resolved
+        // since (they were charged as empty) or it has baggage (inherited items were not
+        // charged, replaced ones twice): only then is it measured again.
+        let charge = if resolves || !span.baggage.is_empty() {
+            span_bytes(span)
+        } else {
+            debug_assert_eq!(
+                s.bytes,
+                span_bytes(span),
+                "open and finished charges differ"
+            );
+            s.bytes
+        };
         self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + charge;
         let entry = self.traces.entry(trace).or_default();
         // No open span of the trace left (a trace without a count has none).
@@ -1637,7 +1674,8 @@ impl Assembler {
     }
 }
 
-/// Approximate bytes a finished span holds (mirrors what its open form was charged).
+/// Approximate bytes a finished span holds: what its open form was charged, record by record,
+/// when it has no baggage and no name was resolved when it finished (`finish_span` relies on it).
 fn span_bytes(s: &Span) -> usize {
     SPAN_OVERHEAD
         + s.operation.len()
