@@ -699,6 +699,47 @@ pub fn per_line(elf: &Path, pcs: &[(u64, u64)]) -> R<Vec<(String, u64)>> {
     Ok(v)
 }
 
+/// The disassembly (`llvm-objdump -d -l`) of every instruction the per-address counts name, each
+/// prefixed by its count, under the source lines it came from: where in a function the
+/// instructions go, which per-line totals blur when the compiler spreads a line around.
+pub fn annotated(elf: &Path, pcs: &[(u64, u64)]) -> R<String> {
+    let tool = llvm_tool("llvm-objdump")?;
+    let lo = pcs.iter().map(|p| p.0).min().unwrap_or(0);
+    let hi = pcs.iter().map(|p| p.0).max().unwrap_or(0) + 4;
+    let out = Command::new(&tool)
+        .args(["-d", "-l", "-C", "--no-show-raw-insn"])
+        .arg(format!("--start-address={lo:#x}"))
+        .arg(format!("--stop-address={hi:#x}"))
+        .arg(elf)
+        .output()
+        .map_err(|e| format!("running {}: {e}", tool.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counts: BTreeMap<u64, u64> = pcs.iter().copied().collect();
+    let mut out = String::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with("; ") || t.ends_with(">:") {
+            pending.push(t);
+            continue;
+        }
+        let count = t
+            .split_once(':')
+            .and_then(|(a, _)| u64::from_str_radix(a.trim(), 16).ok())
+            .and_then(|a| counts.get(&a));
+        if let Some(n) = count {
+            for p in pending.drain(..) {
+                out.push_str(&format!("        {p}\n"));
+            }
+            out.push_str(&format!("{n:>6}  {t}\n"));
+        } else if !t.is_empty() && t.contains(':') {
+            // An instruction not executed: the source lines above it were not either.
+            pending.clear();
+        }
+    }
+    Ok(out)
+}
+
 /// The per-address counts of one iteration in steady state: `pcs(N_LONG) − pcs(1)`, divided by
 /// `N_LONG − 1`, net of nothing (the gates' own few instructions stay, under their names).
 pub fn steady_pcs(board: Board, elf: &Path, op: u32) -> R<Vec<(u64, u64)>> {

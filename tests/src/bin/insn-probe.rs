@@ -1,9 +1,9 @@
-//! `cargo run -p microspan-tests --release --bin insn-probe [-- OP…] [--profile OP] [--board m3|m0]`
+//! `cargo run -p microspan-tests --release --bin insn-probe [-- OP…] [--profile OP] [--annotate] [--board m3|m0]`
 //!
 //! A quick look at the record path while working on it: builds the bench firmware, prints the net
 //! instructions of the named operations (all of them by default) on each board, and, with
 //! `--profile OP`, where one iteration of OP spends its instructions, per function and per source
-//! line. The same measurement code as `bench` and the budgets test; nothing is written to disk.
+//! line (and with `--annotate`, per instruction, in the disassembly). The same measurement code as `bench` and the budgets test; nothing is written to disk.
 
 #[path = "../bench/mod.rs"]
 mod measure;
@@ -22,11 +22,13 @@ fn run() -> R<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut names = Vec::new();
     let mut profile = None;
+    let mut annotate = false;
     let mut boards = Board::ALL.to_vec();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--profile" => profile = Some(it.next().ok_or("--profile needs an op")?.clone()),
+            "--annotate" => annotate = true,
             "--board" => {
                 boards = match it.next().map(String::as_str) {
                     Some("m3") => vec![Board::Lm3s6965],
@@ -64,6 +66,9 @@ fn run() -> R<()> {
             }
             for (l, n) in measure::per_line(&elf, &pcs)?.iter().take(40) {
                 println!("  {n:>6}  {l}");
+            }
+            if annotate {
+                print!("{}", measure::annotated(&elf, &pcs)?);
             }
         }
     }
