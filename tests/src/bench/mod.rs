@@ -529,7 +529,8 @@ pub fn stack(board: Board, elf: &Path) -> R<BTreeMap<String, u64>> {
         .ok_or_else(|| format!("no stack figures in:\n{}", r.console))?;
     Ok(raw
         .into_iter()
-        .filter(|(n, _)| n != "empty")
+        // `parent` only fetches the live parent (a baseline for the call-site sizes).
+        .filter(|(n, _)| n != "empty" && n != "parent")
         .map(|(n, b)| (n, b.saturating_sub(empty)))
         .collect())
 }
@@ -755,6 +756,75 @@ pub fn steady_pcs(board: Board, elf: &Path, op: u32) -> R<Vec<(u64, u64)>> {
         })
         .filter(|(_, n)| *n > 0)
         .collect())
+}
+
+/// A call site whose flash is measured: (what, the `#[inline(never)]` function holding one call,
+/// the same function without the call). Matched by the end of the demangled name.
+pub type Site = (&'static str, &'static str, &'static str);
+
+/// microspan's call sites in the bench firmware (the functions of its stack mode).
+pub const MICROSPAN_SITES: &[Site] = &[
+    ("root span, start + finish", "s_root", "s_empty"),
+    (
+        "child span, start + finish, no tags",
+        "s_child0",
+        "s_parent",
+    ),
+    (
+        "child span, start + finish, 2 small integer tags (`set_tag` each)",
+        "s_child2",
+        "s_parent",
+    ),
+    (
+        "child span, start + finish, the same 2 tags given at the start",
+        "s_child2_start",
+        "s_parent",
+    ),
+    ("one small integer tag on a live span", "s_tag", "s_parent"),
+    ("log with 3 fields", "s_log3", "s_parent"),
+    ("unsampled span, start + finish", "s_unsampled", "s_empty"),
+];
+
+/// defmt's call sites in `peers/defmt-bench`.
+pub const DEFMT_SITES: &[Site] = &[
+    ("peer: defmt `info!(\"Foo\")`", "site_info0", "site_empty"),
+    (
+        "peer: defmt `info!` with two u32 arguments",
+        "site_info2",
+        "site_empty",
+    ),
+];
+
+/// SystemView's call sites in `peers/systemview-bench`.
+pub const SYSTEMVIEW_SITES: &[Site] = &[
+    (
+        "peer: SystemView task begin + end pair",
+        "site_task",
+        "site_empty",
+    ),
+    (
+        "peer: SystemView marker begin + end",
+        "site_marker",
+        "site_empty",
+    ),
+];
+
+/// Flash bytes each call site takes: the size of its function less its baseline's, both from the
+/// symbol table. What the call inlines is counted; the functions it calls are not (they are
+/// shared by every call site, and counted in the footprint).
+pub fn call_sites(elf: &Path, sites: &[Site]) -> R<Vec<(&'static str, u64)>> {
+    let syms = read_symbols(elf).map_err(|e| e.to_string())?;
+    let size = |name: &str| {
+        let suffix = format!("::{name}");
+        syms.iter()
+            .find(|s| s.is_func && (s.demangled == name || s.demangled.ends_with(&suffix)))
+            .map(|s| s.size)
+            .ok_or_else(|| format!("{}: no function {name}", elf.display()))
+    };
+    sites
+        .iter()
+        .map(|&(what, f, base)| Ok((what, size(f)?.saturating_sub(size(base)?))))
+        .collect()
 }
 
 /// Flash bytes per symbol present in `traced` and not (or smaller) in `plain`: where tracing's

@@ -30,6 +30,8 @@ struct BoardFigures {
     ring_bytes: u64,
     footprint_line: String,
     flash_symbols: Vec<(String, u64)>,
+    /// Flash per call site: microspan's, then the peers' that were built.
+    sites: Vec<(&'static str, u64)>,
     defmt: Result<Vec<(f64, f64)>, String>,
     systemview: Result<Vec<(f64, f64)>, String>,
     /// (op, instructions per iteration, per source line, per function).
@@ -108,12 +110,14 @@ fn measure_board(board: Board) -> R<BoardFigures> {
         ring_bytes: 0,
         footprint_line: String::new(),
         flash_symbols: Vec::new(),
+        sites: Vec::new(),
         defmt: Err("not run".into()),
         systemview: Err("not run".into()),
         profiles: Vec::new(),
     };
     step(&format!("{board}: building the bench firmware"));
     let elf = Firmware::bench().build(board)?;
+    f.sites = measure::call_sites(&elf, measure::MICROSPAN_SITES)?;
     step(&format!("{board}: instructions per operation"));
     f.ops = measure::microspan_ops(board, &elf)?;
     step(&format!("{board}: stack per record call"));
@@ -162,13 +166,17 @@ fn measure_board(board: Board) -> R<BoardFigures> {
         .unwrap_or("")
         .to_string();
     step(&format!("{board}: defmt"));
-    f.defmt = Firmware::defmt()
-        .build(board)
-        .and_then(|e| measure::peer_ops(board, &e));
+    f.defmt = Firmware::defmt().build(board).and_then(|e| {
+        f.sites
+            .extend(measure::call_sites(&e, measure::DEFMT_SITES)?);
+        measure::peer_ops(board, &e)
+    });
     step(&format!("{board}: SystemView"));
-    f.systemview = Firmware::systemview()
-        .build(board)
-        .and_then(|e| measure::peer_ops(board, &e));
+    f.systemview = Firmware::systemview().build(board).and_then(|e| {
+        f.sites
+            .extend(measure::call_sites(&e, measure::SYSTEMVIEW_SITES)?);
+        measure::peer_ops(board, &e)
+    });
     Ok(f)
 }
 
@@ -684,6 +692,22 @@ fn report(
             format!("stack: `{name}`")
         };
         let _ = writeln!(w, "| {label} | {a} B | {b} B | {target} |");
+    }
+    let _ = writeln!(
+        w,
+        "\nFlash per call site: the size of a function holding one call (`#[inline(never)]`, in \
+         the bench firmware and the peers' firmware) less the same function without it \
+         (`llvm-nm`). What the call puts in line is counted; the functions it calls are shared by \
+         every call site and counted in the footprint above.\n"
+    );
+    let _ = writeln!(w, "| call site | Cortex-M3 | Cortex-M0 |");
+    let _ = writeln!(w, "|---|---|---|");
+    let m0_sites: BTreeMap<&str, u64> = m0.sites.iter().copied().collect();
+    for (what, a) in &m3.sites {
+        let b = m0_sites
+            .get(what)
+            .map_or_else(|| "—".to_string(), |b| format!("{b} B"));
+        let _ = writeln!(w, "| {what} | {a} B | {b} |");
     }
     let _ = writeln!(w, "\nType sizes (bytes, from the firmware): M3 `{}`; M0 `{}`. The drain (frame buffer, string table) lives wherever the firmware puts it (a static in the reference firmware, the stack of `main` here).\n", m3.footprint_line, m0.footprint_line);
 

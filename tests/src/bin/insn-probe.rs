@@ -3,7 +3,8 @@
 //! A quick look at the record path while working on it: builds the bench firmware, prints the net
 //! instructions of the named operations (all of them by default) on each board, and, with
 //! `--profile OP`, where one iteration of OP spends its instructions, per function and per source
-//! line (and with `--annotate`, per instruction, in the disassembly). The same measurement code as `bench` and the budgets test; nothing is written to disk.
+//! line (and with `--annotate`, per instruction, in the disassembly). With no op named, also the
+//! flash each record call site takes. The same measurement code as `bench` and the budgets test; nothing is written to disk.
 
 #[path = "../bench/mod.rs"]
 mod measure;
@@ -52,6 +53,11 @@ fn run() -> R<()> {
         for (name, v) in &all {
             if names.is_empty() || names.iter().any(|n| n == name) {
                 println!("{board:>10} {name:<16} {v:>8.1}");
+            }
+        }
+        if names.is_empty() {
+            for (what, bytes) in measure::call_sites(&elf, measure::MICROSPAN_SITES)? {
+                println!("{board:>10} flash per call site: {what}: {bytes} B");
             }
         }
         if let Some(p) = &profile {

@@ -106,7 +106,10 @@ fn on_soft0() {
     // span finishes when `_isr` goes out of scope, at the end of the handler.
     let _isr = TRACER.root_with_tags(
         "isr.soft0",
-        (("irq.priority", SOFT0_PRIORITY as u32), ("span.kind", "consumer")),
+        (
+            ("irq.priority", SOFT0_PRIORITY as u32),
+            ("span.kind", "consumer"),
+        ),
     );
     board::delay_us(300);
     // More urgent: runs to completion right here, while `isr.soft0` is open.
@@ -127,7 +130,10 @@ fn on_soft0() {
 fn on_soft1() {
     let _isr = TRACER.root_with_tags(
         "isr.soft1",
-        (("irq.priority", SOFT1_PRIORITY as u32), ("irq.nested", true)),
+        (
+            ("irq.priority", SOFT1_PRIORITY as u32),
+            ("irq.nested", true),
+        ),
     );
     board::delay_us(200);
 }

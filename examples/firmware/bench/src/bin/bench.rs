@@ -307,8 +307,15 @@ fn live_root() -> &'static BenchSpan {
     }
 }
 
+// One record call each, in a function of its own: the stack figures, and (their `llvm-nm`
+// sizes, net of `s_empty` or of `s_parent`, which only fetches the live parent) the flash each
+// call site takes.
 #[inline(never)]
 fn s_empty() {}
+#[inline(never)]
+fn s_parent() {
+    black_box(live_root());
+}
 #[inline(never)]
 fn s_root() {
     drop(TRACER.root("root"));
@@ -351,8 +358,9 @@ fn stack(drain: &mut BenchDrain) {
     unsafe { *core::ptr::addr_of_mut!(STACK_ROOT) = Some(TRACER.root("root")) };
     board::set_handler(Irq::Soft0, isr_root);
     board::enable(Irq::Soft0);
-    let ops: [(&str, fn()); 9] = [
+    let ops: [(&str, fn()); 10] = [
         ("empty", s_empty),
+        ("parent", s_parent),
         ("root", s_root),
         ("child0", s_child0),
         ("child2", s_child2),

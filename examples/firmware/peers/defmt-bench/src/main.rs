@@ -19,6 +19,22 @@ extern "C" {
     static _SEGGER_RTT: u8;
 }
 
+/// An op no run selects: it only keeps the `site_*` functions linked.
+const SITES: u32 = 99;
+
+// One call site each, in a function of its own: their `llvm-nm` sizes (net of `site_empty`) are
+// the flash a call site takes, beside microspan's in the bench report. Never run.
+#[inline(never)]
+fn site_empty(_: u32) {}
+#[inline(never)]
+fn site_info0(_: u32) {
+    defmt::info!("Foo");
+}
+#[inline(never)]
+fn site_info2(i: u32) {
+    defmt::info!("Bar {=u32} {=u32}", i, 200u32);
+}
+
 #[entry]
 fn main() -> ! {
     let _board = board::init().expect("first init");
@@ -30,6 +46,14 @@ fn main() -> ! {
     // The first message also initialises defmt-rtt's channel: do it outside the gates.
     defmt::info!("start");
     rtt_take(cb, 0);
+    if op == SITES {
+        // Through pointers the compiler cannot see through, so none is dropped as having no
+        // effect (as the empty baseline would be).
+        let sites: [fn(u32); 3] = [site_empty, site_info0, site_info2];
+        for site in core::hint::black_box(sites) {
+            site(n);
+        }
+    }
     let mut bytes = 0u32;
     for i in 0..n {
         bench_gate_on();

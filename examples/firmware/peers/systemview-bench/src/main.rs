@@ -42,6 +42,24 @@ pub extern "C" fn SEGGER_SYSVIEW_X_GetTimestamp() -> u32 {
     board::now_ticks()
 }
 
+/// An op no run selects: it only keeps the `site_*` functions linked.
+const SITES: u32 = 99;
+
+// One call site each, in a function of its own: their `llvm-nm` sizes (net of `site_empty`) are
+// the flash a call site takes, beside microspan's in the bench report. Never run.
+#[inline(never)]
+fn site_empty(_: u32) {}
+#[inline(never)]
+fn site_task(_: u32) {
+    SystemView::task_exec_begin(1);
+    SystemView::task_exec_end();
+}
+#[inline(never)]
+fn site_marker(i: u32) {
+    SystemView::marker_begin(i);
+    SystemView::marker_end(200);
+}
+
 #[entry]
 fn main() -> ! {
     let _board = board::init().expect("first init");
@@ -54,6 +72,14 @@ fn main() -> ! {
     SystemView::start();
     SystemView::task_new(1);
     rtt_take(cb, 1);
+    if op == SITES {
+        // Through pointers the compiler cannot see through, so none is dropped as having no
+        // effect (as the empty baseline would be).
+        let sites: [fn(u32); 3] = [site_empty, site_task, site_marker];
+        for site in core::hint::black_box(sites) {
+            site(n);
+        }
+    }
     let mut bytes = 0u32;
     for i in 0..n {
         bench_gate_on();
