@@ -429,7 +429,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 _ => self.encode_other(pos, h),
             };
             if fits {
-                ring.release(h.len());
+                ring.release(pos, h.len());
                 records += 1;
                 continue;
             }
@@ -445,7 +445,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
             if alone {
                 // Larger than an empty frame: drop it, counted like a full ring.
-                ring.release(h.len());
+                ring.release(pos, h.len());
                 ring.count_drop();
                 self.stats.oversize += 1;
                 continue;
