@@ -28,7 +28,7 @@
 
 use crate::clock::{Clock, Sample, TickExtender};
 use crate::record::{self, Reader};
-use crate::ring::Header;
+use crate::ring::{DynRing, Header};
 use crate::tracer::{Losses, Tracer};
 use crate::wire::frame::{FrameBuilder, Full, Writer};
 use crate::wire::{self, ext, start_flags, tag, vtype, OpenStarts, WallClock};
@@ -418,7 +418,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             // keeps it only if it fits, and only then moves the frame state on: a record that
             // does not fit leaves nothing behind (the names it interned are forgotten below).
             let fits = match h.kind() {
-                record::START | record::START_REMOTE => self.encode_start(pos, h),
+                record::START | record::START_REMOTE => self.encode_start(ring, pos, h),
                 record::END => {
                     // The words read here, where the ring's address is in a register.
                     let mut r = Reader::new(ring, pos, self.strings);
@@ -563,8 +563,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// in the loop, while the other encoders are functions of their own: measured, that keeps the
     /// most of the writer's state in registers on both Cortex-M3 and Cortex-M0.
     #[inline(always)]
-    fn encode_start(&mut self, pos: u32, h: Header) -> bool {
-        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
+    fn encode_start(&mut self, ring: &'a DynRing, pos: u32, h: Header) -> bool {
+        // The ring the loop holds in registers (`self.tracer.ring` would be read again, the
+        // frame's stores in between being, for the compiler, possible stores to the tracer).
+        let mut r = Reader::new(ring, pos, self.strings);
         let payload = h.payload();
         let debug = payload & 1 != 0;
         let follows = payload & 4 != 0;
