@@ -708,7 +708,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     #[inline(never)]
     fn encode_end(&mut self, span: u32, raw: u32, losses: u32) -> bool {
         let st = &mut self.state;
-        let back = st.last_start.wrapping_sub(span);
         let mut w = self.frame.writer();
         let (timed, dt) = st.time(&mut w, raw);
         // The most recent open start of the frame ends: the span goes without saying, and the
@@ -722,8 +721,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 w.var64_hot(dt >> tag::END_DT_BITS);
             }
         } else if losses != 0 {
+            // `back` computed here, where it is needed (not held through the short path).
+            let back = st.last_start.wrapping_sub(span);
             w.call(end_losses, (back, dt, Losses::unpack(losses)));
         } else {
+            let back = st.last_start.wrapping_sub(span);
             w.call(end_explicit, (back, dt));
         }
         if !w.fits() {
