@@ -110,6 +110,11 @@ impl TickExtender {
     pub const fn last(&self) -> u64 {
         self.extended
     }
+
+    /// Its shift: values are in units of `2^shift` ticks.
+    pub const fn shift(&self) -> u32 {
+        self.shift
+    }
 }
 
 /// A sample extended by [`TickExtender::sample`], not yet taken.

@@ -28,7 +28,7 @@
 
 use crate::clock::{Clock, Sample, TickExtender};
 use crate::record::{self, Reader};
-use crate::ring::Header;
+use crate::ring::{DynRing, Header};
 use crate::tracer::{Losses, Tracer};
 use crate::wire::frame::{FrameBuilder, Full, Writer};
 use crate::wire::{self, ext, start_flags, tag, vtype, OpenStarts, WallClock};
@@ -205,10 +205,9 @@ struct FrameState {
     /// The frame's spans whose starts were written and whose ends were not: a short end names
     /// the most recent one.
     open: OpenStarts,
-    /// The clock extension.
+    /// The clock extension; times go on the wire in units of `2^shift` clock ticks, its shift
+    /// (see [`Drain::set_time_shift`]).
     ext: TickExtender,
-    /// Times go on the wire in units of `2^shift` clock ticks (see [`Drain::set_time_shift`]).
-    shift: u32,
 }
 
 /// The default [`Drain::set_time_shift`] for a clock of `ticks_per_second`: the largest that
@@ -287,7 +286,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 last_delta: 0,
                 open: OpenStarts::new(),
                 ext,
-                shift,
             },
             seq: 0,
             epoch_frames: DEFAULT_EPOCH_FRAMES,
@@ -323,7 +321,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         {
             return false;
         }
-        let old = core::mem::replace(&mut self.state.shift, bits as u32);
+        let old = self.state.ext.shift();
         self.state.ext = TickExtender::with_shift(self.tracer.clock.now(), bits as u32);
         self.state.last_time = self.state.ext.last();
         if let Some(c) = &mut self.wall_clock {
@@ -418,7 +416,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             // keeps it only if it fits, and only then moves the frame state on: a record that
             // does not fit leaves nothing behind (the names it interned are forgotten below).
             let fits = match h.kind() {
-                record::START | record::START_REMOTE => self.encode_start(pos, h),
+                record::START | record::START_REMOTE => self.encode_start(ring, pos, h),
                 record::END => {
                     // The words read here, where the ring's address is in a register.
                     let mut r = Reader::new(ring, pos, self.strings);
@@ -429,7 +427,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 _ => self.encode_other(pos, h),
             };
             if fits {
-                ring.release(h.len());
+                ring.release(pos, h.len());
                 records += 1;
                 continue;
             }
@@ -445,7 +443,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
             if alone {
                 // Larger than an empty frame: drop it, counted like a full ring.
-                ring.release(h.len());
+                ring.release(pos, h.len());
                 ring.count_drop();
                 self.stats.oversize += 1;
                 continue;
@@ -466,13 +464,14 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
         // The header inline (every frame has one), the session records through the out-of-line
         // writers.
+        // At most 13 unchecked bytes (3, then two varints of at most 5: see `HOT_MAX`).
         let mut w = self.frame.writer();
-        w.put(wire::WIRE_VERSION);
+        w.put_hot(wire::WIRE_VERSION);
         let [seq_lo, seq_hi] = self.seq.to_le_bytes();
-        w.put(seq_lo);
-        w.put(seq_hi);
-        w.var32(self.state.last_start);
-        w.var64(self.state.last_time);
+        w.put_hot(seq_lo);
+        w.put_hot(seq_hi);
+        w.var32_hot(self.state.last_start);
+        w.var64_hot(self.state.last_time);
         keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.last_delta = 0;
@@ -516,7 +515,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     fn write_hello(&mut self) -> bool {
         let t = self.tracer;
         let now_ticks = self.state.ext.extend(t.clock.now());
-        let ticks_per_second = t.clock.ticks_per_second() >> self.state.shift;
+        let ticks_per_second = t.clock.ticks_per_second() >> self.state.ext.shift();
         let boot_id = t.boot_id();
         for cut in [usize::MAX, 24, 8, 0] {
             let service = record::truncate(t.session.service, cut).0;
@@ -550,7 +549,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                     w.var64_c(c.unix_nanos);
                 }
             }
-            w.put_c(self.state.shift as u8);
+            w.put_c(self.state.ext.shift() as u8);
             if w.fits() && w.raw_written() - tag_byte <= HELLO_MAX {
                 w.commit();
                 return true;
@@ -563,8 +562,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// in the loop, while the other encoders are functions of their own: measured, that keeps the
     /// most of the writer's state in registers on both Cortex-M3 and Cortex-M0.
     #[inline(always)]
-    fn encode_start(&mut self, pos: u32, h: Header) -> bool {
-        let mut r = Reader::new(self.tracer.ring, pos, self.strings);
+    fn encode_start(&mut self, ring: &'a DynRing, pos: u32, h: Header) -> bool {
+        // The ring the loop holds in registers (`self.tracer.ring` would be read again, the
+        // frame's stores in between being, for the compiler, possible stores to the tracer).
+        let mut r = Reader::new(ring, pos, self.strings);
         let payload = h.payload();
         let debug = payload & 1 != 0;
         let follows = payload & 4 != 0;
@@ -619,7 +620,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 w.put_nz(tag::START | tag::START_ROOT_BIT | delta as u8);
             } else {
                 w.put_nz(tag::START | tag::START_ROOT_BIT);
-                w.var32(delta);
+                w.var32_hot(delta);
             }
         } else if !debug && !follows && child_short {
             if delta == st.last_delta {
@@ -634,8 +635,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 // `delta` is never 0: positions are unique.
                 w.put_nz(tag::START | delta as u8);
             } else {
-                w.put(tag::START);
-                w.var32(delta);
+                w.put_hot(tag::START);
+                w.var32_hot(delta);
             }
         } else {
             // FollowsFrom, debug, or a parent that is not the frame's most recent open start (out
@@ -652,7 +653,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         if !name_in_tag {
             strref(&mut w, name, name_ref);
         }
-        w.var64(dt);
+        w.var64_hot(dt);
         if !w.fits() {
             return false;
         }
@@ -707,7 +708,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     #[inline(never)]
     fn encode_end(&mut self, span: u32, raw: u32, losses: u32) -> bool {
         let st = &mut self.state;
-        let back = st.last_start.wrapping_sub(span);
         let mut w = self.frame.writer();
         let (timed, dt) = st.time(&mut w, raw);
         // The most recent open start of the frame ends: the span goes without saying, and the
@@ -718,11 +718,14 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 w.put_nz(tag::END | dt as u8);
             } else {
                 w.put_nz(tag::END | tag::END_HIGH_BIT | (dt as u8 & tag::END_DT_MASK));
-                w.var64(dt >> tag::END_DT_BITS);
+                w.var64_hot(dt >> tag::END_DT_BITS);
             }
         } else if losses != 0 {
+            // `back` computed here, where it is needed (not held through the short path).
+            let back = st.last_start.wrapping_sub(span);
             w.call(end_losses, (back, dt, Losses::unpack(losses)));
         } else {
+            let back = st.last_start.wrapping_sub(span);
             w.call(end_explicit, (back, dt));
         }
         if !w.fits() {
@@ -928,10 +931,15 @@ impl<const N: usize> Interner<N> {
     }
 }
 
-/// [`strref`], out of line.
+/// [`strref`], out of line and checked (its callers write checked bytes directly, so their
+/// writers may be past the frame's end: no unchecked byte here).
 #[inline(never)]
 fn strref_c<const F: usize>(w: &mut Writer<'_, F>, s: &'static str, sref: u32) {
-    strref(w, s, sref);
+    if sref == INLINE {
+        str_bytes(w, s.as_bytes(), 1);
+    } else {
+        w.var32(sref);
+    }
 }
 
 /// Keeps what `w` wrote if it fits the frame; else `Full`.
@@ -993,13 +1001,18 @@ fn end_losses<const F: usize>(w: &mut Writer<'_, F>, (back, dt, losses): (u32, u
     w.var32_c(losses.records_dropped as u32);
 }
 
-/// Writes string reference `sref` ([`Interner::predefine`]'s answer) for `s`.
+/// Writes string reference `sref` ([`Interner::predefine`]'s answer) for `s`: at most 2
+/// unchecked bytes (for the span path, whose checked writes all go through [`Writer::call`]).
 #[inline(always)]
 fn strref<const F: usize>(w: &mut Writer<'_, F>, s: &'static str, sref: u32) {
-    if sref == INLINE {
+    if sref < 1 << 14 {
+        // An interned string's reference (below `2 << 8`): a varint of at most 2 bytes, the
+        // budget `HOT_MAX` counts.
+        w.var32_hot(sref);
+    } else if sref == INLINE {
         w.call(|w, s: &'static str| str_bytes(w, s.as_bytes(), 1), s);
     } else {
-        w.var32(sref);
+        w.call(|w, sref| w.var32_c(sref), sref);
     }
 }
 

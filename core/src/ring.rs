@@ -659,11 +659,16 @@ impl DynRing {
             .load(Ordering::Relaxed)
     }
 
-    /// Single-consumer side: frees the oldest record (`len` words) after it has been read (and
-    /// unpins it).
+    /// Single-consumer side: frees the oldest record, at `pos` (as [`peek`](Self::peek) returned
+    /// it) and `len` words long, after it has been read (and unpins it).
+    ///
+    /// The position [`peek`](Self::peek) returned is still the tail: only the consumer moves it
+    /// in the drop-new policy, and in the overwrite policy the record is pinned. Taking it from
+    /// the caller (who holds it in a register) spares reading the tail again and the test of the
+    /// policy that choosing which counter to read takes.
     #[inline]
-    pub(crate) fn release(&self, len: u32) {
-        self.advance(self.consumer_pos(), len);
+    pub(crate) fn release(&self, pos: u32, len: u32) {
+        self.advance(pos.wrapping_sub(POS_OFFSET), len);
         self.unpin();
     }
 
@@ -839,7 +844,7 @@ mod tests {
     fn read(ring: &DynRing) -> Option<(u32, Vec<u32>)> {
         let (pos, h) = ring.peek()?;
         let body = (1..h.len()).map(|i| ring.word(pos, i)).collect();
-        ring.release(h.len());
+        ring.release(pos, h.len());
         Some((h.kind(), body))
     }
 
@@ -1158,14 +1163,14 @@ mod loom_model {
                     for w in 1..6 {
                         assert_eq!(consumer.word(pos, w), p * 100 + i * 10 + w);
                     }
-                    consumer.release(h.len());
+                    consumer.release(pos, h.len());
                     read += 1;
                 }
                 thread::yield_now();
             }
             let written: u32 = producers.into_iter().map(|t| t.join().unwrap()).sum();
-            while let Some((_, h)) = consumer.peek() {
-                consumer.release(h.len());
+            while let Some((pos, h)) = consumer.peek() {
+                consumer.release(pos, h.len());
                 read += 1;
             }
             assert_eq!(written, read);
@@ -1194,7 +1199,7 @@ mod loom_model {
                 }
                 assert!(!seen.contains(&(p, i)), "record read twice");
                 seen.push((p, i));
-                consumer.release(h.len());
+                consumer.release(pos, h.len());
             };
             for _ in 0..2 {
                 if let Some((pos, h)) = consumer.peek() {

@@ -10,8 +10,9 @@
 //! the first block's); then it appends the CRC, closes the last block and adds the delimiter.
 //! Only a run of 254 non-zero bytes needs a code slot inserted (a block holds at most 254 data
 //! bytes), which moves the bytes after it by one: frames of up to 256 bytes never meet one, and
-//! do not test for it. A frame costs `F` bytes of RAM and no second buffer, and the finished frame
-//! is one contiguous slice, ready for a DMA transfer or an RTT write.
+//! do not test for it. A frame costs `F` bytes of RAM (and 10 of slack, below) and no second
+//! buffer, and the finished frame is one contiguous slice, ready for a DMA transfer or an RTT
+//! write.
 //!
 //! The CRC takes one lookup in a 256-entry table per byte; with the `small-crc` feature, two in a
 //! 16-entry one (480 bytes of flash less, a few instructions more per byte).
@@ -20,6 +21,25 @@
 //! in a register and does not fail byte by byte: bytes beyond the buffer are not stored, and once
 //! the record is written, the writer says whether it fit and is committed only then (a record
 //! that does not fit leaves the frame as it was). So room is checked once per record.
+//!
+//! The span records (starts, ends) and the header do not even test each byte: they are short, so
+//! the buffer is followed by a few bytes of slack, and their bytes are stored unchecked (the
+//! writer's `put_hot`): a writer starts at most one byte past the last a record may use, and
+//! writes at most `HOT_MAX` (13) such bytes before what it writes is either dropped or goes
+//! through the checked path (the writer's `call`, which brings a writer that ran past the end
+//! back to just after it).
+
+/// Most bytes a writer stores unchecked ([`Writer::put_hot`]) after it is made or returns from
+/// [`Writer::call`]: the longest run of the span records' and the header's inline bytes (a
+/// start's tag byte, its delta as a 32-bit varint, its name reference, below 2^14, as a varint of
+/// at most 2 bytes, its time delta as a 32-bit varint: 1 + 5 + 2 + 5; the header's 3 bytes and
+/// two 32-bit varints as many; a longer varint, a name or a string goes through `call`).
+pub(crate) const HOT_MAX: usize = 13;
+
+/// Bytes of slack after a frame's buffer. The buffer already holds `3 + F / 254` bytes past the
+/// last a record may use (for the CRC, the COBS codes and the delimiter): unchecked bytes from
+/// one past that last byte need `HOT_MAX - 3` more (checked at compile time, `CHECK`).
+const SLACK: usize = HOT_MAX - 3;
 
 /// Not enough room left in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +51,21 @@ pub struct Mark {
     pos: usize,
 }
 
-/// A frame buffer of `F` bytes (the largest frame on the wire, delimiter included).
+/// A frame buffer of `F` bytes (the largest frame on the wire, delimiter included), and a few
+/// of slack for unchecked bytes past it.
 #[repr(C)]
 pub struct FrameBuilder<const F: usize> {
-    /// While building: where the next raw byte goes (raw byte `i` at `1 + i`). When finished:
-    /// the encoded length.
+    /// Where the next raw byte goes (raw byte `i` at `1 + i`): at most `END`, always (the
+    /// unchecked bytes of a writer, which starts there, rely on it).
     pos: usize,
     /// When finished: bytes already handed out.
     sent: usize,
-    finished: bool,
+    /// When finished: the encoded length (`F` at most, so it fits); 0 before.
+    len: u16,
     buf: [u8; F],
+    /// Room for the unchecked bytes of a record that runs past `buf` (never part of a frame: such
+    /// a record does not fit, and is dropped). Right after `buf` (`repr(C)`, both of alignment 1).
+    slack: [core::mem::MaybeUninit<u8>; SLACK],
 }
 
 impl<const F: usize> Default for FrameBuilder<F> {
@@ -98,7 +123,13 @@ fn crc_step(crc: u32, b: u8) -> u32 {
 }
 
 impl<const F: usize> FrameBuilder<F> {
-    const CHECK: () = assert!(F >= 32 && F <= 65_535, "frames must be 32 to 65535 bytes");
+    const CHECK: () = {
+        assert!(F >= 32 && F <= 65_535, "frames must be 32 to 65535 bytes");
+        assert!(
+            Self::END + 1 + HOT_MAX <= F + SLACK,
+            "unchecked bytes stay within the slack"
+        );
+    };
     /// Raw bytes (header and records) a frame holds: what is left of `F` after the delimiter, the
     /// CRC and COBS's worst-case overhead (`2 + F / 254`).
     const CAP: usize = F - 3 - (2 + F / 254);
@@ -114,9 +145,10 @@ impl<const F: usize> FrameBuilder<F> {
         let () = Self::CHECK;
         Self {
             buf: [0; F],
+            slack: [core::mem::MaybeUninit::uninit(); SLACK],
             pos: 0,
             sent: 0,
-            finished: false,
+            len: 0,
         }
     }
 
@@ -129,7 +161,7 @@ impl<const F: usize> FrameBuilder<F> {
     pub fn begin(&mut self) {
         self.pos = 1;
         self.sent = 0;
-        self.finished = false;
+        self.len = 0;
     }
 
     /// A point to roll back to.
@@ -137,10 +169,13 @@ impl<const F: usize> FrameBuilder<F> {
         Mark { pos: self.pos }
     }
 
-    /// Forgets everything written after `mark`.
+    /// Forgets everything written after `mark` (a mark of this frame: one of a larger frame is
+    /// ignored, keeping the cursor within this frame's bounds).
     pub fn rollback(&mut self, mark: Mark) {
-        debug_assert!(!self.finished && mark.pos <= self.pos);
-        self.pos = mark.pos;
+        debug_assert!(self.len == 0 && mark.pos <= self.pos);
+        if mark.pos <= self.pos {
+            self.pos = mark.pos;
+        }
     }
 
     /// Raw bytes written so far (header and records).
@@ -176,7 +211,7 @@ impl<const F: usize> FrameBuilder<F> {
 
     /// Appends a postcard varint.
     pub fn varint(&mut self, v: u64) -> Result<(), Full> {
-        self.checked(|w| w.var64(v))
+        self.checked(|w| w.var64_c(v))
     }
 
     /// Writes with `write`; keeps nothing and fails if it did not fit.
@@ -212,9 +247,10 @@ impl<const F: usize> FrameBuilder<F> {
         }
         self.set(code_at, (end - code_at) as u8);
         self.set(end, 0);
-        self.pos = end + 1;
-        self.finished = true;
-        self.buf.get(..self.pos).unwrap_or(&[])
+        // At most `F` (the capacity sees to it), so it fits 16 bits.
+        let len = (end + 1).min(F);
+        self.len = len as u16;
+        self.buf.get(..len).unwrap_or(&[])
     }
 
     /// Appends `b` at `end` to a frame being COBS-encoded whose open block's code slot is
@@ -311,25 +347,20 @@ impl<const F: usize> FrameBuilder<F> {
     /// Whether a finished frame has bytes not yet handed out.
     #[inline]
     pub(crate) fn has_unsent(&self) -> bool {
-        self.finished && self.sent < self.pos
+        self.sent < self.len as usize
     }
 
     /// The finished frame's bytes not yet handed out.
     #[inline]
     pub fn unsent(&self) -> &[u8] {
-        if self.finished {
-            self.buf.get(self.sent..self.pos).unwrap_or(&[])
-        } else {
-            &[]
-        }
+        // Not finished: `len` and `sent` are 0.
+        self.buf.get(self.sent..self.len as usize).unwrap_or(&[])
     }
 
     /// Marks `n` more bytes as handed out.
     #[inline]
     pub fn consume(&mut self, n: usize) {
-        if self.finished {
-            self.sent = (self.sent + n).min(self.pos);
-        }
+        self.sent = (self.sent + n).min(self.len as usize);
     }
 }
 
@@ -352,20 +383,50 @@ impl<const F: usize> Writer<'_, F> {
         self.pos - self.frame.pos
     }
 
-    /// Makes what was written part of the frame (call it only when it [`fits`](Self::fits)).
+    /// Makes what was written part of the frame (call it only when it [`fits`](Self::fits);
+    /// otherwise nothing is kept, so the frame's cursor never passes its end: the unchecked bytes
+    /// of [`put_hot`](Self::put_hot) rely on it. The callers test `fits` just before, so the
+    /// compiler drops this test.)
     #[inline(always)]
     pub(crate) fn commit(self) {
-        self.frame.pos = self.pos;
+        debug_assert!(self.fits());
+        if self.fits() {
+            self.frame.pos = self.pos;
+        }
     }
 
-    /// Writes a byte known not to be zero (as [`put`](Self::put): COBS is done at the end).
+    /// [`put_hot`](Self::put_hot) of a byte known not to be zero (COBS is done at the end).
     #[inline(always)]
     pub(crate) fn put_nz(&mut self, b: u8) {
         debug_assert!(b != 0);
-        self.put(b);
+        self.put_hot(b);
     }
 
-    /// Writes any byte.
+    /// Writes any byte without testing for room: for the short records of the span path only,
+    /// which store at most [`HOT_MAX`] such bytes after the writer is made or returns from
+    /// [`call`](Self::call) (their checked writes all go through `call`).
+    #[inline(always)]
+    pub(crate) fn put_hot(&mut self, b: u8) {
+        // A writer starts at `frame.pos`, at most `END` (`begin`, `commit` if it fits,
+        // `rollback` to an earlier cursor); `call` returns at most `END + 1`. From there, at most
+        // `HOT_MAX` bytes, so `pos < END + 1 + HOT_MAX <= F + SLACK` (`CHECK`).
+        debug_assert!(
+            self.pos < FrameBuilder::<F>::END + 1 + HOT_MAX,
+            "more than HOT_MAX unchecked bytes"
+        );
+        let base = core::ptr::addr_of_mut!(*self.frame)
+            .cast::<u8>()
+            .wrapping_add(core::mem::offset_of!(FrameBuilder<F>, buf));
+        // SAFETY: `base` is `buf`'s first byte, derived from the whole builder, whose `repr(C)`
+        // puts the `SLACK` bytes of `slack` right after `buf`'s `F` (both are byte arrays, so no
+        // padding between them): bytes `0..F + SLACK` from `base` are the builder's own, and
+        // `pos < F + SLACK` (above: the debug assertion checks it in every test run, and
+        // `hot_bytes_stay_in_the_slack` writes the longest run from the farthest start).
+        unsafe { base.add(self.pos).write(b) };
+        self.pos += 1;
+    }
+
+    /// Writes any byte (checked: nothing is stored beyond the buffer).
     #[inline(always)]
     pub(crate) fn put(&mut self, b: u8) {
         if let Some(slot) = self.frame.buf.get_mut(self.pos) {
@@ -378,6 +439,9 @@ impl<const F: usize> Writer<'_, F> {
     /// (which would keep its position in memory for the whole record): the rare or long paths of
     /// a hot encoder (a name's first definition, a long varint, a string sent inline) go through
     /// this, to functions of their own.
+    ///
+    /// A writer that `f` took past the frame's end comes back just after it: the record does not
+    /// fit either way, and the next [`HOT_MAX`] unchecked bytes stay within the slack.
     #[inline(always)]
     pub(crate) fn call<A, R>(&mut self, f: for<'w> fn(&mut Writer<'w, F>, A) -> R, a: A) -> R {
         let mut w = Writer {
@@ -385,7 +449,7 @@ impl<const F: usize> Writer<'_, F> {
             frame: &mut *self.frame,
         };
         let r = f(&mut w, a);
-        self.pos = w.pos;
+        self.pos = w.pos.min(FrameBuilder::<F>::END + 1);
         r
     }
 
@@ -430,11 +494,22 @@ impl<const F: usize> Writer<'_, F> {
         self.put(v as u8);
     }
 
-    /// Writes a varint.
+    /// [`var32`](Self::var32) through [`put_hot`](Self::put_hot): at most 5 unchecked bytes.
     #[inline(always)]
-    pub(crate) fn var64(&mut self, v: u64) {
+    pub(crate) fn var32_hot(&mut self, mut v: u32) {
+        while v >= 0x80 {
+            self.put_hot(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.put_hot(v as u8);
+    }
+
+    /// Writes a varint: one that fits 32 bits through [`var32_hot`](Self::var32_hot) (at most 5
+    /// unchecked bytes), a longer one checked, through [`call`](Self::call).
+    #[inline(always)]
+    pub(crate) fn var64_hot(&mut self, v: u64) {
         if v <= u32::MAX as u64 {
-            self.var32(v as u32);
+            self.var32_hot(v as u32);
         } else {
             self.call(|w, v| w.var64_c(v), v);
         }
@@ -567,6 +642,47 @@ mod tests {
         assert_eq!(f.u8(1), Err(Full));
         f.rollback(m);
         assert_eq!(f.raw_len(), cap - 1);
+    }
+
+    /// The longest run of unchecked bytes from the farthest a writer can start (just after the
+    /// end of a full frame, where `call` brings back a writer whose checked bytes ran past it, or
+    /// a finished frame's cursor) stays within the slack (the debug assertion in `put_hot` checks
+    /// it, and Miri the stores), and a record that does not fit leaves the frame as it was.
+    #[test]
+    fn hot_bytes_stay_in_the_slack() {
+        fn check<const F: usize>() {
+            let cap = FrameBuilder::<F>::capacity(0);
+            let body: Vec<u8> = (0..cap).map(|i| (i % 7) as u8).collect();
+            for long in [0, 1, 5, 40, 300] {
+                let mut f: Box<FrameBuilder<F>> = Box::default();
+                f.begin();
+                f.bytes(&body).unwrap();
+                let mut w = f.writer();
+                w.call(
+                    |w, n: usize| {
+                        for _ in 0..n {
+                            w.put_c(0xAB);
+                        }
+                    },
+                    long,
+                );
+                for _ in 0..HOT_MAX {
+                    w.put_hot(0xCD);
+                }
+                assert!(!w.fits());
+                assert_eq!(f.raw_len(), cap);
+                assert_eq!(f.finish(), &reference(&body)[..], "F {F}, long {long}");
+                // A finished frame's cursor stays where the records ended.
+                let mut w = f.writer();
+                for _ in 0..HOT_MAX {
+                    w.put_hot(0xEF);
+                }
+            }
+        }
+        check::<32>();
+        check::<256>();
+        check::<300>();
+        check::<1024>();
     }
 
     proptest::proptest! {
