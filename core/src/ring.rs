@@ -82,10 +82,18 @@
 //!   producers) until it resumes. The drain then simply finds nothing to read and returns; it never
 //!   spins. A producer that never resumes (a thread killed mid-record) would stall the drain for
 //!   good; Rust threads cannot be killed that way, and on a microcontroller a handler that never
-//!   returns stalls the whole core anyway.
-//! - On cores without compare-and-swap (Cortex-M0/M0+) the reservation is a short critical section
-//!   (`critical-section`; see `atomic.rs`): interrupts are masked for a handful of
-//!   instructions, never while waiting for anything.
+//!   returns stalls the whole core anyway. The only code not the tracer's own that runs between a
+//!   reservation and its commit is a batch of tags' (a `Tags` implementation, conversions to
+//!   `Value`): if it panics and the panic unwinds (a host build; the embedded targets abort), the
+//!   reservation is published as a pad on the way out, and the drain goes on past it.
+//! - On cores without compare-and-swap (Cortex-M0/M0+, RISC-V without the A extension) the
+//!   reservation is a short critical section (`critical-section`; see `atomic.rs`): interrupts
+//!   are masked for a handful of instructions, never while waiting for anything. Masking
+//!   interrupts does not hold off NMI and HardFault, so on those cores **do not record spans from
+//!   an NMI or HardFault handler**: one that preempts a reservation in its critical section could
+//!   be handed the same words. (`postmortem::mark_crash` and `mark_panic` do not touch the ring
+//!   and are meant for those handlers.) On cores with compare-and-swap every handler may record:
+//!   exception entry and return clear the exclusive monitor, so a preempted reservation retries.
 //!
 //! # Use from an interrupt handler
 //! ```
@@ -366,6 +374,37 @@ pub(crate) struct Reservation<'r> {
     #[cfg(debug_assertions)]
     len: u32,
     _ring: core::marker::PhantomData<&'r DynRing>,
+}
+
+/// See [`Reservation::pad_on_unwind`].
+pub(crate) struct PadOnUnwind<'a> {
+    /// The reservation's first word.
+    base: *const AtomicU32,
+    /// The reservation's length.
+    len: u32,
+    _ring: core::marker::PhantomData<&'a DynRing>,
+}
+
+impl PadOnUnwind<'_> {
+    /// Code that might panic has returned: dropping the guard does nothing now.
+    #[inline(always)]
+    pub(crate) fn defuse(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for PadOnUnwind<'_> {
+    #[cold]
+    fn drop(&mut self) {
+        // SAFETY: `base` is the first word of a reservation that is not committed (the guard is
+        // defused before any commit), inside the ring's array (see `Reservation::put`), which
+        // lives for `'a`, the reservation's own lifetime.
+        let slot = unsafe { &*self.base };
+        // Release pairs with the Acquire loads of headers in `peek` and `evict_oldest`, like any
+        // commit. The body may hold anything: a pad's words are skipped unread (and zeroed when
+        // released).
+        store_release(slot, Header::new(PAD, self.len, 0).0);
+    }
 }
 
 /// Where a ring's parts live in memory, for a post-mortem reader of a RAM image.
@@ -768,7 +807,7 @@ impl DynRing {
     }
 }
 
-impl Reservation<'_> {
+impl<'r> Reservation<'r> {
     /// Writes body word `index` (1-based).
     #[inline(always)]
     pub(crate) fn put(&self, index: u32, word: u32) {
@@ -800,6 +839,22 @@ impl Reservation<'_> {
         let slot = unsafe { &*self.base };
         // Release pairs with the Acquire loads of the header in `peek` and `evict_oldest`.
         store_release(slot, first.0);
+    }
+
+    /// A guard to hold while code that is not the tracer's own (a [`Tags`](crate::Tags)
+    /// implementation, a conversion to [`Value`](crate::Value)) writes into the reservation, the
+    /// whole of which is `len` words: if that code panics, dropping the guard while unwinding
+    /// publishes the reservation as one [`PAD`] record, so the drain skips it rather than wait for
+    /// a commit that never comes. Defused with [`PadOnUnwind::defuse`] before the commit. (With
+    /// `panic = "abort"`, the embedded targets' default, there is no unwinding and it compiles to
+    /// nothing.)
+    #[inline(always)]
+    pub(crate) fn pad_on_unwind(&self, len: u32) -> PadOnUnwind<'r> {
+        PadOnUnwind {
+            base: self.base,
+            len,
+            _ring: core::marker::PhantomData,
+        }
     }
 
     /// Publishes the record.

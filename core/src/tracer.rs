@@ -374,9 +374,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             return self.root_then_tags(name, &tags);
         }
         match self.start_tagged(name, None, false, &tags, n, words) {
-            Ok(pos) => {
+            Ok((pos, left_out)) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
-                span.started_with_tags(n, over, cut);
+                span.started_with_tags(n, over, cut, left_out);
                 if let Some(hooks) = self.hooks {
                     span.tag_sampler(hooks.tags);
                 }
@@ -568,6 +568,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     /// Writes a START record and the TAG records of `tags` (`tag_words` words, from
     /// [`tag_words`]) in one reservation, published by one store: one ring operation where a
     /// start and `set_tag` calls take one each. Inline, so that constant tags fold into stores.
+    /// Returns the start's position and how many tags [`write_tags`] left out.
     #[inline(always)]
     fn start_tagged<'v>(
         &self,
@@ -577,16 +578,16 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         tags: &impl Tags<'v>,
         n: usize,
         tag_words: u32,
-    ) -> Result<u32, u32> {
+    ) -> Result<(u32, usize), u32> {
         let now = self.clock.now();
         let res = self.ring.reserve(START_WORDS + tag_words)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
         let (parent, root, bits) = start_parent(parent, start_bits(false, debug));
         let header = write_start(&mut c, name, parent, root, bits, now);
-        write_tags(&mut c, pos, tags, n);
+        let (_, left_out) = write_tags(&mut c, pos, tags, n, tag_words, START_WORDS + tag_words);
         c.res.commit_first(header);
-        Ok(pos)
+        Ok((pos, left_out))
     }
 
     /// Writes a START_REMOTE record (explicit trace id and parent span id). `local_parent`: the
@@ -933,9 +934,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 let parent = Some((self.id.get(), self.root));
                 let started = t.start_tagged(name, parent, self.flags.is_debug(), &tags, n, words);
                 let mut child = match started {
-                    Ok(pos) => {
+                    Ok((pos, left_out)) => {
                         let child = Span::recorded(t, self.trace, pos, self.root, self.flags);
-                        child.started_with_tags(n, over, cut);
+                        child.started_with_tags(n, over, cut, left_out);
                         child
                     }
                     Err(_) => Span::lost(t, self.trace, self.flags),
@@ -959,13 +960,30 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     }
 
     /// Counts what a span started with tags kept (`n` tags) and lost (`over` beyond the
-    /// capacity, `cut` strings truncated).
+    /// capacity, `cut` strings truncated, `left_out` by [`write_tags`]).
     #[inline(always)]
-    fn started_with_tags(&self, n: usize, over: u8, cut: u8) {
+    fn started_with_tags(&self, n: usize, over: u8, cut: u8, left_out: usize) {
         self.tags.set(n as u8);
         if over > 0 || cut > 0 {
             self.note_tag_losses(over, cut);
         }
+        if left_out > 0 {
+            self.note_tags_left_out(left_out);
+        }
+    }
+
+    /// Tags [`write_tags`] left out (their second conversion did not fit the room the first
+    /// reserved): counted as dropped records, like tags that found the ring full.
+    #[cold]
+    fn note_tags_left_out(&self, n: usize) {
+        warn!(
+            "microspan: {=usize} tags of span {=u32} changed size between two conversions and were dropped",
+            n,
+            self.id.get()
+        );
+        self.tracer.ring.count_drops(n as u32);
+        let n = n.min(255) as u8;
+        self.note(|l| l.records_dropped = l.records_dropped.saturating_add(n));
     }
 
     #[cold]
@@ -1161,10 +1179,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return self.note_batch_drop(n);
         };
         let mut c = Cursor::at_header(res);
-        let first = write_tags(&mut c, self.id.get(), &tags, n);
+        let (first, left_out) = write_tags(&mut c, self.id.get(), &tags, n, words, words);
         c.res.commit_first(first);
         if cut > 0 {
             self.note_tag_losses(0, cut);
+        }
+        if left_out > 0 {
+            self.note_tags_left_out(left_out);
         }
     }
 
@@ -1224,7 +1245,6 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             n += 1;
             cut_strings += cut as u8;
         }
-        let over = (fields.len() - n) as u8;
         let Ok(res) = self.tracer.ring.reserve(len) else {
             self.note_drop();
             return;
@@ -1236,12 +1256,20 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             write_field(&mut c, key, value);
         }
         c.res.commit(Header::new(record::LOG, len, n as u32));
-        if over > 0 || cut_strings > 0 {
-            self.note(|l| {
-                l.fields_over_capacity = l.fields_over_capacity.saturating_add(over);
-                l.strings_truncated = l.strings_truncated.saturating_add(cut_strings);
-            });
+        // Read again here: a length held across the record's stores would take a register.
+        if fields.len() > n || cut_strings > 0 {
+            self.note_log_losses(fields.len() - n, cut_strings);
         }
+    }
+
+    /// Counts a log's fields left out (`over`, saturating at 255) and strings cut.
+    #[cold]
+    fn note_log_losses(&self, over: usize, cut: u8) {
+        let over = over.min(255) as u8;
+        self.note(|l| {
+            l.fields_over_capacity = l.fields_over_capacity.saturating_add(over);
+            l.strings_truncated = l.strings_truncated.saturating_add(cut);
+        });
     }
 
     /// Sets a baggage item on this span and (from now on) its descendants. Beyond `B` items, the
@@ -1505,7 +1533,8 @@ fn write_sampler_tags(ring: &DynRing, id: u32, sampler: &Sampler, n: usize) -> b
         return false;
     };
     let mut c = Cursor::at_header(res);
-    let first = write_tags(&mut c, id, &tags, n);
+    // The sampler's tags are this crate's own: none is left out.
+    let (first, _) = write_tags(&mut c, id, &tags, n, words, words);
     c.res.commit_first(first);
     true
 }
@@ -1517,6 +1546,13 @@ const MAX_TAG_WORDS: u32 = {
     let value = if text > P { text } else { P };
     3 + P + if value > 2 { value } else { 2 }
 };
+
+// One TAG record, its longest string included, fits a record's length (`build.rs` caps
+// `MAX_STR_LEN` at 1000 bytes for it): `set_tag` writes any tag as one record, unchecked.
+const _: () = assert!(
+    MAX_TAG_WORDS <= MAX_RECORD_WORDS,
+    "MICROSPAN_MAX_STR_LEN too large for one TAG record"
+);
 
 /// Whether every batch (a START and up to [`MAX_TAGS_PER_SPAN`] tags) fits one record's
 /// length: true with the default capacities, and then the check below folds away.
@@ -1558,30 +1594,68 @@ fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> (u32, u8) {
     (words, cut)
 }
 
-/// Writes one TAG record of span `id` for each of the first `n` tags, each header in the slot the cursor gives it.
-/// Every header is stored here except one in slot 0 (the reservation's first record, which
-/// the caller publishes with `commit_first`): that one is returned (otherwise the first tag's
-/// header is returned, already stored).
+/// Writes one TAG record of span `id` for each of the first `n` tags, each header in the slot
+/// the cursor gives it, in the `words` words [`tag_words`] counted for them. Every header is
+/// stored here except one in slot 0 (the reservation's first record, which the caller publishes
+/// with `commit_first`): that one is returned. Also returns how many tags were left out (always
+/// 0 for well-behaved tags).
+///
+/// The tags are walked a second time here, and the `Tags` implementation and the conversions to
+/// [`Value`] are the user's code: a second walk may give other values than the first (a
+/// conversion that reads a counter). So each tag is sized again, and one that would not fit what
+/// is left of the `words` is left out (counted by the caller); words left over become a
+/// [`PAD`](crate::ring::PAD) record. Every record of the reservation then stays within it and
+/// has a valid header. The room is counted from the sizes, not from the cursor, so that for tags
+/// whose types are known at compile time (a tuple of integers) it is a constant and these tests
+/// fold away. A panic in that code publishes the whole reservation as a pad (see
+/// [`Reservation::pad_on_unwind`]); `reserved` is its length.
 #[inline(always)]
-fn write_tags<'v>(c: &mut Cursor<'_>, id: u32, tags: &impl Tags<'v>, n: usize) -> Header {
+fn write_tags<'v>(
+    c: &mut Cursor<'_>,
+    id: u32,
+    tags: &impl Tags<'v>,
+    n: usize,
+    words: u32,
+    reserved: u32,
+) -> (Header, usize) {
     let mut first = Header(0);
     let mut i = 0;
+    let mut used = 0u32;
+    let mut left_out = 0;
+    let guard = c.res.pad_on_unwind(reserved);
     tags.each(|key, value| {
         if i < n {
-            let slot = c.header_slot();
-            c.word(id);
-            write_field(c, key, &value);
-            let header = Header::new(record::TAG, c.at - slot, 0);
-            if i == 0 {
-                first = header;
-            }
-            if slot != 0 {
-                c.res.put(slot, header.0);
+            // `write_field` writes exactly the words `field_size` counts.
+            let (w, _) = field_size(key, &value);
+            if used + 2 + w <= words {
+                let slot = c.header_slot();
+                c.word(id);
+                write_field(c, key, &value);
+                let header = Header::new(record::TAG, 2 + w, 0);
+                if used == 0 {
+                    first = header;
+                }
+                if slot != 0 {
+                    c.res.put(slot, header.0);
+                }
+                used += 2 + w;
+            } else {
+                left_out += 1;
             }
         }
         i += 1;
     });
-    first
+    guard.defuse();
+    if used < words {
+        // Only when the second walk gave smaller or fewer tags than the first.
+        let pad = Header::new(crate::ring::PAD, words - used, 0);
+        if c.at == 0 {
+            first = pad;
+        } else {
+            c.res.put(c.at, pad.0);
+        }
+    }
+    (first, left_out)
 }
 
 /// Words of a field (header, key pointer, value) and whether a string will be cut.

@@ -136,18 +136,15 @@ fn every_value_type_and_dynamic_strings() {
             ("t".into(), "\"dyn-42\"".into()),
             (
                 "long".into(),
-                format!("{:?}", "x".repeat(microspan::config::MAX_STR_LEN))
+                format!("{:?}", "x".repeat(microspan::config::MAX_STR_LEN.min(100)))
             ),
         ]
     );
-    // The truncation is counted on the span.
-    assert!(matches!(
-        d.spans().last(),
-        Some(Owned::End {
-            losses: [0, 0, 1, 0],
-            ..
-        })
-    ));
+    // The truncation (with the default `MAX_STR_LEN`, 32) is counted on the span.
+    let cut = (microspan::config::MAX_STR_LEN < 100) as u8;
+    assert!(
+        matches!(d.spans().last(), Some(Owned::End { losses, .. }) if *losses == [0, 0, cut, 0])
+    );
 }
 
 #[test]
@@ -176,6 +173,22 @@ fn capacities_truncate_and_count() {
             ..
         })
     ));
+}
+
+/// A log with more fields over the capacity than a loss counter holds saturates it (255) rather
+/// than wrap it.
+#[test]
+fn a_log_far_over_its_capacity_saturates_the_count() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let s = TRACER.root("chatty");
+    // 300 over the capacity: a count taken modulo 256 would read 44.
+    let fields: Vec<(&'static str, Value)> = (0..microspan::config::MAX_FIELDS_PER_LOG + 300)
+        .map(|_| ("f", Value::from(1u8)))
+        .collect();
+    s.log(&fields);
+    assert_eq!(s.losses().fields_over_capacity, 255);
 }
 
 #[test]

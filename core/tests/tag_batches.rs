@@ -28,7 +28,7 @@ fn record(batched: bool) -> (Vec<Owned>, [u8; 4], [u8; 4]) {
     static ONE: Tracer = Tracer::new(&RING_ONE, &CLOCK, &Session::new("svc"));
     static BATCH: Tracer = Tracer::new(&RING_BATCH, &CLOCK, &Session::new("svc"));
     let tracer = if batched { &BATCH } else { &ONE };
-    let mut drain: Drain<'_, 256> = Drain::new(tracer).unwrap();
+    let mut drain: Drain<'_, 2048> = Drain::new(tracer).unwrap();
     let long = "x".repeat(MAX_STR_LEN + 5);
     let tags = every_type(&long);
     let (root_losses, child_losses);
@@ -205,4 +205,167 @@ fn unsampled_and_finished_spans_record_no_batch() {
     drop(root);
     let d = decode(&drain_all(&mut drain));
     assert!(d.spans().is_empty());
+}
+
+/// A tag value whose conversion gives a different `Value` on each call, as user code may (one
+/// that reads a counter): the batch paths walk the tags twice, once to size the reservation and
+/// once to write it, so the second walk must be kept within what the first reserved.
+/// `Fickle(calls, grows, n)`, for a batch of `n` such tags: the first walk (calls `0..n`) gives
+/// the smallest value (a bool) when `grows`, the largest (a copied string) otherwise; the second
+/// walk the other one.
+#[derive(Clone, Copy)]
+struct Fickle(&'static std::sync::atomic::AtomicU32, bool, u32);
+
+/// The large value's length: a copied string of at most 64 bytes, so that batches fit one
+/// reservation whatever `MAX_STR_LEN` the build chose.
+const LARGE_LEN: usize = if MAX_STR_LEN < 64 { MAX_STR_LEN } else { 64 };
+static LONG: &str = include_str!("tag_batches.rs");
+
+impl From<Fickle> for Value<'static> {
+    fn from(f: Fickle) -> Self {
+        let call = f.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let large = (call / f.2 % 2 == 1) == f.1;
+        if large {
+            Value::text(&LONG[..LARGE_LEN])
+        } else {
+            Value::Bool(true)
+        }
+    }
+}
+
+/// Records spans whose batched tags change size between their two conversions (growing or
+/// shrinking), then a plain span; everything after them still reaches the decoder, every record
+/// the tracer wrote is well formed, and tags that no longer fit are counted as dropped.
+#[test]
+fn tags_that_change_between_conversions_stay_within_their_reservation() {
+    use std::sync::atomic::AtomicU32;
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let mut drain: Drain<'_, 2048> = Drain::new(&TRACER).unwrap();
+    let (mut stream, mut seen) = (Vec::new(), 0);
+    for grows in [true, false] {
+        let f = |n| {
+            CALLS.store(0, std::sync::atomic::Ordering::Relaxed);
+            Fickle(&CALLS, grows, n)
+        };
+        let two = f(2);
+        let root = TRACER.root_with_tags("root", (("a", two), ("b", two)));
+        let one = f(1);
+        let child = root.child_with_tags("child", (("c", one),));
+        let three = f(3);
+        child.set_tags((("d", three), ("e", three), ("g", three)));
+        let (root_losses, child_losses) = (root.losses(), child.losses());
+        // Words of a TAG record holding a bool, and holding the large string.
+        let pointer = std::mem::size_of::<usize>() / 4;
+        let small = 3 + pointer;
+        let large = small + LARGE_LEN.div_ceil(4);
+        // How many strings the room sized for `n` bools holds.
+        let fit = |n: usize| (n * small / large).min(n);
+        if grows {
+            // The second walk's strings do not all fit where bools were sized: those that do not
+            // are left out, counted.
+            assert_eq!(root_losses.records_dropped as usize, 2 - fit(2));
+            assert_eq!(
+                child_losses.records_dropped as usize,
+                1 - fit(1) + 3 - fit(3)
+            );
+        } else {
+            // The second walk's bools fit where strings were sized: kept, the rest padded.
+            assert_eq!(root_losses.records_dropped, 0);
+            assert_eq!(child_losses.records_dropped, 0);
+        }
+        drop(child);
+        drop(root);
+        let after = TRACER.root("after");
+        drop(after);
+        // Decoded from the first byte, for the names the first round defined.
+        stream.extend(drain_all(&mut drain));
+        let d = decode(&stream);
+        assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+        let records = &d.records[std::mem::replace(&mut seen, d.records.len())..];
+        let names: Vec<&str> = records
+            .iter()
+            .filter_map(|r| match r {
+                Owned::Start { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["root", "child", "after"], "grows {grows}");
+        let tags: Vec<(&str, &str)> = records
+            .iter()
+            .filter_map(|r| match r {
+                Owned::Tag { key, value, .. } => Some((key.as_str(), value.as_str())),
+                _ => None,
+            })
+            .collect();
+        if grows {
+            assert_eq!(tags.len(), fit(2) + fit(1) + fit(3), "{tags:?}");
+            assert!(
+                tags.iter().all(|(_, v)| v.len() == LARGE_LEN + 2),
+                "{tags:?}"
+            );
+        } else {
+            assert_eq!(
+                tags,
+                [
+                    ("a", "true"),
+                    ("b", "true"),
+                    ("c", "true"),
+                    ("d", "true"),
+                    ("e", "true"),
+                    ("g", "true")
+                ]
+            );
+        }
+    }
+}
+
+/// A conversion that panics while a batch is being written (a host build, where panics unwind):
+/// the reservation is published as a pad on the way out, and the drain goes on past it.
+#[test]
+fn a_panic_while_writing_a_batch_does_not_stall_the_drain() {
+    #[derive(Clone, Copy)]
+    struct Bomb;
+    static CONVERSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    impl From<Bomb> for Value<'static> {
+        fn from(_: Bomb) -> Self {
+            // The first walk (sizing) passes, the second (writing) panics.
+            if CONVERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 1 {
+                panic!("conversion failed");
+            }
+            Value::U64(1)
+        }
+    }
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let root = TRACER.root("root");
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let set = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        root.set_tags((("x", Bomb),));
+    }));
+    let start = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(root.child_with_tags("lost", (("y", Bomb),)));
+    }));
+    std::panic::set_hook(hook);
+    assert!(set.is_err() && start.is_err());
+    let child = root.child("after");
+    drop(child);
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    let names: Vec<&str> = d
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Owned::Start { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["root", "after"]);
+    assert_eq!(d.tag_count(), 0);
 }

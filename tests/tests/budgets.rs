@@ -25,7 +25,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     // Cortex-M3: the cycle counter as clock; the micro:bit has none (its tick counter again).
     ("child0_cyc", 106.0, 138.0, Some(70.0)),
     ("child2", 298.0, 383.0, None),
-    ("child2_start", 244.0, 274.0, None),
+    ("child2_start", 238.0, 271.0, None),
     ("tag", 39.0, 47.0, None),
     ("log3", 287.0, 368.0, None),
     ("unsampled", 10.0, 13.0, Some(15.0)),
@@ -60,7 +60,7 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
     ("s_root", 160.0, 150.0),
     ("s_child0", 100.0, 84.0),
     ("s_child2", 542.0, 208.0),
-    ("s_child2_start", 486.0, 400.0),
+    ("s_child2_start", 470.0, 384.0),
     ("s_tag", 20.0, 16.0),
     ("s_log3", 110.0, 96.0),
     ("s_unsampled", 160.0, 150.0),
@@ -68,7 +68,7 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (12_790.0, 12_450.0);
+const FLASH_BUDGET: (f64, f64) = (12_770.0, 12_440.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (100.0, 122.0);
 
