@@ -792,8 +792,8 @@ impl DynRing {
 
     /// Host side of a post-mortem: makes this (empty, unused) ring hold the records of an image,
     /// `word(pos)` giving the image's word at position `pos` for every `pos` in `[tail, head)`.
-    #[cfg(feature = "std")]
-    #[allow(dead_code)] // used by `postmortem`
+    #[cfg(any(feature = "std", test))]
+    #[allow(dead_code)] // used by `postmortem` (and the loom model)
     pub(crate) fn restore(&self, head: u32, tail: u32, dropped: u32, word: impl Fn(u32) -> u32) {
         let mut pos = tail;
         while pos != head {
@@ -1230,6 +1230,88 @@ mod loom_model {
             }
             assert_eq!(written, read);
             assert_eq!(written + consumer.dropped(), 4);
+        });
+    }
+
+    /// Batches (several records in one reservation, published by one `commit_first`) beside
+    /// single records, with the ring's word counters starting just below `u32::MAX` so that they
+    /// wrap during the run: the consumer reads every record of a batch whole, in order, right
+    /// after one another, and never a record of an unpublished batch; every reservation is read
+    /// or counted as dropped.
+    #[test]
+    fn batches_across_the_counter_wrap() {
+        bounded_model().check(|| {
+            let ring: Arc<Ring<16>> = Arc::new(Ring::new());
+            let start = u32::MAX - 9;
+            ring.as_dyn().restore(start, start, 0, |_| 0);
+            // Producer 0: batches of a 2-word and a 3-word record (kinds 1 and 2); producer 1:
+            // single 4-word records (kind 3). Body word `w` of record `i`: `kind * 100 + i * 10
+            // + w`.
+            let batcher = {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    let ring = ring.as_dyn();
+                    let mut written = 0;
+                    for i in 0..2u32 {
+                        if let Ok(r) = ring.reserve(5) {
+                            r.put(1, 100 + i * 10 + 1);
+                            r.put(2, Header::new(2, 3, i).0);
+                            r.put(3, 200 + i * 10 + 1);
+                            r.put(4, 200 + i * 10 + 2);
+                            r.commit_first(Header::new(1, 2, i));
+                            written += 1;
+                        }
+                    }
+                    written
+                })
+            };
+            let single = {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    let ring = ring.as_dyn();
+                    let mut written = 0;
+                    for i in 0..2u32 {
+                        if let Ok(r) = ring.reserve(4) {
+                            for w in 1..4 {
+                                r.put(w, 300 + i * 10 + w);
+                            }
+                            r.commit(Header::new(3, 4, i));
+                            written += 1;
+                        }
+                    }
+                    written
+                })
+            };
+            let consumer = ring.as_dyn();
+            let mut read = Vec::new();
+            let take = |read: &mut Vec<(u32, u32)>| -> bool {
+                let Some((pos, h)) = consumer.peek() else {
+                    return false;
+                };
+                let (kind, i) = (h.kind(), h.payload());
+                for w in 1..h.len() {
+                    assert_eq!(
+                        consumer.word(pos, w),
+                        kind * 100 + i * 10 + w,
+                        "torn record"
+                    );
+                }
+                if kind == 2 {
+                    assert_eq!(read.last(), Some(&(1, i)), "a batch read apart");
+                }
+                read.push((kind, i));
+                consumer.release(pos, h.len());
+                true
+            };
+            for _ in 0..3 {
+                take(&mut read);
+                thread::yield_now();
+            }
+            let batches: u32 = batcher.join().unwrap();
+            let singles: u32 = single.join().unwrap();
+            while take(&mut read) {}
+            assert_eq!(read.len() as u32, 2 * batches + singles);
+            assert_eq!(batches + singles + consumer.dropped(), 4);
         });
     }
 
