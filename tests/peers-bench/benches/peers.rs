@@ -70,6 +70,9 @@ fn microspan_bench(
     g.bench_function(BenchmarkId::new("std", "Instant::now"), |b| {
         b.iter(|| black_box(std::time::Instant::now()))
     });
+    g.bench_function(BenchmarkId::new("tsc", "TscClock::now"), |b| {
+        b.iter(|| black_box(microspan::Clock::now(&TscClock)))
+    });
     g.finish();
     let mut g = c.benchmark_group("span");
     g.bench_function(BenchmarkId::new("microspan", "start+finish"), |b| {

@@ -214,6 +214,7 @@ fn desktop_peers(quick: bool) -> R<BTreeMap<(String, String), f64>> {
             "fastrace",
             "tracing",
             "std",
+            "tsc",
         ] {
             let dir = base.join(group).join(tracer);
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -791,6 +792,13 @@ fn report(
             let _ = writeln!(
                 w,
                 "\nOne `Instant::now()` costs {c:.1} ns on this machine; a span reads the clock twice."
+            );
+        }
+        if let Some(c) = desk.get(&("clock".to_string(), "tsc".to_string())) {
+            let _ = writeln!(
+                w,
+                "One read of the TSC clock (`rdtsc`) costs {c:.1} ns: two of them are the floor of a \
+                 span that carries its start and end times."
             );
         }
         let _ = writeln!(w);
