@@ -790,6 +790,27 @@ mod tests {
         }
     }
 
+    /// A pad in the middle of the ring (a tag batch that came out shorter than sized) is read
+    /// past when it is empty (no payload, body zero); one that is not stops the replay there.
+    #[test]
+    fn an_empty_pad_mid_ring_is_read_past() {
+        // END records (header, span, time) around a 2-word pad.
+        let end = |span| [3 | 3 << 4, span, 10 * span];
+        let replay = |pad: [u32; 2]| {
+            let words: Vec<u32> = [&end(1)[..], &pad, &end(2)].concat();
+            let mem = image(8, 0, &words);
+            let r = RingImage::read(&mem, 0x2000_0100).unwrap().to_stream(&mem);
+            (r.records, r.unread_words)
+        };
+        assert_eq!(replay([0xF | 2 << 4, 0]), (2, 0));
+        assert_eq!(replay([0xF | 2 << 4, 7]).1, 5, "a pad with a body");
+        assert_eq!(
+            replay([0xF | 2 << 4 | 1 << 12, 0]).1,
+            5,
+            "a pad with a payload"
+        );
+    }
+
     #[test]
     fn missing_or_foreign_descriptors_are_errors() {
         let mem = image(1, 1, &[]);

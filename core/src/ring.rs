@@ -7,8 +7,10 @@
 //! free-running `u32` word counters (`head` for producers, `tail` for the oldest live record,
 //! `free` for the first word not yet handed back zeroed); the index of a position is `pos % N`.
 //! A record never wraps around the end of the array: when the words left before the end are too
-//! few, the producer reserves them too and fills them with a pad record (kind `0xF`, header only,
-//! skipped by the consumer and never counted as a loss), and its record starts at index 0. So a
+//! few, the producer reserves them too and fills them with a pad record (kind `0xF`, skipped by
+//! the consumer and never counted as a loss), and its record starts at index 0. (A pad also ends
+//! a batch of tags whose second walk came out shorter than the first, and stands for a whole
+//! reservation whose writer panicked: see `Reservation::pad_on_unwind`.) So a
 //! producer writes its record with plain stores at fixed offsets from one address. Outside the short windows described below,
 //! `tail == free`, and every word in `[head, free + N)` is zero. (The drop-new policy keeps no
 //! separate `tail`: only its consumer moves `free`, which is the tail there.)
@@ -269,8 +271,10 @@ impl<const N: usize> Default for RingCore<[AtomicU32; N]> {
 
 impl<S: ?Sized> RingCore<S> {
     /// Records lost so far (exact; wraps after 2^32): dropped because the ring was full, evicted
-    /// by the overwrite policy, or too large for a frame. This is the total the wire's `DROPS`
-    /// record carries.
+    /// by the overwrite policy, too large for a frame, or tags of a batch left out because the
+    /// user's conversions gave a larger value when written than when sized. This is the total
+    /// the wire's `DROPS` record carries. (Records of a reservation abandoned by a panic, on a
+    /// host where panics unwind, are not counted: the panic says it.)
     pub fn dropped(&self) -> u32 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -316,7 +320,9 @@ pub(crate) struct Header(pub u32);
 pub(crate) const POS_OFFSET: u32 = 1;
 
 /// The kind of a pad record: the words before the end of the array that a record did not fit in
-/// (it starts at index 0 instead). Skipped by the consumer, never counted as a loss.
+/// (it starts at index 0 instead), the end of a tag batch that came out shorter than it was
+/// sized, or a reservation abandoned by a panic. Skipped by the consumer (its body unread),
+/// never counted as a loss.
 pub(crate) const PAD: u32 = 0xF;
 
 /// A load of a position other cores may move, ordered before what follows (see the crate
@@ -398,11 +404,13 @@ impl Drop for PadOnUnwind<'_> {
     fn drop(&mut self) {
         // SAFETY: `base` is the first word of a reservation that is not committed (the guard is
         // defused before any commit), inside the ring's array (see `Reservation::put`), which
-        // lives for `'a`, the reservation's own lifetime.
+        // lives for `'a`, the ring's borrow the reservation was made from. The guard does not
+        // borrow the reservation (the writer needs it mutably meanwhile), so "defused before the
+        // commit" is kept by its one user, `write_tags`, which defuses it before returning.
         let slot = unsafe { &*self.base };
         // Release pairs with the Acquire loads of headers in `peek` and `evict_oldest`, like any
         // commit. The body may hold anything: a pad's words are skipped unread (and zeroed when
-        // released).
+        // released). `len` is at least 1 (reservations are never empty: `reserve`).
         store_release(slot, Header::new(PAD, self.len, 0).0);
     }
 }
@@ -444,14 +452,18 @@ impl DynRing {
         (pad, pad + len)
     }
 
-    /// Reserves `len` words (header included), contiguous in the array. When the ring is full
-    /// (and, in the overwrite policy, nothing can be evicted) the record is dropped and counted,
-    /// and the error holds its drop ordinal (unique, used to name a lost root's trace).
+    /// Reserves `len` words (header included, so at least 1), contiguous in the array. When the
+    /// ring is full (and, in the overwrite policy, nothing can be evicted) the record is dropped
+    /// and counted, and the error holds its drop ordinal (unique, used to name a lost root's
+    /// trace).
     ///
     /// The common case (the record fits before the end of the array, the ring has room) is
     /// inlined into the record path; the rest is out of line.
     #[inline(always)]
     pub(crate) fn reserve(&self, len: u32) -> Result<Reservation<'_>, u32> {
+        // An empty reservation would be handed the word at `head` without moving it: its commit
+        // would land on the next record's header (or, the ring full, the oldest's).
+        debug_assert!(len > 0, "an empty reservation");
         match self.reserve_quick(len) {
             Some(res) => Ok(res),
             None => self.reserve_slow(len),

@@ -972,12 +972,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
     }
 
-    /// Tags [`write_tags`] left out (their second conversion did not fit the room the first
-    /// reserved): counted as dropped records, like tags that found the ring full.
+    /// Tags of a batch lost because the user's `Tags` and conversions gave different answers
+    /// when sized and when written ([`write_tags`] left them out, or the sizing walk gave none):
+    /// counted as dropped records, like tags that found the ring full.
     #[cold]
     fn note_tags_left_out(&self, n: usize) {
         warn!(
-            "microspan: {=usize} tags of span {=u32} changed size between two conversions and were dropped",
+            "microspan: {=usize} tags of span {=u32} changed between sizing and writing and were dropped",
             n,
             self.id.get()
         );
@@ -1174,6 +1175,11 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
         if n == 0 {
             return;
+        }
+        if words == 0 {
+            // The tags counted, but their sizing walk gave none (a `Tags` whose `each` disagrees
+            // with its `count`): nothing to reserve, and the tags are lost.
+            return self.note_tags_left_out(n);
         }
         let Ok(res) = self.tracer.ring.reserve(words) else {
             return self.note_batch_drop(n);
@@ -1608,7 +1614,8 @@ fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> (u32, u8) {
 /// has a valid header. The room is counted from the sizes, not from the cursor, so that for tags
 /// whose types are known at compile time (a tuple of integers) it is a constant and these tests
 /// fold away. A panic in that code publishes the whole reservation as a pad (see
-/// [`Reservation::pad_on_unwind`]); `reserved` is its length.
+/// [`Reservation::pad_on_unwind`]); `reserved` is its length. The reservation is not empty:
+/// `words > 0`, or the START precedes the tags.
 #[inline(always)]
 fn write_tags<'v>(
     c: &mut Cursor<'_>,

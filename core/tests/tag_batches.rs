@@ -369,3 +369,66 @@ fn a_panic_while_writing_a_batch_does_not_stall_the_drain() {
     assert_eq!(names, ["root", "after"]);
     assert_eq!(d.tag_count(), 0);
 }
+
+/// Tags whose `count` says one, and whose first walk gives none (the second, one; a later one
+/// panics when `bomb`): a batch sized at zero words reserves nothing and counts its tag as
+/// dropped, rather than commit an empty reservation over the next record's header.
+struct Liar {
+    walks: std::cell::Cell<u32>,
+    bomb: bool,
+}
+
+impl<'v> microspan::Tags<'v> for Liar {
+    fn count(&self) -> usize {
+        1
+    }
+    fn each(&self, mut f: impl FnMut(&'static str, Value<'v>)) {
+        let walk = self.walks.get();
+        self.walks.set(walk + 1);
+        if walk > 0 {
+            assert!(!self.bomb, "the tags were walked again");
+            f("late", Value::U64(1));
+        }
+    }
+}
+
+#[test]
+fn a_batch_whose_sizing_walk_gives_no_tags_reserves_nothing() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let root = TRACER.root("root");
+    for bomb in [false, true] {
+        root.set_tags(Liar {
+            walks: std::cell::Cell::new(0),
+            bomb,
+        });
+    }
+    assert_eq!(root.losses().records_dropped, 2);
+    assert_eq!(TRACER.dropped(), 2);
+    // Started with such tags: the start alone is recorded, the tag counted.
+    let child = root.child_with_tags(
+        "child",
+        Liar {
+            walks: std::cell::Cell::new(0),
+            bomb: false,
+        },
+    );
+    assert_eq!(child.losses().records_dropped, 1);
+    drop(child);
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    let names: Vec<&str> = d
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Owned::Start { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["root", "child"]);
+    assert_eq!(d.tag_count(), 0);
+    assert!(d.records.contains(&Owned::Drops(3)));
+}
