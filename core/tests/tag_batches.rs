@@ -285,13 +285,7 @@ fn tags_that_change_between_conversions_stay_within_their_reservation() {
         let d = decode(&stream);
         assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
         let records = &d.records[std::mem::replace(&mut seen, d.records.len())..];
-        let names: Vec<&str> = records
-            .iter()
-            .filter_map(|r| match r {
-                Owned::Start { name, .. } => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
+        let names = start_names(records);
         assert_eq!(names, ["root", "child", "after"], "grows {grows}");
         let tags: Vec<(&str, &str)> = records
             .iter()
@@ -358,14 +352,7 @@ fn a_panic_while_writing_a_batch_does_not_stall_the_drain() {
     drop(root);
     let d = decode(&drain_all(&mut drain));
     assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
-    let names: Vec<&str> = d
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Owned::Start { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    let names = start_names(&d.records);
     assert_eq!(names, ["root", "after"]);
     assert_eq!(d.tag_count(), 0);
 }
@@ -420,15 +407,19 @@ fn a_batch_whose_sizing_walk_gives_no_tags_reserves_nothing() {
     drop(root);
     let d = decode(&drain_all(&mut drain));
     assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
-    let names: Vec<&str> = d
-        .records
+    let names = start_names(&d.records);
+    assert_eq!(names, ["root", "child"]);
+    assert_eq!(d.tag_count(), 0);
+    assert!(d.records.contains(&Owned::Drops(3)));
+}
+
+/// The names of the START records among `records`, in order.
+fn start_names(records: &[Owned]) -> Vec<&str> {
+    records
         .iter()
         .filter_map(|r| match r {
             Owned::Start { name, .. } => Some(name.as_str()),
             _ => None,
         })
-        .collect();
-    assert_eq!(names, ["root", "child"]);
-    assert_eq!(d.tag_count(), 0);
-    assert!(d.records.contains(&Owned::Drops(3)));
+        .collect()
 }
