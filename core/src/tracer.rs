@@ -1262,9 +1262,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             write_field(&mut c, key, value);
         }
         c.res.commit(Header::new(record::LOG, len, n as u32));
-        // Read again here: a length held across the record's stores would take a register.
-        if fields.len() > n || cut_strings > 0 {
-            self.note_log_losses(fields.len() - n, cut_strings);
+        let over = fields.len() - n;
+        if over > 0 || cut_strings > 0 {
+            self.note_log_losses(over, cut_strings);
         }
     }
 
