@@ -1112,6 +1112,14 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         if !self.is_recording() {
             return;
         }
+        self.record_tag(key, value);
+    }
+
+    /// [`set_tag`](Self::set_tag) on a recording span. Out of line, one copy per value type: in
+    /// each, the value's variant is known, so the record is written by a few stores, and a call
+    /// site takes only the state check and the call.
+    #[inline(never)]
+    fn record_tag<'v>(&self, key: &'static str, value: impl Into<Value<'v>>) {
         let n = self.tags.get();
         if n as usize >= MAX_TAGS_PER_SPAN {
             warn!(
@@ -1588,15 +1596,18 @@ fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> (u32, u8) {
     let mut words = 0u32;
     let mut cut = 0u8;
     let mut i = 0;
-    tags.each(|key, value| {
-        if i < n {
-            let (w, c) = field_size(key, &value);
-            // At most 255 tags of at most 2 + 1 + P + 1024 words each: no overflow.
-            words += 2 + w;
-            cut = cut.saturating_add(c as u8);
-        }
-        i += 1;
-    });
+    tags.each(
+        #[inline(always)]
+        |key, value| {
+            if i < n {
+                let (w, c) = field_size(key, &value);
+                // At most 255 tags of at most 2 + 1 + P + 1024 words each: no overflow.
+                words += 2 + w;
+                cut = cut.saturating_add(c as u8);
+            }
+            i += 1;
+        },
+    );
     (words, cut)
 }
 
@@ -1630,28 +1641,33 @@ fn write_tags<'v>(
     let mut used = 0u32;
     let mut left_out = 0;
     let guard = c.res.pad_on_unwind(reserved);
-    tags.each(|key, value| {
-        if i < n {
-            // `write_field` writes exactly the words `field_size` counts.
-            let (w, _) = field_size(key, &value);
-            if used + 2 + w <= words {
-                let slot = c.header_slot();
-                c.word(id);
-                write_field(c, key, &value);
-                let header = Header::new(record::TAG, 2 + w, 0);
-                if used == 0 {
-                    first = header;
+    // In line, so that each tag's value keeps the variant its type gives it and `write_field`
+    // folds to its stores.
+    tags.each(
+        #[inline(always)]
+        |key, value| {
+            if i < n {
+                // `write_field` writes exactly the words `field_size` counts.
+                let (w, _) = field_size(key, &value);
+                if used + 2 + w <= words {
+                    let slot = c.header_slot();
+                    c.word(id);
+                    write_field(c, key, &value);
+                    let header = Header::new(record::TAG, 2 + w, 0);
+                    if used == 0 {
+                        first = header;
+                    }
+                    if slot != 0 {
+                        c.res.put(slot, header.0);
+                    }
+                    used += 2 + w;
+                } else {
+                    left_out += 1;
                 }
-                if slot != 0 {
-                    c.res.put(slot, header.0);
-                }
-                used += 2 + w;
-            } else {
-                left_out += 1;
             }
-        }
-        i += 1;
-    });
+            i += 1;
+        },
+    );
     guard.defuse();
     if used < words {
         // Only when the second walk gave smaller or fewer tags than the first.
@@ -1681,7 +1697,10 @@ fn field_size(key: &str, value: &Value<'_>) -> (u32, bool) {
     (1 + P + w, cut || key_cut)
 }
 
-#[inline]
+/// In line wherever it is used, so that for a value whose type is known at the call site (most
+/// tags and log fields) the match folds to that variant's few stores; the one variant with a
+/// loop (a copied string) is written out of line.
+#[inline(always)]
 fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) {
     let (key, _) = truncate(key, record::MAX_KEY_LEN);
     let k = (key.len() as u32) << 4;
@@ -1711,11 +1730,15 @@ fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) {
             c.ptr(key);
             c.ptr(s);
         }
-        Value::Text(s) => {
-            let (s, _) = truncate(s, MAX_STR_LEN);
-            c.word(record::V_TEXT | k | (s.len() as u32) << 16);
-            c.ptr(key);
-            c.bytes(s.as_bytes());
-        }
+        Value::Text(s) => write_text(c, k, key, s),
     }
+}
+
+/// [`write_field`]'s copied string.
+#[inline(never)]
+fn write_text(c: &mut Cursor<'_>, k: u32, key: &'static str, s: &str) {
+    let (s, _) = truncate(s, MAX_STR_LEN);
+    c.word(record::V_TEXT | k | (s.len() as u32) << 16);
+    c.ptr(key);
+    c.bytes(s.as_bytes());
 }
