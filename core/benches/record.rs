@@ -87,7 +87,7 @@ fn record(c: &mut Criterion, d: &mut D) {
     g.bench_function("log with 3 fields", |b| {
         b.iter_custom(|iters| {
             timed(d, iters, || {
-                parent.log(&[
+                parent.log([
                     ("event", "cache miss".into()),
                     ("waited.millis", black_box(1500u32).into()),
                     ("ratio", black_box(0.5f64).into()),

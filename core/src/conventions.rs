@@ -95,16 +95,16 @@ impl<const B: usize> Span<'_, B> {
     /// `event="error", error.kind=kind, message=message`.
     pub fn set_error<'v>(&self, kind: &'static str, message: impl Into<Value<'v>>) {
         self.set_tag(ERROR, true);
-        self.log(&[
-            (EVENT, Value::Str(EVENT_ERROR)),
-            (ERROR_KIND, Value::Str(kind)),
+        self.log((
+            (EVENT, EVENT_ERROR),
+            (ERROR_KIND, kind),
             (MESSAGE, message.into()),
-        ]);
+        ));
     }
 
     /// Logs a single `event` field (`span.log_event("cache miss")`).
     pub fn log_event(&self, event: &'static str) {
-        self.log(&[(EVENT, Value::Str(event))]);
+        self.log(((EVENT, event),));
     }
 
     /// Sets `span.kind` (one of the `SPAN_KIND_*` values; exported as the OTLP span kind).

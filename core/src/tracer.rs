@@ -11,7 +11,7 @@
 //!     let foo = root.child("Foo");
 //!     // … work …
 //!     let bar = foo.child("Bar");
-//!     bar.log(&[("event", "error".into()), ("message", "something wrong".into())]);
+//!     bar.log((("event", "error"), ("message", "something wrong")));
 //!     bar.set_tag("error", true);
 //! } // Bar, then Foo, finish here (explicit `finish()` exists too)
 //! root.finish();
@@ -1240,12 +1240,36 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         self.note(|l| l.records_dropped = l.records_dropped.saturating_add(n));
     }
 
-    /// Records a timestamped log with typed fields (OpenTracing `log_fields`). Fields beyond
-    /// [`MAX_FIELDS_PER_LOG`] are dropped and counted.
-    pub fn log(&self, fields: &[(&'static str, Value<'_>)]) {
+    /// Records a timestamped log with typed fields (OpenTracing `log_fields`): an array or slice
+    /// of `(key, Value)`, or a tuple of `(key, value)` pairs (any value that converts into a
+    /// [`Value`]), in which each field's type is known and is written with a few stores. Fields
+    /// beyond [`MAX_FIELDS_PER_LOG`] are dropped and counted.
+    ///
+    /// ```
+    /// use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// static RING: Ring<256> = Ring::new();
+    /// static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("gateway"));
+    ///
+    /// let span = TRACER.root("GET /config");
+    /// span.log((("event", "retry"), ("attempt", 2u32)));
+    /// span.log([("event", "error".into()), ("message", "cache timeout".into())]);
+    /// ```
+    #[inline]
+    pub fn log<'v>(&self, fields: impl Tags<'v>) {
         if !self.is_recording() {
             return;
         }
+        match fields.as_values() {
+            Some(values) => self.record_log_values(values),
+            None => self.record_log(&fields),
+        }
+    }
+
+    /// [`log`](Self::log) of an array or slice of values on a recording span: one copy for
+    /// every length, each field written through a match on its variant.
+    #[inline(never)]
+    fn record_log_values(&self, fields: &[(&'static str, Value<'_>)]) {
         let now = self.tracer.clock.now();
         let mut len = 3;
         let mut n = 0;
@@ -1259,18 +1283,94 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             n += 1;
             cut_strings += cut as u8;
         }
-        let Ok(res) = self.tracer.ring.reserve(len) else {
-            self.note_drop();
+        let Some(mut c) = self.begin_log(len, now) else {
             return;
         };
-        let mut c = Cursor::new(res);
-        c.word(self.id.get());
-        c.word(now);
         for (key, value) in &fields[..n] {
             write_field(&mut c, key, value);
         }
         c.res.commit(Header::new(record::LOG, len, n as u32));
         let over = fields.len() - n;
+        if over > 0 || cut_strings > 0 {
+            self.note_log_losses(over, cut_strings);
+        }
+    }
+
+    /// Reserves a LOG record of `len` words and writes its span and time; `None` (counted) when
+    /// the ring has no room.
+    #[inline(always)]
+    fn begin_log(&self, len: u32, now: u32) -> Option<Cursor<'a>> {
+        let Ok(res) = self.tracer.ring.reserve(len) else {
+            self.note_drop();
+            return None;
+        };
+        let mut c = Cursor::new(res);
+        c.word(self.id.get());
+        c.word(now);
+        Some(c)
+    }
+
+    /// [`log`](Self::log) of a tuple (or other [`Tags`]) on a recording span: out of line, one
+    /// copy per type of tuple.
+    #[inline(never)]
+    fn record_log<'v>(&self, fields: &impl Tags<'v>) {
+        let now = self.tracer.clock.now();
+        let all = fields.count();
+        // Sized first (the fields that fit one record, at most `MAX_FIELDS_PER_LOG`), then
+        // written, both walks in line so that each field's value keeps its variant.
+        let mut words = 0;
+        let mut n = 0;
+        let mut full = false;
+        let mut cut_strings = 0u8;
+        fields.each(
+            #[inline(always)]
+            |key, value| {
+                let (w, cut) = field_size(key, &value);
+                if full || n == MAX_FIELDS_PER_LOG || 3 + words + w > MAX_RECORD_WORDS {
+                    full = true;
+                    return;
+                }
+                words += w;
+                n += 1;
+                cut_strings = cut_strings.saturating_add(cut as u8);
+            },
+        );
+        let len = 3 + words;
+        let Some(mut c) = self.begin_log(len, now) else {
+            return;
+        };
+        // The second walk runs the user's conversions again, which may give other sizes: each
+        // field is sized again and written only if it fits what is left (see `write_tags`); a
+        // panic in them publishes the reservation as a pad.
+        let guard = c.res.pad_on_unwind(len);
+        let mut used = 0;
+        let mut written = 0;
+        let mut i = 0;
+        fields.each(
+            #[inline(always)]
+            |key, value| {
+                if i < n {
+                    let (w, _) = field_size(key, &value);
+                    if used + w <= words {
+                        write_field(&mut c, key, &value);
+                        used += w;
+                        written += 1;
+                    }
+                }
+                i += 1;
+            },
+        );
+        guard.defuse();
+        if used < words {
+            // Only when the second walk gave smaller or fewer fields than the first: the rest of
+            // the reservation becomes a pad after the record, stored before the record's header
+            // publishes both.
+            let pad = Header::new(crate::ring::PAD, words - used, 0);
+            c.res.put(3 + used, pad.0);
+        }
+        c.res
+            .commit_first(Header::new(record::LOG, 3 + used, written as u32));
+        let over = all.saturating_sub(written);
         if over > 0 || cut_strings > 0 {
             self.note_log_losses(over, cut_strings);
         }

@@ -65,11 +65,13 @@ from_int!(U64 as u64: u8, u16, u32, u64, usize);
 
 /// Several tags given at once, to [`Tracer::root_with_tags`](crate::Tracer::root_with_tags),
 /// [`Span::child_with_tags`](crate::Span::child_with_tags) and
-/// [`Span::set_tags`](crate::Span::set_tags).
+/// [`Span::set_tags`](crate::Span::set_tags), or a log's fields, to
+/// [`Span::log`](crate::Span::log).
 ///
 /// Implemented for tuples of up to eight `(&'static str, value)` pairs, where each value is
 /// anything [`Value`] converts from (`(("http.status_code", 200u32), ("error", false))`), and
-/// for arrays and slices of `(&'static str, Value)` (`&[("retries", 3u32.into())]`). A tuple
+/// for arrays, slices (and, with feature `std`, vectors) of `(&'static str, Value)`
+/// (`&[("retries", 3u32.into())]`), and for `()` (none). A tuple
 /// is the cheapest on a microcontroller: each tag's type is known at compile time, so recording
 /// it is a few stores; a slice is walked at run time.
 pub trait Tags<'v> {
@@ -77,6 +79,13 @@ pub trait Tags<'v> {
     fn count(&self) -> usize;
     /// Calls `f` with each tag, in order.
     fn each(&self, f: impl FnMut(&'static str, Value<'v>));
+    /// The tags as a slice when they are one already (arrays and slices), whose values do not
+    /// change between walks: the record path then sizes them once. `None` for other tags.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
+        None
+    }
 }
 
 impl<'v, T: Tags<'v> + ?Sized> Tags<'v> for &T {
@@ -87,6 +96,10 @@ impl<'v, T: Tags<'v> + ?Sized> Tags<'v> for &T {
     #[inline(always)]
     fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
         (**self).each(f)
+    }
+    #[inline(always)]
+    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
+        (**self).as_values()
     }
 }
 
@@ -101,6 +114,10 @@ impl<'v> Tags<'v> for [(&'static str, Value<'v>)] {
             f(key, *value);
         }
     }
+    #[inline(always)]
+    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
+        Some(self)
+    }
 }
 
 impl<'v, const N: usize> Tags<'v> for [(&'static str, Value<'v>); N] {
@@ -112,6 +129,37 @@ impl<'v, const N: usize> Tags<'v> for [(&'static str, Value<'v>); N] {
     fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
         self.as_slice().each(f)
     }
+    #[inline(always)]
+    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
+        Some(self)
+    }
+}
+
+/// A vector of `(key, Value)` (feature `std`), as its slice.
+#[cfg(feature = "std")]
+impl<'v> Tags<'v> for std::vec::Vec<(&'static str, Value<'v>)> {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
+        self.as_slice().each(f)
+    }
+    #[inline(always)]
+    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
+        Some(self)
+    }
+}
+
+/// No tags (a log with no fields: `span.log(())`).
+impl<'v> Tags<'v> for () {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        0
+    }
+    #[inline(always)]
+    fn each(&self, _: impl FnMut(&'static str, Value<'v>)) {}
 }
 
 macro_rules! tag_tuples {

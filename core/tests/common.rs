@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use microspan::wire::decode::{Accumulator, FrameError, Record, RecordDecoder, StrRef, WireValue};
-use microspan::Clock;
+use microspan::{Clock, Value};
 
 /// A 1 MHz clock advanced by the test.
 pub struct ManualClock(pub AtomicU32);
@@ -451,4 +451,60 @@ pub fn env_or(var: &str, default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A tag or field value whose conversion gives a different `Value` on each call, as user code
+/// may (one that reads a counter): the batch and tuple-log paths walk the values twice, once to
+/// size the reservation and once to write it, so the second walk must be kept within what the
+/// first reserved.
+/// `Fickle(calls, grows, n)`, for a batch of `n` such tags: the first walk (calls `0..n`) gives
+/// the smallest value (a bool) when `grows`, the largest (a copied string) otherwise; the second
+/// walk the other one.
+#[derive(Clone, Copy)]
+pub struct Fickle(pub &'static AtomicU32, pub bool, pub u32);
+
+/// The large value's length: a copied string of at most 64 bytes, so that batches fit one
+/// reservation whatever `MAX_STR_LEN` the build chose.
+pub const LARGE_LEN: usize = if microspan::config::MAX_STR_LEN < 64 {
+    microspan::config::MAX_STR_LEN
+} else {
+    64
+};
+static LONG: &str = include_str!("common.rs");
+
+impl From<Fickle> for Value<'static> {
+    fn from(f: Fickle) -> Self {
+        let call = f.0.fetch_add(1, Ordering::Relaxed);
+        let large = (call / f.2 % 2 == 1) == f.1;
+        if large {
+            Value::text(&LONG[..LARGE_LEN])
+        } else {
+            Value::Bool(true)
+        }
+    }
+}
+
+/// A value whose conversion panics every second time: a batch or tuple log's sizing walk
+/// passes, its writing walk panics (a host build, where panics unwind).
+#[derive(Clone, Copy)]
+pub struct Bomb;
+
+static BOMB_CONVERSIONS: AtomicU32 = AtomicU32::new(0);
+
+impl From<Bomb> for Value<'static> {
+    fn from(_: Bomb) -> Self {
+        if BOMB_CONVERSIONS.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+            panic!("conversion failed");
+        }
+        Value::U64(1)
+    }
+}
+
+/// Runs `f`, which panics, with the panic message silenced; returns whether it panicked.
+pub fn panics(f: impl FnOnce()) -> bool {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r.is_err()
 }

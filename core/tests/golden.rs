@@ -87,7 +87,7 @@ fn record_all() -> Vec<u8> {
     child.set_tag("word", "static-value");
     child.set_tag("text", Value::text("dynamic"));
     clock.advance(300); // crosses the 32-bit wrap
-    child.log(&[
+    child.log([
         ("event", "error".into()),
         ("message", Value::text("something wrong")),
         ("code", 7u8.into()),

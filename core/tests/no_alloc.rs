@@ -132,7 +132,7 @@ fn record_path_and_drain_allocate_nothing() {
                 let foo = root.child("Foo");
                 CLOCK.advance(1_000);
                 let bar = foo.child("Bar");
-                bar.log(&[
+                bar.log([
                     ("event", "error".into()),
                     ("message", "something wrong".into()),
                 ]);
@@ -168,13 +168,13 @@ fn record_path_and_drain_allocate_nothing() {
                 s.set_tag("more", 1u8);
             }
             // Logs, with more fields than a log holds.
-            s.log(&[
+            s.log([
                 ("event", "x".into()),
                 ("n", 3u32.into()),
                 ("f", 2.5f64.into()),
             ]);
-            s.log(&[]);
-            s.log(&[
+            s.log([]);
+            s.log([
                 ("a", Value::text(&dynamic)),
                 ("b", 1i8.into()),
                 ("c", true.into()),
@@ -304,7 +304,7 @@ fn unsampled_spans_allocate_nothing() {
         let root = OFF.root("r");
         let c = root.child("c");
         c.set_tag("t", Value::text("text"));
-        c.log(&[("event", "e".into())]);
+        c.log([("event", "e".into())]);
         assert!(!c.is_recording());
     });
     assert_eq!(RING.dropped(), 0);

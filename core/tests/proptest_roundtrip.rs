@@ -429,7 +429,7 @@ fn run<const F: usize>(
                     fields.iter().map(|(k, v)| (KEYS[*k], v.value())).collect();
                 let t = m.now;
                 m.last_sample = t;
-                top.span.log(&values);
+                top.span.log(values.as_slice());
                 let n = fields.len().min(MAX_FIELDS_PER_LOG);
                 let mut expected = Vec::new();
                 for (k, v) in &fields[..n] {
@@ -777,7 +777,7 @@ fn sample_stream() -> Vec<u8> {
         let c = root.child("child");
         c.set_tag("i", i);
         c.set_tag("t", Value::text("dynamic ünïcödé"));
-        c.log(&[
+        c.log([
             ("event", "e".into()),
             ("n", (-(i as i64)).into()),
             ("f", 0.5f64.into()),

@@ -23,7 +23,7 @@ fn reference_trace_roundtrips() {
         {
             let bar = foo.child("Bar");
             CLOCK.advance(2_000);
-            bar.log(&[
+            bar.log([
                 ("event", "error".into()),
                 ("message", "something wrong".into()),
             ]);
@@ -160,7 +160,7 @@ fn capacities_truncate_and_count() {
     let fields: Vec<(&'static str, Value)> = (0..microspan::config::MAX_FIELDS_PER_LOG + 2)
         .map(|_| ("f", Value::from(1u8)))
         .collect();
-    s.log(&fields);
+    s.log(fields.as_slice());
     assert_eq!(s.losses().tags_over_capacity, 3);
     assert_eq!(s.losses().fields_over_capacity, 2);
     drop(s);
@@ -187,7 +187,7 @@ fn a_log_far_over_its_capacity_saturates_the_count() {
     let fields: Vec<(&'static str, Value)> = (0..microspan::config::MAX_FIELDS_PER_LOG + 300)
         .map(|_| ("f", Value::from(1u8)))
         .collect();
-    s.log(&fields);
+    s.log(fields.as_slice());
     assert_eq!(s.losses().fields_over_capacity, 255);
 }
 
@@ -307,7 +307,7 @@ fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record(
     let mut drain: Drain<'_, 96> = Drain::new(&TRACER).unwrap();
     drain.set_epoch_frames(2); // every other frame starts an epoch and carries the session record
     let span = TRACER.root("r");
-    span.log(&[
+    span.log([
         ("message", Value::text("0123456789abcdef0123456789abcdef")),
         ("k", 1u8.into()),
     ]);

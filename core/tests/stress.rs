@@ -86,7 +86,7 @@ fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
                     child.set_tag("seq", id as i64);
                     child.set_tag("txt", Value::text(&text));
                 }
-                child.log(&[
+                child.log([
                     ("event", "work".into()),
                     ("n", id.into()),
                     ("f", (i as f64).into()),

@@ -127,7 +127,7 @@ fn a_batch_refused_by_a_full_ring_counts_every_tag() {
     assert!(root.is_recording());
     // Fill the ring with logs (no capacity of their own) until one is refused.
     while root.losses().records_dropped == 0 {
-        root.log(&[]);
+        root.log([]);
     }
     let before = TRACER.dropped();
     root.set_tags([("a", 1u8.into()), ("b", 2u8.into()), ("c", 3u8.into())]);
@@ -205,32 +205,6 @@ fn unsampled_and_finished_spans_record_no_batch() {
     drop(root);
     let d = decode(&drain_all(&mut drain));
     assert!(d.spans().is_empty());
-}
-
-/// A tag value whose conversion gives a different `Value` on each call, as user code may (one
-/// that reads a counter): the batch paths walk the tags twice, once to size the reservation and
-/// once to write it, so the second walk must be kept within what the first reserved.
-/// `Fickle(calls, grows, n)`, for a batch of `n` such tags: the first walk (calls `0..n`) gives
-/// the smallest value (a bool) when `grows`, the largest (a copied string) otherwise; the second
-/// walk the other one.
-#[derive(Clone, Copy)]
-struct Fickle(&'static std::sync::atomic::AtomicU32, bool, u32);
-
-/// The large value's length: a copied string of at most 64 bytes, so that batches fit one
-/// reservation whatever `MAX_STR_LEN` the build chose.
-const LARGE_LEN: usize = if MAX_STR_LEN < 64 { MAX_STR_LEN } else { 64 };
-static LONG: &str = include_str!("tag_batches.rs");
-
-impl From<Fickle> for Value<'static> {
-    fn from(f: Fickle) -> Self {
-        let call = f.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let large = (call / f.2 % 2 == 1) == f.1;
-        if large {
-            Value::text(&LONG[..LARGE_LEN])
-        } else {
-            Value::Bool(true)
-        }
-    }
 }
 
 /// Records spans whose batched tags change size between their two conversions (growing or
@@ -320,33 +294,15 @@ fn tags_that_change_between_conversions_stay_within_their_reservation() {
 /// the reservation is published as a pad on the way out, and the drain goes on past it.
 #[test]
 fn a_panic_while_writing_a_batch_does_not_stall_the_drain() {
-    #[derive(Clone, Copy)]
-    struct Bomb;
-    static CONVERSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    impl From<Bomb> for Value<'static> {
-        fn from(_: Bomb) -> Self {
-            // The first walk (sizing) passes, the second (writing) panics.
-            if CONVERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 1 {
-                panic!("conversion failed");
-            }
-            Value::U64(1)
-        }
-    }
     static CLOCK: ManualClock = ManualClock::new(0);
     static RING: Ring<256> = Ring::new();
     static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
     let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
     let root = TRACER.root("root");
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let set = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        root.set_tags((("x", Bomb),));
-    }));
-    let start = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        drop(root.child_with_tags("lost", (("y", Bomb),)));
-    }));
-    std::panic::set_hook(hook);
-    assert!(set.is_err() && start.is_err());
+    assert!(panics(|| root.set_tags((("x", Bomb),))));
+    assert!(panics(|| drop(
+        root.child_with_tags("lost", (("y", Bomb),))
+    )));
     let child = root.child("after");
     drop(child);
     drop(root);

@@ -98,7 +98,7 @@ fn reference(tracer: &Tracer<'_>, clock: &ManualClock) {
         {
             let bar = foo.child("Bar");
             clock.advance(2_000);
-            bar.log(&[
+            bar.log([
                 ("event", "error".into()),
                 ("message", "something wrong".into()),
             ]);
@@ -372,7 +372,7 @@ fn spans_that_never_finish_are_exported_incomplete() {
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
     let hung = tracer.root("hung");
     clock.advance(700);
-    hung.log(&[("event", "last words".into())]);
+    hung.log([("event", "last words".into())]);
     let stream = drain_all(&mut drain);
     std::mem::forget(hung);
     let d = decode(&stream);

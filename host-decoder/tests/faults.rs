@@ -77,14 +77,14 @@ fn record<const F: usize>(traces: u32) -> Vec<u8> {
                 db.set_tag("db.type", "sql");
                 db.set_tag("db.rows", u64::from(i));
                 clock.advance(40);
-                db.log(&[
+                db.log([
                     ("event", "cache timeout".into()),
                     ("waited.millis", 1500u64.into()),
                 ]);
                 {
                     let bar = db.child("Bar");
                     clock.advance(200 + i % 50);
-                    bar.log(&[
+                    bar.log([
                         ("event", "error".into()),
                         ("message", "something wrong".into()),
                     ]);

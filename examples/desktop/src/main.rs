@@ -68,10 +68,7 @@ fn reference_trace(tracer: &Tracer<'_>) {
         {
             let bar = foo.child("Bar");
             std::thread::sleep(Duration::from_millis(20));
-            bar.log(&[
-                ("event", "error".into()),
-                ("message", "something wrong".into()),
-            ]);
+            bar.log((("event", "error"), ("message", "something wrong")));
             bar.set_tag("error", true);
         }
     }

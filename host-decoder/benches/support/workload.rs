@@ -131,7 +131,7 @@ pub fn record(traces: usize, workload: Workload) -> Recorded {
                 let bar = foo_span.child("Bar");
                 clock.advance(BAR_SLEEP);
                 if workload.logs {
-                    bar.log(&[
+                    bar.log([
                         ("event", "error".into()),
                         ("message", "something wrong".into()),
                     ]);

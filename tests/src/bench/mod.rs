@@ -85,7 +85,13 @@ pub mod ops {
     pub const LOG3: Op = Op {
         id: 6,
         name: "log3",
-        what: "log with 3 fields (2 static strings, 1 integer)",
+        what: "log with 3 fields (2 static strings, 1 integer), as a tuple",
+    };
+    /// The same log with its fields as an array of `Value`s.
+    pub const LOG3_VALUES: Op = Op {
+        id: 15,
+        name: "log3_values",
+        what: "the same log, its fields as an array of `Value`s (`&[(key, Value)]`)",
     };
     /// Unsampled root.
     pub const UNSAMPLED: Op = Op {
@@ -136,7 +142,7 @@ pub mod ops {
         what: "child span, start + finish, the same 2 tags given at the start (`child_with_tags`: one ring operation for start and tags)",
     };
     /// Every gated operation.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         EMPTY,
         CLOCK,
         ROOT,
@@ -152,6 +158,7 @@ pub mod ops {
         DRAIN17,
         CHILD0_CYC,
         CHILD2_START,
+        LOG3_VALUES,
     ];
 }
 

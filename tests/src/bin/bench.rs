@@ -387,7 +387,7 @@ fn report(
     );
     let _ = writeln!(w, "| operation | Cortex-M3 | Cortex-M0 | target | |");
     let _ = writeln!(w, "|---|---|---|---|---|");
-    let rows: [(&str, &str, Option<f64>); 13] = [
+    let rows: [(&str, &str, Option<f64>); 14] = [
         ("root", ops::ROOT.what, None),
         ("child0", ops::CHILD0.what, Some(70.0)),
         ("child0_cyc", ops::CHILD0_CYC.what, Some(70.0)),
@@ -395,6 +395,7 @@ fn report(
         ("child2_start", ops::CHILD2_START.what, None),
         ("tag", ops::TAG.what, None),
         ("log3", ops::LOG3.what, None),
+        ("log3_values", ops::LOG3_VALUES.what, None),
         ("unsampled", ops::UNSAMPLED.what, Some(15.0)),
         ("unsampled_child", ops::UNSAMPLED_CHILD.what, Some(15.0)),
         (

@@ -108,13 +108,13 @@ pub fn workload(fx: &Fixture, i: u32) {
         let text = format!("dyn-{i}-{}", rng.next() % 1000);
         child.set_tag("peer.hostname", Value::text(&text));
         fx.clock.advance(rng.range(1, 3_000) as u32);
-        child.log(&[
+        child.log([
             ("event", "soft error".into()),
             ("waited.millis", (rng.range(0, 2_000) as u64).into()),
         ]);
         if rng.chance(30) {
             let grandchild = child.child("Bar");
-            grandchild.log(&[("message", Value::text(&text))]);
+            grandchild.log([("message", Value::text(&text))]);
             fx.clock.advance(7);
         }
     }

@@ -180,21 +180,18 @@ pub fn reference_trace() {
         let ctx = foo_span.context();
         critical_section::with(|cs| FOO_CONTEXT.borrow(cs).set(Some(ctx)));
         board::delay_ticks(FOO_SLEEP_TICKS);
-        foo_span.log(&[
-            ("event", "soft error".into()),
-            ("type", "cache timeout".into()),
-            ("waited.millis", 1500.into()),
-        ]);
+        foo_span.log((
+            ("event", "soft error"),
+            ("type", "cache timeout"),
+            ("waited.millis", 1500i32),
+        ));
         {
             let bar = foo_span.child("Bar");
             board::delay_ticks(BAR_SLEEP_TICKS / 2);
             // The interrupt handlers record their spans while Foo and Bar are open.
             board::pend(Irq::Soft0);
             board::delay_ticks(BAR_SLEEP_TICKS / 2);
-            bar.log(&[
-                ("event", "error".into()),
-                ("message", "something wrong".into()),
-            ]);
+            bar.log((("event", "error"), ("message", "something wrong")));
             bar.set_tag("error", true);
         } // Bar finishes
     } // Foo finishes

@@ -10,7 +10,7 @@
 //! | 3 `child0` | a child span of a live root, start + finish |
 //! | 4 `child2` | the same with two small integer tags |
 //! | 5 `tag` | one small integer tag on a live span (a fresh child each iteration, made outside the gates) |
-//! | 6 `log3` | a log with three fields (two static strings, an integer) on a live span |
+//! | 6 `log3` | a log with three fields (two static strings, an integer) on a live span, as a tuple |
 //! | 7 `unsampled` | a root span of a tracer with `Sampler::Const(false)`, start + finish |
 //! | 8 `unsampled_child` | a child of an unsampled root, start + finish |
 //! | 9 `isr_empty` | pend a software interrupt whose handler does nothing |
@@ -19,6 +19,7 @@
 //! | 12 `drain16` | drain a root and 16 children (recorded before the gate) into a RAM sink |
 //! | 13 `child0_cyc` | `child0` with the cycle-counter clock (`CycleClock`) |
 //! | 14 `child2_start` | `child2` with the tags given at the start (`child_with_tags`) |
+//! | 15 `log3_values` | `log3` with its fields as an array of [`Value`]s |
 //!
 //! A live parent span is handed to the operation through `black_box`, so the compiler cannot
 //! assume its state: the figure is what code that receives a `&Span` pays.
@@ -64,7 +65,17 @@ fn child2_start(parent: &BenchSpan, i: u32) {
 
 #[inline(always)]
 fn log3(span: &BenchSpan) {
-    span.log(&[
+    span.log((
+        ("event", "error"),
+        ("type", "cache timeout"),
+        ("waited.millis", 1500u32),
+    ));
+}
+
+/// [`log3`] with the fields as an array of [`Value`]s (each variant known only at run time).
+#[inline(always)]
+fn log3_values(span: &BenchSpan) {
+    span.log([
         ("event", "error".into()),
         ("type", "cache timeout".into()),
         ("waited.millis", Value::from(1500u32)),
@@ -200,6 +211,10 @@ fn main() -> ! {
             let root = TRACER.root("root");
             gated(n, &mut drain, |i| child2_start(black_box(&root), i));
         }
+        15 => {
+            let root = TRACER.root("root");
+            gated(n, &mut drain, |_| log3_values(black_box(&root)));
+        }
         20 => wire(arg, n, drain, uart),
         30 => stack(&mut drain),
         _ => {
@@ -259,7 +274,7 @@ fn wire(which: u32, traces: u32, drain: BenchDrain, uart: board::Uart) -> ! {
                             bar.set_tag(key, (t + k as u32) % 100);
                         }
                     }
-                    4 => bar.log(&[
+                    4 => bar.log([
                         ("event", "error".into()),
                         ("message", "something wrong".into()),
                         ("waited.millis", Value::from(1500u32)),
@@ -268,7 +283,7 @@ fn wire(which: u32, traces: u32, drain: BenchDrain, uart: board::Uart) -> ! {
                 }
                 board::delay_ticks(bar_ticks);
                 if which == 0 {
-                    bar.log(&[
+                    bar.log([
                         ("event", "error".into()),
                         ("message", "something wrong".into()),
                     ]);

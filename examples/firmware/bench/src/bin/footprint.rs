@@ -36,10 +36,7 @@ mod traced {
             work(1);
             let bar = foo.child("Bar");
             work(2);
-            bar.log(&[
-                ("event", "error".into()),
-                ("message", "something wrong".into()),
-            ]);
+            bar.log((("event", "error"), ("message", "something wrong")));
             bar.set_tag("error", true);
         }
     }

@@ -22,7 +22,7 @@ fn on_soft0() {
     let span = TRACER.root("irq:soft0");
     span.set_tag("irq", "Soft0");
     let inner = span.child("decode-packet");
-    inner.log(&[("event", "about to fault".into())]);
+    inner.log([("event", "about to fault".into())]);
     // An undefined instruction: a UsageFault, escalated to HardFault (UsageFault is not enabled).
     cortex_m::asm::udf();
 }

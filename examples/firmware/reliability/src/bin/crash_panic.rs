@@ -33,7 +33,7 @@ fn main() -> ! {
     let foo_span = request.child("Foo");
     board::delay_us(100);
     let bar = foo_span.child("Bar");
-    bar.log(&[("event", "reading sensor".into())]);
+    bar.log([("event", "reading sensor".into())]);
     let reading = core::hint::black_box(7_000u32);
     if reading > 5_000 {
         panic!("sensor value out of range: {reading}");

@@ -63,7 +63,7 @@ fn main() -> ! {
         let session = TRACER.root("session");
         session.set_tag("boot", boot);
         let op = session.child("flash-write");
-        op.log(&[("event", "writing".into())]);
+        op.log([("event", "writing".into())]);
         // Send everything recorded so far, then reset with `session` and `flash-write` open.
         while drain.has_pending() {
             let _ = drain.drain();

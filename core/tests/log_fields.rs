@@ -1,0 +1,146 @@
+//! A log's fields given as a tuple (each value's type known, written without a match on
+//! `Value`) reach the decoder exactly as the same fields given as an array of `Value`s; fields
+//! that change between the tuple path's two walks, or panic in it, never break the ring.
+
+mod common;
+use common::*;
+use microspan::config::MAX_FIELDS_PER_LOG;
+use microspan::{Drain, Ring, Session, Tags, Tracer, Value};
+use std::sync::atomic::AtomicU32;
+
+/// The fields of every log, in order.
+fn logs(records: &[Owned]) -> Vec<Vec<(String, String)>> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Owned::Log { fields, .. } => Some(fields.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tuple_and_array_logs_decode_alike() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 1024> = Drain::new(&TRACER).unwrap();
+    let text = String::from("copied at the call");
+    let root = TRACER.root("root");
+    root.log((
+        ("event", "error"),
+        ("message", Value::text(&text)),
+        ("attempt", 3u32),
+        ("delta", -7i64),
+        ("ratio", 0.5f64),
+        ("retry", true),
+    ));
+    root.log([
+        ("event", "error".into()),
+        ("message", Value::text(&text)),
+        ("attempt", 3u32.into()),
+        ("delta", (-7i64).into()),
+        ("ratio", 0.5f64.into()),
+        ("retry", true.into()),
+    ]);
+    root.log(());
+    let losses = root.losses();
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    let logs = logs(&d.records);
+    assert_eq!(logs.len(), 3);
+    assert_eq!(logs[0], logs[1]);
+    assert_eq!(logs[0].len(), 6);
+    assert!(logs[2].is_empty());
+    assert_eq!(losses.fields_over_capacity, 0);
+}
+
+/// Fields whose `count` is more than a log may carry: the first `MAX_FIELDS_PER_LOG` are kept,
+/// the rest counted.
+struct Many(usize);
+
+impl<'v> Tags<'v> for Many {
+    fn count(&self) -> usize {
+        self.0
+    }
+    fn each(&self, mut f: impl FnMut(&'static str, Value<'v>)) {
+        for i in 0..self.0 {
+            f("i", Value::U64(i as u64));
+        }
+    }
+}
+
+#[test]
+fn fields_beyond_the_capacity_are_counted() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 2048> = Drain::new(&TRACER).unwrap();
+    let root = TRACER.root("root");
+    root.log(Many(MAX_FIELDS_PER_LOG + 3));
+    assert_eq!(root.losses().fields_over_capacity, 3);
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    assert_eq!(logs(&d.records)[0].len(), MAX_FIELDS_PER_LOG);
+}
+
+/// A log of fields that grow or shrink between the two walks stays within its reservation:
+/// fields that no longer fit are left out and counted, room left over becomes a pad, and the
+/// records after it decode.
+#[test]
+fn fields_that_change_between_conversions_stay_within_their_reservation() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let mut drain: Drain<'_, 2048> = Drain::new(&TRACER).unwrap();
+    let (mut stream, mut seen) = (Vec::new(), 0);
+    // Words of a field holding a bool, and holding the large string.
+    let small = 1 + std::mem::size_of::<usize>() / 4;
+    let large = small + LARGE_LEN.div_ceil(4);
+    for grows in [true, false] {
+        CALLS.store(0, std::sync::atomic::Ordering::Relaxed);
+        let three = Fickle(&CALLS, grows, 3);
+        let root = TRACER.root("root");
+        root.log((("a", three), ("b", three), ("c", three)));
+        let losses = root.losses();
+        drop(root);
+        drop(TRACER.root("after"));
+        stream.extend(drain_all(&mut drain));
+        let d = decode(&stream);
+        assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+        let records = &d.records[std::mem::replace(&mut seen, d.records.len())..];
+        let logs = logs(records);
+        assert_eq!(logs.len(), 1);
+        let kept = if grows { (3 * small / large).min(3) } else { 3 };
+        assert_eq!(logs[0].len(), kept, "grows {grows}: {logs:?}");
+        assert_eq!(losses.fields_over_capacity as usize, 3 - kept);
+        let expected = if grows { LARGE_LEN + 2 } else { "true".len() };
+        assert!(logs[0].iter().all(|(_, v)| v.len() == expected), "{logs:?}");
+        let starts = records
+            .iter()
+            .filter(|r| matches!(r, Owned::Start { name, .. } if name == "after"))
+            .count();
+        assert_eq!(starts, 1, "the record after the log decodes");
+    }
+}
+
+/// A field conversion that panics while the log is written (a host build, where panics
+/// unwind): the reservation is published as a pad, and the drain goes on past it.
+#[test]
+fn a_panic_while_writing_a_log_does_not_stall_the_drain() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let root = TRACER.root("root");
+    assert!(panics(|| root.log((("x", Bomb),))));
+    root.log((("y", 2u8),));
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    let logs = logs(&d.records);
+    assert_eq!(logs, [vec![("y".to_string(), "2u".to_string())]]);
+}
