@@ -519,7 +519,10 @@ mod host {
                 let rec = &self.words[valid as usize..(valid + len) as usize];
                 let ok = if kind == crate::ring::PAD {
                     // A pad holds nothing: it runs to the end of the array, or ends a batch of
-                    // tags whose second conversion came out shorter (see `write_tags`).
+                    // tags or a tuple log whose second conversion came out shorter (see
+                    // `write_tags`). A reservation padded while unwinding from a panic keeps
+                    // what was written in it and is not accepted here: only host builds unwind,
+                    // and a device image is not read after one.
                     h >> 12 == 0 && rec[1..].iter().all(|&w| w == 0)
                 } else {
                     plausible(rec)

@@ -320,8 +320,8 @@ pub(crate) struct Header(pub u32);
 pub(crate) const POS_OFFSET: u32 = 1;
 
 /// The kind of a pad record: the words before the end of the array that a record did not fit in
-/// (it starts at index 0 instead), the end of a tag batch that came out shorter than it was
-/// sized, or a reservation abandoned by a panic. Skipped by the consumer (its body unread),
+/// (it starts at index 0 instead), the end of a tag batch or of a tuple log that came out
+/// shorter than it was sized, or a reservation abandoned by a panic. Skipped by the consumer (its body unread),
 /// never counted as a loss.
 pub(crate) const PAD: u32 = 0xF;
 
@@ -406,7 +406,8 @@ impl Drop for PadOnUnwind<'_> {
         // defused before any commit), inside the ring's array (see `Reservation::put`), which
         // lives for `'a`, the ring's borrow the reservation was made from. The guard does not
         // borrow the reservation (the writer needs it mutably meanwhile), so "defused before the
-        // commit" is kept by its one user, `write_tags`, which defuses it before returning.
+        // commit" is kept by its users, `write_tags` and `Span::record_log`, which defuse it
+        // before their commit.
         let slot = unsafe { &*self.base };
         // Release pairs with the Acquire loads of headers in `peek` and `evict_oldest`, like any
         // commit. The body may hold anything: a pad's words are skipped unread (and zeroed when

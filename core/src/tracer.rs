@@ -369,12 +369,12 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             return self.unsampled_root();
         }
         let (n, over) = cap_tags(&tags, 0);
-        let (words, cut) = tag_words(&tags, n);
+        let words = tag_words(&tags, n);
         if !batch_fits(START_WORDS + words) {
             return self.root_then_tags(name, &tags);
         }
         match self.start_tagged(name, None, false, &tags, n, words) {
-            Ok((pos, left_out)) => {
+            Ok((pos, left_out, cut)) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
                 span.started_with_tags(n, over, cut, left_out);
                 if let Some(hooks) = self.hooks {
@@ -568,7 +568,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     /// Writes a START record and the TAG records of `tags` (`tag_words` words, from
     /// [`tag_words`]) in one reservation, published by one store: one ring operation where a
     /// start and `set_tag` calls take one each. Inline, so that constant tags fold into stores.
-    /// Returns the start's position and how many tags [`write_tags`] left out.
+    /// Returns the start's position, how many tags [`write_tags`] left out and how many of the
+    /// strings it wrote were cut.
     #[inline(always)]
     fn start_tagged<'v>(
         &self,
@@ -578,16 +579,17 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         tags: &impl Tags<'v>,
         n: usize,
         tag_words: u32,
-    ) -> Result<(u32, usize), u32> {
+    ) -> Result<(u32, usize, u8), u32> {
         let now = self.clock.now();
         let res = self.ring.reserve(START_WORDS + tag_words)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
         let (parent, root, bits) = start_parent(parent, start_bits(false, debug));
         let header = write_start(&mut c, name, parent, root, bits, now);
-        let (_, left_out) = write_tags(&mut c, pos, tags, n, tag_words, START_WORDS + tag_words);
+        let (_, left_out, cut) =
+            write_tags(&mut c, pos, tags, n, tag_words, START_WORDS + tag_words);
         c.res.commit_first(header);
-        Ok((pos, left_out))
+        Ok((pos, left_out, cut))
     }
 
     /// Writes a START_REMOTE record (explicit trace id and parent span id). `local_parent`: the
@@ -929,12 +931,12 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         if state != State::Lost && self.root != REMOTE_TRACE {
             let t = self.tracer;
             let (n, over) = cap_tags(&tags, 0);
-            let (words, cut) = tag_words(&tags, n);
+            let words = tag_words(&tags, n);
             if batch_fits(START_WORDS + words) {
                 let parent = Some((self.id.get(), self.root));
                 let started = t.start_tagged(name, parent, self.flags.is_debug(), &tags, n, words);
                 let mut child = match started {
-                    Ok((pos, left_out)) => {
+                    Ok((pos, left_out, cut)) => {
                         let child = Span::recorded(t, self.trace, pos, self.root, self.flags);
                         child.started_with_tags(n, over, cut, left_out);
                         child
@@ -1173,7 +1175,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
         let had = self.tags.get();
         let (n, over) = cap_tags(&tags, had);
-        let (words, cut) = tag_words(&tags, n);
+        let words = tag_words(&tags, n);
         if !batch_fits(words) {
             return self.set_tags_one_by_one(&tags);
         }
@@ -1193,7 +1195,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return self.note_batch_drop(n);
         };
         let mut c = Cursor::at_header(res);
-        let (first, left_out) = write_tags(&mut c, self.id.get(), &tags, n, words, words);
+        let (first, left_out, cut) = write_tags(&mut c, self.id.get(), &tags, n, words, words);
         c.res.commit_first(first);
         if cut > 0 {
             self.note_tag_losses(0, cut);
@@ -1240,10 +1242,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         self.note(|l| l.records_dropped = l.records_dropped.saturating_add(n));
     }
 
-    /// Records a timestamped log with typed fields (OpenTracing `log_fields`): an array or slice
-    /// of `(key, Value)`, or a tuple of `(key, value)` pairs (any value that converts into a
-    /// [`Value`]), in which each field's type is known and is written with a few stores. Fields
-    /// beyond [`MAX_FIELDS_PER_LOG`] are dropped and counted.
+    /// Records a timestamped log with typed fields (OpenTracing `log_fields`), given as any
+    /// [`Tags`]: a tuple of up to eight `(key, value)` pairs (any value that converts into a
+    /// [`Value`]), in which each field's type is known and is written with a few stores (the
+    /// conversions run twice: to size the record, then to write it); an array or slice (with
+    /// feature `std`, a `Vec`) of `(key, Value)`, walked at run time; or `()` for none. A
+    /// container that only dereferences to a slice is passed as one (`v.as_slice()`). Fields
+    /// beyond [`MAX_FIELDS_PER_LOG`], or beyond one record's 255 words, are dropped and counted.
     ///
     /// ```
     /// use microspan::{Clock, Ring, Session, Tracer};
@@ -1315,24 +1320,24 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline(never)]
     fn record_log<'v>(&self, fields: &impl Tags<'v>) {
         let now = self.tracer.clock.now();
-        let all = fields.count();
-        // Sized first (the fields that fit one record, at most `MAX_FIELDS_PER_LOG`), then
-        // written, both walks in line so that each field's value keeps its variant.
+        // Sized first (the fields that fit one record, at most `MAX_FIELDS_PER_LOG`, out of the
+        // `given`), then written, both walks in line so that each field's value keeps its
+        // variant. Losses are counted from what the walks gave, not from `count`.
         let mut words = 0;
         let mut n = 0;
+        let mut given = 0usize;
         let mut full = false;
-        let mut cut_strings = 0u8;
         fields.each(
             #[inline(always)]
             |key, value| {
-                let (w, cut) = field_size(key, &value);
+                given += 1;
+                let (w, _) = field_size(key, &value);
                 if full || n == MAX_FIELDS_PER_LOG || 3 + words + w > MAX_RECORD_WORDS {
                     full = true;
                     return;
                 }
                 words += w;
                 n += 1;
-                cut_strings = cut_strings.saturating_add(cut as u8);
             },
         );
         let len = 3 + words;
@@ -1345,6 +1350,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         let guard = c.res.pad_on_unwind(len);
         let mut used = 0;
         let mut written = 0;
+        let mut cut_strings = 0u32;
         let mut i = 0;
         fields.each(
             #[inline(always)]
@@ -1352,7 +1358,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 if i < n {
                     let (w, _) = field_size(key, &value);
                     if used + w <= words {
-                        write_field(&mut c, key, &value);
+                        cut_strings += write_field(&mut c, key, &value) as u32;
                         used += w;
                         written += 1;
                     }
@@ -1370,9 +1376,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
         c.res
             .commit_first(Header::new(record::LOG, 3 + used, written as u32));
-        let over = all.saturating_sub(written);
+        let over = given - written;
         if over > 0 || cut_strings > 0 {
-            self.note_log_losses(over, cut_strings);
+            self.note_log_losses(over, cut_strings.min(255) as u8);
         }
     }
 
@@ -1642,13 +1648,13 @@ fn write_sampler_tags(ring: &DynRing, id: u32, sampler: &Sampler, n: usize) -> b
         ("sampler.type", Value::Str(sampler.kind())),
         ("sampler.param", sampler.param()),
     ];
-    let (words, _) = tag_words(&tags, n);
+    let words = tag_words(&tags, n);
     let Ok(res) = ring.reserve(words) else {
         return false;
     };
     let mut c = Cursor::at_header(res);
     // The sampler's tags are this crate's own: none is left out.
-    let (first, _) = write_tags(&mut c, id, &tags, n, words, words);
+    let (first, ..) = write_tags(&mut c, id, &tags, n, words, words);
     c.res.commit_first(first);
     true
 }
@@ -1689,33 +1695,31 @@ fn cap_tags<'v>(tags: &impl Tags<'v>, had: u8) -> (usize, u8) {
     (n, (all - n).min(255) as u8)
 }
 
-/// Words of one TAG record for each of the first `n` tags (header, span id, field), and how
-/// many of their strings will be cut.
+/// Words of one TAG record for each of the first `n` tags (header, span id, field).
 #[inline(always)]
-fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> (u32, u8) {
+fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> u32 {
     let mut words = 0u32;
-    let mut cut = 0u8;
     let mut i = 0;
     tags.each(
         #[inline(always)]
         |key, value| {
             if i < n {
-                let (w, c) = field_size(key, &value);
+                let (w, _) = field_size(key, &value);
                 // At most 255 tags of at most 2 + 1 + P + 1024 words each: no overflow.
                 words += 2 + w;
-                cut = cut.saturating_add(c as u8);
             }
             i += 1;
         },
     );
-    (words, cut)
+    words
 }
 
 /// Writes one TAG record of span `id` for each of the first `n` tags, each header in the slot
 /// the cursor gives it, in the `words` words [`tag_words`] counted for them. Every header is
 /// stored here except one in slot 0 (the reservation's first record, which the caller publishes
 /// with `commit_first`): that one is returned. Also returns how many tags were left out (always
-/// 0 for well-behaved tags).
+/// 0 for well-behaved tags) and how many of the strings written were cut (counted here, from
+/// the values written, rather than from the sizing walk's).
 ///
 /// The tags are walked a second time here, and the `Tags` implementation and the conversions to
 /// [`Value`] are the user's code: a second walk may give other values than the first (a
@@ -1735,11 +1739,12 @@ fn write_tags<'v>(
     n: usize,
     words: u32,
     reserved: u32,
-) -> (Header, usize) {
+) -> (Header, usize, u8) {
     let mut first = Header(0);
     let mut i = 0;
     let mut used = 0u32;
     let mut left_out = 0;
+    let mut cut = 0u8;
     let guard = c.res.pad_on_unwind(reserved);
     // In line, so that each tag's value keeps the variant its type gives it and `write_field`
     // folds to its stores.
@@ -1752,7 +1757,7 @@ fn write_tags<'v>(
                 if used + 2 + w <= words {
                     let slot = c.header_slot();
                     c.word(id);
-                    write_field(c, key, &value);
+                    cut = cut.saturating_add(write_field(c, key, &value) as u8);
                     let header = Header::new(record::TAG, 2 + w, 0);
                     if used == 0 {
                         first = header;
@@ -1778,7 +1783,7 @@ fn write_tags<'v>(
             c.res.put(c.at, pad.0);
         }
     }
-    (first, left_out)
+    (first, left_out, cut)
 }
 
 /// Words of a field (header, key pointer, value) and whether a string will be cut.
@@ -1801,44 +1806,51 @@ fn field_size(key: &str, value: &Value<'_>) -> (u32, bool) {
 /// tags and log fields) the match folds to that variant's few stores; the one variant with a
 /// loop (a copied string) is written out of line.
 #[inline(always)]
-fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) {
-    let (key, _) = truncate(key, record::MAX_KEY_LEN);
+fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) -> bool {
+    let (key, key_cut) = truncate(key, record::MAX_KEY_LEN);
     let k = (key.len() as u32) << 4;
-    match *value {
+    let value_cut = match *value {
         Value::Bool(b) => {
             c.word(record::V_BOOL | k | (b as u32) << 16);
             c.ptr(key);
+            false
         }
         Value::I64(v) => {
             c.word(record::V_I64 | k);
             c.ptr(key);
             c.u64(v as u64);
+            false
         }
         Value::U64(v) => {
             c.word(record::V_U64 | k);
             c.ptr(key);
             c.u64(v);
+            false
         }
         Value::F64(v) => {
             c.word(record::V_F64 | k);
             c.ptr(key);
             c.u64(v.to_bits());
+            false
         }
         Value::Str(s) => {
-            let (s, _) = truncate(s, record::MAX_STATIC_VALUE_LEN);
+            let (s, cut) = truncate(s, record::MAX_STATIC_VALUE_LEN);
             c.word(record::V_STR | k | (s.len() as u32) << 16);
             c.ptr(key);
             c.ptr(s);
+            cut
         }
         Value::Text(s) => write_text(c, k, key, s),
-    }
+    };
+    key_cut || value_cut
 }
 
-/// [`write_field`]'s copied string.
+/// [`write_field`]'s copied string; returns whether it was cut.
 #[inline(never)]
-fn write_text(c: &mut Cursor<'_>, k: u32, key: &'static str, s: &str) {
-    let (s, _) = truncate(s, MAX_STR_LEN);
+fn write_text(c: &mut Cursor<'_>, k: u32, key: &'static str, s: &str) -> bool {
+    let (s, cut) = truncate(s, MAX_STR_LEN);
     c.word(record::V_TEXT | k | (s.len() as u32) << 16);
     c.ptr(key);
     c.bytes(s.as_bytes());
+    cut
 }

@@ -77,7 +77,10 @@ from_int!(U64 as u64: u8, u16, u32, u64, usize);
 pub trait Tags<'v> {
     /// The number of tags.
     fn count(&self) -> usize;
-    /// Calls `f` with each tag, in order.
+    /// Calls `f` with each tag, in order. The record path may call it twice (once to size the
+    /// record, once to write it) and expects the same tags both times; when they differ (a
+    /// conversion that reads a counter), the record stays well formed and the tags or fields
+    /// that no longer fit are counted as lost.
     fn each(&self, f: impl FnMut(&'static str, Value<'v>));
     /// The tags as a slice when they are one already (arrays and slices), whose values do not
     /// change between walks: the record path then sizes them once. `None` for other tags.

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use microspan::config::MAX_FIELDS_PER_LOG;
+use microspan::config::{MAX_FIELDS_PER_LOG, MAX_STR_LEN};
 use microspan::{Drain, Ring, Session, Tags, Tracer, Value};
 use std::sync::atomic::AtomicU32;
 
@@ -69,6 +69,82 @@ impl<'v> Tags<'v> for Many {
             f("i", Value::U64(i as u64));
         }
     }
+}
+
+/// Fields whose `count` disagrees with what `each` gives: losses are counted from the fields
+/// given, not from `count`.
+struct Miscounted {
+    says: usize,
+    gives: usize,
+}
+
+impl<'v> Tags<'v> for Miscounted {
+    fn count(&self) -> usize {
+        self.says
+    }
+    fn each(&self, mut f: impl FnMut(&'static str, Value<'v>)) {
+        for i in 0..self.gives {
+            f("i", Value::U64(i as u64));
+        }
+    }
+}
+
+#[test]
+fn losses_are_counted_from_the_fields_given() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 2048> = Drain::new(&TRACER).unwrap();
+    let root = TRACER.root("root");
+    root.log(Miscounted {
+        says: 2,
+        gives: MAX_FIELDS_PER_LOG + 2,
+    });
+    assert_eq!(root.losses().fields_over_capacity, 2);
+    root.log(Miscounted { says: 10, gives: 2 });
+    assert_eq!(root.losses().fields_over_capacity, 2);
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    let lens: Vec<usize> = logs(&d.records).iter().map(Vec::len).collect();
+    assert_eq!(lens, [MAX_FIELDS_PER_LOG, 2]);
+}
+
+/// A string longer than `MAX_STR_LEN` in the sizing walk and a bool in the writing walk (of a
+/// log and of a tag batch): no string was cut in what was recorded, so none is counted.
+#[test]
+fn cut_strings_are_counted_from_the_fields_written() {
+    #[derive(Clone, Copy)]
+    struct LongThenShort;
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    static LONG: &str = include_str!("log_fields.rs");
+    impl From<LongThenShort> for Value<'static> {
+        fn from(_: LongThenShort) -> Self {
+            // Each sizing walk (even calls) gets the long string, each writing walk the bool.
+            if CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                Value::text(&LONG[..MAX_STR_LEN + 1])
+            } else {
+                Value::Bool(true)
+            }
+        }
+    }
+    assert!(LONG.len() > MAX_STR_LEN);
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 2048> = Drain::new(&TRACER).unwrap();
+    let root = TRACER.root("root");
+    root.log((("x", LongThenShort),));
+    root.set_tags((("y", LongThenShort),));
+    let losses = root.losses();
+    assert_eq!(losses.strings_truncated, 0);
+    assert_eq!(losses.fields_over_capacity, 0);
+    drop(root);
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    assert_eq!(
+        logs(&d.records),
+        [vec![("x".to_string(), "true".to_string())]]
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("child2", 281.0, 309.0, None),
     ("child2_start", 171.0, 173.0, None),
     ("tag", 70.0, 82.0, None),
-    ("log3", 148.0, 171.0, None),
+    ("log3", 150.0, 188.0, None),
     ("log3_values", 274.0, 382.0, None),
     ("unsampled", 10.0, 13.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
@@ -71,7 +71,7 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// (bytes): (Cortex-M3, Cortex-M0).
 const FLASH_BUDGET: (f64, f64) = (12_200.0, 11_820.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
-const STACK_BUDGET: (f64, f64) = (86.0, 122.0);
+const STACK_BUDGET: (f64, f64) = (146.0, 162.0);
 
 fn measure_board(board: Board) -> Vec<Check> {
     let pick = |m3: f64, m0: f64| if board == Board::Lm3s6965 { m3 } else { m0 };
@@ -126,6 +126,7 @@ fn measure_board(board: Board) -> Vec<Check> {
         ));
     }
     let stack = measure::stack(board, &elf).unwrap_or_else(|e| panic!("{e}"));
+    println!("{board}: stack bytes per record call, net of an empty call: {stack:?}");
     let worst = stack
         .iter()
         .filter(|(n, _)| *n != "drain" && *n != "isr_root")
