@@ -371,7 +371,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         let (n, over) = cap_tags(&tags, 0);
         let words = tag_words(&tags, n);
         if !batch_fits(START_WORDS + words) {
-            return self.root_then_tags(name, &tags);
+            return self.root_then_tags_cold(name, tags);
         }
         match self.start_tagged(name, None, false, &tags, n, words) {
             Ok((pos, left_out, cut)) => {
@@ -384,6 +384,14 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             }
             Err(ordinal) => Span::lost(self, lost_trace(self, ordinal), Flags::SAMPLED),
         }
+    }
+
+    /// [`root_then_tags`](Self::root_then_tags) reached with the tags by value, so that they are
+    /// put in memory (for the `dyn` walk) on this path only.
+    #[cold]
+    #[inline(never)]
+    fn root_then_tags_cold<'v>(&self, name: &'static str, tags: impl Tags<'v>) -> Span<'_, 0, C> {
+        self.root_then_tags(name, &tags)
     }
 
     /// [`root_with_tags`](Self::root_with_tags) for a batch too large for one reservation.
@@ -949,6 +957,14 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 return child;
             }
         }
+        self.child_then_tags_cold(name, tags)
+    }
+
+    /// [`child_then_tags`](Self::child_then_tags) reached with the tags by value: the tags are
+    /// put in memory (for the `dyn` walk) on this path only, not on the common one.
+    #[cold]
+    #[inline(never)]
+    fn child_then_tags_cold<'v>(&self, name: &'static str, tags: impl Tags<'v>) -> Span<'a, B, C> {
         self.child_then_tags(name, &tags)
     }
 

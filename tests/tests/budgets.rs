@@ -25,7 +25,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     // Cortex-M3: the cycle counter as clock; the micro:bit has none (its tick counter again).
     ("child0_cyc", 106.0, 138.0, Some(70.0)),
     ("child2", 281.0, 309.0, None),
-    ("child2_start", 171.0, 173.0, None),
+    ("child2_start", 160.0, 163.0, None),
     ("tag", 70.0, 82.0, None),
     ("log3", 150.0, 188.0, None),
     ("log3_values", 274.0, 382.0, None),
@@ -61,7 +61,7 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
     ("s_root", 160.0, 150.0),
     ("s_child0", 100.0, 84.0),
     ("s_child2", 214.0, 192.0),
-    ("s_child2_start", 366.0, 308.0),
+    ("s_child2_start", 374.0, 300.0),
     ("s_tag", 32.0, 24.0),
     ("s_log3", 96.0, 84.0),
     ("s_unsampled", 160.0, 150.0),
@@ -71,7 +71,7 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// (bytes): (Cortex-M3, Cortex-M0).
 const FLASH_BUDGET: (f64, f64) = (12_200.0, 11_820.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
-const STACK_BUDGET: (f64, f64) = (146.0, 162.0);
+const STACK_BUDGET: (f64, f64) = (146.0, 154.0);
 
 fn measure_board(board: Board) -> Vec<Check> {
     let pick = |m3: f64, m0: f64| if board == Board::Lm3s6965 { m3 } else { m0 };
