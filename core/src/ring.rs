@@ -321,8 +321,8 @@ pub(crate) const POS_OFFSET: u32 = 1;
 
 /// The kind of a pad record: the words before the end of the array that a record did not fit in
 /// (it starts at index 0 instead), the end of a tag batch or of a tuple log that came out
-/// shorter than it was sized, or a reservation abandoned by a panic. Skipped by the consumer (its body unread),
-/// never counted as a loss.
+/// shorter than it was sized, or a reservation abandoned by a panic. Skipped by the consumer
+/// (its body unread), never counted as a loss.
 pub(crate) const PAD: u32 = 0xF;
 
 /// A load of a position other cores may move, ordered before what follows (see the crate

@@ -1154,15 +1154,14 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// Writes one TAG record (the tag was counted against the capacity by the caller).
     #[inline(always)]
     fn write_tag(&self, key: &'static str, value: &Value<'_>) {
-        let (field_words, cut) = field_size(key, value);
-        let len = 2 + field_words;
+        let len = 2 + field_size(value);
         let Ok(res) = self.tracer.ring.reserve(len) else {
             self.note_drop();
             return;
         };
         let mut c = Cursor::new(res);
         c.word(self.id.get());
-        write_field(&mut c, key, value);
+        let cut = write_field(&mut c, key, value);
         c.res.commit(Header::new(record::TAG, len, 0));
         if cut {
             self.note(|l| l.strings_truncated = l.strings_truncated.saturating_add(1));
@@ -1294,21 +1293,20 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         let now = self.tracer.clock.now();
         let mut len = 3;
         let mut n = 0;
-        let mut cut_strings = 0u8;
-        for (key, value) in fields.iter().take(MAX_FIELDS_PER_LOG) {
-            let (w, cut) = field_size(key, value);
+        for (_, value) in fields.iter().take(MAX_FIELDS_PER_LOG) {
+            let w = field_size(value);
             if len + w > MAX_RECORD_WORDS {
                 break;
             }
             len += w;
             n += 1;
-            cut_strings += cut as u8;
         }
         let Some(mut c) = self.begin_log(len, now) else {
             return;
         };
+        let mut cut_strings = 0u8;
         for (key, value) in &fields[..n] {
-            write_field(&mut c, key, value);
+            cut_strings += write_field(&mut c, key, value) as u8;
         }
         c.res.commit(Header::new(record::LOG, len, n as u32));
         let over = fields.len() - n;
@@ -1345,9 +1343,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         let mut full = false;
         fields.each(
             #[inline(always)]
-            |key, value| {
+            |_, value| {
                 given += 1;
-                let (w, _) = field_size(key, &value);
+                let w = field_size(&value);
                 if full || n == MAX_FIELDS_PER_LOG || 3 + words + w > MAX_RECORD_WORDS {
                     full = true;
                     return;
@@ -1372,7 +1370,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             #[inline(always)]
             |key, value| {
                 if i < n {
-                    let (w, _) = field_size(key, &value);
+                    let w = field_size(&value);
                     if used + w <= words {
                         cut_strings += write_field(&mut c, key, &value) as u32;
                         used += w;
@@ -1718,9 +1716,9 @@ fn tag_words<'v>(tags: &impl Tags<'v>, n: usize) -> u32 {
     let mut i = 0;
     tags.each(
         #[inline(always)]
-        |key, value| {
+        |_, value| {
             if i < n {
-                let (w, _) = field_size(key, &value);
+                let w = field_size(&value);
                 // At most 255 tags of at most 2 + 1 + P + 1024 words each: no overflow.
                 words += 2 + w;
             }
@@ -1769,7 +1767,7 @@ fn write_tags<'v>(
         |key, value| {
             if i < n {
                 // `write_field` writes exactly the words `field_size` counts.
-                let (w, _) = field_size(key, &value);
+                let w = field_size(&value);
                 if used + 2 + w <= words {
                     let slot = c.header_slot();
                     c.word(id);
@@ -1802,20 +1800,17 @@ fn write_tags<'v>(
     (first, left_out, cut)
 }
 
-/// Words of a field (header, key pointer, value) and whether a string will be cut.
+/// Words of a field (header, key pointer, value). Whether a string was cut is known once the
+/// field is written ([`write_field`]'s answer).
 #[inline]
-fn field_size(key: &str, value: &Value<'_>) -> (u32, bool) {
-    let key_cut = key.len() > record::MAX_KEY_LEN;
-    let (w, cut) = match value {
-        Value::Bool(_) => (0, false),
-        Value::I64(_) | Value::U64(_) | Value::F64(_) => (2, false),
-        Value::Str(s) => (P, s.len() > record::MAX_STATIC_VALUE_LEN),
-        Value::Text(s) => {
-            let (t, cut) = truncate(s, MAX_STR_LEN);
-            (byte_words(t.len()), cut)
-        }
+fn field_size(value: &Value<'_>) -> u32 {
+    let w = match value {
+        Value::Bool(_) => 0,
+        Value::I64(_) | Value::U64(_) | Value::F64(_) => 2,
+        Value::Str(_) => P,
+        Value::Text(s) => byte_words(truncate(s, MAX_STR_LEN).0.len()),
     };
-    (1 + P + w, cut || key_cut)
+    1 + P + w
 }
 
 /// In line wherever it is used, so that for a value whose type is known at the call site (most
