@@ -410,7 +410,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         };
         let content_start = self.frame.position();
         let mut records = 0;
-        while let Some((pos, h)) = ring.peek() {
+        // The records read are handed back to producers together (see `ring::Consumer`), when
+        // `reader` is dropped below, before the frame's CRC and COBS.
+        let mut reader = ring.consumer();
+        while let Some((pos, h)) = reader.peek() {
             let names_from = self.names.begin_record();
             // Each encoder writes its record (name definitions included) through one writer and
             // keeps it only if it fits, and only then moves the frame state on: a record that
@@ -427,7 +430,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 _ => self.encode_other(pos, h),
             };
             if fits {
-                ring.release(pos, h.len());
+                reader.release(pos, h.len());
                 records += 1;
                 continue;
             }
@@ -438,19 +441,20 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 // leave out (and is not an epoch start, as epochs are at least two frames long),
                 // so the record gets an empty frame.
                 self.record_waiting = true;
-                ring.unpin();
+                reader.unpin();
                 break;
             }
             if alone {
                 // Larger than an empty frame: drop it, counted like a full ring.
-                ring.release(pos, h.len());
+                reader.release(pos, h.len());
                 ring.count_drop();
                 self.stats.oversize += 1;
                 continue;
             }
-            ring.unpin();
+            reader.unpin();
             break;
         }
+        drop(reader);
         let len = self.frame.finish().len();
         self.seq = self.seq.wrapping_add(1);
         self.stats.records += records;

@@ -29,10 +29,10 @@
 //!
 //! # Protocol
 //! - **Reserve** (any producer): read `free` (`Acquire`, pairs with the `Release` store of `free`
-//!   in `release` or `evict_oldest`, so the words zeroed there are visible), then `head`; `need`
-//!   is `len`, plus the words before the end of the array if `len` does not fit in them; if
-//!   `head - free + need > N` the ring is full (see below); else compare-and-swap `head` to
-//!   `head + need`. The words `[head, head + need)` are then owned by this producer alone; it
+//!   in `advance`, by the consumer or `evict_oldest`, so the words zeroed there are visible),
+//!   then `head`; `need` is `len`, plus the words before the end of the array if `len` does not
+//!   fit in them; if `head - free + need > N` the ring is full (see below); else
+//!   compare-and-swap `head` to `head + need`. The words `[head, head + need)` are then owned by this producer alone; it
 //!   commits the pad (if any) at once, then writes its record after it. When only the pad fits,
 //!   the producer takes and commits the pad alone and tries again from the start of the array (so
 //!   a record over half the ring is never refused for ever because of where `head` stands).
@@ -44,9 +44,13 @@
 //!   commits the first header last. The consumer and an evicting producer reach a later header
 //!   only by walking past the first, which they read with `Acquire`, so they see each record
 //!   complete; from then on the records are independent (each is consumed or evicted alone).
-//! - **Consume** (the single drain): load the header at `tail` (`Acquire`); zero means "not written
-//!   yet"; a pad is zeroed and skipped; otherwise read the body, then zero all the record's words,
-//!   advance `tail` and then `free` (`Release`), handing the words back to producers.
+//! - **Consume** (the single drain): load the header at the consumer's cursor (`Acquire`); zero
+//!   means "not written yet"; a pad is skipped; otherwise read the body and move the cursor past
+//!   the record. The words read are then handed back: zeroed, then `tail` and `free` advanced
+//!   (`Release`). In the drop-new policy that happens for many records at once (when the drain
+//!   has built its frame, or has read a quarter of the ring), one zeroing pass (`memset`) and one
+//!   store of `free` instead of one per record; the consumer reads on from its own cursor
+//!   meanwhile. In the overwrite policy it happens for each record (see below).
 //! - **One core** (crate feature `single-core`): the `Acquire`/`Release` accesses above become
 //!   relaxed accesses with compiler fences. Thread mode and interrupt handlers of one core see
 //!   each other's memory accesses in program order, so the barrier instructions (`dmb`) buy
@@ -646,7 +650,7 @@ impl DynRing {
                 // record is larger than the ring): never evict it.
                 retry = false;
             } else {
-                self.advance(tail, header.len());
+                self.hand_back(tail, tail.wrapping_add(header.len()));
                 // A pad is not a record: nothing is lost by taking it back.
                 if header.kind() != PAD {
                     // Relaxed: counters; they publish no other memory.
@@ -660,42 +664,24 @@ impl DynRing {
         retry
     }
 
-    /// Single-consumer side: the header of the oldest record if it is committed. In the overwrite
-    /// policy a `Some` also pins the record (holds `busy`) until [`release`](Self::release) or
-    /// [`unpin`](Self::unpin), so no producer evicts it while the drain reads it.
-    #[inline]
-    pub(crate) fn peek(&self) -> Option<(u32, Header)> {
-        if self.overwrite {
-            // Acquire pairs with the Release store clearing `busy` by an evicting producer: the
-            // `tail` it moved and the words it zeroed are visible. Taken before reading `tail`,
-            // so the record read below cannot have been evicted under the drain.
-            if self
-                .busy
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                return None; // a producer is evicting right now: try again later
-            }
-        }
-        loop {
-            let tail = self.consumer_pos();
-            // Acquire pairs with the producer's Release store in `commit`: the body words written
-            // before it are visible.
-            let header = Header(load_acquire(self.slot(tail)));
-            if header.0 == 0 {
-                self.unpin();
-                return None;
-            }
-            if header.kind() != PAD {
-                return Some((tail.wrapping_add(POS_OFFSET), header));
-            }
-            // The end of the array, skipped by a record that did not fit: hand it back.
-            self.advance(tail, header.len());
+    /// Single-consumer side: starts reading. The records the [`Consumer`] reads are handed back
+    /// to producers as it releases them (overwrite policy), or together when it is dropped or
+    /// has read a quarter of the ring (drop-new policy): one zeroing pass and one `Release`
+    /// store of `free` for many records instead of one per record.
+    #[inline(always)]
+    pub(crate) fn consumer(&self) -> Consumer<'_> {
+        let at = self.consumer_pos();
+        Consumer {
+            ring: self,
+            from: at,
+            next: at,
+            quarter: self.capacity() / 4,
+            overwrite: self.overwrite,
         }
     }
 
     /// Single-consumer side: whether a committed record is probably waiting (a hint that takes no
-    /// pin; [`peek`](Self::peek) decides).
+    /// pin; [`Consumer::peek`] decides).
     #[inline]
     pub(crate) fn ready(&self) -> bool {
         // Only a hint; `peek` re-reads both with the proper ordering.
@@ -704,36 +690,18 @@ impl DynRing {
     }
 
     /// Single-consumer side: body word `index` (1-based; 0 is the header) of the record at `pos`
-    /// (a position as [`peek`](Self::peek) returns it).
+    /// (a position as [`Consumer::peek`] returns it).
     #[inline]
     pub(crate) fn word(&self, pos: u32, index: u32) -> u32 {
         self.slot(pos.wrapping_sub(POS_OFFSET).wrapping_add(index))
             .load(Ordering::Relaxed)
     }
 
-    /// Single-consumer side: frees the oldest record, at `pos` (as [`peek`](Self::peek) returned
-    /// it) and `len` words long, after it has been read (and unpins it).
-    ///
-    /// The position [`peek`](Self::peek) returned is still the tail: only the consumer moves it
-    /// in the drop-new policy, and in the overwrite policy the record is pinned. Taking it from
-    /// the caller (who holds it in a register) spares reading the tail again and the test of the
-    /// policy that choosing which counter to read takes.
+    /// Zeroes the words from `tail` to `next` (oldest first, read or evicted) and hands them back
+    /// to producers. Called by the consumer, or in the overwrite policy by whoever holds `busy`.
     #[inline]
-    pub(crate) fn release(&self, pos: u32, len: u32) {
-        self.advance(pos.wrapping_sub(POS_OFFSET), len);
-        self.unpin();
-    }
-
-    /// Zeroes the `len` words of the oldest record, at `tail`, and hands them back to producers.
-    /// Called by the consumer, or in the overwrite policy by whoever holds `busy`.
-    #[inline]
-    fn advance(&self, tail: u32, len: u32) {
-        for i in 0..len {
-            // Zeroed so a stale header is never mistaken for a committed one. Relaxed: published
-            // to producers by the Release store of `free` below.
-            self.slot(tail.wrapping_add(i)).store(0, Ordering::Relaxed);
-        }
-        let next = tail.wrapping_add(len);
+    fn advance(&self, tail: u32, next: u32) {
+        self.zero(tail, next);
         if self.overwrite {
             // Relaxed: read only by `busy` holders (the caller is one), who synchronise through
             // `busy`.
@@ -742,6 +710,63 @@ impl DynRing {
         // Release pairs with the producers' Acquire load of `free` in `reserve_quick` and
         // `reserve_slow`.
         store_release(&self.free, next);
+    }
+
+    /// [`advance`](Self::advance), out of line, and nothing when `tail == next` (the consumer's
+    /// hand-back, and an eviction).
+    #[inline(never)]
+    fn hand_back(&self, tail: u32, next: u32) {
+        if next != tail {
+            self.advance(tail, next);
+        }
+    }
+
+    /// Zeroes the words from position `from` up to `to` (at most the whole ring), so that a stale
+    /// word is never mistaken for a committed header. Published to producers by the Release store
+    /// of `free` that follows (see [`advance`](Self::advance)).
+    #[inline]
+    fn zero(&self, from: u32, to: u32) {
+        let n = to.wrapping_sub(from) as usize;
+        let cap = self.words.len();
+        debug_assert!(n <= cap);
+        let start = (from & self.mask()) as usize;
+        // Up to the end of the array, then from its start.
+        let first = n.min(cap - start);
+        self.zero_range(start, first);
+        if n > first {
+            self.zero_range(0, n - first);
+        }
+    }
+
+    /// Zeroes the `n` words from index `start`, which must be in the array.
+    ///
+    /// The caller owns them: they were read and not handed back yet (the consumer), or evicted
+    /// (the producer holding `busy`). No producer can reserve them before `free` moves past them,
+    /// and the consumer reads nothing there, so nobody else touches them meanwhile: they are
+    /// cleared with `memset` (a few words per instruction) rather than one atomic store each.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    fn zero_range(&self, start: usize, n: usize) {
+        debug_assert!(start + n <= self.words.len());
+        // SAFETY: `start + n <= cap` (see `zero`), so the range is inside the array, and the
+        // pointer comes from the whole array, so it may cover all of it. The words are
+        // `AtomicU32`s, whose value lives in an `UnsafeCell`, so writing them through a pointer
+        // derived from a shared reference is allowed; they are `u32`-sized and aligned. No other
+        // access to these words can happen during the write (see above), so it races with
+        // nothing, and the `Release` store of `free` orders it before any producer's later
+        // writes.
+        unsafe {
+            let p = self.words.as_ptr().add(start) as *mut u32;
+            core::ptr::write_bytes(p, 0, n);
+        }
+    }
+
+    /// Zeroes the `n` words from index `start` (loom: its atomics cannot be written as memory).
+    #[cfg(loom)]
+    fn zero_range(&self, start: usize, n: usize) {
+        for w in &self.words[start..start + n] {
+            w.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Single-consumer side: the oldest record's position. In the drop-new policy only the
@@ -757,16 +782,6 @@ impl DynRing {
             self.tail.load(Ordering::Relaxed)
         } else {
             self.free.load(Ordering::Relaxed)
-        }
-    }
-
-    /// Single-consumer side: leaves the record [`peek`](Self::peek) returned in the ring (for the
-    /// next frame) and lets producers evict it again.
-    #[inline]
-    pub(crate) fn unpin(&self) {
-        if self.overwrite {
-            // Release pairs with the Acquire compare-and-swap of the next `busy` holder.
-            self.busy.store(false, Ordering::Release);
         }
     }
 
@@ -817,6 +832,117 @@ impl DynRing {
         self.tail.store(tail, Ordering::Relaxed);
         self.free.store(tail, Ordering::Release);
         self.dropped.store(dropped, Ordering::Relaxed);
+    }
+}
+
+/// The single consumer reading the ring (see [`DynRing::consumer`]): where it stands, and the
+/// words it has read and not handed back yet.
+///
+/// In the drop-new policy the records read are handed back to producers together: zeroed in one
+/// pass and published with one `Release` store of `free`, when the consumer is dropped or once
+/// they reach a quarter of the ring (so a long frame does not hold back much room). Until then
+/// producers see them as used, as they did before the consumer read them; they are never read
+/// twice, as the consumer moves on from its own cursor. In the overwrite policy each record is
+/// handed back as it is released, as producers evicting the oldest record need `tail` current.
+pub(crate) struct Consumer<'r> {
+    ring: &'r DynRing,
+    /// The first word read and not handed back.
+    from: u32,
+    /// The next word to read.
+    next: u32,
+    /// Drop-new policy: the words read are handed back once they are this many (a quarter of the
+    /// ring).
+    quarter: u32,
+    /// The ring's policy, read once (the record loop would load it again after every call).
+    overwrite: bool,
+}
+
+impl Consumer<'_> {
+    /// The header of the oldest record not read yet, if it is committed. In the overwrite policy
+    /// a `Some` also pins the record (holds `busy`) until [`release`](Self::release) or
+    /// [`unpin`](Self::unpin), so no producer evicts it while the drain reads it.
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Option<(u32, Header)> {
+        let ring = self.ring;
+        if self.overwrite {
+            // Acquire pairs with the Release store clearing `busy` by an evicting producer: the
+            // `tail` it moved and the words it zeroed are visible. Taken before reading `tail`,
+            // so the record read below cannot have been evicted under the drain.
+            if ring
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return None; // a producer is evicting right now: try again later
+            }
+            // Every record this consumer read is handed back already (`release`), so `tail` is
+            // where it stands, unless producers evicted records since.
+            self.next = ring.consumer_pos();
+            self.from = self.next;
+        }
+        loop {
+            // Acquire pairs with the producer's Release store in `commit`: the body words written
+            // before it are visible.
+            let header = Header(load_acquire(ring.slot(self.next)));
+            if header.0 == 0 {
+                self.unpin();
+                return None;
+            }
+            if header.kind() != PAD {
+                return Some((self.next.wrapping_add(POS_OFFSET), header));
+            }
+            // The end of the array, skipped by a record that did not fit: hand it back.
+            self.read(header.len());
+        }
+    }
+
+    /// Frees the record at `pos` (as [`peek`](Self::peek) returned it), `len` words long, after
+    /// it has been read (and unpins it).
+    ///
+    /// The position [`peek`](Self::peek) returned is the consumer's own cursor: taking it from the
+    /// caller (who holds it in a register) spares reading it again.
+    #[inline]
+    pub(crate) fn release(&mut self, pos: u32, len: u32) {
+        debug_assert_eq!(pos.wrapping_sub(POS_OFFSET), self.next);
+        self.next = pos.wrapping_sub(POS_OFFSET);
+        self.read(len);
+        self.unpin();
+    }
+
+    /// The `len` words at the cursor are read: moves on, and hands back what was read when it
+    /// is due.
+    #[inline(always)]
+    fn read(&mut self, len: u32) {
+        self.next = self.next.wrapping_add(len);
+        if self.overwrite || self.next.wrapping_sub(self.from) >= self.quarter {
+            self.hand_back();
+        }
+    }
+
+    /// Zeroes what was read and hands it back to producers.
+    #[inline(always)]
+    fn hand_back(&mut self) {
+        // Out of line, given the positions by value: the cursor stays in registers.
+        self.ring.hand_back(self.from, self.next);
+        self.from = self.next;
+    }
+
+    /// Leaves the record [`peek`](Self::peek) returned in the ring (for the next frame) and lets
+    /// producers evict it again.
+    #[inline]
+    pub(crate) fn unpin(&mut self) {
+        if self.overwrite {
+            // Release pairs with the Acquire compare-and-swap of the next `busy` holder.
+            self.ring.busy.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Consumer<'_> {
+    /// Hands back what was read (in the overwrite policy, nothing is left to hand back). A
+    /// record peeked and not released must be left with [`unpin`](Consumer::unpin) first.
+    fn drop(&mut self) {
+        self.hand_back();
     }
 }
 
@@ -910,9 +1036,13 @@ mod tests {
     }
 
     fn read(ring: &DynRing) -> Option<(u32, Vec<u32>)> {
-        let (pos, h) = ring.peek()?;
-        let body = (1..h.len()).map(|i| ring.word(pos, i)).collect();
-        ring.release(pos, h.len());
+        read_with(&mut ring.consumer())
+    }
+
+    fn read_with(c: &mut Consumer<'_>) -> Option<(u32, Vec<u32>)> {
+        let (pos, h) = c.peek()?;
+        let body = (1..h.len()).map(|i| c.ring.word(pos, i)).collect();
+        c.release(pos, h.len());
         Some((h.kind(), body))
     }
 
@@ -946,7 +1076,7 @@ mod tests {
                 r.put(i, round + i);
             }
             // Nothing is visible before the first header is published.
-            assert_eq!(ring.peek(), None);
+            assert_eq!(ring.consumer().peek(), None);
             r.commit_first(Header::new(1, 3, 0));
             assert_eq!(read(ring), Some((1, vec![round, round + 1])));
             assert_eq!(read(ring), Some((2, vec![round * 3])));
@@ -1072,16 +1202,19 @@ mod tests {
         for i in 0..4 {
             assert!(write(ring, 1, &[i, i, i]).is_some());
         }
-        let (pos, h) = ring.peek().unwrap(); // the drain is encoding the oldest
+        let mut c = ring.consumer();
+        let (pos, h) = c.peek().unwrap(); // the drain is encoding the oldest
         assert!(write(ring, 2, &[5]).is_none()); // so the new one is dropped
         assert_eq!((ring.dropped(), ring.evicted()), (1, 0));
         assert_eq!(ring.word(pos, 1), 0);
-        ring.unpin(); // it did not fit the frame: left for later
+        c.unpin(); // it did not fit the frame: left for later
         assert!(write(ring, 2, &[5]).is_some()); // evicts record 0
         assert_eq!((ring.dropped(), ring.evicted()), (2, 1));
-        let (pos2, h2) = ring.peek().unwrap();
+        let (pos2, h2) = c.peek().unwrap();
         assert_eq!((pos2, h2, ring.word(pos2, 1)), (pos + 4, h, 1));
-        ring.unpin();
+        c.unpin();
+        drop(c);
+        assert!(!ring.busy.load(Ordering::Relaxed));
         assert_eq!(read(ring), Some((1, vec![1, 1, 1])));
     }
 
@@ -1160,6 +1293,89 @@ mod tests {
     }
 
     #[test]
+    fn the_drop_new_consumer_hands_back_what_it_read_together() {
+        let ring: Ring<32> = Ring::new();
+        let ring = ring.as_dyn();
+        to_lap_start(ring);
+        // 8 records of 4 words fill it.
+        for i in 0..8 {
+            assert!(write(ring, 1, &[i, i, i]).is_some());
+        }
+        let mut c = ring.consumer();
+        assert_eq!(read_with(&mut c), Some((1, vec![0, 0, 0])));
+        // Read, not handed back yet: producers still find the ring full, and the words are
+        // still there.
+        assert!(write(ring, 2, &[]).is_none());
+        assert_eq!(ring.word(1 + POS_OFFSET, 1), 0);
+        assert_eq!(ring.word(POS_OFFSET, 1), 0);
+        assert_eq!(ring.free.load(Ordering::Relaxed), 0);
+        // A quarter of the ring read (8 words): handed back, zeroed.
+        assert_eq!(read_with(&mut c), Some((1, vec![1, 1, 1])));
+        assert_eq!(ring.free.load(Ordering::Relaxed), 8);
+        assert!((0..8).all(|i| ring.words[i].load(Ordering::Relaxed) == 0));
+        assert!(write(ring, 2, &[9]).is_some());
+        // The consumer goes on from its own cursor, not from `free`.
+        assert_eq!(read_with(&mut c), Some((1, vec![2, 2, 2])));
+        assert_eq!(ring.free.load(Ordering::Relaxed), 8);
+        drop(c);
+        assert_eq!(ring.free.load(Ordering::Relaxed), 12);
+        assert!(ring.words[8..12]
+            .iter()
+            .all(|w| w.load(Ordering::Relaxed) == 0));
+        // A new consumer starts where the last one stopped.
+        for i in 3..8 {
+            assert_eq!(read(ring), Some((1, vec![i, i, i])));
+        }
+        assert_eq!(read(ring), Some((2, vec![9])));
+        assert_eq!(read(ring), None);
+        assert_eq!(ring.dropped(), 1);
+    }
+
+    #[test]
+    fn a_pad_read_by_the_consumer_is_handed_back_with_the_records() {
+        let ring: Ring<16> = Ring::new();
+        let ring = ring.as_dyn();
+        to_lap_start(ring);
+        // 3 + 3 + 3 + 3 words, then a 6-word record pads the last 4 and starts at index 0.
+        for i in 0..4 {
+            assert!(write(ring, 1, &[i, i]).is_some());
+        }
+        let mut c = ring.consumer();
+        for i in 0..3 {
+            assert_eq!(read_with(&mut c), Some((1, vec![i, i])));
+        }
+        drop(c);
+        assert!(write(ring, 2, &[7; 5]).is_some());
+        let mut c = ring.consumer();
+        assert_eq!(read_with(&mut c), Some((1, vec![3, 3])));
+        // The pad is skipped, and handed back like a record.
+        assert_eq!(read_with(&mut c), Some((2, vec![7; 5])));
+        drop(c);
+        assert_eq!(ring.free.load(Ordering::Relaxed), 22);
+        assert!(ring.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert_eq!(read(ring), None);
+    }
+
+    #[test]
+    fn zeroing_wraps_the_end_of_the_array() {
+        let ring: Ring<16> = Ring::new();
+        let ring = ring.as_dyn();
+        for w in &ring.words {
+            w.store(7, Ordering::Relaxed);
+        }
+        // Positions 30..35 are indices 14, 15, 0, 1, 2.
+        ring.zero(30, 35);
+        let zeroed: Vec<u32> = ring
+            .words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(zeroed, [0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0]);
+        ring.zero(3, 19);
+        assert!(ring.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
     fn header_fields() {
         let h = Header::new(5, 200, 0xABCDE);
         assert_eq!((h.kind(), h.len(), h.payload()), (5, 200, 0xABCDE));
@@ -1216,20 +1432,33 @@ mod loom_model {
     /// with the ring partly full, takes the pad alone and retries).
     #[test]
     fn two_producers_one_consumer() {
+        two_producers_one_consumer_of(6);
+    }
+
+    /// As [`two_producers_one_consumer`] with records of 3 words, fewer than the quarter of the
+    /// ring at which the consumer hands back what it read: records are handed back two at a time
+    /// while producers reserve.
+    #[test]
+    fn two_producers_one_consumer_handing_back_in_batches() {
+        two_producers_one_consumer_of(3);
+    }
+
+    fn two_producers_one_consumer_of(len: u32) {
         // Bounded preemptions, as in the overwrite model: since records never wrap (pads), the
         // exhaustive search no longer ends in reasonable time; every interleaving with up to
         // `MICROSPAN_LOOM_PREEMPTIONS` (default 3) preemptions is explored.
-        bounded_model().check(|| {
+        bounded_model().check(move || {
             let ring: Arc<Ring<16>> = Arc::new(Ring::new());
-            let producers = spawn_producers(&ring, 6);
+            let producers = spawn_producers(&ring, len);
             let mut read = 0;
-            let consumer = ring.as_dyn();
+            let ring = ring.as_dyn();
+            let mut consumer = ring.consumer();
             for _ in 0..3 {
                 if let Some((pos, h)) = consumer.peek() {
                     let p = h.kind() - 1;
                     let i = h.payload();
-                    for w in 1..6 {
-                        assert_eq!(consumer.word(pos, w), p * 100 + i * 10 + w);
+                    for w in 1..len {
+                        assert_eq!(ring.word(pos, w), p * 100 + i * 10 + w);
                     }
                     consumer.release(pos, h.len());
                     read += 1;
@@ -1241,8 +1470,15 @@ mod loom_model {
                 consumer.release(pos, h.len());
                 read += 1;
             }
+            drop(consumer);
             assert_eq!(written, read);
-            assert_eq!(written + consumer.dropped(), 4);
+            assert_eq!(written + ring.dropped(), 4);
+            // Everything read was handed back: the ring is empty and zero.
+            assert_eq!(
+                ring.free.load(Ordering::Relaxed),
+                ring.head.load(Ordering::Relaxed)
+            );
+            assert!(ring.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         });
     }
 
@@ -1295,19 +1531,16 @@ mod loom_model {
                     written
                 })
             };
-            let consumer = ring.as_dyn();
+            let ring = ring.as_dyn();
+            let mut consumer = ring.consumer();
             let mut read = Vec::new();
-            let take = |read: &mut Vec<(u32, u32)>| -> bool {
+            let mut take = |read: &mut Vec<(u32, u32)>| -> bool {
                 let Some((pos, h)) = consumer.peek() else {
                     return false;
                 };
                 let (kind, i) = (h.kind(), h.payload());
                 for w in 1..h.len() {
-                    assert_eq!(
-                        consumer.word(pos, w),
-                        kind * 100 + i * 10 + w,
-                        "torn record"
-                    );
+                    assert_eq!(ring.word(pos, w), kind * 100 + i * 10 + w, "torn record");
                 }
                 if kind == 2 {
                     assert_eq!(read.last(), Some(&(1, i)), "a batch read apart");
@@ -1324,7 +1557,7 @@ mod loom_model {
             let singles: u32 = single.join().unwrap();
             while take(&mut read) {}
             assert_eq!(read.len() as u32, 2 * batches + singles);
-            assert_eq!(batches + singles + consumer.dropped(), 4);
+            assert_eq!(batches + singles + ring.dropped(), 4);
         });
     }
 
@@ -1339,13 +1572,14 @@ mod loom_model {
         bounded_model().check(|| {
             let ring: Arc<Ring<16>> = Arc::new(Ring::flight_recorder());
             let producers = spawn_producers(&ring, 7);
-            let consumer = ring.as_dyn();
+            let ring = ring.as_dyn();
+            let mut consumer = ring.consumer();
             let mut seen = Vec::new();
-            let mut check = |pos: u32, h: Header| {
+            let mut check = |consumer: &mut Consumer<'_>, pos: u32, h: Header| {
                 let p = h.kind() - 1;
                 let i = h.payload();
                 for w in 1..7 {
-                    assert_eq!(consumer.word(pos, w), p * 100 + i * 10 + w, "torn record");
+                    assert_eq!(ring.word(pos, w), p * 100 + i * 10 + w, "torn record");
                 }
                 assert!(!seen.contains(&(p, i)), "record read twice");
                 seen.push((p, i));
@@ -1353,21 +1587,22 @@ mod loom_model {
             };
             for _ in 0..2 {
                 if let Some((pos, h)) = consumer.peek() {
-                    check(pos, h);
+                    check(&mut consumer, pos, h);
                 }
                 thread::yield_now();
             }
             let written: u32 = producers.into_iter().map(|t| t.join().unwrap()).sum();
             while let Some((pos, h)) = consumer.peek() {
-                check(pos, h);
+                check(&mut consumer, pos, h);
             }
+            drop(consumer);
             let read = seen.len() as u32;
             // Committed records are read or evicted; the rest were dropped on arrival.
-            assert_eq!(written, read + consumer.evicted());
+            assert_eq!(written, read + ring.evicted());
             // Nobody holds `busy` once everyone is done.
-            assert!(!consumer.busy.load(Ordering::Acquire));
-            assert_eq!(read + consumer.dropped(), 4);
-            assert!(consumer.evicted() <= consumer.dropped());
+            assert!(!ring.busy.load(Ordering::Acquire));
+            assert_eq!(read + ring.dropped(), 4);
+            assert!(ring.evicted() <= ring.dropped());
         });
     }
 }
