@@ -979,14 +979,23 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 
     /// Counts what a span started with tags kept (`n` tags) and lost (`over` beyond the
     /// capacity, `cut` strings truncated, `left_out` by [`write_tags`]).
+    ///
+    /// The losses are counted out of line, given the span's fields by value, so that the new
+    /// span's handle stays in the caller's registers (see [`tag_sampler`](Self::tag_sampler)).
     #[inline(always)]
     fn started_with_tags(&self, n: usize, over: u8, cut: u8, left_out: usize) {
         self.tags.set(n as u8);
-        if over > 0 || cut > 0 {
-            self.note_tag_losses(over, cut);
-        }
-        if left_out > 0 {
-            self.note_tags_left_out(left_out);
+        if over > 0 || cut > 0 || left_out > 0 {
+            let losses = self.losses.get();
+            let id = self.id.get();
+            self.losses.set(batch_losses(
+                self.tracer.ring,
+                id,
+                losses,
+                over,
+                cut,
+                left_out,
+            ));
         }
     }
 
@@ -995,44 +1004,35 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// counted as dropped records, like tags that found the ring full.
     #[cold]
     fn note_tags_left_out(&self, n: usize) {
-        warn!(
-            "microspan: {=usize} tags of span {=u32} changed between sizing and writing and were dropped",
-            n,
-            self.id.get()
-        );
-        self.tracer.ring.count_drops(n as u32);
-        let n = n.min(255) as u8;
-        self.note(|l| l.records_dropped = l.records_dropped.saturating_add(n));
+        let losses = with_tags_left_out(self.tracer.ring, self.id.get(), self.losses.get(), n);
+        self.losses.set(losses);
     }
 
     #[cold]
     fn note_tag_losses(&self, over: u8, cut: u8) {
-        if over > 0 {
-            warn!(
-                "microspan: span {=u32} has more than MAX_TAGS_PER_SPAN tags",
-                self.id.get()
-            );
-        }
-        self.note(|l| {
-            l.tags_over_capacity = l.tags_over_capacity.saturating_add(over);
-            l.strings_truncated = l.strings_truncated.saturating_add(cut);
-        });
+        self.losses
+            .set(with_tag_losses(self.id.get(), self.losses.get(), over, cut));
     }
 
     /// Records the sampler's `sampler.type` and `sampler.param` on a sampled root, within the
     /// tag capacity like any tag.
-    #[cold]
-    #[inline(never)]
+    ///
+    /// The writing is out of line and given the span's fields by value, so the handle never has
+    /// to be in memory for it: a root's call site keeps it in registers, whether or not a
+    /// sampler is set (measured on the Cortex-M0: a root recorded in an interrupt handler took
+    /// 148 bytes of stack with `&self` passed here).
+    #[inline(always)]
     fn tag_sampler(&self, write: SamplerTags) {
-        let had = self.tags.get();
-        let n = 2.min(MAX_TAGS_PER_SPAN.saturating_sub(had as usize));
-        self.tags.set(had + n as u8);
-        if n < 2 {
-            self.note_tag_losses((2 - n) as u8, 0);
-        }
-        if n > 0 && !write(self.tracer.ring, self.id.get(), &self.tracer.sampler, n) {
-            self.note_batch_drop(n);
-        }
+        let (tags, losses) = tag_sampler_cold(
+            self.tracer.ring,
+            &self.tracer.sampler,
+            write,
+            self.id.get(),
+            self.tags.get(),
+            self.losses.get(),
+        );
+        self.tags.set(tags);
+        self.losses.set(losses);
     }
 
     /// A child of a recorded span of a local trace (the common case): the START record is
@@ -1247,14 +1247,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// every one on the span.
     #[cold]
     fn note_batch_drop(&self, n: usize) {
-        self.tracer.ring.count_drops(n as u32 - 1);
-        warn!(
-            "microspan: ring full, {=usize} tags of span {=u32} were dropped",
-            n,
-            self.id.get()
-        );
-        let n = n.min(255) as u8;
-        self.note(|l| l.records_dropped = l.records_dropped.saturating_add(n));
+        let losses = with_batch_drop(self.tracer.ring, self.id.get(), self.losses.get(), n);
+        self.losses.set(losses);
     }
 
     /// Records a timestamped log with typed fields (OpenTracing `log_fields`), given as any
@@ -1621,6 +1615,88 @@ fn publish_start(
 /// Writes a sampler's first `n` (1 or 2) tags on the span at ring position `id` in one
 /// reservation; `false` when the ring refused them (one drop counted).
 type SamplerTags = fn(&DynRing, u32, &Sampler, usize) -> bool;
+
+/// [`Span::tag_sampler`]'s work: writes the sampler's tags for span `id`, which has `tags` tags
+/// and `losses`; returns both updated.
+#[cold]
+#[inline(never)]
+fn tag_sampler_cold(
+    ring: &DynRing,
+    sampler: &Sampler,
+    write: SamplerTags,
+    id: u32,
+    tags: u8,
+    mut losses: Losses,
+) -> (u8, Losses) {
+    let n = 2.min(MAX_TAGS_PER_SPAN.saturating_sub(tags as usize));
+    if n < 2 {
+        losses = with_tag_losses(id, losses, (2 - n) as u8, 0);
+    }
+    if n > 0 && !write(ring, id, sampler, n) {
+        losses = with_batch_drop(ring, id, losses, n);
+    }
+    (tags + n as u8, losses)
+}
+
+/// [`Span::started_with_tags`]'s losses: `losses` of span `id` with `over` tags beyond
+/// [`MAX_TAGS_PER_SPAN`], `cut` strings cut and `left_out` tags left out of its batch.
+#[cold]
+#[inline(never)]
+fn batch_losses(
+    ring: &DynRing,
+    id: u32,
+    mut losses: Losses,
+    over: u8,
+    cut: u8,
+    left_out: usize,
+) -> Losses {
+    if over > 0 || cut > 0 {
+        losses = with_tag_losses(id, losses, over, cut);
+    }
+    if left_out > 0 {
+        losses = with_tags_left_out(ring, id, losses, left_out);
+    }
+    losses
+}
+
+/// `losses` of span `id` once `n` tags of its batch were left out (see
+/// [`Span::note_tags_left_out`]).
+fn with_tags_left_out(ring: &DynRing, id: u32, mut losses: Losses, n: usize) -> Losses {
+    warn!(
+        "microspan: {=usize} tags of span {=u32} changed between sizing and writing and were dropped",
+        n,
+        id
+    );
+    ring.count_drops(n as u32);
+    losses.records_dropped = losses.records_dropped.saturating_add(n.min(255) as u8);
+    losses
+}
+
+/// `losses` of span `id` with `over` more tags beyond [`MAX_TAGS_PER_SPAN`] and `cut` more
+/// strings cut.
+fn with_tag_losses(id: u32, mut losses: Losses, over: u8, cut: u8) -> Losses {
+    if over > 0 {
+        warn!(
+            "microspan: span {=u32} has more than MAX_TAGS_PER_SPAN tags",
+            id
+        );
+    }
+    losses.tags_over_capacity = losses.tags_over_capacity.saturating_add(over);
+    losses.strings_truncated = losses.strings_truncated.saturating_add(cut);
+    losses
+}
+
+/// `losses` of span `id` once a batch of `n` of its records was refused by the ring (which
+/// counted one of them): the others are counted too.
+fn with_batch_drop(ring: &DynRing, id: u32, mut losses: Losses, n: usize) -> Losses {
+    ring.count_drops(n as u32 - 1);
+    warn!(
+        "microspan: ring full, {=usize} tags of span {=u32} were dropped",
+        n, id
+    );
+    losses.records_dropped = losses.records_dropped.saturating_add(n.min(255) as u8);
+    losses
+}
 
 /// What a sampler configured with [`with_sampler`](Tracer::with_sampler) adds to the record
 /// path. One `const` per kind of sampler, so a firmware links the code of the kind it builds.
