@@ -638,6 +638,19 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 /// START (at least five words) cannot begin (it would be padded to the array's start).
 const REMOTE_TRACE: u32 = 0;
 
+/// How the start of a child or follower went (with its position, when recorded): returned in
+/// registers by the out-of-line start, for the caller to build the handle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Recorded, in its parent's local trace.
+    Local,
+    /// Recorded, naming its trace explicitly (the parent's came from elsewhere, or its start
+    /// was lost).
+    Remote,
+    /// Its start was dropped (ring full).
+    Lost,
+}
+
 /// [`Span::trace`] of an unsampled span of a trace started on this device: the trace id is derived
 /// from the root's unsampled id when asked (a real trace id is never 0).
 const UNSAMPLED_LOCAL_TRACE: TraceId = TraceId(0);
@@ -910,9 +923,10 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return self.unsampled_child();
         }
         if state != State::Lost && self.root != REMOTE_TRACE {
-            return self.local_child(name);
+            self.child_span(self.local_child_start(name))
+        } else {
+            self.child_span(self.start_related(name, false))
         }
-        self.start_related(name, false)
     }
 
     /// Starts a child span (ChildOf this one) with tags (OpenTracing's start-span `Tags`
@@ -957,24 +971,54 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 return child;
             }
         }
-        self.child_then_tags_cold(name, tags)
+        // The handle is built here from what the fallback returns (12 bytes, not the 40 of a
+        // handle: see `child_span`).
+        let (started, n, losses) = self.child_then_tags_cold(name, tags);
+        let child = self.child_span_of(started);
+        child.tags.set(n);
+        child.losses.set(losses);
+        child
     }
 
     /// [`child_then_tags`](Self::child_then_tags) reached with the tags by value: the tags are
     /// put in memory (for the `dyn` walk) on this path only, not on the common one.
     #[cold]
     #[inline(never)]
-    fn child_then_tags_cold<'v>(&self, name: &'static str, tags: impl Tags<'v>) -> Span<'a, B, C> {
+    fn child_then_tags_cold<'v>(
+        &self,
+        name: &'static str,
+        tags: impl Tags<'v>,
+    ) -> ((u32, Started), u8, Losses) {
         self.child_then_tags(name, &tags)
     }
 
     /// [`child_with_tags`](Self::child_with_tags) when the parent is not a recorded span of a
-    /// local trace, or the batch is too large for one reservation.
+    /// local trace, or the batch is too large for one reservation: [`child`](Self::child), then
+    /// [`set_tags`](Self::set_tags). Returns how the start went, and the child's tag count and
+    /// losses, for the caller to build the same handle (this one is forgotten, not finished).
     #[inline(never)]
-    fn child_then_tags<'v>(&self, name: &'static str, tags: &dyn DynTags<'v>) -> Span<'a, B, C> {
+    fn child_then_tags<'v>(
+        &self,
+        name: &'static str,
+        tags: &dyn DynTags<'v>,
+    ) -> ((u32, Started), u8, Losses) {
         let child = self.child(name);
         child.set_tags(tags);
-        child
+        let started = match child.state.get() {
+            State::Lost => Started::Lost,
+            _ if child.root == REMOTE_TRACE => Started::Remote,
+            _ => Started::Local,
+        };
+        // A child of a sampled span is sampled: `Recorded` (or `Lost`, above).
+        debug_assert!(child.state.get() == State::Recorded || started == Started::Lost);
+        let out = (
+            (child.id.get(), started),
+            child.tags.get(),
+            child.losses.get(),
+        );
+        // The caller's handle finishes the span.
+        core::mem::forget(child);
+        out
     }
 
     /// Counts what a span started with tags kept (`n` tags) and lost (`over` beyond the
@@ -1035,22 +1079,47 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         self.losses.set(losses);
     }
 
-    /// A child of a recorded span of a local trace (the common case): the START record is
-    /// written out of line, the handle is built here, in the caller's frame, where the
-    /// optimiser keeps only what is used.
+    /// The start of a child of a recorded span of a local trace (the common case): the START
+    /// record is written out of line, and the handle is built by [`child_span`](Self::child_span)
+    /// in the caller's frame, where the optimiser keeps only what is used.
     #[inline(always)]
-    fn local_child(&self, name: &'static str) -> Span<'a, B, C> {
-        let t = self.tracer;
-        let started = t.start_child(
+    fn local_child_start(&self, name: &'static str) -> (u32, Started) {
+        let started = self.tracer.start_child(
             name,
             self.id.get(),
             self.root,
             start_bits(false, self.flags.is_debug()),
         );
-        let mut child = match started {
-            Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
-            Err(_) => Span::lost(t, self.trace, self.flags),
+        match started {
+            Ok(pos) => (pos, Started::Local),
+            Err(_) => (0, Started::Lost),
+        }
+    }
+
+    /// The handle of a child (or follower) of this span whose start went as `started` says
+    /// ([`local_child_start`](Self::local_child_start), [`start_related`](Self::start_related)).
+    /// Built here, from this span's fields, so that neither start returns a whole handle: a
+    /// handle returned from an out-of-line function is written to the caller's stack (all 40
+    /// bytes), even by a path that never runs.
+    #[inline(always)]
+    fn child_span(&self, started: (u32, Started)) -> Span<'a, B, C> {
+        if started.1 == Started::Lost {
+            warn!("microspan: ring full, a span start was dropped");
+        }
+        self.child_span_of(started)
+    }
+
+    /// [`child_span`](Self::child_span) without the warning of a lost start (given where the
+    /// start was made).
+    #[inline(always)]
+    fn child_span_of(&self, (pos, started): (u32, Started)) -> Span<'a, B, C> {
+        let t = self.tracer;
+        let (root, state) = match started {
+            Started::Local => (self.root, State::Recorded),
+            Started::Remote => (REMOTE_TRACE, State::Recorded),
+            Started::Lost => (0, State::Lost),
         };
+        let mut child = Span::with_state(t, self.trace, pos, root, self.flags, state);
         if B > 0 {
             child.baggage = self.baggage.clone();
         }
@@ -1069,7 +1138,10 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 
     /// Starts a span that FollowsFrom this one (this span does not wait for it).
     pub fn follower(&self, name: &'static str) -> Span<'a, B, C> {
-        self.start_related(name, true)
+        if self.state.get() == State::Unsampled {
+            return self.unsampled_child();
+        }
+        self.child_span(self.start_related(name, true))
     }
 
     // Out of line on microcontrollers (one copy however many call sites, and the same code for
@@ -1077,37 +1149,34 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     // hosts, where inlining it is measurably faster.
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline)]
-    fn start_related(&self, name: &'static str, follows: bool) -> Span<'a, B, C> {
+    fn start_related(&self, name: &'static str, follows: bool) -> (u32, Started) {
         let t = self.tracer;
         let debug = self.flags.is_debug();
-        let mut child = match self.state.get() {
-            State::Unsampled => return self.unsampled_child(),
-            State::Recorded | State::Finished => {
+        let (started, kind) = match self.state.get() {
+            // Callers take unsampled spans apart; a sampled one's children are recorded.
+            State::Unsampled => return (0, Started::Lost),
+            State::Recorded | State::Finished if self.root != REMOTE_TRACE => {
                 let id = self.id.get();
-                let started = if self.root != REMOTE_TRACE {
-                    t.start_child(name, id, self.root, start_bits(follows, debug))
-                } else {
-                    // The trace id came from elsewhere: every descendant names it, so a decoder
-                    // that lost this span's start still puts them in the right trace.
-                    let parent = SpanId::local(t.boot_id(), id);
-                    t.start_remote(name, self.trace, parent, follows, debug, true)
-                };
-                match started {
-                    Ok(pos) => Span::recorded(t, self.trace, pos, self.root, self.flags),
-                    Err(_) => Span::lost(t, self.trace, self.flags),
-                }
+                let started = t.start_child(name, id, self.root, start_bits(follows, debug));
+                (started, Started::Local)
+            }
+            // The trace id came from elsewhere: every descendant names it, so a decoder that
+            // lost this span's start still puts them in the right trace.
+            State::Recorded | State::Finished => {
+                let parent = SpanId::local(t.boot_id(), self.id.get());
+                let started = t.start_remote(name, self.trace, parent, follows, debug, true);
+                (started, Started::Remote)
             }
             // The parent's start was lost: name the trace explicitly, parent unknown.
-            State::Lost => match t.start_remote(name, self.trace, SpanId(0), follows, debug, false)
-            {
-                Ok(pos) => Span::recorded(t, self.trace, pos, REMOTE_TRACE, self.flags),
-                Err(_) => Span::lost(t, self.trace, self.flags),
-            },
+            State::Lost => {
+                let started = t.start_remote(name, self.trace, SpanId(0), follows, debug, false);
+                (started, Started::Remote)
+            }
         };
-        if B > 0 {
-            child.baggage = self.baggage.clone();
+        match started {
+            Ok(pos) => (pos, kind),
+            Err(_) => (0, Started::Lost),
         }
-        child
     }
 
     fn note(&self, f: impl FnOnce(&mut Losses)) {

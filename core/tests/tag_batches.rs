@@ -379,3 +379,88 @@ fn start_names(records: &[Owned]) -> Vec<&str> {
         })
         .collect()
 }
+
+/// The fallbacks of `child`, `follower` and `child_with_tags`, taken when the parent's trace id
+/// came from elsewhere or its start was lost: the handle is rebuilt at the call site from what the
+/// out-of-line start returns, so the child is recorded once, in the parent's trace, with its
+/// tags, its losses and one end.
+#[test]
+fn children_of_remote_and_lost_parents_keep_trace_tags_and_losses() {
+    use microspan::wire::decode::Parent;
+    use microspan::{Flags, SpanContext, SpanId, TraceId};
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<512> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 2048> = Drain::new(&TRACER).unwrap();
+    let remote = SpanContext {
+        trace_id: TraceId(0xABCD),
+        span_id: SpanId(0x77),
+        flags: Flags::SAMPLED,
+    };
+    let parent = TRACER.span("server").child_of(&remote).start();
+    assert!(parent.is_recording());
+    // One tag more than a span keeps, given with the start: counted on the rebuilt handle.
+    let many: Vec<(&str, Value<'_>)> = (0..=MAX_TAGS_PER_SPAN).map(|_| ("k", 1u8.into())).collect();
+    let tagged = parent.child_with_tags("tagged", many.as_slice());
+    assert!(tagged.is_recording());
+    assert_eq!(tagged.context().trace_id, remote.trace_id);
+    assert_eq!(tagged.losses().tags_over_capacity, 1);
+    assert_eq!(tagged.losses().records_dropped, 0);
+    let plain = parent.child("plain");
+    let follower = parent.follower("follower");
+    for s in [&plain, &follower] {
+        assert!(s.is_recording());
+        assert_eq!(s.context().trace_id, remote.trace_id);
+    }
+    let ids = [&tagged, &plain, &follower].map(|s| s.context().span_id.0 as u32);
+    drop((tagged, plain, follower, parent));
+    let d = decode_typed(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty() && d.record_errors.is_empty());
+    for id in ids {
+        let ends = d
+            .spans()
+            .filter(|r| matches!(r, Typed::End { span, .. } if *span == id))
+            .count();
+        assert_eq!(ends, 1, "span {id} ends once");
+    }
+    let tags = d
+        .spans()
+        .filter(|r| matches!(r, Typed::Tag { span, .. } if *span == ids[0]))
+        .count();
+    assert_eq!(tags, MAX_TAGS_PER_SPAN);
+    assert!(d.spans().any(|r| matches!(
+        r,
+        Typed::End { span, losses, .. } if *span == ids[0] && losses.tags_over_capacity == 1
+    )));
+
+    // A parent whose start was dropped (the ring full): its children name the trace and are
+    // recorded once there is room again.
+    let root = TRACER.root("root");
+    while root.losses().records_dropped == 0 {
+        root.log(());
+    }
+    let lost = root.child("lost");
+    assert!(!lost.is_recording());
+    drain_all(&mut drain);
+    let orphan = lost.child_with_tags("orphan", (("a", 1u8),));
+    let orphan2 = lost.child("orphan2");
+    assert!(orphan.is_recording() && orphan2.is_recording());
+    assert_eq!(orphan.context().trace_id, lost.context().trace_id);
+    let ids = [&orphan, &orphan2].map(|s| s.context().span_id.0 as u32);
+    drop((orphan, orphan2, lost, root));
+    let d = decode_typed(&drain_all(&mut drain));
+    for id in ids {
+        assert!(d.spans().any(|r| matches!(
+            r,
+            Typed::Start { id: i, parent: Parent::Remote { span: None, .. }, .. } if *i == id
+        )));
+        let ends = d
+            .spans()
+            .filter(|r| matches!(r, Typed::End { span, .. } if *span == id))
+            .count();
+        assert_eq!(ends, 1);
+    }
+    assert!(d
+        .spans()
+        .any(|r| matches!(r, Typed::Tag { span, key, .. } if *span == ids[0] && key == "a")));
+}
