@@ -10,10 +10,12 @@
 //! few, the producer reserves them too and fills them with a pad record (kind `0xF`, skipped by
 //! the consumer and never counted as a loss), and its record starts at index 0. (A pad also ends
 //! a batch of tags whose second walk came out shorter than the first, and stands for a whole
-//! reservation whose writer panicked: see `Reservation::pad_on_unwind`.) So a
-//! producer writes its record with plain stores at fixed offsets from one address. Outside the short windows described below,
-//! `tail == free`, and every word in `[head, free + N)` is zero. (The drop-new policy keeps no
-//! separate `tail`: only its consumer moves `free`, which is the tail there.)
+//! reservation whose writer panicked: see `Reservation::pad_on_unwind`.) So a producer writes
+//! its record with plain stores at fixed offsets from one address. Every word in
+//! `[head, free + N)` is zero. In the overwrite policy `tail == free` outside the short windows
+//! described below; the drop-new policy keeps no separate `tail` (only its consumer moves
+//! `free`, and the records it has read but not handed back yet, at most a quarter of the ring
+//! while it builds a frame, lie just below its own cursor).
 //!
 //! # Policies: what happens when the ring is full
 //! Chosen when the ring is built (`const`, in the `static`'s initializer), so the record path
@@ -29,10 +31,11 @@
 //!
 //! # Protocol
 //! - **Reserve** (any producer): read `free` (`Acquire`, pairs with the `Release` store of `free`
-//!   in `advance`, by the consumer or `evict_oldest`, so the words zeroed there are visible),
-//!   then `head`; `need` is `len`, plus the words before the end of the array if `len` does not
-//!   fit in them; if `head - free + need > N` the ring is full (see below); else
-//!   compare-and-swap `head` to `head + need`. The words `[head, head + need)` are then owned by this producer alone; it
+//!   in `freed`, once the consumer or an evicting producer has zeroed the words below it), then
+//!   `head`; `need` is `len`, plus the words before the end of the array if `len` does not fit
+//!   in them; if `head - free + need > N` the ring is full (see below); else compare-and-swap
+//!   `head` to `head + need`. The words `[head, head + need)` are then owned by this producer
+//!   alone; it
 //!   commits the pad (if any) at once, then writes its record after it. When only the pad fits,
 //!   the producer takes and commits the pad alone and tries again from the start of the array (so
 //!   a record over half the ring is never refused for ever because of where `head` stands).
@@ -375,8 +378,9 @@ impl Header {
 
 /// Space reserved by one producer: `len` contiguous words, owned until committed.
 pub(crate) struct Reservation<'r> {
-    /// The record's first word (its header), in the ring's array.
-    base: *const AtomicU32,
+    /// The record's first word (its header), in the ring's array. Never null, which lets
+    /// `Option<Reservation>` be two words, returned in registers.
+    base: core::ptr::NonNull<AtomicU32>,
     /// The record's position as the tracer and the drain see it: its word counter plus one
     /// ([`POS_OFFSET`]), so that no span of a boot has the local id 0 while the ring's counters
     /// start at zero.
@@ -475,6 +479,25 @@ impl DynRing {
         }
     }
 
+    /// [`reserve`](Self::reserve) for a record whose drop ordinal nobody needs (all but a span's
+    /// start, whose ordinal names a lost root's trace): `None` when it was dropped (counted).
+    /// The slow path is reached through a function that returns the reservation in registers
+    /// (`Option<Reservation>` is two words), so the caller's frame keeps no slot for a result.
+    #[inline(always)]
+    pub(crate) fn reserve_record(&self, len: u32) -> Option<Reservation<'_>> {
+        debug_assert!(len > 0, "an empty reservation");
+        match self.reserve_quick(len) {
+            Some(res) => Some(res),
+            None => self.reserve_record_slow(len),
+        }
+    }
+
+    /// [`reserve_record`](Self::reserve_record)'s slow path.
+    #[inline(never)]
+    fn reserve_record_slow(&self, len: u32) -> Option<Reservation<'_>> {
+        self.reserve_slow(len).ok()
+    }
+
     /// The common case of [`reserve`](Self::reserve) alone: `None` when it does not apply (the
     /// record needs a pad, the ring is full, or another producer moved `head` meanwhile) and
     /// [`reserve_slow`](Self::reserve_slow) must decide. Nothing is counted here.
@@ -484,7 +507,7 @@ impl DynRing {
     #[inline(always)]
     pub(crate) fn reserve_quick(&self, len: u32) -> Option<Reservation<'_>> {
         let cap = self.words.len() as u32;
-        // Acquire pairs with the Release store of `free` in `advance`: the words below `free + N`
+        // Acquire pairs with the Release store of `free` in `freed`: the words below `free + N`
         // were zeroed before it moved. Loading `free` before `head` keeps `head - free` from
         // underflowing when other producers and the consumer move both between the loads.
         let free = load_acquire(&self.free);
@@ -594,7 +617,13 @@ impl DynRing {
         let _ = len;
         Reservation {
             // In bounds: `index < cap` (masked); `as_ptr` keeps the whole array's provenance.
-            base: self.words[..].as_ptr().wrapping_add(index),
+            // SAFETY: a slice's pointer is never null, and `index < cap` keeps it inside the
+            // array, so adding it gives no null pointer either.
+            base: unsafe {
+                core::ptr::NonNull::new_unchecked(
+                    self.words[..].as_ptr().wrapping_add(index) as *mut AtomicU32
+                )
+            },
             pos: pos.wrapping_add(POS_OFFSET),
             #[cfg(debug_assertions)]
             len,
@@ -650,7 +679,7 @@ impl DynRing {
                 // record is larger than the ring): never evict it.
                 retry = false;
             } else {
-                self.hand_back(tail, tail.wrapping_add(header.len()));
+                self.evict(tail, tail.wrapping_add(header.len()));
                 // A pad is not a record: nothing is lost by taking it back.
                 if header.kind() != PAD {
                     // Relaxed: counters; they publish no other memory.
@@ -697,11 +726,33 @@ impl DynRing {
             .load(Ordering::Relaxed)
     }
 
-    /// Zeroes the words from `tail` to `next` (oldest first, read or evicted) and hands them back
-    /// to producers. Called by the consumer, or in the overwrite policy by whoever holds `busy`.
-    #[inline]
-    fn advance(&self, tail: u32, next: u32) {
-        self.zero(tail, next);
+    /// The consumer hands back the words from `tail` to `next` (read): zeroes them and moves the
+    /// free position past them. Out of line, nothing when `tail == next`.
+    #[inline(never)]
+    fn hand_back(&self, tail: u32, next: u32) {
+        if next != tail {
+            self.zero(tail, next);
+            self.freed(next);
+        }
+    }
+
+    /// A producer holding `busy` evicts the words from `tail` to `next` (the oldest record):
+    /// zeroes them with atomic stores, not `memset` as the consumer does, because the
+    /// consumer's [`ready`](Self::ready) may be loading the word at `tail` meanwhile (it takes no
+    /// `busy`), and then moves `tail` and the free position past them.
+    fn evict(&self, tail: u32, next: u32) {
+        let mut pos = tail;
+        while pos != next {
+            // Relaxed: published to producers by the Release store of `free` in `freed`.
+            self.slot(pos).store(0, Ordering::Relaxed);
+            pos = pos.wrapping_add(1);
+        }
+        self.freed(next);
+    }
+
+    /// The words below `next` are zeroed: hands them back to producers.
+    #[inline(always)]
+    fn freed(&self, next: u32) {
         if self.overwrite {
             // Relaxed: read only by `busy` holders (the caller is one), who synchronise through
             // `busy`.
@@ -712,18 +763,9 @@ impl DynRing {
         store_release(&self.free, next);
     }
 
-    /// [`advance`](Self::advance), out of line, and nothing when `tail == next` (the consumer's
-    /// hand-back, and an eviction).
-    #[inline(never)]
-    fn hand_back(&self, tail: u32, next: u32) {
-        if next != tail {
-            self.advance(tail, next);
-        }
-    }
-
     /// Zeroes the words from position `from` up to `to` (at most the whole ring), so that a stale
     /// word is never mistaken for a committed header. Published to producers by the Release store
-    /// of `free` that follows (see [`advance`](Self::advance)).
+    /// of `free` that follows (see [`freed`](Self::freed)).
     #[inline]
     fn zero(&self, from: u32, to: u32) {
         let n = to.wrapping_sub(from) as usize;
@@ -738,12 +780,16 @@ impl DynRing {
         }
     }
 
-    /// Zeroes the `n` words from index `start`, which must be in the array.
+    /// Zeroes the `n` words from index `start`, which must be in the array. For the consumer
+    /// only ([`hand_back`](Self::hand_back)).
     ///
-    /// The caller owns them: they were read and not handed back yet (the consumer), or evicted
-    /// (the producer holding `busy`). No producer can reserve them before `free` moves past them,
-    /// and the consumer reads nothing there, so nobody else touches them meanwhile: they are
-    /// cleared with `memset` (a few words per instruction) rather than one atomic store each.
+    /// The consumer owns these words: it has read them and not handed them back. No producer
+    /// can reserve them before `free` moves past them, an evicting producer needs `busy`, which
+    /// the consumer holds while it hands back in the overwrite policy (and in the drop-new
+    /// policy nobody evicts), and the consumer's own loads (`ready`, `peek`) are on this thread.
+    /// So nothing else touches them meanwhile: they are cleared with `memset` (a few words per
+    /// instruction) rather than one atomic store each. (An evicting producer zeroes with atomic
+    /// stores: the consumer's `ready` may be loading its words; see [`evict`](Self::evict).)
     #[cfg(not(loom))]
     #[inline(always)]
     fn zero_range(&self, start: usize, n: usize) {
@@ -751,10 +797,10 @@ impl DynRing {
         // SAFETY: `start + n <= cap` (see `zero`), so the range is inside the array, and the
         // pointer comes from the whole array, so it may cover all of it. The words are
         // `AtomicU32`s, whose value lives in an `UnsafeCell`, so writing them through a pointer
-        // derived from a shared reference is allowed; they are `u32`-sized and aligned. No other
-        // access to these words can happen during the write (see above), so it races with
-        // nothing, and the `Release` store of `free` orders it before any producer's later
-        // writes.
+        // derived from a shared reference is allowed; they are `u32`-sized and aligned. Only
+        // the consumer calls this, and no other thread accesses these words meanwhile (see
+        // above), so the write races with nothing; the `Release` store of `free` orders it
+        // before any producer's later writes.
         unsafe {
             let p = self.words.as_ptr().add(start) as *mut u32;
             core::ptr::write_bytes(p, 0, n);
@@ -961,7 +1007,7 @@ impl<'r> Reservation<'r> {
         // every caller: the record writers (`record::Cursor`, checked in debug builds above)
         // write exactly the words they reserved. The pointer has the provenance of the whole
         // array (`as_ptr` of the slice).
-        let slot = unsafe { &*self.base.add(index as usize) };
+        let slot = unsafe { self.base.add(index as usize).as_ref() };
         // Relaxed: published by the Release store of the header in `commit`.
         slot.store(word, Ordering::Relaxed);
     }
@@ -975,7 +1021,7 @@ impl<'r> Reservation<'r> {
         #[cfg(debug_assertions)]
         assert!(first.len() <= self.len);
         // SAFETY: `base` points at the first reserved word, inside the array (see `put`).
-        let slot = unsafe { &*self.base };
+        let slot = unsafe { self.base.as_ref() };
         // Release pairs with the Acquire loads of the header in `peek` and `evict_oldest`.
         store_release(slot, first.0);
     }
@@ -990,7 +1036,7 @@ impl<'r> Reservation<'r> {
     #[inline(always)]
     pub(crate) fn pad_on_unwind(&self, len: u32) -> PadOnUnwind<'r> {
         PadOnUnwind {
-            base: self.base,
+            base: self.base.as_ptr(),
             len,
             _ring: core::marker::PhantomData,
         }
@@ -1002,7 +1048,7 @@ impl<'r> Reservation<'r> {
         #[cfg(debug_assertions)]
         assert_eq!(header.len(), self.len);
         // SAFETY: `base` points at the first reserved word, inside the array (see `put`).
-        let slot = unsafe { &*self.base };
+        let slot = unsafe { self.base.as_ref() };
         // Release pairs with the Acquire loads of the header in `peek` and `evict_oldest`.
         store_release(slot, header.0);
     }
@@ -1303,11 +1349,10 @@ mod tests {
         }
         let mut c = ring.consumer();
         assert_eq!(read_with(&mut c), Some((1, vec![0, 0, 0])));
-        // Read, not handed back yet: producers still find the ring full, and the words are
-        // still there.
+        // Read, not handed back yet: producers still find the ring full, and the record is
+        // still there (its header not zeroed).
         assert!(write(ring, 2, &[]).is_none());
-        assert_eq!(ring.word(1 + POS_OFFSET, 1), 0);
-        assert_eq!(ring.word(POS_OFFSET, 1), 0);
+        assert_eq!(Header(ring.words[0].load(Ordering::Relaxed)).len(), 4);
         assert_eq!(ring.free.load(Ordering::Relaxed), 0);
         // A quarter of the ring read (8 words): handed back, zeroed.
         assert_eq!(read_with(&mut c), Some((1, vec![1, 1, 1])));
@@ -1354,6 +1399,58 @@ mod tests {
         assert_eq!(ring.free.load(Ordering::Relaxed), 22);
         assert!(ring.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         assert_eq!(read(ring), None);
+    }
+
+    /// A flight recorder evicting on one thread while the consumer reads on another: under Miri
+    /// (CI runs it over these tests) a data race between the eviction's zeroing and the
+    /// consumer's loads (`ready` takes no `busy`) is reported, as it was when evictions zeroed
+    /// with `memset`. Every record is read whole or counted as evicted.
+    #[test]
+    fn evicting_producer_and_consumer_on_two_threads() {
+        // Several rounds: each gives Miri's scheduler other interleavings.
+        for _ in 0..8 {
+            evict_while_reading();
+        }
+    }
+
+    fn evict_while_reading() {
+        const RECORDS: u32 = 24;
+        let shared = std::sync::Arc::new(Ring::<16>::flight_recorder());
+        let producer = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                for i in 0..RECORDS {
+                    write(shared.as_dyn(), 1, &[i, i, i]);
+                }
+            })
+        };
+        let ring = shared.as_dyn();
+        let mut n = 0;
+        let mut last = None;
+        loop {
+            let done = producer.is_finished();
+            if ring.ready() {
+                if let Some((kind, body)) = read(ring) {
+                    assert_eq!(
+                        (kind, body[1], body[2]),
+                        (1, body[0], body[0]),
+                        "torn record"
+                    );
+                    assert!(last < Some(body[0]), "in order, once");
+                    last = Some(body[0]);
+                    n += 1;
+                }
+            }
+            if done && !ring.ready() {
+                break;
+            }
+        }
+        producer.join().unwrap();
+        while read(ring).is_some() {
+            n += 1;
+        }
+        // Every record was read or lost (dropped on arrival, or evicted), exactly.
+        assert_eq!(n + ring.dropped(), RECORDS);
     }
 
     #[test]

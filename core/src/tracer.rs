@@ -1153,8 +1153,12 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         let t = self.tracer;
         let debug = self.flags.is_debug();
         let (started, kind) = match self.state.get() {
-            // Callers take unsampled spans apart; a sampled one's children are recorded.
-            State::Unsampled => return (0, Started::Lost),
+            // Callers handle unsampled parents first (their children are unsampled, with no
+            // record); were one to come here, its child would be a lost span, not a wrong one.
+            State::Unsampled => {
+                debug_assert!(false, "start_related of an unsampled span");
+                return (0, Started::Lost);
+            }
             State::Recorded | State::Finished if self.root != REMOTE_TRACE => {
                 let id = self.id.get();
                 let started = t.start_child(name, id, self.root, start_bits(follows, debug));
@@ -1224,7 +1228,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline(always)]
     fn write_tag(&self, key: &'static str, value: &Value<'_>) {
         let len = 2 + field_size(value);
-        let Ok(res) = self.tracer.ring.reserve(len) else {
+        let Some(res) = self.tracer.ring.reserve_record(len) else {
             self.note_drop();
             return;
         };
@@ -1275,7 +1279,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             // with its `count`): nothing to reserve, and the tags are lost.
             return self.note_tags_left_out(n);
         }
-        let Ok(res) = self.tracer.ring.reserve(words) else {
+        let Some(res) = self.tracer.ring.reserve_record(words) else {
             return self.note_batch_drop(n);
         };
         let mut c = Cursor::at_header(res);
@@ -1382,7 +1386,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// the ring has no room.
     #[inline(always)]
     fn begin_log(&self, len: u32, now: u32) -> Option<Cursor<'a>> {
-        let Ok(res) = self.tracer.ring.reserve(len) else {
+        let Some(res) = self.tracer.ring.reserve_record(len) else {
             self.note_drop();
             return None;
         };
@@ -1493,7 +1497,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         let (key, _) = truncate(key, MAX_BAGGAGE_KEY_LEN);
         let (value, _) = truncate(value, MAX_BAGGAGE_VALUE_LEN);
         let len = 2 + byte_words(key.len()) + byte_words(value.len());
-        let Ok(res) = self.tracer.ring.reserve(len) else {
+        let Some(res) = self.tracer.ring.reserve_record(len) else {
             self.note_drop();
             return;
         };
@@ -1527,7 +1531,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 
     fn write_ref(&self, kind: RefKind, ctx: &SpanContext) {
         let len = 8;
-        let Ok(res) = self.tracer.ring.reserve(len) else {
+        let Some(res) = self.tracer.ring.reserve_record(len) else {
             self.note_drop();
             return;
         };
@@ -1808,7 +1812,7 @@ fn write_sampler_tags(ring: &DynRing, id: u32, sampler: &Sampler, n: usize) -> b
         ("sampler.param", sampler.param()),
     ];
     let words = tag_words(&tags, n);
-    let Ok(res) = ring.reserve(words) else {
+    let Some(res) = ring.reserve_record(words) else {
         return false;
     };
     let mut c = Cursor::at_header(res);

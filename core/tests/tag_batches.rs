@@ -464,3 +464,51 @@ fn children_of_remote_and_lost_parents_keep_trace_tags_and_losses() {
         .spans()
         .any(|r| matches!(r, Typed::Tag { span, key, .. } if *span == ids[0] && key == "a")));
 }
+
+/// The fallbacks with baggage (`B > 0`) and with the child's own start lost: the handle the
+/// caller gets carries the parent's baggage, or is a lost span that records nothing.
+#[test]
+fn fallback_children_carry_baggage_and_lose_their_start_when_the_ring_is_full() {
+    use microspan::{Flags, SpanContext, SpanId, TraceId};
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 512> = Drain::new(&TRACER).unwrap();
+    let remote = SpanContext {
+        trace_id: TraceId(0x1234),
+        span_id: SpanId(0x56),
+        flags: Flags::SAMPLED,
+    };
+    let mut parent = TRACER
+        .span("server")
+        .child_of(&remote)
+        .with_baggage(microspan::Baggage::<2>::new())
+        .start();
+    parent.set_baggage("tenant", "acme");
+    let tagged = parent.child_with_tags("tagged", (("a", 1u8),));
+    let plain = parent.child("plain");
+    for s in [&tagged, &plain] {
+        assert!(s.is_recording());
+        assert_eq!(s.baggage_item("tenant"), Some("acme"));
+    }
+    drop((tagged, plain));
+    // Fill the ring: the next fallback child's start is dropped, and its tags are not recorded.
+    while parent.losses().records_dropped == 0 {
+        parent.log(());
+    }
+    let before = TRACER.dropped();
+    let lost = parent.child_with_tags("lost", (("b", 2u8),));
+    assert!(!lost.is_recording());
+    assert_eq!(lost.baggage_item("tenant"), Some("acme"));
+    assert_eq!(TRACER.dropped() - before, 1, "the start, counted once");
+    drop(lost);
+    drop(parent);
+    let d = decode_typed(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty() && d.record_errors.is_empty());
+    assert!(!d
+        .spans()
+        .any(|r| matches!(r, Typed::Start { name, .. } if name == "lost")));
+    assert!(!d
+        .spans()
+        .any(|r| matches!(r, Typed::Tag { key, .. } if key == "b")));
+}
