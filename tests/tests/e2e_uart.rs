@@ -116,11 +116,29 @@ fn the_jaeger_file_is_what_the_jaeger_ui_opens() {
     assert_eq!(service, "in-process-service");
 }
 
+/// Two runs of the same firmware record the same trace: the same spans, tags, logs and
+/// references, in the same order (times masked, as in the expected files). Not the same bytes:
+/// `-icount` makes QEMU's timing reproducible only in the common case; under heavy host load a
+/// timer interrupt was seen landing a few instructions off (December 2026, a CI run beside other
+/// QEMU jobs: two timestamps of the last frame differed by one tick), which moves time deltas on
+/// the wire and nothing else.
 #[test]
-fn runs_are_byte_identical() {
-    // -icount makes the run deterministic: the expected files depend on it.
+fn runs_record_the_same_trace() {
     let (elf, first) = run(Board::Lm3s6965);
     let again = qemu::run_firmware(Board::Lm3s6965, elf, &RunOptions::default()).unwrap();
     again.assert_exit(0);
-    assert_eq!(first.uart, again.uart);
+    let [a, b] = [first, &again].map(|out| {
+        let d = reference::decode(&out.uart).unwrap_or_else(|e| panic!("{e}"));
+        (
+            reference::tree_snapshot(&d.batches),
+            reference::jaeger_snapshot(&d.batches),
+        )
+    });
+    assert_eq!(a, b);
+    assert!(
+        first.uart.len().abs_diff(again.uart.len()) <= 16,
+        "only time deltas may differ: {} and {} bytes",
+        first.uart.len(),
+        again.uart.len()
+    );
 }
