@@ -95,6 +95,7 @@ impl TickExtender {
         Sample {
             raw,
             extended: self.extended.wrapping_add_signed(delta as i64),
+            delta,
         }
     }
 
@@ -124,6 +125,9 @@ pub(crate) struct Sample {
     raw: u32,
     /// Its 64-bit value.
     pub(crate) extended: u64,
+    /// Its distance from the last value taken (`extended` minus [`TickExtender::last`]), below
+    /// 2^31 either way.
+    pub(crate) delta: i32,
 }
 
 #[cfg(test)]

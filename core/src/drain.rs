@@ -195,8 +195,6 @@ impl<const N: usize> Interner<N> {
 struct FrameState {
     /// Id of the most recent span start (deltas are taken against it).
     last_start: u32,
-    /// Running time (extended ticks).
-    last_time: u64,
     /// The span a short tag record applies to.
     subject: u32,
     /// The id delta of the frame's previous start (0 before the first): a short start whose
@@ -281,7 +279,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             names: Interner::new(),
             state: FrameState {
                 last_start: 0,
-                last_time: ext.last(),
                 subject: 0,
                 last_delta: 0,
                 open: OpenStarts::new(),
@@ -323,7 +320,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         let old = self.state.ext.shift();
         self.state.ext = TickExtender::with_shift(self.tracer.clock.now(), bits as u32);
-        self.state.last_time = self.state.ext.last();
         if let Some(c) = &mut self.wall_clock {
             c.ticks = (c.ticks << old) >> bits;
         }
@@ -475,7 +471,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         w.put_hot(seq_lo);
         w.put_hot(seq_hi);
         w.var32_hot(self.state.last_start);
-        w.var64_hot(self.state.last_time);
+        w.var64_hot(self.state.ext.last());
         keep(w)?;
         self.state.subject = self.state.last_start;
         self.state.last_delta = 0;
@@ -518,7 +514,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     #[inline(never)]
     fn write_hello(&mut self) -> bool {
         let t = self.tracer;
-        let now_ticks = self.state.ext.extend(t.clock.now());
+        // Sampled, not taken: within a frame the extender's last value is the time the next
+        // record's delta counts from (see `FrameState::time`).
+        let now_ticks = self.state.ext.sample(t.clock.now()).extended;
         let ticks_per_second = t.clock.ticks_per_second() >> self.state.ext.shift();
         let boot_id = t.boot_id();
         for cut in [usize::MAX, 24, 8, 0] {
@@ -657,7 +655,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         if !name_in_tag {
             strref(&mut w, name, name_ref);
         }
-        w.var64_hot(dt);
+        w.var32_hot(dt);
         if !w.fits() {
             return false;
         }
@@ -698,7 +696,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             w.put_bytes(&parent.to_le_bytes());
         }
         strref_c(&mut w, name, name_ref);
-        w.var64_c(dt);
+        w.var32_c(dt);
         if !w.fits() {
             return false;
         }
@@ -718,11 +716,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         // tag byte has room for the low bits of `dt`.
         let short = losses == 0 && st.open.top() == Some(span);
         if short {
-            if dt < tag::END_DT_LIMIT {
+            if (dt as u64) < tag::END_DT_LIMIT {
                 w.put_nz(tag::END | dt as u8);
             } else {
                 w.put_nz(tag::END | tag::END_HIGH_BIT | (dt as u8 & tag::END_DT_MASK));
-                w.var64_hot(dt >> tag::END_DT_BITS);
+                w.var32_hot(dt >> tag::END_DT_BITS);
             }
         } else if losses != 0 {
             // `back` computed here, where it is needed (not held through the short path).
@@ -797,7 +795,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 let sref = |s: &'static str| names.find(s).map_or(INLINE, wire_ref);
                 w.put_c(tag::EXT | ext::LOG);
                 w.var32_c(st.last_start.wrapping_sub(span));
-                w.var64_c(dt);
+                w.var32_c(dt);
                 w.var32_c(n);
                 for _ in 0..n {
                     let f = FieldView::read(&mut r);
@@ -849,28 +847,30 @@ impl FrameState {
     /// Extends a raw tick value; returns it and the delta to write (after writing a SET_TIME
     /// record when time went backwards, which a preempted record can cause). The state moves on
     /// only at [`commit_time`](Self::commit_time), once the record is kept.
+    ///
+    /// The running time the decoder keeps is the extender's last value: the frame's base is
+    /// written from it, and every record kept moves both. So the delta is the extender's own,
+    /// a 32-bit value (it is below 2^31 by the extension's construction): no 64-bit compare,
+    /// subtraction or varint here.
     #[inline(always)]
-    fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
+    fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u32) {
         let t = self.ext.sample(raw);
-        let time = t.extended;
-        let mut base = self.last_time;
-        if time < base {
-            w.call(set_time, time);
-            base = time;
+        if t.delta < 0 {
+            w.call(set_time, t.extended);
+            return (t, 0);
         }
-        (t, time - base)
+        (t, t.delta as u32)
     }
 
     /// [`time`](Self::time), out of line (for the records that are not worth the code size).
     #[inline(never)]
-    fn time_c<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u64) {
+    fn time_c<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u32) {
         self.time(w, raw)
     }
 
     #[inline(always)]
     fn commit_time(&mut self, t: Timed) {
         self.ext.take(t);
-        self.last_time = t.extended;
     }
 
     /// Whether the start of span `parent` was written in this frame and the span has not ended
@@ -974,10 +974,10 @@ fn start_explicit<const F: usize>(
 }
 
 /// An `END` record (a span that is not the frame's most recent open start).
-fn end_explicit<const F: usize>(w: &mut Writer<'_, F>, (back, dt): (u32, u64)) {
+fn end_explicit<const F: usize>(w: &mut Writer<'_, F>, (back, dt): (u32, u32)) {
     w.put_c(tag::EXT | ext::END);
     w.var32_c(back);
-    w.var64_c(dt);
+    w.var32_c(dt);
 }
 
 /// A `NAME` record.
@@ -995,10 +995,10 @@ fn set_time<const F: usize>(w: &mut Writer<'_, F>, time: u64) {
 }
 
 /// An `END_LOSSES` record.
-fn end_losses<const F: usize>(w: &mut Writer<'_, F>, (back, dt, losses): (u32, u64, Losses)) {
+fn end_losses<const F: usize>(w: &mut Writer<'_, F>, (back, dt, losses): (u32, u32, Losses)) {
     w.put_c(tag::EXT | ext::END_LOSSES);
     w.var32_c(back);
-    w.var64_c(dt);
+    w.var32_c(dt);
     w.var32_c(losses.tags_over_capacity as u32);
     w.var32_c(losses.fields_over_capacity as u32);
     w.var32_c(losses.strings_truncated as u32);

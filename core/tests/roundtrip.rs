@@ -401,3 +401,31 @@ fn a_fast_clock_goes_on_the_wire_at_microsecond_resolution_unless_told_otherwise
     let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
     assert!(!drain.set_time_shift(8), "50 MHz is not a multiple of 256");
 }
+
+/// A drain with nothing to send reads the clock (to follow a wrapping counter), and the frame
+/// after it counts its times from that reading. A span whose times are earlier than it (written
+/// by code that read the clock before the drain ran) goes out after a SET_TIME record and
+/// decodes to its own times.
+#[test]
+fn a_span_older_than_an_idle_drains_clock_reading_keeps_its_times() {
+    static CLOCK: ManualClock = ManualClock::new(1_000);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    CLOCK.0.store(5_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(drain.fill_buf().is_empty(), "idle: nothing to send");
+    CLOCK.0.store(4_000, std::sync::atomic::Ordering::Relaxed);
+    let root = TRACER.root("late");
+    CLOCK.advance(250);
+    drop(root);
+    let d = decode_typed(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty() && d.record_errors.is_empty());
+    let times: Vec<u64> = d
+        .spans()
+        .filter_map(|r| match r {
+            Typed::Start { time, .. } | Typed::End { time, .. } => Some(*time),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(times, [4_000, 4_250]);
+}

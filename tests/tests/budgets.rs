@@ -32,7 +32,7 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("unsampled", 10.0, 13.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 134.0, 121.0, None),
-    ("drain17", 350.0, 496.0, Some(150.0)),
+    ("drain17", 322.0, 450.0, Some(150.0)),
 ];
 
 /// Bytes per child span (marginal), per board: (what, workload, Cortex-M3, Cortex-M0, target).
@@ -69,7 +69,7 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 
 /// Flash for tracing (bytes), static RAM besides the ring (bytes), worst record-call stack
 /// (bytes): (Cortex-M3, Cortex-M0).
-const FLASH_BUDGET: (f64, f64) = (12_080.0, 11_760.0);
+const FLASH_BUDGET: (f64, f64) = (11_920.0, 11_560.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 
