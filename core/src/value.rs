@@ -70,7 +70,8 @@ from_int!(U64 as u64: u8, u16, u32, u64, usize);
 ///
 /// Implemented for tuples of up to eight `(&'static str, value)` pairs, where each value is
 /// anything [`Value`] converts from (`(("http.status_code", 200u32), ("error", false))`), and
-/// for arrays, slices (and, with feature `std`, vectors) of `(&'static str, Value)`
+/// for arrays, slices, `heapless::Vec`s (and, with feature `std`, vectors) of
+/// `(&'static str, Value)`
 /// (`&[("retries", 3u32.into())]`), and for `()` (none). A tuple
 /// is the cheapest on a microcontroller: each tag's type is known at compile time, so recording
 /// it is a few stores; a slice is walked at run time.
@@ -139,6 +140,26 @@ impl<'v, const N: usize> Tags<'v> for [(&'static str, Value<'v>); N] {
 }
 
 /// A vector of `(key, Value)` (feature `std`), as its slice.
+/// A `heapless::Vec` (or `VecView`) of tags, as built at run time without an allocator.
+impl<'v, L, S> Tags<'v> for heapless::vec::VecInner<(&'static str, Value<'v>), L, S>
+where
+    L: heapless::LenType,
+    S: heapless::vec::VecStorage<(&'static str, Value<'v>)> + ?Sized,
+{
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
+        self.as_slice().each(f)
+    }
+    #[inline(always)]
+    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
+        Some(self.as_slice())
+    }
+}
+
 #[cfg(feature = "std")]
 impl<'v> Tags<'v> for std::vec::Vec<(&'static str, Value<'v>)> {
     #[inline(always)]

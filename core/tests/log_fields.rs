@@ -43,16 +43,29 @@ fn tuple_and_array_logs_decode_alike() {
         ("ratio", 0.5f64.into()),
         ("retry", true.into()),
     ]);
+    // Fields collected at run time without an allocator.
+    let mut fields: heapless::Vec<(&'static str, Value<'_>), 8> = heapless::Vec::new();
+    fields.push(("event", "error".into())).unwrap();
+    fields.push(("message", Value::text(&text))).unwrap();
+    fields.push(("attempt", 3u32.into())).unwrap();
+    fields.push(("delta", (-7i64).into())).unwrap();
+    fields.push(("ratio", 0.5f64.into())).unwrap();
+    fields.push(("retry", true.into())).unwrap();
+    root.log(&fields);
+    root.log(fields.as_view());
+    root.log(fields);
     root.log(());
     let losses = root.losses();
     drop(root);
     let d = decode(&drain_all(&mut drain));
     assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
     let logs = logs(&d.records);
-    assert_eq!(logs.len(), 3);
-    assert_eq!(logs[0], logs[1]);
+    assert_eq!(logs.len(), 6);
+    for other in &logs[1..5] {
+        assert_eq!(&logs[0], other);
+    }
     assert_eq!(logs[0].len(), 6);
-    assert!(logs[2].is_empty());
+    assert!(logs[5].is_empty());
     assert_eq!(losses.fields_over_capacity, 0);
 }
 
