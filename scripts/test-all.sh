@@ -46,6 +46,8 @@ cargo test -q --locked -p microspan --features small-crc --lib --test golden --t
 step "loom model of the ring"
 # A separate target directory: the --cfg loom flags would otherwise rebuild target/ from scratch.
 RUSTFLAGS="--cfg loom" cargo test -q -p microspan --lib --release --target-dir target/loom loom
+step "loom model of the ring with the critical-section atomics (Cortex-M0)"
+RUSTFLAGS="--cfg loom --cfg loom_cs" cargo test -q -p microspan --lib --release --target-dir target/loom-cs loom
 
 step "Miri over the core's unit tests"
 if rustup toolchain list | grep -q '^nightly' && rustup component add --toolchain nightly miri >/dev/null 2>&1; then

@@ -6,15 +6,17 @@
 //! read-modify-write operations (compare-and-swap, fetch-add, swap) in a critical section, which
 //! the firmware supplies through `critical-section` (on a single-core Cortex-M,
 //! `cortex-m/critical-section-single-core`). Under `cfg(loom)` the loom model's atomics replace
-//! both so the protocol can be model-checked.
+//! both so the protocol can be model-checked; under `cfg(loom)` with `cfg(loom_cs)` as well, the
+//! model runs the critical-section atomics instead (loom's atomics for the loads and stores, one
+//! loom mutex standing for the critical section), so the Cortex-M0 path is model-checked too.
 
-#[cfg(loom)]
+#[cfg(all(loom, not(loom_cs)))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 #[cfg(all(not(loom), target_has_atomic = "32"))]
 pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-#[cfg(all(not(loom), not(target_has_atomic = "32")))]
+#[cfg(any(all(not(loom), not(target_has_atomic = "32")), all(loom, loom_cs)))]
 pub(crate) use cs::{AtomicBool, AtomicU32, Ordering};
 
 /// Atomics for cores that load and store words atomically but have no compare-and-swap.
@@ -27,10 +29,33 @@ pub(crate) use cs::{AtomicBool, AtomicU32, Ordering};
 /// from another core is something the ring's protocol never does (see `ring.rs`: `head` is only
 /// moved by compare-and-swap, `busy` is cleared only by its holder, and the other words have a
 /// single writer).
-#[cfg(any(test, all(not(loom), not(target_has_atomic = "32"))))]
+#[cfg(any(
+    test,
+    all(not(loom), not(target_has_atomic = "32")),
+    all(loom, loom_cs)
+))]
 #[allow(dead_code)] // on hosts, built only for its tests
 pub(crate) mod cs {
     pub(crate) use core::sync::atomic::Ordering;
+
+    /// Runs `f` in a critical section.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    fn critical<R>(f: impl FnOnce() -> R) -> R {
+        critical_section::with(|_| f())
+    }
+
+    /// Runs `f` in a critical section, modelled as one mutex every read-modify-write takes:
+    /// they exclude each other (as masked interrupts, or a multi-core implementation's lock,
+    /// do), while plain loads and stores take no lock and may interleave with them anywhere.
+    #[cfg(loom)]
+    fn critical<R>(f: impl FnOnce() -> R) -> R {
+        loom::lazy_static! {
+            static ref CS: loom::sync::Mutex<()> = loom::sync::Mutex::new(());
+        }
+        let _masked = CS.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
 
     /// The ordering of the load half of a read-modify-write ordered by `o`.
     #[inline(always)]
@@ -64,7 +89,14 @@ pub(crate) mod cs {
             }
 
             impl $name {
+                #[cfg(not(loom))]
                 pub(crate) const fn new(v: $t) -> Self {
+                    Self(<$inner>::new(v))
+                }
+
+                /// (loom: its atomics cannot be built in a `const fn`.)
+                #[cfg(loom)]
+                pub(crate) fn new(v: $t) -> Self {
                     Self(<$inner>::new(v))
                 }
 
@@ -86,7 +118,7 @@ pub(crate) mod cs {
                     o: Ordering,
                     f: impl FnOnce($t) -> Option<$t>,
                 ) -> Result<$t, $t> {
-                    critical_section::with(|_| {
+                    critical(|| {
                         let old = self.0.load(load_order(o));
                         match f(old) {
                             Some(new) => {
@@ -130,8 +162,14 @@ pub(crate) mod cs {
         };
     }
 
+    #[cfg(not(loom))]
     atomic!(AtomicU32, core::sync::atomic::AtomicU32, u32);
+    #[cfg(not(loom))]
     atomic!(AtomicBool, core::sync::atomic::AtomicBool, bool);
+    #[cfg(loom)]
+    atomic!(AtomicU32, loom::sync::atomic::AtomicU32, u32);
+    #[cfg(loom)]
+    atomic!(AtomicBool, loom::sync::atomic::AtomicBool, bool);
 
     impl AtomicU32 {
         #[inline(always)]
@@ -142,7 +180,7 @@ pub(crate) mod cs {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     mod tests {
         use super::*;
 

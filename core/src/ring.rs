@@ -525,14 +525,14 @@ impl DynRing {
     fn quick_bump(&self, len: u32, fits: impl Fn(u32) -> bool) -> Option<u32> {
         // Without compare-and-swap: one critical section reads, checks and moves `head`, where a
         // load and a compare-and-swap would take one each (and re-read `head` inside).
-        #[cfg(all(not(loom), not(target_has_atomic = "32")))]
+        #[cfg(any(all(not(loom), not(target_has_atomic = "32")), loom_cs))]
         return self
             .head
             .update(Ordering::Relaxed, |head| {
                 fits(head).then_some(head.wrapping_add(len))
             })
             .ok();
-        #[cfg(not(all(not(loom), not(target_has_atomic = "32"))))]
+        #[cfg(not(any(all(not(loom), not(target_has_atomic = "32")), loom_cs)))]
         {
             let head = self.head.load(Ordering::Relaxed);
             (fits(head)
@@ -1481,7 +1481,9 @@ mod tests {
 
 #[cfg(all(test, loom))]
 mod loom_model {
-    //! `RUSTFLAGS="--cfg loom" cargo test -p microspan --release --lib loom_model`
+    //! `RUSTFLAGS="--cfg loom" cargo test -p microspan --release --lib loom_model`, and for the
+    //! critical-section atomics of cores without compare-and-swap (Cortex-M0),
+    //! `RUSTFLAGS="--cfg loom --cfg loom_cs" cargo test -p microspan --release --lib loom_model`
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
