@@ -20,6 +20,7 @@
 //! call.log_event("retry scheduled");
 //! ```
 
+use crate::clock::Clock;
 use crate::tracer::Span;
 use crate::value::Value;
 
@@ -90,7 +91,7 @@ pub const STACK: &str = "stack";
 /// The `event` value of an error log.
 pub const EVENT_ERROR: &str = "error";
 
-impl<const B: usize> Span<'_, B> {
+impl<const B: usize, C: ?Sized + Clock> Span<'_, B, C> {
     /// Marks the span as failed the OpenTracing way: the tag `error=true` and a log
     /// `event="error", error.kind=kind, message=message`.
     pub fn set_error<'v>(&self, kind: &'static str, message: impl Into<Value<'v>>) {

@@ -43,21 +43,22 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
+use crate::clock::Clock;
 use crate::tracer::Span;
 
 /// A future with a span that stays open until the future completes (or is dropped, then tagged
 /// `cancelled=true`). Made by [`FutureExt::in_span`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Instrumented<'a, F, const B: usize = 0> {
+pub struct Instrumented<'a, F, const B: usize = 0, C: ?Sized + Clock = &'a dyn Clock> {
     // Structurally pinned: never moved out of a pinned `Instrumented` (see `poll` and `Drop`).
     fut: F,
     // Not pinned: taken out when the future completes.
-    span: Option<Span<'a, B>>,
+    span: Option<Span<'a, B, C>>,
 }
 
-impl<'a, F, const B: usize> Instrumented<'a, F, B> {
+impl<'a, F, const B: usize, C: ?Sized + Clock> Instrumented<'a, F, B, C> {
     /// Wraps `fut` in `span`.
-    pub fn new(fut: F, span: Span<'a, B>) -> Self {
+    pub fn new(fut: F, span: Span<'a, B, C>) -> Self {
         Self {
             fut,
             span: Some(span),
@@ -65,12 +66,12 @@ impl<'a, F, const B: usize> Instrumented<'a, F, B> {
     }
 
     /// The span, while the future has not completed (for tags and logs from outside).
-    pub fn span(&self) -> Option<&Span<'a, B>> {
+    pub fn span(&self) -> Option<&Span<'a, B, C>> {
         self.span.as_ref()
     }
 }
 
-impl<F: Future, const B: usize> Future for Instrumented<'_, F, B> {
+impl<F: Future, const B: usize, C: ?Sized + Clock> Future for Instrumented<'_, F, B, C> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -92,7 +93,7 @@ impl<F: Future, const B: usize> Future for Instrumented<'_, F, B> {
     }
 }
 
-impl<F, const B: usize> Drop for Instrumented<'_, F, B> {
+impl<F, const B: usize, C: ?Sized + Clock> Drop for Instrumented<'_, F, B, C> {
     fn drop(&mut self) {
         if let Some(span) = self.span.take() {
             span.set_tag("cancelled", true);
@@ -104,7 +105,10 @@ impl<F, const B: usize> Drop for Instrumented<'_, F, B> {
 /// `fut.in_span(span)` for every future.
 pub trait FutureExt: Future + Sized {
     /// Keeps `span` open until this future completes; see [`Instrumented`].
-    fn in_span<'a, const B: usize>(self, span: Span<'a, B>) -> Instrumented<'a, Self, B> {
+    fn in_span<'a, const B: usize, C: ?Sized + Clock>(
+        self,
+        span: Span<'a, B, C>,
+    ) -> Instrumented<'a, Self, B, C> {
         Instrumented::new(self, span)
     }
 }

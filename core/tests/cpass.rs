@@ -7,14 +7,28 @@
 //!   thread mode, any interrupt handler and (on the desktop) any thread.
 //! - A `Span` is `Send` (it may move to another thread or task) but **not** `Sync`: its tag count
 //!   and losses are `Cell`s, updated without atomics because one owner records into it.
+//! - An `Instrumented` future is `Send` when its future is (executors move tasks).
 //! - The `Drain` is `Send` (the consumer may run on its own thread or task); there is one.
 //! - Contexts, ids, flags and values are plain `Copy` data, `Send + Sync`.
 
+use microspan::future::Instrumented;
 use microspan::wire::decode::{Accumulator, FrameError, RecordError};
 use microspan::{
     Baggage, Clock, Drain, Flags, Ring, Session, Span, SpanBuilder, SpanContext, SpanId, TraceId,
     Tracer, Value,
 };
+
+/// A clock type of the firmware's own, as `Tracer::with_clock` takes.
+struct Ticks;
+
+impl Clock for Ticks {
+    fn now(&self) -> u32 {
+        0
+    }
+    fn ticks_per_second(&self) -> u32 {
+        1
+    }
+}
 
 const fn is_send<T: Send + ?Sized>() {}
 const fn is_sync<T: Sync + ?Sized>() {}
@@ -37,6 +51,13 @@ const _: () = {
     is_send::<Span<'static>>();
     is_send::<Span<'static, 4>>();
     is_send::<SpanBuilder<'static, 2>>();
+    // With a clock type of the firmware's own (`Tracer::with_clock`).
+    is_sync::<Tracer<'static, Ticks>>();
+    is_send::<Span<'static, 0, Ticks>>();
+    is_send::<Instrumented<'static, core::future::Ready<u32>, 0, Ticks>>();
+    // A future in a span moves to the executor's task like the future alone.
+    is_send::<Instrumented<'static, core::future::Ready<u32>>>();
+    is_send::<Instrumented<'static, core::future::Ready<u32>, 2>>();
     is_send::<Drain<'static>>();
     is_send::<Drain<'static, 64, 16>>();
     is_send::<Baggage<4>>();

@@ -45,6 +45,7 @@ pub mod w3c;
 
 use core::fmt;
 
+use crate::clock::Clock;
 use crate::config::MAX_BAGGAGE_VALUE_LEN;
 use crate::context::SpanContext;
 use crate::tracer::{Baggage, SpanBuilder};
@@ -160,9 +161,9 @@ impl<const B: usize> Extracted<B> {
     }
 }
 
-impl<'a, const B: usize> SpanBuilder<'a, B> {
+impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// Continues an extracted context: a ChildOf reference to the sender's span, and its baggage.
-    pub fn extracted<const B2: usize>(self, ex: Extracted<B2>) -> SpanBuilder<'a, B2> {
+    pub fn extracted<const B2: usize>(self, ex: Extracted<B2>) -> SpanBuilder<'a, B2, C> {
         self.child_of(&ex.context).with_baggage(ex.baggage)
     }
 }
