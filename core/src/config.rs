@@ -7,12 +7,7 @@
 //!
 //! The ring size ([`Ring<N>`](crate::Ring)), the frame size and the name-table size
 //! ([`Drain<F, NAMES>`](crate::Drain)) and the number of baggage items a span carries
-//! ([`Span<B>`](crate::Span)) are const generics of the types that hold them.
+//! ([`Span<B>`](crate::Span)) are const generics of the types that hold them: more baggage
+//! items than `B` are dropped and counted like the bounds here.
 
 include!(concat!(env!("OUT_DIR"), "/config.rs"));
-
-/// Bytes kept of a baggage key; longer keys are truncated and counted.
-pub const MAX_BAGGAGE_KEY_LEN: usize = 16;
-
-/// Extra references (beyond the parent) one span may be started with.
-pub const MAX_REFERENCES: usize = 4;

@@ -449,6 +449,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             tracer: self,
             name,
             refs: heapless::Vec::new(),
+            refs_dropped: 0,
             debug: false,
             baggage: Baggage::new(),
         }
@@ -699,6 +700,8 @@ pub struct SpanBuilder<'a, const B: usize, C: ?Sized + Clock = &'a dyn Clock> {
     tracer: &'a Tracer<'a, C>,
     name: &'static str,
     refs: heapless::Vec<(RefKind, SpanContext), MAX_REFERENCES>,
+    /// References beyond [`MAX_REFERENCES`], counted on the span once it starts.
+    refs_dropped: u8,
     debug: bool,
     baggage: Baggage<B>,
 }
@@ -706,14 +709,25 @@ pub struct SpanBuilder<'a, const B: usize, C: ?Sized + Clock = &'a dyn Clock> {
 impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// Adds a ChildOf reference. The first ChildOf reference (or, without one, the first
     /// FollowsFrom) is the parent and decides the trace.
-    pub fn child_of(mut self, ctx: &SpanContext) -> Self {
-        let _ = self.refs.push((RefKind::ChildOf, *ctx));
-        self
+    pub fn child_of(self, ctx: &SpanContext) -> Self {
+        self.reference(RefKind::ChildOf, ctx)
     }
 
     /// Adds a FollowsFrom reference.
-    pub fn follows_from(mut self, ctx: &SpanContext) -> Self {
-        let _ = self.refs.push((RefKind::FollowsFrom, *ctx));
+    pub fn follows_from(self, ctx: &SpanContext) -> Self {
+        self.reference(RefKind::FollowsFrom, ctx)
+    }
+
+    /// Adds a reference; beyond [`MAX_REFERENCES`] it is dropped and counted (the span's
+    /// [`Losses::fields_over_capacity`], which the decoder turns into a Jaeger warning).
+    fn reference(mut self, kind: RefKind, ctx: &SpanContext) -> Self {
+        if self.refs.push((kind, *ctx)).is_err() {
+            warn!(
+                "microspan: more than {=usize} references, one was dropped",
+                MAX_REFERENCES
+            );
+            self.refs_dropped = self.refs_dropped.saturating_add(1);
+        }
         self
     }
 
@@ -729,6 +743,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
             tracer: self.tracer,
             name: self.name,
             refs: self.refs,
+            refs_dropped: self.refs_dropped,
             debug: self.debug,
             baggage,
         }
@@ -815,6 +830,10 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                     span.write_ref(*kind, ctx);
                 }
             }
+        }
+        if self.refs_dropped > 0 {
+            let n = self.refs_dropped;
+            span.note(|l| l.fields_over_capacity = l.fields_over_capacity.saturating_add(n));
         }
         for item in self.baggage.items.iter() {
             span.set_baggage(&item.key, &item.value);

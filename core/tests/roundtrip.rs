@@ -263,6 +263,41 @@ fn baggage_references_and_remote_parents() {
     assert!(spans.iter().any(|r| matches!(r, Owned::Reference { follows: true, target, .. } if *target == producer.span_id.0)));
 }
 
+/// References beyond `MAX_REFERENCES` (the parent included) are dropped and counted, not lost
+/// silently: the parent and the others up to the capacity are recorded.
+#[test]
+fn references_beyond_the_capacity_are_counted() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(3));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let producers: Vec<microspan::SpanContext> = (0..microspan::config::MAX_REFERENCES + 2)
+        .map(|_| TRACER.root("producer").context())
+        .collect();
+    let mut builder = TRACER.span("consumer");
+    for p in &producers {
+        builder = builder.follows_from(p);
+    }
+    let consumer = builder.start();
+    assert_eq!(consumer.losses().fields_over_capacity, 2);
+    drop(consumer);
+    let d = decode(&drain_all(&mut drain));
+    let refs = d
+        .spans()
+        .iter()
+        .filter(|r| matches!(r, Owned::Reference { .. }))
+        .count();
+    // The first FollowsFrom is the parent (no ChildOf): the rest up to the capacity are REF records.
+    assert_eq!(refs, microspan::config::MAX_REFERENCES - 1);
+    assert!(matches!(
+        d.spans().last(),
+        Some(Owned::End {
+            losses: [0, 2, 0, 0],
+            ..
+        })
+    ));
+}
+
 #[test]
 fn unsampled_spans_record_nothing() {
     static CLOCK: ManualClock = ManualClock::new(0);

@@ -1305,7 +1305,7 @@ impl Assembler {
             (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
             (
                 losses.fields_over_capacity,
-                "log fields or baggage items were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, baggage items)",
+                "log fields, baggage items or references were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, the span's baggage items, MICROSPAN_MAX_REFERENCES)",
             ),
             (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
             (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
