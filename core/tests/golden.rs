@@ -403,6 +403,71 @@ fn hand_written_v2_vectors() {
                 "Tag { span: 10, key: Id(9), value: Bool(true) }".to_string(),
             ],
         ),
+        // START_REMOTE (`c3`) with LOCAL_PARENT (flags `20`): delta 3, trace
+        // 0x0102…0f10 (16 bytes LE), parent span id 0xb0_0000_0007 (boot 0xb0, local id 7; 8
+        // bytes LE), name id 2, dt 7. Like every start it is the frame's most recent open start:
+        // a short child start (`05 04 00`) names it as parent, and two short ends close the
+        // child, then it (dt 1)
+        (
+            &[
+                0xC3, 3, 0x20, 0x10, 0x0F, 0x0E, 0x0D, 0x0C, 0x0B, 0x0A, 0x09, 0x08, 0x07, 0x06,
+                0x05, 0x04, 0x03, 0x02, 0x01, 0x07, 0, 0, 0, 0xB0, 0, 0, 0, 0x04, 7, 0x05, 0x04, 0,
+                0x40, 0x41,
+            ],
+            vec![
+                "Start(Start { id: 13, parent: LocalInTrace { trace: TraceId(1339673755198158349044581307228491536), span: SpanId(755914244103) }, follows_from: false, debug: false, name: Id(2), time: 1007 })".to_string(),
+                start(18, "Local { id: 13, root: None }", "Id(2)", 1007),
+                end(18, 1007),
+                end(13, 1008),
+            ],
+        ),
+        // the same record without LOCAL_PARENT (flags `00`): a remote parent
+        (
+            &[
+                0xC3, 3, 0x00, 0x10, 0x0F, 0x0E, 0x0D, 0x0C, 0x0B, 0x0A, 0x09, 0x08, 0x07, 0x06,
+                0x05, 0x04, 0x03, 0x02, 0x01, 0x07, 0, 0, 0, 0xB0, 0, 0, 0, 0x04, 7,
+            ],
+            vec!["Start(Start { id: 13, parent: Remote { trace: TraceId(1339673755198158349044581307228491536), span: Some(SpanId(755914244103)) }, follows_from: false, debug: false, name: Id(2), time: 1007 })".to_string()],
+        ),
+        // LOCAL_PARENT | FOLLOWS_FROM | DEBUG (flags `23`): delta 1, trace 1, parent span id 2,
+        // name inline "x", dt 0
+        (
+            &[
+                0xC3, 1, 0x23, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+                0, 0x03, b'x', 0,
+            ],
+            vec!["Start(Start { id: 11, parent: LocalInTrace { trace: TraceId(1), span: SpanId(2) }, follows_from: true, debug: true, name: Inline(\"x\"), time: 1000 })".to_string()],
+        ),
+        // TAG_ON (`c5`) on a span other than the current one: root 30, its child 35, then a tag
+        // on back 5 = span 30, type u64 (`03`), key id 3 (`06`), value 42. It makes span 30 the
+        // subject: the short tag that follows (`10 001 001`, true, key id 1) is on span 30. It
+        // ends nothing: the short end is the child's
+        (
+            &[
+                0x34, 0x04, 0, 0x05, 0x04, 0, 0xC5, 5, 3, 0x06, 42, 0x89, 0x40,
+            ],
+            vec![
+                root30.clone(),
+                start(35, "Local { id: 30, root: None }", "Id(2)", 1000),
+                "Tag { span: 30, key: Id(3), value: U64(42) }".to_string(),
+                "Tag { span: 30, key: Id(1), value: Bool(true) }".to_string(),
+                end(35, 1000),
+            ],
+        ),
+        // TAG_ON back 0 (the base span), type string (`05`), key inline "k", value inline "vv"
+        (
+            &[0xC5, 0, 5, 0x03, b'k', 0x05, b'v', b'v'],
+            vec!["Tag { span: 10, key: Inline(\"k\"), value: Str(Inline(\"vv\")) }".to_string()],
+        ),
+        // TAG_ON with a varint back distance (300: 10 − 300 wraps), type i64 (`02`), key id 1,
+        // value −2 (zigzag 3); then a short tag (`10 001 000`, true, key id 0) on the same span
+        (
+            &[0xC5, 0xAC, 0x02, 2, 0x02, 0x03, 0x88],
+            vec![
+                "Tag { span: 4294967006, key: Id(1), value: I64(-2) }".to_string(),
+                "Tag { span: 4294967006, key: Id(0), value: Bool(true) }".to_string(),
+            ],
+        ),
     ];
     for (body, expected) in cases {
         let mut raw = header.to_vec();
@@ -410,6 +475,88 @@ fn hand_written_v2_vectors() {
         let got = records(&frame(&raw));
         let expected: Vec<Result<String, String>> = expected.into_iter().map(Ok).collect();
         assert_eq!(got, expected, "body {body:02x?}");
+    }
+
+    // A version 2 HELLO: the postcard `Hello` (here with a wall clock), then `time_shift` as one
+    // byte after it (5: a 50 MHz clock sent at 1.5625 MHz), then the next record (DROPS 12),
+    // which decodes only if exactly that byte was read.
+    let hello_bytes = [
+        1, b's', 1, 2, 0x84, 0xAF, 0x5F, 3, 64, 16, 8, 32, 16, 0x80, 0x02, 0x80, 0x08, 2, b'f',
+        b'w', 5, b'0', b'.', b'1', b'.', b'0', 1, 1, 2,
+    ];
+    let mut raw = header.to_vec();
+    raw.push(0xC0);
+    raw.extend_from_slice(&hello_bytes);
+    raw.extend_from_slice(&[5, 0xC9, 12]);
+    assert_eq!(
+        records(&frame(&raw)),
+        vec![
+            Ok("Hello(Hello { service: \"s\", device_id: 1, boot_id: 2, ticks_per_second: 1562500, now_ticks: 3, epoch_frames: 64, capacities: Capacities { tags_per_span: 16, fields_per_log: 8, str_len: 32, baggage_value_len: 16, frame_max: 256, ring_words: 1024 }, firmware_version: \"fw\", microspan_version: \"0.1.0\", wall_clock: Some(WallClock { ticks: 1, unix_nanos: 2 }), time_shift: 5 })".to_string()),
+            Ok("Drops { total: 12 }".to_string()),
+        ]
+    );
+    // `time_shift` is not part of the postcard struct: the struct serializes to the bytes before it.
+    let hello = Hello {
+        service: "s",
+        device_id: 1,
+        boot_id: 2,
+        ticks_per_second: 1_562_500,
+        now_ticks: 3,
+        epoch_frames: 64,
+        capacities: wire::Capacities {
+            tags_per_span: 16,
+            fields_per_log: 8,
+            str_len: 32,
+            baggage_value_len: 16,
+            frame_max: 256,
+            ring_words: 1024,
+        },
+        firmware_version: "fw",
+        microspan_version: "0.1.0",
+        wall_clock: Some(wire::WallClock {
+            ticks: 1,
+            unix_nanos: 2,
+        }),
+        time_shift: 5,
+    };
+    assert_eq!(postcard::to_allocvec(&hello).unwrap(), hello_bytes);
+    // A shift beyond 31 is refused.
+    let mut raw = header.to_vec();
+    raw.push(0xC0);
+    raw.extend_from_slice(&hello_bytes);
+    raw.push(32);
+    assert_eq!(
+        records(&frame(&raw)),
+        vec![Err(format!("{:?}", RecordError::Hello { offset: 0 }))]
+    );
+
+    // Value types 6 and 7 are errors (`UnknownKind`, naming the value type), in a short tag
+    // (`10 vvv kkk`) whatever its key, and in a TAG_ON; the rest of the frame is abandoned.
+    let unknown = |offset, byte| Err(format!("{:?}", RecordError::UnknownKind { offset, byte }));
+    let error_cases: Vec<(&[u8], Vec<Result<String, String>>)> = vec![
+        // a good short tag (`10 011 010`, u64 5), then type 6 with key id 2 (`10 110 010`); the
+        // short tag after it is not read
+        (
+            &[0x9A, 5, 0xB2, 0x89],
+            vec![
+                Ok("Tag { span: 10, key: Id(2), value: U64(5) }".to_string()),
+                unknown(2, 6),
+            ],
+        ),
+        // type 7, key id 0 (`10 111 000`)
+        (&[0xB8], vec![unknown(0, 7)]),
+        // type 6, inline key "k" (`10 110 111`)
+        (&[0xB7, 0x03, b'k'], vec![unknown(0, 6)]),
+        // type 7, inline key "k" (`10 111 111`)
+        (&[0xBF, 0x03, b'k'], vec![unknown(0, 7)]),
+        // TAG_ON back 0, type 6 / type 7, key id 1
+        (&[0xC5, 0, 6, 0x02], vec![unknown(0, 6)]),
+        (&[0xC5, 0, 7, 0x02], vec![unknown(0, 7)]),
+    ];
+    for (body, expected) in error_cases {
+        let mut raw = header.to_vec();
+        raw.extend_from_slice(body);
+        assert_eq!(records(&frame(&raw)), expected, "body {body:02x?}");
     }
 }
 
