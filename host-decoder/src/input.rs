@@ -52,6 +52,15 @@ impl Source {
 
     /// A TCP connection (QEMU's `-serial tcp:…`, OpenOCD's or J-Link's RTT servers).
     pub fn tcp(addr: &str) -> io::Result<Self> {
+        let has_port = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr} is not HOST:PORT: give one, e.g. localhost:4444 (QEMU `-serial tcp::4444,server`) or 127.0.0.1:19021 (J-Link RTT)"),
+            ));
+        }
         let stream = TcpStream::connect(addr).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}. Is the emulator or RTT server running and listening there?"))
         })?;

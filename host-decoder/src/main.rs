@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::export::{
-    Exporter, Header, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter,
-    UploadConfig,
+    ExportError, Exporter, Header, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile,
+    TreeWriter, UploadConfig,
 };
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
@@ -36,7 +36,13 @@ enum Command {
     Postmortem(microspan_decoder::postmortem::Args),
 }
 
+/// The latest `--anchor-unix-nanos`: 2100-01-01T00:00:00Z.
+const LATEST_ANCHOR_UNIX_NANOS: u64 = 4_102_444_800_000_000_000;
+
 #[derive(Args)]
+// The settings of the uploaders need one (`requires = "uploader"`): given alone, they would be
+// ignored without a word.
+#[command(group(ArgGroup::new("uploader").multiple(true)))]
 struct DecodeArgs {
     /// `-` reads standard input.
     #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb", "probe_rtt"])]
@@ -80,10 +86,10 @@ struct DecodeArgs {
     rtt_scan_size: u32,
 
     /// Upload over OTLP/HTTP protobuf (base URL, e.g. http://localhost:4318; /v1/traces is appended).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", group = "uploader")]
     otlp: Option<String>,
     /// Upload to a Jaeger Thrift collector (full URL, e.g. http://localhost:14268/api/traces).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", group = "uploader")]
     jaeger_thrift: Option<String>,
     /// Write a Jaeger UI JSON file (open it in the Jaeger UI: Search → JSON File).
     #[arg(long, value_name = "FILE")]
@@ -97,33 +103,40 @@ struct DecodeArgs {
 
     /// Where uploads that cannot be delivered yet are kept (bounded; replayed on the next run).
     /// One decoder at a time per directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "uploader")]
     spool_dir: Option<PathBuf>,
     /// Bound on the spool's size per uploader, in bytes; beyond it spans are dropped and counted.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", requires = "uploader")]
     spool_max_bytes: Option<u64>,
     /// How long to keep delivering at the end (or after Ctrl-C) before leaving the rest in the
     /// spool for the next run.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", requires = "uploader")]
     upload_timeout: Option<f64>,
     /// An extra header on every upload, `Name: value` (repeatable). Command lines are visible to
     /// other users (`ps`): pass secrets with --header-env.
-    #[arg(long = "header", value_name = "NAME: VALUE")]
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "uploader")]
     headers: Vec<String>,
     /// An extra header whose value is read from an environment variable, `Name=ENV_VAR`
     /// (repeatable), e.g. `--header-env Authorization=OTLP_AUTH` with OTLP_AUTH='Bearer …'.
     /// Header values are never printed.
-    #[arg(long = "header-env", value_name = "NAME=ENV_VAR")]
+    #[arg(
+        long = "header-env",
+        value_name = "NAME=ENV_VAR",
+        requires = "uploader"
+    )]
     header_env: Vec<String>,
     /// Trust this CA (a PEM file) for https:// uploads instead of the bundled Mozilla roots, for
     /// a self-hosted collector with a private CA.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "uploader")]
     ca_cert: Option<PathBuf>,
     /// Most spans open at once before the oldest is exported as incomplete.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_open_spans)]
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_open_spans,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_open_spans: usize,
-    /// Anchor device time at this Unix time in nanoseconds instead of now (reproducible output).
-    #[arg(long, value_name = "NANOS")]
+    /// Anchor device time at this Unix time in nanoseconds instead of now (reproducible output);
+    /// at most 4102444800000000000 (the year 2100), so that device times added to it stay exact.
+    #[arg(long, value_name = "NANOS",
+          value_parser = clap::value_parser!(u64).range(..=LATEST_ANCHOR_UNIX_NANOS))]
     anchor_unix_nanos: Option<u64>,
     /// The host name recorded as a process tag (default: this machine's).
     #[arg(long, value_name = "NAME")]
@@ -134,7 +147,8 @@ struct DecodeArgs {
     /// No summary at the end.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit non-zero when anything was lost (frames, device drops, CRC errors, incomplete spans).
+    /// Exit non-zero when anything was lost (frames, device drops, CRC errors, discarded or cut
+    /// bytes, frames before the session record, orphan records, incomplete spans).
     #[arg(long)]
     strict: bool,
 }
@@ -281,6 +295,29 @@ fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
     Ok(out)
 }
 
+/// Hands `batches` to every exporter. An exporter writing to a pipe its reader closed (the tree
+/// into `| head`) is dropped without an error, as command-line tools do; the others go on.
+fn export_all(
+    exporters: &mut Vec<Box<dyn Exporter>>,
+    batches: &mut Vec<Batch>,
+    errors: &mut Vec<String>,
+) {
+    for batch in batches.drain(..) {
+        exporters.retain_mut(|ex| match ex.export(&batch) {
+            Ok(()) => true,
+            Err(ExportError::File { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                false
+            }
+            Err(e) => {
+                errors.push(format!("{}: {e}", ex.name()));
+                true
+            }
+        });
+    }
+}
+
 fn status_line(s: &StreamStats, elapsed: Duration, last_error: Option<&str>) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     let mut line = format!(
@@ -305,7 +342,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut exporters = exporters(&args)?;
     let opts = Options {
         limits: Limits {
-            max_open_spans: args.max_open_spans.max(1),
+            max_open_spans: args.max_open_spans,
             ..Limits::default()
         },
         fixed_anchor_unix_nanos: args.anchor_unix_nanos,
@@ -358,12 +395,10 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
                 break;
             }
         }
-        for batch in batches.drain(..) {
-            for ex in exporters.iter_mut() {
-                if let Err(e) = ex.export(&batch) {
-                    export_errors.push(format!("{}: {e}", ex.name()));
-                }
-            }
+        export_all(&mut exporters, &mut batches, &mut export_errors);
+        if exporters.is_empty() {
+            // Every output was a terminal pipe that closed (`| head`): nothing left to do.
+            break;
         }
         if last_status.elapsed() >= Duration::from_millis(200) {
             bar.set_message(status_line(
@@ -376,13 +411,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     decoder.finish(&mut batches);
-    for batch in batches.drain(..) {
-        for ex in exporters.iter_mut() {
-            if let Err(e) = ex.export(&batch) {
-                export_errors.push(format!("{}: {e}", ex.name()));
-            }
-        }
-    }
+    export_all(&mut exporters, &mut batches, &mut export_errors);
     bar.finish_and_clear();
     let mut delivered_all = export_errors.is_empty();
     let mut summaries = Vec::new();
@@ -407,6 +436,9 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
                     ));
                 }
             }
+            // The terminal pipe's reader left (`| head`): not a failure (see `export_all`).
+            Err(ExportError::File { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe => {}
             Err(e) => {
                 delivered_all = false;
                 export_errors.push(format!("{}: {e}", ex.name()));
@@ -414,15 +446,27 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     let stats = decoder.stats();
+    // Nothing could be read from input that had bytes: an error, whatever the other flags.
+    let unreadable = decoder.service().is_none() && stats.bytes > 0;
     if !args.quiet {
         eprintln!("{}", status_line(&stats, started.elapsed(), None));
         let s = &stats.spans;
         eprintln!(
-            "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | discarded bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
-            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.discarded_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
+            "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
+            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
         );
+        if stats.crc_errors + stats.bad_frames > 0 || stats.unfinished_bytes > 0 {
+            if let Some(e) = decoder.last_error() {
+                eprintln!("last bad input: {e}");
+            }
+        }
         for line in &summaries {
             eprintln!("{line}");
+        }
+    }
+    if !args.quiet || unreadable {
+        for p in stats.problems() {
+            eprintln!("microspan: {p}");
         }
     }
     for e in &export_errors {
@@ -432,14 +476,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         eprintln!("microspan: {f}");
         return Ok(ExitCode::from(2));
     }
-    let lossy = stats.crc_errors
-        + stats.bad_frames
-        + stats.spans.lost_frames
-        + stats.spans.device_drops
-        + stats.spans.incomplete_spans
-        + stats.spans.record_errors
-        > 0;
-    if !delivered_all || (args.strict && lossy) {
+    if !delivered_all || unreadable || (args.strict && stats.lost_anything()) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

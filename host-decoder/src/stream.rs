@@ -36,6 +36,9 @@ pub struct StreamStats {
     /// Good frames that arrived a second time (same sequence number and content as one of the
     /// last [`REPLAY_WINDOW`]) and were skipped.
     pub duplicate_frames: u64,
+    /// Bytes of a frame the input ended inside (no closing delimiter): a capture cut short.
+    /// Set by [`StreamDecoder::finish`].
+    pub unfinished_bytes: u64,
     /// The assembler's counters.
     pub spans: Stats,
 }
@@ -44,7 +47,7 @@ pub struct StreamStats {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
     /// The device speaks a wire version this decoder does not read.
-    #[error("the device sends wire version {version}; this decoder reads versions {supported:?}. Install the microspan decoder from the same release as the firmware (`cargo install microspan-decoder --version <firmware's microspan version>`)")]
+    #[error("the device sends wire version {version}; this decoder reads versions {supported:?}. Use the decoder from the same microspan release as the firmware (from its source tree: `cargo install --path host-decoder`)")]
     UnsupportedVersion {
         /// The stream's version.
         version: u8,
@@ -140,9 +143,79 @@ impl StreamDecoder {
         Ok(())
     }
 
-    /// End of input: open spans are exported as incomplete.
+    /// End of input: open spans are exported as incomplete, and the bytes of a frame the input
+    /// ended inside are counted ([`StreamStats::unfinished_bytes`]).
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
+        self.stats.unfinished_bytes += self.acc.buffered() as u64;
         self.asm.finish(out);
+    }
+}
+
+impl StreamStats {
+    /// `true` when something in the input could not be used: a bad, lost, cut or skipped frame,
+    /// discarded bytes, a malformed or orphan record, a drop on the device, or a span that never
+    /// finished. (`--strict` fails on it.)
+    pub fn lost_anything(&self) -> bool {
+        let s = &self.spans;
+        self.crc_errors
+            + self.bad_frames
+            + self.discarded_bytes
+            + self.unfinished_bytes
+            + s.lost_frames
+            + s.frames_before_session
+            + s.device_drops
+            + s.incomplete_spans
+            + s.record_errors
+            + s.orphan_records
+            > 0
+    }
+
+    /// What went wrong with the input as a whole, in words a user can act on (empty when the
+    /// input was a good stream): no bytes, no frame, no session record, a capture cut short.
+    /// The per-span losses are on the spans themselves (Jaeger warnings).
+    pub fn problems(&self) -> Vec<String> {
+        let s = &self.spans;
+        let mut out = Vec::new();
+        if self.bytes == 0 {
+            out.push("the input was empty: no bytes were read".to_string());
+            return out;
+        }
+        if s.frames == 0 && self.unfinished_bytes == self.bytes {
+            out.push(format!(
+                "the input ended inside its first frame ({} bytes, no closing 0x00): the capture \
+                 was cut short, or this is not a microspan stream",
+                self.bytes
+            ));
+            return out;
+        }
+        if s.frames == 0 {
+            out.push(format!(
+                "no microspan frame found in {} bytes ({} CRC errors, {} other bad frames, {} bytes discarded): check that both sides use the same baud rate, that the RTT channel is microspan's (1 by default; defmt uses 0), and that the device runs microspan's drain",
+                self.bytes, self.crc_errors, self.bad_frames, self.discarded_bytes
+            ));
+        } else if s.frames_before_session == s.frames {
+            out.push(format!(
+                "no session record (HELLO) arrived, so none of the {} good frames could be read{}: the device sends one in its first frame and again every epoch (64 frames by default); capture from the device's reset, or for longer",
+                s.frames,
+                if self.crc_errors + self.bad_frames > 0 {
+                    " (a frame lost to a CRC error or corruption may have been it)"
+                } else {
+                    ""
+                }
+            ));
+        } else if s.frames_before_session > 0 {
+            out.push(format!(
+                "{} frames before the first session record were skipped (the capture joined the stream midway)",
+                s.frames_before_session
+            ));
+        }
+        if self.unfinished_bytes > 0 && s.frames > 0 {
+            out.push(format!(
+                "the input ended inside a frame: its last {} bytes were not a whole frame (the capture was cut short)",
+                self.unfinished_bytes
+            ));
+        }
+        out
     }
 }
 

@@ -72,17 +72,39 @@ fn fixture_stream_to_every_file_exporter_and_the_tree() {
 
 #[test]
 fn strict_mode_fails_a_lossy_stream() {
-    let out = microspan(&[
-        "decode",
-        "--file",
-        fixture().to_str().unwrap(),
-        "--no-progress",
-        "--quiet",
-        "--strict",
-        "--jaeger-json",
-        "/dev/null",
-    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let fixture = fixture();
+    let run = |strict: bool| {
+        let mut args = vec![
+            "decode",
+            "--file",
+            fixture.to_str().unwrap(),
+            "--no-progress",
+            "--quiet",
+            "--jaeger-json",
+            json.to_str().unwrap(),
+        ];
+        if strict {
+            args.push("--strict");
+        }
+        microspan(&args)
+    };
+    // The fixture has device drops: fine by default, a failure with --strict.
+    let out = run(false);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(true);
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -114,4 +136,156 @@ fn errors_name_the_cause_and_the_fix() {
         e.contains("wire version 7") && e.contains("reads versions [1, 2]"),
         "{e}"
     );
+}
+
+/// A clean stream (no loss of any kind): a root and two children, drained in two frames.
+fn clean_stream() -> Vec<u8> {
+    use microspan::{Drain, Ring, Session, StdClock, Tracer};
+    let ring: &'static Ring<1024> = Box::leak(Box::new(Ring::new()));
+    let clock: &'static StdClock = Box::leak(Box::new(StdClock::new()));
+    let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(
+        ring,
+        clock,
+        Box::leak(Box::new(Session::new("cli-test"))),
+    )));
+    let mut drain: Drain<'_, 64> = Drain::new(tracer).unwrap();
+    let root = tracer.root("in-process-service");
+    root.child("Foo").child("Bar").set_tag("error", true);
+    drop(root);
+    let mut out = Vec::new();
+    drain.drain_with(|b| {
+        out.extend_from_slice(b);
+        b.len()
+    });
+    out
+}
+
+/// Writes `bytes` to a file in a new temporary directory; returns both (the directory lives as
+/// long as the guard).
+fn capture(bytes: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.bin");
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path.to_str().unwrap().to_string())
+}
+
+fn decode_file(path: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["decode", "--file", path, "--no-progress"];
+    args.extend_from_slice(extra);
+    let out = microspan(&args);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Input that yields nothing, or less than it holds, says why: nothing is lost without a word.
+#[test]
+fn unusable_or_cut_input_is_diagnosed() {
+    let stream = clean_stream();
+    assert!(
+        stream.iter().filter(|&&b| b == 0).count() >= 2,
+        "two frames or more"
+    );
+    let (_d, good) = capture(&stream);
+    let (code, e) = decode_file(&good, &["--strict"]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(!e.contains("microspan:"), "{e}");
+
+    // Cut inside its last frame: the spans before are kept; --strict fails on the cut.
+    let (_d, cut) = capture(&stream[..stream.len() - 3]);
+    let (code, e) = decode_file(&cut, &[]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(
+        e.contains("the input ended inside a frame: its last"),
+        "{e}"
+    );
+    assert_eq!(decode_file(&cut, &["--strict"]).0, Some(1));
+
+    // Cut inside its first frame: nothing could be read.
+    let first_end = stream.iter().position(|&b| b == 0).unwrap();
+    let (_d, first) = capture(&stream[..first_end]);
+    let (code, e) = decode_file(&first, &[]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("the input ended inside its first frame"), "{e}");
+
+    // The first frame (with the session record) corrupted: the rest cannot be read.
+    let mut flipped = stream.clone();
+    flipped[3] ^= 0x55;
+    let (_d, flipped) = capture(&flipped);
+    let (code, e) = decode_file(&flipped, &[]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("no session record (HELLO) arrived"), "{e}");
+    assert!(e.contains("last bad input: "), "{e}");
+
+    // Not a microspan stream at all.
+    let noise: Vec<u8> = (0..3000)
+        .map(|i| if i % 100 == 99 { 0 } else { 0xA5 })
+        .collect();
+    let (_d, noise) = capture(&noise);
+    let (code, e) = decode_file(&noise, &[]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("no microspan frame found in 3000 bytes"), "{e}");
+    assert!(e.contains("baud rate"), "{e}");
+
+    // Empty: said, not an error (a capture that saw no traffic).
+    let (_d, empty) = capture(&[]);
+    let (code, e) = decode_file(&empty, &[]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(e.contains("the input was empty"), "{e}");
+}
+
+/// Options that would be ignored or give wrong output are refused up front.
+#[test]
+fn nonsense_options_are_refused() {
+    let (_d, good) = capture(&clean_stream());
+    for (args, says) in [
+        (&["--max-open-spans", "0"][..], "--max-open-spans"),
+        (
+            &["--anchor-unix-nanos", "18446744073709551615"][..],
+            "--anchor-unix-nanos",
+        ),
+        (
+            &["--header", "A: b"][..],
+            "--otlp <URL>|--jaeger-thrift <URL>",
+        ),
+        (
+            &["--spool-dir", "/tmp"][..],
+            "--otlp <URL>|--jaeger-thrift <URL>",
+        ),
+    ] {
+        let (code, e) = decode_file(&good, args);
+        assert_eq!(code, Some(2), "{args:?}: {e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    let out = microspan(&["decode", "--tcp", "localhost", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("localhost is not HOST:PORT"));
+}
+
+/// The tree into a pipe whose reader left (`| head`) ends quietly, and the other outputs are
+/// still written.
+#[test]
+fn a_closed_terminal_pipe_is_not_an_error() {
+    use std::process::Stdio;
+    // Enough traces that the tree outgrows a pipe's buffer.
+    let one = clean_stream();
+    let (_d, path) = capture(&one);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microspan"))
+        .args(["decode", "--file", &path, "--no-progress", "--tree"])
+        .args(["--jaeger-json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(!e.contains("Broken pipe"), "{e}");
+    assert!(std::fs::read_to_string(&json)
+        .unwrap()
+        .contains("in-process-service"));
 }
