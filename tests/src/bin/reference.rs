@@ -13,7 +13,8 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use microspan_decoder::assemble::Options;
 use microspan_decoder::export::{
-    Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig,
+    ExportSummary, Exporter, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter,
+    UploadConfig,
 };
 use microspan_decoder::model::Batch;
 use microspan_decoder::stream::StreamDecoder;
@@ -78,6 +79,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
         Box::new(JaegerJsonFile::new(&jaeger_path)),
         Box::new(OtlpJsonFile::new(&otlp_path)),
     ];
+    // Everything from here on uploads; the end says what each of them delivered.
+    let first_uploader = exporters.len();
     if let Some(url) = &args.otlp {
         exporters.push(Box::new(
             OtlpHttp::new(url, UploadConfig::default()).map_err(|e| e.to_string())?,
@@ -134,22 +137,56 @@ fn run(args: Args) -> Result<ExitCode, String> {
     }
 
     let mut ok = export_errors.is_empty();
-    for ex in exporters.iter_mut() {
+    // What each uploader delivered, for the last line, and whether spans wait in a spool.
+    let mut uploads = Vec::new();
+    let mut spooled = false;
+    for (i, ex) in exporters.iter_mut().enumerate() {
+        let uploader = i >= first_uploader;
         match ex.finish() {
             Ok(summary) => {
                 ok &= summary.is_complete();
                 if !summary.is_complete() || summary.requests > 0 {
                     eprintln!("reference: {summary}");
                 }
+                if uploader {
+                    uploads.push(delivery(ex.name(), &summary));
+                    spooled |= summary.spooled > 0;
+                }
+                // The causes (each with what to do, and where unsent spans were spooled), each
+                // once: a collector refusing every request says so once. As the `microspan` CLI.
+                let mut seen = std::collections::HashSet::new();
+                for e in &summary.errors {
+                    let text = format!("{}: {e}", ex.name());
+                    if seen.insert(text.clone()) && seen.len() <= 5 {
+                        export_errors.push(text);
+                    }
+                }
+                if seen.len() > 5 {
+                    export_errors.push(format!(
+                        "{}: {} more distinct errors",
+                        ex.name(),
+                        seen.len() - 5
+                    ));
+                }
             }
             Err(e) => {
                 ok = false;
+                if uploader {
+                    uploads.push(format!("could not upload to {}", ex.name()));
+                }
                 export_errors.push(format!("{}: {e}", ex.name()));
             }
         }
     }
     for e in &export_errors {
         eprintln!("reference: export error: {e}");
+    }
+    if spooled {
+        eprintln!(
+            "reference: the spooled spans are sent by the next run that uploads to the same URL \
+             (this command or `microspan decode … --otlp/--jaeger-thrift URL`) once the collector \
+             is reachable"
+        );
     }
 
     let decoded = Decoded {
@@ -177,8 +214,9 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .map(|b| b.duration_nanos as f64 / 1e6)
         .unwrap_or(0.0);
     println!(
-        "{} {board}: {} spans in {} traces (Bar {bar_ms:.2} ms), {} bytes in {} frames, {} device drops, {} CRC errors; wrote {} and {}{}{} in {:.1} s",
+        "{} {board} in {:.1} s: {} spans in {} traces (Bar {bar_ms:.2} ms), {} bytes in {} frames, {} device drops, {} CRC errors; wrote {} and {}{}",
         if ok { "OK" } else { "FAILED" },
+        started.elapsed().as_secs_f64(),
         s.spans.spans,
         decoded
             .batches
@@ -192,15 +230,41 @@ fn run(args: Args) -> Result<ExitCode, String> {
         s.crc_errors,
         jaeger_path.display(),
         otlp_path.display(),
-        args.otlp.as_deref().map(|u| format!(", uploaded to {u}")).unwrap_or_default(),
-        args.jaeger_thrift.as_deref().map(|u| format!(", uploaded to {u}")).unwrap_or_default(),
-        started.elapsed().as_secs_f64(),
+        uploads.iter().map(|u| format!("; {u}")).collect::<String>(),
     );
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What an uploader delivered, for the last line: how many of this run's spans arrived and where
+/// the others are.
+fn delivery(name: &str, s: &ExportSummary) -> String {
+    let mut line = if s.replayed == 0 {
+        format!("{name}: {} of {} spans delivered", s.delivered, s.spans_in)
+    } else {
+        // `delivered` counts the replayed spans too.
+        format!(
+            "{name}: {} spans delivered ({} of them replayed from an earlier run's spool), {} in this run",
+            s.delivered, s.replayed, s.spans_in
+        )
+    };
+    if s.rejected > 0 {
+        line += &format!(", {} rejected by the collector", s.rejected);
+    }
+    if s.dropped > 0 {
+        line += &format!(", {} dropped", s.dropped);
+    }
+    if s.spooled > 0 {
+        line += &format!(", {} waiting in the spool", s.spooled);
+        // The spool holds what earlier runs could not send as well.
+        if s.spooled > s.spans_in.saturating_sub(s.delivered) {
+            line += " (earlier runs' included)";
+        }
+    }
+    line
 }
 
 fn export(exporters: &mut [Box<dyn Exporter>], batches: &[Batch], errors: &mut Vec<String>) {
