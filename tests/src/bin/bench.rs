@@ -443,7 +443,7 @@ fn report(
                     facts: (&str, &str)| {
         let cell = |r: &Result<Vec<(f64, f64)>, String>, f: &str| match r {
             Ok(v) => n(v[i].0),
-            Err(_) => format!("{f} (FACTS.md, not measured here)"),
+            Err(_) => format!("{f} (an earlier hand count in QEMU, not measured here)"),
         };
         let _ = writeln!(
             w,

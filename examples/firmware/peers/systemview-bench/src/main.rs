@@ -2,7 +2,7 @@
 //! firmware: op 0 nothing, op 1 a task begin+end pair (`task_exec_begin` + `task_exec_end`), op 2
 //! `marker_begin`+`marker_end` (two events carrying one u32 each). SystemView's RTT channel 1 is
 //! marked read after each op (as the host would) and the bytes it received are added up.
-//! Timestamps come from the DWT cycle counter, which QEMU reads as 0 (FACTS.md): the recorded
+//! Timestamps come from the DWT cycle counter, which QEMU reads as 0: the recorded
 //! timestamp deltas are therefore the smallest possible.
 #![no_std]
 #![no_main]
