@@ -420,21 +420,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             Ok(summary) => {
                 delivered_all &= summary.is_complete();
                 summaries.push(summary.to_string());
-                // The causes, each once (a collector refusing every request says so once).
-                let mut seen = std::collections::HashSet::new();
-                for e in &summary.errors {
-                    let text = format!("{}: {e}", ex.name());
-                    if seen.insert(text.clone()) && seen.len() <= 5 {
-                        export_errors.push(text);
-                    }
-                }
-                if seen.len() > 5 {
-                    export_errors.push(format!(
-                        "{}: {} more distinct errors",
-                        ex.name(),
-                        seen.len() - 5
-                    ));
-                }
+                export_errors.extend(summary.distinct_errors(5));
             }
             // The terminal pipe's reader left (`| head`): not a failure (see `export_all`).
             Err(ExportError::File { source, .. })

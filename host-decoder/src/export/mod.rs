@@ -130,6 +130,27 @@ impl ExportSummary {
             && self.dropped == 0
             && self.delivered >= self.spans_in
     }
+
+    /// The errors as lines `exporter: error`, each distinct one once and at most `limit` of
+    /// them, then a line counting the rest: a collector refusing every request says so once.
+    pub fn distinct_errors(&self, limit: usize) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for e in &self.errors {
+            let text = format!("{}: {e}", self.exporter);
+            if seen.insert(text.clone()) && seen.len() <= limit {
+                out.push(text);
+            }
+        }
+        if seen.len() > limit {
+            out.push(format!(
+                "{}: {} more distinct errors",
+                self.exporter,
+                seen.len() - limit
+            ));
+        }
+        out
+    }
 }
 
 impl fmt::Display for ExportSummary {
@@ -447,3 +468,34 @@ pub(crate) fn warnings_json(span: &Span) -> String {
 /// Tag keys used for what a format has no field for.
 pub(crate) const WARNINGS_TAG: &str = "microspan.warnings";
 pub(crate) const INCOMPLETE_TAG: &str = "microspan.incomplete";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_errors_says_each_once_and_counts_the_rest() {
+        let header = |name: &str| ExportError::InvalidHeader {
+            name: name.to_string(),
+            reason: "empty".to_string(),
+        };
+        let mut s = ExportSummary::new("otlp");
+        s.errors = vec![
+            header("a"),
+            header("a"),
+            header("b"),
+            header("c"),
+            header("a"),
+        ];
+        let lines = s.distinct_errors(5);
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("otlp: invalid header \"a\""),
+            "{lines:?}"
+        );
+        let lines = s.distinct_errors(2);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2], "otlp: 1 more distinct errors");
+        assert!(ExportSummary::new("x").distinct_errors(5).is_empty());
+    }
+}

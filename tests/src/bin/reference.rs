@@ -152,22 +152,9 @@ fn run(args: Args) -> Result<ExitCode, String> {
                     uploads.push(delivery(ex.name(), &summary));
                     spooled |= summary.spooled > 0;
                 }
-                // The causes (each with what to do, and where unsent spans were spooled), each
-                // once: a collector refusing every request says so once. As the `microspan` CLI.
-                let mut seen = std::collections::HashSet::new();
-                for e in &summary.errors {
-                    let text = format!("{}: {e}", ex.name());
-                    if seen.insert(text.clone()) && seen.len() <= 5 {
-                        export_errors.push(text);
-                    }
-                }
-                if seen.len() > 5 {
-                    export_errors.push(format!(
-                        "{}: {} more distinct errors",
-                        ex.name(),
-                        seen.len() - 5
-                    ));
-                }
+                // The causes (each with what to do, and where unsent spans were spooled), as
+                // the `microspan` CLI prints them.
+                export_errors.extend(summary.distinct_errors(5));
             }
             Err(e) => {
                 ok = false;
