@@ -533,7 +533,8 @@ fn hand_written_v2_vectors() {
     // Value types 6 and 7 are errors (`UnknownKind`, naming the value type), in a short tag
     // (`10 vvv kkk`) whatever its key, and in a TAG_ON; the rest of the frame is abandoned.
     let unknown = |offset, byte| Err(format!("{:?}", RecordError::UnknownKind { offset, byte }));
-    let error_cases: Vec<(&[u8], Vec<Result<String, String>>)> = vec![
+    type Decoded = Vec<Result<String, String>>;
+    let error_cases: Vec<(&[u8], Decoded)> = vec![
         // a good short tag (`10 011 010`, u64 5), then type 6 with key id 2 (`10 110 010`); the
         // short tag after it is not read
         (
