@@ -11,6 +11,14 @@
 /// `now` is called on the record path, from thread mode and from interrupt handlers, so it must
 /// be cheap, must not block, and must be safe to call concurrently (hence `Sync`).
 ///
+/// It must count **up** and wrap at `u32::MAX` (all 32 bits): a narrower counter, such as
+/// SysTick's 24-bit down-counter, is not a clock by itself; combine it with a wrap count kept by
+/// its interrupt (and read the two consistently: the count, the counter, the count again), or
+/// use a 32-bit timer or the DWT cycle counter. Records may reach the ring slightly out of time
+/// order (one preempted between its clock read and its reservation), and the drain allows for
+/// that; a clock whose own readings step back (a torn read of a count and a counter) gives spans
+/// wrong times.
+///
 /// ```
 /// use core::sync::atomic::{AtomicU32, Ordering};
 /// /// A 1 kHz tick incremented by a SysTick handler.

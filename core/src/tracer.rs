@@ -306,8 +306,11 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         &self.sampler
     }
 
-    /// Sets the boot id (call once at start-up, before recording: span ids already handed out keep
-    /// the old one).
+    /// Sets the boot id: call it once at start-up, before the first span (and before enabling
+    /// the interrupts that record). Span ids and trace ids are the boot id joined to a local
+    /// number when they are read, so a span started before the call reports new ids afterwards
+    /// and the decoder exports it with the new one: a context it handed out (injected into a
+    /// message) before the call would no longer match it.
     pub fn set_boot_id(&self, boot_id: u32) {
         self.boot_id.store(boot_id, Ordering::Relaxed);
     }
@@ -676,6 +679,7 @@ enum State {
 ///
 /// `C` is the tracer's clock type (see [`Tracer`]); spans of a tracer with the default clock
 /// type are `Span<'a>` or `Span<'a, B>`.
+#[must_use = "a span finishes when dropped: one not kept in a variable lasts no time at all"]
 pub struct Span<'a, const B: usize = 0, C: ?Sized + Clock = &'a dyn Clock> {
     tracer: &'a Tracer<'a, C>,
     /// The trace id ([`UNSAMPLED_LOCAL_TRACE`] for an unsampled trace started here: derived from
@@ -696,6 +700,7 @@ pub struct Span<'a, const B: usize = 0, C: ?Sized + Clock = &'a dyn Clock> {
 }
 
 /// Builds a span with references, the debug flag or baggage; [`start`](SpanBuilder::start) records it.
+#[must_use = "a span builder records nothing until `.start()`"]
 pub struct SpanBuilder<'a, const B: usize, C: ?Sized + Clock = &'a dyn Clock> {
     tracer: &'a Tracer<'a, C>,
     name: &'static str,

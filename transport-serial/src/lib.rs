@@ -6,6 +6,13 @@
 
 use microspan::Drain;
 
+/// The `embedded-hal-nb` version whose serial `Write` the non-blocking drain drives.
+pub use embedded_hal_nb;
+/// The `embedded-io` version whose [`Write`](embedded_io::Write) the blocking drain drives.
+pub use embedded_io;
+/// The `embedded-io-async` version whose `Write` the async drain drives.
+pub use embedded_io_async;
+
 pub mod asynch;
 pub mod blocking;
 pub mod dma;
