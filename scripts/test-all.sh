@@ -13,9 +13,10 @@ cargo fmt --all --check
 
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The defmt impls (core/src/defmt.rs, the serial crate's derives) only exist with the `defmt`
-# feature, which the workspace build above leaves off; linted as a firmware builds them.
-cargo clippy --locked -p microspan -p microspan-serial --features defmt --target thumbv7em-none-eabihf -- -D warnings
+# The defmt impls (core/src/defmt.rs, the serial crate's derives) and the SysTick clock
+# (core/src/cortex_m.rs) only exist with the `defmt` and `cortex-m` features, which the workspace
+# build above leaves off; linted as a firmware builds them.
+cargo clippy --locked -p microspan -p microspan-serial --features microspan/defmt,microspan/cortex-m,microspan-serial/defmt --target thumbv7em-none-eabihf -- -D warnings
 
 step "the optional probe-rs feature of the decoder compiles (direct USB probes)"
 # Its own target directory: the feature set would otherwise invalidate target/'s build. About
@@ -27,6 +28,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # The device crate alone, as a firmware sees it (no `std`): its own target directory, so the
 # feature set does not invalidate the workspace's docs.
 RUSTDOCFLAGS="-D warnings" cargo doc -p microspan --no-deps --locked --target-dir target/doc-nostd
+RUSTDOCFLAGS="-D warnings" cargo doc -p microspan --no-deps --locked --features cortex-m \
+    --target thumbv7m-none-eabi --target-dir target/doc-nostd
 
 step "no_std builds of the device crates, feature by feature"
 for target in thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
@@ -36,6 +39,13 @@ for target in thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv3
         echo "microspan --target $target --features '$features'"
         cargo build -q --locked -p microspan --target "$target" --no-default-features --features "$features"
     done
+    # The SysTick clock (feature `cortex-m`), on the Arm targets.
+    if [[ $target == thumb* ]]; then
+        for features in "cortex-m" "cortex-m single-core defmt"; do
+            echo "microspan --target $target --features '$features'"
+            cargo build -q --locked -p microspan --target "$target" --no-default-features --features "$features"
+        done
+    fi
     # `rtt` needs a critical-section implementation only when a firmware links: a library builds
     # on every target, thumbv6m included.
     for features in "" "rtt" "defmt" "defmt rtt"; do

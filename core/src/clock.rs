@@ -3,8 +3,9 @@
 //! The record path stores the raw 32-bit tick value; the drain extends it to 64 bits (a counter
 //! that wraps is handled as long as the drain runs at least once every half wrap period, which it
 //! checks by sampling the clock itself when idle), and the decoder turns ticks into wall-clock
-//! time. Anything that counts can be a clock: SysTick with a software high word, a hardware timer,
-//! the DWT cycle counter, an RTC, or `std::time::Instant` ([`StdClock`](crate::StdClock)).
+//! time. Anything that counts can be a clock: SysTick with a software high word (ready-made with
+//! feature `cortex-m`: `microspan::cortex_m::SysTickClock`), a hardware timer, the DWT cycle
+//! counter, an RTC, or `std::time::Instant` ([`StdClock`](crate::StdClock)).
 
 /// A monotonic tick source.
 ///

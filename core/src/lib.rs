@@ -17,6 +17,8 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod conventions;
+#[cfg(feature = "cortex-m")]
+pub mod cortex_m;
 #[cfg(feature = "defmt")]
 mod defmt;
 pub mod drain;

@@ -16,6 +16,9 @@
 use core::convert::Infallible;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use microspan::cortex_m::SysTickClock;
+use microspan::Clock;
+
 use embedded_hal_nb::nb;
 
 use cortex_m::peripheral::NVIC;
@@ -93,15 +96,8 @@ const TAMR_ONE_SHOT: u32 = 1;
 const TIMER_A_TIMEOUT: u32 = 1 << 0;
 const CTL_TAEN: u32 = 1 << 0;
 
-// SysTick and the system control block.
-const SYST_CSR: Reg = Reg(0xE000_E010);
-const SYST_RVR: Reg = Reg(0xE000_E014);
-const SYST_CVR: Reg = Reg(0xE000_E018);
-const SCB_ICSR: Reg = Reg(0xE000_ED04);
+// The system control block's SysTick priority register.
 const SCB_SHPR3: Reg = Reg(0xE000_ED20);
-const CSR_ENABLE_TICKINT_CORECLK: u32 = 0b111;
-const ICSR_PENDSTSET: u32 = 1 << 26;
-const SYST_RELOAD: u32 = 0x00FF_FFFF;
 
 /// Vector numbers behind the board-independent [`Irq`]s.
 pub(crate) fn irq_number(irq: Irq) -> u16 {
@@ -137,30 +133,21 @@ pub(crate) fn init_clocks() {
     cortex_m::asm::delay(8);
 }
 
-/// Number of SysTick wraps (2^24 core cycles each) seen by the SysTick exception. Written only by
-/// `SysTick` (the sole writer, so load+store is enough), read by `now_ticks`, which retries when
-/// it changes under it.
-static WRAPS: AtomicU32 = AtomicU32::new(0);
+/// The tick clock: microspan's SysTick clock (SysTick free-running on the core clock, extended
+/// to 32 bits by the wrap count its exception keeps), so every QEMU test on this board runs it.
+static CLOCK: SysTickClock = SysTickClock::new(CORE_CLOCK_HZ);
 
-/// Starts SysTick as a free-running 24-bit down-counter on the core clock, its exception at the
-/// highest priority counting wraps, and the wake-up timer's interrupt.
+/// Starts SysTick as the tick clock, its exception at the highest priority counting wraps, and
+/// the wake-up timer's interrupt.
 pub(crate) fn init_tick_clock() {
-    SYST_CSR.write(0);
-    SYST_RVR.write(SYST_RELOAD);
-    SYST_CVR.write(0); // any write clears the counter; it reloads on the next clock
-                       // SysTick priority (SHPR3[31:24]) = 0: the most urgent, so wraps are counted promptly.
+    // SysTick priority (SHPR3[31:24]) = 0: the most urgent, so wraps are counted promptly.
     SCB_SHPR3.modify(|v| v & 0x00FF_FFFF);
-    SYST_CSR.write(CSR_ENABLE_TICKINT_CORECLK);
-    // Until the first reload the counter reads 0 (QEMU shows this too); wait it out so the first
-    // `now_ticks` is not 2^24-1 followed by a smaller value.
-    let mut spins = 0u32;
-    while SYST_CVR.read() == 0 && spins < 1000 {
-        spins += 1;
-    }
-    // The wake-up timer's interrupt, also at the most urgent level.
     critical_section::with(|_| {
-        // SAFETY: single core, inside a critical section: nothing else writes the NVIC now.
+        // SAFETY: single core, inside a critical section: nothing else touches SysTick or the
+        // NVIC now, and only this module uses them afterwards.
         let mut p = unsafe { cortex_m::Peripherals::steal() };
+        CLOCK.start(&mut p.SYST);
+        // The wake-up timer's interrupt, also at the most urgent level.
         // SAFETY: priority 0 for a vector whose handler only clears its own timer's flag.
         unsafe { p.NVIC.set_priority(WakeIrq, 0) };
     });
@@ -181,35 +168,16 @@ unsafe impl cortex_m::interrupt::InterruptNumber for WakeIrq {
 
 #[exception]
 fn SysTick() {
-    WRAPS.store(
-        WRAPS.load(Ordering::Relaxed).wrapping_add(1),
-        Ordering::Relaxed,
-    );
+    CLOCK.on_wrap();
 }
 
 /// Monotonic tick counter: core cycles since `init` (50 MHz), wrapping at 2^32 (after 85.9 s).
 ///
-/// Lock-free, never masks interrupts, and safe from thread mode and any interrupt priority:
-/// - a SysTick exception that runs between the reads changes `WRAPS`, and the reads are retried;
-/// - a wrap that the exception has not counted yet (the caller runs at a priority that holds it
-///   off, or with interrupts masked) shows as SCB ICSR.PENDSTSET: the counter is then read again,
-///   certainly after the wrap, and one more wrap is added.
+/// Lock-free, never masks interrupts, and safe from thread mode and any interrupt priority (see
+/// `microspan::cortex_m::SysTickClock`, which this reads).
 #[inline]
 pub fn now_ticks() -> u32 {
-    loop {
-        let wraps = WRAPS.load(Ordering::Relaxed);
-        let cvr = SYST_CVR.read();
-        let pending = SCB_ICSR.read() & ICSR_PENDSTSET != 0;
-        if WRAPS.load(Ordering::Relaxed) != wraps {
-            continue; // the SysTick exception ran in between: read again
-        }
-        let (wraps, cvr) = if pending {
-            (wraps.wrapping_add(1), SYST_CVR.read())
-        } else {
-            (wraps, cvr)
-        };
-        return (wraps << 24) | (SYST_RELOAD - cvr);
-    }
+    CLOCK.now()
 }
 
 fn gptm(base: usize, off: usize) -> Reg {
