@@ -14,28 +14,37 @@
 //! #[entry]
 //! fn main() -> ! {
 //!     let mut cp = cortex_m::Peripherals::take().unwrap();
-//!     // SysTick at the most urgent priority: wraps are counted promptly.
-//!     unsafe { cp.SCB.set_priority(cortex_m::peripheral::scb::SystemHandler::SysTick, 0) };
-//!     CLOCK.start(&mut cp.SYST);
+//!     CLOCK.start(&mut cp.SYST, &mut cp.SCB);
 //!     // ...
 //! #   loop {}
 //! }
 //!
 //! #[exception]
 //! fn SysTick() {
-//!     CLOCK.on_wrap();
+//!     CLOCK.on_wrap(); // first (best: only) thing the handler does
 //! }
 //! ```
 //!
-//! The clock owns SysTick: nothing else may reprogram it. It counts core cycles and wraps at
-//! 2^32 (after 67 s at 64 MHz; the drain extends that further). Reading it is lock-free and never
-//! masks interrupts, from thread mode and any priority, on Cortex-M0 too (the wrap count is only
-//! loaded and stored). It is correct as long as the SysTick exception is never held off for a
-//! whole wrap period (2^24 cycles: 262 ms at 64 MHz) — by a critical section or a handler of equal
-//! or more urgent priority running that long.
+//! The clock owns SysTick: nothing else may reprogram it, and [`start`](SysTickClock::start) gives
+//! its exception the most urgent priority (0). It counts core cycles and wraps at 2^32 (after 67 s
+//! at 64 MHz; the drain extends that further). Reading it is lock-free and never masks
+//! interrupts, from thread mode and any priority, on Cortex-M0 too (the wrap count is only loaded
+//! and stored).
+//!
+//! What it needs:
+//! - **The SysTick exception is never held off for a whole wrap period** (2^24 cycles: 262 ms at
+//!   64 MHz) by a critical section or a handler of the same priority running that long: one
+//!   uncounted wrap is seen (SCB ICSR.PENDSTSET), two are not.
+//! - **Its priority stays the most urgent** and `on_wrap` comes first in its handler: between
+//!   exception entry (which clears PENDSTSET) and `on_wrap`, a reader that could preempt the
+//!   handler would see the counter reloaded and the wrap not yet counted, 2^24 cycles back.
+//! - **One core.** SysTick is per core: on a dual-core chip (RP2040, STM32H7) only the core that
+//!   started it may read it. It also stops in the deep-sleep modes that stop the core clock, and
+//!   the time asleep is not counted.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use cortex_m::peripheral::scb::SystemHandler;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
 
@@ -61,10 +70,20 @@ impl SysTickClock {
         }
     }
 
-    /// Starts SysTick free-running on the core clock with its exception enabled (which must call
-    /// [`on_wrap`](Self::on_wrap)). Taking `SYST` by `&mut` shows the clock has it to itself.
-    pub fn start(&self, syst: &mut SYST) {
+    /// Starts SysTick free-running on the core clock, its exception enabled (which must call
+    /// [`on_wrap`](Self::on_wrap)) at the most urgent priority, and the count at 0. Call it once,
+    /// before the first reading. Taking `SYST` and `SCB` by `&mut` shows the clock has SysTick to
+    /// itself.
+    pub fn start(&self, syst: &mut SYST, scb: &mut SCB) {
         syst.disable_counter();
+        // SAFETY: changing a priority can break priority-based critical sections (RTIC's ceilings)
+        // that the SysTick handler takes part in; the handler this clock needs touches only its
+        // wrap count, an atomic, and the module documentation says the handler is the clock's.
+        unsafe { scb.set_priority(SystemHandler::SysTick, 0) };
+        // A wrap left pending from before (a bootloader's SysTick, an earlier start) would be
+        // counted as one of ours.
+        SCB::clear_pendst();
+        self.wraps.store(0, Ordering::Relaxed);
         syst.set_clock_source(SystClkSource::Core);
         syst.set_reload(RELOAD);
         syst.clear_current();

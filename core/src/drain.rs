@@ -1020,6 +1020,14 @@ fn strref<const F: usize>(w: &mut Writer<'_, F>, s: &'static str, sref: u32) {
     }
 }
 
+/// Copies a dynamic string of `len` bytes (at most `N`) from the record into the frame, through a
+/// stack buffer of `N` bytes.
+#[inline(always)]
+fn copy_str<const N: usize, const F: usize>(w: &mut Writer<'_, F>, r: &mut Reader<'_>, len: usize) {
+    let mut tmp = [0u8; N];
+    str_bytes(w, r.bytes(len.min(N), &mut tmp), 1);
+}
+
 /// A length-prefixed string: `len << bit | bit`, then the bytes (`bit` 1: a `strref` sent inline;
 /// 0: the length of a NAME's or a postcard `str`'s bytes).
 #[inline(never)]
@@ -1123,9 +1131,14 @@ impl FieldView {
                 }
             }
             _ => {
-                let mut tmp = [0u8; crate::config::MAX_STR_LEN];
-                let len = (self.aux as usize).min(tmp.len());
-                str_bytes(w, r.bytes(len, &mut tmp), 1);
+                let len = self.aux as usize;
+                if cfg!(feature = "std") && len > crate::config::MAX_STR_LEN {
+                    // Only on the host: a post-mortem image of firmware built with a larger
+                    // `MICROSPAN_MAX_STR_LEN` (at most 1000, `build.rs`).
+                    copy_str::<1000, F>(w, r, len);
+                } else {
+                    copy_str::<{ crate::config::MAX_STR_LEN }, F>(w, r, len);
+                }
             }
         }
     }

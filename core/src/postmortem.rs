@@ -599,8 +599,10 @@ mod host {
             crate::record::LOG => fields_fit(rec, 3, payload),
             crate::record::BAGGAGE => {
                 let (k, v) = ((payload & 0x3FF) as usize, (payload >> 10) as usize);
-                k <= crate::config::MAX_BAGGAGE_KEY_LEN
-                    && v <= crate::config::MAX_BAGGAGE_VALUE_LEN
+                // The longest any build records (`build.rs` caps both at 255), not this
+                // host's own capacities: the firmware may have been built with larger ones.
+                k <= 255
+                    && v <= 255
                     && len == 2 + crate::record::byte_words(k) + crate::record::byte_words(v)
             }
             crate::record::REF => len == 8,
@@ -812,6 +814,25 @@ mod tests {
             5,
             "a pad with a payload"
         );
+    }
+
+    /// A baggage item longer than this host's own capacities (firmware built with larger
+    /// `MICROSPAN_MAX_BAGGAGE_*_LEN`) is replayed, not taken for garbage.
+    #[test]
+    fn baggage_longer_than_the_hosts_capacity_is_replayed() {
+        let (k, v) = (40u32, 30u32);
+        assert!(k as usize > crate::config::MAX_BAGGAGE_KEY_LEN);
+        let len = 2 + k.div_ceil(4) + v.div_ceil(4);
+        let mut words = vec![crate::record::BAGGAGE | len << 4 | (k | v << 10) << 12, 1];
+        words.extend(core::iter::repeat_n(
+            u32::from_le_bytes(*b"abcd"),
+            (len - 2) as usize,
+        ));
+        let end = [3 | 3 << 4, 1, 10];
+        words.extend_from_slice(&end);
+        let mem = image(words.len() as u32, 0, &words);
+        let r = RingImage::read(&mem, 0x2000_0100).unwrap().to_stream(&mem);
+        assert_eq!((r.records, r.unread_words), (2, 0));
     }
 
     #[test]

@@ -723,15 +723,24 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
         self.reference(RefKind::FollowsFrom, ctx)
     }
 
-    /// Adds a reference; beyond [`MAX_REFERENCES`] it is dropped and counted (the span's
-    /// [`Losses::fields_over_capacity`], which the decoder turns into a Jaeger warning).
+    /// Adds a reference; beyond [`MAX_REFERENCES`] one is dropped and counted (the span's
+    /// [`Losses::fields_over_capacity`], which the decoder turns into a Jaeger warning): the new
+    /// one, unless it is the first ChildOf (which decides the parent), in which case the last
+    /// FollowsFrom makes way for it.
     fn reference(mut self, kind: RefKind, ctx: &SpanContext) -> Self {
-        if self.refs.push((kind, *ctx)).is_err() {
+        if let Err(new) = self.refs.push((kind, *ctx)) {
             warn!(
                 "microspan: more than {=usize} references, one was dropped",
                 MAX_REFERENCES
             );
             self.refs_dropped = self.refs_dropped.saturating_add(1);
+            let first_child_of =
+                kind == RefKind::ChildOf && !self.refs.iter().any(|(k, _)| *k == RefKind::ChildOf);
+            if first_child_of {
+                if let Some(last) = self.refs.last_mut() {
+                    *last = new;
+                }
+            }
         }
         self
     }

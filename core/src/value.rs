@@ -139,7 +139,6 @@ impl<'v, const N: usize> Tags<'v> for [(&'static str, Value<'v>); N] {
     }
 }
 
-/// A vector of `(key, Value)` (feature `std`), as its slice.
 /// A `heapless::Vec` (or `VecView`) of tags, as built at run time without an allocator.
 impl<'v, L, S> Tags<'v> for heapless::vec::VecInner<(&'static str, Value<'v>), L, S>
 where
@@ -160,6 +159,7 @@ where
     }
 }
 
+/// A vector of `(key, Value)` (feature `std`), as its slice.
 #[cfg(feature = "std")]
 impl<'v> Tags<'v> for std::vec::Vec<(&'static str, Value<'v>)> {
     #[inline(always)]

@@ -296,6 +296,16 @@ fn references_beyond_the_capacity_are_counted() {
             ..
         })
     ));
+
+    // A ChildOf after the list is full still decides the parent: a FollowsFrom makes way.
+    let parent = TRACER.root("parent");
+    let mut builder = TRACER.span("child");
+    for p in &producers[..microspan::config::MAX_REFERENCES] {
+        builder = builder.follows_from(p);
+    }
+    let child = builder.child_of(&parent.context()).start();
+    assert_eq!(child.context().trace_id, parent.context().trace_id);
+    assert_eq!(child.losses().fields_over_capacity, 1);
 }
 
 #[test]

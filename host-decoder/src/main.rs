@@ -305,11 +305,7 @@ fn export_all(
     for batch in batches.drain(..) {
         exporters.retain_mut(|ex| match ex.export(&batch) {
             Ok(()) => true,
-            Err(ExportError::File { source, .. })
-                if source.kind() == std::io::ErrorKind::BrokenPipe =>
-            {
-                false
-            }
+            Err(ExportError::OutputClosed) => false,
             Err(e) => {
                 errors.push(format!("{}: {e}", ex.name()));
                 true
@@ -377,6 +373,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut batches: Vec<Batch> = Vec::new();
     let mut export_errors = Vec::new();
     let mut fatal = None;
+    let mut outputs_closed = false;
     loop {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -398,6 +395,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         export_all(&mut exporters, &mut batches, &mut export_errors);
         if exporters.is_empty() {
             // Every output was a terminal pipe that closed (`| head`): nothing left to do.
+            outputs_closed = true;
             break;
         }
         if last_status.elapsed() >= Duration::from_millis(200) {
@@ -423,8 +421,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
                 export_errors.extend(summary.distinct_errors(5));
             }
             // The terminal pipe's reader left (`| head`): not a failure (see `export_all`).
-            Err(ExportError::File { source, .. })
-                if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(ExportError::OutputClosed) => {}
             Err(e) => {
                 delivered_all = false;
                 export_errors.push(format!("{}: {e}", ex.name()));
@@ -433,7 +430,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     }
     let stats = decoder.stats();
     // Nothing could be read from input that had bytes: an error, whatever the other flags.
-    let unreadable = decoder.service().is_none() && stats.bytes > 0;
+    let unreadable = decoder.service().is_none() && stats.bytes > 0 && !outputs_closed;
     if !args.quiet {
         eprintln!("{}", status_line(&stats, started.elapsed(), None));
         let s = &stats.spans;
@@ -450,7 +447,8 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             eprintln!("{line}");
         }
     }
-    if !args.quiet || unreadable {
+    // Stopped by a closed output: what was not read is not a problem of the input.
+    if (!args.quiet || unreadable) && !outputs_closed {
         for p in stats.problems() {
             eprintln!("microspan: {p}");
         }
@@ -462,7 +460,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         eprintln!("microspan: {f}");
         return Ok(ExitCode::from(2));
     }
-    if !delivered_all || unreadable || (args.strict && stats.lost_anything()) {
+    if !delivered_all || unreadable || (args.strict && !outputs_closed && stats.lost_anything()) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

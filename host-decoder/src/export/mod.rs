@@ -182,6 +182,11 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    /// The reader of the tree's output went away (`microspan decode … | head`). Not a failure:
+    /// the tree stops, the other exporters go on. (A file exporter's closed pipe is a
+    /// [`File`](Self::File) error: its output is cut short.)
+    #[error("the terminal output was closed by its reader")]
+    OutputClosed,
     /// The disk spool could not be used.
     #[error("spool directory {path}: {source}; check that it is writable, or choose another with the spool setting")]
     Spool {

@@ -130,6 +130,9 @@ impl<W: Write + Send> TreeWriter<W> {
     }
 
     fn io_error(&self, source: io::Error) -> ExportError {
+        if source.kind() == io::ErrorKind::BrokenPipe {
+            return ExportError::OutputClosed;
+        }
         ExportError::File {
             path: "<terminal>".into(),
             source,

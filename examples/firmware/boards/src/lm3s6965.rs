@@ -96,8 +96,6 @@ const TAMR_ONE_SHOT: u32 = 1;
 const TIMER_A_TIMEOUT: u32 = 1 << 0;
 const CTL_TAEN: u32 = 1 << 0;
 
-// The system control block's SysTick priority register.
-const SCB_SHPR3: Reg = Reg(0xE000_ED20);
 
 /// Vector numbers behind the board-independent [`Irq`]s.
 pub(crate) fn irq_number(irq: Irq) -> u16 {
@@ -140,13 +138,12 @@ static CLOCK: SysTickClock = SysTickClock::new(CORE_CLOCK_HZ);
 /// Starts SysTick as the tick clock, its exception at the highest priority counting wraps, and
 /// the wake-up timer's interrupt.
 pub(crate) fn init_tick_clock() {
-    // SysTick priority (SHPR3[31:24]) = 0: the most urgent, so wraps are counted promptly.
-    SCB_SHPR3.modify(|v| v & 0x00FF_FFFF);
     critical_section::with(|_| {
-        // SAFETY: single core, inside a critical section: nothing else touches SysTick or the
-        // NVIC now, and only this module uses them afterwards.
+        // SAFETY: single core, inside a critical section: nothing else touches SysTick, the SCB
+        // or the NVIC now, and only this module uses SysTick afterwards.
         let mut p = unsafe { cortex_m::Peripherals::steal() };
-        CLOCK.start(&mut p.SYST);
+        // SysTick at priority 0, the most urgent: wraps are counted promptly.
+        CLOCK.start(&mut p.SYST, &mut p.SCB);
         // The wake-up timer's interrupt, also at the most urgent level.
         // SAFETY: priority 0 for a vector whose handler only clears its own timer's flag.
         unsafe { p.NVIC.set_priority(WakeIrq, 0) };
