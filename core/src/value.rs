@@ -139,41 +139,37 @@ impl<'v, const N: usize> Tags<'v> for [(&'static str, Value<'v>); N] {
     }
 }
 
+/// The [`Tags`] methods of a container of `(key, Value)`, through its `as_slice`.
+macro_rules! slice_tags {
+    ($v:lifetime) => {
+        #[inline(always)]
+        fn count(&self) -> usize {
+            self.as_slice().len()
+        }
+        #[inline(always)]
+        fn each(&self, f: impl FnMut(&'static str, Value<$v>)) {
+            self.as_slice().each(f)
+        }
+        #[inline(always)]
+        fn as_values(&self) -> Option<&[(&'static str, Value<$v>)]> {
+            Some(self.as_slice())
+        }
+    };
+}
+
 /// A `heapless::Vec` (or `VecView`) of tags, as built at run time without an allocator.
 impl<'v, L, S> Tags<'v> for heapless::vec::VecInner<(&'static str, Value<'v>), L, S>
 where
     L: heapless::LenType,
     S: heapless::vec::VecStorage<(&'static str, Value<'v>)> + ?Sized,
 {
-    #[inline(always)]
-    fn count(&self) -> usize {
-        self.len()
-    }
-    #[inline(always)]
-    fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
-        self.as_slice().each(f)
-    }
-    #[inline(always)]
-    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
-        Some(self.as_slice())
-    }
+    slice_tags!('v);
 }
 
 /// A vector of `(key, Value)` (feature `std`), as its slice.
 #[cfg(feature = "std")]
 impl<'v> Tags<'v> for std::vec::Vec<(&'static str, Value<'v>)> {
-    #[inline(always)]
-    fn count(&self) -> usize {
-        self.len()
-    }
-    #[inline(always)]
-    fn each(&self, f: impl FnMut(&'static str, Value<'v>)) {
-        self.as_slice().each(f)
-    }
-    #[inline(always)]
-    fn as_values(&self) -> Option<&[(&'static str, Value<'v>)]> {
-        Some(self)
-    }
+    slice_tags!('v);
 }
 
 /// No tags (a log with no fields: `span.log(())`).

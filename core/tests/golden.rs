@@ -204,6 +204,34 @@ fn recording_is_byte_exact() {
     assert_eq!(record_all(), fixture, "the encoder's bytes changed");
 }
 
+/// The session record of the hand-written vectors (service "s", firmware "fw", default capacities).
+fn sample_hello(
+    ticks_per_second: u32,
+    wall_clock: Option<wire::WallClock>,
+    time_shift: u8,
+) -> Hello<'static> {
+    Hello {
+        service: "s",
+        device_id: 1,
+        boot_id: 2,
+        ticks_per_second,
+        now_ticks: 3,
+        epoch_frames: 64,
+        capacities: wire::Capacities {
+            tags_per_span: 16,
+            fields_per_log: 8,
+            str_len: 32,
+            baggage_value_len: 16,
+            frame_max: 256,
+            ring_words: 1024,
+        },
+        firmware_version: "fw",
+        microspan_version: "0.1.0",
+        wall_clock,
+        time_shift,
+    }
+}
+
 /// Builds a frame from a raw body (header included) with a correct CRC and COBS.
 fn frame(raw: &[u8]) -> Vec<u8> {
     let mut body = raw.to_vec();
@@ -279,26 +307,7 @@ fn hand_written_vectors() {
         assert_eq!(got, vec![Ok(expected.to_string())], "body {body:02x?}");
     }
     // A session record round-trips through postcard.
-    let hello = Hello {
-        service: "s",
-        device_id: 1,
-        boot_id: 2,
-        ticks_per_second: 1_000_000,
-        now_ticks: 3,
-        epoch_frames: 64,
-        capacities: wire::Capacities {
-            tags_per_span: 16,
-            fields_per_log: 8,
-            str_len: 32,
-            baggage_value_len: 16,
-            frame_max: 256,
-            ring_words: 1024,
-        },
-        firmware_version: "fw",
-        microspan_version: "0.1.0",
-        wall_clock: None,
-        time_shift: 0,
-    };
+    let hello = sample_hello(1_000_000, None, 0);
     let bytes = postcard::to_allocvec(&hello).unwrap();
     assert_eq!(
         bytes,
@@ -496,29 +505,14 @@ fn hand_written_v2_vectors() {
         ]
     );
     // `time_shift` is not part of the postcard struct: the struct serializes to the bytes before it.
-    let hello = Hello {
-        service: "s",
-        device_id: 1,
-        boot_id: 2,
-        ticks_per_second: 1_562_500,
-        now_ticks: 3,
-        epoch_frames: 64,
-        capacities: wire::Capacities {
-            tags_per_span: 16,
-            fields_per_log: 8,
-            str_len: 32,
-            baggage_value_len: 16,
-            frame_max: 256,
-            ring_words: 1024,
-        },
-        firmware_version: "fw",
-        microspan_version: "0.1.0",
-        wall_clock: Some(wire::WallClock {
+    let hello = sample_hello(
+        1_562_500,
+        Some(wire::WallClock {
             ticks: 1,
             unix_nanos: 2,
         }),
-        time_shift: 5,
-    };
+        5,
+    );
     assert_eq!(postcard::to_allocvec(&hello).unwrap(), hello_bytes);
     // A shift beyond 31 is refused.
     let mut raw = header.to_vec();
