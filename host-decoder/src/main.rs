@@ -438,10 +438,9 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
             s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
         );
-        if stats.crc_errors + stats.bad_frames > 0 || stats.unfinished_bytes > 0 {
-            if let Some(e) = decoder.last_error() {
-                eprintln!("last bad input: {e}");
-            }
+        // Set by a bad frame or a malformed record only.
+        if let Some(e) = decoder.last_error() {
+            eprintln!("last bad input: {e}");
         }
         for line in &summaries {
             eprintln!("{line}");

@@ -146,7 +146,7 @@ impl StreamDecoder {
     /// End of input: open spans are exported as incomplete, and the bytes of a frame the input
     /// ended inside are counted ([`StreamStats::unfinished_bytes`]).
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
-        self.stats.unfinished_bytes += self.acc.buffered() as u64;
+        self.stats.unfinished_bytes = self.acc.buffered() as u64;
         self.asm.finish(out);
     }
 }
