@@ -1,10 +1,11 @@
-//! `cargo run -p microspan-tests --release --bin insn-probe [-- OP…] [--profile OP] [--annotate] [--board m3|m0]`
+//! `cargo run -p microspan-tests --release --bin insn-probe [-- OP…] [--profile OP] [--annotate] [--stack] [--board m3|m0]`
 //!
 //! A quick look at the record path while working on it: builds the bench firmware, prints the net
 //! instructions of the named operations (all of them by default) on each board, and, with
 //! `--profile OP`, where one iteration of OP spends its instructions, per function and per source
 //! line (and with `--annotate`, per instruction, in the disassembly). With no op named, also the
-//! flash each record call site takes. The same measurement code as `bench` and the budgets test; nothing is written to disk.
+//! flash each record call site takes; with `--stack`, the stack each
+//! record call takes. The same measurement code as `bench` and the budgets test; nothing is written to disk.
 
 #[path = "../bench/mod.rs"]
 mod measure;
@@ -24,12 +25,14 @@ fn run() -> R<()> {
     let mut names = Vec::new();
     let mut profile = None;
     let mut annotate = false;
+    let mut stack = false;
     let mut boards = Board::ALL.to_vec();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--profile" => profile = Some(it.next().ok_or("--profile needs an op")?.clone()),
             "--annotate" => annotate = true,
+            "--stack" => stack = true,
             "--board" => {
                 boards = match it.next().map(String::as_str) {
                     Some("m3") => vec![Board::Lm3s6965],
@@ -58,6 +61,11 @@ fn run() -> R<()> {
         if names.is_empty() {
             for (what, bytes) in measure::call_sites(&elf, measure::MICROSPAN_SITES)? {
                 println!("{board:>10} flash per call site: {what}: {bytes} B");
+            }
+        }
+        if stack {
+            for (name, bytes) in measure::stack(board, &elf)? {
+                println!("{board:>10} stack {name:<16} {bytes:>4} B");
             }
         }
         if let Some(p) = &profile {
