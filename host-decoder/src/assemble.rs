@@ -332,6 +332,12 @@ struct OpenState {
     pending: Vec<PendingName>,
     /// An ancestor was open while frames were lost: a baggage record it set may be missing.
     baggage_uncertain: bool,
+    /// The span continues a context extracted from a carrier (a START_REMOTE), and none of its
+    /// tag or log records has come yet: its baggage records are the items the
+    /// carrier brought, which the device writes right after the start (and its further
+    /// references). Jaeger clients do not log those (they were set, and logged, upstream); an
+    /// item set later is logged. An item set before any tag or log is taken for a carried one.
+    carrier_baggage: bool,
     /// Counters when the span started (losses while it was open are the differences).
     lost_frames_at_start: u64,
     drops_at_start: u64,
@@ -1009,11 +1015,13 @@ impl Assembler {
                 .map(|d| d.as_nanos() as i128)
                 .unwrap_or(0),
         };
+        let device_id: SharedStr = format!("{:016x}", hello.device_id).into();
         let mut tags = vec![
-            KeyValue::new(
-                "device.id",
-                Value::Str(format!("{:016x}", hello.device_id).into()),
-            ),
+            KeyValue::new("device.id", Value::Str(device_id.clone())),
+            // The host identity Jaeger's clock-skew adjuster compares (`host.id` first): one
+            // device is one host, so a child that outlives its parent on the device is not taken
+            // for a span from a skewed clock elsewhere.
+            KeyValue::new("host.id", Value::Str(device_id)),
             KeyValue::new(
                 "device.boot_id",
                 Value::Str(format!("{:08x}", hello.boot_id).into()),
@@ -1174,6 +1182,7 @@ impl Assembler {
                     return;
                 };
                 let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                st.carrier_baggage = false;
                 if s.tags.len() < max {
                     let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
                     st.bytes += b;
@@ -1199,6 +1208,7 @@ impl Assembler {
                     return;
                 };
                 let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                st.carrier_baggage = false;
                 if s.logs.len() >= max {
                     st.items_refused += 1;
                     return;
@@ -1246,7 +1256,38 @@ impl Assembler {
                         } else {
                             bag.push((key.into(), value.into()));
                         }
-                        let b = ITEM_OVERHEAD + key.len() + value.len();
+                        let mut b = ITEM_OVERHEAD + key.len() + value.len();
+                        if st.carrier_baggage {
+                            st.bytes += b;
+                            self.bytes_held += b;
+                            return;
+                        }
+                        // Logged on this span, as Jaeger clients log `SetBaggageItem` (`override`
+                        // when the key was already in the context, its own or inherited;
+                        // `truncated` when cut to the decoder's string limit). The
+                        // device does not time the item: it is logged at the span's latest time
+                        // seen, which keeps its order among the span's logs.
+                        if s.logs.len() < limits.max_items_per_span {
+                            let text = |t: &str| Value::Str(t.into());
+                            let mut fields: KeyValues = smallvec![
+                                KeyValue::new("event", text("baggage")),
+                                KeyValue::new("key", text(key)),
+                                KeyValue::new("value", text(value)),
+                            ];
+                            if replaces {
+                                fields.push(KeyValue::new("override", text("true")));
+                            }
+                            if cut_k || cut_v {
+                                fields.push(KeyValue::new("truncated", text("true")));
+                            }
+                            b += ITEM_OVERHEAD * (1 + fields.len()) + key.len() + value.len();
+                            s.logs.push(Log {
+                                time_unix_nanos: st.last_time,
+                                fields,
+                            });
+                        } else {
+                            st.items_refused += 1;
+                        }
                         st.bytes += b;
                         self.bytes_held += b;
                     }
@@ -1360,6 +1401,10 @@ impl Assembler {
         };
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
+        let carrier_baggage = matches!(
+            st.parent,
+            Parent::Remote { .. } | Parent::LocalInTrace { .. }
+        );
         let (trace, root, parent_ref, baggage) = match st.parent {
             Parent::Root => (derived(st.id), st.id, None, Baggage::new()),
             Parent::Local { id, root } => {
@@ -1451,6 +1496,7 @@ impl Assembler {
             name_pending,
             pending: Vec::new(),
             baggage_uncertain,
+            carrier_baggage,
             lost_frames_at_start: self.stats.lost_frames,
             drops_at_start: self.stats.device_drops - self.frame_drops,
             items_refused: 0,

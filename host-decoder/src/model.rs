@@ -384,8 +384,9 @@ pub struct Span {
     pub span_id: u64,
     /// The operation name (shared with the device's name table when it is an interned name).
     pub operation: SharedStr,
-    /// References. When the span has a parent, `references[0]` is the `ChildOf` reference to it
-    /// (Jaeger's `parentSpanId` rule); `FollowsFrom` references and further `ChildOf` ones follow.
+    /// References. When the span was started with a parent, `references[0]` is the `ChildOf`
+    /// reference to it; `FollowsFrom` references and further `ChildOf` ones follow (see
+    /// [`parent_index`](Self::parent_index) for which one Jaeger takes as the parent).
     pub references: References,
     /// Start, nanoseconds since the Unix epoch.
     pub start_unix_nanos: u64,
@@ -396,7 +397,8 @@ pub struct Span {
     pub tags: KeyValues,
     /// Logs, in recording order.
     pub logs: Logs,
-    /// Baggage items visible on this span (its own and inherited), as Jaeger clients show them.
+    /// Baggage items visible on this span (its own and inherited). The items this span set are
+    /// also among its `logs` (`event=baggage, key, value`), as Jaeger clients log them.
     pub baggage: Baggage,
     /// Sampling flags (bit 0 sampled, bit 1 debug), as in Jaeger's `flags`.
     pub flags: u8,
@@ -407,12 +409,18 @@ pub struct Span {
 }
 
 impl Span {
-    /// The parent span id: the first `ChildOf` reference, if any.
-    pub fn parent_span_id(&self) -> Option<u64> {
+    /// The index in `references` of the parent: the first `ChildOf` reference into this span's
+    /// own trace. A `ChildOf` into another trace (added with `Span::add_reference`) is a
+    /// reference, not the parent: Jaeger looks a parent up in the span's own trace.
+    pub fn parent_index(&self) -> Option<usize> {
         self.references
             .iter()
-            .find(|r| r.kind == RefKind::ChildOf)
-            .map(|r| r.span_id)
+            .position(|r| r.kind == RefKind::ChildOf && r.trace_id == self.trace_id)
+    }
+
+    /// The parent span id ([`parent_index`](Self::parent_index)), if any.
+    pub fn parent_span_id(&self) -> Option<u64> {
+        self.parent_index().map(|i| self.references[i].span_id)
     }
 
     /// `true` when the span carries the tag `error=true`.

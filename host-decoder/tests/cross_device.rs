@@ -174,15 +174,27 @@ fn a_trace_crosses_two_devices_through_the_binary_carrier() {
         processes[u["processID"].as_str().unwrap()]["serviceName"],
         "sensor-node"
     );
-    // Baggage shows as Jaeger clients log it.
-    let logs = by_name("store")["logs"].as_array().unwrap();
-    assert!(logs.iter().any(|l| {
-        let f = l["fields"].as_array().unwrap();
-        f.iter()
-            .any(|x| x["key"] == "event" && x["value"] == "baggage")
-            && f.iter()
-                .any(|x| x["key"] == "value" && x["value"] == "north-7")
-    }));
+    // Baggage shows as Jaeger clients log it: once, on the span that set the item, not on the
+    // spans that carry it on (here across the devices).
+    let baggage_logs = |name: &str| {
+        by_name(name)["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                let f = l["fields"].as_array().unwrap();
+                f.iter()
+                    .any(|x| x["key"] == "event" && x["value"] == "baggage")
+                    && f.iter().any(|x| x["key"] == "key" && x["value"] == "site")
+                    && f.iter()
+                        .any(|x| x["key"] == "value" && x["value"] == "north-7")
+            })
+            .count()
+    };
+    assert_eq!(baggage_logs("measure-and-report"), 1);
+    for carried in ["uart-send", "handle-reading", "store"] {
+        assert_eq!(baggage_logs(carried), 0, "{carried}");
+    }
 }
 
 #[test]
@@ -294,4 +306,132 @@ fn follows_from_an_interrupt_handler_end_to_end() {
         .find(|s| s["operationName"] == "deferred work")
         .unwrap();
     assert_eq!(l["references"][0]["refType"], "FOLLOWS_FROM");
+}
+
+/// The `event=baggage` logs of a span (key, value, and whether it says `override`).
+fn baggage_logs(span: &microspan_decoder::model::Span) -> Vec<(String, String, bool)> {
+    use microspan_decoder::model::Value;
+    let text = |v: &Value| match v {
+        Value::Str(s) => s.as_str().to_string(),
+        other => format!("{other:?}"),
+    };
+    span.logs
+        .iter()
+        .filter(|l| {
+            l.fields
+                .iter()
+                .any(|f| f.key == "event" && text(&f.value) == "baggage")
+        })
+        .map(|l| {
+            let field = |k: &str| l.fields.iter().find(|f| f.key == k).map(|f| text(&f.value));
+            (
+                field("key").unwrap_or_default(),
+                field("value").unwrap_or_default(),
+                field("override").as_deref() == Some("true"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("bag").boot_id(9));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let upstream = upstream();
+
+    let mut root = TRACER
+        .span("root")
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    root.set_baggage("tenant", "acme");
+    CLOCK.advance(10);
+    let mut child = root.child("child");
+    child.set_baggage("tenant", "globex"); // replaces an inherited item: `override`
+    let grandchild = child.child("grandchild"); // carries it, sets nothing
+    drop(grandchild);
+    drop(child);
+    // A span continuing an upstream context: the items the carrier brought are not logged (they
+    // were logged upstream), an item the span sets after it started working is.
+    let mut ex: Extracted<2> = Extracted::new(upstream);
+    ex.baggage.set("region", "north");
+    let mut remote = TRACER.span("remote").extracted(ex).start();
+    remote.set_tag("step", 1u32);
+    remote.set_baggage("attempt", "2");
+    drop(remote);
+    drop(root);
+
+    let batches = decode(&drain_all(&mut drain));
+    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    assert_eq!(
+        baggage_logs(find("root")),
+        [("tenant".into(), "acme".into(), false)]
+    );
+    assert_eq!(
+        baggage_logs(find("child")),
+        [("tenant".into(), "globex".into(), true)]
+    );
+    assert!(baggage_logs(find("grandchild")).is_empty());
+    assert!(find("grandchild")
+        .baggage
+        .contains(&("tenant".into(), "globex".into())));
+    let remote = find("remote");
+    assert_eq!(
+        baggage_logs(remote),
+        [("attempt".into(), "2".into(), false)]
+    );
+    assert!(remote.baggage.contains(&("region".into(), "north".into())));
+}
+
+/// An upstream service's context.
+fn upstream() -> microspan::SpanContext {
+    microspan::SpanContext {
+        trace_id: microspan::TraceId::from_halves(0x1111, 0x2222),
+        span_id: microspan::SpanId(0x3333),
+        flags: microspan::Flags::SAMPLED,
+    }
+}
+
+#[test]
+fn a_child_of_reference_into_another_trace_is_not_the_parent() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("refs").boot_id(4));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let other = upstream();
+    let root = TRACER.root("batch-job");
+    root.add_reference(microspan::RefKind::ChildOf, &other);
+    CLOCK.advance(5);
+    drop(root);
+
+    let batches = decode(&drain_all(&mut drain));
+    // The device is the host Jaeger's clock-skew adjuster compares (`host.id` first).
+    let tag = |k: &str| {
+        batches[0]
+            .process
+            .tags
+            .iter()
+            .find(|t| t.key == k)
+            .map(|t| t.value.clone())
+    };
+    assert!(tag("host.id").is_some());
+    assert_eq!(tag("host.id"), tag("device.id"));
+    let span = &batches[0].spans[0];
+    assert_eq!(span.references.len(), 1);
+    assert_eq!(
+        span.parent_span_id(),
+        None,
+        "the reference is into another trace"
+    );
+    let otlp = to_otlp_request(&batches[0]);
+    let o = &otlp.resource_spans[0].scope_spans[0].spans[0];
+    assert!(o.parent_span_id.is_empty());
+    assert_eq!(o.links.len(), 1, "kept as a link");
+    assert_eq!(o.links[0].trace_id, other.trace_id.0.to_be_bytes());
+    let thrift = microspan_decoder::export::to_thrift_batch(&batches[0]);
+    assert_eq!(thrift.spans[0].parent_span_id, 0);
+    let refs = thrift.spans[0].references.as_ref().unwrap();
+    assert_eq!(refs[0].span_id, 0x3333);
 }

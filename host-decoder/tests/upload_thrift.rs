@@ -74,6 +74,6 @@ fn the_reference_trace_arrives_as_mapped() {
         .find(|s| s.operation_name == "Bar")
         .unwrap();
     assert_eq!(bar.parent_span_id, FOO as i64);
-    let log = &bar.logs.as_ref().unwrap()[1];
+    let log = &bar.logs.as_ref().unwrap()[0];
     assert_eq!(log.fields[1].v_str.as_deref(), Some("something wrong"));
 }

@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{
-    logs_with_baggage, micros, portable, ExportError, ExportSummary, Exporter, Portable,
-    INCOMPLETE_TAG,
-};
+use super::{micros, portable, ExportError, ExportSummary, Exporter, Portable, INCOMPLETE_TAG};
 use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
 
 /// Spans a file exporter keeps by default before it drops (and counts) further ones.
@@ -119,7 +116,7 @@ fn tag_json(kv: &KeyValue) -> TagJson {
 fn span_json(span: &Span, process_id: String) -> SpanJson {
     // The parent first, as Jaeger orders them.
     let mut refs: Vec<_> = span.references.iter().collect();
-    if let Some(i) = refs.iter().position(|r| r.kind == RefKind::ChildOf) {
+    if let Some(i) = span.parent_index() {
         let parent = refs.remove(i);
         refs.insert(0, parent);
     }
@@ -146,7 +143,8 @@ fn span_json(span: &Span, process_id: String) -> SpanJson {
         start_time: micros(span.start_unix_nanos),
         duration: micros(span.duration_nanos),
         tags,
-        logs: logs_with_baggage(span)
+        logs: span
+            .logs
             .iter()
             .map(|l| LogJson {
                 timestamp: micros(l.time_unix_nanos),

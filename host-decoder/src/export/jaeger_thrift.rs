@@ -14,8 +14,8 @@ use thrift::OrderedFloat;
 use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
 use super::otlp::check_http_url;
 use super::{
-    logs_with_baggage, micros, portable, warnings_json, ExportError, ExportSummary, Exporter,
-    Portable, INCOMPLETE_TAG, WARNINGS_TAG,
+    micros, portable, warnings_json, ExportError, ExportSummary, Exporter, Portable,
+    INCOMPLETE_TAG, WARNINGS_TAG,
 };
 use crate::jaeger_thrift as jt;
 use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
@@ -79,7 +79,8 @@ fn thrift_span(span: &Span) -> jt::Span {
     if span.incomplete {
         tags.push(tag(&KeyValue::new(INCOMPLETE_TAG, Value::Bool(true))));
     }
-    let logs = logs_with_baggage(span)
+    let logs = span
+        .logs
         .iter()
         .map(|l| jt::Log {
             timestamp: micros(l.time_unix_nanos),

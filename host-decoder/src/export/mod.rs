@@ -17,10 +17,11 @@
 //! - the parent is the first `ChildOf` reference (Thrift `parentSpanId`, OTLP `parent_span_id`);
 //!   further references are kept (Jaeger `references`, OTLP links with an
 //!   `opentracing.ref_type` attribute);
-//! - logs become OTLP events named after their `event` field; baggage is shown the way Jaeger
-//!   clients show it, as a log `event=baggage, key, value` at the span's start;
-//! - `error=true` stays a tag and also sets the OTLP status to ERROR; `span.kind` becomes the
-//!   OTLP span kind;
+//! - logs become OTLP events named after their `event` field (a baggage item is among the logs
+//!   of the span that set it, `event=baggage, key, value`, as Jaeger clients log it);
+//! - `error=true` is a tag, and in OTLP the status ERROR instead (Jaeger turns that status back
+//!   into `error=true`, so the tag kept too would show twice); `span.kind` becomes the OTLP span
+//!   kind;
 //! - an unsigned value above `i64::MAX` and a non-finite float become strings;
 //! - warnings are Jaeger's `warnings` in the JSON file, and the tag `microspan.warnings` (a JSON
 //!   list, the way Jaeger shows an OTLP array) elsewhere; an incomplete span carries
@@ -38,11 +39,10 @@ mod otlp_json;
 mod spool;
 mod tree;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::model::{Batch, Log, Span, Value};
+use crate::model::{Batch, Span, Value};
 
 pub use delivery::{Header, UploadConfig};
 pub use jaeger_json::JaegerJsonFile;
@@ -408,28 +408,6 @@ pub fn build_exporters(
 /// Nanoseconds to Jaeger's microseconds (truncated, as Jaeger's own OTLP translator does).
 pub(crate) fn micros(nanos: u64) -> i64 {
     (nanos / 1_000) as i64
-}
-
-/// The logs Jaeger would show for a span: the baggage items first, as Jaeger clients log them
-/// (`event=baggage, key, value`, here at the span's start since the device does not say when an
-/// item was set), then the span's own logs. Borrowed when the span has no baggage.
-pub(crate) fn logs_with_baggage(span: &Span) -> Cow<'_, [Log]> {
-    if span.baggage.is_empty() {
-        return Cow::Borrowed(&span.logs);
-    }
-    let mut logs = Vec::with_capacity(span.baggage.len() + span.logs.len());
-    for (k, v) in &span.baggage {
-        logs.push(Log {
-            time_unix_nanos: span.start_unix_nanos,
-            fields: crate::model::smallvec![
-                crate::model::KeyValue::new("event", Value::Str("baggage".into())),
-                crate::model::KeyValue::new("key", Value::Str(k.clone())),
-                crate::model::KeyValue::new("value", Value::Str(v.clone())),
-            ],
-        });
-    }
-    logs.extend(span.logs.iter().cloned());
-    Cow::Owned(logs)
 }
 
 /// A value as an exporter without unsigned or non-finite numbers carries it.

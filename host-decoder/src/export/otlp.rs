@@ -6,10 +6,12 @@
 //! - `parent_span_id`: the first `ChildOf` reference; every other reference becomes a link with
 //!   the attribute `opentracing.ref_type` = `follows_from` / `child_of` (as the OpenTracing shim
 //!   writes it; Jaeger shows links as `FOLLOWS_FROM`);
-//! - logs (and baggage) → events named after their `event` field (else `log`), all fields kept as
-//!   attributes, so Jaeger shows the same fields;
+//! - logs (baggage items among them) → events named after their `event` field (else `log`, as
+//!   the OpenTelemetry OpenTracing shim names them), all fields kept as attributes, so Jaeger
+//!   shows the same fields;
 //! - `span.kind` = server/client/producer/consumer/internal → the span kind, removed from the
-//!   attributes; `error=true` → status ERROR, the tag kept;
+//!   attributes; `error=true` → status ERROR, removed from the attributes (Jaeger adds
+//!   `error=true` back from the status: kept, it would show twice);
 //! - `flags`: the sampled bit (bit 0); Jaeger's debug bit has no W3C equivalent;
 //! - values: `u64 > i64::MAX` and non-finite floats → strings; warnings → the string-array
 //!   attribute `microspan.warnings`; incomplete → `microspan.incomplete=true`.
@@ -35,8 +37,7 @@ use prost::Message;
 use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
 use super::otlp_encode::encode_request;
 use super::{
-    logs_with_baggage, portable, ExportError, ExportSummary, Exporter, Portable, INCOMPLETE_TAG,
-    WARNINGS_TAG,
+    portable, ExportError, ExportSummary, Exporter, Portable, INCOMPLETE_TAG, WARNINGS_TAG,
 };
 use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
 
@@ -137,13 +138,14 @@ fn value_text(v: &Value) -> String {
 }
 
 fn otlp_span(span: &Span) -> OtlpSpan {
-    let parent_index = span
-        .references
-        .iter()
-        .position(|r| r.kind == RefKind::ChildOf);
+    let parent_index = span.parent_index();
     let mut kind = SpanKind::Unspecified;
     let mut attributes = Vec::with_capacity(span.tags.len() + 2);
+    let error = span.is_error();
     for tag in &span.tags {
+        if error && tag.key == "error" && tag.value == Value::Bool(true) {
+            continue;
+        }
         if tag.key == "span.kind" {
             if let Some(k) = span_kind(&tag.value) {
                 kind = k;
@@ -172,7 +174,8 @@ fn otlp_span(span: &Span) -> OtlpSpan {
     if span.incomplete {
         attributes.push(otlp_kv(&KeyValue::new(INCOMPLETE_TAG, Value::Bool(true))));
     }
-    let events = logs_with_baggage(span)
+    let events = span
+        .logs
         .iter()
         .map(|log| Event {
             time_unix_nano: log.time_unix_nanos,
@@ -222,7 +225,7 @@ fn otlp_span(span: &Span) -> OtlpSpan {
         dropped_events_count: 0,
         links,
         dropped_links_count: 0,
-        status: span.is_error().then(|| Status {
+        status: error.then(|| Status {
             code: StatusCode::Error as i32,
             message: String::new(),
         }),

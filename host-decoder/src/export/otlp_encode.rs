@@ -386,11 +386,10 @@ fn is_kind_tag(t: &KeyValue) -> bool {
     t.key == "span.kind" && span_kind(&t.value).is_some()
 }
 
-/// The index of the parent reference (the first `ChildOf`).
-fn parent_index(span: &Span) -> Option<usize> {
-    span.references
-        .iter()
-        .position(|r| r.kind == RefKind::ChildOf)
+/// `error=true`, which became the status ERROR (it is not an attribute: Jaeger turns the status
+/// back into this tag).
+fn is_error_tag(t: &KeyValue) -> bool {
+    t.key == "error" && t.value == Value::Bool(true)
 }
 
 const INCOMPLETE: Any<'static> = Any::One(Portable::Bool(true));
@@ -430,20 +429,6 @@ fn write_event(o: &mut Vec<u8>, log: &Log) {
     }
 }
 
-/// A baggage item as the event Jaeger clients log (`event=baggage, key, value`, at the start).
-fn baggage_fields<'a>(k: &'a str, v: &'a str) -> [(&'static str, Any<'a>); 3] {
-    let s = |s: &'a str| Any::One(Portable::Str(Cow::Borrowed(s)));
-    [("event", s("baggage")), ("key", s(k)), ("value", s(v))]
-}
-
-fn write_baggage_event(o: &mut Vec<u8>, time: u64, k: &str, v: &str) {
-    fixed64_field(o, 1, time);
-    str_field(o, 2, "baggage");
-    for (k, v) in baggage_fields(k, v) {
-        write_kv(o, 3, k, &v);
-    }
-}
-
 fn ref_type(kind: RefKind) -> Any<'static> {
     Any::One(Portable::Str(Cow::Borrowed(match kind {
         RefKind::ChildOf => "child_of",
@@ -457,7 +442,7 @@ fn link_len(kind: RefKind) -> usize {
 }
 
 fn write_span(o: &mut Vec<u8>, span: &Span) {
-    let parent = parent_index(span);
+    let parent = span.parent_index();
     let kind = kind(span);
     bytes_field(o, 1, &span.trace_id.to_be_bytes());
     bytes_field(o, 2, &span.span_id.to_be_bytes());
@@ -476,16 +461,16 @@ fn write_span(o: &mut Vec<u8>, span: &Span) {
         8,
         span.start_unix_nanos.saturating_add(span.duration_nanos),
     );
-    for t in span.tags.iter().filter(|t| !is_kind_tag(t)) {
+    let error = span.is_error();
+    for t in span
+        .tags
+        .iter()
+        .filter(|t| !(is_kind_tag(t) || error && is_error_tag(t)))
+    {
         write_tag(o, 9, t);
     }
     write_extra_attributes(o, span);
-    // events = 11: the baggage first, then the logs.
-    for (k, v) in &span.baggage {
-        nested(o, 11, 1, |o| {
-            write_baggage_event(o, span.start_unix_nanos, k, v)
-        });
-    }
+    // events = 11.
     for l in &span.logs {
         nested(o, 11, 1, |o| write_event(o, l));
     }
@@ -501,7 +486,7 @@ fn write_span(o: &mut Vec<u8>, span: &Span) {
         bytes_field(o, 2, &r.span_id.to_be_bytes());
         write_kv(o, 4, "opentracing.ref_type", &ref_type(r.kind));
     }
-    if span.is_error() {
+    if error {
         // status = 15: Status{code = 3: STATUS_CODE_ERROR (2)}.
         header(o, 15, 2);
         key(o, 3, VARINT);

@@ -9,18 +9,18 @@
 //!                                                      log +2.000 s: event="error" message="something wrong"
 //! ```
 //!
-//! A trace is printed when its root span (a span without references) arrives — roots finish
-//! last — and whatever is still buffered at `finish`; spans that arrive for a trace already
-//! printed are printed as its continuation. Children are ordered by start time, so the output is
-//! deterministic. `error=true` and `[incomplete]` are highlighted when colours are on (a
-//! terminal, and `NO_COLOR` unset); otherwise the text is plain.
+//! A trace is printed when its root span (a span without references into its trace) arrives —
+//! roots finish last — and whatever is still buffered at `finish`; spans that arrive for a trace
+//! already printed are printed as its continuation. Children are ordered by start time, so the
+//! output is deterministic. `error=true` and `[incomplete]` are highlighted when colours are on
+//! (a terminal, and `NO_COLOR` unset); otherwise the text is plain.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 
 use super::jaeger_json::trace_id_hex;
-use super::{logs_with_baggage, ExportError, ExportSummary, Exporter};
+use super::{ExportError, ExportSummary, Exporter};
 use crate::model::{Batch, Process, RefKind, Span, Value};
 
 const BAR: usize = 30;
@@ -177,7 +177,8 @@ impl<W: Write + Send> Exporter for TreeWriter<W> {
                 t.spans.push((p, span.clone()));
             }
             self.pending_spans += 1;
-            if span.references.is_empty() && !roots.contains(&span.trace_id) {
+            let local_root = span.references.iter().all(|r| r.trace_id != span.trace_id);
+            if local_root && !roots.contains(&span.trace_id) {
                 roots.push(span.trace_id);
             }
         }
@@ -262,8 +263,9 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         .unwrap_or(start);
     let total = end.saturating_sub(start).max(1);
 
-    // Tree: the parent is the first ChildOf reference found in the trace, else the first
-    // reference of any kind found (a FollowsFrom); else the span is shown at the top.
+    // Tree: the parent is the first ChildOf reference found in the trace, else the first reference
+    // of any kind found (a FollowsFrom); else the span is shown at the top. References into other
+    // traces are not followed.
     let mut by_id: HashMap<u64, usize> = HashMap::new();
     for (i, (_, s)) in spans.iter().enumerate() {
         by_id.entry(s.span_id).or_insert(i);
@@ -272,7 +274,7 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         let find = |kind: Option<RefKind>| {
             s.references
                 .iter()
-                .filter(|r| kind.is_none_or(|k| r.kind == k))
+                .filter(|r| r.trace_id == s.trace_id && kind.is_none_or(|k| r.kind == k))
                 .find_map(|r| by_id.get(&r.span_id).map(|&i| (i, r.kind)))
         };
         find(Some(RefKind::ChildOf)).or_else(|| find(None))
@@ -423,9 +425,7 @@ fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &st
             .collect();
         let _ = writeln!(out, "{prefix}baggage: {}", items.join(" "));
     }
-    // Baggage is shown above; the logs are the span's own.
-    let logs = logs_with_baggage(span);
-    for log in logs.iter().skip(span.baggage.len()) {
+    for log in &span.logs {
         let offset = if log.time_unix_nanos >= span.start_unix_nanos {
             format!("+{}", human(log.time_unix_nanos - span.start_unix_nanos))
         } else {

@@ -118,6 +118,15 @@ pub fn reference_batch() -> Batch {
     let mut foo_span = span(FOO, "Foo", T0, 3 * S);
     foo_span.references = smallvec![child_of(ROOT)];
     foo_span.baggage = vec![("user", "alice")].into();
+    // Foo set the item: it is among Foo's logs (its descendants only carry it).
+    foo_span.logs = smallvec![Log {
+        time_unix_nanos: T0,
+        fields: smallvec![
+            kv("event", s("baggage")),
+            kv("key", s("user")),
+            kv("value", s("alice")),
+        ],
+    }];
 
     let mut truncated = span(TRUNCATED, "truncated", T0 + 3 * S + 10 * MS, 40 * MS);
     truncated.references = smallvec![child_of(ROOT)];
