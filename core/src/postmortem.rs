@@ -283,6 +283,7 @@ pub use host::*;
 #[cfg(feature = "std")]
 mod host {
     //! The host side: reading a target's RAM image and replaying its ring.
+    use std::borrow::Cow;
     use std::collections::HashMap;
     use std::string::String;
     use std::sync::Mutex;
@@ -401,8 +402,9 @@ mod host {
         pub stream: Vec<u8>,
         /// Ring records replayed.
         pub records: u32,
-        /// Words left unread: an uncommitted record (a producer interrupted by the crash) or
-        /// corrupted words stopped the replay there.
+        /// Words left unread: an uncommitted record (a producer interrupted by the crash), a
+        /// record being evicted or handed back, or corrupted words. The replay skips them when
+        /// whole records follow (see `resync`), else it stops there.
         pub unread_words: u32,
     }
 
@@ -507,31 +509,8 @@ mod host {
         }
 
         fn replay(&self, ring: &DynRing, mem: &dyn TargetMemory) -> Replay {
-            // Stop at the first uncommitted or impossible header: nothing after it can be read.
-            let mut valid = 0u32;
             let used = self.words.len() as u32;
-            while valid < used {
-                let h = self.words[valid as usize];
-                let (kind, len) = (h & 0xF, (h >> 4) & 0xFF);
-                if kind == 0 || len == 0 || valid + len > used {
-                    break;
-                }
-                let rec = &self.words[valid as usize..(valid + len) as usize];
-                let ok = if kind == crate::ring::PAD {
-                    // A pad holds nothing: it runs to the end of the array, or ends a batch of
-                    // tags or a tuple log whose second conversion came out shorter (see
-                    // `write_tags`). A reservation padded while unwinding from a panic keeps
-                    // what was written in it and is not accepted here: only host builds unwind,
-                    // and a device image is not read after one.
-                    h >> 12 == 0 && rec[1..].iter().all(|&w| w == 0)
-                } else {
-                    plausible(rec)
-                };
-                if !ok {
-                    break;
-                }
-                valid += len;
-            }
+            let (words, valid, skipped) = resync(&self.words);
             let tail = self.tail;
             // The drops come first, in a frame of their own: the decoder blames drops on the spans
             // open (or started) in the frame that reports them, and these happened before any
@@ -540,7 +519,7 @@ mod host {
             // The crash time, unless it reads earlier than the newest record: a tick counter
             // extended by an interrupt (a SysTick wrap count) can read stale in a fault handler
             // with interrupts masked.
-            let latest = latest_ticks(&self.words[..valid as usize]);
+            let latest = latest_ticks(&words[..valid as usize]);
             let now = match (self.crash.is_some(), latest) {
                 (true, Some(l)) if (self.crash_ticks.wrapping_sub(l) as i32) < 0 => l,
                 (true, _) => self.crash_ticks,
@@ -572,7 +551,7 @@ mod host {
                     b.len()
                 });
                 ring.restore(tail.wrapping_add(valid), tail, self.dropped, |pos| {
-                    self.words[pos.wrapping_sub(tail) as usize]
+                    words[pos.wrapping_sub(tail) as usize]
                 });
                 drain.drain_with(|b| {
                     out.stream.extend_from_slice(b);
@@ -580,9 +559,88 @@ mod host {
                 });
                 out.records = drain.stats().records;
             }
-            out.unread_words = used - valid;
+            out.unread_words = used - valid + skipped;
             out
         }
+    }
+
+    /// The record at the start of `rec` (`rec` runs to the end of the used words), if it reads
+    /// whole: its length.
+    fn record_len(rec: &[u32]) -> Option<u32> {
+        let h = rec[0];
+        let (kind, len) = (h & 0xF, (h >> 4) & 0xFF);
+        if kind == 0 || len == 0 || len as usize > rec.len() {
+            return None;
+        }
+        let rec = &rec[..len as usize];
+        let ok = if kind == crate::ring::PAD {
+            // A pad holds nothing: it runs to the end of the array, or ends a batch of tags or
+            // a tuple log whose second conversion came out shorter (see `write_tags`). A
+            // reservation padded while unwinding from a panic keeps what was written in it and
+            // is not accepted here: only host builds unwind, and a device image is not read
+            // after one.
+            h >> 12 == 0 && rec[1..].iter().all(|&w| w == 0)
+        } else {
+            plausible(rec)
+        };
+        ok.then_some(len)
+    }
+
+    /// The used words as the drain can replay them: the words, how many of them it reads, and
+    /// how many in between it skips.
+    ///
+    /// Records are read from the oldest on. A header that is zero or impossible stops them: a
+    /// record not committed yet (its producer was interrupted by the crash), or one being
+    /// evicted or handed back when the image was taken (both zero a record from its header on),
+    /// or corrupted words. What follows may still be whole: the first later position, within
+    /// one record's length, from which whole records run exactly to the end is taken for the
+    /// next record, and the words before it become a pad (skipped, counted unread). Without such
+    /// a position the replay stops there.
+    fn resync(words: &[u32]) -> (Cow<'_, [u32]>, u32, u32) {
+        let used = words.len();
+        let mut at = 0;
+        while at < used {
+            match record_len(&words[at..]) {
+                Some(len) => at += len as usize,
+                None => break,
+            }
+        }
+        if at == used {
+            return (Cow::Borrowed(words), used as u32, 0);
+        }
+        // Whether whole records run from each position exactly to the end, worked out once per
+        // position (chains from different starts merge), so the search is linear in the ring.
+        const UNKNOWN: u8 = 0;
+        const REACHES: u8 = 1;
+        const FAILS: u8 = 2;
+        let mut state = vec![UNKNOWN; used + 1];
+        state[used] = REACHES;
+        let mut reaches_end = |from: usize| {
+            let mut path = Vec::new();
+            let mut p = from;
+            let result = loop {
+                if state[p] != UNKNOWN {
+                    break state[p];
+                }
+                path.push(p);
+                match record_len(&words[p..]) {
+                    Some(len) => p += len as usize,
+                    None => break FAILS,
+                }
+            };
+            for q in path {
+                state[q] = result;
+            }
+            result == REACHES
+        };
+        let last = (at + crate::ring::MAX_RECORD_WORDS as usize).min(used - 1);
+        let Some(next) = (at + 1..=last).find(|&q| reaches_end(q)) else {
+            return (Cow::Borrowed(words), at as u32, 0);
+        };
+        let mut patched = words.to_vec();
+        patched[at] = crate::ring::PAD | ((next - at) as u32) << 4;
+        patched[at + 1..next].fill(0);
+        (Cow::Owned(patched), used as u32, (next - at) as u32)
     }
 
     /// Whether a 32-bit target's record header describes a record the drain can replay (RAM may be
@@ -808,12 +866,46 @@ mod tests {
             (r.records, r.unread_words)
         };
         assert_eq!(replay([0xF | 2 << 4, 0]), (2, 0));
-        assert_eq!(replay([0xF | 2 << 4, 7]).1, 5, "a pad with a body");
+        // A pad that is not empty is not read; the record after it is (see below).
+        assert_eq!(replay([0xF | 2 << 4, 7]), (2, 2), "a pad with a body");
         assert_eq!(
-            replay([0xF | 2 << 4 | 1 << 12, 0]).1,
-            5,
+            replay([0xF | 2 << 4 | 1 << 12, 0]),
+            (2, 2),
             "a pad with a payload"
         );
+    }
+
+    /// A record whose header reads zero stops the records at it, and the replay goes on from the
+    /// next whole record: the image may have been taken while a producer evicted the oldest
+    /// record (a flight recorder zeroes it from its header on before it moves `tail`), while the
+    /// drain handed records back, or while a producer interrupted by the crash had not
+    /// committed its record yet.
+    #[test]
+    fn the_replay_goes_on_after_a_record_that_reads_zero() {
+        let end = |span| [3 | 3 << 4, span, 10 * span];
+        let words: Vec<u32> = [end(1), end(2), end(3)].concat();
+        let replay = |words: &[u32]| {
+            let mem = image(words.len() as u32, 0, words);
+            let r = RingImage::read(&mem, 0x2000_0100).unwrap().to_stream(&mem);
+            (r.records, r.unread_words)
+        };
+        assert_eq!(replay(&words), (3, 0));
+        // Being evicted: the header zeroed, `tail` not moved yet.
+        let mut evicting = words.clone();
+        evicting[0] = 0;
+        assert_eq!(replay(&evicting), (2, 3));
+        // Half zeroed.
+        evicting[1] = 0;
+        assert_eq!(replay(&evicting), (2, 3));
+        // Not committed, in the middle, its body written (span ids and times that are no header).
+        let mut uncommitted = words.clone();
+        uncommitted[3] = 0;
+        uncommitted[4] = 0xDEAD_BEE0;
+        assert_eq!(replay(&uncommitted), (2, 3));
+        // Nothing whole after the gap: the replay stops there.
+        let mut torn = words.clone();
+        torn[6] = 0;
+        assert_eq!(replay(&torn), (2, 3));
     }
 
     /// A baggage item longer than this host's own capacities (firmware built with larger

@@ -713,6 +713,13 @@ impl DynRing {
     /// pin; [`Consumer::peek`] decides).
     #[inline]
     pub(crate) fn ready(&self) -> bool {
+        // In the overwrite policy a producer holding `busy` is evicting: the header at `tail` may
+        // still read committed while `peek` cannot take the record. Nothing is ready until the
+        // producer is done (a drain that preempted it, and looped on this, would otherwise build
+        // empty frames for as long as it runs).
+        if self.overwrite && self.busy.load(Ordering::Relaxed) {
+            return false;
+        }
         // Only a hint; `peek` re-reads both with the proper ordering.
         let tail = self.consumer_pos();
         self.slot(tail).load(Ordering::Relaxed) != 0
@@ -1213,6 +1220,56 @@ mod tests {
         }
         assert_eq!(read(ring), Some((3, vec![9; 7])));
         assert_eq!(read(ring), None);
+    }
+
+    /// A drain that preempted a flight recorder's evicting producer (which holds `busy`) finds
+    /// nothing ready: it builds no empty frames and its loops end, and it reads everything once
+    /// the producer is done.
+    #[test]
+    fn a_drain_waits_out_an_evicting_producer_without_empty_frames() {
+        use crate::{Clock, Drain, Session, Tracer};
+        struct Ticks;
+        impl Clock for Ticks {
+            fn now(&self) -> u32 {
+                7
+            }
+            fn ticks_per_second(&self) -> u32 {
+                1_000
+            }
+        }
+        static RING: Ring<64> = Ring::flight_recorder();
+        static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("s"));
+        let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+        drain.drain_with(|b| b.len());
+        for _ in 0..20 {
+            TRACER.root("a").finish();
+        }
+        assert!(RING.evicted() > 0, "full: producers evict");
+        let before = drain.stats();
+        // The state a producer preempted inside `evict_oldest` leaves.
+        RING.busy.store(true, Ordering::Relaxed);
+        assert!(!drain.has_pending());
+        // The evictions are reported (one frame, the drops record); then nothing is sent.
+        let mut calls = 0u32;
+        let mut drain_some = || {
+            drain.drain_with(|b| {
+                calls += 1;
+                if calls > 100 {
+                    0
+                } else {
+                    b.len()
+                }
+            })
+        };
+        drain_some();
+        assert_eq!(drain_some(), 0);
+        assert!(calls <= 1, "{calls} frames built");
+        assert_eq!(drain.stats().records, before.records);
+        RING.busy.store(false, Ordering::Release);
+        assert!(drain.has_pending());
+        drain.drain_with(|b| b.len());
+        assert!(drain.stats().records > before.records);
+        assert!(!drain.has_pending());
     }
 
     #[test]
