@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target (the decoder's three and core's propagation extractor) for a fixed
+# Runs every cargo-fuzz target (the decoder's four and core's propagation extractor) for a fixed
 # number of executions and prints one line per target: executions, seconds, executions per second,
 # peak RSS and whether libFuzzer found anything. Long: not part of `.ci/run` (CI replays the
 # corpora instead, in `host-decoder/tests/hostile.rs` and `core/tests/`).
@@ -25,11 +25,12 @@ declare -A dir=(
     [frames]=host-decoder/fuzz
     [assembler]=host-decoder/fuzz
     [assembler_structured]=host-decoder/fuzz
+    [postmortem]=host-decoder/fuzz
     [extract]=core/fuzz
 )
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(assembler assembler_structured frames extract)
+    targets=(assembler assembler_structured frames postmortem extract)
 fi
 
 run_one() {

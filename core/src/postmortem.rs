@@ -490,7 +490,8 @@ mod host {
             (0..bytes.len().saturating_sub(7))
                 .step_by(4)
                 .find(|&i| bytes[i..i + 4] == magic && bytes[i + 4..i + 8] == version)
-                .map(|i| start + i as u32)
+                // A dump running past the 32-bit address space finds nothing there.
+                .and_then(|i| start.checked_add(i as u32))
         }
 
         /// Replays the records through the drain, as the device would have sent them: a wire
@@ -509,6 +510,9 @@ mod host {
         }
 
         fn replay(&self, ring: &DynRing, mem: &dyn TargetMemory) -> Replay {
+            // First, so it is dropped last: the strings it keeps are lent as `&'static str` to
+            // the session, tracer, resolver and drain below, which are all dropped before it.
+            let arena = Arena::default();
             let used = self.words.len() as u32;
             let (words, valid, skipped) = resync(&self.words);
             let tail = self.tail;
@@ -529,15 +533,21 @@ mod host {
                 now,
                 tps: self.ticks_per_second,
             };
+            // SAFETY: `session` is dropped before `arena` (declared after it) and lent only to
+            // `tracer` and the drain, dropped before it too.
+            let service = unsafe { arena.keep(self.service.clone()) };
+            // SAFETY: as for `service`.
+            let firmware_version = unsafe { arena.keep(self.firmware_version.clone()) };
             let session = Session {
-                service: leak(&self.service),
+                service,
                 device_id: self.device_id,
                 boot_id: self.boot_id,
-                firmware_version: leak(&self.firmware_version),
+                firmware_version,
             };
             let tracer = Tracer::with_dyn_ring(ring, &clock, &session);
             let strings = Resolver {
                 mem,
+                arena: &arena,
                 cache: Mutex::new((HashMap::new(), 16 << 20)),
             };
             let mut out = Replay::default();
@@ -726,10 +736,28 @@ mod host {
         }
     }
 
-    /// A host copy that lives as long as the process (the drain keeps `&'static str`s). Bounded
-    /// by the resolver's budget.
-    fn leak(s: &str) -> &'static str {
-        Box::leak(s.to_owned().into_boxed_str())
+    /// The host copies of the target's strings one replay makes, freed with it. The drain and
+    /// the session take `&'static str`s (on a device, strings in flash); a replay lends them
+    /// these copies for as long as it runs. (Leaked instead, every replay would grow the process
+    /// for good: a tool reading images repeatedly, a fuzzer.)
+    #[derive(Default)]
+    struct Arena(Mutex<Vec<Box<str>>>);
+
+    impl Arena {
+        /// Keeps `s` until the arena is dropped.
+        ///
+        /// # Safety
+        ///
+        /// The returned reference must not be used once the arena is dropped.
+        unsafe fn keep(&self, s: String) -> &'static str {
+            let kept: Box<str> = s.into_boxed_str();
+            let ptr: *const str = &*kept;
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(kept);
+            // SAFETY: the string's heap allocation does not move when its `Box` moves into the
+            // vector, and is freed only when the arena is dropped (the vector only grows); the
+            // caller does not use the reference past that.
+            unsafe { &*ptr }
+        }
     }
 
     /// A ring of `N` words, zeroed on the heap (never on the stack: it may be large).
@@ -754,6 +782,8 @@ mod host {
     /// Resolves and caches target strings, within a byte budget.
     struct Resolver<'m> {
         mem: &'m dyn TargetMemory,
+        /// Where the resolved strings are kept (the replay's: it outlives the drain).
+        arena: &'m Arena,
         /// Strings resolved so far, and the bytes the replay may still copy.
         cache: Mutex<(StrCache, usize)>,
     }
@@ -772,7 +802,9 @@ mod host {
                 match self.mem.read(addr, want) {
                     Some(b) if b.len() == want => {
                         *budget -= want;
-                        leak(&String::from_utf8_lossy(&b))
+                        // SAFETY: the resolver is lent only to the drain, dropped before the
+                        // replay's arena (see `replay`).
+                        unsafe { self.arena.keep(String::from_utf8_lossy(&b).into_owned()) }
                     }
                     _ => "<unreadable string>",
                 }

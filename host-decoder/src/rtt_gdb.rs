@@ -49,6 +49,11 @@ const HEADER: u32 = 24;
 const DESCRIPTOR: u32 = 24;
 /// Largest memory read per `m` packet, whatever the server offers.
 const MAX_CHUNK: usize = 4096;
+
+/// The longest packet payload taken from the server (escaped, before the checksum): far above
+/// any answer this reader asks for (an `m` reply of `MAX_CHUNK` bytes is twice that in hex), so
+/// only a broken or hostile server reaches it; the memory a packet takes stays bounded.
+const MAX_PACKET: usize = 64 * 1024;
 /// Up-buffers larger than this are refused as corrupt (a real one is a few KiB).
 const MAX_BUFFER: u32 = 16 << 20;
 
@@ -373,6 +378,11 @@ impl Gdb {
                 match self.read_byte()? {
                     None => return Ok(None),
                     Some(b'#') => break,
+                    Some(_) if payload.len() >= MAX_PACKET => {
+                        return Err(self.proto(format!(
+                            "a packet longer than {MAX_PACKET} bytes (no `#` ends it): not a GDB server, or a broken one"
+                        )));
+                    }
                     Some(b) => payload.push(b),
                 }
             }
@@ -719,7 +729,9 @@ impl RttGdbReader {
                 state: "missing",
             });
         }
-        let desc = cb + HEADER + DESCRIPTOR * self.cfg.channel;
+        let desc = cb
+            .wrapping_add(HEADER)
+            .wrapping_add(DESCRIPTOR.wrapping_mul(self.cfg.channel));
         let [name_ptr, buffer, size, _wr, _rd, _flags] = self.gdb.read_u32s::<6>(desc)?;
         if buffer == 0 || size == 0 {
             // rtt-target sets the buffer pointer last: not initialised yet (or never).
@@ -780,7 +792,7 @@ impl RttGdbReader {
             return Ok(None);
         }
         self.polls += 1;
-        let [wr, rd] = self.gdb.read_u32s::<2>(self.desc + 12)?;
+        let [wr, rd] = self.gdb.read_u32s::<2>(self.desc.wrapping_add(12))?;
         let mut data = Vec::new();
         if wr >= self.size || rd >= self.size {
             return Err(RttGdbError::Corrupt {
@@ -791,16 +803,19 @@ impl RttGdbReader {
         }
         if wr != rd {
             if wr > rd {
-                data = self.gdb.read_memory(self.buffer + rd, (wr - rd) as usize)?;
+                data = self
+                    .gdb
+                    .read_memory(self.buffer.wrapping_add(rd), (wr - rd) as usize)?;
             } else {
                 data = self
                     .gdb
-                    .read_memory(self.buffer + rd, (self.size - rd) as usize)?;
+                    .read_memory(self.buffer.wrapping_add(rd), (self.size - rd) as usize)?;
                 if wr > 0 {
                     data.extend(self.gdb.read_memory(self.buffer, wr as usize)?);
                 }
             }
-            self.gdb.write_memory(self.desc + 16, &wr.to_le_bytes())?;
+            self.gdb
+                .write_memory(self.desc.wrapping_add(16), &wr.to_le_bytes())?;
             self.bytes += data.len() as u64;
         }
         self.resume()?;
@@ -896,6 +911,27 @@ mod tests {
         assert_eq!(decode_hex(b"00ff10"), Some(vec![0, 0xff, 0x10]));
         assert_eq!(decode_hex(b"0"), None);
         assert_eq!(decode_hex(b"zz"), None);
+    }
+
+    #[test]
+    fn a_server_that_never_ends_its_packet_is_an_error_not_unbounded_memory() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let endless = vec![b'a'; MAX_PACKET + 1024];
+            let _ = s.write_all(b"$");
+            let _ = s.write_all(&endless);
+            // Held open until the client gives up.
+            let _ = std::io::Read::read(&mut s, &mut [0u8; 1]);
+        });
+        let err = Gdb::connect(&addr, Duration::from_secs(10)).err().unwrap();
+        assert!(
+            matches!(&err, RttGdbError::Protocol { msg, .. } if msg.contains("longer than")),
+            "{err}"
+        );
+        server.join().unwrap();
     }
 
     #[test]

@@ -866,6 +866,7 @@ fn fuzz_corpus_replays_on_stable() {
         ("frames", fuzz_logic::frames as fn(&[u8])),
         ("assembler", fuzz_logic::assembler),
         ("assembler_structured", fuzz_logic::assembler_structured),
+        ("postmortem", fuzz_logic::postmortem),
     ] {
         let files = corpus(target);
         assert!(!files.is_empty(), "no corpus for {target}");
@@ -932,6 +933,35 @@ fn write_seed_corpus() {
             unframe(stream),
         )
         .unwrap();
+    }
+    let dir = corpus.join("postmortem");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, image) in fuzz_logic::postmortem_seeds() {
+        std::fs::write(dir.join(format!("seed-{name}")), image).unwrap();
+    }
+}
+
+/// The post-mortem seeds replay whole: every record of each image comes out as a span, a tag, a
+/// log or a reference, and the spans the crash left open are incomplete.
+#[test]
+fn postmortem_seeds_replay_every_record() {
+    use microspan::postmortem::RingImage;
+    struct Flat(Vec<u8>);
+    impl microspan::postmortem::TargetMemory for Flat {
+        fn read(&self, addr: u32, len: usize) -> Option<Vec<u8>> {
+            let start = addr.checked_sub(fuzz_logic::IMAGE_BASE)? as usize;
+            self.0
+                .get(start..start.checked_add(len)?)
+                .map(<[u8]>::to_vec)
+        }
+    }
+    for (name, input) in fuzz_logic::postmortem_seeds() {
+        let mem = Flat(input[1..].to_vec());
+        let image = RingImage::read(&mem, fuzz_logic::IMAGE_BASE).unwrap();
+        let replay = image.to_stream(&mem);
+        let expect = if name == "open-at-crash" { 6 } else { 11 };
+        assert_eq!((replay.records, replay.unread_words), (expect, 0), "{name}");
+        fuzz_logic::postmortem(&input);
     }
 }
 

@@ -317,3 +317,162 @@ pub fn unframe(stream: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Where the `postmortem` target's memory image starts (a Cortex-M RAM base).
+pub const IMAGE_BASE: u32 = 0x2000_0000;
+
+/// A RAM image at [`IMAGE_BASE`].
+struct Image(Vec<u8>);
+
+impl microspan::postmortem::TargetMemory for Image {
+    fn read(&self, addr: u32, len: usize) -> Option<Vec<u8>> {
+        let start = addr.checked_sub(IMAGE_BASE)? as usize;
+        self.0
+            .get(start..start.checked_add(len)?)
+            .map(<[u8]>::to_vec)
+    }
+}
+
+/// Writes `w` little-endian at byte `at` of `image`.
+pub fn put_word(image: &mut [u8], at: u32, w: u32) {
+    image[at as usize..at as usize + 4].copy_from_slice(&w.to_le_bytes());
+}
+
+/// Target `postmortem`: a crashed device's RAM, read as `microspan postmortem` reads it (the
+/// descriptor, the ring between tail and head, the strings the records point at), replayed
+/// through the drain and decoded. The first byte is the mode: bit 0 clear, the rest is a raw
+/// image whose descriptor is found by its magic (as without the ELF's symbol); bit 0 set, a
+/// descriptor is forced at the image's start (magic, version, a ring at +0x100 of
+/// `16 << ((mode >> 1) & 3)` words, head, tail and drop counter at +0xC0, +0xC4, +0xC8), every
+/// other field and word coming from the input, so mutations reach the records.
+pub fn postmortem(data: &[u8]) {
+    use microspan::postmortem::{offset, RingImage, MAGIC, MAGIC_VERSION};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut bytes = rest.to_vec();
+    let forced = mode & 1 == 1;
+    if forced {
+        let capacity = 16u32 << ((mode >> 1) & 3);
+        bytes.resize(bytes.len().max(0x100 + capacity as usize * 4), 0);
+        put_word(&mut bytes, offset::MAGIC, MAGIC);
+        put_word(&mut bytes, offset::VERSION, MAGIC_VERSION);
+        put_word(&mut bytes, offset::RING_WORDS, IMAGE_BASE + 0x100);
+        put_word(&mut bytes, offset::RING_CAPACITY, capacity);
+        put_word(&mut bytes, offset::RING_HEAD, IMAGE_BASE + 0xC0);
+        put_word(&mut bytes, offset::RING_TAIL, IMAGE_BASE + 0xC4);
+        put_word(&mut bytes, offset::RING_DROPPED, IMAGE_BASE + 0xC8);
+    }
+    let mem = Image(bytes);
+    let descriptor = if forced {
+        Some(IMAGE_BASE)
+    } else {
+        RingImage::scan(&mem, IMAGE_BASE, mem.0.len() as u32)
+    };
+    let Some(descriptor) = descriptor else {
+        return;
+    };
+    let image = match RingImage::read(&mem, descriptor) {
+        Ok(image) => image,
+        Err(e) => {
+            assert!(!e.to_string().is_empty(), "an error names its cause");
+            return;
+        }
+    };
+    assert!(image.words.len() <= image.capacity as usize);
+    let replay = image.to_stream(&mem);
+    assert!(replay.unread_words as usize <= image.words.len());
+    // The replayed stream is the device drain's own: every frame checks out and decodes.
+    let outcome = run_stream(std::iter::once(&replay.stream[..]), SMALL_LIMITS);
+    assert!(outcome.fatal.is_none(), "{:?}", outcome.fatal);
+    assert_eq!(outcome.stats.crc_errors, 0, "the drain's own frames");
+}
+
+/// Seeds for the `postmortem` target: forced-descriptor images of a crashed device whose ring
+/// holds one record of each kind (32-bit layout: START, START_REMOTE, TAG, LOG with a static
+/// and a copied string, BAGGAGE, REF, END with and without losses), whole, cut short, wrapped
+/// around the ring's end, and found by a scan.
+pub fn postmortem_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use microspan::postmortem::{offset, MAGIC, MAGIC_VERSION};
+    let image = |mode: u8, tail: u32, records: usize, crashed: bool, capacity_sel: u8| {
+        let capacity = 16u32 << capacity_sel;
+        let mut b = vec![0u8; 0x400];
+        let base = IMAGE_BASE;
+        for (at, w) in [
+            (offset::MAGIC, MAGIC),
+            (offset::VERSION, MAGIC_VERSION),
+            (offset::RING_WORDS, base + 0x100),
+            (offset::RING_CAPACITY, capacity),
+            (offset::RING_HEAD, base + 0xC0),
+            (offset::RING_TAIL, base + 0xC4),
+            (offset::RING_DROPPED, base + 0xC8),
+            (offset::POLICY, 1),
+            (offset::SERVICE_PTR, base + 0x300),
+            (offset::SERVICE_LEN, 4),
+            (offset::FIRMWARE_PTR, base + 0x308),
+            (offset::FIRMWARE_LEN, 5),
+            (offset::DEVICE_ID_LO, 0xdead_beef),
+            (offset::DEVICE_ID_HI, 0x1234),
+            (offset::BOOT_ID, 0xb007),
+            (offset::TICKS_PER_SECOND, 1000),
+            (offset::CRASHED, crashed as u32),
+            (offset::CRASH_TICKS, 500),
+            (offset::REASON_LEN, 5),
+        ] {
+            put_word(&mut b, at, w);
+        }
+        b[offset::REASON as usize..offset::REASON as usize + 5].copy_from_slice(b"panic");
+        for (at, text) in [
+            (0x300, &b"demo"[..]),
+            (0x308, b"1.2.3"),
+            (0x310, b"boot"),
+            (0x318, b"work"),
+            (0x320, b"key"),
+            (0x328, b"msg"),
+            (0x330, b"val"),
+            (0x338, b"remote"),
+        ] {
+            b[at..at + text.len()].copy_from_slice(text);
+        }
+        let (t, s) = (tail, |at: u32| base + at);
+        // Header: kind | words << 4 | payload << 12; span ids are ring positions + 1.
+        #[rustfmt::skip]
+        let all: [&[u32]; 11] = [
+            // START `boot` (a root), START `work` (its child)
+            &[1 | 5 << 4 | ((1 << 1) | (4 << 3)) << 12, s(0x310), 0, 0, 100],
+            &[1 | 5 << 4 | (4 << 3) << 12, s(0x318), t + 1, t + 1, 110],
+            // TAG key=42 (i64), LOG msg="val" (static), LOG msg="hello" (copied)
+            &[4 | 6 << 4, t + 6, 2 | 3 << 4, s(0x320), 42, 0],
+            &[5 | 6 << 4 | 1 << 12, t + 6, 120, 4 | 3 << 4 | 3 << 16, s(0x328), s(0x330)],
+            &[5 | 7 << 4 | 1 << 12, t + 6, 121, 5 | 3 << 4 | 5 << 16, s(0x328), 0x6c6c_6568, 0x6f],
+            // END `work`, BAGGAGE abc=xyz on `boot`, REF from `boot`
+            &[3 | 3 << 4, t + 6, 130],
+            &[6 | 4 << 4 | (3 | 3 << 10) << 12, t + 1, 0x0063_6261, 0x007a_7978],
+            &[7 | 8 << 4, t + 1, 1, 2, 3, 4, 5, 6],
+            // START_REMOTE `remote`, its END, END `boot` with losses
+            &[2 | 9 << 4 | (6 << 3) << 12, s(0x338), 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 150],
+            &[3 | 3 << 4, t + 45, 160],
+            &[3 | 4 << 4 | 1 << 12, t + 1, 170, 2],
+        ];
+        let words: Vec<u32> = all[..records].concat();
+        assert!(words.len() as u32 <= capacity);
+        for (i, w) in words.iter().enumerate() {
+            let slot = (tail + i as u32) & (capacity - 1);
+            put_word(&mut b, 0x100 + 4 * slot, *w);
+        }
+        put_word(&mut b, 0xC0, tail + words.len() as u32);
+        put_word(&mut b, 0xC4, tail);
+        put_word(&mut b, 0xC8, 3);
+        let mut input = vec![mode | capacity_sel << 1];
+        input.extend_from_slice(&b);
+        input
+    };
+    vec![
+        ("full-crash", image(1, 0, 11, true, 2)),
+        ("full-no-crash", image(1, 0, 11, false, 2)),
+        ("found-by-scan", image(0, 0, 11, true, 2)),
+        ("open-at-crash", image(1, 0, 6, true, 2)),
+        ("wrapped", image(1, 60, 11, true, 2)),
+        ("wrapped-128", image(1, 100, 11, true, 3)),
+    ]
+}

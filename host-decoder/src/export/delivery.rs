@@ -437,7 +437,7 @@ impl Uploader {
             });
         }
         self.finished = true;
-        *lock(&self.shared.deadline) = Some(Instant::now() + self.finish_timeout);
+        *lock(&self.shared.deadline) = Some(instant_after(self.finish_timeout));
         self.tx = None;
         let worker_ok = self
             .worker
@@ -789,7 +789,7 @@ impl Worker {
                 self.forget(job);
             }
             Outcome::GaveUp(pause) => {
-                self.paused_until = Some(Instant::now() + pause);
+                self.paused_until = Some(instant_after(pause));
                 if let Job::Memory(p) = job {
                     self.held_or_park(p);
                 }
@@ -863,7 +863,7 @@ impl Worker {
 
     /// Sleeps unless the deadline comes first; `false` when it did.
     fn sleep(&self, d: Duration) -> bool {
-        let until = Instant::now() + d;
+        let until = instant_after(d);
         loop {
             let now = Instant::now();
             if self.deadline().is_some_and(|dl| dl <= until && now >= dl) {
@@ -962,17 +962,31 @@ fn transport_error(e: &ureq::Error) -> String {
     }
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// The longest `Retry-After` taken as said; a longer one (a collector's answer is untrusted:
+/// `2^63` seconds would overflow the clock) is taken as this. Either is more than
+/// `max_retry_after` allows, so the upload gives up on the attempt as it does for any long delay.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3), at most [`RETRY_AFTER_CAP`].
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let delay = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(delay.min(RETRY_AFTER_CAP))
+}
+
+/// `d` from now, or as far as the clock goes (a configured duration may be huge).
+fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(RETRY_AFTER_CAP * 365))
+        .unwrap_or(now)
 }
 
 /// An error body as readable text: printable, short.
@@ -1008,6 +1022,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        // Untrusted: a delay past what the clock can add is capped, not a panic.
+        for huge in ["9223372036854775807", "18446744073709551615"] {
+            let d = parse_retry_after(huge).unwrap();
+            assert_eq!(d, RETRY_AFTER_CAP);
+            assert!(instant_after(d) > Instant::now());
+        }
+        assert!(instant_after(Duration::MAX) >= Instant::now());
     }
 
     #[test]

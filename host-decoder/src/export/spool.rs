@@ -214,7 +214,8 @@ impl Spool {
             .unwrap_or_default()
             .iter()
             .filter_map(|p| read_header(p).ok())
-            .sum()
+            // Counts read from files: a corrupted one must not overflow.
+            .fold(0, u64::saturating_add)
     }
 
     pub fn is_empty(&self) -> bool {
