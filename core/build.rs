@@ -11,8 +11,8 @@ const CAPACITIES: &[(&str, &str, u32, u32, &str)] = &[
     ("MICROSPAN_MAX_TAGS_PER_SPAN", "MAX_TAGS_PER_SPAN", 16, 255, "Tags one span may carry; more are dropped and counted."),
     ("MICROSPAN_MAX_FIELDS_PER_LOG", "MAX_FIELDS_PER_LOG", 8, 255, "Fields one log record may carry; more are dropped and counted."),
     ("MICROSPAN_MAX_STR_LEN", "MAX_STR_LEN", 32, 1000, "Bytes kept of a dynamic (copied) string; longer ones are truncated at a character boundary and counted. At most 1000, so that a tag holding one fits a ring record (255 words)."),
-    ("MICROSPAN_MAX_BAGGAGE_KEY_LEN", "MAX_BAGGAGE_KEY_LEN", 16, 255, "Bytes kept of a baggage key; longer ones are truncated and counted. Each byte is a byte of RAM per baggage item in every `Span<B>` (and its children's copies)."),
-    ("MICROSPAN_MAX_BAGGAGE_VALUE_LEN", "MAX_BAGGAGE_VALUE_LEN", 16, 255, "Bytes kept of a baggage value; longer ones are truncated and counted. Each byte is a byte of RAM per baggage item in every `Span<B>` (and its children's copies)."),
+    ("MICROSPAN_MAX_BAGGAGE_KEY_LEN", "MAX_BAGGAGE_KEY_LEN", 16, 255, "Bytes of a baggage key; an item with a longer one is dropped and counted, never cut (W3C Baggage forbids propagating a partial item). Each byte is a byte of RAM per baggage item in every `Span<B>` (and its children's copies)."),
+    ("MICROSPAN_MAX_BAGGAGE_VALUE_LEN", "MAX_BAGGAGE_VALUE_LEN", 16, 255, "Bytes of a baggage value; an item with a longer one is dropped and counted, never cut (W3C Baggage forbids propagating a partial item). Each byte is a byte of RAM per baggage item in every `Span<B>` (and its children's copies)."),
     ("MICROSPAN_MAX_REFERENCES", "MAX_REFERENCES", 4, 16, "References (ChildOf and FollowsFrom, the parent included) one span may be started with; more are dropped and counted (a ChildOf is kept over a FollowsFrom). Each is about 40 bytes of a `SpanBuilder`, on the stack while the span starts."),
 ];
 

@@ -85,11 +85,10 @@ impl<const B: usize> ::defmt::Format for Extracted<B> {
     fn format(&self, f: ::defmt::Formatter<'_>) {
         ::defmt::write!(
             f,
-            "Extracted {{ context: {}, baggage: {}, dropped: {=u16}, truncated: {=u16} }}",
+            "Extracted {{ context: {}, baggage: {}, dropped: {=u16} }}",
             self.context,
             self.baggage,
-            self.baggage_dropped,
-            self.baggage_truncated
+            self.baggage_dropped
         )
     }
 }

@@ -173,22 +173,34 @@ impl<const B: usize> Baggage<B> {
         }
     }
 
-    /// Sets `key` to `value` (replacing an existing value). Returns `(stored, truncated)`: `false`
-    /// when the capacity `B` is exhausted; `truncated` when the key or value was cut.
-    pub fn set(&mut self, key: &str, value: &str) -> (bool, bool) {
-        let (key, cut_key) = truncate(key, MAX_BAGGAGE_KEY_LEN);
-        let (value, cut_value) = truncate(value, MAX_BAGGAGE_VALUE_LEN);
+    /// Sets `key` to `value` (replacing an existing value); `true` when stored.
+    ///
+    /// An item is stored whole or not at all: it is refused (`false`, the baggage unchanged) when
+    /// the key is empty, longer than [`MAX_BAGGAGE_KEY_LEN`] or the value longer than
+    /// [`MAX_BAGGAGE_VALUE_LEN`] bytes, or when the key is new and `B` items are held.
+    ///
+    /// Why an over-long item is refused rather than cut, unlike tags and log strings: baggage
+    /// exists to be propagated, and W3C Baggage forbids propagating part of an item ("If a
+    /// platform cannot propagate all baggage, it MUST NOT propagate any partial list-members"):
+    /// a cut session id or tenant would reach the next service looking whole. Refusing it keeps
+    /// every stored item whole, so every injector writes the items exactly as they were set,
+    /// with no per-item mark costing RAM in every span. An empty key is refused because no
+    /// carrier can carry it.
+    pub fn set(&mut self, key: &str, value: &str) -> bool {
+        if key.is_empty() || key.len() > MAX_BAGGAGE_KEY_LEN || value.len() > MAX_BAGGAGE_VALUE_LEN
+        {
+            return false;
+        }
         let mut v = heapless::String::new();
-        // Cannot fail: `value` was cut to the capacity above.
+        // Cannot fail: `value` fits the capacity (checked above).
         let _ = v.push_str(value);
         if let Some(item) = self.items.iter_mut().find(|i| i.key == key) {
             item.value = v;
-            return (true, cut_key || cut_value);
+            return true;
         }
         let mut k = heapless::String::new();
         let _ = k.push_str(key);
-        let stored = self.items.push(BaggageItem { key: k, value: v }).is_ok();
-        (stored, stored && (cut_key || cut_value))
+        self.items.push(BaggageItem { key: k, value: v }).is_ok()
     }
 
     /// The value of `key`.
@@ -452,7 +464,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             tracer: self,
             name,
             refs: heapless::Vec::new(),
-            refs_dropped: 0,
+            over_capacity: 0,
             debug: false,
             baggage: Baggage::new(),
         }
@@ -495,8 +507,23 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         n << 1 | 1
     }
 
-    /// The 64-bit span id of the unsampled span `n`: the boot id inverted in the high half, so it
-    /// never equals the id of a recorded span of this boot.
+    /// The id of a sampled span whose start was dropped (ring full), drawn when its context is
+    /// first asked ([`Span::context`], off the record path): from the unsampled spans' counter,
+    /// so odd and never 0, and with a read-modify-write, so that two lost spans never share an
+    /// id (each may be the parent of spans in other services' traces). An unsampled draw racing
+    /// with it at another priority may repeat it; that unsampled span carries the unsampled flag.
+    #[cold]
+    fn lost_id(&self) -> u32 {
+        // Relaxed: a counter that publishes no other memory.
+        let n = self
+            .unsampled_ids
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        n << 1 | 1
+    }
+
+    /// The 64-bit span id of the unsampled (or lost) span `n`: the boot id inverted in the high
+    /// half, so it never equals the id of a recorded span of this boot.
     fn unsampled_span_id(&self, n: u32) -> SpanId {
         SpanId::local(!self.boot_id(), n)
     }
@@ -666,7 +693,9 @@ enum State {
     Unsampled,
     /// Recorded at this ring position.
     Recorded,
-    /// Sampled, but the start record was dropped (ring full); children still record.
+    /// Sampled, but the start record was dropped (ring full); children still record. Its context
+    /// names an id of its own, drawn as an unsampled span's is, so that a service or device it is
+    /// injected into joins the trace (the decoder just lacks this one span).
     Lost,
     /// Finished.
     Finished,
@@ -685,8 +714,9 @@ pub struct Span<'a, const B: usize = 0, C: ?Sized + Clock = &'a dyn Clock> {
     /// The trace id ([`UNSAMPLED_LOCAL_TRACE`] for an unsampled trace started here: derived from
     /// `root` when asked).
     trace: TraceId,
-    /// The ring position of the start record; for an unsampled span, its unsampled id, drawn when
-    /// [`context`](Span::context) first asks (0 until then).
+    /// The ring position of the start record; for an unsampled span, or a lost one (its start
+    /// dropped), its unsampled id, drawn when [`context`](Span::context) first asks (0 until
+    /// then).
     id: Cell<u32>,
     /// The local root whose id gives the trace id, [`REMOTE_TRACE`] when the trace id came from
     /// elsewhere (its children then record it explicitly); for an unsampled span of a local
@@ -705,8 +735,10 @@ pub struct SpanBuilder<'a, const B: usize, C: ?Sized + Clock = &'a dyn Clock> {
     tracer: &'a Tracer<'a, C>,
     name: &'static str,
     refs: heapless::Vec<(RefKind, SpanContext), MAX_REFERENCES>,
-    /// References beyond [`MAX_REFERENCES`], counted on the span once it starts.
-    refs_dropped: u8,
+    /// References beyond [`MAX_REFERENCES`], and baggage items lost on extraction
+    /// ([`extracted`](SpanBuilder::extracted)): counted on the span once it starts
+    /// ([`Losses::fields_over_capacity`]).
+    over_capacity: u8,
     debug: bool,
     baggage: Baggage<B>,
 }
@@ -733,7 +765,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                 "microspan: more than {=usize} references, one was dropped",
                 MAX_REFERENCES
             );
-            self.refs_dropped = self.refs_dropped.saturating_add(1);
+            self.over_capacity = self.over_capacity.saturating_add(1);
             let first_child_of =
                 kind == RefKind::ChildOf && !self.refs.iter().any(|(k, _)| *k == RefKind::ChildOf);
             if first_child_of {
@@ -742,6 +774,14 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                 }
             }
         }
+        self
+    }
+
+    /// Counts `n` items lost before the span started (baggage dropped on extraction): the span
+    /// carries them in [`Losses::fields_over_capacity`].
+    pub(crate) fn count_over_capacity(mut self, n: u16) -> Self {
+        let n = n.min(u8::MAX as u16) as u8;
+        self.over_capacity = self.over_capacity.saturating_add(n);
         self
     }
 
@@ -757,7 +797,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
             tracer: self.tracer,
             name: self.name,
             refs: self.refs,
-            refs_dropped: self.refs_dropped,
+            over_capacity: self.over_capacity,
             debug: self.debug,
             baggage,
         }
@@ -845,8 +885,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                 }
             }
         }
-        if self.refs_dropped > 0 {
-            let n = self.refs_dropped;
+        if self.over_capacity > 0 {
+            let n = self.over_capacity;
             span.note(|l| l.fields_over_capacity = l.fields_over_capacity.saturating_add(n));
         }
         for item in self.baggage.items.iter() {
@@ -928,10 +968,19 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         let mut trace_id = self.trace;
         let span_id = match self.state.get() {
             State::Recorded | State::Finished => SpanId::local(t.boot_id(), self.id.get()),
-            State::Unsampled => {
+            // A lost span (its start dropped: the ring was full) gets an id the way an unsampled
+            // one does, when first asked: a valid context, so that the service or device it is
+            // injected into joins the trace instead of starting a new one, exactly under load.
+            // Drawn here rather than at the drop, so the record path does not change. Its trace
+            // id is never `UNSAMPLED_LOCAL_TRACE` (0): a lost root's is `lost_trace`.
+            state @ (State::Unsampled | State::Lost) => {
                 let mut id = self.id.get();
                 if id == 0 {
-                    id = t.unsampled_id();
+                    id = if state == State::Lost {
+                        t.lost_id()
+                    } else {
+                        t.unsampled_id()
+                    };
                     self.id.set(id);
                 }
                 if trace_id == UNSAMPLED_LOCAL_TRACE {
@@ -939,7 +988,6 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 }
                 t.unsampled_span_id(id)
             }
-            State::Lost => SpanId(0),
         };
         SpanContext {
             trace_id,
@@ -1204,7 +1252,10 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 let started = t.start_remote(name, self.trace, parent, follows, debug, true);
                 (started, Started::Remote)
             }
-            // The parent's start was lost: name the trace explicitly, parent unknown.
+            // The parent's start was lost: name the trace explicitly, parent unknown (0), which
+            // the decoder reports as a parent dropped on the device. (The id the lost parent's
+            // context names is for other services and devices to join the trace; no record
+            // names it, so here it would only be a reference to a span never seen.)
             State::Lost => {
                 let started = t.start_remote(name, self.trace, SpanId(0), follows, debug, false);
                 (started, Started::Remote)
@@ -1506,29 +1557,28 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         });
     }
 
-    /// Sets a baggage item on this span and (from now on) its descendants. Beyond `B` items, the
-    /// item is dropped and counted; long keys and values are truncated and counted.
+    /// Sets a baggage item on this span and (from now on) its descendants.
+    ///
+    /// An item that [`Baggage::set`] refuses (beyond `B` items, an empty key, a key or value
+    /// longer than [`MAX_BAGGAGE_KEY_LEN`] / [`MAX_BAGGAGE_VALUE_LEN`]) is dropped and counted
+    /// ([`Losses::fields_over_capacity`]: the decoder shows a Jaeger warning). It is not cut as a
+    /// tag would be: baggage travels on to other services, and W3C Baggage forbids propagating a
+    /// partial item (see [`Baggage::set`]).
     pub fn set_baggage(&mut self, key: &str, value: &str) {
         if self.state.get() == State::Finished {
             return;
         }
-        let (stored, cut) = self.baggage.set(key, value);
-        if !stored {
+        if !self.baggage.set(key, value) {
             warn!(
-                "microspan: baggage full ({=usize} items), an item was dropped",
+                "microspan: a baggage item was dropped (baggage full at {=usize} items, an empty key, or a key or value over its capacity)",
                 B
             );
             self.note(|l| l.fields_over_capacity = l.fields_over_capacity.saturating_add(1));
             return;
         }
-        if cut {
-            self.note(|l| l.strings_truncated = l.strings_truncated.saturating_add(1));
-        }
         if !self.is_recording() {
             return;
         }
-        let (key, _) = truncate(key, MAX_BAGGAGE_KEY_LEN);
-        let (value, _) = truncate(value, MAX_BAGGAGE_VALUE_LEN);
         let len = 2 + byte_words(key.len()) + byte_words(value.len());
         let Some(res) = self.tracer.ring.reserve_record(len) else {
             self.note_drop();

@@ -20,9 +20,14 @@ fn context() -> impl Strategy<Value = SpanContext> {
 
 /// Up to 4 items: token keys (W3C needs tokens; Jaeger header names need them too), any values.
 fn baggage() -> impl Strategy<Value = Baggage<4>> {
+    baggage_with_keys("a-zA-Z0-9_.!~-")
+}
+
+/// Up to 4 items whose keys are made of the characters of the regex class `key_chars`.
+fn baggage_with_keys(key_chars: &str) -> impl Strategy<Value = Baggage<4>> {
     proptest::collection::vec(
         (
-            proptest::string::string_regex(&format!("[a-zA-Z0-9_.!~-]{{1,{MAX_BAGGAGE_KEY_LEN}}}"))
+            proptest::string::string_regex(&format!("[{key_chars}]{{1,{MAX_BAGGAGE_KEY_LEN}}}"))
                 .unwrap(),
             any::<String>(),
         ),
@@ -31,12 +36,12 @@ fn baggage() -> impl Strategy<Value = Baggage<4>> {
     .prop_map(|items| {
         let mut b = Baggage::new();
         for (k, v) in items {
-            // Values are cut to the capacity first, as the span would store them.
+            // Values are cut to the capacity first: `Baggage::set` refuses longer ones.
             let mut end = v.len().min(MAX_BAGGAGE_VALUE_LEN);
             while !v.is_char_boundary(end) {
                 end -= 1;
             }
-            b.set(&k, &v[..end]);
+            assert!(b.set(&k, &v[..end]));
         }
         b
     })
@@ -75,7 +80,7 @@ proptest! {
 
     #[test]
     fn w3c_roundtrip(ctx in context(), bag in baggage()) {
-        let headers = headers_of(|set| { w3c::inject(&ctx, &bag, set).unwrap(); });
+        let headers = headers_of(|set| { assert_eq!(w3c::inject(&ctx, &bag, set).unwrap(), 0); });
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let ex: Extracted<4> = w3c::extract_from_headers(pairs.iter().copied()).unwrap();
         prop_assert_eq!(ex.context.trace_id, ctx.trace_id);
@@ -89,9 +94,11 @@ proptest! {
         prop_assert_eq!(ex2, ex);
     }
 
+    /// Jaeger reads keys lower-cased (HTTP does not keep the case of header names), so only
+    /// lower-case keys come back as they were.
     #[test]
-    fn jaeger_roundtrip(ctx in context(), bag in baggage()) {
-        let headers = headers_of(|set| { jaeger::inject(&ctx, &bag, set).unwrap(); });
+    fn jaeger_roundtrip(ctx in context(), bag in baggage_with_keys("a-z0-9_.!~-")) {
+        let headers = headers_of(|set| { assert_eq!(jaeger::inject(&ctx, &bag, set).unwrap(), 0); });
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let ex: Extracted<4> = jaeger::extract_from_headers(pairs.iter().copied()).unwrap();
         prop_assert_eq!(ex.context, ctx);
@@ -226,4 +233,356 @@ fn extracted_context_is_continued_by_the_tracer() {
     assert!(d.spans().any(
         |r| matches!(r, Typed::Baggage { key, value, .. } if key == "userId" && value == "alice")
     ));
+}
+
+/// The context of the review findings' examples.
+fn upstream() -> SpanContext {
+    SpanContext {
+        trace_id: TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736),
+        span_id: SpanId(0x00f067aa0ba902b7),
+        flags: Flags::SAMPLED,
+    }
+}
+
+/// The losses the END record of the span named `name` carries.
+fn end_losses(d: &TypedStream, name: &str) -> microspan::tracer::Losses {
+    let id = d
+        .spans()
+        .find_map(|r| match r {
+            Typed::Start { id, name: n, .. } if n == name => Some(*id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no start of {name:?}"));
+    d.spans()
+        .find_map(|r| match r {
+            Typed::End { span, losses, .. } if *span == id => Some(*losses),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no end of {name:?}"))
+}
+
+#[test]
+fn baggage_lost_on_extraction_is_counted_on_the_span() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("gateway").boot_id(3));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+
+    // One fits; two beyond B, one malformed, one longer than the value capacity.
+    let headers = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (
+            "baggage",
+            "a=1,b=2,c=3,bad,userId=0123456789abcdef0123456789",
+        ),
+    ];
+    let ex: Extracted<1> = w3c::extract_from_headers(headers.iter().copied()).unwrap();
+    assert_eq!(ex.baggage_dropped, 4);
+    let span = TRACER.span("handle").extracted(ex).start();
+    assert_eq!(span.losses().fields_over_capacity, 4);
+    drop(span);
+    // Nothing lost: nothing counted.
+    let ex: Extracted<1> = w3c::extract(|n| (n == "traceparent").then_some(headers[0].1)).unwrap();
+    let quiet = TRACER.span("clean").extracted(ex).start();
+    drop(quiet);
+
+    let d = decode_typed(&drain_all(&mut drain));
+    assert_eq!(end_losses(&d, "handle").fields_over_capacity, 4);
+    assert!(end_losses(&d, "clean").is_empty());
+}
+
+#[test]
+fn jaeger_baggage_values_read_plus_as_a_space() {
+    // jaeger-client-go writes values with url.QueryEscape and reads them with QueryUnescape.
+    let headers = [
+        ("uber-trace-id", "1:1:0:1"),
+        ("uberctx-user", "John+Smith"),
+        ("uberctx-sum", "1%2B1"),
+    ];
+    let ex: Extracted<2> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+    assert_eq!(ex.baggage.get("user"), Some("John Smith"));
+    assert_eq!(ex.baggage.get("sum"), Some("1+1"));
+
+    // What microspan writes reads back: a space as %20, a literal '+' as %2B.
+    let mut bag: Baggage<1> = Baggage::new();
+    assert!(bag.set("expr", "a b+c"));
+    let out = headers_of(|set| {
+        jaeger::inject(&upstream(), &bag, set).unwrap();
+    });
+    assert_eq!(
+        out[1],
+        ("uberctx-expr".to_string(), "a%20b%2Bc".to_string())
+    );
+    let pairs: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ex: Extracted<1> = jaeger::extract_from_headers(pairs.iter().copied()).unwrap();
+    assert_eq!(ex.baggage, bag);
+
+    // W3C baggage keeps '+' as it is (only %XX is decoded there).
+    let mut ex: Extracted<1> = Extracted::new(upstream());
+    w3c::parse_baggage_into("user=John+Smith", &mut ex);
+    assert_eq!(ex.baggage.get("user"), Some("John+Smith"));
+}
+
+#[test]
+fn jaeger_baggage_keys_are_lower_cased() {
+    // Go's net/http canonicalises header names; the Jaeger clients lower-case them.
+    let headers = [("Uber-Trace-Id", "1:1:0:1"), ("Uberctx-User-Id", "42")];
+    let ex: Extracted<2> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+    assert_eq!(ex.baggage.get("user-id"), Some("42"));
+    assert_eq!(ex.baggage.get("User-Id"), None);
+
+    // A key with capitals is written as it is and arrives lower-cased, as with the clients.
+    let mut bag: Baggage<1> = Baggage::new();
+    assert!(bag.set("userId", "alice"));
+    let out = headers_of(|set| {
+        jaeger::inject(&upstream(), &bag, set).unwrap();
+    });
+    assert_eq!(out[1].0, "uberctx-userId");
+    let pairs: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ex: Extracted<1> = jaeger::extract_from_headers(pairs.iter().copied()).unwrap();
+    assert_eq!(ex.baggage.get("userid"), Some("alice"));
+}
+
+#[test]
+fn jaeger_inject_skips_keys_that_are_not_header_names() {
+    // The binary carrier carries any key: one with a line break arrives from another device.
+    let mut bag: Baggage<3> = Baggage::new();
+    assert!(bag.set("a\r\nX-Evil", "1"));
+    assert!(bag.set("http/route", "2"));
+    assert!(bag.set("ok", "3"));
+    let mut buf = [0u8; 128];
+    let n = binary::inject(&upstream(), &bag, &mut buf).unwrap();
+    let ex: Extracted<3> = binary::extract(&buf[..n]).unwrap();
+    assert_eq!(ex.baggage, bag);
+
+    let mut skipped = 0;
+    let out = headers_of(|set| {
+        skipped = jaeger::inject(&ex.context, &ex.baggage, set).unwrap();
+    });
+    assert_eq!(skipped, 2, "the two keys that are not tokens are counted");
+    let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["uber-trace-id", "uberctx-ok"]);
+
+    // Such a header name is dropped and counted when extracting, like any bad item.
+    let headers = [
+        ("uber-trace-id", "1:1:0:1"),
+        ("uberctx-a b", "1"),
+        ("uberctx-", "2"),
+    ];
+    let ex: Extracted<2> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+    assert!(ex.baggage.is_empty());
+    assert_eq!(ex.baggage_dropped, 2);
+}
+
+#[test]
+fn an_empty_baggage_key_is_refused_so_the_binary_carrier_reads_back() {
+    let mut bag: Baggage<2> = Baggage::new();
+    assert!(!bag.set("", "x"), "no carrier can hold an empty key");
+    assert!(bag.set("site", "north-7"));
+    assert_eq!(bag.len(), 1);
+    let mut buf = [0u8; 128];
+    let n = binary::inject(&upstream(), &bag, &mut buf).unwrap();
+    let ex: Extracted<2> = binary::extract(&buf[..n]).unwrap();
+    assert_eq!(ex.baggage, bag);
+
+    // On a span: dropped and counted like an item beyond the capacity.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("node"));
+    let mut span = TRACER
+        .span("send")
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    span.set_baggage("", "x");
+    assert!(span.baggage().is_empty());
+    assert_eq!(span.losses().fields_over_capacity, 1);
+}
+
+#[test]
+fn baggage_longer_than_its_capacity_is_dropped_never_cut() {
+    let long_value = "2154425b-1c30-4f0e-9d51-0b73b9a2f5a1";
+    let long_key = "longkeylongkeylongkey";
+    assert!(long_value.len() > MAX_BAGGAGE_VALUE_LEN && long_key.len() > MAX_BAGGAGE_KEY_LEN);
+
+    // W3C: "it MUST NOT propagate any partial list-members".
+    let member = format!("session={long_value},{long_key}=1,ok=2");
+    let headers = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("baggage", member.as_str()),
+    ];
+    let ex: Extracted<4> = w3c::extract_from_headers(headers.iter().copied()).unwrap();
+    assert_eq!((ex.baggage.len(), ex.baggage_dropped), (1, 2));
+    let out = headers_of(|set| {
+        w3c::inject(&ex.context, &ex.baggage, set).unwrap();
+    });
+    assert_eq!(out[1], ("baggage".to_string(), "ok=2".to_string()));
+    // The same once percent-decoded: `%41` is one byte, but 17 of them do not fit.
+    let mut ex: Extracted<1> = Extracted::new(upstream());
+    w3c::parse_baggage_into(
+        &format!("k={}", "%41".repeat(MAX_BAGGAGE_VALUE_LEN + 1)),
+        &mut ex,
+    );
+    assert_eq!((ex.baggage.len(), ex.baggage_dropped), (0, 1));
+
+    // Jaeger.
+    let key_header = format!("uberctx-{long_key}");
+    let headers = [
+        ("uber-trace-id", "1:1:0:1"),
+        ("uberctx-session", long_value),
+        (key_header.as_str(), "1"),
+        ("uberctx-ok", "2"),
+    ];
+    let ex: Extracted<4> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+    assert_eq!((ex.baggage.len(), ex.baggage_dropped), (1, 2));
+    assert_eq!(ex.baggage.get("ok"), Some("2"));
+
+    // Binary: a sender built with larger capacities.
+    let mut carrier = vec![1u8];
+    carrier.extend_from_slice(&upstream().trace_id.0.to_be_bytes());
+    carrier.extend_from_slice(&upstream().span_id.0.to_be_bytes());
+    carrier.extend_from_slice(&[1, 3]);
+    for (k, v) in [("session", long_value), (long_key, "1"), ("ok", "2")] {
+        carrier.push(k.len() as u8);
+        carrier.extend_from_slice(k.as_bytes());
+        carrier.push(v.len() as u8);
+        carrier.extend_from_slice(v.as_bytes());
+    }
+    let ex: Extracted<4> = binary::extract(&carrier).unwrap();
+    assert_eq!((ex.baggage.len(), ex.baggage_dropped), (1, 2));
+    assert_eq!(ex.baggage.get("ok"), Some("2"));
+
+    // Set locally: refused whole (counted on the span), so never injected cut.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("node"));
+    let mut span = TRACER
+        .span("send")
+        .with_baggage(Baggage::<4>::new())
+        .start();
+    span.set_baggage("session", long_value);
+    span.set_baggage(long_key, "1");
+    span.set_baggage("ok", "2");
+    assert_eq!(span.baggage_item("session"), None);
+    assert_eq!(span.losses().fields_over_capacity, 2);
+    assert_eq!(span.losses().strings_truncated, 0);
+    let out = headers_of(|set| {
+        w3c::inject(&span.context(), span.baggage(), set).unwrap();
+    });
+    assert_eq!(out[1].1, "ok=2");
+    // A value replaced by one too long keeps the old one (the decoder saw only that one).
+    span.set_baggage("ok", long_value);
+    assert_eq!(span.baggage_item("ok"), Some("2"));
+}
+
+#[test]
+fn w3c_inject_counts_the_items_it_skips() {
+    let mut bag: Baggage<2> = Baggage::new();
+    assert!(bag.set("http/route", "x"));
+    assert!(bag.set("ok", "y"));
+    let mut skipped = usize::MAX;
+    let out = headers_of(|set| {
+        skipped = w3c::inject(&upstream(), &bag, set).unwrap();
+    });
+    assert_eq!(skipped, 1);
+    assert_eq!(out[1], ("baggage".to_string(), "ok=y".to_string()));
+
+    // Nothing writable: no empty `baggage` header.
+    let mut bag: Baggage<1> = Baggage::new();
+    assert!(bag.set("http/route", "x"));
+    let out = headers_of(|set| {
+        skipped = w3c::inject(&upstream(), &bag, set).unwrap();
+    });
+    assert_eq!(skipped, 1);
+    assert_eq!(out.len(), 1, "{out:?}");
+}
+
+#[test]
+fn a_span_whose_start_was_dropped_still_propagates_a_valid_context() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("full").boot_id(7));
+    let _drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let mut recorded = Vec::new();
+    while TRACER.dropped() == 0 {
+        recorded.push(TRACER.root("filler"));
+    }
+    let filler = recorded.pop().unwrap(); // its start was the one dropped
+    assert!(!filler.is_recording());
+    let root = TRACER.root("send");
+    let child = recorded[0].child("child");
+    let tagged = recorded[0].child_with_tags("tagged", [("k", 1u32.into())]);
+    let follower = recorded[0].follower("follower");
+    let lost = [&filler, &root, &child, &tagged, &follower];
+    assert!(lost.iter().all(|s| !s.is_recording()));
+
+    let mut ids = std::collections::HashSet::new();
+    for s in &recorded {
+        ids.insert(s.context().span_id);
+    }
+    for s in lost {
+        let ctx = s.context();
+        assert!(ctx.is_valid() && ctx.flags.is_sampled(), "{ctx:?}");
+        assert!(
+            ids.insert(ctx.span_id),
+            "span id {:?} is not unique",
+            ctx.span_id
+        );
+        // The same id every time it is asked.
+        assert_eq!(s.context(), ctx);
+        // Every carrier writes a context the other side reads.
+        let out = headers_of(|set| {
+            w3c::inject(&ctx, &Baggage::<0>::new(), set).unwrap();
+        });
+        assert_eq!(w3c::parse_traceparent(&out[0].1), Ok(ctx));
+        let mut buf = [0u8; 64];
+        let n = binary::inject(&ctx, &Baggage::<0>::new(), &mut buf).unwrap();
+        assert_eq!(binary::extract::<0>(&buf[..n]).unwrap().context, ctx);
+    }
+    // A lost child stays in its parent's trace, and so does the service it calls.
+    assert_eq!(child.context().trace_id, recorded[0].context().trace_id);
+    assert_eq!(tagged.context().trace_id, recorded[0].context().trace_id);
+    drop(recorded);
+    let downstream = TRACER.span("downstream").child_of(&child.context()).start();
+    assert_eq!(downstream.context().trace_id, child.context().trace_id);
+}
+
+#[test]
+fn tracestate_keys_follow_the_level_1_grammar() {
+    let tenant = |n: usize| format!("{}@sys=1", "t".repeat(n));
+    let system = |n: usize| format!("tenant@{}=1", "s".repeat(n));
+    let simple = |n: usize| format!("{}=1", "k".repeat(n));
+    for good in [
+        "rojo=1".to_string(),
+        "a1_-*/=1".to_string(),
+        "1tenant@vendor=1".to_string(),
+        "t@v0_-*/=1".to_string(),
+        tenant(241),
+        system(14),
+        simple(256),
+    ] {
+        assert!(w3c::TraceState::parse(&good).is_ok(), "{good:?}");
+    }
+    for bad in [
+        // The W3C test suite's test_tracestate_key_illegal_vendor_format.
+        "foo@=1,bar=2".to_string(),
+        "@foo=1".to_string(),
+        "foo@@bar=1".to_string(),
+        "foo@bar@baz=1".to_string(),
+        "tenant@1vendor=1".to_string(),
+        "tenant@_vendor=1".to_string(),
+        "_tenant@vendor=1".to_string(),
+        // A simple key starts with a letter; only a tenant id may start with a digit.
+        "1abc=1".to_string(),
+        tenant(242),
+        system(15),
+        simple(257),
+    ] {
+        assert!(w3c::TraceState::parse(&bad).is_err(), "{bad:?}");
+    }
 }

@@ -14,6 +14,10 @@
 //!
 //! The encoded size is at most [`max_len`]`(B)` for a `Baggage<B>`, so a message type can reserve
 //! a fixed field for it. Bytes after the last item are ignored (padding of a fixed-size field).
+//!
+//! Whatever [`inject`] writes, [`extract`] reads: an item extract would refuse (an empty key)
+//! is never written (and [`Baggage`] never holds one). An item whose key or value is longer
+//! than the receiver's capacity is dropped and counted on extraction, never cut.
 
 use super::{ExtractError, Extracted, InjectError};
 use crate::config::{MAX_BAGGAGE_KEY_LEN, MAX_BAGGAGE_VALUE_LEN};
@@ -34,12 +38,30 @@ pub const fn max_len(items: usize) -> usize {
 
 /// The size of the encoding of a context with this baggage.
 pub fn encoded_len<const B: usize>(baggage: &Baggage<B>) -> usize {
-    let mut n = HEADER_LEN;
+    encoding(baggage).0
+}
+
+/// `true` for an item the carrier can hold and [`extract`] accepts: a key of 1 to 255 bytes, a
+/// value of at most 255. [`Baggage::set`] stores no other (its capacities are at most 255 bytes,
+/// and it refuses an empty key); checked anyway, so that the carrier stays readable whatever.
+fn carried(key: &str, value: &str) -> bool {
+    !key.is_empty() && key.len() <= 255 && value.len() <= 255
+}
+
+/// The encoded size and the number of items written (the [`carried`] ones, at most 255).
+fn encoding<const B: usize>(baggage: &Baggage<B>) -> (usize, usize) {
+    let (mut n, mut items) = (HEADER_LEN, 0usize);
     baggage.for_each(|k, v| {
-        n += 2 + k.len() + v.len();
+        if items == 255 {
+            return false;
+        }
+        if carried(k, v) {
+            n += 2 + k.len() + v.len();
+            items += 1;
+        }
         true
     });
-    n
+    (n, items)
 }
 
 /// Writes `ctx` and `baggage` at the start of `buf`; returns the bytes written.
@@ -51,7 +73,7 @@ pub fn inject<const B: usize>(
     baggage: &Baggage<B>,
     buf: &mut [u8],
 ) -> Result<usize, InjectError> {
-    let needed = encoded_len(baggage);
+    let (needed, count) = encoding(baggage);
     if buf.len() < needed {
         return Err(InjectError::BufferTooSmall { needed });
     }
@@ -59,13 +81,16 @@ pub fn inject<const B: usize>(
     buf[1..17].copy_from_slice(&ctx.trace_id.0.to_be_bytes());
     buf[17..25].copy_from_slice(&ctx.span_id.0.to_be_bytes());
     buf[25] = ctx.flags.0 & 0x03;
-    // `Baggage<B>` holds at most B items; more than 255 cannot be counted in the byte.
-    buf[26] = baggage.len().min(255) as u8;
+    // At most 255 (`encoding`): more cannot be counted in the byte.
+    buf[26] = count as u8;
     let mut at = HEADER_LEN;
     let mut items = 0usize;
     baggage.for_each(|k, v| {
-        if items == 255 {
+        if items == count {
             return false;
+        }
+        if !carried(k, v) {
+            return true;
         }
         items += 1;
         // Keys and values are bounded by the configuration (≤ 255 bytes each, see `config`).
@@ -82,7 +107,9 @@ pub fn inject<const B: usize>(
 /// Reads a context and up to `B` baggage items from `bytes`.
 ///
 /// `NotFound` for an empty slice or a version byte of 0; `Corrupted` for another version, a
-/// short header, zero ids, or baggage that runs past the end or is not UTF-8.
+/// short header, zero ids, an empty baggage key, or baggage that runs past the end or is not
+/// UTF-8. Items beyond `B`, or with a key or value longer than its capacity, are dropped and
+/// counted ([`Extracted::baggage_dropped`]).
 pub fn extract<const B: usize>(bytes: &[u8]) -> Result<Extracted<B>, ExtractError> {
     match bytes.first() {
         None | Some(0) => return Err(ExtractError::NotFound),

@@ -8,23 +8,33 @@
 //!   [`Corrupted`](super::ExtractError::Corrupted). Flags: bit 0 sampled, bit 1 debug (debug
 //!   implies sampled).
 //! - `uberctx-{key}: {value}`, one header per item, the value URL-encoded (the clients'
-//!   `HTTP_HEADERS` format: `value 1 / blah` → `value%201%20%2F%20blah`) and decoded on
-//!   extraction.
+//!   `HTTP_HEADERS` format: `value 1 / blah` → `value%201%20%2F%20blah`; `+` → `%2B`) and decoded
+//!   on extraction as the clients decode it (Go's `url.QueryUnescape`): `%XX` escapes, and `+`
+//!   is a space. The key is the header name after the prefix, lower-cased on extraction (as the
+//!   clients do: HTTP does not keep the case of header names, Go's `net/http` sends
+//!   `Uberctx-User-Id`), so a key with upper-case letters arrives lower-cased. Only keys that
+//!   can be a header name (RFC 7230 tokens) are injected: [`inject`] skips and counts the
+//!   others, and the extractors drop and count them.
 //!
 //! ```
 //! use microspan::propagation::{jaeger, Extracted};
 //! let headers = [
 //!     ("Uber-Trace-Id", "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1"),
 //!     ("uberctx-key1", "value%201%20%2F%20blah"),
+//!     ("Uberctx-User-Name", "John+Smith"),
 //! ];
 //! let ex: Extracted<2> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
 //! assert_eq!(ex.context.span_id.0, 0xe457b5a2e4d86bd1);
 //! assert_eq!(ex.baggage.get("key1"), Some("value 1 / blah"));
+//! assert_eq!(ex.baggage.get("user-name"), Some("John Smith"));
 //! ```
 
 use core::fmt;
 
-use super::{hex_digit, parse_hex, trim_ows, ExtractError, Extracted, InjectError, PercentEncoded};
+use super::{
+    hex_digit, is_token, parse_hex, trim_ows, ExtractError, Extracted, InjectError, PercentEncoded,
+};
+use crate::config::MAX_BAGGAGE_KEY_LEN;
 use crate::context::{Flags, SpanContext, SpanId, TraceId};
 use crate::tracer::Baggage;
 
@@ -66,18 +76,28 @@ pub fn write_uber_trace_id(ctx: &SpanContext, w: &mut impl fmt::Write) -> fmt::R
 
 /// Injects `uber-trace-id` and one `uberctx-{key}` header per baggage item: `set(name, value)` is
 /// called once per header.
+///
+/// Returns the number of baggage items not written because their key cannot be part of a header
+/// name (not an RFC 7230 token: a space, `/`, `:`, a line break…): 0 when everything was written.
+/// Such items can only come from another carrier (the binary one carries any key).
 pub fn inject<const B: usize>(
     ctx: &SpanContext,
     baggage: &Baggage<B>,
     mut set: impl FnMut(&dyn fmt::Display, &dyn fmt::Display) -> fmt::Result,
-) -> Result<(), InjectError> {
+) -> Result<usize, InjectError> {
     set(&UBER_TRACE_ID, &UberTraceId(ctx))?;
     let mut result = Ok(());
+    let mut skipped = 0;
     baggage.for_each(|k, v| {
+        if !is_token(k) {
+            skipped += 1;
+            return true;
+        }
         result = set(&BaggageName(k), &PercentEncoded::url(v));
         result.is_ok()
     });
-    Ok(result?)
+    result?;
+    Ok(skipped)
 }
 
 /// Parses an `uber-trace-id` value (`:` or `%3A` between the fields).
@@ -148,7 +168,11 @@ pub fn extract<'a, const B: usize>(
 }
 
 /// Extracts the context and every `uberctx-` baggage item from `(name, value)` header pairs
-/// (names match case-insensitively; a value with a malformed `%` escape is dropped and counted).
+/// (names match case-insensitively; keys are lower-cased; `+` in a value is a space). An item
+/// whose key is not a token or is longer than [`MAX_BAGGAGE_KEY_LEN`], or whose value has a
+/// malformed `%` escape or is longer than
+/// [`MAX_BAGGAGE_VALUE_LEN`](crate::config::MAX_BAGGAGE_VALUE_LEN), is dropped and counted in
+/// [`Extracted::baggage_dropped`].
 pub fn extract_from_headers<'a, const B: usize>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<Extracted<B>, ExtractError> {
@@ -171,14 +195,33 @@ pub fn extract_from_headers<'a, const B: usize>(
         if !prefix.eq_ignore_ascii_case(BAGGAGE_PREFIX) {
             continue;
         }
-        let key = &name[BAGGAGE_PREFIX.len()..];
-        if key.is_empty() {
+        let Some(key) = lower_case_key(&name[BAGGAGE_PREFIX.len()..]) else {
             ex.note_dropped();
             continue;
-        }
-        ex.add_percent_encoded(key, trim_ows(value));
+        };
+        ex.add_percent_encoded(&key, trim_ows(value), true);
     }
     Ok(ex)
+}
+
+/// A baggage key from a header name, lower-cased (as the Jaeger clients read it: Go's
+/// `strings.ToLower`, Java's `toLowerCase`); `None` when it is not a token (empty included) or
+/// is longer than the capacity.
+///
+/// `#[inline]`, so that it is compiled only into a firmware that extracts Jaeger headers. Without
+/// it, compiled into the crate itself (as a function that is not generic is), it changed how a
+/// firmware that never calls it inlined its record path under LTO (`insn-probe`: `child0` +3
+/// instructions on the Cortex-M3).
+#[inline]
+fn lower_case_key(key: &str) -> Option<heapless::String<MAX_BAGGAGE_KEY_LEN>> {
+    if !is_token(key) {
+        return None;
+    }
+    let mut out = heapless::String::new();
+    // A token is ASCII, so lower-casing it keeps its length.
+    out.push_str(key).ok()?;
+    out.make_ascii_lowercase();
+    Some(out)
 }
 
 #[cfg(test)]

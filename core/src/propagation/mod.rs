@@ -105,20 +105,21 @@ impl fmt::Display for InjectError {
 
 /// A context extracted from a carrier, with its baggage (up to `B` items).
 ///
-/// Start the span that continues the trace with [`SpanBuilder::extracted`] (or
-/// `.child_of(&ex.context).with_baggage(ex.baggage)`).
+/// Start the span that continues the trace with [`SpanBuilder::extracted`]: the same as
+/// `.child_of(&ex.context).with_baggage(ex.baggage)`, and it counts the baggage lost on
+/// extraction ([`baggage_dropped`](Self::baggage_dropped)) on the new span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extracted<const B: usize> {
     /// Trace id, span id (the sender's span: the new span's parent) and flags.
     pub context: SpanContext,
     /// The baggage items that fit.
     pub baggage: Baggage<B>,
-    /// Baggage items dropped: beyond `B`, or malformed in the carrier.
+    /// Baggage items dropped: beyond `B`, malformed in the carrier, or with a key or value
+    /// longer than its capacity ([`MAX_BAGGAGE_KEY_LEN`](crate::config::MAX_BAGGAGE_KEY_LEN),
+    /// [`MAX_BAGGAGE_VALUE_LEN`]). An item is never cut: W3C Baggage forbids propagating a
+    /// partial item, and a cut one would be injected on as if whole (see [`Baggage::set`]).
+    /// [`SpanBuilder::extracted`] counts them on the new span.
     pub baggage_dropped: u16,
-    /// Baggage keys or values cut to their capacity
-    /// ([`MAX_BAGGAGE_KEY_LEN`](crate::config::MAX_BAGGAGE_KEY_LEN),
-    /// [`MAX_BAGGAGE_VALUE_LEN`]).
-    pub baggage_truncated: u16,
 }
 
 impl<const B: usize> Extracted<B> {
@@ -128,21 +129,15 @@ impl<const B: usize> Extracted<B> {
             context,
             baggage: Baggage::new(),
             baggage_dropped: 0,
-            baggage_truncated: 0,
         }
     }
 
-    /// Adds a baggage item, counting what does not fit.
+    /// Adds a baggage item; one that [`Baggage::set`] refuses (beyond `B`, an empty key, a key
+    /// or value over its capacity) is dropped and counted in
+    /// [`baggage_dropped`](Self::baggage_dropped).
     pub fn add_baggage(&mut self, key: &str, value: &str) {
-        self.add_baggage_cut(key, value, false);
-    }
-
-    fn add_baggage_cut(&mut self, key: &str, value: &str, already_cut: bool) {
-        let (stored, cut) = self.baggage.set(key, value);
-        if !stored {
+        if !self.baggage.set(key, value) {
             self.note_dropped();
-        } else if cut || already_cut {
-            self.baggage_truncated = self.baggage_truncated.saturating_add(1);
         }
     }
 
@@ -150,21 +145,46 @@ impl<const B: usize> Extracted<B> {
         self.baggage_dropped = self.baggage_dropped.saturating_add(1);
     }
 
-    /// Adds an item whose value is percent-encoded (`%XX`); invalid UTF-8 after decoding becomes
-    /// U+FFFD (as the W3C baggage specification requires). A malformed escape drops the item.
-    fn add_percent_encoded(&mut self, key: &str, encoded: &str) {
+    /// Adds an item whose value is percent-encoded (`%XX`; with `plus_is_space`, `+` is a space,
+    /// as in a URL query); invalid UTF-8 after decoding becomes U+FFFD (as the W3C baggage
+    /// specification requires). A malformed escape, or a decoded value longer than its capacity,
+    /// drops the item.
+    fn add_percent_encoded(&mut self, key: &str, encoded: &str, plus_is_space: bool) {
         let mut value: heapless::String<MAX_BAGGAGE_VALUE_LEN> = heapless::String::new();
-        match percent_decode(encoded, &mut value) {
-            Ok(cut) => self.add_baggage_cut(key, &value, cut),
-            Err(()) => self.note_dropped(),
+        match percent_decode(encoded, &mut value, plus_is_space) {
+            Ok(false) => self.add_baggage(key, &value),
+            Ok(true) | Err(()) => self.note_dropped(),
         }
     }
 }
 
 impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// Continues an extracted context: a ChildOf reference to the sender's span, and its baggage.
+    /// The baggage items lost on extraction ([`Extracted::baggage_dropped`]) are counted on the
+    /// new span ([`Losses::fields_over_capacity`](crate::tracer::Losses::fields_over_capacity)),
+    /// so the decoder shows a Jaeger warning on it.
+    ///
+    /// A carrier with baggage but no context (a `baggage` header without `traceparent`) starts a
+    /// new trace with that baggage: parse it into an `Extracted` of an invalid (zero) context,
+    /// which `child_of` ignores.
+    ///
+    /// ```
+    /// use microspan::propagation::{w3c, Extracted};
+    /// use microspan::SpanContext;
+    /// # use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// # static RING: Ring<256> = Ring::new();
+    /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("gateway"));
+    /// let mut ex: Extracted<2> = Extracted::new(SpanContext::default());
+    /// w3c::parse_baggage_into("tenant=acme", &mut ex);
+    /// let span = TRACER.span("handle").extracted(ex).start();
+    /// assert!(span.context().is_valid());
+    /// assert_eq!(span.baggage_item("tenant"), Some("acme"));
+    /// ```
     pub fn extracted<const B2: usize>(self, ex: Extracted<B2>) -> SpanBuilder<'a, B2, C> {
-        self.child_of(&ex.context).with_baggage(ex.baggage)
+        self.child_of(&ex.context)
+            .with_baggage(ex.baggage)
+            .count_over_capacity(ex.baggage_dropped)
     }
 }
 
@@ -233,6 +253,8 @@ impl<'s> PercentEncoded<'s> {
     }
     /// `s` encoded the way Jaeger clients encode `uberctx-` values in HTTP headers: everything but
     /// RFC 3986 unreserved characters escaped (`"value 1 / blah"` → `value%201%20%2F%20blah`).
+    /// A space is written `%20` and a `+` `%2B`, so a receiver that reads `+` as a space (Go's
+    /// `url.QueryUnescape`, Java's `URLDecoder`, [`jaeger`]'s extractors) reads both back.
     pub fn url(s: &'s str) -> Self {
         Self {
             s,
@@ -332,11 +354,13 @@ pub(crate) fn parse_hex(s: &[u8], max_digits: usize, lower_only: bool) -> Option
 }
 
 /// Percent-decodes `s` into `out` (cut at a character boundary when it does not fit; returns
-/// `true` then). Invalid UTF-8 after decoding becomes U+FFFD. `Err` for a `%` not followed by two
-/// hex digits.
+/// `true` then). With `plus_is_space`, `+` decodes to a space (URL query encoding, Go's
+/// `url.QueryUnescape`). Invalid UTF-8 after decoding becomes U+FFFD. `Err` for a `%` not
+/// followed by two hex digits.
 pub(crate) fn percent_decode<const N: usize>(
     s: &str,
     out: &mut heapless::String<N>,
+    plus_is_space: bool,
 ) -> Result<bool, ()> {
     // Decoded bytes, a little beyond the capacity so a character cut by it is still seen whole.
     let mut bytes: heapless::Vec<u8, { MAX_BAGGAGE_VALUE_LEN + 8 }> = heapless::Vec::new();
@@ -349,6 +373,9 @@ pub(crate) fn percent_decode<const N: usize>(
             let lo = src.get(i + 2).copied().and_then(hex_digit).ok_or(())?;
             i += 3;
             hi << 4 | lo
+        } else if src[i] == b'+' && plus_is_space {
+            i += 1;
+            b' '
         } else {
             i += 1;
             src[i - 1]
@@ -390,6 +417,8 @@ mod tests {
             PercentEncoded::url("value 1 / blah").to_string(),
             "value%201%20%2F%20blah"
         );
+        // A space and a literal `+` both escaped: read back where `+` means a space.
+        assert_eq!(PercentEncoded::url("a b+c").to_string(), "a%20b%2Bc");
         // The W3C baggage specification's example.
         assert_eq!(PercentEncoded::w3c("DF 28").to_string(), "DF%2028");
         assert_eq!(PercentEncoded::w3c("a%b,c;d").to_string(), "a%25b%2Cc%3Bd");
@@ -399,16 +428,23 @@ mod tests {
     #[test]
     fn percent_decoding() {
         let mut s: heapless::String<16> = heapless::String::new();
-        assert_eq!(percent_decode("DF%2028", &mut s), Ok(false));
+        assert_eq!(percent_decode("DF%2028", &mut s, false), Ok(false));
         assert_eq!(s, "DF 28");
         let mut s: heapless::String<16> = heapless::String::new();
-        assert_eq!(percent_decode("%C3%A9%FF", &mut s), Ok(false));
+        assert_eq!(percent_decode("%C3%A9%FF", &mut s, false), Ok(false));
         assert_eq!(s, "é\u{FFFD}");
         let mut s: heapless::String<16> = heapless::String::new();
-        assert_eq!(percent_decode("bad%2", &mut s), Err(()));
-        assert_eq!(percent_decode("bad%zz", &mut s), Err(()));
+        assert_eq!(percent_decode("bad%2", &mut s, false), Err(()));
+        assert_eq!(percent_decode("bad%zz", &mut s, false), Err(()));
         let mut s: heapless::String<4> = heapless::String::new();
-        assert_eq!(percent_decode("abcdef", &mut s), Ok(true));
+        assert_eq!(percent_decode("abcdef", &mut s, false), Ok(true));
         assert_eq!(s, "abcd");
+        // `+` is a space only in URL query encoding (the Jaeger clients' `uberctx-` values).
+        let mut s: heapless::String<16> = heapless::String::new();
+        assert_eq!(percent_decode("a+b%2Bc", &mut s, false), Ok(false));
+        assert_eq!(s, "a+b+c");
+        let mut s: heapless::String<16> = heapless::String::new();
+        assert_eq!(percent_decode("a+b%2Bc", &mut s, true), Ok(false));
+        assert_eq!(s, "a b+c");
     }
 }

@@ -11,13 +11,14 @@
 //! assert!(ex.context.flags.is_sampled());
 //! assert_eq!(ex.baggage.get("serverNode"), Some("DF 28"));
 //!
-//! // And back out, one header at a time.
+//! // And back out, one header at a time (`inject` returns the baggage items it could not write).
 //! let mut out = Vec::new();
-//! w3c::inject(&ex.context, &ex.baggage, |name, value| {
+//! let skipped = w3c::inject(&ex.context, &ex.baggage, |name, value| {
 //!     out.push((name.to_string(), value.to_string()));
 //!     Ok(())
 //! })
 //! .unwrap();
+//! assert_eq!(skipped, 0);
 //! assert_eq!(out[0].1, headers[0].1);
 //! assert_eq!(out[1].1, "userId=alice,serverNode=DF%2028,isProduction=false");
 //! ```
@@ -29,9 +30,15 @@
 //! - `tracestate`: microspan keeps no vendor state, so it is validated and handed back for
 //!   forwarding ([`TraceState`], [`TraceStateHeader`]) rather than stored in the context.
 //! - `baggage`: values are percent-encoded (bytes outside `baggage-octet`, and `%`); keys must
-//!   be RFC 7230 tokens (items with other keys are skipped on injection, dropped and counted on
-//!   extraction); properties (`;k=v`) are accepted and ignored. Several `baggage` headers are
-//!   combined ([`extract_from_headers`]); with a lookup closure, join them with `,`.
+//!   be RFC 7230 tokens (items with other keys are skipped on injection, and counted in what
+//!   [`inject`] returns; dropped and counted on extraction); properties (`;k=v`) are accepted
+//!   and ignored. A member whose key or value is longer than its capacity is dropped and
+//!   counted, never cut: the specification forbids propagating partial members. Several
+//!   `baggage` headers are combined ([`extract_from_headers`]); with a lookup closure, join
+//!   them with `,`. The extractors need a `traceparent` (without one they return
+//!   [`NotFound`](super::ExtractError::NotFound) and ignore `baggage`); to keep the baggage of
+//!   a message that has none, parse it with [`parse_baggage_into`] (see
+//!   [`SpanBuilder::extracted`](crate::SpanBuilder::extracted)).
 
 use core::fmt;
 
@@ -67,7 +74,7 @@ impl fmt::Display for Traceparent<'_> {
 }
 
 /// Displays baggage as a `baggage` value (`k1=v1,k2=v2`, values percent-encoded; items whose key
-/// is not a token are skipped).
+/// is not a token are skipped, uncounted: [`inject`] returns how many).
 #[derive(Clone, Copy)]
 pub struct BaggageHeader<'b, const B: usize>(pub &'b Baggage<B>);
 
@@ -98,18 +105,27 @@ pub fn write_baggage<const B: usize>(baggage: &Baggage<B>, w: &mut impl fmt::Wri
     write!(w, "{}", BaggageHeader(baggage))
 }
 
-/// Injects `traceparent` and (when there is baggage) `baggage`: `set(name, value)` is called
-/// once per header.
+/// Injects `traceparent` and (when there is baggage to write) `baggage`: `set(name, value)` is
+/// called once per header.
+///
+/// Returns the number of baggage items not written because W3C Baggage cannot carry their key
+/// (not an RFC 7230 token, e.g. `http/route`): 0 when everything was written. Such items can
+/// only come from another carrier (the binary one carries any key).
 pub fn inject<const B: usize>(
     ctx: &SpanContext,
     baggage: &Baggage<B>,
     mut set: impl FnMut(&dyn fmt::Display, &dyn fmt::Display) -> fmt::Result,
-) -> Result<(), InjectError> {
+) -> Result<usize, InjectError> {
     set(&TRACEPARENT, &Traceparent(ctx))?;
-    if !baggage.is_empty() {
+    let mut skipped = 0;
+    baggage.for_each(|k, _| {
+        skipped += !is_token(k) as usize;
+        true
+    });
+    if skipped < baggage.len() {
         set(&BAGGAGE, &BaggageHeader(baggage))?;
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// Parses a `traceparent` value.
@@ -176,7 +192,7 @@ pub fn parse_baggage_into<const B: usize>(value: &str, ex: &mut Extracted<B>) {
             ex.note_dropped();
             continue;
         }
-        ex.add_percent_encoded(key, val);
+        ex.add_percent_encoded(key, val, false);
     }
 }
 
@@ -333,19 +349,35 @@ impl fmt::Display for TraceStateHeader<'_> {
     }
 }
 
-/// `key = simple-key / multi-tenant-key`: a lower-case letter or digit, then up to 255 of
-/// `a-z 0-9 _ - * / @` (at most one `@`, the tenant separator).
+/// `key = simple-key / multi-tenant-key` (Trace Context Level 1):
+///
+/// ```text
+/// simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+/// multi-tenant-key = tenant-id "@" system-id
+/// tenant-id        = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+/// system-id        = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+/// ```
 fn is_tracestate_key(k: &str) -> bool {
-    let b = k.as_bytes();
-    !b.is_empty()
-        && b.len() <= 256
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+    match k.split_once('@') {
+        None => tracestate_id(k, 256, false),
+        Some((tenant, system)) => {
+            tracestate_id(tenant, 241, true) && tracestate_id(system, 14, false)
+        }
+    }
+}
+
+/// One part of a `tracestate` key: 1 to `max` characters, the first a lower-case letter (or,
+/// with `digit_first`, a digit), the others `a-z 0-9 _ - * /`.
+fn tracestate_id(s: &str, max: usize, digit_first: bool) -> bool {
+    let b = s.as_bytes();
+    let Some(&first) = b.first() else {
+        return false;
+    };
+    b.len() <= max
+        && (first.is_ascii_lowercase() || (digit_first && first.is_ascii_digit()))
         && b.iter().all(|&c| {
-            c.is_ascii_lowercase()
-                || c.is_ascii_digit()
-                || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
         })
-        && b.iter().filter(|&&c| c == b'@').count() <= 1
 }
 
 /// `value = 0*255(chr) nblk-chr`: printable ASCII but `,` and `=`, not ending in a space.
