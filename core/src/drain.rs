@@ -399,7 +399,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.names.clear();
         }
         self.frame.begin();
-        let record_waiting = self.record_waiting;
         let Ok(session_records) = self.write_header(epoch_start, drops) else {
             // Cannot happen with F >= 32 and a session record of reasonable size; send nothing
             // rather than a broken frame.
@@ -452,14 +451,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             break;
         }
         drop(reader);
-        if records == 0 && !session_records && !self.record_waiting {
-            // Nothing to say after all (the record seen ready could not be taken: a flight
-            // recorder's producer was evicting it, or it was too large and dropped, which the
-            // next frame reports): no frame, and the sequence number stays.
-            self.frame.begin();
-            self.record_waiting = record_waiting;
-            return;
-        }
         let len = self.frame.finish().len();
         self.seq = self.seq.wrapping_add(1);
         self.stats.records += records;

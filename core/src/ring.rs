@@ -713,11 +713,11 @@ impl DynRing {
     /// pin; [`Consumer::peek`] decides).
     #[inline]
     pub(crate) fn ready(&self) -> bool {
-        // In the overwrite policy a producer holding `busy` is evicting: the header at `tail` may
-        // still read committed while `peek` cannot take the record. Nothing is ready until the
-        // producer is done (a drain that preempted it, and looped on this, would otherwise build
-        // empty frames for as long as it runs).
-        if self.overwrite && self.busy.load(Ordering::Relaxed) {
+        // A producer holding `busy` (the overwrite policy's only: the drop-new one never takes
+        // it) is evicting: the header at `tail` may still read committed while `peek` cannot
+        // take the record. Nothing is ready until the producer is done (a drain that preempted
+        // it, and looped on this, would otherwise build empty frames for as long as it runs).
+        if self.busy.load(Ordering::Relaxed) {
             return false;
         }
         // Only a hint; `peek` re-reads both with the proper ordering.

@@ -474,37 +474,3 @@ fn a_span_older_than_an_idle_drains_clock_reading_keeps_its_times() {
         .collect();
     assert_eq!(times, [4_000, 4_250]);
 }
-
-#[test]
-fn a_record_too_large_for_any_frame_leaves_no_empty_frame() {
-    // The drain drops (and counts) a record larger than an empty frame. When it was all the
-    // frame would have held, no frame is sent for it and the sequence number stays: the next
-    // frame reports the drop.
-    static CLOCK: ManualClock = ManualClock::new(0);
-    static RING: Ring<1024> = Ring::new();
-    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
-    let mut drain: Drain<'_, 48> = Drain::new(&TRACER).unwrap();
-    let span = TRACER.root("r");
-    drain_all(&mut drain); // the session record and the start
-    let frames = drain.stats().frames;
-    let text = "x".repeat(20);
-    span.log([
-        ("a", Value::text(&text)),
-        ("b", Value::text(&text)),
-        ("c", Value::text(&text)),
-    ]);
-    let mut sizes = Vec::new();
-    drain.drain_with(|b| {
-        sizes.push(b.len());
-        b.len()
-    });
-    assert_eq!(drain.stats().oversize, 1);
-    assert!(sizes.is_empty(), "frames sent: {sizes:?}");
-    assert_eq!(drain.stats().frames, frames);
-    drop(span);
-    let d = decode(&drain_all(&mut drain));
-    assert!(
-        d.records.iter().any(|r| matches!(r, Owned::Drops(1))),
-        "reported with the next frame"
-    );
-}
