@@ -18,7 +18,7 @@ use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
 
 use critical_section::Mutex;
-use microspan::{Baggage, Clock, Drain, Ring, Session, SpanContext, Tracer, Value};
+use microspan::{Baggage, Clock, Drain, Ring, Sampler, Session, SpanContext, Tracer, Value};
 use microspan_boards::{self as board, Irq};
 use microspan_serial::blocking::BlockingDrain;
 
@@ -68,7 +68,9 @@ pub const FRAME_BYTES: usize = 256;
 static RING: Ring<1024> = Ring::new();
 
 /// The tracer every span of this firmware goes through, from thread mode and from interrupts. Its
-/// clock's type is named (`with_clock`), so the record path reads the timer inline.
+/// clock's type is named (`with_clock`), so the record path reads the timer inline. The const
+/// sampler of the reference example (always sample), configured as such so that the root carries
+/// `sampler.type=const` and `sampler.param=true`, as the Jaeger Go client's root does.
 pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
     &RING,
     BoardClock,
@@ -76,7 +78,8 @@ pub static TRACER: Tracer<'static, BoardClock> = Tracer::with_clock(
         .device_id(DEVICE_ID)
         .boot_id(BOOT_ID)
         .firmware_version(FIRMWARE_VERSION),
-);
+)
+.with_sampler(Sampler::Const(true));
 
 /// The span context of `Foo`, handed from thread mode to the `Soft0` interrupt handler, which
 /// records a span that FollowsFrom it (a producer and its consumer).
