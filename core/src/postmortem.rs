@@ -605,7 +605,7 @@ mod host {
     /// or corrupted words. What follows may still be whole: the first later position, within
     /// one record's length, from which whole records run exactly to the end is taken for the
     /// next record, and the words before it become a pad (skipped, counted unread). Without such
-    /// a position the replay stops there.
+    /// a position (no whole records after it, or a second gap later) the replay stops there.
     fn resync(words: &[u32]) -> (Cow<'_, [u32]>, u32, u32) {
         let used = words.len();
         let mut at = 0;
@@ -750,12 +750,15 @@ mod host {
         ///
         /// The returned reference must not be used once the arena is dropped.
         unsafe fn keep(&self, s: String) -> &'static str {
-            let kept: Box<str> = s.into_boxed_str();
-            let ptr: *const str = &*kept;
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(kept);
-            // SAFETY: the string's heap allocation does not move when its `Box` moves into the
-            // vector, and is freed only when the arena is dropped (the vector only grows); the
-            // caller does not use the reference past that.
+            let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            kept.push(s.into_boxed_str());
+            // Taken from the stored box, after the move into the vector (a pointer taken before
+            // would be invalidated by that move of a `Box`).
+            let ptr: *const str = kept.last().map_or("", |b| &**b);
+            drop(kept);
+            // SAFETY: the string's heap allocation does not move when the vector reallocates
+            // (only the box's pointer is copied), and is freed only when the arena is dropped
+            // (the vector only grows); the caller does not use the reference past that.
             unsafe { &*ptr }
         }
     }

@@ -120,9 +120,11 @@ pub struct Tracer<'a, C: ?Sized + Clock = &'a dyn Clock> {
 pub struct Losses {
     /// Tags beyond [`MAX_TAGS_PER_SPAN`].
     pub tags_over_capacity: u8,
-    /// Log fields beyond [`MAX_FIELDS_PER_LOG`] (or beyond a record's size).
+    /// Log fields beyond [`MAX_FIELDS_PER_LOG`] (or beyond a record's size), references beyond
+    /// [`MAX_REFERENCES`], and baggage items refused: beyond the span's `B`, an empty key, a key
+    /// or value longer than its capacity, or lost on extraction.
     pub fields_over_capacity: u8,
-    /// Strings, keys and baggage cut to their capacity.
+    /// Strings and keys cut to their capacity (baggage is never cut: see [`Baggage::set`]).
     pub strings_truncated: u8,
     /// This span's own records (tags, logs, baggage, references) dropped because the ring was full.
     pub records_dropped: u8,
@@ -509,9 +511,11 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
 
     /// The id of a sampled span whose start was dropped (ring full), drawn when its context is
     /// first asked ([`Span::context`], off the record path): from the unsampled spans' counter,
-    /// so odd and never 0, and with a read-modify-write, so that two lost spans never share an
-    /// id (each may be the parent of spans in other services' traces). An unsampled draw racing
-    /// with it at another priority may repeat it; that unsampled span carries the unsampled flag.
+    /// so odd and never 0, and with a read-modify-write, so that two lost spans drawing at once
+    /// get two ids (each may be the parent of spans in other services' traces). An unsampled
+    /// draw (a load and a store, not atomic) preempted by lost draws can set the counter back, so
+    /// a later draw may repeat an id: rare, as it takes a full ring and unsampled spans drawn at
+    /// the same time at another priority or on another thread.
     #[cold]
     fn lost_id(&self) -> u32 {
         // Relaxed: a counter that publishes no other memory.

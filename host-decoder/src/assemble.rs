@@ -1346,9 +1346,9 @@ impl Assembler {
             (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
             (
                 losses.fields_over_capacity,
-                "log fields, baggage items or references were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, the span's baggage items, MICROSPAN_MAX_REFERENCES)",
+                "log fields, baggage items or references were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, MICROSPAN_MAX_REFERENCES, the span's baggage items B, MICROSPAN_MAX_BAGGAGE_KEY_LEN / MICROSPAN_MAX_BAGGAGE_VALUE_LEN), an empty baggage key, or baggage a carrier brought that did not fit",
             ),
-            (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (or baggage/key limits)"),
+            (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (keys to their own limit)"),
             (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
         ];
         for (n, what) in limits {
@@ -1401,10 +1401,10 @@ impl Assembler {
         };
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
-        let carrier_baggage = matches!(
-            st.parent,
-            Parent::Remote { .. } | Parent::LocalInTrace { .. }
-        );
+        // Only a span continuing a context from a carrier: its remote parent is named. (The
+        // descendants of such a span start as START_REMOTE too, naming their local parent, and a
+        // child of a span whose start was dropped names none; neither gets carried items.)
+        let carrier_baggage = matches!(st.parent, Parent::Remote { span: Some(_), .. });
         let (trace, root, parent_ref, baggage) = match st.parent {
             Parent::Root => (derived(st.id), st.id, None, Baggage::new()),
             Parent::Local { id, root } => {

@@ -398,7 +398,9 @@ pub struct Span {
     /// Logs, in recording order.
     pub logs: Logs,
     /// Baggage items visible on this span (its own and inherited). The items this span set are
-    /// also among its `logs` (`event=baggage, key, value`), as Jaeger clients log them.
+    /// also among its `logs` (`event=baggage, key, value`), as Jaeger clients log them, while the
+    /// span's logs are within the decoder's per-span limit
+    /// ([`Limits::max_items_per_span`](crate::assemble::Limits::max_items_per_span)).
     pub baggage: Baggage,
     /// Sampling flags (bit 0 sampled, bit 1 debug), as in Jaeger's `flags`.
     pub flags: u8,

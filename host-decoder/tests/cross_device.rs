@@ -359,6 +359,11 @@ fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
     let mut remote = TRACER.span("remote").extracted(ex).start();
     remote.set_tag("step", 1u32);
     remote.set_baggage("attempt", "2");
+    // A child of the continued span (recorded with the remote trace id named) sets an item
+    // right away: logged like any.
+    let mut retry = remote.child("retry");
+    retry.set_baggage("attempt", "3");
+    drop(retry);
     drop(remote);
     drop(root);
 
@@ -383,6 +388,10 @@ fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
         [("attempt".into(), "2".into(), false)]
     );
     assert!(remote.baggage.contains(&("region".into(), "north".into())));
+    assert_eq!(
+        baggage_logs(find("retry")),
+        [("attempt".into(), "3".into(), true)]
+    );
 }
 
 /// An upstream service's context.

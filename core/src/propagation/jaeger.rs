@@ -79,7 +79,8 @@ pub fn write_uber_trace_id(ctx: &SpanContext, w: &mut impl fmt::Write) -> fmt::R
 ///
 /// Returns the number of baggage items not written because their key cannot be part of a header
 /// name (not an RFC 7230 token: a space, `/`, `:`, a line break…): 0 when everything was written.
-/// Such items can only come from another carrier (the binary one carries any key).
+/// Such items are set locally (`set_baggage` takes any key) or come from the binary carrier,
+/// which carries any key: keep baggage keys to tokens, or check this count.
 pub fn inject<const B: usize>(
     ctx: &SpanContext,
     baggage: &Baggage<B>,

@@ -110,7 +110,8 @@ pub fn write_baggage<const B: usize>(baggage: &Baggage<B>, w: &mut impl fmt::Wri
 ///
 /// Returns the number of baggage items not written because W3C Baggage cannot carry their key
 /// (not an RFC 7230 token, e.g. `http/route`): 0 when everything was written. Such items can
-/// only come from another carrier (the binary one carries any key).
+/// be set locally (`set_baggage` takes any key) or come from the binary carrier, which carries
+/// any key: keep baggage keys to tokens, or check this count.
 pub fn inject<const B: usize>(
     ctx: &SpanContext,
     baggage: &Baggage<B>,

@@ -963,8 +963,8 @@ fn transport_error(e: &ureq::Error) -> String {
 }
 
 /// The longest `Retry-After` taken as said; a longer one (a collector's answer is untrusted:
-/// `2^63` seconds would overflow the clock) is taken as this. Either is more than
-/// `max_retry_after` allows, so the upload gives up on the attempt as it does for any long delay.
+/// `2^63` seconds would overflow the clock) is taken as this. With the default
+/// `max_retry_after` (60 s) either gives up on the attempt, as any long delay does.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3), at most [`RETRY_AFTER_CAP`].

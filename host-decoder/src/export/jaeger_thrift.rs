@@ -4,7 +4,7 @@
 //!
 //! Ids are the unsigned ids re-read as signed `i64`; a 128-bit trace id is split into
 //! `traceIdHigh`/`traceIdLow`; times are microseconds. `parentSpanId` is the first `ChildOf`
-//! reference and `references` lists all references (Jaeger keeps a parent that is already in the
+//! reference into the span's own trace and `references` lists all references (Jaeger keeps a parent that is already in the
 //! list only once). Baggage is logged as Jaeger clients log it; warnings, which Thrift has no
 //! field for, become the tag `microspan.warnings` (a JSON list, as Jaeger shows OTLP arrays).
 

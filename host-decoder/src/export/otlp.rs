@@ -3,7 +3,7 @@
 //! The mapping is the inverse of the OTLP→Jaeger rules Jaeger applies on ingest, so a span sent
 //! here looks in Jaeger as it does when sent as Thrift:
 //! - resource attributes: `service.name` and the process tags;
-//! - `parent_span_id`: the first `ChildOf` reference; every other reference becomes a link with
+//! - `parent_span_id`: the first `ChildOf` reference into the span's own trace; every other reference becomes a link with
 //!   the attribute `opentracing.ref_type` = `follows_from` / `child_of` (as the OpenTracing shim
 //!   writes it; Jaeger shows links as `FOLLOWS_FROM`);
 //! - logs (baggage items among them) → events named after their `event` field (else `log`, as
