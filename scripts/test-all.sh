@@ -72,6 +72,10 @@ if rustup toolchain list | grep -q '^nightly' && rustup component add --toolchai
     # -Zmiri-permissive-provenance: static strings travel through the ring as exposed addresses.
     PROPTEST_CASES=8 MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" \
         cargo +nightly miri test -q -p microspan --lib --target-dir target/miri
+    # The post-mortem replay (feature `std`) lends strings from an arena as `&'static str`.
+    MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" \
+        cargo +nightly miri test -q -p microspan --features std --lib --target-dir target/miri \
+        -- postmortem::tests::the_replay_goes_on postmortem::tests::baggage_longer
 else
     echo "Miri: no nightly toolchain on this machine; skipped" >&2
 fi
