@@ -604,53 +604,62 @@ mod host {
     /// evicted or handed back when the image was taken (both zero a record from its header on),
     /// or corrupted words. What follows may still be whole: the first later position, within
     /// one record's length, from which whole records run exactly to the end is taken for the
-    /// next record, and the words before it become a pad (skipped, counted unread). Without such
-    /// a position (no whole records after it, or a second gap later) the replay stops there.
+    /// next record, and the words before it become a pad (skipped, counted unread); so on for
+    /// each gap. Without such a position (nothing whole after a gap reads to the end) the replay
+    /// stops at the first gap.
     fn resync(words: &[u32]) -> (Cow<'_, [u32]>, u32, u32) {
         let used = words.len();
-        let mut at = 0;
-        while at < used {
-            match record_len(&words[at..]) {
-                Some(len) => at += len as usize,
-                None => break,
-            }
-        }
-        if at == used {
-            return (Cow::Borrowed(words), used as u32, 0);
-        }
-        // Whether whole records run from each position exactly to the end, worked out once per
-        // position (chains from different starts merge), so the search is linear in the ring.
-        const UNKNOWN: u8 = 0;
-        const REACHES: u8 = 1;
-        const FAILS: u8 = 2;
-        let mut state = vec![UNKNOWN; used + 1];
-        state[used] = REACHES;
-        let mut reaches_end = |from: usize| {
-            let mut path = Vec::new();
-            let mut p = from;
-            let result = loop {
-                if state[p] != UNKNOWN {
-                    break state[p];
-                }
-                path.push(p);
-                match record_len(&words[p..]) {
-                    Some(len) => p += len as usize,
-                    None => break FAILS,
-                }
+        let window = crate::ring::MAX_RECORD_WORDS as usize;
+        // Worked out from the end back, once per position (so linear in the ring):
+        // - `len[p]`: the length of the whole record at `p`, if one starts there;
+        // - `done[p]`: whether the used words from `p` on read to the end: a whole record whose
+        //   successor reads on, or (no record at `p`: a gap) a record starting within one
+        //   record's length after `p` that reads on;
+        // - `good[i]`: how many positions from `i` on start a record that reads on, to ask
+        //   "is there one in this window" in one subtraction.
+        let mut len = vec![0u32; used];
+        let mut done = vec![false; used + 1];
+        let mut good = vec![0u32; used + 2];
+        done[used] = true;
+        for p in (0..used).rev() {
+            let l = record_len(&words[p..]).unwrap_or(0);
+            len[p] = l;
+            done[p] = if l > 0 {
+                done[p + l as usize]
+            } else {
+                let end = (p + 1 + window).min(used);
+                good[p + 1] > good[end]
             };
-            for q in path {
-                state[q] = result;
+            good[p] = good[p + 1] + u32::from(l > 0 && done[p]);
+        }
+        let mut at = 0;
+        let mut patched: Option<Vec<u32>> = None;
+        let mut skipped = 0;
+        while at < used {
+            if len[at] > 0 && (done[at] || !done[0]) {
+                // A whole record (when nothing reads to the end, the records up to the first gap
+                // are still read).
+                at += len[at] as usize;
+                continue;
             }
-            result == REACHES
-        };
-        let last = (at + crate::ring::MAX_RECORD_WORDS as usize).min(used - 1);
-        let Some(next) = (at + 1..=last).find(|&q| reaches_end(q)) else {
-            return (Cow::Borrowed(words), at as u32, 0);
-        };
-        let mut patched = words.to_vec();
-        patched[at] = crate::ring::PAD | ((next - at) as u32) << 4;
-        patched[at + 1..next].fill(0);
-        (Cow::Owned(patched), used as u32, (next - at) as u32)
+            if !done[at] {
+                break;
+            }
+            // A gap: the next record that reads on becomes the end of a pad.
+            let next = (at + 1..(at + 1 + window).min(used))
+                .find(|&q| len[q] > 0 && done[q])
+                .unwrap_or(used);
+            let w = patched.get_or_insert_with(|| words.to_vec());
+            w[at] = crate::ring::PAD | ((next - at) as u32) << 4;
+            w[at + 1..next].fill(0);
+            skipped += (next - at) as u32;
+            at = next;
+        }
+        let read = at as u32;
+        match patched {
+            Some(w) => (Cow::Owned(w), read, skipped),
+            None => (Cow::Borrowed(words), read, 0),
+        }
     }
 
     /// Whether a 32-bit target's record header describes a record the drain can replay (RAM may be
@@ -941,6 +950,20 @@ mod tests {
         let mut torn = words.clone();
         torn[6] = 0;
         assert_eq!(replay(&torn), (2, 3));
+        // Two gaps (the oldest being evicted, a later one never committed): both skipped.
+        let four: Vec<u32> = [end(1), end(2), end(3), end(4)].concat();
+        let mut two = four.clone();
+        two[0] = 0;
+        two[6] = 0;
+        two[7] = 0xDEAD_BEE0;
+        assert_eq!(replay(&two), (2, 6));
+        // A second gap with nothing whole after it: the replay stops at the first.
+        let mut stuck = four.clone();
+        stuck[3] = 0;
+        stuck[9] = 0;
+        stuck[10] = 0;
+        stuck[11] = 0;
+        assert_eq!(replay(&stuck), (1, 9));
     }
 
     /// A baggage item longer than this host's own capacities (firmware built with larger
