@@ -327,6 +327,43 @@ fn jaeger_baggage_values_read_plus_as_a_space() {
 }
 
 #[test]
+fn the_jaeger_baggage_header_gives_baggage_with_or_without_a_trace() {
+    // Beside a context: its items join the uberctx- ones.
+    let headers = [
+        ("uber-trace-id", "1:1:0:1"),
+        ("uberctx-user", "alice"),
+        ("Jaeger-Baggage", " K1=v1, k2 = John+Smith ,bad, a=b=c ,=x"),
+    ];
+    let ex: Extracted<4> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+    assert!(ex.context.is_valid());
+    assert_eq!(ex.baggage.get("user"), Some("alice"));
+    assert_eq!(
+        ex.baggage.get("k1"),
+        Some("v1"),
+        "keys lower-cased as uberctx- ones"
+    );
+    assert_eq!(ex.baggage.get("k2"), Some("John Smith"));
+    assert_eq!(ex.baggage_dropped, 3, "`bad`, `a=b=c` and `=x`");
+
+    // Alone (baggage before any trace, e.g. from curl): an invalid context, so the span the
+    // builder starts is a new root that carries the baggage.
+    let ex: Extracted<2> =
+        jaeger::extract_from_headers([("jaeger-baggage", "tenant=acme")].iter().copied()).unwrap();
+    assert!(!ex.context.is_valid());
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(1));
+    let root = TRACER.span("request").extracted(ex).start();
+    assert!(root.is_recording() && root.context().is_valid());
+    assert_eq!(root.baggage_item("tenant"), Some("acme"));
+    // Neither header: not found, as before.
+    assert!(matches!(
+        jaeger::extract_from_headers::<2>([("x", "y")].iter().copied()),
+        Err(ExtractError::NotFound)
+    ));
+}
+
+#[test]
 fn jaeger_baggage_keys_are_lower_cased() {
     // Go's net/http canonicalises header names; the Jaeger clients lower-case them.
     let headers = [("Uber-Trace-Id", "1:1:0:1"), ("Uberctx-User-Id", "42")];

@@ -42,6 +42,9 @@ use crate::tracer::Baggage;
 pub const UBER_TRACE_ID: &str = "uber-trace-id";
 /// The prefix of baggage header names, `uberctx-`.
 pub const BAGGAGE_PREFIX: &str = "uberctx-";
+/// The header of ad-hoc baggage, `jaeger-baggage: k1=v1, k2=v2`: Jaeger clients read it to give
+/// a request baggage before any trace exists (from `curl`, a test client).
+pub const JAEGER_BAGGAGE: &str = "jaeger-baggage";
 
 /// Displays a context as an `uber-trace-id` value.
 #[derive(Clone, Copy)]
@@ -169,7 +172,10 @@ pub fn extract<'a, const B: usize>(
 }
 
 /// Extracts the context and every `uberctx-` baggage item from `(name, value)` header pairs
-/// (names match case-insensitively; keys are lower-cased; `+` in a value is a space). An item
+/// (names match case-insensitively; keys are lower-cased; `+` in a value is a space), and the
+/// items of a [`JAEGER_BAGGAGE`] header (the same rules). With that header and no `uber-trace-id`, the context is
+/// not valid (zero): [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) then starts a
+/// root that carries the baggage. An item
 /// whose key is not a token or is longer than [`MAX_BAGGAGE_KEY_LEN`], or whose value has a
 /// malformed `%` escape or is longer than
 /// [`MAX_BAGGAGE_VALUE_LEN`](crate::config::MAX_BAGGAGE_VALUE_LEN), is dropped and counted in
@@ -178,6 +184,7 @@ pub fn extract_from_headers<'a, const B: usize>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<Extracted<B>, ExtractError> {
     let mut id = None;
+    let mut ad_hoc = false;
     for (name, value) in headers.clone() {
         if name.eq_ignore_ascii_case(UBER_TRACE_ID) {
             if id.is_some() {
@@ -186,10 +193,24 @@ pub fn extract_from_headers<'a, const B: usize>(
                 ));
             }
             id = Some(value);
+        } else if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) {
+            ad_hoc = true;
         }
     }
-    let mut ex = Extracted::new(parse_uber_trace_id(id.ok_or(ExtractError::NotFound)?)?);
+    let context = match id {
+        Some(value) => parse_uber_trace_id(value)?,
+        // Baggage before any trace: a context that is not valid, which `SpanBuilder::extracted`
+        // ignores, so the span it starts is a root carrying the baggage (as Jaeger clients start
+        // one).
+        None if ad_hoc => SpanContext::default(),
+        None => return Err(ExtractError::NotFound),
+    };
+    let mut ex = Extracted::new(context);
     for (name, value) in headers {
+        if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) {
+            add_ad_hoc(&mut ex, value);
+            continue;
+        }
         let Some(prefix) = name.get(..BAGGAGE_PREFIX.len()) else {
             continue;
         };
@@ -203,6 +224,24 @@ pub fn extract_from_headers<'a, const B: usize>(
         ex.add_percent_encoded(&key, trim_ows(value), true);
     }
     Ok(ex)
+}
+
+/// The items of a `jaeger-baggage` value: `key=value` members separated by `,`, white space
+/// around them trimmed, values percent-decoded with `+` as a space (as the Go client's
+/// `url.QueryUnescape`), keys lower-cased like `uberctx-` ones (so that they read back the same
+/// after an `inject`); a member without exactly one `=`, or whose key is not a token, is dropped
+/// and counted.
+fn add_ad_hoc<const B: usize>(ex: &mut Extracted<B>, value: &str) {
+    for member in value.split(',').map(trim_ows).filter(|m| !m.is_empty()) {
+        let item = member
+            .split_once('=')
+            .filter(|(_, value)| !value.contains('='))
+            .and_then(|(key, value)| Some((lower_case_key(trim_ows(key))?, value)));
+        match item {
+            Some((key, value)) => ex.add_percent_encoded(&key, trim_ows(value), true),
+            None => ex.note_dropped(),
+        }
+    }
 }
 
 /// A baggage key from a header name, lower-cased (as the Jaeger clients read it: Go's
