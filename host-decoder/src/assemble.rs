@@ -1257,17 +1257,14 @@ impl Assembler {
                             bag.push((key.into(), value.into()));
                         }
                         let mut b = ITEM_OVERHEAD + key.len() + value.len();
+                        // Logged on this span (unless a carrier brought it), as Jaeger clients log
+                        // `SetBaggageItem` (`override` when the key was already in the context,
+                        // its own or inherited; `truncated` when cut to the decoder's string
+                        // limit). The device does not time the item: it is logged at the span's
+                        // latest time seen, which keeps its order among the span's logs.
                         if st.carrier_baggage {
-                            st.bytes += b;
-                            self.bytes_held += b;
-                            return;
-                        }
-                        // Logged on this span, as Jaeger clients log `SetBaggageItem` (`override`
-                        // when the key was already in the context, its own or inherited;
-                        // `truncated` when cut to the decoder's string limit). The
-                        // device does not time the item: it is logged at the span's latest time
-                        // seen, which keeps its order among the span's logs.
-                        if s.logs.len() < limits.max_items_per_span {
+                            // Brought by a carrier: logged where it was set, upstream.
+                        } else if s.logs.len() < limits.max_items_per_span {
                             let text = |t: &str| Value::Str(t.into());
                             let mut fields: KeyValues = smallvec![
                                 KeyValue::new("event", text("baggage")),

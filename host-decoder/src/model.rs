@@ -268,6 +268,11 @@ impl KeyValue {
             value,
         }
     }
+
+    /// `true` for the tag `error=true` (OpenTracing's mark of a failed span).
+    pub fn is_error_true(&self) -> bool {
+        self.key == "error" && self.value == Value::Bool(true)
+    }
 }
 
 /// The kind of a reference between spans.
@@ -427,9 +432,7 @@ impl Span {
 
     /// `true` when the span carries the tag `error=true`.
     pub fn is_error(&self) -> bool {
-        self.tags
-            .iter()
-            .any(|t| t.key == "error" && t.value == Value::Bool(true))
+        self.tags.iter().any(KeyValue::is_error_true)
     }
 
     /// The value of a tag, if present.

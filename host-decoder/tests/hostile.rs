@@ -946,17 +946,8 @@ fn write_seed_corpus() {
 #[test]
 fn postmortem_seeds_replay_every_record() {
     use microspan::postmortem::RingImage;
-    struct Flat(Vec<u8>);
-    impl microspan::postmortem::TargetMemory for Flat {
-        fn read(&self, addr: u32, len: usize) -> Option<Vec<u8>> {
-            let start = addr.checked_sub(fuzz_logic::IMAGE_BASE)? as usize;
-            self.0
-                .get(start..start.checked_add(len)?)
-                .map(<[u8]>::to_vec)
-        }
-    }
     for (name, input) in fuzz_logic::postmortem_seeds() {
-        let mem = Flat(input[1..].to_vec());
+        let mem = fuzz_logic::Image(input[1..].to_vec());
         let image = RingImage::read(&mem, fuzz_logic::IMAGE_BASE).unwrap();
         let replay = image.to_stream(&mem);
         let expect = if name == "open-at-crash" { 6 } else { 11 };

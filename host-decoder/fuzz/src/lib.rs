@@ -322,7 +322,7 @@ pub fn unframe(stream: &[u8]) -> Vec<u8> {
 pub const IMAGE_BASE: u32 = 0x2000_0000;
 
 /// A RAM image at [`IMAGE_BASE`].
-struct Image(Vec<u8>);
+pub struct Image(pub Vec<u8>);
 
 impl microspan::postmortem::TargetMemory for Image {
     fn read(&self, addr: u32, len: usize) -> Option<Vec<u8>> {

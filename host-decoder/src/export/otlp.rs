@@ -143,7 +143,7 @@ fn otlp_span(span: &Span) -> OtlpSpan {
     let mut attributes = Vec::with_capacity(span.tags.len() + 2);
     let error = span.is_error();
     for tag in &span.tags {
-        if error && tag.key == "error" && tag.value == Value::Bool(true) {
+        if error && tag.is_error_true() {
             continue;
         }
         if tag.key == "span.kind" {

@@ -386,12 +386,6 @@ fn is_kind_tag(t: &KeyValue) -> bool {
     t.key == "span.kind" && span_kind(&t.value).is_some()
 }
 
-/// `error=true`, which became the status ERROR (it is not an attribute: Jaeger turns the status
-/// back into this tag).
-fn is_error_tag(t: &KeyValue) -> bool {
-    t.key == "error" && t.value == Value::Bool(true)
-}
-
 const INCOMPLETE: Any<'static> = Any::One(Portable::Bool(true));
 
 /// The attributes after the tags: the warnings (a string array) and the incomplete mark.
@@ -461,11 +455,13 @@ fn write_span(o: &mut Vec<u8>, span: &Span) {
         8,
         span.start_unix_nanos.saturating_add(span.duration_nanos),
     );
+    // `error=true` became the status ERROR: not also an attribute (Jaeger turns the status back
+    // into the tag, which would then show twice).
     let error = span.is_error();
     for t in span
         .tags
         .iter()
-        .filter(|t| !(is_kind_tag(t) || error && is_error_tag(t)))
+        .filter(|t| !(is_kind_tag(t) || error && t.is_error_true()))
     {
         write_tag(o, 9, t);
     }
