@@ -17,6 +17,7 @@ const OTLP: Protocol = Protocol {
     ok: 200,
     path: "/v1/traces",
     content_type: "application/x-protobuf",
+    retries_500: false,
 };
 
 #[test]
@@ -32,6 +33,11 @@ fn retry_after_seconds_is_honoured() {
 #[test]
 fn bad_request_is_not_retried() {
     scenarios::bad_request_is_not_retried(&OTLP);
+}
+
+#[test]
+fn server_error() {
+    scenarios::server_error(&OTLP);
 }
 
 #[test]

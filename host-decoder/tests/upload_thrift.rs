@@ -17,6 +17,7 @@ const THRIFT: Protocol = Protocol {
     ok: 202,
     path: "/api/traces",
     content_type: "application/x-thrift",
+    retries_500: true,
 };
 
 #[test]
@@ -32,6 +33,11 @@ fn retry_after_seconds_is_honoured() {
 #[test]
 fn bad_request_is_not_retried() {
     scenarios::bad_request_is_not_retried(&THRIFT);
+}
+
+#[test]
+fn server_error() {
+    scenarios::server_error(&THRIFT);
 }
 
 #[test]

@@ -11,6 +11,12 @@
 //! - **Success**: any 2xx (OTLP answers 200, possibly with `partial_success`; Jaeger 202).
 //! - **Retried**: 429, 502, 503, 504 and connection errors, after `Retry-After` (seconds or an
 //!   HTTP date) when the answer has one, else after an exponential backoff with jitter.
+//! - **Retried, then rejected**: 500 from a collector whose 500 means "well-formed, not stored
+//!   now" ([`Endpoint::retries_500`]: Jaeger's `/api/traces` answers 400 to a body it cannot
+//!   parse and 500 when its pipeline refuses the batch, a full queue or a storage error).
+//!   Retried in place like a 503, but once `max_attempts` are spent the spans are counted as
+//!   rejected with the collector's message instead of parked: a batch the collector keeps
+//!   refusing would otherwise come back from the spool forever.
 //! - **Not retried**: every other status; the spans are counted as rejected and the error says
 //!   why.
 //! - A request that still fails after `max_attempts` is parked in the spool and the worker waits
@@ -262,6 +268,10 @@ pub(crate) struct Endpoint {
     pub partial: fn(&[u8]) -> Option<(u64, String)>,
     /// Reads an error body into a readable message.
     pub error_message: fn(&[u8]) -> String,
+    /// HTTP 500 may pass: retried, then rejected (not parked) once `max_attempts` are spent.
+    /// OTLP says 500 is not retryable; Jaeger's Thrift endpoint answers 500 for a batch it
+    /// parsed but could not pass on.
+    pub retries_500: bool,
 }
 
 #[derive(Default)]
@@ -590,7 +600,11 @@ enum Outcome {
 /// One try.
 enum Attempt {
     Done(Outcome),
+    /// Retryable (after this `Retry-After`, if any); parked once the attempts are spent.
     Retry(Option<Duration>),
+    /// Retryable, but rejected with this error (not parked) once the attempts are spent or
+    /// the collector asks for a longer wait than `max_retry_after`.
+    RetryOrReject(Option<Duration>, ExportError),
 }
 
 struct Worker {
@@ -818,16 +832,21 @@ impl Worker {
                 return Outcome::Interrupted;
             }
             attempt += 1;
-            let retry_after = match self.attempt(p) {
+            let (retry_after, rejected) = match self.attempt(p, attempt) {
                 Attempt::Done(outcome) => return outcome,
-                Attempt::Retry(retry_after) => retry_after,
+                Attempt::Retry(retry_after) => (retry_after, None),
+                Attempt::RetryOrReject(retry_after, error) => (retry_after, Some(error)),
+            };
+            // Parked (the pause still honours the collector's Retry-After), or rejected.
+            let give_up = |pause: Duration| match rejected {
+                Some(error) => Outcome::Rejected(error),
+                None => Outcome::GaveUp(pause),
             };
             if attempt >= max_attempts {
-                // Parked: the pause still honours the collector's Retry-After.
-                return Outcome::GaveUp(retry_after.unwrap_or(self.config.max_backoff));
+                return give_up(retry_after.unwrap_or(self.config.max_backoff));
             }
             let delay = match retry_after {
-                Some(d) if d > self.config.max_retry_after => return Outcome::GaveUp(d),
+                Some(d) if d > self.config.max_retry_after => return give_up(d),
                 Some(d) => d,
                 None => self.backoff(attempt),
             };
@@ -876,7 +895,8 @@ impl Worker {
         }
     }
 
-    fn attempt(&mut self, p: &Payload) -> Attempt {
+    /// Try number `n` (from 1).
+    fn attempt(&mut self, p: &Payload, n: u32) -> Attempt {
         lock(&self.shared.stats).requests += 1;
         let mut request = self
             .agent
@@ -928,13 +948,22 @@ impl Worker {
                 lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
                 Attempt::Retry(retry_after)
             }
-            _ => Attempt::Done(Outcome::Rejected(ExportError::Rejected {
-                endpoint: self.shown.clone(),
-                status,
-                body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
-                spans: p.spans,
-                hint: hint(status),
-            })),
+            _ => {
+                let error = ExportError::Rejected {
+                    endpoint: self.shown.clone(),
+                    status,
+                    attempts: n,
+                    body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
+                    spans: p.spans,
+                    hint: hint(status),
+                };
+                if status == 500 && self.endpoint.retries_500 {
+                    lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
+                    Attempt::RetryOrReject(retry_after, error)
+                } else {
+                    Attempt::Done(Outcome::Rejected(error))
+                }
+            }
         }
     }
 }
@@ -947,6 +976,7 @@ fn hint(status: u16) -> &'static str {
         404 | 405 => "wrong path; --otlp takes the base URL (e.g. http://localhost:4318), --jaeger-thrift the full URL (e.g. http://localhost:14268/api/traces)",
         413 => "the request is too large for the collector; lower the spans per request",
         415 => "the collector does not accept this content type; check that the URL is for this protocol",
+        500 => "the collector could not pass the request on (a full queue, a storage or pipeline error); check its logs and its storage",
         _ => "the collector refused the request; check its logs",
     }
 }

@@ -150,6 +150,9 @@ impl JaegerThriftHttp {
             content_type: "application/x-thrift",
             partial: |_| None,
             error_message: text_snippet,
+            // Jaeger answers 400 to a body it cannot parse and 500 when its pipeline refuses
+            // a parsed batch (a full queue, a storage error): that may pass.
+            retries_500: true,
         };
         Ok(Self {
             uploader: Uploader::start(endpoint, &config)?,

@@ -228,13 +228,16 @@ pub enum ExportError {
         /// A correct example.
         example: &'static str,
     },
-    /// The receiver refused a request with a status that must not be retried.
-    #[error("{endpoint} refused {spans} spans with HTTP {status}{}; not retried: {hint}", fmt_body(.body))]
+    /// The receiver refused a request with a status that must not be retried, or (Jaeger's
+    /// 500) kept refusing it until the attempts were spent.
+    #[error("{endpoint} refused {spans} spans with HTTP {status}{}; {}: {hint}", fmt_body(.body), fmt_attempts(*.attempts))]
     Rejected {
         /// The URL.
         endpoint: String,
         /// The HTTP status.
         status: u16,
+        /// Requests sent: 1 when the status is not retried.
+        attempts: u32,
         /// The start of the response body.
         body: String,
         /// Spans in the refused request.
@@ -305,6 +308,14 @@ pub enum ExportError {
         /// The exporter.
         exporter: String,
     },
+}
+
+fn fmt_attempts(attempts: u32) -> String {
+    if attempts <= 1 {
+        "not retried".into()
+    } else {
+        format!("still refused after {attempts} attempts")
+    }
 }
 
 fn fmt_body(body: &str) -> String {

@@ -307,6 +307,8 @@ impl OtlpHttp {
             content_type: "application/x-protobuf",
             partial: otlp_partial,
             error_message: otlp_error_message,
+            // OTLP/HTTP: only 429, 502, 503 and 504 are retryable.
+            retries_500: false,
         };
         Ok(Self {
             uploader: Uploader::start(endpoint, &config)?,

@@ -17,6 +17,8 @@ pub struct Protocol {
     /// The path requests must go to.
     pub path: &'static str,
     pub content_type: &'static str,
+    /// Whether HTTP 500 is retried (Jaeger Thrift) or refused at once (OTLP).
+    pub retries_500: bool,
 }
 
 fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
@@ -111,6 +113,70 @@ pub fn bad_request_is_not_retried(p: &Protocol) {
         text.contains("HTTP 400")
             && text.contains("bad request: no spans")
             && text.contains("not retried"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .all(|d| std::fs::read_dir(d.unwrap().path())
+                .unwrap()
+                .next()
+                .is_none()),
+        "nothing spooled"
+    );
+}
+
+/// HTTP 500: Jaeger's answer when its pipeline refuses a parsed batch, which may pass: retried,
+/// and once the attempts are spent rejected with the collector's message, never parked (a batch
+/// refused for good would come back from the spool forever). OTLP says 500 is not retryable:
+/// one request, rejected.
+pub fn server_error(p: &Protocol) {
+    // A 500 that passes: delivered after one retry.
+    let rx = Receiver::start(vec![Reply::status(500)], Reply::status(p.ok));
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = (p.make)(&rx.url(), fast_config(dir.path()));
+    exporter.export(&numbered_batch(1, 2)).unwrap();
+    let summary = exporter.finish().unwrap();
+    if p.retries_500 {
+        assert_eq!(accepted_ids(&rx.received(), p.decode), ids(1..=2));
+        assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+        assert_eq!((rx.received().len(), summary.retries), (2, 1), "{summary}");
+    } else {
+        assert_eq!(rx.received().len(), 1, "not retried");
+        assert_eq!((summary.delivered, summary.rejected), (0, 2), "{summary}");
+    }
+
+    // A 500 that does not pass: `max_attempts` requests, then rejected with the body.
+    let body = "Cannot submit Jaeger batch: queue is full";
+    let rx = Receiver::start(vec![], Reply::status(500).body(body));
+    let dir = tempfile::tempdir().unwrap();
+    let config = fast_config(dir.path());
+    let attempts = if p.retries_500 {
+        config.max_attempts
+    } else {
+        1
+    };
+    let mut exporter = (p.make)(&rx.url(), config);
+    exporter.export(&numbered_batch(1, 2)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(rx.received().len(), attempts as usize);
+    assert_eq!(
+        (summary.delivered, summary.rejected, summary.spooled),
+        (0, 2, 0),
+        "{summary}"
+    );
+    let err = summary
+        .errors
+        .iter()
+        .find(|e| matches!(e, ExportError::Rejected { status: 500, .. }));
+    let text = err.expect("a Rejected error").to_string();
+    let tried = if p.retries_500 {
+        format!("still refused after {attempts} attempts")
+    } else {
+        "not retried".to_string()
+    };
+    assert!(
+        text.contains("HTTP 500") && text.contains(body) && text.contains(&tried),
         "{text}"
     );
     assert!(
