@@ -54,6 +54,13 @@ for target in thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv3
     done
 done
 
+step "single-core is refused on a target with an OS (its threads run on several cores)"
+if out=$(cargo build -q --locked -p microspan --features single-core 2>&1); then
+    echo "microspan built with single-core for the host: the guard in core/src/lib.rs is gone"; exit 1
+fi
+grep -q "feature \`single-core\` is for bare-metal chips" <<<"$out" || { echo "$out"; exit 1; }
+echo "refused, as it should be"
+
 step "tests"
 cargo test --workspace --locked
 

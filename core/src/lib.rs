@@ -8,6 +8,16 @@
 // text without it.
 #![cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
 
+// `single-core` drops the ring's memory barriers: sound on one core (thread mode and its
+// interrupt handlers), a data race between threads of a desktop or server OS, which run on
+// several cores. Refused where an OS schedules the code; the loom model brings its own.
+#[cfg(all(feature = "single-core", not(target_os = "none"), not(loom)))]
+compile_error!(
+    "microspan: feature `single-core` is for bare-metal chips with one core (target_os = \"none\"); \
+     on this target threads run on several cores and the ring needs its memory barriers: \
+     turn the feature off"
+);
+
 // First: its macros (`warn!`, `debug!`) are in scope in the modules below.
 #[macro_use]
 mod fmt;
