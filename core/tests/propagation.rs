@@ -356,10 +356,53 @@ fn the_jaeger_baggage_header_gives_baggage_with_or_without_a_trace() {
     let root = TRACER.span("request").extracted(ex).start();
     assert!(root.is_recording() && root.context().is_valid());
     assert_eq!(root.baggage_item("tenant"), Some("acme"));
+    // `uberctx-` headers alone do the same, as the Jaeger clients' extractors do.
+    let ex: Extracted<2> =
+        jaeger::extract_from_headers([("Uberctx-Tenant", "acme")].iter().copied()).unwrap();
+    assert!(!ex.context.is_valid());
+    assert_eq!(ex.baggage.get("tenant"), Some("acme"));
     // Neither header: not found, as before.
     assert!(matches!(
         jaeger::extract_from_headers::<2>([("x", "y")].iter().copied()),
         Err(ExtractError::NotFound)
+    ));
+}
+
+#[test]
+fn w3c_baggage_without_traceparent_starts_a_root_that_carries_it() {
+    // W3C Baggage does not depend on Trace Context (OpenTelemetry's propagators read it alone).
+    let lookup = |n: &str| (n == "baggage").then_some("tenant=acme, bad item");
+    let ex: Extracted<2> = w3c::extract(lookup).unwrap();
+    assert!(!ex.context.is_valid());
+    assert_eq!(ex.baggage.get("tenant"), Some("acme"));
+    assert_eq!(ex.baggage_dropped, 1, "the malformed member is counted");
+    let headers = [("Baggage", "tenant=acme"), ("baggage", "user=bob")];
+    let ex: Extracted<2> = w3c::extract_from_headers(headers.iter().copied()).unwrap();
+    assert!(!ex.context.is_valid());
+    assert_eq!(
+        (ex.baggage.get("tenant"), ex.baggage.get("user")),
+        (Some("acme"), Some("bob"))
+    );
+
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(1));
+    let root = TRACER.span("request").extracted(ex).start();
+    assert!(root.is_recording() && root.context().is_valid());
+    assert_eq!(root.baggage_item("user"), Some("bob"));
+
+    // A blank `baggage` header and no `traceparent`: nothing found.
+    for headers in [&[][..], &[("baggage", " , ")][..]] {
+        assert!(matches!(
+            w3c::extract_from_headers::<2>(headers.iter().copied()),
+            Err(ExtractError::NotFound)
+        ));
+    }
+    // A bad `traceparent` is still reported, baggage or not.
+    let headers = [("traceparent", "garbage"), ("baggage", "a=1")];
+    assert!(matches!(
+        w3c::extract_from_headers::<2>(headers.iter().copied()),
+        Err(ExtractError::Corrupted(_))
     ));
 }
 

@@ -173,9 +173,10 @@ pub fn extract<'a, const B: usize>(
 
 /// Extracts the context and every `uberctx-` baggage item from `(name, value)` header pairs
 /// (names match case-insensitively; keys are lower-cased; `+` in a value is a space), and the
-/// items of a [`JAEGER_BAGGAGE`] header (the same rules). With that header and no `uber-trace-id`, the context is
-/// not valid (zero): [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) then starts a
-/// root that carries the baggage. An item
+/// items of a [`JAEGER_BAGGAGE`] header (the same rules). With baggage (either kind of header)
+/// and no `uber-trace-id`, the context is not valid (zero), as with the Jaeger clients:
+/// [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) then starts a root that carries
+/// the baggage. An item
 /// whose key is not a token or is longer than [`MAX_BAGGAGE_KEY_LEN`], or whose value has a
 /// malformed `%` escape or is longer than
 /// [`MAX_BAGGAGE_VALUE_LEN`](crate::config::MAX_BAGGAGE_VALUE_LEN), is dropped and counted in
@@ -184,7 +185,7 @@ pub fn extract_from_headers<'a, const B: usize>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<Extracted<B>, ExtractError> {
     let mut id = None;
-    let mut ad_hoc = false;
+    let mut baggage = false;
     for (name, value) in headers.clone() {
         if name.eq_ignore_ascii_case(UBER_TRACE_ID) {
             if id.is_some() {
@@ -193,8 +194,8 @@ pub fn extract_from_headers<'a, const B: usize>(
                 ));
             }
             id = Some(value);
-        } else if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) {
-            ad_hoc = true;
+        } else if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) || is_baggage_header(name) {
+            baggage = true;
         }
     }
     let context = match id {
@@ -202,7 +203,7 @@ pub fn extract_from_headers<'a, const B: usize>(
         // Baggage before any trace: a context that is not valid, which `SpanBuilder::extracted`
         // ignores, so the span it starts is a root carrying the baggage (as Jaeger clients start
         // one).
-        None if ad_hoc => SpanContext::default(),
+        None if baggage => SpanContext::default(),
         None => return Err(ExtractError::NotFound),
     };
     let mut ex = Extracted::new(context);
@@ -211,10 +212,7 @@ pub fn extract_from_headers<'a, const B: usize>(
             add_ad_hoc(&mut ex, value);
             continue;
         }
-        let Some(prefix) = name.get(..BAGGAGE_PREFIX.len()) else {
-            continue;
-        };
-        if !prefix.eq_ignore_ascii_case(BAGGAGE_PREFIX) {
+        if !is_baggage_header(name) {
             continue;
         }
         let Some(key) = lower_case_key(&name[BAGGAGE_PREFIX.len()..]) else {
@@ -224,6 +222,12 @@ pub fn extract_from_headers<'a, const B: usize>(
         ex.add_percent_encoded(&key, trim_ows(value), true);
     }
     Ok(ex)
+}
+
+/// `true` for a `uberctx-{key}` header name (any case).
+fn is_baggage_header(name: &str) -> bool {
+    name.get(..BAGGAGE_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(BAGGAGE_PREFIX))
 }
 
 /// The items of a `jaeger-baggage` value: `key=value` members separated by `,`, white space
@@ -364,10 +368,14 @@ mod tests {
     #[test]
     fn not_found() {
         assert_eq!(extract::<0>(|_| None), Err(ExtractError::NotFound));
-        let only_baggage = [("uberctx-a", "1")];
+        let nothing = [("x-uberctx-a", "1"), ("uberctx", "2")];
         assert_eq!(
-            extract_from_headers::<1>(only_baggage.iter().copied()),
+            extract_from_headers::<1>(nothing.iter().copied()),
             Err(ExtractError::NotFound)
         );
+        // Baggage alone is a baggage-only context (see the integration tests).
+        let only_baggage = [("uberctx-a", "1")];
+        assert!(extract_from_headers::<1>(only_baggage.iter().copied())
+            .is_ok_and(|ex| !ex.context.is_valid() && ex.baggage.get("a") == Some("1")));
     }
 }

@@ -164,19 +164,19 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// new span ([`Losses::fields_over_capacity`](crate::tracer::Losses::fields_over_capacity)),
     /// so the decoder shows a Jaeger warning on it.
     ///
-    /// A carrier with baggage but no context (a `baggage` header without `traceparent`) starts a
-    /// new trace with that baggage: parse it into an `Extracted` of an invalid (zero) context,
-    /// which `child_of` ignores.
+    /// A carrier with baggage but no context (a `baggage` header without `traceparent`, `uberctx-`
+    /// headers without `uber-trace-id`) extracts to an invalid (zero) context with the items,
+    /// which `child_of` ignores: the span starts a new trace that carries the baggage.
     ///
     /// ```
     /// use microspan::propagation::{w3c, Extracted};
-    /// use microspan::SpanContext;
     /// # use microspan::{Clock, Ring, Session, Tracer};
     /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
     /// # static RING: Ring<256> = Ring::new();
     /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("gateway"));
-    /// let mut ex: Extracted<2> = Extracted::new(SpanContext::default());
-    /// w3c::parse_baggage_into("tenant=acme", &mut ex);
+    /// let headers = [("baggage", "tenant=acme")];
+    /// let ex: Extracted<2> = w3c::extract_from_headers(headers.iter().copied()).unwrap();
+    /// assert!(!ex.context.is_valid());
     /// let span = TRACER.span("handle").extracted(ex).start();
     /// assert!(span.context().is_valid());
     /// assert_eq!(span.baggage_item("tenant"), Some("acme"));

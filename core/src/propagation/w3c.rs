@@ -35,10 +35,11 @@
 //!   and ignored. A member whose key or value is longer than its capacity is dropped and
 //!   counted, never cut: the specification forbids propagating partial members. Several
 //!   `baggage` headers are combined ([`extract_from_headers`]); with a lookup closure, join
-//!   them with `,`. The extractors need a `traceparent` (without one they return
-//!   [`NotFound`](super::ExtractError::NotFound) and ignore `baggage`); to keep the baggage of
-//!   a message that has none, parse it with [`parse_baggage_into`] (see
-//!   [`SpanBuilder::extracted`](crate::SpanBuilder::extracted)).
+//!   them with `,`. W3C Baggage does not depend on Trace Context: a `baggage` header without
+//!   `traceparent` gives a context that is not valid (zero) with the items, and
+//!   [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) starts a root that carries them,
+//!   as OpenTelemetry's propagators do; with neither header the extractors return
+//!   [`NotFound`](super::ExtractError::NotFound).
 
 use core::fmt;
 
@@ -202,30 +203,56 @@ pub fn parse_baggage_into<const B: usize>(value: &str, ex: &mut Extracted<B>) {
 pub fn extract<'a, const B: usize>(
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Extracted<B>, ExtractError> {
-    let tp = get(TRACEPARENT).ok_or(ExtractError::NotFound)?;
-    let mut ex = Extracted::new(parse_traceparent(tp)?);
-    if let Some(b) = get(BAGGAGE) {
+    let baggage = get(BAGGAGE);
+    let mut ex = Extracted::new(context_or_baggage_only(
+        get(TRACEPARENT),
+        baggage.is_some_and(has_members),
+    )?);
+    if let Some(b) = baggage {
         parse_baggage_into(b, &mut ex);
     }
     Ok(ex)
 }
 
+/// The context of a `traceparent`; without one, the zero context when there is baggage (a root
+/// carrying it), else `NotFound`.
+fn context_or_baggage_only(
+    traceparent: Option<&str>,
+    baggage: bool,
+) -> Result<SpanContext, ExtractError> {
+    match traceparent {
+        Some(tp) => parse_traceparent(tp),
+        None if baggage => Ok(SpanContext::default()),
+        None => Err(ExtractError::NotFound),
+    }
+}
+
+/// `true` when a `baggage` value lists at least one member (well-formed or not: a malformed
+/// one is counted as dropped on the span that carries the rest).
+fn has_members(value: &str) -> bool {
+    value.split(',').any(|m| !trim_ows(m).is_empty())
+}
+
 /// Extracts a context (and its baggage) from `(name, value)` header pairs; names match
 /// case-insensitively, several `baggage` headers are combined, two `traceparent` headers are
-/// `Corrupted`.
+/// `Corrupted`. Baggage without `traceparent` gives a context that is not valid, with the items
+/// (see the [module docs](self)).
 pub fn extract_from_headers<'a, const B: usize>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<Extracted<B>, ExtractError> {
     let mut tp = None;
+    let mut baggage = false;
     for (name, value) in headers.clone() {
         if name.eq_ignore_ascii_case(TRACEPARENT) {
             if tp.is_some() {
                 return Err(ExtractError::Corrupted("more than one traceparent header"));
             }
             tp = Some(value);
+        } else if name.eq_ignore_ascii_case(BAGGAGE) {
+            baggage |= has_members(value);
         }
     }
-    let mut ex = Extracted::new(parse_traceparent(tp.ok_or(ExtractError::NotFound)?)?);
+    let mut ex = Extracted::new(context_or_baggage_only(tp, baggage)?);
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(BAGGAGE) {
             parse_baggage_into(value, &mut ex);
@@ -563,8 +590,8 @@ mod tests {
     fn not_found_vs_corrupted() {
         let none = |_: &str| -> Option<&str> { None };
         assert_eq!(extract::<0>(none), Err(ExtractError::NotFound));
-        let only_baggage = |n: &str| (n == BAGGAGE).then_some("a=1");
-        assert_eq!(extract::<0>(only_baggage), Err(ExtractError::NotFound));
+        let blank_baggage = |n: &str| (n == BAGGAGE).then_some(" , ");
+        assert_eq!(extract::<0>(blank_baggage), Err(ExtractError::NotFound));
         let bad = |n: &str| (n == TRACEPARENT).then_some("garbage");
         assert!(matches!(extract::<0>(bad), Err(ExtractError::Corrupted(_))));
         let two = [("traceparent", "a"), ("TRACEPARENT", "b")];
