@@ -25,6 +25,17 @@ fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
     range.collect()
 }
 
+/// Every spool subdirectory under `dir` is empty.
+fn assert_nothing_spooled(dir: &std::path::Path) {
+    let empty = |d: std::path::PathBuf| std::fs::read_dir(d).unwrap().next().is_none();
+    assert!(
+        std::fs::read_dir(dir)
+            .unwrap()
+            .all(|d| empty(d.unwrap().path())),
+        "nothing spooled"
+    );
+}
+
 /// 503 (without and with Retry-After), 429, 502, 504, then success: every span exactly once.
 pub fn retryable_answers_then_success(p: &Protocol) {
     let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
@@ -115,15 +126,7 @@ pub fn bad_request_is_not_retried(p: &Protocol) {
             && text.contains("not retried"),
         "{text}"
     );
-    assert!(
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .all(|d| std::fs::read_dir(d.unwrap().path())
-                .unwrap()
-                .next()
-                .is_none()),
-        "nothing spooled"
-    );
+    assert_nothing_spooled(dir.path());
 }
 
 /// HTTP 500: Jaeger's answer when its pipeline refuses a parsed batch, which may pass: retried,
@@ -179,15 +182,7 @@ pub fn server_error(p: &Protocol) {
         text.contains("HTTP 500") && text.contains(body) && text.contains(&tried),
         "{text}"
     );
-    assert!(
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .all(|d| std::fs::read_dir(d.unwrap().path())
-                .unwrap()
-                .next()
-                .is_none()),
-        "nothing spooled"
-    );
+    assert_nothing_spooled(dir.path());
 }
 
 /// The collector is down (connection refused) for a while, then comes up: everything arrives
