@@ -808,9 +808,12 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             }
             record::BAGGAGE => {
                 let span = r.word();
-                let key_len = (h.payload() & 0x3FF) as usize;
-                let value_len = (h.payload() >> 10) as usize;
-                w.put_c(tag::EXT | ext::BAGGAGE);
+                let key_len = (h.payload() & record::BAGGAGE_KEY_MASK) as usize;
+                let value_len = (h.payload() >> record::BAGGAGE_VALUE_SHIFT) as usize;
+                // Kind 7, or 13 for a carried item: the carried bits (8 and 9, both set) are 6
+                // at bits 1–2, so the tag byte takes no branch.
+                let carried = ((h.payload() & record::BAGGAGE_CARRIED) >> 7) as u8;
+                w.put_c(tag::EXT | (ext::BAGGAGE + carried));
                 w.var32_c(st.last_start.wrapping_sub(span));
                 inline_words(&mut w, &mut r, key_len);
                 inline_words(&mut w, &mut r, value_len);

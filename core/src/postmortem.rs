@@ -675,10 +675,13 @@ mod host {
             crate::record::TAG => fields_fit(rec, 2, 1),
             crate::record::LOG => fields_fit(rec, 3, payload),
             crate::record::BAGGAGE => {
-                let (k, v) = ((payload & 0x3FF) as usize, (payload >> 10) as usize);
+                // The carried mark is both bits or neither.
+                let mark = payload & crate::record::BAGGAGE_CARRIED;
+                let k = (payload & crate::record::BAGGAGE_KEY_MASK) as usize;
+                let v = (payload >> crate::record::BAGGAGE_VALUE_SHIFT) as usize;
                 // The longest any build records (`build.rs` caps both at 255), not this
                 // host's own capacities: the firmware may have been built with larger ones.
-                k <= 255
+                (mark == 0 || mark == crate::record::BAGGAGE_CARRIED)
                     && v <= 255
                     && len == 2 + crate::record::byte_words(k) + crate::record::byte_words(v)
             }
@@ -983,6 +986,52 @@ mod tests {
         let mem = image(words.len() as u32, 0, &words);
         let r = RingImage::read(&mem, 0x2000_0100).unwrap().to_stream(&mem);
         assert_eq!((r.records, r.unread_words), (2, 0));
+    }
+
+    /// The carried mark of a BAGGAGE record comes through the replay: the stream holds a
+    /// `BAGGAGE_CARRIED` for it and a `BAGGAGE` for an item set, and a record with only one of
+    /// the two carried bits (never written) is not taken for a whole record.
+    #[test]
+    fn carried_baggage_is_replayed_as_carried() {
+        use crate::record::{BAGGAGE, BAGGAGE_CARRIED};
+        use crate::wire::decode::{Accumulator, Record, RecordDecoder};
+        let abc = u32::from_le_bytes(*b"abc\0");
+        let rec = |flag: u32| [BAGGAGE | 4 << 4 | (3 | flag | 3 << 10) << 12, 1, abc, abc];
+        let mut words = rec(BAGGAGE_CARRIED).to_vec();
+        words.extend_from_slice(&rec(0));
+        words.extend_from_slice(&[3 | 3 << 4, 1, 10]);
+        let mem = image(words.len() as u32, 0, &words);
+        let r = RingImage::read(&mem, 0x2000_0100).unwrap().to_stream(&mem);
+        assert_eq!((r.records, r.unread_words), (3, 0));
+        let mut acc: Box<Accumulator<1024>> = Box::default();
+        let mut input = &r.stream[..];
+        let mut carried = Vec::new();
+        while !input.is_empty() {
+            let (f, rest) = acc.feed(input);
+            input = rest;
+            if let Some(Ok(f)) = f {
+                for rec in RecordDecoder::new(&f) {
+                    if let Ok(Record::Baggage {
+                        key,
+                        value,
+                        carried: c,
+                        ..
+                    }) = rec
+                    {
+                        assert_eq!((key, value), ("abc", "abc"));
+                        carried.push(c);
+                    }
+                }
+            }
+        }
+        assert_eq!(carried, [true, false]);
+        // One of the two carried bits alone is never written: a header with it is not a whole
+        // record, and the replay skips it (the two records after it read on to the head).
+        let mut odd = words.clone();
+        odd[0] &= !((1 << 9) << 12);
+        let mem = image(odd.len() as u32, 0, &odd);
+        let r = RingImage::read(&mem, 0x2000_0100).unwrap().to_stream(&mem);
+        assert_eq!((r.records, r.unread_words), (2, 4));
     }
 
     #[test]

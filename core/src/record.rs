@@ -12,8 +12,14 @@
 //! | `END` | span, ticks, [losses] | 1 when the losses word follows |
 //! | `TAG` | span, field | 0 |
 //! | `LOG` | span, ticks, field × n | n |
-//! | `BAGGAGE` | span, key bytes, value bytes | key length, value length << 10 |
+//! | `BAGGAGE` | span, key bytes, value bytes | key length, carried (0 or 3) << 8, value length << 10 |
 //! | `REF` | span, trace id (4), span id (2) | 0 = ChildOf, 1 = FollowsFrom |
+//!
+//! A `BAGGAGE` record is an item the span set (`Span::set_baggage`), or, with the carried bits
+//! ([`BAGGAGE_CARRIED`]: bits 8 and 9, both set), one it received (`SpanBuilder::with_baggage`,
+//! `extracted`): the drain writes the wire's `BAGGAGE` or `BAGGAGE_CARRIED` for it. Keys and
+//! values are at most 255 bytes (`build.rs` caps both capacities), so the key length takes bits
+//! 0–7 and bits 8–9 are free for the mark.
 //!
 //! P is the number of words of a pointer (1 on 32-bit targets, 2 on 64-bit ones). A field is a
 //! field header (value type, key length << 4, aux << 16), the key pointer (P) and the value words:
@@ -29,6 +35,16 @@ pub(crate) const TAG: u32 = 4;
 pub(crate) const LOG: u32 = 5;
 pub(crate) const BAGGAGE: u32 = 6;
 pub(crate) const REF: u32 = 7;
+
+/// A `BAGGAGE` record's header payload: the key length (bits 0–7).
+pub(crate) const BAGGAGE_KEY_MASK: u32 = 0xFF;
+/// A `BAGGAGE` record's header payload: the item was carried into the span (from a carrier or
+/// a builder's baggage), not set on it. Two bits, both set or both clear: shifted to bits 1–2
+/// they are 6, the difference between the wire kinds `BAGGAGE_CARRIED` (13) and `BAGGAGE` (7),
+/// so the drain adds them to the kind without a branch.
+pub(crate) const BAGGAGE_CARRIED: u32 = 0b11 << 8;
+/// A `BAGGAGE` record's header payload: the value length's shift (bits 10–17).
+pub(crate) const BAGGAGE_VALUE_SHIFT: u32 = 10;
 
 /// Words of a pointer.
 pub(crate) const P: u32 = (core::mem::size_of::<usize>() / 4) as u32;

@@ -796,6 +796,11 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     }
 
     /// Carries `baggage` (for example extracted from an incoming message) into the new span.
+    ///
+    /// The items are *carried*, not set: they join the span's baggage (and its descendants') and
+    /// are recorded as carried items, which the decoder does not log, as Jaeger clients log an
+    /// item only on the span that sets it (upstream, for an extracted context). To set an item on
+    /// the new span, logged there, use [`Span::set_baggage`] once it has started.
     pub fn with_baggage<const B2: usize>(self, baggage: Baggage<B2>) -> SpanBuilder<'a, B2, C> {
         SpanBuilder {
             tracer: self.tracer,
@@ -894,7 +899,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
             span.note(|l| l.fields_over_capacity = l.fields_over_capacity.saturating_add(n));
         }
         for item in self.baggage.items.iter() {
-            span.set_baggage(&item.key, &item.value);
+            span.carry_baggage(&item.key, &item.value);
         }
         span
     }
@@ -1569,6 +1574,21 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// tag would be: baggage travels on to other services, and W3C Baggage forbids propagating a
     /// partial item (see [`Baggage::set`]).
     pub fn set_baggage(&mut self, key: &str, value: &str) {
+        self.write_baggage(key, value, false);
+    }
+
+    /// Adds an item the span received rather than set ([`SpanBuilder::with_baggage`]): the same
+    /// as [`set_baggage`](Self::set_baggage), but recorded as carried, so the decoder adds it to
+    /// the span's baggage without logging it.
+    fn carry_baggage(&mut self, key: &str, value: &str) {
+        self.write_baggage(key, value, true);
+    }
+
+    /// Stores a baggage item and records it: a BAGGAGE ring record, marked carried
+    /// ([`record::BAGGAGE_CARRIED`]) when `carried`. In line in both callers, so that
+    /// `set_baggage` folds `carried` away and costs what it did before carried items existed.
+    #[inline(always)]
+    fn write_baggage(&mut self, key: &str, value: &str, carried: bool) {
         if self.state.get() == State::Finished {
             return;
         }
@@ -1595,7 +1615,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         c.res.commit(Header::new(
             record::BAGGAGE,
             len,
-            key.len() as u32 | (value.len() as u32) << 10,
+            key.len() as u32
+                | if carried { record::BAGGAGE_CARRIED } else { 0 }
+                | (value.len() as u32) << record::BAGGAGE_VALUE_SHIFT,
         ));
     }
 

@@ -60,6 +60,7 @@ pub enum Owned {
         span: u32,
         key: String,
         value: String,
+        carried: bool,
     },
     Reference {
         span: u32,
@@ -175,10 +176,16 @@ pub fn decode(stream: &[u8]) -> Decoded {
                             time,
                             fields: fields.map(|(k, v)| (out.s(k), out.v(v))).collect(),
                         },
-                        Record::Baggage { span, key, value } => Owned::Baggage {
+                        Record::Baggage {
+                            span,
+                            key,
+                            value,
+                            carried,
+                        } => Owned::Baggage {
                             span,
                             key: key.into(),
                             value: value.into(),
+                            carried,
                         },
                         Record::Reference {
                             span, kind, target, ..
@@ -268,6 +275,7 @@ pub enum Typed {
         span: u32,
         key: String,
         value: String,
+        carried: bool,
     },
     Reference {
         span: u32,
@@ -392,10 +400,16 @@ pub fn decode_typed(stream: &[u8]) -> TypedStream {
                             let fields = fields.map(|(k, val)| (s(k), v(val, &mut s))).collect();
                             Typed::Log { span, time, fields }
                         }
-                        Record::Baggage { span, key, value } => Typed::Baggage {
+                        Record::Baggage {
+                            span,
+                            key,
+                            value,
+                            carried,
+                        } => Typed::Baggage {
                             span,
                             key: key.into(),
                             value: value.into(),
+                            carried,
                         },
                         Record::Reference {
                             span,

@@ -49,6 +49,21 @@ fn describe(stream: &[u8]) -> String {
                             )
                             .unwrap()
                         }
+                        // As the fixtures were described before `carried` existed: a set
+                        // item in the old words, a carried one (kind 13) by its own name.
+                        Ok(Record::Baggage {
+                            span,
+                            key,
+                            value,
+                            carried,
+                        }) => {
+                            let name = if carried { "BaggageCarried" } else { "Baggage" };
+                            writeln!(
+                                out,
+                                "  {name} {{ span: {span}, key: {key:?}, value: {value:?} }}"
+                            )
+                            .unwrap()
+                        }
                         Ok(r) => writeln!(out, "  {r:?}").unwrap(),
                         Err(e) => writeln!(out, "  record error: {e:?}").unwrap(),
                     }
@@ -292,7 +307,7 @@ fn hand_written_vectors() {
         // remote start with lost parent: delta 1, flags PARENT_LOST, trace 16 bytes, name id 0, dt 0
         (&[0xC3, 1, 0x10, 0xAA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "Start(Start { id: 11, parent: Remote { trace: TraceId(170), span: None }, follows_from: false, debug: false, name: Id(0), time: 1000 })"),
         // baggage on span back 0: "k" = "v"
-        (&[0xC7, 0, 0x03, b'k', 0x03, b'v'], "Baggage { span: 10, key: \"k\", value: \"v\" }"),
+        (&[0xC7, 0, 0x03, b'k', 0x03, b'v'], "Baggage { span: 10, key: \"k\", value: \"v\", carried: false }"),
         // reference FollowsFrom to trace 1 span 2
         (&[0xC8, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], "Reference { span: 10, kind: FollowsFrom, trace: TraceId(1), target: SpanId(2) }"),
         // wall clock: ticks 1, 2 ns
@@ -463,6 +478,20 @@ fn hand_written_v2_vectors() {
                 end(35, 1000),
             ],
         ),
+        // BAGGAGE (`c7`) on span back 0: "k" = "v", set on the span; BAGGAGE_CARRIED (`cd`),
+        // the same fields, on span back 2 = 8: "c" = "w", received by the span (not logged by the
+        // decoder). Both set `subject`: the short tag after them (`10 001 001`, true, key id 1)
+        // is on span 8.
+        (
+            &[
+                0xC7, 0, 0x03, b'k', 0x03, b'v', 0xCD, 2, 0x03, b'c', 0x03, b'w', 0x89,
+            ],
+            vec![
+                "Baggage { span: 10, key: \"k\", value: \"v\", carried: false }".to_string(),
+                "Baggage { span: 8, key: \"c\", value: \"w\", carried: true }".to_string(),
+                "Tag { span: 8, key: Id(1), value: Bool(true) }".to_string(),
+            ],
+        ),
         // TAG_ON back 0 (the base span), type string (`05`), key inline "k", value inline "vv"
         (
             &[0xC5, 0, 5, 0x03, b'k', 0x05, b'v', b'v'],
@@ -573,6 +602,26 @@ fn malformed_frames_and_records_are_typed_errors() {
             ))]
         );
     }
+    // Kind 13 (`BAGGAGE_CARRIED`) is version 2's: a version 1 frame meeting it is abandoned, as
+    // one meeting kind 12 is. Kind 14 is still reserved in version 2.
+    for (version, body) in [
+        (1u8, [0xCDu8, 0, 0x03, b'k', 0x03, b'v']),
+        (2, [0xCE, 0, 0x03, b'k', 0x03, b'v']),
+    ] {
+        let mut raw = vec![version, 0, 0, 0, 0];
+        raw.extend_from_slice(&body);
+        assert_eq!(
+            records(&frame(&raw)),
+            vec![Err(format!(
+                "{:?}",
+                RecordError::UnknownKind {
+                    offset: 0,
+                    byte: body[0]
+                }
+            ))],
+            "v{version} body {body:02x?}"
+        );
+    }
     // Truncated record.
     let mut raw = header.to_vec();
     raw.extend_from_slice(&[0xC1, 7, 9, b'x']);
@@ -625,4 +674,75 @@ fn malformed_frames_and_records_are_typed_errors() {
     let (second, _) = acc.feed(rest);
     assert!(second.unwrap().is_ok());
     let _ = (Parent::Root, StrRef::Id(0), WireValue::Bool(true));
+}
+
+/// The drain writes an item a span received (`SpanBuilder::extracted`, `with_baggage`) as
+/// `BAGGAGE_CARRIED` (kind 13, tag byte `cd`) and an item it set (`Span::set_baggage`) as
+/// `BAGGAGE` (kind 7, `c7`), with the same fields, and the decoder reads each back as such.
+#[test]
+fn carried_baggage_is_kind_13_on_the_wire() {
+    let clock = ManualClock::new(0);
+    let ring: Ring<256> = Ring::new();
+    let session = Session::new("s").boot_id(1);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
+    let upstream = SpanContext {
+        trace_id: TraceId(0xAB),
+        span_id: SpanId(0xCD),
+        flags: Flags::SAMPLED,
+    };
+    let mut ex: microspan::propagation::Extracted<2> =
+        microspan::propagation::Extracted::new(upstream);
+    assert!(ex.baggage.set("tenant", "acme"));
+    // Set right after the start, before any tag or log: still an item the span set.
+    let mut span = tracer.span("handle").extracted(ex).start();
+    span.set_baggage("try", "2");
+    drop(span);
+    let stream = drain_all(&mut drain);
+
+    // The records' bytes: back 0 (the frame's latest start), inline key, inline value.
+    let carried: &[u8] = &[
+        0xCD, 0, 0x0D, b't', b'e', b'n', b'a', b'n', b't', 0x09, b'a', b'c', b'm', b'e',
+    ];
+    let set: &[u8] = &[0xC7, 0, 0x07, b't', b'r', b'y', 0x03, b'2'];
+    let mut acc: Box<Accumulator<256>> = Box::new(Accumulator::new());
+    let mut input = &stream[..];
+    let mut bodies = Vec::new();
+    while !input.is_empty() {
+        let (f, rest) = acc.feed(input);
+        input = rest;
+        if let Some(f) = f {
+            bodies.push(f.unwrap().body.to_vec());
+        }
+    }
+    let body = bodies
+        .iter()
+        .find(|b| b.windows(carried.len()).any(|w| w == carried))
+        .expect("a BAGGAGE_CARRIED record");
+    let at = |rec: &[u8]| body.windows(rec.len()).position(|w| w == rec);
+    assert!(at(set).is_some(), "{body:02x?}");
+    assert!(
+        at(carried) < at(set),
+        "carried first, as recorded: {body:02x?}"
+    );
+
+    let baggage: Vec<_> = decode_typed(&stream)
+        .spans()
+        .filter_map(|r| match r {
+            Typed::Baggage {
+                key,
+                value,
+                carried,
+                ..
+            } => Some((key.clone(), value.clone(), *carried)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        baggage,
+        [
+            ("tenant".to_string(), "acme".to_string(), true),
+            ("try".to_string(), "2".to_string(), false),
+        ]
+    );
 }

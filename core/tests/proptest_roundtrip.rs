@@ -480,6 +480,7 @@ fn run<const F: usize>(
                         span: top.id,
                         key: k.into(),
                         value: v.into(),
+                        carried: false,
                     });
                 }
                 prop_assert_eq!(

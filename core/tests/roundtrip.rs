@@ -256,7 +256,8 @@ fn baggage_references_and_remote_parents() {
     assert!(spans.contains(&Owned::Baggage {
         span: 1,
         key: "user".into(),
-        value: "alice".into()
+        value: "alice".into(),
+        carried: false,
     }));
     assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "consumer" && parent.ends_with("follows"))));
     assert!(spans.iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "from-remote" && parent.contains("Remote") && parent.contains("205"))));
@@ -473,4 +474,55 @@ fn a_span_older_than_an_idle_drains_clock_reading_keeps_its_times() {
         })
         .collect();
     assert_eq!(times, [4_000, 4_250]);
+}
+
+/// A context that goes through a carrier on the same device comes back with its items carried
+/// (wire kind 13), under its local parent; an item set after the start, and the producer's own
+/// items, are set ones (kind 7). Every item travels whole, in the order recorded.
+#[test]
+fn same_device_carrier_round_trip_marks_items_carried() {
+    use microspan::propagation::binary;
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(4));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let mut producer: microspan::Span<'_, 2> = TRACER
+        .span("producer")
+        .with_baggage(microspan::Baggage::<2>::new())
+        .start();
+    producer.set_baggage("tenant", "acme");
+    let mut message = [0u8; 64];
+    binary::inject(&producer.context(), producer.baggage(), &mut message).unwrap();
+    let producer_id = producer.context().span_id.0 as u32;
+    let first = drain_all(&mut drain);
+    let ex: microspan::propagation::Extracted<2> = binary::extract(&message).unwrap();
+    let mut consumer = TRACER.span("consumer").extracted(ex).start();
+    consumer.set_baggage("step", "2");
+    let consumer_id = consumer.context().span_id.0 as u32;
+    drop(consumer);
+    drop(producer);
+    let mut bytes = first;
+    bytes.extend(drain_all(&mut drain));
+    let d = decode(&bytes);
+    assert!(d.frame_errors.is_empty());
+    let baggage: Vec<_> = d
+        .spans()
+        .into_iter()
+        .filter(|r| matches!(r, Owned::Baggage { .. }))
+        .collect();
+    let item = |span, key: &str, value: &str, carried| Owned::Baggage {
+        span,
+        key: key.into(),
+        value: value.into(),
+        carried,
+    };
+    assert_eq!(
+        baggage,
+        [
+            item(producer_id, "tenant", "acme", false),
+            item(consumer_id, "tenant", "acme", true),
+            item(consumer_id, "step", "2", false),
+        ]
+    );
+    assert!(d.spans().iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "consumer" && parent.starts_with(&format!("Local {{ id: {producer_id},")))), "{:?}", d.spans());
 }

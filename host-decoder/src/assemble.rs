@@ -332,12 +332,6 @@ struct OpenState {
     pending: Vec<PendingName>,
     /// An ancestor was open while frames were lost: a baggage record it set may be missing.
     baggage_uncertain: bool,
-    /// The span continues a context extracted from a carrier (a START_REMOTE), and none of its
-    /// tag or log records has come yet: its baggage records are the items the
-    /// carrier brought, which the device writes right after the start (and its further
-    /// references). Jaeger clients do not log those (they were set, and logged, upstream); an
-    /// item set later is logged. An item set before any tag or log is taken for a carried one.
-    carrier_baggage: bool,
     /// Counters when the span started (losses while it was open are the differences).
     lost_frames_at_start: u64,
     drops_at_start: u64,
@@ -1182,7 +1176,6 @@ impl Assembler {
                     return;
                 };
                 let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
-                st.carrier_baggage = false;
                 if s.tags.len() < max {
                     let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
                     st.bytes += b;
@@ -1208,7 +1201,6 @@ impl Assembler {
                     return;
                 };
                 let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
-                st.carrier_baggage = false;
                 if s.logs.len() >= max {
                     st.items_refused += 1;
                     return;
@@ -1233,7 +1225,12 @@ impl Assembler {
                     fields: kept,
                 });
             }
-            Record::Baggage { span, key, value } => {
+            Record::Baggage {
+                span,
+                key,
+                value,
+                carried,
+            } => {
                 let limits = self.opts.limits;
                 match self.open.get(span) {
                     Some(slot) => {
@@ -1257,13 +1254,17 @@ impl Assembler {
                             bag.push((key.into(), value.into()));
                         }
                         let mut b = ITEM_OVERHEAD + key.len() + value.len();
-                        // Logged on this span (unless a carrier brought it), as Jaeger clients log
+                        // An item the span set is logged on it, as Jaeger clients log
                         // `SetBaggageItem` (`override` when the key was already in the context,
                         // its own or inherited; `truncated` when cut to the decoder's string
                         // limit). The device does not time the item: it is logged at the span's
-                        // latest time seen, which keeps its order among the span's logs.
-                        if st.carrier_baggage {
-                            // Brought by a carrier: logged where it was set, upstream.
+                        // latest time seen, which keeps its order among the span's logs. An item
+                        // the span received (from a carrier, or a builder's baggage) only joins
+                        // its baggage: it was set, and logged, upstream, and the clients copy
+                        // received items without logging them.
+                        if carried {
+                            // Received: logged where it was set, upstream (or on the device's
+                            // span that set it before the context went through a carrier).
                         } else if s.logs.len() < limits.max_items_per_span {
                             let text = |t: &str| Value::Str(t.into());
                             let mut fields: KeyValues = smallvec![
@@ -1398,10 +1399,6 @@ impl Assembler {
         };
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
-        // Only a span continuing a context from a carrier: its remote parent is named. (The
-        // descendants of such a span start as START_REMOTE too, naming their local parent, and a
-        // child of a span whose start was dropped names none; neither gets carried items.)
-        let carrier_baggage = matches!(st.parent, Parent::Remote { span: Some(_), .. });
         let (trace, root, parent_ref, baggage) = match st.parent {
             Parent::Root => (derived(st.id), st.id, None, Baggage::new()),
             Parent::Local { id, root } => {
@@ -1493,7 +1490,6 @@ impl Assembler {
             name_pending,
             pending: Vec::new(),
             baggage_uncertain,
-            carrier_baggage,
             lost_frames_at_start: self.stats.lost_frames,
             drops_at_start: self.stats.device_drops - self.frame_drops,
             items_refused: 0,

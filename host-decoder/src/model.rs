@@ -402,8 +402,10 @@ pub struct Span {
     pub tags: KeyValues,
     /// Logs, in recording order.
     pub logs: Logs,
-    /// Baggage items visible on this span (its own and inherited). The items this span set are
-    /// also among its `logs` (`event=baggage, key, value`), as Jaeger clients log them, while the
+    /// Baggage items visible on this span (its own, carried into it, and inherited). The items
+    /// this span set (`set_baggage` on the device) are also among its `logs` (`event=baggage,
+    /// key, value`), as Jaeger clients log them; the items it received from a carrier or a
+    /// builder's baggage are not. Logged while the
     /// span's logs are within the decoder's per-span limit
     /// ([`Limits::max_items_per_span`](crate::assemble::Limits::max_items_per_span)).
     pub baggage: Baggage,

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use microspan::propagation::{binary, Extracted};
+use microspan::propagation::{binary, jaeger, w3c, Extracted};
 use microspan::{Baggage, Clock, Drain, Ring, Session, Tracer};
 use microspan_decoder::assemble::Options;
 use microspan_decoder::export::{to_otlp_request, Exporter, JaegerJsonFile};
@@ -353,7 +353,7 @@ fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
     drop(grandchild);
     drop(child);
     // A span continuing an upstream context: the items the carrier brought are not logged (they
-    // were logged upstream), an item the span sets after it started working is.
+    // were logged upstream), an item the span sets is.
     let mut ex: Extracted<2> = Extracted::new(upstream);
     ex.baggage.set("region", "north");
     let mut remote = TRACER.span("remote").extracted(ex).start();
@@ -391,6 +391,271 @@ fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
     assert_eq!(
         baggage_logs(find("retry")),
         [("attempt".into(), "3".into(), true)]
+    );
+}
+
+/// An item set with `set_baggage` on a span continued from a carrier, right after its start
+/// (before any tag or log), is logged once, there, `override` when it replaces a carried item;
+/// the carried items join the span's baggage, unlogged, and reach its child.
+#[test]
+fn an_item_set_right_after_a_continued_start_is_logged_once() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("cont").boot_id(10));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+
+    let mut ex: Extracted<3> = Extracted::new(upstream());
+    assert!(ex.baggage.set("region", "north"));
+    assert!(ex.baggage.set("tenant", "acme"));
+    let mut handler = TRACER.span("handler").extracted(ex).start();
+    handler.set_baggage("attempt", "1");
+    handler.set_baggage("tenant", "globex"); // replaces a carried item: `override`
+    CLOCK.advance(5);
+    drop(handler.child("child"));
+    drop(handler);
+
+    let batches = decode(&drain_all(&mut drain));
+    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let handler = find("handler");
+    assert_eq!(
+        baggage_logs(handler),
+        [
+            ("attempt".into(), "1".into(), false),
+            ("tenant".into(), "globex".into(), true),
+        ]
+    );
+    let all = [("region", "north"), ("tenant", "globex"), ("attempt", "1")];
+    for span in [handler, find("child")] {
+        for (k, v) in all {
+            assert!(
+                span.baggage.contains(&(k.into(), v.into())),
+                "{} {:?}",
+                span.operation,
+                span.baggage
+            );
+        }
+    }
+    assert!(baggage_logs(find("child")).is_empty());
+}
+
+/// The `event=baggage` logs of each span in the exports (Jaeger UI JSON, Jaeger Thrift, OTLP
+/// events), by operation name.
+fn exported_baggage_logs(batches: &[Batch]) -> Vec<(String, usize, usize, usize)> {
+    let mut file = JaegerJsonFile::new("unused.json");
+    for b in batches {
+        file.export(b).unwrap();
+    }
+    let doc = file.to_json();
+    let json: Vec<(String, usize)> = doc["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap().iter())
+        .map(|s| {
+            let n = s["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| {
+                    l["fields"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|f| f["key"] == "event" && f["value"] == "baggage")
+                })
+                .count();
+            (s["operationName"].as_str().unwrap().to_string(), n)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for b in batches {
+        let thrift = microspan_decoder::export::to_thrift_batch(b);
+        let otlp = to_otlp_request(b);
+        let otlp_spans: Vec<_> = otlp
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
+        for span in &b.spans {
+            let name = span.operation.as_str();
+            let j = json.iter().find(|(n, _)| n == name).unwrap().1;
+            let t = thrift
+                .spans
+                .iter()
+                .find(|s| s.operation_name == name)
+                .unwrap()
+                .logs
+                .iter()
+                .flatten()
+                .filter(|l| {
+                    l.fields
+                        .iter()
+                        .any(|f| f.key == "event" && f.v_str.as_deref() == Some("baggage"))
+                })
+                .count();
+            let o = otlp_spans
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .events
+                .iter()
+                .filter(|e| e.name == "baggage")
+                .count();
+            out.push((name.to_string(), j, t, o));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A context that goes through a queue on the same device (injected into a binary, W3C or
+/// Jaeger carrier, extracted, and continued: the new span's parent is the producer, a local
+/// span) brings its baggage without logging it again: the items were logged once, where they
+/// were set. The consumers and their children carry them, in the model and every export.
+#[test]
+fn a_context_through_a_queue_on_the_same_device_is_not_logged_again() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<4096> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("queue").boot_id(12));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+
+    let mut producer = TRACER
+        .span("produce")
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    producer.set_baggage("tenant", "acme");
+    producer.set_baggage("order", "17");
+    let ctx = producer.context();
+    let mut message = [0u8; 128];
+    binary::inject(&ctx, producer.baggage(), &mut message).unwrap();
+    let mut w3c_headers: Vec<(String, String)> = Vec::new();
+    let skipped = w3c::inject(&ctx, producer.baggage(), |n, v| {
+        w3c_headers.push((n.to_string(), v.to_string()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(skipped, 0);
+    let mut jaeger_headers: Vec<(String, String)> = Vec::new();
+    let skipped = jaeger::inject(&ctx, producer.baggage(), |n, v| {
+        jaeger_headers.push((n.to_string(), v.to_string()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(skipped, 0);
+    CLOCK.advance(10);
+    // The producer's records go out first: the consumers start in later frames (LOCAL_PARENT).
+    let mut stream = drain_all(&mut drain);
+
+    let extracted: [(&str, Extracted<2>); 3] = [
+        ("consume-binary", binary::extract(&message).unwrap()),
+        (
+            "consume-w3c",
+            w3c::extract_from_headers(w3c_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                .unwrap(),
+        ),
+        (
+            "consume-jaeger",
+            jaeger::extract_from_headers(
+                jaeger_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            )
+            .unwrap(),
+        ),
+    ];
+    let mut store_ids = Vec::new();
+    for (name, ex) in extracted {
+        assert_eq!(ex.context, ctx, "{name}");
+        let consumer = TRACER.span(name).extracted(ex).start();
+        CLOCK.advance(3);
+        let store = consumer.child("store");
+        store_ids.push(store.context().span_id.0);
+        CLOCK.advance(3);
+        drop(store);
+        drop(consumer);
+        stream.extend(drain_all(&mut drain));
+    }
+    drop(producer);
+    stream.extend(drain_all(&mut drain));
+
+    let batches = decode(&stream);
+    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+    assert_eq!(spans.len(), 7);
+    let produce = spans.iter().find(|s| s.operation == "produce").unwrap();
+    assert_eq!(
+        baggage_logs(produce),
+        [
+            ("tenant".into(), "acme".into(), false),
+            ("order".into(), "17".into(), false),
+        ]
+    );
+    for span in &spans {
+        assert!(
+            span.baggage.contains(&("tenant".into(), "acme".into()))
+                && span.baggage.contains(&("order".into(), "17".into())),
+            "{} {:?}",
+            span.operation,
+            span.baggage
+        );
+        assert_eq!(span.trace_id, ctx.trace_id.0, "{}", span.operation);
+        if span.operation.starts_with("consume-") {
+            assert_eq!(span.parent_span_id(), Some(produce.span_id));
+            assert!(span.warnings.is_empty(), "{:?}", span.warnings);
+        }
+        if span.operation != "produce" {
+            assert!(baggage_logs(span).is_empty(), "{}", span.operation);
+        }
+    }
+    assert!(spans
+        .iter()
+        .filter(|s| s.operation == "store")
+        .all(|s| store_ids.contains(&s.span_id)));
+    // Jaeger UI JSON, Thrift and OTLP: the two items are logged on the producer, nowhere else.
+    let mut expected = vec![
+        ("consume-binary".to_string(), 0, 0, 0),
+        ("consume-jaeger".to_string(), 0, 0, 0),
+        ("consume-w3c".to_string(), 0, 0, 0),
+        ("produce".to_string(), 2, 2, 2),
+    ];
+    expected.extend(std::iter::repeat_n(("store".to_string(), 0, 0, 0), 3));
+    assert_eq!(exported_baggage_logs(&batches), expected);
+}
+
+/// Baggage without a trace context (a `jaeger-baggage` header alone) starts a root that carries
+/// the items, as the Jaeger Go client does: copied into the root's baggage, not logged.
+#[test]
+fn a_root_from_baggage_only_headers_carries_the_items_unlogged() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("adhoc").boot_id(13));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+
+    let ex: Extracted<2> =
+        jaeger::extract_from_headers([("jaeger-baggage", "session=s-1, user=bob")]).unwrap();
+    assert!(!ex.context.is_valid());
+    let mut root = TRACER.span("request").extracted(ex).start();
+    root.set_baggage("user", "carol"); // set on the root: logged, `override`
+    CLOCK.advance(4);
+    drop(root.child("work"));
+    drop(root);
+
+    let batches = decode(&drain_all(&mut drain));
+    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let root = find("request");
+    assert_eq!(root.parent_span_id(), None);
+    assert_eq!(baggage_logs(root), [("user".into(), "carol".into(), true)]);
+    for span in [root, find("work")] {
+        assert!(span.baggage.contains(&("session".into(), "s-1".into())));
+        assert!(span.baggage.contains(&("user".into(), "carol".into())));
+    }
+    assert!(baggage_logs(find("work")).is_empty());
+    assert_eq!(
+        exported_baggage_logs(&batches),
+        [
+            ("request".to_string(), 1, 1, 1),
+            ("work".to_string(), 0, 0, 0)
+        ]
     );
 }
 

@@ -236,6 +236,66 @@ fn reference_stream(traces: usize, w: Workload) -> Vec<u8> {
     record(traces, w).bytes
 }
 
+/// A recorded stream with both baggage records: a span continuing an upstream context receives
+/// two items (`BAGGAGE_CARRIED`, wire kind 13) and sets one (`BAGGAGE`), and its child inherits
+/// them.
+fn carried_baggage_stream() -> Vec<u8> {
+    use microspan::propagation::Extracted;
+    use microspan::{Drain, Flags, Ring, Session, SpanContext, SpanId, TraceId, Tracer};
+    let clock: &'static workload::ManualClock =
+        Box::leak(Box::new(workload::ManualClock::new(5_000)));
+    let ring: &'static Ring<1024> = Box::leak(Box::new(Ring::new()));
+    let session = Box::leak(Box::new(Session::new("carried").boot_id(BOOT)));
+    let tracer: &'static Tracer<'static> = Box::leak(Box::new(Tracer::new(ring, clock, session)));
+    let mut drain: Drain<'static, 256> = Drain::new(tracer).unwrap();
+    let mut ex: Extracted<3> = Extracted::new(SpanContext {
+        trace_id: TraceId(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        span_id: SpanId(0x00f0_67aa_0ba9_02b7),
+        flags: Flags::SAMPLED,
+    });
+    ex.baggage.set("tenant", "acme");
+    ex.baggage.set("region", "north");
+    let mut handler = tracer.span("handle").extracted(ex).start();
+    handler.set_baggage("tenant", "globex");
+    clock.advance(40);
+    drop(handler.child("store"));
+    clock.advance(10);
+    drop(handler);
+    let mut out = Vec::new();
+    drain.drain_with(|b| {
+        out.extend_from_slice(b);
+        b.len()
+    });
+    out
+}
+
+/// The seed of carried baggage holds both kinds of baggage record, and decodes to spans that
+/// log only the item set.
+#[test]
+fn the_carried_baggage_seed_holds_both_baggage_records() {
+    use microspan::wire::decode::{Accumulator, Record, RecordDecoder};
+    let stream = carried_baggage_stream();
+    let mut acc: Box<Accumulator<512>> = Box::new(Accumulator::new());
+    let mut input = &stream[..];
+    let mut carried = Vec::new();
+    while !input.is_empty() {
+        let (f, rest) = acc.feed(input);
+        input = rest;
+        if let Some(f) = f {
+            for r in RecordDecoder::new(&f.unwrap()) {
+                if let Record::Baggage { carried: c, .. } = r.unwrap() {
+                    carried.push(c);
+                }
+            }
+        }
+    }
+    assert_eq!(carried, [true, true, false]);
+    let d = decode(&stream, Limits::default(), 7);
+    let handle = d.spans.iter().find(|s| s.operation == "handle").unwrap();
+    let logs = handle.logs.len();
+    assert_eq!((d.spans.len(), logs), (2, 1), "{handle:#?}");
+}
+
 /// The encoded frames of a stream (each with its delimiter).
 fn frames_of(stream: &[u8]) -> Vec<Vec<u8>> {
     stream
@@ -896,6 +956,7 @@ fn write_seed_corpus() {
         ("reference", reference_stream(1, Workload::REFERENCE)),
         ("full-8-traces", reference_stream(8, Workload::FULL)),
         ("bare-40-traces", reference_stream(40, Workload::BARE)),
+        ("carried-baggage", carried_baggage_stream()),
         ("crafted-cycle", {
             let mut s = session_frame();
             let mut b = Body::new(1, 10, 2_000);
@@ -950,7 +1011,7 @@ fn postmortem_seeds_replay_every_record() {
         let mem = fuzz_logic::Image(input[1..].to_vec());
         let image = RingImage::read(&mem, fuzz_logic::IMAGE_BASE).unwrap();
         let replay = image.to_stream(&mem);
-        let expect = if name == "open-at-crash" { 6 } else { 11 };
+        let expect = if name == "open-at-crash" { 6 } else { 12 };
         assert_eq!((replay.records, replay.unread_words), (expect, 0), "{name}");
         fuzz_logic::postmortem(&input);
     }

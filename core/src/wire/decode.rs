@@ -499,7 +499,7 @@ pub enum Record<'a> {
         /// Fields.
         fields: Fields<'a>,
     },
-    /// A baggage item.
+    /// A baggage item (`BAGGAGE`, or `BAGGAGE_CARRIED` when `carried`).
     Baggage {
         /// Local id.
         span: u32,
@@ -507,6 +507,10 @@ pub enum Record<'a> {
         key: &'a str,
         /// Value.
         value: &'a str,
+        /// `false`: the span set the item (`Span::set_baggage`; Jaeger clients log it there).
+        /// `true`: the span received it (from a carrier or a builder's baggage): it joins the
+        /// span's baggage and is not logged, as it was set, and logged, upstream.
+        carried: bool,
     },
     /// An extra reference.
     Reference {
@@ -877,7 +881,8 @@ impl<'a> RecordDecoder<'a> {
                 self.subject = span;
                 f(Record::Log { span, time, fields })
             }
-            ext::BAGGAGE => {
+            // Kind 13 is version 2's, as kind 12 is: a version 1 frame meeting it is abandoned.
+            kind @ (ext::BAGGAGE | ext::BAGGAGE_CARRIED) if kind == ext::BAGGAGE || self.v2 => {
                 let back = c.varint()?;
                 let key = match c.str_ref()? {
                     StrRef::Inline(s) => s,
@@ -889,7 +894,12 @@ impl<'a> RecordDecoder<'a> {
                 };
                 let span = self.back(back)?;
                 self.subject = span;
-                f(Record::Baggage { span, key, value })
+                f(Record::Baggage {
+                    span,
+                    key,
+                    value,
+                    carried: kind == ext::BAGGAGE_CARRIED,
+                })
             }
             ext::REF => {
                 let back = c.varint()?;

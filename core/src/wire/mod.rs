@@ -93,7 +93,7 @@ pub mod ext {
     pub const TAG_ON: u8 = 5;
     /// A timestamped log with fields.
     pub const LOG: u8 = 6;
-    /// A baggage item set on a span.
+    /// A baggage item set on a span (`Span::set_baggage`): Jaeger clients log it there.
     pub const BAGGAGE: u8 = 7;
     /// A reference from a span to any other span.
     pub const REF: u8 = 8;
@@ -106,6 +106,12 @@ pub mod ext {
     /// (Version 2) a span ends: `back`, `dt` — the end of a span that is not the most recent
     /// open start of the frame (version 1 says this with a short end).
     pub const END: u8 = 12;
+    /// A baggage item a span received rather than set (from a carrier, `SpanBuilder::extracted`,
+    /// or `SpanBuilder::with_baggage`): the fields of [`BAGGAGE`], and the item joins the span's
+    /// baggage without being logged. Added to version 2 after its first release: a decoder
+    /// from before it reports an unknown record kind (and abandons the frame's remaining records)
+    /// when a device carries baggage.
+    pub const BAGGAGE_CARRIED: u8 = 13;
 }
 
 /// Most spans a frame's [`OpenStarts`] remembers.

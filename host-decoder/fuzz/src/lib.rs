@@ -390,8 +390,8 @@ pub fn postmortem(data: &[u8]) {
 
 /// Seeds for the `postmortem` target: forced-descriptor images of a crashed device whose ring
 /// holds one record of each kind (32-bit layout: START, START_REMOTE, TAG, LOG with a static
-/// and a copied string, BAGGAGE, REF, END with and without losses), whole, cut short, wrapped
-/// around the ring's end, and found by a scan.
+/// and a copied string, BAGGAGE set and carried, REF, END with and without losses), whole, cut
+/// short, wrapped around the ring's end, and found by a scan.
 pub fn postmortem_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use microspan::postmortem::{offset, MAGIC, MAGIC_VERSION};
     let image = |mode: u8, tail: u32, records: usize, crashed: bool, capacity_sel: u8| {
@@ -437,7 +437,7 @@ pub fn postmortem_seeds() -> Vec<(&'static str, Vec<u8>)> {
         let (t, s) = (tail, |at: u32| base + at);
         // Header: kind | words << 4 | payload << 12; span ids are ring positions + 1.
         #[rustfmt::skip]
-        let all: [&[u32]; 11] = [
+        let all: [&[u32]; 12] = [
             // START `boot` (a root), START `work` (its child)
             &[1 | 5 << 4 | ((1 << 1) | (4 << 3)) << 12, s(0x310), 0, 0, 100],
             &[1 | 5 << 4 | (4 << 3) << 12, s(0x318), t + 1, t + 1, 110],
@@ -449,6 +449,8 @@ pub fn postmortem_seeds() -> Vec<(&'static str, Vec<u8>)> {
             &[3 | 3 << 4, t + 6, 130],
             &[6 | 4 << 4 | (3 | 3 << 10) << 12, t + 1, 0x0063_6261, 0x007a_7978],
             &[7 | 8 << 4, t + 1, 1, 2, 3, 4, 5, 6],
+            // BAGGAGE def=xyz on `boot`, carried (payload bits 8 and 9)
+            &[6 | 4 << 4 | (3 | 3 << 8 | 3 << 10) << 12, t + 1, 0x0066_6564, 0x007a_7978],
             // START_REMOTE `remote`, its END, END `boot` with losses
             &[2 | 9 << 4 | (6 << 3) << 12, s(0x338), 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 150],
             &[3 | 3 << 4, t + 45, 160],
@@ -468,11 +470,11 @@ pub fn postmortem_seeds() -> Vec<(&'static str, Vec<u8>)> {
         input
     };
     vec![
-        ("full-crash", image(1, 0, 11, true, 2)),
-        ("full-no-crash", image(1, 0, 11, false, 2)),
-        ("found-by-scan", image(0, 0, 11, true, 2)),
+        ("full-crash", image(1, 0, 12, true, 2)),
+        ("full-no-crash", image(1, 0, 12, false, 2)),
+        ("found-by-scan", image(0, 0, 12, true, 2)),
         ("open-at-crash", image(1, 0, 6, true, 2)),
-        ("wrapped", image(1, 60, 11, true, 2)),
-        ("wrapped-128", image(1, 100, 11, true, 3)),
+        ("wrapped", image(1, 60, 12, true, 2)),
+        ("wrapped-128", image(1, 100, 12, true, 3)),
     ]
 }

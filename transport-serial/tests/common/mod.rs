@@ -272,7 +272,9 @@ pub fn decode(stream: &[u8]) -> Decoded {
                             time,
                             fields: fields.map(|(k, x)| (s(&names, k), v(&names, x))).collect(),
                         },
-                        Record::Baggage { span, key, value } => Rec::Baggage {
+                        Record::Baggage {
+                            span, key, value, ..
+                        } => Rec::Baggage {
                             span,
                             key: key.into(),
                             value: value.into(),
