@@ -6,6 +6,11 @@
 //! [`BlockingDrain::drain_ready`] writes only while the writer says it can take bytes without
 //! waiting, which makes it usable from an idle loop that must not stall.
 //!
+//! A UART's blocking write always finishes (the line drains at its baud rate, listener or not);
+//! a USB-CDC class's may not: with no host reading the port it waits for ever. Drain a link
+//! whose far end can stop reading with [`drain_ready`](BlockingDrain::drain_ready) (or the `nb`
+//! or async transports), never with `drain`, or the firmware hangs when the cable is out.
+//!
 //! An error (or an `Ok(0)`, which `embedded-io` forbids for a non-empty buffer) stops the call and
 //! is returned; the bytes the writer did not accept stay in the drain and go out on the next call.
 //! A byte is consumed only after `write` reported it written, so nothing is lost or sent twice.

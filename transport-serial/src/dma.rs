@@ -18,9 +18,12 @@
 //! The slice `start` returns borrows the `DmaDrain`, but the DMA engine keeps reading after that
 //! borrow ends. So, while a transfer is in flight:
 //!
-//! - **do not move or drop the `DmaDrain`** (nor the [`microspan::Drain`] it holds or borrows):
-//!   the frame buffer lives inside the `Drain`. Keep it in a `static` (e.g. behind a
-//!   critical-section `Mutex`) or another place that does not move, *before* calling `start`;
+//! - **do not move or drop the [`microspan::Drain`]**: the frame buffer lives inside it. The
+//!   simplest way is a `DmaDrain<&'static mut Drain<…>>` (the `Drain` in a `static`, e.g. through
+//!   `static_cell::StaticCell`): the `DmaDrain` then holds a reference, and moving *it* is
+//!   harmless, as the common `Mutex<RefCell<Option<DmaDrain<…>>>>` pattern that `take()`s it out
+//!   and puts it back does. A `DmaDrain` that owns its `Drain` must stay where it is while a
+//!   transfer runs, `take()` included;
 //! - call `complete` exactly once per `start` that returned bytes, after the engine has stopped
 //!   reading (transfer-complete flag, or the channel disabled after an abort).
 //!

@@ -86,7 +86,9 @@ pub struct Counters {
     /// Calls to the transport that returned an error (the bytes offered stay pending).
     pub errors: u32,
     /// Times the transport refused to take everything offered: `WouldBlock`, `Ok(0)`, a full RTT
-    /// buffer, a DMA transfer that ended short. The refused bytes stay pending.
+    /// buffer, a DMA transfer that ended short. The refused bytes stay pending. With `nb` driven
+    /// from the TXE interrupt this grows by about one per byte (one byte fits, the next one
+    /// blocks): there it counts interrupts, not trouble on the link.
     pub refused: u32,
 }
 

@@ -34,7 +34,8 @@
 //! let p = tx.pump().unwrap();
 //! tx.writer_mut().listen_txe(p.pending); // stop the interrupt when there is nothing to send
 //!
-//! // Idle loop: new records arrived while TXE was off? Send one byte and re-arm the interrupt.
+//! // Idle loop: new records arrived while TXE was off? Send what the UART takes now and
+//! // re-arm the interrupt.
 //! if tx.has_pending() {
 //!     let p = tx.pump().unwrap();
 //!     tx.writer_mut().listen_txe(p.pending);
