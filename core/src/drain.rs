@@ -262,6 +262,9 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     /// A record did not fit beside the session records: the next frame leaves out the optional
     /// ones (drops, wall clock: they stay due) so the record is sure to get its turn.
     record_waiting: bool,
+    /// [`restart_frame`](Drain::restart_frame): once the current frame's delimiter is out, the
+    /// frame goes out again, whole (instead of a new one being built).
+    resend: bool,
 }
 
 impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
@@ -290,6 +293,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             wall_clock: None,
             wall_clock_due: false,
             record_waiting: false,
+            resend: false,
             stats: DrainStats::default(),
             strings: record::Strings::Native,
         })
@@ -360,9 +364,30 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         self.frame.consume(n);
     }
 
-    /// `true` when the ring holds records, or a frame is partly sent.
+    /// `true` when a frame is partly sent, or the next [`fill_buf`](Self::fill_buf) would build
+    /// one: records in the ring, or a drop count or wall-clock time not sent yet. A firmware
+    /// that drains `while has_pending()` before a reset or sleep so tells the host what was lost.
     pub fn has_pending(&self) -> bool {
-        self.frame.has_unsent() || self.tracer.ring.ready()
+        self.frame.has_unsent() || self.resend || self.has_news(self.tracer.ring.dropped())
+    }
+
+    /// The bytes handed out of the current frame may not have arrived whole (a write cancelled
+    /// part-way, an RTT channel whose mode a probe changed during a write): what
+    /// [`fill_buf`](Self::fill_buf) returns next is the frame's `0x00` delimiter alone, which
+    /// ends the fragment the link may have carried (the decoder drops it as one bad frame; a
+    /// whole first copy as a duplicate), then the whole frame again. No record is lost or read
+    /// twice. Does nothing when no frame is partly sent.
+    pub fn restart_frame(&mut self) {
+        if self.frame.skip_to_delimiter() {
+            self.resend = true;
+        }
+    }
+
+    /// Whether a frame has something to say: records in the ring, or a drop count (`drops`, the
+    /// ring's now) or wall-clock time not sent yet.
+    #[inline]
+    fn has_news(&self, drops: u32) -> bool {
+        self.tracer.ring.ready() || self.drops_sent.unwrap_or(0) != drops || self.wall_clock_due
     }
 
     /// Hands bytes to `send` until it takes none or nothing is left; returns the bytes sent. `send`
@@ -386,11 +411,15 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// Builds the next frame if there is anything to say.
     #[inline(never)]
     fn build(&mut self) {
+        if core::mem::take(&mut self.resend) {
+            // `restart_frame`: the delimiter ended the fragment; now the frame again.
+            self.frame.rewind();
+            return;
+        }
         let ring = self.tracer.ring;
         let drops = ring.dropped();
         let epoch_start = self.seq & (self.epoch_frames - 1) == 0;
-        let drops_due = self.drops_sent.unwrap_or(0) != drops;
-        if !ring.ready() && !drops_due && !self.wall_clock_due {
+        if !self.has_news(drops) {
             // Idle: keep the tick extension fresh so a wrapping counter is followed.
             self.state.ext.extend(self.tracer.clock.now());
             return;

@@ -1248,8 +1248,9 @@ mod tests {
         let before = drain.stats();
         // The state a producer preempted inside `evict_oldest` leaves.
         RING.busy.store(true, Ordering::Relaxed);
-        assert!(!drain.has_pending());
-        // The evictions are reported (one frame, the drops record); then nothing is sent.
+        // The evictions are still to be reported, though no record is ready.
+        assert!(drain.has_pending());
+        // They are (one frame, the drops record); then nothing is sent.
         let mut calls = 0u32;
         let mut drain_some = || {
             drain.drain_with(|b| {
@@ -1265,6 +1266,10 @@ mod tests {
         assert_eq!(drain_some(), 0);
         assert!(calls <= 1, "{calls} frames built");
         assert_eq!(drain.stats().records, before.records);
+        assert!(
+            !drain.has_pending(),
+            "reported; the records wait for the producer"
+        );
         RING.busy.store(false, Ordering::Release);
         assert!(drain.has_pending());
         drain.drain_with(|b| b.len());

@@ -340,6 +340,50 @@ fn one_drain_per_tracer() {
 }
 
 #[test]
+fn a_restarted_frame_goes_out_again_whole_after_its_delimiter() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    drain.restart_frame();
+    assert!(drain.fill_buf().is_empty(), "no frame: nothing to restart");
+    TRACER.root("first").finish();
+    let frame = drain.fill_buf().to_vec();
+    // 5 bytes taken, then the link cannot say what went out.
+    drain.consume(5);
+    drain.restart_frame();
+    assert_eq!(
+        drain.fill_buf(),
+        &[0],
+        "the delimiter alone ends the fragment"
+    );
+    drain.consume(1);
+    assert!(drain.has_pending());
+    TRACER.root("second").finish();
+    assert_eq!(drain.fill_buf(), &frame[..], "then the same frame, whole");
+    let n = frame.len();
+    drain.consume(n);
+    drain.restart_frame();
+    let next = drain.fill_buf().to_vec();
+    assert_ne!(next, [0], "a frame sent whole is not restarted");
+    let mut wire = frame[..5].to_vec();
+    wire.push(0);
+    wire.extend_from_slice(&frame);
+    wire.extend_from_slice(&next);
+    let d = decode(&wire);
+    assert_eq!(d.frame_errors.len(), 1, "the fragment");
+    let names: Vec<String> = d
+        .spans()
+        .iter()
+        .filter_map(|r| match r {
+            Owned::Start { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["first", "second"], "each span once");
+}
+
+#[test]
 fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record() {
     // With small frames the session record leaves too little room for a large log; the log must
     // wait for the next frame, not be counted as oversize.

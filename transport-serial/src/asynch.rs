@@ -10,7 +10,7 @@
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
 //! # static RING: Ring<256> = Ring::new();
 //! # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
-//! # struct Uart; // e.g. embassy's BufferedUartTx or UartTx
+//! # struct Uart; // e.g. embassy's BufferedUartTx
 //! # impl embedded_io_async::ErrorType for Uart { type Error = core::convert::Infallible; }
 //! # impl embedded_io_async::Write for Uart {
 //! #     async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) }
@@ -32,11 +32,18 @@
 //!
 //! # Cancellation
 //!
-//! A byte is consumed from the drain only after `write` returned it as written, so dropping a
-//! `drain_once` future (e.g. in a `select` with a timeout) never loses a byte. It cannot duplicate
-//! one either if the writer is cancel-safe as `embedded-io-async` encourages; a writer that is not
-//! (one that starts a DMA transfer from the caller's buffer) may have sent part of the bytes it was
-//! given when its future was dropped, and those are offered again on the next call.
+//! A `drain_once` future may be dropped (a `select` with a timeout, a task cancelled). A byte is
+//! consumed from the drain only after `write` returned it as written, so nothing is lost; but a
+//! writer that is not cancel-safe (one that starts a DMA transfer from the caller's buffer, as
+//! embassy's `UartTx`) may have sent part of the bytes when its future was dropped. So the next
+//! call, finding a write that never returned, sends a `0x00` delimiter and then the whole frame
+//! again ([`FrameSource::restart_frame`]): the host drops the fragment as one bad frame (its
+//! summary shows one CRC or framing error) and reads every record once. Nothing is duplicated or
+//! lost, whichever writer it is. [`restarts`](AsyncDrain::restarts) counts these. A writer that
+//! takes no byte from a write whose future is dropped (a buffered driver such as embassy's
+//! `BufferedUartTx`, which copies into its buffer only in the poll that completes) needs no
+//! restart: say so with [`assume_cancel_safe`](AsyncDrain::assume_cancel_safe) and a cancelled
+//! call costs nothing.
 
 use core::future::Future;
 
@@ -50,6 +57,12 @@ pub struct AsyncDrain<S, W> {
     source: S,
     writer: W,
     counters: Counters,
+    /// Set while a `write` is awaited: still set at the next call, that write's future was
+    /// dropped, and how much of it went out is unknown.
+    writing: bool,
+    /// The writer sends nothing of a write whose future is dropped: no restart needed.
+    cancel_safe: bool,
+    restarts: u32,
 }
 
 impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
@@ -59,7 +72,21 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
             source,
             writer,
             counters: Counters::new(),
+            writing: false,
+            cancel_safe: false,
+            restarts: 0,
         }
+    }
+
+    /// Declares the writer cancel-safe: a `write` whose future is dropped before it completes
+    /// has sent nothing (embassy's `BufferedUartTx`, a driver that copies into its own buffer in
+    /// the poll that returns `Ready`). A cancelled [`drain_once`](Self::drain_once) then offers
+    /// the same bytes again instead of restarting the frame (see "Cancellation" in the
+    /// [module docs](self)). Wrong for a writer that sends from the caller's buffer (DMA), whose
+    /// dropped writes would then duplicate bytes and break a frame.
+    pub fn assume_cancel_safe(mut self) -> Self {
+        self.cancel_safe = true;
+        self
     }
 
     /// Writes every pending frame (until the drain has nothing more to send), then flushes if
@@ -67,6 +94,11 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     ///
     /// On an error the bytes not yet accepted stay in the drain; the error is counted and returned.
     pub async fn drain_once(&mut self) -> Result<usize, Error<W::Error>> {
+        if core::mem::take(&mut self.writing) && !self.cancel_safe {
+            // The last call was dropped during a write (see "Cancellation").
+            self.source.restart_frame();
+            self.restarts = self.restarts.wrapping_add(1);
+        }
         let mut total = 0;
         loop {
             let bytes = self.source.fill_buf();
@@ -74,7 +106,10 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
             if offered == 0 {
                 break;
             }
-            match self.writer.write(bytes).await {
+            self.writing = true;
+            let written = self.writer.write(bytes).await;
+            self.writing = false;
+            match written {
                 Ok(0) => {
                     self.counters.refusal();
                     return Err(Error::WriteZero);
@@ -121,6 +156,12 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     /// The counters.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Frames sent again, whole, because a `drain_once` future was dropped during a write (see
+    /// "Cancellation" in the [module docs](self)).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
     }
 
     /// `true` when a frame is partly sent or records wait in the ring.

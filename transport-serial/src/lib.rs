@@ -31,13 +31,19 @@ pub mod rtt;
 ///   when there is nothing to send. It returns the same bytes again until they are consumed.
 /// - [`consume`](Self::consume)`(n)` marks the first `n` of those bytes as sent (`n` at most their
 ///   length).
+/// - [`restart_frame`](Self::restart_frame) makes the next `fill_buf` a lone `0x00` delimiter,
+///   then the whole current frame again: for a transport that cannot tell how much of a write
+///   went out.
 pub trait FrameSource {
     /// The unsent rest of the current frame, or the next frame; empty when there is nothing to send.
     fn fill_buf(&mut self) -> &[u8];
     /// Marks the first `n` bytes of the last [`fill_buf`](Self::fill_buf) as sent.
     fn consume(&mut self, n: usize);
-    /// `true` when a frame is partly sent or records wait in the ring.
+    /// `true` when a frame is partly sent or something waits to be sent (records, a drop count).
     fn has_pending(&self) -> bool;
+    /// Sends the current frame again, whole, after a delimiter that ends the part the link may
+    /// have carried ([`microspan::Drain::restart_frame`]).
+    fn restart_frame(&mut self);
 }
 
 impl<const F: usize, const NAMES: usize> FrameSource for Drain<'_, F, NAMES> {
@@ -52,6 +58,9 @@ impl<const F: usize, const NAMES: usize> FrameSource for Drain<'_, F, NAMES> {
     #[inline]
     fn has_pending(&self) -> bool {
         Drain::has_pending(self)
+    }
+    fn restart_frame(&mut self) {
+        Drain::restart_frame(self)
     }
 }
 
@@ -68,6 +77,9 @@ impl<S: FrameSource + ?Sized> FrameSource for &mut S {
     fn has_pending(&self) -> bool {
         (**self).has_pending()
     }
+    fn restart_frame(&mut self) {
+        (**self).restart_frame()
+    }
 }
 
 /// What a transport did, so that "what could not be sent" is visible.
@@ -81,7 +93,8 @@ impl<S: FrameSource + ?Sized> FrameSource for &mut S {
 pub struct Counters {
     /// Bytes the transport accepted.
     pub bytes: u64,
-    /// Frames whose last byte (the delimiter) the transport accepted.
+    /// Frames whose last byte (the delimiter) the transport accepted (the lone delimiter before
+    /// a restarted frame counts as one).
     pub frames: u32,
     /// Calls to the transport that returned an error (the bytes offered stay pending).
     pub errors: u32,

@@ -12,7 +12,10 @@
 //! mid-frame. `NoBlockSkip` (rtt-target's default) is never used: it discards a whole write that
 //! does not fit, and a partly wrapped write in that mode reports bytes as written that were not
 //! committed, which would tear frames. Because a probe may change a channel's mode at any time, the
-//! drain checks the mode before each write and restores its own.
+//! drain checks the mode before each write and restores its own, and checks it again after: a
+//! mode that changed during the write makes its count untrustworthy, so the drain sends a `0x00`
+//! delimiter and the whole frame again ([`FrameSource::restart_frame`]); the host drops the
+//! fragment as one bad frame and reads every record once.
 //!
 //! [`RttDrain::blocking`] is the opt-in: [`ChannelMode::BlockIfFull`] spins until the host has
 //! read enough. **Firmware then stops when no probe is attached**; use it only for runs where
@@ -157,13 +160,17 @@ impl<S: FrameSource> RttDrain<S> {
             if offered == 0 {
                 return total;
             }
-            let wanted = self.mode.channel_mode();
-            if self.channel.mode() != wanted {
-                // A probe switched the mode (possibly to NoBlockSkip, whose counts we cannot trust).
-                self.channel.set_mode(wanted);
-                self.mode_restored = self.mode_restored.wrapping_add(1);
-            }
+            // A probe may have switched the mode (possibly to NoBlockSkip, whose counts we
+            // cannot trust).
+            restore_mode(&mut self.channel, self.mode, &mut self.mode_restored);
             let n = self.channel.write(bytes).min(offered);
+            if restore_mode(&mut self.channel, self.mode, &mut self.mode_restored) {
+                // Changed during the write: rtt-target may report bytes it did not commit. The
+                // next call sends a delimiter and the frame again.
+                self.source.restart_frame();
+                self.counters.refusal();
+                return total;
+            }
             self.source.consume(n);
             self.counters.sent(n, offered);
             total += n;
@@ -208,4 +215,16 @@ impl<S: FrameSource> RttDrain<S> {
     pub fn into_parts(self) -> (S, UpChannel) {
         (self.source, self.channel)
     }
+}
+
+/// Puts `channel` back in the drain's `mode` if a probe changed it, counting it in `restored`;
+/// `true` when it had been changed.
+fn restore_mode(channel: &mut UpChannel, mode: Mode, restored: &mut u32) -> bool {
+    let wanted = mode.channel_mode();
+    if channel.mode() == wanted {
+        return false;
+    }
+    channel.set_mode(wanted);
+    *restored = restored.wrapping_add(1);
+    true
 }

@@ -121,3 +121,35 @@ fn no_new_frame_while_in_flight() {
     let second = dma.start().unwrap();
     assert_ne!(second, &first[..]);
 }
+
+#[test]
+fn a_flush_until_nothing_is_pending_reports_the_last_drop() {
+    // A firmware drains `while has_pending()` before a reset. A record too large for a 32-byte
+    // frame is dropped while the last frame is built, leaving the ring empty: the new drop count
+    // still has to go out, so `has_pending` must stay true until it has.
+    let fx = fixture::<4096>();
+    let drain: microspan::Drain<'static, 32> = microspan::Drain::new(fx.tracer).unwrap();
+    let mut dma = DmaDrain::new(drain);
+    let root = fx.tracer.root("r");
+    let long = "x".repeat(30);
+    root.log([
+        ("message", microspan::Value::text(&long)),
+        ("event", microspan::Value::text(&long)),
+    ]);
+    // Still open: the log is the ring's last record.
+    core::mem::forget(root);
+    let mut wire = Vec::new();
+    while dma.has_pending() {
+        if let Some(bytes) = dma.start() {
+            wire.extend_from_slice(bytes);
+            let n = bytes.len();
+            dma.complete(n);
+        }
+    }
+    assert_eq!(fx.tracer.dropped(), 1, "the log does not fit a frame");
+    assert_eq!(decode(&wire).drops, Some(1), "the host was told");
+    assert!(
+        dma.start().is_none(),
+        "nothing left once has_pending is false"
+    );
+}

@@ -138,6 +138,59 @@ fn a_probe_switching_to_skip_mode_is_overridden() {
 }
 
 #[test]
+fn a_mode_switched_during_a_write_restarts_the_frame() {
+    // A probe thread switches the channel to NoBlockSkip at any moment, also between the drain's
+    // mode check and rtt-target's own read of the mode inside `write`. A Skip write that wraps
+    // and then runs out of room reports its first part written but never commits it: the drain,
+    // seeing the mode changed after the write, sends a delimiter and the whole frame again.
+    // Whole runs of the workload, each checked exactly, for about half a second.
+    let started = std::time::Instant::now();
+    let (mut runs, mut restored) = (0u32, 0u32);
+    while runs < 3 || started.elapsed() < std::time::Duration::from_millis(500) {
+        runs += 1;
+        let fx = fixture::<65536>();
+        let (up, probe) = channel(61);
+        let mut rtt = RttDrain::new(fx.drain(), up);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(44 + runs as u64);
+                while !stop.load(Ordering::Relaxed) {
+                    probe.set_mode_bits(0);
+                    for _ in 0..rng.range(0, 500) {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        };
+        while probe.mode_bits() != 0 {
+            std::hint::spin_loop(); // the flipper is running
+        }
+        let mut rng = Rng::new(45 + runs as u64);
+        let mut out = Vec::new();
+        drive(
+            &fx,
+            &mut rtt,
+            &mut rng,
+            |rtt, rng| {
+                rtt.pump();
+                probe.read(rng.range(0, 40), &mut out);
+            },
+            |rtt| rtt.has_pending(),
+        );
+        stop.store(true, Ordering::Relaxed);
+        flipper.join().unwrap();
+        while rtt.has_pending() || probe.read(usize::MAX, &mut out) > 0 {
+            rtt.pump();
+        }
+        restored += rtt.mode_restored();
+        assert_exact_after_restarts(&out, STEPS, rtt.mode_restored());
+    }
+    assert!(restored > 10 * runs, "{restored} in {runs} runs");
+}
+
+#[test]
 fn no_probe_never_blocks() {
     let fx = fixture::<65536>();
     let (up, probe) = channel(256);

@@ -362,6 +362,22 @@ impl<const F: usize> FrameBuilder<F> {
     pub fn consume(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.len as usize);
     }
+
+    /// The first half of sending a partly sent frame again: only its delimiter is left unsent,
+    /// which ends whatever part of the frame the link carried (the receiver drops that fragment
+    /// as a bad frame). `false`, and nothing changes, when the frame was fully handed out.
+    pub(crate) fn skip_to_delimiter(&mut self) -> bool {
+        let unsent = self.has_unsent();
+        if unsent {
+            self.sent = self.len as usize - 1;
+        }
+        unsent
+    }
+
+    /// The second half: hands the whole finished frame out again.
+    pub(crate) fn rewind(&mut self) {
+        self.sent = 0;
+    }
 }
 
 /// Appends to a frame, keeping its position in a register: a record is written through one
