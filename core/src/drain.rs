@@ -513,24 +513,32 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.write_hello();
         }
         let optional = !core::mem::take(&mut self.record_waiting);
+        // The drop count and the wall clock stay due when they do not fit beside the session
+        // record (they go first in the next frame), so a full frame never stops the drain.
+        let header_only = self.frame.position();
         if optional && (self.drops_sent.unwrap_or(0) != drops || (epoch_start && drops != 0)) {
-            session_records = true;
             let mut w = self.frame.writer();
             w.put_c(tag::EXT | ext::DROPS);
             w.var32_c(drops);
-            keep(w)?;
-            self.drops_sent = Some(drops);
+            if keep(w).is_ok() {
+                session_records = true;
+                self.drops_sent = Some(drops);
+            }
         }
         if optional && self.wall_clock_due {
+            let alone = self.frame.position() == header_only;
+            let mut written = true;
             if let Some(clock) = self.wall_clock {
-                session_records = true;
                 let mut w = self.frame.writer();
                 w.put_c(tag::EXT | ext::WALL_CLOCK);
                 w.var64_c(clock.ticks);
                 w.var64_c(clock.unix_nanos);
-                keep(w)?;
+                written = keep(w).is_ok();
+                session_records |= written;
             }
-            self.wall_clock_due = false;
+            // Not even alone after the header (a frame of a few dozen bytes and large values):
+            // such frames cannot carry it, and trying again would stall the drain.
+            self.wall_clock_due = !written && !alone;
         }
         Ok(session_records)
     }

@@ -749,7 +749,8 @@ pub struct SpanBuilder<'a, const B: usize, C: ?Sized + Clock = &'a dyn Clock> {
 
 impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// Adds a ChildOf reference. The first ChildOf reference (or, without one, the first
-    /// FollowsFrom) is the parent and decides the trace.
+    /// FollowsFrom) is the parent and decides the trace. A context that is not valid (zero ids)
+    /// is no reference and is ignored.
     pub fn child_of(self, ctx: &SpanContext) -> Self {
         self.reference(RefKind::ChildOf, ctx)
     }
@@ -764,6 +765,10 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// one, unless it is the first ChildOf (which decides the parent), in which case the last
     /// FollowsFrom makes way for it.
     fn reference(mut self, kind: RefKind, ctx: &SpanContext) -> Self {
+        if !ctx.is_valid() {
+            // No span to refer to (e.g. a carrier with baggage only): it takes no slot.
+            return self;
+        }
         if let Err(new) = self.refs.push((kind, *ctx)) {
             warn!(
                 "microspan: more than {=usize} references, one was dropped",
@@ -818,8 +823,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
         let parent_index = self
             .refs
             .iter()
-            .position(|(k, c)| *k == RefKind::ChildOf && c.is_valid())
-            .or_else(|| self.refs.iter().position(|(_, c)| c.is_valid()));
+            .position(|(k, _)| *k == RefKind::ChildOf)
+            .or((!self.refs.is_empty()).then_some(0));
         let mut span = match parent_index {
             None => {
                 let sampled = self.debug || t.sample_root();
@@ -889,7 +894,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
         };
         if span.is_recording() {
             for (n, (kind, ctx)) in self.refs.iter().enumerate() {
-                if Some(n) != parent_index && ctx.is_valid() {
+                if Some(n) != parent_index {
                     span.write_ref(*kind, ctx);
                 }
             }

@@ -369,6 +369,30 @@ fn the_jaeger_baggage_header_gives_baggage_with_or_without_a_trace() {
 }
 
 #[test]
+fn a_baggage_only_context_takes_no_reference_slot() {
+    // The zero context of baggage-only headers is no reference: with the builder full of
+    // FollowsFrom references, a real ChildOf still becomes the parent.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(1));
+    let ctx = |t: u128, s: u64| SpanContext {
+        trace_id: TraceId(t),
+        span_id: SpanId(s),
+        flags: Flags::SAMPLED,
+    };
+    let real = ctx(0xAAAA, 0xBBBB);
+    let ex: Extracted<2> =
+        w3c::extract_from_headers([("baggage", "tenant=acme")].iter().copied()).unwrap();
+    let mut b = TRACER.span("with-baggage").extracted(ex);
+    for i in 1..microspan::config::MAX_REFERENCES as u64 {
+        b = b.follows_from(&ctx(i.into(), i));
+    }
+    let span = b.child_of(&real).start();
+    assert_eq!(span.context().trace_id, real.trace_id);
+    assert_eq!(span.baggage_item("tenant"), Some("acme"));
+}
+
+#[test]
 fn w3c_baggage_without_traceparent_starts_a_root_that_carries_it() {
     // W3C Baggage does not depend on Trace Context (OpenTelemetry's propagators read it alone).
     let lookup = |n: &str| (n == "baggage").then_some("tenant=acme, bad item");

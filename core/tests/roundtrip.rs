@@ -384,6 +384,37 @@ fn a_restarted_frame_goes_out_again_whole_after_its_delimiter() {
 }
 
 #[test]
+fn small_frames_never_stall_on_the_drop_count_or_the_wall_clock() {
+    // 32-byte frames, a drop count and tick values that need long varints, and a wall clock:
+    // header + drops + wall clock do not fit one frame. The drain must neither stop sending nor
+    // keep `has_pending` true for ever (a `while has_pending()` flush would never end).
+    static CLOCK: ManualClock = ManualClock::new(4_000_000_000);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("s"));
+    let mut drain: Drain<'_, 32> = Drain::new(&TRACER).unwrap();
+    for _ in 0..20_000 {
+        TRACER.root("r").finish();
+    }
+    assert!(TRACER.dropped() > 16_384);
+    drain.set_wall_clock(1_700_000_000_000_000_000);
+    let mut wire = Vec::new();
+    let mut rounds = 0;
+    while drain.has_pending() {
+        drain.drain_with(|b| {
+            wire.extend_from_slice(b);
+            b.len()
+        });
+        rounds += 1;
+        assert!(rounds < 100, "the drain stalled: {:?}", drain.stats());
+    }
+    let d = decode_typed(&wire);
+    assert_eq!(d.last_drops(), TRACER.dropped(), "the drop count went out");
+    TRACER.root("after").finish();
+    assert!(drain.has_pending());
+    assert!(!drain.fill_buf().is_empty(), "and records still flow");
+}
+
+#[test]
 fn a_record_that_fits_an_empty_frame_is_never_dropped_beside_the_session_record() {
     // With small frames the session record leaves too little room for a large log; the log must
     // wait for the next frame, not be counted as oversize.

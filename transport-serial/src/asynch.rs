@@ -39,7 +39,9 @@
 //! call, finding a write that never returned, sends a `0x00` delimiter and then the whole frame
 //! again ([`FrameSource::restart_frame`]): the host drops the fragment as one bad frame (its
 //! summary shows one CRC or framing error) and reads every record once. Nothing is duplicated or
-//! lost, whichever writer it is. [`restarts`](AsyncDrain::restarts) counts these. A writer that
+//! lost, whichever writer it is. A write that fails restarts the frame the same way (the writer
+//! may have sent part of the bytes first), and so do [`source_mut`](AsyncDrain::source_mut) and
+//! [`into_parts`](AsyncDrain::into_parts) after a dropped write. [`restarts`](AsyncDrain::restarts) counts these. A writer that
 //! takes no byte from a write whose future is dropped (a buffered driver such as embassy's
 //! `BufferedUartTx`, which copies into its buffer only in the poll that completes) needs no
 //! restart: say so with [`assume_cancel_safe`](AsyncDrain::assume_cancel_safe) and a cancelled
@@ -94,11 +96,7 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     ///
     /// On an error the bytes not yet accepted stay in the drain; the error is counted and returned.
     pub async fn drain_once(&mut self) -> Result<usize, Error<W::Error>> {
-        if core::mem::take(&mut self.writing) && !self.cancel_safe {
-            // The last call was dropped during a write (see "Cancellation").
-            self.source.restart_frame();
-            self.restarts = self.restarts.wrapping_add(1);
-        }
+        self.settle();
         let mut total = 0;
         loop {
             let bytes = self.source.fill_buf();
@@ -122,6 +120,10 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
                 }
                 Err(e) => {
                     self.counters.error();
+                    if !self.cancel_safe {
+                        // A writer sending from our buffer may have sent part of it first.
+                        self.restart();
+                    }
                     return Err(Error::Write(e));
                 }
             }
@@ -133,6 +135,19 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
             }
         }
         Ok(total)
+    }
+
+    /// After a `drain_once` dropped during a write: restarts the frame (see "Cancellation"),
+    /// unless the writer is cancel-safe.
+    fn settle(&mut self) {
+        if core::mem::take(&mut self.writing) && !self.cancel_safe {
+            self.restart();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.source.restart_frame();
+        self.restarts = self.restarts.wrapping_add(1);
     }
 
     /// The drain task: [`drain_once`](Self::drain_once), then `idle().await`, forever.
@@ -164,7 +179,7 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
         self.restarts
     }
 
-    /// `true` when a frame is partly sent or records wait in the ring.
+    /// `true` when a frame is partly sent or something waits to be sent (records, a drop count).
     pub fn has_pending(&self) -> bool {
         self.source.has_pending()
     }
@@ -176,6 +191,7 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
 
     /// The frame source, mutably.
     pub fn source_mut(&mut self) -> &mut S {
+        self.settle();
         &mut self.source
     }
 
@@ -190,7 +206,8 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     }
 
     /// The source and the writer back.
-    pub fn into_parts(self) -> (S, W) {
+    pub fn into_parts(mut self) -> (S, W) {
+        self.settle();
         (self.source, self.writer)
     }
 }

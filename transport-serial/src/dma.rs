@@ -126,7 +126,8 @@ impl<S: FrameSource> DmaDrain<S> {
         self.in_flight
     }
 
-    /// `true` when a transfer is in flight, a frame is partly sent, or records wait in the ring.
+    /// `true` when a transfer is in flight, a frame is partly sent, or something waits to be sent
+    /// (records, a drop count).
     pub fn has_pending(&self) -> bool {
         self.in_flight.is_some() || self.source.has_pending()
     }

@@ -145,7 +145,7 @@ impl<S: FrameSource, W: Write<u8>> NbDrain<S, W> {
         self.counters
     }
 
-    /// `true` when a frame is partly sent or records wait in the ring.
+    /// `true` when a frame is partly sent or something waits to be sent (records, a drop count).
     pub fn has_pending(&self) -> bool {
         self.source.has_pending()
     }

@@ -191,7 +191,7 @@ impl<S: FrameSource> RttDrain<S> {
         self.mode_restored
     }
 
-    /// `true` when a frame is partly sent or records wait in the ring.
+    /// `true` when a frame is partly sent or something waits to be sent (records, a drop count).
     pub fn has_pending(&self) -> bool {
         self.source.has_pending()
     }
