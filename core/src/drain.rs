@@ -374,9 +374,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// The bytes handed out of the current frame may not have arrived whole (a write cancelled
     /// part-way, an RTT channel whose mode a probe changed during a write): what
     /// [`fill_buf`](Self::fill_buf) returns next is the frame's `0x00` delimiter alone, which
-    /// ends the fragment the link may have carried (the decoder drops it as one bad frame; a
-    /// whole first copy as a duplicate), then the whole frame again. No record is lost or read
-    /// twice. Does nothing when no frame is partly sent.
+    /// ends the fragment the link may have carried, then the whole frame again. The host decoder
+    /// counts the fragment as a restarted frame, not a bad one (a whole first copy as a
+    /// duplicate); no record is lost or read twice. Does nothing when no frame is partly sent.
     pub fn restart_frame(&mut self) {
         if self.frame.skip_to_delimiter() {
             self.resend = true;

@@ -36,6 +36,10 @@ pub struct StreamStats {
     /// Good frames that arrived a second time (same sequence number and content as one of the
     /// last [`REPLAY_WINDOW`]) and were skipped.
     pub duplicate_frames: u64,
+    /// Frames the device restarted (`Drain::restart_frame`: a transport could not tell how much
+    /// of a write went out): a fragment followed by the whole frame, whose first bytes it is.
+    /// Nothing is lost; the fragment is not counted among the bad frames or discarded bytes.
+    pub restarted_frames: u64,
     /// Bytes of a frame the input ended inside (no closing delimiter): a capture cut short.
     /// Set by [`StreamDecoder::finish`].
     pub unfinished_bytes: u64,
@@ -65,6 +69,11 @@ pub struct StreamDecoder {
     last_error: Option<String>,
     /// Fingerprints (sequence number, content hash) of the last good frames, oldest first.
     recent: std::collections::VecDeque<(u16, u64)>,
+    /// The encoded bytes of the frame being checked (the check decodes in place).
+    encoded: Vec<u8>,
+    /// The last frame, if it was bad: its encoded bytes and why. Counted once the next frame
+    /// shows whether it was the fragment of a restarted frame.
+    suspect: Option<(Vec<u8>, FrameError)>,
 }
 
 impl StreamDecoder {
@@ -77,6 +86,8 @@ impl StreamDecoder {
             version_strikes: 0,
             last_error: None,
             recent: std::collections::VecDeque::with_capacity(REPLAY_WINDOW),
+            encoded: Vec::new(),
+            suspect: None,
         }
     }
 
@@ -102,8 +113,36 @@ impl StreamDecoder {
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Batch>) -> Result<(), StreamError> {
         self.stats.bytes += bytes.len() as u64;
         while !bytes.is_empty() {
-            let (frame, rest) = self.acc.feed(bytes);
+            let (encoded, rest) = self.acc.feed_encoded(bytes);
             bytes = rest;
+            let frame = match encoded {
+                None => None,
+                Some(Err(e)) => Some(Err(e)),
+                Some(Ok(encoded)) => {
+                    self.encoded.clear();
+                    self.encoded.extend_from_slice(encoded);
+                    Some(Accumulator::<MAX_FRAME>::check(encoded))
+                }
+            };
+            let restarted = match (&frame, &self.suspect) {
+                (Some(_), Some((fragment, _))) => {
+                    matches!(frame, Some(Ok(_))) && self.encoded.starts_with(fragment)
+                }
+                _ => false,
+            };
+            // The frame before, if bad: its discarded bytes are counted once `frame` is done
+            // with the accumulator.
+            let mut discarded = 0;
+            if frame.is_some() {
+                if let Some((fragment, error)) = self.suspect.take() {
+                    if restarted {
+                        self.stats.restarted_frames += 1;
+                    } else {
+                        discarded = fragment.len();
+                        count_bad(&mut self.stats, &mut self.last_error, error);
+                    }
+                }
+            }
             match frame {
                 None => {}
                 Some(Ok(frame)) => {
@@ -131,13 +170,16 @@ impl StreamDecoder {
                         });
                     }
                 }
-                Some(Err(e)) => {
-                    match e {
-                        FrameError::Crc { .. } => self.stats.crc_errors += 1,
-                        _ => self.stats.bad_frames += 1,
-                    }
-                    self.last_error = Some(e.to_string());
+                Some(Err(e @ FrameError::TooLong { .. })) => {
+                    count_bad(&mut self.stats, &mut self.last_error, e);
                 }
+                Some(Err(e)) => {
+                    // Counted when the next frame shows it was not a restarted frame's fragment.
+                    self.suspect = Some((std::mem::take(&mut self.encoded), e));
+                }
+            }
+            if discarded > 0 {
+                self.acc.count_discarded(discarded);
             }
         }
         Ok(())
@@ -146,9 +188,22 @@ impl StreamDecoder {
     /// End of input: open spans are exported as incomplete, and the bytes of a frame the input
     /// ended inside are counted ([`StreamStats::unfinished_bytes`]).
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
+        if let Some((fragment, error)) = self.suspect.take() {
+            self.acc.count_discarded(fragment.len());
+            count_bad(&mut self.stats, &mut self.last_error, error);
+        }
         self.stats.unfinished_bytes = self.acc.buffered() as u64;
         self.asm.finish(out);
     }
+}
+
+/// Counts a bad frame and keeps its error for the status line.
+fn count_bad(stats: &mut StreamStats, last_error: &mut Option<String>, e: FrameError) {
+    match e {
+        FrameError::Crc { .. } => stats.crc_errors += 1,
+        _ => stats.bad_frames += 1,
+    }
+    *last_error = Some(e.to_string());
 }
 
 impl StreamStats {

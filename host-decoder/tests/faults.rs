@@ -484,6 +484,59 @@ fn replayed_frames_are_not_decoded_twice() {
     );
 }
 
+/// The stream as a device sends it when every `every`-th frame is restarted
+/// (`Drain::restart_frame`) after `cut` bytes of it went out: the fragment, its delimiter, the
+/// whole frame. Every 3·`every`-th restart is of a frame whose first copy got through whole.
+fn restart_frames(clean: &[u8], every: usize, cut: usize) -> Vec<u8> {
+    let frames: Vec<&[u8]> = clean.split_inclusive(|&b| b == 0).collect();
+    let mut out = Vec::with_capacity(clean.len() * 2);
+    for (i, f) in frames.iter().enumerate() {
+        if i % every == 0 && i > 0 {
+            let cut = if i % (3 * every) == 0 {
+                f.len()
+            } else {
+                cut.min(f.len() - 1)
+            };
+            out.extend_from_slice(&f[..cut]);
+            if cut < f.len() {
+                out.push(0);
+            }
+        }
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+#[test]
+fn restarted_frames_lose_nothing_and_are_not_counted_as_bad() {
+    let clean = record::<256>(200);
+    let (clean_spans, _) = decode(&clean);
+    for cut in [1, 7, 40] {
+        let (spans, stats) = decode(&restart_frames(&clean, 5, cut));
+        assert_eq!(spans.len(), clean_spans.len(), "cut {cut}");
+        let by_id: HashMap<u64, &Span> = clean_spans.iter().map(|s| (s.span_id, s)).collect();
+        for s in &spans {
+            check_span(s, by_id[&s.span_id]).unwrap_or_else(|why| panic!("{why}"));
+        }
+        assert!(stats.restarted_frames > 10, "cut {cut}: {stats:?}");
+        assert!(stats.duplicate_frames > 3, "cut {cut}: {stats:?}");
+        assert_eq!(
+            (stats.crc_errors, stats.bad_frames, stats.discarded_bytes),
+            (0, 0, 0),
+            "cut {cut}"
+        );
+        assert!(!stats.lost_anything(), "cut {cut}: {stats:?}");
+    }
+    // A bad frame that is not the start of the next one is still bad.
+    let mut garbled = clean.clone();
+    let at = garbled.iter().position(|&b| b == 0).unwrap() + 3;
+    garbled[at] ^= 0x55;
+    let (_, stats) = decode(&garbled);
+    assert_eq!(stats.crc_errors + stats.bad_frames, 1);
+    assert_eq!(stats.restarted_frames, 0);
+    assert!(stats.lost_anything());
+}
+
 #[test]
 fn corrupted_links_never_export_a_corrupted_span_and_count_every_lost_frame() {
     let seeds: u64 = std::env::var("MICROSPAN_FAULT_SEEDS")

@@ -37,15 +37,15 @@
 //! writer that is not cancel-safe (one that starts a DMA transfer from the caller's buffer, as
 //! embassy's `UartTx`) may have sent part of the bytes when its future was dropped. So the next
 //! call, finding a write that never returned, sends a `0x00` delimiter and then the whole frame
-//! again ([`FrameSource::restart_frame`]): the host drops the fragment as one bad frame (its
-//! summary shows one CRC or framing error) and reads every record once. Nothing is duplicated or
-//! lost, whichever writer it is. A write that fails restarts the frame the same way (the writer
-//! may have sent part of the bytes first), and so do [`source_mut`](AsyncDrain::source_mut) and
-//! [`into_parts`](AsyncDrain::into_parts) after a dropped write. [`restarts`](AsyncDrain::restarts) counts these. A writer that
-//! takes no byte from a write whose future is dropped (a buffered driver such as embassy's
-//! `BufferedUartTx`, which copies into its buffer only in the poll that completes) needs no
-//! restart: say so with [`assume_cancel_safe`](AsyncDrain::assume_cancel_safe) and a cancelled
-//! call costs nothing.
+//! again ([`FrameSource::restart_frame`]): the host decoder recognises the fragment (the whole
+//! frame begins with it), counts a restarted frame, and reads every record once. Nothing is
+//! duplicated or lost, whichever writer it is. A write that fails restarts the frame the same way
+//! (the writer may have sent part of the bytes first), and so do
+//! [`source_mut`](AsyncDrain::source_mut) and [`into_parts`](AsyncDrain::into_parts) after a
+//! dropped write; [`restarts`](AsyncDrain::restarts) counts them. A writer that takes no byte
+//! from a write whose future is dropped (a buffered driver such as embassy's `BufferedUartTx`,
+//! which copies into its buffer only in the poll that completes) needs no restart: say so with
+//! [`assume_cancel_safe`](AsyncDrain::assume_cancel_safe) and a cancelled call costs nothing.
 
 use core::future::Future;
 

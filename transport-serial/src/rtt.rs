@@ -15,7 +15,7 @@
 //! drain checks the mode before each write and restores its own, and checks it again after: a
 //! mode that changed during the write makes its count untrustworthy, so the drain sends a `0x00`
 //! delimiter and the whole frame again ([`FrameSource::restart_frame`]); the host drops the
-//! fragment as one bad frame and reads every record once.
+//! fragment (a restarted frame, not a bad one) and reads every record once.
 //!
 //! [`RttDrain::blocking`] is the opt-in: [`ChannelMode::BlockIfFull`] spins until the host has
 //! read enough. **Firmware then stops when no probe is attached**; use it only for runs where

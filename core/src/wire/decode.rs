@@ -143,6 +143,38 @@ impl<const MAX: usize> Accumulator<MAX> {
         &'s mut self,
         input: &'i [u8],
     ) -> (Option<Result<Frame<'s>, FrameError>>, &'i [u8]) {
+        let (frame, rest) = self.take_frame(input);
+        let frame = frame.map(|len| {
+            let len = len?;
+            let result = Self::check(&mut self.buf[..len]);
+            if result.is_err() {
+                self.discarded += len as u64 + 1;
+            }
+            result
+        });
+        (frame, rest)
+    }
+
+    /// [`feed`](Self::feed) without the check: the COBS-encoded bytes of the next frame
+    /// (delimiter excluded), for a caller that looks at them before [`check`](Self::check)ing
+    /// them (the host decoder recognises a restarted frame's fragment by them). A frame it finds
+    /// bad it counts with [`count_discarded`](Self::count_discarded).
+    pub fn feed_encoded<'s, 'i>(
+        &'s mut self,
+        input: &'i [u8],
+    ) -> (Option<Result<&'s mut [u8], FrameError>>, &'i [u8]) {
+        let (frame, rest) = self.take_frame(input);
+        (frame.map(|len| Ok(&mut self.buf[..len?])), rest)
+    }
+
+    /// Counts the `len` encoded bytes of a frame found bad, and its delimiter, as discarded.
+    pub fn count_discarded(&mut self, len: usize) {
+        self.discarded += len as u64 + 1;
+    }
+
+    /// Buffers input up to and including the next delimiter; the length of the frame it ends
+    /// (`Err` when it was over-long), or `None` before a delimiter or for an empty frame.
+    fn take_frame<'i>(&mut self, input: &'i [u8]) -> (Option<Result<usize, FrameError>>, &'i [u8]) {
         let Some(end) = find_zero(input) else {
             self.push(input);
             return (None, &[]);
@@ -159,11 +191,7 @@ impl<const MAX: usize> Accumulator<MAX> {
             // Two delimiters in a row (idle line, a sender flushing): not an error.
             return (None, rest);
         }
-        let result = Self::check(&mut self.buf[..len]);
-        if result.is_err() {
-            self.discarded += len as u64 + 1;
-        }
-        (Some(result), rest)
+        (Some(Ok(len)), rest)
     }
 
     fn push(&mut self, bytes: &[u8]) {
