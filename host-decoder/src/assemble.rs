@@ -332,6 +332,11 @@ struct OpenState {
     pending: Vec<PendingName>,
     /// An ancestor was open while frames were lost: a baggage record it set may be missing.
     baggage_uncertain: bool,
+    /// The span continues a carrier's context (a remote parent is named) in a version 1 frame.
+    /// A version 1 device has no carried mark: it writes the items the carrier brought as plain
+    /// baggage records right after the start, so those before the span's first tag or log are
+    /// taken for carried ones (not logged), as before the mark existed.
+    v1_carrier: bool,
     /// Counters when the span started (losses while it was open are the differences).
     lost_frames_at_start: u64,
     drops_at_start: u64,
@@ -1235,6 +1240,8 @@ impl Assembler {
                 match self.open.get(span) {
                     Some(slot) => {
                         let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                        let carried =
+                            carried || (st.v1_carrier && s.tags.is_empty() && s.logs.is_empty());
                         let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
                         let (key, cut_k) = cut(key, limits.max_string_len);
                         let (value, cut_v) = cut(value, limits.max_string_len);
@@ -1399,6 +1406,10 @@ impl Assembler {
         };
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
+        // Only a span continuing a context from a carrier names its remote parent (its
+        // descendants name a local one; a child of a dropped start names none).
+        let v1_carrier =
+            self.frame_version == 1 && matches!(st.parent, Parent::Remote { span: Some(_), .. });
         let (trace, root, parent_ref, baggage) = match st.parent {
             Parent::Root => (derived(st.id), st.id, None, Baggage::new()),
             Parent::Local { id, root } => {
@@ -1490,6 +1501,7 @@ impl Assembler {
             name_pending,
             pending: Vec::new(),
             baggage_uncertain,
+            v1_carrier,
             lost_frames_at_start: self.stats.lost_frames,
             drops_at_start: self.stats.device_drops - self.frame_drops,
             items_refused: 0,

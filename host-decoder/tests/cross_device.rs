@@ -709,3 +709,70 @@ fn a_child_of_reference_into_another_trace_is_not_the_parent() {
     let refs = thrift.spans[0].references.as_ref().unwrap();
     assert_eq!(refs[0].span_id, 0x3333);
 }
+
+#[test]
+fn a_version_1_device_s_carried_items_are_still_not_logged() {
+    // A version 1 device has no carried mark: the items a carrier brought follow the
+    // START_REMOTE as plain BAGGAGE records. They were set (and logged) upstream, so the span
+    // continuing the context must not log them, as before the mark existed.
+    use microspan::wire::{Capacities, Hello};
+    let hello = Hello {
+        service: "old",
+        device_id: 7,
+        boot_id: 1,
+        ticks_per_second: 1_000_000,
+        now_ticks: 1000,
+        epoch_frames: 64,
+        capacities: Capacities {
+            tags_per_span: 8,
+            fields_per_log: 4,
+            str_len: 32,
+            baggage_value_len: 16,
+            frame_max: 256,
+            ring_words: 512,
+        },
+        firmware_version: "1",
+        microspan_version: "0.1.0",
+        wall_clock: None,
+        time_shift: 0,
+    };
+    // Header: version 1, seq 0, base id 0, base time 1000; then HELLO.
+    let mut raw = vec![1u8, 0, 0, 0, 0xe8, 0x07, 0xC0];
+    raw.extend_from_slice(&postcard::to_allocvec(&hello).unwrap());
+    // START_REMOTE: delta 20, flags 0, trace id, parent span id, name inline "h", dt 0.
+    raw.extend_from_slice(&[0xC3, 20, 0]);
+    raw.extend_from_slice(&0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736u128.to_le_bytes());
+    raw.extend_from_slice(&0x00f0_67aa_0ba9_02b7u64.to_le_bytes());
+    raw.extend_from_slice(&[0x03, b'h', 0]);
+    // BAGGAGE on it (back 0): tenant=acme, both inline, as the carrier brought it.
+    raw.extend_from_slice(&[0xC7, 0, 13]);
+    raw.extend_from_slice(b"tenant");
+    raw.extend_from_slice(&[9]);
+    raw.extend_from_slice(b"acme");
+    // A tag, then an item the span sets: that one is logged.
+    raw.extend_from_slice(&[0xC5, 0, 1, 0x03, b'k']);
+    raw.extend_from_slice(&[0xC7, 0, 7]);
+    raw.extend_from_slice(b"own");
+    raw.extend_from_slice(&[5]);
+    raw.extend_from_slice(b"ab");
+    // Short end of span 20 (v1), dt 5.
+    raw.extend_from_slice(&[0x40, 5]);
+    let crc = microspan::wire::CRC.checksum(&raw).to_le_bytes();
+    raw.extend_from_slice(&crc);
+    let mut wire = vec![0u8; raw.len() + raw.len() / 254 + 2];
+    let n = cobs::encode(&raw, &mut wire);
+    wire.truncate(n);
+    wire.push(0);
+    let batches = decode(&wire);
+    let span = batches
+        .iter()
+        .flat_map(|b| b.spans.iter())
+        .find(|s| s.operation == "h")
+        .expect("the span");
+    assert_eq!(span.baggage.len(), 2, "{:?}", span.baggage);
+    assert_eq!(
+        baggage_logs(span),
+        [("own".to_string(), "ab".to_string(), false)],
+        "only the item the span set is logged"
+    );
+}
