@@ -644,9 +644,11 @@ impl<'a> RecordDecoder<'a> {
         if self.failed {
             return None;
         }
-        let r = self.next_record(f)?;
-        self.failed = r.is_err();
-        Some(r)
+        // Returned as it came: taken apart with `?` and wrapped again, the result was copied
+        // through memory twice, in pieces that stalled store forwarding on every record.
+        let r = self.next_record(f);
+        self.failed = matches!(r, Some(Err(_)));
+        r
     }
 
     // Inlined into `next_with` (and with it into the caller's loop): the record is built where it
