@@ -616,8 +616,12 @@ const CLOSE_BATCH: usize = 4096;
 /// holds (or clears) the several megabytes a full ring takes. The index has as many slots as the
 /// ring has room for; when the ring outgrows it, it doubles and is rebuilt from the ring.
 struct RecentCache {
-    /// Finished spans, written in turn (the oldest overwritten once `capacity` are held).
+    /// Finished spans, written in turn (the oldest overwritten once `capacity` are held); its
+    /// first `filled` entries are spans, the rest room for the next (as many as the index has
+    /// slots).
     ring: Vec<(u32, Recent)>,
+    /// Entries of `ring` written.
+    filled: usize,
     /// The next entry of `ring` to overwrite, once it is full.
     next: usize,
     /// Entries `ring` holds at most (a power of two).
@@ -634,6 +638,7 @@ impl RecentCache {
         let capacity = capacity.clamp(1, 1 << 24).next_power_of_two();
         Self {
             ring: Vec::new(),
+            filled: 0,
             next: 0,
             capacity,
             index: vec![0; capacity.min(RECENT_INITIAL)],
@@ -645,41 +650,59 @@ impl RecentCache {
     }
     fn get(&self, local: u32) -> Option<&Recent> {
         let entry = (self.index[self.slot(local)] as usize).checked_sub(1)?;
-        match self.ring.get(entry)? {
+        match self.ring[..self.filled].get(entry)? {
             (id, r) if *id == local => Some(r),
             _ => None,
         }
     }
+    // In line, each field written into its entry: an entry built whole and copied over was
+    // written in narrow pieces and read back in wide ones (a store-forwarding stall per span).
+    #[inline(always)]
     fn insert(&mut self, local: u32, r: Recent) {
-        let entry = if self.ring.len() < self.capacity {
-            if self.ring.len() == self.index.len() {
-                self.grow_index();
+        let entry = if self.filled < self.capacity {
+            if self.filled == self.ring.len() {
+                self.grow();
             }
-            self.ring.push((local, r));
-            self.ring.len() - 1
+            self.filled += 1;
+            self.filled - 1
         } else {
             let entry = self.next;
             self.next = (entry + 1) & (self.capacity - 1);
-            self.ring[entry] = (local, r);
             entry
         };
+        let (id, e) = &mut self.ring[entry];
+        *id = local;
+        e.trace = r.trace;
+        e.root = r.root;
+        e.baggage = r.baggage;
+        e.baggage_uncertain = r.baggage_uncertain;
         let slot = self.slot(local);
         self.index[slot] = entry as u32 + 1;
     }
+    /// Makes room in the ring for as many entries as the index has slots, first doubling the index
+    /// if the ring fills it. (Entries are added ahead of use, empty, so that `insert` only ever
+    /// writes fields: a pushed entry was built on the stack and copied, a stall per span.)
+    #[cold]
+    fn grow(&mut self) {
+        if self.filled == self.index.len() {
+            self.grow_index();
+        }
+        self.ring.resize(self.index.len(), (0, Recent::EMPTY));
+    }
     /// Doubles the index and slots the ring's entries again, oldest first (so each slot holds the
     /// last span inserted there, as if the index had been that size all along).
-    #[cold]
     fn grow_index(&mut self) {
         let n = (self.index.len() * 2).min(self.capacity);
         self.index.clear();
         self.index.resize(n, 0);
-        for entry in 0..self.ring.len() {
+        for entry in 0..self.filled {
             let slot = self.slot(self.ring[entry].0);
             self.index[slot] = entry as u32 + 1;
         }
     }
     fn clear(&mut self) {
         self.ring.clear();
+        self.filled = 0;
         self.index.clear();
         self.index.resize(self.capacity.min(RECENT_INITIAL), 0);
         self.next = 0;
@@ -694,6 +717,16 @@ struct Recent {
     baggage: Baggage,
     /// Its baggage may be incomplete (frames were lost while it or an ancestor was open).
     baggage_uncertain: bool,
+}
+
+impl Recent {
+    /// A new ring entry, before its fields are set.
+    const EMPTY: Recent = Recent {
+        trace: 0,
+        root: 0,
+        baggage: Baggage::new(),
+        baggage_uncertain: false,
+    };
 }
 
 struct Session {
