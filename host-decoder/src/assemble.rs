@@ -287,18 +287,6 @@ enum Text<'a> {
     Pending { epoch: u64, id: u32 },
 }
 
-impl Text<'_> {
-    /// The text as a key: an interned name is shared, an inline one copied.
-    #[inline(always)]
-    fn shared(self) -> Option<SharedStr> {
-        match self {
-            Text::Named(s) => Some(s.clone()),
-            Text::Inline(s) => Some(s.into()),
-            Text::Pending { .. } => None,
-        }
-    }
-}
-
 /// Where a string of an open span goes once its name is resolved. Ordered as names are resolved
 /// when the span finishes (tags before logs, a key before its value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -558,32 +546,82 @@ impl<'a> Names<'a> {
     }
 }
 
-/// A key as exported; a pending one is left empty and noted in `pending`.
+/// Appends a tag or log field to `v`, its key and value written in place (a pending string left
+/// empty and noted in `pending`).
+///
+/// In line, each kind of key and value written by its own branch straight into the list: a pair
+/// built first and moved in (`SmallVec::push` is a call) was merged from those branches on the
+/// stack in narrow pieces and copied over in wide ones that waited for them, a store-forwarding
+/// stall per tag and log field. Grows as `push` does (to the next power of two).
 #[inline(always)]
-fn place_key(t: Text<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> SharedStr {
-    match t {
-        Text::Pending { epoch, id } => {
-            pending.push(PendingName { slot, epoch, id });
-            SharedStr::default()
+fn push_key_value(
+    v: &mut KeyValues,
+    key: Text<'_>,
+    value: Val<'_>,
+    (key_slot, value_slot): (Slot, Slot),
+    pending: &mut Vec<PendingName>,
+) {
+    if v.len() == v.capacity() {
+        v.reserve(1);
+    }
+    let len = v.len();
+    // SAFETY: `len < capacity` (reserved above), so slot `len` is allocated and unused; both
+    // fields are written before it is counted (were `pending.push` to panic, the slot would stay
+    // uncounted: at worst its key leaks).
+    unsafe {
+        let kv = v.as_mut_ptr().add(len);
+        let k = &raw mut (*kv).key;
+        match key {
+            Text::Named(s) => k.write(s.clone()),
+            Text::Inline(s) => k.write(s.into()),
+            Text::Pending { epoch, id } => {
+                pending.push(PendingName {
+                    slot: key_slot,
+                    epoch,
+                    id,
+                });
+                k.write(SharedStr::default());
+            }
         }
-        known => known.shared().unwrap_or_default(),
+        let val = &raw mut (*kv).value;
+        match value {
+            Val::Bool(b) => val.write(Value::Bool(b)),
+            Val::I64(i) => val.write(Value::I64(i)),
+            Val::U64(u) => val.write(Value::U64(u)),
+            Val::F64(f) => val.write(Value::F64(f)),
+            Val::Str(Text::Named(s)) => val.write(Value::Str(s.clone())),
+            Val::Str(Text::Inline(s)) => val.write(Value::Str(s.into())),
+            Val::Str(Text::Pending { epoch, id }) => {
+                pending.push(PendingName {
+                    slot: value_slot,
+                    epoch,
+                    id,
+                });
+                val.write(Value::Str(SharedStr::default()));
+            }
+        }
+        v.set_len(len + 1);
     }
 }
 
-/// A value as exported; a pending string is left empty and noted in `pending`.
+/// Appends a log without fields to `logs`, written in place (as [`push_key_value`]), and returns
+/// it.
 #[inline(always)]
-fn place_value(v: Val<'_>, slot: Slot, pending: &mut Vec<PendingName>) -> Value {
-    match v {
-        Val::Bool(b) => Value::Bool(b),
-        Val::I64(i) => Value::I64(i),
-        Val::U64(u) => Value::U64(u),
-        Val::F64(f) => Value::F64(f),
-        Val::Str(Text::Pending { epoch, id }) => {
-            pending.push(PendingName { slot, epoch, id });
-            Value::Str(SharedStr::default())
-        }
-        Val::Str(known) => Value::Str(known.shared().unwrap_or_default()),
+fn push_log(logs: &mut Logs, time: u64) -> &mut Log {
+    if logs.len() == logs.capacity() {
+        logs.reserve(1);
     }
+    let len = logs.len();
+    // SAFETY: `len < capacity` (reserved above), so slot `len` is allocated and unused; both
+    // fields are written before it is counted.
+    unsafe {
+        let log = logs.as_mut_ptr().add(len);
+        (&raw mut (*log).time_unix_nanos).write(time);
+        (&raw mut (*log).fields).write(KeyValues::new());
+        logs.set_len(len + 1);
+    }
+    // Borrowed anew: `set_len` borrowed the whole list, inline slots included, past `log`.
+    &mut logs[len]
 }
 
 /// A trace with open or buffered spans.
@@ -1219,9 +1257,8 @@ impl Assembler {
                     st.bytes += b;
                     self.bytes_held += b;
                     let i = s.tags.len();
-                    let key = place_key(key, Slot::Tag(i, false), &mut st.pending);
-                    let value = place_value(value, Slot::Tag(i, true), &mut st.pending);
-                    s.tags.push(KeyValue { key, value });
+                    let slots = (Slot::Tag(i, false), Slot::Tag(i, true));
+                    push_key_value(&mut s.tags, key, value, slots, &mut st.pending);
                 } else {
                     st.items_refused += 1;
                 }
@@ -1245,23 +1282,21 @@ impl Assembler {
                 }
                 let i = s.logs.len();
                 let mut b = ITEM_OVERHEAD;
-                let mut kept = KeyValues::with_capacity(fields.len().min(max));
+                // The log is added first and its fields written into it: fields gathered on the
+                // stack and moved in with the log were read back in wider pieces than they were
+                // written (a store-forwarding stall per log).
+                // Timed in ticks until the span finishes (the clock anchor may still move).
+                let log = push_log(&mut s.logs, time);
+                log.fields.reserve_exact(fields.len().min(max));
                 for (j, (k, v)) in fields.take(max).enumerate() {
                     let (k, v) = (names.text(k), names.val(v));
                     b += ITEM_OVERHEAD + text_bytes(&k) + val_bytes(&v);
-                    kept.push(KeyValue {
-                        key: place_key(k, Slot::Log(i, j, false), &mut st.pending),
-                        value: place_value(v, Slot::Log(i, j, true), &mut st.pending),
-                    });
+                    let slots = (Slot::Log(i, j, false), Slot::Log(i, j, true));
+                    push_key_value(&mut log.fields, k, v, slots, &mut st.pending);
                 }
                 self.bytes_held += b;
                 st.bytes += b;
                 st.last_time = st.last_time.max(time);
-                // Timed in ticks until the span finishes (the clock anchor may still move).
-                s.logs.push(Log {
-                    time_unix_nanos: time,
-                    fields: kept,
-                });
             }
             Record::Baggage {
                 span,

@@ -28,7 +28,6 @@ pub use smallvec::{smallvec, SmallVec};
 /// It reads as a `str` (`Deref`, [`SharedStr::as_str`]), compares equal to `str`, `&str` and
 /// `String` with the same text, and prints (`Display`, `Debug`) exactly as the `str` does.
 /// Equality, ordering and hashing are the text's, whichever way it is stored.
-#[derive(Clone)]
 pub struct SharedStr(Repr);
 
 #[derive(Clone)]
@@ -87,6 +86,24 @@ impl SharedStr {
             len: s.len() as u8,
             bytes,
         }))
+    }
+}
+
+impl Clone for SharedStr {
+    /// A shared string's reference count is raised, then either kind is copied whole, word by
+    /// word. (The derived clone rebuilt an inline string field by field, through the stack in
+    /// narrow overlapping pieces that the copy into place then waited for: a store-forwarding
+    /// stall for every interned name the assembler places.)
+    #[inline]
+    fn clone(&self) -> Self {
+        if let Repr::Shared(s) = &self.0 {
+            // The reference the copy below holds.
+            std::mem::forget(Arc::clone(s));
+        }
+        // SAFETY: an inline string owns nothing, so its bitwise copy is an independent value (as
+        // if the type were `Copy`); a shared one's copy holds the reference counted just above
+        // (as `Arc::clone` does: count up, copy the pointer).
+        unsafe { std::ptr::read(self) }
     }
 }
 
