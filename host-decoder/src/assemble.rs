@@ -1341,23 +1341,27 @@ impl Assembler {
                             // Received: logged where it was set, upstream (or on the device's
                             // span that set it before the context went through a carrier).
                         } else if s.logs.len() < limits.max_items_per_span {
-                            let text = |t: &str| Value::Str(t.into());
-                            let mut fields: KeyValues = smallvec![
-                                KeyValue::new("event", text("baggage")),
-                                KeyValue::new("key", text(key)),
-                                KeyValue::new("value", text(value)),
+                            // Written in place, as a LOG record's fields are (fields built on the
+                            // stack and moved in were read back in wider pieces than they were
+                            // written, and went through a `Vec` first).
+                            let cut_kv = cut_k || cut_v;
+                            let extra = [
+                                replaces.then_some(("override", "true")),
+                                cut_kv.then_some(("truncated", "true")),
                             ];
-                            if replaces {
-                                fields.push(KeyValue::new("override", text("true")));
+                            let n = 3 + replaces as usize + cut_kv as usize;
+                            b += ITEM_OVERHEAD * (1 + n) + key.len() + value.len();
+                            let i = s.logs.len();
+                            let log = push_log(&mut s.logs, st.last_time);
+                            log.fields.reserve_exact(n);
+                            let fields = [("event", "baggage"), ("key", key), ("value", value)]
+                                .into_iter()
+                                .chain(extra.into_iter().flatten());
+                            for (j, (k, v)) in fields.enumerate() {
+                                let slots = (Slot::Log(i, j, false), Slot::Log(i, j, true));
+                                let (k, v) = (Text::Inline(k), Val::Str(Text::Inline(v)));
+                                push_key_value(&mut log.fields, k, v, slots, &mut st.pending);
                             }
-                            if cut_k || cut_v {
-                                fields.push(KeyValue::new("truncated", text("true")));
-                            }
-                            b += ITEM_OVERHEAD * (1 + fields.len()) + key.len() + value.len();
-                            s.logs.push(Log {
-                                time_unix_nanos: st.last_time,
-                                fields,
-                            });
                         } else {
                             st.items_refused += 1;
                         }

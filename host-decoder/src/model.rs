@@ -325,8 +325,15 @@ pub struct Log {
 /// the spans that inherited them (cloning copies a pointer).
 ///
 /// It reads as a slice of pairs and compares equal to a `Vec` of string pairs with the same items.
+///
+/// One item (the usual case) is stored in the shared allocation itself: a span's baggage is one
+/// allocation, not two (the items' buffer was a second one, freed long after, cold, when the
+/// decoder's recently-finished spans forgot it).
 #[derive(Clone, Default)]
-pub struct Baggage(Option<Arc<Vec<(SharedStr, SharedStr)>>>);
+pub struct Baggage(Option<Arc<BaggageItems>>);
+
+/// The items of a [`Baggage`]: one stored in place, more on the heap.
+type BaggageItems = SmallVec<[(SharedStr, SharedStr); 1]>;
 
 impl Baggage {
     /// No items.
@@ -335,7 +342,7 @@ impl Baggage {
     }
 
     /// The items, to change them (copied first if shared).
-    pub(crate) fn make_mut(&mut self) -> &mut Vec<(SharedStr, SharedStr)> {
+    pub(crate) fn make_mut(&mut self) -> &mut BaggageItems {
         Arc::make_mut(self.0.get_or_insert_with(Arc::default))
     }
 }
@@ -343,7 +350,7 @@ impl Baggage {
 impl Deref for Baggage {
     type Target = [(SharedStr, SharedStr)];
     fn deref(&self) -> &Self::Target {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().map_or(&[], SmallVec::as_slice)
     }
 }
 
@@ -375,7 +382,7 @@ impl<K: Into<SharedStr>, V: Into<SharedStr>> From<Vec<(K, V)>> for Baggage {
 
 impl<K: Into<SharedStr>, V: Into<SharedStr>> FromIterator<(K, V)> for Baggage {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(items: I) -> Self {
-        let items: Vec<(SharedStr, SharedStr)> = items
+        let items: BaggageItems = items
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
