@@ -419,7 +419,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let ring = self.tracer.ring;
         let drops = ring.dropped();
         let epoch_start = self.seq & (self.epoch_frames - 1) == 0;
-        if !self.has_news(drops) {
+        // `has_news`, spelled out on the local `ring`: the call through `self` cost the frame
+        // loop 10 instructions per span on Cortex-M3 (`insn-probe drain17`: 320.5 against 310.2).
+        let drops_due = self.drops_sent.unwrap_or(0) != drops;
+        if !ring.ready() && !drops_due && !self.wall_clock_due {
             // Idle: keep the tick extension fresh so a wrapping counter is followed.
             self.state.ext.extend(self.tracer.clock.now());
             return;
