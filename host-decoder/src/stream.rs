@@ -37,7 +37,8 @@ pub struct StreamStats {
     /// last [`REPLAY_WINDOW`]) and were skipped.
     pub duplicate_frames: u64,
     /// Frames the device restarted (`Drain::restart_frame`: a transport could not tell how much
-    /// of a write went out): a fragment followed by the whole frame, whose first bytes it is.
+    /// of a write went out): a bad frame followed by the whole frame, whose first bytes it is,
+    /// and which is the frame after the last good one (sequence number one more).
     /// Nothing is lost; the fragment is not counted among the bad frames or discarded bytes.
     pub restarted_frames: u64,
     /// Bytes of a frame the input ended inside (no closing delimiter): a capture cut short.
@@ -74,6 +75,8 @@ pub struct StreamDecoder {
     /// The last frame, if it was bad: its encoded bytes and why. Counted once the next frame
     /// shows whether it was the fragment of a restarted frame.
     suspect: Option<(Vec<u8>, FrameError)>,
+    /// The sequence number of the last good frame.
+    last_seq: Option<u16>,
 }
 
 impl StreamDecoder {
@@ -88,6 +91,7 @@ impl StreamDecoder {
             recent: std::collections::VecDeque::with_capacity(REPLAY_WINDOW),
             encoded: Vec::new(),
             suspect: None,
+            last_seq: None,
         }
     }
 
@@ -116,70 +120,74 @@ impl StreamDecoder {
             let (encoded, rest) = self.acc.feed_encoded(bytes);
             bytes = rest;
             let frame = match encoded {
-                None => None,
-                Some(Err(e)) => Some(Err(e)),
+                None => continue,
+                Some(Err(e)) => Err(e),
                 Some(Ok(encoded)) => {
                     self.encoded.clear();
                     self.encoded.extend_from_slice(encoded);
-                    Some(Accumulator::<MAX_FRAME>::check(encoded))
+                    Accumulator::<MAX_FRAME>::check(encoded)
                 }
             };
-            let restarted = match (&frame, &self.suspect) {
-                (Some(_), Some((fragment, _))) => {
-                    matches!(frame, Some(Ok(_))) && self.encoded.starts_with(fragment)
-                }
-                _ => false,
-            };
-            // The frame before, if bad: its discarded bytes are counted once `frame` is done
-            // with the accumulator.
-            let mut discarded = 0;
-            if frame.is_some() {
-                if let Some((fragment, error)) = self.suspect.take() {
-                    if restarted {
-                        self.stats.restarted_frames += 1;
-                    } else {
-                        discarded = fragment.len();
-                        count_bad(&mut self.stats, &mut self.last_error, error);
-                    }
+            // The frame before, if bad, was a restarted frame's fragment when this one is the
+            // frame after the last good one and begins with its bytes; otherwise it was a bad
+            // frame. Its bytes are counted as discarded once `frame` is done with the
+            // accumulator.
+            let mut discarded = None;
+            if let Some((fragment, error)) = self.suspect.take() {
+                let restarted = frame.as_ref().is_ok_and(|f| {
+                    self.last_seq
+                        .is_some_and(|last| f.seq == last.wrapping_add(1))
+                        && self.encoded.starts_with(&fragment)
+                });
+                if restarted {
+                    self.stats.restarted_frames += 1;
+                } else {
+                    discarded = Some(fragment.len());
+                    count_bad(&mut self.stats, &mut self.last_error, error);
                 }
             }
             match frame {
-                None => {}
-                Some(Ok(frame)) => {
+                Ok(frame) => {
                     self.version_strikes = 0;
+                    self.last_seq = Some(frame.seq);
                     let print = fingerprint(&frame);
                     if self.recent.contains(&print) {
                         self.stats.duplicate_frames += 1;
-                        continue;
-                    }
-                    if self.recent.len() == REPLAY_WINDOW {
-                        self.recent.pop_front();
-                    }
-                    self.recent.push_back(print);
-                    if let Some(e) = self.asm.frame(&frame, out) {
-                        self.last_error = Some(format!("frame {}: {e}", frame.seq));
+                    } else {
+                        if self.recent.len() == REPLAY_WINDOW {
+                            self.recent.pop_front();
+                        }
+                        self.recent.push_back(print);
+                        if let Some(e) = self.asm.frame(&frame, out) {
+                            self.last_error = Some(format!("frame {}: {e}", frame.seq));
+                        }
                     }
                 }
-                Some(Err(FrameError::UnsupportedVersion { version })) => {
+                Err(FrameError::UnsupportedVersion { version }) => {
                     self.stats.bad_frames += 1;
+                    self.acc.count_discarded(self.encoded.len());
                     self.version_strikes += 1;
                     if self.version_strikes >= VERSION_STRIKES {
+                        if let Some(len) = discarded {
+                            self.acc.count_discarded(len);
+                        }
                         return Err(StreamError::UnsupportedVersion {
                             version,
                             supported: SUPPORTED_VERSIONS,
                         });
                     }
                 }
-                Some(Err(e @ FrameError::TooLong { .. })) => {
+                Err(e @ FrameError::TooLong { .. }) => {
+                    // The accumulator counted its bytes.
                     count_bad(&mut self.stats, &mut self.last_error, e);
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     // Counted when the next frame shows it was not a restarted frame's fragment.
                     self.suspect = Some((std::mem::take(&mut self.encoded), e));
                 }
             }
-            if discarded > 0 {
-                self.acc.count_discarded(discarded);
+            if let Some(len) = discarded {
+                self.acc.count_discarded(len);
             }
         }
         Ok(())

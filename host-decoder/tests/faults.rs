@@ -537,6 +537,93 @@ fn restarted_frames_lose_nothing_and_are_not_counted_as_bad() {
     assert!(stats.lost_anything());
 }
 
+/// The stream's frames, each with its delimiter.
+fn frames_of(stream: &[u8]) -> Vec<Vec<u8>> {
+    stream
+        .split_inclusive(|&b| b == 0)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn a_truncated_frame_is_not_taken_for_a_restart_of_the_next_one() {
+    // Consecutive frames share their first encoded bytes (COBS code, version, sequence low
+    // byte), so a frame cut to its first bytes by the link "begins" the next frame too. Only the
+    // frame after the last good one can be a restart of the fragment: here it is not, and the
+    // fragment is a bad frame.
+    let frames = frames_of(&record::<256>(40));
+    let mut cases = 0;
+    for k in 2..frames.len() - 1 {
+        for cut in 1..=3 {
+            let (this, next) = (&frames[k], &frames[k + 1]);
+            if cut >= this.len() - 1 || !next.starts_with(&this[..cut]) {
+                continue;
+            }
+            cases += 1;
+            let mut stream = Vec::new();
+            for (i, f) in frames.iter().enumerate() {
+                if i == k {
+                    stream.extend_from_slice(&f[..cut]);
+                    stream.push(0);
+                } else {
+                    stream.extend_from_slice(f);
+                }
+            }
+            let (_, stats) = decode(&stream);
+            assert_eq!(
+                stats.restarted_frames, 0,
+                "frame {k} cut to {cut}: {stats:?}"
+            );
+            assert_eq!(
+                stats.crc_errors + stats.bad_frames,
+                1,
+                "frame {k} cut to {cut}"
+            );
+            assert_eq!(stats.discarded_bytes, cut as u64 + 1);
+        }
+    }
+    assert!(cases > 10, "{cases}");
+}
+
+#[test]
+fn bad_frames_are_counted_whatever_follows_them() {
+    let frames = frames_of(&record::<256>(40));
+    let join = |parts: &[&[u8]]| parts.concat();
+    // A bad frame, then a replayed (duplicate) frame.
+    let mut bad = frames[5].clone();
+    bad[4] ^= 0x01;
+    assert_ne!(bad[4], 0);
+    let stream = join(&[
+        &frames[..5].concat(),
+        &bad,
+        &frames[4],
+        &frames[5..].concat(),
+    ]);
+    let (_, stats) = decode(&stream);
+    assert_eq!(
+        (stats.crc_errors, stats.duplicate_frames),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.discarded_bytes, bad.len() as u64);
+    // A frame of a version this decoder does not read (good CRC).
+    let f = &frames[3];
+    let mut raw = f[..f.len() - 1].to_vec();
+    let n = cobs::decode_in_place(&mut raw).unwrap();
+    raw.truncate(n);
+    raw[0] = 9;
+    let crc = microspan::wire::CRC.checksum(&raw[..n - 2]);
+    raw[n - 2..].copy_from_slice(&crc.to_le_bytes());
+    let mut odd = vec![0u8; n + n / 254 + 2];
+    let m = cobs::encode(&raw, &mut odd);
+    odd.truncate(m);
+    odd.push(0);
+    let stream = join(&[&frames[..3].concat(), &odd, &frames[3..].concat()]);
+    let (_, stats) = decode(&stream);
+    assert_eq!(stats.bad_frames, 1, "{stats:?}");
+    assert_eq!(stats.discarded_bytes, odd.len() as u64);
+}
+
 #[test]
 fn corrupted_links_never_export_a_corrupted_span_and_count_every_lost_frame() {
     let seeds: u64 = std::env::var("MICROSPAN_FAULT_SEEDS")
