@@ -846,7 +846,13 @@ impl Worker {
                 return give_up(retry_after.unwrap_or(self.config.max_backoff));
             }
             let delay = match retry_after {
-                Some(d) if d > self.config.max_retry_after => return give_up(d),
+                Some(d) if d > self.config.max_retry_after => {
+                    let mut outcome = give_up(d);
+                    if let Outcome::Rejected(ExportError::Rejected { hint, .. }) = &mut outcome {
+                        *hint = LONG_RETRY_AFTER;
+                    }
+                    return outcome;
+                }
                 Some(d) => d,
                 None => self.backoff(attempt),
             };
@@ -967,6 +973,10 @@ impl Worker {
         }
     }
 }
+
+/// Why a retryable refusal was given up at once: the collector asked for a longer wait than
+/// `max_retry_after`.
+const LONG_RETRY_AFTER: &str = "the collector asked to be retried later than max_retry_after allows (its Retry-After); check its logs and its storage";
 
 /// What to check for a status that is not retried.
 fn hint(status: u16) -> &'static str {

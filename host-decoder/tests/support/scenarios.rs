@@ -183,6 +183,20 @@ pub fn server_error(p: &Protocol) {
         "{text}"
     );
     assert_nothing_spooled(dir.path());
+
+    // A retryable 500 whose Retry-After is longer than max_retry_after (2 s here): rejected at
+    // once, and the error says why rather than only "not retried".
+    if p.retries_500 {
+        let rx = Receiver::start(vec![], Reply::status(500).header("Retry-After", "3600"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut exporter = (p.make)(&rx.url(), fast_config(dir.path()));
+        exporter.export(&numbered_batch(1, 2)).unwrap();
+        let summary = exporter.finish().unwrap();
+        assert_eq!(rx.received().len(), 1);
+        assert_eq!((summary.delivered, summary.rejected), (0, 2), "{summary}");
+        let text = summary.errors[0].to_string();
+        assert!(text.contains("Retry-After"), "{text}");
+    }
 }
 
 /// The collector is down (connection refused) for a while, then comes up: everything arrives
