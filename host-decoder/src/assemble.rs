@@ -604,6 +604,18 @@ fn push_key_value(
     }
 }
 
+/// The fixed text of a baggage item's log (`event="baggage" key=… value=…`, then
+/// `override="true"` and `truncated="true"` when they apply), converted once.
+static BAGGAGE_LOG: [SharedStr; 7] = [
+    SharedStr::from_static("event"),
+    SharedStr::from_static("baggage"),
+    SharedStr::from_static("key"),
+    SharedStr::from_static("override"),
+    SharedStr::from_static("truncated"),
+    SharedStr::from_static("true"),
+    SharedStr::from_static("value"),
+];
+
 /// Appends a log without fields to `logs`, written in place (as [`push_key_value`]), and returns
 /// it.
 #[inline(always)]
@@ -1303,74 +1315,7 @@ impl Assembler {
                 key,
                 value,
                 carried,
-            } => {
-                let limits = self.opts.limits;
-                match self.open.get(span) {
-                    Some(slot) => {
-                        let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
-                        let carried =
-                            carried || (st.v1_carrier && s.tags.is_empty() && s.logs.is_empty());
-                        let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
-                        let (key, cut_k) = cut(key, limits.max_string_len);
-                        let (value, cut_v) = cut(value, limits.max_string_len);
-                        st.strings_cut += (cut_k || cut_v) as u64;
-                        let replaces = s.baggage.iter().any(|(k, _)| k == key);
-                        if !replaces
-                            && (s.baggage.len() >= limits.max_items_per_span
-                                || held + key.len() + value.len() > limits.max_baggage_bytes)
-                        {
-                            st.items_refused += 1;
-                            return;
-                        }
-                        let bag = s.baggage.make_mut();
-                        if let Some(item) = bag.iter_mut().find(|(k, _)| k == key) {
-                            item.1 = value.into();
-                        } else {
-                            bag.push((key.into(), value.into()));
-                        }
-                        let mut b = ITEM_OVERHEAD + key.len() + value.len();
-                        // An item the span set is logged on it, as Jaeger clients log
-                        // `SetBaggageItem` (`override` when the key was already in the context,
-                        // its own or inherited; `truncated` when cut to the decoder's string
-                        // limit). The device does not time the item: it is logged at the span's
-                        // latest time seen, which keeps its order among the span's logs. An item
-                        // the span received (from a carrier, or a builder's baggage) only joins
-                        // its baggage: it was set, and logged, upstream, and the clients copy
-                        // received items without logging them.
-                        if carried {
-                            // Received: logged where it was set, upstream (or on the device's
-                            // span that set it before the context went through a carrier).
-                        } else if s.logs.len() < limits.max_items_per_span {
-                            // Written in place, as a LOG record's fields are (fields built on the
-                            // stack and moved in were read back in wider pieces than they were
-                            // written, and went through a `Vec` first).
-                            let cut_kv = cut_k || cut_v;
-                            let extra = [
-                                replaces.then_some(("override", "true")),
-                                cut_kv.then_some(("truncated", "true")),
-                            ];
-                            let n = 3 + replaces as usize + cut_kv as usize;
-                            b += ITEM_OVERHEAD * (1 + n) + key.len() + value.len();
-                            let i = s.logs.len();
-                            let log = push_log(&mut s.logs, st.last_time);
-                            log.fields.reserve_exact(n);
-                            let fields = [("event", "baggage"), ("key", key), ("value", value)]
-                                .into_iter()
-                                .chain(extra.into_iter().flatten());
-                            for (j, (k, v)) in fields.enumerate() {
-                                let slots = (Slot::Log(i, j, false), Slot::Log(i, j, true));
-                                let (k, v) = (Text::Inline(k), Val::Str(Text::Inline(v)));
-                                push_key_value(&mut log.fields, k, v, slots, &mut st.pending);
-                            }
-                        } else {
-                            st.items_refused += 1;
-                        }
-                        st.bytes += b;
-                        self.bytes_held += b;
-                    }
-                    None => self.stats.orphan_records += 1,
-                }
-            }
+            } => self.baggage(span, key, value, carried),
             Record::Reference {
                 span,
                 kind,
@@ -1412,6 +1357,85 @@ impl Assembler {
                     s.anchor_unix_nanos = w.unix_nanos as i128;
                 }
             }
+        }
+    }
+
+    /// A BAGGAGE record: the item joins the span's baggage (and its descendants' from now on),
+    /// logged when the span set it. Out of line: rarer than the records around it, and the frame
+    /// loop keeps its registers.
+    #[inline(never)]
+    fn baggage(&mut self, span: u32, key: &str, value: &str, carried: bool) {
+        let limits = self.opts.limits;
+        match self.open.get(span) {
+            Some(slot) => {
+                let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                let carried = carried || (st.v1_carrier && s.tags.is_empty() && s.logs.is_empty());
+                let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
+                let (key, cut_k) = cut(key, limits.max_string_len);
+                let (value, cut_v) = cut(value, limits.max_string_len);
+                st.strings_cut += (cut_k || cut_v) as u64;
+                let replaces = s.baggage.iter().any(|(k, _)| k == key);
+                if !replaces
+                    && (s.baggage.len() >= limits.max_items_per_span
+                        || held + key.len() + value.len() > limits.max_baggage_bytes)
+                {
+                    st.items_refused += 1;
+                    return;
+                }
+                // Converted once: the item and its log share them (clones of short
+                // text are copies; of long text, a count raised).
+                let (key, value): (SharedStr, SharedStr) = (key.into(), value.into());
+                let bag = s.baggage.make_mut();
+                if let Some(item) = bag.iter_mut().find(|(k, _)| *k == key) {
+                    item.1 = value.clone();
+                } else {
+                    bag.push((key.clone(), value.clone()));
+                }
+                let mut b = ITEM_OVERHEAD + key.len() + value.len();
+                // An item the span set is logged on it, as Jaeger clients log
+                // `SetBaggageItem` (`override` when the key was already in the context,
+                // its own or inherited; `truncated` when cut to the decoder's string
+                // limit). The device does not time the item: it is logged at the span's
+                // latest time seen, which keeps its order among the span's logs. An item
+                // the span received (from a carrier, or a builder's baggage) only joins
+                // its baggage: it was set, and logged, upstream, and the clients copy
+                // received items without logging them.
+                if carried {
+                    // Received: logged where it was set, upstream (or on the device's
+                    // span that set it before the context went through a carrier).
+                } else if s.logs.len() < limits.max_items_per_span {
+                    // Written in place, as a LOG record's fields are (fields built on the
+                    // stack and moved in were read back in wider pieces than they were
+                    // written, and went through a `Vec` first).
+                    let cut_kv = cut_k || cut_v;
+                    let extra = [
+                        replaces.then_some((&BAGGAGE_LOG[3], &BAGGAGE_LOG[5])),
+                        cut_kv.then_some((&BAGGAGE_LOG[4], &BAGGAGE_LOG[5])),
+                    ];
+                    let n = 3 + replaces as usize + cut_kv as usize;
+                    b += ITEM_OVERHEAD * (1 + n) + key.len() + value.len();
+                    let i = s.logs.len();
+                    let log = push_log(&mut s.logs, st.last_time);
+                    log.fields.reserve_exact(n);
+                    let fields = [
+                        (&BAGGAGE_LOG[0], &BAGGAGE_LOG[1]),
+                        (&BAGGAGE_LOG[2], &key),
+                        (&BAGGAGE_LOG[6], &value),
+                    ]
+                    .into_iter()
+                    .chain(extra.into_iter().flatten());
+                    for (j, (k, v)) in fields.enumerate() {
+                        let slots = (Slot::Log(i, j, false), Slot::Log(i, j, true));
+                        let (k, v) = (Text::Named(k), Val::Str(Text::Named(v)));
+                        push_key_value(&mut log.fields, k, v, slots, &mut st.pending);
+                    }
+                } else {
+                    st.items_refused += 1;
+                }
+                st.bytes += b;
+                self.bytes_held += b;
+            }
+            None => self.stats.orphan_records += 1,
         }
     }
 

@@ -74,6 +74,27 @@ impl SharedStr {
         self.len() == 0
     }
 
+    /// A constant text stored in place (for the fixed keys and values the decoder writes).
+    ///
+    /// # Panics
+    /// At compile time when used in a `const`, if `s` is longer than [`INLINE`](Self::INLINE).
+    pub const fn from_static(s: &'static str) -> Self {
+        assert!(
+            s.len() <= Self::INLINE,
+            "a constant SharedStr is stored in place"
+        );
+        let mut bytes = [0u8; Self::INLINE];
+        let mut i = 0;
+        while i < s.len() {
+            bytes[i] = s.as_bytes()[i];
+            i += 1;
+        }
+        Self(Repr::Inline {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
     /// `s` stored in place, if it is short enough.
     #[inline]
     fn inline(s: &str) -> Option<Self> {

@@ -394,6 +394,73 @@ fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
     );
 }
 
+/// An item longer than the decoder's string limit is cut in the span's baggage and in its log,
+/// which says `truncated` (the log's own keys and values are never cut); setting it again says
+/// `override` as well.
+#[test]
+fn a_cut_baggage_item_is_logged_truncated() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("cut").boot_id(3));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let mut root = TRACER
+        .span("root")
+        .with_baggage(Baggage::<2>::new())
+        .start();
+    root.set_baggage("tenant", "acme-corp");
+    CLOCK.advance(10);
+    root.set_baggage("tenant", "globex-co");
+    drop(root);
+
+    let mut dec = StreamDecoder::new(Options {
+        fixed_anchor_unix_nanos: Some(1_700_000_000_000_000_000),
+        limits: microspan_decoder::assemble::Limits {
+            max_string_len: 4,
+            ..Default::default()
+        },
+        ..Options::default()
+    });
+    let mut batches = Vec::new();
+    dec.feed(&drain_all(&mut drain), &mut batches).unwrap();
+    dec.finish(&mut batches);
+    let root = &batches[0].spans[0];
+    let logs: Vec<Vec<(String, String)>> = root
+        .logs
+        .iter()
+        .map(|l| {
+            l.fields
+                .iter()
+                .map(|f| match &f.value {
+                    microspan_decoder::model::Value::Str(s) => (f.key.to_string(), s.to_string()),
+                    other => panic!("a string field, not {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(
+        logs,
+        [
+            vec![
+                kv("event", "baggage"),
+                kv("key", "tena"),
+                kv("value", "acme"),
+                kv("truncated", "true"),
+            ],
+            vec![
+                kv("event", "baggage"),
+                kv("key", "tena"),
+                kv("value", "glob"),
+                kv("override", "true"),
+                kv("truncated", "true"),
+            ],
+        ]
+        .map(|l| l.into_iter().collect::<Vec<_>>())
+    );
+    assert_eq!(root.baggage.iter().count(), 1);
+    assert!(root.baggage.contains(&("tena".into(), "glob".into())));
+}
+
 /// An item set with `set_baggage` on a span continued from a carrier, right after its start
 /// (before any tag or log), is logged once, there, `override` when it replaces a carried item;
 /// the carried items join the span's baggage, unlogged, and reach its child.
