@@ -232,17 +232,17 @@ fn is_baggage_header(name: &str) -> bool {
 
 /// The items of a `jaeger-baggage` value: `key=value` members separated by `,`, white space
 /// around them trimmed, values percent-decoded with `+` as a space (as the Go client's
-/// `url.QueryUnescape`), keys lower-cased like `uberctx-` ones (so that they read back the same
-/// after an `inject`); a member without exactly one `=`, or whose key is not a token, is dropped
-/// and counted.
+/// `url.QueryUnescape`), keys kept as sent (the Go client keeps them: only `uberctx-` keys,
+/// which come from header names, are lower-cased); a member without exactly one `=`, or whose key
+/// is not a token, is dropped and counted.
 fn add_ad_hoc<const B: usize>(ex: &mut Extracted<B>, value: &str) {
     for member in value.split(',').map(trim_ows).filter(|m| !m.is_empty()) {
         let item = member
             .split_once('=')
-            .filter(|(_, value)| !value.contains('='))
-            .and_then(|(key, value)| Some((lower_case_key(trim_ows(key))?, value)));
+            .filter(|(key, value)| !value.contains('=') && is_token(trim_ows(key)))
+            .map(|(key, value)| (trim_ows(key), value));
         match item {
-            Some((key, value)) => ex.add_percent_encoded(&key, trim_ows(value), true),
+            Some((key, value)) => ex.add_percent_encoded(key, trim_ows(value), true),
             None => ex.note_dropped(),
         }
     }
