@@ -85,10 +85,11 @@ impl<const B: usize> ::defmt::Format for Extracted<B> {
     fn format(&self, f: ::defmt::Formatter<'_>) {
         ::defmt::write!(
             f,
-            "Extracted {{ context: {}, baggage: {}, dropped: {=u16} }}",
+            "Extracted {{ context: {}, baggage: {}, dropped: {=u16}, context_ignored: {} }}",
             self.context,
             self.baggage,
-            self.baggage_dropped
+            self.baggage_dropped,
+            self.context_ignored
         )
     }
 }

@@ -423,12 +423,45 @@ fn w3c_baggage_without_traceparent_starts_a_root_that_carries_it() {
             Err(ExtractError::NotFound)
         ));
     }
-    // A bad `traceparent` is still reported, baggage or not.
-    let headers = [("traceparent", "garbage"), ("baggage", "a=1")];
+    // A bad `traceparent` alone is reported.
+    let headers = [("traceparent", "garbage")];
     assert!(matches!(
         w3c::extract_from_headers::<2>(headers.iter().copied()),
         Err(ExtractError::Corrupted(_))
     ));
+    // Beside baggage it is ignored, as OpenTelemetry's separate propagators ignore it: the
+    // baggage is kept (a root carries it) and the reason is kept too. An upper-case traceparent
+    // is not valid W3C.
+    let tp = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
+    let headers = [("traceparent", tp), ("baggage", "tenant=acme")];
+    let lookup = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    for ex in [
+        w3c::extract_from_headers::<2>(headers.iter().copied()).unwrap(),
+        w3c::extract::<2>(lookup).unwrap(),
+    ] {
+        assert!(!ex.context.is_valid());
+        assert_eq!(ex.baggage.get("tenant"), Some("acme"));
+        assert!(matches!(
+            ex.context_ignored,
+            Some(ExtractError::Corrupted(why)) if why.contains("trace-id")
+        ));
+        let root = TRACER.span("request").extracted(ex).start();
+        assert!(root.is_recording() && root.context().is_valid());
+        assert_eq!(root.baggage_item("tenant"), Some("acme"));
+    }
+    // Beside baggage of which nothing is kept, it is the answer.
+    let headers = [("traceparent", tp), ("baggage", "no-equals-sign")];
+    assert!(matches!(
+        w3c::extract_from_headers::<2>(headers.iter().copied()),
+        Err(ExtractError::Corrupted(_))
+    ));
+    // A good one leaves nothing ignored.
+    let headers = [
+        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("baggage", "tenant=acme"),
+    ];
+    let ex = w3c::extract_from_headers::<2>(headers.iter().copied()).unwrap();
+    assert!(ex.context.is_valid() && ex.context_ignored.is_none());
 }
 
 #[test]

@@ -120,6 +120,12 @@ pub struct Extracted<const B: usize> {
     /// partial item, and a cut one would be injected on as if whole (see [`Baggage::set`]).
     /// [`SpanBuilder::extracted`] counts them on the new span.
     pub baggage_dropped: u16,
+    /// Why a trace context that the carrier held was ignored: a corrupted W3C `traceparent`
+    /// beside a `baggage` header. The baggage is still extracted (W3C Baggage does not depend on
+    /// Trace Context, and OpenTelemetry's propagators read it alone), with a zero context, so the
+    /// span [`SpanBuilder::extracted`] starts is a new root that carries it, as when there is no
+    /// `traceparent`. `None` otherwise (a corrupted context without baggage is an `Err`).
+    pub context_ignored: Option<ExtractError>,
 }
 
 impl<const B: usize> Extracted<B> {
@@ -129,6 +135,7 @@ impl<const B: usize> Extracted<B> {
             context,
             baggage: Baggage::new(),
             baggage_dropped: 0,
+            context_ignored: None,
         }
     }
 

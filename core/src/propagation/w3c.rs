@@ -36,7 +36,9 @@
 //!   counted, never cut: the specification forbids propagating partial members. Several
 //!   `baggage` headers are combined ([`extract_from_headers`]); with a lookup closure, join
 //!   them with `,`. W3C Baggage does not depend on Trace Context: a `baggage` header without
-//!   `traceparent` gives a context that is not valid (zero) with the items, and
+//!   `traceparent` (or beside a corrupted one, noted in
+//!   [`Extracted::context_ignored`](super::Extracted::context_ignored)) gives a context that is
+//!   not valid (zero) with the items, and
 //!   [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) starts a root that carries them,
 //!   as OpenTelemetry's propagators do; with neither header the extractors return
 //!   [`NotFound`](super::ExtractError::NotFound).
@@ -204,26 +206,39 @@ pub fn extract<'a, const B: usize>(
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Extracted<B>, ExtractError> {
     let baggage = get(BAGGAGE);
-    let mut ex = Extracted::new(context_or_baggage_only(
-        get(TRACEPARENT),
-        baggage.is_some_and(has_members),
-    )?);
+    let mut ex = context_or_baggage_only(get(TRACEPARENT), baggage.is_some_and(has_members))?;
     if let Some(b) = baggage {
         parse_baggage_into(b, &mut ex);
     }
-    Ok(ex)
+    kept(ex)
 }
 
-/// The context of a `traceparent`; without one, the zero context when there is baggage (a root
-/// carrying it), else `NotFound`.
-fn context_or_baggage_only(
+/// `ex`, unless its `traceparent` was ignored for baggage that gave no item after all (all of it
+/// malformed, or no room): then the corruption is the answer.
+fn kept<const B: usize>(ex: Extracted<B>) -> Result<Extracted<B>, ExtractError> {
+    match ex.context_ignored {
+        Some(e) if ex.baggage.is_empty() => Err(e),
+        _ => Ok(ex),
+    }
+}
+
+/// The context of a `traceparent`. When there is baggage, a missing or corrupted `traceparent`
+/// gives the zero context (for a corrupted one, if an item of the baggage is kept: [`kept`]) (a root carrying the baggage; the corruption noted in
+/// [`Extracted::context_ignored`]), as OpenTelemetry's separate propagators give; without
+/// baggage it is `NotFound` or `Corrupted`.
+fn context_or_baggage_only<const B: usize>(
     traceparent: Option<&str>,
     baggage: bool,
-) -> Result<SpanContext, ExtractError> {
-    match traceparent {
-        Some(tp) => parse_traceparent(tp),
-        None if baggage => Ok(SpanContext::default()),
-        None => Err(ExtractError::NotFound),
+) -> Result<Extracted<B>, ExtractError> {
+    match (traceparent.map(parse_traceparent), baggage) {
+        (Some(Ok(context)), _) => Ok(Extracted::new(context)),
+        (Some(Err(e)), false) => Err(e),
+        (Some(Err(e)), true) => Ok(Extracted {
+            context_ignored: Some(e),
+            ..Extracted::new(SpanContext::default())
+        }),
+        (None, true) => Ok(Extracted::new(SpanContext::default())),
+        (None, false) => Err(ExtractError::NotFound),
     }
 }
 
@@ -235,8 +250,9 @@ fn has_members(value: &str) -> bool {
 
 /// Extracts a context (and its baggage) from `(name, value)` header pairs; names match
 /// case-insensitively, several `baggage` headers are combined, two `traceparent` headers are
-/// `Corrupted`. Baggage without `traceparent` gives a context that is not valid, with the items
-/// (see the [module docs](self)).
+/// `Corrupted`. Baggage without `traceparent`, or beside a corrupted one, gives a context that
+/// is not valid, with the items (see the [module docs](self) and
+/// [`Extracted::context_ignored`]).
 pub fn extract_from_headers<'a, const B: usize>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<Extracted<B>, ExtractError> {
@@ -252,13 +268,13 @@ pub fn extract_from_headers<'a, const B: usize>(
             baggage |= has_members(value);
         }
     }
-    let mut ex = Extracted::new(context_or_baggage_only(tp, baggage)?);
+    let mut ex = context_or_baggage_only(tp, baggage)?;
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(BAGGAGE) {
             parse_baggage_into(value, &mut ex);
         }
     }
-    Ok(ex)
+    kept(ex)
 }
 
 /// A validated `tracestate` value: up to 32 `key=value` members, forwarded as received (with
