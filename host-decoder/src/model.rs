@@ -464,12 +464,25 @@ pub struct Span {
 
 impl Span {
     /// The index in `references` of the parent: the first `ChildOf` reference into this span's
-    /// own trace. A `ChildOf` into another trace (added with `Span::add_reference`) is a
-    /// reference, not the parent: Jaeger looks a parent up in the span's own trace.
+    /// own trace, else the first `FollowsFrom` one (a consumer's producer), as OpenTelemetry's
+    /// OpenTracing compatibility and the Jaeger clients choose it (and as the device decided the
+    /// span's trace). A reference into another trace (added with `Span::add_reference`) is not
+    /// the parent: Jaeger looks a parent up in the span's own trace.
     pub fn parent_index(&self) -> Option<usize> {
-        self.references
-            .iter()
-            .position(|r| r.kind == RefKind::ChildOf && r.trace_id == self.trace_id)
+        let first = |kind| {
+            self.references
+                .iter()
+                .position(|r| r.kind == kind && r.trace_id == self.trace_id)
+        };
+        first(RefKind::ChildOf).or_else(|| first(RefKind::FollowsFrom))
+    }
+
+    /// The index of the reference that the parent span id says in full, left out of OTLP's
+    /// links: a `ChildOf` parent. A `FollowsFrom` parent stays a link as well (with
+    /// `opentracing.ref_type=follows_from`), which is how Jaeger keeps its kind.
+    pub fn implied_reference(&self) -> Option<usize> {
+        self.parent_index()
+            .filter(|&i| self.references[i].kind == RefKind::ChildOf)
     }
 
     /// The parent span id ([`parent_index`](Self::parent_index)), if any.

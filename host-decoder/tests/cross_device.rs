@@ -277,6 +277,35 @@ fn follows_from_an_interrupt_handler_end_to_end() {
         assert_eq!(attr.key, "opentracing.ref_type");
         assert!(format!("{:?}", attr.value).contains("follows_from"));
     }
+    // A span whose only reference is FollowsFrom: that reference is its parent (OpenTelemetry's
+    // OpenTracing compatibility: the first ChildOf, else the first reference; the Jaeger clients
+    // alike), so OTLP backends do not show a second root, and it stays a link that keeps its
+    // kind, which Jaeger reads back as one FOLLOWS_FROM reference.
+    let l = otlp.iter().find(|s| s.name == "deferred work").unwrap();
+    assert_eq!(l.parent_span_id, queue[0].span_id.0.to_be_bytes().to_vec());
+    assert_eq!(l.links.len(), 1);
+    assert_eq!(
+        l.links[0].span_id,
+        queue[0].span_id.0.to_be_bytes().to_vec()
+    );
+    assert!(format!("{:?}", l.links[0].attributes[0].value).contains("follows_from"));
+    // Thrift: the parent span id, and the reference with its kind.
+    let thrift: Vec<_> = batches
+        .iter()
+        .map(microspan_decoder::export::to_thrift_batch)
+        .collect();
+    let t = thrift
+        .iter()
+        .flat_map(|b| &b.spans)
+        .find(|s| s.operation_name == "deferred work")
+        .unwrap();
+    assert_eq!(t.parent_span_id, queue[0].span_id.0 as i64);
+    let refs = t.references.as_ref().unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(
+        refs[0].ref_type,
+        microspan_decoder::jaeger_thrift::SpanRefType::FOLLOWS_FROM
+    );
 
     // Jaeger UI JSON: CHILD_OF first (the parent), then FOLLOWS_FROM.
     let mut file = JaegerJsonFile::new("unused.json");

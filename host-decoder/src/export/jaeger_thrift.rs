@@ -3,9 +3,10 @@
 //! example.
 //!
 //! Ids are the unsigned ids re-read as signed `i64`; a 128-bit trace id is split into
-//! `traceIdHigh`/`traceIdLow`; times are microseconds. `parentSpanId` is the first `ChildOf`
-//! reference into the span's own trace and `references` lists all references (Jaeger keeps a parent that is already in the
-//! list only once). Baggage is logged as Jaeger clients log it; warnings, which Thrift has no
+//! `traceIdHigh`/`traceIdLow`; times are microseconds. `parentSpanId` is the parent
+//! ([`Span::parent_index`](crate::model::Span::parent_index): the first `ChildOf` reference into
+//! the span's own trace, else the first `FollowsFrom`) and `references` lists all references
+//! (Jaeger keeps a parent that is already in the list only once, with the list's kind). Baggage is logged as Jaeger clients log it; warnings, which Thrift has no
 //! field for, become the tag `microspan.warnings` (a JSON list, as Jaeger shows OTLP arrays).
 
 use thrift::protocol::{TBinaryOutputProtocol, TSerializable};

@@ -14,8 +14,9 @@
 //!
 //! All of them map the model the same way, so a span looks the same in Jaeger whichever path it
 //! took (the OTLP→Jaeger rules Jaeger applies when it ingests OTLP):
-//! - the parent is the first `ChildOf` reference into the span's own trace (Thrift `parentSpanId`, OTLP `parent_span_id`);
-//!   further references are kept (Jaeger `references`, OTLP links with an
+//! - the parent is the first `ChildOf` reference into the span's own trace, else the first
+//!   `FollowsFrom` (Thrift `parentSpanId`, OTLP `parent_span_id`); every reference is kept
+//!   (a `ChildOf` parent in OTLP only as `parent_span_id`; Jaeger `references`, OTLP links with an
 //!   `opentracing.ref_type` attribute);
 //! - logs become OTLP events named after their `event` field (a baggage item is among the logs
 //!   of the span that set it, `event=baggage, key, value`, as Jaeger clients log it);

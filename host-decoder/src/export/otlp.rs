@@ -3,8 +3,9 @@
 //! The mapping is the inverse of the OTLP→Jaeger rules Jaeger applies on ingest, so a span sent
 //! here looks in Jaeger as it does when sent as Thrift:
 //! - resource attributes: `service.name` and the process tags;
-//! - `parent_span_id`: the first `ChildOf` reference into the span's own trace; every other reference becomes a link with
-//!   the attribute `opentracing.ref_type` = `follows_from` / `child_of` (as the OpenTracing shim
+//! - `parent_span_id`: the first `ChildOf` reference into the span's own trace, else the first
+//!   `FollowsFrom` (OpenTelemetry's OpenTracing compatibility); every other reference, and a
+//!   `FollowsFrom` parent, becomes a link with the attribute `opentracing.ref_type` = `follows_from` / `child_of` (as the OpenTracing shim
 //!   writes it; Jaeger shows links as `FOLLOWS_FROM`);
 //! - logs (baggage items among them) → events named after their `event` field (else `log`, as
 //!   the OpenTelemetry OpenTracing shim names them), all fields kept as attributes, so Jaeger
@@ -193,7 +194,7 @@ fn otlp_span(span: &Span) -> OtlpSpan {
         .references
         .iter()
         .enumerate()
-        .filter(|(i, _)| Some(*i) != parent_index)
+        .filter(|(i, _)| Some(*i) != span.implied_reference())
         .map(|(_, r)| Link {
             trace_id: r.trace_id.to_be_bytes().to_vec(),
             span_id: r.span_id.to_be_bytes().to_vec(),

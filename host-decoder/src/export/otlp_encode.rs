@@ -470,12 +470,13 @@ fn write_span(o: &mut Vec<u8>, span: &Span) {
     for l in &span.logs {
         nested(o, 11, 1, |o| write_event(o, l));
     }
-    // links = 13: every reference but the parent.
+    // links = 13: every reference but a ChildOf parent.
+    let implied = span.implied_reference();
     for (_, r) in span
         .references
         .iter()
         .enumerate()
-        .filter(|(i, _)| Some(*i) != parent)
+        .filter(|(i, _)| Some(*i) != implied)
     {
         header(o, 13, link_len(r.kind));
         bytes_field(o, 1, &r.trace_id.to_be_bytes());
