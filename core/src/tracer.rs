@@ -30,6 +30,8 @@ use crate::config::{
     MAX_TAGS_PER_SPAN,
 };
 use crate::context::{Flags, SpanContext, SpanId, TraceId};
+use crate::propagation::jaeger::JAEGER_DEBUG_ID;
+use crate::propagation::DebugId;
 use crate::record::{self, byte_words, truncate, Cursor, P};
 use crate::ring::{DynRing, Header, Reservation, Ring, MAX_RECORD_WORDS};
 pub use crate::sampler::Sampler;
@@ -468,6 +470,8 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             refs: heapless::Vec::new(),
             over_capacity: 0,
             debug: false,
+            debug_id: DebugId::new(),
+            debug_id_cut: false,
             baggage: Baggage::new(),
         }
     }
@@ -744,6 +748,10 @@ pub struct SpanBuilder<'a, const B: usize, C: ?Sized + Clock = &'a dyn Clock> {
     /// ([`Losses::fields_over_capacity`]).
     over_capacity: u8,
     debug: bool,
+    /// A `jaeger-debug-id` that started this request ([`Extracted::debug_id`]): tagged on the
+    /// span when not empty (`debug_id_cut`: it was cut on extraction, counted on the span).
+    debug_id: DebugId,
+    debug_id_cut: bool,
     baggage: Baggage<B>,
 }
 
@@ -813,8 +821,19 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
             refs: self.refs,
             over_capacity: self.over_capacity,
             debug: self.debug,
+            debug_id: self.debug_id,
+            debug_id_cut: self.debug_id_cut,
             baggage,
         }
+    }
+
+    /// A request that asked to be traced with `jaeger-debug-id` (see [`SpanBuilder::extracted`]):
+    /// debug, and the id tagged once the span starts.
+    pub(crate) fn debug_request(mut self, id: DebugId, cut: bool) -> Self {
+        self.debug = true;
+        self.debug_id = id;
+        self.debug_id_cut = cut;
+        self
     }
 
     /// Starts the span.
@@ -905,6 +924,12 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
         }
         for item in self.baggage.items.iter() {
             span.carry_baggage(&item.key, &item.value);
+        }
+        if !self.debug_id.is_empty() {
+            span.set_tag(JAEGER_DEBUG_ID, Value::text(&self.debug_id));
+            if self.debug_id_cut {
+                span.note(|l| l.strings_truncated = l.strings_truncated.saturating_add(1));
+            }
         }
         span
     }

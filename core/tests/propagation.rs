@@ -457,7 +457,10 @@ fn w3c_baggage_without_traceparent_starts_a_root_that_carries_it() {
     ));
     // A good one leaves nothing ignored.
     let headers = [
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
         ("baggage", "tenant=acme"),
     ];
     let ex = w3c::extract_from_headers::<2>(headers.iter().copied()).unwrap();
@@ -723,4 +726,56 @@ fn tracestate_keys_follow_the_level_1_grammar() {
     ] {
         assert!(w3c::TraceState::parse(&bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn a_jaeger_debug_id_asks_for_a_debug_trace() {
+    use microspan::Sampler;
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    // A sampler that samples nothing: the debug request is traced all the same.
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(1))
+        .with_sampler(Sampler::Const(false));
+
+    let headers = [
+        ("Jaeger-Debug-Id", " my-debug-request "),
+        ("uberctx-user", "bob"),
+    ];
+    let lookup = |n: &str| match n {
+        "jaeger-debug-id" => Some("my-debug-request"),
+        "jaeger-baggage" => Some("user=bob"),
+        _ => None,
+    };
+    for ex in [
+        jaeger::extract_from_headers::<2>(headers.iter().copied()).unwrap(),
+        jaeger::extract::<2>(lookup).unwrap(),
+    ] {
+        assert!(!ex.context.is_valid());
+        assert!(ex.context.flags.is_debug() && ex.context.flags.is_sampled());
+        assert_eq!(ex.debug_id.as_str(), "my-debug-request");
+        assert!(!ex.debug_id_cut);
+        assert_eq!(ex.baggage.get("user"), Some("bob"));
+        let root = TRACER.span("request").extracted(ex).start();
+        assert!(root.is_recording() && root.context().is_valid());
+        assert!(root.context().flags.is_debug());
+        assert_eq!(root.baggage_item("user"), Some("bob"));
+    }
+
+    // Beside an uber-trace-id it is ignored, as the clients ignore it.
+    let headers = [("uber-trace-id", "1:2:0:0"), ("jaeger-debug-id", "x")];
+    let ex: Extracted<0> = jaeger::extract_from_headers(headers.iter().copied()).unwrap();
+    assert!(ex.context.is_valid() && !ex.context.flags.is_debug());
+    assert!(ex.debug_id.is_empty());
+    assert!(!TRACER.span("follow").extracted(ex).start().is_recording());
+
+    // A blank one is none; a long one is cut at the tag string's capacity.
+    assert!(matches!(
+        jaeger::extract_from_headers::<0>([("jaeger-debug-id", "  ")].iter().copied()),
+        Err(ExtractError::NotFound)
+    ));
+    let long = "d".repeat(microspan::config::MAX_STR_LEN + 5);
+    let ex: Extracted<0> =
+        jaeger::extract_from_headers([("jaeger-debug-id", long.as_str())].iter().copied()).unwrap();
+    assert_eq!(ex.debug_id.len(), microspan::config::MAX_STR_LEN);
+    assert!(ex.debug_id_cut);
 }

@@ -872,3 +872,49 @@ fn a_version_1_device_s_carried_items_are_still_not_logged() {
         "only the item the span set is logged"
     );
 }
+
+/// A request that asked to be traced with `jaeger-debug-id` reaches Jaeger as the Jaeger clients
+/// send it: a new root, debug (flags 3), tagged with the id, although the device's sampler
+/// samples nothing; an id cut on the device says so in a warning.
+#[test]
+fn a_jaeger_debug_id_request_is_a_debug_root_tagged_with_the_id() {
+    use microspan::Sampler;
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("dbg").boot_id(4))
+        .with_sampler(Sampler::Const(false));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let long = "x".repeat(microspan::config::MAX_STR_LEN + 1);
+    for id in ["some-correlation-id", long.as_str()] {
+        let ex: Extracted<0> =
+            jaeger::extract_from_headers([("jaeger-debug-id", id)].iter().copied()).unwrap();
+        let root = TRACER.span("handle").extracted(ex).start();
+        CLOCK.advance(10);
+        drop(root.child("step"));
+        drop(root);
+    }
+    let batches = decode(&drain_all(&mut drain));
+    let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
+    let roots: Vec<_> = spans.iter().filter(|s| s.operation == "handle").collect();
+    assert_eq!(roots.len(), 2);
+    assert_eq!(spans.len(), 4, "the children are sampled with their roots");
+    for (root, id) in roots.iter().zip(["some-correlation-id", &long[..MAX_STR]]) {
+        assert_eq!(root.flags, 3, "sampled and debug");
+        assert!(root.references.is_empty(), "a new root");
+        assert_eq!(
+            root.tag("jaeger-debug-id"),
+            Some(&microspan_decoder::model::Value::Str(id.into()))
+        );
+        assert!(!root.tags.iter().any(|t| t.key == "sampler.type"));
+    }
+    assert!(roots[0].warnings.is_empty());
+    assert!(
+        roots[1].warnings.iter().any(|w| w.contains("truncated")),
+        "{:?}",
+        roots[1].warnings
+    );
+    let thrift = microspan_decoder::export::to_thrift_batch(&batches[0]);
+    assert!(thrift.spans.iter().all(|s| s.flags == 3));
+}
+
+const MAX_STR: usize = microspan::config::MAX_STR_LEN;

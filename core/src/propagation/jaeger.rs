@@ -45,6 +45,10 @@ pub const BAGGAGE_PREFIX: &str = "uberctx-";
 /// The header of ad-hoc baggage, `jaeger-baggage: k1=v1, k2=v2`: Jaeger clients read it to give
 /// a request baggage before any trace exists (from `curl`, a test client).
 pub const JAEGER_BAGGAGE: &str = "jaeger-baggage";
+/// The header of a request that asks to be traced, `jaeger-debug-id: {id}` (e.g. from `curl`);
+/// also the key of the tag that carries the id on the root it starts (see
+/// [`Extracted::debug_id`]).
+pub const JAEGER_DEBUG_ID: &str = "jaeger-debug-id";
 
 /// Displays a context as an `uber-trace-id` value.
 #[derive(Clone, Copy)]
@@ -162,21 +166,55 @@ fn split_field(s: &[u8]) -> (&[u8], Option<&[u8]>) {
     (s, None)
 }
 
-/// Extracts the context through a header lookup (no baggage: a lookup cannot list the
-/// `uberctx-` headers; use [`extract_from_headers`] for them).
+/// Extracts the context through a header lookup, with the items of a [`JAEGER_BAGGAGE`] header
+/// and, without `uber-trace-id`, a [`JAEGER_DEBUG_ID`] (a lookup cannot list the `uberctx-`
+/// headers; use [`extract_from_headers`] for them).
 pub fn extract<'a, const B: usize>(
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Extracted<B>, ExtractError> {
-    let v = get(UBER_TRACE_ID).ok_or(ExtractError::NotFound)?;
-    Ok(Extracted::new(parse_uber_trace_id(v)?))
+    let ad_hoc = get(JAEGER_BAGGAGE);
+    let mut ex = start(get(UBER_TRACE_ID), get(JAEGER_DEBUG_ID), ad_hoc.is_some())?;
+    if let Some(value) = ad_hoc {
+        add_ad_hoc(&mut ex, value);
+    }
+    Ok(ex)
+}
+
+/// The extraction's context: an `uber-trace-id`'s; without one, a debug request's (zero ids,
+/// sampled and debug, with its id) or, with baggage, the zero context (a root carrying it), as
+/// the Jaeger clients' extractors give them; else `NotFound`.
+fn start<const B: usize>(
+    uber_trace_id: Option<&str>,
+    debug_id: Option<&str>,
+    baggage: bool,
+) -> Result<Extracted<B>, ExtractError> {
+    let debug_id = debug_id.filter(|d| !trim_ows(d).is_empty());
+    match (uber_trace_id, debug_id) {
+        (Some(value), _) => Ok(Extracted::new(parse_uber_trace_id(value)?)),
+        (None, Some(id)) => {
+            let mut ex = Extracted::new(SpanContext {
+                flags: Flags::SAMPLED.union(Flags::DEBUG),
+                ..SpanContext::default()
+            });
+            ex.set_debug_id(id);
+            Ok(ex)
+        }
+        // Baggage before any trace: a context that is not valid, which `SpanBuilder::extracted`
+        // ignores, so the span it starts is a root carrying the baggage (as Jaeger clients start
+        // one).
+        (None, None) if baggage => Ok(Extracted::new(SpanContext::default())),
+        (None, None) => Err(ExtractError::NotFound),
+    }
 }
 
 /// Extracts the context and every `uberctx-` baggage item from `(name, value)` header pairs
 /// (names match case-insensitively; keys are lower-cased; `+` in a value is a space), and the
-/// items of a [`JAEGER_BAGGAGE`] header (the same rules). With baggage (either kind of header)
-/// and no `uber-trace-id`, the context is not valid (zero), as with the Jaeger clients:
-/// [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) then starts a root that carries
-/// the baggage. An item
+/// items of a [`JAEGER_BAGGAGE`] header (the same rules, keys kept as sent). With baggage
+/// (either kind of header) and no `uber-trace-id`, the context is not valid (zero), as with the
+/// Jaeger clients: [`SpanBuilder::extracted`](crate::SpanBuilder::extracted) then starts a root
+/// that carries the baggage. A [`JAEGER_DEBUG_ID`] without `uber-trace-id` asks for a trace: the
+/// zero context, sampled and debug, with the id in [`Extracted::debug_id`] (ignored beside an
+/// `uber-trace-id`, as the clients ignore it). An item
 /// whose key is not a token or is longer than [`MAX_BAGGAGE_KEY_LEN`], or whose value has a
 /// malformed `%` escape or is longer than
 /// [`MAX_BAGGAGE_VALUE_LEN`](crate::config::MAX_BAGGAGE_VALUE_LEN), is dropped and counted in
@@ -185,6 +223,7 @@ pub fn extract_from_headers<'a, const B: usize>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
 ) -> Result<Extracted<B>, ExtractError> {
     let mut id = None;
+    let mut debug_id = None;
     let mut baggage = false;
     for (name, value) in headers.clone() {
         if name.eq_ignore_ascii_case(UBER_TRACE_ID) {
@@ -194,19 +233,13 @@ pub fn extract_from_headers<'a, const B: usize>(
                 ));
             }
             id = Some(value);
+        } else if name.eq_ignore_ascii_case(JAEGER_DEBUG_ID) {
+            debug_id = Some(value);
         } else if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) || is_baggage_header(name) {
             baggage = true;
         }
     }
-    let context = match id {
-        Some(value) => parse_uber_trace_id(value)?,
-        // Baggage before any trace: a context that is not valid, which `SpanBuilder::extracted`
-        // ignores, so the span it starts is a root carrying the baggage (as Jaeger clients start
-        // one).
-        None if baggage => SpanContext::default(),
-        None => return Err(ExtractError::NotFound),
-    };
-    let mut ex = Extracted::new(context);
+    let mut ex = start(id, debug_id, baggage)?;
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) {
             add_ad_hoc(&mut ex, value);

@@ -126,7 +126,21 @@ pub struct Extracted<const B: usize> {
     /// span [`SpanBuilder::extracted`] starts is a new root that carries it, as when there is no
     /// `traceparent`. `None` otherwise (a corrupted context without baggage is an `Err`).
     pub context_ignored: Option<ExtractError>,
+    /// The [`jaeger-debug-id`](jaeger::JAEGER_DEBUG_ID) of a carrier without `uber-trace-id`
+    /// (empty otherwise): a request that asks to be traced, e.g.
+    /// `curl -H 'jaeger-debug-id: some-correlation-id'`. The context is then zero with the sampled
+    /// and debug flags, and [`SpanBuilder::extracted`] starts a root that is sampled whatever the
+    /// sampler says, marked debug, and tagged `jaeger-debug-id=<the id>`, so that the trace is
+    /// found by that tag in the Jaeger UI, as the Jaeger clients do. Kept up to
+    /// [`MAX_STR_LEN`](crate::config::MAX_STR_LEN) bytes (a tag's dynamic string); a longer id
+    /// is cut ([`debug_id_cut`](Self::debug_id_cut)) and counted on the span.
+    pub debug_id: DebugId,
+    /// `true` when the debug id was longer than [`DebugId`] holds, and was cut.
+    pub debug_id_cut: bool,
 }
+
+/// A `jaeger-debug-id` value ([`Extracted::debug_id`]).
+pub type DebugId = heapless::String<{ crate::config::MAX_STR_LEN }>;
 
 impl<const B: usize> Extracted<B> {
     /// A context without baggage.
@@ -136,7 +150,19 @@ impl<const B: usize> Extracted<B> {
             baggage: Baggage::new(),
             baggage_dropped: 0,
             context_ignored: None,
+            debug_id: DebugId::new(),
+            debug_id_cut: false,
         }
+    }
+
+    /// Sets the debug id (white space around it trimmed), cut at a character boundary to what
+    /// [`DebugId`] holds.
+    fn set_debug_id(&mut self, id: &str) {
+        let (id, cut) = crate::record::truncate(trim_ows(id), crate::config::MAX_STR_LEN);
+        self.debug_id.clear();
+        // Cannot fail: `id` was cut to the capacity.
+        let _ = self.debug_id.push_str(id);
+        self.debug_id_cut = cut;
     }
 
     /// Adds a baggage item; one that [`Baggage::set`] refuses (beyond `B`, an empty key, a key
@@ -173,7 +199,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     ///
     /// A carrier with baggage but no context (a `baggage` header without `traceparent`, `uberctx-`
     /// headers without `uber-trace-id`) extracts to an invalid (zero) context with the items,
-    /// which `child_of` ignores: the span starts a new trace that carries the baggage.
+    /// which `child_of` ignores: the span starts a new trace that carries the baggage. A Jaeger
+    /// carrier with a `jaeger-debug-id` and no `uber-trace-id` starts a new trace that is sampled
+    /// and debug, its root tagged `jaeger-debug-id` ([`Extracted::debug_id`]).
     ///
     /// ```
     /// use microspan::propagation::{w3c, Extracted};
@@ -189,9 +217,16 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
     /// assert_eq!(span.baggage_item("tenant"), Some("acme"));
     /// ```
     pub fn extracted<const B2: usize>(self, ex: Extracted<B2>) -> SpanBuilder<'a, B2, C> {
-        self.child_of(&ex.context)
+        let debug_request = !ex.context.is_valid() && ex.context.flags.is_debug();
+        let b = self
+            .child_of(&ex.context)
             .with_baggage(ex.baggage)
-            .count_over_capacity(ex.baggage_dropped)
+            .count_over_capacity(ex.baggage_dropped);
+        if debug_request {
+            b.debug_request(ex.debug_id, ex.debug_id_cut)
+        } else {
+            b
+        }
     }
 }
 
