@@ -49,6 +49,12 @@ impl Flags {
     pub const SAMPLED: Flags = Flags(1);
     /// Debug: sampled regardless of the sampler (Jaeger's debug flag).
     pub const DEBUG: Flags = Flags(2);
+    /// Firehose: Jaeger's flag for spans its backend stores without indexing them. microspan
+    /// neither sets nor reads it, but passes it on: a context extracted with it (Jaeger or binary
+    /// carrier) keeps it in the spans that continue it and in what they inject.
+    pub const FIREHOSE: Flags = Flags(8);
+    /// The bits the Jaeger and binary carriers keep: sampled, debug, firehose.
+    pub(crate) const CARRIED: u8 = 0x0B;
 
     /// `true` when the sampled bit is set.
     pub const fn is_sampled(self) -> bool {
@@ -57,6 +63,10 @@ impl Flags {
     /// `true` when the debug bit is set.
     pub const fn is_debug(self) -> bool {
         self.0 & 2 != 0
+    }
+    /// `true` when Jaeger's firehose bit is set ([`FIREHOSE`](Self::FIREHOSE)).
+    pub const fn is_firehose(self) -> bool {
+        self.0 & 8 != 0
     }
     /// Both sets of bits.
     pub const fn union(self, other: Flags) -> Flags {

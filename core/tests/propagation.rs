@@ -779,3 +779,27 @@ fn a_jaeger_debug_id_asks_for_a_debug_trace() {
     assert_eq!(ex.debug_id.len(), microspan::config::MAX_STR_LEN);
     assert!(ex.debug_id_cut);
 }
+
+#[test]
+fn the_jaeger_firehose_flag_is_passed_on() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<256> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc").boot_id(1));
+    // Sampled and firehose; bit 2 (unassigned) is dropped.
+    let c = jaeger::parse_uber_trace_id("abc:def:0:d").unwrap();
+    assert!(c.flags.is_sampled() && c.flags.is_firehose());
+    assert_eq!(c.flags, Flags(9));
+    assert!(jaeger::UberTraceId(&c).to_string().ends_with(":09"));
+    // Through a span that continues it, into what its child injects, in both carriers.
+    let span = TRACER.span("hop").child_of(&c).start();
+    let child = span.child("next");
+    let ctx = child.context();
+    assert!(ctx.flags.is_firehose());
+    assert!(jaeger::UberTraceId(&ctx).to_string().ends_with(":09"));
+    let mut buf = [0u8; 64];
+    let n = binary::inject(&ctx, &Baggage::<0>::new(), &mut buf).unwrap();
+    let ex: Extracted<0> = binary::extract(&buf[..n]).unwrap();
+    assert_eq!(ex.context.flags, Flags(9));
+    // W3C has no such bit: only `sampled` is written.
+    assert!(w3c::Traceparent(&ctx).to_string().ends_with("-01"));
+}

@@ -80,7 +80,7 @@ pub fn inject<const B: usize>(
     buf[0] = VERSION;
     buf[1..17].copy_from_slice(&ctx.trace_id.0.to_be_bytes());
     buf[17..25].copy_from_slice(&ctx.span_id.0.to_be_bytes());
-    buf[25] = ctx.flags.0 & 0x03;
+    buf[25] = ctx.flags.0 & Flags::CARRIED;
     // At most 255 (`encoding`): more cannot be counted in the byte.
     buf[26] = count as u8;
     let mut at = HEADER_LEN;
@@ -129,7 +129,7 @@ pub fn extract<const B: usize>(bytes: &[u8]) -> Result<Extracted<B>, ExtractErro
     trace.copy_from_slice(&header[1..17]);
     let mut span = [0u8; 8];
     span.copy_from_slice(&header[17..25]);
-    let mut flags = Flags(header[25] & 0x03);
+    let mut flags = Flags(header[25] & Flags::CARRIED);
     if flags.is_debug() {
         flags = flags.union(Flags::SAMPLED);
     }

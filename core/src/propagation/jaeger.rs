@@ -6,7 +6,7 @@
 //!   is deprecated) and 2-digit flags; read with 1–32 / 1–16 / 1–16 / 1–2 digits of either case,
 //!   and with `%3A` for `:` (a value URL-encoded by a proxy). Trace id or span id 0 is
 //!   [`Corrupted`](super::ExtractError::Corrupted). Flags: bit 0 sampled, bit 1 debug (debug
-//!   implies sampled).
+//!   implies sampled), bit 3 firehose (passed on as the clients pass it; other bits dropped).
 //! - `uberctx-{key}: {value}`, one header per item, the value URL-encoded (the clients'
 //!   `HTTP_HEADERS` format: `value 1 / blah` → `value%201%20%2F%20blah`; `+` → `%2B`) and decoded
 //!   on extraction as the clients decode it (Go's `url.QueryUnescape`): `%XX` escapes, and `+`
@@ -62,7 +62,12 @@ impl fmt::Display for UberTraceId<'_> {
         } else {
             write!(f, "{:032x}", c.trace_id.0)?;
         }
-        write!(f, ":{:016x}:0:{:02x}", c.span_id.0, c.flags.0 & 0x03)
+        write!(
+            f,
+            ":{:016x}:0:{:02x}",
+            c.span_id.0,
+            c.flags.0 & Flags::CARRIED
+        )
     }
 }
 
@@ -137,7 +142,7 @@ pub fn parse_uber_trace_id(value: &str) -> Result<SpanContext, ExtractError> {
     if span == 0 {
         return Err(Corrupted("uber-trace-id span id is 0"));
     }
-    let mut flags = Flags(flags as u8 & 0x03);
+    let mut flags = Flags(flags as u8 & Flags::CARRIED);
     if flags.is_debug() {
         flags = flags.union(Flags::SAMPLED);
     }
