@@ -180,11 +180,16 @@ pub struct RateLimiting {
     rate_fx: u32,
     /// Ticks per credit, computed from the clock's rate at the first decision (0 = not yet).
     interval: AtomicU32,
-    /// The theoretical arrival time, in clock ticks (wrapping).
+    /// The theoretical arrival time, in clock ticks (wrapping); [`NOT_STARTED`] before the first
+    /// root (the bucket starts full).
     tat: AtomicU32,
-    /// `tat` has been set once (0 = never: the bucket starts full).
-    started: AtomicU32,
 }
+
+/// [`RateLimiting`]'s `tat` before its first decision. A real arrival time of 0 is stored as 1:
+/// one tick later, which no decision can tell apart, and the state stays one word that every
+/// decision changes through the same compare-and-swap (a separate "started" flag let two first
+/// decisions racing each other both fill the bucket).
+const NOT_STARTED: u32 = 0;
 
 impl RateLimiting {
     /// At most `traces_per_second` roots per second (a non-positive or NaN rate samples none).
@@ -205,8 +210,7 @@ impl RateLimiting {
             per_second,
             rate_fx,
             interval: AtomicU32::new(0),
-            tat: AtomicU32::new(0),
-            started: AtomicU32::new(0),
+            tat: AtomicU32::new(NOT_STARTED),
         }
     }
 
@@ -251,15 +255,12 @@ impl RateLimiting {
         let horizon = burst.saturating_add(interval).saturating_mul(2);
         // Relaxed throughout: `tat` only orders the decisions among themselves (the CAS below
         // makes each accepted root consume exactly one credit); it publishes no other memory.
-        if self.started.load(Ordering::Relaxed) == 0 {
-            self.started.store(1, Ordering::Relaxed);
-            self.tat.store(now, Ordering::Relaxed);
-        }
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             let ahead = tat.wrapping_sub(now);
-            // `tat` in the past (or stale beyond any reachable horizon): the bucket is full.
-            let base = if (ahead as i32) <= 0 || ahead > horizon {
+            // Not started, `tat` in the past, or stale beyond any reachable horizon: the bucket
+            // is full.
+            let base = if tat == NOT_STARTED || (ahead as i32) <= 0 || ahead > horizon {
                 now
             } else {
                 tat
@@ -267,12 +268,14 @@ impl RateLimiting {
             if base.wrapping_sub(now) > burst {
                 return false;
             }
-            match self.tat.compare_exchange_weak(
-                tat,
-                base.wrapping_add(interval),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            let next = match base.wrapping_add(interval) {
+                NOT_STARTED => NOT_STARTED + 1,
+                next => next,
+            };
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(current) => tat = current,
             }
