@@ -533,8 +533,15 @@ pub fn check_reference_trace(
         ),
     );
     check(
-        deferred.parent_span_id().is_none(),
-        "isr.deferred-work has a ChildOf parent".into(),
+        !deferred
+            .references
+            .iter()
+            .any(|r| r.kind == RefKind::ChildOf),
+        "isr.deferred-work has a ChildOf reference".into(),
+    );
+    check(
+        deferred.parent_span_id() == Some(foo_span.span_id),
+        "isr.deferred-work's parent (its FollowsFrom reference) is not Foo".into(),
     );
     check(
         deferred.start_unix_nanos >= end(soft1) && end(deferred) <= end(soft0),
