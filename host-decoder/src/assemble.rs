@@ -930,6 +930,9 @@ pub struct Assembler {
     completed_spans: usize,
     /// The wire version of the frame being assembled (a session reports the one it started in).
     frame_version: u8,
+    /// A session announced boot id 0 / the default device id ([`Assembler::id_notes`]).
+    boot_id_zero: bool,
+    default_device_id: bool,
     stats: Stats,
 }
 
@@ -970,8 +973,36 @@ impl Assembler {
             opts,
             completed_spans: 0,
             frame_version: 0,
+            boot_id_zero: false,
+            default_device_id: false,
             stats: Stats::default(),
         }
+    }
+
+    /// Advice on the ids the device announced: a boot id of 0 (every boot then makes the same
+    /// span and trace ids) or microspan's default device id (so does every device that keeps
+    /// it). Jaeger merges spans with the same ids into one trace, so either one can mix up runs or
+    /// devices. Empty when the ids look set.
+    pub fn id_notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.boot_id_zero {
+            out.push(
+                "the device announced boot id 0: every boot makes the same span and trace ids, \
+                 so Jaeger mixes the traces of different runs; give each boot its own id \
+                 (Session::boot_id or Tracer::set_boot_id, e.g. a reset counter kept in flash \
+                 or a random number)"
+                    .to_string(),
+            );
+        }
+        if self.default_device_id {
+            out.push(format!(
+                "the device announced microspan's default device id ({:016x}): devices that \
+                 keep it make the same trace ids, so Jaeger mixes their traces; set \
+                 Session::device_id, e.g. from the chip's unique id",
+                DEFAULT_DEVICE_ID
+            ));
+        }
+        out
     }
 
     /// Counters so far.
@@ -1086,6 +1117,8 @@ impl Assembler {
 
     fn start_session(&mut self, h: &Hello<'_>) {
         let hello = OwnedHello::from(h);
+        self.boot_id_zero |= hello.boot_id == 0;
+        self.default_device_id |= hello.device_id == DEFAULT_DEVICE_ID;
         let anchor_unix_nanos = match (hello.wall_clock, self.opts.fixed_anchor_unix_nanos) {
             (Some(w), _) => {
                 w.unix_nanos as i128 - ticks_to_nanos(w.ticks, hello.ticks_per_second)
@@ -1820,6 +1853,9 @@ impl Assembler {
         }
     }
 }
+
+/// The device id of a `Session` that was not given one.
+const DEFAULT_DEVICE_ID: u64 = microspan::Session::new("").device_id;
 
 /// Approximate bytes a finished span holds: what its open form was charged, record by record,
 /// when it has no baggage and no name was resolved when it finished (`finish_span` relies on it).

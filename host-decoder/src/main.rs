@@ -445,6 +445,9 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         for line in &summaries {
             eprintln!("{line}");
         }
+        for note in decoder.id_notes() {
+            eprintln!("microspan: note: {note}");
+        }
     }
     // Stopped by a closed output: what was not read is not a problem of the input.
     if (!args.quiet || unreadable) && !outputs_closed {

@@ -113,6 +113,11 @@ impl StreamDecoder {
         self.asm.service()
     }
 
+    /// Advice on the device's ids (see [`Assembler::id_notes`](crate::assemble::Assembler::id_notes)).
+    pub fn id_notes(&self) -> Vec<String> {
+        self.asm.id_notes()
+    }
+
     /// Feeds bytes (any chunking); finished traces are appended to `out`.
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Batch>) -> Result<(), StreamError> {
         self.stats.bytes += bytes.len() as u64;

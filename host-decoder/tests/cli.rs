@@ -146,7 +146,9 @@ fn clean_stream() -> Vec<u8> {
     let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(
         ring,
         clock,
-        Box::leak(Box::new(Session::new("cli-test"))),
+        Box::leak(Box::new(
+            Session::new("cli-test").device_id(0xc11).boot_id(1),
+        )),
     )));
     let mut drain: Drain<'_, 64> = Drain::new(tracer).unwrap();
     let root = tracer.root("in-process-service");

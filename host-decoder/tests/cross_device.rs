@@ -918,3 +918,31 @@ fn a_jaeger_debug_id_request_is_a_debug_root_tagged_with_the_id() {
 }
 
 const MAX_STR: usize = microspan::config::MAX_STR_LEN;
+
+/// Deterministic ids need a device id and a boot id of their own: a stream that announces boot
+/// id 0 or the default device id gets a note saying why its traces may mix with others in Jaeger.
+#[test]
+fn default_ids_get_a_note() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING_A: Ring<256> = Ring::new();
+    static RING_B: Ring<256> = Ring::new();
+    static DEFAULTS: Tracer = Tracer::new(&RING_A, &CLOCK, &Session::new("defaults"));
+    static SET: Tracer = Tracer::new(
+        &RING_B,
+        &CLOCK,
+        &Session::new("set").device_id(0x1234).boot_id(7),
+    );
+    let notes = |tracer: &'static Tracer| {
+        let mut drain: Drain<'_, 256> = Drain::new(tracer).unwrap();
+        drop(tracer.root("work"));
+        let mut dec = StreamDecoder::new(Options::default());
+        let mut out = Vec::new();
+        dec.feed(&drain_all(&mut drain), &mut out).unwrap();
+        dec.id_notes()
+    };
+    let n = notes(&DEFAULTS);
+    assert_eq!(n.len(), 2, "{n:?}");
+    assert!(n[0].contains("boot id 0") && n[0].contains("set_boot_id"));
+    assert!(n[1].contains("default device id") && n[1].contains("Session::device_id"));
+    assert!(notes(&SET).is_empty());
+}
