@@ -58,8 +58,8 @@ impl<C: ?Sized + Clock> Clock for &C {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TickExtender {
-    /// The last sample, shifted.
-    raw: u32,
+    /// The last value. Its low `32 - shift` bits are the last sample, shifted, so the sample
+    /// itself is not kept: a new one is compared with them.
     extended: u64,
     shift: u32,
 }
@@ -80,7 +80,6 @@ impl TickExtender {
     pub const fn with_shift(raw: u32, shift: u32) -> Self {
         assert!(shift <= Self::MAX_SHIFT);
         Self {
-            raw: raw >> shift,
             extended: (raw >> shift) as u64,
             shift,
         }
@@ -91,7 +90,7 @@ impl TickExtender {
     pub fn extend(&mut self, raw: u32) -> u64 {
         let s = self.sample(raw);
         self.take(s);
-        s.extended
+        self.extended
     }
 
     /// What [`extend`](Self::extend) would make of `raw`, without taking it: the drain keeps a
@@ -99,21 +98,23 @@ impl TickExtender {
     #[inline(always)]
     pub(crate) fn sample(&self, raw: u32) -> Sample {
         let raw = raw >> self.shift;
-        // The difference modulo 2^(32 - shift), as a signed value.
-        let delta = (raw.wrapping_sub(self.raw) << self.shift) as i32 >> self.shift;
-        Sample {
-            raw,
-            extended: self.extended.wrapping_add_signed(delta as i64),
-            delta,
-        }
+        // The difference modulo 2^(32 - shift), as a signed value: the bits above the last
+        // value's low `32 - shift` fall off the left shift. Only the delta is kept (one register
+        // through the drain's encoders, not four); the 64-bit value is made when taken.
+        let delta = (raw.wrapping_sub(self.extended as u32) << self.shift) as i32 >> self.shift;
+        Sample { delta }
     }
 
-    /// Takes a [`sample`](Self::sample) of this extender (the shift, which never changes, is not
-    /// stored again).
+    /// The 64-bit value of a [`sample`](Self::sample) of this extender, not yet taken.
+    #[inline(always)]
+    pub(crate) fn value(&self, s: Sample) -> u64 {
+        self.extended.wrapping_add_signed(s.delta as i64)
+    }
+
+    /// Takes a [`sample`](Self::sample) of this extender.
     #[inline(always)]
     pub(crate) fn take(&mut self, s: Sample) {
-        self.raw = s.raw;
-        self.extended = s.extended;
+        self.extended = self.value(s);
     }
 
     /// The last extended value.
@@ -130,10 +131,6 @@ impl TickExtender {
 /// A sample extended by [`TickExtender::sample`], not yet taken.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
-    /// The sample, shifted.
-    raw: u32,
-    /// Its 64-bit value.
-    pub(crate) extended: u64,
     /// Its distance from the last value taken (`extended` minus [`TickExtender::last`]), below
     /// 2^31 either way.
     pub(crate) delta: i32,

@@ -556,7 +556,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let t = self.tracer;
         // Sampled, not taken: within a frame the extender's last value is the time the next
         // record's delta counts from (see `FrameState::time`).
-        let now_ticks = self.state.ext.sample(t.clock.now()).extended;
+        let ext = &self.state.ext;
+        let now_ticks = ext.value(ext.sample(t.clock.now()));
         let ticks_per_second = t.clock.ticks_per_second() >> self.state.ext.shift();
         let boot_id = t.boot_id();
         for cut in [usize::MAX, 24, 8, 0] {
@@ -899,7 +900,7 @@ impl FrameState {
     fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u32) {
         let t = self.ext.sample(raw);
         if t.delta < 0 {
-            w.call(set_time, t.extended);
+            w.call(set_time, self.ext.value(t));
             return (t, 0);
         }
         (t, t.delta as u32)
