@@ -23,6 +23,13 @@ impl Source {
     pub fn file(path: &str) -> io::Result<Self> {
         let f = std::fs::File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
+        // A directory opens on Unix and fails only at the first read.
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path} is a directory: give the capture file"),
+            ));
+        }
         Ok(Self {
             reader: Box::new(io::BufReader::with_capacity(1 << 16, f)),
             describe: format!("file {path}"),

@@ -11,13 +11,22 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::export::{
-    ExportError, Exporter, Header, JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile,
-    TreeWriter, UploadConfig,
+    check_output_path, ExportError, Exporter, Header, JaegerJsonFile, JaegerThriftHttp, OtlpHttp,
+    OtlpJsonFile, TreeWriter, UploadConfig,
 };
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
 use microspan_decoder::rtt_gdb::{Config as RttConfig, RttGdbReader};
 use microspan_decoder::stream::{StreamDecoder, StreamStats};
+
+/// A line on standard error; an error writing it (a closed pipe: `2>&1 | head`) is ignored, as
+/// `eprintln!` would panic on it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Decode microspan streams from a device and export the spans to Jaeger.
 #[derive(Parser)]
@@ -36,6 +45,11 @@ enum Command {
     Postmortem(microspan_decoder::postmortem::Args),
 }
 
+/// `--baud` when not given.
+const DEFAULT_BAUD: u32 = 115_200;
+/// `--rtt-scan-size` when not given.
+const DEFAULT_RTT_SCAN_SIZE: u32 = 64 * 1024;
+
 /// The latest `--anchor-unix-nanos`: 2100-01-01T00:00:00Z.
 const LATEST_ANCHOR_UNIX_NANOS: u64 = 4_102_444_800_000_000_000;
 
@@ -51,17 +65,22 @@ struct DecodeArgs {
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Read a serial port (e.g. /dev/ttyACM0).
-    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp", "rtt_gdb"])]
+    // The one-member group "serial_port", as "usb_probe" below: `requires = "serial"` on --baud
+    // was not enforced beside --file, which conflicts with --serial.
+    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp", "rtt_gdb"], group = "serial_port")]
     serial: Option<String>,
-    /// Baud rate of the serial port.
-    #[arg(long, value_name = "N", default_value_t = 115_200, requires = "serial")]
-    baud: u32,
+    /// Baud rate of the serial port [default: 115200].
+    // No `default_value_t`: clap checks `requires` only for options given, and a default counts
+    // as given, so `--baud` beside `--file` was ignored without a word.
+    #[arg(long, value_name = "N", requires = "serial_port",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    baud: Option<u32>,
     /// Connect to a TCP server (QEMU `-serial tcp:…`, OpenOCD/J-Link RTT servers).
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "serial", "rtt_gdb"])]
     tcp: Option<String>,
     /// Read an RTT up-channel through a GDB server, no probe library needed: QEMU `-gdb tcp::PORT`,
     /// OpenOCD (:3333), J-Link GDB server (:2331), pyOCD (:3333), `probe-rs gdb` (:1337).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"], group = "rtt")]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"], group = "rtt", group = "gdb_server")]
     rtt_gdb: Option<String>,
     /// Read an RTT up-channel straight from a USB debug probe (probe-rs library; needs --chip).
     /// Only in builds with `--features probe-rs`.
@@ -81,9 +100,11 @@ struct DecodeArgs {
     /// The RTT up-channel to read (microspan's convention: 1; defmt uses 0).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "rtt")]
     rtt_channel: u32,
-    /// Bytes of RAM scanned for the RTT control block from 0x2000_0000 when no --elf is given.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, requires = "rtt_gdb")]
-    rtt_scan_size: u32,
+    /// Bytes of RAM scanned for the RTT control block from 0x2000_0000 when no --elf is given
+    /// [default: 65536].
+    #[arg(long, value_name = "BYTES", requires = "gdb_server",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rtt_scan_size: Option<u32>,
 
     /// Upload over OTLP/HTTP protobuf (base URL, e.g. http://localhost:4318; /v1/traces is appended).
     #[arg(long, value_name = "URL", group = "uploader")]
@@ -159,14 +180,14 @@ fn main() -> ExitCode {
         Command::Decode(args) => match decode(*args) {
             Ok(code) => code,
             Err(msg) => {
-                eprintln!("microspan: {msg}");
+                say!("microspan: {msg}");
                 ExitCode::from(2)
             }
         },
         Command::Postmortem(args) => match microspan_decoder::postmortem::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
-                eprintln!("microspan postmortem: {msg}");
+                say!("microspan postmortem: {msg}");
                 ExitCode::from(2)
             }
         },
@@ -185,14 +206,14 @@ fn open_source(args: &DecodeArgs) -> Result<Source, String> {
     let source = if let Some(path) = &args.file {
         Source::file(&path.to_string_lossy())
     } else if let Some(dev) = &args.serial {
-        Source::serial(dev, args.baud)
+        Source::serial(dev, args.baud.unwrap_or(DEFAULT_BAUD))
     } else if let Some(addr) = &args.tcp {
         Source::tcp(addr)
     } else if let Some(addr) = &args.rtt_gdb {
         let mut cfg = RttConfig::new(addr.clone());
         cfg.elf = args.elf.clone();
         cfg.channel = args.rtt_channel;
-        cfg.scan_size = args.rtt_scan_size;
+        cfg.scan_size = args.rtt_scan_size.unwrap_or(DEFAULT_RTT_SCAN_SIZE);
         let reader = RttGdbReader::connect(cfg).map_err(|e| e.to_string())?;
         let describe = reader.describe();
         Ok(Source::reader(Box::new(reader), describe))
@@ -283,10 +304,13 @@ fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
             JaegerThriftHttp::new(url, upload.clone()).map_err(|e| e.to_string())?,
         ));
     }
+    // Checked before any input is read: a capture must not be lost to a typo found at the end.
     if let Some(path) = &args.jaeger_json {
+        check_output_path(path).map_err(|e| format!("--jaeger-json: {e}"))?;
         out.push(Box::new(JaegerJsonFile::new(path)));
     }
     if let Some(path) = &args.otlp_json {
+        check_output_path(path).map_err(|e| format!("--otlp-json: {e}"))?;
         out.push(Box::new(OtlpJsonFile::new(path)));
     }
     if args.tree || out.is_empty() {
@@ -411,6 +435,19 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     decoder.finish(&mut batches);
     export_all(&mut exporters, &mut batches, &mut export_errors);
     bar.finish_and_clear();
+    // Nothing could be read from input that had bytes: an error, whatever the other flags.
+    let unreadable = decoder.service().is_none() && decoder.stats().bytes > 0 && !outputs_closed;
+    // A run that failed before decoding a single span leaves existing files as they were.
+    let mut left_alone = Vec::new();
+    if decoder.stats().spans.spans == 0 && (fatal.is_some() || unreadable) {
+        exporters.retain(|ex| match ex.output_file() {
+            Some(path) => {
+                left_alone.push(path.display().to_string());
+                false
+            }
+            None => true,
+        });
+    }
     let mut delivered_all = export_errors.is_empty();
     let mut summaries = Vec::new();
     for ex in exporters.iter_mut() {
@@ -429,37 +466,40 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     let stats = decoder.stats();
-    // Nothing could be read from input that had bytes: an error, whatever the other flags.
-    let unreadable = decoder.service().is_none() && stats.bytes > 0 && !outputs_closed;
     if !args.quiet {
-        eprintln!("{}", status_line(&stats, started.elapsed(), None));
+        say!("{}", status_line(&stats, started.elapsed(), None));
         let s = &stats.spans;
-        eprintln!(
+        say!(
             "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | restarted frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {}",
             s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.restarted_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets
         );
         // Set by a bad frame or a malformed record only.
         if let Some(e) = decoder.last_error() {
-            eprintln!("last bad input: {e}");
+            say!("last bad input: {e}");
         }
         for line in &summaries {
-            eprintln!("{line}");
+            say!("{line}");
         }
         for note in decoder.id_notes() {
-            eprintln!("microspan: note: {note}");
+            say!("microspan: note: {note}");
         }
     }
-    // Stopped by a closed output: what was not read is not a problem of the input.
-    if (!args.quiet || unreadable) && !outputs_closed {
+    // Stopped by a closed output: what was not read is not a problem of the input. An input
+    // that failed before its first byte has its own error (below), not "the input was empty".
+    let failed_before_reading = fatal.is_some() && stats.bytes == 0;
+    if (!args.quiet || unreadable) && !outputs_closed && !failed_before_reading {
         for p in stats.problems() {
-            eprintln!("microspan: {p}");
+            say!("microspan: {p}");
         }
+    }
+    for path in &left_alone {
+        say!("microspan: {path} was not written: nothing was decoded (an existing file is left as it was)");
     }
     for e in &export_errors {
-        eprintln!("microspan: export error: {e}");
+        say!("microspan: export error: {e}");
     }
     if let Some(f) = fatal {
-        eprintln!("microspan: {f}");
+        say!("microspan: {f}");
         return Ok(ExitCode::from(2));
     }
     if !delivered_all || unreadable || (args.strict && !outputs_closed && stats.lost_anything()) {

@@ -263,6 +263,88 @@ fn nonsense_options_are_refused() {
     let out = microspan(&["decode", "--tcp", "localhost", "--no-progress"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("localhost is not HOST:PORT"));
+    // Options of another input are refused beside --file, not ignored (clap counted their
+    // defaults as given); a zero rate is refused too.
+    for (args, says) in [
+        (&["--baud", "9600"][..], "--serial <DEV>"),
+        (&["--rtt-scan-size", "4096"][..], "--rtt-gdb <HOST:PORT>"),
+    ] {
+        let (code, e) = decode_file(&good, args);
+        assert_eq!(code, Some(2), "{args:?}: {e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    let out = microspan(&["decode", "--serial", "/dev/null", "--baud", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--baud"));
+}
+
+/// Output files that cannot be written are refused before any input is read (a capture is not
+/// lost to a typo found at the end), and a run that decodes nothing leaves an existing file as
+/// it was.
+#[test]
+fn outputs_are_checked_first_and_kept_when_nothing_is_decoded() {
+    let (_d, good) = capture(&clean_stream());
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["--jaeger-json", "/nonexistent-microspan-dir/x.json"],
+            "the directory /nonexistent-microspan-dir does not exist",
+        ),
+        (vec!["--otlp-json", dir_path], "is a directory"),
+    ] {
+        let (code, e) = decode_file(&good, &args);
+        assert_eq!(code, Some(2), "{args:?}: {e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+
+    // Random bytes: nothing decoded; the earlier file stays.
+    let out = dir.path().join("trace.json");
+    std::fs::write(&out, "earlier run").unwrap();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
+        .collect();
+    let (_n, noise) = capture(&noise);
+    let (code, e) = decode_file(&noise, &["--jaeger-json", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("was not written: nothing was decoded"), "{e}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier run");
+    // A good stream replaces it, and leaves no temporary file behind.
+    let (code, e) = decode_file(&good, &["--jaeger-json", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("in-process-service"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    // A directory as input is an error at once, not "the input was empty".
+    let (code, e) = decode_file(dir_path, &[]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("is a directory"), "{e}");
+    assert!(!e.contains("empty"), "{e}");
+}
+
+/// Standard error closed early (`2>&1 | head`) is no panic.
+#[test]
+fn a_closed_standard_error_is_not_a_panic() {
+    use std::process::Stdio;
+    let (_d, path) = capture(&clean_stream());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_microspan"))
+        .args([
+            "decode",
+            "--file",
+            &path,
+            "--no-progress",
+            "--jaeger-json",
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
 }
 
 /// The tree into a pipe whose reader left (`| head`) ends quietly, and the other outputs are

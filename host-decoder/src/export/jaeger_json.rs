@@ -207,6 +207,9 @@ impl TraceBuffer {
     }
 }
 
+/// Writes `path` whole or not at all: into a temporary file beside it, renamed over it once
+/// written and synced, so that a failed write leaves an existing file as it was (and a reader
+/// never sees half a document).
 pub(crate) fn write_file<F>(path: &Path, write: F) -> Result<(), ExportError>
 where
     F: FnOnce(&mut BufWriter<fs::File>) -> std::io::Result<()>,
@@ -215,14 +218,53 @@ where
         path: path.to_path_buf(),
         source,
     };
-    let file = fs::File::create(path).map_err(err)?;
-    let mut out = BufWriter::new(file);
-    write(&mut out).map_err(err)?;
-    out.flush().map_err(err)?;
-    out.into_inner()
-        .map_err(|e| err(e.into_error()))?
-        .sync_all()
-        .map_err(err)
+    let tmp = temporary_beside(path);
+    let written = (|| {
+        let mut out = BufWriter::new(fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.flush()?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(err)
+}
+
+/// A name for a temporary file in `path`'s directory (`.NAME.PID.tmp`).
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Checks, before any input is read, that the file exporters can write `path`: not a
+/// directory, in a directory that exists and takes new files (a temporary file is created and
+/// removed). The answer names the problem.
+pub fn check_output_path(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "{} is a directory: give a file name",
+            path.display()
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "cannot write {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    let probe = temporary_beside(path);
+    fs::File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| format!("cannot write {} ({e})", path.display()))
 }
 
 /// What the file exporters share: spans buffered (bounded) until `finish`, then one document
@@ -380,5 +422,9 @@ impl Exporter for JaegerJsonFile {
 
     fn finish(&mut self) -> Result<ExportSummary, ExportError> {
         self.file.finish(document)
+    }
+
+    fn output_file(&self) -> Option<&Path> {
+        Some(&self.file.path)
     }
 }

@@ -41,12 +41,12 @@ mod spool;
 mod tree;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::model::{Batch, Span, Value};
 
 pub use delivery::{Header, UploadConfig};
-pub use jaeger_json::JaegerJsonFile;
+pub use jaeger_json::{check_output_path, JaegerJsonFile};
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
 pub use otlp_encode::encode_otlp_request;
@@ -68,11 +68,20 @@ pub trait Exporter: Send {
 
     /// Flushes everything and reports what was delivered. Further `export` calls fail.
     fn finish(&mut self) -> Result<ExportSummary, ExportError>;
+
+    /// The file this exporter writes at [`finish`](Self::finish), if it writes one: a run that
+    /// decoded nothing can then leave an existing file as it was.
+    fn output_file(&self) -> Option<&Path> {
+        None
+    }
 }
 
 impl Exporter for Box<dyn Exporter> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn output_file(&self) -> Option<&Path> {
+        (**self).output_file()
     }
     fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         (**self).export(batch)

@@ -73,4 +73,8 @@ impl super::Exporter for OtlpJsonFile {
     fn finish(&mut self) -> Result<ExportSummary, ExportError> {
         self.file.finish(request)
     }
+
+    fn output_file(&self) -> Option<&std::path::Path> {
+        Some(&self.file.path)
+    }
 }
