@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use microspan::{write_all_frames, Drain, Ring, Session, StdClock, Tracer};
 
+mod host_id;
+
 static CLOCK: std::sync::LazyLock<StdClock> = std::sync::LazyLock::new(StdClock::new);
 static RING: Ring<4096> = Ring::new();
 
@@ -25,6 +27,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     };
     let session = Session::new("in-process-service")
+        .device_id(host_id::device_id())
         .boot_id(std::process::id())
         .firmware_version(env!("CARGO_PKG_VERSION"));
     let tracer = Tracer::new(&RING, &*CLOCK, &session);

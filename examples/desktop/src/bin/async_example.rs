@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+#[path = "../host_id.rs"]
+mod host_id;
+
 use microspan::conventions::{self as tags, SPAN_KIND_CLIENT};
 use microspan::{write_all_frames, Drain, FutureExt, Ring, Session, StdClock, Tracer};
 
@@ -30,6 +33,7 @@ static TRACER: std::sync::LazyLock<Tracer<'static>> = std::sync::LazyLock::new(|
         // Leaked once: the tracer lives as long as the program.
         Box::leak(Box::new(
             Session::new("async-service")
+                .device_id(host_id::device_id())
                 .boot_id(std::process::id())
                 .firmware_version(env!("CARGO_PKG_VERSION")),
         )),
