@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use microspan::postmortem::{RingImage, TargetMemory, SYMBOL};
+use microspan::postmortem::{offset, RingImage, TargetMemory, SYMBOL};
 
 use crate::assemble::Options;
 use crate::model::Batch;
@@ -97,6 +97,34 @@ impl Memory {
         })
     }
 
+    /// Why the RAM source cannot give the descriptor at `addr`, if it cannot. The descriptor is
+    /// read from RAM, where `register` filled it in: read where the source has no bytes, it falls
+    /// back to the ELF's `.data` image (magic number set, every address 0), which would read as
+    /// a firmware that never registered.
+    fn descriptor_not_covered(&self, addr: u32) -> Option<String> {
+        let size = offset::SIZE as usize;
+        if self.read_source(addr, size).is_some() {
+            return None;
+        }
+        Some(match &self.source {
+            Source::Dump { bytes, base } => format!(
+                "the RAM dump ({}) does not cover the post-mortem descriptor `{SYMBOL}` at {addr:#010x} ({size} bytes): check --dump-base (the target address of the dump's first byte), or dump the RAM region that holds `{SYMBOL}`",
+                if bytes.is_empty() {
+                    "empty: 0 bytes".to_string()
+                } else {
+                    format!(
+                        "{} bytes at {base:#010x}..{:#010x}",
+                        bytes.len(),
+                        u64::from(*base) + bytes.len() as u64
+                    )
+                },
+            ),
+            Source::Gdb(_) => format!(
+                "the GDB server could not read the post-mortem descriptor `{SYMBOL}` at {addr:#010x} ({size} bytes): is this the ELF of the firmware the target runs?"
+            ),
+        })
+    }
+
     /// The GDB connection, if the source is one.
     pub fn gdb(&self) -> Option<&GdbMemory> {
         match &self.source {
@@ -154,6 +182,9 @@ pub fn read(mem: &Memory, ram_scan: (u32, u32), opts: Options) -> Result<Report,
             )
         })?,
     };
+    if let Some(why) = mem.descriptor_not_covered(descriptor) {
+        return Err(why);
+    }
     let image = RingImage::read(mem, descriptor).map_err(|e| e.to_string())?;
     let replay = image.to_stream(mem);
     let mut dec = StreamDecoder::new(opts);
@@ -300,4 +331,79 @@ pub fn run(args: Args) -> Result<(), String> {
         e.finish().map_err(|err| format!("{}: {err}", e.name()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use microspan::postmortem::{MAGIC, MAGIC_VERSION};
+
+    /// Where the descriptor is in these tests' firmware.
+    const DESCRIPTOR: u32 = 0x2000_0100;
+
+    /// The firmware's ELF as [`Memory`] holds it: the `.data` image of the descriptor (the magic
+    /// number set, every address 0, as `register` has not filled it in yet) at its symbol.
+    fn memory(source: Source) -> Memory {
+        let mut data = vec![0u8; offset::SIZE as usize];
+        data[..4].copy_from_slice(&MAGIC.to_le_bytes());
+        data[4..8].copy_from_slice(&MAGIC_VERSION.to_le_bytes());
+        Memory {
+            segments: vec![(DESCRIPTOR, data)],
+            source,
+            descriptor_symbol: Some(DESCRIPTOR),
+        }
+    }
+
+    fn read_dump(bytes: Vec<u8>, base: u32) -> String {
+        let mem = memory(Source::Dump { bytes, base });
+        match read(&mem, (0x2000_0000, 0x1000), Options::default()) {
+            Ok(_) => panic!("an image was read"),
+            Err(e) => e,
+        }
+    }
+
+    /// A dump that does not hold the descriptor's address (empty, or loaded at the wrong base)
+    /// says so, naming the dump, the descriptor and what to check; it does not blame the
+    /// firmware for never registering (what the ELF's `.data` image alone would read as).
+    #[test]
+    fn a_dump_that_misses_the_descriptor_says_so() {
+        let e = read_dump(Vec::new(), 0x2000_0000);
+        assert!(
+            e.contains("the RAM dump (empty: 0 bytes) does not cover")
+                && e.contains("`MICROSPAN_POSTMORTEM` at 0x20000100")
+                && e.contains("--dump-base"),
+            "{e}"
+        );
+        assert!(!e.contains("never called"), "{e}");
+
+        // The right RAM, given the wrong base.
+        let e = read_dump(vec![0; 0x1000], 0x1000_0000);
+        assert!(
+            e.contains("4096 bytes at 0x10000000..0x10001000")
+                && e.contains("does not cover the post-mortem descriptor `MICROSPAN_POSTMORTEM` at 0x20000100")
+                && e.contains("dump the RAM region that holds `MICROSPAN_POSTMORTEM`"),
+            "{e}"
+        );
+        assert!(!e.contains("never called"), "{e}");
+
+        // Ending inside the descriptor.
+        let e = read_dump(vec![0; 0x110], 0x2000_0000);
+        assert!(e.contains("does not cover"), "{e}");
+    }
+
+    /// A dump that holds the descriptor is believed: still unfilled there, the firmware never
+    /// called `register`; without the magic number, it is not this firmware's descriptor.
+    #[test]
+    fn a_dump_that_holds_the_descriptor_is_believed() {
+        let mut ram = vec![0u8; 0x1000];
+        let at = (DESCRIPTOR - 0x2000_0000) as usize;
+        ram[at..at + 4].copy_from_slice(&MAGIC.to_le_bytes());
+        ram[at + 4..at + 8].copy_from_slice(&MAGIC_VERSION.to_le_bytes());
+        let e = read_dump(ram, 0x2000_0000);
+        assert!(e.contains("never called"), "{e}");
+
+        let e = read_dump(vec![0; 0x1000], 0x2000_0000);
+        assert!(e.contains("magic \"MSPN\" not found"), "{e}");
+        assert!(!e.contains("does not cover"), "{e}");
+    }
 }
