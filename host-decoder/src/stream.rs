@@ -44,6 +44,11 @@ pub struct StreamStats {
     /// Bytes of a frame the input ended inside (no closing delimiter): a capture cut short.
     /// Set by [`StreamDecoder::finish`].
     pub unfinished_bytes: u64,
+    /// Frames with a good CRC but a wire version this decoder does not read (also counted in
+    /// [`bad_frames`](Self::bad_frames)).
+    pub unsupported_version_frames: u64,
+    /// The wire version of the last such frame.
+    pub unsupported_version: Option<u8>,
     /// The assembler's counters.
     pub spans: Stats,
 }
@@ -170,6 +175,8 @@ impl StreamDecoder {
                 }
                 Err(FrameError::UnsupportedVersion { version }) => {
                     self.stats.bad_frames += 1;
+                    self.stats.unsupported_version_frames += 1;
+                    self.stats.unsupported_version = Some(version);
                     self.acc.count_discarded(self.encoded.len());
                     self.version_strikes += 1;
                     if self.version_strikes >= VERSION_STRIKES {
@@ -239,8 +246,10 @@ impl StreamStats {
     }
 
     /// What went wrong with the input as a whole, in words a user can act on (empty when the
-    /// input was a good stream): no bytes, no frame, no session record, a capture cut short.
-    /// The per-span losses are on the spans themselves (Jaeger warnings).
+    /// input was a good stream): no bytes, no frame, frames only of a wire version this decoder
+    /// does not read (unless decoding stopped at them: [`StreamError::UnsupportedVersion`] says
+    /// it then), no session record, a capture cut short. The per-span losses are on the spans
+    /// themselves (Jaeger warnings).
     pub fn problems(&self) -> Vec<String> {
         let s = &self.spans;
         let mut out = Vec::new();
@@ -254,6 +263,20 @@ impl StreamStats {
                  was cut short, or this is not a microspan stream",
                 self.bytes
             ));
+            return out;
+        }
+        if s.frames == 0 && self.unsupported_version_frames > 0 {
+            // Frames were found, all of a version this decoder does not read. Enough of them in a
+            // row stop decoding, and the caller reports that (`StreamError::UnsupportedVersion`):
+            // anything said here would only repeat it. Fewer could be corruption, but with no
+            // good frame beside them they are the likelier story.
+            if self.unsupported_version_frames < u64::from(VERSION_STRIKES) {
+                out.push(format!(
+                    "no frame of a wire version this decoder reads: {} of wire version {} (this decoder reads versions {SUPPORTED_VERSIONS:?}); if the firmware is newer than this decoder, use the decoder from the same microspan release as the firmware (from its source tree: `cargo install --path host-decoder`)",
+                    self.unsupported_version_frames,
+                    self.unsupported_version.unwrap_or_default(),
+                ));
+            }
             return out;
         }
         if s.frames == 0 {

@@ -136,6 +136,9 @@ fn errors_name_the_cause_and_the_fix() {
         e.contains("wire version 7") && e.contains("reads versions [1, 2]"),
         "{e}"
     );
+    // Frames were found: nothing may say otherwise (nor send the user to the baud rate).
+    assert!(!e.contains("no microspan frame found"), "{e}");
+    assert!(!e.contains("baud rate"), "{e}");
 }
 
 /// A clean stream (no loss of any kind): a root and two children, drained in two frames.
