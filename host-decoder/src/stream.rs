@@ -41,8 +41,8 @@ pub struct StreamStats {
     /// and which is the frame after the last good one (sequence number one more).
     /// Nothing is lost; the fragment is not counted among the bad frames or discarded bytes.
     pub restarted_frames: u64,
-    /// Bytes of a frame the input ended inside (no closing delimiter): a capture cut short.
-    /// Set by [`StreamDecoder::finish`].
+    /// Bytes of a frame the input ended inside (no closing delimiter, and not a whole frame
+    /// without it): a capture cut short. Set by [`StreamDecoder::finish`].
     pub unfinished_bytes: u64,
     /// Frames with a good CRC but a wire version this decoder does not read (also counted in
     /// [`bad_frames`](Self::bad_frames)).
@@ -124,8 +124,13 @@ impl StreamDecoder {
     }
 
     /// Feeds bytes (any chunking); finished traces are appended to `out`.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Batch>) -> Result<(), StreamError> {
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Batch>) -> Result<(), StreamError> {
         self.stats.bytes += bytes.len() as u64;
+        self.frames(bytes, out)
+    }
+
+    /// Splits `bytes` into frames and decodes them (the bytes are counted by the caller).
+    fn frames(&mut self, mut bytes: &[u8], out: &mut Vec<Batch>) -> Result<(), StreamError> {
         while !bytes.is_empty() {
             let (encoded, rest) = self.acc.feed_encoded(bytes);
             bytes = rest;
@@ -205,15 +210,33 @@ impl StreamDecoder {
         Ok(())
     }
 
-    /// End of input: open spans are exported as incomplete, and the bytes of a frame the input
-    /// ended inside are counted ([`StreamStats::unfinished_bytes`]).
+    /// End of input: the last frame is decoded if only its closing `0x00` is missing, open spans
+    /// are exported as incomplete, and the bytes of a frame the input ended inside are counted
+    /// ([`StreamStats::unfinished_bytes`]).
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
+        // Bytes after the last delimiter that make a whole frame (valid COBS, good CRC, a version
+        // this decoder reads): a capture stopped right after the frame, or a sender that writes
+        // the delimiter late. Its delimiter is supplied, so the frame goes the way of every other
+        // (a restarted frame, a duplicate). Anything else stays unfinished bytes: a frame cut
+        // short fails its CRC.
+        if self.last_frame_is_whole() {
+            let refused = self.frames(&[0], out);
+            // `frames` refuses only frames of an unsupported version, and this one is not.
+            debug_assert!(refused.is_ok(), "{refused:?}");
+        }
         if let Some((fragment, error)) = self.suspect.take() {
             self.acc.count_discarded(fragment.len());
             count_bad(&mut self.stats, &mut self.last_error, error);
         }
         self.stats.unfinished_bytes = self.acc.buffered() as u64;
         self.asm.finish(out);
+    }
+
+    /// Whether the bytes buffered since the last delimiter are a good frame of a version this
+    /// decoder reads (checked on a copy: the check decodes in place).
+    fn last_frame_is_whole(&self) -> bool {
+        let pending = self.acc.pending();
+        !pending.is_empty() && Accumulator::<MAX_FRAME>::check(&mut pending.to_vec()).is_ok()
     }
 }
 

@@ -382,6 +382,40 @@ fn spans_that_never_finish_are_exported_incomplete() {
     assert!(hung.warnings.iter().any(|w| w.contains("stream ended")));
 }
 
+/// A complete last frame whose closing `0x00` the capture missed is still a whole frame (its
+/// CRC is good): decoded, nothing lost. One byte shorter, it is a frame cut short.
+#[test]
+fn a_last_frame_missing_only_its_delimiter_is_decoded() {
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    let root = tracer.root("in-process-service");
+    let mut stream = drain_all(&mut drain);
+    clock.advance(10);
+    drop(root.child("Foo").child("Bar"));
+    root.finish();
+    stream.extend(drain_all(&mut drain));
+    let last = frames(&stream).pop().unwrap();
+    assert!(last.len() < stream.len(), "two frames or more");
+    assert_eq!(stream.last(), Some(&0));
+
+    let d = decode(&stream[..stream.len() - 1]);
+    let s = d.decoder.stats();
+    assert_eq!(d.spans.len(), 3);
+    assert!(d.spans.iter().all(|s| !s.incomplete));
+    assert_eq!(s.unfinished_bytes, 0);
+    assert!(!s.lost_anything(), "{s:?}");
+    assert!(s.problems().is_empty(), "{:?}", s.problems());
+
+    let d = decode(&stream[..stream.len() - 2]);
+    let s = d.decoder.stats();
+    assert_eq!(s.unfinished_bytes, last.len() as u64 - 2);
+    assert!(s.spans.incomplete_spans > 0, "{s:?}");
+    assert!(s.lost_anything());
+}
+
 /// A well-formed frame of wire version `version` (sequence 0, base id and time 0, no records).
 fn frame_of_version(version: u8) -> Vec<u8> {
     let raw = [version, 0, 0, 0, 0];

@@ -207,9 +207,15 @@ fn unusable_or_cut_input_is_diagnosed() {
     );
     assert_eq!(decode_file(&cut, &["--strict"]).0, Some(1));
 
+    // Only the last delimiter missing: the last frame is whole, nothing is lost.
+    let (_d, undelimited) = capture(&stream[..stream.len() - 1]);
+    let (code, e) = decode_file(&undelimited, &["--strict"]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(!e.contains("microspan:"), "{e}");
+
     // Cut inside its first frame: nothing could be read.
     let first_end = stream.iter().position(|&b| b == 0).unwrap();
-    let (_d, first) = capture(&stream[..first_end]);
+    let (_d, first) = capture(&stream[..first_end - 1]);
     let (code, e) = decode_file(&first, &[]);
     assert_eq!(code, Some(1), "{e}");
     assert!(e.contains("the input ended inside its first frame"), "{e}");

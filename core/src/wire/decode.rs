@@ -137,6 +137,15 @@ impl<const MAX: usize> Accumulator<MAX> {
         self.len
     }
 
+    /// The bytes buffered waiting for a delimiter (empty while an over-long frame is discarded).
+    /// At the end of input they are the last frame when only its closing `0x00` is missing: a
+    /// host decoder [`check`](Self::check)s a copy and, when it is a frame, ends it with
+    /// `feed_encoded(&[0])`.
+    #[cfg(feature = "std")]
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
     /// Consumes input up to and including the next delimiter. Returns the frame (or why there was
     /// none) when a delimiter was found, and the input not yet consumed.
     pub fn feed<'s, 'i>(
