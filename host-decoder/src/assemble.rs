@@ -11,7 +11,7 @@
 //! its spans is open); a trace that outlives the buffer limits is handed over as it stands, and its
 //! later spans follow in later batches.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
@@ -312,6 +312,7 @@ struct OpenState {
     local: u32,
     root: u32,
     start: u64,
+    /// The latest time of its own records (start, logs); once finished, its end.
     last_time: u64,
     /// The operation name is an interned id not defined when the span started: resolved when it
     /// finishes (the span's `operation` is empty until then).
@@ -653,6 +654,9 @@ const MAX_SPARE: usize = 64;
 const SPARE_CAPACITY: usize = 16;
 /// Spans finished per batch handed over when a session closes with spans still open.
 const CLOSE_BATCH: usize = 4096;
+/// Losses remembered per session for the ends of spans that never finish (see
+/// [`Assembler::incomplete_end`]); a span open across an older one ends at its own last record.
+const MAX_LOSS_MARKS: usize = 1024;
 
 /// Recently finished spans: the last ones in finish order, found through a table direct-mapped
 /// by hashed local id. A newer span may take the table slot of an older one that hashes to the
@@ -791,8 +795,16 @@ struct Session {
     anchor_unix_nanos: i128,
     epoch: u64,
     last_seq: Option<u16>,
+    /// The latest device time of a record heard (starts, ends, logs: they come in the order the
+    /// device wrote them, which the session record's `now_ticks`, taken when its frame was
+    /// built, does not keep).
     last_time: u64,
     drops: u32,
+    /// The losses of the session that could have held a span's END (frames lost on the link,
+    /// records dropped on the device), oldest first: the losses counted before each
+    /// ([`Assembler::losses`]) and the latest device time heard before it. Bounded by
+    /// [`MAX_LOSS_MARKS`] (the oldest forgotten).
+    loss_marks: VecDeque<(u64, u64)>,
 }
 
 impl Session {
@@ -930,6 +942,8 @@ pub struct Assembler {
     completed_spans: usize,
     /// The wire version of the frame being assembled (a session reports the one it started in).
     frame_version: u8,
+    /// The session's latest device time when the current frame began (before its records).
+    frame_start_time: u64,
     /// A session announced boot id 0 / the default device id ([`Assembler::id_notes`]).
     boot_id_zero: bool,
     default_device_id: bool,
@@ -973,6 +987,7 @@ impl Assembler {
             opts,
             completed_spans: 0,
             frame_version: 0,
+            frame_start_time: 0,
             boot_id_zero: false,
             default_device_id: false,
             stats: Stats::default(),
@@ -1032,6 +1047,9 @@ impl Assembler {
                     return None;
                 }
             }
+        }
+        if let Some(s) = self.session.as_ref() {
+            self.frame_start_time = s.last_time;
         }
         // A new boot's first frame (sequence 0, opening with a session record of another boot) is
         // no sequence gap: close the old session with its first record, then count from it. The
@@ -1101,6 +1119,11 @@ impl Assembler {
         let epoch_frames = s.hello.epoch_frames as u64;
         if let Some(last) = s.last_seq {
             let gap = seq.wrapping_sub(last).wrapping_sub(1) as u64;
+            if gap > 0 {
+                // Before this frame's records: what was heard before the lost frames.
+                let losses = self.stats.lost_frames + self.stats.device_drops;
+                mark_loss(&mut s.loss_marks, losses, s.last_time);
+            }
             self.stats.lost_frames += gap;
             // A new epoch (even one whose first frame was lost) restarts the name table.
             let crossed = gap + 1 >= epoch_frames
@@ -1181,21 +1204,28 @@ impl Assembler {
             process,
             epoch: 0,
             last_seq: None,
-            last_time: h.now_ticks,
+            last_time: 0,
             drops: 0,
+            loss_marks: VecDeque::new(),
         });
+        self.frame_start_time = 0;
     }
 
-    /// Exports every open span as incomplete and every buffered trace, then hands them over.
+    /// Exports every open span as incomplete (ending where [`incomplete_end`](Self::incomplete_end)
+    /// says, and not before its descendants: [`descendant_ends`](Self::descendant_ends)) and
+    /// every buffered trace, then hands them over.
     ///
     /// In batches of [`CLOSE_BATCH`] spans, each handed over before the next is finished: a
     /// session with many open spans (up to `max_open_spans`) never holds them twice over while
     /// they are converted. The open-span table is released afterwards.
     fn close_session(&mut self, why: &str, out: &mut Vec<Batch>) {
+        let descendants = self.descendant_ends();
         let mut closed = 0usize;
         while let Some(id) = self.open_order.pop_front() {
             if let Some(i) = self.open.remove(id) {
-                let end = self.slab.slots[i as usize].st.last_time;
+                let end = self
+                    .incomplete_end(&self.slab.slots[i as usize].st)
+                    .max(descendants.get(&i).copied().unwrap_or(0));
                 self.finish_span(i, end, true, Some(why));
                 closed += 1;
                 if closed % CLOSE_BATCH == 0 {
@@ -1213,6 +1243,98 @@ impl Assembler {
         }
         self.slab.clear_if_unused(closed >= CLOSE_BATCH);
         self.hand_over(out);
+    }
+
+    /// Where a span still open when its session closes (end of input, device reset) ends: at the
+    /// latest device time heard from the session, as it was open at least until then (so no
+    /// earlier than its descendants' ends either). When frames were lost on the link or the
+    /// device dropped records while it was open, its END may have been among them: it then ends
+    /// at the latest time heard before the first such loss. Never before its own last record.
+    fn incomplete_end(&self, st: &OpenState) -> u64 {
+        let Some(s) = self.session.as_ref() else {
+            return st.last_time;
+        };
+        let at_start = st.lost_frames_at_start + st.drops_at_start;
+        let heard = if at_start == self.losses() {
+            s.last_time
+        } else {
+            // The first loss after its start is the one counted from `at_start`.
+            s.loss_marks
+                .binary_search_by_key(&at_start, |&(losses, _)| losses)
+                .map_or(st.last_time, |k| s.loss_marks[k].1)
+        };
+        st.last_time.max(heard)
+    }
+
+    /// For the spans open across a loss (which [`incomplete_end`](Self::incomplete_end) may end
+    /// before the latest time heard), the latest end among their ChildOf descendants that the
+    /// decoder still holds (open, or finished and waiting for their trace), by slot: a span
+    /// whose END was not heard was open at least while its children ran. Empty when no open span
+    /// saw a loss: the others end at the latest time heard, after every descendant. Only when a
+    /// session closes, so the record path keeps no parent links.
+    fn descendant_ends(&self) -> HashMap<u32, u64> {
+        let mut out = HashMap::new();
+        let losses = self.losses();
+        let slot = |i: u32| &self.slab.slots[i as usize];
+        let mut open: Vec<u32> = self
+            .open_order
+            .iter()
+            .filter_map(|&id| self.open.get(id))
+            .collect();
+        // `open_order` may name a span twice (an id reused).
+        open.sort_unstable();
+        open.dedup();
+        let traces: HashSet<u128> = open
+            .iter()
+            .map(|&i| slot(i))
+            .filter(|s| s.st.lost_frames_at_start + s.st.drops_at_start != losses)
+            .map(|s| s.span.trace_id)
+            .collect();
+        if traces.is_empty() {
+            return out;
+        }
+        open.retain(|&i| traces.contains(&slot(i).span.trace_id));
+        let mut spans = open.clone();
+        for t in &traces {
+            if let Some(e) = self.traces.get(t) {
+                spans.extend_from_slice(&e.spans);
+            }
+        }
+        // Children start after their parents (their ids come later): latest first, so each
+        // span's reach is whole when it is passed on to its parent.
+        spans.sort_unstable_by_key(|&i| std::cmp::Reverse((slot(i).st.start, slot(i).st.local)));
+        let index: HashMap<(u128, u64), usize> = spans
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| ((slot(i).span.trace_id, slot(i).span.span_id), k))
+            .collect();
+        // The latest end among each span's descendants seen so far (device ticks).
+        let mut reach = vec![0u64; spans.len()];
+        for (k, &i) in spans.iter().enumerate() {
+            let SpanSlot { span, st } = slot(i);
+            let end = if open.binary_search(&i).is_ok() {
+                out.insert(i, reach[k]);
+                self.incomplete_end(st).max(reach[k])
+            } else {
+                // A finished span's state keeps its end (`finish_span`).
+                st.last_time.max(reach[k])
+            };
+            let parent = span
+                .references
+                .first()
+                .filter(|r| r.kind == RefKind::ChildOf && r.trace_id == span.trace_id)
+                .and_then(|r| index.get(&(r.trace_id, r.span_id)));
+            if let Some(&p) = parent {
+                reach[p] = reach[p].max(end);
+            }
+        }
+        out
+    }
+
+    /// Frames lost on the link and records dropped on the device so far: what a span's END may
+    /// be lost to.
+    fn losses(&self) -> u64 {
+        self.stats.lost_frames + self.stats.device_drops
     }
 
     /// Hands the spans of this frame over as one batch.
@@ -1245,7 +1367,8 @@ impl Assembler {
                 let s = self.session.as_ref().expect("session exists");
                 let reset = h.boot_id != s.hello.boot_id
                     || h.device_id != s.hello.device_id
-                    || h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.last_time;
+                    || h.now_ticks.saturating_add(s.hello.ticks_per_second as u64)
+                        < s.last_time.max(s.hello.now_ticks);
                 if reset {
                     self.stats.resets += 1;
                     self.close_session(
@@ -1378,6 +1501,10 @@ impl Assembler {
                 };
                 let delta = total.wrapping_sub(s.drops) as u64;
                 if delta > 0 {
+                    // The drops happened while this frame's records were in the ring: after
+                    // what the frames before it said.
+                    let losses = self.stats.lost_frames + self.stats.device_drops;
+                    mark_loss(&mut s.loss_marks, losses, self.frame_start_time);
                     s.drops = total;
                     self.frame_drops += delta;
                     self.stats.device_drops += delta;
@@ -1744,6 +1871,8 @@ impl Assembler {
         }
         let start_nanos = session.unix_nanos(s.start);
         let end = end.max(s.start);
+        // Kept for the spans still open when the session closes (`descendant_ends`).
+        s.last_time = end;
         span.start_unix_nanos = start_nanos;
         span.duration_nanos = session.unix_nanos(end).saturating_sub(start_nanos);
         span.incomplete = incomplete;
@@ -1852,6 +1981,15 @@ impl Assembler {
             }
         }
     }
+}
+
+/// Remembers a loss of the session: the losses counted before it and the latest device time
+/// heard before it (see [`Assembler::incomplete_end`]).
+fn mark_loss(marks: &mut VecDeque<(u64, u64)>, losses: u64, time: u64) {
+    if marks.len() == MAX_LOSS_MARKS {
+        marks.pop_front();
+    }
+    marks.push_back((losses, time));
 }
 
 /// The device id of a `Session` that was not given one.

@@ -382,6 +382,137 @@ fn spans_that_never_finish_are_exported_incomplete() {
     assert!(hung.warnings.iter().any(|w| w.contains("stream ended")));
 }
 
+/// The end of a span cut off by the end of the capture (the reviewer's reference trace cut
+/// inside its last frame): it was open at least until the last time heard from its session, so
+/// the root lasts as long as its children (21 ms), not 0 ns.
+#[test]
+fn a_span_cut_off_by_the_end_of_the_capture_lasts_until_the_last_time_heard() {
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    let root = tracer.root("in-process-service");
+    clock.advance(10);
+    {
+        let foo = root.child("Foo");
+        clock.advance(1_000);
+        let bar = foo.child("Bar");
+        clock.advance(20_000);
+        drop(bar);
+        clock.advance(5);
+    }
+    let mut stream = drain_all(&mut drain);
+    clock.advance(100);
+    root.finish();
+    // The capture stops inside the frame holding the root's END.
+    let last = drain_all(&mut drain);
+    stream.extend_from_slice(&last[..last.len() - 3]);
+    let d = decode(&stream);
+    assert_eq!(d.decoder.stats().unfinished_bytes, last.len() as u64 - 3);
+    let root = span(&d.spans, "in-process-service");
+    let foo = span(&d.spans, "Foo");
+    assert!(root.incomplete && !foo.incomplete);
+    assert!(
+        root.warnings.iter().any(|w| w.contains("stream ended")),
+        "{:?}",
+        root.warnings
+    );
+    assert_eq!(
+        root.duration_nanos, 21_015_000,
+        "to Foo's end, the last time heard"
+    );
+    assert_eq!(
+        root.start_unix_nanos + root.duration_nanos,
+        foo.start_unix_nanos + foo.duration_nanos
+    );
+}
+
+/// A span open while frames were lost may have ended in them: it ends at the last time heard
+/// before the loss, not at the end of the capture; and not before its children, which ran
+/// while it was open.
+#[test]
+fn a_span_open_across_lost_frames_ends_before_them_or_with_its_children() {
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("svc");
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
+    let mut heard = Vec::new();
+    let parent = tracer.root("parent");
+    let lonely = tracer.root("lonely");
+    clock.advance(100);
+    drop(parent.child("before"));
+    heard.extend(drain_all(&mut drain));
+    clock.advance(200);
+    lonely.log([("event", "lost".into())]);
+    let lost = drain_all(&mut drain);
+    clock.advance(300);
+    {
+        let late = parent.child("late");
+        clock.advance(50);
+        drop(late);
+    }
+    clock.advance(400);
+    drop(tracer.root("unrelated"));
+    heard.extend(drain_all(&mut drain));
+    std::mem::forget(parent);
+    std::mem::forget(lonely);
+    assert!(!lost.is_empty());
+    let d = decode(&heard);
+    assert!(d.decoder.stats().spans.lost_frames >= 1);
+    let lonely = span(&d.spans, "lonely");
+    assert!(lonely.incomplete);
+    assert_eq!(
+        lonely.duration_nanos, 100_000,
+        "to the last time heard before the loss"
+    );
+    let parent = span(&d.spans, "parent");
+    let late = span(&d.spans, "late");
+    assert!(parent.incomplete && !late.incomplete);
+    assert_eq!(
+        parent.start_unix_nanos + parent.duration_nanos,
+        late.start_unix_nanos + late.duration_nanos,
+        "to its child's end"
+    );
+}
+
+/// The same when the device dropped records (its ring was full) while a span was open: its END
+/// may be among them, so it ends at the last time heard before the frame that reports them.
+#[test]
+fn a_span_open_across_device_drops_ends_before_them() {
+    let clock = ManualClock::new();
+    let ring: Ring<64> = Ring::new();
+    let session = Session::new("svc").boot_id(3);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    let victim = tracer.root("victim");
+    clock.advance(100);
+    drop(tracer.root("early"));
+    let mut stream = drain_all(&mut drain);
+    clock.advance(100);
+    let filler = tracer.root("filler");
+    for _ in 0..40 {
+        filler.set_tag("k", 1u8); // overflows the 64-word ring
+    }
+    clock.advance(100);
+    drop(victim); // its END finds the ring full
+    assert!(tracer.dropped() > 0);
+    stream.extend(drain_all(&mut drain));
+    drop(filler);
+    clock.advance(1_000);
+    drop(tracer.root("later"));
+    stream.extend(drain_all(&mut drain));
+    let d = decode(&stream);
+    assert!(d.decoder.stats().spans.device_drops > 0);
+    let victim = span(&d.spans, "victim");
+    assert!(victim.incomplete);
+    assert_eq!(
+        victim.duration_nanos, 100_000,
+        "to the last time heard before the drops"
+    );
+}
+
 /// A complete last frame whose closing `0x00` the capture missed is still a whole frame (its
 /// CRC is good): decoded, nothing lost. One byte shorter, it is a frame cut short.
 #[test]
