@@ -1,0 +1,201 @@
+//! The `microspan` binary at the end of a run that uploads: signals (Ctrl-C, SIGTERM, SIGHUP).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Spans in the fixture stream.
+const FIXTURE_SPANS: usize = 104;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/v1-all-records.bin")
+}
+
+fn microspan() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_microspan"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// A device on TCP: sends the fixture stream to the decoder, then keeps the connection open (a
+/// live capture that only a signal ends).
+struct Device {
+    addr: String,
+    sent: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Device {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sent = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sent2, stop2) = (sent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .write_all(&std::fs::read(fixture()).unwrap())
+                .unwrap();
+            sent2.store(true, Ordering::SeqCst);
+            while !stop2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self { addr, sent, stop }
+    }
+
+    /// Waits until the stream was sent, and a little for the decoder to read it.
+    fn wait_sent(&self) {
+        let t0 = Instant::now();
+        while !self.sent.load(Ordering::SeqCst) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no decoder connected"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A running decoder whose stderr is collected as it comes.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (pipe, text) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Self { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: `kill` only sends a signal; `pid` is our child's, which we have not waited for
+        // yet, so it cannot have been reused.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the exit (at most `within`): its status code (`None`: killed by a signal) and
+    /// all of stderr.
+    fn wait_exit(mut self, within: Duration) -> (Option<i32>, String) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread ends with the pipe.
+                std::thread::sleep(Duration::from_millis(50));
+                return (status.code(), self.stderr());
+            }
+            if t0.elapsed() > within {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("still running after {within:?}:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The spans a later run delivers from `spool` to the collector, now up on `port` (a spool is
+/// kept per URL).
+fn replay(spool: &Path, port: u16) -> Vec<u64> {
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let empty = spool.with_extension("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let out = microspan()
+        .args(["decode", "--no-progress", "--otlp", &rx.url()])
+        .arg("--file")
+        .arg(&empty)
+        .arg("--spool-dir")
+        .arg(spool)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    accepted_ids(&rx.received(), otlp_span_ids)
+}
+
+fn live_decoder(device: &Device, down: &str, spool: &Path, extra: &[&str]) -> Command {
+    let mut c = microspan();
+    c.args(["decode", "--no-progress", "--tcp", &device.addr])
+        .args(["--otlp", down])
+        .arg("--spool-dir")
+        .arg(spool)
+        .args(extra);
+    c
+}
+
+/// SIGTERM (`timeout`, systemd, `kill`) and SIGHUP (the terminal closed) end a capture as the
+/// first Ctrl-C does: the files are written, the uploads delivered or spooled, the summary
+/// printed.
+#[test]
+fn sigterm_and_sighup_end_a_capture_cleanly() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let json = dir.path().join("trace.json");
+        let port = free_port();
+        let down = format!("http://127.0.0.1:{port}");
+        let device = Device::start();
+        let run = Running::spawn(live_decoder(
+            &device,
+            &down,
+            &spool,
+            &[
+                "--upload-timeout",
+                "0.5",
+                "--jaeger-json",
+                json.to_str().unwrap(),
+            ],
+        ));
+        device.wait_sent();
+        run.signal(signal);
+        let (code, e) = run.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{name}: {e}");
+        let written = std::fs::read_to_string(&json).unwrap_or_default();
+        assert!(
+            written.contains(r#""serviceName": "golden""#),
+            "{name}: the file was written: {e}"
+        );
+        assert!(
+            e.contains(&format!("{FIXTURE_SPANS} spooled")),
+            "{name}: {e}"
+        );
+        assert_eq!(replay(&spool, port).len(), FIXTURE_SPANS, "{name}");
+    }
+}
