@@ -123,7 +123,9 @@ struct DecodeArgs {
     tree: bool,
 
     /// Where uploads that cannot be delivered yet are kept (bounded; replayed on the next run).
-    /// One decoder at a time per directory.
+    /// One decoder at a time per directory. Default: $XDG_STATE_HOME/microspan/spool, else
+    /// ~/.local/state/microspan/spool, else microspan-spool-<uid> in the temporary directory
+    /// (created private, 0700).
     #[arg(long, value_name = "DIR", requires = "uploader")]
     spool_dir: Option<PathBuf>,
     /// Bound on the spool's size per uploader, in bytes; beyond it spans are dropped and counted.

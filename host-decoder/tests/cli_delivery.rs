@@ -1,4 +1,5 @@
-//! The `microspan` binary at the end of a run that uploads: signals (Ctrl-C, SIGTERM, SIGHUP).
+//! The `microspan` binary at the end of a run that uploads: signals (Ctrl-C, SIGTERM, SIGHUP),
+//! and where the spool is when none is given.
 
 mod support;
 
@@ -198,4 +199,124 @@ fn sigterm_and_sighup_end_a_capture_cleanly() {
         );
         assert_eq!(replay(&spool, port).len(), FIXTURE_SPANS, "{name}");
     }
+}
+
+/// The uid of files this process creates.
+fn my_uid(dir: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.join("uid-probe");
+    std::fs::write(&probe, b"").unwrap();
+    std::fs::metadata(&probe).unwrap().uid()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Uploads the fixture to a healthy collector without --spool-dir, in the given environment.
+fn upload_with_default_spool(env: &[(&str, Option<&Path>)]) {
+    let rx = Receiver::start(vec![], Reply::status(200));
+    let mut command = microspan();
+    command
+        .args(["decode", "--no-progress", "--otlp", &rx.url()])
+        .arg("--file")
+        .arg(fixture());
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    let out = command.output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{env:?}: {e}");
+    assert_eq!(
+        accepted_ids(&rx.received(), otlp_span_ids).len(),
+        FIXTURE_SPANS
+    );
+}
+
+/// Without --spool-dir the spool is the user's own, created private: two users of one machine
+/// no longer share `/tmp/microspan-spool` (where the second could not upload at all).
+#[test]
+fn the_default_spool_is_private_to_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, home, tmp) = (
+        dir.path().join("state"),
+        dir.path().join("home"),
+        dir.path().join("tmp"),
+    );
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+
+    // $XDG_STATE_HOME first.
+    upload_with_default_spool(&[
+        ("XDG_STATE_HOME", Some(&state)),
+        ("HOME", Some(&home)),
+        ("TMPDIR", Some(&tmp)),
+    ]);
+    let spool = state.join("microspan/spool");
+    assert!(spool.is_dir(), "{} was not created", spool.display());
+    assert_eq!(mode(&spool), 0o700);
+    assert_eq!(mode(&state.join("microspan")), 0o700);
+
+    // Else ~/.local/state.
+    upload_with_default_spool(&[
+        ("XDG_STATE_HOME", None),
+        ("HOME", Some(&home)),
+        ("TMPDIR", Some(&tmp)),
+    ]);
+    let spool = home.join(".local/state/microspan/spool");
+    assert!(spool.is_dir(), "{} was not created", spool.display());
+    assert_eq!(mode(&spool), 0o700);
+
+    // Else a directory of this user's in the temporary directory, made private even when it
+    // was there already.
+    let fallback = tmp.join(format!("microspan-spool-{}", my_uid(dir.path())));
+    std::fs::create_dir(&fallback).unwrap();
+    std::fs::set_permissions(
+        &fallback,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    upload_with_default_spool(&[
+        ("XDG_STATE_HOME", None),
+        ("HOME", None),
+        ("TMPDIR", Some(&tmp)),
+    ]);
+    assert_eq!(mode(&fallback), 0o700);
+    assert!(
+        std::fs::read_dir(&fallback).unwrap().next().is_some(),
+        "the uploader's spool is in {}",
+        fallback.display()
+    );
+}
+
+/// A spool that cannot be used says which option chooses another; --help says where it is.
+#[test]
+fn the_spool_is_documented_and_its_errors_name_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let out = microspan()
+        .args(["decode", "--no-progress", "--otlp", "http://127.0.0.1:1"])
+        .arg("--file")
+        .arg(fixture())
+        .arg("--spool-dir")
+        .arg(&not_a_dir)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("choose another with --spool-dir"), "{e}");
+
+    let out = microspan().args(["decode", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("$XDG_STATE_HOME/microspan/spool")
+            && help.contains("~/.local/state/microspan/spool")
+            && help.contains("microspan-spool-<uid>"),
+        "{help}"
+    );
 }

@@ -48,14 +48,15 @@
 //! A stop through [`super::Exporter::finish`] or by dropping the exporter never opens it: the
 //! worker is joined before the process goes on. `tests/outage.rs` measures both cases.
 
+use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::spool::{Entry, OpenError, PutError, Spool};
+use super::spool::{create_private_dir, Entry, OpenError, PutError, Spool};
 use super::{ExportError, ExportSummary};
 
 /// Settings of the uploaders ([`super::OtlpHttp`], [`super::JaegerThriftHttp`]).
@@ -70,7 +71,7 @@ pub struct UploadConfig {
     pub queue_capacity: usize,
     /// Where requests that cannot be sent yet are kept; each uploader uses a subdirectory named
     /// after its protocol and URL. `None` disables the spool (then the queue's overflow is lost,
-    /// and counted). Default: `microspan-spool` in the system's temporary directory.
+    /// and counted). Default: [`default_spool_dir`], private to the user.
     pub spool_dir: Option<PathBuf>,
     /// Bound on the spool's size in bytes (default 256 MiB).
     pub spool_max_bytes: u64,
@@ -236,7 +237,7 @@ impl Default for UploadConfig {
         Self {
             max_spans_per_request: 512,
             queue_capacity: 64,
-            spool_dir: Some(std::env::temp_dir().join("microspan-spool")),
+            spool_dir: Some(default_spool_dir()),
             spool_max_bytes: 256 << 20,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
@@ -249,6 +250,86 @@ impl Default for UploadConfig {
             ca_cert: None,
         }
     }
+}
+
+/// The spool directory when none is given (`--spool-dir`), private to the user so that two users
+/// of one machine neither share a spool nor lock each other out of one:
+/// `$XDG_STATE_HOME/microspan/spool`, else `$HOME/.local/state/microspan/spool`, else
+/// `microspan-spool-<uid>` in the temporary directory (the uploaders create it 0700 and refuse it
+/// when another user owns it). Relative paths in the variables are ignored, as the XDG Base
+/// Directory specification says.
+pub fn default_spool_dir() -> PathBuf {
+    spool_dir_for(
+        std::env::var_os("XDG_STATE_HOME"),
+        std::env::var_os("HOME"),
+        &std::env::temp_dir(),
+        &user_id(),
+    )
+}
+
+fn spool_dir_for(
+    state_home: Option<OsString>,
+    home: Option<OsString>,
+    temp: &Path,
+    user: &str,
+) -> PathBuf {
+    let absolute = |v: Option<OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(state) = absolute(state_home) {
+        state.join("microspan").join("spool")
+    } else if let Some(home) = absolute(home) {
+        home.join(".local")
+            .join("state")
+            .join("microspan")
+            .join("spool")
+    } else {
+        temp_spool_dir(temp, user)
+    }
+}
+
+/// The last resort of [`default_spool_dir`]: a name anyone can predict, in a directory anyone
+/// can write.
+fn temp_spool_dir(temp: &Path, user: &str) -> PathBuf {
+    temp.join(format!("microspan-spool-{user}"))
+}
+
+/// The effective user id, for [`temp_spool_dir`].
+#[cfg(unix)]
+fn user_id() -> String {
+    // SAFETY: `geteuid` takes no arguments, touches no memory of ours and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    uid.to_string()
+}
+
+#[cfg(not(unix))]
+fn user_id() -> String {
+    std::env::var("USERNAME").unwrap_or_else(|_| "user".into())
+}
+
+/// Creates the temporary-directory spool private, or checks that it is: another user could have
+/// made it first, to read the spans or to have requests of theirs sent with our headers.
+fn own_private_dir(dir: &Path) -> std::io::Result<()> {
+    create_private_dir(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other(
+            "it is not a directory (a symbolic link?)",
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let me: u32 = user_id().parse().unwrap_or(u32::MAX);
+        if meta.uid() != me {
+            return Err(std::io::Error::other(format!(
+                "it belongs to another user (uid {}), not to this one (uid {me})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// One encoded request.
@@ -319,6 +400,14 @@ impl Uploader {
         let name = format!("{} {}", endpoint.kind, shown);
         let agent = agent(config)?;
         let redactor = Redactor::new(&config.headers, &endpoint.url);
+        if let Some(dir) = &config.spool_dir {
+            if *dir == temp_spool_dir(&std::env::temp_dir(), &user_id()) {
+                own_private_dir(dir).map_err(|source| ExportError::Spool {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+        }
         let spool_dir = config.spool_dir.as_ref().map(|d| {
             d.join(format!(
                 "{}-{:016x}",
@@ -1069,6 +1158,32 @@ mod tests {
             assert!(instant_after(d) > Instant::now());
         }
         assert!(instant_after(Duration::MAX) >= Instant::now());
+    }
+
+    #[test]
+    fn the_default_spool_is_the_users() {
+        let temp = Path::new("/tmp");
+        let dir = |state: Option<&str>, home: Option<&str>| {
+            spool_dir_for(state.map(Into::into), home.map(Into::into), temp, "1000")
+        };
+        assert_eq!(
+            dir(Some("/s"), Some("/home/u")),
+            Path::new("/s/microspan/spool")
+        );
+        assert_eq!(
+            dir(None, Some("/home/u")),
+            Path::new("/home/u/.local/state/microspan/spool")
+        );
+        // Relative values are ignored (XDG Base Directory specification).
+        assert_eq!(
+            dir(Some("state"), Some("/home/u")),
+            Path::new("/home/u/.local/state/microspan/spool")
+        );
+        assert_eq!(dir(None, None), Path::new("/tmp/microspan-spool-1000"));
+        assert_eq!(
+            dir(Some(""), Some("")),
+            Path::new("/tmp/microspan-spool-1000")
+        );
     }
 
     #[test]

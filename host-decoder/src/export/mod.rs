@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{Batch, Span, Value};
 
-pub use delivery::{Header, UploadConfig};
+pub use delivery::{default_spool_dir, Header, UploadConfig};
 pub use jaeger_json::{check_output_path, JaegerJsonFile};
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
@@ -198,7 +198,7 @@ pub enum ExportError {
     #[error("the terminal output was closed by its reader")]
     OutputClosed,
     /// The disk spool could not be used.
-    #[error("spool directory {path}: {source}; check that it is writable, or choose another with the spool setting")]
+    #[error("spool directory {path}: {source}; check that it is writable, or choose another with --spool-dir DIR")]
     Spool {
         /// The spool directory or file.
         path: PathBuf,

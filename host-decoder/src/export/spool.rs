@@ -6,6 +6,9 @@
 //! deleted only after its request was answered (accepted or refused for good), so delivery from
 //! the spool is at-least-once (the window is described in `delivery.rs`).
 //!
+//! The directories are created private (0700 on Unix): the requests hold the spans, and whoever
+//! can write a request there has it sent with the uploader's headers (its credentials).
+//!
 //! A spool directory belongs to one decoder at a time: [`Spool::open`] takes an exclusive
 //! `flock` on the directory itself and keeps it until the spool is dropped. The kernel releases
 //! it when the process dies, however it dies, so a crash never leaves a stale lock behind, and no
@@ -93,9 +96,9 @@ fn try_lock(_file: &fs::File) -> io::Result<bool> {
 }
 
 impl Spool {
-    /// Opens (creating) `dir` and accounts for the requests already in it.
+    /// Opens (creating, private) `dir` and accounts for the requests already in it.
     pub fn open(dir: &Path, ext: &'static str, max_bytes: u64) -> Result<Self, OpenError> {
-        fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         // Before anything else: the `.tmp` files below may be another live decoder's.
         let lock = lock_dir(dir)?;
         let nanos = SystemTime::now()
@@ -221,6 +224,16 @@ impl Spool {
     pub fn is_empty(&self) -> bool {
         self.files().map(|f| f.is_empty()).unwrap_or(true)
     }
+}
+
+/// Creates `dir` and its missing parents accessible to their owner only (0700 on Unix; an existing
+/// directory keeps its mode).
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 fn check_header(head: &[u8]) -> io::Result<u64> {
