@@ -188,11 +188,19 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
     assert!(err.contains("spool") && err.contains("next run"), "{err}");
     let spooled1 = spool_bytes(dir.path());
     assert!(spooled1 > 0);
-    // Run 2: answers 503. The same stream again (the device was replayed): spooled too.
+    // Run 2: answers 503. The same stream again (the device was replayed): spooled too. The
+    // summary tells this run's spans from those run 1 left in the spool.
     {
         let _rx = Receiver::start_on(port, vec![], Reply::status(503));
         let (ok, err) = run_cli(&url, dir.path());
         assert!(!ok, "{err}");
+        assert!(
+            err.contains(
+                "104 spans in, 0 delivered, 0 rejected, 104 spooled, 0 dropped; \
+                 from earlier runs: 104 spans were in the spool, 0 replayed, 104 still spooled"
+            ),
+            "{err}"
+        );
     }
     assert!(spool_bytes(dir.path()) > spooled1);
     // Run 3: back. Everything of runs 1–3 arrives: each span of the stream three times (three
@@ -200,7 +208,13 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
     let rx = Receiver::start_on(port, vec![], Reply::status(200));
     let (ok, err) = run_cli(&url, dir.path());
     assert!(ok, "{err}");
-    assert!(err.contains("replayed from an earlier run"), "{err}");
+    assert!(
+        err.contains(
+            "104 spans in, 104 delivered, 0 rejected, 0 spooled, 0 dropped; \
+             from earlier runs: 208 spans were in the spool, 208 replayed, 0 still spooled"
+        ),
+        "{err}"
+    );
     let n = counts(&rx.received());
     assert!(!n.is_empty());
     assert!(

@@ -51,6 +51,11 @@ fn spool_then_replay_next_run() {
 }
 
 #[test]
+fn earlier_runs_are_counted_apart() {
+    scenarios::earlier_runs_are_counted_apart(&OTLP);
+}
+
+#[test]
 fn no_spool_counts_drops() {
     scenarios::no_spool_counts_drops(&OTLP);
 }

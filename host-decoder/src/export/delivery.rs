@@ -360,6 +360,7 @@ struct Stats {
     delivered: u64,
     rejected: u64,
     replayed: u64,
+    replayed_rejected: u64,
     dropped: u64,
     requests: u64,
     retries: u64,
@@ -545,7 +546,11 @@ impl Uploader {
             .unwrap_or(false);
 
         let mut stats = std::mem::take(&mut *lock(&self.shared.stats));
-        let spooled = self.spool.as_ref().map(|s| lock(s).spans()).unwrap_or(0);
+        let spooled = self
+            .spool
+            .as_ref()
+            .map(|s| lock(s).spans())
+            .unwrap_or_default();
         // The worker is gone: release the spool (and its lock) for the next decoder.
         let had_spool = self.spool.take().is_some();
         let mut summary = ExportSummary::new(&self.name);
@@ -553,8 +558,10 @@ impl Uploader {
         summary.delivered = stats.delivered;
         summary.rejected = stats.rejected;
         summary.replayed = stats.replayed;
+        summary.replayed_rejected = stats.replayed_rejected;
         summary.dropped = self.dropped + stats.dropped;
-        summary.spooled = spooled;
+        summary.spooled = spooled.total();
+        summary.spooled_earlier = spooled.earlier;
         summary.requests = stats.requests;
         summary.retries = stats.retries;
         summary.notes = std::mem::take(&mut stats.notes);
@@ -570,14 +577,14 @@ impl Uploader {
                 },
             });
         }
-        if spooled > 0 || stats.dropped > 0 {
+        if spooled.total() > 0 || stats.dropped > 0 {
             summary.errors.push(ExportError::Unreachable {
                 endpoint: self.url.clone(),
                 last_error: stats
                     .last_transport_error
                     .take()
                     .unwrap_or_else(|| "none recorded".into()),
-                spans: spooled,
+                spans: spooled.total(),
                 spool: self
                     .spool_dir
                     .as_ref()
@@ -865,6 +872,7 @@ impl Worker {
                 stats.rejected += rejected;
                 if inherited {
                     stats.replayed += spans;
+                    stats.replayed_rejected += rejected;
                 }
                 if rejected > 0 {
                     stats.errors.push(ExportError::PartiallyRejected {
@@ -886,6 +894,7 @@ impl Worker {
                 stats.rejected += spans;
                 if inherited {
                     stats.replayed += spans;
+                    stats.replayed_rejected += spans;
                 }
                 stats.errors.push(err);
                 drop(stats);

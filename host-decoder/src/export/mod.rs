@@ -94,8 +94,9 @@ impl Exporter for Box<dyn Exporter> {
 /// What an exporter did, reported by [`Exporter::finish`].
 ///
 /// Span counts: every span handed to `export` ends up in exactly one of `delivered`, `rejected`,
-/// `spooled` or `dropped` (spans replayed from an earlier run's spool are counted in `replayed`
-/// and in `delivered`/`rejected` as they go).
+/// `spooled` or `dropped`. Spans an earlier run left in the spool are counted in `replayed` and
+/// in `delivered`/`rejected` when this run sends them, in `spooled_earlier` and `spooled` when
+/// they are still there; the `Display` form tells the two runs apart.
 #[derive(Debug, Default)]
 pub struct ExportSummary {
     /// The exporter's [`Exporter::name`].
@@ -107,12 +108,17 @@ pub struct ExportSummary {
     /// Spans the receiver refused for good (a non-retryable HTTP status, or counted in an OTLP
     /// `partial_success`). They are not retried.
     pub rejected: u64,
-    /// Spans left in the disk spool at the end, to be sent by the next run.
+    /// Spans left in the disk spool at the end, to be sent by the next run (including
+    /// `spooled_earlier`).
     pub spooled: u64,
+    /// Of `spooled`, spans an earlier run had left there and this one could not send either.
+    pub spooled_earlier: u64,
     /// Spans lost: the queue and the spool were full, or a file bound was reached.
     pub dropped: u64,
     /// Spans found in the spool from an earlier run and sent in this one.
     pub replayed: u64,
+    /// Of `replayed`, spans the receiver refused (counted in `rejected` too).
+    pub replayed_rejected: u64,
     /// HTTP requests sent (attempts, including retries).
     pub requests: u64,
     /// Attempts that failed with a retryable status or a connection error and were retried.
@@ -163,15 +169,33 @@ impl ExportSummary {
     }
 }
 
+/// `otlp URL: 104 spans in, 0 delivered, 0 rejected, 104 spooled, 0 dropped`: this run's spans;
+/// then, when earlier runs had left spans in the spool, `; from earlier runs: 104 spans were in
+/// the spool, 0 replayed, 104 still spooled`.
 impl fmt::Display for ExportSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let replayed_delivered = self.replayed.saturating_sub(self.replayed_rejected);
         write!(
             f,
             "{}: {} spans in, {} delivered, {} rejected, {} spooled, {} dropped",
-            self.exporter, self.spans_in, self.delivered, self.rejected, self.spooled, self.dropped
+            self.exporter,
+            self.spans_in,
+            self.delivered.saturating_sub(replayed_delivered),
+            self.rejected.saturating_sub(self.replayed_rejected),
+            self.spooled.saturating_sub(self.spooled_earlier),
+            self.dropped
         )?;
-        if self.replayed > 0 {
-            write!(f, ", {} replayed from an earlier run", self.replayed)?;
+        if self.replayed > 0 || self.spooled_earlier > 0 {
+            write!(
+                f,
+                "; from earlier runs: {} spans were in the spool, {} replayed",
+                self.replayed.saturating_add(self.spooled_earlier),
+                self.replayed
+            )?;
+            if self.replayed_rejected > 0 {
+                write!(f, " ({} of them rejected)", self.replayed_rejected)?;
+            }
+            write!(f, ", {} still spooled", self.spooled_earlier)?;
         }
         if self.requests > 0 {
             write!(f, " ({} requests, {} retried)", self.requests, self.retries)?;

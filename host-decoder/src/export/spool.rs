@@ -33,6 +33,21 @@ pub(crate) struct Entry {
     pub inherited: bool,
 }
 
+/// Spans in the spool, by the run that wrote them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpoolSpans {
+    /// Written by this run.
+    pub this_run: u64,
+    /// Left by earlier runs.
+    pub earlier: u64,
+}
+
+impl SpoolSpans {
+    pub fn total(&self) -> u64 {
+        self.this_run.saturating_add(self.earlier)
+    }
+}
+
 pub(crate) enum OpenError {
     /// Another process holds the spool's lock.
     InUse,
@@ -135,6 +150,14 @@ impl Spool {
         path.extension().is_some_and(|e| e == self.ext)
     }
 
+    /// Written by an earlier run (not under this run's name prefix).
+    fn is_earlier(&self, path: &Path) -> bool {
+        !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&self.session))
+    }
+
     /// Writes a request to a new file.
     pub fn put(&mut self, payload: &Payload) -> Result<(), PutError> {
         let size = (HEADER + payload.bytes.len()) as u64;
@@ -181,10 +204,7 @@ impl Spool {
         };
         match read_file(&path) {
             Ok(payload) => {
-                let inherited = !path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&self.session));
+                let inherited = self.is_earlier(&path);
                 Ok(Some(Entry {
                     path,
                     payload,
@@ -211,14 +231,22 @@ impl Spool {
         }
     }
 
-    /// Spans in all the spooled requests.
-    pub fn spans(&self) -> u64 {
-        self.files()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| read_header(p).ok())
+    /// Spans in all the spooled requests, read from the files, by the run that wrote them.
+    pub fn spans(&self) -> SpoolSpans {
+        let mut spans = SpoolSpans::default();
+        for path in self.files().unwrap_or_default() {
+            let Ok(n) = read_header(&path) else {
+                continue;
+            };
             // Counts read from files: a corrupted one must not overflow.
-            .fold(0, u64::saturating_add)
+            let count = if self.is_earlier(&path) {
+                &mut spans.earlier
+            } else {
+                &mut spans.this_run
+            };
+            *count = count.saturating_add(n);
+        }
+        spans
     }
 
     pub fn is_empty(&self) -> bool {

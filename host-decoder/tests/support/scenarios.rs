@@ -317,3 +317,75 @@ pub fn no_spool_counts_drops(p: &Protocol) {
     assert_eq!(summary.dropped, 30, "{summary}");
     assert!(!summary.is_complete());
 }
+
+/// Spans an earlier run left in the spool are counted apart from this run's: in the fields, and
+/// in the summary line, both while they stay spooled and once they are replayed.
+pub fn earlier_runs_are_counted_apart(p: &Protocol) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        finish_timeout: Duration::from_millis(200),
+        ..fast_config(dir.path())
+    };
+    // Runs 1 and 2: the collector is down.
+    let mut exporter = (p.make)(&url, config.clone());
+    exporter.export(&numbered_batch(1, 6)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        (summary.spooled, summary.spooled_earlier),
+        (6, 0),
+        "{summary}"
+    );
+    assert!(
+        !summary.to_string().contains("earlier"),
+        "nothing from earlier runs: {summary}"
+    );
+    let mut exporter = (p.make)(&url, config.clone());
+    exporter.export(&numbered_batch(7, 3)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        (summary.spans_in, summary.spooled, summary.spooled_earlier),
+        (3, 9, 6),
+        "{summary}"
+    );
+    assert!(
+        summary.to_string().contains(
+            "3 spans in, 0 delivered, 0 rejected, 3 spooled, 0 dropped; \
+             from earlier runs: 6 spans were in the spool, 0 replayed, 6 still spooled"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.is_complete());
+
+    // Run 3: it is back.
+    let rx = Receiver::start_on(port, vec![], Reply::status(p.ok));
+    let mut exporter = (p.make)(
+        &url,
+        UploadConfig {
+            finish_timeout: Duration::from_secs(5),
+            ..config
+        },
+    );
+    exporter.export(&numbered_batch(10, 2)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        (
+            summary.delivered,
+            summary.replayed,
+            summary.spooled,
+            summary.spooled_earlier
+        ),
+        (11, 9, 0, 0),
+        "{summary}"
+    );
+    assert!(
+        summary.to_string().contains(
+            "2 spans in, 2 delivered, 0 rejected, 0 spooled, 0 dropped; \
+             from earlier runs: 9 spans were in the spool, 9 replayed, 0 still spooled"
+        ),
+        "{summary}"
+    );
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_eq!(accepted_ids(&rx.received(), p.decode), ids(1..=11));
+}
