@@ -131,8 +131,9 @@ struct DecodeArgs {
     /// Bound on the spool's size per uploader, in bytes; beyond it spans are dropped and counted.
     #[arg(long, value_name = "BYTES", requires = "uploader")]
     spool_max_bytes: Option<u64>,
-    /// How long to keep delivering at the end (or after Ctrl-C) before leaving the rest in the
-    /// spool for the next run.
+    /// How long to keep delivering at the end (or after Ctrl-C or SIGTERM) before leaving the
+    /// rest in the spool for the next run (default 30). Another Ctrl-C ends this wait at once;
+    /// one more exits without a summary (status 130).
     #[arg(long, value_name = "SECS", requires = "uploader")]
     upload_timeout: Option<f64>,
     /// An extra header on every upload, `Name: value` (repeatable). Command lines are visible to
@@ -359,6 +360,108 @@ fn status_line(s: &StreamStats, elapsed: Duration, last_error: Option<&str>) -> 
     line
 }
 
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP. The first stops reading: the outputs are written and the
+/// uploads delivered or spooled as at the end of the input, then the summary and the usual exit
+/// status. The next one stops waiting for the uploads ([`wait_for_uploads`]). One more exits at
+/// once, with status 130.
+#[derive(Default)]
+struct Signals {
+    received: std::sync::atomic::AtomicUsize,
+    /// The wait for the uploads was stopped: the next signal exits at once.
+    stopped_waiting: AtomicBool,
+}
+
+impl Signals {
+    fn install() -> Arc<Self> {
+        use std::io::Write;
+        let signals = Arc::new(Self::default());
+        let handler = signals.clone();
+        // Fails only when a handler is set already, and none is.
+        let _ = ctrlc::set_handler(move || {
+            let n = handler.received.fetch_add(1, Ordering::SeqCst) + 1;
+            if n >= 3 || handler.stopped_waiting.load(Ordering::SeqCst) {
+                // Not `eprintln!`, which panics when stderr is gone (SIGHUP: the terminal closed).
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "microspan: stopped at once: what was not delivered or spooled yet is lost"
+                );
+                std::process::exit(130);
+            }
+        });
+        signals
+    }
+
+    fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+/// How long the end of a run waits for the uploads before saying what it waits for.
+const WAIT_NOTICE_AFTER: Duration = Duration::from_secs(1);
+
+/// The end of a run: every uploader delivers what it still holds, all at once, for up to
+/// --upload-timeout. A wait that lasts says on stderr what it waits for, for how long at most, and
+/// how to stop it; the next signal stops it (what is pending stays in the spool, or is lost
+/// without one, and the summary counts it).
+fn wait_for_uploads(exporters: &mut [Box<dyn Exporter>], signals: &Signals, bar: &ProgressBar) {
+    use microspan_decoder::export::Pending;
+    use std::io::Write;
+    for ex in exporters.iter_mut() {
+        ex.begin_finish();
+    }
+    // After a signal that stopped the reading, the next one; else the first.
+    let stop_at = signals.received().min(1) + 1;
+    let key = if stop_at > 1 {
+        "Ctrl-C again"
+    } else {
+        "Ctrl-C"
+    };
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let pending: Vec<Pending> = exporters.iter().filter_map(|ex| ex.pending()).collect();
+        if pending.is_empty() {
+            return;
+        }
+        if signals.received() >= stop_at {
+            signals.stopped_waiting.store(true, Ordering::SeqCst);
+            for ex in exporters.iter_mut() {
+                ex.stop_waiting();
+            }
+            bar.suspend(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "microspan: stopped waiting for the uploads"
+                );
+            });
+            return;
+        }
+        if !told && started.elapsed() >= WAIT_NOTICE_AFTER {
+            told = true;
+            let mut fates: Vec<String> = pending.iter().map(Pending::fate).collect();
+            fates.dedup();
+            // Not `eprintln!`: a closed terminal (SIGHUP) must not stop the outputs' flush.
+            bar.suspend(|| {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "microspan: waiting for the uploads to finish:");
+                for p in &pending {
+                    let _ = writeln!(err, "  {p}");
+                }
+                let _ = writeln!(
+                    err,
+                    "microspan: press {key} to stop waiting: what is not delivered is {}",
+                    fates.join(", and ")
+                );
+            });
+        }
+        let spans: u64 = pending.iter().map(|p| p.spans).sum();
+        bar.set_message(format!(
+            "waiting for the uploads: {spans} spans pending ({key} stops waiting)"
+        ));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut source = open_source(&args)?;
     let mut exporters = exporters(&args)?;
@@ -372,16 +475,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     };
     let mut decoder = StreamDecoder::new(opts);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while flushing kills the process the usual way.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    let signals = Signals::install();
 
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
     if args.no_progress || args.quiet {
@@ -401,7 +495,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut fatal = None;
     let mut outputs_closed = false;
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if signals.received() > 0 {
             break;
         }
         match source.read_chunk(&mut buf) {
@@ -436,6 +530,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     }
     decoder.finish(&mut batches);
     export_all(&mut exporters, &mut batches, &mut export_errors);
+    wait_for_uploads(&mut exporters, &signals, &bar);
     bar.finish_and_clear();
     // Nothing could be read from input that had bytes: an error, whatever the other flags.
     let unreadable = decoder.service().is_none() && decoder.stats().bytes > 0 && !outputs_closed;

@@ -1,5 +1,5 @@
 //! The `microspan` binary at the end of a run that uploads: signals (Ctrl-C, SIGTERM, SIGHUP),
-//! and where the spool is when none is given.
+//! the wait for a collector that is down, and where the spool is when none is given.
 
 mod support;
 
@@ -112,6 +112,19 @@ impl Running {
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
+    /// Waits until stderr contains `text`.
+    fn wait_for(&self, text: &str, within: Duration) {
+        let t0 = Instant::now();
+        while !self.stderr().contains(text) {
+            assert!(
+                t0.elapsed() < within,
+                "no {text:?} on stderr within {within:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for the exit (at most `within`): its status code (`None`: killed by a signal) and
     /// all of stderr.
     fn wait_exit(mut self, within: Duration) -> (Option<i32>, String) {
@@ -159,6 +172,90 @@ fn live_decoder(device: &Device, down: &str, spool: &Path, extra: &[&str]) -> Co
         .arg(spool)
         .args(extra);
     c
+}
+
+/// The seconds of `for at most N s more` in a wait notice.
+fn at_most(notice: &str) -> u64 {
+    let (_, rest) = notice.split_once("for at most ").expect("a time limit");
+    rest.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// The reviewer's run: a live capture, the collector down, Ctrl-C twice. The first Ctrl-C stops
+/// the reading and the wait says what it waits for; the second stops the wait at once, the spans
+/// go to the spool, the summary is printed and the status says spans were left undelivered.
+#[test]
+fn a_second_ctrl_c_stops_the_wait_and_keeps_the_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let down = format!("http://127.0.0.1:{port}");
+    let device = Device::start();
+    let run = Running::spawn(live_decoder(
+        &device,
+        &down,
+        &spool,
+        &["--upload-timeout", "120"],
+    ));
+    device.wait_sent();
+    run.signal(libc::SIGINT);
+    run.wait_for(
+        "press Ctrl-C again to stop waiting",
+        Duration::from_secs(10),
+    );
+    let notice = run.stderr();
+    assert!(
+        notice.contains(&format!("{FIXTURE_SPANS} spans pending"))
+            && (100..=120).contains(&at_most(&notice))
+            && notice.contains("what is not delivered is kept in the spool")
+            && notice.contains(spool.to_str().unwrap())
+            && notice.contains("Connection refused"),
+        "{notice}"
+    );
+    let second = Instant::now();
+    run.signal(libc::SIGINT);
+    let (code, e) = run.wait_exit(Duration::from_secs(10));
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "the wait went on for {:?} after the second Ctrl-C",
+        second.elapsed()
+    );
+    assert_eq!(code, Some(1), "spans were left undelivered: {e}");
+    assert!(
+        e.contains(&format!(
+            "{FIXTURE_SPANS} spans in, 0 delivered, 0 rejected, {FIXTURE_SPANS} spooled, 0 dropped"
+        )),
+        "the summary: {e}"
+    );
+    assert!(e.contains("will be sent by the next run"), "{e}");
+    assert_eq!(
+        replay(&spool, port).len(),
+        FIXTURE_SPANS,
+        "every span was kept"
+    );
+}
+
+/// A run whose input ended waits for the collector: the first Ctrl-C stops that wait.
+#[test]
+fn ctrl_c_after_the_input_ended_stops_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let down = format!("http://127.0.0.1:{port}");
+    let mut command = microspan();
+    command
+        .args(["decode", "--no-progress", "--otlp", &down])
+        .arg("--file")
+        .arg(fixture())
+        .arg("--spool-dir")
+        .arg(&spool)
+        .args(["--upload-timeout", "120"]);
+    let run = Running::spawn(command);
+    run.wait_for("press Ctrl-C to stop waiting", Duration::from_secs(10));
+    run.signal(libc::SIGINT);
+    let (code, e) = run.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains(&format!("{FIXTURE_SPANS} spooled")), "{e}");
+    assert_eq!(replay(&spool, port).len(), FIXTURE_SPANS);
 }
 
 /// SIGTERM (`timeout`, systemd, `kill`) and SIGHUP (the terminal closed) end a capture as the

@@ -361,3 +361,60 @@ fn a_decoder_killed_mid_request_repeats_only_that_request() {
         n.len()
     );
 }
+
+/// A collector that takes a request and never answers: stopping the wait does not wait for the
+/// request's timeout. `finish` returns within the grace period, with the queue and a copy of the
+/// request in flight in the spool; the next run sends them all (the request in flight is the
+/// at-least-once window: the collector may have stored it).
+#[test]
+fn stopping_the_wait_for_a_collector_that_never_answers() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let hole = BlackHole::start(port);
+    let slow = UploadConfig {
+        request_timeout: Duration::from_secs(120),
+        finish_timeout: Duration::from_secs(120),
+        ..config(dir.path())
+    };
+    let mut run1 = OtlpHttp::new(&url, slow.clone()).unwrap();
+    for i in 0..4 {
+        run1.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+    }
+    run1.begin_finish();
+    let t0 = std::time::Instant::now();
+    while hole.stored.lock().unwrap().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no request arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pending = run1.pending().expect("waiting for the collector");
+    assert_eq!(pending.spans, 12, "{pending}");
+    let stopped = std::time::Instant::now();
+    run1.stop_waiting();
+    let summary = run1.finish().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "finish took {:?} after stop_waiting",
+        stopped.elapsed()
+    );
+    assert_eq!((summary.spooled, summary.dropped), (12, 0), "{summary}");
+    // The collector goes away: the request it held fails, and the worker left to it ends,
+    // releasing the spool.
+    drop(hole);
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let t0 = std::time::Instant::now();
+    let mut run2 = loop {
+        match OtlpHttp::new(&url, config(dir.path())) {
+            Ok(run) => break run,
+            Err(ExportError::SpoolInUse { .. }) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let summary = run2.finish().unwrap();
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    let n = counts(&rx.received());
+    assert_eq!(n.len(), 12, "every span arrived: {n:?}");
+    assert!(n.values().all(|&c| c == 1), "{n:?}");
+}

@@ -56,8 +56,35 @@ fn earlier_runs_are_counted_apart() {
 }
 
 #[test]
+fn stopping_the_wait_spools_what_is_pending() {
+    scenarios::stopping_the_wait_spools_what_is_pending(&OTLP);
+}
+
+#[test]
 fn no_spool_counts_drops() {
     scenarios::no_spool_counts_drops(&OTLP);
+}
+
+/// Without a spool, a wait that is stopped says the spans are lost, and they are counted.
+#[test]
+fn without_a_spool_a_stopped_wait_counts_the_spans_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        spool_dir: None,
+        finish_timeout: std::time::Duration::from_secs(60),
+        ..fast_config(dir.path())
+    };
+    let mut exporter = OtlpHttp::new(&format!("http://127.0.0.1:{}", free_port()), config).unwrap();
+    exporter.export(&numbered_batch(1, 3)).unwrap();
+    exporter.begin_finish();
+    let pending = exporter.pending().expect("waiting");
+    assert_eq!((pending.spans, pending.in_memory), (3, 3), "{pending}");
+    assert!(pending.spool.is_none());
+    assert!(pending.fate().contains("lost"), "{}", pending.fate());
+    exporter.stop_waiting();
+    let summary = exporter.finish().unwrap();
+    assert_eq!((summary.dropped, summary.spooled), (3, 0), "{summary}");
+    assert!(!summary.is_complete());
 }
 
 #[test]

@@ -56,6 +56,11 @@ fn earlier_runs_are_counted_apart() {
 }
 
 #[test]
+fn stopping_the_wait_spools_what_is_pending() {
+    scenarios::stopping_the_wait_spools_what_is_pending(&THRIFT);
+}
+
+#[test]
 fn no_spool_counts_drops() {
     scenarios::no_spool_counts_drops(&THRIFT);
 }

@@ -23,8 +23,15 @@
 //!   `max_backoff` before the next try (the collector is taken to be down), sending new requests
 //!   to the spool meanwhile. The spool is replayed whenever the queue is empty — at start (files
 //!   of an earlier run) and as soon as the collector answers again.
-//! - `finish` closes the queue and lets the worker deliver the rest until `finish_timeout`; what
-//!   is still undelivered then stays in the spool for the next run.
+//! - `finish` (or [`super::Exporter::begin_finish`] first, to wait for several uploaders at
+//!   once) closes the queue and lets the worker deliver the rest until `finish_timeout`; what is
+//!   still undelivered then stays in the spool for the next run. While it waits, a request that
+//!   has to be retried sends the queue to the spool at once (a process killed during the wait
+//!   loses nothing that is queued), and [`super::Exporter::pending`] says what is left.
+//!   [`super::Exporter::stop_waiting`] ends the wait early: the worker stops at its next step
+//!   and spools what it holds; a worker stuck in a request to a collector that does not answer
+//!   is left to it after [`GIVE_UP_GRACE`], and its queue and the request in flight are spooled
+//!   by `finish` itself.
 //!
 //! Memory is bounded by `queue_capacity` requests of at most `max_spans_per_request` spans; the
 //! disk by `spool_max_bytes`. Without a spool directory, a request that cannot be sent is held
@@ -46,18 +53,21 @@
 //! again on its next run. The window is one request (the worker sends one at a time), at most
 //! `max_spans_per_request` spans, and the repeat is byte-identical (same span ids and contents).
 //! A stop through [`super::Exporter::finish`] or by dropping the exporter never opens it: the
-//! worker is joined before the process goes on. `tests/outage.rs` measures both cases.
+//! worker is joined before the process goes on. [`super::Exporter::stop_waiting`] does when the
+//! worker is stuck in a request: that request is spooled while it may still arrive, so the next
+//! run may send it again. `tests/outage.rs` measures these cases.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::spool::{create_private_dir, Entry, OpenError, PutError, Spool};
-use super::{ExportError, ExportSummary};
+use super::{ExportError, ExportSummary, Pending};
 
 /// Settings of the uploaders ([`super::OtlpHttp`], [`super::JaegerThriftHttp`]).
 ///
@@ -88,7 +98,8 @@ pub struct UploadConfig {
     pub connect_timeout: Duration,
     /// Timeout for a whole request (default 30 s).
     pub request_timeout: Duration,
-    /// How long `finish` keeps delivering (default 30 s).
+    /// How long `finish` keeps delivering (default 30 s); [`super::Exporter::stop_waiting`]
+    /// cuts it short.
     pub finish_timeout: Duration,
     /// Extra headers sent with every request, e.g. `Authorization: Bearer …` for a collector
     /// behind an authenticating proxy. Their values are never printed.
@@ -332,10 +343,15 @@ fn own_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// One encoded request.
+/// How long `finish` still waits for a worker after [`Uploader::stop_waiting`] before it takes
+/// over the worker's queue and leaves it to its request.
+pub(crate) const GIVE_UP_GRACE: Duration = Duration::from_secs(1);
+
+/// One encoded request. The bytes are shared: the worker keeps a copy of the request it is
+/// sending for a caller that stops waiting for it.
 #[derive(Debug, Clone)]
 pub(crate) struct Payload {
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<Vec<u8>>,
     pub spans: u64,
 }
 
@@ -372,6 +388,20 @@ struct Stats {
 struct Shared {
     deadline: Mutex<Option<Instant>>,
     stats: Mutex<Stats>,
+    /// Spans of this run that are neither answered nor on disk: queued, held, or being sent.
+    in_memory: AtomicU64,
+    in_flight: Mutex<InFlight>,
+}
+
+/// What the worker is doing with memory, for a caller that stops waiting for it. Lock order:
+/// this, then the spool or the stats.
+#[derive(Default)]
+struct InFlight {
+    /// A copy of the request from memory being sent.
+    payload: Option<Payload>,
+    /// The caller stopped waiting and took over the queue: the worker must not count, spool or
+    /// delete anything more.
+    abandoned: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -384,6 +414,8 @@ pub(crate) struct Uploader {
     name: String,
     url: String,
     tx: Option<SyncSender<Payload>>,
+    /// Shared with the worker: `finish` empties it when it stops waiting for a stuck worker.
+    rx: Arc<Mutex<Receiver<Payload>>>,
     spool: Option<Arc<Mutex<Spool>>>,
     spool_dir: Option<PathBuf>,
     spool_max_bytes: u64,
@@ -393,6 +425,8 @@ pub(crate) struct Uploader {
     spans_in: u64,
     dropped: u64,
     finished: bool,
+    /// [`Uploader::stop_waiting`] was called.
+    stopped: bool,
 }
 
 impl Uploader {
@@ -429,9 +463,12 @@ impl Uploader {
             None => None,
         };
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new(Shared {
             deadline: Mutex::new(None),
             stats: Mutex::default(),
+            in_memory: AtomicU64::new(0),
+            in_flight: Mutex::default(),
         });
         let url = shown.clone();
         let mut worker = Worker {
@@ -440,7 +477,7 @@ impl Uploader {
             redactor,
             endpoint,
             config: config.clone(),
-            rx,
+            rx: rx.clone(),
             spool: spool.clone(),
             shared: shared.clone(),
             rng: seed(),
@@ -457,6 +494,7 @@ impl Uploader {
             name,
             url,
             tx: Some(tx),
+            rx,
             spool,
             spool_dir,
             spool_max_bytes: config.spool_max_bytes,
@@ -466,6 +504,7 @@ impl Uploader {
             spans_in: 0,
             dropped: 0,
             finished: false,
+            stopped: false,
         })
     }
 
@@ -481,16 +520,23 @@ impl Uploader {
                 exporter: self.name.clone(),
             });
         }
-        self.spans_in += payload.spans;
         let Some(tx) = &self.tx else {
             return Err(ExportError::Finished {
                 exporter: self.name.clone(),
             });
         };
+        self.spans_in += payload.spans;
+        // Counted before the worker can take it (and settle it).
+        let spans = payload.spans;
+        self.shared.in_memory.fetch_add(spans, Ordering::SeqCst);
         match tx.try_send(payload) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(p)) => self.spill(p),
+            Err(TrySendError::Full(p)) => {
+                self.shared.in_memory.fetch_sub(spans, Ordering::SeqCst);
+                self.spill(p)
+            }
             Err(TrySendError::Disconnected(p)) => {
+                self.shared.in_memory.fetch_sub(spans, Ordering::SeqCst);
                 self.spill(p)?;
                 Err(ExportError::WorkerGone {
                     exporter: self.name.clone(),
@@ -529,6 +575,107 @@ impl Uploader {
         })
     }
 
+    /// Closes the queue and starts the final delivery, whose deadline is `finish_timeout` from
+    /// now; returns at once. Later calls do nothing.
+    pub fn begin_finish(&mut self) {
+        if self.tx.take().is_some() {
+            *lock(&self.shared.deadline) = Some(instant_after(self.finish_timeout));
+        }
+    }
+
+    /// What is left to deliver while the worker runs; `None` once it is done (or has nothing).
+    pub fn pending(&self) -> Option<Pending> {
+        if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+            return None;
+        }
+        let spool = self
+            .spool
+            .as_ref()
+            .map(|s| lock(s).counted())
+            .unwrap_or_default();
+        let in_memory = self.shared.in_memory.load(Ordering::SeqCst);
+        let spans = in_memory.saturating_add(spool.total());
+        if spans == 0 {
+            return None;
+        }
+        let time_left = match *lock(&self.shared.deadline) {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => self.finish_timeout,
+        };
+        Some(Pending {
+            exporter: self.name.clone(),
+            spans,
+            earlier: spool.earlier,
+            in_memory,
+            time_left,
+            spool: self.spool_dir.clone().filter(|_| self.spool.is_some()),
+            last_error: lock(&self.shared.stats).last_transport_error.clone(),
+        })
+    }
+
+    /// Ends the final delivery now: the worker stops at its next step and spools what it holds
+    /// (without a spool it is lost, and counted). `finish` then reports; it waits at most
+    /// [`GIVE_UP_GRACE`] for a worker stuck in a request.
+    pub fn stop_waiting(&mut self) {
+        self.begin_finish();
+        self.stopped = true;
+        *lock(&self.shared.deadline) = Some(Instant::now());
+    }
+
+    /// Waits for the worker: until it ends, or after [`Uploader::stop_waiting`] for
+    /// [`GIVE_UP_GRACE`] at most, then takes over what it still holds. `false` when it panicked.
+    fn join_worker(&mut self) -> bool {
+        let Some(handle) = self.worker.take() else {
+            return false;
+        };
+        if self.stopped {
+            let until = instant_after(GIVE_UP_GRACE);
+            while !handle.is_finished() && Instant::now() < until {
+                std::thread::sleep(POLL);
+            }
+            if !handle.is_finished() {
+                // Stuck in a request to a collector that does not answer: left to it.
+                self.take_over();
+                return true;
+            }
+        }
+        handle.join().is_ok()
+    }
+
+    /// Keeps what a stuck worker holds: its queue and a copy of the request it is sending go to
+    /// the spool (the collector may still store that request: the next run may send it again).
+    /// Without a spool, or when the spool refuses them, they are counted as dropped.
+    fn take_over(&mut self) {
+        let mut in_flight = lock(&self.shared.in_flight);
+        in_flight.abandoned = true;
+        let sending = in_flight.payload.take();
+        let queued: Vec<Payload> = std::iter::from_fn(|| lock(&self.rx).try_recv().ok()).collect();
+        if let Some(spool) = &self.spool {
+            for p in sending.into_iter().chain(queued) {
+                let result = lock(spool).put(&p);
+                match result {
+                    Ok(()) => {
+                        self.shared.in_memory.fetch_sub(p.spans, Ordering::SeqCst);
+                    }
+                    Err(PutError::Full) => {}
+                    Err(PutError::Io(source)) => {
+                        let path = lock(spool).dir().to_path_buf();
+                        lock(&self.shared.stats)
+                            .errors
+                            .push(ExportError::Spool { path, source });
+                    }
+                }
+            }
+        }
+        // What could not be kept.
+        let lost = self.shared.in_memory.swap(0, Ordering::SeqCst);
+        let mut stats = lock(&self.shared.stats);
+        stats.dropped += lost;
+        stats.last_transport_error.get_or_insert_with(|| {
+            "a request was still unanswered when the wait was stopped".into()
+        });
+    }
+
     /// Closes the queue, lets the worker deliver until the deadline, and reports.
     pub fn finish(&mut self) -> Result<ExportSummary, ExportError> {
         if self.finished {
@@ -537,13 +684,8 @@ impl Uploader {
             });
         }
         self.finished = true;
-        *lock(&self.shared.deadline) = Some(instant_after(self.finish_timeout));
-        self.tx = None;
-        let worker_ok = self
-            .worker
-            .take()
-            .map(|h| h.join().is_ok())
-            .unwrap_or(false);
+        self.begin_finish();
+        let worker_ok = self.join_worker();
 
         let mut stats = std::mem::take(&mut *lock(&self.shared.stats));
         let spooled = self
@@ -551,7 +693,8 @@ impl Uploader {
             .as_ref()
             .map(|s| lock(s).spans())
             .unwrap_or_default();
-        // The worker is gone: release the spool (and its lock) for the next decoder.
+        // The worker is gone (or left to its last request): release the spool (and, once that
+        // worker is gone too, its lock) for the next decoder.
         let had_spool = self.spool.take().is_some();
         let mut summary = ExportSummary::new(&self.name);
         summary.spans_in = self.spans_in;
@@ -689,8 +832,20 @@ enum Outcome {
     /// Retryable failures until `max_attempts`, or a `Retry-After` beyond `max_retry_after`:
     /// park it and pause for this long.
     GaveUp(Duration),
+    /// While finishing, a request from memory must wait before its retry: it waits in the spool
+    /// (and the queue with it), for this long.
+    Spill(Duration),
     /// The finish deadline came first.
     Interrupted,
+}
+
+/// How a sleep between two tries ended.
+enum Slept {
+    Done,
+    /// The finish deadline came first.
+    Deadline,
+    /// `finish` began; this much of the sleep was left.
+    Finishing(Duration),
 }
 
 /// One try.
@@ -710,7 +865,7 @@ struct Worker {
     redactor: Redactor,
     endpoint: Endpoint,
     config: UploadConfig,
-    rx: Receiver<Payload>,
+    rx: Arc<Mutex<Receiver<Payload>>>,
     spool: Option<Arc<Mutex<Spool>>>,
     shared: Arc<Shared>,
     rng: u64,
@@ -735,18 +890,69 @@ impl Worker {
         self.paused_until.is_some_and(|t| Instant::now() < t)
     }
 
+    /// The caller stopped waiting and took over the queue ([`Uploader::stop_waiting`]).
+    fn abandoned(&self) -> bool {
+        lock(&self.shared.in_flight).abandoned
+    }
+
+    /// Runs `f`, which counts, spools or deletes, unless the caller took over; `f` runs under the
+    /// lock that taking over takes, so that the two never both keep or count a request. No
+    /// request is in flight any more (this is called between requests, or after one).
+    fn settle(&mut self, f: impl FnOnce(&mut Self)) {
+        let shared = self.shared.clone();
+        let mut in_flight = lock(&shared.in_flight);
+        if !in_flight.abandoned {
+            in_flight.payload = None;
+            f(self);
+        }
+    }
+
+    /// A request from the queue has left memory (answered, spooled or dropped).
+    fn settled(&self, p: &Payload) {
+        self.shared.in_memory.fetch_sub(p.spans, Ordering::SeqCst);
+    }
+
+    // Taking a request from the queue notes it as in flight under the lock `Uploader::take_over`
+    // takes: a request is always in the queue, in flight, or settled. Both locks are released
+    // before the request is handled.
+    fn try_recv(&self) -> Result<Payload, TryRecvError> {
+        let mut in_flight = lock(&self.shared.in_flight);
+        let rx = lock(&self.rx);
+        let got = rx.try_recv();
+        if let Ok(p) = &got {
+            in_flight.payload = Some(p.clone());
+        }
+        got
+    }
+
+    fn recv_timeout(&self, wait: Duration) -> Result<Payload, RecvTimeoutError> {
+        let mut in_flight = lock(&self.shared.in_flight);
+        let rx = lock(&self.rx);
+        let got = rx.recv_timeout(wait);
+        if let Ok(p) = &got {
+            in_flight.payload = Some(p.clone());
+        }
+        got
+    }
+
+    /// The next queued request, for [`Worker::settle`]'s closures (which hold the lock).
+    fn next_queued(&self) -> Option<Payload> {
+        let rx = lock(&self.rx);
+        rx.try_recv().ok()
+    }
+
     fn run(&mut self) {
         let mut open = true;
         loop {
-            if self.past_deadline() {
+            if self.past_deadline() || self.abandoned() {
                 break;
             }
             // New requests first; while paused they go straight to the spool.
             let mut job = None;
             if open && self.may_take_new() {
-                match self.rx.try_recv() {
+                match self.try_recv() {
                     Ok(p) if self.paused() && self.spool.is_some() => {
-                        self.park(p);
+                        self.settle(|w| w.park(p));
                         continue;
                     }
                     Ok(p) => job = Some(Job::Memory(p)),
@@ -771,15 +977,23 @@ impl Worker {
             self.handle(job);
         }
         // Deadline: keep what was not sent.
-        if let Some(p) = self.held.take() {
+        self.settle(|w| {
+            if let Some(p) = w.held.take() {
+                w.park(p);
+            }
+            w.spill_queue();
+            if let Some(p) = w.held.take() {
+                // No spool: it is lost, and counted.
+                lock(&w.shared.stats).dropped += p.spans;
+                w.settled(&p);
+            }
+        });
+    }
+
+    /// Parks everything queued (within [`Worker::settle`]).
+    fn spill_queue(&mut self) {
+        while let Some(p) = self.next_queued() {
             self.park(p);
-        }
-        while let Ok(p) = self.rx.try_recv() {
-            self.park(p);
-        }
-        if let Some(p) = self.held.take() {
-            // No spool: it is lost, and counted.
-            lock(&self.shared.stats).dropped += p.spans;
         }
     }
 
@@ -793,8 +1007,8 @@ impl Worker {
             );
         }
         if open && self.may_take_new() {
-            match self.rx.recv_timeout(wait) {
-                Ok(p) if self.paused() => self.park(p),
+            match self.recv_timeout(wait) {
+                Ok(p) if self.paused() => self.settle(|w| w.park(p)),
                 Ok(p) => self.handle(Job::Memory(p)),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
             }
@@ -836,13 +1050,14 @@ impl Worker {
         }
     }
 
-    /// Puts a request in the spool (or holds it, or counts it lost).
+    /// Puts a request from memory in the spool (or holds it, or counts it lost).
     fn park(&mut self, p: Payload) {
         let Some(spool) = &self.spool else {
             if self.held.is_none() {
                 self.held = Some(p);
             } else {
                 lock(&self.shared.stats).dropped += p.spans;
+                self.settled(&p);
             }
             return;
         };
@@ -857,12 +1072,32 @@ impl Worker {
                 stats.errors.push(ExportError::Spool { path, source });
             }
         }
+        self.settled(&p);
     }
 
     fn handle(&mut self, job: Job) {
-        let outcome = self.deliver(job.payload());
+        let from_memory = matches!(job, Job::Memory(_));
+        {
+            let mut in_flight = lock(&self.shared.in_flight);
+            if in_flight.abandoned {
+                return; // counted by the caller, who took over
+            }
+            if let Job::Memory(p) = &job {
+                in_flight.payload = Some(p.clone());
+            }
+        }
+        let outcome = self.deliver(job.payload(), from_memory);
+        self.settle(|w| w.account(job, outcome));
+    }
+
+    /// Counts an answered request, or keeps it for later.
+    fn account(&mut self, job: Job, outcome: Outcome) {
         let spans = job.payload().spans;
         let inherited = matches!(&job, Job::Spooled(e) if e.inherited);
+        if let (Job::Memory(p), Outcome::Delivered { .. } | Outcome::Rejected(_)) = (&job, &outcome)
+        {
+            self.settled(p);
+        }
         match outcome {
             Outcome::Delivered { rejected, message } => {
                 self.paused_until = None;
@@ -906,6 +1141,13 @@ impl Worker {
                     self.held_or_park(p);
                 }
             }
+            Outcome::Spill(pause) => {
+                self.paused_until = Some(instant_after(pause));
+                if let Job::Memory(p) = job {
+                    self.park(p);
+                }
+                self.spill_queue();
+            }
             Outcome::Interrupted => {
                 if let Job::Memory(p) = job {
                     self.held_or_park(p);
@@ -917,12 +1159,12 @@ impl Worker {
     /// A spooled request was answered: delete its file.
     fn forget(&mut self, job: Job) {
         if let (Job::Spooled(entry), Some(spool)) = (job, &self.spool) {
-            lock(spool).remove(&entry.path);
+            lock(spool).remove(&entry);
         }
     }
 
     /// Sends one request, retrying what is retryable.
-    fn deliver(&mut self, p: &Payload) -> Outcome {
+    fn deliver(&mut self, p: &Payload, from_memory: bool) -> Outcome {
         let max_attempts = self.config.max_attempts.max(1);
         let mut attempt = 0;
         loop {
@@ -935,6 +1177,8 @@ impl Worker {
                 Attempt::Retry(retry_after) => (retry_after, None),
                 Attempt::RetryOrReject(retry_after, error) => (retry_after, Some(error)),
             };
+            // A collector that cannot be reached or is overloaded (not one that answered 500).
+            let unavailable = rejected.is_none();
             // Parked (the pause still honours the collector's Retry-After), or rejected.
             let give_up = |pause: Duration| match rejected {
                 Some(error) => Outcome::Rejected(error),
@@ -955,8 +1199,13 @@ impl Worker {
                 None => self.backoff(attempt),
             };
             lock(&self.shared.stats).retries += 1;
-            if !self.sleep(delay) {
-                return Outcome::Interrupted;
+            // The collector is failing while the run ends: a process killed during the wait (a
+            // third Ctrl-C, systemd's SIGKILL) must not lose what only memory holds.
+            let spill = from_memory && unavailable && self.spool.is_some();
+            match self.sleep(delay, spill) {
+                Slept::Done => {}
+                Slept::Deadline => return Outcome::Interrupted,
+                Slept::Finishing(left) => return Outcome::Spill(left),
             }
         }
     }
@@ -984,16 +1233,21 @@ impl Worker {
         })
     }
 
-    /// Sleeps unless the deadline comes first; `false` when it did.
-    fn sleep(&self, d: Duration) -> bool {
+    /// Sleeps unless the deadline comes first, or, with `until_finishing`, the run ends
+    /// (`finish` set a deadline).
+    fn sleep(&self, d: Duration, until_finishing: bool) -> Slept {
         let until = instant_after(d);
         loop {
             let now = Instant::now();
-            if self.deadline().is_some_and(|dl| dl <= until && now >= dl) {
-                return false;
+            let deadline = self.deadline();
+            if deadline.is_some_and(|dl| dl <= until && now >= dl) {
+                return Slept::Deadline;
             }
             if now >= until {
-                return true;
+                return Slept::Done;
+            }
+            if until_finishing && deadline.is_some() {
+                return Slept::Finishing(until - now);
             }
             std::thread::sleep((until - now).min(POLL));
         }

@@ -15,7 +15,7 @@ use thrift::OrderedFloat;
 use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
 use super::otlp::check_http_url;
 use super::{
-    micros, portable, warnings_json, ExportError, ExportSummary, Exporter, Portable,
+    micros, portable, warnings_json, ExportError, ExportSummary, Exporter, Pending, Portable,
     INCOMPLETE_TAG, WARNINGS_TAG,
 };
 use crate::jaeger_thrift as jt;
@@ -176,7 +176,7 @@ impl Exporter for JaegerThriftHttp {
                     reason: e.to_string(),
                 })?;
             if let Err(e) = self.uploader.submit(Payload {
-                bytes,
+                bytes: bytes.into(),
                 spans: chunk.len() as u64,
             }) {
                 result = Err(e);
@@ -187,6 +187,18 @@ impl Exporter for JaegerThriftHttp {
 
     fn finish(&mut self) -> Result<ExportSummary, ExportError> {
         self.uploader.finish()
+    }
+
+    fn begin_finish(&mut self) {
+        self.uploader.begin_finish();
+    }
+
+    fn pending(&self) -> Option<Pending> {
+        self.uploader.pending()
+    }
+
+    fn stop_waiting(&mut self) {
+        self.uploader.stop_waiting();
     }
 }
 

@@ -42,6 +42,7 @@ mod tree;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::model::{Batch, Span, Value};
 
@@ -59,6 +60,10 @@ pub use tree::TreeWriter;
 /// hand the work to a thread). An `Err` from `export` concerns that batch only: the exporter stays
 /// usable. `finish` flushes (writes the file, drains the upload queue up to its deadline) and
 /// reports; call it once, at the end.
+///
+/// To end a run with several uploaders waiting at once and a user told what the wait is for:
+/// `begin_finish` on each, then `pending` until all say `None` (or `stop_waiting` when the user
+/// does not want to wait any longer), then `finish` on each.
 pub trait Exporter: Send {
     /// A short name for messages, e.g. `otlp http://localhost:4318/v1/traces`.
     fn name(&self) -> &str;
@@ -74,6 +79,20 @@ pub trait Exporter: Send {
     fn output_file(&self) -> Option<&Path> {
         None
     }
+
+    /// Starts what `finish` waits for and returns at once: an uploader closes its queue and
+    /// starts its final delivery, whose deadline runs from now. Further `export` calls fail;
+    /// `finish` must still be called. Exporters that do not wait do nothing.
+    fn begin_finish(&mut self) {}
+
+    /// What is left to deliver while an uploader delivers; `None` when nothing is waited for.
+    fn pending(&self) -> Option<Pending> {
+        None
+    }
+
+    /// Ends the final delivery early: what is not delivered yet is spooled (without a spool it
+    /// is dropped, and counted), and `finish` returns promptly with the report.
+    fn stop_waiting(&mut self) {}
 }
 
 impl Exporter for Box<dyn Exporter> {
@@ -88,6 +107,63 @@ impl Exporter for Box<dyn Exporter> {
     }
     fn finish(&mut self) -> Result<ExportSummary, ExportError> {
         (**self).finish()
+    }
+    fn begin_finish(&mut self) {
+        (**self).begin_finish()
+    }
+    fn pending(&self) -> Option<Pending> {
+        (**self).pending()
+    }
+    fn stop_waiting(&mut self) {
+        (**self).stop_waiting()
+    }
+}
+
+/// What an uploader still has to deliver at the end of a run ([`Exporter::pending`]).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The exporter's [`Exporter::name`].
+    pub exporter: String,
+    /// Spans not delivered yet: queued, being sent, or in the spool (earlier runs' included).
+    pub spans: u64,
+    /// Of `spans`, those an earlier run left in the spool.
+    pub earlier: u64,
+    /// Of `spans`, those only memory holds: lost if the process is killed now.
+    pub in_memory: u64,
+    /// How long the delivery goes on at most before the rest is left in the spool.
+    pub time_left: Duration,
+    /// The spool directory, where what is not delivered is kept; `None`: it is lost.
+    pub spool: Option<PathBuf>,
+    /// The last failure of a request (e.g. the connection refused), if one failed.
+    pub last_error: Option<String>,
+}
+
+impl Pending {
+    /// What becomes of the spans not delivered when the wait ends: `kept in the spool DIR` or
+    /// `lost (no spool directory)`.
+    pub fn fate(&self) -> String {
+        match &self.spool {
+            Some(dir) => format!("kept in the spool {}", dir.display()),
+            None => "lost (no spool directory)".into(),
+        }
+    }
+}
+
+impl fmt::Display for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} spans pending", self.exporter, self.spans)?;
+        if self.earlier > 0 {
+            write!(f, " ({} of them from earlier runs)", self.earlier)?;
+        }
+        write!(
+            f,
+            ", for at most {} s more",
+            self.time_left.as_secs_f64().ceil()
+        )?;
+        if let Some(e) = &self.last_error {
+            write!(f, " (last error: {e})")?;
+        }
+        Ok(())
     }
 }
 
@@ -289,8 +365,9 @@ pub enum ExportError {
         /// The receiver's message.
         message: String,
     },
-    /// Delivery was attempted until the deadline without success; the spans are spooled.
-    #[error("{endpoint} could not be reached until the deadline (last error: {last_error}); {spans} spans are kept in the spool {spool} and will be sent by the next run; check that the collector is running and the URL is right")]
+    /// Delivery was attempted until the deadline (or until the wait was stopped) without
+    /// success; the spans are spooled.
+    #[error("{endpoint} could not be reached before the upload wait ended (last error: {last_error}); {spans} spans are kept in the spool {spool} and will be sent by the next run; check that the collector is running and the URL is right")]
     Unreachable {
         /// The URL.
         endpoint: String,

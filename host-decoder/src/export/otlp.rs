@@ -38,7 +38,7 @@ use prost::Message;
 use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
 use super::otlp_encode::encode_request;
 use super::{
-    portable, ExportError, ExportSummary, Exporter, Portable, INCOMPLETE_TAG, WARNINGS_TAG,
+    portable, ExportError, ExportSummary, Exporter, Pending, Portable, INCOMPLETE_TAG, WARNINGS_TAG,
 };
 use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
 
@@ -327,7 +327,7 @@ impl Exporter for OtlpHttp {
         let mut result = Ok(());
         for chunk in batch.spans.chunks(self.max_spans) {
             let payload = Payload {
-                bytes: encode_request(&batch.process, chunk),
+                bytes: encode_request(&batch.process, chunk).into(),
                 spans: chunk.len() as u64,
             };
             if let Err(e) = self.uploader.submit(payload) {
@@ -339,6 +339,18 @@ impl Exporter for OtlpHttp {
 
     fn finish(&mut self) -> Result<ExportSummary, ExportError> {
         self.uploader.finish()
+    }
+
+    fn begin_finish(&mut self) {
+        self.uploader.begin_finish();
+    }
+
+    fn pending(&self) -> Option<Pending> {
+        self.uploader.pending()
+    }
+
+    fn stop_waiting(&mut self) {
+        self.uploader.stop_waiting();
     }
 }
 

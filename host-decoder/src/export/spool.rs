@@ -75,6 +75,9 @@ pub(crate) struct Spool {
     /// Prefix of this run's file names (zero-padded start time, so names sort by age).
     session: String,
     seq: u64,
+    /// Spans in the files, kept up to date by `put` and `remove` (for progress reports; the
+    /// final count reads the files, [`Spool::spans`]).
+    counted: SpoolSpans,
     /// Holds the directory's lock while open.
     _lock: fs::File,
 }
@@ -127,6 +130,7 @@ impl Spool {
             used_bytes: 0,
             session: format!("{nanos:024}-{}", std::process::id()),
             seq: 0,
+            counted: SpoolSpans::default(),
             _lock: lock,
         };
         for entry in fs::read_dir(dir)? {
@@ -137,6 +141,10 @@ impl Spool {
                 let _ = fs::remove_file(&path);
             } else if spool.is_ours(&path) {
                 spool.used_bytes += entry.metadata()?.len();
+                // All of an earlier run: this one has written nothing yet.
+                if let Ok(spans) = read_header(&path) {
+                    spool.counted.earlier = spool.counted.earlier.saturating_add(spans);
+                }
             }
         }
         Ok(spool)
@@ -179,6 +187,7 @@ impl Spool {
         match write() {
             Ok(()) => {
                 self.used_bytes += size;
+                self.counted.this_run = self.counted.this_run.saturating_add(payload.spans);
                 Ok(())
             }
             Err(e) => {
@@ -212,7 +221,8 @@ impl Spool {
                 }))
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                self.remove(&path);
+                // Never counted: its header does not read.
+                self.delete(&path);
                 Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("{}: {e}; the file was removed", path.display()),
@@ -222,13 +232,28 @@ impl Spool {
         }
     }
 
-    /// Deletes a file after its request was answered.
-    pub fn remove(&mut self, path: &Path) {
-        if let Ok(meta) = fs::metadata(path) {
-            if fs::remove_file(path).is_ok() {
-                self.used_bytes = self.used_bytes.saturating_sub(meta.len());
-            }
+    /// Deletes a request's file after it was answered.
+    pub fn remove(&mut self, entry: &Entry) {
+        if self.delete(&entry.path) {
+            let count = if entry.inherited {
+                &mut self.counted.earlier
+            } else {
+                &mut self.counted.this_run
+            };
+            *count = count.saturating_sub(entry.payload.spans);
         }
+    }
+
+    /// Deletes a file; `true` when it was there.
+    fn delete(&mut self, path: &Path) -> bool {
+        let Ok(meta) = fs::metadata(path) else {
+            return false;
+        };
+        if fs::remove_file(path).is_err() {
+            return false;
+        }
+        self.used_bytes = self.used_bytes.saturating_sub(meta.len());
+        true
     }
 
     /// Spans in all the spooled requests, read from the files, by the run that wrote them.
@@ -247,6 +272,12 @@ impl Spool {
             *count = count.saturating_add(n);
         }
         spans
+    }
+
+    /// Spans in the spool as `put` and `remove` counted them, without reading the files: cheap
+    /// enough for a progress report.
+    pub fn counted(&self) -> SpoolSpans {
+        self.counted
     }
 
     pub fn is_empty(&self) -> bool {
@@ -287,7 +318,7 @@ fn read_file(path: &Path) -> io::Result<Payload> {
     let data = fs::read(path)?;
     let spans = check_header(&data)?;
     Ok(Payload {
-        bytes: data[HEADER..].to_vec(),
+        bytes: data[HEADER..].to_vec().into(),
         spans,
     })
 }

@@ -389,3 +389,62 @@ pub fn earlier_runs_are_counted_apart(p: &Protocol) {
     assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
     assert_eq!(accepted_ids(&rx.received(), p.decode), ids(1..=11));
 }
+
+/// The end of a run with the collector down: `pending` says what is waited for, for how long
+/// and where it goes; while it waits the queue moves to the spool (a kill loses nothing queued);
+/// `stop_waiting` ends the wait at once, everything spooled, none lost.
+pub fn stopping_the_wait_spools_what_is_pending(p: &Protocol) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        finish_timeout: Duration::from_secs(60),
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&format!("http://127.0.0.1:{}", free_port()), config);
+    for i in 0..4 {
+        exporter.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+    }
+    assert!(
+        exporter.pending().is_some(),
+        "spans are pending before the end"
+    );
+    exporter.begin_finish();
+    let t0 = Instant::now();
+    let pending = loop {
+        let pending = exporter.pending().expect("the wait goes on");
+        if pending.in_memory == 0 {
+            break pending;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the queue stays in memory: {pending}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!((pending.spans, pending.earlier), (12, 0), "{pending}");
+    assert!(pending.time_left > Duration::from_secs(45), "{pending}");
+    assert!(pending.last_error.is_some(), "{pending}");
+    let spool = pending.spool.clone().expect("a spool");
+    assert!(spool.starts_with(dir.path()), "{}", spool.display());
+    assert!(
+        pending.fate().contains(spool.to_str().unwrap()),
+        "{}",
+        pending.fate()
+    );
+    let text = pending.to_string();
+    assert!(text.contains("12 spans pending, for at most"), "{text}");
+
+    let stopped = Instant::now();
+    exporter.stop_waiting();
+    let summary = exporter.finish().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "finish took {:?} after stop_waiting",
+        stopped.elapsed()
+    );
+    assert_eq!(
+        (summary.spooled, summary.dropped, summary.delivered),
+        (12, 0, 0),
+        "{summary}"
+    );
+    assert!(!summary.is_complete());
+}
