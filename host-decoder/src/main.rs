@@ -547,12 +547,15 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     }
     let mut delivered_all = export_errors.is_empty();
     let mut summaries = Vec::new();
+    let mut collector_notes = Vec::new();
     for ex in exporters.iter_mut() {
         match ex.finish() {
             Ok(summary) => {
                 delivered_all &= summary.is_complete();
                 summaries.push(summary.to_string());
                 export_errors.extend(summary.distinct_errors(5));
+                // Not failures, but the receiver said them (an OTLP partial success's message).
+                collector_notes.extend(summary.notes.iter().cloned());
             }
             // The terminal pipe's reader left (`| head`): not a failure (see `export_all`).
             Err(ExportError::OutputClosed) => {}
@@ -577,7 +580,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         for line in &summaries {
             say!("{line}");
         }
-        for note in decoder.id_notes() {
+        for note in decoder.id_notes().iter().chain(&collector_notes) {
             say!("microspan: note: {note}");
         }
     }

@@ -417,3 +417,39 @@ fn the_spool_is_documented_and_its_errors_name_the_option() {
         "{help}"
     );
 }
+
+/// A collector's partial-success message that refuses nothing (a warning) reaches the user.
+#[test]
+fn a_collector_warning_is_shown() {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use prost::Message;
+    let answer = ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: 0,
+            error_message: "attributes were truncated".into(),
+        }),
+    };
+    let rx = Receiver::start(
+        vec![],
+        Reply::status(200)
+            .header("Content-Type", "application/x-protobuf")
+            .body(answer.encode_to_vec()),
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let out = microspan()
+        .args(["decode", "--no-progress", "--otlp", &rx.url()])
+        .arg("--file")
+        .arg(fixture())
+        .arg("--spool-dir")
+        .arg(spool.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("microspan: note: ") && e.contains("attributes were truncated"),
+        "{e}"
+    );
+}
