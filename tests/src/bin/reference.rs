@@ -246,9 +246,8 @@ fn delivery(name: &str, s: &ExportSummary) -> String {
     }
     if s.spooled > 0 {
         line += &format!(", {} waiting in the spool", s.spooled);
-        // The spool holds what earlier runs could not send as well.
-        if s.spooled > s.spans_in.saturating_sub(s.delivered) {
-            line += " (earlier runs' included)";
+        if s.spooled_earlier > 0 {
+            line += &format!(" ({} of them from earlier runs)", s.spooled_earlier);
         }
     }
     line
