@@ -1,9 +1,12 @@
 //! Time on the device: a tick counter and its rate.
 //!
-//! The record path stores the raw 32-bit tick value; the drain extends it to 64 bits (a counter
-//! that wraps is handled as long as the drain runs at least once every half wrap period, which it
-//! checks by sampling the clock itself when idle), and the decoder turns ticks into wall-clock
-//! time. Anything that counts can be a clock: SysTick with a software high word (ready-made with
+//! The record path stores the raw 32-bit tick value; the drain extends it to 64 bits, and the
+//! decoder turns ticks into wall-clock time. A counter that wraps is handled as long as the drain
+//! is called at least once every half wrap period (2^31 ticks: 33.5 s for a 64 MHz cycle
+//! counter): it samples the clock itself when it has nothing to send and while the link takes
+//! nothing, so a quiet device or a stalled link keeps its times, but a drain that is not called
+//! at all for that long cannot tell how many wraps went by. Wake it with a timer, not only when
+//! something was recorded. Anything that counts can be a clock: SysTick with a software high word (ready-made with
 //! feature `cortex-m`: `microspan::cortex_m::SysTickClock`), a hardware timer, the DWT cycle
 //! counter, an RTC, or `std::time::Instant` ([`StdClock`](crate::StdClock)).
 

@@ -8,6 +8,13 @@
 //! been fully consumed; what the transport cannot take stays in the ring (and, when the ring fills,
 //! new records are dropped and counted, never old ones silently lost).
 //!
+//! A record must fit one frame: its static strings (a span name, a tag or log key, a static
+//! value) are sent once per epoch whole, beside the frame header (at most 13 bytes) and the record
+//! itself. A record that cannot fit an empty frame (a 250-byte span name with `Drain<256>`, a
+//! 52-byte one with `Drain<64>`) is dropped and counted with the ring's drops, which the decoder
+//! reports as the device's drops, and in [`DrainStats::oversize`]: keep static strings well under
+//! `F` minus 32 bytes, or choose a larger `F`.
+//!
 //! ```
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
@@ -235,7 +242,9 @@ pub struct DrainStats {
     pub bytes: u64,
     /// Ring records encoded.
     pub records: u32,
-    /// Records dropped by the drain because they could not fit an empty frame.
+    /// Records dropped by the drain because they could not fit an empty frame (a static name or
+    /// key too long for the frame size `F`; see the [module docs](self)). They are counted with
+    /// the ring's drops too, which the decoder reports.
     pub oversize: u32,
 }
 
@@ -265,6 +274,10 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     /// [`restart_frame`](Drain::restart_frame): once the current frame's delimiter is out, the
     /// frame goes out again, whole (instead of a new one being built).
     resend: bool,
+    /// The current frame's unsent bytes were handed out by [`fill_buf`](Drain::fill_buf) and
+    /// none was consumed since: a second `fill_buf` finds the link stalled (see
+    /// [`keep_time`](Drain::keep_time)).
+    offered: bool,
 }
 
 impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
@@ -294,6 +307,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             wall_clock_due: false,
             record_waiting: false,
             resend: false,
+            offered: false,
             stats: DrainStats::default(),
             strings: record::Strings::Native,
         })
@@ -355,13 +369,37 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     pub fn fill_buf(&mut self) -> &[u8] {
         if !self.frame.has_unsent() {
             self.build();
+        } else if self.offered {
+            self.keep_time();
         }
+        self.offered = true;
         self.frame.unsent()
     }
 
     /// Marks the first `n` bytes of the last [`fill_buf`](Self::fill_buf) as sent.
     pub fn consume(&mut self, n: usize) {
         self.frame.consume(n);
+        if n > 0 {
+            self.offered = false;
+        }
+    }
+
+    /// The link took nothing of the frame since it was last offered: while it stays stalled (no
+    /// host on RTT, a USB port not open, a writer that refuses), no frame is built, and the tick
+    /// extension, which an idle drain keeps fresh, would fall behind the clock. Past half the
+    /// clock's wrap period every later record would be extended the wrong way (a span dated years
+    /// off). So a stalled poll moves the extension on once the clock is more than a quarter wrap
+    /// ahead of it. Records that waited in the ring through a whole stall that long cannot be
+    /// dated by any 32-bit tick (they are extended from the newer value, the way a preempted
+    /// record is).
+    #[cold]
+    #[inline(never)]
+    fn keep_time(&mut self) {
+        let ext = &mut self.state.ext;
+        let s = ext.sample(self.tracer.clock.now());
+        if s.delta >= 1 << (30 - ext.shift()) {
+            ext.take(s);
+        }
     }
 
     /// `true` when a frame is partly sent, or the next [`fill_buf`](Self::fill_buf) would build

@@ -946,3 +946,35 @@ fn default_ids_get_a_note() {
     assert!(n[1].contains("default device id") && n[1].contains("Session::device_id"));
     assert!(notes(&SET).is_empty());
 }
+
+/// A link that takes nothing for longer than half the clock's wrap period (an RTT channel with no
+/// probe, a USB port not open yet) while a frame waits: the spans recorded after it are still
+/// dated right (the drain's tick extension follows the clock on stalled polls).
+#[test]
+fn spans_after_a_long_stalled_link_are_dated_right() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(
+        &RING,
+        &CLOCK,
+        &Session::new("stall").device_id(0x5a11).boot_id(1),
+    );
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let a = TRACER.root("before");
+    CLOCK.advance(100);
+    drop(a);
+    // 40 minutes of a 1 MHz clock (2.4e9 ticks, more than 2^31), one poll a second, the link
+    // taking nothing; the frame holding `before` waits all along.
+    for _ in 0..2_400 {
+        CLOCK.advance(1_000_000);
+        assert_eq!(drain.drain_with(|_| 0), 0);
+    }
+    let b = TRACER.root("after");
+    CLOCK.advance(100);
+    drop(b);
+    let batches = decode(&drain_all(&mut drain));
+    let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
+    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let gap = find("after").start_unix_nanos as i128 - find("before").start_unix_nanos as i128;
+    assert_eq!(gap, 2_400_000_100_000, "40 min and 100 µs, in ns");
+}

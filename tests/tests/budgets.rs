@@ -71,8 +71,12 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// (bytes): (Cortex-M3, Cortex-M0). Flash was raised from (11 920, 11 560) for the carried
 /// baggage record, the drain's frame restart and pending drop report (the firmware's `while
 /// has_pending()` flush loop now also checks the drop count) and session records that can no
-/// longer stall a small frame: 11 932 / 11 580 B when set.
-const FLASH_BUDGET: (f64, f64) = (11_990.0, 11_600.0);
+/// longer stall a small frame: 11 932 / 11 580 B when set. Raised again from (11 990, 11 600) for
+/// the drain's timekeeping on a stalled link (`Drain::keep_time`, 78 B, and the stall check in
+/// `fill_buf`, about 24 B where a transport inlines it): 11 968 / 11 648 B when set. (The
+/// post-mortem descriptor, 180 B, left both builds in the same change: it was in the baseline
+/// too, so the difference did not count it before either.)
+const FLASH_BUDGET: (f64, f64) = (12_030.0, 11_700.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 

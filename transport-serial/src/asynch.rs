@@ -2,8 +2,11 @@
 //! no executor dependency.
 //!
 //! [`AsyncDrain::drain_once`] writes every pending frame and flushes; [`AsyncDrain::run`] is a
-//! whole drain task: it drains, then awaits a future you provide (a timer tick, a signal raised
-//! after recording, or both) and drains again, forever.
+//! whole drain task: it drains, then awaits a future you provide (a timer tick, or a `select` of a
+//! signal raised after recording and a timer) and drains again, forever. Let a timer wake it at
+//! least every few seconds: the drain must run at least once every half wrap period of the clock
+//! to date records right (see `microspan::clock`), and a signal alone never fires on a quiet
+//! device.
 //!
 //! ```
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
@@ -154,8 +157,10 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     ///
     /// `idle` is awaited after every round, including one that failed (so a broken link does not
     /// spin); errors are counted in [`counters`](Self::counters). Typical `idle` futures: a timer
-    /// (`|| Timer::after_millis(10)`), a signal the firmware raises after recording, or a `select`
-    /// of both. Records are never dropped by waiting: they stay in the ring, which counts its own
+    /// (`|| Timer::after_millis(10)`), or a `select` of a signal the firmware raises after
+    /// recording and a timer of a second or so (a signal alone: a quiet device would not wake the
+    /// drain for longer than half the clock's wrap period, after which the next record is dated
+    /// wrong). Records are never dropped by waiting: they stay in the ring, which counts its own
     /// drops when full.
     pub async fn run<F, Fut>(&mut self, mut idle: F) -> !
     where

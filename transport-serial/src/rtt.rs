@@ -46,7 +46,7 @@
 //! rtt_target::set_defmt_channel(channels.up.0);
 //! let mut rtt = RttDrain::new(Drain::<'_, 256>::new(&TRACER).unwrap(), channels.up.1);
 //! loop {
-//!     rtt.pump(); // idle loop, timer tick, or after recording: never waits
+//!     rtt.pump(); // idle loop or a timer tick (at least every few seconds): never waits
 //!     // ...
 //! }
 //! ```
