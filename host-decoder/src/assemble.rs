@@ -1835,7 +1835,7 @@ impl Assembler {
         let drops = self.stats.device_drops - s.drops_at_start;
         if drops > 0 {
             warnings.push(format!(
-                "the device dropped {drops} records (ring buffer full) while this span was open"
+                "the device dropped {drops} records (ring buffer full, or a record larger than the drain's frame) while this span was open"
             ));
         }
         if s.items_refused > 0 {
