@@ -16,7 +16,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The defmt impls (core/src/defmt.rs, the serial crate's derives) and the SysTick clock
 # (core/src/cortex_m.rs) only exist with the `defmt` and `cortex-m` features, which the workspace
 # build above leaves off; linted as a firmware builds them.
-cargo clippy --locked -p microspan -p microspan-serial --features microspan/defmt,microspan/cortex-m,microspan-serial/defmt --target thumbv7em-none-eabihf -- -D warnings
+cargo clippy --locked -p microspan -p microspan-serial --features microspan/defmt-log,microspan/cortex-m,microspan-serial/defmt --target thumbv7em-none-eabihf -- -D warnings
 
 step "the optional probe-rs feature of the decoder compiles (direct USB probes)"
 # Its own target directory: the feature set would otherwise invalidate target/'s build. About
@@ -35,7 +35,7 @@ step "no_std builds of the device crates, feature by feature"
 for target in thumbv6m-none-eabi thumbv7m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
     # `single-core` swaps the ring's barriers for compiler fences; with the others, a typical
     # firmware's set (on thumbv6m it meets the critical-section atomics).
-    for features in "" "defmt" "small-crc" "single-core" "single-core defmt small-crc"; do
+    for features in "" "defmt" "defmt-log" "small-crc" "single-core" "single-core defmt small-crc"; do
         echo "microspan --target $target --features '$features'"
         cargo build -q --locked -p microspan --target "$target" --no-default-features --features "$features"
     done
