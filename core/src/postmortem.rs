@@ -113,9 +113,10 @@ pub struct Descriptor {
     probe: AtomicUsize,
 }
 
-/// The descriptor (one per firmware).
+/// The descriptor (one per firmware): 180 bytes of RAM (and their initial value in flash) in a
+/// firmware that calls [`register`], [`mark_panic`] or [`mark_crash`]. Not `#[used]`: a firmware
+/// that calls none of them leaves it out (the linker drops it), and pays nothing for post-mortem.
 #[no_mangle]
-#[used]
 pub static MICROSPAN_POSTMORTEM: Descriptor = Descriptor {
     magic: [MAGIC, MAGIC_VERSION],
     ring_words: AtomicUsize::new(0),
