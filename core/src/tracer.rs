@@ -711,6 +711,10 @@ enum State {
 
 /// A span being recorded. Finishes when dropped (or with [`finish`](Span::finish)).
 ///
+/// Keep it in a named variable for as long as the work lasts: `let _span = TRACER.root("poll");`.
+/// `let _ = TRACER.root("poll");` drops it on the spot (Rust's rule for `_`), records a span of
+/// no duration, and no lint warns about it.
+///
 /// `B` is the number of baggage items the span (and its children) can carry; 0 by default.
 /// A `Span` is `Send` (it can move to another thread or task) but not `Sync`.
 ///
