@@ -337,16 +337,11 @@ fn outputs_are_checked_first_and_kept_when_nothing_is_decoded() {
 #[test]
 fn a_closed_standard_error_is_not_a_panic() {
     use std::process::Stdio;
-    let (_d, path) = capture(&clean_stream());
+    let (d, path) = capture(&clean_stream());
+    let json = d.path().join("out.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_microspan"))
-        .args([
-            "decode",
-            "--file",
-            &path,
-            "--no-progress",
-            "--jaeger-json",
-            "/dev/null",
-        ])
+        .args(["decode", "--file", &path, "--no-progress", "--jaeger-json"])
+        .arg(&json)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -381,4 +376,38 @@ fn a_closed_terminal_pipe_is_not_an_error() {
     assert!(std::fs::read_to_string(&json)
         .unwrap()
         .contains("in-process-service"));
+}
+
+/// An output that is not a regular file is written in place: a symbolic link keeps pointing at
+/// its target, which gets the document; a device stays a device (an earlier version renamed a
+/// temporary file over the path, which replaced `/dev/null` with a file).
+#[test]
+fn outputs_that_are_not_regular_files_are_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let (_d, good) = capture(&clean_stream());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.json");
+    std::fs::write(&target, "old").unwrap();
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (code, e) = decode_file(&good, &["--jaeger-json", link.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .contains("in-process-service"));
+    // A character device: written to, left a device. (/dev/null only if it is one, so that
+    // this test cannot be what breaks it.)
+    let null = std::path::Path::new("/dev/null");
+    if std::fs::metadata(null).is_ok_and(|m| m.file_type().is_char_device()) {
+        let (code, e) = decode_file(&good, &["--jaeger-json", "/dev/null"]);
+        assert_eq!(code, Some(0), "{e}");
+        assert!(std::fs::metadata(null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
 }

@@ -209,7 +209,9 @@ impl TraceBuffer {
 
 /// Writes `path` whole or not at all: into a temporary file beside it, renamed over it once
 /// written and synced, so that a failed write leaves an existing file as it was (and a reader
-/// never sees half a document).
+/// never sees half a document). A path that exists and is not a regular file (`/dev/stdout`, a
+/// named pipe, `/dev/null`, a symbolic link) is written in place: renaming over it would
+/// replace the device, the pipe or the link with a file.
 pub(crate) fn write_file<F>(path: &Path, write: F) -> Result<(), ExportError>
 where
     F: FnOnce(&mut BufWriter<fs::File>) -> std::io::Result<()>,
@@ -218,6 +220,18 @@ where
         path: path.to_path_buf(),
         source,
     };
+    if !replaceable(path) {
+        let written = (|| {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)?;
+            let mut out = BufWriter::new(file);
+            write(&mut out)?;
+            out.flush()
+        })();
+        return written.map_err(err);
+    }
     let tmp = temporary_beside(path);
     let written = (|| {
         let mut out = BufWriter::new(fs::File::create(&tmp)?);
@@ -230,6 +244,12 @@ where
         let _ = fs::remove_file(&tmp);
     }
     written.map_err(err)
+}
+
+/// `true` when `path` is missing or a regular file (not a symbolic link, whose target a rename
+/// would not reach): what a temporary file renamed over it may replace.
+fn replaceable(path: &Path) -> bool {
+    fs::symlink_metadata(path).map_or(true, |m| m.is_file())
 }
 
 /// A name for a temporary file in `path`'s directory (`.NAME.PID.tmp`).
@@ -249,6 +269,14 @@ pub fn check_output_path(path: &Path) -> Result<(), String> {
             "{} is a directory: give a file name",
             path.display()
         ));
+    }
+    if !replaceable(path) {
+        // A device or a pipe: written in place, so it must open for writing.
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot write {} ({e})", path.display()));
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
