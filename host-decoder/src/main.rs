@@ -534,9 +534,10 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     bar.finish_and_clear();
     // Nothing could be read from input that had bytes: an error, whatever the other flags.
     let unreadable = decoder.service().is_none() && decoder.stats().bytes > 0 && !outputs_closed;
-    // A run that failed before decoding a single span leaves existing files as they were.
+    // A run that decoded no span (an empty capture, noise, a failure) leaves existing files as
+    // they were: an empty document over a trace the user kept helps nobody.
     let mut left_alone = Vec::new();
-    if decoder.stats().spans.spans == 0 && (fatal.is_some() || unreadable) {
+    if decoder.stats().spans.spans == 0 {
         exporters.retain(|ex| match ex.output_file() {
             Some(path) => {
                 left_alone.push(path.display().to_string());

@@ -411,3 +411,39 @@ fn outputs_that_are_not_regular_files_are_written_in_place() {
             .is_char_device());
     }
 }
+
+/// The atomic replacement keeps a private file private, a hard-linked file is written in place
+/// (both names see the new document), and an empty capture leaves an existing file alone.
+#[test]
+fn replaced_outputs_keep_their_permissions_and_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, good) = capture(&clean_stream());
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private.json");
+    std::fs::write(&private, "old").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, e) = decode_file(&good, &["--jaeger-json", private.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{e}");
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(std::fs::read_to_string(&private)
+        .unwrap()
+        .contains("in-process-service"));
+
+    let first = dir.path().join("first.json");
+    let second = dir.path().join("second.json");
+    std::fs::write(&first, "old").unwrap();
+    std::fs::hard_link(&first, &second).unwrap();
+    let (code, e) = decode_file(&good, &["--jaeger-json", first.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(std::fs::read_to_string(&second)
+        .unwrap()
+        .contains("in-process-service"));
+
+    let (_e, empty) = capture(b"");
+    let (_code, e) = decode_file(&empty, &["--jaeger-json", private.to_str().unwrap()]);
+    assert!(e.contains("was not written: nothing was decoded"), "{e}");
+    assert!(std::fs::read_to_string(&private)
+        .unwrap()
+        .contains("in-process-service"));
+}

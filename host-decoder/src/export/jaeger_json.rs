@@ -209,9 +209,10 @@ impl TraceBuffer {
 
 /// Writes `path` whole or not at all: into a temporary file beside it, renamed over it once
 /// written and synced, so that a failed write leaves an existing file as it was (and a reader
-/// never sees half a document). A path that exists and is not a regular file (`/dev/stdout`, a
-/// named pipe, `/dev/null`, a symbolic link) is written in place: renaming over it would
-/// replace the device, the pipe or the link with a file.
+/// never sees half a document); it keeps the file's permissions. A path that exists and is not
+/// a regular file with one name (`/dev/stdout`, a named pipe, `/dev/null`, a symbolic link, a
+/// hard-linked file) is written in place: renaming over it would replace the device, the pipe or
+/// the link with a file. So is a file in a directory that takes no new file.
 pub(crate) fn write_file<F>(path: &Path, write: F) -> Result<(), ExportError>
 where
     F: FnOnce(&mut BufWriter<fs::File>) -> std::io::Result<()>,
@@ -220,21 +221,30 @@ where
         path: path.to_path_buf(),
         source,
     };
+    let in_place = |write: F| {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let mut out = BufWriter::new(file);
+        write(&mut out)?;
+        out.flush()
+    };
     if !replaceable(path) {
-        let written = (|| {
-            let file = fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(path)?;
-            let mut out = BufWriter::new(file);
-            write(&mut out)?;
-            out.flush()
-        })();
-        return written.map_err(err);
+        return in_place(write).map_err(err);
     }
     let tmp = temporary_beside(path);
+    let Ok(file) = fs::File::create(&tmp) else {
+        // A directory that takes no new file, where the output itself is writable.
+        return in_place(write).map_err(err);
+    };
     let written = (|| {
-        let mut out = BufWriter::new(fs::File::create(&tmp)?);
+        // The replacement keeps the file's permissions (a private trace stays private).
+        if let Ok(m) = fs::metadata(path) {
+            file.set_permissions(m.permissions())?;
+        }
+        let mut out = BufWriter::new(file);
         write(&mut out)?;
         out.flush()?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -246,10 +256,22 @@ where
     written.map_err(err)
 }
 
-/// `true` when `path` is missing or a regular file (not a symbolic link, whose target a rename
-/// would not reach): what a temporary file renamed over it may replace.
+/// `true` when `path` is missing or a regular file with one name (not a symbolic link, whose
+/// target a rename would not reach, nor a file with other hard links, which would keep the old
+/// content): what a temporary file renamed over it may replace.
 fn replaceable(path: &Path) -> bool {
-    fs::symlink_metadata(path).map_or(true, |m| m.is_file())
+    fs::symlink_metadata(path).map_or(true, |m| m.is_file() && one_name(&m))
+}
+
+#[cfg(unix)]
+fn one_name(m: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.nlink() == 1
+}
+
+#[cfg(not(unix))]
+fn one_name(_: &fs::Metadata) -> bool {
+    true
 }
 
 /// A name for a temporary file in `path`'s directory (`.NAME.PID.tmp`).
@@ -290,9 +312,16 @@ pub fn check_output_path(path: &Path) -> Result<(), String> {
         ));
     }
     let probe = temporary_beside(path);
-    fs::File::create(&probe)
-        .and_then(|_| fs::remove_file(&probe))
-        .map_err(|e| format!("cannot write {} ({e})", path.display()))
+    match fs::File::create(&probe).and_then(|_| fs::remove_file(&probe)) {
+        Ok(()) => Ok(()),
+        // A directory that takes no new file: an existing output is then written in place.
+        Err(_) if path.exists() => fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot write {} ({e})", path.display())),
+        Err(e) => Err(format!("cannot write {} ({e})", path.display())),
+    }
 }
 
 /// What the file exporters share: spans buffered (bounded) until `finish`, then one document
