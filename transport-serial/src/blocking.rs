@@ -186,7 +186,10 @@ impl<S: FrameSource, W: Write + WriteReady> BlockingDrain<S, W> {
     pub fn drain_ready(&mut self) -> Result<usize, Error<W::Error>> {
         let mut total = 0;
         loop {
-            if self.source.fill_buf().is_empty() {
+            // `has_pending`, not `fill_buf`: a second `fill_buf` before the write (inside
+            // `write_some`) with nothing consumed in between reads as a stalled link to the
+            // drain, which then reads the clock for its timekeeping on every write.
+            if !self.source.has_pending() {
                 return Ok(total);
             }
             match self.writer.write_ready() {
