@@ -108,7 +108,10 @@ impl fmt::Display for InjectError {
 /// Start the span that continues the trace with [`SpanBuilder::extracted`]: the same as
 /// `.child_of(&ex.context).with_baggage(ex.baggage)`, and it counts the baggage lost on
 /// extraction ([`baggage_dropped`](Self::baggage_dropped)) on the new span.
+///
+/// Build one with [`Extracted::new`] (the struct is `#[non_exhaustive]`: fields may be added).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Extracted<const B: usize> {
     /// Trace id, span id (the sender's span: the new span's parent) and flags.
     pub context: SpanContext,
