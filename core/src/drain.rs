@@ -8,12 +8,16 @@
 //! been fully consumed; what the transport cannot take stays in the ring (and, when the ring fills,
 //! new records are dropped and counted, never old ones silently lost).
 //!
-//! A record must fit one frame: its static strings (a span name, a tag or log key, a static
-//! value) are sent once per epoch whole, beside the frame header (at most 13 bytes) and the record
-//! itself. A record that cannot fit an empty frame (a 250-byte span name with `Drain<256>`, a
-//! 52-byte one with `Drain<64>`) is dropped and counted with the ring's drops, which the decoder
-//! reports as the device's drops, and in [`DrainStats::oversize`]: keep static strings well under
-//! `F` minus 32 bytes, or choose a larger `F`.
+//! A record must fit one frame. Its static strings (a span name, a tag or log key, a static
+//! value) are defined once per epoch, whole, in a `NAME` record before their first use; when a
+//! record does not fit an empty frame beside the definitions of its new strings (a log with three
+//! static fields in a `Drain<64>`), the definitions go first, alone, in as many frames as they
+//! need, and the record follows ([`DrainStats::names_ahead`] counts those frames). What cannot be
+//! sent is a record that does not fit an empty frame by itself, or a single static string that
+//! does not (a 250-byte span name with `Drain<256>`, a 52-byte one with `Drain<64>`): such a
+//! record is dropped and counted with the ring's drops, which the decoder reports as the
+//! device's drops, and in [`DrainStats::oversize`]. Keep static strings well under `F` minus 32
+//! bytes, or choose a larger `F`.
 //!
 //! ```
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
@@ -243,9 +247,13 @@ pub struct DrainStats {
     /// Ring records encoded.
     pub records: u32,
     /// Records dropped by the drain because they could not fit an empty frame (a static name or
-    /// key too long for the frame size `F`; see the [module docs](self)). They are counted with
-    /// the ring's drops too, which the decoder reports.
+    /// key too long for the frame size `F`, or inline text and values that are; see the
+    /// [module docs](self)). They are counted with the ring's drops too, which the decoder
+    /// reports.
     pub oversize: u32,
+    /// Frames that carried only the name definitions of a record that did not fit an empty frame
+    /// beside them; the record followed in the next frame.
+    pub names_ahead: u32,
 }
 
 /// The single consumer of a tracer's ring, producing wire frames of at most `F` bytes and
@@ -265,6 +273,10 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     /// Where the records' static strings live (this program, or a post-mortem image).
     strings: record::Strings<'a>,
     drops_sent: Option<u32>,
+    /// The ring position of the record whose name definitions went ahead of it in their own
+    /// frame ([`define_ahead`](Drain::define_ahead)), and the first sequence number of that
+    /// epoch.
+    ahead: Option<(u32, u16)>,
     seq: u16,
     epoch_frames: u16,
     wall_clock_due: bool,
@@ -308,6 +320,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             record_waiting: false,
             resend: false,
             offered: false,
+            ahead: None,
             stats: DrainStats::default(),
             strings: record::Strings::Native,
         })
@@ -500,32 +513,107 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 records += 1;
                 continue;
             }
-            self.names.abort_record(names_from);
             let alone = self.frame.position() == content_start;
-            if alone && session_records {
-                // It did not fit beside the session records: the next frame carries none it can
-                // leave out (and is not an epoch start, as epochs are at least two frames long),
-                // so the record gets an empty frame.
-                self.record_waiting = true;
-                reader.unpin();
-                break;
-            }
-            if alone {
+            if self.refuse(pos, names_from, alone, session_records) {
                 // Larger than an empty frame: drop it, counted like a full ring.
                 reader.release(pos, h.len());
                 ring.count_drop();
-                self.stats.oversize += 1;
                 continue;
             }
             reader.unpin();
             break;
         }
         drop(reader);
+        if records != 0 {
+            // The record whose names went ahead (if any) was sent: its turn is over.
+            self.ahead = None;
+        }
         let len = self.frame.finish().len();
         self.seq = self.seq.wrapping_add(1);
         self.stats.records += records;
         self.stats.frames += 1;
         self.stats.bytes += len as u64;
+    }
+
+    /// The record at `pos` did not fit what is left of the frame: forgets the names it interned
+    /// (from `names_from` on) and decides its turn. Returns `true` when it is to be dropped
+    /// (counted as oversize); otherwise it waits for the next frame. When it was `alone` in the
+    /// frame, the next frame leaves out the optional session records if this one had any
+    /// (`session_records`); else its new names go ahead ([`define_ahead`](Self::define_ahead)); else
+    /// nothing can make it fit.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, pos: u32, names_from: usize, alone: bool, session_records: bool) -> bool {
+        let new_names = names_from..self.names.len;
+        self.names.abort_record(names_from);
+        if !alone {
+            return false;
+        }
+        if session_records {
+            // It did not fit beside the session records: the next frame carries none it can
+            // leave out (and is not an epoch start, as epochs are at least two frames long), so
+            // the record gets an empty frame.
+            self.record_waiting = true;
+            return false;
+        }
+        if self.define_ahead(pos, new_names) {
+            // Its name definitions went out alone; the record follows in the next frame.
+            return false;
+        }
+        self.ahead = None;
+        self.stats.oversize += 1;
+        true
+    }
+
+    /// A record that does not fit an empty frame beside the definitions of the names it uses for
+    /// the first time this epoch (`new_names`, the interner entries it added before it was
+    /// refused): writes as many of those definitions as fit into the frame, alone, so that the
+    /// record follows in the next frame with references only. Returns whether any went out.
+    ///
+    /// Refused (the record is then dropped as oversize) when the next frame starts an epoch, which
+    /// forgets every name, and for a record whose names already went ahead in an earlier epoch:
+    /// each call defines at least one more of the record's names for the rest of the epoch, so a
+    /// record is either sent or dropped within one epoch of its first definitions ahead.
+    fn define_ahead(&mut self, pos: u32, new_names: core::ops::Range<usize>) -> bool {
+        let epoch = self.seq & !(self.epoch_frames - 1);
+        let next_starts_epoch = self.seq.wrapping_add(1) & (self.epoch_frames - 1) == 0;
+        let again_later = matches!(self.ahead, Some((p, e)) if p == pos && e != epoch);
+        if new_names.is_empty() || next_starts_epoch || again_later {
+            return false;
+        }
+        let mut defined = 0;
+        for i in new_names {
+            let Some(&(addr, len)) = self.names.keys.get(i) else {
+                break;
+            };
+            // SAFETY: interner keys are only ever the address and length of a `&'static str`
+            // (`Interner::lookup`): the bytes live, unchanged, for the rest of the program and are
+            // UTF-8.
+            let s: &'static str = unsafe {
+                core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+                    addr as *const u8,
+                    len as usize,
+                ))
+            };
+            // The table is as it was before the record, so the entry comes back with its id
+            // (`i`), and its definition is written.
+            let mut w = self.frame.writer();
+            if self.names.predefine_slow(&mut w, s) == INLINE {
+                break;
+            }
+            if keep(w).is_err() {
+                // Longer than what is left of the frame: it goes first in the next one.
+                self.names.abort_record(i);
+                break;
+            }
+            defined += 1;
+        }
+        if defined == 0 {
+            return false;
+        }
+        self.ahead = Some((pos, epoch));
+        self.stats.names_ahead += 1;
+        true
     }
 
     /// Writes the frame header and the session records due; returns whether any session record

@@ -601,3 +601,103 @@ fn same_device_carrier_round_trip_marks_items_carried() {
     );
     assert!(d.spans().iter().any(|r| matches!(r, Owned::Start { name, parent, .. } if name == "consumer" && parent.starts_with(&format!("Local {{ id: {producer_id},")))), "{:?}", d.spans());
 }
+
+#[test]
+fn a_record_whose_names_overflow_a_small_frame_sends_them_ahead() {
+    // The reference example's log in a `Drain<64>`: five static strings (60 bytes of
+    // definitions) beside the log record do not fit 64 bytes; each fits alone.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
+    // The session record goes out in a frame of its own first.
+    let _ = drain_all(&mut drain);
+    let foo = TRACER.root("Foo");
+    foo.log([
+        ("event", Value::Str("soft error")),
+        ("type", Value::Str("cache timeout")),
+        ("waited.millis", 1500u32.into()),
+    ]);
+    drop(foo);
+    let mut wire = Vec::new();
+    let mut rounds = 0;
+    while drain.has_pending() {
+        wire.extend(drain_all(&mut drain));
+        rounds += 1;
+        assert!(rounds < 100, "the drain stalled: {:?}", drain.stats());
+    }
+    let stats = drain.stats();
+    assert_eq!(stats.oversize, 0);
+    assert_eq!(TRACER.dropped(), 0);
+    assert!(stats.names_ahead >= 1, "{stats:?}");
+    let d = decode(&wire);
+    let log = d
+        .spans()
+        .into_iter()
+        .find(|r| matches!(r, Owned::Log { .. }))
+        .expect("the log was sent");
+    let Owned::Log { fields, .. } = log else {
+        unreachable!()
+    };
+    assert_eq!(
+        fields,
+        [
+            ("event".to_string(), "\"soft error\"".to_string()),
+            ("type".into(), "\"cache timeout\"".into()),
+            ("waited.millis".into(), "1500u".into()),
+        ]
+    );
+}
+
+#[test]
+fn names_that_cannot_go_ahead_before_the_epoch_ends_leave_the_record_dropped_and_counted() {
+    // Two frames per epoch: a frame of names ahead would be forgotten by the next frame, which
+    // starts an epoch; the record is dropped (counted), and the drain does not spin.
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
+    drain.set_epoch_frames(2);
+    let span = TRACER.root("r");
+    span.log([
+        (
+            "first-static-key-of-twenty",
+            Value::Str("first static value"),
+        ),
+        (
+            "second-static-key-of-twenty",
+            Value::Str("second static value"),
+        ),
+    ]);
+    drop(span);
+    let mut rounds = 0;
+    let mut wire = Vec::new();
+    while drain.has_pending() {
+        wire.extend(drain_all(&mut drain));
+        rounds += 1;
+        assert!(rounds < 100, "the drain stalled: {:?}", drain.stats());
+    }
+    let d = decode(&wire);
+    let lost = drain.stats().oversize;
+    assert_eq!(TRACER.dropped(), lost);
+    let reported = d.records.iter().rev().find_map(|r| match r {
+        Owned::Drops(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(reported.unwrap_or(0), lost, "the decoder hears of the drop");
+    let logs = d
+        .spans()
+        .iter()
+        .filter(|r| matches!(r, Owned::Log { .. }))
+        .count() as u32;
+    assert_eq!(
+        logs + lost,
+        1,
+        "the log is sent or counted, never both or neither"
+    );
+    assert_eq!(
+        (lost, drain.stats().names_ahead),
+        (1, 0),
+        "no frame of names was wasted on an epoch that ended"
+    );
+}

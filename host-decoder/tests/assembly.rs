@@ -637,3 +637,44 @@ fn open_spans_are_bounded() {
         .iter()
         .any(|w| w.contains("--max-open-spans")));
 }
+
+#[test]
+fn a_log_whose_names_fill_a_small_frame_arrives_whole() {
+    // The soft-error log of the reference example: its five new names and the record do not fit
+    // one 64-byte frame, so the drain sends the names ahead; the decoder resolves them from the
+    // frame before.
+    let clock = ManualClock::new();
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("svc").boot_id(3);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
+    let mut stream = drain_all(&mut drain);
+    {
+        let foo = tracer.root("Foo");
+        clock.advance(10_000);
+        foo.log([
+            ("event", "soft error".into()),
+            ("type", "cache timeout".into()),
+            ("waited.millis", 1500u32.into()),
+        ]);
+    }
+    stream.extend(drain_all(&mut drain));
+    assert!(drain.stats().names_ahead >= 1, "{:?}", drain.stats());
+    let d = decode(&stream);
+    assert_eq!(d.decoder.stats().spans.device_drops, 0);
+    let foo = span(&d.spans, "Foo");
+    assert!(foo.warnings.is_empty(), "{:?}", foo.warnings);
+    let fields: Vec<String> = foo.logs[0]
+        .fields
+        .iter()
+        .map(|f| format!("{}={:?}", f.key, f.value))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "event=Str(\"soft error\")",
+            "type=Str(\"cache timeout\")",
+            "waited.millis=U64(1500)"
+        ]
+    );
+}

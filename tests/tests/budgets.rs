@@ -75,8 +75,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// the drain's timekeeping on a stalled link (`Drain::keep_time`, 78 B, and the stall check in
 /// `fill_buf`, about 24 B where a transport inlines it): 11 968 / 11 648 B when set. (The
 /// post-mortem descriptor, 180 B, left both builds in the same change: it was in the baseline
-/// too, so the difference did not count it before either.)
-const FLASH_BUDGET: (f64, f64) = (12_030.0, 11_700.0);
+/// too, so the difference did not count it before either.) Raised again from (12 030, 11 700)
+/// for name definitions sent ahead of a record that does not fit an empty frame beside them
+/// (`Drain::refuse`, 272 B on Cortex-M3: the reference example's three-field log was dropped by
+/// a `Drain<64>` before): 12 224 / 11 944 B when set.
+const FLASH_BUDGET: (f64, f64) = (12_290.0, 12_000.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 
