@@ -86,7 +86,8 @@ pub struct Stats {
     pub frames_before_session: u64,
     /// Records decoded.
     pub records: u64,
-    /// Records refused as malformed (the rest of their frame is abandoned).
+    /// Records refused as malformed (the rest of their frame is abandoned). Each counts as a loss
+    /// of at least one record: a span open across it may have lost records, its END among them.
     pub record_errors: u64,
     /// Records that name a span this decoder never saw start (its frame was lost).
     pub orphan_records: u64,
@@ -329,10 +330,19 @@ struct OpenState {
     /// Counters when the span started (losses while it was open are the differences).
     lost_frames_at_start: u64,
     drops_at_start: u64,
+    /// Record errors when the span started (each abandoned the rest of its frame).
+    errors_at_start: u64,
     items_refused: u64,
     strings_cut: u64,
     /// Approximate bytes held.
     bytes: usize,
+}
+
+impl OpenState {
+    /// The session's losses counted when the span started ([`Assembler::losses`] then).
+    fn losses_at_start(&self) -> u64 {
+        self.lost_frames_at_start + self.drops_at_start + self.errors_at_start
+    }
 }
 
 /// A span from its start until it is handed over: the exported [`Span`], built in place (its logs
@@ -801,9 +811,9 @@ struct Session {
     last_time: u64,
     drops: u32,
     /// The losses of the session that could have held a span's END (frames lost on the link,
-    /// records dropped on the device), oldest first: the losses counted before each
-    /// ([`Assembler::losses`]) and the latest device time heard before it. Bounded by
-    /// [`MAX_LOSS_MARKS`] (the oldest forgotten).
+    /// records dropped on the device, the rest of a frame abandoned at a malformed record),
+    /// oldest first: the losses counted before each ([`Assembler::losses`]) and the latest device
+    /// time heard before it. Bounded by [`MAX_LOSS_MARKS`] (the oldest forgotten).
     loss_marks: VecDeque<(u64, u64)>,
 }
 
@@ -1100,7 +1110,9 @@ impl Assembler {
                 None => break,
             }
         }
-        self.stats.record_errors += error.is_some() as u64;
+        if error.is_some() {
+            self.abandoned_rest_of_frame();
+        }
         self.enforce_memory();
         self.flush_completed();
         self.hand_over(out);
@@ -1121,8 +1133,7 @@ impl Assembler {
             let gap = seq.wrapping_sub(last).wrapping_sub(1) as u64;
             if gap > 0 {
                 // Before this frame's records: what was heard before the lost frames.
-                let losses = self.stats.lost_frames + self.stats.device_drops;
-                mark_loss(&mut s.loss_marks, losses, s.last_time);
+                mark_loss(&mut s.loss_marks, losses(&self.stats), s.last_time);
             }
             self.stats.lost_frames += gap;
             // A new epoch (even one whose first frame was lost) restarts the name table.
@@ -1247,14 +1258,15 @@ impl Assembler {
 
     /// Where a span still open when its session closes (end of input, device reset) ends: at the
     /// latest device time heard from the session, as it was open at least until then (so no
-    /// earlier than its descendants' ends either). When frames were lost on the link or the
-    /// device dropped records while it was open, its END may have been among them: it then ends
-    /// at the latest time heard before the first such loss. Never before its own last record.
+    /// earlier than its descendants' ends either). When frames were lost on the link, the device
+    /// dropped records or a malformed record abandoned the rest of its frame while it was open,
+    /// its END may have been among them: it then ends at the latest time heard before the first
+    /// such loss. Never before its own last record.
     fn incomplete_end(&self, st: &OpenState) -> u64 {
         let Some(s) = self.session.as_ref() else {
             return st.last_time;
         };
-        let at_start = st.lost_frames_at_start + st.drops_at_start;
+        let at_start = st.losses_at_start();
         let heard = if at_start == self.losses() {
             s.last_time
         } else {
@@ -1287,7 +1299,7 @@ impl Assembler {
         let traces: HashSet<u128> = open
             .iter()
             .map(|&i| slot(i))
-            .filter(|s| s.st.lost_frames_at_start + s.st.drops_at_start != losses)
+            .filter(|s| s.st.losses_at_start() != losses)
             .map(|s| s.span.trace_id)
             .collect();
         if traces.is_empty() {
@@ -1331,10 +1343,23 @@ impl Assembler {
         out
     }
 
-    /// Frames lost on the link and records dropped on the device so far: what a span's END may
-    /// be lost to.
+    /// The losses so far that a span's END may be lost to ([`losses`]).
     fn losses(&self) -> u64 {
-        self.stats.lost_frames + self.stats.device_drops
+        losses(&self.stats)
+    }
+
+    /// A malformed record abandoned the rest of the frame: counted, and marked as a loss of the
+    /// session at the latest time heard (the frame's last good record, or what was heard before
+    /// the frame), like a lost frame. The records abandoned are at least one (the malformed one):
+    /// a span open across them may have lost its END there, so it ends at that time
+    /// ([`incomplete_end`](Self::incomplete_end)) and is warned that records were lost, rather
+    /// than stretching to the latest time heard later.
+    #[cold]
+    fn abandoned_rest_of_frame(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            mark_loss(&mut s.loss_marks, losses(&self.stats), s.last_time);
+        }
+        self.stats.record_errors += 1;
     }
 
     /// Hands the spans of this frame over as one batch.
@@ -1503,8 +1528,11 @@ impl Assembler {
                 if delta > 0 {
                     // The drops happened while this frame's records were in the ring: after
                     // what the frames before it said.
-                    let losses = self.stats.lost_frames + self.stats.device_drops;
-                    mark_loss(&mut s.loss_marks, losses, self.frame_start_time);
+                    mark_loss(
+                        &mut s.loss_marks,
+                        losses(&self.stats),
+                        self.frame_start_time,
+                    );
                     s.drops = total;
                     self.frame_drops += delta;
                     self.stats.device_drops += delta;
@@ -1638,8 +1666,9 @@ impl Assembler {
     fn lookup(&self, local: u32) -> Option<(u128, u32, &Baggage, bool)> {
         if let Some(i) = self.open.get(local) {
             let SpanSlot { span: s, st } = &self.slab.slots[i as usize];
-            let uncertain =
-                st.baggage_uncertain || self.stats.lost_frames != st.lost_frames_at_start;
+            let uncertain = st.baggage_uncertain
+                || self.stats.lost_frames != st.lost_frames_at_start
+                || self.stats.record_errors != st.errors_at_start;
             return Some((s.trace_id, st.root, &s.baggage, uncertain));
         }
         self.recent
@@ -1760,6 +1789,7 @@ impl Assembler {
             v1_carrier,
             lost_frames_at_start: self.stats.lost_frames,
             drops_at_start: self.stats.device_drops - self.frame_drops,
+            errors_at_start: self.stats.record_errors,
             items_refused: 0,
             strings_cut: 0,
             bytes,
@@ -1826,9 +1856,13 @@ impl Assembler {
         if lost > 0 {
             warnings.push(format!("{lost} frames were lost on the link while this span was open: some of its records may be missing"));
         }
+        let abandoned = self.stats.record_errors - s.errors_at_start;
+        if abandoned > 0 {
+            warnings.push(format!("records were lost while this span was open (the rest of {abandoned} frames, abandoned at a malformed record): some of its records may be missing"));
+        }
         if s.baggage_uncertain {
             warnings.push(
-                "inherited baggage may be incomplete: frames were lost while an ancestor span was open"
+                "inherited baggage may be incomplete: frames were lost, or records abandoned after a malformed one, while an ancestor span was open"
                     .to_string(),
             );
         }
@@ -1885,7 +1919,7 @@ impl Assembler {
                 trace: span.trace_id,
                 root: s.root,
                 baggage: span.baggage.clone(),
-                baggage_uncertain: s.baggage_uncertain || lost > 0,
+                baggage_uncertain: s.baggage_uncertain || lost > 0 || abandoned > 0,
             },
         );
         let trace = span.trace_id;
@@ -1981,6 +2015,13 @@ impl Assembler {
             }
         }
     }
+}
+
+/// Frames lost on the link, records dropped on the device and frames abandoned at a malformed
+/// record (at least one record each) so far: what a span's END may be lost to. Each loss is
+/// marked ([`mark_loss`]) before it is counted.
+fn losses(stats: &Stats) -> u64 {
+    stats.lost_frames + stats.device_drops + stats.record_errors
 }
 
 /// Remembers a loss of the session: the losses counted before it and the latest device time

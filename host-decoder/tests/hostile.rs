@@ -537,6 +537,93 @@ fn absurd_lengths_and_varints_are_record_errors() {
     assert_eq!(d.stats.bad_frames, 1);
 }
 
+/// A malformed record abandons the rest of its frame, where the END of a span open across it may
+/// have been: like a lost frame, it is a loss of the session. A span left open ends at the last
+/// time heard before it (the frame's last good record, or the frames before when the malformed
+/// record comes first), not at the end of the capture, and says records were lost; a child
+/// started later is told its inherited baggage may be incomplete.
+#[test]
+fn a_malformed_record_is_a_loss_for_the_spans_open_across_it() {
+    let find = |d: &Decoded, name: &str| -> Span {
+        d.spans
+            .iter()
+            .find(|s| s.operation == name)
+            .unwrap_or_else(|| panic!("no span {name}: {:#?}", d.spans))
+            .clone()
+    };
+    let lost_records = |s: &Span| s.warnings.iter().any(|w| w.contains("malformed record"));
+    // Whether the malformed record follows good records of its frame, or comes first.
+    for after_good_records in [true, false] {
+        let mut s = session_frame();
+        // Frame 1: "victim" starts at 2_001 and "parent" at 2_010.
+        let mut b = Body::new(1, 0, 2_000);
+        b.root(1, "victim", 1).root(1, "parent", 9);
+        if !after_good_records {
+            s.extend(b.frame());
+            b = Body::new(2, 2, 2_010);
+        }
+        // "bystander" starts and ends at 2_100, then a record of an unknown kind: the rest of
+        // the frame (where "victim" may have ended) is abandoned.
+        b.root(1, "bystander", 90).end(0, 0);
+        if !after_good_records {
+            s.extend(b.frame());
+            b = Body::new(3, 3, 2_100);
+        }
+        b.u8(tag::EXT | 0x3F).bytes(&[1, 2, 3]).end(2, 50);
+        s.extend(b.frame());
+        let seq = if after_good_records { 2 } else { 4 };
+        // Later: a child of "parent" (50_001 to 50_101), and "later" until 51_102.
+        let mut b = Body::new(seq, 3, 50_000);
+        b.start(1, 0, Some((2, Some(2))), "child", 1)
+            .end(0, 100)
+            .root(1, "later", 1)
+            .end(0, 1_000);
+        s.extend(b.frame());
+        let d = decode(&s, Limits::default(), 4096);
+        let case = if after_good_records {
+            "after good records"
+        } else {
+            "first in its frame"
+        };
+        assert_eq!(d.stats.spans.record_errors, 1, "{case}: {:?}", d.stats);
+        assert_eq!(d.stats.spans.lost_frames, 0, "{case}");
+
+        let victim = find(&d, "victim");
+        assert!(victim.incomplete, "{case}: {victim:?}");
+        assert_eq!(
+            victim.duration_nanos, 99_000,
+            "{case}: to the last time heard before the malformed record"
+        );
+        assert!(lost_records(&victim), "{case}: {:?}", victim.warnings);
+        // Open across the loss, but not before its child's end.
+        let parent = find(&d, "parent");
+        let child = find(&d, "child");
+        assert!(
+            parent.incomplete && lost_records(&parent),
+            "{case}: {parent:?}"
+        );
+        assert_eq!(
+            parent.start_unix_nanos + parent.duration_nanos,
+            child.start_unix_nanos + child.duration_nanos,
+            "{case}"
+        );
+        assert!(!child.incomplete, "{case}");
+        assert!(
+            child
+                .warnings
+                .iter()
+                .any(|w| w.contains("inherited baggage may be incomplete")),
+            "{case}: {:?}",
+            child.warnings
+        );
+        // Finished before the malformed record, or started after it: nothing lost.
+        for name in ["bystander", "later"] {
+            let s = find(&d, name);
+            assert!(!s.incomplete && s.warnings.is_empty(), "{case}: {s:?}");
+        }
+    }
+}
+
 #[test]
 fn huge_counts_and_extreme_session_values() {
     // Sessions with a zero clock rate, a zero epoch, and times at the end of u64.
