@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::export::{
-    check_output_path, ExportError, Exporter, Header, JaegerJsonFile, JaegerThriftHttp, OtlpHttp,
-    OtlpJsonFile, TreeWriter, UploadConfig,
+    check_output_path, legacy_spool_dir, legacy_spool_note, ExportError, Exporter, Header,
+    JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig,
 };
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
@@ -465,6 +465,14 @@ fn wait_for_uploads(exporters: &mut [Box<dyn Exporter>], signals: &Signals, bar:
 fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut source = open_source(&args)?;
     let mut exporters = exporters(&args)?;
+    // Spans an older version spooled in its default spool are not replayed from the new one: say
+    // so once, with the option that replays them (they are neither read nor moved).
+    let uploads = args.otlp.is_some() || args.jaeger_thrift.is_some();
+    if uploads && args.spool_dir.is_none() {
+        if let Some(note) = legacy_spool_note(&legacy_spool_dir()) {
+            say!("microspan: note: {note}");
+        }
+    }
     let opts = Options {
         limits: Limits {
             max_open_spans: args.max_open_spans,

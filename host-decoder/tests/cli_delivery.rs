@@ -390,6 +390,110 @@ fn the_default_spool_is_private_to_the_user() {
     );
 }
 
+/// Spans an older version spooled in its default spool (`microspan-spool` in the temporary
+/// directory) are not replayed from the new default: a run with the default spool says so once,
+/// with the option that replays them, and leaves them alone; that option delivers them.
+#[test]
+fn spans_left_in_the_old_default_spool_are_pointed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, home, tmp) = (
+        dir.path().join("state"),
+        dir.path().join("home"),
+        dir.path().join("tmp"),
+    );
+    for d in [&state, &home, &tmp] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // The temporary directory of these runs: the old default spool is in it.
+    let legacy = tmp.join("microspan-spool");
+    let env = |c: &mut Command| {
+        c.env("XDG_STATE_HOME", &state)
+            .env("HOME", &home)
+            .env("TMPDIR", &tmp);
+    };
+    let run = |extra: &[&str], url: &str| {
+        let empty = dir.path().join("empty.bin");
+        std::fs::write(&empty, b"").unwrap();
+        let mut c = microspan();
+        c.args(["decode", "--no-progress", "--otlp", url])
+            .arg("--file")
+            .arg(&empty)
+            .args(extra);
+        env(&mut c);
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let flag = format!("--spool-dir {}", legacy.display());
+    let port = free_port();
+    let down = format!("http://127.0.0.1:{port}");
+
+    // No old spool, or one without requests: not a word.
+    let rx = Receiver::start(vec![], Reply::status(200));
+    let (code, e) = run(&[], &rx.url());
+    assert_eq!(code, Some(0), "{e}");
+    assert!(!e.contains("microspan-spool"), "{e}");
+    std::fs::create_dir(&legacy).unwrap();
+    let (_, e) = run(&[], &rx.url());
+    assert!(!e.contains("microspan-spool"), "{e}");
+
+    // An older version spooled the fixture's spans there: the collector was down.
+    let mut c = microspan();
+    c.args(["decode", "--no-progress", "--otlp", &down])
+        .arg("--file")
+        .arg(fixture())
+        .args(["--upload-timeout", "0"])
+        .arg("--spool-dir")
+        .arg(&legacy);
+    env(&mut c);
+    let out = c.output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains(&format!("{FIXTURE_SPANS} spooled")), "{e}");
+    let spooled: Vec<PathBuf> = std::fs::read_dir(&legacy)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert!(!spooled.is_empty());
+
+    // The collector is back; a run with the default spool delivers nothing of the old spool,
+    // and says where it is, how many batches it holds and how to replay them.
+    let rx = Receiver::start_on(port, vec![], Reply::status(200));
+    let (code, e) = run(&[], &down);
+    assert_eq!(code, Some(0), "{e}");
+    let notes: Vec<&str> = e
+        .lines()
+        .filter(|l| l.contains("microspan-spool"))
+        .collect();
+    assert_eq!(notes.len(), 1, "one note: {e}");
+    let batches = spooled.len();
+    let what = if batches == 1 { "batch" } else { "batches" };
+    assert!(
+        notes[0].starts_with("microspan: note: ")
+            && notes[0].contains(&format!(
+                "{} holds {batches} spooled {what}",
+                legacy.display()
+            ))
+            && notes[0].contains(&flag),
+        "{e}"
+    );
+    assert!(rx.received().is_empty(), "the old spool was not replayed");
+    assert!(spooled.iter().all(|f| f.is_file()), "nor touched");
+    drop(rx);
+
+    // Given a spool directory, a run says nothing of the old one.
+    let (_, e) = run(
+        &["--spool-dir", dir.path().join("mine").to_str().unwrap()],
+        &down,
+    );
+    assert!(!e.contains("microspan-spool"), "{e}");
+
+    // The option the note gives delivers them.
+    assert_eq!(replay(&legacy, port).len(), FIXTURE_SPANS);
+}
+
 /// A spool that cannot be used says which option chooses another; --help says where it is.
 #[test]
 fn the_spool_is_documented_and_its_errors_name_the_option() {

@@ -66,7 +66,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::spool::{create_private_dir, Entry, OpenError, PutError, Spool};
+use super::spool::{create_private_dir, is_spool_file, Entry, OpenError, PutError, Spool};
 use super::{ExportError, ExportSummary, Pending};
 
 /// Settings of the uploaders ([`super::OtlpHttp`], [`super::JaegerThriftHttp`]).
@@ -303,6 +303,112 @@ fn temp_spool_dir(temp: &Path, user: &str) -> PathBuf {
     temp.join(format!("microspan-spool-{user}"))
 }
 
+/// The spool of microspan versions before the per-user default ([`default_spool_dir`]):
+/// `microspan-spool` in the temporary directory (`/tmp/microspan-spool`), shared by every user of
+/// the machine. A run with the default spool does not replay what they left there;
+/// [`legacy_spool_note`] says so.
+pub fn legacy_spool_dir() -> PathBuf {
+    std::env::temp_dir().join("microspan-spool")
+}
+
+/// A note for a run that uploads with the default spool: `dir`, the spool older versions used
+/// ([`legacy_spool_dir`]), holds spooled requests that this run does not replay; it says how many
+/// and the option that replays them (`--spool-dir DIR`). `None` when `dir` does not exist, is not
+/// a directory (a symbolic link is not followed), belongs to another user (anyone can make that
+/// name in a shared temporary directory, and fill it), or holds no spooled request.
+///
+/// Only names are read: no file is opened, moved or removed. The requests are recognised as a
+/// spool recognises its own (`*.otlp`, `*.jaeger-thrift`), in the subdirectories the uploaders
+/// keep per collector URL (`otlp-<hash>`, `jaeger-thrift-<hash>`).
+pub fn legacy_spool_note(dir: &Path) -> Option<String> {
+    let batches = legacy_spool_batches(dir)?;
+    let shown = dir.display();
+    let option = format!("--spool-dir {}", shell_word(&dir.to_string_lossy()));
+    Some(format!(
+        "{shown} holds {batches} spooled {what} of spans that an older microspan could not \
+         deliver (it was its default spool; the default is now {new}), and this run does not \
+         replay {them}: to deliver {them}, run microspan with {option} and the collector URL \
+         {they} {were} spooled for. {shown} is left as it is.",
+        what = if batches == 1 { "batch" } else { "batches" },
+        them = if batches == 1 { "it" } else { "them" },
+        they = if batches == 1 { "it" } else { "they" },
+        were = if batches == 1 { "was" } else { "were" },
+        new = default_spool_dir().display(),
+    ))
+}
+
+/// The spooled requests in `dir`, an old default spool ([`legacy_spool_note`]): `None` when there
+/// are none, or when `dir` is not a directory of this user's.
+fn legacy_spool_batches(dir: &Path) -> Option<u64> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if !meta.is_dir() || !owned_by_me(&meta) {
+        return None;
+    }
+    let mut batches = 0u64;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let Some(kind) = entry.file_name().to_str().and_then(uploader_kind) else {
+            continue;
+        };
+        // `DirEntry::metadata` does not follow a symbolic link.
+        match entry.metadata() {
+            Ok(m) if m.is_dir() && owned_by_me(&m) => {}
+            _ => continue,
+        }
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        let spooled = files
+            .flatten()
+            .filter(|f| f.file_type().is_ok_and(|t| t.is_file()) && is_spool_file(&f.path(), kind));
+        batches = batches.saturating_add(spooled.count() as u64);
+    }
+    (batches > 0).then_some(batches)
+}
+
+/// Whether the current user owns the file or directory of `meta` (always, off Unix).
+fn owned_by_me(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        user_id().parse() == Ok(meta.uid())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        true
+    }
+}
+
+/// `s` as one word for a POSIX shell: as it is when it needs no quoting, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The spool file extension and subdirectory prefix of the OTLP uploader.
+pub(crate) const KIND_OTLP: &str = "otlp";
+/// The spool file extension and subdirectory prefix of the Jaeger Thrift uploader.
+pub(crate) const KIND_JAEGER_THRIFT: &str = "jaeger-thrift";
+
+/// The subdirectory of a spool directory that the uploader of `kind` to `url` uses:
+/// `<kind>-<FNV-1a of the URL, 16 hex digits>`.
+fn spool_subdir(kind: &str, url: &str) -> String {
+    format!("{kind}-{:016x}", fnv1a(url.as_bytes()))
+}
+
+/// The uploader kind whose subdirectory ([`spool_subdir`]) is named `name`, if it is one.
+fn uploader_kind(name: &str) -> Option<&'static str> {
+    [KIND_OTLP, KIND_JAEGER_THRIFT].into_iter().find(|kind| {
+        name.strip_prefix(kind)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
 /// The effective user id, for [`temp_spool_dir`].
 #[cfg(unix)]
 fn user_id() -> String {
@@ -443,13 +549,10 @@ impl Uploader {
                 })?;
             }
         }
-        let spool_dir = config.spool_dir.as_ref().map(|d| {
-            d.join(format!(
-                "{}-{:016x}",
-                endpoint.kind,
-                fnv1a(endpoint.url.as_bytes())
-            ))
-        });
+        let spool_dir = config
+            .spool_dir
+            .as_ref()
+            .map(|d| d.join(spool_subdir(endpoint.kind, &endpoint.url)));
         let spool = match &spool_dir {
             Some(dir) => Some(Arc::new(Mutex::new(
                 Spool::open(dir, endpoint.kind, config.spool_max_bytes).map_err(|e| match e {
@@ -1447,6 +1550,116 @@ mod tests {
             dir(Some(""), Some("")),
             Path::new("/tmp/microspan-spool-1000")
         );
+    }
+
+    /// The old default spool is counted by name only, and only when it is the user's own real
+    /// directory: what an older version left there, in the uploaders' subdirectories, under the
+    /// names a spool takes for its own.
+    #[test]
+    fn a_legacy_spool_is_counted_only_when_it_is_the_users() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("microspan-spool");
+        assert_eq!(legacy_spool_batches(&dir), None, "missing");
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(legacy_spool_batches(&dir), None, "empty");
+        let otlp = dir.join(spool_subdir(KIND_OTLP, "http://localhost:4318/v1/traces"));
+        let thrift = dir.join(spool_subdir(
+            KIND_JAEGER_THRIFT,
+            "http://localhost:14268/api/traces",
+        ));
+        let other = dir.join("otlp-not-a-hash");
+        for d in [&otlp, &thrift, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let spooled = "000001765000000000000000-42-0000000001";
+        let files = [
+            (otlp.join(format!("{spooled}.otlp")), true),
+            (
+                otlp.join("000001765000000000000000-42-0000000002.otlp"),
+                true,
+            ),
+            (thrift.join(format!("{spooled}.jaeger-thrift")), true),
+            // Not requests: a file being written, another kind's, anything else.
+            (otlp.join(format!("{spooled}.tmp")), false),
+            (thrift.join(format!("{spooled}.otlp")), false),
+            (otlp.join("README"), false),
+            // Not in an uploader's subdirectory.
+            (dir.join(format!("{spooled}.otlp")), false),
+            (other.join(format!("{spooled}.otlp")), false),
+        ];
+        for (path, _) in &files {
+            std::fs::write(path, b"MSPOOL1\n").unwrap();
+        }
+        #[cfg(unix)]
+        {
+            // Symbolic links are not followed, to a request or to a subdirectory.
+            let target = tmp.path().join("elsewhere");
+            std::fs::create_dir(&target).unwrap();
+            std::fs::write(target.join(format!("{spooled}.otlp")), b"").unwrap();
+            std::os::unix::fs::symlink(
+                target.join(format!("{spooled}.otlp")),
+                otlp.join("000001765000000000000000-42-0000000003.otlp"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(&target, dir.join("otlp-0123456789abcdef")).unwrap();
+        }
+        let expected = files.iter().filter(|(_, counted)| *counted).count() as u64;
+        assert_eq!(legacy_spool_batches(&dir), Some(expected));
+        let note = legacy_spool_note(&dir).unwrap();
+        assert!(
+            note.contains(&format!("{} holds 3 spooled batches", dir.display()))
+                && note.contains(&format!("--spool-dir {}", dir.display())),
+            "{note}"
+        );
+        // Nothing was moved or removed.
+        assert!(files.iter().all(|(path, _)| path.is_file()));
+
+        #[cfg(unix)]
+        {
+            // A symbolic link in place of the directory is not followed.
+            let link = tmp.path().join("link");
+            std::os::unix::fs::symlink(&dir, &link).unwrap();
+            assert_eq!(legacy_spool_batches(&link), None);
+            // Another user's directory is not looked into (only root can give one away).
+            // SAFETY: `geteuid` takes no arguments, touches no memory of ours and cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+                assert_eq!(legacy_spool_batches(&dir), None);
+                std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+                std::os::unix::fs::chown(&otlp, Some(4242), None).unwrap();
+                assert_eq!(
+                    legacy_spool_batches(&dir),
+                    Some(1),
+                    "the other user's subdirectory"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spool_subdirectories_are_recognised_by_name() {
+        for kind in [KIND_OTLP, KIND_JAEGER_THRIFT] {
+            let name = spool_subdir(kind, "http://collector:4318");
+            assert_eq!(uploader_kind(&name), Some(kind), "{name}");
+        }
+        for name in [
+            "otlp",
+            "otlp-",
+            "otlp-0123456789abcdeg",
+            "otlp-0123456789abcdef0",
+            "jaeger-0123456789abcdef",
+            "zipkin-0123456789abcdef",
+        ] {
+            assert_eq!(uploader_kind(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(shell_word("/tmp/microspan-spool"), "/tmp/microspan-spool");
+        assert_eq!(shell_word("/tmp/my spool"), "'/tmp/my spool'");
+        assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

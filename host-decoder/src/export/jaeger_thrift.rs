@@ -12,7 +12,9 @@
 use thrift::protocol::{TBinaryOutputProtocol, TSerializable};
 use thrift::OrderedFloat;
 
-use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
+use super::delivery::{
+    text_snippet, Endpoint, Payload, UploadConfig, Uploader, KIND_JAEGER_THRIFT,
+};
 use super::otlp::check_http_url;
 use super::{
     micros, portable, warnings_json, ExportError, ExportSummary, Exporter, Pending, Portable,
@@ -146,7 +148,7 @@ impl JaegerThriftHttp {
         let url = url.trim();
         check_http_url(url, "http://localhost:14268/api/traces")?;
         let endpoint = Endpoint {
-            kind: "jaeger-thrift",
+            kind: KIND_JAEGER_THRIFT,
             url: url.to_string(),
             content_type: "application/x-thrift",
             partial: |_| None,

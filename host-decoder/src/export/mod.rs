@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use crate::model::{Batch, Span, Value};
 
-pub use delivery::{default_spool_dir, Header, UploadConfig};
+pub use delivery::{default_spool_dir, legacy_spool_dir, legacy_spool_note, Header, UploadConfig};
 pub use jaeger_json::{check_output_path, JaegerJsonFile};
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};

@@ -35,7 +35,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prost::Message;
 
-use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader};
+use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader, KIND_OTLP};
 use super::otlp_encode::encode_request;
 use super::{
     portable, ExportError, ExportSummary, Exporter, Pending, Portable, INCOMPLETE_TAG, WARNINGS_TAG,
@@ -303,7 +303,7 @@ impl OtlpHttp {
     pub fn new(base: &str, config: UploadConfig) -> Result<Self, ExportError> {
         let url = traces_url(base)?;
         let endpoint = Endpoint {
-            kind: "otlp",
+            kind: KIND_OTLP,
             url,
             content_type: "application/x-protobuf",
             partial: otlp_partial,

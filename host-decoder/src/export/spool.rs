@@ -155,7 +155,7 @@ impl Spool {
     }
 
     fn is_ours(&self, path: &Path) -> bool {
-        path.extension().is_some_and(|e| e == self.ext)
+        is_spool_file(path, self.ext)
     }
 
     /// Written by an earlier run (not under this run's name prefix).
@@ -283,6 +283,12 @@ impl Spool {
     pub fn is_empty(&self) -> bool {
         self.files().map(|f| f.is_empty()).unwrap_or(true)
     }
+}
+
+/// Whether `path` is named as a spooled request of the uploader whose file extension is `ext`
+/// (`otlp`, `jaeger-thrift`): what a spool takes for its own files.
+pub(crate) fn is_spool_file(path: &Path, ext: &str) -> bool {
+    path.extension().is_some_and(|e| e == ext)
 }
 
 /// Creates `dir` and its missing parents accessible to their owner only (0700 on Unix; an existing
