@@ -6,9 +6,11 @@
 //! counter): it samples the clock itself when it has nothing to send and while the link takes
 //! nothing, so a quiet device or a stalled link keeps its times, but a drain that is not called
 //! at all for that long cannot tell how many wraps went by. Wake it with a timer, not only when
-//! something was recorded. Anything that counts can be a clock: SysTick with a software high word (ready-made with
-//! feature `cortex-m`: `microspan::cortex_m::SysTickClock`), a hardware timer, the DWT cycle
-//! counter, an RTC, or `std::time::Instant` ([`StdClock`](crate::StdClock)).
+//! something was recorded; a transport that waits inside one long transfer keeps the time with
+//! [`Drain::keep_time`](crate::Drain::keep_time) meanwhile. Anything that counts can be a
+//! clock: SysTick with a software high word (ready-made with feature `cortex-m`:
+//! `microspan::cortex_m::SysTickClock`), a hardware timer, the DWT cycle counter, an RTC, or
+//! `std::time::Instant` ([`StdClock`](crate::StdClock)).
 
 /// A monotonic tick source.
 ///

@@ -256,6 +256,28 @@ pub struct DrainStats {
     pub names_ahead: u32,
 }
 
+/// A [`Drain`]'s timekeeping, lent out apart from its frame by
+/// [`Drain::fill_buf_keeping_time`]: it reaches only the drain's tick extension and its clock, so
+/// it can keep time while the frame's bytes are borrowed (by an async write that waits for a
+/// link that takes nothing).
+pub struct TimeKeeper<'d> {
+    ext: &'d mut TickExtender,
+    clock: &'d dyn Clock,
+}
+
+impl TimeKeeper<'_> {
+    /// What [`Drain::keep_time`] does: reads the clock and moves the tick extension on once the
+    /// clock is more than a quarter wrap ahead of it. Call it at least every few seconds (well
+    /// within half the clock's wrap period) while the write waits.
+    #[inline(always)]
+    pub fn keep_time(&mut self) {
+        let s = self.ext.sample(self.clock.now());
+        if s.delta >= 1 << (30 - self.ext.shift()) {
+            self.ext.take(s);
+        }
+    }
+}
+
 /// The single consumer of a tracer's ring, producing wire frames of at most `F` bytes and
 /// interning up to `NAMES * 3 / 4` strings per epoch.
 // The fields are laid out in this order (`repr(C)`): the state every record reads and writes
@@ -397,22 +419,45 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
     }
 
-    /// The link took nothing of the frame since it was last offered: while it stays stalled (no
-    /// host on RTT, a USB port not open, a writer that refuses), no frame is built, and the tick
-    /// extension, which an idle drain keeps fresh, would fall behind the clock. Past half the
-    /// clock's wrap period every later record would be extended the wrong way (a span dated years
-    /// off). So a stalled poll moves the extension on once the clock is more than a quarter wrap
-    /// ahead of it. Records that waited in the ring through a whole stall that long cannot be
-    /// dated by any 32-bit tick (they are extended from the newer value, the way a preempted
-    /// record is).
+    /// Keeps the tick extension up with the clock while the current frame waits for a link that
+    /// takes nothing: moves it on once the clock is more than a quarter wrap ahead of it, else
+    /// does nothing. Reads the clock; touches nothing else than the extension (never the frame's
+    /// bytes, so a DMA transfer may be reading them meanwhile), and may be called at any time.
+    ///
+    /// While the link is stalled (no host on RTT, a USB port not open, a writer that refuses), no
+    /// frame is built, and the extension, which an idle drain keeps fresh, would fall behind the
+    /// clock. Past half the clock's wrap period every later record would be extended the wrong
+    /// way (a span dated years off). [`fill_buf`](Self::fill_buf) calls this itself when it
+    /// finds its frame offered and nothing consumed since (a transport that polls a stalled
+    /// link); a transport that waits inside one long transfer instead (a DMA transfer held by
+    /// flow control) calls it while it waits, at least every few seconds, and one whose write
+    /// borrows the frame's bytes (an async write) uses the [`TimeKeeper`] of
+    /// [`fill_buf_keeping_time`](Self::fill_buf_keeping_time). Records that waited in the ring
+    /// through a whole stall that long cannot be dated by any 32-bit tick (they are extended from
+    /// the newer value, the way a preempted record is).
     #[cold]
     #[inline(never)]
-    fn keep_time(&mut self) {
-        let ext = &mut self.state.ext;
-        let s = ext.sample(self.tracer.clock.now());
-        if s.delta >= 1 << (30 - ext.shift()) {
-            ext.take(s);
+    pub fn keep_time(&mut self) {
+        TimeKeeper {
+            ext: &mut self.state.ext,
+            clock: &self.tracer.clock,
         }
+        .keep_time()
+    }
+
+    /// [`fill_buf`](Self::fill_buf), and beside its bytes the drain's [`TimeKeeper`]: a
+    /// transport whose write keeps the bytes borrowed for a long time (an async write to a USB
+    /// port the host has not opened) keeps time through it while it waits, which the borrow
+    /// rules out for [`keep_time`](Self::keep_time).
+    pub fn fill_buf_keeping_time(&mut self) -> (&[u8], TimeKeeper<'_>) {
+        self.fill_buf();
+        (
+            self.frame.unsent(),
+            TimeKeeper {
+                ext: &mut self.state.ext,
+                clock: &self.tracer.clock,
+            },
+        )
     }
 
     /// `true` when a frame is partly sent, or the next [`fill_buf`](Self::fill_buf) would build
