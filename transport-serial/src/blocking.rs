@@ -10,6 +10,12 @@
 //! a USB-CDC class's may not: with no host reading the port it waits for ever. Drain a link
 //! whose far end can stop reading with [`drain_ready`](BlockingDrain::drain_ready) (or the `nb`
 //! or async transports), never with `drain`, or the firmware hangs when the cable is out.
+//! `drain_ready` keeps the drain's time while the writer is not ready; `drain` cannot while it
+//! is inside a `write` (or `flush`) that waits: one that waits longer than half the clock's wrap
+//! period (2^31 ticks, 33.5 s at 64 MHz: a USB-CDC write with no host, a UART held by hardware
+//! flow control) leaves the records after it dated wrong, as no 32-bit tick can tell how many
+//! wraps went by. Bound such writes in the writer (a timeout that returns an error or what was
+//! sent: the next call finds the frame still offered and keeps time), or use `drain_ready`.
 //!
 //! An error (or an `Ok(0)`, which `embedded-io` forbids for a non-empty buffer) stops the call and
 //! is returned; the bytes the writer did not accept stay in the drain and go out on the next call.
@@ -182,7 +188,9 @@ impl<S: FrameSource, W: Write + WriteReady> BlockingDrain<S, W> {
     /// Writes pending bytes only while [`WriteReady::write_ready`] says the writer can take some
     /// without waiting; never waits. Returns the bytes written. Does not flush (a flush waits).
     ///
-    /// Counts a refusal when it stops with bytes still pending because the writer was not ready.
+    /// Counts a refusal when it stops with bytes still pending because the writer was not ready,
+    /// and then keeps the drain's time ([`FrameSource::keep_time`]): called every few seconds, it
+    /// dates records right however long the writer stays not ready.
     pub fn drain_ready(&mut self) -> Result<usize, Error<W::Error>> {
         let mut total = 0;
         loop {
@@ -196,6 +204,9 @@ impl<S: FrameSource, W: Write + WriteReady> BlockingDrain<S, W> {
                 Ok(true) => {}
                 Ok(false) => {
                     self.counters.refusal();
+                    // A link that stays not ready (a USB port not open) builds no frame: the
+                    // drain keeps its time on each such call instead (a clock read).
+                    self.source.keep_time();
                     return Ok(total);
                 }
                 Err(e) => {

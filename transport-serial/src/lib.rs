@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+use microspan::drain::TimeKeeper;
 use microspan::Drain;
 
 /// The `embedded-hal-nb` version whose serial `Write` the non-blocking drain drives.
@@ -34,6 +35,14 @@ pub mod rtt;
 /// - [`restart_frame`](Self::restart_frame) makes the next `fill_buf` a lone `0x00` delimiter,
 ///   then the whole current frame again: for a transport that cannot tell how much of a write
 ///   went out.
+/// - [`keep_time`](Self::keep_time) and the [`TimeKeeper`] of
+///   [`fill_buf_keeping_time`](Self::fill_buf_keeping_time) touch only the source's timekeeping,
+///   never the bytes `fill_buf` returned: a transport calls them while a transfer of those bytes
+///   is under way (a DMA engine reading them, an async write borrowing them).
+///
+/// A source that wraps a [`microspan::Drain`] should forward the two timekeeping methods too: the
+/// defaults keep no time, and a transport that waits inside one long transfer then dates the
+/// records after it wrong once the wait passes half the clock's wrap period.
 pub trait FrameSource {
     /// The unsent rest of the current frame, or the next frame; empty when there is nothing to send.
     fn fill_buf(&mut self) -> &[u8];
@@ -44,6 +53,17 @@ pub trait FrameSource {
     /// Sends the current frame again, whole, after a delimiter that ends the part the link may
     /// have carried ([`microspan::Drain::restart_frame`]).
     fn restart_frame(&mut self);
+    /// Keeps the source's time up with the clock while its current frame waits on a transfer
+    /// that has not finished ([`microspan::Drain::keep_time`]). The default does nothing.
+    #[inline]
+    fn keep_time(&mut self) {}
+    /// [`fill_buf`](Self::fill_buf), and beside the bytes the source's [`TimeKeeper`], reachable
+    /// while the bytes are borrowed ([`microspan::Drain::fill_buf_keeping_time`]). The default
+    /// has none.
+    #[inline]
+    fn fill_buf_keeping_time(&mut self) -> (&[u8], Option<TimeKeeper<'_>>) {
+        (self.fill_buf(), None)
+    }
 }
 
 impl<const F: usize, const NAMES: usize> FrameSource for Drain<'_, F, NAMES> {
@@ -62,6 +82,13 @@ impl<const F: usize, const NAMES: usize> FrameSource for Drain<'_, F, NAMES> {
     fn restart_frame(&mut self) {
         Drain::restart_frame(self)
     }
+    fn keep_time(&mut self) {
+        Drain::keep_time(self)
+    }
+    fn fill_buf_keeping_time(&mut self) -> (&[u8], Option<TimeKeeper<'_>>) {
+        let (bytes, keeper) = Drain::fill_buf_keeping_time(self);
+        (bytes, Some(keeper))
+    }
 }
 
 impl<S: FrameSource + ?Sized> FrameSource for &mut S {
@@ -79,6 +106,12 @@ impl<S: FrameSource + ?Sized> FrameSource for &mut S {
     }
     fn restart_frame(&mut self) {
         (**self).restart_frame()
+    }
+    fn keep_time(&mut self) {
+        (**self).keep_time()
+    }
+    fn fill_buf_keeping_time(&mut self) -> (&[u8], Option<TimeKeeper<'_>>) {
+        (**self).fill_buf_keeping_time()
     }
 }
 

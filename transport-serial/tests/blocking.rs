@@ -190,3 +190,62 @@ fn a_borrowed_drain_works_too() {
     }
     assert_eq!(drain.stats().frames, 1);
 }
+
+/// A USB CDC class behind `WriteReady`: takes 3 bytes, then says it is not ready while the host
+/// keeps the port closed.
+struct ClosedPort {
+    out: Vec<u8>,
+    open: bool,
+}
+
+impl ErrorType for ClosedPort {
+    type Error = LinkError;
+}
+
+impl Write for ClosedPort {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
+        let n = if self.open {
+            buf.len()
+        } else {
+            buf.len().min(3)
+        };
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> Result<(), LinkError> {
+        Ok(())
+    }
+}
+
+impl WriteReady for ClosedPort {
+    fn write_ready(&mut self) -> Result<bool, LinkError> {
+        // Ready for the first write only, until the port opens.
+        Ok(self.open || self.out.is_empty())
+    }
+}
+
+/// `drain_ready` polled once a second while the writer stays not ready for 40 minutes (more than
+/// half the clock's wrap period), a frame part-sent: the spans recorded after it are dated right.
+#[test]
+fn drain_ready_keeps_time_while_the_writer_is_not_ready() {
+    let fx = fixture::<4096>();
+    let port = ClosedPort {
+        out: Vec::new(),
+        open: false,
+    };
+    let mut tx = BlockingDrain::new(fx.drain(), port);
+    span_of_100_ticks(&fx, "before");
+    assert_eq!(tx.drain_ready(), Ok(3));
+    for _ in 0..STALL_SECONDS {
+        fx.clock.advance(1_000_000);
+        assert_eq!(tx.drain_ready(), Ok(0));
+    }
+    assert_eq!(tx.counters().refused, 1 + STALL_SECONDS);
+    tx.writer_mut().open = true;
+    span_of_100_ticks(&fx, "after");
+    while tx.has_pending() {
+        tx.drain_ready().unwrap();
+    }
+    let (_, port) = tx.into_parts();
+    assert_dated_across_stall(&decode(&port.out), "before", "after");
+}

@@ -400,3 +400,51 @@ pub fn drive<T>(
     }
     assert_eq!(fx.tracer.dropped(), 0, "the ring dropped records");
 }
+
+/// A 40-minute stall of the 1 MHz test clock (2.4e9 ticks: more than half its 2^32-tick wrap
+/// period, after which a drain that kept no time extends every new tick the wrong way), in
+/// one-second steps.
+pub const STALL_SECONDS: u32 = 2_400;
+
+/// Records a root span `name` lasting 100 ticks.
+pub fn span_of_100_ticks(fx: &Fixture, name: &'static str) {
+    let span = fx.tracer.root(name);
+    fx.clock.advance(100);
+    drop(span);
+}
+
+/// The start time (extended ticks) of the one span named `name` in `d`.
+pub fn start_time(d: &Decoded, name: &str) -> u64 {
+    let mut times = d.records.iter().filter_map(|r| match r {
+        Rec::Start { name: n, time, .. } if n == name => Some(*time),
+        _ => None,
+    });
+    let t = times.next().unwrap_or_else(|| panic!("no span {name}"));
+    assert!(times.next().is_none(), "two spans {name}");
+    t
+}
+
+/// Asserts that span `after`, recorded a [`STALL_SECONDS`] stall after span `before` (each
+/// lasting 100 ticks), is dated that far after it.
+pub fn assert_dated_across_stall(d: &Decoded, before: &str, after: &str) {
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    let gap = start_time(d, after) as i128 - start_time(d, before) as i128;
+    assert_eq!(
+        gap,
+        STALL_SECONDS as i128 * 1_000_000 + 100,
+        "the stall and 100 µs, in ticks of 1 µs"
+    );
+}
+
+/// A timer of the simulated clock: ready once `ticks` went by after it was made (as embassy's
+/// `Timer::after`).
+pub fn timer(clock: &'static ManualClock, ticks: u32) -> impl std::future::Future<Output = ()> {
+    let deadline = clock.now().wrapping_add(ticks);
+    std::future::poll_fn(move |_| {
+        if clock.now().wrapping_sub(deadline) as i32 >= 0 {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
