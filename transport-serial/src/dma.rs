@@ -13,6 +13,25 @@
 //!    abort with the count of bytes that did go out) consumes `n` bytes and ends the transfer; the
 //!    rest of the frame is offered by the next `start`.
 //!
+//! # A transfer that does not end
+//!
+//! Flow control can hold a transfer for ever (a USB port the host has not opened, a UART whose
+//! CTS line stays high). The drain builds no frame meanwhile, and the 32-bit clock ticks it
+//! extends to 64 bits would be extended the wrong way once the wait passes half the clock's wrap
+//! period (2^31 ticks, 33.5 s at 64 MHz): every record after it dated years off. So the drain
+//! keeps its time while the transfer runs, through [`keep_time`](DmaDrain::keep_time), which
+//! touches only its tick extension, never the frame the engine is reading:
+//!
+//! - a [`start`](DmaDrain::start) that finds the transfer still in flight calls it, so an idle
+//!   loop that calls `start` at least every few seconds needs nothing more;
+//! - a drain driven only from the transfer-complete interrupt is not called at all while the
+//!   transfer hangs: call [`keep_time`](DmaDrain::keep_time) from a periodic timer (every second
+//!   or so), or `start` from the idle loop.
+//!
+//! Records that wait in the ring through the whole of such a stall are extended from the newer
+//! time (no 32-bit tick can tell how many wraps went by); those recorded within the last quarter
+//! wrap before the link moves again, and all after, are dated right.
+//!
 //! # What the borrow checker cannot see
 //!
 //! The slice `start` returns borrows the `DmaDrain`, but the DMA engine keeps reading after that
@@ -24,6 +43,9 @@
 //!   harmless, as the common `Mutex<RefCell<Option<DmaDrain<…>>>>` pattern that `take()`s it out
 //!   and puts it back does. A `DmaDrain` that owns its `Drain` must stay where it is while a
 //!   transfer runs, `take()` included;
+//! - the `DmaDrain` may be used meanwhile (`start`, `keep_time`, `in_flight`, `has_pending`, the
+//!   counters): none of them writes the frame buffer (keeping time writes the drain's tick
+//!   extension, a field apart from it);
 //! - call `complete` exactly once per `start` that returned bytes, after the engine has stopped
 //!   reading (transfer-complete flag, or the channel disabled after an abort).
 //!
@@ -76,9 +98,11 @@ impl<S: FrameSource> DmaDrain<S> {
     /// in flight until [`complete`](Self::complete).
     ///
     /// `None` when a transfer is already in flight (the frame buffer is the DMA's until
-    /// `complete`), or when there is nothing to send. See the [module docs](self) for the rules.
+    /// `complete`; the drain keeps its time then, see [`keep_time`](Self::keep_time)), or when
+    /// there is nothing to send. See the [module docs](self) for the rules.
     pub fn start(&mut self) -> Option<&[u8]> {
         if self.in_flight.is_some() {
+            self.source.keep_time();
             return None;
         }
         let bytes = self.source.fill_buf();
@@ -119,6 +143,16 @@ impl<S: FrameSource> DmaDrain<S> {
         self.counters.sent(n, len);
         self.counters.error();
         true
+    }
+
+    /// Keeps the drain's time up with the clock while a transfer hangs
+    /// ([`FrameSource::keep_time`]): see "A transfer that does not end" in the
+    /// [module docs](self). Reads the clock, touches nothing the DMA engine reads, and may be
+    /// called at any time, in flight or not; a [`start`](Self::start) that finds a transfer in
+    /// flight calls it itself. Call it every second or so from a periodic timer when `start` is
+    /// called only from the transfer-complete interrupt.
+    pub fn keep_time(&mut self) {
+        self.source.keep_time();
     }
 
     /// The length of the transfer in flight, if any.

@@ -5,8 +5,10 @@
 mod common;
 use common::*;
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use embedded_io::ErrorKind;
@@ -286,4 +288,136 @@ fn run_drains_then_waits_for_idle() {
     assert!(c.errors > 0);
     let (_, mock) = tx.into_parts();
     assert_exact(&mock.out, STEPS);
+}
+
+/// Set by the test when the host opens the port.
+type Open = Rc<Cell<bool>>;
+/// What the port sent.
+type Sent = Rc<RefCell<Vec<u8>>>;
+
+/// A USB CDC port the host has not opened: `write` stays pending until `open` is set, then
+/// takes everything.
+struct ClosedPort {
+    open: Open,
+    out: Sent,
+    writes: u32,
+}
+
+impl ErrorType for ClosedPort {
+    type Error = LinkError;
+}
+
+impl Write for ClosedPort {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
+        self.writes += 1;
+        let open = self.open.clone();
+        std::future::poll_fn(|_| {
+            if open.get() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        self.out.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        Ok(())
+    }
+}
+
+fn closed_port() -> (ClosedPort, Open, Sent) {
+    let port = ClosedPort {
+        open: Open::default(),
+        out: Sent::default(),
+        writes: 0,
+    };
+    let (open, out) = (port.open.clone(), port.out.clone());
+    (port, open, out)
+}
+
+/// A write that waits 40 minutes (more than half the clock's wrap period) for the host to open
+/// the port, while a one-second timer fires beside it: the write is not cancelled (nothing is
+/// sent twice), and the spans recorded after it are dated right.
+#[test]
+fn drain_once_keeping_time_dates_spans_after_a_write_that_waited_40_minutes() {
+    let fx = fixture::<4096>();
+    let (port, open, out) = closed_port();
+    let mut tx = AsyncDrain::new(fx.drain(), port);
+    let mut cx = Context::from_waker(Waker::noop());
+    let clock = fx.clock;
+    span_of_100_ticks(&fx, "before");
+    {
+        let mut fut = pin!(tx.drain_once_keeping_time(|| timer(clock, 1_000_000)));
+        for _ in 0..STALL_SECONDS {
+            fx.clock.advance(1_000_000);
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        open.set(true);
+        assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(n)) if n > 0));
+    }
+    assert_eq!(tx.writer().writes, 1, "the write was never cancelled");
+    span_of_100_ticks(&fx, "after");
+    block_on(tx.drain_once_keeping_time(|| timer(clock, 1_000_000))).unwrap();
+    assert_eq!(tx.restarts(), 0);
+    assert!(!tx.has_pending());
+    let d = decode(&out.borrow());
+    assert_eq!(d.duplicates, 0);
+    assert_dated_across_stall(&d, "before", "after");
+}
+
+/// `run` keeps time with its `idle` timer while a write waits.
+#[test]
+fn run_keeps_time_while_a_write_waits_40_minutes() {
+    let fx = fixture::<4096>();
+    let (port, open, out) = closed_port();
+    let mut tx = AsyncDrain::new(fx.drain(), port);
+    let clock = fx.clock;
+    span_of_100_ticks(&fx, "before");
+    {
+        let mut task = pin!(tx.run(|| timer(clock, 1_000_000)));
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..STALL_SECONDS {
+            fx.clock.advance(1_000_000);
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+        }
+        open.set(true);
+        span_of_100_ticks(&fx, "after");
+        for _ in 0..10 {
+            fx.clock.advance(1_000_000);
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+        }
+    }
+    assert_eq!(tx.restarts(), 0);
+    assert!(!tx.has_pending());
+    let d = decode(&out.borrow());
+    assert_eq!(d.duplicates, 0);
+    assert_dated_across_stall(&d, "before", "after");
+}
+
+/// A tick that is always ready makes the task yield (wake itself, return `Pending`), not loop.
+#[test]
+fn a_tick_that_is_always_ready_yields_instead_of_looping() {
+    let fx = fixture::<4096>();
+    let (port, open, out) = closed_port();
+    let mut tx = AsyncDrain::new(fx.drain(), port);
+    span_of_100_ticks(&fx, "only");
+    let mut ticks = 0u32;
+    {
+        let mut fut = pin!(tx.drain_once_keeping_time(|| {
+            ticks += 1;
+            std::future::ready(())
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..10 {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        open.set(true);
+        assert!(fut.as_mut().poll(&mut cx).is_ready());
+    }
+    assert_eq!(ticks, 10, "one tick per poll of the pending write");
+    let d = decode(&out.borrow());
+    assert!(d.frame_errors.is_empty());
+    start_time(&d, "only");
 }

@@ -25,6 +25,37 @@ const _: () = {
     is_sync::<Counters>();
 };
 
+const _: () = {
+    // Lent out beside a frame's bytes, held across the awaits of an async write.
+    is_send::<microspan::drain::TimeKeeper<'static>>();
+};
+
+/// An async writer whose futures are `Send` (as embassy's drivers' are).
+struct AsyncUart;
+
+impl embedded_io_async::ErrorType for AsyncUart {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io_async::Write for AsyncUart {
+    async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> {
+        Ok(b.len())
+    }
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The async drain's futures are `Send` too, timekeeping included, so a task of a `Send`
+/// executor (embassy's `spawn` from another core or an interrupt executor) can run them.
+#[allow(dead_code)]
+fn async_futures_are_send(tx: &mut AsyncDrain<Drain<'static>, AsyncUart>) {
+    fn send<T: Send>(_: T) {}
+    send(tx.drain_once());
+    send(tx.drain_once_keeping_time(|| core::future::ready(())));
+    send(tx.run(|| core::future::ready(())));
+}
+
 #[cfg(feature = "rtt")]
 const _: () = {
     is_send::<microspan_serial::rtt::RttDrain<Drain<'static>>>();

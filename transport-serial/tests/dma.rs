@@ -153,3 +153,41 @@ fn a_flush_until_nothing_is_pending_reports_the_last_drop() {
         "nothing left once has_pending is false"
     );
 }
+
+/// A transfer held by flow control for 40 minutes (more than half the clock's wrap period): the
+/// spans recorded after it are still dated right. The drain keeps its time through a `start`
+/// that finds the transfer in flight (an idle loop), or through `keep_time` (a periodic timer,
+/// for a drain driven by the transfer-complete interrupt alone).
+#[test]
+fn spans_after_a_transfer_held_for_40_minutes_are_dated_right() {
+    for idle_loop in [true, false] {
+        let fx = fixture::<4096>();
+        let mut dma = DmaDrain::new(fx.drain());
+        let mut wire = Vec::new();
+        span_of_100_ticks(&fx, "before");
+        let held = dma.start().unwrap().to_vec();
+        for _ in 0..STALL_SECONDS {
+            fx.clock.advance(1_000_000);
+            if idle_loop {
+                assert!(dma.start().is_none(), "one transfer at a time");
+            } else {
+                dma.keep_time();
+            }
+            assert_eq!(dma.in_flight(), Some(held.len()));
+        }
+        // The frame the engine was reading is unchanged: keeping time touched none of it (a
+        // transfer that sent nothing gets the same bytes again).
+        assert!(dma.complete(0));
+        assert_eq!(dma.start(), Some(&held[..]));
+        assert_eq!(dma.source().stats().frames, 1);
+        wire.extend_from_slice(&held);
+        assert!(dma.complete(held.len()));
+        span_of_100_ticks(&fx, "after");
+        while let Some(bytes) = dma.start() {
+            wire.extend_from_slice(bytes);
+            let n = bytes.len();
+            dma.complete(n);
+        }
+        assert_dated_across_stall(&decode(&wire), "before", "after");
+    }
+}
