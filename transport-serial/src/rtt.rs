@@ -1,8 +1,8 @@
 //! Drain to a SEGGER RTT up-channel (feature `rtt`, through [`rtt_target`]).
 //!
-//! RTT needs no pins: the debug probe (or `microspan --rtt-gdb` through a GDB server or QEMU's GDB
-//! stub) reads a ring buffer in the target's RAM. microspan gets **an up-channel of its own**, so
-//! defmt keeps channel 0 in the same firmware and the two streams never interleave.
+//! RTT needs no pins: the debug probe (or `microspan decode --rtt-gdb` through a GDB server or
+//! QEMU's GDB stub) reads a ring buffer in the target's RAM. microspan gets **an up-channel of its
+//! own**, so defmt keeps channel 0 in the same firmware and the two streams never interleave.
 //!
 //! # Non-blocking by default
 //!
@@ -51,9 +51,10 @@
 //! }
 //! ```
 //!
-//! On the host: `microspan --rtt-gdb localhost:3333 --elf firmware.elf` (or a probe tool that
-//! exposes up channel 1 as a stream). The RTT buffer should hold at least one frame (the drain's
-//! `F`) so that a frame can leave in one piece while the host is reading steadily; any size works.
+//! On the host: `microspan decode --rtt-gdb localhost:3333 --elf firmware.elf` (or a probe tool
+//! that exposes up channel 1 as a stream). The RTT buffer should hold at least one frame (the
+//! drain's `F`) so that a frame can leave in one piece while the host is reading steadily; any size
+//! works.
 //!
 //! `rtt_init!` takes a critical section, so the firmware must link a `critical-section`
 //! implementation (e.g. `cortex-m`'s `critical-section-single-core` feature).
