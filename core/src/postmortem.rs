@@ -39,8 +39,12 @@
 //!   it, and so are records evicted by a flight recorder. A span whose start record is among them
 //!   is not shown as open (its later records are orphans to the decoder).
 //! - The descriptor's layout assumes a 32-bit little-endian target (every Cortex-M, RISC-V MCUs).
-//! - A crash while a producer was between reserve and commit leaves an uncommitted record: the
-//!   replay stops there (the records after it are counted as unreadable, not decoded).
+//! - A crash while a producer was between reserve and commit leaves an uncommitted record, and an
+//!   eviction or hand-back in progress leaves one zeroed from its header on. Such a record is
+//!   lost: the replay skips it and goes on from the first later position, within one record's
+//!   length, from which whole records run to the head; the skipped words are counted as unread.
+//!   Each later gap is handled the same way. Only when nothing whole after a gap reads on to the
+//!   head does the replay stop at the first gap.
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
