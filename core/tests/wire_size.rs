@@ -10,7 +10,8 @@
 //! link, one small frame per trace: the worst case for framing overhead). The cost of the child
 //! span alone is measured by difference: the same stream with and without `Bar`.
 
-// `foo` and `bar` are the reference example's span names (MISSION.md), not placeholders.
+// `foo` and `bar` are the span names of the reference example (the Jaeger Go client's), not
+// placeholders.
 #![allow(clippy::disallowed_names)]
 
 mod common;

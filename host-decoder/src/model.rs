@@ -1,6 +1,7 @@
 //! The decoder's span model: what span assembly produces and every exporter consumes.
 //!
-//! It is the OpenTracing model of `MISSION.md` with host types (strings, wall-clock nanoseconds).
+//! It is the OpenTracing span model (operation, start and duration, tags, logs, references,
+//! baggage) with host types (strings, wall-clock nanoseconds).
 //! Exporters only read it; nothing here knows about the wire format.
 //!
 //! What many spans repeat is shared rather than copied: keys and the service name are

@@ -2,7 +2,8 @@
 //! on a real link (lost frames, a decoder that joins late, a device reset, a full ring, capacity
 //! truncations, spans that never finish, a newer wire version, a lost name definition).
 
-// `foo` and `bar` are the reference example's span names (MISSION.md), not placeholders.
+// `foo` and `bar` are the span names of the reference example (the Jaeger Go client's), not
+// placeholders.
 #![allow(clippy::disallowed_names)]
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,4 +1,4 @@
-//! The user's reference trace, recorded on the desktop with microspan and written as a wire stream.
+//! The reference trace, recorded on the desktop with microspan and written as a wire stream.
 //!
 //! `cargo run -p microspan-examples --bin desktop -- OUT` writes the stream to the file `OUT`
 //! (`-` for standard output). Decode it with `microspan decode --file OUT`.
@@ -8,7 +8,8 @@
 //! `message="something wrong"` and sets `error=true`. The sleeps are shortened (10 ms and 20 ms
 //! instead of 1 s and 2 s).
 
-// `foo` and `bar` are the reference example's span names (MISSION.md), not placeholders.
+// `foo` and `bar` are the span names of the reference example (the Jaeger Go client's), not
+// placeholders.
 #![allow(clippy::disallowed_names)]
 
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! Shared by the criterion bench (`benches/decode.rs`), the hostile-input tests and the fuzz seed
 //! corpus (`tests/hostile.rs` includes this file with `#[path]`).
 //!
-//! Each trace is the user's reference trace (`in-process-service` → `Foo` → `Bar`, 1 MHz clock, the
+//! Each trace is the reference trace (`in-process-service` → `Foo` → `Bar`, 1 MHz clock, the
 //! sleeps shortened a hundredfold), optionally with its tags and log (`http.method`,
 //! `http.status_code` on `Foo`; `error=true` and the `event`/`message` log on `Bar`), and with
 //! extras on some traces: baggage on the root, a FollowsFrom consumer carrying an extra reference,

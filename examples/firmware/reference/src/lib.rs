@@ -1,4 +1,5 @@
-//! The reference trace of MISSION.md, recorded on an emulated microcontroller.
+//! microspan's reference trace (the one the README, the examples and the end-to-end tests show),
+//! recorded on an emulated microcontroller.
 //!
 //! Shared by every binary of this crate (and so by both boards):
 //!
