@@ -8,7 +8,7 @@
 //! | 0 | 1 | version, [`VERSION`] (`0` = no context: a zeroed message field extracts as `NotFound`) |
 //! | 1 | 16 | trace id, big-endian (the byte order of its hex form) |
 //! | 17 | 8 | span id (the sender's span), big-endian |
-//! | 25 | 1 | flags: bit 0 sampled, bit 1 debug |
+//! | 25 | 1 | flags: bit 0 sampled, bit 1 debug (implies sampled), bit 3 Jaeger's firehose (passed on); other bits written 0, ignored |
 //! | 26 | 1 | baggage item count `n` |
 //! | 27 | … | `n` × (`key_len: u8`, key UTF-8, `value_len: u8`, value UTF-8) |
 //!
