@@ -92,7 +92,7 @@ fn run(quick: bool, desktop: bool) -> R<String> {
         (BTreeMap::new(), "skipped (--no-desktop)".into())
     };
     let decoder = if desktop {
-        step("decoder: cargo bench -p microspan-decoder --bench decode");
+        step(&format!("decoder: {}", decoder_bench_command(quick)));
         decoder_throughput(quick)
     } else {
         Err("skipped (--no-desktop)".into())
@@ -244,18 +244,12 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| qemu::repo_root().join("target"))
 }
 
-/// The table the decoder's own bench prints.
-fn decoder_throughput(quick: bool) -> R<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(qemu::repo_root())
-        .args(["bench", "-p", "microspan-decoder", "--bench", "decode"])
-        .env(
-            "MICROSPAN_BENCH_TRACES",
-            if quick { "5000" } else { "50000" },
-        );
+/// The decoder's bench as this runner invokes it: traces per stream (`MICROSPAN_BENCH_TRACES`)
+/// and cargo's arguments. The report quotes the same values (`decoder_bench_command`).
+fn decoder_bench(quick: bool) -> (&'static str, Vec<&'static str>) {
+    let mut args = vec!["bench", "-p", "microspan-decoder", "--bench", "decode"];
     if quick {
-        cmd.args([
+        args.extend([
             "--",
             "--warm-up-time",
             "0.2",
@@ -264,7 +258,26 @@ fn decoder_throughput(quick: bool) -> R<String> {
             "--sample-size",
             "10",
         ]);
+        ("5000", args)
+    } else {
+        ("50000", args)
     }
+}
+
+/// The decoder's bench as a shell command, for the progress line and the report.
+fn decoder_bench_command(quick: bool) -> String {
+    let (traces, args) = decoder_bench(quick);
+    format!("MICROSPAN_BENCH_TRACES={traces} cargo {}", args.join(" "))
+}
+
+/// The table the decoder's own bench prints.
+fn decoder_throughput(quick: bool) -> R<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let (traces, args) = decoder_bench(quick);
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(qemu::repo_root())
+        .args(args)
+        .env("MICROSPAN_BENCH_TRACES", traces);
     let out = cmd
         .output()
         .map_err(|e| format!("running cargo bench: {e}"))?;
@@ -809,7 +822,11 @@ fn report(
     let _ = writeln!(w, "## Host decoder throughput\n");
     match decoder {
         Ok(t) => {
-            let _ = writeln!(w, "From `cargo bench -p microspan-decoder --bench decode` (spans per second, one core):\n\n{t}\n");
+            let _ = writeln!(
+                w,
+                "From `{}` (spans per second, one core):\n\n{t}\n",
+                decoder_bench_command(quick)
+            );
         }
         Err(e) => {
             let _ = writeln!(w, "Not measured: {}\n", e.lines().next().unwrap_or(""));
