@@ -12,12 +12,14 @@
 //! value) are defined once per epoch, whole, in a `NAME` record before their first use; when a
 //! record does not fit an empty frame beside the definitions of its new strings (a log with three
 //! static fields in a `Drain<64>`), the definitions go first, alone, in as many frames as they
-//! need, and the record follows ([`DrainStats::names_ahead`] counts those frames). What cannot be
-//! sent is a record that does not fit an empty frame by itself, or a single static string that
-//! does not (a 250-byte span name with `Drain<256>`, a 52-byte one with `Drain<64>`): such a
-//! record is dropped and counted with the ring's drops, which the decoder reports as the
-//! device's drops, and in [`DrainStats::oversize`]. Keep static strings well under `F` minus 32
-//! bytes, or choose a larger `F`.
+//! need, and the record follows ([`DrainStats::names_ahead`] counts those frames). A single static
+//! string longer than an empty frame (a 250-byte span name with `Drain<256>`, a 52-byte one with
+//! `Drain<64>`) goes ahead cut to fill one ([`DrainStats::names_cut`]): the decoder shows it
+//! ending in `…` and warns on the spans that use it. What cannot be sent is a record that does
+//! not fit an empty frame by itself (long inline text in a small frame): it is dropped and
+//! counted with the ring's drops, which the decoder reports as the device's drops, and in
+//! [`DrainStats::oversize`]. Keep static strings well under `F` minus 32 bytes, or choose a
+//! larger `F`.
 //!
 //! ```
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
@@ -246,14 +248,16 @@ pub struct DrainStats {
     pub bytes: u64,
     /// Ring records encoded.
     pub records: u32,
-    /// Records dropped by the drain because they could not fit an empty frame (a static name or
-    /// key too long for the frame size `F`, or inline text and values that are; see the
-    /// [module docs](self)). They are counted with the ring's drops too, which the decoder
-    /// reports.
+    /// Records dropped by the drain because they could not fit an empty frame by themselves
+    /// (inline text and values too long for the frame size `F`; see the [module docs](self)).
+    /// They are counted with the ring's drops too, which the decoder reports.
     pub oversize: u32,
     /// Frames that carried only the name definitions of a record that did not fit an empty frame
     /// beside them; the record followed in the next frame.
     pub names_ahead: u32,
+    /// Static strings longer than an empty frame, sent cut to fit it (`NAME_CUT`: the decoder
+    /// marks them and warns on the spans that use them), once per epoch each.
+    pub names_cut: u32,
 }
 
 /// A [`Drain`]'s timekeeping, lent out apart from its frame by
@@ -613,7 +617,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// A record that does not fit an empty frame beside the definitions of the names it uses for
     /// the first time this epoch (`new_names`, the interner entries it added before it was
     /// refused): writes as many of those definitions as fit into the frame, alone, so that the
-    /// record follows in the next frame with references only. Returns whether any went out.
+    /// record follows in the next frame with references only. A first definition longer than the
+    /// empty frame goes cut to fill it (`NAME_CUT`). Returns whether any went out.
     ///
     /// Refused (the record is then dropped as oversize) when the next frame starts an epoch, which
     /// forgets every name, and for a record whose names already went ahead in an earlier epoch:
@@ -646,12 +651,24 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             if self.names.predefine_slow(&mut w, s) == INLINE {
                 break;
             }
-            if keep(w).is_err() {
-                // Longer than what is left of the frame: it goes first in the next one.
-                self.names.abort_record(i);
-                break;
+            if keep(w).is_ok() {
+                defined += 1;
+                continue;
             }
-            defined += 1;
+            if defined == 0 {
+                // Longer than an empty frame by itself (the frame holds its header only): its
+                // beginning goes, marked as cut, and defines the name for the rest of the epoch.
+                let mut w = self.frame.writer();
+                define_cut(&mut w, (i as u32 + 1, s));
+                if keep(w).is_ok() {
+                    self.stats.names_cut += 1;
+                    defined += 1;
+                    break;
+                }
+            }
+            // Longer than what is left of the frame: it goes first in the next one.
+            self.names.abort_record(i);
+            break;
         }
         if defined == 0 {
             return false;
@@ -1200,6 +1217,23 @@ fn define<const F: usize>(w: &mut Writer<'_, F>, (id, s): (u32, &'static str)) {
     w.put_c(tag::EXT | ext::NAME);
     w.var32_c(id);
     str_bytes(w, s.as_bytes(), 0);
+}
+
+/// A `NAME_CUT` record: as much of `s` as fills the frame's room, in whole characters.
+#[inline(never)]
+fn define_cut<const F: usize>(w: &mut Writer<'_, F>, (id, s): (u32, &'static str)) {
+    let b = s.as_bytes();
+    // The tag byte and two varints of at most 2 bytes each (an id below 256, a length below
+    // 2^14) precede the text.
+    let mut n = w.room().saturating_sub(5).min(b.len());
+    // Back to the start of a character (continuation bytes are `10xx_xxxx`; a `str` never
+    // starts with one, so `n` stays above 0 while it moves).
+    while b.get(n).is_some_and(|&c| c & 0xC0 == 0x80) {
+        n -= 1;
+    }
+    w.put_c(tag::EXT | ext::NAME_CUT);
+    w.var32_c(id);
+    str_bytes(w, b.get(..n).unwrap_or_default(), 0);
 }
 
 /// A `SET_TIME` record.

@@ -142,8 +142,14 @@ pub fn decode(stream: &[u8]) -> Decoded {
                             service: h.service.into(),
                             boot_id: h.boot_id,
                         },
-                        Record::Name { id, name } => {
-                            out.names.insert(id, name.into());
+                        Record::Name { id, name, cut } => {
+                            // A name the device cut is marked, as the host decoder marks it.
+                            let name = if cut {
+                                format!("{name}…")
+                            } else {
+                                name.into()
+                            };
+                            out.names.insert(id, name);
                             continue;
                         }
                         Record::Start(s) => Owned::Start {
@@ -375,8 +381,13 @@ pub fn decode_typed(stream: &[u8]) -> TypedStream {
                             service: h.service.into(),
                             boot_id: h.boot_id,
                         },
-                        Record::Name { id, name } => {
-                            names.insert(id, name.into());
+                        Record::Name { id, name, cut } => {
+                            let name = if cut {
+                                format!("{name}…")
+                            } else {
+                                name.into()
+                            };
+                            names.insert(id, name);
                             continue;
                         }
                         Record::Start(st) => Typed::Start {

@@ -701,3 +701,42 @@ fn names_that_cannot_go_ahead_before_the_epoch_ends_leave_the_record_dropped_and
         "no frame of names was wasted on an epoch that ended"
     );
 }
+
+#[test]
+fn a_static_name_longer_than_a_frame_is_sent_cut_and_marked() {
+    // A 100-byte span name cannot fit a 64-byte frame: its beginning is sent as a `NAME_CUT`
+    // (the test decoder marks it with "…"), and the span and its child arrive.
+    const LONG: &str = "sensor.temperature.read-and-calibrate-with-retries-and-a-name-far-longer-than-a-small-frame-holds";
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    let mut drain: Drain<'_, 64> = Drain::new(&TRACER).unwrap();
+    let _ = drain_all(&mut drain);
+    {
+        let long = TRACER.root(LONG);
+        drop(long.child("child"));
+    }
+    let mut wire = Vec::new();
+    let mut rounds = 0;
+    while drain.has_pending() {
+        wire.extend(drain_all(&mut drain));
+        rounds += 1;
+        assert!(rounds < 100, "the drain stalled: {:?}", drain.stats());
+    }
+    let stats = drain.stats();
+    assert_eq!((stats.oversize, stats.names_cut), (0, 1), "{stats:?}");
+    assert_eq!(TRACER.dropped(), 0);
+    let d = decode(&wire);
+    let names: Vec<String> = d
+        .spans()
+        .into_iter()
+        .filter_map(|r| match r {
+            Owned::Start { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let cut = names[0].strip_suffix('…').expect("marked as cut");
+    assert!(LONG.starts_with(cut) && cut.len() > 30, "{cut:?}");
+    assert_eq!(names[1], "child");
+}

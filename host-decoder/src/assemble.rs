@@ -99,6 +99,9 @@ pub struct Stats {
     pub incomplete_spans: u64,
     /// Device resets seen (new boot id).
     pub resets: u64,
+    /// Static strings the device cut to fit its frame size (`NAME_CUT`), counted once per
+    /// distinct text. They end in `…`, and the spans that use them carry a warning.
+    pub names_cut: u64,
     /// Spans currently open.
     pub open_spans: u64,
     /// Spans exported early because a memory limit was reached.
@@ -928,6 +931,8 @@ pub struct Assembler {
     /// Open spans in start order (for evicting the oldest); may hold ids already finished.
     open_order: VecDeque<u32>,
     recent: RecentCache,
+    /// The texts of the names the device cut ([`Assembler::define_cut`]).
+    cut_names: Vec<SharedStr>,
     /// Traces with open spans or finished spans waiting for the trace to finish.
     traces: IdMap<u128, TraceState>,
     /// Traces with buffered spans, oldest first; may hold traces already handed over.
@@ -985,6 +990,7 @@ impl Assembler {
             slab: Slab::new(),
             open_order: VecDeque::new(),
             recent: RecentCache::new(opts.limits.max_recent_spans),
+            cut_names: Vec::new(),
             traces: id_map(hash),
             buffered_order: VecDeque::new(),
             buffered_count: 0,
@@ -1122,6 +1128,21 @@ impl Assembler {
     /// End of input: every open span is exported as incomplete, every buffered trace flushed.
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
         self.close_session("the stream ended before this span finished", out);
+    }
+
+    /// A name the device cut to fit its frame: kept with a `…` that shows the cut, and
+    /// remembered (up to [`MAX_CUT_NAMES`] texts) so that the spans using it get a warning.
+    #[cold]
+    #[inline(never)]
+    fn define_cut(&mut self, id: u32, name: &str) {
+        let text = SharedStr::from(format!("{name}…"));
+        if !self.cut_names.iter().any(|c| c.as_str() == text.as_str()) {
+            self.stats.names_cut += 1;
+            if self.cut_names.len() < MAX_CUT_NAMES {
+                self.cut_names.push(text.clone());
+            }
+        }
+        self.names.insert(id, text);
     }
 
     fn sequence(&mut self, seq: u16) {
@@ -1406,10 +1427,18 @@ impl Assembler {
                     s.hello.wall_clock = h.wall_clock.or(s.hello.wall_clock);
                 }
             }
-            Record::Name { id, name } => {
+            Record::Name {
+                id,
+                name,
+                cut: device_cut,
+            } => {
                 if self.names.len() < self.opts.limits.max_names || self.names.contains(id) {
                     let (name, _) = cut(name, self.opts.limits.max_string_len);
-                    self.names.insert(id, SharedStr::from(name));
+                    if device_cut {
+                        self.define_cut(id, name);
+                    } else {
+                        self.names.insert(id, SharedStr::from(name));
+                    }
                 }
             }
             Record::Start(st) => self.start(st),
@@ -1900,6 +1929,9 @@ impl Assembler {
                 &mut span.warnings,
             );
         }
+        if !self.cut_names.is_empty() {
+            warn_of_cut_names(span, &self.cut_names);
+        }
         for log in &mut span.logs {
             log.time_unix_nanos = session.unix_nanos(log.time_unix_nanos);
         }
@@ -2022,6 +2054,38 @@ impl Assembler {
 /// marked ([`mark_loss`]) before it is counted.
 fn losses(stats: &Stats) -> u64 {
     stats.lost_frames + stats.device_drops + stats.record_errors
+}
+
+/// Most texts of cut names remembered for warnings (a device has few static strings).
+const MAX_CUT_NAMES: usize = 256;
+
+/// Adds a warning to `span` for each of `cut` among its name, tag keys and values and log keys
+/// and values.
+fn warn_of_cut_names(span: &mut Span, cut: &[SharedStr]) {
+    let is_cut = |t: &str| t.ends_with('…') && cut.iter().any(|c| c.as_str() == t);
+    let fields = span
+        .tags
+        .iter()
+        .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
+    let mut found: Vec<&str> = Vec::new();
+    for t in std::iter::once(span.operation.as_str()).chain(fields.flat_map(|f| {
+        let value = match &f.value {
+            Value::Str(v) => Some(v.as_str()),
+            _ => None,
+        };
+        std::iter::once(f.key.as_str()).chain(value)
+    })) {
+        if is_cut(t) && !found.contains(&t) {
+            found.push(t);
+        }
+    }
+    let warnings: Vec<String> = found
+        .iter()
+        .map(|t| {
+            format!("the device cut the static string \"{t}\" to fit its frame size (a larger drain frame, Drain<F>, keeps it whole)")
+        })
+        .collect();
+    span.warnings.extend(warnings);
 }
 
 /// Remembers a loss of the session: the losses counted before it and the latest device time

@@ -323,6 +323,12 @@ impl StreamStats {
                 s.frames_before_session
             ));
         }
+        if s.names_cut > 0 {
+            out.push(format!(
+                "{} static strings were longer than the device's drain frame and arrived cut (they end in \"…\", and the spans using them carry a warning): give the drain a larger frame (`Drain<F>`) or use shorter names",
+                s.names_cut
+            ));
+        }
         if self.unfinished_bytes > 0 && s.frames > 0 {
             out.push(format!(
                 "the input ended inside a frame: its last {} bytes were not a whole frame (the capture was cut short)",

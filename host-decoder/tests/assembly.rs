@@ -679,3 +679,47 @@ fn a_log_whose_names_fill_a_small_frame_arrives_whole() {
         ]
     );
 }
+
+#[test]
+fn a_name_the_device_cut_to_fit_its_frame_is_marked_and_warned_about() {
+    const LONG: &str = "sensor.temperature.read-and-calibrate-with-retries-and-a-name-far-longer-than-a-small-frame-holds";
+    let clock = ManualClock::new();
+    let ring: Ring<4096> = Ring::new();
+    let session = Session::new("svc").boot_id(4);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
+    drain.set_epoch_frames(4);
+    let mut stream = drain_all(&mut drain);
+    // Two epochs: the name is defined (cut) again in the second, and counted once.
+    for _ in 0..6 {
+        let s = tracer.root(LONG);
+        s.set_tag("n", 1u32);
+        clock.advance(100);
+        drop(s);
+        stream.extend(drain_all(&mut drain));
+    }
+    assert!(drain.stats().names_cut >= 2, "{:?}", drain.stats());
+    let d = decode(&stream);
+    let stats = d.decoder.stats();
+    assert_eq!(stats.spans.device_drops, 0);
+    assert_eq!(stats.spans.names_cut, 1);
+    assert_eq!(d.spans.len(), 6);
+    for s in &d.spans {
+        let cut = s.operation.strip_suffix('…').expect("marked as cut");
+        assert!(LONG.starts_with(cut), "{:?}", s.operation);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].contains("the device cut the static string")
+                && s.warnings[0].contains(cut),
+            "{:?}",
+            s.warnings
+        );
+    }
+    let problems = stats.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("1 static strings were longer than the device's drain frame")),
+        "{problems:?}"
+    );
+}

@@ -78,8 +78,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// too, so the difference did not count it before either.) Raised again from (12 030, 11 700)
 /// for name definitions sent ahead of a record that does not fit an empty frame beside them
 /// (`Drain::refuse`, 272 B on Cortex-M3: the reference example's three-field log was dropped by
-/// a `Drain<64>` before): 12 224 / 11 944 B when set.
-const FLASH_BUDGET: (f64, f64) = (12_290.0, 12_000.0);
+/// a `Drain<64>` before): 12 224 / 11 944 B when set. Raised again from (12 290, 12 000) for a
+/// static string longer than an empty frame, sent cut (`NAME_CUT`) instead of its record being
+/// dropped (`define_cut`, 108 B, and its branch in `Drain::refuse` on Cortex-M3): 12 416 /
+/// 12 132 B when set.
+const FLASH_BUDGET: (f64, f64) = (12_480.0, 12_190.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 

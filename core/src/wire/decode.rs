@@ -506,6 +506,8 @@ pub enum Record<'a> {
         id: u32,
         /// Text.
         name: &'a str,
+        /// The device cut the string to fit a frame (`NAME_CUT`): `name` is its beginning.
+        cut: bool,
     },
     /// A span starts.
     Start(Start<'a>),
@@ -813,11 +815,16 @@ impl<'a> RecordDecoder<'a> {
                 }
                 f(Record::Hello(hello))
             }
-            ext::NAME => {
+            // Kind 14 is version 2's: a version 1 frame meeting it is abandoned.
+            kind @ (ext::NAME | ext::NAME_CUT) if kind == ext::NAME || self.v2 => {
                 let id = c.u32()?;
                 let len = c.len()?;
                 let name = c.text(len)?;
-                f(Record::Name { id, name })
+                f(Record::Name {
+                    id,
+                    name,
+                    cut: kind == ext::NAME_CUT,
+                })
             }
             ext::START => {
                 let delta = c.u32()?;

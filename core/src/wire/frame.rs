@@ -394,6 +394,11 @@ impl<const F: usize> Writer<'_, F> {
         self.pos <= FrameBuilder::<F>::END
     }
 
+    /// Bytes that still fit the frame after what was written so far.
+    pub(crate) fn room(&self) -> usize {
+        FrameBuilder::<F>::END.saturating_sub(self.pos)
+    }
+
     /// Raw bytes written through this writer.
     pub(crate) fn raw_written(&self) -> usize {
         self.pos - self.frame.pos

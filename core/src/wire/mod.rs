@@ -112,6 +112,12 @@ pub mod ext {
     /// from before it reports an unknown record kind (and abandons the frame's remaining records)
     /// when a device carries baggage.
     pub const BAGGAGE_CARRIED: u8 = 13;
+    /// (Version 2) the fields of [`NAME`], for a static string the device cut to fit an empty
+    /// frame: the text is the string's first bytes (whole UTF-8 characters), and whatever uses
+    /// the name is marked as holding a truncated string. Added to version 2 after its first
+    /// release, as [`BAGGAGE_CARRIED`] was: a decoder from before it reports an unknown record
+    /// kind for the frame, which holds nothing else, and then cannot resolve the name.
+    pub const NAME_CUT: u8 = 14;
 }
 
 /// Most spans a frame's [`OpenStarts`] remembers.

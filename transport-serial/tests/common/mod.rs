@@ -242,7 +242,7 @@ pub fn decode(stream: &[u8]) -> Decoded {
                             out.hellos += 1;
                             continue;
                         }
-                        Record::Name { id, name } => {
+                        Record::Name { id, name, .. } => {
                             names.insert(id, name.to_string());
                             continue;
                         }
