@@ -90,6 +90,15 @@ impl TickExtender {
         }
     }
 
+    /// The same extension one wrap period later: a sample up to half a wrap older than its start
+    /// still extends to a value above zero (see `Drain::new`).
+    pub(crate) const fn a_wrap_later(self) -> Self {
+        Self {
+            extended: self.extended + (1 << (32 - self.shift)),
+            shift: self.shift,
+        }
+    }
+
     /// Feeds a new raw sample; returns its 64-bit value (in units of `2^shift` ticks).
     #[inline]
     pub fn extend(&mut self, raw: u32) -> u64 {

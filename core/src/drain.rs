@@ -235,6 +235,19 @@ pub const fn default_time_shift(ticks_per_second: u32) -> u32 {
     s
 }
 
+/// The tick extension of a drain starting at raw tick `now`. Records already waiting in the ring
+/// are older than `now`; when the clock has wrapped since (`now` is below half the wrap), their
+/// times would be below zero, and a frame dated near 2^64 overflows every time after it in the
+/// decoder. So then the extension starts a wrap later.
+fn start_extension(ring: &DynRing, now: u32, shift: u32) -> TickExtender {
+    let ext = TickExtender::with_shift(now, shift);
+    if now < 1 << 31 && ring.may_hold_records() {
+        ext.a_wrap_later()
+    } else {
+        ext
+    }
+}
+
 /// The time of a record being encoded, applied to the [`FrameState`] once the record fits.
 type Timed = Sample;
 
@@ -261,24 +274,54 @@ pub struct DrainStats {
 }
 
 /// A [`Drain`]'s timekeeping, lent out apart from its frame by
-/// [`Drain::fill_buf_keeping_time`]: it reaches only the drain's tick extension and its clock, so
-/// it can keep time while the frame's bytes are borrowed (by an async write that waits for a
-/// link that takes nothing).
+/// [`Drain::fill_buf_keeping_time`]: it reaches only the drain's tick extensions, its clock and
+/// its ring's head, so it can keep time while the frame's bytes are borrowed (by an async write
+/// that waits for a link that takes nothing).
 pub struct TimeKeeper<'d> {
     ext: &'d mut TickExtender,
+    watch: &'d mut Watch,
     clock: &'d dyn Clock,
+    ring: &'d DynRing,
+}
+
+/// The clock as a [`Drain`] last saw it, apart from the records' time (see [`TimeKeeper`]).
+#[derive(Clone, Copy)]
+struct Watch {
+    ext: TickExtender,
+    /// `ext` went past the records' time while records waited: the records' time takes it up
+    /// when the drain next finds the ring empty.
+    ahead: bool,
 }
 
 impl TimeKeeper<'_> {
-    /// What [`Drain::keep_time`] does: reads the clock and moves the tick extension on once the
-    /// clock is more than a quarter wrap ahead of it. Call it at least every few seconds (well
-    /// within half the clock's wrap period) while the write waits.
-    #[inline(always)]
+    /// What [`Drain::keep_time`] does: reads the clock and follows it. Call it at least every few
+    /// seconds (well within half the clock's wrap period) while the write waits.
     pub fn keep_time(&mut self) {
-        let s = self.ext.sample(self.clock.now());
-        if s.delta >= 1 << (30 - self.ext.shift()) {
-            self.ext.take(s);
+        self.now();
+    }
+
+    /// The clock's extended value now, and the drain's time kept up with it.
+    ///
+    /// Two extensions: `ext`, the one the records are read with, and `watch`, the clock as the
+    /// drain last saw it. Records waiting in the ring must be read from `ext`, one after the
+    /// other: a record's raw tick only tells its distance from the record before. So while any
+    /// record waits, only `watch` follows the clock; once none does (what is recorded next comes
+    /// after now), `ext` takes it up too. Each starts from whichever of the two is later (records
+    /// drained since the last look moved `ext` past `watch`).
+    #[inline(never)]
+    fn now(&mut self) -> u64 {
+        let mut base = if self.ext.last() > self.watch.ext.last() {
+            *self.ext
+        } else {
+            self.watch.ext
+        };
+        let now = base.extend(self.clock.now());
+        self.watch.ext = base;
+        self.watch.ahead = self.ring.may_hold_records();
+        if !self.watch.ahead {
+            *self.ext = base;
         }
+        now
     }
 }
 
@@ -295,14 +338,16 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     tracer: &'a Tracer<'a, dyn Clock + 'a>,
     names: Interner<NAMES>,
     wall_clock: Option<WallClock>,
+    /// The clock as the drain last saw it (see [`TimeKeeper`]).
+    watch: Watch,
     stats: DrainStats,
     /// Where the records' static strings live (this program, or a post-mortem image).
     strings: record::Strings<'a>,
     drops_sent: Option<u32>,
-    /// The ring position of the record whose name definitions went ahead of it in their own
-    /// frame ([`define_ahead`](Drain::define_ahead)), and the first sequence number of that
-    /// epoch.
-    ahead: Option<(u32, u16)>,
+    /// The record whose names go ahead of it ([`define_ahead`](Drain::define_ahead)): its ring
+    /// position, the first sequence number of the epoch it was last refused in, and the epoch
+    /// boundaries it has waited across (at most one).
+    ahead: Option<(u32, u16, u8)>,
     seq: u16,
     epoch_frames: u16,
     wall_clock_due: bool,
@@ -326,7 +371,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         let now = tracer.clock.now();
         let shift = default_time_shift(tracer.clock.ticks_per_second());
-        let ext = TickExtender::with_shift(now, shift);
+        let ext = start_extension(tracer.ring, now, shift);
         Some(Self {
             tracer,
             frame: FrameBuilder::new(),
@@ -342,6 +387,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             epoch_frames: DEFAULT_EPOCH_FRAMES,
             drops_sent: None,
             wall_clock: None,
+            watch: Watch { ext, ahead: false },
             wall_clock_due: false,
             record_waiting: false,
             resend: false,
@@ -376,7 +422,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             return false;
         }
         let old = self.state.ext.shift();
-        self.state.ext = TickExtender::with_shift(self.tracer.clock.now(), bits as u32);
+        self.state.ext = start_extension(self.tracer.ring, self.tracer.clock.now(), bits as u32);
+        self.watch = Watch {
+            ext: self.state.ext,
+            ahead: false,
+        };
         if let Some(c) = &mut self.wall_clock {
             c.ticks = (c.ticks << old) >> bits;
         }
@@ -386,7 +436,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// Tells the decoder the device's real time now (nanoseconds since the Unix epoch), for a
     /// device with an RTC or network time. Sent in the next frame and in every session record.
     pub fn set_wall_clock(&mut self, unix_nanos: u64) {
-        let ticks = self.state.ext.extend(self.tracer.clock.now());
+        let ticks = self.time_keeper().now();
         self.wall_clock = Some(WallClock { ticks, unix_nanos });
         self.wall_clock_due = true;
     }
@@ -423,30 +473,49 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
     }
 
-    /// Keeps the tick extension up with the clock while the current frame waits for a link that
-    /// takes nothing: moves it on once the clock is more than a quarter wrap ahead of it, else
-    /// does nothing. Reads the clock; touches nothing else than the extension (never the frame's
-    /// bytes, so a DMA transfer may be reading them meanwhile), and may be called at any time.
+    /// Keeps the drain's time up with the clock while the current frame waits for a link that
+    /// takes nothing. Reads the clock; touches nothing but the time (never the frame's bytes, so
+    /// a DMA transfer may be reading them meanwhile), and may be called at any time.
     ///
     /// While the link is stalled (no host on RTT, a USB port not open, a writer that refuses), no
-    /// frame is built, and the extension, which an idle drain keeps fresh, would fall behind the
-    /// clock. Past half the clock's wrap period every later record would be extended the wrong
-    /// way (a span dated years off). [`fill_buf`](Self::fill_buf) calls this itself when it
-    /// finds its frame offered and nothing consumed since (a transport that polls a stalled
-    /// link); a transport that waits inside one long transfer instead (a DMA transfer held by
-    /// flow control) calls it while it waits, at least every few seconds, and one whose write
-    /// borrows the frame's bytes (an async write) uses the [`TimeKeeper`] of
-    /// [`fill_buf_keeping_time`](Self::fill_buf_keeping_time). Records that waited in the ring
-    /// through a whole stall that long cannot be dated by any 32-bit tick (they are extended from
-    /// the newer value, the way a preempted record is).
+    /// frame is built, and the tick extension, which an idle drain keeps fresh, would fall
+    /// behind the clock. Past half the clock's wrap period every later record would be extended
+    /// the wrong way (a span dated years off). [`fill_buf`](Self::fill_buf) calls this itself
+    /// when it finds its frame offered and nothing consumed since (a transport that polls a
+    /// stalled link); a transport that waits inside one long transfer instead (a DMA transfer
+    /// held by flow control) calls it while it waits, at least every few seconds, and one whose
+    /// write borrows the frame's bytes (an async write) uses the [`TimeKeeper`] of
+    /// [`fill_buf_keeping_time`](Self::fill_buf_keeping_time).
+    ///
+    /// The records that wait in the ring meanwhile keep the time they were read with: each is
+    /// dated from the one before it, in order, so each must follow the one before within half
+    /// the clock's wrap period (33 s at 64 MHz; a 32-bit tick cannot tell more). Records made
+    /// after the stall are dated from the clock kept here.
     #[cold]
     #[inline(never)]
     pub fn keep_time(&mut self) {
+        self.time_keeper().keep_time()
+    }
+
+    /// The drain's [`TimeKeeper`].
+    fn time_keeper(&mut self) -> TimeKeeper<'_> {
         TimeKeeper {
             ext: &mut self.state.ext,
+            watch: &mut self.watch,
             clock: &self.tracer.clock,
+            ring: self.tracer.ring,
         }
-        .keep_time()
+    }
+
+    /// The ring is empty after a stall through which records waited: the records' time takes up
+    /// the clock as it was kept meanwhile, if that is later.
+    #[cold]
+    #[inline(never)]
+    fn catch_up(&mut self) {
+        self.watch.ahead = false;
+        if self.watch.ext.last() > self.state.ext.last() {
+            self.state.ext = self.watch.ext;
+        }
     }
 
     /// [`fill_buf`](Self::fill_buf), and beside its bytes the drain's [`TimeKeeper`]: a
@@ -459,7 +528,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.frame.unsent(),
             TimeKeeper {
                 ext: &mut self.state.ext,
+                watch: &mut self.watch,
                 clock: &self.tracer.clock,
+                ring: self.tracer.ring,
             },
         )
     }
@@ -523,7 +594,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         // loop 10 instructions per span on Cortex-M3 (`insn-probe drain17`: 320.5 against 310.2).
         let drops_due = self.drops_sent.unwrap_or(0) != drops;
         if !ring.ready() && !drops_due && !self.wall_clock_due {
-            // Idle: keep the tick extension fresh so a wrapping counter is followed.
+            // Idle: keep the tick extension fresh so a wrapping counter is followed (from the
+            // clock as it was kept while records waited through a stall, if it went past them).
+            if self.watch.ahead {
+                self.catch_up();
+            }
             self.state.ext.extend(self.tracer.clock.now());
             return;
         }
@@ -587,15 +662,18 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// The record at `pos` did not fit what is left of the frame: forgets the names it interned
     /// (from `names_from` on) and decides its turn. Returns `true` when it is to be dropped
     /// (counted as oversize); otherwise it waits for the next frame. When it was `alone` in the
-    /// frame, the next frame leaves out the optional session records if this one had any
-    /// (`session_records`); else its new names go ahead ([`define_ahead`](Self::define_ahead)); else
-    /// nothing can make it fit.
+    /// frame, its new names go ahead if they can ([`define_ahead`](Self::define_ahead)); else the
+    /// next frame leaves out the optional session records if this one had any
+    /// (`session_records`); else nothing can make it fit.
     #[cold]
     #[inline(never)]
     fn refuse(&mut self, pos: u32, names_from: usize, alone: bool, session_records: bool) -> bool {
         let new_names = names_from..self.names.len;
         self.names.abort_record(names_from);
         if !alone {
+            return false;
+        }
+        if self.define_ahead(pos, new_names, session_records) {
             return false;
         }
         if session_records {
@@ -605,31 +683,44 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.record_waiting = true;
             return false;
         }
-        if self.define_ahead(pos, new_names) {
-            // Its name definitions went out alone; the record follows in the next frame.
-            return false;
-        }
         self.ahead = None;
         self.stats.oversize += 1;
         true
     }
 
-    /// A record that does not fit an empty frame beside the definitions of the names it uses for
-    /// the first time this epoch (`new_names`, the interner entries it added before it was
-    /// refused): writes as many of those definitions as fit into the frame, alone, so that the
-    /// record follows in the next frame with references only. A first definition longer than the
-    /// empty frame goes cut to fill it (`NAME_CUT`). Returns whether any went out.
+    /// A record alone in its frame that does not fit beside the definitions of the names it
+    /// uses for the first time this epoch (`new_names`, the interner entries it added before it
+    /// was refused): writes as many of those definitions as fit, so that the record follows in a
+    /// later frame with references only. A first definition longer than an empty frame (one
+    /// without `session_records`) goes cut to fill it (`NAME_CUT`). Returns `true` when the
+    /// record is to wait for the next frame: definitions went out, or the epoch ends with this
+    /// frame (the next one forgets every name), and the record waits for the next epoch.
     ///
-    /// Refused (the record is then dropped as oversize) when the next frame starts an epoch, which
-    /// forgets every name, and for a record whose names already went ahead in an earlier epoch:
-    /// each call defines at least one more of the record's names for the rest of the epoch, so a
-    /// record is either sent or dropped within one epoch of its first definitions ahead.
-    fn define_ahead(&mut self, pos: u32, new_names: core::ops::Range<usize>) -> bool {
-        let epoch = self.seq & !(self.epoch_frames - 1);
-        let next_starts_epoch = self.seq.wrapping_add(1) & (self.epoch_frames - 1) == 0;
-        let again_later = matches!(self.ahead, Some((p, e)) if p == pos && e != epoch);
-        if new_names.is_empty() || next_starts_epoch || again_later {
+    /// A record may wait across one epoch boundary only: each definition written holds for the
+    /// rest of its epoch, so within an epoch the record gets nearer its turn with every frame,
+    /// and it is sent or dropped by the end of the epoch after the one it was first refused in.
+    fn define_ahead(
+        &mut self,
+        pos: u32,
+        new_names: core::ops::Range<usize>,
+        session_records: bool,
+    ) -> bool {
+        if new_names.is_empty() {
             return false;
+        }
+        let epoch = self.seq & !(self.epoch_frames - 1);
+        let crossed = match self.ahead {
+            Some((p, e, crossed)) if p == pos => crossed + (e != epoch) as u8,
+            _ => 0,
+        };
+        if crossed > 1 {
+            return false;
+        }
+        self.ahead = Some((pos, epoch, crossed));
+        if self.seq.wrapping_add(1) & (self.epoch_frames - 1) == 0 {
+            // The next frame forgets the names: wait for it (once), rather than send them for
+            // nothing.
+            return crossed == 0;
         }
         let mut defined = 0;
         for i in new_names {
@@ -655,7 +746,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
                 defined += 1;
                 continue;
             }
-            if defined == 0 {
+            if defined == 0 && !session_records {
                 // Longer than an empty frame by itself (the frame holds its header only): its
                 // beginning goes, marked as cut, and defines the name for the rest of the epoch.
                 let mut w = self.frame.writer();
@@ -673,7 +764,6 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         if defined == 0 {
             return false;
         }
-        self.ahead = Some((pos, epoch));
         self.stats.names_ahead += 1;
         true
     }

@@ -725,6 +725,13 @@ impl DynRing {
         self.slot(tail).load(Ordering::Relaxed) != 0
     }
 
+    /// Single-consumer side: whether a committed record may be waiting, counting a producer that is
+    /// evicting as one (unlike [`ready`](Self::ready)): `false` means none was, a moment ago.
+    pub(crate) fn may_hold_records(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
+            || self.slot(self.consumer_pos()).load(Ordering::Relaxed) != 0
+    }
+
     /// Single-consumer side: body word `index` (1-based; 0 is the header) of the record at `pos`
     /// (a position as [`Consumer::peek`] returns it).
     #[inline]

@@ -740,3 +740,80 @@ fn a_static_name_longer_than_a_frame_is_sent_cut_and_marked() {
     assert!(LONG.starts_with(cut) && cut.len() > 30, "{cut:?}");
     assert_eq!(names[1], "child");
 }
+
+#[test]
+fn a_record_whose_names_go_ahead_on_an_epoch_s_last_frame_waits_for_the_next_epoch() {
+    // The soft-error log of the reference example in a `Drain<64>`, its turn falling on each of
+    // the last frames of a 64-frame epoch: it is always sent, never dropped.
+    for filler_frames in [60u32, 61, 62, 63, 64] {
+        let clock: &'static ManualClock = Box::leak(Box::new(ManualClock::new(0)));
+        let ring: &'static Ring<1024> = Box::leak(Box::new(Ring::new()));
+        let session: &'static Session = Box::leak(Box::new(Session::new("svc")));
+        let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(ring, clock, session)));
+        let mut drain: Drain<'_, 64> = Drain::new(tracer).unwrap();
+        let mut wire = drain_all(&mut drain);
+        for _ in 0..filler_frames {
+            tracer.root("x").finish();
+            wire.extend(drain_all(&mut drain));
+        }
+        let foo = tracer.root("Foo");
+        foo.log([
+            ("event", Value::Str("soft error")),
+            ("type", Value::Str("cache timeout")),
+            ("waited.millis", 1500u32.into()),
+        ]);
+        drop(foo);
+        let mut rounds = 0;
+        while drain.has_pending() {
+            wire.extend(drain_all(&mut drain));
+            rounds += 1;
+            assert!(rounds < 100, "the drain stalled: {:?}", drain.stats());
+        }
+        let stats = drain.stats();
+        assert_eq!(
+            (stats.oversize, tracer.dropped()),
+            (0, 0),
+            "{filler_frames}: {stats:?}"
+        );
+        let d = decode(&wire);
+        let logs = d
+            .spans()
+            .iter()
+            .filter(|r| matches!(r, Owned::Log { .. }))
+            .count();
+        assert_eq!(logs, 1, "{filler_frames}: {stats:?}");
+    }
+}
+
+#[test]
+fn records_from_before_a_wrap_that_precedes_the_drain_are_dated_right() {
+    // Spans recorded just before the 32-bit clock wraps, and a drain made just after it (a drain
+    // created late, when a host connects): their ticks are behind the drain's first reading, by
+    // more than that reading. Their times must not go below zero (a frame dated near 2^64, whose
+    // every later time overflows in the decoder).
+    static CLOCK: ManualClock = ManualClock::new(u32::MAX - 1_000);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("svc"));
+    {
+        let early = TRACER.root("early");
+        CLOCK.advance(100);
+        drop(early.child("child"));
+        CLOCK.advance(100);
+    }
+    CLOCK.advance(2_000); // wraps: the clock reads 999
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    TRACER.root("late").finish();
+    let d = decode_typed(&drain_all(&mut drain));
+    assert!(d.record_errors.is_empty(), "{:?}", d.record_errors);
+    let starts: Vec<(String, u64)> = d
+        .spans()
+        .filter_map(|r| match r {
+            Typed::Start { name, time, .. } => Some((name.clone(), *time)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 3, "{starts:?}");
+    let (early, child, late) = (starts[0].1, starts[1].1, starts[2].1);
+    assert!(early < u64::MAX / 2, "dated below zero: {starts:?}");
+    assert_eq!((child - early, late - early), (100, 2_200), "{starts:?}");
+}

@@ -81,8 +81,14 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// a `Drain<64>` before): 12 224 / 11 944 B when set. Raised again from (12 290, 12 000) for a
 /// static string longer than an empty frame, sent cut (`NAME_CUT`) instead of its record being
 /// dropped (`define_cut`, 108 B, and its branch in `Drain::refuse` on Cortex-M3): 12 416 /
-/// 12 132 B when set.
-const FLASH_BUDGET: (f64, f64) = (12_480.0, 12_190.0);
+/// 12 132 B when set. Raised again from (12 480, 12 190) for keeping time through a stall
+/// without moving past the records that wait in the ring (`TimeKeeper::now`, the watch and its
+/// catch-up, 264 B on Cortex-M3 against the 76 B `keep_time` it replaces: before it, every
+/// record from the oldest waiting one on was dated a wrap off), and a drain started just after
+/// the clock wrapped that starts its extension a wrap later (`start_extension`: records made
+/// before it were dated below zero, and the decoder refused their frames): 12 728 / 12 432 B
+/// when set.
+const FLASH_BUDGET: (f64, f64) = (12_790.0, 12_490.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 

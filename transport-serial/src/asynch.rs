@@ -79,10 +79,10 @@
 //! (a `select` with a timer) keeps time too, as the next call finds its frame still offered, but
 //! it drops the write: use one only with a writer declared
 //! [cancel-safe](AsyncDrain::assume_cancel_safe), or every timeout sends the frame again.
-//! Records that wait in the ring through the whole of a stall longer than half the wrap period
-//! are extended from the newer time (no 32-bit tick can tell how many wraps went by); those
-//! recorded within the last quarter wrap before the write completes, and all after, are dated
-//! right.
+//! Records that wait in the ring through a stall are dated in order, each from the one before
+//! it, so each must follow the one before within half the clock's wrap period (33 s at 64 MHz:
+//! a 32-bit tick cannot tell more); records made after the stall are dated from the clock the
+//! drain kept.
 //!
 //! # Cancellation
 //!
@@ -275,7 +275,11 @@ impl<S: FrameSource, W: Write> AsyncDrain<S, W> {
     /// While a write or flush waits, `idle` futures are awaited beside it too, and each one that
     /// completes lets the drain keep its time (see "A write that waits" in the
     /// [module docs](self)); the one pending when the write completes is dropped. So the timer
-    /// that wakes the drain also keeps its time through a write that never ends.
+    /// that wakes the drain also keeps its time through a write that never ends. It also means
+    /// `idle` is called more often than once per round: keep it free of side effects beyond
+    /// waiting (no counter or LED toggled in it), and make it wait for real. An `idle` that is
+    /// ready at once (`yield_now`, `async {}`) keeps the task running for as long as a write
+    /// waits, where the writer's own wake-up would have let it sleep.
     pub async fn run<F, Fut>(&mut self, mut idle: F) -> !
     where
         F: FnMut() -> Fut,

@@ -28,9 +28,10 @@
 //!   transfer hangs: call [`keep_time`](DmaDrain::keep_time) from a periodic timer (every second
 //!   or so), or `start` from the idle loop.
 //!
-//! Records that wait in the ring through the whole of such a stall are extended from the newer
-//! time (no 32-bit tick can tell how many wraps went by); those recorded within the last quarter
-//! wrap before the link moves again, and all after, are dated right.
+//! Records that wait in the ring through such a stall are dated in order, each from the one
+//! before it, so each must follow the one before within half the clock's wrap period (33 s at
+//! 64 MHz: a 32-bit tick cannot tell more); records made after the stall are dated from the
+//! clock the drain kept.
 //!
 //! # What the borrow checker cannot see
 //!

@@ -249,3 +249,87 @@ fn drain_ready_keeps_time_while_the_writer_is_not_ready() {
     let (_, port) = tx.into_parts();
     assert_dated_across_stall(&decode(&port.out), "before", "after");
 }
+
+/// A 55-minute stall (1 MHz clock: 0.77 of its wrap period) while the firmware keeps tracing once
+/// a minute: the spans that waited in the ring through it are read one after the other from the
+/// time before the stall, so keeping time must not move the extension past them. Every one, and
+/// the span after the stall, is dated right.
+#[test]
+fn spans_recorded_during_a_stall_are_dated_right() {
+    const STALL: u32 = 3_300;
+    let fx = fixture::<8192>();
+    let port = ClosedPort {
+        out: Vec::new(),
+        open: false,
+    };
+    let mut tx = BlockingDrain::new(fx.drain(), port);
+    span_of_100_ticks(&fx, "before");
+    assert_eq!(tx.drain_ready(), Ok(3));
+    let names: Vec<&'static str> = (0..STALL / 60)
+        .map(|i| &*Box::leak(format!("minute {i}").into_boxed_str()))
+        .collect();
+    for step in 0..STALL {
+        fx.clock.advance(1_000_000);
+        if step % 60 == 0 {
+            span_of_100_ticks(&fx, names[(step / 60) as usize]);
+        }
+        assert_eq!(tx.drain_ready(), Ok(0));
+    }
+    tx.writer_mut().open = true;
+    span_of_100_ticks(&fx, "after");
+    while tx.has_pending() {
+        tx.drain_ready().unwrap();
+    }
+    assert_eq!(fx.tracer.dropped(), 0);
+    let (_, port) = tx.into_parts();
+    let d = decode(&port.out);
+    let t0 = start_time(&d, "before") as i128;
+    // Each span takes 100 ticks: "before" ends 100 after its start, and so on.
+    for (i, name) in names.iter().enumerate() {
+        let want = (i as i128 * 60 + 1) * 1_000_000 + 100 * (i as i128 + 1);
+        assert_eq!(start_time(&d, name) as i128 - t0, want, "{name}");
+    }
+    assert_eq!(
+        start_time(&d, "after") as i128 - t0,
+        STALL as i128 * 1_000_000 + 100 * (names.len() as i128 + 1)
+    );
+}
+
+/// A span at the start of a stall, one just under half the clock's wrap period after it, and the
+/// link back 1000 s later: the two that waited are dated from each other, the one after from the
+/// clock the drain kept.
+#[test]
+fn a_span_that_waited_through_a_stall_keeps_its_time() {
+    let fx = fixture::<4096>();
+    let port = ClosedPort {
+        out: Vec::new(),
+        open: false,
+    };
+    let mut tx = BlockingDrain::new(fx.drain(), port);
+    span_of_100_ticks(&fx, "before");
+    assert_eq!(tx.drain_ready(), Ok(3));
+    fx.clock.advance(1_000);
+    span_of_100_ticks(&fx, "a");
+    for step in 0..3_147u32 {
+        fx.clock.advance(1_000_000);
+        if step == 2_146 {
+            span_of_100_ticks(&fx, "b");
+        }
+        assert_eq!(tx.drain_ready(), Ok(0));
+    }
+    tx.writer_mut().open = true;
+    while tx.has_pending() {
+        tx.drain_ready().unwrap();
+    }
+    span_of_100_ticks(&fx, "after");
+    while tx.has_pending() {
+        tx.drain_ready().unwrap();
+    }
+    let (_, port) = tx.into_parts();
+    let d = decode(&port.out);
+    let t0 = start_time(&d, "before") as i128;
+    let rel = |n| start_time(&d, n) as i128 - t0;
+    assert_eq!(rel("a"), 1_100);
+    assert_eq!(rel("b"), 2_147_000_000 + 1_200);
+    assert_eq!(rel("after"), 3_147_000_000 + 1_300);
+}
