@@ -469,7 +469,11 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     // so once, with the option that replays them (they are neither read nor moved).
     let uploads = args.otlp.is_some() || args.jaeger_thrift.is_some();
     if uploads && args.spool_dir.is_none() {
-        if let Some(note) = legacy_spool_note(&legacy_spool_dir()) {
+        let ours: Vec<(&str, &str)> = exporters
+            .iter()
+            .filter_map(|e| Some((e.name(), e.spool_subdir()?)))
+            .collect();
+        if let Some(note) = legacy_spool_note(&legacy_spool_dir(), &ours) {
             say!("microspan: note: {note}");
         }
     }

@@ -476,7 +476,16 @@ fn spans_left_in_the_old_default_spool_are_pointed_out() {
                 "{} holds {batches} spooled {what}",
                 legacy.display()
             ))
-            && notes[0].contains(&flag),
+            && notes[0].contains(&flag)
+            && notes[0].contains(&format!(
+                "{batches} {} for this run's otlp",
+                if batches == 1 {
+                    "was spooled"
+                } else {
+                    "were spooled"
+                }
+            ))
+            && !notes[0].contains("other collector URLs"),
         "{e}"
     );
     assert!(rx.received().is_empty(), "the old spool was not replayed");

@@ -320,31 +320,53 @@ pub fn legacy_spool_dir() -> PathBuf {
 /// Only names are read: no file is opened, moved or removed. The requests are recognised as a
 /// spool recognises its own (`*.otlp`, `*.jaeger-thrift`), in the subdirectories the uploaders
 /// keep per collector URL (`otlp-<hash>`, `jaeger-thrift-<hash>`).
-pub fn legacy_spool_note(dir: &Path) -> Option<String> {
+pub fn legacy_spool_note(dir: &Path, uploads: &[(&str, &str)]) -> Option<String> {
     let batches = legacy_spool_batches(dir)?;
+    let total: u64 = batches.values().sum();
     let shown = dir.display();
     let option = format!("--spool-dir {}", shell_word(&dir.to_string_lossy()));
-    Some(format!(
-        "{shown} holds {batches} spooled {what} of spans that an older microspan could not \
-         deliver (it was its default spool; the default is now {new}), and this run does not \
-         replay {them}: to deliver {them}, run microspan with {option} and the collector URL \
-         {they} {were} spooled for. {shown} is left as it is.",
-        what = if batches == 1 { "batch" } else { "batches" },
-        them = if batches == 1 { "it" } else { "them" },
-        they = if batches == 1 { "it" } else { "they" },
-        were = if batches == 1 { "was" } else { "were" },
-        new = default_spool_dir().display(),
-    ))
+    let plural = |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
+    let mut note = format!(
+        "{shown} holds {total} spooled {} of spans that an older microspan could not deliver (it \
+         was its default spool; the default is now {}), and this run does not replay {}.",
+        plural(total, "batch", "batches"),
+        default_spool_dir().display(),
+        plural(total, "it", "them"),
+    );
+    let mut ours = 0;
+    for (name, subdir) in uploads {
+        if let Some(&n) = batches.get(*subdir) {
+            ours += n;
+            note.push_str(&format!(
+                " {n} {} for this run's {name}: run again with {option} to deliver {}.",
+                plural(n, "was spooled", "were spooled"),
+                plural(n, "it", "them"),
+            ));
+        }
+    }
+    let others = total - ours;
+    if others > 0 {
+        note.push_str(&format!(
+            " {others} {} for other collector URLs: run microspan with {option} and the URL {} \
+             spooled for to deliver {}.",
+            plural(others, "was spooled", "were spooled"),
+            plural(others, "it was", "they were"),
+            plural(others, "it", "them"),
+        ));
+    }
+    note.push_str(&format!(" {shown} is left as it is."));
+    Some(note)
 }
 
-/// The spooled requests in `dir`, an old default spool ([`legacy_spool_note`]): `None` when there
-/// are none, or when `dir` is not a directory of this user's.
-fn legacy_spool_batches(dir: &Path) -> Option<u64> {
+/// The spooled requests in `dir`, an old default spool ([`legacy_spool_note`]), counted by the
+/// subdirectory (collector URL) they are in: `None` when there are none, or when `dir` is not a
+/// directory of this user's.
+fn legacy_spool_batches(dir: &Path) -> Option<std::collections::BTreeMap<String, u64>> {
     let meta = std::fs::symlink_metadata(dir).ok()?;
     if !meta.is_dir() || !owned_by_me(&meta) {
         return None;
     }
-    let mut batches = 0u64;
+    let mut batches = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let Some(kind) = entry.file_name().to_str().and_then(uploader_kind) else {
             continue;
@@ -360,9 +382,14 @@ fn legacy_spool_batches(dir: &Path) -> Option<u64> {
         let spooled = files
             .flatten()
             .filter(|f| f.file_type().is_ok_and(|t| t.is_file()) && is_spool_file(&f.path(), kind));
-        batches = batches.saturating_add(spooled.count() as u64);
+        let n = spooled.count() as u64;
+        if n > 0 {
+            *batches
+                .entry(entry.file_name().to_string_lossy().into_owned())
+                .or_insert(0) += n;
+        }
     }
-    (batches > 0).then_some(batches)
+    (!batches.is_empty()).then_some(batches)
 }
 
 /// Whether the current user owns the file or directory of `meta` (always, off Unix).
@@ -613,6 +640,11 @@ impl Uploader {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name of its subdirectory in the spool (one per collector URL), if it spools.
+    pub fn spool_subdir(&self) -> Option<&str> {
+        self.spool_dir.as_deref()?.file_name()?.to_str()
     }
 
     /// Queues a request; spills it to the spool when the queue is full. Never blocks on the
@@ -1603,12 +1635,40 @@ mod tests {
             .unwrap();
             std::os::unix::fs::symlink(&target, dir.join("otlp-0123456789abcdef")).unwrap();
         }
+        let counted =
+            |m: Option<std::collections::BTreeMap<String, u64>>| m.map(|m| m.values().sum::<u64>());
         let expected = files.iter().filter(|(_, counted)| *counted).count() as u64;
-        assert_eq!(legacy_spool_batches(&dir), Some(expected));
-        let note = legacy_spool_note(&dir).unwrap();
+        assert_eq!(counted(legacy_spool_batches(&dir)), Some(expected));
+        let otlp_name = otlp.file_name().unwrap().to_str().unwrap();
+        let thrift_name = thrift.file_name().unwrap().to_str().unwrap();
+        // A run uploading to none of their collectors: all three were for other URLs.
+        let note = legacy_spool_note(&dir, &[]).unwrap();
         assert!(
             note.contains(&format!("{} holds 3 spooled batches", dir.display()))
-                && note.contains(&format!("--spool-dir {}", dir.display())),
+                && note.contains(&format!(
+                    "3 were spooled for other collector URLs: run microspan with --spool-dir {}",
+                    dir.display()
+                )),
+            "{note}"
+        );
+        // A run uploading to the OTLP collector they were spooled for: its 2 are named apart.
+        let note = legacy_spool_note(&dir, &[("otlp http://localhost:4318", otlp_name)]).unwrap();
+        assert!(
+            note.contains(&format!(
+                "2 were spooled for this run's otlp http://localhost:4318: run again with \
+                 --spool-dir {} to deliver them.",
+                dir.display()
+            )) && note.contains("1 was spooled for other collector URLs"),
+            "{note}"
+        );
+        let note = legacy_spool_note(
+            &dir,
+            &[("otlp a", otlp_name), ("jaeger-thrift b", thrift_name)],
+        )
+        .unwrap();
+        assert!(
+            note.contains("1 was spooled for this run's jaeger-thrift b")
+                && !note.contains("other collector URLs"),
             "{note}"
         );
         // Nothing was moved or removed.
@@ -1619,16 +1679,16 @@ mod tests {
             // A symbolic link in place of the directory is not followed.
             let link = tmp.path().join("link");
             std::os::unix::fs::symlink(&dir, &link).unwrap();
-            assert_eq!(legacy_spool_batches(&link), None);
+            assert_eq!(counted(legacy_spool_batches(&link)), None);
             // Another user's directory is not looked into (only root can give one away).
             // SAFETY: `geteuid` takes no arguments, touches no memory of ours and cannot fail.
             if unsafe { libc::geteuid() } == 0 {
                 std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
-                assert_eq!(legacy_spool_batches(&dir), None);
+                assert_eq!(counted(legacy_spool_batches(&dir)), None);
                 std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
                 std::os::unix::fs::chown(&otlp, Some(4242), None).unwrap();
                 assert_eq!(
-                    legacy_spool_batches(&dir),
+                    counted(legacy_spool_batches(&dir)),
                     Some(1),
                     "the other user's subdirectory"
                 );

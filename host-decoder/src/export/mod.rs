@@ -93,6 +93,12 @@ pub trait Exporter: Send {
     /// Ends the final delivery early: what is not delivered yet is spooled (without a spool it
     /// is dropped, and counted), and `finish` returns promptly with the report.
     fn stop_waiting(&mut self) {}
+
+    /// The name of the uploader's subdirectory in the spool (one per collector URL), if it
+    /// spools.
+    fn spool_subdir(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Exporter for Box<dyn Exporter> {
@@ -116,6 +122,9 @@ impl Exporter for Box<dyn Exporter> {
     }
     fn stop_waiting(&mut self) {
         (**self).stop_waiting()
+    }
+    fn spool_subdir(&self) -> Option<&str> {
+        (**self).spool_subdir()
     }
 }
 

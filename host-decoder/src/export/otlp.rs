@@ -323,6 +323,10 @@ impl Exporter for OtlpHttp {
         self.uploader.name()
     }
 
+    fn spool_subdir(&self) -> Option<&str> {
+        self.uploader.spool_subdir()
+    }
+
     fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let mut result = Ok(());
         for chunk in batch.spans.chunks(self.max_spans) {
