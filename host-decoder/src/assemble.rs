@@ -97,11 +97,19 @@ pub struct Stats {
     pub spans: u64,
     /// Spans exported as incomplete.
     pub incomplete_spans: u64,
-    /// Device resets seen (new boot id).
+    /// Device resets seen: a session record of another boot or device, or of the same boot with a
+    /// time more than a second before the times heard, at sequence 0 or after a sequence gap.
     pub resets: u64,
     /// Static strings the device cut to fit its frame size (`NAME_CUT`), counted once per
     /// distinct text. They end in `…`, and the spans that use them carry a warning.
     pub names_cut: u64,
+    /// Session records of the running boot, in a frame that directly follows the previous one
+    /// (not sequence 0), whose time was more than a second before the latest device time heard:
+    /// a record before it was dated ahead of the device's clock (a corrupted frame whose CRC still
+    /// matched, or a device clock that jumped). A device restarts its sequence at 0, so this is
+    /// no reset: the session goes on, and the latest time heard is pulled back to the session
+    /// record's.
+    pub misdated: u64,
     /// Spans currently open.
     pub open_spans: u64,
     /// Spans exported early because a memory limit was reached.
@@ -808,6 +816,9 @@ struct Session {
     anchor_unix_nanos: i128,
     epoch: u64,
     last_seq: Option<u16>,
+    /// The current frame directly follows the previous one (no sequence gap) and is not frame 0:
+    /// no reset can have happened between them ([`Assembler::session_record`]).
+    follows: bool,
     /// The latest device time of a record heard (starts, ends, logs: they come in the order the
     /// device wrote them, which the session record's `now_ticks`, taken when its frame was
     /// built, does not keep).
@@ -1150,6 +1161,7 @@ impl Assembler {
             return;
         };
         let epoch_frames = s.hello.epoch_frames as u64;
+        s.follows = seq != 0 && s.last_seq == Some(seq.wrapping_sub(1));
         if let Some(last) = s.last_seq {
             let gap = seq.wrapping_sub(last).wrapping_sub(1) as u64;
             if gap > 0 {
@@ -1236,6 +1248,7 @@ impl Assembler {
             process,
             epoch: 0,
             last_seq: None,
+            follows: false,
             last_time: 0,
             drops: 0,
             loss_marks: VecDeque::new(),
@@ -1403,30 +1416,55 @@ impl Assembler {
         out.push(Batch { process, spans });
     }
 
+    /// A session record after the session's first (once an epoch, or a new boot's): a device
+    /// reset when it names another boot or device, or when its time is more than a second before
+    /// the latest device time heard (or the session's first record's) — time went back, as it
+    /// does when a device that keeps its boot id restarts.
+    ///
+    /// Not when the frame directly follows the previous one ([`Session::follows`]): a device
+    /// restarts its sequence at 0, so such a session record is the running boot's, and a time
+    /// behind what was heard means a record before it was misdated (a corrupted frame whose CRC
+    /// still matched, or a device clock that jumped ahead). That is counted
+    /// ([`Stats::misdated`]), and the times heard are pulled back to the session record's: no
+    /// record written before it can be later, and a span closed later (incomplete) or a loss
+    /// marked meanwhile would otherwise end at the misdated time. The spans that hold a misdated
+    /// record keep the times the device sent: which of their records were misdated is not known,
+    /// and their END usually comes and sets their end.
+    #[cold]
+    #[inline(never)]
+    fn session_record(&mut self, h: &Hello<'_>, out: &mut Vec<Batch>) {
+        let s = self.session.as_mut().expect("session exists");
+        let same = h.boot_id == s.hello.boot_id && h.device_id == s.hello.device_id;
+        let behind = h.now_ticks.saturating_add(s.hello.ticks_per_second as u64)
+            < s.last_time.max(s.hello.now_ticks);
+        if !same || (behind && !s.follows) {
+            self.stats.resets += 1;
+            self.close_session("the device reset (new boot) before this span finished", out);
+            self.recent.clear();
+            self.start_session(h);
+            return;
+        }
+        if behind {
+            self.stats.misdated += 1;
+            let now = h.now_ticks;
+            s.last_time = s.last_time.min(now);
+            s.hello.now_ticks = s.hello.now_ticks.min(now);
+            for mark in &mut s.loss_marks {
+                mark.1 = mark.1.min(now);
+            }
+            // Drops reported later in this frame are marked at it (`Record::Drops`).
+            self.frame_start_time = self.frame_start_time.min(now);
+        }
+        s.hello.wall_clock = h.wall_clock.or(s.hello.wall_clock);
+    }
+
     /// Handles one record. In line in the frame loop, with the record decoder: a record passed
     /// by reference to a call was written to memory field by field and read back with wider loads
     /// (a store-forwarding stall on every record, a sixth of assembly).
     #[inline(always)]
     fn record(&mut self, r: Record<'_>, out: &mut Vec<Batch>) {
         match r {
-            Record::Hello(h) => {
-                let s = self.session.as_ref().expect("session exists");
-                let reset = h.boot_id != s.hello.boot_id
-                    || h.device_id != s.hello.device_id
-                    || h.now_ticks.saturating_add(s.hello.ticks_per_second as u64)
-                        < s.last_time.max(s.hello.now_ticks);
-                if reset {
-                    self.stats.resets += 1;
-                    self.close_session(
-                        "the device reset (new boot) before this span finished",
-                        out,
-                    );
-                    self.recent.clear();
-                    self.start_session(&h);
-                } else if let Some(s) = self.session.as_mut() {
-                    s.hello.wall_clock = h.wall_clock.or(s.hello.wall_clock);
-                }
-            }
+            Record::Hello(h) => self.session_record(&h, out),
             Record::Name {
                 id,
                 name,

@@ -271,8 +271,9 @@ impl StreamStats {
     /// What went wrong with the input as a whole, in words a user can act on (empty when the
     /// input was a good stream): no bytes, no frame, frames only of a wire version this decoder
     /// does not read (unless decoding stopped at them: [`StreamError::UnsupportedVersion`] says
-    /// it then), no session record, a capture cut short. The per-span losses are on the spans
-    /// themselves (Jaeger warnings).
+    /// it then), no session record, a capture cut short, records dated ahead of the device's
+    /// clock ([`Stats::misdated`](crate::assemble::Stats::misdated)). The per-span losses are on
+    /// the spans themselves (Jaeger warnings).
     pub fn problems(&self) -> Vec<String> {
         let s = &self.spans;
         let mut out = Vec::new();
@@ -327,6 +328,19 @@ impl StreamStats {
             out.push(format!(
                 "{} static strings were longer than the device's drain frame and arrived cut (they end in \"…\", and the spans using them carry a warning): give the drain a larger frame (`Drain<F>`) or use shorter names",
                 s.names_cut
+            ));
+        }
+        if s.misdated > 0 {
+            let what = match s.misdated {
+                1 => {
+                    "a session record (HELLO) of the running boot, arriving in sequence, was".into()
+                }
+                n => format!(
+                    "{n} session records (HELLO) of the running boot, arriving in sequence, were"
+                ),
+            };
+            out.push(format!(
+                "{what} dated more than a second before records heard earlier: those records were dated ahead of the device's clock (an undetected corrupted frame whose CRC still matched, or a device clock that jumped); this was not taken for a device reset, but spans holding such a record may show wrong times or durations"
             ));
         }
         if self.unfinished_bytes > 0 && s.frames > 0 {

@@ -309,6 +309,190 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
     assert_eq!(s.spans.incomplete_spans, 2);
 }
 
+/// `frame` (encoded, with its delimiter) with its base time moved `by` ticks later, and its CRC
+/// made good again: every timed record of the frame is misdated, as by a corrupted frame whose
+/// CRC still matched.
+fn misdate(frame: &[u8], by: u64) -> Vec<u8> {
+    use microspan::wire::varint;
+    let mut raw = frame[..frame.len() - 1].to_vec();
+    let n = cobs::decode_in_place(&mut raw).unwrap();
+    let content = &raw[..n - 2];
+    // Version, sequence, base id, base time.
+    let (_, id_len) = varint::decode_u64(&content[3..]).unwrap();
+    let at = 3 + id_len;
+    let (base_time, time_len) = varint::decode_u64(&content[at..]).unwrap();
+    let mut time = [0u8; 10];
+    let k = varint::encode_u64(base_time + by, &mut time).unwrap();
+    let mut body = content[..at].to_vec();
+    body.extend_from_slice(&time[..k]);
+    body.extend_from_slice(&content[at + time_len..]);
+    let crc = microspan::wire::CRC.checksum(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    let mut out = vec![0u8; cobs::max_encoding_length(body.len())];
+    let m = cobs::encode(&body, &mut out);
+    out.truncate(m);
+    out.push(0);
+    out
+}
+
+/// The frames of a session of boot 7 with epochs of 4 frames: `long` and `never-ends` start at
+/// 5_000 (frame 0); frames 1 to 4 each hold a child of `long` (frame 4, which opens an epoch,
+/// with the session record again, at 9_400); `long` ends at 10_400 in the next frame;
+/// `never-ends` never does. With `overflow`, the ring overflows just before frame 4, which then
+/// reports the drops too. Frame 1 is dated 1000 s ahead ([`misdate`]).
+fn misdated_session(overflow: bool) -> Vec<Vec<u8>> {
+    let clock = ManualClock::new();
+    let ring: Ring<64> = Ring::new();
+    let session = Session::new("svc").device_id(0xD).boot_id(7);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    drain.set_epoch_frames(4);
+    let mut f = Vec::new();
+    let long = tracer.root("long");
+    let hang = tracer.root("never-ends");
+    f.extend(frames(&drain_all(&mut drain)));
+    for i in 1..=4 {
+        clock.advance(1_000);
+        let step = long.child("step");
+        clock.advance(100);
+        drop(step);
+        if overflow && i == 4 {
+            for _ in 0..40 {
+                hang.set_tag("k", 1u8);
+            }
+            assert!(tracer.dropped() > 0);
+        }
+        f.extend(frames(&drain_all(&mut drain)));
+    }
+    clock.advance(1_000);
+    drop(long);
+    f.extend(frames(&drain_all(&mut drain)));
+    std::mem::forget(hang);
+    assert_eq!(tracer.dropped() > 0, overflow);
+    if !overflow {
+        assert_eq!(f.len(), 6, "one frame per drain");
+    }
+    f[1] = misdate(&f[1], 1_000_000_000);
+    f
+}
+
+/// A record dated far ahead of the device's clock (a corrupted frame that passed the CRC, a clock
+/// that jumped), then the running boot's periodic session record in the next frame in sequence:
+/// its time is behind the misdated one, but a device restarts its sequence at 0, so it is no
+/// reset. The open spans stay open and finish normally, the misdated time is counted and said,
+/// and the latest time heard (where a span that never finishes ends) is pulled back to the
+/// session record's, also where a loss was marked after the misdated frame.
+#[test]
+fn a_misdated_record_before_an_in_sequence_session_record_is_no_reset() {
+    let f = misdated_session(false);
+    let d = decode(&f.concat());
+    let s = d.decoder.stats();
+    assert_eq!((s.spans.resets, s.spans.misdated), (0, 1), "{s:?}");
+    let long = span(&d.spans, "long");
+    assert!(!long.incomplete && long.warnings.is_empty(), "{long:?}");
+    assert_eq!(long.duration_nanos, 5_400_000);
+    assert_eq!(d.spans.iter().filter(|s| s.operation == "step").count(), 4);
+    // Ends at the latest time heard (`long`'s end), not 1000 s later.
+    let hang = span(&d.spans, "never-ends");
+    assert!(hang.incomplete, "{hang:?}");
+    assert!(
+        hang.warnings.iter().all(|w| !w.contains("reset")),
+        "{:?}",
+        hang.warnings
+    );
+    assert_eq!(hang.duration_nanos, 5_400_000);
+    assert_eq!(s.spans.incomplete_spans, 1);
+    let problems = s.problems();
+    assert!(
+        problems.len() == 1 && problems[0].contains("corrupted frame whose CRC still matched"),
+        "{problems:?}"
+    );
+
+    // Frame 2 lost: the loss is marked after the misdated frame, at the latest time then heard.
+    // `never-ends` was open across it, so it ends there: at the session record's time (the
+    // misdated one pulled back), not 1000 s later.
+    let d = decode(&[&f[..2], &f[3..]].concat().concat());
+    let s = d.decoder.stats();
+    assert_eq!(
+        (s.spans.resets, s.spans.misdated, s.spans.lost_frames),
+        (0, 1, 1),
+        "{s:?}"
+    );
+    assert!(!span(&d.spans, "long").incomplete);
+    let hang = span(&d.spans, "never-ends");
+    assert!(hang.incomplete, "{hang:?}");
+    assert_eq!(hang.duration_nanos, 4_400_000);
+
+    // Drops reported in the session record's frame: marked at the time heard before the frame,
+    // pulled back too.
+    let d = decode(&misdated_session(true).concat());
+    let s = d.decoder.stats();
+    assert_eq!((s.spans.resets, s.spans.misdated), (0, 1), "{s:?}");
+    assert!(s.spans.device_drops > 0);
+    assert!(!span(&d.spans, "long").incomplete);
+    let hang = span(&d.spans, "never-ends");
+    assert!(hang.incomplete, "{hang:?}");
+    assert_eq!(hang.duration_nanos, 4_400_000);
+}
+
+/// A device that restarts keeping its boot id starts again at sequence 0, with a time behind the
+/// one heard: a reset, whether its first frame arrives or frames were lost across the restart.
+#[test]
+fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
+    let mut old = Vec::new();
+    {
+        let clock = ManualClock::new();
+        let ring: Ring<1024> = Ring::new();
+        let session = Session::new("svc").boot_id(7);
+        let tracer = Tracer::new(&ring, &clock, &session);
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        drain.set_epoch_frames(4);
+        std::mem::forget(tracer.root("open-at-reset"));
+        clock.advance(10_000_000);
+        // Frames 0 to 2.
+        for _ in 0..3 {
+            drop(tracer.root("tick"));
+            clock.advance(1_000);
+            old.extend(frames(&drain_all(&mut drain)));
+        }
+    }
+    assert_eq!(old.len(), 3);
+    let mut new = Vec::new();
+    {
+        let clock = ManualClock::new();
+        let ring: Ring<1024> = Ring::new();
+        let session = Session::new("svc").boot_id(7);
+        let tracer = Tracer::new(&ring, &clock, &session);
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        drain.set_epoch_frames(4);
+        for _ in 0..8 {
+            reference(&tracer, &clock);
+            new.extend(frames(&drain_all(&mut drain)));
+        }
+    }
+    assert_eq!(new.len(), 8);
+    // The new boot from its frame 0; and from its frame 4 (the next session record, after a
+    // gap), without its frame 6.
+    let later: Vec<_> = [&new[4..6], &new[7..]].concat();
+    for (from, new) in [(0, &new[..]), (4, &later[..])] {
+        let d = decode(&[&old[..], new].concat().concat());
+        let s = d.decoder.stats();
+        assert_eq!(
+            (s.spans.resets, s.spans.misdated),
+            (1, 0),
+            "from frame {from}: {s:?}"
+        );
+        let open = span(&d.spans, "open-at-reset");
+        assert!(
+            open.incomplete && open.warnings.iter().any(|w| w.contains("reset")),
+            "{open:?}"
+        );
+        assert_eq!(s.spans.incomplete_spans, 1, "from frame {from}");
+        let bars = d.spans.iter().filter(|s| s.operation == "Bar");
+        assert_eq!(bars.count(), new.len(), "from frame {from}");
+    }
+}
+
 #[test]
 fn device_drops_are_reported_overall_and_on_open_spans() {
     let clock = ManualClock::new();

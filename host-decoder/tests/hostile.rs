@@ -669,6 +669,34 @@ fn huge_counts_and_extreme_session_values() {
     }
 }
 
+/// A session's first session record dated far ahead (a corrupted frame that passed the CRC):
+/// the next ones, in sequence, are the same session, behind it. It is pulled back at the first of
+/// them, so it is counted once (not at every epoch), and none is taken for a reset.
+#[test]
+fn a_misdated_session_record_is_counted_once() {
+    let mut h = hello(BOOT, 4);
+    h.now_ticks = 1 << 40;
+    let mut s = Body::new(0, 0, 1_000).hello(&h).frame();
+    for seq in 1..12u16 {
+        let now = 1_000 + u64::from(seq) * 100;
+        let mut b = Body::new(seq, 0, now);
+        if seq % 4 == 0 {
+            b.hello(&Hello {
+                now_ticks: now,
+                ..hello(BOOT, 4)
+            });
+        }
+        s.extend(b.frame());
+    }
+    let d = decode(&s, Limits::default(), 64);
+    assert_eq!(
+        (d.stats.spans.resets, d.stats.spans.misdated),
+        (0, 1),
+        "{:?}",
+        d.stats
+    );
+}
+
 #[test]
 fn sequence_gaps_are_counted_exactly() {
     let mut s = session_frame();
