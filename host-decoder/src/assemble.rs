@@ -1078,17 +1078,27 @@ impl Assembler {
         if let Some(s) = self.session.as_ref() {
             self.frame_start_time = s.last_time;
         }
-        // A new boot's first frame (sequence 0, opening with a session record of another boot) is
-        // no sequence gap: close the old session with its first record, then count from it. The
-        // first record is read ahead only then (a `Peekable` copied every record once more).
+        // A new boot's first frame (sequence 0, opening with a session record of another boot, or
+        // of the same one with time gone back) is no sequence gap: close the old session with its
+        // first record, then count from it. The first record is read ahead only then (a
+        // `Peekable` copied every record once more).
         let mut next = None;
         if frame.seq == 0 {
             next = records.next();
-            let new_boot = matches!(
-                (&next, self.session.as_ref()),
-                (Some(Ok(Record::Hello(h))), Some(s))
-                    if h.boot_id != s.hello.boot_id || h.device_id != s.hello.device_id
-            );
+            let new_boot = match (&next, self.session.as_mut()) {
+                (Some(Ok(Record::Hello(h))), Some(s)) => {
+                    let new = h.boot_id != s.hello.boot_id
+                        || h.device_id != s.hello.device_id
+                        || time_went_back(h, s);
+                    if new {
+                        // Frame 0 follows no frame of the old boot (`session_record`).
+                        s.last_seq = None;
+                        s.follows = false;
+                    }
+                    new
+                }
+                _ => false,
+            };
             if new_boot {
                 if let Some(Ok(hello)) = next.take() {
                     self.stats.records += 1;
@@ -1435,13 +1445,18 @@ impl Assembler {
     fn session_record(&mut self, h: &Hello<'_>, out: &mut Vec<Batch>) {
         let s = self.session.as_mut().expect("session exists");
         let same = h.boot_id == s.hello.boot_id && h.device_id == s.hello.device_id;
-        let behind = h.now_ticks.saturating_add(s.hello.ticks_per_second as u64)
-            < s.last_time.max(s.hello.now_ticks);
+        let behind = time_went_back(h, s);
         if !same || (behind && !s.follows) {
+            // The sequence goes on from this frame, already counted (`sequence` ran before its
+            // records), unless it is a new boot's frame 0, whose record comes first (`frame`).
+            let seq = s.last_seq;
             self.stats.resets += 1;
             self.close_session("the device reset (new boot) before this span finished", out);
             self.recent.clear();
             self.start_session(h);
+            if let Some(s) = self.session.as_mut() {
+                s.last_seq = seq;
+            }
             return;
         }
         if behind {
@@ -2124,6 +2139,13 @@ fn warn_of_cut_names(span: &mut Span, cut: &[SharedStr]) {
         })
         .collect();
     span.warnings.extend(warnings);
+}
+
+/// The session record's time is more than a second before the latest device time heard, or before
+/// the session's first session record's: time went back (a device reset, or a misdated record:
+/// [`Assembler::session_record`]).
+fn time_went_back(h: &Hello<'_>, s: &Session) -> bool {
+    h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.last_time.max(s.hello.now_ticks)
 }
 
 /// Remembers a loss of the session: the losses counted before it and the latest device time
