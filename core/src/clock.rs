@@ -2,8 +2,8 @@
 //!
 //! The record path stores the raw 32-bit tick value; the drain extends it to 64 bits, and the
 //! decoder turns ticks into wall-clock time. A counter that wraps is handled as long as the drain
-//! is called at least once every half wrap period (2^31 ticks: 33.5 s for a 64 MHz cycle
-//! counter): it samples the clock itself when it has nothing to send and while the link takes
+//! is called at least once every three quarters of its wrap period (3 × 2^30 ticks: 50 s for a
+//! 64 MHz cycle counter): it samples the clock itself when it has nothing to send and while the link takes
 //! nothing, so a quiet device or a stalled link keeps its times, but a drain that is not called
 //! at all for that long cannot tell how many wraps went by. Wake it with a timer, not only when
 //! something was recorded; a transport that waits inside one long transfer keeps the time with
@@ -56,22 +56,35 @@ impl<C: ?Sized + Clock> Clock for &C {
 
 /// Extends a wrapping 32-bit tick counter to 64 bits.
 ///
-/// Each new sample is interpreted as the nearest value to the previous one (a signed 32-bit
-/// difference), so samples may arrive slightly out of order (a record preempted between reading the
-/// clock and reserving ring space) and the counter may wrap, as long as consecutive samples are
-/// less than 2^31 ticks apart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Each new sample is interpreted as the value at most a quarter of the counter's wrap period
+/// (2^30 ticks) before the previous one, or less than three quarters after it: samples may arrive
+/// somewhat out of order (a record preempted between reading the clock and reserving ring space)
+/// and the counter may wrap, as long as each sample is within that window of the one before. The
+/// window leans forward because a tick counter moves forward: records that waited in the ring
+/// through a stall, or that follow records a full ring dropped or a flight recorder evicted, come
+/// out right across gaps of up to three quarters of the wrap period (50 s at 64 MHz).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TickExtender {
     /// The last value. Its low `32 - shift` bits are the last sample, shifted, so the sample
     /// itself is not kept: a new one is compared with them.
     extended: u64,
     shift: u32,
+    /// A quarter of the wrap period in units of `2^shift` ticks (`2^(30 - shift)`): how far
+    /// behind the last value a sample may be. Kept, not computed: it is read for every sample.
+    quarter: u32,
+}
+
+impl Default for TickExtender {
+    /// Starts at 0, in ticks.
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 impl TickExtender {
-    /// Largest shift of [`with_shift`](Self::with_shift): samples up to 2^31 − 2^24 ticks apart
-    /// still extend correctly.
+    /// Largest shift of [`with_shift`](Self::with_shift): samples still extend correctly within
+    /// the window, less 2^24 ticks.
     pub const MAX_SHIFT: u32 = 24;
 
     /// Starts at `raw` (extended value = `raw`).
@@ -87,16 +100,37 @@ impl TickExtender {
         Self {
             extended: (raw >> shift) as u64,
             shift,
+            quarter: 1 << (30 - shift),
         }
     }
 
-    /// The same extension one wrap period later: a sample up to half a wrap older than its start
-    /// still extends to a value above zero (see `Drain::new`).
-    pub(crate) const fn a_wrap_later(self) -> Self {
+    /// An extension whose next sample may be anything in the three quarters of a wrap up to
+    /// `raw`, a tick read now: as if the previous sample were that long before it, in the next
+    /// wrap period (so that no value is below zero). For records that may be waiting in the ring
+    /// when extending starts (see `Drain::new`).
+    pub(crate) const fn behind(raw: u32, shift: u32) -> Self {
+        let e = Self::with_shift(raw, shift);
         Self {
-            extended: self.extended + (1 << (32 - self.shift)),
-            shift: self.shift,
+            extended: e.extended + e.quarter as u64,
+            ..e
         }
+    }
+
+    /// The same extension in units of `2^bits` ticks.
+    pub(crate) const fn rescaled(self, bits: u32) -> Self {
+        assert!(bits <= Self::MAX_SHIFT);
+        Self {
+            extended: (self.extended << self.shift) >> bits,
+            shift: bits,
+            quarter: 1 << (30 - bits),
+        }
+    }
+
+    /// A quarter of the wrap period, in units of `2^shift` ticks: how far behind the previous
+    /// value a sample may be.
+    #[inline(always)]
+    const fn quarter(&self) -> u32 {
+        self.quarter
     }
 
     /// Feeds a new raw sample; returns its 64-bit value (in units of `2^shift` ticks).
@@ -112,17 +146,31 @@ impl TickExtender {
     #[inline(always)]
     pub(crate) fn sample(&self, raw: u32) -> Sample {
         let raw = raw >> self.shift;
-        // The difference modulo 2^(32 - shift), as a signed value: the bits above the last
-        // value's low `32 - shift` fall off the left shift. Only the delta is kept (one register
-        // through the drain's encoders, not four); the 64-bit value is made when taken.
-        let delta = (raw.wrapping_sub(self.extended as u32) << self.shift) as i32 >> self.shift;
-        Sample { delta }
+        // The difference modulo 2^(32 - shift), plus a quarter wrap (the window's reach behind):
+        // the bits above the last value's low `32 - shift` fall off the left shift. Only this is
+        // kept (one register through the drain's encoders, not four); the 64-bit value is made
+        // when taken.
+        let ahead = (raw
+            .wrapping_sub(self.extended as u32)
+            .wrapping_add(self.quarter())
+            << self.shift)
+            >> self.shift;
+        Sample { ahead }
+    }
+
+    /// How far after the last value a sample is, in units of `2^shift` ticks; `None` when it is
+    /// before it.
+    #[inline(always)]
+    pub(crate) fn after(&self, s: Sample) -> Option<u32> {
+        s.ahead.checked_sub(self.quarter())
     }
 
     /// The 64-bit value of a [`sample`](Self::sample) of this extender, not yet taken.
     #[inline(always)]
     pub(crate) fn value(&self, s: Sample) -> u64 {
-        self.extended.wrapping_add_signed(s.delta as i64)
+        self.extended
+            .wrapping_add(s.ahead as u64)
+            .wrapping_sub(self.quarter() as u64)
     }
 
     /// Takes a [`sample`](Self::sample) of this extender.
@@ -145,9 +193,9 @@ impl TickExtender {
 /// A sample extended by [`TickExtender::sample`], not yet taken.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
-    /// Its distance from the last value taken (`extended` minus [`TickExtender::last`]), below
-    /// 2^31 either way.
-    pub(crate) delta: i32,
+    /// Its distance after the last value taken, plus a quarter wrap (so below a quarter wrap
+    /// means before it): in `[0, 2^(32 - shift))`.
+    pub(crate) ahead: u32,
 }
 
 #[cfg(test)]

@@ -236,15 +236,15 @@ pub const fn default_time_shift(ticks_per_second: u32) -> u32 {
 }
 
 /// The tick extension of a drain starting at raw tick `now`. Records already waiting in the ring
-/// are older than `now`; when the clock has wrapped since (`now` is below half the wrap), their
-/// times would be below zero, and a frame dated near 2^64 overflows every time after it in the
-/// decoder. So then the extension starts a wrap later.
+/// are older than `now`, by up to three quarters of a wrap when the drain starts late: they are
+/// dated as if the previous record were that long before `now`, in the next wrap period (so that
+/// none is dated below zero, which makes a frame dated near 2^64, every later time of which the
+/// decoder refuses). With an empty ring the extension starts at `now` itself.
 fn start_extension(ring: &DynRing, now: u32, shift: u32) -> TickExtender {
-    let ext = TickExtender::with_shift(now, shift);
-    if now < 1 << 31 && ring.may_hold_records() {
-        ext.a_wrap_later()
+    if ring.may_hold_records() {
+        TickExtender::behind(now, shift)
     } else {
-        ext
+        TickExtender::with_shift(now, shift)
     }
 }
 
@@ -422,7 +422,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             return false;
         }
         let old = self.state.ext.shift();
-        self.state.ext = start_extension(self.tracer.ring, self.tracer.clock.now(), bits as u32);
+        self.state.ext = self.state.ext.rescaled(bits as u32);
         self.watch = Watch {
             ext: self.state.ext,
             ahead: false,
@@ -439,6 +439,19 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let ticks = self.time_keeper().now();
         self.wall_clock = Some(WallClock { ticks, unix_nanos });
         self.wall_clock_due = true;
+    }
+
+    /// Post-mortem replay: the records were put in the ring after the drain was made, all older
+    /// than its clock; dates them as records waiting when a drain starts (see
+    /// `start_extension`).
+    #[cfg(feature = "std")]
+    pub(crate) fn date_waiting_records(&mut self) {
+        let now = self.tracer.clock.now();
+        self.state.ext = TickExtender::behind(now, self.state.ext.shift());
+        self.watch = Watch {
+            ext: self.state.ext,
+            ahead: false,
+        };
     }
 
     /// Post-mortem replay: the ring holds a 32-bit target's records, whose static strings are
@@ -479,8 +492,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     ///
     /// While the link is stalled (no host on RTT, a USB port not open, a writer that refuses), no
     /// frame is built, and the tick extension, which an idle drain keeps fresh, would fall
-    /// behind the clock. Past half the clock's wrap period every later record would be extended
-    /// the wrong way (a span dated years off). [`fill_buf`](Self::fill_buf) calls this itself
+    /// behind the clock. Past three quarters of the clock's wrap period every later record
+    /// would be extended the wrong way (a span dated a wrap off). [`fill_buf`](Self::fill_buf) calls this itself
     /// when it finds its frame offered and nothing consumed since (a transport that polls a
     /// stalled link); a transport that waits inside one long transfer instead (a DMA transfer
     /// held by flow control) calls it while it waits, at least every few seconds, and one whose
@@ -488,9 +501,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// [`fill_buf_keeping_time`](Self::fill_buf_keeping_time).
     ///
     /// The records that wait in the ring meanwhile keep the time they were read with: each is
-    /// dated from the one before it, in order, so each must follow the one before within half
-    /// the clock's wrap period (33 s at 64 MHz; a 32-bit tick cannot tell more). Records made
-    /// after the stall are dated from the clock kept here.
+    /// dated from the one before it, in order, so each must come less than three quarters of
+    /// the clock's wrap period after the one before (50 s at 64 MHz; a 32-bit tick cannot tell
+    /// more). Records made after the stall are dated from the clock kept here.
     #[cold]
     #[inline(never)]
     pub fn keep_time(&mut self) {
@@ -1177,11 +1190,13 @@ impl FrameState {
     #[inline(always)]
     fn time<const F: usize>(&self, w: &mut Writer<'_, F>, raw: u32) -> (Timed, u32) {
         let t = self.ext.sample(raw);
-        if t.delta < 0 {
-            w.call(set_time, self.ext.value(t));
-            return (t, 0);
+        match self.ext.after(t) {
+            Some(dt) => (t, dt),
+            None => {
+                w.call(set_time, self.ext.value(t));
+                (t, 0)
+            }
         }
-        (t, t.delta as u32)
     }
 
     /// [`time`](Self::time), out of line (for the records that are not worth the code size).

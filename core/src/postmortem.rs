@@ -568,6 +568,8 @@ mod host {
                 ring.restore(tail.wrapping_add(valid), tail, self.dropped, |pos| {
                     words[pos.wrapping_sub(tail) as usize]
                 });
+                // Every record is older than the crash, maybe from before the clock wrapped.
+                drain.date_waiting_records();
                 drain.drain_with(|b| {
                     out.stream.extend_from_slice(b);
                     b.len()

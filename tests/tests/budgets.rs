@@ -32,7 +32,10 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("unsampled", 10.0, 13.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 134.0, 121.0, None),
-    ("drain17", 322.0, 450.0, Some(150.0)),
+    // Raised from (322, 450): the tick extension's window leans forward (a quarter wrap behind,
+    // three quarters ahead), which dates records across stalls, full rings and evictions: 323.5 /
+    // 457.3 when set (309.6 / 427.5 with the old, symmetric window).
+    ("drain17", 330.0, 465.0, Some(150.0)),
 ];
 
 /// Bytes per child span (marginal), per board: (what, workload, Cortex-M3, Cortex-M0, target).
@@ -87,8 +90,10 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// record from the oldest waiting one on was dated a wrap off), and a drain started just after
 /// the clock wrapped that starts its extension a wrap later (`start_extension`: records made
 /// before it were dated below zero, and the decoder refused their frames): 12 728 / 12 432 B
-/// when set.
-const FLASH_BUDGET: (f64, f64) = (12_790.0, 12_490.0);
+/// when set. Raised again from (12 790, 12 490) for the forward-leaning tick window (its
+/// quarter kept beside the extension, and one more 64-bit step per record where it is taken,
+/// inlined at each encoder): 12 800 / 12 648 B when set.
+const FLASH_BUDGET: (f64, f64) = (12_860.0, 12_710.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 

@@ -80,7 +80,7 @@
 //! it drops the write: use one only with a writer declared
 //! [cancel-safe](AsyncDrain::assume_cancel_safe), or every timeout sends the frame again.
 //! Records that wait in the ring through a stall are dated in order, each from the one before
-//! it, so each must follow the one before within half the clock's wrap period (33 s at 64 MHz:
+//! it, so each must come less than three quarters of the clock's wrap period after the one before (50 s at 64 MHz:
 //! a 32-bit tick cannot tell more); records made after the stall are dated from the clock the
 //! drain kept.
 //!

@@ -29,8 +29,7 @@
 //!   or so), or `start` from the idle loop.
 //!
 //! Records that wait in the ring through such a stall are dated in order, each from the one
-//! before it, so each must follow the one before within half the clock's wrap period (33 s at
-//! 64 MHz: a 32-bit tick cannot tell more); records made after the stall are dated from the
+//! before it, so each must come less than three quarters of the clock's wrap period after the one before (50 s at 64 MHz: a 32-bit tick cannot tell more); records made after the stall are dated from the
 //! clock the drain kept.
 //!
 //! # What the borrow checker cannot see
