@@ -1446,7 +1446,11 @@ impl Assembler {
         let s = self.session.as_mut().expect("session exists");
         let same = h.boot_id == s.hello.boot_id && h.device_id == s.hello.device_id;
         let behind = time_went_back(h, s);
-        if !same || (behind && !s.follows) {
+        // Behind the previous session record itself: the device's own clock went back, which a
+        // misdated record cannot do (a device that restarted, whose frame 0 was lost).
+        let clock_back =
+            h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.hello.now_ticks;
+        if !same || (behind && (!s.follows || clock_back)) {
             // The sequence goes on from this frame, already counted (`sequence` ran before its
             // records), unless it is a new boot's frame 0, whose record comes first (`frame`).
             let seq = s.last_seq;
