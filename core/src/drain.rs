@@ -18,8 +18,11 @@
 //! ending in `…` and warns on the spans that use it. What cannot be sent is a record that does
 //! not fit an empty frame by itself (long inline text in a small frame): it is dropped and
 //! counted with the ring's drops, which the decoder reports as the device's drops, and in
-//! [`DrainStats::oversize`]. Keep static strings well under `F` minus 32 bytes, or choose a
-//! larger `F`.
+//! [`DrainStats::oversize`]. Names do not go ahead when the name table is full for the epoch
+//! (the strings then travel inline, in the record, which must fit by itself), and seldom with
+//! epochs of two frames ([`set_epoch_frames`](Drain::set_epoch_frames)`(2)`: every other frame
+//! carries the session record, and the next one ends the epoch). Keep static strings well under
+//! `F` minus 32 bytes, or choose a larger `F`.
 //!
 //! ```
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};

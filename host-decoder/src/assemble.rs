@@ -1156,14 +1156,21 @@ impl Assembler {
     #[cold]
     #[inline(never)]
     fn define_cut(&mut self, id: u32, name: &str) {
-        let text = SharedStr::from(format!("{name}…"));
-        if !self.cut_names.iter().any(|c| c.as_str() == text.as_str()) {
-            self.stats.names_cut += 1;
-            if self.cut_names.len() < MAX_CUT_NAMES {
-                self.cut_names.push(text.clone());
+        let text = format!("{name}…");
+        // The text kept from an earlier epoch, if any: the spans are checked by identity.
+        let known = self.cut_names.iter().find(|c| c.as_str() == text).cloned();
+        let shared = match known {
+            Some(kept) => kept,
+            None => {
+                self.stats.names_cut += 1;
+                let shared = SharedStr::from(text);
+                if self.cut_names.len() < MAX_CUT_NAMES {
+                    self.cut_names.push(shared.clone());
+                }
+                shared
             }
-        }
-        self.names.insert(id, text);
+        };
+        self.names.insert(id, shared);
     }
 
     fn sequence(&mut self, seq: u16) {
@@ -2113,33 +2120,35 @@ fn losses(stats: &Stats) -> u64 {
     stats.lost_frames + stats.device_drops + stats.record_errors
 }
 
-/// Most texts of cut names remembered for warnings (a device has few static strings).
-const MAX_CUT_NAMES: usize = 256;
+/// Most texts of cut names remembered for warnings (a device has few static strings; a hostile
+/// stream cannot make the check of each span's texts against them long).
+const MAX_CUT_NAMES: usize = 64;
 
 /// Adds a warning to `span` for each of `cut` among its name, tag keys and values and log keys
-/// and values.
+/// and values. The texts come from the name table, which holds the very `SharedStr`s in `cut`:
+/// each is compared by identity (constant time), and only if it ends in `…`.
 fn warn_of_cut_names(span: &mut Span, cut: &[SharedStr]) {
-    let is_cut = |t: &str| t.ends_with('…') && cut.iter().any(|c| c.as_str() == t);
+    let is_cut = |t: &SharedStr| t.as_str().ends_with('…') && cut.iter().any(|c| c.is_same(t));
     let fields = span
         .tags
         .iter()
         .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
-    let mut found: Vec<&str> = Vec::new();
-    for t in std::iter::once(span.operation.as_str()).chain(fields.flat_map(|f| {
+    let mut found: Vec<&SharedStr> = Vec::new();
+    for t in std::iter::once(&span.operation).chain(fields.flat_map(|f| {
         let value = match &f.value {
-            Value::Str(v) => Some(v.as_str()),
+            Value::Str(v) => Some(v),
             _ => None,
         };
-        std::iter::once(f.key.as_str()).chain(value)
+        std::iter::once(&f.key).chain(value)
     })) {
-        if is_cut(t) && !found.contains(&t) {
+        if is_cut(t) && !found.iter().any(|f| f.is_same(t)) {
             found.push(t);
         }
     }
     let warnings: Vec<String> = found
         .iter()
         .map(|t| {
-            format!("the device cut the static string \"{t}\" to fit its frame size (a larger drain frame, Drain<F>, keeps it whole)")
+            format!("the device cut the static string \"{}\" to fit its frame size (a larger drain frame, Drain<F>, keeps it whole)", t.as_str())
         })
         .collect();
     span.warnings.extend(warnings);

@@ -46,6 +46,16 @@ impl SharedStr {
     /// The longest text stored in place.
     pub const INLINE: usize = 22;
 
+    /// Whether `other` is this very text: the same shared allocation, or (for a short text kept
+    /// in place) the same bytes. Constant time, unlike comparing long texts.
+    pub fn is_same(&self, other: &SharedStr) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Shared(a), Repr::Shared(b)) => Arc::ptr_eq(a, b),
+            (Repr::Inline { .. }, Repr::Inline { .. }) => self.as_str() == other.as_str(),
+            _ => false,
+        }
+    }
+
     /// The text.
     #[inline]
     pub fn as_str(&self) -> &str {
