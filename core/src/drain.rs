@@ -296,6 +296,23 @@ struct Watch {
     ahead: bool,
 }
 
+impl Watch {
+    /// The drain's latest knowledge of the clock: this watch, or the records' extension `ext`
+    /// if records drained since moved it further.
+    fn later(&self, ext: &TickExtender) -> TickExtender {
+        if ext.last() > self.ext.last() {
+            *ext
+        } else {
+            self.ext
+        }
+    }
+
+    /// A watch at the records' extension, for a drain whose time (re)starts there.
+    fn at(ext: TickExtender) -> Self {
+        Self { ext, ahead: false }
+    }
+}
+
 impl TimeKeeper<'_> {
     /// What [`Drain::keep_time`] does: reads the clock and follows it. Call it at least every few
     /// seconds (well within half the clock's wrap period) while the write waits.
@@ -313,11 +330,7 @@ impl TimeKeeper<'_> {
     /// drained since the last look moved `ext` past `watch`).
     #[inline(never)]
     fn now(&mut self) -> u64 {
-        let mut base = if self.ext.last() > self.watch.ext.last() {
-            *self.ext
-        } else {
-            self.watch.ext
-        };
+        let mut base = self.watch.later(self.ext);
         let now = base.extend(self.clock.now());
         self.watch.ext = base;
         self.watch.ahead = self.ring.may_hold_records();
@@ -390,7 +403,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             epoch_frames: DEFAULT_EPOCH_FRAMES,
             drops_sent: None,
             wall_clock: None,
-            watch: Watch { ext, ahead: false },
+            watch: Watch::at(ext),
             wall_clock_due: false,
             record_waiting: false,
             resend: false,
@@ -426,10 +439,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         let old = self.state.ext.shift();
         self.state.ext = self.state.ext.rescaled(bits as u32);
-        self.watch = Watch {
-            ext: self.state.ext,
-            ahead: false,
-        };
+        self.watch = Watch::at(self.state.ext);
         if let Some(c) = &mut self.wall_clock {
             c.ticks = (c.ticks << old) >> bits;
         }
@@ -451,10 +461,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     pub(crate) fn date_waiting_records(&mut self) {
         let now = self.tracer.clock.now();
         self.state.ext = TickExtender::behind(now, self.state.ext.shift());
-        self.watch = Watch {
-            ext: self.state.ext,
-            ahead: false,
-        };
+        self.watch = Watch::at(self.state.ext);
     }
 
     /// Post-mortem replay: the ring holds a 32-bit target's records, whose static strings are
@@ -528,10 +535,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     #[cold]
     #[inline(never)]
     fn catch_up(&mut self) {
-        self.watch.ahead = false;
+        // Assigned only when the watch is later: `self.state.ext = self.watch.later(..)` would
+        // copy the extension onto itself, which the compiler does with `memmove` (1.6 KB of
+        // flash on Cortex-M3).
         if self.watch.ext.last() > self.state.ext.last() {
             self.state.ext = self.watch.ext;
         }
+        self.watch.ahead = false;
     }
 
     /// [`fill_buf`](Self::fill_buf), and beside its bytes the drain's [`TimeKeeper`]: a
@@ -849,9 +859,10 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     fn write_hello(&mut self) -> bool {
         let t = self.tracer;
         // Sampled, not taken: within a frame the extender's last value is the time the next
-        // record's delta counts from (see `FrameState::time`).
-        let ext = &self.state.ext;
-        let now_ticks = ext.value(ext.sample(t.clock.now()));
+        // record's delta counts from (see `FrameState::time`). From the watch if it is later
+        // (a stall longer than the extension's window, records waiting through it).
+        let base = self.watch.later(&self.state.ext);
+        let now_ticks = base.value(base.sample(t.clock.now()));
         let ticks_per_second = t.clock.ticks_per_second() >> self.state.ext.shift();
         let boot_id = t.boot_id();
         for cut in [usize::MAX, 24, 8, 0] {

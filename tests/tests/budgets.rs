@@ -92,8 +92,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// before it were dated below zero, and the decoder refused their frames): 12 728 / 12 432 B
 /// when set. Raised again from (12 790, 12 490) for the forward-leaning tick window (its
 /// quarter kept beside the extension, and one more 64-bit step per record where it is taken,
-/// inlined at each encoder): 12 800 / 12 648 B when set.
-const FLASH_BUDGET: (f64, f64) = (12_860.0, 12_710.0);
+/// inlined at each encoder): 12 800 / 12 648 B when set; the session record's time taken from
+/// the later of the watch and the records' extension (`Watch::later`; a stall longer than the
+/// window otherwise dated the HELLO a wrap early, which the decoder takes for a reset): 12 864 /
+/// 12 716 B.
+const FLASH_BUDGET: (f64, f64) = (12_920.0, 12_780.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 
