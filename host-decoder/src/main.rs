@@ -171,8 +171,9 @@ struct DecodeArgs {
     /// No summary at the end.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit non-zero when anything was lost (frames, device drops, CRC errors, discarded or cut
-    /// bytes, frames before the session record, orphan records, incomplete spans).
+    /// Exit non-zero when anything was lost or is known wrong (frames, device drops, CRC errors,
+    /// discarded or cut bytes, frames before the session record, orphan records, incomplete
+    /// spans, names the device cut to fit its frame, records dated ahead of the device's clock).
     #[arg(long)]
     strict: bool,
 }
@@ -615,7 +616,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         say!("microspan: {f}");
         return Ok(ExitCode::from(2));
     }
-    if !delivered_all || unreadable || (args.strict && !outputs_closed && stats.lost_anything()) {
+    if !delivered_all || unreadable || (args.strict && !outputs_closed && stats.anything_wrong()) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -250,9 +250,17 @@ fn count_bad(stats: &mut StreamStats, last_error: &mut Option<String>, e: FrameE
 }
 
 impl StreamStats {
+    /// `true` when the spans are not exactly what the device recorded: something was lost
+    /// ([`lost_anything`](Self::lost_anything)), a static string arrived cut to fit the device's
+    /// frame, or records were dated ahead of the device's clock
+    /// ([`Stats::misdated`](crate::assemble::Stats::misdated)). `--strict` fails on it.
+    pub fn anything_wrong(&self) -> bool {
+        self.lost_anything() || self.spans.names_cut > 0 || self.spans.misdated > 0
+    }
+
     /// `true` when something in the input could not be used: a bad, lost, cut or skipped frame,
     /// discarded bytes, a malformed or orphan record, a drop on the device, or a span that never
-    /// finished. (`--strict` fails on it.)
+    /// finished.
     pub fn lost_anything(&self) -> bool {
         let s = &self.spans;
         self.crc_errors
@@ -401,6 +409,24 @@ impl FrameHash {
 mod tests {
     use super::*;
     use microspan::wire::decode::Frame;
+
+    /// `--strict` fails on what is lost and on what is known wrong though nothing was lost: a
+    /// cut name, a misdated record.
+    #[test]
+    fn wrong_but_not_lost_is_wrong() {
+        let clean = StreamStats::default();
+        assert!(!clean.lost_anything() && !clean.anything_wrong());
+        let mut cut = clean.clone();
+        cut.spans.names_cut = 1;
+        let mut misdated = clean.clone();
+        misdated.spans.misdated = 1;
+        let mut dropped = clean.clone();
+        dropped.spans.device_drops = 1;
+        for s in [&cut, &misdated] {
+            assert!(!s.lost_anything() && s.anything_wrong(), "{s:?}");
+        }
+        assert!(dropped.lost_anything() && dropped.anything_wrong());
+    }
 
     /// Frames that differ anywhere (one bit of the body, its length, a header field) have
     /// different fingerprints; the same frame always has the same one.

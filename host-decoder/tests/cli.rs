@@ -246,6 +246,36 @@ fn unusable_or_cut_input_is_diagnosed() {
     assert!(e.contains("the input was empty"), "{e}");
 }
 
+/// A name the device cut to fit its frame loses nothing else: the spans are delivered (status 0)
+/// with a problem line saying why, and `--strict` fails on it.
+#[test]
+fn strict_mode_fails_a_cut_name() {
+    use microspan::{Drain, Ring, Session, StdClock, Tracer};
+    const LONG: &str =
+        "sensor.temperature.read-and-calibrate-with-retries-and-a-name-longer-than-a-frame";
+    let ring: Ring<1024> = Ring::new();
+    let clock = StdClock::new();
+    let session = Session::new("cli-test").boot_id(2);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
+    drop(tracer.root(LONG));
+    let mut stream = Vec::new();
+    drain.drain_with(|b| {
+        stream.extend_from_slice(b);
+        b.len()
+    });
+    assert_eq!(drain.stats().names_cut, 1, "{:?}", drain.stats());
+    let (_d, path) = capture(&stream);
+    let (code, e) = decode_file(&path, &[]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(
+        e.contains("1 static strings were longer than the device's drain frame"),
+        "{e}"
+    );
+    let (code, e) = decode_file(&path, &["--strict"]);
+    assert_eq!(code, Some(1), "{e}");
+}
+
 /// Options that would be ignored or give wrong output are refused up front.
 #[test]
 fn nonsense_options_are_refused() {
