@@ -6,89 +6,14 @@
 // placeholders.
 #![allow(clippy::disallowed_names)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
 
-use microspan::{Clock, Drain, Ring, Session, Tracer, Value};
+use microspan::{Drain, Ring, Session, Tracer, Value};
 use microspan_decoder::assemble::{Limits, Options};
-use microspan_decoder::model::{Batch, RefKind, Span};
+use microspan_decoder::model::RefKind;
 use microspan_decoder::stream::{StreamDecoder, StreamError};
-
-struct ManualClock(AtomicU32);
-impl ManualClock {
-    fn new() -> Self {
-        Self(AtomicU32::new(5_000))
-    }
-    fn advance(&self, t: u32) {
-        self.0.fetch_add(t, Ordering::Relaxed);
-    }
-}
-impl Clock for ManualClock {
-    fn now(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn ticks_per_second(&self) -> u32 {
-        1_000_000
-    }
-}
-
-const ANCHOR: u64 = 1_700_000_000_000_000_000;
-
-fn options() -> Options {
-    Options {
-        fixed_anchor_unix_nanos: Some(ANCHOR),
-        ..Options::default()
-    }
-}
-
-fn drain_all<const F: usize>(drain: &mut Drain<'_, F>) -> Vec<u8> {
-    let mut out = Vec::new();
-    drain.drain_with(|b| {
-        out.extend_from_slice(b);
-        b.len()
-    });
-    out
-}
-
-/// Splits a stream into its frames (each with its delimiter).
-fn frames(stream: &[u8]) -> Vec<Vec<u8>> {
-    stream
-        .split_inclusive(|&b| b == 0)
-        .map(|f| f.to_vec())
-        .collect()
-}
-
-struct Decoded {
-    spans: Vec<Span>,
-    batches: Vec<Batch>,
-    decoder: StreamDecoder,
-}
-
-fn decode_with(stream: &[u8], opts: Options) -> Decoded {
-    let mut decoder = StreamDecoder::new(opts);
-    let mut batches = Vec::new();
-    // Feed in odd-sized chunks, as a serial port would deliver them.
-    for chunk in stream.chunks(7) {
-        decoder.feed(chunk, &mut batches).unwrap();
-    }
-    decoder.finish(&mut batches);
-    let spans = batches.iter().flat_map(|b| b.spans.clone()).collect();
-    Decoded {
-        spans,
-        batches,
-        decoder,
-    }
-}
-
-fn decode(stream: &[u8]) -> Decoded {
-    decode_with(stream, options())
-}
-
-fn span<'a>(spans: &'a [Span], name: &str) -> &'a Span {
-    spans
-        .iter()
-        .find(|s| s.operation == name)
-        .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
-}
+use support::decoding::{anchored, decode, span};
+use support::device::{drain_all, frames, ManualClock};
 
 fn reference(tracer: &Tracer<'_>, clock: &ManualClock) {
     let root = tracer.root("in-process-service");
@@ -111,7 +36,7 @@ fn reference(tracer: &Tracer<'_>, clock: &ManualClock) {
 
 #[test]
 fn reference_trace_is_rebuilt_exactly() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("in-process-service")
         .device_id(0xD)
@@ -178,7 +103,7 @@ fn reference_trace_is_rebuilt_exactly() {
         format!("{:?}", bar.logs[0].fields[1].value),
         "Str(\"something wrong\")"
     );
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!(
         (
             s.crc_errors,
@@ -194,7 +119,7 @@ fn reference_trace_is_rebuilt_exactly() {
 
 #[test]
 fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc").boot_id(1);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -216,7 +141,7 @@ fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
     assert!(f.len() > 6, "{} frames", f.len());
     f.remove(3);
     let d = decode(&f.concat());
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!(s.spans.lost_frames, 1);
     let outer = span(&d.spans, "outer");
     assert!(
@@ -239,7 +164,7 @@ fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
 
 #[test]
 fn a_decoder_that_joins_mid_stream_waits_for_the_session_record() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<4096> = Ring::new();
     let session = Session::new("svc").boot_id(2);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -254,7 +179,7 @@ fn a_decoder_that_joins_mid_stream_waits_for_the_session_record() {
     // Start in the middle of a frame: garbage, then whole frames.
     let cut = f[..3].concat().len() - 5;
     let d = decode(&stream[cut..]);
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert!(s.spans.frames_before_session >= 1, "{s:?}");
     assert!(s.spans.spans > 0);
     // Every span exported after the join has a real name (names are re-announced each epoch).
@@ -271,7 +196,7 @@ fn a_decoder_that_joins_mid_stream_waits_for_the_session_record() {
 fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
     let mut stream = Vec::new();
     {
-        let clock = ManualClock::new();
+        let clock = ManualClock::new(5_000);
         let ring: Ring<1024> = Ring::new();
         let session = Session::new("svc").boot_id(10);
         let tracer = Tracer::new(&ring, &clock, &session);
@@ -284,7 +209,7 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
         std::mem::forget(open); // the device resets: no end records
     }
     {
-        let clock = ManualClock::new();
+        let clock = ManualClock::new(5_000);
         let ring: Ring<1024> = Ring::new();
         let session = Session::new("svc").boot_id(11);
         let tracer = Tracer::new(&ring, &clock, &session);
@@ -293,7 +218,7 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
         stream.extend(drain_all(&mut drain));
     }
     let d = decode(&stream);
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!(s.spans.resets, 1);
     let old = span(&d.spans, "open-at-reset");
     assert!(old.incomplete);
@@ -341,7 +266,7 @@ fn misdate(frame: &[u8], by: u64) -> Vec<u8> {
 /// `never-ends` never does. With `overflow`, the ring overflows just before frame 4, which then
 /// reports the drops too. Frame 1 is dated 1000 s ahead ([`misdate`]).
 fn misdated_session(overflow: bool) -> Vec<Vec<u8>> {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<64> = Ring::new();
     let session = Session::new("svc").device_id(0xD).boot_id(7);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -386,7 +311,7 @@ fn misdated_session(overflow: bool) -> Vec<Vec<u8>> {
 fn a_misdated_record_before_an_in_sequence_session_record_is_no_reset() {
     let f = misdated_session(false);
     let d = decode(&f.concat());
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!((s.spans.resets, s.spans.misdated), (0, 1), "{s:?}");
     let long = span(&d.spans, "long");
     assert!(!long.incomplete && long.warnings.is_empty(), "{long:?}");
@@ -412,7 +337,7 @@ fn a_misdated_record_before_an_in_sequence_session_record_is_no_reset() {
     // `never-ends` was open across it, so it ends there: at the session record's time (the
     // misdated one pulled back), not 1000 s later.
     let d = decode(&[&f[..2], &f[3..]].concat().concat());
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!(
         (s.spans.resets, s.spans.misdated, s.spans.lost_frames),
         (0, 1, 1),
@@ -426,7 +351,7 @@ fn a_misdated_record_before_an_in_sequence_session_record_is_no_reset() {
     // Drops reported in the session record's frame: marked at the time heard before the frame,
     // pulled back too.
     let d = decode(&misdated_session(true).concat());
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!((s.spans.resets, s.spans.misdated), (0, 1), "{s:?}");
     assert!(s.spans.device_drops > 0);
     assert!(!span(&d.spans, "long").incomplete);
@@ -443,7 +368,7 @@ fn a_misdated_record_before_an_in_sequence_session_record_is_no_reset() {
 fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
     let mut old = Vec::new();
     {
-        let clock = ManualClock::new();
+        let clock = ManualClock::new(5_000);
         let ring: Ring<1024> = Ring::new();
         let session = Session::new("svc").boot_id(7);
         let tracer = Tracer::new(&ring, &clock, &session);
@@ -461,7 +386,7 @@ fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
     assert_eq!(old.len(), 3);
     let mut new = Vec::new();
     {
-        let clock = ManualClock::new();
+        let clock = ManualClock::new(5_000);
         let ring: Ring<1024> = Ring::new();
         let session = Session::new("svc").boot_id(7);
         let tracer = Tracer::new(&ring, &clock, &session);
@@ -478,7 +403,7 @@ fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
     let later: Vec<_> = [&new[4..5], &new[6..]].concat();
     for (from, new, lost) in [(0, &new[..], 0), (4, &later[..], 2)] {
         let d = decode(&[&old[..], new].concat().concat());
-        let s = d.decoder.stats();
+        let s = d.stats;
         assert_eq!(
             (s.spans.resets, s.spans.misdated, s.spans.lost_frames),
             (1, 0, lost),
@@ -498,7 +423,7 @@ fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
 
 #[test]
 fn device_drops_are_reported_overall_and_on_open_spans() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<64> = Ring::new();
     let session = Session::new("svc").boot_id(3);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -514,7 +439,7 @@ fn device_drops_are_reported_overall_and_on_open_spans() {
     drop(outer);
     stream.extend(drain_all(&mut drain));
     let d = decode(&stream);
-    assert_eq!(d.decoder.stats().spans.device_drops, dropped as u64);
+    assert_eq!(d.stats.spans.device_drops, dropped as u64);
     let outer = span(&d.spans, "outer");
     assert!(
         outer
@@ -528,7 +453,7 @@ fn device_drops_are_reported_overall_and_on_open_spans() {
 
 #[test]
 fn capacity_truncations_become_warnings() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<4096> = Ring::new();
     let session = Session::new("svc");
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -553,7 +478,7 @@ fn capacity_truncations_become_warnings() {
 
 #[test]
 fn spans_that_never_finish_are_exported_incomplete() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc");
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -575,7 +500,7 @@ fn spans_that_never_finish_are_exported_incomplete() {
 /// the root lasts as long as its children (21 ms), not 0 ns.
 #[test]
 fn a_span_cut_off_by_the_end_of_the_capture_lasts_until_the_last_time_heard() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc");
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -597,7 +522,7 @@ fn a_span_cut_off_by_the_end_of_the_capture_lasts_until_the_last_time_heard() {
     let last = drain_all(&mut drain);
     stream.extend_from_slice(&last[..last.len() - 3]);
     let d = decode(&stream);
-    assert_eq!(d.decoder.stats().unfinished_bytes, last.len() as u64 - 3);
+    assert_eq!(d.stats.unfinished_bytes, last.len() as u64 - 3);
     let root = span(&d.spans, "in-process-service");
     let foo = span(&d.spans, "Foo");
     assert!(root.incomplete && !foo.incomplete);
@@ -621,7 +546,7 @@ fn a_span_cut_off_by_the_end_of_the_capture_lasts_until_the_last_time_heard() {
 /// while it was open.
 #[test]
 fn a_span_open_across_lost_frames_ends_before_them_or_with_its_children() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc");
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -648,7 +573,7 @@ fn a_span_open_across_lost_frames_ends_before_them_or_with_its_children() {
     std::mem::forget(lonely);
     assert!(!lost.is_empty());
     let d = decode(&heard);
-    assert!(d.decoder.stats().spans.lost_frames >= 1);
+    assert!(d.stats.spans.lost_frames >= 1);
     let lonely = span(&d.spans, "lonely");
     assert!(lonely.incomplete);
     assert_eq!(
@@ -669,7 +594,7 @@ fn a_span_open_across_lost_frames_ends_before_them_or_with_its_children() {
 /// may be among them, so it ends at the last time heard before the frame that reports them.
 #[test]
 fn a_span_open_across_device_drops_ends_before_them() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<64> = Ring::new();
     let session = Session::new("svc").boot_id(3);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -692,7 +617,7 @@ fn a_span_open_across_device_drops_ends_before_them() {
     drop(tracer.root("later"));
     stream.extend(drain_all(&mut drain));
     let d = decode(&stream);
-    assert!(d.decoder.stats().spans.device_drops > 0);
+    assert!(d.stats.spans.device_drops > 0);
     let victim = span(&d.spans, "victim");
     assert!(victim.incomplete);
     assert_eq!(
@@ -705,7 +630,7 @@ fn a_span_open_across_device_drops_ends_before_them() {
 /// CRC is good): decoded, nothing lost. One byte shorter, it is a frame cut short.
 #[test]
 fn a_last_frame_missing_only_its_delimiter_is_decoded() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc");
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -721,7 +646,7 @@ fn a_last_frame_missing_only_its_delimiter_is_decoded() {
     assert_eq!(stream.last(), Some(&0));
 
     let d = decode(&stream[..stream.len() - 1]);
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!(d.spans.len(), 3);
     assert!(d.spans.iter().all(|s| !s.incomplete));
     assert_eq!(s.unfinished_bytes, 0);
@@ -729,7 +654,7 @@ fn a_last_frame_missing_only_its_delimiter_is_decoded() {
     assert!(s.problems().is_empty(), "{:?}", s.problems());
 
     let d = decode(&stream[..stream.len() - 2]);
-    let s = d.decoder.stats();
+    let s = d.stats;
     assert_eq!(s.unfinished_bytes, last.len() as u64 - 2);
     assert!(s.spans.incomplete_spans > 0, "{s:?}");
     assert!(s.lost_anything());
@@ -753,7 +678,7 @@ fn frame_of_version(version: u8) -> Vec<u8> {
 #[test]
 fn frames_of_a_newer_wire_version_are_not_reported_as_no_frame_found() {
     let frame = frame_of_version(3);
-    let mut decoder = StreamDecoder::new(options());
+    let mut decoder = StreamDecoder::new(anchored());
     let mut out = Vec::new();
     decoder.feed(&frame, &mut out).unwrap();
     let problems = decoder.stats().problems();
@@ -776,7 +701,7 @@ fn frames_of_a_newer_wire_version_are_not_reported_as_no_frame_found() {
 #[test]
 fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
     let frame = frame_of_version(3);
-    let mut decoder = StreamDecoder::new(options());
+    let mut decoder = StreamDecoder::new(anchored());
     let mut out = Vec::new();
     assert!(
         decoder.feed(&frame, &mut out).is_ok(),
@@ -796,7 +721,7 @@ fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
 
 #[test]
 fn open_spans_are_bounded() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<65536> = Ring::new();
     let session = Session::new("svc");
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -812,7 +737,7 @@ fn open_spans_are_bounded() {
             max_open_spans: 50,
             ..Limits::default()
         },
-        ..options()
+        ..anchored()
     };
     let mut decoder = StreamDecoder::new(opts);
     let mut out = Vec::new();
@@ -831,7 +756,7 @@ fn a_log_whose_names_fill_a_small_frame_arrives_whole() {
     // The soft-error log of the reference example: its five new names and the record do not fit
     // one 64-byte frame, so the drain sends the names ahead; the decoder resolves them from the
     // frame before.
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc").boot_id(3);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -849,7 +774,7 @@ fn a_log_whose_names_fill_a_small_frame_arrives_whole() {
     stream.extend(drain_all(&mut drain));
     assert!(drain.stats().names_ahead >= 1, "{:?}", drain.stats());
     let d = decode(&stream);
-    assert_eq!(d.decoder.stats().spans.device_drops, 0);
+    assert_eq!(d.stats.spans.device_drops, 0);
     let foo = span(&d.spans, "Foo");
     assert!(foo.warnings.is_empty(), "{:?}", foo.warnings);
     let fields: Vec<String> = foo.logs[0]
@@ -870,7 +795,7 @@ fn a_log_whose_names_fill_a_small_frame_arrives_whole() {
 #[test]
 fn a_name_the_device_cut_to_fit_its_frame_is_marked_and_warned_about() {
     const LONG: &str = "sensor.temperature.read-and-calibrate-with-retries-and-a-name-far-longer-than-a-small-frame-holds";
-    let clock = ManualClock::new();
+    let clock = ManualClock::new(5_000);
     let ring: Ring<4096> = Ring::new();
     let session = Session::new("svc").boot_id(4);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -887,7 +812,7 @@ fn a_name_the_device_cut_to_fit_its_frame_is_marked_and_warned_about() {
     }
     assert!(drain.stats().names_cut >= 2, "{:?}", drain.stats());
     let d = decode(&stream);
-    let stats = d.decoder.stats();
+    let stats = d.stats;
     assert_eq!(stats.spans.device_drops, 0);
     assert_eq!(stats.spans.names_cut, 1);
     assert_eq!(d.spans.len(), 6);

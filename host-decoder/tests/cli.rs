@@ -1,34 +1,19 @@
 //! The `microspan` command line on checked-in streams: exit status, messages, and the exported
 //! files of the v1 fixture stream against snapshots (`MICROSPAN_BLESS=1` rewrites them).
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::Command;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/v1-all-records.bin")
-}
+use support::assert_snapshot as snapshot;
+use support::cli::fixture;
+use support::device::drain_all;
 
 fn microspan(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_microspan"))
+    support::cli::microspan()
         .args(args)
-        .env("NO_COLOR", "1")
         .output()
         .expect("run microspan")
-}
-
-fn snapshot(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    if std::env::var_os("MICROSPAN_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} missing: run with MICROSPAN_BLESS=1", path.display()));
-    assert_eq!(
-        actual, expected,
-        "{name} differs from its snapshot (MICROSPAN_BLESS=1 to accept)"
-    );
 }
 
 #[test]
@@ -157,12 +142,7 @@ fn clean_stream() -> Vec<u8> {
     let root = tracer.root("in-process-service");
     root.child("Foo").child("Bar").set_tag("error", true);
     drop(root);
-    let mut out = Vec::new();
-    drain.drain_with(|b| {
-        out.extend_from_slice(b);
-        b.len()
-    });
-    out
+    drain_all(&mut drain)
 }
 
 /// Writes `bytes` to a file in a new temporary directory; returns both (the directory lives as

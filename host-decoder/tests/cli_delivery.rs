@@ -11,20 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::cli::{decode_fixture, fixture, microspan};
 use support::*;
 
 /// Spans in the fixture stream.
 const FIXTURE_SPANS: usize = 104;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/v1-all-records.bin")
-}
-
-fn microspan() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_microspan"));
-    c.env("NO_COLOR", "1");
-    c
-}
 
 /// A device on TCP: sends the fixture stream to the decoder, then keeps the connection open (a
 /// live capture that only a signal ends).
@@ -241,11 +232,9 @@ fn ctrl_c_after_the_input_ended_stops_the_wait() {
     let spool = dir.path().join("spool");
     let port = free_port();
     let down = format!("http://127.0.0.1:{port}");
-    let mut command = microspan();
+    let mut command = decode_fixture();
     command
-        .args(["decode", "--no-progress", "--otlp", &down])
-        .arg("--file")
-        .arg(fixture())
+        .args(["--otlp", &down])
         .arg("--spool-dir")
         .arg(&spool)
         .args(["--upload-timeout", "120"]);
@@ -314,11 +303,8 @@ fn mode(path: &Path) -> u32 {
 /// Uploads the fixture to a healthy collector without --spool-dir, in the given environment.
 fn upload_with_default_spool(env: &[(&str, Option<&Path>)]) {
     let rx = Receiver::start(vec![], Reply::status(200));
-    let mut command = microspan();
-    command
-        .args(["decode", "--no-progress", "--otlp", &rx.url()])
-        .arg("--file")
-        .arg(fixture());
+    let mut command = decode_fixture();
+    command.args(["--otlp", &rx.url()]);
     for (name, value) in env {
         match value {
             Some(v) => command.env(name, v),
@@ -440,10 +426,8 @@ fn spans_left_in_the_old_default_spool_are_pointed_out() {
     assert!(!e.contains("microspan-spool"), "{e}");
 
     // An older version spooled the fixture's spans there: the collector was down.
-    let mut c = microspan();
-    c.args(["decode", "--no-progress", "--otlp", &down])
-        .arg("--file")
-        .arg(fixture())
+    let mut c = decode_fixture();
+    c.args(["--otlp", &down])
         .args(["--upload-timeout", "0"])
         .arg("--spool-dir")
         .arg(&legacy);
@@ -509,10 +493,8 @@ fn the_spool_is_documented_and_its_errors_name_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_dir = dir.path().join("file");
     std::fs::write(&not_a_dir, b"").unwrap();
-    let out = microspan()
-        .args(["decode", "--no-progress", "--otlp", "http://127.0.0.1:1"])
-        .arg("--file")
-        .arg(fixture())
+    let out = decode_fixture()
+        .args(["--otlp", "http://127.0.0.1:1"])
         .arg("--spool-dir")
         .arg(&not_a_dir)
         .output()
@@ -551,10 +533,8 @@ fn a_collector_warning_is_shown() {
             .body(answer.encode_to_vec()),
     );
     let spool = tempfile::tempdir().unwrap();
-    let out = microspan()
-        .args(["decode", "--no-progress", "--otlp", &rx.url()])
-        .arg("--file")
-        .arg(fixture())
+    let out = decode_fixture()
+        .args(["--otlp", &rx.url()])
         .arg("--spool-dir")
         .arg(spool.path())
         .output()

@@ -4,55 +4,24 @@
 //! library and its exporters (Jaeger UI JSON, OTLP), which must show one trace, two services, and
 //! the references where they belong.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
 
 use microspan::propagation::{binary, jaeger, w3c, Extracted};
-use microspan::{Baggage, Clock, Drain, Ring, Session, Tracer};
+use microspan::{Baggage, Drain, Ring, Session, Tracer};
 use microspan_decoder::assemble::Options;
 use microspan_decoder::export::{to_otlp_request, Exporter, JaegerJsonFile};
 use microspan_decoder::model::{Batch, RefKind};
 use microspan_decoder::stream::StreamDecoder;
+use support::decoding::{anchored, decode_in, span, Decoded};
+use support::device::{drain_all, ManualClock};
 
-struct ManualClock(AtomicU32);
-impl ManualClock {
-    const fn new(start: u32) -> Self {
-        Self(AtomicU32::new(start))
-    }
-    fn advance(&self, ticks: u32) {
-        self.0.fetch_add(ticks, Ordering::Relaxed);
-    }
-}
-impl Clock for ManualClock {
-    fn now(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn ticks_per_second(&self) -> u32 {
-        1_000_000
-    }
-}
-
-fn drain_all(drain: &mut Drain<'_, 256>) -> Vec<u8> {
-    let mut out = Vec::new();
-    drain.drain_with(|b| {
-        out.extend_from_slice(b);
-        b.len()
-    });
-    out
-}
-
-/// Decodes one device's stream into batches.
-fn decode(stream: &[u8]) -> Vec<Batch> {
-    let mut dec = StreamDecoder::new(Options {
-        fixed_anchor_unix_nanos: Some(1_700_000_000_000_000_000),
-        ..Options::default()
-    });
-    let mut out = Vec::new();
-    dec.feed(stream, &mut out).expect("a supported stream");
-    dec.finish(&mut out);
-    let stats = dec.stats();
-    assert_eq!(stats.crc_errors + stats.bad_frames, 0);
-    assert_eq!(stats.spans.incomplete_spans, 0);
-    out
+/// Decodes one device's stream, fed whole, which must arrive clean: no bad frame, and no span
+/// left incomplete.
+fn decode(stream: &[u8]) -> Decoded {
+    let d = decode_in(stream, anchored(), usize::MAX);
+    assert_eq!(d.stats.crc_errors + d.stats.bad_frames, 0);
+    assert_eq!(d.stats.spans.incomplete_spans, 0);
+    d
 }
 
 #[test]
@@ -111,8 +80,9 @@ fn a_trace_crosses_two_devices_through_the_binary_carrier() {
     let stream_a = drain_all(&mut drain_a);
     let stream_b = drain_all(&mut drain_b);
     let batches: Vec<Batch> = decode(&stream_a)
+        .batches
         .into_iter()
-        .chain(decode(&stream_b))
+        .chain(decode(&stream_b).batches)
         .collect();
 
     // The model: one trace id everywhere, B's spans under A's sending span.
@@ -228,9 +198,8 @@ fn follows_from_an_interrupt_handler_end_to_end() {
     drop(late);
     drop(main_loop);
 
-    let batches = decode(&drain_all(&mut drain));
-    let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
-    let find = |name: &str| *spans.iter().find(|s| s.operation == name).unwrap();
+    let Decoded { spans, batches, .. } = decode(&drain_all(&mut drain));
+    let find = |name: &str| span(&spans, name);
     let consume = find("process work items");
     let refs: Vec<_> = consume
         .references
@@ -396,9 +365,8 @@ fn baggage_is_logged_where_it_is_set_as_jaeger_clients_do() {
     drop(remote);
     drop(root);
 
-    let batches = decode(&drain_all(&mut drain));
-    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
-    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let spans = decode(&drain_all(&mut drain)).spans;
+    let find = |n: &str| span(&spans, n);
     assert_eq!(
         baggage_logs(find("root")),
         [("tenant".into(), "acme".into(), false)]
@@ -441,17 +409,14 @@ fn a_cut_baggage_item_is_logged_truncated() {
     root.set_baggage("tenant", "globex-co");
     drop(root);
 
-    let mut dec = StreamDecoder::new(Options {
-        fixed_anchor_unix_nanos: Some(1_700_000_000_000_000_000),
+    let options = Options {
         limits: microspan_decoder::assemble::Limits {
             max_string_len: 4,
             ..Default::default()
         },
-        ..Options::default()
-    });
-    let mut batches = Vec::new();
-    dec.feed(&drain_all(&mut drain), &mut batches).unwrap();
-    dec.finish(&mut batches);
+        ..anchored()
+    };
+    let batches = decode_in(&drain_all(&mut drain), options, usize::MAX).batches;
     let root = &batches[0].spans[0];
     let logs: Vec<Vec<(String, String)>> = root
         .logs
@@ -510,9 +475,8 @@ fn an_item_set_right_after_a_continued_start_is_logged_once() {
     drop(handler.child("child"));
     drop(handler);
 
-    let batches = decode(&drain_all(&mut drain));
-    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
-    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let spans = decode(&drain_all(&mut drain)).spans;
+    let find = |n: &str| span(&spans, n);
     let handler = find("handler");
     assert_eq!(
         baggage_logs(handler),
@@ -674,10 +638,9 @@ fn a_context_through_a_queue_on_the_same_device_is_not_logged_again() {
     drop(producer);
     stream.extend(drain_all(&mut drain));
 
-    let batches = decode(&stream);
-    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+    let Decoded { spans, batches, .. } = decode(&stream);
     assert_eq!(spans.len(), 7);
-    let produce = spans.iter().find(|s| s.operation == "produce").unwrap();
+    let produce = span(&spans, "produce");
     assert_eq!(
         baggage_logs(produce),
         [
@@ -735,9 +698,8 @@ fn a_root_from_baggage_only_headers_carries_the_items_unlogged() {
     drop(root.child("work"));
     drop(root);
 
-    let batches = decode(&drain_all(&mut drain));
-    let spans: Vec<_> = batches.iter().flat_map(|b| b.spans.iter()).collect();
-    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let Decoded { spans, batches, .. } = decode(&drain_all(&mut drain));
+    let find = |n: &str| span(&spans, n);
     let root = find("request");
     assert_eq!(root.parent_span_id(), None);
     assert_eq!(baggage_logs(root), [("user".into(), "carol".into(), true)]);
@@ -776,7 +738,7 @@ fn a_child_of_reference_into_another_trace_is_not_the_parent() {
     CLOCK.advance(5);
     drop(root);
 
-    let batches = decode(&drain_all(&mut drain));
+    let batches = decode(&drain_all(&mut drain)).batches;
     // The device is the host Jaeger's clock-skew adjuster compares (`host.id` first).
     let tag = |k: &str| {
         batches[0]
@@ -859,12 +821,8 @@ fn a_version_1_device_s_carried_items_are_still_not_logged() {
     let n = cobs::encode(&raw, &mut wire);
     wire.truncate(n);
     wire.push(0);
-    let batches = decode(&wire);
-    let span = batches
-        .iter()
-        .flat_map(|b| b.spans.iter())
-        .find(|s| s.operation == "h")
-        .expect("the span");
+    let spans = decode(&wire).spans;
+    let span = span(&spans, "h");
     assert_eq!(span.baggage.len(), 2, "{:?}", span.baggage);
     assert_eq!(
         baggage_logs(span),
@@ -893,8 +851,7 @@ fn a_jaeger_debug_id_request_is_a_debug_root_tagged_with_the_id() {
         drop(root.child("step"));
         drop(root);
     }
-    let batches = decode(&drain_all(&mut drain));
-    let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
+    let Decoded { spans, batches, .. } = decode(&drain_all(&mut drain));
     let roots: Vec<_> = spans.iter().filter(|s| s.operation == "handle").collect();
     assert_eq!(roots.len(), 2);
     assert_eq!(spans.len(), 4, "the children are sampled with their roots");
@@ -972,9 +929,8 @@ fn spans_after_a_long_stalled_link_are_dated_right() {
     let b = TRACER.root("after");
     CLOCK.advance(100);
     drop(b);
-    let batches = decode(&drain_all(&mut drain));
-    let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
-    let find = |n: &str| *spans.iter().find(|s| s.operation == n).unwrap();
+    let spans = decode(&drain_all(&mut drain)).spans;
+    let find = |n: &str| span(&spans, n);
     let gap = find("after").start_unix_nanos as i128 - find("before").start_unix_nanos as i128;
     assert_eq!(gap, 2_400_000_100_000, "40 min and 100 µs, in ns");
 }

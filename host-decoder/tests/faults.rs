@@ -16,42 +16,27 @@
 //! It prints the fraction of spans recovered per rate (`cargo test --test faults -- --nocapture`).
 //! `MICROSPAN_FAULT_SEEDS=N` runs N seeds per case instead of 3 (a longer soak).
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use microspan::wire::decode::Accumulator;
-use microspan::{
-    Baggage, Clock, Drain, Flags, Ring, Session, SpanContext, SpanId, TraceId, Tracer,
-};
-use microspan_decoder::assemble::Options;
+use microspan::{Baggage, Drain, Flags, Ring, Session, SpanContext, SpanId, TraceId, Tracer};
 use microspan_decoder::model::Span;
-use microspan_decoder::stream::{StreamDecoder, StreamStats};
-
-struct ManualClock(AtomicU32);
-impl Clock for ManualClock {
-    fn now(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn ticks_per_second(&self) -> u32 {
-        1_000_000
-    }
-}
-impl ManualClock {
-    fn advance(&self, t: u32) {
-        self.0.fetch_add(t, Ordering::Relaxed);
-    }
-}
+use support::decoding::{anchored, decode_in, span, Decoded, ANCHOR};
+use support::device::{drain_all, frames, ManualClock};
+use support::rng::Rng;
 
 /// The device knows real time, so every session record anchors the clock the same way and a
 /// decoder that starts at a later session record computes the same times as one that saw the
-/// first.
-const WALL: u64 = 1_700_000_000_000_000_000;
+/// first. It is the decoders' fixed anchor too.
+const WALL: u64 = ANCHOR;
 
 /// A stream of `traces` reference-like traces through a drain of `F`-byte frames: a server span
 /// with tags and baggage, a database child with a log, the reference `Bar` with an error tag and
 /// log, a FollowsFrom consumer, and every 5th trace a span continuing a remote trace.
 fn record<const F: usize>(traces: u32) -> Vec<u8> {
-    let clock = ManualClock(AtomicU32::new(1_000));
+    let clock = ManualClock::new(1_000);
     let ring: Ring<8192> = Ring::new();
     let session = Session::new("faulty-link")
         .device_id(0xFA17)
@@ -111,28 +96,11 @@ fn record<const F: usize>(traces: u32) -> Vec<u8> {
             }
             clock.advance(25);
         }
-        drain_into(&mut drain, &mut out);
+        out.extend(drain_all(&mut drain));
     }
-    drain_into(&mut drain, &mut out);
+    out.extend(drain_all(&mut drain));
     assert_eq!(tracer.dropped(), 0, "the workload must fit the ring");
     out
-}
-
-/// xorshift64*: reproducible faults from a seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
-    }
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -208,18 +176,9 @@ fn good_frames(stream: &[u8]) -> Vec<(u16, Vec<u8>, bool)> {
     out
 }
 
-fn decode(stream: &[u8]) -> (Vec<Span>, StreamStats) {
-    let mut dec = StreamDecoder::new(Options {
-        fixed_anchor_unix_nanos: Some(WALL),
-        ..Options::default()
-    });
-    let mut batches = Vec::new();
-    for chunk in stream.chunks(61) {
-        dec.feed(chunk, &mut batches).expect("no fatal error");
-    }
-    dec.finish(&mut batches);
-    let spans = batches.into_iter().flat_map(|b| b.spans).collect();
-    (spans, dec.stats())
+/// The stream through a decoder anchored at [`WALL`], in 61-byte pieces.
+fn decode(stream: &[u8]) -> Decoded {
+    decode_in(stream, anchored(), 61)
 }
 
 /// `part` is `whole` with some items left out, the rest in order.
@@ -331,7 +290,11 @@ struct Tally {
 
 /// One case: a stream, a rate, a seed. Panics with the reason on any violation.
 fn run_case(name: &str, clean: &[u8], rate: f64, seed: u64, tally: &mut Tally) {
-    let (clean_spans, clean_stats) = decode(clean);
+    let Decoded {
+        spans: clean_spans,
+        stats: clean_stats,
+        ..
+    } = decode(clean);
     assert_eq!(
         (clean_stats.crc_errors, clean_stats.spans.lost_frames),
         (0, 0),
@@ -341,7 +304,7 @@ fn run_case(name: &str, clean: &[u8], rate: f64, seed: u64, tally: &mut Tally) {
     assert_eq!(by_id.len(), clean_spans.len(), "span ids are unique");
 
     let (bad, faults) = corrupt(clean, rate, seed);
-    let (spans, stats) = decode(&bad);
+    let Decoded { spans, stats, .. } = decode(&bad);
     let ctx = format!("{name} rate {rate:e} seed {seed} ({faults:?})");
 
     // Frames: which clean frames arrived intact (same seq, same content), in stream order.
@@ -458,8 +421,8 @@ fn replay_frames(clean: &[u8], every: usize) -> Vec<u8> {
 #[test]
 fn replayed_frames_are_not_decoded_twice() {
     let clean = record::<256>(200);
-    let (clean_spans, _) = decode(&clean);
-    let (spans, stats) = decode(&replay_frames(&clean, 10));
+    let clean_spans = decode(&clean).spans;
+    let Decoded { spans, stats, .. } = decode(&replay_frames(&clean, 10));
     let by_id: HashMap<u64, &Span> = clean_spans.iter().map(|s| (s.span_id, s)).collect();
     let mut ids = HashSet::new();
     for s in &spans {
@@ -510,9 +473,9 @@ fn restart_frames(clean: &[u8], every: usize, cut: usize) -> Vec<u8> {
 #[test]
 fn restarted_frames_lose_nothing_and_are_not_counted_as_bad() {
     let clean = record::<256>(200);
-    let (clean_spans, _) = decode(&clean);
+    let clean_spans = decode(&clean).spans;
     for cut in [1, 7, 40] {
-        let (spans, stats) = decode(&restart_frames(&clean, 5, cut));
+        let Decoded { spans, stats, .. } = decode(&restart_frames(&clean, 5, cut));
         assert_eq!(spans.len(), clean_spans.len(), "cut {cut}");
         let by_id: HashMap<u64, &Span> = clean_spans.iter().map(|s| (s.span_id, s)).collect();
         for s in &spans {
@@ -531,18 +494,10 @@ fn restarted_frames_lose_nothing_and_are_not_counted_as_bad() {
     let mut garbled = clean.clone();
     let at = garbled.iter().position(|&b| b == 0).unwrap() + 3;
     garbled[at] ^= 0x55;
-    let (_, stats) = decode(&garbled);
+    let stats = decode(&garbled).stats;
     assert_eq!(stats.crc_errors + stats.bad_frames, 1);
     assert_eq!(stats.restarted_frames, 0);
     assert!(stats.lost_anything());
-}
-
-/// The stream's frames, each with its delimiter.
-fn frames_of(stream: &[u8]) -> Vec<Vec<u8>> {
-    stream
-        .split_inclusive(|&b| b == 0)
-        .map(<[u8]>::to_vec)
-        .collect()
 }
 
 #[test]
@@ -551,7 +506,7 @@ fn a_truncated_frame_is_not_taken_for_a_restart_of_the_next_one() {
     // byte), so a frame cut to its first bytes by the link "begins" the next frame too. Only the
     // frame after the last good one can be a restart of the fragment: here it is not, and the
     // fragment is a bad frame.
-    let frames = frames_of(&record::<256>(40));
+    let frames = frames(&record::<256>(40));
     let mut cases = 0;
     for k in 2..frames.len() - 1 {
         for cut in 1..=3 {
@@ -569,7 +524,7 @@ fn a_truncated_frame_is_not_taken_for_a_restart_of_the_next_one() {
                     stream.extend_from_slice(f);
                 }
             }
-            let (_, stats) = decode(&stream);
+            let stats = decode(&stream).stats;
             assert_eq!(
                 stats.restarted_frames, 0,
                 "frame {k} cut to {cut}: {stats:?}"
@@ -587,7 +542,7 @@ fn a_truncated_frame_is_not_taken_for_a_restart_of_the_next_one() {
 
 #[test]
 fn bad_frames_are_counted_whatever_follows_them() {
-    let frames = frames_of(&record::<256>(40));
+    let frames = frames(&record::<256>(40));
     let join = |parts: &[&[u8]]| parts.concat();
     // A bad frame, then a replayed (duplicate) frame.
     let mut bad = frames[5].clone();
@@ -599,7 +554,7 @@ fn bad_frames_are_counted_whatever_follows_them() {
         &frames[4],
         &frames[5..].concat(),
     ]);
-    let (_, stats) = decode(&stream);
+    let stats = decode(&stream).stats;
     assert_eq!(
         (stats.crc_errors, stats.duplicate_frames),
         (1, 1),
@@ -619,7 +574,7 @@ fn bad_frames_are_counted_whatever_follows_them() {
     odd.truncate(m);
     odd.push(0);
     let stream = join(&[&frames[..3].concat(), &odd, &frames[3..].concat()]);
-    let (_, stats) = decode(&stream);
+    let stats = decode(&stream).stats;
     assert_eq!(stats.bad_frames, 1, "{stats:?}");
     assert_eq!(stats.discarded_bytes, odd.len() as u64);
 }
@@ -684,7 +639,7 @@ fn corrupted_links_never_export_a_corrupted_span_and_count_every_lost_frame() {
 /// starts), with the right parents; only the lost span is missing.
 #[test]
 fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
-    let clock = ManualClock(AtomicU32::new(1_000));
+    let clock = ManualClock::new(1_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("lost-frame").device_id(0xD1).boot_id(7);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -692,9 +647,7 @@ fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
     let mut frames: Vec<Vec<u8>> = Vec::new();
     // One element per call: the frames written since the last one.
     let mut flush = |drain: &mut Drain<'_, 128>| {
-        let mut frame = Vec::new();
-        drain_into(drain, &mut frame);
-        frames.push(frame);
+        frames.push(drain_all(drain));
     };
     let remote = SpanContext {
         trace_id: TraceId(0xAAAA_0000_0000_0000_0000_0000_0000_0001),
@@ -724,8 +677,8 @@ fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
         .filter(|(i, _)| *i != 1)
         .flat_map(|(_, f)| f.iter().copied())
         .collect();
-    let (clean_spans, _) = decode(&clean);
-    let (spans, stats) = decode(&lossy);
+    let clean_spans = decode(&clean).spans;
+    let Decoded { spans, stats, .. } = decode(&lossy);
     assert_eq!(stats.spans.lost_frames, 1);
     assert_eq!(clean_spans.len(), 5);
     assert_eq!(spans.len(), 4, "all but the lost span: {spans:#?}");
@@ -756,7 +709,7 @@ fn descendants_of_a_lost_remote_continuation_keep_their_trace() {
 /// names the trace and the parent in full), still inherits the parent's baggage, as any child.
 #[test]
 fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
-    let clock = ManualClock(AtomicU32::new(1_000));
+    let clock = ManualClock::new(1_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("baggage").device_id(0xD2).boot_id(3);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -773,18 +726,15 @@ fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
         .with_baggage(Baggage::<2>::new())
         .start();
     handler.set_baggage("tenant", "blue");
-    drain_into(&mut drain, &mut out);
+    out.extend(drain_all(&mut drain));
     let child = handler.child("child");
     clock.advance(3);
     drop(child);
     drop(handler);
-    drain_into(&mut drain, &mut out);
-    let (spans, stats) = decode(&out);
+    out.extend(drain_all(&mut drain));
+    let Decoded { spans, stats, .. } = decode(&out);
     assert_eq!(stats.spans.lost_frames, 0);
-    let child = spans
-        .iter()
-        .find(|s| &*s.operation == "child")
-        .expect("child");
+    let child = span(&spans, "child");
     assert_eq!(child.trace_id, remote.trace_id.0);
     assert_eq!(child.baggage.len(), 1, "{child:#?}");
     assert!(child.warnings.is_empty(), "{:?}", child.warnings);
@@ -795,7 +745,7 @@ fn a_child_of_a_remote_continuation_in_a_later_frame_inherits_its_baggage() {
 /// device's explicit mark makes a parent local.
 #[test]
 fn a_remote_parent_id_that_looks_local_stays_remote() {
-    let clock = ManualClock(AtomicU32::new(1_000));
+    let clock = ManualClock::new(1_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("boot-zero").device_id(0xD3); // boot id 0
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -813,7 +763,7 @@ fn a_remote_parent_id_that_looks_local_stays_remote() {
         .with_baggage(Baggage::<2>::new())
         .start();
     local.set_baggage("k", "v");
-    drain_into(&mut drain, &mut out);
+    out.extend(drain_all(&mut drain));
     // Another service's span 0x1 (same low half as `local`'s id, high half 0 = this boot id).
     let handler = tracer
         .span("handler")
@@ -826,21 +776,9 @@ fn a_remote_parent_id_that_looks_local_stays_remote() {
     clock.advance(2);
     drop(handler);
     drop(local);
-    drain_into(&mut drain, &mut out);
-    let (spans, _) = decode(&out);
-    let handler = spans
-        .iter()
-        .find(|s| &*s.operation == "handler")
-        .expect("handler");
+    out.extend(drain_all(&mut drain));
+    let spans = decode(&out).spans;
+    let handler = span(&spans, "handler");
     assert!(handler.baggage.is_empty(), "{:?}", handler.baggage);
     assert!(handler.warnings.is_empty(), "{:?}", handler.warnings);
-}
-
-/// Appends everything `drain` has to `out`, frame after frame, until it has nothing left.
-fn drain_into<const F: usize>(drain: &mut Drain<'_, F>, out: &mut Vec<u8>) {
-    while drain.drain_with(|b| {
-        out.extend_from_slice(b);
-        b.len()
-    }) > 0
-    {}
 }

@@ -11,8 +11,7 @@
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]
 mod fuzz_logic;
-#[path = "../benches/support/workload.rs"]
-mod workload;
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -21,31 +20,13 @@ use microspan::wire::{ext, start_flags, tag, vtype, Capacities, Hello};
 use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::model::Span;
 use microspan_decoder::stream::{StreamDecoder, StreamError, StreamStats};
-use workload::{record, Workload};
+use support::decoding::span;
+use support::device::{drain_all, frames, ManualClock};
+use support::rng::Rng;
+use support::workload::{record, Workload};
 
 // ---------------------------------------------------------------------------------------------
 // Crafting frames by hand
-
-/// A seeded xorshift64* generator (no dependency, reproducible).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-}
 
 const BOOT: u32 = 0xB007;
 
@@ -242,8 +223,7 @@ fn reference_stream(traces: usize, w: Workload) -> Vec<u8> {
 fn carried_baggage_stream() -> Vec<u8> {
     use microspan::propagation::Extracted;
     use microspan::{Drain, Flags, Ring, Session, SpanContext, SpanId, TraceId, Tracer};
-    let clock: &'static workload::ManualClock =
-        Box::leak(Box::new(workload::ManualClock::new(5_000)));
+    let clock: &'static ManualClock = Box::leak(Box::new(ManualClock::new(5_000)));
     let ring: &'static Ring<1024> = Box::leak(Box::new(Ring::new()));
     let session = Box::leak(Box::new(Session::new("carried").boot_id(BOOT)));
     let tracer: &'static Tracer<'static> = Box::leak(Box::new(Tracer::new(ring, clock, session)));
@@ -261,12 +241,7 @@ fn carried_baggage_stream() -> Vec<u8> {
     drop(handler.child("store"));
     clock.advance(10);
     drop(handler);
-    let mut out = Vec::new();
-    drain.drain_with(|b| {
-        out.extend_from_slice(b);
-        b.len()
-    });
-    out
+    drain_all(&mut drain)
 }
 
 /// The seed of carried baggage holds both kinds of baggage record, and decodes to spans that
@@ -291,17 +266,9 @@ fn the_carried_baggage_seed_holds_both_baggage_records() {
     }
     assert_eq!(carried, [true, true, false]);
     let d = decode(&stream, Limits::default(), 7);
-    let handle = d.spans.iter().find(|s| s.operation == "handle").unwrap();
+    let handle = span(&d.spans, "handle");
     let logs = handle.logs.len();
     assert_eq!((d.spans.len(), logs), (2, 1), "{handle:#?}");
-}
-
-/// The encoded frames of a stream (each with its delimiter).
-fn frames_of(stream: &[u8]) -> Vec<Vec<u8>> {
-    stream
-        .split_inclusive(|&b| b == 0)
-        .map(<[u8]>::to_vec)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,7 +318,7 @@ fn corrupted_bytes_in_a_real_stream_lose_only_their_frames() {
     let clean = decode(&stream, Limits::default(), 4096);
     assert!(clean.stats.crc_errors == 0 && clean.spans.iter().all(|s| !s.incomplete));
     let mut rng = Rng(42);
-    let mut frames = frames_of(&stream);
+    let mut frames = frames(&stream);
     let mut damaged = 0;
     for f in frames.iter_mut().skip(1) {
         if rng.below(20) == 0 && f.len() > 2 {
@@ -386,7 +353,7 @@ fn corrupted_bytes_in_a_real_stream_lose_only_their_frames() {
 #[test]
 fn truncated_frames_and_streams() {
     let stream = reference_stream(40, Workload::FULL);
-    let frames = frames_of(&stream);
+    let frames = frames(&stream);
     // A stream cut anywhere in its first frames.
     let head: usize = frames.iter().take(3).map(Vec::len).sum();
     for cut in 0..head.min(stream.len()) {
@@ -544,13 +511,7 @@ fn absurd_lengths_and_varints_are_record_errors() {
 /// started later is told its inherited baggage may be incomplete.
 #[test]
 fn a_malformed_record_is_a_loss_for_the_spans_open_across_it() {
-    let find = |d: &Decoded, name: &str| -> Span {
-        d.spans
-            .iter()
-            .find(|s| s.operation == name)
-            .unwrap_or_else(|| panic!("no span {name}: {:#?}", d.spans))
-            .clone()
-    };
+    let find = |d: &Decoded, name: &str| -> Span { span(&d.spans, name).clone() };
     let lost_records = |s: &Span| s.warnings.iter().any(|w| w.contains("malformed record"));
     // Whether the malformed record follows good records of its frame, or comes first.
     for after_good_records in [true, false] {
@@ -725,8 +686,8 @@ fn duplicate_span_ids_close_the_older_span() {
     s.extend(b.frame());
     let d = decode(&s, Limits::default(), 4096);
     assert_eq!(d.spans.len(), 2);
-    let first = d.spans.iter().find(|s| s.operation == "first").unwrap();
-    let second = d.spans.iter().find(|s| s.operation == "second").unwrap();
+    let first = span(&d.spans, "first");
+    let second = span(&d.spans, "second");
     assert!(
         first.incomplete
             && first
@@ -774,8 +735,8 @@ fn reference_cycles_terminate_in_every_exporter() {
     let d = decode(&s, Limits::default(), 4096);
     assert_eq!(d.spans.len(), 4);
     assert!(d.spans.iter().all(|s| !s.incomplete));
-    let a = d.spans.iter().find(|s| s.operation == "A").unwrap();
-    let bspan = d.spans.iter().find(|s| s.operation == "B").unwrap();
+    let a = span(&d.spans, "A");
+    let bspan = span(&d.spans, "B");
     assert_eq!(
         (a.parent_span_id(), bspan.parent_span_id()),
         (Some(bspan.span_id), Some(a.span_id))
@@ -931,7 +892,7 @@ fn buffered_span_flood_is_exported_early() {
         "{} of {n} exported before the end",
         d.before_finish
     );
-    let root = d.spans.iter().find(|s| s.operation == "forever").unwrap();
+    let root = span(&d.spans, "forever");
     assert!(root.incomplete);
     assert!(d
         .spans
@@ -1003,7 +964,7 @@ fn a_future_wire_version_is_refused_plainly() {
 fn one_frame_claiming_another_version_is_not_fatal() {
     let stream = reference_stream(64, Workload::REFERENCE);
     let clean = decode(&stream, Limits::default(), 4096);
-    let mut frames = frames_of(&stream);
+    let mut frames = frames(&stream);
     // A corrupted frame that passes its CRC and claims version 7, twice, each time between good
     // frames: counted, never fatal.
     for at in [3, 5] {

@@ -2,16 +2,14 @@
 //! prost encoding the mapped request (`to_otlp_request`), for every shape of span the model holds.
 
 mod support;
-#[path = "../benches/support/workload.rs"]
-mod workload;
 
-use microspan_decoder::assemble::Options;
 use microspan_decoder::export::{encode_otlp_request, to_otlp_request};
 use microspan_decoder::model::{
-    smallvec, Batch, KeyValue, Log, Process, RefKind, Reference, SharedStr, Span, Value,
+    smallvec, Batch, Log, Process, RefKind, Reference, SharedStr, Value,
 };
-use microspan_decoder::stream::StreamDecoder;
 use prost::Message;
+use support::decoding::{anchored, decode_in};
+use support::workload::{self, Workload};
 use support::*;
 
 fn assert_same_bytes(batch: &Batch) {
@@ -38,48 +36,13 @@ fn an_empty_batch_encodes_as_prost_does() {
 
 #[test]
 fn decoded_streams_encode_as_prost_does() {
-    for w in [
-        workload::Workload::BARE,
-        workload::Workload::REFERENCE,
-        workload::Workload::FULL,
-    ] {
+    for w in [Workload::BARE, Workload::REFERENCE, Workload::FULL] {
         let rec = workload::record(64, w);
-        let mut dec = StreamDecoder::new(Options {
-            fixed_anchor_unix_nanos: Some(T0),
-            ..Options::default()
-        });
-        let mut out = Vec::new();
-        dec.feed(&rec.bytes, &mut out).unwrap();
-        dec.finish(&mut out);
+        let out = decode_in(&rec.bytes, anchored(), usize::MAX).batches;
         assert!(!out.is_empty());
         for b in &out {
             assert_same_bytes(b);
         }
-    }
-}
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue::new(k, v)
-}
-
-fn s(v: &str) -> Value {
-    Value::Str(v.into())
-}
-
-fn bare(span_id: u64, operation: &str) -> Span {
-    Span {
-        trace_id: TRACE,
-        span_id,
-        operation: operation.into(),
-        references: smallvec![],
-        start_unix_nanos: T0,
-        duration_nanos: 1_000,
-        tags: smallvec![],
-        logs: smallvec![],
-        baggage: Default::default(),
-        flags: 1,
-        warnings: vec![],
-        incomplete: false,
     }
 }
 

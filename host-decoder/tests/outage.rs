@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use microspan_decoder::export::{ExportError, Exporter, OtlpHttp, UploadConfig};
+use support::cli::decode_fixture;
 use support::*;
 
 /// Bytes of every file under `dir`.
@@ -152,20 +153,9 @@ fn the_spool_bound_holds_and_what_does_not_fit_is_counted() {
     assert!(n.values().all(|&c| c == 1));
 }
 
-fn fixture() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/v1-all-records.bin")
-}
-
 fn run_cli(url: &str, spool: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_microspan"))
-        .args([
-            "decode",
-            "--no-progress",
-            "--anchor-unix-nanos",
-            "1700000000000000000",
-        ])
-        .arg("--file")
-        .arg(fixture())
+    let out = decode_fixture()
+        .args(["--anchor-unix-nanos", "1700000000000000000"])
         .args(["--otlp", url, "--upload-timeout", "0.5"])
         .arg("--spool-dir")
         .arg(spool)

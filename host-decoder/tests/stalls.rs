@@ -1,82 +1,15 @@
 //! Dates across stalled links, full and flight-recorder rings, late drains and device
 //! restarts, end to end: a `microspan` drain under a simulated clock, decoded by the host decoder.
+//! The clock is the shared 1 MHz `ManualClock` (it wraps every 4295 s; half a wrap is 2147 s)
+//! unless a test says otherwise.
+
+mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use microspan::{Clock, Drain, Ring, Session, Tracer};
-use microspan_decoder::assemble::Options;
-use microspan_decoder::model::Span;
-use microspan_decoder::stream::{StreamDecoder, StreamStats};
-
-/// A 1 MHz clock (wraps every 4295 s; half a wrap is 2147 s).
-struct Clk(AtomicU32);
-impl Clk {
-    fn new(start: u32) -> Self {
-        Self(AtomicU32::new(start))
-    }
-    fn advance(&self, t: u32) {
-        self.0.fetch_add(t, Ordering::Relaxed);
-    }
-}
-impl Clock for Clk {
-    fn now(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn ticks_per_second(&self) -> u32 {
-        1_000_000
-    }
-}
-
-const ANCHOR: u64 = 1_700_000_000_000_000_000;
-
-fn drain_all<const F: usize>(drain: &mut Drain<'_, F>) -> Vec<u8> {
-    let mut out = Vec::new();
-    drain.drain_with(|b| {
-        out.extend_from_slice(b);
-        b.len()
-    });
-    out
-}
-
-/// One frame (or the rest of the current one) through a link that takes it whole.
-fn one_frame<const F: usize>(drain: &mut Drain<'_, F>) -> Vec<u8> {
-    let b = drain.fill_buf().to_vec();
-    drain.consume(b.len());
-    b
-}
-
-fn frames(stream: &[u8]) -> Vec<Vec<u8>> {
-    stream
-        .split_inclusive(|&b| b == 0)
-        .map(|f| f.to_vec())
-        .collect()
-}
-
-fn decode(stream: &[u8]) -> (Vec<Span>, StreamStats) {
-    let mut d = StreamDecoder::new(Options {
-        fixed_anchor_unix_nanos: Some(ANCHOR),
-        ..Options::default()
-    });
-    let mut batches = Vec::new();
-    for c in stream.chunks(7) {
-        d.feed(c, &mut batches).unwrap();
-    }
-    d.finish(&mut batches);
-    let spans = batches.iter().flat_map(|b| b.spans.clone()).collect();
-    (spans, d.stats())
-}
-
-fn start_of(spans: &[Span], name: &str) -> i128 {
-    spans
-        .iter()
-        .find(|s| s.operation == name)
-        .unwrap_or_else(|| panic!("no span {name}"))
-        .start_unix_nanos as i128
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
+use support::decoding::{decode, span, start_of, Decoded, ANCHOR};
+use support::device::{drain_all, frames, leak, one_frame, ManualClock};
 
 /// A drop-new ring that fills during a stall longer than half the clock's wrap (the device
 /// records one span a second throughout; the ring holds ~30): the records made after the stall
@@ -84,7 +17,7 @@ fn leak(s: String) -> &'static str {
 /// finds the ring empty in between. Every span after the stall that the ring kept is dated
 /// right (the first ones meet a full ring and are dropped, and counted).
 fn full_ring_stall(start: u32) {
-    let clock = Clk::new(start);
+    let clock = ManualClock::new(start);
     let ring: Ring<256> = Ring::new();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -117,7 +50,7 @@ fn full_ring_stall(start: u32) {
     let quiet = clock.now().wrapping_sub(start) as i128 + start as i128;
     tracer.root("after-quiet").finish();
     wire.extend(drain_all(&mut drain));
-    let (spans, stats) = decode(&wire);
+    let Decoded { spans, stats, .. } = decode(&wire);
     let t_before = start_of(&spans, "before");
     println!(
         "start {start}: record_errors {} misdated {} resets {}",
@@ -162,7 +95,7 @@ fn full_ring_stall_high_clock() {
 #[test]
 fn flight_recorder_stall() {
     let start = (1u32 << 31) + 5_000;
-    let clock = Clk::new(start);
+    let clock = ManualClock::new(start);
     let ring: Ring<256> = Ring::flight_recorder();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -182,7 +115,7 @@ fn flight_recorder_stall() {
     // The link is back; the device is quiet while the drain sends the ring's content.
     wire.extend(one_frame(&mut drain));
     wire.extend(drain_all(&mut drain));
-    let (spans, stats) = decode(&wire);
+    let Decoded { spans, stats, .. } = decode(&wire);
     let t_before = start_of(&spans, "before");
     let mut wrong = 0;
     let mut seen = 0;
@@ -211,7 +144,7 @@ fn flight_recorder_stall() {
 #[test]
 fn hello_after_a_stall() {
     let start = (1u32 << 31) + 5_000;
-    let clock = Clk::new(start);
+    let clock = ManualClock::new(start);
     let ring: Ring<4096> = Ring::new();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -233,7 +166,7 @@ fn hello_after_a_stall() {
     wire.extend(drain_all(&mut drain)); // frame 3
     let f = frames(&wire);
     assert_eq!(f.len(), 4);
-    let (_, stats) = decode(&wire);
+    let stats = decode(&wire).stats;
     println!(
         "listening decoder: misdated {} resets {} problems {:?}",
         stats.spans.misdated,
@@ -242,7 +175,7 @@ fn hello_after_a_stall() {
     );
     // A decoder joining at frame 2: the session record's time is the clock's at frame 2, which
     // is `after_ticks` (the clock did not move since).
-    let (spans, _) = decode(&f[2..].concat());
+    let spans = decode(&f[2..].concat()).spans;
     let after = start_of(&spans, "after") - ANCHOR as i128;
     println!("joining decoder: \"after\" dated {after} ns after the anchor (expected 0), ticks {after_ticks}");
     assert_eq!(stats.spans.misdated, 0);
@@ -254,7 +187,7 @@ fn hello_after_a_stall() {
 #[test]
 fn wall_clock_then_time_shift() {
     const WALL: u64 = 1_750_000_000_000_000_000;
-    let clock = Clk::new(5_000);
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -262,7 +195,7 @@ fn wall_clock_then_time_shift() {
     drain.set_wall_clock(WALL);
     tracer.root("a").finish();
     assert!(drain.set_time_shift(0));
-    let (spans, _) = decode(&drain_all(&mut drain));
+    let spans = decode(&drain_all(&mut drain)).spans;
     let off = start_of(&spans, "a") - WALL as i128;
     println!("\"a\" dated {off} ns after the wall clock (expected 0)");
     assert_eq!(off, 0);
@@ -272,7 +205,7 @@ fn wall_clock_then_time_shift() {
 /// decoder sees no reset.
 #[test]
 fn drain_made_again() {
-    let clock = Clk::new(5_000);
+    let clock = ManualClock::new(5_000);
     let ring: Ring<1024> = Ring::new();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -292,8 +225,8 @@ fn drain_made_again() {
         drop(long);
         wire.extend(drain_all(&mut drain));
     }
-    let (spans, stats) = decode(&wire);
-    let l = spans.iter().find(|s| s.operation == "long").unwrap();
+    let Decoded { spans, stats, .. } = decode(&wire);
+    let l = span(&spans, "long");
     println!(
         "resets {} misdated {}; long: incomplete {} dur {} warnings {:?}; b - a = {} ns",
         stats.spans.resets,
@@ -314,7 +247,7 @@ fn drain_made_again() {
 fn restart_with_frame_0_lost() {
     let mut old = Vec::new();
     {
-        let clock = Clk::new(5_000);
+        let clock = ManualClock::new(5_000);
         let ring: Ring<1024> = Ring::new();
         let session = Session::new("svc");
         let tracer = Tracer::new(&ring, &clock, &session);
@@ -330,7 +263,7 @@ fn restart_with_frame_0_lost() {
     }
     let mut new = Vec::new();
     {
-        let clock = Clk::new(5_000);
+        let clock = ManualClock::new(5_000);
         let ring: Ring<1024> = Ring::new();
         let session = Session::new("svc");
         let tracer = Tracer::new(&ring, &clock, &session);
@@ -345,11 +278,8 @@ fn restart_with_frame_0_lost() {
         }
     }
     assert_eq!(new.len(), 8);
-    let (spans, stats) = decode(&[&old[..], &new[1..]].concat().concat());
-    let open = spans
-        .iter()
-        .find(|s| s.operation == "open-at-reset")
-        .unwrap();
+    let Decoded { spans, stats, .. } = decode(&[&old[..], &new[1..]].concat().concat());
+    let open = span(&spans, "open-at-reset");
     println!(
         "resets {} misdated {} lost_frames {}; open-at-reset: incomplete {} dur {} s, warnings {:?}",
         stats.spans.resets,
@@ -368,7 +298,7 @@ fn restart_with_frame_0_lost() {
 fn wall_clock_during_a_stall() {
     const WALL: u64 = 1_750_000_000_000_000_000;
     let start = (1u32 << 31) + 5_000;
-    let clock = Clk::new(start);
+    let clock = ManualClock::new(start);
     let ring: Ring<4096> = Ring::new();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -388,7 +318,7 @@ fn wall_clock_during_a_stall() {
     wire.extend(drain_all(&mut drain));
     tracer.root("after").finish(); // at t0 + 3000 s
     wire.extend(drain_all(&mut drain));
-    let (spans, _) = decode(&wire);
+    let spans = decode(&wire).spans;
     let w = start_of(&spans, "waiting") - WALL as i128;
     let a = start_of(&spans, "after") - WALL as i128;
     println!("waiting {w} ns (expected -1500 s), after {a} ns (expected +1500 s)");
@@ -399,7 +329,7 @@ fn wall_clock_during_a_stall() {
 /// the ones after, are dated right (the window reaches three quarters of a wrap ahead).
 #[test]
 fn documented_limit_below_zero_is_not_contained() {
-    let clock = Clk::new(5_000);
+    let clock = ManualClock::new(5_000);
     let ring: Ring<4096> = Ring::new();
     let session = Session::new("svc").boot_id(9);
     let tracer = Tracer::new(&ring, &clock, &session);
@@ -423,7 +353,7 @@ fn documented_limit_below_zero_is_not_contained() {
         later.push(n);
         wire.extend(drain_all(&mut drain));
     }
-    let (spans, stats) = decode(&wire);
+    let Decoded { spans, stats, .. } = decode(&wire);
     let t = |n: &str| start_of(&spans, n) - start_of(&spans, "before");
     println!(
         "a {} b {} later-0 {} later-4 {} (ns after before); record_errors {}",
@@ -436,7 +366,8 @@ fn documented_limit_below_zero_is_not_contained() {
     assert_eq!(t("later-0"), 3_010_000_000_000);
 }
 
-/// A 64 MHz clock (wraps every 67 s), from 0 at boot.
+/// A 64 MHz clock (wraps every 67 s), from 0 at boot: the one clock here that is not the
+/// shared 1 MHz [`ManualClock`].
 struct Clk64(AtomicU32);
 impl Clock for Clk64 {
     fn now(&self) -> u32 {
@@ -489,7 +420,7 @@ fn probe_attached_late(overwrite: bool) {
             drain.consume(room);
         }
     }
-    let (spans, stats) = decode(&wire);
+    let Decoded { spans, stats, .. } = decode(&wire);
     let first = recorded.iter().find_map(|(n, t)| {
         spans
             .iter()

@@ -7,7 +7,6 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,6 +14,7 @@ use std::time::Duration;
 
 use microspan_decoder::export::{ExportError, Exporter, Header, OtlpHttp, UploadConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::cli::decode_fixture;
 use support::{fast_config, numbered_batch, otlp_span_ids};
 
 const TOKEN: &str = "ms-test-token-7f3a9c1e5b2d";
@@ -353,10 +353,6 @@ fn a_bad_ca_file_is_a_clear_error() {
     );
 }
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/v1-all-records.bin")
-}
-
 #[test]
 fn the_cli_uploads_over_https_with_header_env_and_never_prints_the_token() {
     let pki = pki();
@@ -364,15 +360,8 @@ fn the_cli_uploads_over_https_with_header_env_and_never_prints_the_token() {
     let ca = write_ca(dir.path(), &pki);
     for (answer, expect_ok) in [(Answer::Ok, true), (Answer::UnauthorizedEcho, false)] {
         let rx = TlsReceiver::start(&pki, answer);
-        let out = Command::new(env!("CARGO_BIN_EXE_microspan"))
-            .args([
-                "decode",
-                "--no-progress",
-                "--anchor-unix-nanos",
-                "1700000000000000000",
-            ])
-            .arg("--file")
-            .arg(fixture())
+        let out = decode_fixture()
+            .args(["--anchor-unix-nanos", "1700000000000000000"])
             .args(["--otlp", &rx.url(), "--ca-cert"])
             .arg(&ca)
             .args(["--header-env", "Authorization=MS_TEST_OTLP_AUTH"])
@@ -419,10 +408,8 @@ fn the_cli_uploads_over_https_with_header_env_and_never_prints_the_token() {
         }
     }
     // An unset variable is named, and nothing else is said about the value.
-    let out = Command::new(env!("CARGO_BIN_EXE_microspan"))
-        .args(["decode", "--no-progress", "--otlp", "https://127.0.0.1:1"])
-        .arg("--file")
-        .arg(fixture())
+    let out = decode_fixture()
+        .args(["--otlp", "https://127.0.0.1:1"])
         .args(["--header-env", "Authorization=MS_TEST_UNSET_VARIABLE"])
         .env_remove("MS_TEST_UNSET_VARIABLE")
         .output()

@@ -1,5 +1,10 @@
-//! Shared by the exporter and upload tests: the reference trace, snapshot comparison, and a tiny
-//! HTTP/1.1 receiver on 127.0.0.1 that records what it gets and answers from a script.
+//! Shared by the integration tests: the reference trace, snapshot comparison, and a tiny
+//! HTTP/1.1 receiver on 127.0.0.1 that records what it gets and answers from a script; in
+//! submodules, a simulated device (`device`), decoding what it sent (`decoding`), seeded
+//! randomness (`rng`), the `microspan` binary (`cli`) and the upload scenarios (`scenarios`).
+//!
+//! Each test file is a crate of its own that uses some of this: what one does not use is not dead
+//! code.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,7 +19,14 @@ use microspan_decoder::model::{
     smallvec, Batch, KeyValue, Log, Process, RefKind, Reference, Span, Value,
 };
 
+pub mod cli;
+pub mod decoding;
+pub mod device;
+pub mod rng;
 pub mod scenarios;
+/// The bench's recorded device workload (and its manual clock).
+#[path = "../../benches/support/workload.rs"]
+pub mod workload;
 
 // ---------------------------------------------------------------- the reference trace
 
@@ -36,11 +48,11 @@ pub const HUNG: u64 = 0x1000_0000_0000_0006;
 pub const TYPES: u64 = 0xffff_ffff_ffff_fff7;
 pub const LONE: u64 = 0x2000_0000_0000_0001;
 
-fn kv(key: &str, value: Value) -> KeyValue {
+pub fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue::new(key, value)
 }
 
-fn s(v: &str) -> Value {
+pub fn s(v: &str) -> Value {
     Value::Str(v.into())
 }
 
@@ -67,6 +79,11 @@ fn span(span_id: u64, operation: &str, start: u64, duration: u64) -> Span {
         warnings: vec![],
         incomplete: false,
     }
+}
+
+/// A span with nothing on it (no reference, tag or log) in trace [`TRACE`], at [`T0`] for 1 µs.
+pub fn bare(span_id: u64, operation: &str) -> Span {
+    span(span_id, operation, T0, 1_000)
 }
 
 pub fn process() -> Process {
