@@ -218,61 +218,24 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
 /// A collector that stores a request and then never answers (it hangs, or the answer is lost).
 struct BlackHole {
     stored: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl BlackHole {
     fn start(port: u16) -> Self {
-        use std::io::{BufRead, BufReader, Read};
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        listener.set_nonblocking(true).unwrap();
         let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (stored2, stop2) = (stored.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            length = v.trim().parse().unwrap();
-                        }
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok() {
-                    stored2.lock().unwrap().push(body);
-                }
-                held.push(stream); // never answered
+        let stored2 = stored.clone();
+        let mut held = Vec::new();
+        let acceptor = Acceptor::start(port, move |stream| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            if let Some(request) = read_request(&mut reader) {
+                stored2.lock().unwrap().push(request.body);
             }
+            held.push(stream); // never answered
         });
         Self {
             stored,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for BlackHole {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _acceptor: acceptor,
         }
     }
 }

@@ -4,18 +4,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use microspan_decoder::export::{ExportError, Exporter, Header, OtlpHttp, UploadConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use support::cli::decode_fixture;
-use support::{fast_config, numbered_batch, otlp_span_ids};
+use support::{fast_config, numbered_batch, otlp_span_ids, read_request, Acceptor, Request};
 
 const TOKEN: &str = "ms-test-token-7f3a9c1e5b2d";
 
@@ -46,23 +43,6 @@ fn pki() -> Pki {
     }
 }
 
-/// One HTTP request as the TLS receiver got it.
-#[derive(Clone, Debug)]
-struct Got {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// How the receiver answers.
 #[derive(Clone, Copy)]
 enum Answer {
@@ -74,10 +54,9 @@ enum Answer {
 /// An HTTPS/1.1 server on 127.0.0.1 (rustls, ring): records each request, answers `answer`.
 struct TlsReceiver {
     port: u16,
-    got: Arc<Mutex<Vec<Got>>>,
+    got: Arc<Mutex<Vec<Request>>>,
     handshake_failures: Arc<Mutex<u32>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl TlsReceiver {
@@ -90,39 +69,23 @@ impl TlsReceiver {
             .with_single_cert(vec![pki.server_cert.clone()], pki.server_key.clone_key())
             .unwrap();
         let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let handshake_failures = Arc::new(Mutex::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (got2, fails2, stop2) = (got.clone(), handshake_failures.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((tcp, _)) => {
-                        tcp.set_nonblocking(false).unwrap();
-                        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
-                        let mut tls = rustls::StreamOwned::new(conn, tcp);
-                        match serve(&mut tls, answer) {
-                            Some(g) => got2.lock().unwrap().push(g),
-                            None => *fails2.lock().unwrap() += 1,
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(_) => break,
-                }
+        let (got2, fails2) = (got.clone(), handshake_failures.clone());
+        let acceptor = Acceptor::start(0, move |tcp| {
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            match serve(&mut tls, answer) {
+                Some(g) => got2.lock().unwrap().push(g),
+                None => *fails2.lock().unwrap() += 1,
             }
         });
         Self {
-            port,
+            port: acceptor.port,
             got,
             handshake_failures,
-            stop,
-            thread: Some(thread),
+            _acceptor: acceptor,
         }
     }
 
@@ -130,47 +93,13 @@ impl TlsReceiver {
         format!("https://127.0.0.1:{}", self.port)
     }
 
-    fn got(&self) -> Vec<Got> {
+    fn got(&self) -> Vec<Request> {
         self.got.lock().unwrap().clone()
     }
 }
 
-impl Drop for TlsReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve<S: Read + Write>(stream: &mut S, answer: Answer) -> Option<Got> {
-    let mut reader = BufReader::new(&mut *stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        if k.trim().eq_ignore_ascii_case("content-length") {
-            length = v.trim().parse().ok()?;
-        }
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let got = Got {
-        path,
-        headers,
-        body,
-    };
+fn serve<S: Read + Write>(stream: &mut S, answer: Answer) -> Option<Request> {
+    let got = read_request(&mut BufReader::new(&mut *stream))?;
     let (status, text) = match answer {
         Answer::Ok => (200, String::new()),
         Answer::UnauthorizedEcho => (

@@ -7,7 +7,7 @@
 //! code.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -284,8 +284,7 @@ pub struct Received {
 pub struct Receiver {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<Received>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 /// A port that nothing listens on now (bound, then released).
@@ -303,32 +302,17 @@ impl Receiver {
     }
 
     pub fn start_on(port: u16, script: Vec<Reply>, then: Reply) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (reqs, stop2) = (requests.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut script = script.into_iter();
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let reply = script.next().unwrap_or_else(|| then.clone());
-                        serve(stream, &reply, &reqs);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(_) => break,
-                }
-            }
+        let reqs = requests.clone();
+        let mut script = script.into_iter();
+        let acceptor = Acceptor::start(port, move |stream| {
+            let reply = script.next().unwrap_or_else(|| then.clone());
+            serve(stream, &reply, &reqs);
         });
         Self {
-            port,
+            port: acceptor.port,
             requests,
-            stop,
-            thread: Some(thread),
+            _acceptor: acceptor,
         }
     }
 
@@ -341,7 +325,48 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
+/// A thread that accepts connections on 127.0.0.1 and hands each, blocking, to a handler, until
+/// dropped: the accept loop of every test server.
+pub struct Acceptor {
+    /// The port it listens on.
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    /// Listens on `port` (0: a free one) and calls `serve` with each connection, one at a time.
+    pub fn start(port: u16, mut serve: impl FnMut(TcpStream) + Send + 'static) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        // Some platforms hand out the listener's non-blocking mode.
+                        if stream.set_nonblocking(false).is_ok() {
+                            serve(stream);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Acceptor {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -350,20 +375,36 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one request (Content-Length body), answers it and closes the connection.
-///
-/// The request is recorded before the answer goes out: a client that saw the answer finds its
-/// request in `received`.
-fn serve(stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<Received>>) -> Option<()> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
+/// One HTTP/1.1 request as read off a connection.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Names and values (trimmed), in the order sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The value of the header `name` (in any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one request: its request line, its headers up to the blank line (a line without `:` is
+/// passed over) and a body of `Content-Length` bytes. `None` if the connection fails or ends
+/// before, or the length is no number.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
     let method = parts.next()?.to_string();
     let path = parts.next()?.to_string();
-    let (mut length, mut content_type) = (0usize, String::new());
+    let mut headers = Vec::new();
     loop {
         let mut h = String::new();
         reader.read_line(&mut h).ok()?;
@@ -372,23 +413,39 @@ fn serve(stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<Received>>) -> O
             break;
         }
         if let Some((k, v)) = h.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = v.trim().parse().ok()?,
-                "content-type" => content_type = v.trim().to_string(),
-                _ => {}
-            }
+            headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
+    let mut request = Request {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    let length = match request.header("content-length") {
+        Some(v) => v.parse().ok()?,
+        None => 0,
+    };
+    request.body = vec![0; length];
+    reader.read_exact(&mut request.body).ok()?;
+    Some(request)
+}
+
+/// Reads one request, answers it and closes the connection.
+///
+/// The request is recorded before the answer goes out: a client that saw the answer finds its
+/// request in `received`.
+fn serve(stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<Received>>) -> Option<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = read_request(&mut BufReader::new(stream.try_clone().ok()?))?;
     // Before answering: the next request of a client that waits after this answer arrives at
     // least that wait later, however late this thread runs afterwards.
     let at = Instant::now();
     requests.lock().unwrap().push(Received {
-        method,
-        path,
-        content_type,
-        body,
+        content_type: request.header("content-type").unwrap_or("").to_string(),
+        method: request.method,
+        path: request.path,
+        body: request.body,
         answered: reply.status,
         at,
     });
