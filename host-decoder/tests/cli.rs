@@ -239,11 +239,7 @@ fn strict_mode_fails_a_cut_name() {
     let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, 64> = Drain::new(&tracer).unwrap();
     drop(tracer.root(LONG));
-    let mut stream = Vec::new();
-    drain.drain_with(|b| {
-        stream.extend_from_slice(b);
-        b.len()
-    });
+    let stream = drain_all(&mut drain);
     assert_eq!(drain.stats().names_cut, 1, "{:?}", drain.stats());
     let (_d, path) = capture(&stream);
     let (code, e) = decode_file(&path, &[]);
