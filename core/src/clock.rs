@@ -70,9 +70,11 @@ pub struct TickExtender {
     /// itself is not kept: a new one is compared with them.
     extended: u64,
     shift: u32,
-    /// A quarter of the wrap period in units of `2^shift` ticks (`2^(30 - shift)`): how far
-    /// behind the last value a sample may be. Kept, not computed: it is read for every sample.
-    quarter: u32,
+    /// How far behind the last value a sample may be, in units of `2^shift` ticks: a quarter of
+    /// the wrap period (`2^(30 - shift)`), less while the drain leans the window towards the
+    /// clock after a stall ([`reach_to`](Self::reach_to)). Kept, not computed: it is read for
+    /// every sample.
+    behind: u32,
 }
 
 impl Default for TickExtender {
@@ -100,7 +102,7 @@ impl TickExtender {
         Self {
             extended: (raw >> shift) as u64,
             shift,
-            quarter: 1 << (30 - shift),
+            behind: 1 << (30 - shift),
         }
     }
 
@@ -111,7 +113,7 @@ impl TickExtender {
     pub(crate) const fn behind(raw: u32, shift: u32) -> Self {
         let e = Self::with_shift(raw, shift);
         Self {
-            extended: e.extended + e.quarter as u64,
+            extended: e.extended + e.behind as u64,
             ..e
         }
     }
@@ -122,15 +124,35 @@ impl TickExtender {
         Self {
             extended: (self.extended << self.shift) >> bits,
             shift: bits,
-            quarter: 1 << (30 - bits),
+            behind: 1 << (30 - bits),
         }
     }
 
-    /// A quarter of the wrap period, in units of `2^shift` ticks: how far behind the previous
-    /// value a sample may be.
+    /// Leans the window forward so that it reaches `now`, the clock's extended value (in units
+    /// of `2^shift` ticks) read just before the samples to come. No sample is later than `now`
+    /// plus a sixteenth of a wrap (slack for records made while the drain reads the ones before),
+    /// so the window needs to reach no further ahead than that, and reaches behind by the rest of
+    /// the wrap, at most a quarter (the usual window, for a `now` up to eleven sixteenths of a
+    /// wrap after the last value, or before it) and at least a sixty-fourth (for a record
+    /// preempted between its clock read and its reservation). So records that waited in the ring
+    /// through a stall of more than three quarters of a wrap, and records made after it, are
+    /// dated right, up to a stall of about 92% of a wrap (62 s at 64 MHz).
+    #[inline(never)]
+    pub(crate) fn reach_to(&mut self, now: u64) {
+        let quarter = 1u32 << (30 - self.shift);
+        // The wrap less the slack, fifteen quarters of a quarter: the window's reach from `now`
+        // back (32-bit arithmetic: a quarter wrap is at most 2^30).
+        let reach = quarter * 3 + (quarter >> 1) + (quarter >> 2);
+        self.behind = match u32::try_from(now.saturating_sub(self.extended)) {
+            Ok(lead) if lead < reach => (reach - lead).clamp(quarter >> 4, quarter),
+            _ => quarter >> 4,
+        };
+    }
+
+    /// How far behind the last value a sample may be, in units of `2^shift` ticks.
     #[inline(always)]
-    const fn quarter(&self) -> u32 {
-        self.quarter
+    const fn reach_behind(&self) -> u32 {
+        self.behind
     }
 
     /// Feeds a new raw sample; returns its 64-bit value (in units of `2^shift` ticks).
@@ -146,13 +168,13 @@ impl TickExtender {
     #[inline(always)]
     pub(crate) fn sample(&self, raw: u32) -> Sample {
         let raw = raw >> self.shift;
-        // The difference modulo 2^(32 - shift), plus a quarter wrap (the window's reach behind):
+        // The difference modulo 2^(32 - shift), plus the window's reach behind:
         // the bits above the last value's low `32 - shift` fall off the left shift. Only this is
         // kept (one register through the drain's encoders, not four); the 64-bit value is made
         // when taken.
         let ahead = (raw
             .wrapping_sub(self.extended as u32)
-            .wrapping_add(self.quarter())
+            .wrapping_add(self.reach_behind())
             << self.shift)
             >> self.shift;
         Sample { ahead }
@@ -162,7 +184,7 @@ impl TickExtender {
     /// before it.
     #[inline(always)]
     pub(crate) fn after(&self, s: Sample) -> Option<u32> {
-        s.ahead.checked_sub(self.quarter())
+        s.ahead.checked_sub(self.reach_behind())
     }
 
     /// The 64-bit value of a [`sample`](Self::sample) of this extender, not yet taken.
@@ -170,7 +192,7 @@ impl TickExtender {
     pub(crate) fn value(&self, s: Sample) -> u64 {
         self.extended
             .wrapping_add(s.ahead as u64)
-            .wrapping_sub(self.quarter() as u64)
+            .wrapping_sub(self.reach_behind() as u64)
     }
 
     /// Takes a [`sample`](Self::sample) of this extender.
@@ -193,8 +215,8 @@ impl TickExtender {
 /// A sample extended by [`TickExtender::sample`], not yet taken.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
-    /// Its distance after the last value taken, plus a quarter wrap (so below a quarter wrap
-    /// means before it): in `[0, 2^(32 - shift))`.
+    /// Its distance after the last value taken, plus the window's reach behind (so below that
+    /// reach means before it): in `[0, 2^(32 - shift))`.
     pub(crate) ahead: u32,
 }
 
@@ -233,6 +255,40 @@ mod tests {
                 }
                 assert_eq!(shifted.extend(t as u32), plain.extend(t as u32) >> shift);
             }
+        }
+    }
+
+    /// Leaning the window to a clock read far ahead of the last value: samples up to it (and a
+    /// sixteenth of a wrap past it) are ahead, a sample a little behind the last value is still
+    /// behind; leaning to the last value itself puts the usual window back.
+    #[test]
+    fn a_window_leaned_to_the_clock_reaches_it() {
+        for shift in [0, 4, TickExtender::MAX_SHIFT] {
+            let start = 3_000_000_000u32;
+            let unit = 1u64 << shift;
+            let wrap = (1u64 << 32) / unit;
+            let last = u64::from(start >> shift);
+            let at = |ext: &TickExtender, ticks: u64| {
+                let v = ext.value(ext.sample(ticks as u32));
+                (v as i64 - last as i64) * unit as i64
+            };
+            let mut e = TickExtender::with_shift(start, shift);
+            let far = u64::from(start) + 3_400_000_000; // 79% of a wrap ahead
+                                                        // The usual window takes it for one behind.
+            assert!(at(&e, far) < 0);
+            e.reach_to(far / unit);
+            assert_eq!(at(&e, far) as u64, (far / unit - last) * unit);
+            // Records made while the drain reads: up to a sixteenth of a wrap past the clock.
+            let slack = far + (1 << 28) - unit;
+            assert!(at(&e, slack) > 0, "shift {shift}");
+            // A preempted record a little behind: still behind.
+            assert!(at(&e, u64::from(start) + (1 << 32) - (1 << 25)) < 0);
+            // Past ~92% of a wrap, a sixty-fourth behind is kept.
+            e.reach_to(last + wrap - 1);
+            assert!(at(&e, u64::from(start) + (1 << 32) - (1 << 25)) < 0);
+            e.reach_to(last);
+            assert_eq!(e, TickExtender::with_shift(start, shift));
+            assert!(at(&e, far) < 0);
         }
     }
 

@@ -337,6 +337,9 @@ impl TimeKeeper<'_> {
         if !self.watch.ahead {
             *self.ext = base;
         }
+        // The records' window reaches the clock now: the usual window when nothing waits, one
+        // leaning forward after a stall through which records waited (see `Drain::write_header`).
+        self.ext.reach_to(now);
         now
     }
 }
@@ -510,10 +513,12 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// write borrows the frame's bytes (an async write) uses the [`TimeKeeper`] of
     /// [`fill_buf_keeping_time`](Self::fill_buf_keeping_time).
     ///
-    /// The records that wait in the ring meanwhile keep the time they were read with: each is
-    /// dated from the one before it, in order, so each must come less than three quarters of
-    /// the clock's wrap period after the one before (50 s at 64 MHz; a 32-bit tick cannot tell
-    /// more). Records made after the stall are dated from the clock kept here.
+    /// The records that wait in the ring meanwhile are dated from the one before each, in order,
+    /// and the records made after the stall behind them too: when the next frame is built the
+    /// drain reads the clock and reaches its window to it (`TickExtender::reach_to`), so all are
+    /// dated right as long as the stall, from the last record dated before it to that frame,
+    /// lasts less than about 92% of the clock's wrap period (62 s at 64 MHz; a 32-bit tick
+    /// cannot tell more). The session record of that frame is dated from the clock kept here.
     #[cold]
     #[inline(never)]
     pub fn keep_time(&mut self) {
@@ -541,6 +546,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         if self.watch.ext.last() > self.state.ext.last() {
             self.state.ext = self.watch.ext;
         }
+        self.state.ext.reach_to(self.state.ext.last());
         self.watch.ahead = false;
     }
 
@@ -798,6 +804,14 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// (hello, drops, wall clock) was written.
     #[inline(never)]
     fn write_header(&mut self, epoch_start: bool, drops: u32) -> Result<bool, Full> {
+        // Records waited in the ring while the watch followed the clock past them (a stall):
+        // reading the clock leans the records' window forward to reach it, so that the records
+        // made after the stall, read after the ones that waited, are dated right even when they
+        // come more than three quarters of a wrap after them (see `TickExtender::reach_to`).
+        // Here, once a frame, not in `build`: the check cost `build` 60 bytes of flash.
+        if self.watch.ahead {
+            self.keep_time();
+        }
         // The header inline (every frame has one), the session records through the out-of-line
         // writers.
         // At most 13 unchecked bytes (3, then two varints of at most 5: see `HOT_MAX`).

@@ -95,8 +95,12 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// inlined at each encoder): 12 800 / 12 648 B when set; the session record's time taken from
 /// the later of the watch and the records' extension (`Watch::later`; a stall longer than the
 /// window otherwise dated the HELLO a wrap early, which the decoder takes for a reset): 12 864 /
-/// 12 716 B.
-const FLASH_BUDGET: (f64, f64) = (12_920.0, 12_780.0);
+/// 12 716 B. Raised again from (12 920, 12 780) for the records' window leaning forward to the
+/// clock after a stall (`TickExtender::reach_to`, 92 B on Cortex-M3, called when the drain reads
+/// the clock, and the clock read once a frame while records wait through a stall): a record made
+/// after a stall of more than three quarters of a wrap (50 s at 64 MHz), behind one that waited
+/// through it, was dated a wrap early, below zero in the first wrap: 12 984 / 12 856 B when set.
+const FLASH_BUDGET: (f64, f64) = (13_040.0, 12_920.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
 

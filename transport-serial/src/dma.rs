@@ -29,8 +29,10 @@
 //!   or so), or `start` from the idle loop.
 //!
 //! Records that wait in the ring through such a stall are dated in order, each from the one
-//! before it, so each must come less than three quarters of the clock's wrap period after the one before (50 s at 64 MHz: a 32-bit tick cannot tell more); records made after the stall are dated from the
-//! clock the drain kept.
+//! before it, and records made after the stall behind them too: all are dated right as long as
+//! the stall, from the last record dated before it to the drain's first frame after it, lasts
+//! less than about 92% of the clock's wrap period (62 s at 64 MHz: a 32-bit tick cannot tell
+//! more): the drain reads the clock then and reaches its window to it.
 //!
 //! # What the borrow checker cannot see
 //!

@@ -295,6 +295,104 @@ fn spans_recorded_during_a_stall_are_dated_right() {
     );
 }
 
+/// Session records written after a stall longer than three quarters of the clock's wrap period
+/// (1 MHz: 55 min), while spans waited in the ring through it: each is dated by the clock the
+/// drain kept, not from the waiting records (which are dated from one another, from before the
+/// stall), so a decoder sees neither a reset nor a misdated record. `busy`: a span a minute
+/// through the stall; otherwise one at its start only (the waiting records then end more than
+/// three quarters of a wrap before the session records).
+fn session_records_after_a_long_stall(busy: bool) {
+    const STALL: u32 = 3_300;
+    let fx = fixture::<8192>();
+    let port = ClosedPort {
+        out: Vec::new(),
+        open: true,
+    };
+    let mut drain = fx.drain();
+    // A session record every other frame: several follow the stall, the first in the first
+    // frame built after it (frames 0 and 1 go out before it).
+    drain.set_epoch_frames(2);
+    let mut tx = BlockingDrain::new(drain, port);
+    for name in ["boot", "before"] {
+        span_of_100_ticks(&fx, name);
+        while tx.has_pending() {
+            tx.drain_ready().unwrap();
+        }
+    }
+    tx.writer_mut().open = false;
+    let t0 = microspan::Clock::now(fx.clock);
+    let names: Vec<&'static str> = (0..STALL / 60)
+        .map(|i| &*Box::leak(format!("minute {i}").into_boxed_str()))
+        .collect();
+    let mut waited = Vec::new();
+    for step in 0..STALL {
+        fx.clock.advance(1_000_000);
+        if step % 60 == 0 && (busy || step == 0) {
+            waited.push(names[(step / 60) as usize]);
+            span_of_100_ticks(&fx, names[(step / 60) as usize]);
+        }
+        assert_eq!(tx.drain_ready(), Ok(0));
+    }
+    let reopened = u64::from(microspan::Clock::now(fx.clock).wrapping_sub(t0));
+    tx.writer_mut().open = true;
+    // Recorded before the drain runs again: it waits behind the stall's spans.
+    span_of_100_ticks(&fx, "after");
+    // Then a span a frame, each in its own frame: session records follow.
+    let more = ["more 0", "more 1", "more 2", "more 3"];
+    for name in more {
+        while tx.has_pending() {
+            tx.drain_ready().unwrap();
+        }
+        span_of_100_ticks(&fx, name);
+    }
+    while tx.has_pending() {
+        tx.drain_ready().unwrap();
+    }
+    let (_, port) = tx.into_parts();
+    let d = decode(&port.out);
+    assert!(d.frame_errors.is_empty(), "{:?}", d.frame_errors);
+    // The ticks of `before`'s end (the stall's start), in the extension's terms.
+    let stall_start = start_time(&d, "before") + 100;
+    assert_eq!(d.frames[..3], [0, 1, 2]);
+    assert!(d.hello_times[0].0 <= stall_start, "{:?}", d.hello_times);
+    let after_stall = &d.hello_times[1..];
+    assert!(!after_stall.is_empty(), "{:?}", d.hello_times);
+    for &(t, heard) in after_stall {
+        // Written once the link reopened (the frames before the stall went out before it), and
+        // not behind any record heard before it (a wrap early is 4295 s behind).
+        assert!(
+            t >= stall_start + reopened && t <= stall_start + reopened + 600,
+            "{reopened} ticks after the stall began: {:?}",
+            d.hello_times
+        );
+        assert!(heard.is_none_or(|h| t >= h), "{:?}", d.hello_times);
+    }
+    // And the spans that waited, and the one after, are dated right.
+    let before = start_time(&d, "before");
+    for (i, name) in waited.iter().enumerate() {
+        let minute = if busy { i as u64 } else { 0 };
+        let want = (minute * 60 + 1) * 1_000_000 + 100 * (i as u64 + 1);
+        assert_eq!(start_time(&d, name) - before, want, "{name}");
+    }
+    for (i, name) in ["after"].iter().chain(&more).enumerate() {
+        assert_eq!(
+            start_time(&d, name) - before,
+            reopened + 100 * (i as u64 + 1),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn session_records_after_a_long_busy_stall_are_dated_by_the_clock_kept() {
+    session_records_after_a_long_stall(true);
+}
+
+#[test]
+fn session_records_after_a_long_quiet_stall_are_dated_by_the_clock_kept() {
+    session_records_after_a_long_stall(false);
+}
+
 /// A span at the start of a stall, one just under half the clock's wrap period after it, and the
 /// link back 1000 s later: the two that waited are dated from each other, the one after from the
 /// clock the drain kept.

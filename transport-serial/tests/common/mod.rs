@@ -170,6 +170,16 @@ pub enum Rec {
     },
 }
 
+impl Rec {
+    /// The record's time, for the records that carry one.
+    pub fn time(&self) -> Option<u64> {
+        match self {
+            Rec::Start { time, .. } | Rec::End { time, .. } | Rec::Log { time, .. } => Some(*time),
+            _ => None,
+        }
+    }
+}
+
 /// What came out of a byte stream.
 #[derive(Default, Debug)]
 pub struct Decoded {
@@ -182,6 +192,8 @@ pub struct Decoded {
     pub duplicates: usize,
     pub frame_errors: Vec<FrameError>,
     pub hellos: usize,
+    /// Each session record's time (extended ticks), with the latest record time heard before it.
+    pub hello_times: Vec<(u64, Option<u64>)>,
     /// The last cumulative drop count reported.
     pub drops: Option<u32>,
     /// Bytes the accumulator threw away, and bytes left after the last delimiter.
@@ -238,8 +250,10 @@ pub fn decode(stream: &[u8]) -> Decoded {
                     let rec =
                         rec.unwrap_or_else(|e| panic!("record error {e} in frame {}", frame.seq));
                     let r = match rec {
-                        Record::Hello(_) => {
+                        Record::Hello(h) => {
                             out.hellos += 1;
+                            let heard = out.records.iter().filter_map(Rec::time).max();
+                            out.hello_times.push((h.now_ticks, heard));
                             continue;
                         }
                         Record::Name { id, name, .. } => {
