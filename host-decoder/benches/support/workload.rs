@@ -1,7 +1,7 @@
 //! A realistic device stream, recorded with the core tracer on a manual clock and drained to bytes.
 //!
 //! Shared by the criterion bench (`benches/decode.rs`), the hostile-input tests and the fuzz seed
-//! corpus (`tests/hostile.rs` includes this file with `#[path]`).
+//! corpus (`tests/support/mod.rs` includes this file with `#[path]`).
 //!
 //! Each trace is the reference trace (`in-process-service` → `Foo` → `Bar`, 1 MHz clock, the
 //! sleeps shortened a hundredfold), optionally with its tags and log (`http.method`,
