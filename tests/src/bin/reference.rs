@@ -34,7 +34,7 @@ struct Args {
     /// Upload to a Jaeger Thrift collector (full URL, e.g. http://localhost:14268/api/traces).
     #[arg(long, value_name = "URL")]
     jaeger_thrift: Option<String>,
-    /// Where reference.jaeger.json and reference.otlp.json go.
+    /// Where reference.jaeger.json, reference.otlp.json and reference.uart.bin go.
     #[arg(long, value_name = "DIR", default_value = "out")]
     out: PathBuf,
 }
@@ -74,6 +74,9 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let jaeger_path = args.out.join("reference.jaeger.json");
     let otlp_path = args.out.join("reference.otlp.json");
+    // The UART bytes as they came, for `microspan decode --file` (a capture to try the CLI on).
+    let capture_path = args.out.join("reference.uart.bin");
+    let mut capture = Vec::new();
     let mut exporters: Vec<Box<dyn Exporter>> = vec![
         Box::new(TreeWriter::stdout()),
         Box::new(JaegerJsonFile::new(&jaeger_path)),
@@ -109,6 +112,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         if fatal.is_some() {
             return;
         }
+        capture.extend_from_slice(chunk);
         let mut batches = Vec::new();
         if let Err(e) = decoder.feed(chunk, &mut batches) {
             fatal = Some(e.to_string());
@@ -136,6 +140,9 @@ fn run(args: Args) -> Result<ExitCode, String> {
         ));
     }
 
+    if let Err(e) = std::fs::write(&capture_path, &capture) {
+        export_errors.push(format!("cannot write {}: {e}", capture_path.display()));
+    }
     let mut ok = export_errors.is_empty();
     // What each uploader delivered, for the last line, and whether spans wait in a spool.
     let mut uploads = Vec::new();
@@ -201,7 +208,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .map(|b| b.duration_nanos as f64 / 1e6)
         .unwrap_or(0.0);
     println!(
-        "{} {board} in {:.1} s: {} spans in {} traces (Bar {bar_ms:.2} ms), {} bytes in {} frames, {} device drops, {} CRC errors; wrote {} and {}{}",
+        "{} {board} in {:.1} s: {} spans in {} traces (Bar {bar_ms:.2} ms), {} bytes in {} frames, {} device drops, {} CRC errors; wrote {}, {} and the UART capture {}{}",
         if ok { "OK" } else { "FAILED" },
         started.elapsed().as_secs_f64(),
         s.spans.spans,
@@ -217,6 +224,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         s.crc_errors,
         jaeger_path.display(),
         otlp_path.display(),
+        capture_path.display(),
         uploads.iter().map(|u| format!("; {u}")).collect::<String>(),
     );
     Ok(if ok {
