@@ -858,16 +858,14 @@ impl Uploader {
         if spooled.total() > 0 || stats.dropped > 0 {
             summary.errors.push(ExportError::Unreachable {
                 endpoint: self.url.clone(),
-                last_error: stats
-                    .last_transport_error
-                    .take()
-                    .unwrap_or_else(|| "none recorded".into()),
+                last_error: stats.last_transport_error.take().unwrap_or_default(),
                 spans: spooled.total(),
+                dropped: stats.dropped,
                 spool: self
                     .spool_dir
                     .as_ref()
                     .map(|d| d.display().to_string())
-                    .unwrap_or_else(|| "(none: the spans were lost)".into()),
+                    .unwrap_or_default(),
             });
         }
         if !worker_ok {

@@ -376,15 +376,17 @@ pub enum ExportError {
     },
     /// Delivery was attempted until the deadline (or until the wait was stopped) without
     /// success; the spans are spooled.
-    #[error("{endpoint} could not be reached before the upload wait ended (last error: {last_error}); {spans} spans are kept in the spool {spool} and will be sent by the next run; check that the collector is running and the URL is right")]
+    #[error("{endpoint} could not be reached before the upload wait ended ({}); {}; check that the collector is running and the URL is right", fmt_last_error(.last_error), fmt_unsent(*.spans, *.dropped, .spool))]
     Unreachable {
         /// The URL.
         endpoint: String,
-        /// The last error seen.
+        /// The last error seen (empty when no attempt had finished).
         last_error: String,
-        /// Spans left in the spool.
+        /// Spans left in the spool (this run's and earlier runs').
         spans: u64,
-        /// The spool directory (or `(none)`).
+        /// Spans the worker held when the wait ended that the spool could not take.
+        dropped: u64,
+        /// The spool directory (empty when none is configured).
         spool: String,
     },
     /// Spans were lost because the in-memory queue and the disk spool were full (or no spool is
@@ -435,6 +437,30 @@ fn fmt_attempts(attempts: u32) -> String {
         "not retried".into()
     } else {
         format!("still refused after {attempts} attempts")
+    }
+}
+
+fn fmt_last_error(last: &str) -> String {
+    if last.is_empty() {
+        "no attempt had finished".into()
+    } else {
+        format!("last error: {last}")
+    }
+}
+
+/// Where the spans that were not delivered are: kept in the spool for the next run, or lost.
+fn fmt_unsent(spooled: u64, dropped: u64, spool: &str) -> String {
+    let kept =
+        format!("{spooled} spans are kept in the spool {spool} and will be sent by the next run");
+    let lost = if spool.is_empty() {
+        format!("{dropped} spans were lost (no spool is configured)")
+    } else {
+        format!("{dropped} spans were lost (the spool {spool} could not take them: raise --spool-max-bytes)")
+    };
+    match (spooled, dropped) {
+        (_, 0) => kept,
+        (0, _) => lost,
+        _ => format!("{kept}; {lost}"),
     }
 }
 
@@ -586,6 +612,37 @@ pub(crate) const INCOMPLETE_TAG: &str = "microspan.incomplete";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The unreachable collector's message says where the unsent spans are: kept for the next
+    /// run, or lost, and why; never "0 spans are kept … and will be sent".
+    #[test]
+    fn unreachable_says_what_was_kept_and_what_was_lost() {
+        let err = |last: &str, spans, dropped, spool: &str| {
+            ExportError::Unreachable {
+                endpoint: "http://c:4318/v1/traces".into(),
+                last_error: last.into(),
+                spans,
+                dropped,
+                spool: spool.into(),
+            }
+            .to_string()
+        };
+        let kept = err("connection refused", 30, 0, "/s");
+        assert!(kept.contains("(last error: connection refused); 30 spans are kept in the spool /s and will be sent by the next run;"), "{kept}");
+        let lost = err("", 0, 6, "/s");
+        assert!(lost.contains("(no attempt had finished); 6 spans were lost (the spool /s could not take them: raise --spool-max-bytes);"), "{lost}");
+        assert!(!lost.contains("kept"), "{lost}");
+        let both = err("timeout", 4, 2, "/s");
+        assert!(
+            both.contains("4 spans are kept") && both.contains("2 spans were lost"),
+            "{both}"
+        );
+        let none = err("timeout", 0, 2, "");
+        assert!(
+            none.contains("2 spans were lost (no spool is configured)"),
+            "{none}"
+        );
+    }
 
     #[test]
     fn distinct_errors_says_each_once_and_counts_the_rest() {
