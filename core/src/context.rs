@@ -8,11 +8,27 @@
 //! names exactly the span Jaeger will show.
 
 /// A 128-bit trace id (never 0 for a recorded trace).
+///
+/// Displayed as 32 lower-case hex digits, the form Jaeger shows and W3C `traceparent` carries
+/// (`Debug` shows the number in decimal, as `TraceId(…)`):
+///
+/// ```
+/// # use microspan::TraceId;
+/// let id = TraceId::from_halves(0x6d7370616e000003, 0x2a01);
+/// assert_eq!(id.to_string(), "6d7370616e0000030000000000002a01");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TraceId(pub u128);
 
 /// A 64-bit span id (never 0 for a recorded span).
+///
+/// Displayed as 16 lower-case hex digits, as Jaeger shows it:
+///
+/// ```
+/// # use microspan::SpanId;
+/// assert_eq!(SpanId::local(0x2a, 1).to_string(), "0000002a00000001");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SpanId(pub u64);
@@ -29,6 +45,18 @@ impl TraceId {
     /// Builds an id from its halves.
     pub const fn from_halves(high: u64, low: u64) -> Self {
         Self(((high as u128) << 64) | low as u128)
+    }
+}
+
+impl core::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl core::fmt::Display for SpanId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 

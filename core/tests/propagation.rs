@@ -803,3 +803,40 @@ fn the_jaeger_firehose_flag_is_passed_on() {
     // W3C has no such bit: only `sampled` is written.
     assert!(w3c::Traceparent(&ctx).to_string().ends_with("-01"));
 }
+
+/// The propagation errors are `core::error::Error`s: `?` boxes them like any other error, and the
+/// message is their `Display`.
+#[test]
+fn errors_are_std_errors() {
+    fn first_hop(carrier: &[u8]) -> Result<Extracted<0>, Box<dyn std::error::Error>> {
+        Ok(binary::extract(carrier)?)
+    }
+    let e = first_hop(&[]).unwrap_err();
+    assert_eq!(e.to_string(), "no span context in the carrier");
+    let inject: Box<dyn std::error::Error + Send + Sync> =
+        microspan::InjectError::BufferTooSmall { needed: 27 }.into();
+    assert_eq!(inject.to_string(), "carrier too small: 27 bytes needed");
+    assert!(inject.source().is_none());
+}
+
+/// Ids display as Jaeger shows them: lower-case hex, 32 digits for a trace, 16 for a span,
+/// leading zeros kept.
+#[test]
+fn ids_display_as_hex() {
+    let ctx = SpanContext {
+        trace_id: TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736),
+        span_id: SpanId(0x00f067aa0ba902b7),
+        flags: Flags::SAMPLED,
+    };
+    assert_eq!(ctx.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(ctx.span_id.to_string(), "00f067aa0ba902b7");
+    assert_eq!(TraceId(1).to_string(), format!("{:0>32}", 1));
+    // The same text as the W3C carrier's trace-id and parent-id fields.
+    let mut buf = [0u8; 64];
+    let mut w = SliceWriter::new(&mut buf);
+    w3c::write_traceparent(&ctx, &mut w).unwrap();
+    assert_eq!(
+        w.as_str(),
+        format!("00-{}-{}-01", ctx.trace_id, ctx.span_id)
+    );
+}

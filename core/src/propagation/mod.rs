@@ -70,6 +70,10 @@ impl fmt::Display for ExtractError {
     }
 }
 
+/// `?` turns it into a `Box<dyn Error>` or an `anyhow::Error` on the desktop (no source: the
+/// reason is in the message).
+impl core::error::Error for ExtractError {}
+
 /// Why a context could not be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -102,6 +106,9 @@ impl fmt::Display for InjectError {
         }
     }
 }
+
+/// As [`ExtractError`]'s: usable with `?` into any boxed error.
+impl core::error::Error for InjectError {}
 
 /// A context extracted from a carrier, with its baggage (up to `B` items).
 ///
