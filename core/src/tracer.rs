@@ -1607,7 +1607,40 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// ([`Losses::fields_over_capacity`]: the decoder shows a Jaeger warning). It is not cut as a
     /// tag would be: baggage travels on to other services, and W3C Baggage forbids propagating a
     /// partial item (see [`Baggage::set`]).
+    ///
+    /// The span must have room for baggage (`B > 0`): a span from [`Tracer::root`] or
+    /// [`Tracer::span`] without [`with_baggage`](SpanBuilder::with_baggage) has none, and every
+    /// item set on it would be dropped, so calling this on it fails to build (the error appears
+    /// with `cargo build` or `cargo test`, not `cargo check`, and names this function). Start the
+    /// root with room for `N` items instead, which its children inherit:
+    ///
+    /// ```
+    /// # use microspan::{Baggage, Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// # static RING: Ring<256> = Ring::new();
+    /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
+    /// let mut root = TRACER.span("x").with_baggage(Baggage::<2>::new()).start();
+    /// root.set_baggage("user", "alice");
+    /// assert_eq!(root.child("y").baggage_item("user"), Some("alice"));
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// # static RING: Ring<256> = Ring::new();
+    /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
+    /// let mut root = TRACER.root("x"); // `Span<'_, 0>`: no room for baggage
+    /// root.set_baggage("user", "alice"); // error: "set_baggage on a span with no baggage slots …"
+    /// ```
     pub fn set_baggage(&mut self, key: &str, value: &str) {
+        const {
+            assert!(
+                B > 0,
+                "microspan: set_baggage on a span with no baggage slots (B = 0, as from \
+                 `tracer.root(name)`): every item would be dropped. Start the span with room \
+                 for N items: `tracer.span(name).with_baggage(Baggage::<N>::new()).start()`"
+            )
+        };
         self.write_baggage(key, value, false);
     }
 
