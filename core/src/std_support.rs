@@ -1,35 +1,42 @@
 //! Desktop conveniences (feature `std`).
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::clock::Clock;
 use crate::drain::Drain;
 
-/// Microseconds since the clock was created, from `std::time::Instant` (1 MHz; wraps every
-/// 71 minutes, which the drain's tick extension follows).
-#[derive(Debug, Clone, Copy)]
+/// The instant every [`StdClock`] counts from: the first time one is read in this process.
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+/// Microseconds from `std::time::Instant` (1 MHz; wraps every 71 minutes, which the drain's tick
+/// extension follows), counted from the first time any `StdClock` of the process is read, so that
+/// all of them agree.
+///
+/// [`new`](Self::new) is a `const fn`: the clock can be a `static` beside the ring and the tracer.
+///
+/// ```
+/// use microspan::{Ring, Session, StdClock, Tracer};
+/// static CLOCK: StdClock = StdClock::new();
+/// static RING: Ring<1024> = Ring::new();
+/// static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("desktop-service"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StdClock {
-    origin: Instant,
+    _private: (),
 }
 
 impl StdClock {
-    /// A clock starting now.
-    pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Default for StdClock {
-    fn default() -> Self {
-        Self::new()
+    /// The clock (all `StdClock`s read the same time).
+    pub const fn new() -> Self {
+        Self { _private: () }
     }
 }
 
 impl Clock for StdClock {
     fn now(&self) -> u32 {
-        self.origin.elapsed().as_micros() as u32
+        // After the first read, one `Acquire` load besides `Instant::now`.
+        ORIGIN.get_or_init(Instant::now).elapsed().as_micros() as u32
     }
     fn ticks_per_second(&self) -> u32 {
         1_000_000

@@ -19,7 +19,7 @@ use microspan::{write_all_frames, Drain, Ring, Session, StdClock, Tracer};
 
 mod host_id;
 
-static CLOCK: std::sync::LazyLock<StdClock> = std::sync::LazyLock::new(StdClock::new);
+static CLOCK: StdClock = StdClock::new();
 static RING: Ring<4096> = Ring::new();
 
 fn main() -> std::process::ExitCode {
@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
         .device_id(host_id::device_id())
         .boot_id(std::process::id())
         .firmware_version(env!("CARGO_PKG_VERSION"));
-    let tracer = Tracer::new(&RING, &*CLOCK, &session);
+    let tracer = Tracer::new(&RING, &CLOCK, &session);
     let mut drain: Drain<'_, 256> = Drain::new(&tracer).expect("the only drain");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -24,12 +24,12 @@ mod host_id;
 use microspan::conventions::{self as tags, SPAN_KIND_CLIENT};
 use microspan::{write_all_frames, Drain, FutureExt, Ring, Session, StdClock, Tracer};
 
-static CLOCK: std::sync::LazyLock<StdClock> = std::sync::LazyLock::new(StdClock::new);
+static CLOCK: StdClock = StdClock::new();
 static RING: Ring<4096> = Ring::new();
 static TRACER: std::sync::LazyLock<Tracer<'static>> = std::sync::LazyLock::new(|| {
     Tracer::new(
         &RING,
-        &*CLOCK,
+        &CLOCK,
         // Leaked once: the tracer lives as long as the program.
         Box::leak(Box::new(
             Session::new("async-service")
