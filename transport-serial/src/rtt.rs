@@ -29,7 +29,9 @@
 //!
 //! ```toml
 //! [dependencies]
-//! microspan-serial = { version = "0.1", features = ["rtt"] }
+//! # Not on crates.io: a git dependency on the repository (or a `path` to a local checkout).
+//! microspan = { git = "https://github.com/microspan/microspan" }
+//! microspan-serial = { git = "https://github.com/microspan/microspan", features = ["rtt"] }
 //! rtt-target = { version = "0.6", features = ["defmt"] }
 //! ```
 //!
