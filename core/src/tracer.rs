@@ -1373,6 +1373,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// beyond [`MAX_TAGS_PER_SPAN`] are dropped and counted; when the ring has no room for the
     /// whole batch, every tag of it is counted as dropped.
     ///
+    /// The tags are any [`Tags`]. A tuple of `(key, value)` pairs, the cheapest, holds **at most
+    /// eight**: a ninth pair fails to build (E0277, "the trait bound … `Tags<'_>` is not
+    /// satisfied"). For more, pass an array or slice of `(key, Value)`, as below, of any length
+    /// (the span keeps up to [`MAX_TAGS_PER_SPAN`]), or call `set_tags` twice. The same limit
+    /// holds for the fields of [`log`](Self::log), for [`child_with_tags`](Self::child_with_tags)
+    /// and for [`Tracer::root_with_tags`].
+    ///
     /// ```
     /// use microspan::{Clock, Ring, Session, Tracer};
     /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
@@ -1452,7 +1459,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     }
 
     /// Records a timestamped log with typed fields (OpenTracing `log_fields`), given as any
-    /// [`Tags`]: a tuple of up to eight `(key, value)` pairs (any value that converts into a
+    /// [`Tags`]: a tuple of up to eight `(key, value)` pairs (a ninth does not build: see
+    /// [`set_tags`](Self::set_tags)) (any value that converts into a
     /// [`Value`]), in which each field's type is known and is written with a few stores (the
     /// conversions run twice: to size the record, then to write it); an array or slice (with
     /// feature `std`, a `Vec`) of `(key, Value)`, walked at run time; or `()` for none. A
