@@ -4,8 +4,10 @@
 //! standard output); decode it with `microspan decode --file OUT --tree`.
 //!
 //! `handle_request` awaits two "peripherals" (timers standing in for a UART reply and a sensor
-//! conversion). Each awaited operation is wrapped with `.in_span(...)`, so its span covers the time
-//! the task spent waiting, not only the time it was polled. A third operation is abandoned after
+//! conversion), nested as in the reference trace: `Foo` waits 10 ms and then runs `Bar`, which
+//! waits 20 ms, so `Bar` lies inside `Foo`. Each awaited piece of work is wrapped with
+//! `.in_span(...)`, so its span covers the time the task spent waiting, not only the time it was
+//! polled. A third operation is abandoned after
 //! its first poll (as a timeout or a `select` would): its span is finished with `cancelled=true`.
 //!
 //! The executor is `futures-executor`'s `block_on`; on a microcontroller the same code runs under
@@ -91,14 +93,19 @@ async fn handle_request(tracer: &'static Tracer<'static>) {
         foo_span.set_kind(SPAN_KIND_CLIENT);
         foo_span.set_tag(tags::PEER_SERVICE, "uart-peer");
         let foo_ctx = foo_span.context();
-        // Foo covers the whole wait for the reply.
-        delay(Duration::from_millis(10)).in_span(foo_span).await;
+        // Foo covers its own wait for the reply and then Bar, as in the reference trace: Foo's
+        // span stays open until the whole block below completes.
+        async move {
+            delay(Duration::from_millis(10)).await;
 
-        // Bar (a child of Foo, as in the reference trace) waits for a conversion and fails.
-        let bar = tracer.span("Bar").child_of(&foo_ctx).start();
-        bar.set_tag(tags::COMPONENT, "adc");
-        bar.set_error("adc", "something wrong");
-        delay(Duration::from_millis(20)).in_span(bar).await;
+            // Bar (a child of Foo, inside it) waits for a conversion and fails.
+            let bar = tracer.span("Bar").child_of(&foo_ctx).start();
+            bar.set_tag(tags::COMPONENT, "adc");
+            bar.set_error("adc", "something wrong");
+            delay(Duration::from_millis(20)).in_span(bar).await;
+        }
+        .in_span(foo_span)
+        .await;
 
         // Abandoned after one poll: its span is tagged `cancelled=true`.
         let slow = tracer.span("slow-sensor").child_of(&parent).start();
