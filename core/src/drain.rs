@@ -451,6 +451,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
 
     /// Tells the decoder the device's real time now (nanoseconds since the Unix epoch), for a
     /// device with an RTC or network time. Sent in the next frame and in every session record.
+    /// Without it the decoder dates device time by the host's clock when it reads the session
+    /// record, so a capture decoded later (or twice) gets other times (the decoder's
+    /// `--anchor-unix-nanos` fixes the anchor instead).
     pub fn set_wall_clock(&mut self, unix_nanos: u64) {
         let ticks = self.time_keeper().now();
         self.wall_clock = Some(WallClock { ticks, unix_nanos });
