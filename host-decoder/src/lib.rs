@@ -7,6 +7,7 @@ pub mod export;
 pub mod input;
 pub mod jaeger_thrift;
 pub mod model;
+pub mod plural;
 pub mod postmortem;
 pub mod rtt_gdb;
 #[cfg(feature = "probe-rs")]

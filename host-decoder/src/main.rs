@@ -16,6 +16,7 @@ use microspan_decoder::export::{
 };
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
+use microspan_decoder::plural::count;
 use microspan_decoder::rtt_gdb::{Config as RttConfig, RttGdbReader};
 use microspan_decoder::stream::{StreamDecoder, StreamStats};
 
@@ -457,7 +458,8 @@ fn wait_for_uploads(exporters: &mut [Box<dyn Exporter>], signals: &Signals, bar:
         }
         let spans: u64 = pending.iter().map(|p| p.spans).sum();
         bar.set_message(format!(
-            "waiting for the uploads: {spans} spans pending ({key} stops waiting)"
+            "waiting for the uploads: {} pending ({key} stops waiting)",
+            count(spans, "span", "spans")
         ));
         std::thread::sleep(Duration::from_millis(50));
     }

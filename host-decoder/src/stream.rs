@@ -11,6 +11,7 @@ use microspan::wire::SUPPORTED_VERSIONS;
 
 use crate::assemble::{Assembler, Options, Stats};
 use crate::model::Batch;
+use crate::plural::count;
 
 /// Largest encoded frame accepted (a device's frames are at most 65535 bytes).
 pub const MAX_FRAME: usize = 65_536;
@@ -291,9 +292,9 @@ impl StreamStats {
         }
         if s.frames == 0 && self.unfinished_bytes == self.bytes {
             out.push(format!(
-                "the input ended inside its first frame ({} bytes, no closing 0x00): the capture \
-                 was cut short, or this is not a microspan stream",
-                self.bytes
+                "the input ended inside its first frame ({}, no closing 0x00): the capture was \
+                 cut short, or this is not a microspan stream",
+                count(self.bytes, "byte", "bytes")
             ));
             return out;
         }
@@ -313,13 +314,19 @@ impl StreamStats {
         }
         if s.frames == 0 {
             out.push(format!(
-                "no microspan frame found in {} bytes ({} CRC errors, {} other bad frames, {} bytes discarded): check that both sides use the same baud rate, that the RTT channel is microspan's (1 by default; defmt uses 0), and that the device runs microspan's drain",
-                self.bytes, self.crc_errors, self.bad_frames, self.discarded_bytes
+                "no microspan frame found in {} ({}, {}, {} discarded): check that both sides use the same baud rate, that the RTT channel is microspan's (1 by default; defmt uses 0), and that the device runs microspan's drain",
+                count(self.bytes, "byte", "bytes"),
+                count(self.crc_errors, "CRC error", "CRC errors"),
+                count(self.bad_frames, "other bad frame", "other bad frames"),
+                count(self.discarded_bytes, "byte", "bytes"),
             ));
         } else if s.frames_before_session == s.frames {
             out.push(format!(
-                "no session record (HELLO) arrived, so none of the {} good frames could be read{}: the device sends one in its first frame and again every epoch (64 frames by default); capture from the device's reset, or for longer",
-                s.frames,
+                "no session record (HELLO) arrived, so {} be read{}: the device sends one in its first frame and again every epoch (64 frames by default); capture from the device's reset, or for longer",
+                match s.frames {
+                    1 => "the one good frame could not".to_string(),
+                    n => format!("none of the {n} good frames could"),
+                },
                 if self.crc_errors + self.bad_frames > 0 {
                     " (a frame lost to a CRC error or corruption may have been it)"
                 } else {
@@ -328,33 +335,31 @@ impl StreamStats {
             ));
         } else if s.frames_before_session > 0 {
             out.push(format!(
-                "{} frames before the first session record were skipped (the capture joined the stream midway)",
-                s.frames_before_session
+                "{} before the first session record (the capture joined the stream midway)",
+                count(
+                    s.frames_before_session,
+                    "frame was skipped",
+                    "frames were skipped"
+                ),
             ));
         }
         if s.names_cut > 0 {
             out.push(format!(
-                "{} static strings were longer than the device's drain frame and arrived cut (they end in \"…\", and the spans using them carry a warning): give the drain a larger frame (`Drain<F>`) or use shorter names",
-                s.names_cut
+                "{} longer than the device's drain frame and arrived cut (a cut string ends in \"…\", and the spans using it carry a warning): give the drain a larger frame (`Drain<F>`) or use shorter names",
+                count(s.names_cut, "static string was", "static strings were"),
             ));
         }
         if s.misdated > 0 {
-            let what = match s.misdated {
-                1 => {
-                    "a session record (HELLO) of the running boot, arriving in sequence, was".into()
-                }
-                n => format!(
-                    "{n} session records (HELLO) of the running boot, arriving in sequence, were"
-                ),
-            };
             out.push(format!(
-                "{what} dated more than a second before records heard earlier: those records were dated ahead of the device's clock (an undetected corrupted frame whose CRC still matched, or a device clock that jumped); this was not taken for a device reset, but spans holding such a record may show wrong times or durations"
+                "{} of the running boot, arriving in sequence, {} dated more than a second before records heard earlier: those records were dated ahead of the device's clock (an undetected corrupted frame whose CRC still matched, or a device clock that jumped); this was not taken for a device reset, but spans holding such a record may show wrong times or durations",
+                count(s.misdated, "session record (HELLO)", "session records (HELLO)"),
+                crate::plural::plural(s.misdated, "was", "were"),
             ));
         }
         if self.unfinished_bytes > 0 && s.frames > 0 {
             out.push(format!(
-                "the input ended inside a frame: its last {} bytes were not a whole frame (the capture was cut short)",
-                self.unfinished_bytes
+                "the input ended inside a frame: its last {} not a whole frame (the capture was cut short)",
+                count(self.unfinished_bytes, "byte was", "bytes were"),
             ));
         }
         out

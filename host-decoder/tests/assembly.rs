@@ -831,7 +831,7 @@ fn a_name_the_device_cut_to_fit_its_frame_is_marked_and_warned_about() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("1 static strings were longer than the device's drain frame")),
+            .any(|p| p.contains("1 static string was longer than the device's drain frame")),
         "{problems:?}"
     );
 }

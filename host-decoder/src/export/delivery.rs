@@ -68,6 +68,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::spool::{create_private_dir, is_spool_file, Entry, OpenError, PutError, Spool};
 use super::{ExportError, ExportSummary, Pending};
+use crate::plural::{count, plural};
 
 /// Settings of the uploaders ([`super::OtlpHttp`], [`super::JaegerThriftHttp`]).
 ///
@@ -325,11 +326,10 @@ pub fn legacy_spool_note(dir: &Path, uploads: &[(&str, &str)]) -> Option<String>
     let total: u64 = batches.values().sum();
     let shown = dir.display();
     let option = format!("--spool-dir {}", shell_word(&dir.to_string_lossy()));
-    let plural = |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
     let mut note = format!(
-        "{shown} holds {total} spooled {} of spans that an older microspan could not deliver (it \
+        "{shown} holds {} of spans that an older microspan could not deliver (it \
          was its default spool; the default is now {}), and this run does not replay {}.",
-        plural(total, "batch", "batches"),
+        count(total, "spooled batch", "spooled batches"),
         default_spool_dir().display(),
         plural(total, "it", "them"),
     );
@@ -338,8 +338,8 @@ pub fn legacy_spool_note(dir: &Path, uploads: &[(&str, &str)]) -> Option<String>
         if let Some(&n) = batches.get(*subdir) {
             ours += n;
             note.push_str(&format!(
-                " {n} {} for this run's {name}: run again with {option} to deliver {}.",
-                plural(n, "was spooled", "were spooled"),
+                " {} for this run's {name}: run again with {option} to deliver {}.",
+                count(n, "was spooled", "were spooled"),
                 plural(n, "it", "them"),
             ));
         }
@@ -347,9 +347,9 @@ pub fn legacy_spool_note(dir: &Path, uploads: &[(&str, &str)]) -> Option<String>
     let others = total - ours;
     if others > 0 {
         note.push_str(&format!(
-            " {others} {} for other collector URLs: run microspan with {option} and the URL {} \
+            " {} for other collector URLs: run microspan with {option} and the URL {} \
              spooled for to deliver {}.",
-            plural(others, "was spooled", "were spooled"),
+            count(others, "was spooled", "were spooled"),
             plural(others, "it was", "they were"),
             plural(others, "it", "them"),
         ));

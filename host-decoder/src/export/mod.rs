@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::{Batch, Span, Value};
+use crate::plural::count;
 
 pub use delivery::{default_spool_dir, legacy_spool_dir, legacy_spool_note, Header, UploadConfig};
 pub use jaeger_json::{check_output_path, JaegerJsonFile};
@@ -160,7 +161,12 @@ impl Pending {
 
 impl fmt::Display for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} spans pending", self.exporter, self.spans)?;
+        write!(
+            f,
+            "{}: {} pending",
+            self.exporter,
+            count(self.spans, "span", "spans")
+        )?;
         if self.earlier > 0 {
             write!(f, " ({} of them from earlier runs)", self.earlier)?;
         }
@@ -245,9 +251,13 @@ impl ExportSummary {
         }
         if seen.len() > limit {
             out.push(format!(
-                "{}: {} more distinct errors",
+                "{}: {}",
                 self.exporter,
-                seen.len() - limit
+                count(
+                    (seen.len() - limit) as u64,
+                    "more distinct error",
+                    "more distinct errors"
+                )
             ));
         }
         out
@@ -262,9 +272,9 @@ impl fmt::Display for ExportSummary {
         let replayed_delivered = self.replayed.saturating_sub(self.replayed_rejected);
         write!(
             f,
-            "{}: {} spans in, {} delivered, {} rejected, {} spooled, {} dropped",
+            "{}: {} in, {} delivered, {} rejected, {} spooled, {} dropped",
             self.exporter,
-            self.spans_in,
+            count(self.spans_in, "span", "spans"),
             self.delivered.saturating_sub(replayed_delivered),
             self.rejected.saturating_sub(self.replayed_rejected),
             self.spooled.saturating_sub(self.spooled_earlier),
@@ -273,8 +283,12 @@ impl fmt::Display for ExportSummary {
         if self.replayed > 0 || self.spooled_earlier > 0 {
             write!(
                 f,
-                "; from earlier runs: {} spans were in the spool, {} replayed",
-                self.replayed.saturating_add(self.spooled_earlier),
+                "; from earlier runs: {} in the spool, {} replayed",
+                count(
+                    self.replayed.saturating_add(self.spooled_earlier),
+                    "span was",
+                    "spans were"
+                ),
                 self.replayed
             )?;
             if self.replayed_rejected > 0 {
@@ -283,7 +297,12 @@ impl fmt::Display for ExportSummary {
             write!(f, ", {} still spooled", self.spooled_earlier)?;
         }
         if self.requests > 0 {
-            write!(f, " ({} requests, {} retried)", self.requests, self.retries)?;
+            write!(
+                f,
+                " ({}, {} retried)",
+                count(self.requests, "request", "requests"),
+                self.retries
+            )?;
         }
         Ok(())
     }
@@ -349,7 +368,7 @@ pub enum ExportError {
     },
     /// The receiver refused a request with a status that must not be retried, or (Jaeger's
     /// 500) kept refusing it until the attempts were spent.
-    #[error("{endpoint} refused {spans} spans with HTTP {status}{}; {}: {hint}", fmt_body(.body), fmt_attempts(*.attempts))]
+    #[error("{endpoint} refused {} with HTTP {status}{}; {}: {hint}", count(*.spans, "span", "spans"), fmt_body(.body), fmt_attempts(*.attempts))]
     Rejected {
         /// The URL.
         endpoint: String,
@@ -365,7 +384,7 @@ pub enum ExportError {
         hint: &'static str,
     },
     /// An OTLP receiver accepted a request but rejected some of its spans.
-    #[error("{endpoint} rejected {spans} spans of a request (OTLP partial success){}; check the collector's logs and limits", fmt_body(.message))]
+    #[error("{endpoint} rejected {} of a request (OTLP partial success){}; check the collector's logs and limits", count(*.spans, "span", "spans"), fmt_body(.message))]
     PartiallyRejected {
         /// The URL.
         endpoint: String,
@@ -391,7 +410,7 @@ pub enum ExportError {
     },
     /// Spans were lost because the in-memory queue and the disk spool were full (or no spool is
     /// configured).
-    #[error("{endpoint}: dropped {spans} spans: the upload queue is full and {why}; the collector is too slow or down — raise the spool size or check the collector")]
+    #[error("{endpoint}: dropped {}: the upload queue is full and {why}; the collector is too slow or down — raise the spool size or check the collector", count(*.spans, "span", "spans"))]
     QueueFull {
         /// The URL.
         endpoint: String,
@@ -401,7 +420,7 @@ pub enum ExportError {
         why: String,
     },
     /// A file exporter reached its bound on buffered spans.
-    #[error("{path}: dropped {spans} spans beyond the limit of {limit} spans per file; raise the limit or split the input")]
+    #[error("{path}: dropped {} beyond the limit of {} per file; raise the limit or split the input", count(*.spans, "span", "spans"), count(*.limit as u64, "span", "spans"))]
     TooManySpans {
         /// The file.
         path: PathBuf,
@@ -450,12 +469,15 @@ fn fmt_last_error(last: &str) -> String {
 
 /// Where the spans that were not delivered are: kept in the spool for the next run, or lost.
 fn fmt_unsent(spooled: u64, dropped: u64, spool: &str) -> String {
-    let kept =
-        format!("{spooled} spans are kept in the spool {spool} and will be sent by the next run");
+    let kept = format!(
+        "{} kept in the spool {spool} and will be sent by the next run",
+        count(spooled, "span is", "spans are")
+    );
+    let lost = count(dropped, "span was", "spans were");
     let lost = if spool.is_empty() {
-        format!("{dropped} spans were lost (no spool is configured)")
+        format!("{lost} lost (no spool is configured)")
     } else {
-        format!("{dropped} spans were lost (the spool {spool} could not take them: raise --spool-max-bytes)")
+        format!("{lost} lost (the spool {spool} could not take them: raise --spool-max-bytes)")
     };
     match (spooled, dropped) {
         (_, 0) => kept,
@@ -666,7 +688,7 @@ mod tests {
         );
         let lines = s.distinct_errors(2);
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[2], "otlp: 1 more distinct errors");
+        assert_eq!(lines[2], "otlp: 1 more distinct error");
         assert!(ExportSummary::new("x").distinct_errors(5).is_empty());
     }
 }

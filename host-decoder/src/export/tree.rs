@@ -22,6 +22,7 @@ use std::io::{self, IsTerminal, Write};
 use super::jaeger_json::trace_id_hex;
 use super::{ExportError, ExportSummary, Exporter};
 use crate::model::{Batch, Process, RefKind, Span, Value};
+use crate::plural::count;
 
 const BAR: usize = 30;
 /// Width of the duration and waterfall columns before the tree.
@@ -309,11 +310,10 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "trace {} · {} · {} span{} · {}{}",
+        "trace {} · {} · {} · {}{}",
         trace_id_hex(trace.trace_id),
         service,
-        spans.len(),
-        if spans.len() == 1 { "" } else { "s" },
+        count(spans.len() as u64, "span", "spans"),
         human(total),
         if continued { " (continued)" } else { "" }
     );

@@ -17,6 +17,7 @@ use microspan_decoder::export::{
     UploadConfig,
 };
 use microspan_decoder::model::Batch;
+use microspan_decoder::plural::count;
 use microspan_decoder::stream::StreamDecoder;
 use microspan_tests::qemu::{self, Board, RunOptions};
 use microspan_tests::reference::{self, Decoded, Variant};
@@ -208,20 +209,24 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .map(|b| b.duration_nanos as f64 / 1e6)
         .unwrap_or(0.0);
     println!(
-        "{} {board} in {:.1} s: {} spans in {} traces (Bar {bar_ms:.2} ms), {} bytes in {} frames, {} device drops, {} CRC errors; wrote {}, {} and the UART capture {}{}",
+        "{} {board} in {:.1} s: {} in {} (Bar {bar_ms:.2} ms), {} in {}, {}, {}; wrote {}, {} and the UART capture {}{}",
         if ok { "OK" } else { "FAILED" },
         started.elapsed().as_secs_f64(),
-        s.spans.spans,
-        decoded
-            .batches
-            .iter()
-            .flat_map(|b| b.spans.iter().map(|s| s.trace_id))
-            .collect::<std::collections::BTreeSet<_>>()
-            .len(),
-        s.bytes,
-        s.spans.frames,
-        s.spans.device_drops,
-        s.crc_errors,
+        count(s.spans.spans, "span", "spans"),
+        count(
+            decoded
+                .batches
+                .iter()
+                .flat_map(|b| b.spans.iter().map(|s| s.trace_id))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u64,
+            "trace",
+            "traces"
+        ),
+        count(s.bytes, "byte", "bytes"),
+        count(s.spans.frames, "frame", "frames"),
+        count(s.spans.device_drops, "device drop", "device drops"),
+        count(s.crc_errors, "CRC error", "CRC errors"),
         jaeger_path.display(),
         otlp_path.display(),
         capture_path.display(),
@@ -238,12 +243,18 @@ fn run(args: Args) -> Result<ExitCode, String> {
 /// the others are.
 fn delivery(name: &str, s: &ExportSummary) -> String {
     let mut line = if s.replayed == 0 {
-        format!("{name}: {} of {} spans delivered", s.delivered, s.spans_in)
+        format!(
+            "{name}: {} of {} delivered",
+            s.delivered,
+            count(s.spans_in, "span", "spans")
+        )
     } else {
         // `delivered` counts the replayed spans too.
         format!(
-            "{name}: {} spans delivered ({} of them replayed from an earlier run's spool), {} in this run",
-            s.delivered, s.replayed, s.spans_in
+            "{name}: {} delivered ({} of them replayed from an earlier run's spool), {} in this run",
+            count(s.delivered, "span", "spans"),
+            s.replayed,
+            s.spans_in
         )
     };
     if s.rejected > 0 {
