@@ -1,6 +1,6 @@
 //! `microspan`: decode a device's span stream and export it to Jaeger, files or the terminal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -256,6 +256,117 @@ fn open_probe_rtt(_args: &DecodeArgs) -> Result<Source, String> {
     Err("--probe-rtt needs the probe-rs library, which this build of microspan leaves out: rebuild with `cargo install --path host-decoder --features probe-rs` (or `cargo build --features probe-rs`), or keep this build and run `probe-rs gdb --chip NAME` and use --rtt-gdb 127.0.0.1:1337".into())
 }
 
+/// What a path names, to tell whether two options name the same file.
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    /// An existing regular file, by device and inode: a hard link or a symbolic link to it, or
+    /// another spelling of its path, is the same file.
+    #[cfg(unix)]
+    Inode(u64, u64),
+    /// An existing regular file, by its canonical path (where there are no inodes).
+    #[cfg(not(unix))]
+    Canonical(PathBuf),
+    /// A file not there yet, by its directory's canonical path and its name.
+    New(PathBuf),
+}
+
+impl FileId {
+    /// `None` for what is not a regular file (a device or a pipe is written in place, and two
+    /// outputs, or an input and an output, may share one) and for a path whose directory cannot
+    /// be resolved (the output check says why).
+    fn of(path: &Path) -> Option<Self> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Self::existing(path, &m),
+            Ok(_) => None,
+            Err(_) => {
+                let name = path.file_name()?;
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                Some(Self::New(dir.canonicalize().ok()?.join(name)))
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn existing(_path: &Path, m: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Self::Inode(m.dev(), m.ino()))
+    }
+
+    #[cfg(not(unix))]
+    fn existing(path: &Path, _m: &std::fs::Metadata) -> Option<Self> {
+        path.canonicalize().ok().map(Self::Canonical)
+    }
+
+    /// Standard input, when it is a regular file (`microspan decode - < capture.bin`).
+    #[cfg(unix)]
+    fn stdin() -> Option<Self> {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        let m = std::fs::File::from(fd).metadata().ok()?;
+        m.is_file().then(|| Self::existing(Path::new("-"), &m))?
+    }
+
+    #[cfg(not(unix))]
+    fn stdin() -> Option<Self> {
+        None
+    }
+}
+
+/// Refuses, before anything is read or written, two outputs that are one file (the second
+/// would replace the first, and both would be reported written) and an output that is a file
+/// this run reads (the capture, the ELF, the CA certificate: it would be replaced).
+fn check_paths_distinct(args: &DecodeArgs) -> Result<(), String> {
+    let outputs: Vec<(&str, &Path)> = [
+        ("--jaeger-json", args.jaeger_json.as_deref()),
+        ("--otlp-json", args.otlp_json.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(option, path)| Some((option, path?)))
+    .collect();
+    let mut inputs: Vec<(String, Option<FileId>)> = [
+        ("--file", args.file.as_deref()),
+        ("--elf", args.elf.as_deref()),
+        ("--ca-cert", args.ca_cert.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(option, path)| {
+        let path = path?;
+        Some((format!("{option} {}", path.display()), FileId::of(path)))
+    })
+    .collect();
+    if args.stdin.as_deref() == Some("-") {
+        inputs.push(("standard input".into(), FileId::stdin()));
+    }
+    for (i, (option, path)) in outputs.iter().enumerate() {
+        let Some(id) = FileId::of(path) else {
+            continue;
+        };
+        for (input, input_id) in &inputs {
+            if input_id.as_ref() == Some(&id) {
+                return Err(format!(
+                    "{option} {} names the same file as {input}, which this run reads: the output \
+                     would replace it; give {option} another file",
+                    path.display()
+                ));
+            }
+        }
+        for (other, other_path) in &outputs[..i] {
+            if FileId::of(other_path).as_ref() == Some(&id) {
+                return Err(format!(
+                    "{other} {} and {option} {} are the same file: the second document would \
+                     replace the first; give each output its own file",
+                    other_path.display(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The upload settings of the command line. Errors name a header, never its value.
 fn upload_config(args: &DecodeArgs) -> Result<UploadConfig, String> {
     let mut upload = UploadConfig::default();
@@ -466,6 +577,7 @@ fn wait_for_uploads(exporters: &mut [Box<dyn Exporter>], signals: &Signals, bar:
 }
 
 fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
+    check_paths_distinct(&args)?;
     let mut source = open_source(&args)?;
     let mut exporters = exporters(&args)?;
     // Spans an older version spooled in its default spool are not replayed from the new one: say

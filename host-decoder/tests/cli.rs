@@ -455,3 +455,121 @@ fn replaced_outputs_keep_their_permissions_and_links() {
         .unwrap()
         .contains("in-process-service"));
 }
+
+/// Two outputs that are one file are refused before anything is read: the second document would
+/// replace the first, and both summaries would say delivered. Spelled alike or not, existing or
+/// not, or through a hard or symbolic link.
+#[test]
+fn two_outputs_that_are_one_file_are_refused() {
+    let (_d, good) = capture(&clean_stream());
+    let dir = tempfile::tempdir().unwrap();
+    let abs = dir.path().join("j.json");
+    let abs = abs.to_str().unwrap();
+    let run = |jaeger: &str, otlp: &str| {
+        let out = support::cli::microspan()
+            .current_dir(dir.path())
+            .args(["decode", "--no-progress", "--file", &good])
+            .args(["--jaeger-json", jaeger, "--otlp-json", otlp])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (jaeger, otlp) in [
+        ("j.json", "j.json"),
+        ("./j.json", abs),
+        (abs, "sub/../j.json"),
+    ] {
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        let (code, e) = run(jaeger, otlp);
+        assert_eq!(code, Some(2), "{jaeger} {otlp}: {e}");
+        let says = format!("--jaeger-json {jaeger} and --otlp-json {otlp} are the same file");
+        assert!(e.contains(&says), "{e}");
+        assert!(!dir.path().join("j.json").exists(), "nothing is written");
+    }
+    // An existing file, and links to it.
+    std::fs::write(dir.path().join("j.json"), "earlier").unwrap();
+    std::fs::hard_link(dir.path().join("j.json"), dir.path().join("hard.json")).unwrap();
+    std::os::unix::fs::symlink("j.json", dir.path().join("soft.json")).unwrap();
+    for (jaeger, otlp) in [
+        ("j.json", abs),
+        ("hard.json", "j.json"),
+        ("j.json", "soft.json"),
+    ] {
+        let (code, e) = run(jaeger, otlp);
+        assert_eq!(code, Some(2), "{jaeger} {otlp}: {e}");
+        assert!(e.contains("are the same file"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("j.json")).unwrap(),
+            "earlier"
+        );
+    }
+    // Two files: both written.
+    let (code, e) = run("j.json", "o.json");
+    assert_eq!(code, Some(0), "{e}");
+    for name in ["j.json", "o.json"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(text.contains("in-process-service"), "{name}: {text}");
+    }
+}
+
+/// An output that is the file being read (the capture) is refused before anything is read: it
+/// would replace the capture.
+#[test]
+fn an_output_that_is_the_input_is_refused() {
+    let stream = clean_stream();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("u2.bin");
+    std::fs::write(&input, &stream).unwrap();
+    std::os::unix::fs::symlink("u2.bin", dir.path().join("link.bin")).unwrap();
+    let run = |args: &[&str], stdin: Option<&std::path::Path>| {
+        let mut c = support::cli::microspan();
+        c.current_dir(dir.path()).args(["decode", "--no-progress"]);
+        c.args(args);
+        if let Some(path) = stdin {
+            c.stdin(std::fs::File::open(path).unwrap());
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let abs = input.to_str().unwrap();
+    for args in [
+        &["--file", "u2.bin", "--jaeger-json", "u2.bin"][..],
+        &["--file", "u2.bin", "--otlp-json", abs][..],
+        &["--file", abs, "--jaeger-json", "link.bin"][..],
+        &["--file", "link.bin", "--jaeger-json", "./u2.bin"][..],
+    ] {
+        let (code, e) = run(args, None);
+        assert_eq!(code, Some(2), "{args:?}: {e}");
+        let says = format!(
+            "{} {} names the same file as --file {}, which this run reads",
+            args[2], args[3], args[1]
+        );
+        assert!(e.contains(&says), "{args:?}: {e}");
+        assert_eq!(
+            std::fs::read(&input).unwrap(),
+            stream,
+            "the capture is intact"
+        );
+    }
+    // Standard input redirected from the file.
+    let (code, e) = run(&["-", "--jaeger-json", "u2.bin"], Some(&input));
+    assert_eq!(code, Some(2), "{e}");
+    assert!(
+        e.contains("--jaeger-json u2.bin names the same file as standard input"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        stream,
+        "the capture is intact"
+    );
+    // Another name in the same directory is fine.
+    let (code, e) = run(&["--file", "u2.bin", "--jaeger-json", "u2.json"], None);
+    assert_eq!(code, Some(0), "{e}");
+}
