@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
@@ -54,10 +55,11 @@ const DEFAULT_RTT_SCAN_SIZE: u32 = 64 * 1024;
 /// The latest `--anchor-unix-nanos`: 2100-01-01T00:00:00Z.
 const LATEST_ANCHOR_UNIX_NANOS: u64 = 4_102_444_800_000_000_000;
 
+// Options that only apply beside another (--baud beside --serial, the upload settings beside an
+// uploader) are checked after parsing, by `inapplicable_option` (see `ONLY_WITH`), not with
+// clap's `requires`: given beside --file, `requires` answered that --serial was missing, with a
+// usage line combining options that conflict.
 #[derive(Args)]
-// The settings of the uploaders need one (`requires = "uploader"`): given alone, they would be
-// ignored without a word.
-#[command(group(ArgGroup::new("uploader").multiple(true)))]
 struct DecodeArgs {
     /// `-` reads standard input.
     #[arg(value_name = "-", conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb", "probe_rtt"])]
@@ -66,52 +68,46 @@ struct DecodeArgs {
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Read a serial port (e.g. /dev/ttyACM0).
-    // The one-member group "serial_port", as "usb_probe" below: `requires = "serial"` on --baud
-    // was not enforced beside --file, which conflicts with --serial.
-    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp", "rtt_gdb"], group = "serial_port")]
+    #[arg(long, value_name = "DEV", conflicts_with_all = ["file", "tcp", "rtt_gdb"])]
     serial: Option<String>,
-    /// Baud rate of the serial port [default: 115200].
-    // No `default_value_t`: clap checks `requires` only for options given, and a default counts
-    // as given, so `--baud` beside `--file` was ignored without a word.
-    #[arg(long, value_name = "N", requires = "serial_port",
-          value_parser = clap::value_parser!(u32).range(1..))]
+    /// With --serial: the baud rate [default: 115200].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     baud: Option<u32>,
     /// Connect to a TCP server (QEMU `-serial tcp:…`, OpenOCD/J-Link RTT servers).
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "serial", "rtt_gdb"])]
     tcp: Option<String>,
     /// Read an RTT up-channel through a GDB server, no probe library needed: QEMU `-gdb tcp::PORT`,
     /// OpenOCD (:3333), J-Link GDB server (:2331), pyOCD (:3333), `probe-rs gdb` (:1337).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"], group = "rtt", group = "gdb_server")]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"])]
     rtt_gdb: Option<String>,
     /// Read an RTT up-channel straight from a USB debug probe (probe-rs library; needs --chip).
     /// Only in builds with `--features probe-rs`.
-    // The one-member group "usb_probe": `requires = "probe_rtt"` would always hold (a flag
-    // defaults to false), `requires` of a group counts only flags given.
-    #[arg(long, conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb"], group = "rtt", group = "usb_probe")]
+    #[arg(long, conflicts_with_all = ["file", "serial", "tcp", "rtt_gdb"])]
     probe_rtt: bool,
     /// With --probe-rtt: the chip, as `probe-rs chip list` names it (e.g. nRF52840_xxAA).
-    #[arg(long, value_name = "NAME", requires = "usb_probe")]
+    #[arg(long, value_name = "NAME")]
     chip: Option<String>,
     /// With --probe-rtt: which probe, `VID:PID[:SERIAL]` as `probe-rs list` prints it (default: the only one).
-    #[arg(long, value_name = "VID:PID[:SERIAL]", requires = "usb_probe")]
+    #[arg(long, value_name = "VID:PID[:SERIAL]")]
     probe: Option<String>,
-    /// The firmware's ELF: RTT's control block is at its `_SEGGER_RTT` symbol (else RAM is scanned).
-    #[arg(long, value_name = "FILE", requires = "rtt")]
+    /// With --rtt-gdb or --probe-rtt: the firmware's ELF; RTT's control block is at its
+    /// `_SEGGER_RTT` symbol (else RAM is scanned).
+    #[arg(long, value_name = "FILE")]
     elf: Option<PathBuf>,
-    /// The RTT up-channel to read (microspan's convention: 1; defmt uses 0).
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "rtt")]
+    /// With --rtt-gdb or --probe-rtt: the RTT up-channel to read (microspan's convention: 1;
+    /// defmt uses 0).
+    #[arg(long, value_name = "N", default_value_t = 1)]
     rtt_channel: u32,
-    /// Bytes of RAM scanned for the RTT control block from 0x2000_0000 when no --elf is given
-    /// [default: 65536].
-    #[arg(long, value_name = "BYTES", requires = "gdb_server",
-          value_parser = clap::value_parser!(u32).range(1..))]
+    /// With --rtt-gdb: bytes of RAM scanned for the RTT control block from 0x2000_0000 when no
+    /// --elf is given [default: 65536].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
     rtt_scan_size: Option<u32>,
 
     /// Upload over OTLP/HTTP protobuf (base URL, e.g. http://localhost:4318; /v1/traces is appended).
-    #[arg(long, value_name = "URL", group = "uploader")]
+    #[arg(long, value_name = "URL")]
     otlp: Option<String>,
     /// Upload to a Jaeger Thrift collector (full URL, e.g. http://localhost:14268/api/traces).
-    #[arg(long, value_name = "URL", group = "uploader")]
+    #[arg(long, value_name = "URL")]
     jaeger_thrift: Option<String>,
     /// Write a Jaeger UI JSON file (open it in the Jaeger UI: Search → JSON File).
     #[arg(long, value_name = "FILE")]
@@ -123,36 +119,34 @@ struct DecodeArgs {
     #[arg(long)]
     tree: bool,
 
-    /// Where uploads that cannot be delivered yet are kept (bounded; replayed on the next run).
+    /// With an upload: where uploads that cannot be delivered yet are kept (bounded; replayed on
+    /// the next run).
     /// One decoder at a time per directory. Default: $XDG_STATE_HOME/microspan/spool, else
     /// ~/.local/state/microspan/spool, else microspan-spool-<uid> in the temporary directory
     /// (created private, 0700).
-    #[arg(long, value_name = "DIR", requires = "uploader")]
+    #[arg(long, value_name = "DIR")]
     spool_dir: Option<PathBuf>,
-    /// Bound on the spool's size per uploader, in bytes; beyond it spans are dropped and counted.
-    #[arg(long, value_name = "BYTES", requires = "uploader")]
+    /// With an upload: bound on the spool's size per uploader, in bytes; beyond it spans are
+    /// dropped and counted.
+    #[arg(long, value_name = "BYTES")]
     spool_max_bytes: Option<u64>,
-    /// How long to keep delivering at the end (or after Ctrl-C or SIGTERM) before leaving the
-    /// rest in the spool for the next run (default 30). Another Ctrl-C ends this wait at once;
-    /// one more exits without a summary (status 130).
-    #[arg(long, value_name = "SECS", requires = "uploader")]
+    /// With an upload: how long to keep delivering at the end (or after Ctrl-C or SIGTERM)
+    /// before leaving the rest in the spool for the next run (default 30). Another Ctrl-C ends
+    /// this wait at once; one more exits without a summary (status 130).
+    #[arg(long, value_name = "SECS")]
     upload_timeout: Option<f64>,
-    /// An extra header on every upload, `Name: value` (repeatable). Command lines are visible to
-    /// other users (`ps`): pass secrets with --header-env.
-    #[arg(long = "header", value_name = "NAME: VALUE", requires = "uploader")]
+    /// With an upload: an extra header on every request, `Name: value` (repeatable). Command
+    /// lines are visible to other users (`ps`): pass secrets with --header-env.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
-    /// An extra header whose value is read from an environment variable, `Name=ENV_VAR`
-    /// (repeatable), e.g. `--header-env Authorization=OTLP_AUTH` with OTLP_AUTH='Bearer …'.
-    /// Header values are never printed.
-    #[arg(
-        long = "header-env",
-        value_name = "NAME=ENV_VAR",
-        requires = "uploader"
-    )]
+    /// With an upload: an extra header whose value is read from an environment variable,
+    /// `Name=ENV_VAR` (repeatable), e.g. `--header-env Authorization=OTLP_AUTH` with
+    /// OTLP_AUTH='Bearer …'. Header values are never printed.
+    #[arg(long = "header-env", value_name = "NAME=ENV_VAR")]
     header_env: Vec<String>,
-    /// Trust this CA (a PEM file) for https:// uploads instead of the bundled Mozilla roots, for
-    /// a self-hosted collector with a private CA.
-    #[arg(long, value_name = "FILE", requires = "uploader")]
+    /// With an upload: trust this CA (a PEM file) for https:// uploads instead of the bundled
+    /// Mozilla roots, for a self-hosted collector with a private CA.
+    #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
     /// Most spans open at once before the oldest is exported as incomplete.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_open_spans,
@@ -179,8 +173,70 @@ struct DecodeArgs {
     strict: bool,
 }
 
+/// What the RTT options apply to: the ids of those inputs, and how to name them.
+const RTT_INPUTS: (&[&str], &str) = (
+    &["rtt_gdb", "probe_rtt"],
+    "RTT input (--rtt-gdb or --probe-rtt)",
+);
+/// What the upload settings apply to: the uploaders.
+const UPLOADS: (&[&str], &str) = (
+    &["otlp", "jaeger_thrift"],
+    "uploads (--otlp or --jaeger-thrift)",
+);
+
+/// Options of `decode` that apply only beside others: the option's id, and the ids of those it
+/// applies to (one of them must be given) with how to name them to the user.
+const ONLY_WITH: &[(&str, (&[&str], &str))] = &[
+    ("baud", (&["serial"], "--serial")),
+    ("chip", (&["probe_rtt"], "--probe-rtt")),
+    ("probe", (&["probe_rtt"], "--probe-rtt")),
+    ("elf", RTT_INPUTS),
+    ("rtt_channel", RTT_INPUTS),
+    ("rtt_scan_size", (&["rtt_gdb"], "--rtt-gdb")),
+    ("spool_dir", UPLOADS),
+    ("spool_max_bytes", UPLOADS),
+    ("upload_timeout", UPLOADS),
+    ("headers", UPLOADS),
+    ("header_env", UPLOADS),
+    ("ca_cert", UPLOADS),
+];
+
+/// The first option given on the command line of `decode` (`matches`) without one of those it
+/// applies to ([`ONLY_WITH`]), as `--baud only applies to --serial`. Given alone, it would be
+/// ignored without a word.
+fn inapplicable_option(decode: &clap::Command, matches: &ArgMatches) -> Option<String> {
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let (id, (_, applies_to)) = ONLY_WITH
+        .iter()
+        .find(|(id, (with, _))| given(id) && !with.iter().any(|w| given(w)))?;
+    let long = decode
+        .get_arguments()
+        .find(|a| a.get_id() == id)
+        .and_then(|a| a.get_long())
+        .unwrap_or(id);
+    Some(format!("--{long} only applies to {applies_to}"))
+}
+
+/// The command line, parsed and checked: a mistake exits with clap's usage error (status 2).
+fn parse_command_line() -> Cli {
+    let mut command = Cli::command();
+    let matches = command.clone().get_matches();
+    if let Some(("decode", sub)) = matches.subcommand() {
+        command.build();
+        let decode = command
+            .find_subcommand_mut("decode")
+            .expect("`decode` is a subcommand");
+        if let Some(msg) = inapplicable_option(decode, sub) {
+            decode
+                .error(clap::error::ErrorKind::ArgumentConflict, msg)
+                .exit();
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     match cli.command {
         Command::Decode(args) => match decode(*args) {
             Ok(code) => code,
@@ -734,4 +790,26 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option of [`ONLY_WITH`], and every option it applies to, is an option of `decode`
+    /// (a renamed one would never be checked).
+    #[test]
+    fn only_with_names_options_of_decode() {
+        let mut command = Cli::command();
+        command.build();
+        let decode = command.find_subcommand("decode").unwrap();
+        for (id, (with, _)) in ONLY_WITH {
+            for id in std::iter::once(id).chain(with.iter()) {
+                assert!(
+                    decode.get_arguments().any(|a| a.get_id() == id),
+                    "{id} is not an option of decode"
+                );
+            }
+        }
+    }
 }

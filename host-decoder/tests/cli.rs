@@ -264,14 +264,6 @@ fn nonsense_options_are_refused() {
             &["--anchor-unix-nanos", "18446744073709551615"][..],
             "--anchor-unix-nanos",
         ),
-        (
-            &["--header", "A: b"][..],
-            "--otlp <URL>|--jaeger-thrift <URL>",
-        ),
-        (
-            &["--spool-dir", "/tmp"][..],
-            "--otlp <URL>|--jaeger-thrift <URL>",
-        ),
     ] {
         let (code, e) = decode_file(&good, args);
         assert_eq!(code, Some(2), "{args:?}: {e}");
@@ -280,19 +272,83 @@ fn nonsense_options_are_refused() {
     let out = microspan(&["decode", "--tcp", "localhost", "--no-progress"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("localhost is not HOST:PORT"));
-    // Options of another input are refused beside --file, not ignored (clap counted their
-    // defaults as given); a zero rate is refused too.
-    for (args, says) in [
-        (&["--baud", "9600"][..], "--serial <DEV>"),
-        (&["--rtt-scan-size", "4096"][..], "--rtt-gdb <HOST:PORT>"),
+    // A zero rate is refused.
+    let out = microspan(&["decode", "--serial", "/nonexistent/ttyX", "--baud", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--baud"));
+}
+
+/// Options of another input, or of uploads, are refused beside --file (not ignored), with an
+/// error that says what they apply to, not that some other input is missing.
+#[test]
+fn options_that_do_not_apply_say_what_they_apply_to() {
+    let (_d, good) = capture(&clean_stream());
+    let rtt = "RTT input (--rtt-gdb or --probe-rtt)";
+    let uploads = "uploads (--otlp or --jaeger-thrift)";
+    for (args, applies_to) in [
+        (&["--baud", "9600"][..], "--serial"),
+        (&["--chip", "nRF52840_xxAA"][..], "--probe-rtt"),
+        (&["--probe", "1366:1015"][..], "--probe-rtt"),
+        (&["--elf", "firmware.elf"][..], rtt),
+        (&["--rtt-channel", "0"][..], rtt),
+        (&["--rtt-scan-size", "4096"][..], "--rtt-gdb"),
+        (&["--header", "A: b"][..], uploads),
+        (&["--header-env", "A=B"][..], uploads),
+        (&["--spool-dir", "spool"][..], uploads),
+        (&["--spool-max-bytes", "1000"][..], uploads),
+        (&["--upload-timeout", "1"][..], uploads),
+        (&["--ca-cert", "ca.pem"][..], uploads),
     ] {
         let (code, e) = decode_file(&good, args);
         assert_eq!(code, Some(2), "{args:?}: {e}");
-        assert!(e.contains(says), "{args:?}: {e}");
+        let says = format!("error: {} only applies to {applies_to}\n", args[0]);
+        assert!(e.contains(&says), "{args:?}: {e}");
+        assert!(!e.contains("required"), "{args:?}: {e}");
+        assert!(e.contains("Usage: microspan decode"), "{args:?}: {e}");
     }
-    let out = microspan(&["decode", "--serial", "/dev/null", "--baud", "0"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--baud"));
+    // Beside what they apply to, they pass the check (the input then fails on its own).
+    for args in [
+        &["decode", "--serial", "/nonexistent/ttyX", "--baud", "9600"][..],
+        &["decode", "--rtt-gdb", "127.0.0.1:1", "--elf", "fw.elf"][..],
+        &["decode", "--rtt-gdb", "127.0.0.1:1", "--rtt-channel", "0"][..],
+        &[
+            "decode",
+            "--rtt-gdb",
+            "127.0.0.1:1",
+            "--rtt-scan-size",
+            "4096",
+        ][..],
+    ] {
+        let out = microspan(args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!e.contains("only applies"), "{args:?}: {e}");
+        assert!(e.starts_with("microspan: "), "{args:?}: {e}");
+    }
+    let spool = tempfile::tempdir().unwrap();
+    let (code, e) = decode_file(
+        &good,
+        &[
+            "--otlp",
+            "http://127.0.0.1:1",
+            "--spool-dir",
+            spool.path().to_str().unwrap(),
+            "--upload-timeout",
+            "0",
+            "--header",
+            "A: b",
+        ],
+    );
+    assert!(!e.contains("only applies"), "{code:?}: {e}");
+    // --help still lists them, saying what they go with.
+    let out = microspan(&["decode", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for says in [
+        "--baud <N>",
+        "With --serial: the baud rate",
+        "With --probe-rtt: the chip",
+    ] {
+        assert!(help.contains(says), "{says}: {help}");
+    }
 }
 
 /// Output files that cannot be written are refused before any input is read (a capture is not
