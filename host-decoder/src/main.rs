@@ -163,7 +163,9 @@ struct DecodeArgs {
     /// No live status line.
     #[arg(long)]
     no_progress: bool,
-    /// No summary at the end.
+    /// Quiet when all is well: no progress line, summary, notes or problem lines. A run that
+    /// fails (exit status 1 or 2) still says why: its errors, the problems with the input, what
+    /// --strict failed on, the uploads that did not deliver.
     #[arg(long, short)]
     quiet: bool,
     /// Exit non-zero when anything was lost or is known wrong (frames, device drops, CRC errors,
@@ -639,7 +641,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     // Spans an older version spooled in its default spool are not replayed from the new one: say
     // so once, with the option that replays them (they are neither read nor moved).
     let uploads = args.otlp.is_some() || args.jaeger_thrift.is_some();
-    if uploads && args.spool_dir.is_none() {
+    if uploads && args.spool_dir.is_none() && !args.quiet {
         let ours: Vec<(&str, &str)> = exporters
             .iter()
             .filter_map(|e| Some((e.name(), e.spool_subdir()?)))
@@ -730,13 +732,14 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         });
     }
     let mut delivered_all = export_errors.is_empty();
+    // Each exporter's summary line, and whether it delivered everything.
     let mut summaries = Vec::new();
     let mut collector_notes = Vec::new();
     for ex in exporters.iter_mut() {
         match ex.finish() {
             Ok(summary) => {
                 delivered_all &= summary.is_complete();
-                summaries.push(summary.to_string());
+                summaries.push((summary.to_string(), summary.is_complete()));
                 export_errors.extend(summary.distinct_errors(5));
                 // Not failures, but the receiver said them (an OTLP partial success's message).
                 collector_notes.extend(summary.notes.iter().cloned());
@@ -750,6 +753,16 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     let stats = decoder.stats();
+    let strict_failed = args.strict && !outputs_closed && stats.anything_wrong();
+    let status: u8 = if fatal.is_some() {
+        2
+    } else if !delivered_all || unreadable || strict_failed {
+        1
+    } else {
+        0
+    };
+    // --quiet keeps quiet about a run that succeeds; one that fails says why all the same.
+    let explain = !args.quiet || status != 0;
     if !args.quiet {
         say!("{}", status_line(&stats, started.elapsed(), None));
         let s = &stats.spans;
@@ -757,13 +770,18 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | restarted frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {} | misdated {}",
             s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.restarted_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets, s.misdated
         );
-        // Set by a bad frame or a malformed record only.
-        if let Some(e) = decoder.last_error() {
-            say!("last bad input: {e}");
-        }
-        for line in &summaries {
+    }
+    // Set by a bad frame or a malformed record only.
+    if let Some(e) = decoder.last_error().filter(|_| explain) {
+        say!("last bad input: {e}");
+    }
+    for (line, complete) in &summaries {
+        // Quiet, only the uploads that did not deliver everything: they are why the run failed.
+        if !args.quiet || !complete {
             say!("{line}");
         }
+    }
+    if !args.quiet {
         for note in decoder.id_notes().iter().chain(&collector_notes) {
             say!("microspan: note: {note}");
         }
@@ -771,10 +789,13 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     // Stopped by a closed output: what was not read is not a problem of the input. An input
     // that failed before its first byte has its own error (below), not "the input was empty".
     let failed_before_reading = fatal.is_some() && stats.bytes == 0;
-    if (!args.quiet || unreadable) && !outputs_closed && !failed_before_reading {
+    if explain && !outputs_closed && !failed_before_reading {
         for p in stats.problems() {
             say!("microspan: {p}");
         }
+    }
+    if strict_failed {
+        say!("microspan: failed (--strict): {}", strict_failures(&stats));
     }
     for path in &left_alone {
         say!("microspan: {path} was not written: nothing was decoded (an existing file is left as it was)");
@@ -784,12 +805,64 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     }
     if let Some(f) = fatal {
         say!("microspan: {f}");
-        return Ok(ExitCode::from(2));
     }
-    if !delivered_all || unreadable || (args.strict && !outputs_closed && stats.anything_wrong()) {
-        return Ok(ExitCode::FAILURE);
+    Ok(ExitCode::from(status))
+}
+
+/// What `--strict` fails on (see [`StreamStats::anything_wrong`]), counted:
+/// `15 device drops, 1 incomplete span`.
+fn strict_failures(stats: &StreamStats) -> String {
+    let s = &stats.spans;
+    let counts = [
+        (stats.crc_errors, "CRC error", "CRC errors"),
+        (stats.bad_frames, "other bad frame", "other bad frames"),
+        (stats.discarded_bytes, "byte discarded", "bytes discarded"),
+        (
+            stats.unfinished_bytes,
+            "byte of a frame the input ended inside",
+            "bytes of a frame the input ended inside",
+        ),
+        (
+            s.lost_frames,
+            "frame lost on the link",
+            "frames lost on the link",
+        ),
+        (
+            s.frames_before_session,
+            "frame skipped before the session record",
+            "frames skipped before the session record",
+        ),
+        (
+            s.device_drops,
+            "record dropped on the device",
+            "records dropped on the device",
+        ),
+        (s.incomplete_spans, "incomplete span", "incomplete spans"),
+        (s.record_errors, "malformed record", "malformed records"),
+        (s.orphan_records, "orphan record", "orphan records"),
+        (
+            s.names_cut,
+            "name cut by the device",
+            "names cut by the device",
+        ),
+        (
+            s.misdated,
+            "misdated session record",
+            "misdated session records",
+        ),
+    ];
+    let said: Vec<String> = counts
+        .iter()
+        .filter(|(n, ..)| *n > 0)
+        .map(|&(n, one, many)| count(n, one, many))
+        .collect();
+    if said.is_empty() {
+        // A reason this list does not know yet: the summary has every counter.
+        "the stream was not exactly what the device recorded (run without -q for the summary)"
+            .into()
+    } else {
+        said.join(", ")
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -810,6 +883,33 @@ mod tests {
                     "{id} is not an option of decode"
                 );
             }
+        }
+    }
+
+    /// Each counter `--strict` fails on is named when it fails on it.
+    #[test]
+    fn strict_failures_name_each_counter() {
+        type Set = fn(&mut StreamStats);
+        let counters: [Set; 12] = [
+            |s| s.crc_errors = 1,
+            |s| s.bad_frames = 1,
+            |s| s.discarded_bytes = 1,
+            |s| s.unfinished_bytes = 1,
+            |s| s.spans.lost_frames = 1,
+            |s| s.spans.frames_before_session = 1,
+            |s| s.spans.device_drops = 1,
+            |s| s.spans.incomplete_spans = 1,
+            |s| s.spans.record_errors = 1,
+            |s| s.spans.orphan_records = 1,
+            |s| s.spans.names_cut = 1,
+            |s| s.spans.misdated = 1,
+        ];
+        for set in counters {
+            let mut stats = StreamStats::default();
+            set(&mut stats);
+            assert!(stats.anything_wrong(), "{stats:?}");
+            let said = strict_failures(&stats);
+            assert!(said.starts_with("1 ") && !said.contains(','), "{said}");
         }
     }
 }

@@ -83,13 +83,53 @@ fn strict_mode_fails_a_lossy_stream() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = run(true);
-    assert_eq!(out.status.code(), Some(1));
+    // Quiet and successful: not a word.
     assert!(
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Quiet but failed: what --strict failed on, and nothing of the summary.
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("microspan: failed (--strict): "), "{e}");
+    assert!(e.contains("15 records dropped on the device"), "{e}");
+    assert!(!e.contains("frames "), "no summary counters: {e}");
+}
+
+/// `-q` hides the summary and the problem lines of a run that succeeds; one that fails (here
+/// with --strict, on a capture cut short) still prints the problem lines that explain it.
+#[test]
+fn quiet_still_says_why_a_run_failed() {
+    let stream = clean_stream();
+    let (_d, cut) = capture(&stream[..stream.len() - 3]);
+    let (code, e) = decode_file(&cut, &["-q"]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(e.is_empty(), "{e}");
+    let (code, e) = decode_file(&cut, &["-q", "--strict"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(
+        e.contains("microspan: the input ended inside a frame: its last "),
+        "{e}"
+    );
+    assert!(e.contains("failed (--strict): "), "{e}");
+    assert!(
+        e.contains(" bytes of a frame the input ended inside"),
+        "{e}"
+    );
+    assert!(!e.contains("spans 3 ("), "no summary: {e}");
+    // The same without -q: the summary as well.
+    let (code, e) = decode_file(&cut, &["--strict"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(
+        e.contains("the input ended inside a frame") && e.contains("frames "),
+        "{e}"
+    );
+    // The help says the rule.
+    let out = microspan(&["decode", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("still says why"), "{help}");
 }
 
 #[test]
@@ -252,6 +292,10 @@ fn strict_mode_fails_a_cut_name() {
     assert!(e.contains("tree: 1 span in, 1 delivered"), "{e}");
     let (code, e) = decode_file(&path, &["--strict"]);
     assert_eq!(code, Some(1), "{e}");
+    assert!(
+        e.contains("failed (--strict): 1 name cut by the device"),
+        "{e}"
+    );
 }
 
 /// Options that would be ignored or give wrong output are refused up front.
