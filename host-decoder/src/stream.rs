@@ -78,9 +78,10 @@ pub struct StreamDecoder {
     recent: std::collections::VecDeque<(u16, u64)>,
     /// The encoded bytes of the frame being checked (the check decodes in place).
     encoded: Vec<u8>,
-    /// The last frame, if it was bad: its encoded bytes and why. Counted once the next frame
-    /// shows whether it was the fragment of a restarted frame.
-    suspect: Option<(Vec<u8>, FrameError)>,
+    /// The last frame, if it was bad: its encoded bytes, why, and whether it began at the
+    /// input's first byte (no delimiter before it). Counted once the next frame shows whether it
+    /// was the fragment of a restarted frame.
+    suspect: Option<(Vec<u8>, FrameError, bool)>,
     /// The sequence number of the last good frame.
     last_seq: Option<u16>,
 }
@@ -149,7 +150,7 @@ impl StreamDecoder {
             // frame. Its bytes are counted as discarded once `frame` is done with the
             // accumulator.
             let mut discarded = None;
-            if let Some((fragment, error)) = self.suspect.take() {
+            if let Some((fragment, error, first)) = self.suspect.take() {
                 let restarted = frame.as_ref().is_ok_and(|f| {
                     self.last_seq
                         .is_some_and(|last| f.seq == last.wrapping_add(1))
@@ -160,6 +161,9 @@ impl StreamDecoder {
                 } else {
                     discarded = Some(fragment.len());
                     count_bad(&mut self.stats, &mut self.last_error, error);
+                    if first {
+                        self.last_error = Some(cut_by_start(fragment.len()));
+                    }
                 }
             }
             match frame {
@@ -201,7 +205,11 @@ impl StreamDecoder {
                 }
                 Err(e) => {
                     // Counted when the next frame shows it was not a restarted frame's fragment.
-                    self.suspect = Some((std::mem::take(&mut self.encoded), e));
+                    // It began at the input's first byte when the input read up to here is this
+                    // frame and its delimiter alone.
+                    let first =
+                        self.stats.bytes - bytes.len() as u64 == self.encoded.len() as u64 + 1;
+                    self.suspect = Some((std::mem::take(&mut self.encoded), e, first));
                 }
             }
             if let Some(len) = discarded {
@@ -225,9 +233,12 @@ impl StreamDecoder {
             // `frames` refuses only frames of an unsupported version, and this one is not.
             debug_assert!(refused.is_ok(), "{refused:?}");
         }
-        if let Some((fragment, error)) = self.suspect.take() {
+        if let Some((fragment, error, first)) = self.suspect.take() {
             self.acc.count_discarded(fragment.len());
             count_bad(&mut self.stats, &mut self.last_error, error);
+            if first {
+                self.last_error = Some(cut_by_start(fragment.len()));
+            }
         }
         self.stats.unfinished_bytes = self.acc.buffered() as u64;
         self.asm.finish(out);
@@ -248,6 +259,17 @@ fn count_bad(stats: &mut StreamStats, last_error: &mut Option<String>, e: FrameE
         _ => stats.bad_frames += 1,
     }
     *last_error = Some(e.to_string());
+}
+
+/// Why the input's first frame is bad when it began at the input's first byte: no delimiter
+/// came before it, so the capture most likely started inside a frame, and this is its end. It
+/// is counted as any bad frame; only the words differ from those of corruption on the link.
+fn cut_by_start(len: usize) -> String {
+    format!(
+        "the input's first {} not a whole frame: probably a frame cut by the start of the \
+         capture (it began mid-frame), not damage on the link",
+        count(len as u64, "byte was", "bytes were")
+    )
 }
 
 impl StreamStats {

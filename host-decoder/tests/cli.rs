@@ -673,3 +673,30 @@ fn an_output_that_is_the_input_is_refused() {
     let (code, e) = run(&["--file", "u2.bin", "--jaeger-json", "u2.json"], None);
     assert_eq!(code, Some(0), "{e}");
 }
+
+/// A capture that begins inside a frame (the tail of a longer one) reports that first, partial
+/// frame as cut by the start of the capture, not as corruption on the link; it is still counted
+/// as a bad frame. The same bytes after a delimiter are a frame the link corrupted.
+#[test]
+fn a_capture_that_starts_mid_frame_says_so() {
+    let stream = clean_stream();
+    let (_d, tail) = capture(&stream[5..]);
+    let (_code, e) = decode_file(&tail, &[]);
+    assert!(
+        e.contains("last bad input: the input's first ")
+            && e.contains("probably a frame cut by the start of the capture"),
+        "{e}"
+    );
+    assert!(!e.contains("corrupted bytes on the link"), "{e}");
+    // Counted as before: a CRC error or another bad frame.
+    let counted = |e: &str| e.contains("CRC errors 1\n") || e.contains("bad frames 1 ");
+    assert!(counted(&e), "{e}");
+
+    let mut delimited = vec![0u8];
+    delimited.extend_from_slice(&stream[5..]);
+    let (_d, delimited) = capture(&delimited);
+    let (_code, e) = decode_file(&delimited, &[]);
+    assert!(e.contains("corrupted bytes on the link"), "{e}");
+    assert!(!e.contains("cut by the start of the capture"), "{e}");
+    assert!(counted(&e), "{e}");
+}
