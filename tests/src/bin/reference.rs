@@ -63,7 +63,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
     };
     let started = Instant::now();
     let version = qemu::check_qemu().map_err(|e| e.to_string())?;
-    eprintln!("reference: building the {board} firmware (first build takes ~15 s) …");
+    eprintln!(
+        "reference: building the {board} firmware (the first build compiles it and its \
+         dependencies for {}: a few minutes on a fresh machine; later builds are quick) …",
+        board.target()
+    );
     let elf = reference::build(board, Variant::Uart).map_err(|e| {
         format!(
             "{e}\n(needs the target: `rustup target add {}`)",
