@@ -487,8 +487,8 @@ fn a_closed_terminal_pipe_is_not_an_error() {
 }
 
 /// An output that is not a regular file is written in place: a symbolic link keeps pointing at
-/// its target, which gets the document; a device stays a device (an earlier version renamed a
-/// temporary file over the path, which replaced `/dev/null` with a file).
+/// its target, which gets the document; a pipe or a device stays one (an earlier version renamed
+/// a temporary file over the path, which replaced `/dev/null` with a file).
 #[test]
 fn outputs_that_are_not_regular_files_are_written_in_place() {
     use std::os::unix::fs::FileTypeExt;
@@ -507,17 +507,34 @@ fn outputs_that_are_not_regular_files_are_written_in_place() {
     assert!(std::fs::read_to_string(&target)
         .unwrap()
         .contains("in-process-service"));
-    // A character device: written to, left a device. (/dev/null only if it is one, so that
-    // this test cannot be what breaks it.)
-    let null = std::path::Path::new("/dev/null");
-    if std::fs::metadata(null).is_ok_and(|m| m.file_type().is_char_device()) {
-        let (code, e) = decode_file(&good, &["--jaeger-json", "/dev/null"]);
-        assert_eq!(code, Some(0), "{e}");
-        assert!(std::fs::metadata(null)
-            .unwrap()
-            .file_type()
-            .is_char_device());
+    // A named pipe in the test's own directory (no device file: a regression that replaced
+    // the output would replace a system file): written to, left a pipe. The decoder opens it
+    // twice, to check it at start-up and to write the document; the reader reads until the
+    // document has come.
+    let fifo = dir.path().join("pipe.json");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // No mkfifo here.
     }
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut all = String::new();
+            while !all.contains("in-process-service") {
+                let mut pipe = std::fs::File::open(&fifo).unwrap();
+                pipe.read_to_string(&mut all).unwrap();
+            }
+            all
+        })
+    };
+    let (code, e) = decode_file(&good, &["--jaeger-json", fifo.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(reader.join().unwrap().contains("in-process-service"));
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 /// The atomic replacement keeps a private file private, a hard-linked file is written in place
