@@ -139,17 +139,26 @@ impl<'r> Cursor<'r> {
         }
     }
 
-    /// Bytes packed little-endian into words.
+    /// Bytes packed little-endian into words (the last one padded with zeros).
     pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.bytes_in_line(b)
+    }
+
+    /// [`bytes`](Self::bytes) in line, for a writer whose cursor must stay in registers: it
+    /// calls nothing (the last word is packed by shifts, not copied by `memcpy`).
+    #[inline(always)]
+    pub(crate) fn bytes_in_line(&mut self, b: &[u8]) {
         let mut chunks = b.chunks_exact(4);
         for c in &mut chunks {
             self.word(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 4];
-            w[..rest.len()].copy_from_slice(rest);
-            self.word(u32::from_le_bytes(w));
+            let mut w = 0u32;
+            for (i, &x) in rest.iter().enumerate() {
+                w |= (x as u32) << (8 * i);
+            }
+            self.word(w);
         }
     }
 }

@@ -1490,31 +1490,45 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 
     /// [`log`](Self::log) of an array or slice of values on a recording span: one copy for
     /// every length, each field written through a match on its variant.
+    ///
+    /// Shaped for its stack, which adds to the caller's array of fields (24 bytes a field on a
+    /// 32-bit target): the first walk sizes the fields and counts the strings that will be cut
+    /// (the values cannot change between the walks: the slice is borrowed), the clock is read
+    /// only then, and the header is made before the reservation, so that fewer values stay live
+    /// across it; the second walk writes every variant in line, copied strings included, so
+    /// that the cursor stays in registers (an out-of-line string writer would take its
+    /// address). On Cortex-M0 this frame is 56 bytes; `log3_values` takes 128 bytes of stack
+    /// in all, 72 of them the caller's array (`insn-probe --stack`).
     #[inline(never)]
     fn record_log_values(&self, fields: &[(&'static str, Value<'_>)]) {
-        let now = self.tracer.clock.now();
         let mut len = 3;
         let mut n = 0;
-        for (_, value) in fields.iter().take(MAX_FIELDS_PER_LOG) {
-            let w = field_size(value);
+        // At most `MAX_FIELDS_PER_LOG` (at most 255) fields are kept, one cut counted for each.
+        let mut cut_strings = 0u32;
+        for (key, value) in fields.iter().take(MAX_FIELDS_PER_LOG) {
+            let (w, cut) = field_size_cut(key, value);
             if len + w > MAX_RECORD_WORDS {
                 break;
             }
             len += w;
             n += 1;
+            cut_strings += cut as u32;
         }
-        let Some(mut c) = self.begin_log(len, now) else {
+        let header = Header::new(record::LOG, len, n as u32);
+        let now = self.tracer.clock.now();
+        let Some(mut c) = self.begin_log(header.len(), now) else {
             return;
         };
-        let mut cut_strings = 0u8;
-        for (key, value) in &fields[..n] {
-            cut_strings += write_field(&mut c, key, value) as u8;
-        }
-        c.res.commit(Header::new(record::LOG, len, n as u32));
         let over = fields.len() - n;
         if over > 0 || cut_strings > 0 {
-            self.note_log_losses(over, cut_strings);
+            self.note_log_losses(over, cut_strings as u8);
         }
+        // The header's field count rather than `n`, and no slice index (whose bounds check
+        // would keep `n` and `fields.len()` live through the loop).
+        for (key, value) in fields.iter().take(header.payload() as usize) {
+            write_field_with(&mut c, key, value, write_text_in_line);
+        }
+        c.res.commit(header);
     }
 
     /// Reserves a LOG record of `len` words and writes its span and time; `None` (counted) when
@@ -2148,9 +2162,38 @@ fn field_size(value: &Value<'_>) -> u32 {
 
 /// In line wherever it is used, so that for a value whose type is known at the call site (most
 /// tags and log fields) the match folds to that variant's few stores; the one variant with a
-/// loop (a copied string) is written out of line.
+/// loop (a copied string) is written out of line ([`write_text`]), except in
+/// [`Span::record_log_values`] (see [`write_field_with`]).
 #[inline(always)]
 fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) -> bool {
+    write_field_with(c, key, value, write_text)
+}
+
+/// [`field_size`], and whether writing the field cuts its key or its value: [`write_field`]'s
+/// answer, known before the field is written.
+#[inline(always)]
+fn field_size_cut(key: &'static str, value: &Value<'_>) -> (u32, bool) {
+    let (w, cut) = match value {
+        Value::Bool(_) => (0, false),
+        Value::I64(_) | Value::U64(_) | Value::F64(_) => (2, false),
+        Value::Str(s) => (P, s.len() > record::MAX_STATIC_VALUE_LEN),
+        Value::Text(s) => {
+            let (s, cut) = truncate(s, MAX_STR_LEN);
+            (byte_words(s.len()), cut)
+        }
+    };
+    (1 + P + w, cut || key.len() > record::MAX_KEY_LEN)
+}
+
+/// [`write_field`] with the copied string written by `text`: [`write_text`] (out of line) or
+/// [`write_text_in_line`].
+#[inline(always)]
+fn write_field_with(
+    c: &mut Cursor<'_>,
+    key: &'static str,
+    value: &Value<'_>,
+    text: impl FnOnce(&mut Cursor<'_>, u32, &'static str, &str) -> bool,
+) -> bool {
     let (key, key_cut) = truncate(key, record::MAX_KEY_LEN);
     let k = (key.len() as u32) << 4;
     let value_cut = match *value {
@@ -2159,22 +2202,18 @@ fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) -> bool
             c.ptr(key);
             false
         }
-        Value::I64(v) => {
-            c.word(record::V_I64 | k);
-            c.ptr(key);
-            c.u64(v as u64);
-            false
-        }
-        Value::U64(v) => {
-            c.word(record::V_U64 | k);
+        // One arm for the three, whose value code follows the variant: no constant for it
+        // stays live in a register (or a stack slot, on Cortex-M0) through a caller's loop.
+        Value::I64(_) | Value::U64(_) | Value::F64(_) => {
+            let (code, v) = match *value {
+                Value::I64(v) => (record::V_I64, v as u64),
+                Value::U64(v) => (record::V_U64, v),
+                Value::F64(v) => (record::V_F64, v.to_bits()),
+                _ => unreachable!(),
+            };
+            c.word(code | k);
             c.ptr(key);
             c.u64(v);
-            false
-        }
-        Value::F64(v) => {
-            c.word(record::V_F64 | k);
-            c.ptr(key);
-            c.u64(v.to_bits());
             false
         }
         Value::Str(s) => {
@@ -2184,7 +2223,7 @@ fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) -> bool
             c.ptr(s);
             cut
         }
-        Value::Text(s) => write_text(c, k, key, s),
+        Value::Text(s) => text(c, k, key, s),
     };
     key_cut || value_cut
 }
@@ -2192,9 +2231,16 @@ fn write_field(c: &mut Cursor<'_>, key: &'static str, value: &Value<'_>) -> bool
 /// [`write_field`]'s copied string; returns whether it was cut.
 #[inline(never)]
 fn write_text(c: &mut Cursor<'_>, k: u32, key: &'static str, s: &str) -> bool {
+    write_text_in_line(c, k, key, s)
+}
+
+/// [`write_text`] in line: for [`Span::record_log_values`], whose cursor then stays in
+/// registers.
+#[inline(always)]
+fn write_text_in_line(c: &mut Cursor<'_>, k: u32, key: &'static str, s: &str) -> bool {
     let (s, cut) = truncate(s, MAX_STR_LEN);
     c.word(record::V_TEXT | k | (s.len() as u32) << 16);
     c.ptr(key);
-    c.bytes(s.as_bytes());
+    c.bytes_in_line(s.as_bytes());
     cut
 }

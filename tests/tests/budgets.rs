@@ -28,7 +28,9 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("child2_start", 152.0, 151.0, None),
     ("tag", 68.0, 81.0, None),
     ("log3", 141.0, 182.0, None),
-    ("log3_values", 260.0, 356.0, None),
+    // Cortex-M3 lowered from 260: 247.6 when set (the slice's log reshaped for its stack, see
+    // STACK_BUDGET).
+    ("log3_values", 253.0, 356.0, None),
     ("unsampled", 10.0, 13.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 134.0, 121.0, None),
@@ -102,7 +104,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// through it, was dated a wrap early, below zero in the first wrap: 12 984 / 12 856 B when set.
 const FLASH_BUDGET: (f64, f64) = (13_040.0, 12_920.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
-const STACK_BUDGET: (f64, f64) = (134.0, 150.0);
+/// Lowered from (134, 150), the figures of `log3_values` (128 / 144 B), to the target: its
+/// `Span::record_log_values` writes copied strings in line and reads fewer values across the
+/// reservation, so that its frame on Cortex-M0 is 56 bytes where it was 72 (the caller's array
+/// of three fields takes 72 more): 124 / 128 B when set, `log3_values` the worst on both.
+const STACK_BUDGET: (f64, f64) = (128.0, 128.0);
 
 fn measure_board(board: Board) -> Vec<Check> {
     let pick = |m3: f64, m0: f64| if board == Board::Lm3s6965 { m3 } else { m0 };
