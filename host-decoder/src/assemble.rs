@@ -687,23 +687,55 @@ const MAX_LOSS_MARKS: usize = 1024;
 /// Every finished span is written here; written in order, they stay cache-friendly (a table of
 /// whole entries slotted by hash took a cache miss per span), and the index is small.
 ///
+/// The entries are plain data, 32 bytes each ([`RecentEntry`]); a span's baggage is kept aside,
+/// in `bags`, once for the spans inserted in a row that share it (a trace's spans share their
+/// root's and finish together). An entry that held its own baggage was 48 bytes, every span
+/// inserted cost two reference-count updates of the shared baggage (one when written, one when
+/// overwritten, long after, cold), and the ring was read whole to be dropped.
+///
 /// Both grow with the spans inserted, up to the capacity: a decoder that sees few spans never
 /// holds (or clears) the several megabytes a full ring takes. The index has as many slots as the
 /// ring has room for; when the ring outgrows it, it doubles and is rebuilt from the ring.
 struct RecentCache {
-    /// Finished spans, written in turn (the oldest overwritten once `capacity` are held); its
-    /// first `filled` entries are spans, the rest room for the next (as many as the index has
-    /// slots).
-    ring: Vec<(u32, Recent)>,
-    /// Entries of `ring` written.
-    filled: usize,
+    /// Finished spans, written in turn (the oldest overwritten once `capacity` are held), with
+    /// room reserved for as many as the index has slots.
+    ring: Vec<RecentEntry>,
     /// The next entry of `ring` to overwrite, once it is full.
     next: usize,
     /// Entries `ring` holds at most (a power of two).
     capacity: usize,
     /// 1 + the entry in `ring` of the span last inserted in each slot; 0 for none.
     index: Vec<u32>,
+    /// The baggage of the spans in `ring` that have some, oldest first, each with the number of
+    /// ring entries that refer to it. Consecutive spans with the same baggage (the same shared
+    /// items) refer to one; entries are overwritten in the order they were written, so the
+    /// oldest is released first: it is dropped when its last entry is overwritten. At most one
+    /// per entry of `ring`.
+    bags: VecDeque<(Baggage, u32)>,
+    /// The number of the front of `bags` (each baggage kept is numbered in turn, wrapping).
+    bags_front: u32,
 }
+
+/// A finished span in [`RecentCache`]'s ring.
+#[derive(Debug, Clone, Copy)]
+struct RecentEntry {
+    local: u32,
+    root: u32,
+    /// The trace id's low and high halves (a `u128` would align the entry to 16 bytes).
+    trace: [u64; 2],
+    /// The number of its baggage in [`RecentCache::bags`], when [`HAS_BAGGAGE`] is set.
+    bag: u32,
+    /// [`HAS_BAGGAGE`], [`BAGGAGE_UNCERTAIN`].
+    flags: u8,
+}
+
+/// [`RecentEntry::flags`]: the span has baggage.
+const HAS_BAGGAGE: u8 = 1;
+/// [`RecentEntry::flags`]: its baggage may be incomplete ([`Recent::baggage_uncertain`]).
+const BAGGAGE_UNCERTAIN: u8 = 2;
+
+/// No baggage (what a span without any finds in [`RecentCache`]).
+const NO_BAGGAGE: &Baggage = &Baggage::new();
 
 /// Index slots of an empty [`RecentCache`] (fewer if its capacity is smaller).
 const RECENT_INITIAL: usize = 1024;
@@ -713,56 +745,116 @@ impl RecentCache {
         let capacity = capacity.clamp(1, 1 << 24).next_power_of_two();
         Self {
             ring: Vec::new(),
-            filled: 0,
             next: 0,
             capacity,
             index: vec![0; capacity.min(RECENT_INITIAL)],
+            bags: VecDeque::new(),
+            bags_front: 0,
         }
     }
     #[inline]
     fn slot(&self, local: u32) -> usize {
         ((local as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.index.len() - 1)
     }
-    fn get(&self, local: u32) -> Option<&Recent> {
+    fn get(&self, local: u32) -> Option<Recent<'_>> {
         let entry = (self.index[self.slot(local)] as usize).checked_sub(1)?;
-        match self.ring[..self.filled].get(entry)? {
-            (id, r) if *id == local => Some(r),
-            _ => None,
+        let e = self.ring.get(entry)?;
+        if e.local != local {
+            return None;
         }
+        let baggage = if e.flags & HAS_BAGGAGE != 0 {
+            let i = e.bag.wrapping_sub(self.bags_front) as usize;
+            self.bags.get(i).map_or(NO_BAGGAGE, |(b, _)| b)
+        } else {
+            NO_BAGGAGE
+        };
+        Some(Recent {
+            trace: u128::from(e.trace[0]) | u128::from(e.trace[1]) << 64,
+            root: e.root,
+            baggage,
+            baggage_uncertain: e.flags & BAGGAGE_UNCERTAIN != 0,
+        })
     }
     // In line, each field written into its entry: an entry built whole and copied over was
     // written in narrow pieces and read back in wide ones (a store-forwarding stall per span).
     #[inline(always)]
-    fn insert(&mut self, local: u32, r: Recent) {
-        let entry = if self.filled < self.capacity {
-            if self.filled == self.ring.len() {
-                self.grow();
-            }
-            self.filled += 1;
-            self.filled - 1
+    fn insert(&mut self, local: u32, r: Recent<'_>) {
+        let full = self.ring.len() == self.capacity;
+        if full && self.ring[self.next].flags & HAS_BAGGAGE != 0 {
+            self.release_bag();
+        }
+        let mut flags = if r.baggage_uncertain {
+            BAGGAGE_UNCERTAIN
         } else {
+            0
+        };
+        let mut bag = 0;
+        if !r.baggage.is_empty() {
+            flags |= HAS_BAGGAGE;
+            bag = self.keep_bag(r.baggage);
+        }
+        let trace = [r.trace as u64, (r.trace >> 64) as u64];
+        let entry = if full {
             let entry = self.next;
             self.next = (entry + 1) & (self.capacity - 1);
+            let e = &mut self.ring[entry];
+            e.local = local;
+            e.root = r.root;
+            e.trace = trace;
+            e.bag = bag;
+            e.flags = flags;
             entry
+        } else {
+            // Filling: written in place at the end, in room reserved (a whole entry pushed was
+            // built on the stack and copied, a stall per span; the room filled ahead with empty
+            // entries was written twice).
+            if self.ring.len() == self.ring.capacity() {
+                self.grow();
+            }
+            self.ring.push(RecentEntry {
+                local,
+                root: r.root,
+                trace,
+                bag,
+                flags,
+            });
+            self.ring.len() - 1
         };
-        let (id, e) = &mut self.ring[entry];
-        *id = local;
-        e.trace = r.trace;
-        e.root = r.root;
-        e.baggage = r.baggage;
-        e.baggage_uncertain = r.baggage_uncertain;
         let slot = self.slot(local);
         self.index[slot] = entry as u32 + 1;
     }
-    /// Makes room in the ring for as many entries as the index has slots, first doubling the index
-    /// if the ring fills it. (Entries are added ahead of use, empty, so that `insert` only ever
-    /// writes fields: a pushed entry was built on the stack and copied, a stall per span.)
+    /// Keeps `baggage` for one more entry; returns its number in `bags`. The same items as the
+    /// last kept (the same allocation) are counted, not cloned again.
+    #[inline]
+    fn keep_bag(&mut self, baggage: &Baggage) -> u32 {
+        match self.bags.back_mut() {
+            Some((kept, n)) if kept.ptr_eq(baggage) => *n += 1,
+            _ => self.bags.push_back((baggage.clone(), 1)),
+        }
+        self.bags_front
+            .wrapping_add(self.bags.len() as u32)
+            .wrapping_sub(1)
+    }
+    /// An entry with baggage is overwritten: it was the oldest entry, so its baggage is the
+    /// front of `bags`; dropped when no other entry refers to it.
+    #[inline]
+    fn release_bag(&mut self) {
+        if let Some((_, n)) = self.bags.front_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.bags.pop_front();
+                self.bags_front = self.bags_front.wrapping_add(1);
+            }
+        }
+    }
+    /// Reserves room in the ring for as many entries as the index has slots, first doubling the
+    /// index if the ring fills it.
     #[cold]
     fn grow(&mut self) {
-        if self.filled == self.index.len() {
+        if self.ring.len() == self.index.len() {
             self.grow_index();
         }
-        self.ring.resize(self.index.len(), (0, Recent::EMPTY));
+        self.ring.reserve_exact(self.index.len() - self.ring.len());
     }
     /// Doubles the index and slots the ring's entries again, oldest first (so each slot holds the
     /// last span inserted there, as if the index had been that size all along).
@@ -770,38 +862,29 @@ impl RecentCache {
         let n = (self.index.len() * 2).min(self.capacity);
         self.index.clear();
         self.index.resize(n, 0);
-        for entry in 0..self.filled {
-            let slot = self.slot(self.ring[entry].0);
+        for entry in 0..self.ring.len() {
+            let slot = self.slot(self.ring[entry].local);
             self.index[slot] = entry as u32 + 1;
         }
     }
     fn clear(&mut self) {
         self.ring.clear();
-        self.filled = 0;
         self.index.clear();
         self.index.resize(self.capacity.min(RECENT_INITIAL), 0);
         self.next = 0;
+        self.bags.clear();
+        self.bags_front = 0;
     }
 }
 
 /// What is remembered of a finished span for its children.
-#[derive(Debug, Clone)]
-struct Recent {
+#[derive(Debug, Clone, Copy)]
+struct Recent<'a> {
     trace: u128,
     root: u32,
-    baggage: Baggage,
+    baggage: &'a Baggage,
     /// Its baggage may be incomplete (frames were lost while it or an ancestor was open).
     baggage_uncertain: bool,
-}
-
-impl Recent {
-    /// A new ring entry, before its fields are set.
-    const EMPTY: Recent = Recent {
-        trace: 0,
-        root: 0,
-        baggage: Baggage::new(),
-        baggage_uncertain: false,
-    };
 }
 
 struct Session {
@@ -1766,7 +1849,7 @@ impl Assembler {
         }
         self.recent
             .get(local)
-            .map(|r| (r.trace, r.root, &r.baggage, r.baggage_uncertain))
+            .map(|r| (r.trace, r.root, r.baggage, r.baggage_uncertain))
     }
 
     fn start(&mut self, st: microspan::wire::decode::Start<'_>) {
@@ -2014,7 +2097,7 @@ impl Assembler {
             Recent {
                 trace: span.trace_id,
                 root: s.root,
-                baggage: span.baggage.clone(),
+                baggage: &span.baggage,
                 baggage_uncertain: s.baggage_uncertain || lost > 0 || abandoned > 0,
             },
         );
@@ -2303,7 +2386,7 @@ mod tests {
         let recent = |root| Recent {
             trace: 1,
             root,
-            baggage: Baggage::new(),
+            baggage: NO_BAGGAGE,
             baggage_uncertain: false,
         };
         let mut c = RecentCache::new(1024);
@@ -2328,11 +2411,70 @@ mod tests {
     }
 
     #[test]
+    fn recent_cache_keeps_a_baggage_once_per_run_until_its_entries_are_overwritten() {
+        let a: Baggage = vec![("user", "alice")].into();
+        let b: Baggage = vec![("user", "bob")].into();
+        let trace = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        let recent = |root, baggage| Recent {
+            trace,
+            root,
+            baggage,
+            baggage_uncertain: root % 2 == 0,
+        };
+        let mut c = RecentCache::new(1024);
+        let runs = [&a, &a, NO_BAGGAGE, &a, &b, &b, &a];
+        for (id, bag) in (1..).zip(runs) {
+            c.insert(id, recent(id, bag));
+        }
+        // a (spans 1, 2, 4: span 3 has none), b (5, 6), a again (7).
+        assert_eq!(
+            c.bags.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
+        for (id, bag) in (1..).zip(runs) {
+            let r = c.get(id).expect("a recent span");
+            assert!(r.baggage.ptr_eq(bag), "span {id}");
+            assert_eq!(
+                (r.trace, r.root, r.baggage_uncertain),
+                (trace, id, id % 2 == 0)
+            );
+        }
+        // Overwritten oldest first: each baggage is released with its last entry.
+        let counts = |c: &RecentCache| c.bags.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+        // Spans without baggage, whose index slots are not those of the spans checked.
+        let slot =
+            |id: u32| ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & 1023;
+        let checked: Vec<usize> = (1..=7).chain([2000, 2001]).map(slot).collect();
+        let mut others = (100..).filter(|&id| !checked.contains(&slot(id)));
+        // The ring full, spans 1 to 3 overwritten: span 4 holds the first run of a.
+        for id in others.by_ref().take(1024 - runs.len() + 3) {
+            c.insert(id, recent(id, NO_BAGGAGE));
+        }
+        assert_eq!(counts(&c), [1, 2, 1]);
+        assert!(c.get(3).is_none() && c.get(4).unwrap().baggage.ptr_eq(&a));
+        // Span 4 overwritten: that run released; b kept anew (a run of a is between).
+        c.insert(2000, recent(2000, &b));
+        assert_eq!(counts(&c), [2, 1, 1]);
+        // Span 5 overwritten; b counted again, with the one before.
+        c.insert(2001, recent(2001, &b));
+        assert_eq!(counts(&c), [1, 1, 2]);
+        assert!(c.get(5).is_none() && c.get(6).unwrap().baggage.ptr_eq(&b));
+        assert!(c.get(2001).unwrap().baggage.ptr_eq(&b));
+        for id in others.take(1024) {
+            c.insert(id, recent(id, NO_BAGGAGE));
+        }
+        assert!(c.bags.is_empty());
+        c.insert(1, recent(1, &a));
+        c.clear();
+        assert!(c.bags.is_empty() && c.get(1).is_none());
+    }
+
+    #[test]
     fn recent_cache_grows_to_its_capacity_and_finds_what_a_full_one_would() {
         let recent = |root| Recent {
             trace: 1,
             root,
-            baggage: Baggage::new(),
+            baggage: NO_BAGGAGE,
             baggage_uncertain: false,
         };
         let cap = 4096;

@@ -373,6 +373,15 @@ impl Baggage {
         Self(None)
     }
 
+    /// Whether `other` shares these very items (the same allocation, or both empty).
+    pub(crate) fn ptr_eq(&self, other: &Baggage) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// The items, to change them (copied first if shared).
     pub(crate) fn make_mut(&mut self) -> &mut BaggageItems {
         Arc::make_mut(self.0.get_or_insert_with(Arc::default))
