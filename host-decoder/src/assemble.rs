@@ -347,6 +347,13 @@ struct OpenState {
     strings_cut: u64,
     /// Approximate bytes held.
     bytes: usize,
+    /// Of `bytes`, what the baggage items the span set were charged (each record's item, a
+    /// replaced one again): its finished form is charged its items once each, inherited ones too.
+    baggage_items_charged: usize,
+    /// What the finished form is charged beyond `bytes` for the logs of the baggage items the
+    /// span set (their fields in full). With `baggage_items_charged`, a span with baggage is
+    /// charged as it finishes without being measured again ([`Assembler::finish_span`]).
+    baggage_logs_extra: usize,
 }
 
 impl OpenState {
@@ -1730,77 +1737,90 @@ impl Assembler {
     #[inline(never)]
     fn baggage(&mut self, span: u32, key: &str, value: &str, carried: bool) {
         let limits = self.opts.limits;
-        match self.open.get(span) {
-            Some(slot) => {
-                let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
-                let carried = carried || (st.v1_carrier && s.tags.is_empty() && s.logs.is_empty());
-                let held: usize = s.baggage.iter().map(|(k, v)| k.len() + v.len()).sum();
-                let (key, cut_k) = cut(key, limits.max_string_len);
-                let (value, cut_v) = cut(value, limits.max_string_len);
-                st.strings_cut += (cut_k || cut_v) as u64;
-                let replaces = s.baggage.iter().any(|(k, _)| k == key);
-                if !replaces
-                    && (s.baggage.len() >= limits.max_items_per_span
-                        || held + key.len() + value.len() > limits.max_baggage_bytes)
-                {
-                    st.items_refused += 1;
-                    return;
-                }
-                // Converted once: the item and its log share them (clones of short
-                // text are copies; of long text, a count raised).
-                let (key, value): (SharedStr, SharedStr) = (key.into(), value.into());
-                let bag = s.baggage.make_mut();
-                if let Some(item) = bag.iter_mut().find(|(k, _)| *k == key) {
-                    item.1 = value.clone();
-                } else {
-                    bag.push((key.clone(), value.clone()));
-                }
-                let mut b = ITEM_OVERHEAD + key.len() + value.len();
-                // An item the span set is logged on it, as Jaeger clients log
-                // `SetBaggageItem` (`override` when the key was already in the context,
-                // its own or inherited; `truncated` when cut to the decoder's string
-                // limit). The device does not time the item: it is logged at the span's
-                // latest time seen, which keeps its order among the span's logs. An item
-                // the span received (from a carrier, or a builder's baggage) only joins
-                // its baggage: it was set, and logged, upstream, and the clients copy
-                // received items without logging them.
-                if carried {
-                    // Received: logged where it was set, upstream (or on the device's
-                    // span that set it before the context went through a carrier).
-                } else if s.logs.len() < limits.max_items_per_span {
-                    // Written in place, as a LOG record's fields are (fields built on the
-                    // stack and moved in were read back in wider pieces than they were
-                    // written, and went through a `Vec` first).
-                    let cut_kv = cut_k || cut_v;
-                    let extra = [
-                        replaces.then_some((&BAGGAGE_LOG[3], &BAGGAGE_LOG[5])),
-                        cut_kv.then_some((&BAGGAGE_LOG[4], &BAGGAGE_LOG[5])),
-                    ];
-                    let n = 3 + replaces as usize + cut_kv as usize;
-                    b += ITEM_OVERHEAD * (1 + n) + key.len() + value.len();
-                    let i = s.logs.len();
-                    let log = push_log(&mut s.logs, st.last_time);
-                    log.fields.reserve_exact(n);
-                    let fields = [
-                        (&BAGGAGE_LOG[0], &BAGGAGE_LOG[1]),
-                        (&BAGGAGE_LOG[2], &key),
-                        (&BAGGAGE_LOG[6], &value),
-                    ]
-                    .into_iter()
-                    .chain(extra.into_iter().flatten());
-                    for (j, (k, v)) in fields.enumerate() {
-                        let slots = (Slot::Log(i, j, false), Slot::Log(i, j, true));
-                        let (k, v) = (Text::Named(k), Val::Str(Text::Named(v)));
-                        push_key_value(&mut log.fields, k, v, slots, &mut st.pending);
-                    }
-                } else {
-                    st.items_refused += 1;
-                }
-                st.bytes += b;
-                self.bytes_held += b;
-            }
-            None => self.stats.orphan_records += 1,
+        let Some(slot) = self.open.get(span) else {
+            self.stats.orphan_records += 1;
+            return;
+        };
+        let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+        let carried = carried || (st.v1_carrier && s.tags.is_empty() && s.logs.is_empty());
+        let (key, cut_k) = cut(key, limits.max_string_len);
+        let (value, cut_v) = cut(value, limits.max_string_len);
+        st.strings_cut += (cut_k || cut_v) as u64;
+        let (mut held, mut replaces) = (0, false);
+        for (k, v) in &s.baggage {
+            held += k.len() + v.len();
+            replaces |= k == key;
         }
+        if !replaces
+            && (s.baggage.len() >= limits.max_items_per_span
+                || held + key.len() + value.len() > limits.max_baggage_bytes)
+        {
+            st.items_refused += 1;
+            return;
+        }
+        // Converted once: the item and its log share them (clones of short text are copies; of
+        // long text, a count raised).
+        let (key, value): (SharedStr, SharedStr) = (key.into(), value.into());
+        let item = ITEM_OVERHEAD + key.len() + value.len();
+        if s.baggage.is_empty() {
+            // The span's first item, none inherited: a new allocation, nothing to copy.
+            s.baggage = Baggage::one(key.clone(), value.clone());
+        } else {
+            let bag = s.baggage.make_mut();
+            if let Some(item) = bag.iter_mut().find(|(k, _)| *k == key) {
+                item.1 = value.clone();
+            } else {
+                bag.push((key.clone(), value.clone()));
+            }
+        }
+        st.baggage_items_charged += item;
+        let mut b = item;
+        // An item the span set is logged on it, as Jaeger clients log `SetBaggageItem`
+        // (`override` when the key was already in the context, its own or inherited; `truncated`
+        // when cut to the decoder's string limit). The device does not time the item: it is
+        // logged at the span's latest time seen, which keeps its order among the span's logs. An
+        // item the span received (from a carrier, or a builder's baggage) only joins its
+        // baggage: it was set, and logged, upstream, and the clients copy received items without
+        // logging them.
+        if carried {
+            // Received: logged where it was set, upstream (or on the device's span that set it
+            // before the context went through a carrier).
+        } else if s.logs.len() < limits.max_items_per_span {
+            let [k_event, v_baggage, k_key, k_override, k_truncated, v_true, k_value] =
+                &BAGGAGE_LOG;
+            let cut_kv = cut_k || cut_v;
+            let n = 3 + replaces as usize + cut_kv as usize;
+            // The fields are gathered in a vector of their exact size, which the log then owns:
+            // three or more do not fit in place, and growing the log's list from empty was a
+            // general-purpose reallocation.
+            let mut fields = Vec::with_capacity(n);
+            let mut field = |k: &SharedStr, v: &SharedStr| {
+                fields.push(KeyValue {
+                    key: k.clone(),
+                    value: Value::Str(v.clone()),
+                });
+                // The finished form charges each field in full (see `span_bytes`, `value_bytes`).
+                ITEM_OVERHEAD + 16 + k.len() + 16 + v.len()
+            };
+            let mut full = ITEM_OVERHEAD;
+            full += field(k_event, v_baggage);
+            full += field(k_key, &key);
+            full += field(k_value, &value);
+            if replaces {
+                full += field(k_override, v_true);
+            }
+            if cut_kv {
+                full += field(k_truncated, v_true);
+            }
+            let charged = ITEM_OVERHEAD * (1 + n) + key.len() + value.len();
+            st.baggage_logs_extra += full - charged;
+            b += charged;
+            push_log(&mut s.logs, st.last_time).fields = KeyValues::from_vec(fields);
+        } else {
+            st.items_refused += 1;
+        }
+        st.bytes += b;
+        self.bytes_held += b;
     }
 
     /// Warnings for what a span lost on the device, as its END record reports.
@@ -1969,6 +1989,8 @@ impl Assembler {
             items_refused: 0,
             strings_cut: 0,
             bytes,
+            baggage_items_charged: 0,
+            baggage_logs_extra: 0,
         };
         self.bytes_held += bytes;
         self.traces.entry(trace).or_default().open += 1;
@@ -2103,18 +2125,21 @@ impl Assembler {
         );
         let trace = span.trace_id;
         // Charged as its finished form from now on (released when its trace is handed over). Its
-        // open form was charged the same, item by item as it came, unless names were resolved
-        // since (they were charged as empty) or it has baggage (inherited items were not
-        // charged, replaced ones twice): only then is it measured again.
-        let charge = if resolves || !span.baggage.is_empty() {
+        // open form was charged the same, item by item as it came, but for its baggage (the
+        // finished form counts each item once, inherited ones too, and each baggage log's fields
+        // in full: the differences are kept as they arise) and names resolved since (charged as
+        // empty): only then is it measured again.
+        let charge = if resolves {
             span_bytes(span)
         } else {
-            debug_assert_eq!(
-                s.bytes,
-                span_bytes(span),
-                "open and finished charges differ"
-            );
-            s.bytes
+            let items: usize = span
+                .baggage
+                .iter()
+                .map(|(k, v)| ITEM_OVERHEAD + k.len() + v.len())
+                .sum();
+            let charge = s.bytes - s.baggage_items_charged + s.baggage_logs_extra + items;
+            debug_assert_eq!(charge, span_bytes(span), "open and finished charges differ");
+            charge
         };
         self.bytes_held = self.bytes_held.saturating_sub(s.bytes) + charge;
         let entry = self.traces.entry(trace).or_default();

@@ -373,6 +373,11 @@ impl Baggage {
         Self(None)
     }
 
+    /// One item.
+    pub(crate) fn one(key: SharedStr, value: SharedStr) -> Self {
+        Self(Some(Arc::new(SmallVec::from_buf([(key, value)]))))
+    }
+
     /// Whether `other` shares these very items (the same allocation, or both empty).
     pub(crate) fn ptr_eq(&self, other: &Baggage) -> bool {
         match (&self.0, &other.0) {
