@@ -665,6 +665,20 @@ fn push_log(logs: &mut Logs, time: u64) -> &mut Log {
     &mut logs[len]
 }
 
+/// Appends `r` to `refs`. The first reference beyond the one kept in place (a span's parent)
+/// moves them to a heap vector with room for two, as `SmallVec::push` grows, but made directly:
+/// the general reallocation it goes through was most of a FollowsFrom consumer's extra reference.
+fn push_reference(refs: &mut References, r: Reference) {
+    if refs.len() == refs.capacity() && !refs.spilled() {
+        let mut v = Vec::with_capacity(2 * refs.capacity());
+        v.extend(refs.drain(..));
+        v.push(r);
+        *refs = References::from_vec(v);
+    } else {
+        refs.push(r);
+    }
+}
+
 /// A trace with open or buffered spans.
 #[derive(Debug, Default)]
 struct TraceState {
@@ -948,6 +962,24 @@ impl Resolver<'_> {
                 ));
                 format!("<unknown name #{id}>").into()
             }
+        }
+    }
+
+    /// Resolves a finishing span's names that were pending: its operation name, then the strings
+    /// of its tags and logs. Out of line: names are pending only after a lost frame.
+    #[cold]
+    #[inline(never)]
+    fn resolve_span(&self, span: &mut Span, s: &mut OpenState) {
+        if let Some((epoch, id)) = s.name_pending {
+            span.operation = self.resolve(epoch, id, &mut span.warnings);
+        }
+        if !s.pending.is_empty() {
+            self.resolve_pending(
+                std::mem::take(&mut s.pending),
+                &mut span.tags,
+                &mut span.logs,
+                &mut span.warnings,
+            );
         }
     }
 
@@ -1685,24 +1717,14 @@ impl Assembler {
                 kind,
                 trace,
                 target,
-            } => {
-                let Some(slot) = self.open.get(span) else {
-                    self.stats.orphan_records += 1;
-                    return;
-                };
-                let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
-                if s.references.len() < self.opts.limits.max_items_per_span {
-                    s.references.push(Reference {
-                        kind: ref_kind(kind),
-                        trace_id: trace.0,
-                        span_id: target.0,
-                    });
-                    st.bytes += ITEM_OVERHEAD;
-                    self.bytes_held += ITEM_OVERHEAD;
-                } else {
-                    st.items_refused += 1;
-                }
-            }
+            } => self.reference(
+                span,
+                Reference {
+                    kind: ref_kind(kind),
+                    trace_id: trace.0,
+                    span_id: target.0,
+                },
+            ),
             Record::Drops { total } => {
                 let Some(s) = self.session.as_mut() else {
                     return;
@@ -1821,6 +1843,24 @@ impl Assembler {
         }
         st.bytes += b;
         self.bytes_held += b;
+    }
+
+    /// A REFERENCE record: the reference joins the span's. Out of line: rare, and its code kept
+    /// the record loop's longer.
+    #[inline(never)]
+    fn reference(&mut self, span: u32, r: Reference) {
+        let Some(slot) = self.open.get(span) else {
+            self.stats.orphan_records += 1;
+            return;
+        };
+        let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+        if s.references.len() < self.opts.limits.max_items_per_span {
+            push_reference(&mut s.references, r);
+            st.bytes += ITEM_OVERHEAD;
+            self.bytes_held += ITEM_OVERHEAD;
+        } else {
+            st.items_refused += 1;
+        }
     }
 
     /// Warnings for what a span lost on the device, as its END record reports.
@@ -2046,57 +2086,27 @@ impl Assembler {
             return;
         };
         let SpanSlot { span, st: s } = &mut self.slab.slots[i as usize];
-        let warnings = &mut span.warnings;
-        if let Some(why) = why {
-            warnings.push(format!("incomplete: {why}"));
-        }
         let lost = self.stats.lost_frames - s.lost_frames_at_start;
-        if lost > 0 {
-            warnings.push(format!("{lost} frames were lost on the link while this span was open: some of its records may be missing"));
-        }
         let abandoned = self.stats.record_errors - s.errors_at_start;
-        if abandoned > 0 {
-            warnings.push(format!("records were lost while this span was open (the rest of {abandoned} frames, abandoned at a malformed record): some of its records may be missing"));
-        }
-        if s.baggage_uncertain {
-            warnings.push(
-                "inherited baggage may be incomplete: frames were lost, or records abandoned after a malformed one, while an ancestor span was open"
-                    .to_string(),
-            );
-        }
         let drops = self.stats.device_drops - s.drops_at_start;
-        if drops > 0 {
-            warnings.push(format!(
-                "the device dropped {drops} records (ring buffer full, or a record larger than the drain's frame) while this span was open"
-            ));
+        // Warnings and late names are rare: written out of line, the usual path stays short.
+        if why.is_some()
+            || lost > 0
+            || abandoned > 0
+            || s.baggage_uncertain
+            || drops > 0
+            || s.items_refused > 0
+            || s.strings_cut > 0
+        {
+            loss_warnings(&mut span.warnings, s, why, lost, abandoned, drops);
         }
-        if s.items_refused > 0 {
-            warnings.push(format!(
-                "{} tags/logs/references/baggage items beyond the decoder's per-span limits were ignored",
-                s.items_refused
-            ));
-        }
-        if s.strings_cut > 0 {
-            warnings.push(format!(
-                "{} strings were cut to the decoder's string limit",
-                s.strings_cut
-            ));
-        }
-        let names = Resolver {
-            table: &self.names,
-            epoch: session.epoch,
-        };
         let resolves = s.name_pending.is_some() || !s.pending.is_empty();
-        if let Some((epoch, id)) = s.name_pending {
-            span.operation = names.resolve(epoch, id, &mut span.warnings);
-        }
-        if !s.pending.is_empty() {
-            names.resolve_pending(
-                std::mem::take(&mut s.pending),
-                &mut span.tags,
-                &mut span.logs,
-                &mut span.warnings,
-            );
+        if resolves {
+            let names = Resolver {
+                table: &self.names,
+                epoch: session.epoch,
+            };
+            names.resolve_span(span, s);
         }
         if !self.cut_names.is_empty() {
             warn_of_cut_names(span, &self.cut_names);
@@ -2226,6 +2236,53 @@ impl Assembler {
 /// marked ([`mark_loss`]) before it is counted.
 fn losses(stats: &Stats) -> u64 {
     stats.lost_frames + stats.device_drops + stats.record_errors
+}
+
+/// The warnings of a finishing span for what it may have lost, in this order: why it is
+/// incomplete, frames lost on the link, frames abandoned at a malformed record, uncertain inherited
+/// baggage, records dropped on the device, items refused, strings cut.
+#[cold]
+#[inline(never)]
+fn loss_warnings(
+    warnings: &mut Vec<String>,
+    s: &OpenState,
+    why: Option<&str>,
+    lost: u64,
+    abandoned: u64,
+    drops: u64,
+) {
+    if let Some(why) = why {
+        warnings.push(format!("incomplete: {why}"));
+    }
+    if lost > 0 {
+        warnings.push(format!("{lost} frames were lost on the link while this span was open: some of its records may be missing"));
+    }
+    if abandoned > 0 {
+        warnings.push(format!("records were lost while this span was open (the rest of {abandoned} frames, abandoned at a malformed record): some of its records may be missing"));
+    }
+    if s.baggage_uncertain {
+        warnings.push(
+            "inherited baggage may be incomplete: frames were lost, or records abandoned after a malformed one, while an ancestor span was open"
+                .to_string(),
+        );
+    }
+    if drops > 0 {
+        warnings.push(format!(
+            "the device dropped {drops} records (ring buffer full, or a record larger than the drain's frame) while this span was open"
+        ));
+    }
+    if s.items_refused > 0 {
+        warnings.push(format!(
+            "{} tags/logs/references/baggage items beyond the decoder's per-span limits were ignored",
+            s.items_refused
+        ));
+    }
+    if s.strings_cut > 0 {
+        warnings.push(format!(
+            "{} strings were cut to the decoder's string limit",
+            s.strings_cut
+        ));
+    }
 }
 
 /// Most texts of cut names remembered for warnings (a device has few static strings; a hostile
