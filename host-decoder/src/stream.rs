@@ -74,8 +74,8 @@ pub struct StreamDecoder {
     stats: StreamStats,
     version_strikes: u32,
     last_error: Option<String>,
-    /// Fingerprints (sequence number, content hash) of the last good frames, oldest first.
-    recent: std::collections::VecDeque<(u16, u64)>,
+    /// Fingerprints of the last good frames.
+    recent: ReplayWindow,
     /// The encoded bytes of the frame being checked (the check decodes in place).
     encoded: Vec<u8>,
     /// The last frame, if it was bad: its encoded bytes, why, and whether it began at the
@@ -95,7 +95,7 @@ impl StreamDecoder {
             stats: StreamStats::default(),
             version_strikes: 0,
             last_error: None,
-            recent: std::collections::VecDeque::with_capacity(REPLAY_WINDOW),
+            recent: ReplayWindow::new(),
             encoded: Vec::new(),
             suspect: None,
             last_seq: None,
@@ -171,13 +171,10 @@ impl StreamDecoder {
                     self.version_strikes = 0;
                     self.last_seq = Some(frame.seq);
                     let print = fingerprint(&frame);
-                    if self.recent.contains(&print) {
+                    if self.recent.contains(print) {
                         self.stats.duplicate_frames += 1;
                     } else {
-                        if self.recent.len() == REPLAY_WINDOW {
-                            self.recent.pop_front();
-                        }
-                        self.recent.push_back(print);
+                        self.recent.push(print);
                         if let Some(e) = self.asm.frame(&frame, out) {
                             self.last_error = Some(format!("frame {}: {e}", frame.seq));
                         }
@@ -388,6 +385,50 @@ impl StreamStats {
     }
 }
 
+/// The fingerprints (sequence number, content hash) of the last [`REPLAY_WINDOW`] good frames,
+/// oldest first, and how many of them fall in each of [`REPLAY_BUCKETS`] buckets by their hash's
+/// low bits. A frame whose bucket is empty is not among them, which is most frames' case: they
+/// are told so without comparing their fingerprint with each of the window's (that scan, for
+/// every frame, was a fiftieth of decoding).
+struct ReplayWindow {
+    prints: std::collections::VecDeque<(u16, u64)>,
+    buckets: [u8; REPLAY_BUCKETS],
+}
+
+/// Buckets of [`ReplayWindow`] (a power of two; with 64 fingerprints, about one in sixteen is
+/// in use).
+const REPLAY_BUCKETS: usize = 1024;
+
+impl ReplayWindow {
+    fn new() -> Self {
+        Self {
+            prints: std::collections::VecDeque::with_capacity(REPLAY_WINDOW),
+            buckets: [0; REPLAY_BUCKETS],
+        }
+    }
+
+    fn bucket(print: (u16, u64)) -> usize {
+        print.1 as usize & (REPLAY_BUCKETS - 1)
+    }
+
+    /// `print` is among the last frames'.
+    #[inline]
+    fn contains(&self, print: (u16, u64)) -> bool {
+        self.buckets[Self::bucket(print)] != 0 && self.prints.contains(&print)
+    }
+
+    /// Adds `print` (not among them), forgetting the oldest if the window is full.
+    fn push(&mut self, print: (u16, u64)) {
+        if self.prints.len() == REPLAY_WINDOW {
+            if let Some(old) = self.prints.pop_front() {
+                self.buckets[Self::bucket(old)] -= 1;
+            }
+        }
+        self.prints.push_back(print);
+        self.buckets[Self::bucket(print)] += 1;
+    }
+}
+
 /// A frame's sequence number and a hash of everything else in it.
 ///
 /// The same frame always has the same fingerprint. The hash reads the body eight bytes at a time
@@ -453,6 +494,34 @@ mod tests {
             assert!(!s.lost_anything() && s.anything_wrong(), "{s:?}");
         }
         assert!(dropped.lost_anything() && dropped.anything_wrong());
+    }
+
+    /// The window answers as a plain list of its last fingerprints would, also when many share a
+    /// bucket or a hash, and its bucket counts stay those of the fingerprints it holds.
+    #[test]
+    fn replay_window_agrees_with_a_list() {
+        let mut w = ReplayWindow::new();
+        let mut list = std::collections::VecDeque::new();
+        // Hashes in few buckets (and some equal, with other sequence numbers).
+        let print = |n: u64| ((n % 7) as u16, (n % 40) * REPLAY_BUCKETS as u64 + n % 3);
+        for n in 0..1000u64 {
+            let p = print(n * 2_654_435_761 % 997);
+            let q = print(n);
+            assert_eq!(w.contains(q), list.contains(&q), "{n}");
+            if !list.contains(&p) {
+                w.push(p);
+                list.push_back(p);
+                if list.len() > REPLAY_WINDOW {
+                    list.pop_front();
+                }
+            }
+            assert_eq!(w.prints, list);
+            let mut buckets = [0u8; REPLAY_BUCKETS];
+            for &p in &list {
+                buckets[ReplayWindow::bucket(p)] += 1;
+            }
+            assert!(w.buckets == buckets, "{n}");
+        }
     }
 
     /// Frames that differ anywhere (one bit of the body, its length, a header field) have
