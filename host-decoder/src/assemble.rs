@@ -857,9 +857,11 @@ impl RecentCache {
             .wrapping_sub(1)
     }
     /// An entry with baggage is overwritten: it was the oldest entry, so its baggage is the
-    /// front of `bags`; dropped when no other entry refers to it.
+    /// front of `bags` (the runs before it were released with their last entries); dropped when
+    /// no other entry refers to it.
     #[inline]
     fn release_bag(&mut self) {
+        debug_assert_eq!(self.ring[self.next].bag, self.bags_front);
         if let Some((_, n)) = self.bags.front_mut() {
             *n -= 1;
             if *n == 0 {
@@ -2147,7 +2149,8 @@ impl Assembler {
                 .iter()
                 .map(|(k, v)| ITEM_OVERHEAD + k.len() + v.len())
                 .sum();
-            let charge = s.bytes - s.baggage_items_charged + s.baggage_logs_extra + items;
+            let charge =
+                s.bytes.saturating_sub(s.baggage_items_charged) + s.baggage_logs_extra + items;
             debug_assert_eq!(charge, span_bytes(span), "open and finished charges differ");
             charge
         };
