@@ -27,6 +27,7 @@ use crate::model::{
     smallvec, Baggage, Batch, KeyValue, KeyValues, Log, Logs, Process, RefKind, Reference,
     References, SharedStr, Span, Value,
 };
+use crate::plural::{count, plural};
 
 /// The warning on a span whose parent, a span of the same boot, was never seen.
 const PARENT_NOT_RECEIVED: &str =
@@ -1870,18 +1871,21 @@ impl Assembler {
     #[cold]
     fn end_losses(&mut self, i: u32, losses: Losses) {
         let warnings = &mut self.slab.slots[i as usize].span.warnings;
+        // The count, what it counts (one, many), and the rest of the sentence.
         let limits = [
-            (losses.tags_over_capacity, "tags were dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
+            (losses.tags_over_capacity, "tag was", "tags were", " dropped: more than the device's MICROSPAN_MAX_TAGS_PER_SPAN"),
             (
                 losses.fields_over_capacity,
-                "log fields, baggage items or references were dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, MICROSPAN_MAX_REFERENCES, the span's baggage items B, MICROSPAN_MAX_BAGGAGE_KEY_LEN / MICROSPAN_MAX_BAGGAGE_VALUE_LEN), an empty baggage key, or baggage a carrier brought that did not fit",
+                "log field, baggage item or reference was",
+                "log fields, baggage items or references were",
+                " dropped: more than the device's capacity (MICROSPAN_MAX_FIELDS_PER_LOG, MICROSPAN_MAX_REFERENCES, the span's baggage items B, MICROSPAN_MAX_BAGGAGE_KEY_LEN / MICROSPAN_MAX_BAGGAGE_VALUE_LEN), an empty baggage key, or baggage a carrier brought that did not fit",
             ),
-            (losses.strings_truncated, "strings were truncated to the device's MICROSPAN_MAX_STR_LEN (keys to their own limit)"),
-            (losses.records_dropped, "of this span's records were dropped on the device: its ring buffer was full"),
+            (losses.strings_truncated, "string was", "strings were", " truncated to the device's MICROSPAN_MAX_STR_LEN (keys to their own limit)"),
+            (losses.records_dropped, "of this span's records was", "of this span's records were", " dropped on the device: its ring buffer was full"),
         ];
-        for (n, what) in limits {
+        for (n, one, many, rest) in limits {
             if n > 0 {
-                warnings.push(format!("{n} {what}"));
+                warnings.push(format!("{}{rest}", count(u64::from(n), one, many)));
             }
         }
     }
@@ -2278,10 +2282,13 @@ fn loss_warnings(
         warnings.push(format!("incomplete: {why}"));
     }
     if lost > 0 {
-        warnings.push(format!("{lost} frames were lost on the link while this span was open: some of its records may be missing"));
+        warnings.push(format!(
+            "{} lost on the link while this span was open: some of its records may be missing",
+            count(lost, "frame was", "frames were")
+        ));
     }
     if abandoned > 0 {
-        warnings.push(format!("records were lost while this span was open (the rest of {abandoned} frames, abandoned at a malformed record): some of its records may be missing"));
+        warnings.push(format!("records were lost while this span was open (the rest of {}, abandoned at a malformed record): some of its records may be missing", count(abandoned, "frame", "frames")));
     }
     if s.baggage_uncertain {
         warnings.push(
@@ -2291,19 +2298,26 @@ fn loss_warnings(
     }
     if drops > 0 {
         warnings.push(format!(
-            "the device dropped {drops} records (ring buffer full, or a record larger than the drain's frame) while this span was open"
+            "the device dropped {} (ring buffer full, or a record larger than the drain's frame) while this span was open",
+            count(drops, "record", "records")
         ));
     }
     if s.items_refused > 0 {
+        let n = s.items_refused;
         warnings.push(format!(
-            "{} tags/logs/references/baggage items beyond the decoder's per-span limits were ignored",
-            s.items_refused
+            "{} beyond the decoder's per-span limits {} ignored",
+            count(
+                n,
+                "tag, log, reference or baggage item",
+                "tags/logs/references/baggage items"
+            ),
+            plural(n, "was", "were")
         ));
     }
     if s.strings_cut > 0 {
         warnings.push(format!(
-            "{} strings were cut to the decoder's string limit",
-            s.strings_cut
+            "{} cut to the decoder's string limit",
+            count(s.strings_cut, "string was", "strings were")
         ));
     }
 }

@@ -148,7 +148,7 @@ fn a_lost_frame_is_counted_and_marks_the_spans_it_touched() {
         outer
             .warnings
             .iter()
-            .any(|w| w.contains("1 frames were lost")),
+            .any(|w| w.contains("1 frame was lost")),
         "{:?}",
         outer.warnings
     );
@@ -463,6 +463,11 @@ fn capacity_truncations_become_warnings() {
         s.set_tag("t", 1u8);
     }
     s.set_tag("long", Value::text(&"y".repeat(200)));
+    // One field more than a log holds: the warning is in the singular.
+    let fields: Vec<(&'static str, Value<'_>)> = (0..=microspan::config::MAX_FIELDS_PER_LOG)
+        .map(|i| ("f", Value::from(i as u32)))
+        .collect();
+    s.log(fields);
     drop(s);
     let d = decode(&drain_all(&mut drain));
     let busy = span(&d.spans, "busy");
@@ -470,6 +475,13 @@ fn capacity_truncations_become_warnings() {
         busy.warnings
             .iter()
             .any(|w| w.starts_with("3 tags were dropped")),
+        "{:?}",
+        busy.warnings
+    );
+    assert!(
+        busy.warnings
+            .iter()
+            .any(|w| w.starts_with("1 log field, baggage item or reference was dropped")),
         "{:?}",
         busy.warnings
     );
