@@ -427,23 +427,43 @@ impl Slab {
     fn take_into(&mut self, i: u32, out: &mut Vec<Span>) {
         let slot = &mut self.slots[i as usize];
         slot.st.pending = Vec::new();
-        let s = &mut slot.span;
-        // Field by field: what is left in the slot is what an empty span holds, written without
-        // building a whole empty span and swapping it in.
-        out.push(Span {
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            operation: std::mem::take(&mut s.operation),
-            references: std::mem::take(&mut s.references),
-            start_unix_nanos: s.start_unix_nanos,
-            duration_nanos: s.duration_nanos,
-            tags: std::mem::take(&mut s.tags),
-            logs: std::mem::take(&mut s.logs),
-            baggage: std::mem::take(&mut s.baggage),
-            flags: s.flags,
-            warnings: std::mem::take(&mut s.warnings),
-            incomplete: s.incomplete,
-        });
+        // Copied once, straight to its place, and the slot's owning fields emptied. (A span built
+        // field by field in `push`'s argument was assembled on the stack and then copied into the
+        // vector: 384 bytes moved twice, about 80 instructions a span.)
+        //
+        // The fields, all named: a field added to `Span` stops this compiling until it is
+        // handled below (emptied if it owns memory).
+        let Span {
+            trace_id: _,
+            span_id: _,
+            operation: _,
+            references: _,
+            start_unix_nanos: _,
+            duration_nanos: _,
+            tags: _,
+            logs: _,
+            baggage: _,
+            flags: _,
+            warnings: _,
+            incomplete: _,
+        } = &slot.span;
+        out.reserve(1);
+        let len = out.len();
+        let s = &raw mut slot.span;
+        // SAFETY: `reserve` made room for a span at `out.len()`. The slot's span is copied there
+        // bitwise and counted in `out`; then each of its fields that owns memory is overwritten
+        // with an empty value, not dropped, so what it owned is owned by the copy in `out` alone.
+        // The other fields are plain data. Nothing in between can panic or unwind.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s, out.as_mut_ptr().add(len), 1);
+            out.set_len(len + 1);
+            (&raw mut (*s).operation).write(SharedStr::default());
+            (&raw mut (*s).references).write(References::new());
+            (&raw mut (*s).tags).write(KeyValues::new());
+            (&raw mut (*s).logs).write(Logs::new());
+            (&raw mut (*s).baggage).write(Baggage::new());
+            (&raw mut (*s).warnings).write(Vec::new());
+        }
         self.free.push(i);
     }
 
