@@ -812,54 +812,15 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
 /// What `--strict` fails on (see [`StreamStats::anything_wrong`]), counted:
 /// `15 device drops, 1 incomplete span`.
 fn strict_failures(stats: &StreamStats) -> String {
-    let s = &stats.spans;
-    let counts = [
-        (stats.crc_errors, "CRC error", "CRC errors"),
-        (stats.bad_frames, "other bad frame", "other bad frames"),
-        (stats.discarded_bytes, "byte discarded", "bytes discarded"),
-        (
-            stats.unfinished_bytes,
-            "byte of a frame the input ended inside",
-            "bytes of a frame the input ended inside",
-        ),
-        (
-            s.lost_frames,
-            "frame lost on the link",
-            "frames lost on the link",
-        ),
-        (
-            s.frames_before_session,
-            "frame skipped before the session record",
-            "frames skipped before the session record",
-        ),
-        (
-            s.device_drops,
-            "record dropped on the device",
-            "records dropped on the device",
-        ),
-        (s.incomplete_spans, "incomplete span", "incomplete spans"),
-        (s.record_errors, "malformed record", "malformed records"),
-        (s.orphan_records, "orphan record", "orphan records"),
-        (
-            s.names_cut,
-            "name cut by the device",
-            "names cut by the device",
-        ),
-        (
-            s.misdated,
-            "misdated session record",
-            "misdated session records",
-        ),
-    ];
-    let said: Vec<String> = counts
+    let said: Vec<String> = stats
+        .troubles()
         .iter()
-        .filter(|(n, ..)| *n > 0)
-        .map(|&(n, one, many)| count(n, one, many))
+        .filter(|t| t.count > 0)
+        .map(|t| count(t.count, t.one, t.many))
         .collect();
     if said.is_empty() {
-        // A reason this list does not know yet: the summary has every counter.
-        "the stream was not exactly what the device recorded (run without -q for the summary)"
-            .into()
+        // `anything_wrong` reads the same list: not reached.
+        "the stream was not exactly what the device recorded".into()
     } else {
         said.join(", ")
     }

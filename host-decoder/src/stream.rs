@@ -50,6 +50,11 @@ pub struct StreamStats {
     pub unsupported_version_frames: u64,
     /// The wire version of the last such frame.
     pub unsupported_version: Option<u8>,
+    /// The input began inside a frame: its first bytes, up to the first delimiter, were not a
+    /// whole frame (counted in [`crc_errors`](Self::crc_errors) or
+    /// [`bad_frames`](Self::bad_frames) like any bad frame). A capture started while the device
+    /// was sending, not damage on the link.
+    pub began_mid_frame: bool,
     /// The assembler's counters.
     pub spans: Stats,
 }
@@ -162,6 +167,7 @@ impl StreamDecoder {
                     discarded = Some(fragment.len());
                     count_bad(&mut self.stats, &mut self.last_error, error);
                     if first {
+                        self.stats.began_mid_frame = true;
                         self.last_error = Some(cut_by_start(fragment.len()));
                     }
                 }
@@ -234,6 +240,7 @@ impl StreamDecoder {
             self.acc.count_discarded(fragment.len());
             count_bad(&mut self.stats, &mut self.last_error, error);
             if first {
+                self.stats.began_mid_frame = true;
                 self.last_error = Some(cut_by_start(fragment.len()));
             }
         }
@@ -269,31 +276,113 @@ fn cut_by_start(len: usize) -> String {
     )
 }
 
+/// One counter of [`StreamStats`] that says something went wrong, with its noun in the
+/// singular and the plural (`"CRC error"`, `"CRC errors"`): see [`StreamStats::troubles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trouble {
+    /// How many times it happened.
+    pub count: u64,
+    /// What one of them is called.
+    pub one: &'static str,
+    /// What several are called.
+    pub many: &'static str,
+    /// Whether it means something the device recorded is missing from the output
+    /// ([`StreamStats::lost_anything`]) rather than changed (a name cut, a date guessed).
+    pub loses: bool,
+}
+
+impl Trouble {
+    const fn new(count: u64, one: &'static str, many: &'static str, loses: bool) -> Self {
+        Self {
+            count,
+            one,
+            many,
+            loses,
+        }
+    }
+}
+
 impl StreamStats {
+    /// Every counter that says the spans are not exactly what the device recorded, in the order
+    /// a summary names them; those at zero included. [`anything_wrong`](Self::anything_wrong)
+    /// and [`lost_anything`](Self::lost_anything) read this list, and `--strict` names its
+    /// failures from it, so the three cannot disagree.
+    pub fn troubles(&self) -> [Trouble; 12] {
+        let s = &self.spans;
+        [
+            Trouble::new(self.crc_errors, "CRC error", "CRC errors", true),
+            Trouble::new(self.bad_frames, "other bad frame", "other bad frames", true),
+            Trouble::new(
+                self.discarded_bytes,
+                "byte discarded",
+                "bytes discarded",
+                true,
+            ),
+            Trouble::new(
+                self.unfinished_bytes,
+                "byte of a frame the input ended inside",
+                "bytes of a frame the input ended inside",
+                true,
+            ),
+            Trouble::new(
+                s.lost_frames,
+                "frame lost on the link",
+                "frames lost on the link",
+                true,
+            ),
+            Trouble::new(
+                s.frames_before_session,
+                "frame skipped before the session record",
+                "frames skipped before the session record",
+                true,
+            ),
+            Trouble::new(
+                s.device_drops,
+                "record dropped on the device",
+                "records dropped on the device",
+                true,
+            ),
+            Trouble::new(
+                s.incomplete_spans,
+                "incomplete span",
+                "incomplete spans",
+                true,
+            ),
+            Trouble::new(
+                s.record_errors,
+                "malformed record",
+                "malformed records",
+                true,
+            ),
+            Trouble::new(s.orphan_records, "orphan record", "orphan records", true),
+            Trouble::new(
+                s.names_cut,
+                "name cut by the device",
+                "names cut by the device",
+                false,
+            ),
+            Trouble::new(
+                s.misdated,
+                "misdated session record",
+                "misdated session records",
+                false,
+            ),
+        ]
+    }
+
     /// `true` when the spans are not exactly what the device recorded: something was lost
     /// ([`lost_anything`](Self::lost_anything)), a static string arrived cut to fit the device's
     /// frame, or records were dated ahead of the device's clock
     /// ([`Stats::misdated`](crate::assemble::Stats::misdated)). `--strict` fails on it.
     pub fn anything_wrong(&self) -> bool {
-        self.lost_anything() || self.spans.names_cut > 0 || self.spans.misdated > 0
+        self.troubles().iter().any(|t| t.count > 0)
     }
 
     /// `true` when something in the input could not be used: a bad, lost, cut or skipped frame,
     /// discarded bytes, a malformed or orphan record, a drop on the device, or a span that never
     /// finished.
     pub fn lost_anything(&self) -> bool {
-        let s = &self.spans;
-        self.crc_errors
-            + self.bad_frames
-            + self.discarded_bytes
-            + self.unfinished_bytes
-            + s.lost_frames
-            + s.frames_before_session
-            + s.device_drops
-            + s.incomplete_spans
-            + s.record_errors
-            + s.orphan_records
-            > 0
+        self.troubles().iter().any(|t| t.loses && t.count > 0)
     }
 
     /// What went wrong with the input as a whole, in words a user can act on (empty when the
@@ -346,7 +435,7 @@ impl StreamStats {
                     1 => "the one good frame could not".to_string(),
                     n => format!("none of the {n} good frames could"),
                 },
-                if self.crc_errors + self.bad_frames > 0 {
+                if self.crc_errors + self.bad_frames > u64::from(self.began_mid_frame) {
                     " (a frame lost to a CRC error or corruption may have been it)"
                 } else {
                     ""

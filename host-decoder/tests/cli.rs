@@ -705,6 +705,9 @@ fn a_capture_that_starts_mid_frame_says_so() {
         "{e}"
     );
     assert!(!e.contains("corrupted bytes on the link"), "{e}");
+    // The session record was in the part before the capture began, not in a damaged frame.
+    assert!(e.contains("no session record (HELLO) arrived"), "{e}");
+    assert!(!e.contains("lost to a CRC error or corruption"), "{e}");
     // Counted as before: a CRC error or another bad frame.
     let counted = |e: &str| e.contains("CRC errors 1\n") || e.contains("bad frames 1 ");
     assert!(counted(&e), "{e}");
@@ -715,5 +718,9 @@ fn a_capture_that_starts_mid_frame_says_so() {
     let (_code, e) = decode_file(&delimited, &[]);
     assert!(e.contains("corrupted bytes on the link"), "{e}");
     assert!(!e.contains("cut by the start of the capture"), "{e}");
+    assert!(
+        e.contains("lost to a CRC error or corruption may have been it"),
+        "{e}"
+    );
     assert!(counted(&e), "{e}");
 }
