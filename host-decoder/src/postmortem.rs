@@ -16,6 +16,7 @@ use microspan::postmortem::{offset, RingImage, TargetMemory, SYMBOL};
 
 use crate::assemble::Options;
 use crate::model::Batch;
+use crate::plural::count;
 use crate::rtt_gdb::GdbMemory;
 use crate::stream::{StreamDecoder, StreamStats};
 
@@ -229,16 +230,19 @@ pub fn summary(r: &Report) -> String {
         None => out.push_str("no crash was marked (the firmware was running or hung)\n"),
     }
     out.push_str(&format!(
-        "service {} boot {:08x}, {} ring ({} words): {} records replayed, {} spans open at the crash, {} records lost before it{}\n",
+        "service {} boot {:08x}, {} ring ({}): {} replayed, {} open at the crash, {} lost before it{}\n",
         img.service,
         img.boot_id,
         if img.overwrite { "flight-recorder" } else { "drop-new" },
-        img.capacity,
-        r.records,
-        open,
-        img.dropped,
+        count(u64::from(img.capacity), "word", "words"),
+        count(r.records as u64, "record", "records"),
+        count(open as u64, "span", "spans"),
+        count(u64::from(img.dropped), "record", "records"),
         if r.unread_words > 0 {
-            format!(", {} words unreadable (a record was being written at the crash)", r.unread_words)
+            format!(
+                ", {} unreadable (a record was being written at the crash)",
+                count(r.unread_words as u64, "word", "words")
+            )
         } else {
             String::new()
         }

@@ -145,7 +145,7 @@ pub enum RttGdbError {
         secs: f64,
     },
     /// The requested up-channel does not exist or was never initialised.
-    #[error("the RTT control block at {cb:#010x} has {max_up} up channel(s), and channel {channel} is {state}: pick another with --rtt-channel N (microspan uses 1, defmt 0)")]
+    #[error("the RTT control block at {cb:#010x} has {}, and channel {channel} is {state}: pick another with --rtt-channel N (microspan uses 1, defmt 0)", crate::plural::count(u64::from(*max_up), "up channel", "up channels"))]
     NoChannel {
         /// Control block address.
         cb: u32,
