@@ -168,9 +168,10 @@ struct DecodeArgs {
     /// --strict failed on, the uploads that did not deliver.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit non-zero when anything was lost or is known wrong (frames, device drops, CRC errors,
-    /// discarded or cut bytes, frames before the session record, orphan records, incomplete
-    /// spans, names the device cut to fit its frame, records dated ahead of the device's clock).
+    /// Exit non-zero when no span was decoded, or when anything was lost or is known wrong
+    /// (frames, device drops, CRC errors, discarded or cut bytes, frames before the session
+    /// record, orphan records, incomplete spans, names the device cut to fit its frame, records
+    /// dated ahead of the device's clock).
     #[arg(long)]
     strict: bool,
 }
@@ -753,7 +754,10 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     let stats = decoder.stats();
-    let strict_failed = args.strict && !outputs_closed && stats.anything_wrong();
+    // A run that decoded nothing fails too: an empty capture is a drain that never ran, a
+    // UART never enabled or a capture of the wrong port, not a clean trace.
+    let strict_failed =
+        args.strict && !outputs_closed && (stats.anything_wrong() || stats.spans.spans == 0);
     let status: u8 = if fatal.is_some() {
         2
     } else if !delivered_all || unreadable || strict_failed {
@@ -809,21 +813,21 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::from(status))
 }
 
-/// What `--strict` fails on (see [`StreamStats::anything_wrong`]), counted:
+/// What `--strict` fails on (no span decoded, or [`StreamStats::anything_wrong`]), counted:
 /// `15 device drops, 1 incomplete span`.
 fn strict_failures(stats: &StreamStats) -> String {
-    let said: Vec<String> = stats
-        .troubles()
-        .iter()
-        .filter(|t| t.count > 0)
-        .map(|t| count(t.count, t.one, t.many))
+    let none = (stats.spans.spans == 0).then(|| "no span was decoded".to_string());
+    let said: Vec<String> = none
+        .into_iter()
+        .chain(
+            stats
+                .troubles()
+                .iter()
+                .filter(|t| t.count > 0)
+                .map(|t| count(t.count, t.one, t.many)),
+        )
         .collect();
-    if said.is_empty() {
-        // `anything_wrong` reads the same list: not reached.
-        "the stream was not exactly what the device recorded".into()
-    } else {
-        said.join(", ")
-    }
+    said.join(", ")
 }
 
 #[cfg(test)]
@@ -869,6 +873,7 @@ mod tests {
             let mut stats = StreamStats::default();
             set(&mut stats);
             assert!(stats.anything_wrong(), "{stats:?}");
+            stats.spans.spans = 1;
             let said = strict_failures(&stats);
             assert!(said.starts_with("1 ") && !said.contains(','), "{said}");
         }

@@ -395,7 +395,13 @@ impl StreamStats {
         let s = &self.spans;
         let mut out = Vec::new();
         if self.bytes == 0 {
-            out.push("the input was empty: no bytes were read".to_string());
+            out.push(
+                "the input was empty: no bytes were read. Check that the firmware runs its drain \
+                 (`BlockingDrain::drain`, `AsyncDrain::run`, `Drain::drain_with`…), that the UART is \
+                 enabled and wired to what was captured (QEMU: `-serial file:…` or \
+                 `-serial tcp:…`), and that the capture ran while the device did"
+                    .to_string(),
+            );
             return out;
         }
         if s.frames == 0 && self.unfinished_bytes == self.bytes {

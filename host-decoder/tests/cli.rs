@@ -259,11 +259,16 @@ fn unusable_or_cut_input_is_diagnosed() {
     assert!(e.contains("no microspan frame found in 3000 bytes"), "{e}");
     assert!(e.contains("baud rate"), "{e}");
 
-    // Empty: said, not an error (a capture that saw no traffic).
+    // Empty: said, not an error (a capture that saw no traffic), with what to check; --strict
+    // fails on it (a drain that never ran is not a clean trace).
     let (_d, empty) = capture(&[]);
     let (code, e) = decode_file(&empty, &[]);
     assert_eq!(code, Some(0), "{e}");
     assert!(e.contains("the input was empty"), "{e}");
+    assert!(e.contains("drain"), "{e}");
+    let (code, e) = decode_file(&empty, &["-q", "--strict"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("failed (--strict): no span was decoded"), "{e}");
 }
 
 /// A name the device cut to fit its frame loses nothing else: the spans are delivered (status 0)
