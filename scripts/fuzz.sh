@@ -6,15 +6,19 @@
 #
 #   bash scripts/fuzz.sh                 # 10 million executions per target, two at a time
 #   RUNS=100000 JOBS=1 bash scripts/fuzz.sh frames
+#   RUNS=0 bash scripts/fuzz.sh          # replay the committed corpora once, under ASan
 #
-# Needs nightly and cargo-fuzz (`cargo install cargo-fuzz`). Targets are built without a
-# sanitizer (`-s none`): the code under test is safe Rust, so AddressSanitizer only slows it about
-# fivefold; a panic or an out-of-bounds index still aborts the run. New inputs go to
+# Needs nightly and cargo-fuzz (`cargo install cargo-fuzz`). Targets are built with
+# AddressSanitizer (`SANITIZER=address`, the default): the decoder holds `unsafe` blocks (a
+# finished span moved into its batch by a raw copy, inline strings read without a second UTF-8
+# check), and a double free or an out-of-bounds read there shows only under a sanitizer. It slows the run about fivefold; `SANITIZER=none` runs without it (a panic or an
+# out-of-bounds index in safe code still aborts the run). New inputs go to
 # `target/fuzz-new/<target>`, not to the committed corpora (merge the useful ones by hand, see
 # host-decoder/fuzz/README.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+sanitizer=${SANITIZER:-address}
 runs=${RUNS:-10000000}
 jobs=${JOBS:-2}
 max_len=${MAX_LEN:-4096}
@@ -39,7 +43,7 @@ run_one() {
     mkdir -p "$new"
     local start end status=0
     start=$(date +%s)
-    (cd "$root/$d" && cargo +nightly fuzz run -O -s none "$t" "$new" "corpus/$t" -- \
+    (cd "$root/$d" && cargo +nightly fuzz run -O -s "$sanitizer" "$t" "$new" "corpus/$t" -- \
         -runs="$runs" -max_len="$max_len" -print_final_stats=1) >"$out/$t.log" 2>&1 || status=$?
     end=$(date +%s)
     local done rss
@@ -53,10 +57,10 @@ run_one() {
 }
 
 echo "fuzz: $(date -u +%FT%TZ), commit $(git -C "$root" rev-parse --short HEAD), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "fuzz: $runs executions per target, max_len $max_len, $jobs at a time, logs in $out"
+echo "fuzz: $runs executions per target (0: the corpora once), sanitizer $sanitizer, max_len $max_len, $jobs at a time, logs in $out"
 # Build first, one at a time (the builds share a target directory per crate).
 for t in "${targets[@]}"; do
-    (cd "$root/${dir[$t]}" && cargo +nightly fuzz build -O -s none "$t") >/dev/null 2>&1
+    (cd "$root/${dir[$t]}" && cargo +nightly fuzz build -O -s "$sanitizer" "$t") >/dev/null 2>&1
 done
 pids=()
 for t in "${targets[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test microspan has: lint, docs, no_std builds for each embedded target, the whole test
 # suite (unit, property, stress, golden vectors, decoder and upload tests, QEMU end-to-end tests),
-# the loom model of the ring and Miri over the core's unit tests. What CI runs (.ci/run).
+# the loom model of the ring, and Miri over the core's unit tests and the decoder's unsafe code.
+# What CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -73,7 +74,7 @@ RUSTFLAGS="--cfg loom" cargo test -q -p microspan --lib --release --target-dir t
 step "loom model of the ring with the critical-section atomics (Cortex-M0)"
 RUSTFLAGS="--cfg loom --cfg loom_cs" cargo test -q -p microspan --lib --release --target-dir target/loom-cs loom
 
-step "Miri over the core's unit tests"
+step "Miri over the core's unit tests and the decoder's unsafe code"
 if rustup toolchain list | grep -q '^nightly' && rustup component add --toolchain nightly miri >/dev/null 2>&1; then
     # -Zmiri-disable-isolation: proptest's failure persistence calls getcwd.
     # -Zmiri-permissive-provenance: static strings travel through the ring as exposed addresses.
@@ -83,6 +84,11 @@ if rustup toolchain list | grep -q '^nightly' && rustup component add --toolchai
     MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" \
         cargo +nightly miri test -q -p microspan --features std --lib --target-dir target/miri \
         -- postmortem::tests::the_replay_goes_on postmortem::tests::baggage_longer
+    # The decoder's unsafe blocks: a finished span moved into its batch by a raw copy, and
+    # shared strings cloned bitwise. A double free, a use after free or a leak fails here.
+    MIRIFLAGS="-Zmiri-disable-isolation" \
+        cargo +nightly miri test -q -p microspan-decoder --lib --target-dir target/miri \
+        -- assemble::tests::take_into model::tests::shared_strings
 else
     echo "Miri: no nightly toolchain on this machine; skipped" >&2
 fi
