@@ -30,8 +30,8 @@ use crate::model::{
 use crate::plural::{count, plural};
 
 /// The warning on a span whose parent, a span of the same boot, was never seen.
-const PARENT_NOT_RECEIVED: &str =
-    "the parent span's start was not received (lost frame or decoder joined late)";
+const PARENT_NOT_RECEIVED: &str = "the parent span's start was not received (dropped on the \
+     device when its ring was full, lost on the link, or sent before the capture began)";
 
 /// Bounds on the assembler's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1608,7 +1608,17 @@ impl Assembler {
             // records), unless it is a new boot's frame 0, whose record comes first (`frame`).
             let seq = s.last_seq;
             self.stats.resets += 1;
-            self.close_session("the device reset (new boot) before this span finished", out);
+            self.close_session(
+                if same {
+                    // Time went back under the same ids: a device that keeps its boot id
+                    // restarted, or the firmware made a new `Drain`, whose time starts over.
+                    "the device reset before this span finished (same boot id, its time went \
+                     back: a restart, or a new Drain created in the running boot)"
+                } else {
+                    "the device reset (new boot) before this span finished"
+                },
+                out,
+            );
             self.recent.clear();
             self.start_session(h);
             if let Some(s) = self.session.as_mut() {
@@ -2303,9 +2313,15 @@ fn loss_warnings(
     if let Some(why) = why {
         warnings.push(format!("incomplete: {why}"));
     }
+    // An incomplete span's END may be one of the records lost: said so, beside the reason above.
+    let end_too = if why.is_some() {
+        ", its END perhaps among them"
+    } else {
+        ""
+    };
     if lost > 0 {
         warnings.push(format!(
-            "{} lost on the link while this span was open: some of its records may be missing",
+            "{} lost on the link while this span was open: some of its records may be missing{end_too}",
             count(lost, "frame was", "frames were")
         ));
     }
@@ -2314,13 +2330,13 @@ fn loss_warnings(
     }
     if s.baggage_uncertain {
         warnings.push(
-            "inherited baggage may be incomplete: frames were lost, or records abandoned after a malformed one, while an ancestor span was open"
+            "inherited baggage may be incomplete: an ancestor span's start is missing, or records were lost on the link or abandoned after a malformed one while an ancestor span was open"
                 .to_string(),
         );
     }
     if drops > 0 {
         warnings.push(format!(
-            "the device dropped {} (ring buffer full, or a record larger than the drain's frame) while this span was open",
+            "the device reported {} dropped (ring buffer full, or a record larger than the drain's frame) while this span was open: some of its records may be missing{end_too}",
             count(drops, "record", "records")
         ));
     }

@@ -271,7 +271,8 @@ fn count_bad(stats: &mut StreamStats, last_error: &mut Option<String>, e: FrameE
 fn cut_by_start(len: usize) -> String {
     format!(
         "the input's first {} not a whole frame: probably a frame cut by the start of the \
-         capture (it began mid-frame), not damage on the link",
+         capture (it began mid-frame), or bytes sent before the device's first frame (boot \
+         text or a glitch on the same UART), not damage on the link",
         count(len as u64, "byte was", "bytes were")
     )
 }
@@ -436,13 +437,18 @@ impl StreamStats {
             ));
         } else if s.frames_before_session == s.frames {
             out.push(format!(
-                "no session record (HELLO) arrived, so {} be read{}: the device sends one in its first frame and again every epoch (64 frames by default); capture from the device's reset, or for longer",
+                "no session record (HELLO) arrived, so {} be read{}: the device sends one in its first frame and again every epoch (64 frames by default, `Drain::set_epoch_frames`); capture from the device's reset, or for longer{}",
                 match s.frames {
                     1 => "the one good frame could not".to_string(),
                     n => format!("none of the {n} good frames could"),
                 },
                 if self.crc_errors + self.bad_frames > u64::from(self.began_mid_frame) {
                     " (a frame lost to a CRC error or corruption may have been it)"
+                } else {
+                    ""
+                },
+                if self.began_mid_frame {
+                    ". If the capture did start at the reset, bytes the device sent before its first frame (a boot banner on the same UART) merged with that frame: send nothing on that UART before the drain's first frame, or end such text with a 0x00 byte"
                 } else {
                     ""
                 }
@@ -455,6 +461,15 @@ impl StreamStats {
                     "frame was skipped",
                     "frames were skipped"
                 ),
+            ));
+        }
+        if s.device_drops > 0 {
+            out.push(format!(
+                "the device dropped {}: its ring buffer was full when they were recorded (in \
+                 flight-recorder mode, the oldest were overwritten), or a record was larger than \
+                 the drain's frame. Give the ring more words (`Ring<N>`), drain more often, or \
+                 record less; the spans that may have lost records carry a warning",
+                count(s.device_drops, "record", "records"),
             ));
         }
         if s.names_cut > 0 {

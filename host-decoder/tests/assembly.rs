@@ -223,7 +223,9 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
     let old = span(&d.spans, "open-at-reset");
     assert!(old.incomplete);
     assert!(
-        old.warnings.iter().any(|w| w.contains("reset")),
+        old.warnings
+            .iter()
+            .any(|w| w.contains("the device reset (new boot)")),
         "{:?}",
         old.warnings
     );
@@ -412,6 +414,13 @@ fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
         let open = span(&d.spans, "open-at-reset");
         assert!(
             open.incomplete && open.warnings.iter().any(|w| w.contains("reset")),
+            "{open:?}"
+        );
+        // The same ids: a restart, or a new Drain in the running boot (whose time starts over).
+        assert!(
+            open.warnings
+                .iter()
+                .any(|w| w.contains("same boot id") && w.contains("a new Drain")),
             "{open:?}"
         );
         assert!(lost > 0 || open.warnings.len() == 1, "{open:?}");
@@ -635,6 +644,28 @@ fn a_span_open_across_device_drops_ends_before_them() {
     assert_eq!(
         victim.duration_nanos, 100_000,
         "to the last time heard before the drops"
+    );
+    // Incomplete because the stream ended, as far as the decoder can tell; its END may be one
+    // of the records the device dropped, and the warnings say both.
+    let said = |text: &str| victim.warnings.iter().any(|w| w.contains(text));
+    assert!(
+        said("incomplete: the stream ended"),
+        "{:?}",
+        victim.warnings
+    );
+    assert!(
+        said("records dropped (ring buffer full") && said("its END perhaps among them"),
+        "{:?}",
+        victim.warnings
+    );
+    // A span that finished carries no such guess.
+    let later = span(&d.spans, "later");
+    assert!(later.warnings.is_empty(), "{:?}", later.warnings);
+    // The summary says what to do about drops.
+    let problems = d.stats.problems().join("\n");
+    assert!(
+        problems.contains("the device dropped") && problems.contains("Give the ring more words"),
+        "{problems}"
     );
 }
 

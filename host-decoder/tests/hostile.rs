@@ -925,7 +925,7 @@ fn drops_records_with_many_open_spans() {
     assert!(d.spans.iter().all(|s| s
         .warnings
         .iter()
-        .any(|w| w.contains("dropped 5000 records"))));
+        .any(|w| w.contains("reported 5000 records dropped"))));
 }
 
 // ---------------------------------------------------------------------------------------------
