@@ -9,28 +9,30 @@
 
 /// A 128-bit trace id (never 0 for a recorded trace).
 ///
-/// Displayed as 32 lower-case hex digits, the form Jaeger shows and W3C `traceparent` carries
-/// (`Debug` shows the number in decimal, as `TraceId(…)`):
+/// Displayed as 32 lower-case hex digits, the form Jaeger shows and W3C `traceparent` carries;
+/// `Debug` (and defmt) show the same digits as `TraceId(…)`, so a context printed on the device
+/// can be looked up in Jaeger as it is:
 ///
 /// ```
 /// # use microspan::TraceId;
 /// let id = TraceId::from_halves(0x6d7370616e000003, 0x2a01);
 /// assert_eq!(id.to_string(), "6d7370616e0000030000000000002a01");
+/// assert_eq!(format!("{id:?}"), "TraceId(6d7370616e0000030000000000002a01)");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TraceId(pub u128);
 
 /// A 64-bit span id (never 0 for a recorded span).
 ///
-/// Displayed as 16 lower-case hex digits, as Jaeger shows it:
+/// Displayed as 16 lower-case hex digits, as Jaeger shows it; `Debug` (and defmt) as
+/// `SpanId(…)` around the same digits:
 ///
 /// ```
 /// # use microspan::SpanId;
 /// assert_eq!(SpanId::local(0x2a, 1).to_string(), "0000002a00000001");
+/// assert_eq!(format!("{:?}", SpanId::local(0x2a, 1)), "SpanId(0000002a00000001)");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SpanId(pub u64);
 
 impl TraceId {
@@ -57,6 +59,37 @@ impl core::fmt::Display for TraceId {
 impl core::fmt::Display for SpanId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{:016x}", self.0)
+    }
+}
+
+impl core::fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl core::fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SpanId({self})")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for TraceId {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "TraceId({=u64:016x}{=u64:016x})",
+            self.high(),
+            self.low()
+        );
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for SpanId {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "SpanId({=u64:016x})", self.0);
     }
 }
 

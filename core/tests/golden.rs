@@ -311,11 +311,11 @@ fn hand_written_vectors() {
         // explicit start: delta 8, flags ROOT_EXPLICIT|FOLLOWS_FROM, parent delta 3, root delta 8, name id 0, dt 2
         (&[0xC2, 8, 0x0A, 3, 8, 0, 2], "Start(Start { id: 18, parent: Local { id: 15, root: Some(10) }, follows_from: true, debug: false, name: Id(0), time: 1002 })"),
         // remote start with lost parent: delta 1, flags PARENT_LOST, trace 16 bytes, name id 0, dt 0
-        (&[0xC3, 1, 0x10, 0xAA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "Start(Start { id: 11, parent: Remote { trace: TraceId(170), span: None }, follows_from: false, debug: false, name: Id(0), time: 1000 })"),
+        (&[0xC3, 1, 0x10, 0xAA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "Start(Start { id: 11, parent: Remote { trace: TraceId(000000000000000000000000000000aa), span: None }, follows_from: false, debug: false, name: Id(0), time: 1000 })"),
         // baggage on span back 0: "k" = "v"
         (&[0xC7, 0, 0x03, b'k', 0x03, b'v'], "Baggage { span: 10, key: \"k\", value: \"v\", carried: false }"),
         // reference FollowsFrom to trace 1 span 2
-        (&[0xC8, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], "Reference { span: 10, kind: FollowsFrom, trace: TraceId(1), target: SpanId(2) }"),
+        (&[0xC8, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], "Reference { span: 10, kind: FollowsFrom, trace: TraceId(00000000000000000000000000000001), target: SpanId(0000000000000002) }"),
         // wall clock: ticks 1, 2 ns
         (&[0xCB, 1, 2], "WallClock(WallClock { ticks: 1, unix_nanos: 2 })"),
         // log: back 0, dt 5, 2 fields: false key id 0; u64 300 key inline "n"
@@ -445,7 +445,7 @@ fn hand_written_v2_vectors() {
                 0x40, 0x41,
             ],
             vec![
-                "Start(Start { id: 13, parent: LocalInTrace { trace: TraceId(1339673755198158349044581307228491536), span: SpanId(755914244103) }, follows_from: false, debug: false, name: Id(2), time: 1007 })".to_string(),
+                "Start(Start { id: 13, parent: LocalInTrace { trace: TraceId(0102030405060708090a0b0c0d0e0f10), span: SpanId(000000b000000007) }, follows_from: false, debug: false, name: Id(2), time: 1007 })".to_string(),
                 start(18, "Local { id: 13, root: None }", "Id(2)", 1007),
                 end(18, 1007),
                 end(13, 1008),
@@ -457,7 +457,7 @@ fn hand_written_v2_vectors() {
                 0xC3, 3, 0x00, 0x10, 0x0F, 0x0E, 0x0D, 0x0C, 0x0B, 0x0A, 0x09, 0x08, 0x07, 0x06,
                 0x05, 0x04, 0x03, 0x02, 0x01, 0x07, 0, 0, 0, 0xB0, 0, 0, 0, 0x04, 7,
             ],
-            vec!["Start(Start { id: 13, parent: Remote { trace: TraceId(1339673755198158349044581307228491536), span: Some(SpanId(755914244103)) }, follows_from: false, debug: false, name: Id(2), time: 1007 })".to_string()],
+            vec!["Start(Start { id: 13, parent: Remote { trace: TraceId(0102030405060708090a0b0c0d0e0f10), span: Some(SpanId(000000b000000007)) }, follows_from: false, debug: false, name: Id(2), time: 1007 })".to_string()],
         ),
         // LOCAL_PARENT | FOLLOWS_FROM | DEBUG (flags `23`): delta 1, trace 1, parent span id 2,
         // name inline "x", dt 0
@@ -466,7 +466,7 @@ fn hand_written_v2_vectors() {
                 0xC3, 1, 0x23, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
                 0, 0x03, b'x', 0,
             ],
-            vec!["Start(Start { id: 11, parent: LocalInTrace { trace: TraceId(1), span: SpanId(2) }, follows_from: true, debug: true, name: Inline(\"x\"), time: 1000 })".to_string()],
+            vec!["Start(Start { id: 11, parent: LocalInTrace { trace: TraceId(00000000000000000000000000000001), span: SpanId(0000000000000002) }, follows_from: true, debug: true, name: Inline(\"x\"), time: 1000 })".to_string()],
         ),
         // TAG_ON (`c5`) on a span other than the current one: root 30, its child 35, then a tag
         // on back 5 = span 30, type u64 (`03`), key id 3 (`06`), value 42. It makes span 30 the
