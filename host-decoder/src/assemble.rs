@@ -99,6 +99,10 @@ pub struct Stats {
     pub spans: u64,
     /// Spans exported as incomplete.
     pub incomplete_spans: u64,
+    /// Spans whose end is their start, to the device clock's resolution. When every span is one,
+    /// the device's clock did not advance ([`StreamStats::problems`](crate::stream::StreamStats::problems)
+    /// says so).
+    pub zero_length_spans: u64,
     /// Device resets seen: a session record of another boot or device, or of the same boot with a
     /// time more than a second before the times heard, at sequence 0 or after a sequence gap.
     pub resets: u64,
@@ -2162,6 +2166,7 @@ impl Assembler {
         span.incomplete = incomplete;
         self.stats.spans += 1;
         self.stats.incomplete_spans += incomplete as u64;
+        self.stats.zero_length_spans += (end == s.start) as u64;
         // Remember it for late children (FollowsFrom consumers, spans whose parent finished).
         self.recent.insert(
             s.local,

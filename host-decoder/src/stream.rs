@@ -463,6 +463,14 @@ impl StreamStats {
                 ),
             ));
         }
+        if s.spans > 1 && s.zero_length_spans == s.spans {
+            out.push(format!(
+                "all {} spans lasted 0 ns: the device's clock did not advance while they were \
+                 recorded (a clock never started, such as `SysTickClock` before its `start()`, \
+                 or one too coarse for spans this short)",
+                s.spans
+            ));
+        }
         if s.device_drops > 0 {
             out.push(format!(
                 "the device dropped {}: its ring buffer was full when they were recorded (in \

@@ -878,3 +878,32 @@ fn a_name_the_device_cut_to_fit_its_frame_is_marked_and_warned_about() {
         "{problems:?}"
     );
 }
+
+/// A device clock that never advances (a `SysTickClock` never started) gives every span 0 ns:
+/// the summary says why. One span of real length is enough for the line to go.
+#[test]
+fn a_clock_that_never_advances_is_named() {
+    let run = |advance: bool| {
+        let clock = ManualClock::new(5_000);
+        let ring: Ring<1024> = Ring::new();
+        let session = Session::new("svc");
+        let tracer = Tracer::new(&ring, &clock, &session);
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        let root = tracer.root("in-process-service");
+        drop(root.child("Foo").child("Bar"));
+        if advance {
+            clock.advance(10);
+        }
+        root.finish();
+        let d = decode(&drain_all(&mut drain));
+        assert_eq!(d.spans.len(), 3);
+        d.stats.problems().join("\n")
+    };
+    let still = run(false);
+    assert!(
+        still.contains("all 3 spans lasted 0 ns") && still.contains("SysTickClock"),
+        "{still}"
+    );
+    let moving = run(true);
+    assert!(!moving.contains("lasted 0 ns"), "{moving}");
+}
