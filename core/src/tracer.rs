@@ -1325,6 +1325,34 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     }
 
     /// Sets a tag. Beyond [`MAX_TAGS_PER_SPAN`] tags, the tag is dropped and counted.
+    ///
+    /// The value is anything [`Value`] converts from: `bool`, integers, floats, a
+    /// `&'static str`, or a `Value`. A `&'static str` is recorded by address and interned by
+    /// the drain (its bytes go on the wire once, then a small id). A string made at run time
+    /// (in a `heapless::String`, a buffer on the stack) must be copied: pass
+    /// [`Value::text(&buf)`](Value::text). Passed as a plain `&str`, it fails to build with
+    /// E0597, "argument requires that `buf` is borrowed for `'static`", pointing here. A copied
+    /// string longer than [`MAX_STR_LEN`] bytes (32 by default) is cut to it at a character
+    /// boundary and counted: the decoder shows the bytes kept and warns on the span that a
+    /// string was truncated to the device's `MICROSPAN_MAX_STR_LEN`.
+    ///
+    /// ```
+    /// use core::fmt::Write;
+    /// use microspan::{Clock, Ring, Session, Tracer, Value};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// static RING: Ring<256> = Ring::new();
+    /// static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("sensor-node"));
+    ///
+    /// let span = TRACER.root("read");
+    /// span.set_tag("span.kind", "client"); // static: interned
+    /// span.set_tag("i2c.address", 0x48u32);
+    /// let mut buf: heapless::String<32> = heapless::String::new();
+    /// write!(buf, "sensor-{}", 7).unwrap();
+    /// span.set_tag("sensor.name", Value::text(&buf)); // copied: `buf` may go now
+    /// ```
+    ///
+    /// A tag takes 4 to 12 words of the ring on a 32-bit target with the default capacities
+    /// (see [Sizing the ring](crate#sizing-the-ring)).
     #[inline]
     pub fn set_tag<'v>(&self, key: &'static str, value: impl Into<Value<'v>>) {
         if !self.is_recording() {
@@ -1466,6 +1494,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// feature `std`, a `Vec`) of `(key, Value)`, walked at run time; or `()` for none. A
     /// container that only dereferences to a slice is passed as one (`v.as_slice()`). Fields
     /// beyond [`MAX_FIELDS_PER_LOG`], or beyond one record's 255 words, are dropped and counted.
+    /// A string made at run time goes in as [`Value::text`], copied and cut to [`MAX_STR_LEN`]
+    /// bytes, as for [`set_tag`](Self::set_tag).
     ///
     /// ```
     /// use microspan::{Clock, Ring, Session, Tracer};

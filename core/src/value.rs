@@ -2,10 +2,13 @@
 
 /// A tag or log-field value.
 ///
-/// Static strings are recorded by reference and sent once (interned); dynamic strings
-/// ([`Value::text`]) are copied into the ring, up to
-/// [`MAX_STR_LEN`](crate::config::MAX_STR_LEN) bytes (longer ones are truncated at a character
-/// boundary and counted).
+/// Static strings (`&'static str`: literals, `const`s, `static`s) are recorded by address and
+/// sent once (interned by the drain), then as a small id. A string made at run time cannot be
+/// recorded by address: pass [`Value::text`], which copies it into the ring, up to
+/// [`MAX_STR_LEN`](crate::config::MAX_STR_LEN) bytes (32 by default; longer ones are cut at a
+/// character boundary and counted, and the decoder warns on the span). A plain `&str` that is
+/// not `'static` converts to no `Value`: `span.set_tag("k", buf.as_str())` fails to build with
+/// E0597 ("argument requires that `buf` is borrowed for `'static`").
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Value<'v> {
@@ -24,7 +27,17 @@ pub enum Value<'v> {
 }
 
 impl<'v> Value<'v> {
-    /// A dynamic string, copied into the ring when recorded.
+    /// A dynamic string, copied into the ring when recorded (so `s` may be dropped right after
+    /// the `set_tag` or `log` call), cut to [`MAX_STR_LEN`](crate::config::MAX_STR_LEN) bytes
+    /// at a character boundary. It takes 4 + ⌈len/4⌉ ring words as a tag on a 32-bit target,
+    /// and its bytes go on the wire each time.
+    ///
+    /// ```
+    /// use microspan::Value;
+    /// let reading = [b'2', b'1', b'.', b'5'];
+    /// let text = core::str::from_utf8(&reading).unwrap(); // not `'static`
+    /// assert_eq!(Value::text(text), Value::Text("21.5"));
+    /// ```
     pub const fn text(s: &'v str) -> Self {
         Value::Text(s)
     }
