@@ -1,12 +1,15 @@
+// What the README links to that only feature `std` adds: without it, the links go to the
+// README's own section on that feature instead of showing as `[StdClock]`, brackets and all.
+// Link definitions first: after the README they would join its last paragraph.
+#![cfg_attr(
+    not(feature = "std"),
+    doc = "[`StdClock`]: #on-the-desktop-feature-std\n[`write_all_frames`]: #on-the-desktop-feature-std"
+)]
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
-// Some docs link to what the `std` feature adds (`StdClock`, the post-mortem reader): those links
-// resolve in the docs built with it (docs.rs builds with `std`, see Cargo.toml) and are left as
-// text without it.
-#![cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
 
 // `single-core` drops the ring's memory barriers: sound on one core (thread mode and its
 // interrupt handlers), a data race between threads of a desktop or server OS, which run on
@@ -23,6 +26,10 @@ compile_error!(
 mod fmt;
 
 mod atomic;
+// The docs of `clock` and `postmortem` link to what feature `std` adds (`StdClock`, the
+// post-mortem reader): those links resolve in docs built with it (docs.rs builds with `std`, see
+// Cargo.toml) and are left as text without it. Every other link is checked in every build.
+#[cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
 pub mod clock;
 pub mod config;
 pub mod context;
@@ -34,6 +41,7 @@ mod defmt;
 pub mod drain;
 pub mod future;
 #[cfg(not(loom))]
+#[cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
 pub mod postmortem;
 pub mod propagation;
 mod record;
