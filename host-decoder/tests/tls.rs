@@ -221,8 +221,8 @@ fn a_collector_echoing_the_token_in_an_error_is_redacted() {
     let err = summary
         .errors
         .iter()
-        .find(|e| matches!(e, ExportError::Rejected { status: 401, .. }))
-        .expect("a Rejected error")
+        .find(|e| matches!(e, ExportError::CredentialsRefused { status: 401, .. }))
+        .expect("a CredentialsRefused error")
         .to_string();
     assert!(
         err.contains("127.0.0.1") && err.contains("HTTP 401"),

@@ -36,6 +36,11 @@ fn bad_request_is_not_retried() {
 }
 
 #[test]
+fn refused_credentials_keep_the_spans_for_the_next_run() {
+    scenarios::refused_credentials_keep_the_spans_for_the_next_run(&OTLP);
+}
+
+#[test]
 fn server_error() {
     scenarios::server_error(&OTLP);
 }

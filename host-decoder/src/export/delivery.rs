@@ -17,6 +17,10 @@
 //!   Retried in place like a 503, but once `max_attempts` are spent the spans are counted as
 //!   rejected with the collector's message instead of parked: a batch the collector keeps
 //!   refusing would otherwise come back from the spool forever.
+//! - **Kept for the next run**: 401 and 403 with a spool. The credentials are wrong, not the
+//!   spans: the request is parked, and this run sends nothing more (the rest of its requests go
+//!   to the spool) nor replays the spool; the error names the header to fix, and the next run
+//!   with working credentials delivers everything. Without a spool they are rejected as below.
 //! - **Not retried**: every other status; the spans are counted as rejected and the error says
 //!   why.
 //! - A request that still fails after `max_attempts` is parked in the spool and the worker waits
@@ -516,6 +520,9 @@ struct Stats {
     errors: Vec<ExportError>,
     notes: Vec<String>,
     last_transport_error: Option<String>,
+    /// The collector refused the credentials (401 or 403: see [`Outcome::CredentialsRefused`]):
+    /// its status and message.
+    credentials_refused: Option<(u16, String)>,
 }
 
 struct Shared {
@@ -613,6 +620,7 @@ impl Uploader {
             rng: seed(),
             held: None,
             paused_until: None,
+            credentials_refused: false,
         };
         let handle = std::thread::Builder::new()
             .name(format!("microspan-{}", worker.endpoint.kind))
@@ -855,17 +863,28 @@ impl Uploader {
                 },
             });
         }
-        if spooled.total() > 0 || stats.dropped > 0 {
+        let spool = self
+            .spool_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        if let Some((status, body)) = stats.credentials_refused.take() {
+            summary.errors.push(ExportError::CredentialsRefused {
+                endpoint: self.url.clone(),
+                status,
+                body,
+                hint: hint(status),
+                spans: spooled.total(),
+                dropped: stats.dropped,
+                spool,
+            });
+        } else if spooled.total() > 0 || stats.dropped > 0 {
             summary.errors.push(ExportError::Unreachable {
                 endpoint: self.url.clone(),
                 last_error: stats.last_transport_error.take().unwrap_or_default(),
                 spans: spooled.total(),
                 dropped: stats.dropped,
-                spool: self
-                    .spool_dir
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default(),
+                spool,
             });
         }
         if !worker_ok {
@@ -962,6 +981,10 @@ enum Outcome {
     Delivered { rejected: u64, message: String },
     /// Refused for good.
     Rejected(ExportError),
+    /// The collector refused the credentials (401, 403) and there is a spool: the request is
+    /// kept in it for a run with the right credentials, and this run sends nothing more (the
+    /// credentials will not change before it ends).
+    CredentialsRefused { status: u16, body: String },
     /// Retryable failures until `max_attempts`, or a `Retry-After` beyond `max_retry_after`:
     /// park it and pause for this long.
     GaveUp(Duration),
@@ -1006,6 +1029,9 @@ struct Worker {
     held: Option<Payload>,
     /// The collector looked down: wait before trying again.
     paused_until: Option<Instant>,
+    /// The collector refused the credentials: every request goes to the spool, and the spool
+    /// is not replayed, until the run ends.
+    credentials_refused: bool,
 }
 
 const POLL: Duration = Duration::from_millis(20);
@@ -1020,7 +1046,7 @@ impl Worker {
     }
 
     fn paused(&self) -> bool {
-        self.paused_until.is_some_and(|t| Instant::now() < t)
+        self.paused_until.is_some_and(|t| Instant::now() < t) || self.credentials_refused
     }
 
     /// The caller stopped waiting and took over the queue ([`Uploader::stop_waiting`]).
@@ -1101,8 +1127,9 @@ impl Worker {
                     .or_else(|| self.next_spooled());
             }
             let Some(job) = job else {
-                if !open && self.held.is_none() && self.spool_empty() {
-                    break; // everything answered
+                if !open && self.held.is_none() && (self.spool_empty() || self.credentials_refused)
+                {
+                    break; // everything answered, or kept for a run with other credentials
                 }
                 self.idle(open);
                 continue;
@@ -1255,6 +1282,18 @@ impl Worker {
                 }
                 drop(stats);
                 self.forget(job);
+            }
+            Outcome::CredentialsRefused { status, body } => {
+                self.credentials_refused = true;
+                lock(&self.shared.stats)
+                    .credentials_refused
+                    .get_or_insert((status, body));
+                match job {
+                    // Counted as spooled (or dropped, when the spool is full) by `park`.
+                    Job::Memory(p) => self.park(p),
+                    // Left where it is, for the next run.
+                    Job::Spooled(_) => {}
+                }
             }
             Outcome::Rejected(err) => {
                 self.paused_until = None;
@@ -1438,6 +1477,10 @@ impl Worker {
             429 | 502 | 503 | 504 => {
                 lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
                 Attempt::Retry(retry_after)
+            }
+            401 | 403 if self.spool.is_some() => {
+                let body = self.redactor.clean(&(self.endpoint.error_message)(&body));
+                Attempt::Done(Outcome::CredentialsRefused { status, body })
             }
             _ => {
                 let error = ExportError::Rejected {

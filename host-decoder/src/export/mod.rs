@@ -408,6 +408,26 @@ pub enum ExportError {
         /// The spool directory (empty when none is configured).
         spool: String,
     },
+    /// The receiver refused the credentials (HTTP 401 or 403). Nothing is wrong with the spans:
+    /// they are kept in the spool for the next run (with the credentials fixed), and no more
+    /// requests are sent in this run.
+    #[error("{endpoint} refused the credentials with HTTP {status}{}: {hint}; {}", fmt_body(.body), fmt_unsent(*.spans, *.dropped, .spool))]
+    CredentialsRefused {
+        /// The URL.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+        /// What to check.
+        hint: &'static str,
+        /// Spans left in the spool (this run's and earlier runs').
+        spans: u64,
+        /// Spans the spool could not take.
+        dropped: u64,
+        /// The spool directory.
+        spool: String,
+    },
     /// Spans were lost because the in-memory queue and the disk spool were full (or no spool is
     /// configured).
     #[error("{endpoint}: dropped {}: the upload queue is full and {why}; the collector is too slow or down — raise the spool size or check the collector", count(*.spans, "span", "spans"))]

@@ -129,6 +129,79 @@ pub fn bad_request_is_not_retried(p: &Protocol) {
     assert_nothing_spooled(dir.path());
 }
 
+/// 401 and 403: the spans are not at fault, the credentials are. The first request is refused,
+/// the later ones are not sent in this run, and every span is kept in the spool; the next run,
+/// with credentials the collector takes, delivers each exactly once. The error says what to fix
+/// and that the spans are kept.
+pub fn refused_credentials_keep_the_spans_for_the_next_run(p: &Protocol) {
+    for status in [401, 403] {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = fast_config(dir.path());
+        let rx = Receiver::start_on(port, vec![], Reply::status(status).body("token expired"));
+        let mut exporter = (p.make)(&url, config.clone());
+        for i in 0..4 {
+            exporter.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+        }
+        let summary = exporter.finish().unwrap();
+        assert_eq!(
+            rx.received().len(),
+            1,
+            "HTTP {status}: one request, then none"
+        );
+        assert_eq!(
+            (
+                summary.delivered,
+                summary.rejected,
+                summary.spooled,
+                summary.dropped
+            ),
+            (0, 0, 12, 0),
+            "HTTP {status}: {summary}"
+        );
+        assert!(!summary.is_complete());
+        let text = summary
+            .errors
+            .iter()
+            .find(|e| matches!(e, ExportError::CredentialsRefused { .. }))
+            .expect("a CredentialsRefused error")
+            .to_string();
+        assert!(
+            text.contains(&format!("refused the credentials with HTTP {status}"))
+                && text.contains("token expired")
+                && text.contains("--header-env")
+                && text.contains("12 spans are kept in the spool")
+                && text.contains("next run"),
+            "{text}"
+        );
+        assert!(
+            !summary.errors.iter().any(|e| matches!(
+                e,
+                ExportError::Unreachable { .. } | ExportError::Rejected { .. }
+            )),
+            "{:?}",
+            summary.errors
+        );
+        drop(rx);
+
+        let rx = Receiver::start_on(port, vec![], Reply::status(p.ok));
+        let mut exporter = (p.make)(&url, config);
+        let summary = exporter.finish().unwrap();
+        assert_eq!(
+            (summary.replayed, summary.delivered, summary.spooled),
+            (12, 12, 0),
+            "HTTP {status}, then accepted: {summary}"
+        );
+        assert_eq!(
+            accepted_ids(&rx.received(), p.decode),
+            ids(1..=12),
+            "every span exactly once"
+        );
+        assert_nothing_spooled(dir.path());
+    }
+}
+
 /// HTTP 500: Jaeger's answer when its pipeline refuses a parsed batch, which may pass: retried,
 /// and once the attempts are spent rejected with the collector's message, never parked (a batch
 /// refused for good would come back from the spool forever). OTLP says 500 is not retryable:
