@@ -46,7 +46,7 @@ use crate::clock::{Clock, Sample, TickExtender};
 use crate::record::{self, Reader};
 use crate::ring::{DynRing, Header};
 use crate::tracer::{Losses, Tracer};
-use crate::wire::frame::{FrameBuilder, Full, Writer};
+use crate::wire::frame::{self, FrameBuilder, Full, Writer};
 use crate::wire::{self, ext, start_flags, tag, vtype, OpenStarts, WallClock};
 
 /// Default frames per epoch.
@@ -58,6 +58,104 @@ const INLINE: u32 = u32::MAX;
 
 /// Longest session record body (postcard-encoded [`wire::Hello`]), bytes.
 const HELLO_MAX: usize = 160;
+
+/// What ends a session record's string cut to fit the frame (U+2026, 3 bytes of UTF-8): the
+/// decoder shows the string as it arrived, so Jaeger shows `myfw-se…`, not a name that looks
+/// whole.
+const CUT_MARK: &str = "\u{2026}";
+
+/// The byte budgets (service name, firmware version) a session record's strings are cut to, in
+/// turn, until the record fits the frame. A string cut ends in [`CUT_MARK`] (so 3 bytes is the
+/// mark alone); the firmware version gives way first, as the service name names the process in
+/// Jaeger; both are empty last. 255: as long as the record's bound ([`HELLO_MAX`]) lets them be.
+const HELLO_CUTS: [(u8, u8); 9] = [
+    (255, 255),
+    (24, 24),
+    (24, 10),
+    (10, 10),
+    (10, 3),
+    (7, 3),
+    (3, 3),
+    (3, 0),
+    (0, 0),
+];
+
+/// Bytes of a postcard varint of `v`.
+const fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Raw bytes of a frame's header and a session record with empty strings and a wall clock, in a
+/// `Drain<F>`: with every number at its `largest` encoding (whatever the device id, boot id,
+/// rates and times), or at its smallest (a wall clock of a date after 1972 takes 9 bytes of
+/// nanoseconds whatever). The capacities and the versions are known here and counted exactly.
+const fn header_and_hello_bytes(f: usize, largest: bool) -> usize {
+    let capacities = varint_len(crate::config::MAX_TAGS_PER_SPAN as u16 as u64)
+        + varint_len(crate::config::MAX_FIELDS_PER_LOG as u16 as u64)
+        + varint_len(crate::config::MAX_STR_LEN as u16 as u64)
+        + varint_len(crate::config::MAX_BAGGAGE_VALUE_LEN as u16 as u64)
+        + varint_len(f as u16 as u64)
+        + pick(largest, 1, 5); // ring words, u32
+                               // version, sequence number, base id (u32), base time (u64)
+    let header = 1 + 2 + pick(largest, 1, 5) + pick(largest, 1, 10);
+    let hello = 1 // tag byte
+        + 1 // service: empty
+        + pick(largest, 1, 10) // device id, u64
+        + pick(largest, 1, 5) // boot id, u32
+        + pick(largest, 1, 5) // ticks per second, u32
+        + pick(largest, 1, 10) // now, u64
+        + pick(largest, 1, 3) // frames per epoch, u16
+        + capacities
+        + 1 // firmware version: empty
+        + varint_len(crate::VERSION.len() as u64)
+        + crate::VERSION.len()
+        + 1 + pick(largest, 1, 10) + pick(largest, 9, 10) // wall clock: Some, ticks, Unix nanoseconds
+        + 1; // time shift
+    header + hello
+}
+
+/// `large` if `largest`, else `small`.
+const fn pick(largest: bool, small: usize, large: usize) -> usize {
+    if largest {
+        large
+    } else {
+        small
+    }
+}
+
+/// The smallest `F` of a [`Drain<F>`]: a frame that can hold its header and a session record
+/// with empty strings and a wall clock, every number at its smallest (the bound
+/// [`Drain::new`] checks at compile time; 42 bytes at the default capacities). A smaller frame
+/// could never carry a session record with a wall clock, and no frame of such a drain could be
+/// read.
+pub const fn min_frame_bytes() -> usize {
+    frame_bytes_for(false)
+}
+
+/// The smallest `F` whose frames hold the session record with empty strings and a wall clock
+/// whatever its numbers (a 64-bit device id, 32-bit boot id and rate, times past 2^63 ticks): 97
+/// bytes at the default capacities. Between [`min_frame_bytes`] and this, whether it fits
+/// depends on the numbers (a device id below 2^56, times below 2^35 ticks: 9 bytes less); a
+/// frame that cannot hold it even with empty strings goes without it, and the decoder can read
+/// nothing until a frame that does.
+pub const fn session_record_always_fits() -> usize {
+    frame_bytes_for(true)
+}
+
+/// The smallest frame size whose frames hold a header and a session record with empty strings
+/// and a wall clock, its numbers at their `largest` or smallest.
+const fn frame_bytes_for(largest: bool) -> usize {
+    let mut f = 32;
+    while f < 65_535 && frame::capacity_of(f) < header_and_hello_bytes(f, largest) {
+        f += 1;
+    }
+    f
+}
 
 /// The string reference of interned string `id`: on the wire its id is `id + 1`, so no
 /// reference is a 0 byte (each costs the COBS framing a block on both ends).
@@ -363,6 +461,9 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
     /// Where the records' static strings live (this program, or a post-mortem image).
     strings: record::Strings<'a>,
     drops_sent: Option<u32>,
+    /// The boot id of the last session record: a frame that finds the tracer's another
+    /// ([`Tracer::set_boot_id`] called meanwhile) starts a new epoch with a session record.
+    boot_id: u32,
     /// The record whose names go ahead of it ([`define_ahead`](Drain::define_ahead)): its ring
     /// position, the first sequence number of the epoch it was last refused in, and the epoch
     /// boundaries it has waited across (at most one).
@@ -383,8 +484,43 @@ pub struct Drain<'a, const F: usize = 256, const NAMES: usize = 64> {
 }
 
 impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
+    const CHECK: () = assert!(
+        frame::capacity_of(F) >= header_and_hello_bytes(F, false),
+        "F is too small for a session record (see `microspan::drain::min_frame_bytes`)"
+    );
+
     /// The drain of `tracer`'s ring; `None` if another drain of it exists (there is one consumer).
+    ///
+    /// **Make one drain per boot, and keep it for the whole boot** (in a `static`, e.g. through
+    /// `static_cell`, or in the frame of a `main` that never returns), however the transport is
+    /// driven. The drain holds the stream's state: the frame sequence number, which restarts at 0
+    /// with a new drain, and the extension of the clock's ticks past their wraps (a 24-bit
+    /// SysTick wraps many times a second), which a new drain restarts from the clock's raw value.
+    /// To the decoder, a new drain's first frame is a new stream whose time went back: it takes it
+    /// for a device reset (its `resets` count grows) and exports the spans open then as
+    /// incomplete. So a drain made again on every loop iteration, or for every flush, turns one
+    /// boot into many resets. Dropping a drain and making another is for a reset or a new
+    /// session only (a post-mortem dump, a test).
+    ///
+    /// `F` is the largest frame on the wire, in bytes, and at least [`min_frame_bytes`] (42 at
+    /// the default capacities; checked at compile time: a smaller `F` fails `cargo build` with
+    /// *F is too small for a session record*). From [`session_record_always_fits`] (97) every
+    /// frame that starts an epoch has room for the session record whatever its numbers; below,
+    /// the session record's strings are cut to fit (ending in `…`), and with large numbers (a
+    /// 64-bit device id, a wall clock, times of many days) it may not fit at all: choose 128 or
+    /// more unless RAM is very short.
+    ///
+    /// ```compile_fail,E0080
+    /// # use microspan::{Clock, Drain, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
+    /// # static RING: Ring<256> = Ring::new();
+    /// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
+    /// // 32-byte frames cannot hold a session record with a wall clock: no frame could be read.
+    /// let drain: Drain<'_, 32> = Drain::new(&TRACER).unwrap();
+    /// ```
     pub fn new(tracer: &'a Tracer<'a, dyn Clock + 'a>) -> Option<Self> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHECK;
         if !tracer.ring.take_consumer() {
             return None;
         }
@@ -405,6 +541,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             seq: 0,
             epoch_frames: DEFAULT_EPOCH_FRAMES,
             drops_sent: None,
+            boot_id: tracer.boot_id(),
             wall_clock: None,
             watch: Watch::at(ext),
             wall_clock_due: false,
@@ -624,7 +761,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         let ring = self.tracer.ring;
         let drops = ring.dropped();
-        let epoch_start = self.seq & (self.epoch_frames - 1) == 0;
+        // A boot id set since the last session record starts an epoch too: the decoder names the
+        // spans from the session record's boot id, so it must hear of the new one before the
+        // first record that uses it (one comparison per frame; see `Tracer::set_boot_id`).
+        let boot_id = self.tracer.boot_id();
+        let epoch_start = self.seq & (self.epoch_frames - 1) == 0 || boot_id != self.boot_id;
         // `has_news`, spelled out on the local `ring`: the call through `self` cost the frame
         // loop 10 instructions per span on Cortex-M3 (`insn-probe drain17`: 320.5 against 310.2).
         let drops_due = self.drops_sent.unwrap_or(0) != drops;
@@ -639,8 +780,12 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         }
         if epoch_start {
             self.names.clear();
+            self.boot_id = boot_id;
         }
-        self.frame.begin();
+        // The first frame goes out after a delimiter of its own: whatever the link carried
+        // before it (a boot banner on a shared UART, a glitch at power-up) ends there instead of
+        // merging into the frame that holds the session record.
+        self.frame.begin_at((self.stats.frames != 0) as u8);
         let Ok(session_records) = self.write_header(epoch_start, drops) else {
             // Cannot happen with F >= 32 and a session record of reasonable size; send nothing
             // rather than a broken frame.
@@ -869,9 +1014,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
 
     /// The session record: a postcard-encoded [`wire::Hello`], written field by field (postcard:
     /// integers as varints, a `str` as its length and bytes, an `Option` as 0, or 1 and the value).
-    /// A small frame may not hold it with long names: the free-text fields are shortened until it
-    /// fits (the decoder shows what arrived) rather than never sending one. Returns whether it was
-    /// written.
+    /// A small frame may not hold it with long names: the free-text fields are cut until it fits
+    /// ([`HELLO_CUTS`]) rather than never sending one, each cut one ending in `…` (the decoder
+    /// shows the strings as they arrived, so the cut is visible in Jaeger). Returns whether it was
+    /// written: only a frame smaller than [`session_record_always_fits`] may not hold it even
+    /// with empty strings.
     #[inline(never)]
     fn write_hello(&mut self) -> bool {
         let t = self.tracer;
@@ -881,14 +1028,12 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let base = self.watch.later(&self.state.ext);
         let now_ticks = base.value(base.sample(t.clock.now()));
         let ticks_per_second = t.clock.ticks_per_second() >> self.state.ext.shift();
-        let boot_id = t.boot_id();
-        for cut in [usize::MAX, 24, 8, 0] {
-            let service = record::truncate(t.session.service, cut).0;
-            let firmware_version = record::truncate(t.session.firmware_version, cut).0;
+        let boot_id = self.boot_id;
+        for (service_cut, firmware_cut) in HELLO_CUTS {
             let mut w = self.frame.writer();
             w.put_c(tag::EXT | ext::HELLO);
             let tag_byte = w.raw_written();
-            str_bytes(&mut w, service.as_bytes(), 0);
+            hello_str(&mut w, t.session.service, service_cut as usize);
             w.var64_c(t.session.device_id);
             w.var32_c(boot_id);
             w.var32_c(ticks_per_second);
@@ -904,7 +1049,7 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             ] {
                 w.var32_c(capacity);
             }
-            str_bytes(&mut w, firmware_version.as_bytes(), 0);
+            hello_str(&mut w, t.session.firmware_version, firmware_cut as usize);
             str_bytes(&mut w, crate::VERSION.as_bytes(), 0);
             match self.wall_clock {
                 None => w.put_c(0),
@@ -1419,6 +1564,23 @@ fn copy_str<const N: usize, const F: usize>(w: &mut Writer<'_, F>, r: &mut Reade
 fn str_bytes<const F: usize>(w: &mut Writer<'_, F>, b: &[u8], bit: u32) {
     w.var32_c(((b.len() as u32) << bit) | bit);
     w.put_bytes(b);
+}
+
+/// A session record's string (a postcard `str`): `s` whole if it has at most `max` bytes, else
+/// its first bytes, in whole characters, and [`CUT_MARK`], `max` bytes in all; empty when `max`
+/// cannot hold the mark.
+#[inline(never)]
+fn hello_str<const F: usize>(w: &mut Writer<'_, F>, s: &str, max: usize) {
+    if s.len() <= max {
+        str_bytes(w, s.as_bytes(), 0);
+    } else if let Some(room) = max.checked_sub(CUT_MARK.len()) {
+        let kept = record::truncate(s, room).0;
+        w.var32_c((kept.len() + CUT_MARK.len()) as u32);
+        w.put_bytes(kept.as_bytes());
+        w.put_bytes(CUT_MARK.as_bytes());
+    } else {
+        w.put_c(0);
+    }
 }
 
 /// `len` bytes packed little-endian into the record's words, sent inline.

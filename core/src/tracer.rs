@@ -323,10 +323,25 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     }
 
     /// Sets the boot id: call it once at start-up, before the first span (and before enabling
-    /// the interrupts that record). Span ids and trace ids are the boot id joined to a local
-    /// number when they are read, so a span started before the call reports new ids afterwards
-    /// and the decoder exports it with the new one: a context it handed out (injected into a
-    /// message) before the call would no longer match it.
+    /// the interrupts that record).
+    ///
+    /// Span ids and trace ids are the boot id joined to a local number when they are read, and
+    /// the decoder names spans after the boot id of the stream's session record. A drain that
+    /// finds the boot id changed when it builds its next frame starts a new epoch there, with a
+    /// session record that carries the new id ([`Drain`](crate::Drain)), so records encoded
+    /// from then on are exported with it. The decoder takes a session record with another boot id
+    /// for a device reset, so a call after the first span has these costs:
+    ///
+    /// - a span still open at the call is exported **incomplete**, with its old id; its later
+    ///   records (tags, logs, its end) come after that session record, and the decoder drops
+    ///   them as records of an unknown span;
+    /// - a span that started before the call and was not drained yet is exported with the new
+    ///   id, while a context of it handed out (injected into a message) before the call names the
+    ///   old one;
+    /// - the decoder counts one device reset.
+    ///
+    /// Spans that start after the call are exported whole, with the new ids, as are those the
+    /// drain sent before it, with the old.
     pub fn set_boot_id(&self, boot_id: u32) {
         self.boot_id.store(boot_id, Ordering::Relaxed);
     }

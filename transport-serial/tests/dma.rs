@@ -128,7 +128,8 @@ fn a_flush_until_nothing_is_pending_reports_the_last_drop() {
     // frame is dropped while the last frame is built, leaving the ring empty: the new drop count
     // still has to go out, so `has_pending` must stay true until it has.
     let fx = fixture::<4096>();
-    let drain: microspan::Drain<'static, 32> = microspan::Drain::new(fx.tracer).unwrap();
+    let drain: microspan::Drain<'static, { microspan::drain::min_frame_bytes() }> =
+        microspan::Drain::new(fx.tracer).unwrap();
     let mut dma = DmaDrain::new(drain);
     let root = fx.tracer.root("r");
     let long = "x".repeat(30);

@@ -1,9 +1,12 @@
 //! Building one frame on the device: header, records, CRC, COBS, delimiter, in one buffer.
 //!
 //! Records are written as raw bytes straight into the frame buffer, each at its final place: with
-//! COBS, raw byte `i` of a frame goes to buffer position `1 + i` (position 0 is the first block's
+//! COBS, raw byte `i` of a frame goes to buffer position `2 + i` (position 1 is the first block's
 //! code slot, and a zero byte's place becomes the code slot of the block it starts), as long as
-//! no block reaches 254 data bytes. Writing a byte is therefore one store, and a record that does
+//! no block reaches 254 data bytes. Position 0 is always `0x00`: a frame begun
+//! [`after a delimiter`](FrameBuilder::begin_after_delimiter) is handed out from it, so that a
+//! drain's first frame is preceded by a delimiter in the same contiguous slice (the estimate of
+//! COBS's overhead below leaves that byte free in every frame: it costs no capacity). Writing a byte is therefore one store, and a record that does
 //! not fit is forgotten by not moving the frame's cursor. [`finish`](FrameBuilder::finish) then
 //! makes one pass over the frame: the CRC of every byte (one table lookup each), and the code
 //! slots (each zero byte is replaced by the length of the block it starts, the first slot gets
@@ -36,10 +39,15 @@
 /// two 32-bit varints as many; a longer varint, a name or a string goes through `call`).
 pub(crate) const HOT_MAX: usize = 13;
 
-/// Bytes of slack after a frame's buffer. The buffer already holds `3 + F / 254` bytes past the
+/// Bytes of slack after a frame's buffer. The buffer already holds `2 + F / 254` bytes past the
 /// last a record may use (for the CRC, the COBS codes and the delimiter): unchecked bytes from
-/// one past that last byte need `HOT_MAX - 3` more (checked at compile time, `CHECK`).
-const SLACK: usize = HOT_MAX - 3;
+/// one past that last byte need `HOT_MAX - 2` more (checked at compile time, `CHECK`).
+const SLACK: usize = HOT_MAX - 2;
+
+/// Raw bytes (header and records) a frame of `f` bytes holds ([`FrameBuilder`]'s `CAP`).
+pub(crate) const fn capacity_of(f: usize) -> usize {
+    f - 3 - (2 + f / 254)
+}
 
 /// Not enough room left in the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +63,17 @@ pub struct Mark {
 /// of slack for unchecked bytes past it.
 #[repr(C)]
 pub struct FrameBuilder<const F: usize> {
-    /// Where the next raw byte goes (raw byte `i` at `1 + i`): at most `END`, always (the
+    /// Where the next raw byte goes (raw byte `i` at `2 + i`): at most `END`, always (the
     /// unchecked bytes of a writer, which starts there, rely on it).
     pos: usize,
-    /// When finished: bytes already handed out.
+    /// When finished: bytes already handed out (from position 1, the frame's first byte, or 0,
+    /// the delimiter before it).
     sent: usize,
-    /// When finished: the encoded length (`F` at most, so it fits); 0 before.
+    /// When finished: the encoded length (`F` at most, so it fits), from position 0; 0 before.
     len: u16,
+    /// Where the frame is handed out from: 1, or 0 when it is sent after a delimiter
+    /// ([`begin_after_delimiter`](Self::begin_after_delimiter)).
+    start: u8,
     buf: [u8; F],
     /// Room for the unchecked bytes of a record that runs past `buf` (never part of a frame: such
     /// a record does not fit, and is dropped). Right after `buf` (`repr(C)`, both of alignment 1).
@@ -125,16 +137,25 @@ fn crc_step(crc: u32, b: u8) -> u32 {
 impl<const F: usize> FrameBuilder<F> {
     const CHECK: () = {
         assert!(F >= 32 && F <= 65_535, "frames must be 32 to 65535 bytes");
+        // The longest finished frame (code, raw bytes, CRC, a code per 254 data bytes, the
+        // delimiter), from position 1, ends within the buffer: position 0 is free for the
+        // delimiter before it.
+        assert!(
+            1 + 1 + Self::CAP + 2 + (Self::CAP + 2) / 254 + 1 <= F,
+            "a frame and the delimiter before it fit the buffer"
+        );
         assert!(
             Self::END + 1 + HOT_MAX <= F + SLACK,
             "unchecked bytes stay within the slack"
         );
     };
     /// Raw bytes (header and records) a frame holds: what is left of `F` after the delimiter, the
-    /// CRC and COBS's worst-case overhead (`2 + F / 254`).
-    const CAP: usize = F - 3 - (2 + F / 254);
+    /// CRC and an estimate of COBS's overhead (`2 + F / 254`, one more than its worst case
+    /// `1 + (CAP + 2) / 254`: the byte that leaves free takes the delimiter a frame may be sent
+    /// after, at position 0).
+    const CAP: usize = capacity_of(F);
     /// The largest the cursor may be once a record is written.
-    const END: usize = 1 + Self::CAP;
+    const END: usize = 2 + Self::CAP;
     /// Whether a COBS block can reach 254 data bytes: not in frames whose records end before
     /// byte 255 (the default 256-byte frames), which then never test for it.
     const LONG_BLOCKS: bool = 1 + Self::CAP + 2 >= 255;
@@ -149,6 +170,7 @@ impl<const F: usize> FrameBuilder<F> {
             pos: 0,
             sent: 0,
             len: 0,
+            start: 1,
         }
     }
 
@@ -159,8 +181,23 @@ impl<const F: usize> FrameBuilder<F> {
 
     /// Starts a new frame (dropping whatever was there).
     pub fn begin(&mut self) {
-        self.pos = 1;
-        self.sent = 0;
+        self.begin_at(1);
+    }
+
+    /// [`begin`](Self::begin), for a frame handed out after a `0x00` delimiter of its own (a
+    /// drain's first frame: see the wire format's "Delimiter before the first frame"). The
+    /// delimiter takes no room from the frame's records.
+    pub fn begin_after_delimiter(&mut self) {
+        self.begin_at(0);
+    }
+
+    /// Starts a new frame handed out from position `start` (0: after the delimiter at position
+    /// 0, which nothing ever writes).
+    #[inline(always)]
+    pub(crate) fn begin_at(&mut self, start: u8) {
+        self.pos = 2;
+        self.sent = start as usize;
+        self.start = start;
         self.len = 0;
     }
 
@@ -180,7 +217,7 @@ impl<const F: usize> FrameBuilder<F> {
 
     /// Raw bytes written so far (header and records).
     pub fn raw_len(&self) -> usize {
-        self.pos.saturating_sub(1)
+        self.pos.saturating_sub(2)
     }
 
     /// Where the next byte goes (changes with every byte written, and only then).
@@ -227,13 +264,14 @@ impl<const F: usize> FrameBuilder<F> {
     }
 
     /// Computes and appends the CRC, does COBS in place (one pass), and adds the delimiter.
-    /// Returns the frame.
+    /// Returns the frame (after the delimiter that precedes it, for a frame begun
+    /// [`begin_after_delimiter`](Self::begin_after_delimiter)).
     #[inline(never)]
     pub fn finish(&mut self) -> &[u8] {
         let (mut code_at, crc, mut end) = if Self::LONG_BLOCKS {
-            self.cobs_long(self.pos.max(1))
+            self.cobs_long(self.pos.max(2))
         } else {
-            self.cobs(self.pos.max(1))
+            self.cobs(self.pos.max(2))
         };
         // The two CRC bytes (the capacity leaves room for them, the code slots and the
         // delimiter), then the last block's code and the delimiter.
@@ -250,7 +288,7 @@ impl<const F: usize> FrameBuilder<F> {
         // At most `F` (the capacity sees to it), so it fits 16 bits.
         let len = (end + 1).min(F);
         self.len = len as u16;
-        self.buf.get(..len).unwrap_or(&[])
+        self.buf.get(self.sent..len).unwrap_or(&[])
     }
 
     /// Appends `b` at `end` to a frame being COBS-encoded whose open block's code slot is
@@ -278,15 +316,15 @@ impl<const F: usize> FrameBuilder<F> {
         }
     }
 
-    /// The CRC of the raw bytes `buf[1..end]`, and COBS over them when no block can be long:
+    /// The CRC of the raw bytes `buf[2..end]`, and COBS over them when no block can be long:
     /// every zero byte becomes the code slot of the block it starts, and the slot it ends gets
     /// the block's length. Returns the open block's code slot, the CRC and the end of the bytes.
     #[inline(always)]
     fn cobs(&mut self, end: usize) -> (usize, u32, usize) {
         let mut crc: u32 = 0xFFFF;
-        let mut code_at = 0;
+        let mut code_at = 1;
         let body = self.buf.get_mut(..end).unwrap_or(&mut []);
-        let mut i = 1;
+        let mut i = 2;
         // An inner loop over the non-zero bytes, which leaves the open block's slot alone (so it
         // stays in its register).
         'frame: loop {
@@ -316,8 +354,8 @@ impl<const F: usize> FrameBuilder<F> {
     #[inline(never)]
     fn cobs_long(&mut self, body_end: usize) -> (usize, u32, usize) {
         let mut crc: u32 = 0xFFFF;
-        let mut code_at = 0;
-        let mut i = 1;
+        let mut code_at = 1;
+        let mut i = 2;
         let mut end = body_end;
         while i < end {
             if i - code_at >= 255 {
@@ -374,9 +412,10 @@ impl<const F: usize> FrameBuilder<F> {
         unsent
     }
 
-    /// The second half: hands the whole finished frame out again.
+    /// The second half: hands the whole finished frame out again (after its own delimiter too,
+    /// when it was begun after one: the same bytes as the first time).
     pub(crate) fn rewind(&mut self) {
-        self.sent = 0;
+        self.sent = self.start as usize;
     }
 }
 

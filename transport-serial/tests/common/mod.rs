@@ -357,6 +357,7 @@ pub fn assert_exact(stream: &[u8], steps: u32) -> Decoded {
 /// arrives exactly once.
 pub fn assert_exact_after_restarts(stream: &[u8], steps: u32, restarts: u32) -> Decoded {
     let got = decode(stream);
+    assert_survives_boot_noise(stream, &got);
     assert!(
         got.frame_errors.len() + got.duplicates <= restarts as usize,
         "{} frame errors and {} duplicates, {restarts} restarts: {:?}",
@@ -389,6 +390,31 @@ pub fn assert_exact_after_restarts(stream: &[u8], steps: u32, restarts: u32) -> 
     }
     assert_eq!(got.drops, None, "the ring dropped records");
     got
+}
+
+/// What a shared UART may carry before the drain's first frame: a glitch at power-up and a boot
+/// banner.
+pub const BOOT_NOISE: &[u8] = b"\xffBooting v0.1\r\n";
+
+/// The transport sent the drain's first frame after a delimiter of its own (the stream begins
+/// with `0x00`), so the same stream behind [`BOOT_NOISE`] decodes to the same records (`got`):
+/// the noise is one bad frame, and frame 0, with the session record and the first name
+/// definitions, is not lost with it.
+pub fn assert_survives_boot_noise(stream: &[u8], got: &Decoded) {
+    assert_eq!(
+        stream.first(),
+        Some(&0),
+        "the first frame follows a delimiter of its own"
+    );
+    let noisy = decode(&[BOOT_NOISE, stream].concat());
+    assert_eq!(
+        noisy.frame_errors.len(),
+        got.frame_errors.len() + 1,
+        "the noise, alone in a bad frame: {:?}",
+        noisy.frame_errors
+    );
+    assert_eq!(noisy.frames, got.frames, "frame 0 and every other arrived");
+    assert_eq!(noisy.records, got.records, "every record arrived");
 }
 
 /// Runs the workload against a transport: `pump` is called a few times after every step (it may
