@@ -358,7 +358,8 @@ type Timed = Sample;
 pub struct DrainStats {
     /// Frames built.
     pub frames: u32,
-    /// Bytes of finished frames.
+    /// Bytes of finished frames, the delimiter before the first one included: the bytes the
+    /// drain hands out, each once (a restarted frame's are not counted again).
     pub bytes: u64,
     /// Ring records encoded.
     pub records: u32,
@@ -541,7 +542,8 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             seq: 0,
             epoch_frames: DEFAULT_EPOCH_FRAMES,
             drops_sent: None,
-            boot_id: tracer.boot_id(),
+            // Any value: frame 0 starts an epoch, whose session record sets it.
+            boot_id: 0,
             wall_clock: None,
             watch: Watch::at(ext),
             wall_clock_due: false,
@@ -764,8 +766,11 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         // A boot id set since the last session record starts an epoch too: the decoder names the
         // spans from the session record's boot id, so it must hear of the new one before the
         // first record that uses it (one comparison per frame; see `Tracer::set_boot_id`).
-        let boot_id = self.tracer.boot_id();
-        let epoch_start = self.seq & (self.epoch_frames - 1) == 0 || boot_id != self.boot_id;
+        let epoch_start =
+            self.seq & (self.epoch_frames - 1) == 0 || self.tracer.boot_id() != self.boot_id;
+        if epoch_start {
+            self.names.clear();
+        }
         // `has_news`, spelled out on the local `ring`: the call through `self` cost the frame
         // loop 10 instructions per span on Cortex-M3 (`insn-probe drain17`: 320.5 against 310.2).
         let drops_due = self.drops_sent.unwrap_or(0) != drops;
@@ -778,17 +783,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
             self.state.ext.extend(self.tracer.clock.now());
             return;
         }
-        if epoch_start {
-            self.names.clear();
-            self.boot_id = boot_id;
-        }
         // The first frame goes out after a delimiter of its own: whatever the link carried
         // before it (a boot banner on a shared UART, a glitch at power-up) ends there instead of
         // merging into the frame that holds the session record.
-        self.frame.begin_at((self.stats.frames != 0) as u8);
+        self.frame.begin_first_after_delimiter();
         let Ok(session_records) = self.write_header(epoch_start, drops) else {
-            // Cannot happen with F >= 32 and a session record of reasonable size; send nothing
-            // rather than a broken frame.
+            // Cannot happen: a frame holds its header (`Drain::CHECK`); send nothing rather
+            // than a broken frame.
             return;
         };
         let content_start = self.frame.position();
@@ -1028,7 +1029,9 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
         let base = self.watch.later(&self.state.ext);
         let now_ticks = base.value(base.sample(t.clock.now()));
         let ticks_per_second = t.clock.ticks_per_second() >> self.state.ext.shift();
-        let boot_id = self.boot_id;
+        // Read once: the boot id announced is the one the next frames compare with.
+        let boot_id = t.boot_id();
+        self.boot_id = boot_id;
         for (service_cut, firmware_cut) in HELLO_CUTS {
             let mut w = self.frame.writer();
             w.put_c(tag::EXT | ext::HELLO);

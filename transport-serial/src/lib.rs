@@ -28,8 +28,10 @@ pub mod rtt;
 /// "never lose or duplicate a byte" and frame counting rely on:
 ///
 /// - [`fill_buf`](Self::fill_buf) returns the unsent rest of exactly **one** frame (ending with its
-///   `0x00` delimiter), building the next frame only when the previous one is fully consumed; empty
-///   when there is nothing to send. It returns the same bytes again until they are consumed.
+///   `0x00` delimiter; a drain's first frame also begins with the `0x00` that precedes it, so that
+///   bytes the link carried before it end there), building the next frame only when the previous
+///   one is fully consumed; empty when there is nothing to send. It returns the same bytes again
+///   until they are consumed.
 /// - [`consume`](Self::consume)`(n)` marks the first `n` of those bytes as sent (`n` at most their
 ///   length).
 /// - [`restart_frame`](Self::restart_frame) makes the next `fill_buf` a lone `0x00` delimiter,

@@ -71,13 +71,14 @@ pub struct FrameBuilder<const F: usize> {
     sent: usize,
     /// When finished: the encoded length (`F` at most, so it fits), from position 0; 0 before.
     len: u16,
-    /// Where the frame is handed out from: 1, or 0 when it is sent after a delimiter
-    /// ([`begin_after_delimiter`](Self::begin_after_delimiter)).
-    start: u8,
     buf: [u8; F],
     /// Room for the unchecked bytes of a record that runs past `buf` (never part of a frame: such
     /// a record does not fit, and is dropped). Right after `buf` (`repr(C)`, both of alignment 1).
     slack: [core::mem::MaybeUninit<u8>; SLACK],
+    /// Where the frame is handed out from: 1, or 0 when it is sent after a delimiter
+    /// ([`begin_after_delimiter`](Self::begin_after_delimiter)). After the buffer, which keeps
+    /// its offset (the record path's stores address it).
+    start: u8,
 }
 
 impl<const F: usize> Default for FrameBuilder<F> {
@@ -137,11 +138,11 @@ fn crc_step(crc: u32, b: u8) -> u32 {
 impl<const F: usize> FrameBuilder<F> {
     const CHECK: () = {
         assert!(F >= 32 && F <= 65_535, "frames must be 32 to 65535 bytes");
-        // The longest finished frame (code, raw bytes, CRC, a code per 254 data bytes, the
-        // delimiter), from position 1, ends within the buffer: position 0 is free for the
-        // delimiter before it.
+        // The longest finished frame from position 1 (its first code, the raw bytes, the CRC, a
+        // code per 254 data bytes, the delimiter: `CAP + 4 + (CAP + 2) / 254` bytes) ends within
+        // the buffer: position 0 is free for the delimiter before it.
         assert!(
-            1 + 1 + Self::CAP + 2 + (Self::CAP + 2) / 254 + 1 <= F,
+            Self::CAP + 5 + (Self::CAP + 2) / 254 <= F,
             "a frame and the delimiter before it fit the buffer"
         );
         assert!(
@@ -170,7 +171,7 @@ impl<const F: usize> FrameBuilder<F> {
             pos: 0,
             sent: 0,
             len: 0,
-            start: 1,
+            start: 0,
         }
     }
 
@@ -194,11 +195,19 @@ impl<const F: usize> FrameBuilder<F> {
     /// Starts a new frame handed out from position `start` (0: after the delimiter at position
     /// 0, which nothing ever writes).
     #[inline(always)]
-    pub(crate) fn begin_at(&mut self, start: u8) {
+    fn begin_at(&mut self, start: u8) {
         self.pos = 2;
         self.sent = start as usize;
         self.start = start;
         self.len = 0;
+    }
+
+    /// [`begin`](Self::begin), after a delimiter when no frame was finished yet (a drain's first
+    /// frame: [`begin_after_delimiter`](Self::begin_after_delimiter)).
+    #[inline(always)]
+    pub(crate) fn begin_first_after_delimiter(&mut self) {
+        // `len` is 0 until a frame is finished, and again only between `begin` and `finish`.
+        self.begin_at((self.len != 0) as u8);
     }
 
     /// A point to roll back to.
