@@ -102,7 +102,13 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// the clock, and the clock read once a frame while records wait through a stall): a record made
 /// after a stall of more than three quarters of a wrap (50 s at 64 MHz), behind one that waited
 /// through it, was dated a wrap early, below zero in the first wrap: 12 984 / 12 856 B when set.
-const FLASH_BUDGET: (f64, f64) = (13_040.0, 12_920.0);
+/// Raised again from (13 040, 12 920) for a session record whose cut strings end in `…`
+/// (`hello_str`, 114 / 104 B, and `write_hello` 60 / 72 B smaller: before, a service name cut
+/// to fit a small frame showed in Jaeger as if whole), the boot id compared once a frame so a
+/// late `Tracer::set_boot_id` starts an epoch (in `build`) and the delimiter before the first
+/// frame (`FrameBuilder::finish` and the drain's set-up; before, a boot banner on a shared UART
+/// cost the decoder frame 0 and its session record): 13 104 / 12 964 B when set.
+const FLASH_BUDGET: (f64, f64) = (13_160.0, 13_020.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 /// Lowered from (134, 150), the figures of `log3_values` (128 / 144 B), to the target: its
 /// `Span::record_log_values` writes copied strings in line and reads fewer values across the
