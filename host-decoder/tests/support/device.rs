@@ -29,11 +29,18 @@ pub fn one_frame<const F: usize>(drain: &mut Drain<'_, F>) -> Vec<u8> {
 }
 
 /// Splits a stream into its frames, each with its `0x00` delimiter (a cut last frame without).
+/// A drain's first frame also keeps the `0x00` it is sent after, as the drain hands them out
+/// together: frame `i` of a drain's stream is element `i`.
 pub fn frames(stream: &[u8]) -> Vec<Vec<u8>> {
-    stream
+    let mut frames: Vec<Vec<u8>> = stream
         .split_inclusive(|&b| b == 0)
         .map(<[u8]>::to_vec)
-        .collect()
+        .collect();
+    if frames.len() > 1 && frames[0] == [0] {
+        frames.remove(0);
+        frames[0].insert(0, 0);
+    }
+    frames
 }
 
 /// A span name made at run time, as static as the names a device's firmware holds in flash.
