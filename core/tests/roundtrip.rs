@@ -823,3 +823,27 @@ fn records_from_before_a_wrap_that_precedes_the_drain_are_dated_right() {
     assert!(early < u64::MAX / 2, "dated below zero: {starts:?}");
     assert_eq!((child - early, late - early), (100, 2_200), "{starts:?}");
 }
+
+#[test]
+fn the_smallest_frame_holds_a_session_record_with_a_wall_clock() {
+    // `Drain<F>` refuses at compile time an `F` below `min_frame_bytes` (a `compile_fail` example
+    // on `Drain::new` shows it with 32), which counts every number at its smallest. Just above
+    // it (a 1 MHz rate takes 2 bytes more than the smallest), a device with small numbers still
+    // gets its session record, wall clock included, and its spans read.
+    use microspan::drain::{min_frame_bytes, session_record_always_fits};
+    assert_eq!((min_frame_bytes(), session_record_always_fits()), (42, 97));
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("s").device_id(1));
+    let mut drain: Drain<'_, { min_frame_bytes() + 2 }> = Drain::new(&TRACER).unwrap();
+    drain.set_wall_clock(1_765_000_000_000_000_000);
+    TRACER.root("r").finish();
+    let d = decode(&drain_all(&mut drain));
+    assert!(d.frame_errors.is_empty());
+    assert!(
+        matches!(&d.records[0], Owned::Hello { .. }),
+        "{:?}",
+        d.records
+    );
+    assert_eq!(d.spans().len(), 2);
+}
