@@ -50,6 +50,10 @@ pub struct StreamStats {
     pub unsupported_version_frames: u64,
     /// The wire version of the last such frame.
     pub unsupported_version: Option<u8>,
+    /// Bytes at the start of the input, before the device's first frame (frame 0, after its
+    /// delimiter), that were not a frame: a boot banner or a power-up glitch on the same link.
+    /// Skipped, and not a loss: nothing of this boot comes before frame 0.
+    pub noise_before_first_frame: u64,
     /// The input began inside a frame: its first bytes, up to the first delimiter, were not a
     /// whole frame (counted in [`crc_errors`](Self::crc_errors) or
     /// [`bad_frames`](Self::bad_frames) like any bad frame). A capture started while the device
@@ -161,8 +165,14 @@ impl StreamDecoder {
                         .is_some_and(|last| f.seq == last.wrapping_add(1))
                         && self.encoded.starts_with(&fragment)
                 });
+                // Bytes before the device's frame 0, where the input began: no frame of this
+                // boot came before frame 0 (the drain sends a delimiter ahead of it), so they
+                // are something else the link carried, a boot banner or a glitch, not a loss.
+                let boot_noise = first && frame.as_ref().is_ok_and(|f| f.seq == 0);
                 if restarted {
                     self.stats.restarted_frames += 1;
+                } else if boot_noise {
+                    self.stats.noise_before_first_frame += fragment.len() as u64;
                 } else {
                     discarded = Some(fragment.len());
                     count_bad(&mut self.stats, &mut self.last_error, error);
@@ -405,11 +415,16 @@ impl StreamStats {
             );
             return out;
         }
-        if s.frames == 0 && self.unfinished_bytes == self.bytes {
+        // Nothing but the bytes of an unfinished frame, after delimiters at most (a drain sends
+        // one before its first frame).
+        if s.frames == 0
+            && self.unfinished_bytes > 0
+            && self.crc_errors + self.bad_frames + self.discarded_bytes == 0
+        {
             out.push(format!(
                 "the input ended inside its first frame ({}, no closing 0x00): the capture was \
                  cut short, or this is not a microspan stream",
-                count(self.bytes, "byte", "bytes")
+                count(self.unfinished_bytes, "byte", "bytes")
             ));
             return out;
         }
@@ -448,7 +463,7 @@ impl StreamStats {
                     ""
                 },
                 if self.began_mid_frame {
-                    ". If the capture did start at the reset, bytes the device sent before its first frame (a boot banner on the same UART) merged with that frame: send nothing on that UART before the drain's first frame, or end such text with a 0x00 byte"
+                    ". If the capture did start at the reset, bytes the device sent before its first frame (a boot banner on the same UART) merged with that frame: a drain of this release sends a 0x00 before its first frame to keep them apart; with older firmware, end such text with a 0x00 byte"
                 } else {
                     ""
                 }
@@ -478,6 +493,13 @@ impl StreamStats {
                  the drain's frame. Give the ring more words (`Ring<N>`), drain more often, or \
                  record less; the spans that may have lost records carry a warning",
                 count(s.device_drops, "record", "records"),
+            ));
+        }
+        if self.noise_before_first_frame > 0 {
+            out.push(format!(
+                "{} before the device's first frame not microspan's (boot text or a glitch on \
+                 the link) and skipped: nothing was lost",
+                count(self.noise_before_first_frame, "byte was", "bytes were"),
             ));
         }
         if s.names_cut > 0 {

@@ -234,14 +234,14 @@ fn unusable_or_cut_input_is_diagnosed() {
     assert!(!e.contains("microspan:"), "{e}");
 
     // Cut inside its first frame: nothing could be read. The drain sends a `0x00` before its
-    // first frame; the capture here begins after it (one begun before it reads as "no frame
-    // found" until `StreamDecoder::problems` counts a leading delimiter as no frame: a decoder
-    // change, not made here).
+    // first frame; a capture with or without it is diagnosed the same.
     let first_end = 1 + stream[1..].iter().position(|&b| b == 0).unwrap();
-    let (_d, first) = capture(&stream[1..first_end - 1]);
-    let (code, e) = decode_file(&first, &[]);
-    assert_eq!(code, Some(1), "{e}");
-    assert!(e.contains("the input ended inside its first frame"), "{e}");
+    for from in [0, 1] {
+        let (_d, first) = capture(&stream[from..first_end - 1]);
+        let (code, e) = decode_file(&first, &[]);
+        assert_eq!(code, Some(1), "{e}");
+        assert!(e.contains("the input ended inside its first frame"), "{e}");
+    }
 
     // The first frame (with the session record) corrupted: the rest cannot be read.
     let mut flipped = stream.clone();
@@ -733,4 +733,37 @@ fn a_capture_that_starts_mid_frame_says_so() {
         "{e}"
     );
     assert!(counted(&e), "{e}");
+}
+
+/// A boot banner (or a glitch) on the same UART before the device's first frame: the drain's
+/// delimiter ahead of frame 0 keeps it apart, and the decoder, seeing frame 0 follow it, says it
+/// skipped it and fails nothing, not even `--strict`. The same bytes before a later frame are a
+/// frame the capture began inside.
+#[test]
+fn a_boot_banner_before_frame_0_is_skipped_not_counted_lost() {
+    let stream = clean_stream();
+    assert_eq!(stream[0], 0, "the drain's delimiter before frame 0");
+    let mut banner = b"\xffBooting myfw v0.1.0\r\n".to_vec();
+    banner.extend_from_slice(&stream);
+    let (_d, path) = capture(&banner);
+    let (code, e) = decode_file(&path, &["--strict"]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(
+        e.contains("22 bytes were before the device's first frame not microspan's")
+            && e.contains("nothing was lost"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bad frames 0 ") && e.contains("discarded bytes 0 "),
+        "{e}"
+    );
+
+    // Before frame 1 instead (the capture began after frame 0): a cut frame, counted.
+    let second = 1 + stream[1..].iter().position(|&b| b == 0).unwrap() + 1;
+    let mut late = b"\xffBooting myfw v0.1.0\r\n".to_vec();
+    late.extend_from_slice(&stream[second..]);
+    let (_d, path) = capture(&late);
+    let (code, e) = decode_file(&path, &["--strict"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(!e.contains("not microspan's"), "{e}");
 }
