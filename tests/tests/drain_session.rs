@@ -80,10 +80,13 @@ fn bytes_before_the_first_frame_lose_no_span() {
         assert_eq!(names(&noisy), names(&clean), "noise {noise:?}");
         assert_eq!(noisy.stats.spans.resets, 0);
         assert_eq!(noisy.stats.spans.incomplete_spans, 0);
-        assert!(
-            noisy.stats.began_mid_frame,
-            "the noise is taken for a cut frame"
+        // Frame 0 follows the noise: it is skipped as such, not counted as a cut frame.
+        assert_eq!(
+            noisy.stats.noise_before_first_frame,
+            noise.len() as u64,
+            "noise {noise:?}"
         );
+        assert!(!noisy.stats.began_mid_frame && !noisy.stats.anything_wrong());
         assert!(noisy
             .batches
             .iter()
