@@ -5,9 +5,24 @@
 # What CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step's wall time, printed as it starts and summed up at the end, so a slow CI run shows
+# where its minutes went.
+started=$SECONDS
+step_at=$SECONDS
+step_name=""
+timings=()
+step() {
+    if [[ -n $step_name ]]; then
+        timings+=("$(printf '%5d s  %s' $((SECONDS - step_at)) "$step_name")")
+    fi
+    step_at=$SECONDS
+    step_name="$*"
+    printf '\n== %s (at %d s)\n' "$*" $((SECONDS - started))
+}
+
+step "setup: the embedded targets, QEMU, gcc"
+bash scripts/setup.sh
 
 step "format"
 cargo fmt --all --check
@@ -93,4 +108,8 @@ else
     echo "Miri: no nightly toolchain on this machine; skipped" >&2
 fi
 
+step "done"
+printf '\nwall time per step:\n'
+printf '%s\n' "${timings[@]}"
+printf '%5d s  in all\n' $((SECONDS - started))
 printf '\nall tests passed\n'
