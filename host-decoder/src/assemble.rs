@@ -1076,8 +1076,14 @@ pub struct Options {
     /// session record arrives (for reproducible output from recorded streams). The device's own
     /// wall clock, when it sends one, wins over both.
     pub fixed_anchor_unix_nanos: Option<u64>,
-    /// The decoder's host name (a process tag); `None` leaves it out.
+    /// The device's host name, as the user names it (`--hostname`): the `hostname` process tag
+    /// Jaeger shows beside the service. `None` leaves it out: the device has no host name of its
+    /// own, and the decoding machine's would claim the spans ran there.
     pub host_name: Option<String>,
+    /// The machine that decoded the stream (the `microspan.decoder_host` process tag, next to
+    /// `microspan.decoder_version`), to tell captures from several benches apart; `None` leaves
+    /// it out.
+    pub decoder_host: Option<String>,
 }
 
 /// Rebuilds spans from frames.
@@ -1400,6 +1406,12 @@ impl Assembler {
         }
         if let Some(host) = &self.opts.host_name {
             tags.push(KeyValue::new("hostname", Value::Str(host.as_str().into())));
+        }
+        if let Some(host) = &self.opts.decoder_host {
+            tags.push(KeyValue::new(
+                "microspan.decoder_host",
+                Value::Str(host.as_str().into()),
+            ));
         }
         let process = Arc::new(Process {
             service_name: hello.service.as_str().into(),

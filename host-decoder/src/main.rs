@@ -152,14 +152,20 @@ struct DecodeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_open_spans,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_open_spans: usize,
-    /// Anchor device time at this Unix time in nanoseconds instead of now (reproducible output);
-    /// at most 4102444800000000000 (the year 2100), so that device times added to it stay exact.
-    #[arg(long, value_name = "NANOS",
-          value_parser = clap::value_parser!(u64).range(..=LATEST_ANCHOR_UNIX_NANOS))]
+    /// Anchor device time at this time instead of now (reproducible output, or a capture
+    /// replayed later): Unix nanoseconds, or an RFC 3339 time such as 2026-12-07T09:30:00Z; at
+    /// most the year 2100, so that device times added to it stay exact.
+    #[arg(long, visible_alias = "anchor-time", value_name = "NANOS|TIME",
+          value_parser = parse_anchor)]
     anchor_unix_nanos: Option<u64>,
-    /// The host name recorded as a process tag (default: this machine's).
+    /// The device's host name, recorded as the `hostname` process tag Jaeger shows (default:
+    /// none; the machine that decoded the stream is the `microspan.decoder_host` tag).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+    /// The name recorded as the `microspan.decoder_host` process tag (default: this machine's);
+    /// an empty name leaves the tag out.
+    #[arg(long, value_name = "NAME")]
+    decoder_host: Option<String>,
     /// No live status line.
     #[arg(long)]
     no_progress: bool,
@@ -256,6 +262,25 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `--anchor-unix-nanos`: Unix nanoseconds, or an RFC 3339 time.
+fn parse_anchor(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let nanos = match text.parse::<u128>() {
+        Ok(n) => i128::try_from(n).unwrap_or(i128::MAX),
+        Err(_) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                format!("neither Unix nanoseconds nor an RFC 3339 time such as 2026-12-07T09:30:00Z ({e})")
+            })?
+            .unix_timestamp_nanos(),
+    };
+    u64::try_from(nanos)
+        .ok()
+        .filter(|&n| n <= LATEST_ANCHOR_UNIX_NANOS)
+        .ok_or_else(|| {
+            format!("outside 1970-01-01T00:00:00Z ..= 2100-01-01T00:00:00Z (0 ..= {LATEST_ANCHOR_UNIX_NANOS})")
+        })
 }
 
 fn host_name() -> Option<String> {
@@ -657,7 +682,11 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             ..Limits::default()
         },
         fixed_anchor_unix_nanos: args.anchor_unix_nanos,
-        host_name: args.hostname.clone().or_else(host_name),
+        host_name: args.hostname.clone(),
+        decoder_host: match &args.decoder_host {
+            Some(name) => Some(name.clone()).filter(|n| !n.is_empty()),
+            None => host_name(),
+        },
     };
     let mut decoder = StreamDecoder::new(opts);
 

@@ -29,6 +29,8 @@ fn fixture_stream_to_every_file_exporter_and_the_tree() {
         "1700000000000000000",
         "--hostname",
         "test-host",
+        "--decoder-host",
+        "bench-7",
         "--no-progress",
         "--tree",
         "--jaeger-json",
@@ -306,6 +308,31 @@ fn strict_mode_fails_a_cut_name() {
     );
 }
 
+/// The time anchor is given as Unix nanoseconds or as an RFC 3339 time, to the same effect.
+#[test]
+fn the_anchor_is_unix_nanoseconds_or_an_rfc_3339_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, good) = capture(&clean_stream());
+    let json = |anchor: &str| {
+        let path = dir.path().join(format!("{}.json", anchor.len()));
+        let (code, e) = decode_file(
+            &good,
+            &[
+                "--anchor-unix-nanos",
+                anchor,
+                "--jaeger-json",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, Some(0), "{anchor}: {e}");
+        std::fs::read_to_string(path).unwrap()
+    };
+    let nanos = json("1700000000000000000");
+    assert!(nanos.contains("\"startTime\": 16999999999"), "{nanos}");
+    assert_eq!(json("2023-11-14T22:13:20Z"), nanos);
+    assert_eq!(json("2023-11-15T00:13:20+02:00"), nanos);
+}
+
 /// Options that would be ignored or give wrong output are refused up front.
 #[test]
 fn nonsense_options_are_refused() {
@@ -315,6 +342,18 @@ fn nonsense_options_are_refused() {
         (
             &["--anchor-unix-nanos", "18446744073709551615"][..],
             "--anchor-unix-nanos",
+        ),
+        (
+            &["--anchor-unix-nanos", "2100-01-01T00:00:00.000000001Z"][..],
+            "outside 1970-01-01T00:00:00Z",
+        ),
+        (
+            &["--anchor-time", "1969-12-31T23:59:59Z"][..],
+            "outside 1970-01-01T00:00:00Z",
+        ),
+        (
+            &["--anchor-unix-nanos", "yesterday"][..],
+            "neither Unix nanoseconds nor an RFC 3339 time",
         ),
     ] {
         let (code, e) = decode_file(&good, args);

@@ -178,6 +178,7 @@ fn decode(stream: &[u8], limits: Limits, chunk: usize) -> Decoded {
         limits,
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
+        decoder_host: None,
     });
     let mut out = Vec::new();
     let mut spans = Vec::new();

@@ -48,11 +48,12 @@ pub fn build(board: Board, variant: Variant) -> Result<PathBuf, QemuError> {
     }
 }
 
-/// Decoder options for reproducible output: a fixed time anchor and no host name.
+/// Decoder options for reproducible output: a fixed time anchor and no host names.
 pub fn decoder_options() -> Options {
     Options {
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
+        decoder_host: None,
         ..Options::default()
     }
 }

@@ -179,6 +179,7 @@ pub fn run_stream<'a>(chunks: impl Iterator<Item = &'a [u8]>, limits: Limits) ->
         limits,
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
+        decoder_host: None,
     });
     let mut out = Vec::new();
     let mut outcome = Outcome::default();

@@ -102,11 +102,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
 
     // Live: each UART chunk goes to the decoder as QEMU sends it; finished traces are exported at once.
     // Times are anchored at the host's clock (so uploads land in Jaeger's recent search window).
-    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let decoder_host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string());
     let mut decoder = StreamDecoder::new(Options {
-        host_name,
+        decoder_host,
         ..Options::default()
     });
     let mut all: Vec<Batch> = Vec::new();
