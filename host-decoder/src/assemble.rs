@@ -1129,6 +1129,10 @@ pub struct Assembler {
     /// A session announced boot id 0 / the default device id ([`Assembler::id_notes`]).
     boot_id_zero: bool,
     default_device_id: bool,
+    /// The first session's anchor (Unix nanoseconds at its session record), and whether any
+    /// session dated itself from the device's wall clock ([`Assembler::replay_anchor`]).
+    first_anchor: Option<u64>,
+    device_dated: bool,
     stats: Stats,
 }
 
@@ -1173,8 +1177,22 @@ impl Assembler {
             frame_start_time: 0,
             boot_id_zero: false,
             default_device_id: false,
+            first_anchor: None,
+            device_dated: false,
             stats: Stats::default(),
         }
+    }
+
+    /// The `--anchor-unix-nanos` that decodes this stream again to the same dates: the first
+    /// session's anchor, when the host dated it (from its clock, or the fixed anchor) and it was
+    /// the only session. `None` when the device sent its wall clock (its stream dates itself),
+    /// when no session started, or after a reset (each session was anchored when it arrived,
+    /// which one fixed anchor cannot repeat).
+    pub fn replay_anchor(&self) -> Option<u64> {
+        if self.device_dated || self.stats.resets > 0 {
+            return None;
+        }
+        self.first_anchor
     }
 
     /// Advice on the ids the device announced: a boot id of 0 (every boot then makes the same
@@ -1370,6 +1388,10 @@ impl Assembler {
                 .map(|d| d.as_nanos() as i128)
                 .unwrap_or(0),
         };
+        self.device_dated |= hello.wall_clock.is_some();
+        if self.first_anchor.is_none() {
+            self.first_anchor = Some(anchor_unix_nanos.clamp(0, u64::MAX as i128) as u64);
+        }
         let device_id: SharedStr = format!("{:016x}", hello.device_id).into();
         let mut tags = vec![
             KeyValue::new("device.id", Value::Str(device_id.clone())),
@@ -1795,6 +1817,7 @@ impl Assembler {
             }
             Record::WallClock(w) => {
                 if let Some(s) = self.session.as_mut() {
+                    self.device_dated = true;
                     s.hello.wall_clock = Some(w);
                     s.anchor_nanos = s.clock.nanos(w.ticks);
                     s.anchor_unix_nanos = w.unix_nanos as i128;

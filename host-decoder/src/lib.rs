@@ -3,6 +3,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod assemble;
+pub mod capture;
 pub mod export;
 pub mod input;
 pub mod jaeger_thrift;

@@ -11,6 +11,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use microspan_decoder::assemble::{Limits, Options};
+use microspan_decoder::capture::CaptureFile;
 use microspan_decoder::export::{
     check_output_path, legacy_spool_dir, legacy_spool_note, ExportError, Exporter, Header,
     JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig,
@@ -118,6 +119,10 @@ struct DecodeArgs {
     /// Show each finished trace as a tree in the terminal (the default when no other output is given).
     #[arg(long)]
     tree: bool,
+    /// Also save the raw input to FILE as it is read: a live capture kept, to decode again later
+    /// (`--file FILE`) with other outputs, a corrected upload URL or a newer decoder.
+    #[arg(long, value_name = "FILE")]
+    save_capture: Option<PathBuf>,
 
     /// With an upload: where uploads that cannot be delivered yet are kept (bounded; replayed on
     /// the next run).
@@ -406,6 +411,7 @@ fn check_paths_distinct(args: &DecodeArgs) -> Result<(), String> {
     let outputs: Vec<(&str, &Path)> = [
         ("--jaeger-json", args.jaeger_json.as_deref()),
         ("--otlp-json", args.otlp_json.as_deref()),
+        ("--save-capture", args.save_capture.as_deref()),
     ]
     .into_iter()
     .filter_map(|(option, path)| Some((option, path?)))
@@ -689,6 +695,10 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         },
     };
     let mut decoder = StreamDecoder::new(opts);
+    let mut capture = match &args.save_capture {
+        Some(path) => Some(CaptureFile::create(path).map_err(|e| format!("--save-capture: {e}"))?),
+        None => None,
+    };
 
     let signals = Signals::install();
 
@@ -716,12 +726,20 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         match source.read_chunk(&mut buf) {
             Ok(Some(0)) => break,
             Ok(Some(n)) => {
+                if let Some(c) = capture.as_mut() {
+                    c.write(&buf[..n]);
+                }
                 if let Err(e) = decoder.feed(&buf[..n], &mut batches) {
                     fatal = Some(e.to_string());
                     break;
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                // A quiet input: what was read so far goes to disk.
+                if let Some(c) = capture.as_mut() {
+                    c.flush();
+                }
+            }
             Err(e) => {
                 fatal = Some(e.to_string());
                 break;
@@ -742,6 +760,11 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             bar.tick();
             last_status = Instant::now();
         }
+    }
+    // Saved before the uploads are waited for: a second Ctrl-C then still leaves the capture.
+    let saved = capture.map(|c| (c.path().to_path_buf(), c.finish()));
+    if let Some((_, Err(e))) = &saved {
+        export_errors.push(e.clone());
     }
     decoder.finish(&mut batches);
     export_all(&mut exporters, &mut batches, &mut export_errors);
@@ -765,9 +788,14 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     // Each exporter's summary line, and whether it delivered everything.
     let mut summaries = Vec::new();
     let mut collector_notes = Vec::new();
+    // Spans of this run's input refused for good or dropped by an output (not those in the spool,
+    // which the next run sends).
+    let mut unsent = 0;
     for ex in exporters.iter_mut() {
         match ex.finish() {
             Ok(summary) => {
+                unsent +=
+                    summary.rejected.saturating_sub(summary.replayed_rejected) + summary.dropped;
                 delivered_all &= summary.is_complete();
                 summaries.push((summary.to_string(), summary.is_complete()));
                 export_errors.extend(summary.distinct_errors(5));
@@ -829,6 +857,38 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     }
     if strict_failed {
         say!("microspan: failed (--strict): {}", strict_failures(&stats));
+    }
+    match &saved {
+        Some((path, Ok(bytes))) if explain => {
+            let anchor = decoder
+                .replay_anchor()
+                .map(|nanos| format!(" --anchor-unix-nanos {nanos}"))
+                .unwrap_or_default();
+            let again = if unsent > 0 {
+                format!(
+                    "; it holds the {} not delivered",
+                    count(unsent, "span", "spans")
+                )
+            } else {
+                String::new()
+            };
+            say!(
+                "microspan: saved the raw input to {} ({}{again}); decode it again with: microspan decode --file {}{anchor}",
+                path.display(),
+                count(*bytes, "byte", "bytes"),
+                path.display(),
+            );
+        }
+        // A failed save is among the export errors (below).
+        Some(_) => {}
+        // Spans an upload did not deliver from a live input exist nowhere else.
+        None if unsent > 0 && args.file.is_none() && explain => {
+            say!(
+                "microspan: note: the {} not delivered exist nowhere else: --save-capture FILE saves a live input as it is read, to decode it again once the output works",
+                count(unsent, "span", "spans")
+            );
+        }
+        None => {}
     }
     for path in &left_alone {
         say!("microspan: {path} was not written: nothing was decoded (an existing file is left as it was)");

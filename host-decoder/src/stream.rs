@@ -129,6 +129,12 @@ impl StreamDecoder {
         self.asm.service()
     }
 
+    /// The anchor that decodes this stream again to the same dates (see
+    /// [`Assembler::replay_anchor`](crate::assemble::Assembler::replay_anchor)).
+    pub fn replay_anchor(&self) -> Option<u64> {
+        self.asm.replay_anchor()
+    }
+
     /// Advice on the device's ids (see [`Assembler::id_notes`](crate::assemble::Assembler::id_notes)).
     pub fn id_notes(&self) -> Vec<String> {
         self.asm.id_notes()

@@ -333,6 +333,67 @@ fn the_anchor_is_unix_nanoseconds_or_an_rfc_3339_time() {
     assert_eq!(json("2023-11-15T00:13:20+02:00"), nanos);
 }
 
+/// `--save-capture` keeps the bytes read, and the command it prints decodes them again to the
+/// same trace at the same dates, though the first run dated it from the host's clock.
+#[test]
+fn a_saved_capture_decodes_again_to_the_same_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = clean_stream();
+    let live = dir.path().join("live.bin");
+    std::fs::write(&live, &stream).unwrap();
+    let run = |args: &[&str], stdin: Option<&std::path::Path>| {
+        let mut c = support::cli::microspan();
+        c.current_dir(dir.path()).args(["decode", "--no-progress"]);
+        c.args(args);
+        if let Some(path) = stdin {
+            c.stdin(std::fs::File::open(path).unwrap());
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Standard input stands for a live source: no anchor given, the host's clock dates it.
+    let e = run(
+        &[
+            "-",
+            "--save-capture",
+            "saved.bin",
+            "--jaeger-json",
+            "first.json",
+        ],
+        Some(&live),
+    );
+    assert_eq!(std::fs::read(dir.path().join("saved.bin")).unwrap(), stream);
+    let says = format!(
+        "saved the raw input to saved.bin ({} bytes); decode it again with: microspan decode --file saved.bin --anchor-unix-nanos ",
+        stream.len()
+    );
+    let Some(at) = e.find(&says) else {
+        panic!("{e}")
+    };
+    let anchor: String = e[at + says.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    run(
+        &[
+            "--file",
+            "saved.bin",
+            "--anchor-unix-nanos",
+            &anchor,
+            "--jaeger-json",
+            "again.json",
+        ],
+        None,
+    );
+    let first = std::fs::read_to_string(dir.path().join("first.json")).unwrap();
+    assert!(first.contains("\"operationName\": \"Bar\""), "{first}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("again.json")).unwrap(),
+        first
+    );
+}
+
 /// Options that would be ignored or give wrong output are refused up front.
 #[test]
 fn nonsense_options_are_refused() {
@@ -707,6 +768,7 @@ fn an_output_that_is_the_input_is_refused() {
         &["--file", "u2.bin", "--otlp-json", abs][..],
         &["--file", abs, "--jaeger-json", "link.bin"][..],
         &["--file", "link.bin", "--jaeger-json", "./u2.bin"][..],
+        &["--file", "u2.bin", "--save-capture", "link.bin"][..],
     ] {
         let (code, e) = run(args, None);
         assert_eq!(code, Some(2), "{args:?}: {e}");

@@ -546,3 +546,61 @@ fn a_collector_warning_is_shown() {
         "{e}"
     );
 }
+
+/// A live capture whose upload was refused (here a wrong path: 404) exists nowhere else, and the
+/// run says so; with --save-capture the raw input is kept, and decoding the saved file again
+/// delivers every span once the URL is right.
+#[test]
+fn spans_a_collector_refused_can_be_sent_again_from_a_saved_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = Receiver::start(vec![], Reply::status(404));
+    let live = |extra: &[&str]| {
+        let out = microspan()
+            .current_dir(dir.path())
+            .args(["decode", "--no-progress", "-", "--spool-dir", "spool"])
+            .args(["--otlp", &wrong.url()])
+            .args(extra)
+            // Standard input stands for a live source.
+            .stdin(std::fs::File::open(fixture()).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = live(&[]);
+    assert!(
+        e.contains(&format!(
+            "note: the {FIXTURE_SPANS} spans not delivered exist nowhere else: --save-capture FILE"
+        )),
+        "{e}"
+    );
+    let e = live(&["--save-capture", "capture.bin"]);
+    assert!(!e.contains("exist nowhere else"), "{e}");
+    let says = format!("holds the {FIXTURE_SPANS} spans not delivered); decode it again with: microspan decode --file capture.bin");
+    assert!(e.contains(&says), "{e}");
+    assert_eq!(
+        std::fs::read(dir.path().join("capture.bin")).unwrap(),
+        std::fs::read(fixture()).unwrap()
+    );
+
+    let right = Receiver::start(vec![], Reply::status(200));
+    let out = microspan()
+        .current_dir(dir.path())
+        .args([
+            "decode",
+            "--no-progress",
+            "--file",
+            "capture.bin",
+            "--spool-dir",
+            "spool",
+        ])
+        .args(["--otlp", &right.url()])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert_eq!(
+        accepted_ids(&right.received(), otlp_span_ids).len(),
+        FIXTURE_SPANS
+    );
+}
