@@ -50,8 +50,13 @@ pub const PEER_PORT: &str = "peer.port";
 pub const PEER_SERVICE: &str = "peer.service";
 /// The span's role: one of the `SPAN_KIND_*` values.
 pub const SPAN_KIND: &str = "span.kind";
-/// Sampling priority: a value above 0 asks the backend to keep the trace (prefer
-/// [`SpanBuilder::debug`](crate::SpanBuilder::debug) on the device, which also forces recording).
+/// Sampling priority, OpenTracing's key. In OpenTracing clients the tag steers the tracer
+/// itself: 0 stops recording the span, above 0 forces it (Jaeger's clients make it a debug span).
+/// Here it is **recorded as a plain tag only**: the span's sampling decision and the flags it
+/// propagates do not change, and Jaeger's collector does not act on the tag either. To force a
+/// trace, start it with [`SpanBuilder::debug`](crate::SpanBuilder::debug) (recorded whatever the
+/// sampler says, propagated sampled and debug); to skip one, decide before the root starts
+/// ([`Sampler`](crate::Sampler)).
 pub const SAMPLING_PRIORITY: &str = "sampling.priority";
 /// Database instance name.
 pub const DB_INSTANCE: &str = "db.instance";

@@ -177,7 +177,7 @@ fn split_field(s: &[u8]) -> (&[u8], Option<&[u8]>) {
 pub fn extract<'a, const B: usize>(
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Extracted<B>, ExtractError> {
-    let ad_hoc = get(JAEGER_BAGGAGE);
+    let ad_hoc = get(JAEGER_BAGGAGE).filter(|v| has_members(v));
     let mut ex = start(get(UBER_TRACE_ID), get(JAEGER_DEBUG_ID), ad_hoc.is_some())?;
     if let Some(value) = ad_hoc {
         add_ad_hoc(&mut ex, value);
@@ -240,7 +240,9 @@ pub fn extract_from_headers<'a, const B: usize>(
             id = Some(value);
         } else if name.eq_ignore_ascii_case(JAEGER_DEBUG_ID) {
             debug_id = Some(value);
-        } else if name.eq_ignore_ascii_case(JAEGER_BAGGAGE) || is_baggage_header(name) {
+        } else if (name.eq_ignore_ascii_case(JAEGER_BAGGAGE) && has_members(value))
+            || is_baggage_header(name)
+        {
             baggage = true;
         }
     }
@@ -260,6 +262,12 @@ pub fn extract_from_headers<'a, const B: usize>(
         ex.add_percent_encoded(&key, trim_ows(value), true);
     }
     Ok(ex)
+}
+
+/// `true` when a `jaeger-baggage` value has a member: an empty one (or only separators and white
+/// space) is no baggage, so that alone it is `NotFound`, as an empty W3C `baggage` is.
+fn has_members(value: &str) -> bool {
+    value.split(',').any(|m| !trim_ows(m).is_empty())
 }
 
 /// `true` for a `uberctx-{key}` header name (any case).
@@ -411,6 +419,19 @@ mod tests {
             extract_from_headers::<1>(nothing.iter().copied()),
             Err(ExtractError::NotFound)
         );
+        // An empty `jaeger-baggage` is no baggage: not found, as an empty W3C `baggage` is.
+        for empty in ["", "  ", " , ,"] {
+            assert_eq!(
+                extract::<1>(|h| (h == JAEGER_BAGGAGE).then_some(empty)),
+                Err(ExtractError::NotFound),
+                "{empty:?}"
+            );
+            assert_eq!(
+                extract_from_headers::<1>([(JAEGER_BAGGAGE, empty)]),
+                Err(ExtractError::NotFound),
+                "{empty:?}"
+            );
+        }
         // Baggage alone is a baggage-only context (see the integration tests).
         let only_baggage = [("uberctx-a", "1")];
         assert!(extract_from_headers::<1>(only_baggage.iter().copied())

@@ -296,11 +296,14 @@ pub struct PercentEncoded<'s> {
 }
 
 impl<'s> PercentEncoded<'s> {
-    /// `s` encoded for a W3C `baggage` value: bytes outside `baggage-octet` (and `%`) escaped.
+    /// `s` encoded for a W3C `baggage` value: bytes outside `baggage-octet` escaped, and `%`
+    /// and `+`. The specification allows a raw `+` and percent-decodes only, but some readers
+    /// decode values as form data, a `+` becoming a space (OpenTelemetry Python's propagator):
+    /// written `%2B`, every reader gets the `+` back.
     pub fn w3c(s: &'s str) -> Self {
         Self {
             s,
-            keep: is_baggage_octet,
+            keep: is_baggage_octet_but_plus,
         }
     }
     /// `s` encoded the way Jaeger clients encode `uberctx-` values in HTTP headers: everything but
@@ -341,6 +344,11 @@ fn ascii(run: &[u8]) -> &str {
 /// W3C `baggage-octet`: `%x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E`.
 pub(crate) const fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+/// [`is_baggage_octet`] less `+` (see [`PercentEncoded::w3c`]).
+const fn is_baggage_octet_but_plus(b: u8) -> bool {
+    b != b'+' && is_baggage_octet(b)
 }
 
 /// RFC 3986 unreserved: `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
@@ -474,6 +482,11 @@ mod tests {
         // The W3C baggage specification's example.
         assert_eq!(PercentEncoded::w3c("DF 28").to_string(), "DF%2028");
         assert_eq!(PercentEncoded::w3c("a%b,c;d").to_string(), "a%25b%2Cc%3Bd");
+        // A reader that decodes form data (`+` as a space) gets the `+` back too.
+        assert_eq!(
+            PercentEncoded::w3c("s 1/2+3%").to_string(),
+            "s%201/2%2B3%25"
+        );
         assert_eq!(PercentEncoded::w3c("é").to_string(), "%C3%A9");
     }
 
