@@ -120,6 +120,9 @@ pub struct Stats {
     pub open_spans: u64,
     /// Spans exported early because a memory limit was reached.
     pub evicted_spans: u64,
+    /// Spans that continue a context from another process (extracted from a carrier): their
+    /// parent is a span of another service.
+    pub remote_parents: u64,
 }
 
 /// A hasher for the ids that key the assembler's tables: a multiply-rotate mix seeded per process,
@@ -1126,7 +1129,7 @@ pub struct Assembler {
     frame_version: u8,
     /// The session's latest device time when the current frame began (before its records).
     frame_start_time: u64,
-    /// A session announced boot id 0 / the default device id ([`Assembler::id_notes`]).
+    /// A session announced boot id 0 / the default device id ([`Assembler::notes`]).
     boot_id_zero: bool,
     default_device_id: bool,
     /// The first session's anchor (Unix nanoseconds at its session record), and whether any
@@ -1195,11 +1198,12 @@ impl Assembler {
         self.first_anchor
     }
 
-    /// Advice on the ids the device announced: a boot id of 0 (every boot then makes the same
-    /// span and trace ids) or microspan's default device id (so does every device that keeps
-    /// it). Jaeger merges spans with the same ids into one trace, so either one can mix up runs or
-    /// devices. Empty when the ids look set.
-    pub fn id_notes(&self) -> Vec<String> {
+    /// Advice on how the device is set up: the ids it announced, a boot id of 0 (every boot then
+    /// makes the same span and trace ids) or microspan's default device id (so does every device
+    /// that keeps it), as Jaeger merges spans with the same ids into one trace; and spans
+    /// continuing other services' traces that only the host's clock dated. Empty when all
+    /// looks set.
+    pub fn notes(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.boot_id_zero {
             out.push(
@@ -1216,6 +1220,19 @@ impl Assembler {
                  keep it make the same trace ids, so Jaeger mixes their traces; set \
                  Session::device_id, e.g. from the chip's unique id",
                 DEFAULT_DEVICE_ID
+            ));
+        }
+        let remote = self.stats.remote_parents;
+        if remote > 0 && self.first_anchor.is_some() && !self.device_dated {
+            out.push(format!(
+                "{} continue{} traces of other services (a context extracted from a carrier), but \
+                 the device sent no wall clock: they are dated by this machine's clock when it \
+                 read the session record, so in Jaeger they sit off their parents by the link's \
+                 delay and the two machines' clock difference (by far more in a capture decoded \
+                 later). Send the device's time with Drain::set_wall_clock (for example the \
+                 backend's time, from a response), or decode a capture with --anchor-time",
+                count(remote, "span", "spans"),
+                if remote == 1 { "s" } else { "" },
             ));
         }
         out
@@ -2037,6 +2054,7 @@ impl Assembler {
                 }
             }
             Parent::Remote { trace, span } => {
+                self.stats.remote_parents += span.is_some() as u64;
                 if span.is_none() {
                     warnings.push(
                         "the parent span was dropped on the device (ring buffer full)".to_string(),

@@ -843,7 +843,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         }
     }
     if !args.quiet {
-        for note in decoder.id_notes().iter().chain(&collector_notes) {
+        for note in decoder.notes().iter().chain(&collector_notes) {
             say!("microspan: note: {note}");
         }
     }

@@ -135,9 +135,9 @@ impl StreamDecoder {
         self.asm.replay_anchor()
     }
 
-    /// Advice on the device's ids (see [`Assembler::id_notes`](crate::assemble::Assembler::id_notes)).
-    pub fn id_notes(&self) -> Vec<String> {
-        self.asm.id_notes()
+    /// Advice on how the device is set up (see [`Assembler::notes`](crate::assemble::Assembler::notes)).
+    pub fn notes(&self) -> Vec<String> {
+        self.asm.notes()
     }
 
     /// Feeds bytes (any chunking); finished traces are appended to `out`.

@@ -895,7 +895,7 @@ fn default_ids_get_a_note() {
         let mut dec = StreamDecoder::new(Options::default());
         let mut out = Vec::new();
         dec.feed(&drain_all(&mut drain), &mut out).unwrap();
-        dec.id_notes()
+        dec.notes()
     };
     let n = notes(&DEFAULTS);
     assert_eq!(n.len(), 2, "{n:?}");
@@ -933,4 +933,51 @@ fn spans_after_a_long_stalled_link_are_dated_right() {
     let find = |n: &str| span(&spans, n);
     let gap = find("after").start_unix_nanos as i128 - find("before").start_unix_nanos as i128;
     assert_eq!(gap, 2_400_000_100_000, "40 min and 100 µs, in ns");
+}
+
+/// Spans under another service's span, dated only by the host's clock (the device sent no wall
+/// clock), get a note: in Jaeger they sit off their parents by the decoding delay and the clock
+/// difference. A device that sends its wall clock gets none.
+#[test]
+fn remote_children_dated_by_the_host_get_a_note() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING_A: Ring<256> = Ring::new();
+    static RING_B: Ring<256> = Ring::new();
+    static NO_WALL: Tracer = Tracer::new(
+        &RING_A,
+        &CLOCK,
+        &Session::new("no-wall").device_id(0x1234).boot_id(7),
+    );
+    static WALL: Tracer = Tracer::new(
+        &RING_B,
+        &CLOCK,
+        &Session::new("wall").device_id(0x1234).boot_id(8),
+    );
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let notes = |tracer: &'static Tracer, wall: bool| {
+        let mut drain: Drain<'_, 256> = Drain::new(tracer).unwrap();
+        if wall {
+            drain.set_wall_clock(1_700_000_000_000_000_000);
+        }
+        let ex: Extracted<2> =
+            w3c::extract(|h| (h == "traceparent").then_some(traceparent)).unwrap();
+        let handler = tracer.span("handle-command").extracted(ex).start();
+        drop(handler.child("actuate"));
+        drop(handler);
+        drop(tracer.root("local-work"));
+        let mut dec = StreamDecoder::new(Options::default());
+        let mut out = Vec::new();
+        dec.feed(&drain_all(&mut drain), &mut out).unwrap();
+        dec.finish(&mut out);
+        assert_eq!(dec.stats().spans.remote_parents, 1);
+        dec.notes()
+    };
+    let n = notes(&NO_WALL, false);
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert!(
+        n[0].starts_with("1 span continues traces of other services")
+            && n[0].contains("Drain::set_wall_clock"),
+        "{n:?}"
+    );
+    assert!(notes(&WALL, true).is_empty());
 }
