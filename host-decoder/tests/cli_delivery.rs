@@ -568,6 +568,13 @@ fn spans_a_collector_refused_can_be_sent_again_from_a_saved_capture() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let e = live(&[]);
+    // One line for the refusals, not one per request.
+    assert_eq!(e.matches("export error").count(), 1, "{e}");
+    assert!(
+        e.contains(&format!("refused {FIXTURE_SPANS} spans in "))
+            && e.contains(" requests with HTTP 404; not retried: wrong path"),
+        "{e}"
+    );
     assert!(
         e.contains(&format!(
             "note: the {FIXTURE_SPANS} spans not delivered exist nowhere else: --save-capture FILE"

@@ -1303,7 +1303,7 @@ impl Worker {
                     stats.replayed += spans;
                     stats.replayed_rejected += spans;
                 }
-                stats.errors.push(err);
+                push_rejection(&mut stats.errors, err);
                 drop(stats);
                 self.forget(job);
             }
@@ -1489,6 +1489,7 @@ impl Worker {
                     attempts: n,
                     body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
                     spans: p.spans,
+                    requests: 1,
                     hint: hint(status),
                 };
                 if status == 500 && self.endpoint.retries_500 {
@@ -1500,6 +1501,45 @@ impl Worker {
             }
         }
     }
+}
+
+/// Adds a refusal to the run's errors, counted into an earlier one refused alike (same URL,
+/// status, body, attempts), so that a collector refusing every request is one line, not one per
+/// request.
+fn push_rejection(errors: &mut Vec<ExportError>, err: ExportError) {
+    if let ExportError::Rejected {
+        endpoint,
+        status,
+        attempts,
+        body,
+        spans,
+        ..
+    } = &err
+    {
+        for e in errors.iter_mut() {
+            if let ExportError::Rejected {
+                endpoint: e_endpoint,
+                status: e_status,
+                attempts: e_attempts,
+                body: e_body,
+                spans: e_spans,
+                requests,
+                ..
+            } = e
+            {
+                if *e_endpoint == *endpoint
+                    && *e_status == *status
+                    && *e_attempts == *attempts
+                    && *e_body == *body
+                {
+                    *e_spans += spans;
+                    *requests += 1;
+                    return;
+                }
+            }
+        }
+    }
+    errors.push(err);
 }
 
 /// Why a retryable refusal was given up at once: the collector asked for a longer wait than

@@ -368,7 +368,7 @@ pub enum ExportError {
     },
     /// The receiver refused a request with a status that must not be retried, or (Jaeger's
     /// 500) kept refusing it until the attempts were spent.
-    #[error("{endpoint} refused {} with HTTP {status}{}; {}: {hint}", count(*.spans, "span", "spans"), fmt_body(.body), fmt_attempts(*.attempts))]
+    #[error("{endpoint} refused {}{} with HTTP {status}{}; {}: {hint}", count(*.spans, "span", "spans"), fmt_requests(*.requests), fmt_body(.body), fmt_attempts(*.attempts))]
     Rejected {
         /// The URL.
         endpoint: String,
@@ -378,8 +378,11 @@ pub enum ExportError {
         attempts: u32,
         /// The start of the response body.
         body: String,
-        /// Spans in the refused request.
+        /// Spans in the refused requests.
         spans: u64,
+        /// Requests refused alike (same status, body and attempts), counted in one error: a
+        /// collector that refuses every request says so once.
+        requests: u64,
         /// What to check.
         hint: &'static str,
     },
@@ -469,6 +472,14 @@ pub enum ExportError {
         /// The exporter.
         exporter: String,
     },
+}
+
+fn fmt_requests(requests: u64) -> String {
+    if requests <= 1 {
+        String::new()
+    } else {
+        format!(" in {requests} requests")
+    }
 }
 
 fn fmt_attempts(attempts: u32) -> String {
