@@ -1,7 +1,8 @@
 //! Identity of a span: trace id, span id, sampling flags.
 //!
 //! Ids are derived, not drawn at random on the record path: a span's 64-bit id is the session's
-//! 32-bit boot id (high half) and the span's ring position (low half); a trace started on this
+//! 32-bit boot id mixed with its device id (high half, [`SpanId::boot_prefix`]) and the span's
+//! ring position (low half); a trace started on this
 //! device has the session's 64-bit device id as its high half and its root span's id as its low
 //! half. The decoder derives the same ids from the session record, so nothing but small deltas
 //! travels on the wire, and a context injected into a message (to another device or a backend)
@@ -94,9 +95,30 @@ impl defmt::Format for SpanId {
 }
 
 impl SpanId {
-    /// The span id of the span at ring position `local` in the session `boot_id`.
-    pub const fn local(boot_id: u32, local: u32) -> Self {
-        Self(((boot_id as u64) << 32) | local as u64)
+    /// The span id of the span at ring position `local` in the session whose ids have the high
+    /// half `prefix` ([`SpanId::boot_prefix`]).
+    pub const fn local(prefix: u32, local: u32) -> Self {
+        Self(((prefix as u64) << 32) | local as u64)
+    }
+
+    /// The high half of the span ids of one boot of one device: the boot id mixed with the
+    /// device id. A span continuing another service's trace has that service's trace id, so its
+    /// span id alone must tell the devices apart: two devices with the same boot id (the same
+    /// reset count, or both left at 0) that continue one backend trace would otherwise give
+    /// their first spans the same id. For one device it is the boot id XOR a constant, so a
+    /// boot's ids still differ from every other boot's; across devices, the same only when the
+    /// boot ids differ exactly as the device ids' mix does.
+    ///
+    /// ```
+    /// # use microspan::SpanId;
+    /// assert_eq!(SpanId::boot_prefix(0, 7), 7);
+    /// assert_ne!(SpanId::boot_prefix(0x1111, 7), SpanId::boot_prefix(0x2222, 7));
+    /// ```
+    pub const fn boot_prefix(device_id: u64, boot_id: u32) -> u32 {
+        // Folded to 32 bits, then a multiplication by an odd constant (a bijection): one
+        // multiply, also on a Cortex-M0, and small device ids (1, 2, 3) land far apart.
+        let folded = device_id as u32 ^ (device_id >> 32) as u32;
+        boot_id ^ folded.wrapping_mul(0x9E37_79B9)
     }
 }
 

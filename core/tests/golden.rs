@@ -3,7 +3,9 @@
 //! `v1-all-records.bin` is a stream written by wire version 1 that exercises every record kind and
 //! every escape. It is checked in and **must keep decoding to `v1-all-records.txt` in every later
 //! version of the decoder** (the wire format's stability policy, `docs/wire-format.md`), and so
-//! must `v2-all-records.bin`, the same recording by the first version 2 encoder. The fixtures were
+//! must `v2-all-records.bin` and `v3-all-records.bin`, the same recording by the first version 2
+//! and version 3 encoders (version 3 writes the same records; its span ids mix in the device
+//! id, which the recording's full ids show). The fixtures were
 //! produced on a 64-bit host and are never re-blessed; `MICROSPAN_BLESS=1` rewrites only
 //! `current-recording.bin`, the current encoder's bytes.
 
@@ -169,6 +171,11 @@ fn v1_fixture_keeps_decoding() {
 #[test]
 fn v2_fixture_keeps_decoding() {
     fixture_keeps_decoding("v2");
+}
+
+#[test]
+fn v3_fixture_keeps_decoding() {
+    fixture_keeps_decoding("v3");
 }
 
 /// The fixture `v{N}-all-records.bin` still decodes to its `.txt`. Never re-blessed: each was
@@ -650,12 +657,12 @@ fn malformed_frames_and_records_are_typed_errors() {
     f[2] ^= 0x01; // a data byte: COBS stays valid, the CRC does not
     assert!(matches!(records(&f)[0], Err(ref e) if e.starts_with("Crc")));
     // A newer version is refused as such (its CRC is fine).
-    let f = frame(&[3, 0, 0, 0, 0]);
+    let f = frame(&[4, 0, 0, 0, 0]);
     assert_eq!(
         records(&f),
         vec![Err(format!(
             "{:?}",
-            FrameError::UnsupportedVersion { version: 3 }
+            FrameError::UnsupportedVersion { version: 4 }
         ))]
     );
     // Version 2: a short end or a short child start with no open start in its frame, a repeated

@@ -226,6 +226,8 @@ fn run<const F: usize>(
     let clock = ManualClock::new(c0);
     let ring: Box<Ring<{ 1 << 15 }>> = Box::new(Ring::new());
     let session = Session::new("prop").boot_id(boot_id);
+    // The high half of this boot's span ids.
+    let prefix = SpanId::boot_prefix(session.device_id, boot_id);
     let tracer = Tracer::new(&ring, &clock, &session);
     let mut drain: Drain<'_, F> = Drain::new(&tracer).unwrap();
     drain.set_epoch_frames(epoch_frames);
@@ -599,9 +601,9 @@ fn run<const F: usize>(
         let parent_trace = m
             .contexts
             .iter()
-            .find(|(c, local)| local.is_none() && c.span_id == SpanId::local(boot_id, *pid))
+            .find(|(c, local)| local.is_none() && c.span_id == SpanId::local(prefix, *pid))
             .map(|(c, _)| c.trace_id);
-        *s == SpanId::local(boot_id, *pid)
+        *s == SpanId::local(prefix, *pid)
             && parent_trace == Some(*trace)
             && *expected
                 == Typed::Start {

@@ -2012,8 +2012,15 @@ impl Assembler {
         let Some(session) = self.session.as_ref() else {
             return;
         };
-        let boot = session.hello.boot_id;
         let device = session.hello.device_id;
+        // The high half of the session's span ids: from version 3 the boot id mixed with the
+        // device id (so two devices continuing one backend trace do not make the same ids),
+        // before it the boot id alone, as those devices derived them.
+        let boot = if self.frame_version >= 3 {
+            SpanId::boot_prefix(device, session.hello.boot_id)
+        } else {
+            session.hello.boot_id
+        };
         let derived = |root: u32| TraceId::from_halves(device, SpanId::local(boot, root).0).0;
         let kind = if st.follows_from {
             RefKind::FollowsFrom

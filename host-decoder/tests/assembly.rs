@@ -8,7 +8,7 @@
 
 mod support;
 
-use microspan::{Drain, Ring, Session, Tracer, Value};
+use microspan::{Drain, Ring, Session, SpanId, Tracer, Value};
 use microspan_decoder::assemble::{Limits, Options};
 use microspan_decoder::model::RefKind;
 use microspan_decoder::stream::{StreamDecoder, StreamError};
@@ -77,7 +77,11 @@ fn reference_trace_is_rebuilt_exactly() {
         root.trace_id as u64, root.span_id,
         "and its low half the root span id"
     );
-    assert_eq!(root.span_id >> 32, 0xB, "span ids carry the boot id");
+    assert_eq!(
+        root.span_id >> 32,
+        u64::from(SpanId::boot_prefix(0xD, 0xB)),
+        "span ids carry the boot id, mixed with the device id"
+    );
     assert!(root.references.is_empty());
     assert_eq!(foo.references[0].kind, RefKind::ChildOf);
     assert_eq!(foo.parent_span_id(), Some(root.span_id));
@@ -229,10 +233,16 @@ fn a_device_reset_closes_the_old_boots_open_spans_as_incomplete() {
         "{:?}",
         old.warnings
     );
-    assert_eq!(old.span_id >> 32, 10);
+    let default_device = microspan::Session::new("svc").device_id;
+    assert_eq!(
+        old.span_id >> 32,
+        u64::from(SpanId::boot_prefix(default_device, 10))
+    );
     assert!(span(&d.spans, "child-at-reset").incomplete);
     let bar = span(&d.spans, "Bar");
-    assert!(!bar.incomplete && bar.span_id >> 32 == 11);
+    assert!(
+        !bar.incomplete && bar.span_id >> 32 == u64::from(SpanId::boot_prefix(default_device, 11))
+    );
     assert_eq!(s.spans.incomplete_spans, 2);
 }
 
@@ -720,21 +730,21 @@ fn frame_of_version(version: u8) -> Vec<u8> {
 /// alone (not enough to stop) is named with its version.
 #[test]
 fn frames_of_a_newer_wire_version_are_not_reported_as_no_frame_found() {
-    let frame = frame_of_version(3);
+    let frame = frame_of_version(4);
     let mut decoder = StreamDecoder::new(anchored());
     let mut out = Vec::new();
     decoder.feed(&frame, &mut out).unwrap();
     let problems = decoder.stats().problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].contains("wire version 3") && problems[0].contains("[1, 2]"),
+        problems[0].contains("wire version 4") && problems[0].contains("[1, 2, 3]"),
         "{problems:?}"
     );
 
     let err = decoder
         .feed(&[frame.clone(), frame].concat(), &mut out)
         .unwrap_err();
-    assert!(err.to_string().contains("wire version 3"), "{err}");
+    assert!(err.to_string().contains("wire version 4"), "{err}");
     decoder.finish(&mut out);
     let stats = decoder.stats();
     assert_eq!(stats.unsupported_version_frames, 3);
@@ -743,7 +753,7 @@ fn frames_of_a_newer_wire_version_are_not_reported_as_no_frame_found() {
 
 #[test]
 fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
-    let frame = frame_of_version(3);
+    let frame = frame_of_version(4);
     let mut decoder = StreamDecoder::new(anchored());
     let mut out = Vec::new();
     assert!(
@@ -754,10 +764,10 @@ fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
         .feed(&[frame.clone(), frame].concat(), &mut out)
         .unwrap_err();
     let StreamError::UnsupportedVersion { version, .. } = &err;
-    assert_eq!(*version, 3);
+    assert_eq!(*version, 4);
     let msg = err.to_string();
     assert!(
-        msg.contains("wire version 3") && msg.contains("[1, 2]"),
+        msg.contains("wire version 4") && msg.contains("[1, 2, 3]"),
         "{msg}"
     );
 }

@@ -160,7 +160,7 @@ fn errors_name_the_cause_and_the_fix() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("wire version 7") && e.contains("reads versions [1, 2]"),
+        e.contains("wire version 7") && e.contains("reads versions [1, 2, 3]"),
         "{e}"
     );
     // Frames were found: nothing may say otherwise (nor send the user to the baud rate).

@@ -981,3 +981,45 @@ fn remote_children_dated_by_the_host_get_a_note() {
     );
     assert!(notes(&WALL, true).is_empty());
 }
+
+/// Two devices with the same boot id (the same reset count, or both left at 0) continue one
+/// backend trace: their spans still get different ids, on the device (the context they inject)
+/// and as decoded. Span ids mix the device id into the boot id (wire version 3).
+#[test]
+fn devices_with_the_same_boot_id_continuing_one_trace_make_different_span_ids() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING_A: Ring<256> = Ring::new();
+    static RING_B: Ring<256> = Ring::new();
+    static A: Tracer = Tracer::new(
+        &RING_A,
+        &CLOCK,
+        &Session::new("fleet").device_id(0x1111).boot_id(7),
+    );
+    static B: Tracer = Tracer::new(
+        &RING_B,
+        &CLOCK,
+        &Session::new("fleet").device_id(0x2222).boot_id(7),
+    );
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let run = |tracer: &'static Tracer| {
+        let mut drain: Drain<'_, 256> = Drain::new(tracer).unwrap();
+        let ex: Extracted<2> =
+            w3c::extract(|h| (h == "traceparent").then_some(traceparent)).unwrap();
+        let span = tracer.span("handle-command").extracted(ex).start();
+        let injected = span.context().span_id;
+        drop(span);
+        let mut dec = StreamDecoder::new(Options::default());
+        let mut out = Vec::new();
+        dec.feed(&drain_all(&mut drain), &mut out).unwrap();
+        dec.finish(&mut out);
+        let spans: Vec<_> = out.iter().flat_map(|b| b.spans.iter()).collect();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            spans[0].span_id, injected.0,
+            "the decoder names the injected id"
+        );
+        injected
+    };
+    let (a, b) = (run(&A), run(&B));
+    assert_ne!(a, b, "two devices, one trace: the span ids must differ");
+}

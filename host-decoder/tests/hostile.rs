@@ -938,23 +938,23 @@ fn a_future_wire_version_is_refused_plainly() {
     let mut h = hello(BOOT, 64);
     h.service = "from-the-future";
     for seq in 0..5u16 {
-        let mut b = Body::with_version(3, seq, 0, 1_000);
+        let mut b = Body::with_version(4, seq, 0, 1_000);
         b.hello(&h).root(1, "r", 1).end(0, 1);
         s.extend(b.frame());
     }
     let d = decode(&s, Limits::default(), 4096);
-    let err = d.fatal.expect("a stream of wire version 3 is refused");
+    let err = d.fatal.expect("a stream of wire version 4 is refused");
     assert_eq!(
         err,
         StreamError::UnsupportedVersion {
-            version: 3,
-            supported: &[1, 2]
+            version: 4,
+            supported: &[1, 2, 3]
         }
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("wire version 3")
-            && msg.contains("reads versions [1, 2]")
+        msg.contains("wire version 4")
+            && msg.contains("reads versions [1, 2, 3]")
             && msg.contains("cargo install"),
         "{msg}"
     );

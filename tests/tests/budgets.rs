@@ -108,7 +108,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// late `Tracer::set_boot_id` starts an epoch (in `build`) and the delimiter before the first
 /// frame (`FrameBuilder::finish` and the drain's set-up; before, a boot banner on a shared UART
 /// cost the decoder frame 0 and its session record): 13 104 / 12 964 B when set.
-const FLASH_BUDGET: (f64, f64) = (13_160.0, 13_020.0);
+/// Raised again from (13 160, 13 020) for span ids that mix the device id into the boot id
+/// (`SpanId::boot_prefix`, wire version 3: two devices with the same boot id continuing one
+/// backend trace made the same span ids), computed in line where a context is read, +48 / +80 B
+/// (out of line it was +88 B and cost a root span 13 / 15 instructions): 13 152 / 13 044 B.
+const FLASH_BUDGET: (f64, f64) = (13_210.0, 13_100.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 /// Lowered from (134, 150), the figures of `log3_values` (128 / 144 B), to the target: its
 /// `Span::record_log_values` writes copied strings in line and reads fewer values across the

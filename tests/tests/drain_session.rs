@@ -147,8 +147,10 @@ fn a_boot_id_set_after_frames_went_out_names_the_spans_after_it() {
         after.span_id, injected.0,
         "the id the device handed out is in Jaeger"
     );
-    assert_eq!(after.span_id >> 32, 0xB007);
-    assert_eq!(d.span("before-root-0").unwrap().span_id >> 32, 1);
+    let device = tracer.session().device_id;
+    let prefix = |boot| u64::from(microspan::SpanId::boot_prefix(device, boot));
+    assert_eq!(after.span_id >> 32, prefix(0xB007));
+    assert_eq!(d.span("before-root-0").unwrap().span_id >> 32, prefix(1));
     assert_eq!(d.stats.spans.incomplete_spans, 0);
     assert_eq!(d.stats.spans.resets, 1, "the decoder saw a new boot");
 }

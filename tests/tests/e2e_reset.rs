@@ -40,7 +40,20 @@ fn sys_reset_with_open_spans() {
     assert_eq!(stats.crc_errors + stats.bad_frames, 0);
 
     let spans: Vec<_> = batches.iter().flat_map(|b| &b.spans).collect();
-    let boot_of = |s: &&microspan_decoder::model::Span| (s.span_id >> 32) as u32;
+    // Span ids carry the boot id mixed with the device id, the same device in both boots.
+    let device_id = batches[0]
+        .process
+        .tags
+        .iter()
+        .find(|t| t.key == "device.id")
+        .and_then(|t| match &t.value {
+            microspan_decoder::model::Value::Str(hex) => u64::from_str_radix(hex, 16).ok(),
+            _ => None,
+        })
+        .expect("a device.id process tag");
+    let boot_of = |s: &&microspan_decoder::model::Span| {
+        (s.span_id >> 32) as u32 ^ microspan::SpanId::boot_prefix(device_id, 0)
+    };
     let find = |name: &str| {
         spans
             .iter()

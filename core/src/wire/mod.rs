@@ -17,11 +17,13 @@ pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
-/// The wire version this crate writes.
-pub const WIRE_VERSION: u8 = 2;
+/// The wire version this crate writes. Version 3 is version 2 with span ids derived from the
+/// boot id mixed with the device id ([`SpanId::boot_prefix`](crate::SpanId::boot_prefix)); the
+/// bytes of every record are the same.
+pub const WIRE_VERSION: u8 = 3;
 
 /// Wire versions this crate's decoder reads.
-pub const SUPPORTED_VERSIONS: &[u8] = &[1, 2];
+pub const SUPPORTED_VERSIONS: &[u8] = &[1, 2, 3];
 
 /// CRC over each frame: CRC-16/IBM-3740 (polynomial 0x1021, initial value 0xFFFF, also known as
 /// CRC-16/CCITT-FALSE), little-endian on the wire.
