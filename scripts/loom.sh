@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The loom model of the ring (core/src/ring.rs, `loom_model`) with both kinds of atomics, at a
+# deeper preemption bound than CI's. Every interleaving with up to PREEMPTIONS preemptions
+# (default 3) is explored, for the compare-and-swap atomics (Cortex-M3/M4, desktop) and the
+# critical-section ones (Cortex-M0). About 3 minutes of model per configuration at 3 on two
+# cores, plus the builds; 4 takes far longer.
+#
+#   bash scripts/loom.sh
+#   PREEMPTIONS=4 bash scripts/loom.sh
+#
+# CI (scripts/test-all.sh) explores the compare-and-swap model at 3 and the critical-section
+# model at 2 (seconds instead of minutes), to keep within its time budget: run this before a
+# change to the ring or to core/src/atomic.rs lands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preemptions=${PREEMPTIONS:-3}
+for cfg in "--cfg loom" "--cfg loom --cfg loom_cs"; do
+    dir=target/loom
+    [[ $cfg == *loom_cs* ]] && dir=target/loom-cs
+    echo "loom ($cfg), up to $preemptions preemptions"
+    time MICROSPAN_LOOM_PREEMPTIONS=$preemptions RUSTFLAGS="$cfg" \
+        cargo test -q -p microspan --lib --release --target-dir "$dir" loom
+done
