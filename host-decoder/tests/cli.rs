@@ -206,6 +206,27 @@ fn decode_file(path: &str, extra: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// `microspan decode --no-progress ARGS` run in `dir`, its standard input from `stdin` if given:
+/// the exit status and standard error.
+fn decode_in(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&std::path::Path>,
+) -> (Option<i32>, String) {
+    let mut c = support::cli::microspan();
+    c.current_dir(dir)
+        .args(["decode", "--no-progress"])
+        .args(args);
+    if let Some(path) = stdin {
+        c.stdin(std::fs::File::open(path).unwrap());
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Input that yields nothing, or less than it holds, says why: nothing is lost without a word.
 #[test]
 fn unusable_or_cut_input_is_diagnosed() {
@@ -342,15 +363,9 @@ fn a_saved_capture_decodes_again_to_the_same_trace() {
     let live = dir.path().join("live.bin");
     std::fs::write(&live, &stream).unwrap();
     let run = |args: &[&str], stdin: Option<&std::path::Path>| {
-        let mut c = support::cli::microspan();
-        c.current_dir(dir.path()).args(["decode", "--no-progress"]);
-        c.args(args);
-        if let Some(path) = stdin {
-            c.stdin(std::fs::File::open(path).unwrap());
-        }
-        let out = c.output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let (code, e) = decode_in(dir.path(), args, stdin);
+        assert_eq!(code, Some(0), "{args:?}: {e}");
+        e
     };
     // Standard input stands for a live source: no anchor given, the host's clock dates it.
     let e = run(
@@ -749,19 +764,7 @@ fn an_output_that_is_the_input_is_refused() {
     let input = dir.path().join("u2.bin");
     std::fs::write(&input, &stream).unwrap();
     std::os::unix::fs::symlink("u2.bin", dir.path().join("link.bin")).unwrap();
-    let run = |args: &[&str], stdin: Option<&std::path::Path>| {
-        let mut c = support::cli::microspan();
-        c.current_dir(dir.path()).args(["decode", "--no-progress"]);
-        c.args(args);
-        if let Some(path) = stdin {
-            c.stdin(std::fs::File::open(path).unwrap());
-        }
-        let out = c.output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str], stdin: Option<&std::path::Path>| decode_in(dir.path(), args, stdin);
     let abs = input.to_str().unwrap();
     for args in [
         &["--file", "u2.bin", "--jaeger-json", "u2.bin"][..],

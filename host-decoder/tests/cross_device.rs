@@ -953,14 +953,12 @@ fn remote_children_dated_by_the_host_get_a_note() {
         &CLOCK,
         &Session::new("wall").device_id(0x1234).boot_id(8),
     );
-    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let notes = |tracer: &'static Tracer, wall: bool| {
         let mut drain: Drain<'_, 256> = Drain::new(tracer).unwrap();
         if wall {
             drain.set_wall_clock(1_700_000_000_000_000_000);
         }
-        let ex: Extracted<2> =
-            w3c::extract(|h| (h == "traceparent").then_some(traceparent)).unwrap();
+        let ex = backend_context();
         let handler = tracer.span("handle-command").extracted(ex).start();
         drop(handler.child("actuate"));
         drop(handler);
@@ -1000,11 +998,9 @@ fn devices_with_the_same_boot_id_continuing_one_trace_make_different_span_ids() 
         &CLOCK,
         &Session::new("fleet").device_id(0x2222).boot_id(7),
     );
-    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let run = |tracer: &'static Tracer| {
         let mut drain: Drain<'_, 256> = Drain::new(tracer).unwrap();
-        let ex: Extracted<2> =
-            w3c::extract(|h| (h == "traceparent").then_some(traceparent)).unwrap();
+        let ex = backend_context();
         let span = tracer.span("handle-command").extracted(ex).start();
         let injected = span.context().span_id;
         drop(span);
@@ -1022,4 +1018,10 @@ fn devices_with_the_same_boot_id_continuing_one_trace_make_different_span_ids() 
     };
     let (a, b) = (run(&A), run(&B));
     assert_ne!(a, b, "two devices, one trace: the span ids must differ");
+}
+
+/// The context of a backend's command: a W3C `traceparent`, sampled, extracted.
+fn backend_context() -> Extracted<2> {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    w3c::extract(|h| (h == "traceparent").then_some(traceparent)).unwrap()
 }
