@@ -136,6 +136,13 @@ impl Flags {
     /// neither sets nor reads it, but passes it on: a context extracted with it (Jaeger or binary
     /// carrier) keeps it in the spans that continue it and in what they inject.
     pub const FIREHOSE: Flags = Flags(8);
+    /// W3C Trace Context Level 2's `random` flag (bit 1 of a `traceparent`'s trace-flags: the
+    /// trace id's right 7 bytes are random), kept from an extracted `traceparent` so that the
+    /// spans continuing the trace pass it on in theirs, as the specification asks of a
+    /// participant that keeps the trace id. microspan never sets it on a trace of its own (its
+    /// ids are derived, not random). Not a bit of Jaeger's flags (there, bit 1 is debug): the
+    /// Jaeger and binary carriers neither read nor write it.
+    pub const RANDOM: Flags = Flags(0x10);
     /// The bits the Jaeger and binary carriers keep: sampled, debug, firehose.
     pub(crate) const CARRIED: u8 = 0x0B;
 
@@ -146,6 +153,10 @@ impl Flags {
     /// `true` when the debug bit is set.
     pub const fn is_debug(self) -> bool {
         self.0 & 2 != 0
+    }
+    /// `true` when the W3C `random` flag is set ([`RANDOM`](Self::RANDOM)).
+    pub const fn is_random(self) -> bool {
+        self.0 & Self::RANDOM.0 != 0
     }
     /// `true` when Jaeger's firehose bit is set ([`FIREHOSE`](Self::FIREHOSE)).
     pub const fn is_firehose(self) -> bool {

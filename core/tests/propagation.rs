@@ -233,6 +233,29 @@ fn extracted_context_is_continued_by_the_tracer() {
     assert!(d.spans().any(
         |r| matches!(r, Typed::Baggage { key, value, .. } if key == "userId" && value == "alice")
     ));
+
+    // Trace Context Level 2: the random flag of an extracted traceparent travels on to the
+    // descendants' W3C headers, sampled or not, and never into Jaeger's flags (bit 1 is debug
+    // there).
+    for (flags, sampled) in [("03", true), ("02", false)] {
+        let tp = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}");
+        let ex: Extracted<0> = w3c::extract(|_| Some(tp.as_str())).unwrap();
+        let span = TRACER.span("random").extracted(ex).start();
+        let child = span.child("random-child");
+        let ctx = child.context();
+        assert!(ctx.flags.is_random() && ctx.flags.is_sampled() == sampled);
+        let mut out = String::new();
+        w3c::write_traceparent(&ctx, &mut out).unwrap();
+        assert!(out.ends_with(&format!("-{flags}")), "{out}");
+        let uber = jaeger::UberTraceId(&ctx).to_string();
+        assert!(
+            uber.ends_with(if sampled { ":01" } else { ":00" }),
+            "{uber}"
+        );
+    }
+    // A trace the device starts is not random.
+    let root = TRACER.root("own");
+    assert!(!root.context().flags.is_random());
 }
 
 /// The context of the review findings' examples.

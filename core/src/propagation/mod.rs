@@ -152,6 +152,27 @@ pub struct Extracted<const B: usize> {
 /// A `jaeger-debug-id` value ([`Extracted::debug_id`]).
 pub type DebugId = heapless::String<{ crate::config::MAX_STR_LEN }>;
 
+/// Nothing extracted: a zero context, which [`SpanBuilder::extracted`] ignores, so the span it
+/// starts is a new root. What a carrier without a context (or with a corrupted one) should lead
+/// to:
+///
+/// ```
+/// # use microspan::propagation::{w3c, Extracted};
+/// # use microspan::{Ring, Session, Tracer, Clock};
+/// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
+/// # static RING: Ring<256> = Ring::new();
+/// # static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("svc"));
+/// let header: Option<&str> = None; // the request had no traceparent
+/// let ex: Extracted<2> = w3c::extract(|_| header).unwrap_or_default();
+/// let span = TRACER.span("handle").extracted(ex).start();
+/// assert!(span.is_recording() && span.context().is_valid()); // a root of its own
+/// ```
+impl<const B: usize> Default for Extracted<B> {
+    fn default() -> Self {
+        Self::new(SpanContext::default())
+    }
+}
+
 impl<const B: usize> Extracted<B> {
     /// A context without baggage.
     pub const fn new(context: SpanContext) -> Self {

@@ -71,7 +71,7 @@ impl fmt::Display for Traceparent<'_> {
             "00-{:032x}-{:016x}-{:02x}",
             self.0.trace_id.0,
             self.0.span_id.0,
-            self.0.flags.0 & 1
+            (self.0.flags.0 & 1) | if self.0.flags.is_random() { 2 } else { 0 }
         )
     }
 }
@@ -173,7 +173,8 @@ pub fn parse_traceparent(value: &str) -> Result<SpanContext, ExtractError> {
     Ok(SpanContext {
         trace_id: TraceId(trace),
         span_id: SpanId(span as u64),
-        flags: Flags(flags as u8 & 1),
+        // Sampled, and Level 2's random bit (another bit of our flags: see `Flags::RANDOM`).
+        flags: Flags(flags as u8 & 1 | if flags & 2 != 0 { Flags::RANDOM.0 } else { 0 }),
     })
 }
 

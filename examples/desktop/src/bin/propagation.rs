@@ -29,7 +29,7 @@ mod host_id;
 use microspan::conventions::{self as tags, SPAN_KIND_CLIENT, SPAN_KIND_SERVER};
 use microspan::propagation::{jaeger, w3c};
 use microspan::{
-    write_all_frames, Drain, ExtractError, Extracted, Ring, Session, SpanContext, StdClock, Tracer,
+    write_all_frames, Drain, ExtractError, Extracted, Ring, Session, StdClock, Tracer,
 };
 
 /// What the backend sends when the command line names no headers: the W3C Trace Context
@@ -97,12 +97,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             }
             ex
         }
-        // No context: the device starts a trace of its own (a zero context is no parent).
-        Err(ExtractError::NotFound) => Extracted::new(SpanContext::default()),
+        // No context: the device starts a trace of its own (the default, a zero context, is no
+        // parent).
+        Err(ExtractError::NotFound) => Extracted::default(),
         // A context that cannot be read is worth a log line, and then a trace of our own.
         Err(e @ ExtractError::Corrupted(_)) => {
             eprintln!("propagation: {e}; starting a new trace");
-            Extracted::new(SpanContext::default())
+            Extracted::default()
         }
     };
     if ex.baggage_dropped > 0 {
