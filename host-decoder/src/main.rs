@@ -342,7 +342,7 @@ fn open_probe_rtt(args: &DecodeArgs) -> Result<Source, String> {
 /// `--probe-rtt` in a build without the probe-rs library.
 #[cfg(not(feature = "probe-rs"))]
 fn open_probe_rtt(_args: &DecodeArgs) -> Result<Source, String> {
-    Err("--probe-rtt needs the probe-rs library, which this build of microspan leaves out: rebuild with `cargo install --path host-decoder --features probe-rs` (or `cargo build --features probe-rs`), or keep this build and run `probe-rs gdb --chip NAME` and use --rtt-gdb 127.0.0.1:1337".into())
+    Err("--probe-rtt needs the probe-rs library, which this build of microspan leaves out: rebuild with `cargo install --path host-decoder --features probe-rs`, or keep this build and run `probe-rs gdb --chip NAME` and use --rtt-gdb 127.0.0.1:1337".into())
 }
 
 /// What a path names, to tell whether two options name the same file.

@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(bytes) => {
             eprintln!(
-                "wrote {bytes} bytes ({} spans dropped) to {out_path}",
+                "wrote {bytes} bytes ({} records dropped) to {out_path}",
                 tracer.dropped()
             );
             std::process::ExitCode::SUCCESS
