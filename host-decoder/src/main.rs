@@ -884,8 +884,9 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         // Spans an upload did not deliver from a live input exist nowhere else.
         None if unsent > 0 && args.file.is_none() && explain => {
             say!(
-                "microspan: note: the {} not delivered exist nowhere else: --save-capture FILE saves a live input as it is read, to decode it again once the output works",
-                count(unsent, "span", "spans")
+                "microspan: note: the {} not delivered exist{} nowhere else: --save-capture FILE saves a live input as it is read, to decode it again once the output works",
+                count(unsent, "span", "spans"),
+                if unsent == 1 { "s" } else { "" }
             );
         }
         None => {}
