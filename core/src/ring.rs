@@ -278,7 +278,8 @@ impl<const N: usize> Default for RingCore<[AtomicU32; N]> {
 
 impl<S: ?Sized> RingCore<S> {
     /// Records lost so far (exact; wraps after 2^32): dropped because the ring was full, evicted
-    /// by the overwrite policy, too large for a frame, or tags of a batch left out because the
+    /// by the overwrite policy, too large for a frame, skipped by a span whose start was dropped
+    /// (its tags, logs, references, baggage and end), or tags of a batch left out because the
     /// user's conversions gave a larger value when written than when sized. This is the total
     /// the wire's `DROPS` record carries. (Records of a reservation abandoned by a panic, on a
     /// host where panics unwind, are not counted: the panic says it.)
@@ -308,8 +309,10 @@ impl<S: ?Sized> RingCore<S> {
     }
 
     /// Counts `n` more dropped records (the others of a batch whose reservation failed, which
-    /// counted one).
+    /// counted one, or the records a span whose start was dropped skips). Out of line, one
+    /// copy: it is called from every `set_tag` and `log` call site, on a path they rarely take.
     #[cold]
+    #[inline(never)]
     pub(crate) fn count_drops(&self, n: u32) {
         // Relaxed: a counter; it publishes no other memory.
         self.dropped.fetch_add(n, Ordering::Relaxed);
@@ -467,7 +470,9 @@ impl DynRing {
     /// trace).
     ///
     /// The common case (the record fits before the end of the array, the ring has room) is
-    /// inlined into the record path; the rest is out of line.
+    /// inlined into the record path; the rest is out of line. (The tracer's starts reserve
+    /// through [`reserve_start`](Self::reserve_start); this one is the model's and the tests'.)
+    #[cfg(any(test, loom))]
     #[inline(always)]
     pub(crate) fn reserve(&self, len: u32) -> Result<Reservation<'_>, u32> {
         // An empty reservation would be handed the word at `head` without moving it: its commit
@@ -477,6 +482,28 @@ impl DynRing {
             Some(res) => Ok(res),
             None => self.reserve_slow(len),
         }
+    }
+
+    /// [`reserve`](Self::reserve) for a span's START record. When it is dropped, the `with`
+    /// records lost with it are counted too: the span's END (the span will skip it, and counting
+    /// it here keeps the finish of every span, lost or not, a load and a compare), and tags
+    /// written in the same reservation. The ordinal is the START's.
+    #[inline(always)]
+    pub(crate) fn reserve_start(&self, len: u32, with: u32) -> Result<Reservation<'_>, u32> {
+        match self.reserve_quick(len) {
+            Some(res) => Ok(res),
+            None => self.reserve_start_slow(len, with),
+        }
+    }
+
+    /// [`reserve_start`](Self::reserve_start)'s slow path.
+    #[inline(never)]
+    pub(crate) fn reserve_start_slow(&self, len: u32, with: u32) -> Result<Reservation<'_>, u32> {
+        let res = self.reserve_slow(len);
+        if res.is_err() {
+            self.count_drops(with);
+        }
+        res
     }
 
     /// [`reserve`](Self::reserve) for a record whose drop ordinal nobody needs (all but a span's

@@ -372,7 +372,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         &self.clock
     }
 
-    /// Records lost so far because the ring was full (exact).
+    /// Records lost so far because the ring was full (exact; see
+    /// [`Ring::dropped`](crate::Ring::dropped)): each record dropped, and each record a span
+    /// whose start was dropped did not write (its tags, logs, references, baggage and end).
     pub fn dropped(&self) -> u32 {
         self.ring.dropped()
     }
@@ -418,7 +420,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         if !batch_fits(START_WORDS + words) {
             return self.root_then_tags_cold(name, tags);
         }
-        match self.start_tagged(name, None, false, &tags, n, words) {
+        // Dropped, the START takes with it its END, its tags and its sampler's two.
+        let lost_with = 1 + n as u32 + over as u32 + 2 * self.hooks.is_some() as u32;
+        match self.start_tagged(name, None, false, &tags, n, words, lost_with) {
             Ok((pos, left_out, cut)) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
                 span.started_with_tags(n, over, cut, left_out);
@@ -459,6 +463,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
                 }
                 span
             }
+            // Its sampler tags were counted with it (`start_root_slow`).
             Err(ordinal) => Span::lost(self, lost_trace(self, ordinal), Flags::SAMPLED),
         }
     }
@@ -581,8 +586,22 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         let now = self.clock.now();
         match self.ring.reserve_quick(START_WORDS) {
             Some(res) => Ok(publish_start(res, name, 0, 0, START_ROOT, now)),
-            None => self.start_slow(name, 0, 0, START_ROOT),
+            None => self.start_root_slow(name),
         }
+    }
+
+    /// [`start_root`](Self::start_root) when the ring's quick reservation did not apply:
+    /// [`start_slow`](Self::start_slow), and when the start is dropped, the two sampler tags the
+    /// root would have carried (a sampler with tags) are counted with it, here rather than in
+    /// every call site's handling of a lost start.
+    #[cold]
+    #[inline(never)]
+    fn start_root_slow(&self, name: &'static str) -> Result<u32, u32> {
+        let started = self.start_slow(name, 0, 0, START_ROOT);
+        if started.is_err() && self.hooks.is_some() {
+            self.ring.count_drops(2);
+        }
+        started
     }
 
     /// Writes the START record of a child of the local span `parent` in the trace of the local
@@ -619,7 +638,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         bits: u32,
     ) -> Result<u32, u32> {
         let now = self.clock.now();
-        let res = self.ring.reserve_slow(START_WORDS)?;
+        let res = self.ring.reserve_start_slow(START_WORDS, 1)?;
         Ok(publish_start(res, name, parent, root, bits, now))
     }
 
@@ -633,7 +652,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         debug: bool,
     ) -> Result<u32, u32> {
         let now = self.clock.now();
-        let res = self.ring.reserve(START_WORDS)?;
+        let res = self.ring.reserve_start(START_WORDS, 1)?;
         let (parent, root, bits) = start_parent(parent, start_bits(follows, debug));
         Ok(publish_start(res, name, parent, root, bits, now))
     }
@@ -642,8 +661,10 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     /// [`tag_words`]) in one reservation, published by one store: one ring operation where a
     /// start and `set_tag` calls take one each. Inline, so that constant tags fold into stores.
     /// Returns the start's position, how many tags [`write_tags`] left out and how many of the
-    /// strings it wrote were cut.
+    /// strings it wrote were cut; when the START is dropped, the `lost_with` records the span
+    /// will not write (its END, its tags) are counted with it.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn start_tagged<'v>(
         &self,
         name: &'static str,
@@ -652,9 +673,12 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         tags: &impl Tags<'v>,
         n: usize,
         tag_words: u32,
+        lost_with: u32,
     ) -> Result<(u32, usize, u8), u32> {
         let now = self.clock.now();
-        let res = self.ring.reserve(START_WORDS + tag_words)?;
+        let res = self
+            .ring
+            .reserve_start(START_WORDS + tag_words, lost_with)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
         let (parent, root, bits) = start_parent(parent, start_bits(false, debug));
@@ -679,7 +703,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     ) -> Result<u32, u32> {
         let now = self.clock.now();
         let len = 8 + P;
-        let res = self.ring.reserve(len)?;
+        let res = self.ring.reserve_start(len, 1)?;
         let (name, _) = truncate(name, record::MAX_NAME_LEN);
         let payload = debug as u32
             | (local_parent as u32) << 1
@@ -716,12 +740,23 @@ enum Started {
     Lost,
 }
 
+/// [`Span::tags`] of a span whose start was lost: beyond any capacity, so that the capacity check
+/// of [`Span::set_tag`]'s writer also turns away a lost span's tags (to be counted as dropped),
+/// at no cost to a recorded span's.
+const LOST_TAGS: u8 = u8::MAX;
+const _: () = assert!(MAX_TAGS_PER_SPAN < LOST_TAGS as usize);
+
 /// [`Span::trace`] of an unsampled span of a trace started on this device: the trace id is derived
 /// from the root's unsampled id when asked (a real trace id is never 0).
 const UNSAMPLED_LOCAL_TRACE: TraceId = TraceId(0);
 
 /// How a span stands with respect to the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// "Recorded or lost" ([`Span::is_sampled_live`]) is a subtraction and one compare. (With those
+/// two first it is one compare, but a child span costs two instructions more on Cortex-M3 and
+/// Cortex-M0: `insn-probe child0`, December 2026.)
+#[repr(u8)]
 enum State {
     /// Not sampled: nothing is recorded, children are not sampled either.
     Unsampled,
@@ -729,7 +764,8 @@ enum State {
     Recorded,
     /// Sampled, but the start record was dropped (ring full); children still record. Its context
     /// names an id of its own, drawn as an unsampled span's is, so that a service or device it is
-    /// injected into joins the trace (the decoder just lacks this one span).
+    /// injected into joins the trace (the decoder just lacks this one span). Every record it
+    /// skips is counted as dropped.
     Lost,
     /// Finished.
     Finished,
@@ -893,7 +929,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                             }
                             span
                         }
-                        Err(ordinal) => Span::lost(t, lost_trace(t, ordinal), flags),
+                        Err(ordinal) => {
+                            if let (Some(_), false) = (t.hooks, self.debug) {
+                                // Its two sampler tags, lost with it.
+                                t.ring.count_drops(2);
+                            }
+                            Span::lost(t, lost_trace(t, ordinal), flags)
+                        }
                     }
                 }
             }
@@ -941,11 +983,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                 }
             }
         };
-        if span.is_recording() {
-            for (n, (kind, ctx)) in self.refs.iter().enumerate() {
-                if Some(n) != parent_index {
-                    span.write_ref(*kind, ctx);
-                }
+        for (n, (kind, ctx)) in self.refs.iter().enumerate() {
+            if Some(n) != parent_index {
+                span.add_reference(*kind, ctx);
             }
         }
         if self.over_capacity > 0 {
@@ -1018,7 +1058,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             root,
             flags,
             state: Cell::new(state),
-            tags: Cell::new(0),
+            tags: Cell::new(if state == State::Lost { LOST_TAGS } else { 0 }),
             losses: Cell::new(Losses::default()),
             baggage: Baggage::new(),
         }
@@ -1028,6 +1068,14 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline]
     pub fn is_recording(&self) -> bool {
         self.state.get() == State::Recorded
+    }
+
+    /// `true` when the span is sampled and not finished: recorded, or lost (its start dropped),
+    /// in which case its records are counted as dropped. The check in line at a `set_tag` or
+    /// `log` call site, which leaves telling the two apart to the out-of-line writer.
+    #[inline(always)]
+    fn is_sampled_live(&self) -> bool {
+        (self.state.get() as u8).wrapping_sub(State::Recorded as u8) <= 1
     }
 
     /// The context to propagate (inject into a message, hand to an interrupt handler, reference
@@ -1106,7 +1154,10 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             let words = tag_words(&tags, n);
             if batch_fits(START_WORDS + words) {
                 let parent = Some((self.id.get(), self.root));
-                let started = t.start_tagged(name, parent, self.flags.is_debug(), &tags, n, words);
+                // Dropped, the START takes with it its END and its tags.
+                let lost_with = 1 + n as u32 + over as u32;
+                let debug = self.flags.is_debug();
+                let started = t.start_tagged(name, parent, debug, &tags, n, words, lost_with);
                 let mut child = match started {
                     Ok((pos, left_out, cut)) => {
                         let child = Span::recorded(t, self.trace, pos, self.root, self.flags);
@@ -1336,6 +1387,19 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
         }
     }
 
+    /// Counts `records` records this span could not write because it is not recording: dropped
+    /// records when its start was lost (the ring was full), so that the device's drop count
+    /// covers everything the span recorded, not only its START; nothing for an unsampled or a
+    /// finished span.
+    #[inline(always)]
+    fn not_recorded(&self, records: usize) {
+        if self.state.get() == State::Lost {
+            self.tracer
+                .ring
+                .count_drops(records.min(u32::MAX as usize) as u32);
+        }
+    }
+
     fn note(&self, f: impl FnOnce(&mut Losses)) {
         let mut l = self.losses.get();
         f(&mut l);
@@ -1381,7 +1445,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// (see [Sizing the ring](crate#sizing-the-ring)).
     #[inline]
     pub fn set_tag<'v>(&self, key: &'static str, value: impl Into<Value<'v>>) {
-        if !self.is_recording() {
+        if !self.is_sampled_live() {
             return;
         }
         self.record_tag(key, value);
@@ -1393,7 +1457,11 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline(never)]
     fn record_tag<'v>(&self, key: &'static str, value: impl Into<Value<'v>>) {
         let n = self.tags.get();
+        // A lost span's count is `LOST_TAGS`: one compare refuses both.
         if n as usize >= MAX_TAGS_PER_SPAN {
+            if self.state.get() == State::Lost {
+                return self.not_recorded(1);
+            }
             warn!(
                 "microspan: span {=u32} has more than MAX_TAGS_PER_SPAN tags",
                 self.id.get()
@@ -1447,7 +1515,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline(always)]
     pub fn set_tags<'v>(&self, tags: impl Tags<'v>) {
         if !self.is_recording() {
-            return;
+            return self.not_recorded(tags.count());
         }
         let had = self.tags.get();
         let (n, over) = cap_tags(&tags, had);
@@ -1487,7 +1555,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     #[inline(never)]
     fn set_tags_one_by_one<'v>(&self, tags: &dyn DynTags<'v>) {
         if !self.is_recording() {
-            return;
+            return self.not_recorded(tags.count());
         }
         let had = self.tags.get();
         let (n, over) = cap_tags(&tags, had);
@@ -1535,7 +1603,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// ```
     #[inline]
     pub fn log<'v>(&self, fields: impl Tags<'v>) {
-        if !self.is_recording() {
+        if !self.is_sampled_live() {
             return;
         }
         match fields.as_values() {
@@ -1557,6 +1625,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// in all, 72 of them the caller's array (`insn-probe --stack`).
     #[inline(never)]
     fn record_log_values(&self, fields: &[(&'static str, Value<'_>)]) {
+        if self.state.get() == State::Lost {
+            return self.not_recorded(1);
+        }
         let mut len = 3;
         let mut n = 0;
         // At most `MAX_FIELDS_PER_LOG` (at most 255) fields are kept, one cut counted for each.
@@ -1605,6 +1676,9 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// copy per type of tuple.
     #[inline(never)]
     fn record_log<'v>(&self, fields: &impl Tags<'v>) {
+        if self.state.get() == State::Lost {
+            return self.not_recorded(1);
+        }
         let now = self.tracer.clock.now();
         // Sized first (the fields that fit one record, at most `MAX_FIELDS_PER_LOG`, out of the
         // `given`), then written, both walks in line so that each field's value keeps its
@@ -1746,7 +1820,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             return;
         }
         if !self.is_recording() {
-            return;
+            return self.not_recorded(1);
         }
         let len = 2 + byte_words(key.len()) + byte_words(value.len());
         let Some(res) = self.tracer.ring.reserve_record(len) else {
@@ -1778,9 +1852,13 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
 
     /// Adds a reference to another span after the start.
     pub fn add_reference(&self, kind: RefKind, ctx: &SpanContext) {
-        if self.is_recording() && ctx.is_valid() {
-            self.write_ref(kind, ctx);
+        if !ctx.is_valid() {
+            return;
         }
+        if !self.is_recording() {
+            return self.not_recorded(1);
+        }
+        self.write_ref(kind, ctx);
     }
 
     fn write_ref(&self, kind: RefKind, ctx: &SpanContext) {
@@ -1816,6 +1894,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     fn end(&self) {
         let recording = self.state.get() == State::Recorded;
         self.state.set(State::Finished);
+        // A span whose start was dropped had its END counted with it (`reserve_start`).
         if recording {
             self.tracer.record_end(self.id.get(), self.losses.get());
         }

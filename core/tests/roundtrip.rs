@@ -200,8 +200,8 @@ fn full_ring_drops_exactly_and_reports() {
     let mut made = 0;
     for _ in 0..20 {
         let span = TRACER.root("r");
-        // A start record that was dropped has no end record.
-        made += if span.is_recording() { 2 } else { 1 };
+        // A START and an END each: a span whose START was dropped counts its END dropped too.
+        made += 2;
         span.finish();
     }
     let dropped = TRACER.dropped();
@@ -220,6 +220,71 @@ fn full_ring_drops_exactly_and_reports() {
             .next_back(),
         Some(dropped)
     );
+}
+
+/// A span whose start found the ring full writes nothing more, and every record it then skips
+/// (tags, logs, references, baggage, its children's starts and ends, its own END) is counted as
+/// dropped: the device's drop count is what the span lost, not only its START. An unsampled
+/// span skips the same calls and counts nothing.
+#[test]
+fn a_span_whose_start_was_dropped_counts_every_record_it_skips() {
+    use microspan::tracer::{RefKind, Sampler};
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    // The const sampler tags every root with two sampler tags: lost with a lost root.
+    static TRACER: Tracer =
+        Tracer::new(&RING, &CLOCK, &Session::new("svc")).with_sampler(Sampler::Const(true));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let open = TRACER.root("open");
+    let other = open.context();
+    let mut kept = Vec::new();
+    loop {
+        let s = open.child("fill");
+        if !s.is_recording() {
+            break;
+        }
+        kept.push(s);
+    }
+    // The last `fill`: its START, and its END (it finished at the `break`).
+    assert_eq!(TRACER.dropped(), 2);
+    let before = TRACER.dropped();
+    let lost = TRACER.root("lost"); // START + 2 sampler tags
+    assert!(!lost.is_recording());
+    lost.set_tag("a", 1u8); // 1
+    lost.set_tags([("b", 2u32.into()), ("c", 3u32.into())]); // 2
+    lost.log((("event", "retry"), ("attempt", 2u32))); // 1
+    lost.add_reference(RefKind::FollowsFrom, &other); // 1
+    let tagged = lost.child_with_tags("tagged", (("x", 1u8), ("y", 2u8))); // START + 2
+    tagged.finish(); // END
+    lost.finish(); // END
+    assert_eq!(TRACER.dropped() - before, 3 + 1 + 2 + 1 + 1 + 3 + 1 + 1);
+    // Finished: nothing more is counted.
+    drop(kept);
+    let d = decode(&drain_all(&mut drain));
+    let drops = d.records.iter().rev().find_map(|r| match r {
+        Owned::Drops(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(drops, Some(TRACER.dropped()), "the device's count goes out");
+}
+
+/// The same calls on an unsampled span count nothing: it records nothing by choice.
+#[test]
+fn an_unsampled_span_counts_nothing_it_skips() {
+    use microspan::tracer::{RefKind, Sampler};
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<64> = Ring::new();
+    static TRACER: Tracer =
+        Tracer::new(&RING, &CLOCK, &Session::new("svc")).with_sampler(Sampler::Const(false));
+    let root = TRACER.root("r");
+    let ctx = root.context();
+    root.set_tag("a", 1u8);
+    root.set_tags([("b", 2u32.into())]);
+    root.log((("event", "retry"),));
+    root.add_reference(RefKind::FollowsFrom, &ctx);
+    root.child_with_tags("c", (("x", 1u8),)).finish();
+    root.finish();
+    assert_eq!(TRACER.dropped(), 0);
 }
 
 #[test]

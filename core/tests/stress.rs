@@ -10,13 +10,13 @@
 //! (iterations per producer thread; `MICROSPAN_STRESS_THREADS` sets the producer count).
 //!
 //! # Accounting
-//! A producer knows what it *attempted*: every sampled span start is one record; a span whose
-//! start record reached the ring (`is_recording()`) then attempts one record per tag and log and
-//! one END record; a span whose start was dropped attempts nothing more (its children still try,
-//! with a START_REMOTE). A dropped tag or log is counted on the span (`losses().records_dropped`)
-//! and, like every drop, in the ring's counter. A dropped END is counted in the ring's counter
-//! only, so `ring drops = lost starts + Σ records_dropped + lost ends`, and the lost ends must be
-//! exactly the spans whose START was delivered but whose END was not.
+//! A producer knows what it *attempted*: one record per sampled span start, tag, log and END. A
+//! span whose start was dropped writes nothing more, and the ring counts every record it skips
+//! (its END with its START; its children still record, with a START_REMOTE). A dropped tag or
+//! log of a recorded span is counted on the span (`losses().records_dropped`) and, like every
+//! drop, in the ring's counter. A dropped END of a recorded span is counted in the ring's counter
+//! only, so `ring drops = lost spans' records + Σ records_dropped + lost ends`, and the lost ends
+//! must be exactly the spans whose START was delivered but whose END was not.
 
 mod common;
 
@@ -32,8 +32,9 @@ use microspan::{Drain, Ring, Session, Tracer, Value};
 struct Produced {
     /// Records attempted (each either committed or counted as dropped by the ring).
     attempted: u64,
-    /// Span starts that were dropped (`is_recording()` false right after the start).
-    starts_lost: u64,
+    /// Records of spans whose start was dropped (`is_recording()` false right after the start):
+    /// the START and every record the span then skipped, its END included.
+    lost_span_records: u64,
     /// Spans whose start was recorded (each attempts one END).
     recorded: u64,
     /// Σ `losses().records_dropped` over recorded spans (tags and logs dropped).
@@ -52,25 +53,27 @@ fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
     for i in 0..iters {
         let id = tag_id(thread, i);
         let root = tracer.root(ROOT_NAMES[thread as usize]);
-        p.attempted += 1;
-        if root.is_recording() {
-            p.recorded += 1;
-            // Odd iterations through the batch path (one reservation for the batch).
-            if i % 2 == 1 {
-                root.set_tags([("id", id.into())]);
-            } else {
-                root.set_tag("id", id);
-            }
-            p.attempted += 1;
+        // START, one tag, END: made whether the START reached the ring or not (a lost span
+        // counts what it skips).
+        p.attempted += 3;
+        let root_lost = !root.is_recording();
+        if root_lost {
+            p.lost_span_records += 3;
         } else {
-            p.starts_lost += 1;
+            p.recorded += 1;
+        }
+        // Odd iterations through the batch path (one reservation for the batch).
+        if i % 2 == 1 {
+            root.set_tags([("id", id.into())]);
+        } else {
+            root.set_tag("id", id);
         }
         {
             text.clear();
             use std::fmt::Write;
             write!(text, "t{thread}-{i}").unwrap();
             // Odd iterations start the child with its two tags: START and TAGs in one
-            // reservation (a refused one loses the start, and the tags are never attempted).
+            // reservation (a refused one loses the start and its tags together).
             let child = if i % 2 == 1 {
                 root.child_with_tags(
                     CHILD_NAMES[thread as usize],
@@ -79,29 +82,28 @@ fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
             } else {
                 root.child(CHILD_NAMES[thread as usize])
             };
-            p.attempted += 1;
-            if child.is_recording() {
+            // START, two tags, a log, END.
+            p.attempted += 5;
+            let child_lost = !child.is_recording();
+            if i % 2 == 0 {
+                child.set_tag("seq", id as i64);
+                child.set_tag("txt", Value::text(&text));
+            }
+            child.log([
+                ("event", "work".into()),
+                ("n", id.into()),
+                ("f", (i as f64).into()),
+            ]);
+            if child_lost {
+                p.lost_span_records += 5;
+            } else {
                 p.recorded += 1;
-                if i % 2 == 0 {
-                    child.set_tag("seq", id as i64);
-                    child.set_tag("txt", Value::text(&text));
-                }
-                child.log([
-                    ("event", "work".into()),
-                    ("n", id.into()),
-                    ("f", (i as f64).into()),
-                ]);
-                p.attempted += 3;
                 p.records_dropped += child.losses().records_dropped as u64;
                 assert!(child.losses().records_dropped <= 3);
-                p.attempted += 1; // END
-            } else {
-                p.starts_lost += 1;
             }
         }
-        if root.is_recording() {
+        if !root_lost {
             p.records_dropped += root.losses().records_dropped as u64;
-            p.attempted += 1; // END
         }
         drop(root);
         if i % 4 == 0 {
@@ -165,7 +167,7 @@ fn run<const F: usize>(tracer: &Tracer<'_>, threads: u32, iters: u32) {
 
     let total = produced.iter().fold(Produced::default(), |a, p| Produced {
         attempted: a.attempted + p.attempted,
-        starts_lost: a.starts_lost + p.starts_lost,
+        lost_span_records: a.lost_span_records + p.lost_span_records,
         recorded: a.recorded + p.recorded,
         records_dropped: a.records_dropped + p.records_dropped,
     });
@@ -360,18 +362,18 @@ fn run<const F: usize>(tracer: &Tracer<'_>, threads: u32, iters: u32) {
     );
     assert_eq!(
         ring_drops,
-        total.starts_lost + total.records_dropped + ends_lost,
-        "ring drops = lost starts + lost tags/logs + lost ends"
+        total.lost_span_records + total.records_dropped + ends_lost,
+        "ring drops = lost spans' records + lost tags/logs + lost ends"
     );
     assert!(dropped_on_ended_spans <= total.records_dropped);
 
     eprintln!(
-        "stress: {threads} threads x {iters} iterations, ring {} words, frames of {F} bytes: {} records attempted, {delivered} delivered ({} frames, {} bytes), {ring_drops} dropped ({} starts, {} tags/logs, {ends_lost} ends)",
+        "stress: {threads} threads x {iters} iterations, ring {} words, frames of {F} bytes: {} records attempted, {delivered} delivered ({} frames, {} bytes), {ring_drops} dropped ({} of lost spans, {} tags/logs, {ends_lost} ends)",
         tracer.session().service,
         total.attempted,
         stats.frames,
         wire.len(),
-        total.starts_lost,
+        total.lost_span_records,
         total.records_dropped,
     );
 }

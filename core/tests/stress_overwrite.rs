@@ -9,8 +9,8 @@
 //! `MICROSPAN_STRESS_ITERS=200000 cargo test -p microspan --release --test stress_overwrite`.
 //!
 //! # Accounting
-//! As in `stress.rs`: a producer knows what it attempted (every sampled span start, and for a span
-//! whose start reached the ring one record per tag and log and one END). In this policy a committed
+//! As in `stress.rs`: a producer knows what it attempted (one record per sampled span start, tag,
+//! log and END; a span whose start was refused has the ring count every record it skips). In this policy a committed
 //! record can still be lost (evicted), so a delivered tag or END may name a span whose START was
 //! evicted: such records are checked for integrity by their own values.
 
@@ -26,8 +26,9 @@ use microspan::{Drain, Ring, Session, Tracer, Value};
 #[derive(Default, Debug, Clone, Copy)]
 struct Produced {
     attempted: u64,
-    /// Starts refused on arrival (the oldest record was uncommitted or being read/evicted).
-    starts_refused: u64,
+    /// Records of spans whose start was refused on arrival (the oldest record was uncommitted or
+    /// being read/evicted): the START and every record the span then skipped, END included.
+    refused_span_records: u64,
     /// Σ `losses().records_dropped`: tags and logs refused on arrival.
     records_refused: u64,
 }
@@ -42,24 +43,25 @@ fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
     for i in 0..iters {
         let id = tag_id(thread, i);
         let root = tracer.root(ROOT_NAMES[thread as usize]);
-        p.attempted += 1;
-        if root.is_recording() {
-            // Odd iterations through the batch path (one reservation for the batch).
-            if i % 2 == 1 {
-                root.set_tags([("id", id.into())]);
-            } else {
-                root.set_tag("id", id);
-            }
-            p.attempted += 1;
+        // START, one tag, END, whether the START was refused or not (a refused span's skipped
+        // records are counted by the ring).
+        p.attempted += 3;
+        let root_refused = !root.is_recording();
+        if root_refused {
+            p.refused_span_records += 3;
+        }
+        // Odd iterations through the batch path (one reservation for the batch).
+        if i % 2 == 1 {
+            root.set_tags([("id", id.into())]);
         } else {
-            p.starts_refused += 1;
+            root.set_tag("id", id);
         }
         {
             text.clear();
             use std::fmt::Write;
             write!(text, "t{thread}-{i}").unwrap();
             // Odd iterations start the child with its two tags: START and TAGs in one
-            // reservation (a refused one loses the start, and the tags are never attempted).
+            // reservation (a refused one loses the start and its tags together).
             let child = if i % 2 == 1 {
                 root.child_with_tags(
                     CHILD_NAMES[thread as usize],
@@ -68,26 +70,26 @@ fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
             } else {
                 root.child(CHILD_NAMES[thread as usize])
             };
-            p.attempted += 1;
-            if child.is_recording() {
-                if i % 2 == 0 {
-                    child.set_tag("seq", id as i64);
-                    child.set_tag("txt", Value::text(&text));
-                }
-                child.log([
-                    ("event", "work".into()),
-                    ("n", id.into()),
-                    ("f", (i as f64).into()),
-                ]);
-                p.attempted += 4; // 3 + END
-                p.records_refused += child.losses().records_dropped as u64;
+            // START, two tags, a log, END.
+            p.attempted += 5;
+            let child_refused = !child.is_recording();
+            if i % 2 == 0 {
+                child.set_tag("seq", id as i64);
+                child.set_tag("txt", Value::text(&text));
+            }
+            child.log([
+                ("event", "work".into()),
+                ("n", id.into()),
+                ("f", (i as f64).into()),
+            ]);
+            if child_refused {
+                p.refused_span_records += 5;
             } else {
-                p.starts_refused += 1;
+                p.records_refused += child.losses().records_dropped as u64;
             }
         }
-        if root.is_recording() {
+        if !root_refused {
             p.records_refused += root.losses().records_dropped as u64;
-            p.attempted += 1; // END
         }
         drop(root);
         if i % 4 == 0 {
@@ -143,7 +145,7 @@ fn run<const F: usize>(
     });
     let total = produced.iter().fold(Produced::default(), |a, p| Produced {
         attempted: a.attempted + p.attempted,
-        starts_refused: a.starts_refused + p.starts_refused,
+        refused_span_records: a.refused_span_records + p.refused_span_records,
         records_refused: a.records_refused + p.records_refused,
     });
     let lost = tracer.dropped() as u64;
@@ -185,9 +187,9 @@ fn run<const F: usize>(
         !must_evict || evicted > 0,
         "the test must make the producers evict"
     );
-    // Refused on arrival: the starts and tags/logs the producers saw refused, plus refused ENDs
-    // (which a producer cannot see).
-    assert!(lost - evicted >= total.starts_refused + total.records_refused);
+    // Refused on arrival: the refused spans' records and the tags/logs the producers saw
+    // refused, plus refused ENDs of recorded spans (which a producer cannot see).
+    assert!(lost - evicted >= total.refused_span_records + total.records_refused);
 
     // Every delivered record is intact, delivered once, and in its thread's order.
     let mut names: HashMap<u32, String> = HashMap::new();

@@ -133,13 +133,14 @@ fn a_batch_refused_by_a_full_ring_counts_every_tag() {
     root.set_tags([("a", 1u8.into()), ("b", 2u8.into()), ("c", 3u8.into())]);
     assert_eq!(TRACER.dropped() - before, 3);
     assert_eq!(root.losses().records_dropped, 4);
-    // A span started with tags on a full ring is lost as a whole: one record (its start) is
-    // counted, as for a plain start; its tags are never attempted.
+    // A span started with tags on a full ring is lost as a whole: its start, its two tags and
+    // the END it will skip are counted at once, and its finish counts nothing more.
     let before = TRACER.dropped();
     let child = root.child_with_tags("c", [("a", 1u8.into()), ("b", 2u8.into())]);
     assert!(!child.is_recording());
-    assert_eq!(TRACER.dropped() - before, 1);
+    assert_eq!(TRACER.dropped() - before, 4);
     drop(child);
+    assert_eq!(TRACER.dropped() - before, 4);
     drop(root);
     let d = decode(&drain_all(&mut drain));
     assert!(d.frame_errors.is_empty());
@@ -160,7 +161,8 @@ fn a_batch_larger_than_the_ring_is_refused_whole_and_counted() {
     let four = (("a", 1u64), ("b", 2u64), ("c", 3u64), ("d", 4u64));
     let lost = TRACER.root_with_tags("too-big", four);
     assert!(!lost.is_recording());
-    assert_eq!(TRACER.dropped(), 1);
+    // The start, its four tags and its END.
+    assert_eq!(TRACER.dropped(), 6);
     drop(lost);
     let root = TRACER.root("r");
     assert!(root.is_recording());
@@ -171,15 +173,15 @@ fn a_batch_larger_than_the_ring_is_refused_whole_and_counted() {
         ("d", 4u64),
         ("e", 5u64),
     ));
-    assert_eq!(TRACER.dropped(), 1 + 5);
+    assert_eq!(TRACER.dropped(), 6 + 5);
     assert_eq!(root.losses().records_dropped, 5);
     // One tag fits, and so does the end (with its losses word).
     root.set_tags((("f", 6u64),));
     drop(root);
-    assert_eq!(TRACER.dropped(), 6);
+    assert_eq!(TRACER.dropped(), 11);
     let d = decode(&drain_all(&mut drain));
     assert_eq!(d.tag_count(), 1);
-    assert!(d.records.contains(&Owned::Drops(6)));
+    assert!(d.records.contains(&Owned::Drops(11)));
     assert!(matches!(
         d.spans().last(),
         Some(Owned::End {
@@ -492,7 +494,8 @@ fn fallback_children_carry_baggage_and_lose_their_start_when_the_ring_is_full() 
         assert_eq!(s.baggage_item("tenant"), Some("acme"));
     }
     drop((tagged, plain));
-    // Fill the ring: the next fallback child's start is dropped, and its tags are not recorded.
+    // Fill the ring: the next fallback child's start is dropped, and its tags are not recorded
+    // (counted: the fallback is a start, then `set_tags` on the lost span).
     while parent.losses().records_dropped == 0 {
         parent.log(());
     }
@@ -500,7 +503,11 @@ fn fallback_children_carry_baggage_and_lose_their_start_when_the_ring_is_full() 
     let lost = parent.child_with_tags("lost", (("b", 2u8),));
     assert!(!lost.is_recording());
     assert_eq!(lost.baggage_item("tenant"), Some("acme"));
-    assert_eq!(TRACER.dropped() - before, 1, "the start, counted once");
+    assert_eq!(
+        TRACER.dropped() - before,
+        3,
+        "the start with its END, and its tag"
+    );
     drop(lost);
     drop(parent);
     let d = decode_typed(&drain_all(&mut drain));

@@ -27,10 +27,12 @@ const INSN_BUDGETS: &[(&str, f64, f64, Option<f64>)] = &[
     ("child2", 285.0, 313.0, None),
     ("child2_start", 152.0, 151.0, None),
     ("tag", 68.0, 81.0, None),
-    ("log3", 141.0, 182.0, None),
+    // Raised from (141, 182) for counting a lost span's log as dropped (the writer tells a lost
+    // span from a recorded one): 140.6 / 183.7 when set.
+    ("log3", 145.0, 188.0, None),
     // Cortex-M3 lowered from 260: 247.6 when set (the slice's log reshaped for its stack, see
-    // STACK_BUDGET).
-    ("log3_values", 253.0, 356.0, None),
+    // STACK_BUDGET). Cortex-M0 raised from 356 for the same lost-span check as `log3`.
+    ("log3_values", 253.0, 362.0, None),
     ("unsampled", 10.0, 13.0, Some(15.0)),
     ("unsampled_child", 6.0, 12.0, Some(15.0)),
     ("isr_root", 134.0, 121.0, None),
@@ -65,7 +67,10 @@ const WIRE_BUDGETS: &[(&str, u32, f64, f64, f64)] = &[
 const SITE_BUDGETS: &[(&str, f64, f64)] = &[
     ("s_root", 124.0, 126.0),
     ("s_child0", 94.0, 78.0),
-    ("s_child2", 214.0, 192.0),
+    // Raised from (214, 192): a `set_tag` site's check is "recorded or lost" (a lost span's
+    // tags are counted as dropped, out of line), which the optimiser no longer folds away after
+    // a start it saw fail: 234 / 204 B when set.
+    ("s_child2", 240.0, 210.0),
     ("s_child2_start", 358.0, 304.0),
     ("s_tag", 32.0, 24.0),
     ("s_log3", 96.0, 84.0),
@@ -112,7 +117,13 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// (`SpanId::boot_prefix`, wire version 3: two devices with the same boot id continuing one
 /// backend trace made the same span ids), computed in line where a context is read, +48 / +80 B
 /// (out of line it was +88 B and cost a root span 13 / 15 instructions): 13 152 / 13 044 B.
-const FLASH_BUDGET: (f64, f64) = (13_210.0, 13_100.0);
+/// Raised again from (13 210, 13 100) for counting every record a span whose start was dropped
+/// skips (its tags, logs, references, baggage and END: before, `Tracer::dropped` counted its
+/// START only, about a third of what such spans lost): the START's slow path counts its END
+/// (`reserve_start_slow`, 30 B), the tag and log writers tell a lost span from a recorded one
+/// (+22 / +20 B), and the call sites check "recorded or lost" (+80 B in `footprint::traced::run`):
+/// 13 344 / 13 172 B when set.
+const FLASH_BUDGET: (f64, f64) = (13_400.0, 13_230.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 /// Lowered from (134, 150), the figures of `log3_values` (128 / 144 B), to the target: its
 /// `Span::record_log_values` writes copied strings in line and reads fewer values across the
