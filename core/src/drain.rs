@@ -497,11 +497,13 @@ impl<'a, const F: usize, const NAMES: usize> Drain<'a, F, NAMES> {
     /// driven. The drain holds the stream's state: the frame sequence number, which restarts at 0
     /// with a new drain, and the extension of the clock's ticks past their wraps (a 24-bit
     /// SysTick wraps many times a second), which a new drain restarts from the clock's raw value.
-    /// To the decoder, a new drain's first frame is a new stream whose time went back: it takes it
-    /// for a device reset (its `resets` count grows) and exports the spans open then as
-    /// incomplete. So a drain made again on every loop iteration, or for every flush, turns one
-    /// boot into many resets. Dropping a drain and making another is for a reset or a new
-    /// session only (a post-mortem dump, a test).
+    /// Once the clock has wrapped, a new drain's first frame is, to the decoder, a new stream
+    /// whose time went back: it takes it for a device reset (its `resets` count grows) and
+    /// exports the spans open then as incomplete. (Before the first wrap the times still agree:
+    /// the decoder reads the stream as going on and counts a `drain restart`, with advice.) So a
+    /// drain made again on every loop iteration, or for every flush, turns one boot into many
+    /// resets. Dropping a drain and making another is for a reset or a new session only (a
+    /// post-mortem dump, a test).
     ///
     /// `F` is the largest frame on the wire, in bytes, and at least [`min_frame_bytes`] (42 at
     /// the default capacities; checked at compile time: a smaller `F` fails `cargo build` with

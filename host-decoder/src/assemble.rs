@@ -116,6 +116,12 @@ pub struct Stats {
     /// no reset: the session goes on, and the latest time heard is pulled back to the session
     /// record's.
     pub misdated: u64,
+    /// New drains in the running boot: a frame 0 opening with a session record of the same boot,
+    /// after a frame of the first half of the sequence space (not a wrap: a new `Drain` restarts
+    /// the sequence at 0; frames lost up to the wrap would take more than 32 768 in a row), whose
+    /// time did not go back. The stream goes on (no frames are counted lost, the open spans stay
+    /// open); a new drain whose time went back is a reset ([`resets`](Self::resets)).
+    pub drain_restarts: u64,
     /// Spans currently open.
     pub open_spans: u64,
     /// Spans exported early because a memory limit was reached.
@@ -1120,6 +1126,9 @@ pub struct Assembler {
     /// Device drops reported in the current frame: they happened while the frame's records were
     /// in the ring, so spans that start later in the frame may have been open then too.
     frame_drops: u64,
+    /// This frame is a new drain's first in the running boot (`frame`): its session record is
+    /// a reset when its time is behind the times heard by any amount (`session_record`).
+    drain_restart: bool,
     /// Approximate bytes held in open and buffered spans.
     bytes_held: usize,
     /// Spans buffered in the traces of `completed` when they were completed: about what
@@ -1173,6 +1182,7 @@ impl Assembler {
             completed: Vec::new(),
             outgoing: Vec::new(),
             frame_drops: 0,
+            drain_restart: false,
             bytes_held: 0,
             opts,
             completed_spans: 0,
@@ -1274,13 +1284,31 @@ impl Assembler {
         // first record, then count from it. The first record is read ahead only then (a
         // `Peekable` copied every record once more).
         let mut next = None;
+        self.drain_restart = false;
         if frame.seq == 0 {
             next = records.next();
             let new_boot = match (&next, self.session.as_mut()) {
                 (Some(Ok(Record::Hello(h))), Some(s)) => {
-                    let new = h.boot_id != s.hello.boot_id
-                        || h.device_id != s.hello.device_id
-                        || time_went_back(h, s);
+                    let same = h.boot_id == s.hello.boot_id && h.device_id == s.hello.device_id;
+                    // The firmware made a new `Drain` (its sequence starts over): the last frame
+                    // heard was not near the wrap. Its clock's extension restarted too, so a time
+                    // behind the times heard (by any amount) is a reset, as a new boot's.
+                    let restart = same && s.last_seq.is_some_and(|l| l < 0x8000);
+                    let went_back = if restart {
+                        h.now_ticks < s.last_time.max(s.hello.now_ticks)
+                    } else {
+                        time_went_back(h, s)
+                    };
+                    let new = !same || went_back;
+                    self.drain_restart = restart;
+                    if restart && !new {
+                        // The stream goes on: no gap, and the new drain's names from scratch.
+                        self.stats.drain_restarts += 1;
+                        s.last_seq = None;
+                        s.follows = false;
+                        s.epoch += 1;
+                        self.names.clear();
+                    }
                     if new {
                         // Frame 0 follows no frame of the old boot (`session_record`).
                         s.last_seq = None;
@@ -1653,7 +1681,9 @@ impl Assembler {
     fn session_record(&mut self, h: &Hello<'_>, out: &mut Vec<Batch>) {
         let s = self.session.as_mut().expect("session exists");
         let same = h.boot_id == s.hello.boot_id && h.device_id == s.hello.device_id;
-        let behind = time_went_back(h, s);
+        // A new drain's session record behind the times heard by any amount (`frame`).
+        let behind = time_went_back(h, s)
+            || (self.drain_restart && h.now_ticks < s.last_time.max(s.hello.now_ticks));
         // Behind the previous session record itself: the device's own clock went back, which a
         // misdated record cannot do (a device that restarted, whose frame 0 was lost).
         let clock_back =

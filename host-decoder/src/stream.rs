@@ -406,7 +406,8 @@ impl StreamStats {
     /// input was a good stream): no bytes, no frame, frames only of a wire version this decoder
     /// does not read (unless decoding stopped at them: [`StreamError::UnsupportedVersion`] says
     /// it then), no session record, a capture cut short, records dated ahead of the device's
-    /// clock ([`Stats::misdated`](crate::assemble::Stats::misdated)). The per-span losses are on
+    /// clock ([`Stats::misdated`](crate::assemble::Stats::misdated)), new drains in the running
+    /// boot ([`Stats::drain_restarts`](crate::assemble::Stats::drain_restarts)). The per-span losses are on
     /// the spans themselves (Jaeger warnings).
     pub fn problems(&self) -> Vec<String> {
         let s = &self.spans;
@@ -519,6 +520,15 @@ impl StreamStats {
                 "{} of the running boot, arriving in sequence, {} dated more than a second before records heard earlier: those records were dated ahead of the device's clock (an undetected corrupted frame whose CRC still matched, or a device clock that jumped); this was not taken for a device reset, but spans holding such a record may show wrong times or durations",
                 count(s.misdated, "session record (HELLO)", "session records (HELLO)"),
                 crate::plural::plural(s.misdated, "was", "were"),
+            ));
+        }
+        if s.drain_restarts > 0 {
+            out.push(format!(
+                "the device made a new Drain {} in the running boot (each starts its frames' \
+                 sequence at 0 again): read as the same stream going on, nothing lost. Make one \
+                 Drain per boot and keep it: a new one made after the device's clock wrapped \
+                 starts its times over, and reads as a device reset",
+                count(s.drain_restarts, "time", "times"),
             ));
         }
         if self.unfinished_bytes > 0 && s.frames > 0 {

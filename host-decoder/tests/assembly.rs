@@ -440,6 +440,82 @@ fn a_restart_with_the_same_boot_id_and_time_back_is_a_reset() {
     }
 }
 
+/// A firmware that makes a new `Drain` in the running boot, against the advice (here one per
+/// flush, five times), starts the frame sequence at 0 each time. While the device's clock has not
+/// wrapped, its times go on: the stream goes on, with no frame counted lost and no reset, and
+/// the span open across the drains finishes whole. After a wrap, a new drain's times start over
+/// behind the ones heard: a reset, as before.
+#[test]
+fn a_new_drain_in_the_running_boot_goes_on_without_a_gap() {
+    let clock = ManualClock::new(5_000);
+    let ring: Ring<1024> = Ring::new();
+    let session = Session::new("svc").boot_id(7);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let across = tracer.root("across");
+    let mut stream = Vec::new();
+    for _ in 0..5 {
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        let work = across.child("work");
+        clock.advance(1_000);
+        drop(work);
+        stream.extend(drain_all(&mut drain));
+    }
+    drop(across);
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    stream.extend(drain_all(&mut drain));
+    let d = decode(&stream);
+    let s = &d.stats.spans;
+    assert_eq!(
+        (
+            s.resets,
+            s.lost_frames,
+            s.drain_restarts,
+            s.incomplete_spans
+        ),
+        (0, 0, 5, 0),
+        "{s:?}"
+    );
+    assert_eq!(d.spans.len(), 6);
+    assert!(
+        d.spans.iter().all(|s| s.warnings.is_empty()),
+        "{:?}",
+        d.spans
+    );
+    assert_eq!(span(&d.spans, "across").duration_nanos, 5_000_000);
+    assert!(d
+        .stats
+        .problems()
+        .iter()
+        .any(|n| n.contains("new Drain 5 times")));
+
+    // The clock wraps under the first drain; the next one extends it from the raw value again.
+    let clock = ManualClock::new(u32::MAX - 1_500);
+    let ring: Ring<1024> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let open = tracer.root("open-at-the-new-drain");
+    let mut stream = Vec::new();
+    {
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        stream.extend(drain_all(&mut drain));
+        clock.advance(3_000);
+        drop(tracer.root("after-the-wrap"));
+        stream.extend(drain_all(&mut drain));
+    }
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    drop(tracer.root("tick"));
+    stream.extend(drain_all(&mut drain));
+    std::mem::forget(open);
+    let d = decode(&stream);
+    let s = &d.stats.spans;
+    assert_eq!(
+        (s.resets, s.lost_frames, s.drain_restarts),
+        (1, 0, 0),
+        "{s:?}"
+    );
+    let open = span(&d.spans, "open-at-the-new-drain");
+    assert!(open.incomplete, "{open:?}");
+}
+
 #[test]
 fn device_drops_are_reported_overall_and_on_open_spans() {
     let clock = ManualClock::new(5_000);
