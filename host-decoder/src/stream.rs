@@ -498,7 +498,8 @@ impl StreamStats {
                 "the device dropped {}: its ring buffer was full when they were recorded (in \
                  flight-recorder mode, the oldest were overwritten), or a record was larger than \
                  the drain's frame. Give the ring more words (`Ring<N>`), drain more often, or \
-                 record less; the spans that may have lost records carry a warning",
+                 record less (for records too large for a frame: a larger `Drain<F>`, or a \
+                 smaller `MAX_STR_LEN`); the spans that may have lost records carry a warning",
                 count(s.device_drops, "record", "records"),
             ));
         }

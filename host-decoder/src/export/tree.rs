@@ -262,7 +262,10 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         .map(|(_, s)| s.start_unix_nanos.saturating_add(s.duration_nanos))
         .max()
         .unwrap_or(start);
-    let total = end.saturating_sub(start).max(1);
+    let duration = end.saturating_sub(start);
+    // At least 1 ns for the bars' scale; the header shows the trace's own length ("0 ns" as its
+    // spans' rows do).
+    let total = duration.max(1);
 
     // Tree: the parent is the first ChildOf reference found in the trace, else the first reference
     // of any kind found (a FollowsFrom); else the span is shown at the top. References into other
@@ -314,7 +317,7 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         trace_id_hex(trace.trace_id),
         service,
         count(spans.len() as u64, "span", "spans"),
-        human(total),
+        human(duration),
         if continued { " (continued)" } else { "" }
     );
 
