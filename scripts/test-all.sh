@@ -83,20 +83,27 @@ cargo test --workspace --locked
 step "the core with the opt-in small CRC table (same frames: golden bytes, round trips)"
 cargo test -q --locked -p microspan --features small-crc --lib --test golden --test roundtrip
 
-step "loom model of the ring"
-# A separate target directory: the --cfg loom flags would otherwise rebuild target/ from scratch.
-RUSTFLAGS="--cfg loom" cargo test -q -p microspan --lib --release --target-dir target/loom loom
-step "loom model of the ring with the critical-section atomics (Cortex-M0)"
-# Up to 2 preemptions here, 3 above: at 3 each model takes about 3 minutes, which CI's time
-# budget does not hold twice (at 2, seconds). The compare-and-swap model (every multi-producer
-# core but the Cortex-M0, and the desktop) gets the deeper bound. At 2 this model still fails
-# all four tests when the lock standing for the critical section is taken away (checked
-# December 2026, core/src/atomic.rs `critical`); `bash scripts/loom.sh`
+step "loom model of the ring (compare-and-swap atomics: Cortex-M3/M4, desktop)"
+# Both models up to 2 preemptions here: at 3 each takes about 3 minutes (two of the four tests,
+# 83 s and 67 s of it), which CI's time budget does not hold; at 2, seconds. At 2 the models
+# still catch what was taken away on purpose (checked December 2026): the compare-and-swap model
+# fails all four tests with a plain store instead of the reservation's compare-and-swap, or with
+# `load_acquire` or `store_release` relaxed, and its overwrite test with the eviction's `busy`
+# flag released relaxed; the critical-section model fails all four with the lock standing for
+# the critical section taken away (core/src/atomic.rs `critical`). `bash scripts/loom.sh`
 # explores both at 3 (or PREEMPTIONS=N) and belongs before a change to the ring lands.
+# A separate target directory: the --cfg loom flags would otherwise rebuild target/ from scratch.
+MICROSPAN_LOOM_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
+    cargo test -q -p microspan --lib --release --target-dir target/loom loom
+step "loom model of the ring with the critical-section atomics (Cortex-M0)"
 MICROSPAN_LOOM_PREEMPTIONS=2 RUSTFLAGS="--cfg loom --cfg loom_cs" \
     cargo test -q -p microspan --lib --release --target-dir target/loom-cs loom
 
 step "Miri over the core's unit tests and the decoder's unsafe code"
+# The core's tests of safe code that run many rounds (equivalence with a model or another
+# implementation: COBS, varints, the open-starts list, the sampler's division, the tick
+# extension) are `#[cfg_attr(miri, ignore)]`: nothing unsafe on their path, and they took two
+# thirds of this step (150 s of 200 here, 47 s without them).
 if rustup toolchain list | grep -q '^nightly' && rustup component add --toolchain nightly miri >/dev/null 2>&1; then
     # -Zmiri-disable-isolation: proptest's failure persistence calls getcwd.
     # -Zmiri-permissive-provenance: static strings travel through the ring as exposed addresses.

@@ -293,6 +293,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "safe code only, many rounds: the native run covers it")]
     fn many_wraps() {
         let mut e = TickExtender::new(0);
         let mut t: u64 = 0;
