@@ -419,6 +419,7 @@ impl Slab {
             flags: 0,
             warnings: Vec::new(),
             incomplete: false,
+            remote_parent: false,
         }
     }
 
@@ -459,6 +460,7 @@ impl Slab {
             flags: _,
             warnings: _,
             incomplete: _,
+            remote_parent: _,
         } = &slot.span;
         out.reserve(1);
         let len = out.len();
@@ -2146,6 +2148,7 @@ impl Assembler {
         span.references = references;
         span.baggage = baggage;
         span.flags = 1 | (st.debug as u8) << 1;
+        span.remote_parent = matches!(st.parent, Parent::Remote { span: Some(_), .. });
         span.warnings = warnings;
         *state = OpenState {
             local: st.id,

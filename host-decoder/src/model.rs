@@ -485,6 +485,9 @@ pub struct Span {
     pub warnings: Vec<String>,
     /// `true` when the span never finished (device reset, hang, crash, end of input, lost record).
     pub incomplete: bool,
+    /// `true` when the parent is a span of another process: the span continues a context the
+    /// device extracted from a carrier (OTLP's "parent is remote" span flag).
+    pub remote_parent: bool,
 }
 
 impl Span {

@@ -260,7 +260,20 @@ fn otlp_protobuf_mapping_matches_the_jaeger_rules() {
         "error tag not kept"
     );
     assert_eq!(bar.status.as_ref().unwrap().code, 2);
-    assert_eq!(bar.flags, 1);
+    // Sampled (0x1); whether the parent is remote is known (0x100), and it is not (no 0x200).
+    assert_eq!(bar.flags, 0x101);
+    // A span continuing another process's context: its parent is remote (0x200).
+    let mut batch = reference_batch();
+    let foo = batch
+        .spans
+        .iter_mut()
+        .find(|s| s.operation.as_str() == "Foo")
+        .unwrap();
+    foo.remote_parent = true;
+    let request = to_otlp_request(&batch);
+    let spans = &request.resource_spans[0].scope_spans[0].spans;
+    let flags = |name| spans.iter().find(|s| s.name == name).unwrap().flags;
+    assert_eq!((flags("Foo"), flags("Bar")), (0x301, 0x101));
     let event = &bar.events[0];
     assert_eq!(event.name, "error");
     assert!(event.attributes.iter().any(|a| a.key == "message"

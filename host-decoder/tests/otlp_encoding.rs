@@ -25,6 +25,11 @@ fn assert_same_bytes(batch: &Batch) {
 fn reference_batch_encodes_as_prost_does() {
     assert_same_bytes(&reference_batch());
     assert_same_bytes(&numbered_batch(1, 50));
+    // The span flags with a remote parent (0x301) and an unsampled span's (0x100).
+    let mut batch = reference_batch();
+    batch.spans[0].remote_parent = true;
+    batch.spans[1].flags = 0;
+    assert_same_bytes(&batch);
 }
 
 #[test]

@@ -241,6 +241,7 @@ mod tests {
                 flags: 1,
                 warnings: vec![],
                 incomplete: false,
+                remote_parent: false,
             }],
         };
         let bytes = encode(&to_thrift_batch(&batch)).unwrap();

@@ -13,7 +13,8 @@
 //! - `span.kind` = server/client/producer/consumer/internal → the span kind, removed from the
 //!   attributes; `error=true` → status ERROR, removed from the attributes (Jaeger adds
 //!   `error=true` back from the status: kept, it would show twice);
-//! - `flags`: the sampled bit (bit 0); Jaeger's debug bit has no W3C equivalent;
+//! - `flags`: the sampled bit (bit 0; Jaeger's debug bit has no W3C equivalent), and whether the
+//!   parent is remote (0x100 always, 0x200 for a span continuing another process's context);
 //! - values: `u64 > i64::MAX` and non-finite floats → strings; warnings → the string-array
 //!   attribute `microspan.warnings`; incomplete → `microspan.incomplete=true`.
 
@@ -215,7 +216,7 @@ fn otlp_span(span: &Span) -> OtlpSpan {
         parent_span_id: parent_index
             .map(|i| span.references[i].span_id.to_be_bytes().to_vec())
             .unwrap_or_default(),
-        flags: u32::from(span.flags & 0x01),
+        flags: span_flags(span),
         name: span.operation.as_str().to_owned(),
         kind: kind as i32,
         start_time_unix_nano: span.start_unix_nanos,
@@ -231,6 +232,15 @@ fn otlp_span(span: &Span) -> OtlpSpan {
             message: String::new(),
         }),
     }
+}
+
+/// OTLP's `Span.flags`: the W3C trace flags (the sampled bit; Jaeger's debug bit has no W3C
+/// equivalent) and, as OTLP 1.4's `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK` (0x100) and
+/// `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK` (0x200) define them, whether the parent is a span of
+/// another process. The decoder always knows, so 0x100 is always set, as OpenTelemetry's SDKs
+/// set it (a root: known, not remote).
+pub(crate) fn span_flags(span: &Span) -> u32 {
+    u32::from(span.flags & 0x01) | 0x100 | if span.remote_parent { 0x200 } else { 0 }
 }
 
 /// `{base}/v1/traces`, as `OTEL_EXPORTER_OTLP_ENDPOINT` does; a URL already ending in

@@ -489,9 +489,8 @@ fn write_span(o: &mut Vec<u8>, span: &Span) {
         key(o, 3, VARINT);
         o.push(2);
     }
-    if span.flags & 1 != 0 {
-        // flags = 16 (fixed32): the sampled bit.
-        key(o, 16, FIXED32);
-        o.extend_from_slice(&1u32.to_le_bytes());
-    }
+    // flags = 16 (fixed32): the sampled bit and the parent's remoteness (never 0, so always
+    // written).
+    key(o, 16, FIXED32);
+    o.extend_from_slice(&super::otlp::span_flags(span).to_le_bytes());
 }

@@ -78,6 +78,7 @@ fn span(span_id: u64, operation: &str, start: u64, duration: u64) -> Span {
         flags: 1,
         warnings: vec![],
         incomplete: false,
+        remote_parent: false,
     }
 }
 
