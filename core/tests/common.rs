@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use microspan::wire::decode::{Accumulator, FrameError, Record, RecordDecoder, StrRef, WireValue};
-use microspan::{Clock, Value};
+use microspan::{Clock, Tracer, Value};
 
 /// A 1 MHz clock advanced by the test.
 pub struct ManualClock(pub AtomicU32);
@@ -470,6 +470,81 @@ pub const CHILD_NAMES: [&str; 16] = [
     "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12", "c13", "c14",
     "c15",
 ];
+
+/// The value that names thread `thread`'s iteration `iter` in the stress workload's records.
+pub fn tag_id(thread: u32, iter: u32) -> u64 {
+    (thread as u64) << 32 | iter as u64
+}
+
+/// One span of a [`stress_iteration`]: the records it made (counted whether its START reached the
+/// ring or not: a span whose START was dropped has the ring count each record it skips), whether
+/// its START was dropped, and the records its handle counted as dropped (a recorded span's tags
+/// and logs; 0 for a lost one, whose records the ring counts).
+pub struct StressSpan {
+    pub records: u64,
+    pub lost: bool,
+    pub dropped: u64,
+}
+
+/// One iteration of the stress tests' producers (`stress.rs`, `stress_overwrite.rs`): a root with
+/// one tag (`id`; through the batch path on odd iterations), and a child with an integer tag and
+/// a copied string tag (given with its START, in one reservation, on odd iterations) and a log of
+/// three fields. Every value names the thread and iteration ([`tag_id`]). Returns the root's and
+/// the child's accounts.
+pub fn stress_iteration(
+    tracer: &Tracer<'_>,
+    thread: u32,
+    i: u32,
+    text: &mut String,
+) -> [StressSpan; 2] {
+    let id = tag_id(thread, i);
+    let root = tracer.root(ROOT_NAMES[thread as usize]);
+    let root_lost = !root.is_recording();
+    if i % 2 == 1 {
+        root.set_tags([("id", id.into())]);
+    } else {
+        root.set_tag("id", id);
+    }
+    text.clear();
+    use std::fmt::Write;
+    write!(text, "t{thread}-{i}").unwrap();
+    let child = if i % 2 == 1 {
+        root.child_with_tags(
+            CHILD_NAMES[thread as usize],
+            [("seq", (id as i64).into()), ("txt", Value::text(text))],
+        )
+    } else {
+        root.child(CHILD_NAMES[thread as usize])
+    };
+    let child_lost = !child.is_recording();
+    if i % 2 == 0 {
+        child.set_tag("seq", id as i64);
+        child.set_tag("txt", Value::text(text));
+    }
+    child.log([
+        ("event", "work".into()),
+        ("n", id.into()),
+        ("f", (i as f64).into()),
+    ]);
+    let child_dropped = child.losses().records_dropped as u64;
+    drop(child);
+    let root_dropped = root.losses().records_dropped as u64;
+    drop(root);
+    [
+        // START, one tag, END.
+        StressSpan {
+            records: 3,
+            lost: root_lost,
+            dropped: root_dropped,
+        },
+        // START, two tags, a log, END.
+        StressSpan {
+            records: 5,
+            lost: child_lost,
+            dropped: child_dropped,
+        },
+    ]
+}
 
 pub fn env_or(var: &str, default: u32) -> u32 {
     std::env::var(var)

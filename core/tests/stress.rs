@@ -23,9 +23,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use common::{decode_typed, env_or, CountingClock, TValue, Typed, CHILD_NAMES, ROOT_NAMES};
+use common::{decode_typed, env_or, stress_iteration, tag_id, CountingClock, TValue, Typed};
 use microspan::wire::decode::Parent;
-use microspan::{Drain, Ring, Session, Tracer, Value};
+use microspan::{Drain, Ring, Session, Tracer};
 
 /// What one producer thread attempted and saw dropped.
 #[derive(Default, Debug, Clone, Copy)]
@@ -41,71 +41,25 @@ struct Produced {
     records_dropped: u64,
 }
 
-fn tag_id(thread: u32, iter: u32) -> u64 {
-    (thread as u64) << 32 | iter as u64
-}
-
 /// One producer: `iters` iterations of a root with one tag, and a child with an integer tag, a
 /// copied-string tag and a log of three fields (its values identify thread and iteration).
 fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
     let mut p = Produced::default();
     let mut text = String::with_capacity(32);
     for i in 0..iters {
-        let id = tag_id(thread, i);
-        let root = tracer.root(ROOT_NAMES[thread as usize]);
-        // START, one tag, END: made whether the START reached the ring or not (a lost span
-        // counts what it skips).
-        p.attempted += 3;
-        let root_lost = !root.is_recording();
-        if root_lost {
-            p.lost_span_records += 3;
-        } else {
-            p.recorded += 1;
-        }
-        // Odd iterations through the batch path (one reservation for the batch).
-        if i % 2 == 1 {
-            root.set_tags([("id", id.into())]);
-        } else {
-            root.set_tag("id", id);
-        }
-        {
-            text.clear();
-            use std::fmt::Write;
-            write!(text, "t{thread}-{i}").unwrap();
-            // Odd iterations start the child with its two tags: START and TAGs in one
-            // reservation (a refused one loses the start and its tags together).
-            let child = if i % 2 == 1 {
-                root.child_with_tags(
-                    CHILD_NAMES[thread as usize],
-                    [("seq", (id as i64).into()), ("txt", Value::text(&text))],
-                )
-            } else {
-                root.child(CHILD_NAMES[thread as usize])
-            };
-            // START, two tags, a log, END.
-            p.attempted += 5;
-            let child_lost = !child.is_recording();
-            if i % 2 == 0 {
-                child.set_tag("seq", id as i64);
-                child.set_tag("txt", Value::text(&text));
-            }
-            child.log([
-                ("event", "work".into()),
-                ("n", id.into()),
-                ("f", (i as f64).into()),
-            ]);
-            if child_lost {
-                p.lost_span_records += 5;
+        for span in stress_iteration(tracer, thread, i, &mut text) {
+            p.attempted += span.records;
+            if span.lost {
+                p.lost_span_records += span.records;
             } else {
                 p.recorded += 1;
-                p.records_dropped += child.losses().records_dropped as u64;
-                assert!(child.losses().records_dropped <= 3);
+                p.records_dropped += span.dropped;
+                assert!(
+                    span.dropped < span.records - 1,
+                    "START and END are never counted here"
+                );
             }
         }
-        if !root_lost {
-            p.records_dropped += root.losses().records_dropped as u64;
-        }
-        drop(root);
         if i % 4 == 0 {
             std::thread::yield_now();
         }

@@ -19,9 +19,11 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use common::{decode_typed, env_or, CountingClock, TValue, Typed, CHILD_NAMES, ROOT_NAMES};
+use common::{
+    decode_typed, env_or, stress_iteration, tag_id, CountingClock, TValue, Typed, ROOT_NAMES,
+};
 use microspan::wire::decode::Parent;
-use microspan::{Drain, Ring, Session, Tracer, Value};
+use microspan::{Drain, Ring, Session, Tracer};
 
 #[derive(Default, Debug, Clone, Copy)]
 struct Produced {
@@ -33,65 +35,18 @@ struct Produced {
     records_refused: u64,
 }
 
-fn tag_id(thread: u32, iter: u32) -> u64 {
-    (thread as u64) << 32 | iter as u64
-}
-
 fn produce(tracer: &Tracer<'_>, thread: u32, iters: u32) -> Produced {
     let mut p = Produced::default();
     let mut text = String::with_capacity(32);
     for i in 0..iters {
-        let id = tag_id(thread, i);
-        let root = tracer.root(ROOT_NAMES[thread as usize]);
-        // START, one tag, END, whether the START was refused or not (a refused span's skipped
-        // records are counted by the ring).
-        p.attempted += 3;
-        let root_refused = !root.is_recording();
-        if root_refused {
-            p.refused_span_records += 3;
-        }
-        // Odd iterations through the batch path (one reservation for the batch).
-        if i % 2 == 1 {
-            root.set_tags([("id", id.into())]);
-        } else {
-            root.set_tag("id", id);
-        }
-        {
-            text.clear();
-            use std::fmt::Write;
-            write!(text, "t{thread}-{i}").unwrap();
-            // Odd iterations start the child with its two tags: START and TAGs in one
-            // reservation (a refused one loses the start and its tags together).
-            let child = if i % 2 == 1 {
-                root.child_with_tags(
-                    CHILD_NAMES[thread as usize],
-                    [("seq", (id as i64).into()), ("txt", Value::text(&text))],
-                )
+        for span in stress_iteration(tracer, thread, i, &mut text) {
+            p.attempted += span.records;
+            if span.lost {
+                p.refused_span_records += span.records;
             } else {
-                root.child(CHILD_NAMES[thread as usize])
-            };
-            // START, two tags, a log, END.
-            p.attempted += 5;
-            let child_refused = !child.is_recording();
-            if i % 2 == 0 {
-                child.set_tag("seq", id as i64);
-                child.set_tag("txt", Value::text(&text));
-            }
-            child.log([
-                ("event", "work".into()),
-                ("n", id.into()),
-                ("f", (i as f64).into()),
-            ]);
-            if child_refused {
-                p.refused_span_records += 5;
-            } else {
-                p.records_refused += child.losses().records_dropped as u64;
+                p.records_refused += span.dropped;
             }
         }
-        if !root_refused {
-            p.records_refused += root.losses().records_dropped as u64;
-        }
-        drop(root);
         if i % 4 == 0 {
             std::thread::yield_now();
         }
