@@ -2433,8 +2433,18 @@ fn loss_warnings(
         );
     }
     if drops > 0 {
+        // A span whose END arrived counts on it the tags and logs a full ring dropped (a warning
+        // of its own says how many): the drops meanwhile were other spans' records, or one of
+        // its own too large for a frame.
+        let which = if why.is_none() {
+            "the span counts its own tags and logs a full ring dropped, so these were other \
+             spans' records (a child of this span may be missing) or a record of its own too \
+             large for a frame"
+        } else {
+            "some of its records may be missing"
+        };
         warnings.push(format!(
-            "the device reported {} dropped (ring buffer full, or a record larger than the drain's frame) while this span was open: some of its records may be missing{end_too}",
+            "the device reported {} dropped (ring buffer full, or a record larger than the drain's frame) while this span was open: {which}{end_too}",
             count(drops, "record", "records")
         ));
     }
