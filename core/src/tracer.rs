@@ -395,8 +395,9 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     /// so. The same span as [`root`](Self::root) followed by [`Span::set_tag`] for each tag, in
     /// one ring operation instead of one per record: the START and TAG records share one
     /// reservation and are published together, or (ring full) dropped together: then the span
-    /// is lost, as when a plain start is dropped, and one record is counted. Tags beyond
-    /// [`MAX_TAGS_PER_SPAN`] are dropped and counted.
+    /// is lost, as when a plain start is dropped, and its START, its END, each of its tags and
+    /// its sampler's two are counted as dropped records. Tags beyond [`MAX_TAGS_PER_SPAN`] are
+    /// dropped and counted.
     ///
     /// ```
     /// use microspan::{Clock, Ring, Session, Tracer};
@@ -421,7 +422,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             return self.root_then_tags_cold(name, tags);
         }
         // Dropped, the START takes with it its END, its tags and its sampler's two.
-        let lost_with = 1 + n as u32 + over as u32 + 2 * self.hooks.is_some() as u32;
+        let lost_with = 1 + lost_tags(&tags) + 2 * self.hooks.is_some() as u32;
         match self.start_tagged(name, None, false, &tags, n, words, lost_with) {
             Ok((pos, left_out, cut)) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
@@ -966,13 +967,17 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                         )
                         .map(|pos| (pos, root))
                     } else {
+                        // A span of this boot in a trace from elsewhere (a request's span handed
+                        // to a handler or a task) is a local parent, as for its own children:
+                        // the decoder must not take it for another process's span.
+                        let local_parent = ctx.span_id.0 >> 32 == boot;
                         t.start_remote(
                             self.name,
                             ctx.trace_id,
                             ctx.span_id,
                             follows,
                             flags.is_debug(),
-                            false,
+                            local_parent,
                         )
                         .map(|pos| (pos, REMOTE_TRACE))
                     };
@@ -1155,7 +1160,7 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
             if batch_fits(START_WORDS + words) {
                 let parent = Some((self.id.get(), self.root));
                 // Dropped, the START takes with it its END and its tags.
-                let lost_with = 1 + n as u32 + over as u32;
+                let lost_with = 1 + lost_tags(&tags);
                 let debug = self.flags.is_debug();
                 let started = t.start_tagged(name, parent, debug, &tags, n, words, lost_with);
                 let mut child = match started {
@@ -1390,7 +1395,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
     /// Counts `records` records this span could not write because it is not recording: dropped
     /// records when its start was lost (the ring was full), so that the device's drop count
     /// covers everything the span recorded, not only its START; nothing for an unsampled or a
-    /// finished span.
+    /// finished span. A lost span keeps no tag count, so a tag beyond [`MAX_TAGS_PER_SPAN`]
+    /// counts here too (on a recorded span it is counted over capacity instead).
     #[inline(always)]
     fn not_recorded(&self, records: usize) {
         if self.state.get() == State::Lost {
@@ -2189,6 +2195,13 @@ fn cap_tags<'v>(tags: &impl Tags<'v>, had: u8) -> (usize, u8) {
     let all = tags.count();
     let n = all.min(MAX_TAGS_PER_SPAN.saturating_sub(had as usize));
     (n, (all - n).min(255) as u8)
+}
+
+/// The tags of a span whose start was dropped, as dropped records: every one given, those
+/// beyond [`MAX_TAGS_PER_SPAN`] included (a lost span keeps no count of its tags, so, as its
+/// `set_tag` calls do, each counts as a record it skipped).
+fn lost_tags<'v>(tags: &impl Tags<'v>) -> u32 {
+    tags.count().min(u32::MAX as usize) as u32
 }
 
 /// Words of one TAG record for each of the first `n` tags (header, span id, field).

@@ -258,6 +258,15 @@ fn a_span_whose_start_was_dropped_counts_every_record_it_skips() {
     tagged.finish(); // END
     lost.finish(); // END
     assert_eq!(TRACER.dropped() - before, 3 + 1 + 2 + 1 + 1 + 3 + 1 + 1);
+    // Tags beyond the capacity count too, in a batch started with the span as one by one (300:
+    // more than the capacity and 255 more).
+    let many: Vec<(&'static str, Value<'_>)> = (0..300u32).map(|i| ("k", i.into())).collect();
+    let before = TRACER.dropped();
+    TRACER.root_with_tags("many", many.as_slice()).finish();
+    assert_eq!(TRACER.dropped() - before, 1 + 300 + 2 + 1);
+    let before = TRACER.dropped();
+    TRACER.root("many").set_tags(many.as_slice());
+    assert_eq!(TRACER.dropped() - before, 1 + 300 + 2 + 1);
     // Finished: nothing more is counted.
     drop(kept);
     let d = decode(&drain_all(&mut drain));
