@@ -361,6 +361,15 @@ fn run<const F: usize>(
                         },
                         Some(root),
                     ),
+                    // A span of this boot in a trace from elsewhere: a local parent, started as
+                    // a child of it is (`Op::Child`).
+                    (Some(p), None) if (p.span_id.0 >> 32) as u32 == prefix => (
+                        Parent::Local {
+                            id: p.span_id.0 as u32,
+                            root: None,
+                        },
+                        Some(m.roots[&(p.span_id.0 as u32)]),
+                    ),
                     (Some(p), None) => (
                         Parent::Remote {
                             trace: p.trace_id,

@@ -1301,14 +1301,17 @@ impl Assembler {
                     } else {
                         time_went_back(h, s)
                     };
-                    let new = !same || went_back;
+                    let new = !same || went_back || other_units(h, s);
                     self.drain_restart = restart;
                     if restart && !new {
-                        // The stream goes on: no gap, and the new drain's names from scratch.
+                        // The stream goes on: no gap, the new drain's names from scratch, and
+                        // its epoch length (the one setting a new drain may change that
+                        // matters here: its time units would make it a reset).
                         self.stats.drain_restarts += 1;
                         s.last_seq = None;
                         s.follows = false;
                         s.epoch += 1;
+                        s.hello.epoch_frames = h.epoch_frames.max(1);
                         self.names.clear();
                     }
                     if new {
@@ -1690,15 +1693,16 @@ impl Assembler {
         // misdated record cannot do (a device that restarted, whose frame 0 was lost).
         let clock_back =
             h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.hello.now_ticks;
-        if !same || (behind && (!s.follows || clock_back)) {
+        if !same || other_units(h, s) || (behind && (!s.follows || clock_back)) {
             // The sequence goes on from this frame, already counted (`sequence` ran before its
             // records), unless it is a new boot's frame 0, whose record comes first (`frame`).
             let seq = s.last_seq;
             self.stats.resets += 1;
             self.close_session(
                 if same {
-                    // Time went back under the same ids: a device that keeps its boot id
-                    // restarted, or the firmware made a new `Drain`, whose time starts over.
+                    // Time went back (or changed units) under the same ids: a device that keeps
+                    // its boot id restarted, or the firmware made a new `Drain`, whose time
+                    // starts over.
                     "the device reset before this span finished (same boot id, its time went \
                      back: a restart, or a new Drain created in the running boot)"
                 } else {
@@ -2061,6 +2065,7 @@ impl Assembler {
         };
         let mut warnings = Vec::new();
         let mut baggage_uncertain = false;
+        let mut remote_parent = false;
         // Only a span continuing a context from a carrier names its remote parent (its
         // descendants name a local one; a child of a dropped start names none).
         let v1_carrier =
@@ -2093,7 +2098,14 @@ impl Assembler {
                 }
             }
             Parent::Remote { trace, span } => {
-                self.stats.remote_parents += span.is_some() as u64;
+                // Another process's span: not one of this boot (a recorded span's ids have the
+                // boot's prefix, a lost or unsampled one's its complement). Firmware before
+                // this decoder named a span of its own boot handed to `child_of` this way.
+                remote_parent = span.is_some_and(|s| {
+                    let high = (s.0 >> 32) as u32;
+                    high != boot && high != !boot
+                });
+                self.stats.remote_parents += remote_parent as u64;
                 if span.is_none() {
                     warnings.push(
                         "the parent span was dropped on the device (ring buffer full)".to_string(),
@@ -2148,7 +2160,7 @@ impl Assembler {
         span.references = references;
         span.baggage = baggage;
         span.flags = 1 | (st.debug as u8) << 1;
-        span.remote_parent = matches!(st.parent, Parent::Remote { span: Some(_), .. });
+        span.remote_parent = remote_parent;
         span.warnings = warnings;
         *state = OpenState {
             local: st.id,
@@ -2444,7 +2456,7 @@ fn loss_warnings(
             "some of its records may be missing"
         };
         warnings.push(format!(
-            "the device reported {} dropped (ring buffer full, or a record larger than the drain's frame) while this span was open: {which}{end_too}",
+            "the device reported {} dropped (ring buffer full, records of a span whose start a full ring dropped, or a record larger than the drain's frame) while this span was open: {which}{end_too}",
             count(drops, "record", "records")
         ));
     }
@@ -2505,6 +2517,13 @@ fn warn_of_cut_names(span: &mut Span, cut: &[SharedStr]) {
 /// The session record's time is more than a second before the latest device time heard, or before
 /// the session's first session record's: time went back (a device reset, or a misdated record:
 /// [`Assembler::session_record`]).
+/// A session record of the running session's ids whose times are in other units (another clock
+/// rate or time shift: a new drain set up otherwise, or a restart): the times heard cannot go
+/// on from it, so it starts a new session.
+fn other_units(h: &Hello<'_>, s: &Session) -> bool {
+    h.ticks_per_second.max(1) != s.hello.ticks_per_second || h.time_shift != s.hello.time_shift
+}
+
 fn time_went_back(h: &Hello<'_>, s: &Session) -> bool {
     h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.last_time.max(s.hello.now_ticks)
 }

@@ -496,8 +496,9 @@ impl StreamStats {
         if s.device_drops > 0 {
             out.push(format!(
                 "the device dropped {}: its ring buffer was full when they were recorded (in \
-                 flight-recorder mode, the oldest were overwritten), or a record was larger than \
-                 the drain's frame. Give the ring more words (`Ring<N>`), drain more often, or \
+                 flight-recorder mode, the oldest were overwritten; a span whose start was \
+                 dropped counts each record it skips after), or a record was larger than the \
+                 drain's frame. Give the ring more words (`Ring<N>`), drain more often, or \
                  record less (for records too large for a frame: a larger `Drain<F>`, or a \
                  smaller `MAX_STR_LEN`); the spans that may have lost records carry a warning",
                 count(s.device_drops, "record", "records"),

@@ -488,6 +488,60 @@ fn a_new_drain_in_the_running_boot_goes_on_without_a_gap() {
         .iter()
         .any(|n| n.contains("new Drain 5 times")));
 
+    // A drain with a short epoch, then a new one with the default: names are forgotten at the
+    // epochs of the drain that sends (at the old drain's 2 frames an epoch, the decoder would
+    // forget names the new one still uses).
+    let clock = ManualClock::new(5_000);
+    let ring: Ring<1024> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let mut stream = Vec::new();
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    drain.set_epoch_frames(2);
+    for name in ["tock", "tick"] {
+        for _ in 0..5 {
+            drop(tracer.root(name));
+            clock.advance(100);
+            stream.extend(drain_all(&mut drain));
+        }
+        drop(drain);
+        drain = Drain::new(&tracer).unwrap();
+    }
+    drop(drain);
+    let d = decode(&stream);
+    let s = &d.stats.spans;
+    assert_eq!(
+        (s.resets, s.lost_frames, s.drain_restarts),
+        (0, 0, 1),
+        "{s:?}"
+    );
+    let named = |name| d.spans.iter().filter(|s| s.operation == name).count();
+    assert_eq!((named("tock"), named("tick")), (5, 5), "{:?}", d.spans);
+
+    // A new drain whose times are in other units (another time shift) starts a new session.
+    let clock = ManualClock::new(5_000);
+    let ring: Ring<1024> = Ring::new();
+    let tracer = Tracer::new(&ring, &clock, &session);
+    let open = tracer.root("open-at-the-new-units");
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    let mut stream = drain_all(&mut drain);
+    drop(drain);
+    let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+    assert!(drain.set_time_shift(3));
+    // Far enough that its time, in units of 8 ticks, is not behind the times heard.
+    clock.advance(100_000);
+    drop(tracer.root("tick"));
+    stream.extend(drain_all(&mut drain));
+    drop(drain);
+    std::mem::forget(open);
+    let d = decode(&stream);
+    let s = &d.stats.spans;
+    assert_eq!(
+        (s.resets, s.lost_frames, s.drain_restarts),
+        (1, 0, 0),
+        "{s:?}"
+    );
+    assert!(span(&d.spans, "open-at-the-new-units").incomplete);
+
     // The clock wraps under the first drain; the next one extends it from the raw value again.
     let clock = ManualClock::new(u32::MAX - 1_500);
     let ring: Ring<1024> = Ring::new();

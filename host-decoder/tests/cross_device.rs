@@ -1025,3 +1025,35 @@ fn backend_context() -> Extracted<2> {
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     w3c::extract(|h| (h == "traceparent").then_some(traceparent)).unwrap()
 }
+
+/// A span continuing an upstream service's context has a remote parent; a span this device
+/// started in that trace, handed on with `child_of` (to a handler, a task), is a local parent,
+/// and so is its own child's: only the first says "parent is remote" in OTLP (flag 0x200).
+#[test]
+fn only_a_span_continuing_another_process_has_a_remote_parent() {
+    static CLOCK: ManualClock = ManualClock::new(0);
+    static RING: Ring<1024> = Ring::new();
+    static TRACER: Tracer = Tracer::new(&RING, &CLOCK, &Session::new("refs").boot_id(4));
+    let mut drain: Drain<'_, 256> = Drain::new(&TRACER).unwrap();
+    let server = TRACER.span("server").child_of(&upstream()).start();
+    CLOCK.advance(10);
+    let handed = TRACER.span("handed").child_of(&server.context()).start();
+    let child = server.child("child");
+    CLOCK.advance(10);
+    drop((child, handed, server));
+    let stream = drain_all(&mut drain);
+    let d = decode(&stream);
+    let remote = |name| span(&d.spans, name).remote_parent;
+    assert_eq!(
+        (remote("server"), remote("handed"), remote("child")),
+        (true, false, false)
+    );
+    assert_eq!(d.stats.spans.remote_parents, 1);
+    let request = to_otlp_request(&d.batches[0]);
+    let spans = &request.resource_spans[0].scope_spans[0].spans;
+    let flags = |name| spans.iter().find(|s| s.name == name).unwrap().flags;
+    assert_eq!(
+        (flags("server"), flags("handed"), flags("child")),
+        (0x301, 0x101, 0x101)
+    );
+}
