@@ -533,14 +533,7 @@ fn a_new_drain_in_the_running_boot_goes_on_without_a_gap() {
     stream.extend(drain_all(&mut drain));
     drop(drain);
     std::mem::forget(open);
-    let d = decode(&stream);
-    let s = &d.stats.spans;
-    assert_eq!(
-        (s.resets, s.lost_frames, s.drain_restarts),
-        (1, 0, 0),
-        "{s:?}"
-    );
-    assert!(span(&d.spans, "open-at-the-new-units").incomplete);
+    one_reset(&stream, "open-at-the-new-units");
 
     // The clock wraps under the first drain; the next one extends it from the raw value again.
     let clock = ManualClock::new(u32::MAX - 1_500);
@@ -559,14 +552,20 @@ fn a_new_drain_in_the_running_boot_goes_on_without_a_gap() {
     drop(tracer.root("tick"));
     stream.extend(drain_all(&mut drain));
     std::mem::forget(open);
-    let d = decode(&stream);
+    one_reset(&stream, "open-at-the-new-drain");
+}
+
+/// `stream` holds one reset (a new drain that starts a new session), no frame lost and no drain
+/// restart, and the span `open` (open then) exported incomplete.
+fn one_reset(stream: &[u8], open: &str) {
+    let d = decode(stream);
     let s = &d.stats.spans;
     assert_eq!(
         (s.resets, s.lost_frames, s.drain_restarts),
         (1, 0, 0),
         "{s:?}"
     );
-    let open = span(&d.spans, "open-at-the-new-drain");
+    let open = span(&d.spans, open);
     assert!(open.incomplete, "{open:?}");
 }
 
