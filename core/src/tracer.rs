@@ -422,7 +422,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             return self.root_then_tags_cold(name, tags);
         }
         // Dropped, the START takes with it its END, its tags and its sampler's two.
-        let lost_with = 1 + lost_tags(&tags) + 2 * self.hooks.is_some() as u32;
+        let lost_with = 1 + lost_tags(&tags) + SAMPLER_TAGS * self.hooks.is_some() as u32;
         match self.start_tagged(name, None, false, &tags, n, words, lost_with) {
             Ok((pos, left_out, cut)) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
@@ -600,7 +600,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     fn start_root_slow(&self, name: &'static str) -> Result<u32, u32> {
         let started = self.start_slow(name, 0, 0, START_ROOT);
         if started.is_err() && self.hooks.is_some() {
-            self.ring.count_drops(2);
+            self.ring.count_drops(SAMPLER_TAGS);
         }
         started
     }
@@ -752,11 +752,11 @@ const _: () = assert!(MAX_TAGS_PER_SPAN < LOST_TAGS as usize);
 const UNSAMPLED_LOCAL_TRACE: TraceId = TraceId(0);
 
 /// How a span stands with respect to the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 ///
 /// "Recorded or lost" ([`Span::is_sampled_live`]) is a subtraction and one compare. (With those
 /// two first it is one compare, but a child span costs two instructions more on Cortex-M3 and
 /// Cortex-M0: `insn-probe child0`, December 2026.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum State {
     /// Not sampled: nothing is recorded, children are not sampled either.
@@ -932,8 +932,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                         }
                         Err(ordinal) => {
                             if let (Some(_), false) = (t.hooks, self.debug) {
-                                // Its two sampler tags, lost with it.
-                                t.ring.count_drops(2);
+                                // Its sampler tags, lost with it.
+                                t.ring.count_drops(SAMPLER_TAGS);
                             }
                             Span::lost(t, lost_trace(t, ordinal), flags)
                         }
@@ -2028,6 +2028,9 @@ fn publish_start(
 /// reservation; `false` when the ring refused them (one drop counted).
 type SamplerTags = fn(&DynRing, u32, &Sampler, usize) -> bool;
 
+/// The tags a sampler with tags puts on every root it samples (`sampler.type`, `sampler.param`).
+const SAMPLER_TAGS: u32 = 2;
+
 /// [`Span::tag_sampler`]'s work: writes the sampler's tags for span `id`, which has `tags` tags
 /// and `losses`; returns both updated.
 #[cold]
@@ -2040,9 +2043,10 @@ fn tag_sampler_cold(
     tags: u8,
     mut losses: Losses,
 ) -> (u8, Losses) {
-    let n = 2.min(MAX_TAGS_PER_SPAN.saturating_sub(tags as usize));
-    if n < 2 {
-        losses = with_tag_losses(id, losses, (2 - n) as u8, 0);
+    let all = SAMPLER_TAGS as usize;
+    let n = all.min(MAX_TAGS_PER_SPAN.saturating_sub(tags as usize));
+    if n < all {
+        losses = with_tag_losses(id, losses, (all - n) as u8, 0);
     }
     if n > 0 && !write(ring, id, sampler, n) {
         losses = with_batch_drop(ring, id, losses, n);

@@ -1296,12 +1296,7 @@ impl Assembler {
                     // heard was not near the wrap. Its clock's extension restarted too, so a time
                     // behind the times heard (by any amount) is a reset, as a new boot's.
                     let restart = same && s.last_seq.is_some_and(|l| l < 0x8000);
-                    let went_back = if restart {
-                        h.now_ticks < s.last_time.max(s.hello.now_ticks)
-                    } else {
-                        time_went_back(h, s)
-                    };
-                    let new = !same || went_back || other_units(h, s);
+                    let new = !same || time_went_back(h, s, restart) || other_units(h, s);
                     self.drain_restart = restart;
                     if restart && !new {
                         // The stream goes on: no gap, the new drain's names from scratch, and
@@ -1686,9 +1681,7 @@ impl Assembler {
     fn session_record(&mut self, h: &Hello<'_>, out: &mut Vec<Batch>) {
         let s = self.session.as_mut().expect("session exists");
         let same = h.boot_id == s.hello.boot_id && h.device_id == s.hello.device_id;
-        // A new drain's session record behind the times heard by any amount (`frame`).
-        let behind = time_went_back(h, s)
-            || (self.drain_restart && h.now_ticks < s.last_time.max(s.hello.now_ticks));
+        let behind = time_went_back(h, s, self.drain_restart);
         // Behind the previous session record itself: the device's own clock went back, which a
         // misdated record cannot do (a device that restarted, whose frame 0 was lost).
         let clock_back =
@@ -2524,8 +2517,17 @@ fn other_units(h: &Hello<'_>, s: &Session) -> bool {
     h.ticks_per_second.max(1) != s.hello.ticks_per_second || h.time_shift != s.hello.time_shift
 }
 
-fn time_went_back(h: &Hello<'_>, s: &Session) -> bool {
-    h.now_ticks.saturating_add(s.hello.ticks_per_second as u64) < s.last_time.max(s.hello.now_ticks)
+/// The session record `h` of the running session's ids is behind the times heard: by more than
+/// a second (a running boot's record is never behind; a misdated record before it can put it a
+/// little behind), or, the first of a new drain in the running boot (`new_drain`), by any amount
+/// (its clock's extension started over).
+fn time_went_back(h: &Hello<'_>, s: &Session, new_drain: bool) -> bool {
+    let margin = if new_drain {
+        0
+    } else {
+        s.hello.ticks_per_second as u64
+    };
+    h.now_ticks.saturating_add(margin) < s.last_time.max(s.hello.now_ticks)
 }
 
 /// Remembers a loss of the session: the losses counted before it and the latest device time
