@@ -47,4 +47,13 @@ fn main() {
     }
     let path = PathBuf::from(env::var("OUT_DIR").unwrap()).join("config.rs");
     fs::write(path, out).unwrap();
+
+    // The loom model of the critical-section atomics (Cortex-M0): `cfg(loom_cs)` on this crate
+    // alone, chosen by an environment variable rather than `RUSTFLAGS`, so that both models
+    // share one build of the dependencies (`RUSTFLAGS` reaches every crate, and a change to it
+    // rebuilds them all: about two minutes of CI each time).
+    println!("cargo:rerun-if-env-changed=MICROSPAN_LOOM_CS");
+    if env::var_os("CARGO_CFG_LOOM").is_some() && env::var_os("MICROSPAN_LOOM_CS").is_some() {
+        println!("cargo:rustc-cfg=loom_cs");
+    }
 }

@@ -14,10 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preemptions=${PREEMPTIONS:-3}
-for cfg in "--cfg loom" "--cfg loom --cfg loom_cs"; do
-    dir=target/loom
-    [[ $cfg == *loom_cs* ]] && dir=target/loom-cs
-    echo "loom ($cfg), up to $preemptions preemptions"
-    time MICROSPAN_LOOM_PREEMPTIONS=$preemptions RUSTFLAGS="$cfg" \
-        cargo test -q -p microspan --lib --release --target-dir "$dir" loom
+# MICROSPAN_LOOM_CS: the critical-section model (core/build.rs sets cfg(loom_cs) on the core
+# alone, so both models share one build of the dependencies).
+for model in compare-and-swap critical-section; do
+    cs=()
+    [[ $model == critical-section ]] && cs=(MICROSPAN_LOOM_CS=1)
+    echo "loom, $model atomics, up to $preemptions preemptions"
+    time env "${cs[@]}" MICROSPAN_LOOM_PREEMPTIONS="$preemptions" RUSTFLAGS="--cfg loom" \
+        cargo test -q -p microspan --lib --release --target-dir target/loom loom
 done

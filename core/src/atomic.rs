@@ -6,9 +6,10 @@
 //! read-modify-write operations (compare-and-swap, fetch-add, swap) in a critical section, which
 //! the firmware supplies through `critical-section` (on a single-core Cortex-M,
 //! `cortex-m/critical-section-single-core`). Under `cfg(loom)` the loom model's atomics replace
-//! both so the protocol can be model-checked; under `cfg(loom)` with `cfg(loom_cs)` as well, the
-//! model runs the critical-section atomics instead (loom's atomics for the loads and stores, one
-//! loom mutex standing for the critical section), so the Cortex-M0 path is model-checked too.
+//! both so the protocol can be model-checked; under `cfg(loom)` with `cfg(loom_cs)` as well (the
+//! build script sets it when `MICROSPAN_LOOM_CS` is in the environment), the model runs the
+//! critical-section atomics instead (loom's atomics for the loads and stores, one loom mutex
+//! standing for the critical section), so the Cortex-M0 path is model-checked too.
 
 #[cfg(all(loom, not(loom_cs)))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};

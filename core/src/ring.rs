@@ -1582,7 +1582,8 @@ mod tests {
 mod loom_model {
     //! `RUSTFLAGS="--cfg loom" cargo test -p microspan --release --lib loom_model`, and for the
     //! critical-section atomics of cores without compare-and-swap (Cortex-M0),
-    //! `RUSTFLAGS="--cfg loom --cfg loom_cs" cargo test -p microspan --release --lib loom_model`
+    //! `MICROSPAN_LOOM_CS=1 RUSTFLAGS="--cfg loom" cargo test -p microspan --release --lib loom_model`
+    //! (the build script sets `cfg(loom_cs)`; see `scripts/loom.sh`)
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
