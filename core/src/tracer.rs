@@ -423,7 +423,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         }
         // Dropped, the START takes with it its END, its tags and its sampler's two.
         let lost_with = 1 + lost_tags(&tags) + SAMPLER_TAGS * self.hooks.is_some() as u32;
-        match self.start_tagged(name, None, false, &tags, n, words, lost_with) {
+        match self.start_tagged(name, None, false, false, &tags, n, words, lost_with) {
             Ok((pos, left_out, cut)) => {
                 let span = Span::recorded(self, self.trace_of_root(pos), pos, pos, Flags::SAMPLED);
                 span.started_with_tags(n, over, cut, left_out);
@@ -643,21 +643,6 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         Ok(publish_start(res, name, parent, root, bits, now))
     }
 
-    /// Writes a START record; returns the new span's ring position.
-    #[inline(always)]
-    fn start_local(
-        &self,
-        name: &'static str,
-        parent: Option<(u32, u32)>,
-        follows: bool,
-        debug: bool,
-    ) -> Result<u32, u32> {
-        let now = self.clock.now();
-        let res = self.ring.reserve_start(START_WORDS, 1)?;
-        let (parent, root, bits) = start_parent(parent, start_bits(follows, debug));
-        Ok(publish_start(res, name, parent, root, bits, now))
-    }
-
     /// Writes a START record and the TAG records of `tags` (`tag_words` words, from
     /// [`tag_words`]) in one reservation, published by one store: one ring operation where a
     /// start and `set_tag` calls take one each. Inline, so that constant tags fold into stores.
@@ -670,6 +655,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         &self,
         name: &'static str,
         parent: Option<(u32, u32)>,
+        follows: bool,
         debug: bool,
         tags: &impl Tags<'v>,
         n: usize,
@@ -682,7 +668,7 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
             .reserve_start(START_WORDS + tag_words, lost_with)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
-        let (parent, root, bits) = start_parent(parent, start_bits(false, debug));
+        let (parent, root, bits) = start_parent(parent, start_bits(follows, debug));
         let header = write_start(&mut c, name, parent, root, bits, now);
         let (_, left_out, cut) =
             write_tags(&mut c, pos, tags, n, tag_words, START_WORDS + tag_words);
@@ -703,22 +689,38 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         local_parent: bool,
     ) -> Result<u32, u32> {
         let now = self.clock.now();
-        let len = 8 + P;
-        let res = self.ring.reserve_start(len, 1)?;
-        let (name, _) = truncate(name, record::MAX_NAME_LEN);
-        let payload = debug as u32
-            | (local_parent as u32) << 1
-            | (follows as u32) << 2
-            | (name.len() as u32) << 3;
+        let res = self.ring.reserve_start(START_REMOTE_WORDS, 1)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
-        c.ptr(name);
-        c.u128(trace.0);
-        c.u64(parent.0);
-        c.word(now);
-        c.res
-            .commit(Header::new(record::START_REMOTE, len, payload));
+        let bits = remote_bits(follows, debug, local_parent);
+        let header = write_start_remote(&mut c, name, trace, parent, bits, now);
+        c.res.commit(header);
         Ok(pos)
+    }
+
+    /// [`start_remote`](Self::start_remote) with the TAG records of `tags` in the same
+    /// reservation, as [`start_tagged`](Self::start_tagged) for a local start (`bits` from
+    /// [`remote_bits`]; the other arguments and the answer are `start_tagged`'s).
+    #[allow(clippy::too_many_arguments)]
+    fn start_remote_tagged<'v>(
+        &self,
+        name: &'static str,
+        (trace, parent): (TraceId, SpanId),
+        bits: u32,
+        tags: &impl Tags<'v>,
+        n: usize,
+        tag_words: u32,
+        lost_with: u32,
+    ) -> Result<(u32, usize, u8), u32> {
+        let now = self.clock.now();
+        let len = START_REMOTE_WORDS + tag_words;
+        let res = self.ring.reserve_start(len, lost_with)?;
+        let pos = res.pos;
+        let mut c = Cursor::new(res);
+        let header = write_start_remote(&mut c, name, trace, parent, bits, now);
+        let (_, left_out, cut) = write_tags(&mut c, pos, tags, n, tag_words, len);
+        c.res.commit_first(header);
+        Ok((pos, left_out, cut))
     }
 }
 
@@ -905,12 +907,47 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
 
     /// Starts the span.
     pub fn start(self) -> Span<'a, B, C> {
+        self.start_with_tags(())
+    }
+
+    /// Starts the span with tags (OpenTracing's start-span `Tags` option): the same span as
+    /// [`start`](Self::start) followed by [`Span::set_tags`], in one ring operation instead of
+    /// two, and all or nothing: the START and its tags are published together or, ring full,
+    /// dropped together and counted (see [`Tracer::root_with_tags`]). A server span continuing
+    /// a request's context, say, is tagged `span.kind=server` from its first record.
+    ///
+    /// ```
+    /// use microspan::propagation::w3c;
+    /// use microspan::{Clock, Ring, Session, Tracer};
+    /// # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000_000 } }
+    /// static RING: Ring<256> = Ring::new();
+    /// static TRACER: Tracer = Tracer::new(&RING, &Ticks, &Session::new("thermostat"));
+    ///
+    /// let incoming =
+    ///     w3c::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    ///         .unwrap();
+    /// let span = TRACER
+    ///     .span("PUT /setpoint")
+    ///     .child_of(&incoming)
+    ///     .start_with_tags(&[("span.kind", "server".into()), ("setpoint", 21u32.into())]);
+    /// assert!(span.is_recording());
+    /// assert_eq!(span.context().trace_id, incoming.trace_id);
+    /// ```
+    pub fn start_with_tags<'v>(self, tags: impl Tags<'v>) -> Span<'a, B, C> {
         let t = self.tracer;
         let parent_index = self
             .refs
             .iter()
             .position(|(k, _)| *k == RefKind::ChildOf)
             .or((!self.refs.is_empty()).then_some(0));
+        // The tags in the START's reservation when they fit one (the larger START, a remote one,
+        // decides); otherwise none there, and each is written on its own once the span started.
+        let (n, over) = cap_tags(&tags, 0);
+        let words = tag_words(&tags, n);
+        let batch = batch_fits(START_REMOTE_WORDS + words);
+        let (n, over, words) = if batch { (n, over, words) } else { (0, 0, 0) };
+        // Dropped, the START takes with it its END and the tags it carries.
+        let lost_with = 1 + if batch { lost_tags(&tags) } else { 0 };
         let mut span = match parent_index {
             None => {
                 let sampled = self.debug || t.sample_root();
@@ -919,24 +956,25 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                 } else {
                     Flags::SAMPLED
                 };
+                // A sampler with tags tags the roots it samples (not debug ones).
+                let hooks = t.hooks.filter(|_| !self.debug);
                 if !sampled {
                     t.unsampled_root_with::<B>()
                 } else {
-                    match t.start_local(self.name, None, false, self.debug) {
-                        Ok(pos) => {
+                    // Dropped, a root also takes its sampler's tags.
+                    let lost_with = lost_with + SAMPLER_TAGS * hooks.is_some() as u32;
+                    match t.start_tagged(
+                        self.name, None, false, self.debug, &tags, n, words, lost_with,
+                    ) {
+                        Ok((pos, left_out, cut)) => {
                             let span = Span::recorded(t, t.trace_of_root(pos), pos, pos, flags);
-                            if let (Some(hooks), false) = (t.hooks, self.debug) {
+                            span.started_with_tags(n, over, cut, left_out);
+                            if let Some(hooks) = hooks {
                                 span.tag_sampler(hooks.tags);
                             }
                             span
                         }
-                        Err(ordinal) => {
-                            if let (Some(_), false) = (t.hooks, self.debug) {
-                                // Its sampler tags, lost with it.
-                                t.ring.count_drops(SAMPLER_TAGS);
-                            }
-                            Span::lost(t, lost_trace(t, ordinal), flags)
-                        }
+                        Err(ordinal) => Span::lost(t, lost_trace(t, ordinal), flags),
                     }
                 }
             }
@@ -957,37 +995,38 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                     let boot = t.id_prefix() as u64;
                     let local_trace = ctx.trace_id.high() == t.session.device_id
                         && ctx.trace_id.low() >> 32 == boot;
+                    let debug = flags.is_debug();
                     let started = if local_trace && ctx.span_id.0 >> 32 == boot {
                         let root = ctx.trace_id.low() as u32;
-                        t.start_local(
-                            self.name,
-                            Some((ctx.span_id.0 as u32, root)),
-                            follows,
-                            flags.is_debug(),
+                        let parent = Some((ctx.span_id.0 as u32, root));
+                        t.start_tagged(
+                            self.name, parent, follows, debug, &tags, n, words, lost_with,
                         )
-                        .map(|pos| (pos, root))
+                        .map(|started| (started, root))
                     } else {
                         // A span of this boot in a trace from elsewhere (a request's span handed
                         // to a handler or a task) is a local parent, as for its own children:
                         // the decoder must not take it for another process's span.
                         let local_parent = ctx.span_id.0 >> 32 == boot;
-                        t.start_remote(
-                            self.name,
-                            ctx.trace_id,
-                            ctx.span_id,
-                            follows,
-                            flags.is_debug(),
-                            local_parent,
-                        )
-                        .map(|pos| (pos, REMOTE_TRACE))
+                        let bits = remote_bits(follows, debug, local_parent);
+                        let ids = (ctx.trace_id, ctx.span_id);
+                        t.start_remote_tagged(self.name, ids, bits, &tags, n, words, lost_with)
+                            .map(|started| (started, REMOTE_TRACE))
                     };
                     match started {
-                        Ok((pos, root)) => Span::recorded(t, ctx.trace_id, pos, root, flags),
+                        Ok(((pos, left_out, cut), root)) => {
+                            let span = Span::recorded(t, ctx.trace_id, pos, root, flags);
+                            span.started_with_tags(n, over, cut, left_out);
+                            span
+                        }
                         Err(_) => Span::lost(t, ctx.trace_id, flags),
                     }
                 }
             }
         };
+        if !batch {
+            span.set_tags_one_by_one(&tags);
+        }
         for (n, (kind, ctx)) in self.refs.iter().enumerate() {
             if Some(n) != parent_index {
                 span.add_reference(*kind, ctx);
@@ -1162,7 +1201,8 @@ impl<'a, const B: usize, C: ?Sized + Clock> Span<'a, B, C> {
                 // Dropped, the START takes with it its END and its tags.
                 let lost_with = 1 + lost_tags(&tags);
                 let debug = self.flags.is_debug();
-                let started = t.start_tagged(name, parent, debug, &tags, n, words, lost_with);
+                let started =
+                    t.start_tagged(name, parent, false, debug, &tags, n, words, lost_with);
                 let mut child = match started {
                     Ok((pos, left_out, cut)) => {
                         let child = Span::recorded(t, self.trace, pos, self.root, self.flags);
@@ -2005,6 +2045,39 @@ fn write_start(
     c.word(root);
     c.word(now);
     Header::new(record::START, START_WORDS, bits | (name.len() as u32) << 3)
+}
+
+/// Words of a START_REMOTE record: header, name, trace id, parent span id, ticks.
+const START_REMOTE_WORDS: u32 = 8 + P;
+
+/// The START_REMOTE payload's flag bits: debug (bit 0), a parent of this tracer (bit 1),
+/// FollowsFrom instead of ChildOf (bit 2).
+#[inline(always)]
+const fn remote_bits(follows: bool, debug: bool, local_parent: bool) -> u32 {
+    debug as u32 | (local_parent as u32) << 1 | (follows as u32) << 2
+}
+
+/// Writes the body of a START_REMOTE record at the cursor; returns its header. `bits`: from
+/// [`remote_bits`].
+#[inline(always)]
+fn write_start_remote(
+    c: &mut Cursor<'_>,
+    name: &'static str,
+    trace: TraceId,
+    parent: SpanId,
+    bits: u32,
+    now: u32,
+) -> Header {
+    let (name, _) = truncate(name, record::MAX_NAME_LEN);
+    c.ptr(name);
+    c.u128(trace.0);
+    c.u64(parent.0);
+    c.word(now);
+    Header::new(
+        record::START_REMOTE,
+        START_REMOTE_WORDS,
+        bits | (name.len() as u32) << 3,
+    )
 }
 
 /// Writes a START record (no tags) into `res` and publishes it; returns its ring position.

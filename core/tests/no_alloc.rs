@@ -163,6 +163,13 @@ fn record_path_and_drain_allocate_nothing() {
             batched.set_tags([("bool", true.into()), ("i64", (-1i64).into())]);
             drop(batched);
             drop(TRACER.root_with_tags("tagged-root", (("n", round),)));
+            // A built span with tags at its start, continuing another process's context.
+            drop(
+                TRACER
+                    .span("tagged-server")
+                    .child_of(&remote)
+                    .start_with_tags((("span.kind", "server"), ("n", round))),
+            );
             // Beyond the tag capacity: dropped and counted, still no allocation.
             for _ in 0..microspan::config::MAX_TAGS_PER_SPAN {
                 s.set_tag("more", 1u8);

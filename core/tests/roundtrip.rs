@@ -267,6 +267,31 @@ fn a_span_whose_start_was_dropped_counts_every_record_it_skips() {
     let before = TRACER.dropped();
     TRACER.root("many").set_tags(many.as_slice());
     assert_eq!(TRACER.dropped() - before, 1 + 300 + 2 + 1);
+    let before = TRACER.dropped();
+    TRACER
+        .span("many")
+        .start_with_tags(many.as_slice())
+        .finish();
+    assert_eq!(TRACER.dropped() - before, 1 + 300 + 2 + 1);
+    // Built spans started with tags, on each way a builder starts one: a debug root (no
+    // sampler tags), a FollowsFrom of a span of this boot, a child of another process's span.
+    let remote = microspan::SpanContext {
+        trace_id: microspan::TraceId(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        span_id: microspan::SpanId(0x00f0_67aa_0ba9_02b7),
+        flags: microspan::Flags::SAMPLED,
+    };
+    let builders = [
+        TRACER.span("debug").debug(),
+        TRACER.span("follower").follows_from(&other),
+        TRACER.span("server").child_of(&remote),
+    ];
+    for builder in builders {
+        let before = TRACER.dropped();
+        let built = builder.start_with_tags((("x", 1u8), ("y", 2u8)));
+        assert!(!built.is_recording());
+        built.finish();
+        assert_eq!(TRACER.dropped() - before, 1 + 2 + 1);
+    }
     // Finished: nothing more is counted.
     drop(kept);
     let d = decode(&drain_all(&mut drain));

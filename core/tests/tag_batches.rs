@@ -1,11 +1,11 @@
-//! Tags given with a span's start (`Tracer::root_with_tags`, `Span::child_with_tags`) or in one
-//! call (`Span::set_tags`) share one reservation, and reach the decoder exactly as the same tags
+//! Tags given with a span's start (`Tracer::root_with_tags`, `Span::child_with_tags`,
+//! `SpanBuilder::start_with_tags`) or in one call (`Span::set_tags`) share one reservation, and reach the decoder exactly as the same tags
 //! set one at a time; capacities, truncation and a full ring are counted the same way.
 
 mod common;
 use common::*;
 use microspan::config::{MAX_STR_LEN, MAX_TAGS_PER_SPAN};
-use microspan::{Drain, Ring, Session, Tracer, Value};
+use microspan::{Drain, Flags, Ring, Session, SpanContext, SpanId, TraceId, Tracer, Value};
 
 /// Tags of every value type, a copied string longer than `MAX_STR_LEN` among them.
 fn every_type(long: &str) -> Vec<(&'static str, Value<'_>)> {
@@ -58,6 +58,32 @@ fn record(batched: bool) -> (Vec<Owned>, [u8; 4], [u8; 4]) {
             child.set_tag("later", 7u32);
             child.set_tag("error", false);
         }
+        // Built spans, on each way a builder starts one: a root, a FollowsFrom of a span of
+        // this boot, and a child of another process's span (a START_REMOTE).
+        let remote = SpanContext {
+            trace_id: TraceId(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            span_id: SpanId(0x00f0_67aa_0ba9_02b7),
+            flags: Flags::SAMPLED,
+        };
+        let builders = [
+            tracer.span("built-root"),
+            tracer.span("built-follower").follows_from(&child.context()),
+            tracer.span("built-server").child_of(&remote),
+        ];
+        for builder in builders {
+            let built = if batched {
+                builder.start_with_tags(&tags[2..])
+            } else {
+                let b = builder.start();
+                for (k, v) in &tags[2..] {
+                    b.set_tag(k, *v);
+                }
+                b
+            };
+            assert!(built.is_recording());
+            // The long copied string was cut.
+            assert_eq!(built.losses().strings_truncated, 1);
+        }
         child_losses = child.losses();
         root_losses = root.losses();
     }
@@ -79,7 +105,7 @@ fn batched_tags_decode_as_tags_set_one_at_a_time() {
     let one = record(false);
     let batch = record(true);
     assert_eq!(batch, one);
-    assert_eq!(count_tags(&one.0), 3 + 7 + 2);
+    assert_eq!(count_tags(&one.0), 3 + 7 + 2 + 3 * 5);
     // The long copied string was cut, and said so.
     assert_eq!(one.2, [0, 0, 1, 0]);
 }
@@ -175,13 +201,29 @@ fn a_batch_larger_than_the_ring_is_refused_whole_and_counted() {
     ));
     assert_eq!(TRACER.dropped(), 6 + 5);
     assert_eq!(root.losses().records_dropped, 5);
+    // A built span continuing another process's context (its START is the larger one): lost
+    // whole with its tags, where `start()` then `set_tags` would have recorded a span without
+    // them.
+    let remote = SpanContext {
+        trace_id: TraceId(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        span_id: SpanId(0x00f0_67aa_0ba9_02b7),
+        flags: Flags::SAMPLED,
+    };
+    let server = TRACER
+        .span("server")
+        .child_of(&remote)
+        .start_with_tags(four);
+    assert!(!server.is_recording());
+    assert_eq!(TRACER.dropped(), 11 + 6);
+    drop(server);
+    assert_eq!(TRACER.dropped(), 11 + 6);
     // One tag fits, and so does the end (with its losses word).
     root.set_tags((("f", 6u64),));
     drop(root);
-    assert_eq!(TRACER.dropped(), 11);
+    assert_eq!(TRACER.dropped(), 17);
     let d = decode(&drain_all(&mut drain));
     assert_eq!(d.tag_count(), 1);
-    assert!(d.records.contains(&Owned::Drops(11)));
+    assert!(d.records.contains(&Owned::Drops(17)));
     assert!(matches!(
         d.spans().last(),
         Some(Owned::End {

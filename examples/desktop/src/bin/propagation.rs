@@ -116,12 +116,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // `extracted` makes `handle-command` a child (ChildOf) of the backend's span, in its trace,
     // with its sampling decision, and carries the backend's baggage into it and its children.
-    let handle = tracer.span("handle-command").extracted(ex).start();
-    handle.set_tags((
-        (tags::SPAN_KIND, SPAN_KIND_SERVER),
-        (tags::COMPONENT, "command-handler"),
-        ("command", "open-valve"),
-    ));
+    // Its tags go with its start, in the same ring operation.
+    let handle = tracer
+        .span("handle-command")
+        .extracted(ex)
+        .start_with_tags((
+            (tags::SPAN_KIND, SPAN_KIND_SERVER),
+            (tags::COMPONENT, "command-handler"),
+            ("command", "open-valve"),
+        ));
     {
         let actuate = handle.child("actuate");
         actuate.set_tag("valve.position_pct", 100u32);

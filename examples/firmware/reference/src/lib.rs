@@ -121,11 +121,10 @@ fn on_soft0() {
     board::delay_us(300);
     let producer = critical_section::with(|cs| FOO_CONTEXT.borrow(cs).get());
     if let Some(producer) = producer {
-        let deferred = TRACER
+        let _deferred = TRACER
             .span("isr.deferred-work")
             .follows_from(&producer)
-            .start();
-        deferred.set_tag("queue.depth", 1u32);
+            .start_with_tags((("queue.depth", 1u32),));
         board::delay_us(200);
     }
 }
@@ -167,14 +166,13 @@ pub fn reference_trace() {
     let mut root = TRACER
         .span("in-process-service")
         .with_baggage(Baggage::<2>::new())
-        .start();
+        .start_with_tags((
+            ("span.kind", "server"),
+            ("http.method", "GET"),
+            ("http.status_code", 200),
+            ("component", "microspan-reference"),
+        ));
     root.set_baggage("request.id", "42");
-    root.set_tags((
-        ("span.kind", "server"),
-        ("http.method", "GET"),
-        ("http.status_code", 200),
-        ("component", "microspan-reference"),
-    ));
     {
         let foo_span = root.child("Foo");
         foo_span.set_tag("sensor.celsius", 21.5f64);
