@@ -122,6 +122,16 @@ pub struct Stats {
     /// time did not go back. The stream goes on (no frames are counted lost, the open spans stay
     /// open); a new drain whose time went back is a reset ([`resets`](Self::resets)).
     pub drain_restarts: u64,
+    /// Strings of exported spans (operation names, tag and log keys and values, baggage) cut to
+    /// the decoder's [`Limits::max_string_len`]; each span carries a warning.
+    pub strings_cut: u64,
+    /// Frames of the running session that arrived after later ones (a relay or capture that
+    /// reorders, or replays a frame no longer in the replay window): a sequence number behind
+    /// the last decoded (by less than half the sequence space) and a time not ahead of the
+    /// latest heard. Skipped: decoded, each would read as a gap of nearly 65 536 frames. A late
+    /// frame not seen before was already counted in [`lost_frames`](Self::lost_frames) when the
+    /// frames after it arrived, and its records stay lost.
+    pub late_frames: u64,
     /// Spans currently open.
     pub open_spans: u64,
     /// Spans exported early because a memory limit was reached.
@@ -577,6 +587,8 @@ struct Names<'a> {
     table: &'a NameTable,
     epoch: u64,
     max_len: usize,
+    /// Inline strings cut to `max_len` so far: counted on the span by the record's handler.
+    cut: std::cell::Cell<u32>,
 }
 
 impl<'a> Names<'a> {
@@ -586,7 +598,13 @@ impl<'a> Names<'a> {
         'a: 'r,
     {
         match r {
-            StrRef::Inline(s) => Text::Inline(cut(s, self.max_len).0),
+            StrRef::Inline(s) => {
+                let (s, was_cut) = cut(s, self.max_len);
+                if was_cut {
+                    self.cut.set(self.cut.get() + 1);
+                }
+                Text::Inline(s)
+            }
             StrRef::Id(id) => match self.table.get(id) {
                 Some(s) => Text::Named(s),
                 None => Text::Pending {
@@ -1265,6 +1283,10 @@ impl Assembler {
     /// Feeds one checked frame; finished traces are appended to `out` (as one batch). Returns the
     /// record error met, if any (the frame's remaining records are then abandoned).
     pub fn frame(&mut self, frame: &Frame<'_>, out: &mut Vec<Batch>) -> Option<RecordError> {
+        if self.late(frame) {
+            self.stats.late_frames += 1;
+            return None;
+        }
         self.stats.frames += 1;
         self.frame_version = frame.version;
         let mut records = RecordDecoder::new(frame);
@@ -1272,6 +1294,13 @@ impl Assembler {
             // Only a frame holding a session record can start a session.
             match records.next() {
                 Some(Ok(Record::Hello(h))) => self.start_session(&h),
+                // A session record that does not parse (or cannot be used) is said so: without
+                // it, the frames that follow are skipped for want of a session.
+                Some(Err(e @ (RecordError::Hello { .. } | RecordError::NoClockRate { .. }))) => {
+                    self.stats.frames_before_session += 1;
+                    self.stats.record_errors += 1;
+                    return Some(e);
+                }
                 _ => {
                     self.stats.frames_before_session += 1;
                     return None;
@@ -1390,6 +1419,21 @@ impl Assembler {
             }
         };
         self.names.insert(id, shared);
+    }
+
+    /// `frame` is from behind the running session's last frame ([`Stats::late_frames`]): not a
+    /// frame 0 (which opens a session or a drain and has its own rules), a sequence number the
+    /// last one's or up to 32 768 behind it, and a time not ahead of the latest heard (frames
+    /// that many ahead, after a long outage, are later in time).
+    fn late(&self, frame: &Frame<'_>) -> bool {
+        let Some(s) = self.session.as_ref() else {
+            return false;
+        };
+        let Some(last) = s.last_seq else {
+            return false;
+        };
+        let ahead = frame.seq.wrapping_sub(last);
+        frame.seq != 0 && (ahead == 0 || ahead >= 0x8000) && frame.base_time <= s.last_time
     }
 
     fn sequence(&mut self, seq: u16) {
@@ -1737,8 +1781,14 @@ impl Assembler {
                 cut: device_cut,
             } => {
                 if self.names.len() < self.opts.limits.max_names || self.names.contains(id) {
-                    let (name, _) = cut(name, self.opts.limits.max_string_len);
-                    if device_cut {
+                    let (name, decoder_cut) = cut(name, self.opts.limits.max_string_len);
+                    if decoder_cut {
+                        // Rare (a name longer than the limit takes a frame that large): counted
+                        // and marked with a `…`; the summary says so, not its spans.
+                        self.stats.strings_cut += 1;
+                        let marked = format!("{name}…");
+                        self.names.insert(id, SharedStr::from(marked.as_str()));
+                    } else if device_cut {
                         self.define_cut(id, name);
                     } else {
                         self.names.insert(id, SharedStr::from(name));
@@ -1769,6 +1819,7 @@ impl Assembler {
                     table: &self.names,
                     epoch: self.session.as_ref().map_or(0, |s| s.epoch),
                     max_len: self.opts.limits.max_string_len,
+                    cut: std::cell::Cell::new(0),
                 };
                 let key = names.text(key);
                 let value = names.val(value);
@@ -1778,6 +1829,7 @@ impl Assembler {
                     return;
                 };
                 let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
+                st.strings_cut += u64::from(names.cut.get());
                 if s.tags.len() < max {
                     let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
                     st.bytes += b;
@@ -1796,6 +1848,7 @@ impl Assembler {
                     table: &self.names,
                     epoch: self.session.as_ref().map_or(0, |s| s.epoch),
                     max_len: self.opts.limits.max_string_len,
+                    cut: std::cell::Cell::new(0),
                 };
                 let Some(slot) = self.open.get(span) else {
                     self.stats.orphan_records += 1;
@@ -1820,6 +1873,7 @@ impl Assembler {
                     let slots = (Slot::Log(i, j, false), Slot::Log(i, j, true));
                     push_key_value(&mut log.fields, k, v, slots, &mut st.pending);
                 }
+                st.strings_cut += u64::from(names.cut.get());
                 self.bytes_held += b;
                 st.bytes += b;
                 st.last_time = st.last_time.max(time);
@@ -1847,8 +1901,11 @@ impl Assembler {
                 let Some(s) = self.session.as_mut() else {
                     return;
                 };
-                let delta = total.wrapping_sub(s.drops) as u64;
-                if delta > 0 {
+                // A total below the last one is from an older frame (one reordered or replayed
+                // past the checks): nothing new. Far below, the device's count wrapped at 2^32.
+                let older = total < s.drops && s.drops - total < 1 << 31;
+                let delta = u64::from(total.wrapping_sub(s.drops));
+                if delta > 0 && !older {
                     // The drops happened while this frame's records were in the ring: after
                     // what the frames before it said.
                     mark_loss(
@@ -2016,6 +2073,7 @@ impl Assembler {
             table: &self.names,
             epoch: self.session.as_ref().map_or(0, |s| s.epoch),
             max_len: self.opts.limits.max_string_len,
+            cut: std::cell::Cell::new(0),
         }
     }
 
@@ -2136,7 +2194,9 @@ impl Assembler {
                 "the decoder's limit on open spans was reached (--max-open-spans)",
             );
         }
-        let text = self.names().text(st.name);
+        let names = self.names();
+        let text = names.text(st.name);
+        let name_cut = names.cut.get();
         // The parent reference is charged as the later ones are (see `span_bytes`).
         let bytes = SPAN_OVERHEAD + text_bytes(&text) + references.len() * ITEM_OVERHEAD;
         let (operation, name_pending) = match text {
@@ -2168,7 +2228,7 @@ impl Assembler {
             drops_at_start: self.stats.device_drops - self.frame_drops,
             errors_at_start: self.stats.record_errors,
             items_refused: 0,
-            strings_cut: 0,
+            strings_cut: u64::from(name_cut),
             bytes,
             baggage_items_charged: 0,
             baggage_logs_extra: 0,
@@ -2239,6 +2299,7 @@ impl Assembler {
             || s.items_refused > 0
             || s.strings_cut > 0
         {
+            self.stats.strings_cut += s.strings_cut;
             loss_warnings(&mut span.warnings, s, why, lost, abandoned, drops);
         }
         let resolves = s.name_pending.is_some() || !s.pending.is_empty();

@@ -828,8 +828,8 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         say!("{}", status_line(&stats, started.elapsed(), None));
         let s = &stats.spans;
         say!(
-            "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | restarted frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {} | misdated {} | drain restarts {}",
-            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, stats.restarted_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets, s.misdated, s.drain_restarts
+            "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | late frames {} | restarted frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {} | misdated {} | drain restarts {}",
+            s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, s.late_frames, stats.restarted_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets, s.misdated, s.drain_restarts
         );
     }
     // Set by a bad frame or a malformed record only.

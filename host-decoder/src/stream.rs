@@ -2,9 +2,12 @@
 //! stream-level counters (CRC errors, resynchronisations, wire-version refusals).
 //!
 //! A frame that arrives a second time (a link, relay or capture that retransmits whole frames) is
-//! recognised by its sequence number and content among the last [`REPLAY_WINDOW`] good frames,
-//! counted in [`StreamStats::duplicate_frames`] and not decoded again: decoded twice, it would
-//! read as a 65535-frame gap and restart its spans (`tests/faults.rs` replays frames).
+//! recognised by its sequence number and content among the last [`REPLAY_WINDOW`] good frames
+//! (and, for a frame 0, among the last sessions' first frames), counted in
+//! [`StreamStats::duplicate_frames`] and not decoded again: decoded twice, it would read as a
+//! 65535-frame gap and restart its spans (`tests/faults.rs` replays frames). The frame after the
+//! last one decoded is never taken for a replay. Any other frame from behind the last one decoded
+//! is late, and the assembler skips it ([`Stats::late_frames`](crate::assemble::Stats::late_frames)).
 
 use microspan::wire::decode::{Accumulator, FrameError};
 use microspan::wire::SUPPORTED_VERSIONS;
@@ -93,7 +96,15 @@ pub struct StreamDecoder {
     suspect: Option<(Vec<u8>, FrameError, bool)>,
     /// The sequence number of the last good frame.
     last_seq: Option<u16>,
+    /// The sequence number of the last frame handed to the assembler (not skipped as a replay).
+    last_decoded: Option<u16>,
+    /// Fingerprints of the last [`FIRST_FRAMES`] frames 0 decoded, kept past the replay window:
+    /// a session's frame 0 replayed long after would otherwise read as a device reset.
+    first_frames: std::collections::VecDeque<(u16, u64)>,
 }
+
+/// Frames 0 (each opening a session or a drain) remembered to recognise a late replay of one.
+const FIRST_FRAMES: usize = 16;
 
 impl StreamDecoder {
     /// A decoder with these options.
@@ -108,6 +119,8 @@ impl StreamDecoder {
             encoded: Vec::new(),
             suspect: None,
             last_seq: None,
+            last_decoded: None,
+            first_frames: std::collections::VecDeque::with_capacity(FIRST_FRAMES),
         }
     }
 
@@ -193,10 +206,27 @@ impl StreamDecoder {
                     self.version_strikes = 0;
                     self.last_seq = Some(frame.seq);
                     let print = fingerprint(&frame);
-                    if self.recent.contains(print) {
+                    // The frame after the last one decoded is never a replay, whatever it
+                    // looks like: a device that rebooted into the same firmware sends the same
+                    // bytes as its last boot did (its span ids start over with the session,
+                    // which only frame 0 says).
+                    let next = self
+                        .last_decoded
+                        .is_some_and(|l| frame.seq == l.wrapping_add(1));
+                    let replayed = !next
+                        && (self.recent.contains(print)
+                            || (frame.seq == 0 && self.first_frames.contains(&print)));
+                    if replayed {
                         self.stats.duplicate_frames += 1;
                     } else {
                         self.recent.push(print);
+                        if frame.seq == 0 {
+                            if self.first_frames.len() == FIRST_FRAMES {
+                                self.first_frames.pop_front();
+                            }
+                            self.first_frames.push_back(print);
+                        }
+                        self.last_decoded = Some(frame.seq);
                         if let Some(e) = self.asm.frame(&frame, out) {
                             self.last_error = Some(format!("frame {}: {e}", frame.seq));
                         }
@@ -324,7 +354,7 @@ impl StreamStats {
     /// a summary names them; those at zero included. [`anything_wrong`](Self::anything_wrong)
     /// and [`lost_anything`](Self::lost_anything) read this list, and `--strict` names its
     /// failures from it, so the three cannot disagree.
-    pub fn troubles(&self) -> [Trouble; 12] {
+    pub fn troubles(&self) -> [Trouble; 13] {
         let s = &self.spans;
         [
             Trouble::new(self.crc_errors, "CRC error", "CRC errors", true),
@@ -382,6 +412,12 @@ impl StreamStats {
                 s.misdated,
                 "misdated session record",
                 "misdated session records",
+                false,
+            ),
+            Trouble::new(
+                s.strings_cut,
+                "string cut to the decoder's limit",
+                "strings cut to the decoder's limit",
                 false,
             ),
         ]
@@ -524,6 +560,22 @@ impl StreamStats {
                 crate::plural::plural(s.misdated, "was", "were"),
             ));
         }
+        if s.strings_cut > 0 {
+            out.push(format!(
+                "{} longer than the decoder's string limit (`Limits::max_string_len`, 4096 \
+                 bytes by default) and cut, ending in \"…\" where a name was cut (spans holding \
+                 another cut string carry a warning): longer than a device should send (its \
+                 `MAX_STR_LEN`, its static names), which suggests a corrupted stream",
+                count(s.strings_cut, "string was", "strings were"),
+            ));
+        }
+        if s.late_frames > 0 {
+            out.push(format!(
+                "{} after later frames of the same session (reordered or replayed on the way:                  a relay, a capture merged from several reads) and {} skipped; a late frame not                  seen before is among the frames lost, and its records are missing",
+                count(s.late_frames, "frame arrived", "frames arrived"),
+                crate::plural::plural(s.late_frames, "was", "were"),
+            ));
+        }
         if s.drain_restarts > 0 {
             out.push(format!(
                 "the device made a new Drain {} in the running boot (each starts its frames' \
@@ -575,7 +627,7 @@ impl ReplayWindow {
         self.buckets[Self::bucket(print)] != 0 && self.prints.contains(&print)
     }
 
-    /// Adds `print` (not among them), forgetting the oldest if the window is full.
+    /// Adds `print`, forgetting the oldest if the window is full.
     fn push(&mut self, print: (u16, u64)) {
         if self.prints.len() == REPLAY_WINDOW {
             if let Some(old) = self.prints.pop_front() {

@@ -588,9 +588,9 @@ fn a_malformed_record_is_a_loss_for_the_spans_open_across_it() {
 
 #[test]
 fn huge_counts_and_extreme_session_values() {
-    // Sessions with a zero clock rate, a zero epoch, and times at the end of u64.
+    // Sessions with a zero epoch, and times at the end of u64 (a zero clock rate: below).
     for (tps, epoch, now) in [
-        (0, 0, 0),
+        (1, 0, 0),
         (1, 1, u64::MAX),
         (u32::MAX, u16::MAX, u64::MAX / 2),
     ] {
@@ -602,7 +602,9 @@ fn huge_counts_and_extreme_session_values() {
             unix_nanos: u64::MAX,
         });
         let mut s = Body::new(0, 0, now).hello(&h).frame();
-        let mut b = Body::new(65_535, u32::MAX, now);
+        // The next frame (a sequence gap needs the device's time to move on, which it cannot
+        // from the end of u64: `sequence_gaps_are_counted_exactly` covers the wrap).
+        let mut b = Body::new(1, u32::MAX, now);
         b.drops(u32::MAX)
             .root(1, "wraps to id 0", 0)
             .end(0, u64::MAX - now);
@@ -622,13 +624,35 @@ fn huge_counts_and_extreme_session_values() {
         let d = decode(&s, Limits::default(), 4096);
         assert!(d.fatal.is_none());
         assert_eq!(d.stats.spans.device_drops, u32::MAX as u64);
-        assert_eq!(
-            d.stats.spans.lost_frames,
-            65_534 + 2,
-            "0 → 65535 → 2 wraps: {:?}",
-            d.stats
-        );
+        assert_eq!(d.stats.spans.lost_frames, 0, "0 → 1 → 2: {:?}", d.stats);
     }
+    // A clock of 0 ticks per second: no time can be read, the session record is refused with
+    // its cause named, and no session starts (its spans would all have lasted 0 or forever).
+    let mut h = hello(BOOT, 4);
+    h.ticks_per_second = 0;
+    let mut s = Body::new(0, 0, 1_000).hello(&h).frame();
+    s.extend(Body::new(1, 0, 1_010).root(1, "r", 0).end(0, 5).frame());
+    let mut dec = StreamDecoder::new(Options {
+        limits: Limits::default(),
+        fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
+        host_name: None,
+        decoder_host: None,
+    });
+    let mut out = Vec::new();
+    dec.feed(&s, &mut out).unwrap();
+    dec.finish(&mut out);
+    let st = dec.stats();
+    assert_eq!(
+        (st.spans.record_errors, st.spans.frames_before_session),
+        (1, 2),
+        "{st:?}"
+    );
+    assert!(
+        dec.last_error()
+            .is_some_and(|e| e.contains("0 ticks per second")),
+        "{:?}",
+        dec.last_error()
+    );
 }
 
 /// A session's first session record dated far ahead (a corrupted frame that passed the CRC):
@@ -661,15 +685,172 @@ fn a_session_record_behind_the_previous_one_is_one_reset() {
     );
 }
 
+/// Frame `seq` of a session whose frames each hold one root span, started and finished: frame
+/// `seq` at time `1_000 + 10 * seq`, its span id `seq`.
+fn span_frame(seq: u16) -> Vec<u8> {
+    let time = 1_000 + 10 * u64::from(seq);
+    Body::new(seq, u32::from(seq) - 1, time)
+        .root(1, "r", 0)
+        .end(0, 5)
+        .frame()
+}
+
+/// A frame that arrives after later ones (a relay that reorders, a replay past the replay
+/// window) is skipped and counted: not read as a gap of nearly 65 536 frames, whose new epoch
+/// would clear the names and whose spans would be exported twice.
+#[test]
+fn a_late_frame_is_skipped_not_read_as_a_wrap() {
+    let mut s = session_frame();
+    for seq in 1..=80 {
+        s.extend(span_frame(seq));
+    }
+    // Frame 10 again: older than the replay window of 64 frames.
+    s.extend(span_frame(10));
+    for seq in 81..=85 {
+        s.extend(span_frame(seq));
+    }
+    let d = decode(&s, Limits::default(), 4096);
+    let st = &d.stats.spans;
+    assert_eq!(
+        (st.late_frames, st.lost_frames, st.resets, d.spans.len()),
+        (1, 0, 0, 85),
+        "{:?}",
+        d.stats
+    );
+    let ids: std::collections::HashSet<u64> = d.spans.iter().map(|s| s.span_id).collect();
+    assert_eq!(ids.len(), 85, "no span exported twice");
+    assert!(d
+        .stats
+        .problems()
+        .iter()
+        .any(|p| p.contains("1 frame arrived after later frames")));
+
+    // Two frames swapped: the first to arrive leaves a gap of one, the second is late; its
+    // records are the ones lost.
+    let mut s = session_frame();
+    for seq in [1, 3, 2, 4] {
+        s.extend(span_frame(seq));
+    }
+    let d = decode(&s, Limits::default(), 4096);
+    let st = &d.stats.spans;
+    assert_eq!(
+        (st.late_frames, st.lost_frames, d.spans.len()),
+        (1, 1, 3),
+        "{:?}",
+        d.stats
+    );
+}
+
+/// A device rebooted into the same firmware sends, after its new session record, the same
+/// frames as its last boot, byte for byte (span ids start over with the session). They are the
+/// frames after the last one decoded, never replays: all of them are decoded.
+#[test]
+fn a_reboot_that_repeats_the_last_boot_s_frames_is_decoded_in_full() {
+    let mut s = session_frame();
+    for seq in 1..=5 {
+        s.extend(span_frame(seq));
+    }
+    s.extend(
+        Body::new(0, 0, 1_000)
+            .hello(&hello(BOOT + 1, 32_768))
+            .frame(),
+    );
+    for seq in 1..=5 {
+        s.extend(span_frame(seq));
+    }
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(
+        (
+            d.stats.duplicate_frames,
+            d.stats.spans.resets,
+            d.spans.len()
+        ),
+        (0, 1, 10),
+        "{:?}",
+        d.stats
+    );
+    assert!(!d.stats.anything_wrong(), "{:?}", d.stats.troubles());
+}
+
+/// A session's frame 0 replayed long after (past the replay window) is still a replay, not a
+/// device reset that would end the open spans and start the session over.
+#[test]
+fn a_session_record_replayed_late_is_a_duplicate_not_a_reset() {
+    let first = session_frame();
+    let mut s = first.clone();
+    // A span open from frame 1 to frame 100.
+    s.extend(Body::new(1, 0, 1_010).root(1, "long", 0).frame());
+    for seq in 2..100u16 {
+        s.extend(Body::new(seq, 1, 1_000 + 10 * u64::from(seq)).frame());
+    }
+    s.extend(first);
+    s.extend(Body::new(100, 1, 2_000).end(0, 5).frame());
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(
+        (
+            d.stats.duplicate_frames,
+            d.stats.spans.resets,
+            d.stats.spans.incomplete_spans
+        ),
+        (1, 0, 0),
+        "{:?}",
+        d.stats
+    );
+    assert_eq!(d.spans.len(), 1);
+}
+
+/// A string longer than the decoder's limit is cut, and says so: on its span, in the counts, and
+/// to `--strict`.
+#[test]
+fn strings_longer_than_the_limit_are_cut_and_counted() {
+    let long = "N".repeat(5_000);
+    let mut s = session_frame();
+    let mut b = Body::new(1, 0, 1_010);
+    b.root(1, &long, 0).tag_u64(&long, 7).end(0, 5);
+    s.extend(b.frame());
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(d.spans.len(), 1);
+    let span = &d.spans[0];
+    assert_eq!(span.operation.len(), Limits::default().max_string_len);
+    assert!(
+        span.warnings
+            .iter()
+            .any(|w| w.contains("2 strings were cut to the decoder's string limit")),
+        "{:?}",
+        span.warnings
+    );
+    assert_eq!(d.stats.spans.strings_cut, 2);
+    assert!(d.stats.anything_wrong(), "--strict fails on it");
+    assert!(d
+        .stats
+        .problems()
+        .iter()
+        .any(|p| p.contains("string limit")));
+}
+
+/// A drop total below the last one heard is an older frame's: it adds nothing (the difference,
+/// wrapped, read as four billion drops).
+#[test]
+fn a_drop_total_that_goes_down_adds_nothing() {
+    let mut s = session_frame();
+    s.extend(Body::new(1, 0, 1_010).drops(10).frame());
+    s.extend(Body::new(2, 0, 1_020).drops(5).frame());
+    s.extend(Body::new(3, 0, 1_030).drops(12).frame());
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(d.stats.spans.device_drops, 12);
+}
+
 #[test]
 fn sequence_gaps_are_counted_exactly() {
     let mut s = session_frame();
     let mut expected = 0;
     let mut seq: u16 = 0;
-    for gap in [0u16, 5, 0, 1000, 65_534, 3] {
+    // The device's time moves on with every frame: a frame whose sequence number is behind
+    // (here, 65 534 ahead is one behind) and whose time is not ahead is late, not a gap.
+    for (time, gap) in [0u16, 5, 0, 1000, 65_534, 3].into_iter().enumerate() {
         seq = seq.wrapping_add(gap + 1);
         expected += gap as u64;
-        s.extend(Body::new(seq, 0, 0).frame());
+        s.extend(Body::new(seq, 0, 1_001 + time as u64).frame());
     }
     let d = decode(&s, Limits::default(), 100);
     assert_eq!(d.stats.spans.lost_frames, expected);

@@ -348,6 +348,12 @@ pub enum RecordError {
         /// Offset of the record.
         offset: usize,
     },
+    /// A session record whose clock runs at 0 ticks per second: no time on the device can be
+    /// read from it.
+    NoClockRate {
+        /// Offset of the record.
+        offset: usize,
+    },
     /// (Version 2) a short record refers to a start earlier in its frame that the frame does not
     /// have: a short end with no open start, or a repeated id delta before any start.
     NoStart {
@@ -375,6 +381,11 @@ impl fmt::Display for RecordError {
             RecordError::Hello { offset } => {
                 write!(f, "unreadable session record at byte {offset}")
             }
+            RecordError::NoClockRate { offset } => write!(
+                f,
+                "session record at byte {offset} with a clock of 0 ticks per second (the \
+                 firmware's `Clock::ticks_per_second` returned 0): no time can be read from it"
+            ),
             RecordError::NoStart { offset } => write!(
                 f,
                 "the record at byte {offset} refers to a span start its frame does not have"
@@ -806,6 +817,9 @@ impl<'a> RecordDecoder<'a> {
             ext::HELLO => {
                 let (mut hello, rest) = postcard::take_from_bytes::<Hello<'a>>(&c.buf[c.at..])
                     .map_err(|_| RecordError::Hello { offset: c.offset })?;
+                if hello.ticks_per_second == 0 {
+                    return Err(RecordError::NoClockRate { offset: c.offset });
+                }
                 c.at = c.buf.len() - rest.len();
                 if self.v2 {
                     hello.time_shift = match c.varint()? {
