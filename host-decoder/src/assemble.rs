@@ -122,6 +122,10 @@ pub struct Stats {
     /// time did not go back. The stream goes on (no frames are counted lost, the open spans stay
     /// open); a new drain whose time went back is a reset ([`resets`](Self::resets)).
     pub drain_restarts: u64,
+    /// Wall-clock readings from the device (in a session record or on their own) that would
+    /// date it before 1970 or after 2100 (a clock never set, a corrupted record): ignored, the
+    /// device dated as without them.
+    pub bad_wall_clocks: u64,
     /// Strings of exported spans (operation names, tag and log keys and values, baggage) cut to
     /// the decoder's [`Limits::max_string_len`]; each span carries a warning.
     pub strings_cut: u64,
@@ -1463,13 +1467,18 @@ impl Assembler {
     }
 
     fn start_session(&mut self, h: &Hello<'_>) {
-        let hello = OwnedHello::from(h);
+        let mut hello = OwnedHello::from(h);
+        if let Some(w) = hello.wall_clock {
+            if wall_anchor(&w, hello.ticks_per_second, hello.now_ticks).is_none() {
+                self.stats.bad_wall_clocks += 1;
+                hello.wall_clock = None;
+            }
+        }
         self.boot_id_zero |= hello.boot_id == 0;
         self.default_device_id |= hello.device_id == DEFAULT_DEVICE_ID;
         let anchor_unix_nanos = match (hello.wall_clock, self.opts.fixed_anchor_unix_nanos) {
             (Some(w), _) => {
-                w.unix_nanos as i128 - ticks_to_nanos(w.ticks, hello.ticks_per_second)
-                    + ticks_to_nanos(hello.now_ticks, hello.ticks_per_second)
+                wall_anchor(&w, hello.ticks_per_second, hello.now_ticks).expect("checked above")
             }
             (None, Some(fixed)) => fixed as i128,
             (None, None) => std::time::SystemTime::now()
@@ -1765,7 +1774,14 @@ impl Assembler {
             // Drops reported later in this frame are marked at it (`Record::Drops`).
             self.frame_start_time = self.frame_start_time.min(now);
         }
-        s.hello.wall_clock = h.wall_clock.or(s.hello.wall_clock);
+        let tps = s.hello.ticks_per_second;
+        match h.wall_clock {
+            Some(w) if wall_anchor(&w, tps, h.now_ticks).is_none() => {
+                self.stats.bad_wall_clocks += 1
+            }
+            Some(w) => s.hello.wall_clock = Some(w),
+            None => {}
+        }
     }
 
     /// Handles one record. In line in the frame loop, with the record decoder: a record passed
@@ -1920,6 +1936,11 @@ impl Assembler {
             }
             Record::WallClock(w) => {
                 if let Some(s) = self.session.as_mut() {
+                    let now = s.last_time.max(s.hello.now_ticks);
+                    if wall_anchor(&w, s.hello.ticks_per_second, now).is_none() {
+                        self.stats.bad_wall_clocks += 1;
+                        return;
+                    }
                     self.device_dated = true;
                     s.hello.wall_clock = Some(w);
                     s.anchor_nanos = s.clock.nanos(w.ticks);
@@ -2654,6 +2675,19 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
         end -= 1;
     }
     (&s[..end], true)
+}
+
+/// The latest Unix time the decoder dates anything at (2100-01-01T00:00:00Z, nanoseconds): times
+/// are kept in u64 nanoseconds, and device times added to an anchor up to it stay exact.
+pub const LATEST_UNIX_NANOS: u64 = 4_102_444_800_000_000_000;
+
+/// The Unix time (nanoseconds) the device's wall-clock reading `w` gives its tick `now`, when it
+/// falls within 1970 ..= [`LATEST_UNIX_NANOS`]; `None` for a reading that would date the device
+/// outside it (a clock never set, a corrupted record).
+fn wall_anchor(w: &WallClock, tps: u32, now: u64) -> Option<i128> {
+    let at = w.unix_nanos as i128 - ticks_to_nanos(w.ticks, tps) + ticks_to_nanos(now, tps);
+    (w.unix_nanos <= LATEST_UNIX_NANOS && (0..=LATEST_UNIX_NANOS as i128).contains(&at))
+        .then_some(at)
 }
 
 fn ticks_to_nanos(ticks: u64, tps: u32) -> i128 {

@@ -354,7 +354,7 @@ impl StreamStats {
     /// a summary names them; those at zero included. [`anything_wrong`](Self::anything_wrong)
     /// and [`lost_anything`](Self::lost_anything) read this list, and `--strict` names its
     /// failures from it, so the three cannot disagree.
-    pub fn troubles(&self) -> [Trouble; 13] {
+    pub fn troubles(&self) -> [Trouble; 14] {
         let s = &self.spans;
         [
             Trouble::new(self.crc_errors, "CRC error", "CRC errors", true),
@@ -412,6 +412,12 @@ impl StreamStats {
                 s.misdated,
                 "misdated session record",
                 "misdated session records",
+                false,
+            ),
+            Trouble::new(
+                s.bad_wall_clocks,
+                "wall-clock reading ignored",
+                "wall-clock readings ignored",
                 false,
             ),
             Trouble::new(
@@ -567,6 +573,19 @@ impl StreamStats {
                  another cut string carry a warning): longer than a device should send (its \
                  `MAX_STR_LEN`, its static names), which suggests a corrupted stream",
                 count(s.strings_cut, "string was", "strings were"),
+            ));
+        }
+        if s.bad_wall_clocks > 0 {
+            out.push(format!(
+                "{} from the device would date it before 1970 or after 2100 and {} ignored (a \
+                 wall clock never set, or a corrupted record): its spans are dated as if it had \
+                 sent none. Set it from a real time source (`Drain::set_wall_clock`)",
+                count(
+                    s.bad_wall_clocks,
+                    "wall-clock reading",
+                    "wall-clock readings"
+                ),
+                crate::plural::plural(s.bad_wall_clocks, "was", "were"),
             ));
         }
         if s.late_frames > 0 {

@@ -828,6 +828,25 @@ fn strings_longer_than_the_limit_are_cut_and_counted() {
         .any(|p| p.contains("string limit")));
 }
 
+/// A device wall clock that would date the device after 2100 (or before 1970) is ignored and
+/// said so: dated from it, every span started in 2554 and lasted 0 ns (the times clamped).
+#[test]
+fn a_wall_clock_outside_1970_to_2100_is_ignored_and_counted() {
+    for (ticks, unix_nanos) in [(0, u64::MAX), (u64::MAX, 0)] {
+        let mut h = hello(BOOT, 4);
+        h.wall_clock = Some(microspan::wire::WallClock { ticks, unix_nanos });
+        let mut s = Body::new(0, 0, 1_000).hello(&h).frame();
+        s.extend(Body::new(1, 0, 1_010).root(1, "r", 0).end(0, 500).frame());
+        let d = decode(&s, Limits::default(), 4096);
+        assert_eq!(d.stats.spans.bad_wall_clocks, 1, "{:?}", d.stats);
+        assert_eq!(d.spans.len(), 1);
+        // 500 ticks of a 1 MHz clock, dated from the decoder's anchor.
+        assert_eq!(d.spans[0].duration_nanos, 500_000);
+        assert!(d.stats.anything_wrong());
+        assert!(d.stats.problems().iter().any(|p| p.contains("after 2100")));
+    }
+}
+
 /// A drop total below the last one heard is an older frame's: it adds nothing (the difference,
 /// wrapped, read as four billion drops).
 #[test]
