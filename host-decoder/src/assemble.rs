@@ -979,6 +979,13 @@ struct Session {
     /// Unix time.
     anchor_nanos: i128,
     anchor_unix_nanos: i128,
+    /// Host nanoseconds per device nanosecond since the anchor, in parts per billion: measured
+    /// at the session records of a session the host's clock dated, as they arrive live
+    /// ([`Assembler::measure_rate`]); 10⁹ otherwise.
+    rate_ppb: i128,
+    /// The host's clock dated the session as its first session record arrived (no wall clock
+    /// from the device, no fixed anchor): the later ones measure the device clock's rate.
+    host_anchored: bool,
     epoch: u64,
     last_seq: Option<u16>,
     /// The current frame directly follows the previous one (no sequence gap) and is not frame 0:
@@ -999,7 +1006,11 @@ struct Session {
 impl Session {
     /// Device ticks as nanoseconds since the Unix epoch.
     fn unix_nanos(&self, ticks: u64) -> u64 {
-        let rel = self.clock.nanos(ticks) - self.anchor_nanos;
+        let mut rel = self.clock.nanos(ticks) - self.anchor_nanos;
+        if self.rate_ppb != PPB {
+            // At most 2^64 ns times 1.05 × 10⁹: far inside i128.
+            rel = rel * self.rate_ppb / PPB;
+        }
         (self.anchor_unix_nanos + rel).clamp(0, u64::MAX as i128) as u64
     }
 }
@@ -1117,6 +1128,11 @@ pub struct Options {
     /// `microspan.decoder_version`), to tell captures from several benches apart; `None` leaves
     /// it out.
     pub decoder_host: Option<String>,
+    /// The host's clock, in Unix nanoseconds (`None`: the system clock). It dates a session the
+    /// device and [`fixed_anchor_unix_nanos`](Self::fixed_anchor_unix_nanos) leave undated, as its
+    /// first session record arrives, and the later session records, as they arrive, measure the
+    /// device clock's rate against it (see [`Assembler::measure_rate`]).
+    pub host_clock: Option<fn() -> u64>,
 }
 
 /// Rebuilds spans from frames.
@@ -1168,6 +1184,9 @@ pub struct Assembler {
     /// The first session's anchor (Unix nanoseconds at its session record), and whether any
     /// session dated itself from the device's wall clock ([`Assembler::replay_anchor`]).
     first_anchor: Option<u64>,
+    /// The device clock's rate against the host's, as last measured and applied
+    /// ([`Assembler::measure_rate`]), in parts per billion.
+    clock_rate_ppb: Option<i128>,
     device_dated: bool,
     stats: Stats,
 }
@@ -1215,6 +1234,7 @@ impl Assembler {
             boot_id_zero: false,
             default_device_id: false,
             first_anchor: None,
+            clock_rate_ppb: None,
             device_dated: false,
             stats: Stats::default(),
         }
@@ -1223,10 +1243,11 @@ impl Assembler {
     /// The `--anchor-unix-nanos` that decodes this stream again to the same dates: the first
     /// session's anchor, when the host dated it (from its clock, or the fixed anchor) and it was
     /// the only session. `None` when the device sent its wall clock (its stream dates itself),
-    /// when no session started, or after a reset (each session was anchored when it arrived,
-    /// which one fixed anchor cannot repeat).
+    /// when no session started, after a reset (each session was anchored when it arrived,
+    /// which one fixed anchor cannot repeat), or when the device clock's rate was corrected as
+    /// the stream arrived ([`Options::host_clock`]).
     pub fn replay_anchor(&self) -> Option<u64> {
-        if self.device_dated || self.stats.resets > 0 {
+        if self.device_dated || self.stats.resets > 0 || self.clock_rate_ppb.is_some() {
             return None;
         }
         self.first_anchor
@@ -1254,6 +1275,16 @@ impl Assembler {
                  keep it make the same trace ids, so Jaeger mixes their traces; set \
                  Session::device_id, e.g. from the chip's unique id",
                 DEFAULT_DEVICE_ID
+            ));
+        }
+        if let Some(rate) = self.clock_rate_ppb {
+            let ppm = (rate - PPB) as f64 / 1_000.0;
+            out.push(format!(
+                "the device's clock ran {:.1} ppm {} than this machine's, as its session records \
+                 arrived: the dates of its spans were corrected for it, so that they keep to this \
+                 machine's time (and its backend's) however long the run",
+                ppm.abs(),
+                if ppm >= 0.0 { "slower" } else { "faster" },
             ));
         }
         let remote = self.stats.remote_parents;
@@ -1466,6 +1497,43 @@ impl Assembler {
         s.last_seq = Some(seq);
     }
 
+    /// The host's clock ([`Options::host_clock`]), in Unix nanoseconds.
+    fn host_now(&self) -> u64 {
+        match self.opts.host_clock {
+            Some(now) => now(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        }
+    }
+
+    /// A session record of a session the host's clock dated arrived at host time `host_now`,
+    /// taken on the device at tick `now_ticks`: the device clock's rate against the host's,
+    /// measured over the whole session so far, corrects the dates of what is exported from now
+    /// on, so that a device clock off by some parts per million does not carry its spans ever
+    /// further from the host's (and its backend's) time: the error stays the link's delay,
+    /// whatever the session's length.
+    ///
+    /// Only a rate within [`MAX_RATE_ERROR_PPB`] of 1, measured over at least
+    /// [`MIN_RATE_SPAN_NANOS`] of device time, is taken: a crystal's or an RC oscillator's. Any
+    /// other is not a live input (a capture read from a file goes by far faster than the device
+    /// ran) or a clock whose `ticks_per_second` is wrong, and the dates stay as anchored.
+    fn measure_rate(&mut self, now_ticks: u64, host_now: u64) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let device = s.clock.nanos(now_ticks) - s.anchor_nanos;
+        let host = host_now as i128 - s.anchor_unix_nanos;
+        if device < MIN_RATE_SPAN_NANOS {
+            return;
+        }
+        let rate = host * PPB / device;
+        if (rate - PPB).abs() <= MAX_RATE_ERROR_PPB {
+            s.rate_ppb = rate;
+            self.clock_rate_ppb = Some(rate);
+        }
+    }
+
     fn start_session(&mut self, h: &Hello<'_>) {
         let mut hello = OwnedHello::from(h);
         if let Some(w) = hello.wall_clock {
@@ -1481,11 +1549,10 @@ impl Assembler {
                 wall_anchor(&w, hello.ticks_per_second, hello.now_ticks).expect("checked above")
             }
             (None, Some(fixed)) => fixed as i128,
-            (None, None) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i128)
-                .unwrap_or(0),
+            (None, None) => self.host_now() as i128,
         };
+        let host_anchored =
+            hello.wall_clock.is_none() && self.opts.fixed_anchor_unix_nanos.is_none();
         self.device_dated |= hello.wall_clock.is_some();
         if self.first_anchor.is_none() {
             self.first_anchor = Some(anchor_unix_nanos.clamp(0, u64::MAX as i128) as u64);
@@ -1543,6 +1610,8 @@ impl Assembler {
             anchor_nanos: clock.nanos(hello.now_ticks),
             clock,
             anchor_unix_nanos,
+            rate_ppb: PPB,
+            host_anchored,
             hello,
             process,
             epoch: 0,
@@ -1774,6 +1843,13 @@ impl Assembler {
             // Drops reported later in this frame are marked at it (`Record::Drops`).
             self.frame_start_time = self.frame_start_time.min(now);
         }
+        if !behind && s.host_anchored && h.wall_clock.is_none() {
+            let now = self.host_now();
+            self.measure_rate(h.now_ticks, now);
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
         let tps = s.hello.ticks_per_second;
         match h.wall_clock {
             Some(w) if wall_anchor(&w, tps, h.now_ticks).is_none() => {
@@ -1945,6 +2021,8 @@ impl Assembler {
                     s.hello.wall_clock = Some(w);
                     s.anchor_nanos = s.clock.nanos(w.ticks);
                     s.anchor_unix_nanos = w.unix_nanos as i128;
+                    s.host_anchored = false;
+                    s.rate_ppb = PPB;
                 }
             }
         }
@@ -2676,6 +2754,19 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
     }
     (&s[..end], true)
 }
+
+/// Parts per billion of 1: a device clock's rate as the host's clock measures it.
+const PPB: i128 = 1_000_000_000;
+
+/// The largest difference between a device clock's rate and the host's that
+/// [`Assembler::measure_rate`] corrects: 5 % (an RC oscillator is off by up to a few percent, a
+/// crystal by parts per million).
+const MAX_RATE_ERROR_PPB: i128 = 50_000_000;
+
+/// The least device time over which [`Assembler::measure_rate`] measures a rate: ten seconds, so
+/// that the link's delay (tens of milliseconds, varying) moves it by a fraction of a percent at
+/// first and less as the session goes on.
+const MIN_RATE_SPAN_NANOS: i128 = 10_000_000_000;
 
 /// The latest Unix time the decoder dates anything at (2100-01-01T00:00:00Z, nanoseconds): times
 /// are kept in u64 nanoseconds, and device times added to an anchor up to it stay exact.

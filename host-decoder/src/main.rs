@@ -693,6 +693,7 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             Some(name) => Some(name.clone()).filter(|n| !n.is_empty()),
             None => host_name(),
         },
+        host_clock: None,
     };
     let mut decoder = StreamDecoder::new(opts);
     let mut capture = match &args.save_capture {

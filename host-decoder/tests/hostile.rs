@@ -179,6 +179,7 @@ fn decode(stream: &[u8], limits: Limits, chunk: usize) -> Decoded {
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
         decoder_host: None,
+        host_clock: None,
     });
     let mut out = Vec::new();
     let mut spans = Vec::new();
@@ -637,6 +638,7 @@ fn huge_counts_and_extreme_session_values() {
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
         decoder_host: None,
+        host_clock: None,
     });
     let mut out = Vec::new();
     dec.feed(&s, &mut out).unwrap();
@@ -845,6 +847,95 @@ fn a_wall_clock_outside_1970_to_2100_is_ignored_and_counted() {
         assert!(d.stats.anything_wrong());
         assert!(d.stats.problems().iter().any(|p| p.contains("after 2100")));
     }
+}
+
+/// The host's clock of [`drifting_device`], set as each frame arrives.
+static HOST_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn host_now() -> u64 {
+    HOST_NOW.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A live session of a minute whose device clock (1 MHz) runs `ppm` slow, read with a host clock
+/// that advances as each frame arrives (`live`) or not at all (a file read at once): one frame a
+/// second, each with a session record and a span of 5 µs. Returns the spans' start times against
+/// the host's time at which each span's frame arrived, in ns, and the decoder's notes.
+fn drifting_device(ppm: i64, live: bool) -> (Vec<i64>, Vec<String>) {
+    let host0: u64 = 1_700_000_000_000_000_000;
+    let mut dec = StreamDecoder::new(Options {
+        limits: Limits::default(),
+        fixed_anchor_unix_nanos: None,
+        host_name: None,
+        decoder_host: None,
+        host_clock: Some(host_now),
+    });
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    let mut arrived = Vec::new();
+    for seq in 0..=60u16 {
+        let device_ticks = 1_000 + u64::from(seq) * 1_000_000;
+        // Host time of that device instant: the device's second lasts 1 + ppm × 10⁻⁶ s.
+        let host = (host0 as i64 + i64::from(seq) * (1_000_000_000 + ppm * 1_000)) as u64;
+        HOST_NOW.store(
+            if live { host } else { host0 },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let h = Hello {
+            now_ticks: device_ticks,
+            ..hello(BOOT, 4)
+        };
+        let mut b = Body::new(seq, u32::from(seq), device_ticks);
+        b.hello(&h);
+        b.root(1, "tick", 0).end(0, 5);
+        dec.feed(&b.frame(), &mut out).unwrap();
+        arrived.push(host);
+        spans.extend(out.drain(..).flat_map(|b| b.spans));
+    }
+    dec.finish(&mut out);
+    spans.extend(out.drain(..).flat_map(|b| b.spans));
+    spans.sort_by_key(|s| s.span_id);
+    let offsets = spans
+        .iter()
+        .zip(&arrived)
+        .map(|(s, &host)| s.start_unix_nanos as i64 - host as i64)
+        .collect();
+    (offsets, dec.notes())
+}
+
+/// A device clock off by a few thousand parts per million: dated from one anchor, its spans
+/// drift from the host's time by that much (60 ms a minute at 1000 ppm, hours later seconds);
+/// measured against the session records as they arrive, the drift is taken out.
+#[test]
+fn a_drifting_device_clock_is_measured_and_corrected_on_a_live_input() {
+    for ppm in [1_000i64, -2_000, 20_000] {
+        let (offsets, notes) = drifting_device(ppm, true);
+        // Before ten seconds of device time, the rate is not measured yet: the drift shows.
+        let early = offsets[9].unsigned_abs();
+        assert!(
+            early > 8 * ppm.unsigned_abs() * 1_000,
+            "{ppm} ppm: {offsets:?}"
+        );
+        // From then on, each span is within a microsecond of the host's time.
+        for (second, off) in offsets.iter().enumerate().skip(11) {
+            assert!(
+                off.unsigned_abs() <= 1_000,
+                "{ppm} ppm, second {second}: {off} ns"
+            );
+        }
+        let said = if ppm > 0 { "slower" } else { "faster" };
+        assert!(
+            notes.iter().any(|n| n.contains("ppm") && n.contains(said)),
+            "{notes:?}"
+        );
+    }
+    // A capture decoded at once (the host's clock hardly moves): no rate is taken from it.
+    let (offsets, notes) = drifting_device(1_000, false);
+    assert!(!notes.iter().any(|n| n.contains("ppm")), "{notes:?}");
+    // Dated from the one anchor: the device's own times, a second apart.
+    assert_eq!(offsets[0], 0);
+    // More than 5 %: not a clock's drift (a wrong `ticks_per_second`, or not live): not taken.
+    let (_, notes) = drifting_device(60_000, true);
+    assert!(!notes.iter().any(|n| n.contains("ppm")), "{notes:?}");
 }
 
 /// A drop total below the last one heard is an older frame's: it adds nothing (the difference,

@@ -54,6 +54,7 @@ pub fn decoder_options() -> Options {
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
         decoder_host: None,
+        host_clock: None,
         ..Options::default()
     }
 }

@@ -75,6 +75,7 @@ fn run(case: &str, traceparent: &str, baggage: &str) -> Run {
         fixed_anchor_unix_nanos: None, // the example sends its wall clock
         host_name: None,
         decoder_host: None,
+        host_clock: None,
         ..Options::default()
     });
     let mut batches = Vec::new();

@@ -180,6 +180,7 @@ pub fn run_stream<'a>(chunks: impl Iterator<Item = &'a [u8]>, limits: Limits) ->
         fixed_anchor_unix_nanos: Some(ANCHOR_UNIX_NANOS),
         host_name: None,
         decoder_host: None,
+        host_clock: None,
     });
     let mut out = Vec::new();
     let mut outcome = Outcome::default();
