@@ -236,6 +236,9 @@ impl StreamDecoder {
                     self.stats.bad_frames += 1;
                     self.stats.unsupported_version_frames += 1;
                     self.stats.unsupported_version = Some(version);
+                    self.last_error = Some(format!(
+                        "a frame of wire version {version}, which this decoder does not read (it reads versions {SUPPORTED_VERSIONS:?}): corruption that kept the CRC, or firmware newer than this decoder"
+                    ));
                     self.acc.count_discarded(self.encoded.len());
                     self.version_strikes += 1;
                     if self.version_strikes >= VERSION_STRIKES {

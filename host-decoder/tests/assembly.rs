@@ -889,6 +889,14 @@ fn a_newer_wire_version_is_refused_plainly_and_one_odd_frame_is_not() {
         decoder.feed(&frame, &mut out).is_ok(),
         "a single frame could be corruption"
     );
+    // Said as the last bad input, among good frames too, with its version.
+    assert!(
+        decoder
+            .last_error()
+            .is_some_and(|e| e.contains("wire version 4") && e.contains("[1, 2, 3]")),
+        "{:?}",
+        decoder.last_error()
+    );
     let err = decoder
         .feed(&[frame.clone(), frame].concat(), &mut out)
         .unwrap_err();
