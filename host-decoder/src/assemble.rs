@@ -122,6 +122,9 @@ pub struct Stats {
     /// time did not go back. The stream goes on (no frames are counted lost, the open spans stay
     /// open); a new drain whose time went back is a reset ([`resets`](Self::resets)).
     pub drain_restarts: u64,
+    /// Strings of exported spans whose interned name was never defined (the frame defining it
+    /// lost, or a corrupted stream): shown as `<unknown name #N>`, the span warned.
+    pub unknown_names: u64,
     /// Wall-clock readings from the device (in a session record or on their own) that would
     /// date it before 1970 or after 2100 (a clock never set, a corrupted record): ignored, the
     /// device dated as without them.
@@ -1020,6 +1023,10 @@ struct Resolver<'a> {
     table: &'a NameTable,
     /// The current epoch.
     epoch: u64,
+    /// Frames were lost or abandoned in the stream so far: the likely reason a name is missing.
+    lossy: bool,
+    /// Names resolved to a placeholder ([`Stats::unknown_names`]).
+    unknown: std::cell::Cell<u64>,
 }
 
 impl Resolver<'_> {
@@ -1029,8 +1036,14 @@ impl Resolver<'_> {
         match self.table.get(id) {
             Some(s) if epoch == self.epoch => s.clone(),
             _ => {
+                self.unknown.set(self.unknown.get() + 1);
+                let why = if self.lossy {
+                    "its frame was lost"
+                } else {
+                    "though no frame was lost: a corrupted stream"
+                };
                 warnings.push(format!(
-                    "name #{id} was never defined (its frame was lost); shown as a placeholder"
+                    "name #{id} was never defined ({why}); shown as a placeholder"
                 ));
                 format!("<unknown name #{id}>").into()
             }
@@ -2406,8 +2419,14 @@ impl Assembler {
             let names = Resolver {
                 table: &self.names,
                 epoch: session.epoch,
+                lossy: self.stats.lost_frames
+                    + self.stats.record_errors
+                    + self.stats.frames_before_session
+                    > 0,
+                unknown: std::cell::Cell::new(0),
             };
             names.resolve_span(span, s);
+            self.stats.unknown_names += names.unknown.get();
         }
         if !self.cut_names.is_empty() {
             warn_of_cut_names(span, &self.cut_names);

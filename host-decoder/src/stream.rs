@@ -357,7 +357,7 @@ impl StreamStats {
     /// a summary names them; those at zero included. [`anything_wrong`](Self::anything_wrong)
     /// and [`lost_anything`](Self::lost_anything) read this list, and `--strict` names its
     /// failures from it, so the three cannot disagree.
-    pub fn troubles(&self) -> [Trouble; 14] {
+    pub fn troubles(&self) -> [Trouble; 15] {
         let s = &self.spans;
         [
             Trouble::new(self.crc_errors, "CRC error", "CRC errors", true),
@@ -416,6 +416,12 @@ impl StreamStats {
                 "misdated session record",
                 "misdated session records",
                 false,
+            ),
+            Trouble::new(
+                s.unknown_names,
+                "name never defined",
+                "names never defined",
+                true,
             ),
             Trouble::new(
                 s.bad_wall_clocks,

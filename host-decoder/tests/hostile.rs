@@ -938,6 +938,28 @@ fn a_drifting_device_clock_is_measured_and_corrected_on_a_live_input() {
     assert!(!notes.iter().any(|n| n.contains("ppm")), "{notes:?}");
 }
 
+/// A name id never defined, in a stream where no frame was lost, is a corrupted stream: the
+/// placeholder's warning says so (not "its frame was lost"), and it is counted.
+#[test]
+fn a_name_never_defined_without_a_lost_frame_is_counted_as_corruption() {
+    let mut s = session_frame();
+    let mut b = Body::new(1, 0, 1_010);
+    b.root(1, "r", 0);
+    b.u8(tag::TAG | vtype::U64).name_ref(4).varint(7);
+    b.end(0, 5);
+    s.extend(b.frame());
+    let d = decode(&s, Limits::default(), 4096);
+    assert_eq!(d.stats.spans.unknown_names, 1, "{:?}", d.stats);
+    assert_eq!(d.stats.spans.lost_frames, 0);
+    let w = &d.spans[0].warnings;
+    assert!(
+        w.iter()
+            .any(|w| w.contains("name #4") && w.contains("no frame was lost")),
+        "{w:?}"
+    );
+    assert!(d.stats.anything_wrong());
+}
+
 /// A drop total below the last one heard is an older frame's: it adds nothing (the difference,
 /// wrapped, read as four billion drops).
 #[test]
