@@ -662,16 +662,38 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         tag_words: u32,
         lost_with: u32,
     ) -> Result<(u32, usize, u8), u32> {
+        let (parent, root, bits) = start_parent(parent, start_bits(follows, debug));
+        self.start_batch(
+            START_WORDS,
+            |c, now| write_start(c, name, parent, root, bits, now),
+            tags,
+            n,
+            tag_words,
+            lost_with,
+        )
+    }
+
+    /// A START record of `start_words` words, written by `write_start` (given the time; it
+    /// returns the header), and the TAG records of `tags` after it, in one reservation published
+    /// by one store: the work of [`start_tagged`](Self::start_tagged), for any kind of START
+    /// (the builder's START_REMOTE too). The other arguments and the answer are `start_tagged`'s.
+    #[inline(always)]
+    fn start_batch<'v>(
+        &self,
+        start_words: u32,
+        write_start: impl FnOnce(&mut Cursor<'_>, u32) -> Header,
+        tags: &impl Tags<'v>,
+        n: usize,
+        tag_words: u32,
+        lost_with: u32,
+    ) -> Result<(u32, usize, u8), u32> {
         let now = self.clock.now();
-        let res = self
-            .ring
-            .reserve_start(START_WORDS + tag_words, lost_with)?;
+        let len = start_words + tag_words;
+        let res = self.ring.reserve_start(len, lost_with)?;
         let pos = res.pos;
         let mut c = Cursor::new(res);
-        let (parent, root, bits) = start_parent(parent, start_bits(follows, debug));
-        let header = write_start(&mut c, name, parent, root, bits, now);
-        let (_, left_out, cut) =
-            write_tags(&mut c, pos, tags, n, tag_words, START_WORDS + tag_words);
+        let header = write_start(&mut c, now);
+        let (_, left_out, cut) = write_tags(&mut c, pos, tags, n, tag_words, len);
         c.res.commit_first(header);
         Ok((pos, left_out, cut))
     }
@@ -696,31 +718,6 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
         let header = write_start_remote(&mut c, name, trace, parent, bits, now);
         c.res.commit(header);
         Ok(pos)
-    }
-
-    /// [`start_remote`](Self::start_remote) with the TAG records of `tags` in the same
-    /// reservation, as [`start_tagged`](Self::start_tagged) for a local start (`bits` from
-    /// [`remote_bits`]; the other arguments and the answer are `start_tagged`'s).
-    #[allow(clippy::too_many_arguments)]
-    fn start_remote_tagged<'v>(
-        &self,
-        name: &'static str,
-        (trace, parent): (TraceId, SpanId),
-        bits: u32,
-        tags: &impl Tags<'v>,
-        n: usize,
-        tag_words: u32,
-        lost_with: u32,
-    ) -> Result<(u32, usize, u8), u32> {
-        let now = self.clock.now();
-        let len = START_REMOTE_WORDS + tag_words;
-        let res = self.ring.reserve_start(len, lost_with)?;
-        let pos = res.pos;
-        let mut c = Cursor::new(res);
-        let header = write_start_remote(&mut c, name, trace, parent, bits, now);
-        let (_, left_out, cut) = write_tags(&mut c, pos, tags, n, tag_words, len);
-        c.res.commit_first(header);
-        Ok((pos, left_out, cut))
     }
 }
 
@@ -1009,8 +1006,11 @@ impl<'a, const B: usize, C: ?Sized + Clock> SpanBuilder<'a, B, C> {
                         // the decoder must not take it for another process's span.
                         let local_parent = ctx.span_id.0 >> 32 == boot;
                         let bits = remote_bits(follows, debug, local_parent);
-                        let ids = (ctx.trace_id, ctx.span_id);
-                        t.start_remote_tagged(self.name, ids, bits, &tags, n, words, lost_with)
+                        let (trace, parent) = (ctx.trace_id, ctx.span_id);
+                        let write = |c: &mut Cursor<'_>, now| {
+                            write_start_remote(c, self.name, trace, parent, bits, now)
+                        };
+                        t.start_batch(START_REMOTE_WORDS, write, &tags, n, words, lost_with)
                             .map(|started| (started, REMOTE_TRACE))
                     };
                     match started {
