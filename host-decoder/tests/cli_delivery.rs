@@ -611,3 +611,32 @@ fn spans_a_collector_refused_can_be_sent_again_from_a_saved_capture() {
         FIXTURE_SPANS
     );
 }
+
+/// The Jaeger UI's port (16686) answers any POST with its page and HTTP 200. A run pointed at it
+/// does not call the spans delivered: exit status 1, and each uploader says what the URL is.
+#[test]
+fn a_jaeger_ui_url_is_not_taken_for_a_collector() {
+    let ui = Receiver::start(
+        vec![],
+        Reply::status(200)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(support::scenarios::JAEGER_UI_PAGE),
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let out = decode_fixture()
+        .args(["--otlp", &ui.url()])
+        .args(["--jaeger-thrift", &format!("{}/api/traces", ui.url())])
+        .arg("--spool-dir")
+        .arg(spool.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.matches("this looks like the Jaeger UI (port 16686)")
+            .count(),
+        2,
+        "{e}"
+    );
+    assert!(!e.contains(&format!("{FIXTURE_SPANS} delivered")), "{e}");
+}

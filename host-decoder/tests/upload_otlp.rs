@@ -70,6 +70,11 @@ fn no_spool_counts_drops() {
     scenarios::no_spool_counts_drops(&OTLP);
 }
 
+#[test]
+fn an_html_page_is_not_a_collector() {
+    scenarios::an_html_page_is_not_a_collector(&OTLP);
+}
+
 /// Without a spool, a wait that is stopped says the spans are lost, and they are counted.
 #[test]
 fn without_a_spool_a_stopped_wait_counts_the_spans_lost() {
@@ -156,4 +161,80 @@ fn invalid_urls_are_refused_with_an_example() {
         .unwrap()
         .to_string();
     assert!(err.contains("http://localhost:4318"), "{err}");
+}
+
+/// An OTLP/HTTP collector answers a protobuf request with a protobuf `ExportTraceServiceResponse`
+/// (or no body at all). A 200 of another content type, or a protobuf body that is no such
+/// response, comes from some other server: nothing is counted delivered, and the error says
+/// what came back and what was expected.
+#[test]
+fn a_success_that_is_not_an_otlp_response_is_not_delivered() {
+    for (reply, says) in [
+        (
+            Reply::status(200)
+                .header("Content-Type", "application/json")
+                .body(r#"{"partialSuccess":{}}"#),
+            "Content-Type application/json",
+        ),
+        (
+            Reply::status(200)
+                .header("Content-Type", "text/plain")
+                .body("OK"),
+            "Content-Type text/plain",
+        ),
+        (Reply::status(200).body("OK"), "no Content-Type"),
+        (
+            Reply::status(200)
+                .header("Content-Type", "application/x-protobuf")
+                .body(vec![0xff; 8]),
+            "not an OTLP ExportTraceServiceResponse",
+        ),
+    ] {
+        let rx = Receiver::start(vec![], reply);
+        let dir = tempfile::tempdir().unwrap();
+        let mut exporter = OtlpHttp::new(&rx.url(), fast_config(dir.path())).unwrap();
+        exporter.export(&numbered_batch(1, 3)).unwrap();
+        let summary = exporter.finish().unwrap();
+        assert_eq!(rx.received().len(), 1, "not retried");
+        assert_eq!(
+            (summary.delivered, summary.rejected, summary.spooled),
+            (0, 3, 0),
+            "{says}: {summary}"
+        );
+        let text = summary.errors[0].to_string();
+        assert!(
+            text.contains(says) && text.contains("application/x-protobuf") && text.contains("4318"),
+            "{text}"
+        );
+    }
+}
+
+/// What a collector may answer: an empty body (whatever its content type) or a protobuf
+/// response, its media type in any case and with parameters.
+#[test]
+fn otlp_successes_are_delivered() {
+    let answer = ExportTraceServiceResponse {
+        partial_success: None,
+    };
+    let rx = Receiver::start(
+        vec![
+            Reply::status(200).header("Content-Type", "application/json"),
+            Reply::status(200)
+                .header("Content-Type", "Application/X-Protobuf; charset=binary")
+                .body(answer.encode_to_vec()),
+        ],
+        Reply::status(200).header("Content-Type", "application/x-protobuf"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = OtlpHttp::new(&rx.url(), fast_config(dir.path())).unwrap();
+    for i in 0..3 {
+        exporter.export(&numbered_batch(1 + i * 3, 3)).unwrap();
+    }
+    let summary = exporter.finish().unwrap();
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_eq!(
+        (rx.received().len(), summary.delivered),
+        (3, 9),
+        "{summary}"
+    );
 }

@@ -71,6 +71,11 @@ fn no_spool_counts_drops() {
 }
 
 #[test]
+fn an_html_page_is_not_a_collector() {
+    scenarios::an_html_page_is_not_a_collector(&THRIFT);
+}
+
+#[test]
 fn the_reference_trace_arrives_as_mapped() {
     let rx = Receiver::start(vec![], Reply::status(202));
     let dir = tempfile::tempdir().unwrap();
@@ -97,4 +102,29 @@ fn the_reference_trace_arrives_as_mapped() {
     assert_eq!(bar.parent_span_id, FOO as i64);
     let log = &bar.logs.as_ref().unwrap()[0];
     assert_eq!(log.fields[1].v_str.as_deref(), Some("something wrong"));
+}
+
+/// Jaeger's collector answers 202 with no body. A success with a body that is not HTML (a proxy's
+/// `OK`) is not clearly another server: delivered, with a note that says to check the URL.
+#[test]
+fn a_success_with_an_unexpected_body_is_delivered_with_a_note() {
+    let rx = Receiver::start(
+        vec![],
+        Reply::status(200)
+            .header("Content-Type", "text/plain")
+            .body("OK"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter =
+        JaegerThriftHttp::new(&format!("{}/api/traces", rx.url()), fast_config(dir.path()))
+            .unwrap();
+    exporter.export(&numbered_batch(1, 3)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_eq!(summary.delivered, 3);
+    let notes = summary.notes.join("\n");
+    assert!(
+        notes.contains("\"OK\"") && notes.contains("no body") && notes.contains("check the URL"),
+        "{notes}"
+    );
 }

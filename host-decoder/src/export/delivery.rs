@@ -8,7 +8,12 @@
 //!              spool directory (bounded bytes, one file per request)
 //! ```
 //!
-//! - **Success**: any 2xx (OTLP answers 200, possibly with `partial_success`; Jaeger 202).
+//! - **Success**: a 2xx that a collector would send ([`Endpoint::success`]): OTLP answers 200
+//!   with an empty body or a protobuf `ExportTraceServiceResponse` (possibly with
+//!   `partial_success`), Jaeger 202 with no body. A 2xx that is not a collector's answer (an HTML
+//!   page: the Jaeger UI's port answers any POST with its index page and 200; an OTLP answer
+//!   that is not protobuf) delivered nothing: the spans are counted as rejected, as for a wrong
+//!   path, and the error says what answered and which URL is the collector's.
 //! - **Retried**: 429, 502, 503, 504 and connection errors, after `Retry-After` (seconds or an
 //!   HTTP date) when the answer has one, else after an exponential backoff with jitter.
 //! - **Retried, then rejected**: 500 from a collector whose 500 means "well-formed, not stored
@@ -498,14 +503,70 @@ pub(crate) struct Endpoint {
     pub kind: &'static str,
     pub url: String,
     pub content_type: &'static str,
-    /// Reads a 2xx body: `Some((rejected spans, message))` for a partial success.
-    pub partial: fn(&[u8]) -> Option<(u64, String)>,
+    /// Reads a 2xx answer (its `Content-Type` and body): `Some((rejected spans, message))` for
+    /// a partial success or a warning, or why it is not a collector's answer.
+    pub success: fn(Option<&str>, &[u8]) -> Success,
     /// Reads an error body into a readable message.
     pub error_message: fn(&[u8]) -> String,
     /// HTTP 500 may pass: retried, then rejected (not parked) once `max_attempts` are spent.
     /// OTLP says 500 is not retryable; Jaeger's Thrift endpoint answers 500 for a batch it
     /// parsed but could not pass on.
     pub retries_500: bool,
+}
+
+/// What a 2xx answer says: `Some((rejected spans, message))` for a partial success or a
+/// warning, or why it is not a collector's answer.
+pub(crate) type Success = Result<Option<(u64, String)>, NotACollector>;
+
+/// Why a 2xx answer is not a collector's: the spans it answered were not delivered.
+pub(crate) struct NotACollector {
+    /// What came back, as in "answered HTTP 200 with {what}".
+    pub what: String,
+    /// What to check.
+    pub hint: &'static str,
+}
+
+impl NotACollector {
+    /// The answer of the Jaeger UI (or of any web page).
+    pub fn html() -> Self {
+        Self {
+            what: "an HTML page".into(),
+            hint: JAEGER_UI,
+        }
+    }
+}
+
+/// The hint for an HTML page where a collector was expected.
+const JAEGER_UI: &str = "this looks like the Jaeger UI (port 16686), not the collector (OTLP/HTTP on port 4318, e.g. --otlp http://localhost:4318; Thrift on port 14268, e.g. --jaeger-thrift http://localhost:14268/api/traces): check the URL";
+
+/// The media type of a `Content-Type` value, in lower case, without its parameters.
+pub(crate) fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// An HTML page, by its content type or, without one that says so, by its first bytes.
+pub(crate) fn is_html(content_type: Option<&str>, body: &[u8]) -> bool {
+    if let Some(ct) = content_type {
+        if matches!(
+            media_type(ct).as_str(),
+            "text/html" | "application/xhtml+xml"
+        ) {
+            return true;
+        }
+    }
+    let start = body
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(body)
+        .trim_ascii_start();
+    let head = &start[..start.len().min(16)];
+    [b"<!doctype html".as_slice(), b"<html"]
+        .iter()
+        .any(|tag| head.len() >= tag.len() && head[..tag.len()].eq_ignore_ascii_case(tag))
 }
 
 #[derive(Default)]
@@ -1458,6 +1519,11 @@ impl Worker {
             }
         };
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -1470,10 +1536,20 @@ impl Worker {
             .read_to_vec()
             .unwrap_or_default();
         match status {
-            200..=299 => {
-                let (rejected, message) = (self.endpoint.partial)(&body).unwrap_or_default();
-                Attempt::Done(Outcome::Delivered { rejected, message })
-            }
+            200..=299 => match (self.endpoint.success)(content_type.as_deref(), &body) {
+                Ok(answer) => {
+                    let (rejected, message) = answer.unwrap_or_default();
+                    Attempt::Done(Outcome::Delivered { rejected, message })
+                }
+                Err(not) => Attempt::Done(Outcome::Rejected(ExportError::NotACollector {
+                    endpoint: self.shown.clone(),
+                    status,
+                    what: self.redactor.clean(&not.what),
+                    spans: p.spans,
+                    requests: 1,
+                    hint: not.hint,
+                })),
+            },
             429 | 502 | 503 | 504 => {
                 lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
                 Attempt::Retry(retry_after)
@@ -1504,42 +1580,69 @@ impl Worker {
 }
 
 /// Adds a refusal to the run's errors, counted into an earlier one refused alike (same URL,
-/// status, body, attempts), so that a collector refusing every request is one line, not one per
-/// request.
+/// status, answer, attempts), so that a collector refusing every request is one line, not one
+/// per request.
 fn push_rejection(errors: &mut Vec<ExportError>, err: ExportError) {
-    if let ExportError::Rejected {
-        endpoint,
-        status,
-        attempts,
-        body,
-        spans,
-        ..
-    } = &err
-    {
-        for e in errors.iter_mut() {
-            if let ExportError::Rejected {
-                endpoint: e_endpoint,
-                status: e_status,
-                attempts: e_attempts,
-                body: e_body,
-                spans: e_spans,
-                requests,
-                ..
-            } = e
-            {
-                if *e_endpoint == *endpoint
-                    && *e_status == *status
-                    && *e_attempts == *attempts
-                    && *e_body == *body
-                {
-                    *e_spans += spans;
-                    *requests += 1;
-                    return;
-                }
-            }
+    for e in errors.iter_mut() {
+        if let Some((spans, requests)) = refused_alike(e, &err) {
+            *spans += refusal_spans(&err);
+            *requests += 1;
+            return;
         }
     }
     errors.push(err);
+}
+
+/// The span and request counters of `into` when `err` is a refusal like it.
+fn refused_alike<'a>(
+    into: &'a mut ExportError,
+    err: &ExportError,
+) -> Option<(&'a mut u64, &'a mut u64)> {
+    match (into, err) {
+        (
+            ExportError::Rejected {
+                endpoint,
+                status,
+                attempts,
+                body,
+                spans,
+                requests,
+                ..
+            },
+            ExportError::Rejected {
+                endpoint: e,
+                status: s,
+                attempts: a,
+                body: b,
+                ..
+            },
+        ) if (&*endpoint, *status, *attempts, &*body) == (e, *s, *a, b) => Some((spans, requests)),
+        (
+            ExportError::NotACollector {
+                endpoint,
+                status,
+                what,
+                spans,
+                requests,
+                ..
+            },
+            ExportError::NotACollector {
+                endpoint: e,
+                status: s,
+                what: w,
+                ..
+            },
+        ) if (&*endpoint, *status, &*what) == (e, *s, w) => Some((spans, requests)),
+        _ => None,
+    }
+}
+
+/// Spans in a refusal.
+fn refusal_spans(err: &ExportError) -> u64 {
+    match err {
+        ExportError::Rejected { spans, .. } | ExportError::NotACollector { spans, .. } => *spans,
+        _ => 0,
+    }
 }
 
 /// Why a retryable refusal was given up at once: the collector asked for a longer wait than

@@ -13,7 +13,8 @@ use thrift::protocol::{TBinaryOutputProtocol, TSerializable};
 use thrift::OrderedFloat;
 
 use super::delivery::{
-    text_snippet, Endpoint, Payload, UploadConfig, Uploader, KIND_JAEGER_THRIFT,
+    is_html, text_snippet, Endpoint, NotACollector, Payload, Success, UploadConfig, Uploader,
+    KIND_JAEGER_THRIFT,
 };
 use super::otlp::check_http_url;
 use super::{
@@ -132,11 +133,32 @@ fn encode(batch: &jt::Batch) -> Result<Vec<u8>, thrift::Error> {
     Ok(out)
 }
 
+/// A 2xx answer: Jaeger's collector (v1, and v2's Jaeger receiver) answers 202 with no body. An
+/// HTML page is not a collector's answer (the Jaeger UI answers any POST with its index page);
+/// another body is not clearly wrong (a proxy's `OK`), so the spans count as delivered, with a
+/// note.
+fn thrift_success(content_type: Option<&str>, body: &[u8]) -> Success {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if is_html(content_type, body) {
+        return Err(NotACollector::html());
+    }
+    Ok(Some((
+        0,
+        format!(
+            "the answer had a body ({:?}), where Jaeger's collector answers with no body; if the spans do not show in Jaeger, check the URL (the collector's is http://HOST:14268/api/traces)",
+            text_snippet(body)
+        ),
+    )))
+}
+
 /// Uploads spans to Jaeger's Thrift collector endpoint (`POST` to the full URL, e.g.
 /// `http://localhost:14268/api/traces`, one binary-protocol `Batch` per request).
 ///
-/// Same delivery engine as [`super::OtlpHttp`]: a 2xx (Jaeger answers 202) is success; 429, 502,
-/// 503, 504 and connection errors are retried; any other status is not.
+/// Same delivery engine as [`super::OtlpHttp`]: a 2xx (Jaeger answers 202) is success unless its
+/// body is an HTML page (the Jaeger UI's port, not the collector's); 429, 502, 503, 504 and
+/// connection errors are retried, and 500 a few times; any other status is not.
 pub struct JaegerThriftHttp {
     uploader: Uploader,
     max_spans: usize,
@@ -151,7 +173,7 @@ impl JaegerThriftHttp {
             kind: KIND_JAEGER_THRIFT,
             url: url.to_string(),
             content_type: "application/x-thrift",
-            partial: |_| None,
+            success: thrift_success,
             error_message: text_snippet,
             // Jaeger answers 400 to a body it cannot parse and 500 when its pipeline refuses
             // a parsed batch (a full queue, a storage error): that may pass.

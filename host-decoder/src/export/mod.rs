@@ -386,6 +386,25 @@ pub enum ExportError {
         /// What to check.
         hint: &'static str,
     },
+    /// A 2xx answer that no collector sends: an HTML page (the Jaeger UI answers any POST with
+    /// its index page and 200), or an OTLP answer that is not a protobuf
+    /// `ExportTraceServiceResponse`. Nothing says the spans were stored: they are counted as
+    /// rejected, as for a wrong path (sent again to the same URL, they would fare the same).
+    #[error("{endpoint} answered HTTP {status} with {what}, which is not a collector's answer: {} not delivered{}; {hint}", count(*.spans, "span", "spans"), fmt_requests(*.requests))]
+    NotACollector {
+        /// The URL.
+        endpoint: String,
+        /// The HTTP status (a 2xx).
+        status: u16,
+        /// What came back ("an HTML page", "Content-Type text/plain (…), not …").
+        what: String,
+        /// Spans in the requests so answered.
+        spans: u64,
+        /// Requests answered alike, counted in one error.
+        requests: u64,
+        /// What to check.
+        hint: &'static str,
+    },
     /// An OTLP receiver accepted a request but rejected some of its spans.
     #[error("{endpoint} rejected {} of a request (OTLP partial success){}; check the collector's logs and limits", count(*.spans, "span", "spans"), fmt_body(.message))]
     PartiallyRejected {

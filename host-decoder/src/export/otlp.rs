@@ -36,7 +36,10 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prost::Message;
 
-use super::delivery::{text_snippet, Endpoint, Payload, UploadConfig, Uploader, KIND_OTLP};
+use super::delivery::{
+    is_html, media_type, text_snippet, Endpoint, NotACollector, Payload, Success, UploadConfig,
+    Uploader, KIND_OTLP,
+};
 use super::otlp_encode::encode_request;
 use super::{
     portable, ExportError, ExportSummary, Exporter, Pending, Portable, INCOMPLETE_TAG, WARNINGS_TAG,
@@ -284,10 +287,45 @@ struct RpcStatus {
     message: String,
 }
 
-fn otlp_partial(body: &[u8]) -> Option<(u64, String)> {
-    let response = ExportTraceServiceResponse::decode(body).ok()?;
-    let partial = response.partial_success?;
-    Some((partial.rejected_spans.max(0) as u64, partial.error_message))
+/// What to check when an OTLP answer is not a collector's.
+const NOT_OTLP: &str = "an OTLP/HTTP collector answers a protobuf request with a protobuf ExportTraceServiceResponse, or with no body; check that the URL is the collector's OTLP/HTTP endpoint (port 4318, e.g. --otlp http://localhost:4318), not another service or a proxy's page";
+
+/// A 2xx answer as the OTLP/HTTP specification has it: the request's content type
+/// (`application/x-protobuf`; `application/protobuf` is taken too) with an
+/// `ExportTraceServiceResponse`, whose `partial_success` is returned; or no body at all.
+fn otlp_success(content_type: Option<&str>, body: &[u8]) -> Success {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if is_html(content_type, body) {
+        return Err(NotACollector::html());
+    }
+    let media = content_type.map(media_type);
+    if !matches!(
+        media.as_deref(),
+        Some("application/x-protobuf" | "application/protobuf")
+    ) {
+        let got = match &media {
+            Some(media) => format!("Content-Type {media}"),
+            None => "no Content-Type".into(),
+        };
+        return Err(NotACollector {
+            what: format!(
+                "a body of {got} ({:?}), not application/x-protobuf",
+                text_snippet(body)
+            ),
+            hint: NOT_OTLP,
+        });
+    }
+    let response = ExportTraceServiceResponse::decode(body).map_err(|e| NotACollector {
+        what: format!(
+            "an application/x-protobuf body that is not an OTLP ExportTraceServiceResponse ({e})"
+        ),
+        hint: NOT_OTLP,
+    })?;
+    Ok(response
+        .partial_success
+        .map(|partial| (partial.rejected_spans.max(0) as u64, partial.error_message)))
 }
 
 fn otlp_error_message(body: &[u8]) -> String {
@@ -316,7 +354,7 @@ impl OtlpHttp {
             kind: KIND_OTLP,
             url,
             content_type: "application/x-protobuf",
-            partial: otlp_partial,
+            success: otlp_success,
             error_message: otlp_error_message,
             // OTLP/HTTP: only 429, 502, 503 and 504 are retryable.
             retries_500: false,

@@ -303,12 +303,17 @@ impl Receiver {
     }
 
     pub fn start_on(port: u16, script: Vec<Reply>, then: Reply) -> Self {
+        let mut script = script.into_iter();
+        Self::answering(port, move |_| script.next().unwrap_or_else(|| then.clone()))
+    }
+
+    /// A receiver on `port` (0: a free one) whose answer depends on the request.
+    pub fn answering(port: u16, answer: impl FnMut(&Request) -> Reply + Send + 'static) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let reqs = requests.clone();
-        let mut script = script.into_iter();
+        let mut answer = answer;
         let acceptor = Acceptor::start(port, move |stream| {
-            let reply = script.next().unwrap_or_else(|| then.clone());
-            serve(stream, &reply, &reqs);
+            serve(stream, &mut answer, &reqs);
         });
         Self {
             port: acceptor.port,
@@ -436,9 +441,14 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
 ///
 /// The request is recorded before the answer goes out: a client that saw the answer finds its
 /// request in `received`.
-fn serve(stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<Received>>) -> Option<()> {
+fn serve(
+    stream: TcpStream,
+    answer: &mut impl FnMut(&Request) -> Reply,
+    requests: &Mutex<Vec<Received>>,
+) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = read_request(&mut BufReader::new(stream.try_clone().ok()?))?;
+    let reply = &answer(&request);
     // Before answering: the next request of a client that waits after this answer arrives at
     // least that wait later, however late this thread runs afterwards.
     let at = Instant::now();

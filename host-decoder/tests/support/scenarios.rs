@@ -521,3 +521,58 @@ pub fn stopping_the_wait_spools_what_is_pending(p: &Protocol) {
     );
     assert!(!summary.is_complete());
 }
+
+/// Every error of a run, one a line.
+fn error_text(summary: &microspan_decoder::export::ExportSummary) -> String {
+    summary.errors.iter().map(|e| format!("{e}\n")).collect()
+}
+
+/// What the Jaeger UI (port 16686) answers to any request, a POST included, with HTTP 200.
+pub const JAEGER_UI_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Jaeger UI</title></head><body><div id=\"jaeger-ui-root\"></div></body></html>";
+
+/// The Jaeger UI's port answers every POST with its index page and HTTP 200: not a collector.
+/// Nothing is counted delivered: the spans are rejected as for a wrong path (a 404), not retried
+/// nor spooled, and one error says what the server looks like and which ports are the
+/// collector's. With or without a `Content-Type`.
+pub fn an_html_page_is_not_a_collector(p: &Protocol) {
+    for reply in [
+        Reply::status(200)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(JAEGER_UI_PAGE),
+        Reply::status(200).body(format!("\n  {}", JAEGER_UI_PAGE.to_uppercase())),
+    ] {
+        let rx = Receiver::start(vec![], reply);
+        let dir = tempfile::tempdir().unwrap();
+        let mut exporter = (p.make)(&rx.url(), fast_config(dir.path()));
+        exporter.export(&numbered_batch(1, 3)).unwrap();
+        exporter.export(&numbered_batch(4, 2)).unwrap();
+        let summary = exporter.finish().unwrap();
+        assert_eq!(rx.received().len(), 2, "one request each, not retried");
+        assert_eq!(
+            (
+                summary.delivered,
+                summary.rejected,
+                summary.spooled,
+                summary.dropped
+            ),
+            (0, 5, 0, 0),
+            "{summary}"
+        );
+        assert!(!summary.is_complete());
+        let text = error_text(&summary);
+        assert_eq!(
+            summary.errors.len(),
+            1,
+            "one line for both requests: {text}"
+        );
+        assert!(
+            text.contains("HTTP 200 with an HTML page")
+                && text.contains("5 spans not delivered")
+                && text.contains("the Jaeger UI (port 16686), not the collector")
+                && text.contains("4318")
+                && text.contains("14268"),
+            "{text}"
+        );
+        assert_nothing_spooled(dir.path());
+    }
+}
