@@ -75,6 +75,11 @@ fn an_html_page_is_not_a_collector() {
     scenarios::an_html_page_is_not_a_collector(&OTLP);
 }
 
+#[test]
+fn redirects_are_not_followed() {
+    scenarios::redirects_are_not_followed(&OTLP);
+}
+
 /// Without a spool, a wait that is stopped says the spans are lost, and they are counted.
 #[test]
 fn without_a_spool_a_stopped_wait_counts_the_spans_lost() {

@@ -76,6 +76,11 @@ fn an_html_page_is_not_a_collector() {
 }
 
 #[test]
+fn redirects_are_not_followed() {
+    scenarios::redirects_are_not_followed(&THRIFT);
+}
+
+#[test]
 fn the_reference_trace_arrives_as_mapped() {
     let rx = Receiver::start(vec![], Reply::status(202));
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,11 @@
 //!   spans: the request is parked, and this run sends nothing more (the rest of its requests go
 //!   to the spool) nor replays the spool; the error names the header to fix, and the next run
 //!   with working credentials delivers everything. Without a spool they are rejected as below.
+//! - **Not followed**: redirects (3xx). ureq resent a 301 or 302 as a GET without the body
+//!   (whose 405 then read as a wrong path) and would send the upload headers on to another URL;
+//!   an http→https 308 (ingress-nginx's default) failed, was retried and spooled, for ever.
+//!   Not retried either: the spans are counted as rejected and the error names the URL the
+//!   server redirects to, the one to use.
 //! - **Not retried**: every other status; the spans are counted as rejected and the error says
 //!   why.
 //! - A request that still fails after `max_attempts` is parked in the spool and the worker waits
@@ -978,6 +983,8 @@ fn agent(config: &UploadConfig) -> Result<ureq::Agent, ExportError> {
     }
     Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // A redirect is answered, not followed: see the module's documentation.
+        .max_redirects(0)
         .timeout_connect(Some(config.connect_timeout))
         .timeout_global(Some(config.request_timeout))
         .user_agent(format!("microspan-decoder/{}", env!("CARGO_PKG_VERSION")))
@@ -1519,6 +1526,11 @@ impl Worker {
             }
         };
         let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(|l| display_url(&absolute_location(&self.endpoint.url, l)));
         let content_type = response
             .headers()
             .get("content-type")
@@ -1550,6 +1562,15 @@ impl Worker {
                     hint: not.hint,
                 })),
             },
+            300..=399 => Attempt::Done(Outcome::Rejected(ExportError::Redirected {
+                endpoint: self.shown.clone(),
+                status,
+                location: location
+                    .map(|l| self.redactor.clean(&l))
+                    .unwrap_or_default(),
+                spans: p.spans,
+                requests: 1,
+            })),
             429 | 502 | 503 | 504 => {
                 lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
                 Attempt::Retry(retry_after)
@@ -1633,6 +1654,21 @@ fn refused_alike<'a>(
                 ..
             },
         ) if (&*endpoint, *status, &*what) == (e, *s, w) => Some((spans, requests)),
+        (
+            ExportError::Redirected {
+                endpoint,
+                status,
+                location,
+                spans,
+                requests,
+            },
+            ExportError::Redirected {
+                endpoint: e,
+                status: s,
+                location: l,
+                ..
+            },
+        ) if (&*endpoint, *status, &*location) == (e, *s, l) => Some((spans, requests)),
         _ => None,
     }
 }
@@ -1640,7 +1676,9 @@ fn refused_alike<'a>(
 /// Spans in a refusal.
 fn refusal_spans(err: &ExportError) -> u64 {
     match err {
-        ExportError::Rejected { spans, .. } | ExportError::NotACollector { spans, .. } => *spans,
+        ExportError::Rejected { spans, .. }
+        | ExportError::NotACollector { spans, .. }
+        | ExportError::Redirected { spans, .. } => *spans,
         _ => 0,
     }
 }
@@ -1659,6 +1697,33 @@ fn hint(status: u16) -> &'static str {
         415 => "the collector does not accept this content type; check that the URL is for this protocol",
         500 => "the collector could not pass the request on (a full queue, a storage or pipeline error); check its logs and its storage",
         _ => "the collector refused the request; check its logs",
+    }
+}
+
+/// A `Location` as an absolute URL: one of another host as it is, a relative one (`//host/p`,
+/// `/p`, `p`, `?q`) resolved against the request's URL `base` (without removing dot segments).
+fn absolute_location(base: &str, location: &str) -> String {
+    let location = location.trim();
+    let lower = location.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return location.to_string();
+    }
+    let Ok(uri) = base.parse::<ureq::http::Uri>() else {
+        return location.to_string();
+    };
+    let scheme = uri.scheme_str().unwrap_or("http");
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let path = uri.path();
+    if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else if location.starts_with('?') {
+        format!("{scheme}://{authority}{path}{location}")
+    } else {
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{scheme}://{authority}{dir}{location}")
     }
 }
 
@@ -1904,6 +1969,26 @@ mod tests {
         assert_eq!(shell_word("/tmp/my spool"), "'/tmp/my spool'");
         assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn redirect_locations_are_made_absolute() {
+        let base = "http://u:p@collector:4318/otlp/v1/traces?x=1";
+        for (location, absolute) in [
+            ("https://collector/v1/traces", "https://collector/v1/traces"),
+            ("HTTP://other:80/x", "HTTP://other:80/x"),
+            ("//other/v1/traces", "http://other/v1/traces"),
+            ("/v1/traces", "http://u:p@collector:4318/v1/traces"),
+            ("traces2", "http://u:p@collector:4318/otlp/v1/traces2"),
+            ("?y=2", "http://u:p@collector:4318/otlp/v1/traces?y=2"),
+        ] {
+            assert_eq!(absolute_location(base, location), absolute, "{location}");
+        }
+        // What is printed hides the password.
+        assert_eq!(
+            display_url(&absolute_location(base, "/v1/traces")),
+            "http://u:<redacted>@collector:4318/v1/traces"
+        );
     }
 
     #[test]

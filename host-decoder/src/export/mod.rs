@@ -405,6 +405,22 @@ pub enum ExportError {
         /// What to check.
         hint: &'static str,
     },
+    /// The server answered with a redirect (3xx), which is not followed: a request sent on
+    /// would carry the upload headers to another URL, and HTTP clients resend a 301 or 302 as a
+    /// GET without its body. Not retried; the spans are counted as rejected.
+    #[error("{endpoint} {}: {} not delivered{}, not retried; {}", fmt_redirect(*.status, .location), count(*.spans, "span", "spans"), fmt_requests(*.requests), fmt_redirect_fix(.location))]
+    Redirected {
+        /// The URL.
+        endpoint: String,
+        /// The HTTP status (a 3xx).
+        status: u16,
+        /// Where it redirects to (its `Location`, made absolute); empty when it did not say.
+        location: String,
+        /// Spans in the requests so answered.
+        spans: u64,
+        /// Requests answered alike, counted in one error.
+        requests: u64,
+    },
     /// An OTLP receiver accepted a request but rejected some of its spans.
     #[error("{endpoint} rejected {} of a request (OTLP partial success){}; check the collector's logs and limits", count(*.spans, "span", "spans"), fmt_body(.message))]
     PartiallyRejected {
@@ -498,6 +514,22 @@ fn fmt_requests(requests: u64) -> String {
         String::new()
     } else {
         format!(" in {requests} requests")
+    }
+}
+
+fn fmt_redirect(status: u16, location: &str) -> String {
+    if location.is_empty() {
+        format!("answered HTTP {status} (a redirect) without saying where to")
+    } else {
+        format!("redirects to {location} (HTTP {status})")
+    }
+}
+
+fn fmt_redirect_fix(location: &str) -> &'static str {
+    if location.is_empty() {
+        "redirects are not followed: check the URL (a proxy in front of the collector may want https://)"
+    } else {
+        "redirects are not followed: use that URL"
     }
 }
 

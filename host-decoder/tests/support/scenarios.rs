@@ -576,3 +576,56 @@ pub fn an_html_page_is_not_a_collector(p: &Protocol) {
         assert_nothing_spooled(dir.path());
     }
 }
+
+/// A redirect is not followed (ureq resent a 301 as a GET without its body, and followed a 308
+/// until it failed, then retried and spooled the request forever): one request, no retry,
+/// nothing spooled, and the error names where the server redirects to, relative locations
+/// resolved against the upload URL.
+pub fn redirects_are_not_followed(p: &Protocol) {
+    for (status, location) in [
+        (301, "/moved/here"),
+        (307, "http://127.0.0.1:{port}/elsewhere"),
+        (308, "https://collector.example.invalid/v1/traces"),
+    ] {
+        let port = free_port();
+        let location = location.replace("{port}", &port.to_string());
+        let rx = Receiver::start_on(
+            port,
+            vec![Reply::status(status).header("Location", &location)],
+            // What a followed redirect would get.
+            Reply::status(p.ok),
+        );
+        let shown = if location.starts_with('/') {
+            format!("{}{location}", rx.url())
+        } else {
+            location.clone()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut exporter = (p.make)(&rx.url(), fast_config(dir.path()));
+        exporter.export(&numbered_batch(1, 2)).unwrap();
+        let summary = exporter.finish().unwrap();
+        let got = rx.received();
+        assert_eq!(got.len(), 1, "HTTP {status}: one request, not followed");
+        assert_eq!(
+            (got[0].method.as_str(), got[0].path.as_str()),
+            ("POST", p.path)
+        );
+        assert_eq!(
+            (
+                summary.delivered,
+                summary.rejected,
+                summary.spooled,
+                summary.retries
+            ),
+            (0, 2, 0, 0),
+            "HTTP {status}: {summary}"
+        );
+        let text = error_text(&summary);
+        assert!(
+            text.contains(&format!("redirects to {shown} (HTTP {status})"))
+                && text.contains("use that URL"),
+            "{text}"
+        );
+        assert_nothing_spooled(dir.path());
+    }
+}
