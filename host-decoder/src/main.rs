@@ -140,6 +140,12 @@ struct DecodeArgs {
     /// this wait at once; one more exits without a summary (status 130).
     #[arg(long, value_name = "SECS")]
     upload_timeout: Option<f64>,
+    /// With an upload: at most N spans in one upload request (default 512). A collector that
+    /// answers 413 (too large) gets the request again in halves, so this only saves requests;
+    /// the summary says when it would.
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_spans_per_request: Option<usize>,
     /// With an upload: an extra header on every request, `Name: value` (repeatable). Command
     /// lines are visible to other users (`ps`): pass secrets with --header-env.
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -210,6 +216,7 @@ const ONLY_WITH: &[(&str, (&[&str], &str))] = &[
     ("spool_dir", UPLOADS),
     ("spool_max_bytes", UPLOADS),
     ("upload_timeout", UPLOADS),
+    ("max_spans_per_request", UPLOADS),
     ("headers", UPLOADS),
     ("header_env", UPLOADS),
     ("ca_cert", UPLOADS),
@@ -465,6 +472,9 @@ fn upload_config(args: &DecodeArgs) -> Result<UploadConfig, String> {
     }
     if let Some(bytes) = args.spool_max_bytes {
         upload.spool_max_bytes = bytes;
+    }
+    if let Some(n) = args.max_spans_per_request {
+        upload.max_spans_per_request = n;
     }
     if let Some(secs) = args.upload_timeout {
         upload.finish_timeout = Duration::try_from_secs_f64(secs)

@@ -640,3 +640,49 @@ fn a_jaeger_ui_url_is_not_taken_for_a_collector() {
     );
     assert!(!e.contains(&format!("{FIXTURE_SPANS} delivered")), "{e}");
 }
+
+/// `--max-spans-per-request N` bounds every upload request; it needs an upload, and N ≥ 1.
+#[test]
+fn max_spans_per_request_bounds_each_request() {
+    let rx = Receiver::start(vec![], Reply::status(200));
+    let spool = tempfile::tempdir().unwrap();
+    let out = decode_fixture()
+        .args(["--otlp", &rx.url(), "--max-spans-per-request", "10"])
+        .arg("--spool-dir")
+        .arg(spool.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    let sizes: Vec<usize> = rx
+        .received()
+        .iter()
+        .map(|r| otlp_span_ids(&r.body).len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), FIXTURE_SPANS, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
+
+    for (args, says) in [
+        (
+            &["--max-spans-per-request", "10"][..],
+            "--max-spans-per-request only applies to uploads",
+        ),
+        (
+            &[
+                "--otlp",
+                "http://127.0.0.1:1",
+                "--max-spans-per-request",
+                "0",
+            ][..],
+            "--max-spans-per-request",
+        ),
+    ] {
+        let out = decode_fixture().args(args).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(says), "{e}");
+    }
+    let out = microspan().args(["decode", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--max-spans-per-request <N>"), "{help}");
+}

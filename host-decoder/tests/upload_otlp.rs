@@ -80,6 +80,26 @@ fn redirects_are_not_followed() {
     scenarios::redirects_are_not_followed(&OTLP);
 }
 
+#[test]
+fn too_large_requests_are_split() {
+    scenarios::too_large_requests_are_split(&OTLP);
+}
+
+#[test]
+fn a_collector_refusing_every_size_rejects_single_spans() {
+    scenarios::a_collector_refusing_every_size_rejects_single_spans(&OTLP);
+}
+
+#[test]
+fn a_spooled_request_too_large_is_split() {
+    scenarios::a_spooled_request_too_large_is_split(&OTLP);
+}
+
+#[test]
+fn the_halves_of_a_split_request_are_kept_when_the_collector_fails() {
+    scenarios::the_halves_of_a_split_request_are_kept_when_the_collector_fails(&OTLP);
+}
+
 /// Without a spool, a wait that is stopped says the spans are lost, and they are counted.
 #[test]
 fn without_a_spool_a_stopped_wait_counts_the_spans_lost() {

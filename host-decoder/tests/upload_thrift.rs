@@ -81,6 +81,26 @@ fn redirects_are_not_followed() {
 }
 
 #[test]
+fn too_large_requests_are_split() {
+    scenarios::too_large_requests_are_split(&THRIFT);
+}
+
+#[test]
+fn a_collector_refusing_every_size_rejects_single_spans() {
+    scenarios::a_collector_refusing_every_size_rejects_single_spans(&THRIFT);
+}
+
+#[test]
+fn a_spooled_request_too_large_is_split() {
+    scenarios::a_spooled_request_too_large_is_split(&THRIFT);
+}
+
+#[test]
+fn the_halves_of_a_split_request_are_kept_when_the_collector_fails() {
+    scenarios::the_halves_of_a_split_request_are_kept_when_the_collector_fails(&THRIFT);
+}
+
+#[test]
 fn the_reference_trace_arrives_as_mapped() {
     let rx = Receiver::start(vec![], Reply::status(202));
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,13 @@
 //!   an http→https 308 (ingress-nginx's default) failed, was retried and spooled, for ever.
 //!   Not retried either: the spans are counted as rejected and the error names the URL the
 //!   server redirects to, the one to use.
+//! - **Split**: 413 (the request is too large for the collector). The request is split in two
+//!   halves of its spans ([`Endpoint::split`]), which are sent in its place, each split again if
+//!   it is still too large, down to a single span; a single span still refused is rejected with
+//!   what to raise on the collector. At most `2n − 1` requests for `n` spans. The halves of a
+//!   request from memory go to the head of the queue; those of a spooled request replace its file
+//!   in the spool (named after it, so they keep its place and the run that wrote it). The summary
+//!   notes how many requests were split and the `--max-spans-per-request` that avoids it.
 //! - **Not retried**: every other status; the spans are counted as rejected and the error says
 //!   why.
 //! - A request that still fails after `max_attempts` is parked in the spool and the worker waits
@@ -47,8 +54,9 @@
 //!   is left to it after [`GIVE_UP_GRACE`], and its queue and the request in flight are spooled
 //!   by `finish` itself.
 //!
-//! Memory is bounded by `queue_capacity` requests of at most `max_spans_per_request` spans; the
-//! disk by `spool_max_bytes`. Without a spool directory, a request that cannot be sent is held
+//! Memory is bounded by `queue_capacity` requests of at most `max_spans_per_request` spans (and
+//! the halves of one split request); the disk by `spool_max_bytes` (a split spooled request may
+//! exceed it by its halves' framing, a few bytes). Without a spool directory, a request that cannot be sent is held
 //! (one at a time) and the queue's overflow is dropped and counted.
 //!
 //! **Transport security.** `https://` URLs go through rustls (ureq's, with the `ring` provider)
@@ -89,7 +97,8 @@ use crate::plural::{count, plural};
 /// The defaults suit a developer machine next to a board; tests shorten the times.
 #[derive(Debug, Clone)]
 pub struct UploadConfig {
-    /// Spans per HTTP request (default 512).
+    /// Spans per HTTP request (default 512; `microspan decode --max-spans-per-request`). A
+    /// request the collector finds too large (413) is sent again in halves.
     pub max_spans_per_request: usize,
     /// Requests held in memory between `export` and the worker (default 64). When full, requests
     /// go to the spool.
@@ -513,11 +522,18 @@ pub(crate) struct Endpoint {
     pub success: fn(Option<&str>, &[u8]) -> Success,
     /// Reads an error body into a readable message.
     pub error_message: fn(&[u8]) -> String,
+    /// Splits a request's body into two requests of half its spans each, the first half first,
+    /// with their span counts: for a collector that found it too large (413). `None` when it
+    /// holds fewer than two spans or does not decode.
+    pub split: fn(&[u8]) -> Option<Halves>,
     /// HTTP 500 may pass: retried, then rejected (not parked) once `max_attempts` are spent.
     /// OTLP says 500 is not retryable; Jaeger's Thrift endpoint answers 500 for a batch it
     /// parsed but could not pass on.
     pub retries_500: bool,
 }
+
+/// A request's body in two halves of its spans: each half's body and span count.
+pub(crate) type Halves = [(Vec<u8>, u64); 2];
 
 /// What a 2xx answer says: `Some((rejected spans, message))` for a partial success or a
 /// warning, or why it is not a collector's answer.
@@ -589,6 +605,10 @@ struct Stats {
     /// The collector refused the credentials (401 or 403: see [`Outcome::CredentialsRefused`]):
     /// its status and message.
     credentials_refused: Option<(u16, String)>,
+    /// Requests split because the collector found them too large (413).
+    split: u64,
+    /// The fewest spans of a request split so.
+    smallest_too_large: Option<u64>,
 }
 
 struct Shared {
@@ -597,6 +617,10 @@ struct Shared {
     /// Spans of this run that are neither answered nor on disk: queued, held, or being sent.
     in_memory: AtomicU64,
     in_flight: Mutex<InFlight>,
+    /// The head of the queue: halves of requests from memory that the collector found too large
+    /// (413), sent before anything queued; the last is next. Counted in `in_memory` (they took
+    /// the place of their request). Lock order: `in_flight`, then this, then the queue.
+    front: Mutex<Vec<Payload>>,
 }
 
 /// What the worker is doing with memory, for a caller that stops waiting for it. Lock order:
@@ -628,6 +652,8 @@ pub(crate) struct Uploader {
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
     finish_timeout: Duration,
+    /// [`UploadConfig::max_spans_per_request`], for the note on split requests.
+    max_spans: usize,
     spans_in: u64,
     dropped: u64,
     finished: bool,
@@ -672,6 +698,7 @@ impl Uploader {
             stats: Mutex::default(),
             in_memory: AtomicU64::new(0),
             in_flight: Mutex::default(),
+            front: Mutex::default(),
         });
         let url = shown.clone();
         let mut worker = Worker {
@@ -687,6 +714,7 @@ impl Uploader {
             held: None,
             paused_until: None,
             credentials_refused: false,
+            split_spool_failed: false,
         };
         let handle = std::thread::Builder::new()
             .name(format!("microspan-{}", worker.endpoint.kind))
@@ -705,6 +733,7 @@ impl Uploader {
             shared,
             worker: Some(handle),
             finish_timeout: config.finish_timeout,
+            max_spans: config.max_spans_per_request.max(1),
             spans_in: 0,
             dropped: 0,
             finished: false,
@@ -851,14 +880,17 @@ impl Uploader {
         handle.join().is_ok()
     }
 
-    /// Keeps what a stuck worker holds: its queue and a copy of the request it is sending go to
-    /// the spool (the collector may still store that request: the next run may send it again).
+    /// Keeps what a stuck worker holds: its queue (with the halves of split requests at its head)
+    /// and a copy of the request it is sending go to the spool (the collector may still store
+    /// that request: the next run may send it again).
     /// Without a spool, or when the spool refuses them, they are counted as dropped.
     fn take_over(&mut self) {
         let mut in_flight = lock(&self.shared.in_flight);
         in_flight.abandoned = true;
         let sending = in_flight.payload.take();
-        let queued: Vec<Payload> = std::iter::from_fn(|| lock(&self.rx).try_recv().ok()).collect();
+        let mut queued: Vec<Payload> = std::mem::take(&mut *lock(&self.shared.front));
+        queued.reverse();
+        queued.extend(std::iter::from_fn(|| lock(&self.rx).try_recv().ok()));
         if let Some(spool) = &self.spool {
             for p in sending.into_iter().chain(queued) {
                 let result = lock(spool).put(&p);
@@ -917,6 +949,17 @@ impl Uploader {
         summary.requests = stats.requests;
         summary.retries = stats.retries;
         summary.notes = std::mem::take(&mut stats.notes);
+        // When nothing got through, the error says what to raise on the collector.
+        if let Some(smallest) = stats.smallest_too_large.filter(|_| stats.delivered > 0) {
+            summary.notes.push(format!(
+                "{}: the collector refused {} as too large (HTTP 413), the smallest of {}; each was split in halves and sent again; --max-spans-per-request {} (now {}) would save those requests",
+                self.url,
+                count(stats.split, "request", "requests"),
+                count(smallest, "span", "spans"),
+                (smallest / 2).max(1),
+                self.max_spans
+            ));
+        }
         summary.errors = std::mem::take(&mut stats.errors);
         if self.dropped > 0 {
             summary.errors.push(ExportError::QueueFull {
@@ -1049,6 +1092,8 @@ enum Outcome {
     Delivered { rejected: u64, message: String },
     /// Refused for good.
     Rejected(ExportError),
+    /// Too large for the collector (413): these two halves take the request's place.
+    Split([Payload; 2]),
     /// The collector refused the credentials (401, 403) and there is a spool: the request is
     /// kept in it for a run with the right credentials, and this run sends nothing more (the
     /// credentials will not change before it ends).
@@ -1100,6 +1145,8 @@ struct Worker {
     /// The collector refused the credentials: every request goes to the spool, and the spool
     /// is not replayed, until the run ends.
     credentials_refused: bool,
+    /// The spool could not take the halves of a spooled request (said once).
+    split_spool_failed: bool,
 }
 
 const POLL: Duration = Duration::from_millis(20);
@@ -1144,8 +1191,10 @@ impl Worker {
     // before the request is handled.
     fn try_recv(&self) -> Result<Payload, TryRecvError> {
         let mut in_flight = lock(&self.shared.in_flight);
-        let rx = lock(&self.rx);
-        let got = rx.try_recv();
+        let got = match lock(&self.shared.front).pop() {
+            Some(p) => Ok(p),
+            None => lock(&self.rx).try_recv(),
+        };
         if let Ok(p) = &got {
             in_flight.payload = Some(p.clone());
         }
@@ -1154,8 +1203,10 @@ impl Worker {
 
     fn recv_timeout(&self, wait: Duration) -> Result<Payload, RecvTimeoutError> {
         let mut in_flight = lock(&self.shared.in_flight);
-        let rx = lock(&self.rx);
-        let got = rx.recv_timeout(wait);
+        let got = match lock(&self.shared.front).pop() {
+            Some(p) => Ok(p),
+            None => lock(&self.rx).recv_timeout(wait),
+        };
         if let Ok(p) = &got {
             in_flight.payload = Some(p.clone());
         }
@@ -1164,8 +1215,16 @@ impl Worker {
 
     /// The next queued request, for [`Worker::settle`]'s closures (which hold the lock).
     fn next_queued(&self) -> Option<Payload> {
+        if let Some(p) = lock(&self.shared.front).pop() {
+            return Some(p);
+        }
         let rx = lock(&self.rx);
         rx.try_recv().ok()
+    }
+
+    /// Halves of a split request wait at the head of the queue.
+    fn has_front(&self) -> bool {
+        !lock(&self.shared.front).is_empty()
     }
 
     fn run(&mut self) {
@@ -1174,9 +1233,10 @@ impl Worker {
             if self.past_deadline() || self.abandoned() {
                 break;
             }
-            // New requests first; while paused they go straight to the spool.
+            // New requests first (the halves of a split one before them, also once the queue is
+            // closed); while paused they go straight to the spool.
             let mut job = None;
-            if open && self.may_take_new() {
+            if (open || self.has_front()) && self.may_take_new() {
                 match self.try_recv() {
                     Ok(p) if self.paused() && self.spool.is_some() => {
                         self.settle(|w| w.park(p));
@@ -1195,7 +1255,10 @@ impl Worker {
                     .or_else(|| self.next_spooled());
             }
             let Some(job) = job else {
-                if !open && self.held.is_none() && (self.spool_empty() || self.credentials_refused)
+                if !open
+                    && self.held.is_none()
+                    && !self.has_front()
+                    && (self.spool_empty() || self.credentials_refused)
                 {
                     break; // everything answered, or kept for a run with other credentials
                 }
@@ -1375,6 +1438,24 @@ impl Worker {
                 drop(stats);
                 self.forget(job);
             }
+            Outcome::Split(halves) => {
+                self.paused_until = None;
+                let mut stats = lock(&self.shared.stats);
+                stats.split += 1;
+                stats.smallest_too_large =
+                    Some(stats.smallest_too_large.map_or(spans, |n| n.min(spans)));
+                drop(stats);
+                match job {
+                    // In its place at the head of the queue, and in its count in memory.
+                    Job::Memory(_) => {
+                        let [first, second] = halves;
+                        let mut front = lock(&self.shared.front);
+                        front.push(second);
+                        front.push(first);
+                    }
+                    Job::Spooled(entry) => self.split_spooled(&entry, &halves),
+                }
+            }
             Outcome::GaveUp(pause) => {
                 self.paused_until = Some(instant_after(pause));
                 if let Job::Memory(p) = job {
@@ -1394,6 +1475,48 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Replaces a spooled request by its halves in the spool. When the spool cannot take them, the
+    /// request stays as it is and the worker pauses as for a collector that is down: it is tried
+    /// again later, or by the next run.
+    fn split_spooled(&mut self, entry: &Entry, halves: &[Payload; 2]) {
+        let Some(spool) = &self.spool else {
+            return;
+        };
+        let result = lock(spool).split(entry, halves);
+        if let Err(source) = result {
+            let path = lock(spool).dir().to_path_buf();
+            let mut stats = lock(&self.shared.stats);
+            stats.last_transport_error = Some(format!(
+                "HTTP 413, and the spool could not take the halves of the request: {source}"
+            ));
+            if !self.split_spool_failed {
+                self.split_spool_failed = true;
+                stats.errors.push(ExportError::Spool { path, source });
+            }
+            drop(stats);
+            self.paused_until = Some(instant_after(self.config.max_backoff));
+        }
+    }
+
+    /// A request in two halves of its spans, for a collector that found it too large: `None`
+    /// when it cannot be split (a single span, or a body that does not decode as the request
+    /// it should be).
+    fn split(&self, p: &Payload) -> Option<[Payload; 2]> {
+        let [(first, n1), (second, n2)] = (self.endpoint.split)(&p.bytes)?;
+        (n1 > 0 && n2 > 0 && n1.checked_add(n2) == Some(p.spans)).then(|| {
+            [
+                Payload {
+                    bytes: first.into(),
+                    spans: n1,
+                },
+                Payload {
+                    bytes: second.into(),
+                    spans: n2,
+                },
+            ]
+        })
     }
 
     /// A spooled request was answered: delete its file.
@@ -1575,6 +1698,18 @@ impl Worker {
                 lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
                 Attempt::Retry(retry_after)
             }
+            413 if p.spans > 1 => match self.split(p) {
+                Some(halves) => Attempt::Done(Outcome::Split(halves)),
+                None => Attempt::Done(Outcome::Rejected(ExportError::Rejected {
+                    endpoint: self.shown.clone(),
+                    status,
+                    attempts: n,
+                    body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
+                    spans: p.spans,
+                    requests: 1,
+                    hint: TOO_LARGE_UNSPLIT,
+                })),
+            },
             401 | 403 if self.spool.is_some() => {
                 let body = self.redactor.clean(&(self.endpoint.error_message)(&body));
                 Attempt::Done(Outcome::CredentialsRefused { status, body })
@@ -1687,13 +1822,16 @@ fn refusal_spans(err: &ExportError) -> u64 {
 /// `max_retry_after`.
 const LONG_RETRY_AFTER: &str = "the collector asked to be retried later than max_retry_after allows (its Retry-After); check its logs and its storage";
 
+/// What to check for a 413 whose request could not be split.
+const TOO_LARGE_UNSPLIT: &str = "the request is too large for the collector and could not be split; lower --max-spans-per-request, or raise the collector's request size limit";
+
 /// What to check for a status that is not retried.
 fn hint(status: u16) -> &'static str {
     match status {
         400 => "the collector could not parse the request; check that the URL is for this protocol (OTLP/HTTP protobuf, or Jaeger Thrift at /api/traces)",
         401 | 403 => "the collector wants credentials it did not get or did not accept; pass them with --header-env 'Authorization=ENV_VAR' (or --header), and check the token",
         404 | 405 => "wrong path; --otlp takes the base URL (e.g. http://localhost:4318), --jaeger-thrift the full URL (e.g. http://localhost:14268/api/traces)",
-        413 => "the request is too large for the collector; lower the spans per request",
+        413 => "even a single span is larger than the collector takes (the request was split down to one span); raise its request size limit (the OTLP receiver's max_request_body_size, a proxy's body size limit such as nginx's client_max_body_size)",
         415 => "the collector does not accept this content type; check that the URL is for this protocol",
         500 => "the collector could not pass the request on (a full queue, a storage or pipeline error); check its logs and its storage",
         _ => "the collector refused the request; check its logs",

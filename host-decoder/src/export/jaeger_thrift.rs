@@ -13,8 +13,8 @@ use thrift::protocol::{TBinaryOutputProtocol, TSerializable};
 use thrift::OrderedFloat;
 
 use super::delivery::{
-    is_html, text_snippet, Endpoint, NotACollector, Payload, Success, UploadConfig, Uploader,
-    KIND_JAEGER_THRIFT,
+    is_html, text_snippet, Endpoint, Halves, NotACollector, Payload, Success, UploadConfig,
+    Uploader, KIND_JAEGER_THRIFT,
 };
 use super::otlp::check_http_url;
 use super::{
@@ -133,6 +133,23 @@ fn encode(batch: &jt::Batch) -> Result<Vec<u8>, thrift::Error> {
     Ok(out)
 }
 
+/// A request in two: the first half of its spans, then the rest, each with the batch's process.
+/// `None` for fewer than two spans or a body that is not a Thrift `Batch`.
+fn thrift_split(body: &[u8]) -> Option<Halves> {
+    let mut input = thrift::protocol::TBinaryInputProtocol::new(body, true);
+    let mut batch = jt::Batch::read_from_in_protocol(&mut input).ok()?;
+    if batch.spans.len() < 2 {
+        return None;
+    }
+    let second = batch.spans.split_off(batch.spans.len() / 2);
+    let second = jt::Batch {
+        process: batch.process.clone(),
+        spans: second,
+    };
+    let part = |b: &jt::Batch| Some((encode(b).ok()?, b.spans.len() as u64));
+    Some([part(&batch)?, part(&second)?])
+}
+
 /// A 2xx answer: Jaeger's collector (v1, and v2's Jaeger receiver) answers 202 with no body. An
 /// HTML page is not a collector's answer (the Jaeger UI answers any POST with its index page);
 /// another body is not clearly wrong (a proxy's `OK`), so the spans count as delivered, with a
@@ -175,6 +192,7 @@ impl JaegerThriftHttp {
             content_type: "application/x-thrift",
             success: thrift_success,
             error_message: text_snippet,
+            split: thrift_split,
             // Jaeger answers 400 to a body it cannot parse and 500 when its pipeline refuses
             // a parsed batch (a full queue, a storage error): that may pass.
             retries_500: true,
@@ -276,5 +294,44 @@ mod tests {
             back.spans[0].tags.as_ref().unwrap()[0].v_str.as_deref(),
             Some("18446744073709551615")
         );
+    }
+
+    #[test]
+    fn a_split_batch_keeps_its_process() {
+        let process = jt::Process {
+            service_name: "svc".into(),
+            tags: None,
+        };
+        let span = |id: i64| jt::Span {
+            trace_id_low: 1,
+            trace_id_high: 0,
+            span_id: id,
+            parent_span_id: 0,
+            operation_name: "op".into(),
+            references: None,
+            flags: 1,
+            start_time: 0,
+            duration: 0,
+            tags: None,
+            logs: None,
+            incomplete: None,
+        };
+        let batch = jt::Batch::new(process.clone(), (1..=5).map(span).collect());
+        let [(first, n1), (second, n2)] = thrift_split(&encode(&batch).unwrap()).unwrap();
+        assert_eq!((n1, n2), (2, 3));
+        for (bytes, ids) in [(first, 1..=2), (second, 3..=5)] {
+            let mut input = TBinaryInputProtocol::new(&bytes[..], true);
+            let part = jt::Batch::read_from_in_protocol(&mut input).unwrap();
+            assert_eq!(
+                part,
+                jt::Batch::new(process.clone(), ids.map(span).collect())
+            );
+        }
+        let one = jt::Batch::new(process, vec![span(1)]);
+        assert!(
+            thrift_split(&encode(&one).unwrap()).is_none(),
+            "a single span"
+        );
+        assert!(thrift_split(b"junk").is_none(), "not a batch");
     }
 }

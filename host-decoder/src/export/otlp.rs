@@ -37,8 +37,8 @@ use opentelemetry_proto::tonic::trace::v1::{
 use prost::Message;
 
 use super::delivery::{
-    is_html, media_type, text_snippet, Endpoint, NotACollector, Payload, Success, UploadConfig,
-    Uploader, KIND_OTLP,
+    is_html, media_type, text_snippet, Endpoint, Halves, NotACollector, Payload, Success,
+    UploadConfig, Uploader, KIND_OTLP,
 };
 use super::otlp_encode::encode_request;
 use super::{
@@ -335,6 +335,39 @@ fn otlp_error_message(body: &[u8]) -> String {
     }
 }
 
+/// A request in two: the first half of its spans, then the rest, each under its resource and
+/// scope (a resource or scope left without spans is left out). `None` for fewer than two spans
+/// or a body that is not an `ExportTraceServiceRequest`.
+fn otlp_split(body: &[u8]) -> Option<Halves> {
+    let request = ExportTraceServiceRequest::decode(body).ok()?;
+    let total: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    if total < 2 {
+        return None;
+    }
+    let half = total / 2;
+    let part = |range: std::ops::Range<usize>| {
+        let mut part = request.clone();
+        let mut i = 0;
+        for resource in &mut part.resource_spans {
+            for scope in &mut resource.scope_spans {
+                scope.spans.retain(|_| {
+                    i += 1;
+                    range.contains(&(i - 1))
+                });
+            }
+            resource.scope_spans.retain(|s| !s.spans.is_empty());
+        }
+        part.resource_spans.retain(|r| !r.scope_spans.is_empty());
+        (part.encode_to_vec(), range.len() as u64)
+    };
+    Some([part(0..half), part(half..total)])
+}
+
 /// Uploads spans as OTLP/HTTP protobuf (`POST {base}/v1/traces`, `application/x-protobuf`),
 /// Jaeger v2's native input (port 4318).
 ///
@@ -356,6 +389,7 @@ impl OtlpHttp {
             content_type: "application/x-protobuf",
             success: otlp_success,
             error_message: otlp_error_message,
+            split: otlp_split,
             // OTLP/HTTP: only 429, 502, 503 and 504 are retryable.
             retries_500: false,
         };
@@ -409,6 +443,50 @@ impl Exporter for OtlpHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Batch, Process, Span};
+
+    fn span(id: u64) -> Span {
+        Span {
+            trace_id: u128::from(id),
+            span_id: id,
+            operation: "op".into(),
+            references: Default::default(),
+            start_unix_nanos: 1_000,
+            duration_nanos: 10,
+            tags: Default::default(),
+            logs: Default::default(),
+            baggage: Default::default(),
+            flags: 1,
+            warnings: vec![],
+            incomplete: false,
+            remote_parent: false,
+        }
+    }
+
+    #[test]
+    fn a_split_request_keeps_its_resource_and_scope() {
+        let batch = Batch {
+            process: Process {
+                service_name: "svc".into(),
+                tags: vec![],
+            }
+            .into(),
+            spans: (1..=5).map(span).collect(),
+        };
+        let body = encode_request(&batch.process, &batch.spans);
+        let [(first, n1), (second, n2)] = otlp_split(&body).unwrap();
+        assert_eq!((n1, n2), (2, 3));
+        for (bytes, spans) in [(first, &batch.spans[..2]), (second, &batch.spans[2..])] {
+            let part = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+            assert_eq!(
+                part.resource_spans[0],
+                resource_spans(&batch.process, spans)
+            );
+        }
+        let one = encode_request(&batch.process, &batch.spans[..1]);
+        assert!(otlp_split(&one).is_none(), "a single span");
+        assert!(otlp_split(b"\xff\xff").is_none(), "not a request");
+    }
 
     #[test]
     fn traces_url_appends_the_path_once() {

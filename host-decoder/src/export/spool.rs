@@ -174,6 +174,14 @@ impl Spool {
         }
         self.seq += 1;
         let name = format!("{}-{:010}", self.session, self.seq);
+        self.write(&name, payload).map_err(PutError::Io)?;
+        self.used_bytes += size;
+        self.counted.this_run = self.counted.this_run.saturating_add(payload.spans);
+        Ok(())
+    }
+
+    /// Writes a request to the file `name`, under a temporary name first.
+    fn write(&self, name: &str, payload: &Payload) -> io::Result<PathBuf> {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let path = self.dir.join(format!("{name}.{}", self.ext));
         let write = || -> io::Result<()> {
@@ -185,16 +193,44 @@ impl Spool {
             fs::rename(&tmp, &path)
         };
         match write() {
-            Ok(()) => {
-                self.used_bytes += size;
-                self.counted.this_run = self.counted.this_run.saturating_add(payload.spans);
-                Ok(())
-            }
+            Ok(()) => Ok(path),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                Err(PutError::Io(e))
+                Err(e)
             }
         }
+    }
+
+    /// Replaces a request's file by two holding its halves (the collector found it too large),
+    /// named after it, `NAME-1` and `NAME-2`: they sort where it did, the first half first, and
+    /// belong to the run that wrote it. The byte bound is not checked: the halves take the
+    /// request's room, which is given back, and a few bytes of framing. On an error nothing
+    /// changes.
+    pub fn split(&mut self, entry: &Entry, halves: &[Payload; 2]) -> io::Result<()> {
+        let Some(stem) = entry.path.file_stem().and_then(|s| s.to_str()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a spool file name", entry.path.display()),
+            ));
+        };
+        let mut written: Vec<PathBuf> = Vec::new();
+        for (i, half) in halves.iter().enumerate() {
+            match self.write(&format!("{stem}-{}", i + 1), half) {
+                Ok(path) => written.push(path),
+                Err(e) => {
+                    for path in &written {
+                        let _ = fs::remove_file(path);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for half in halves {
+            self.used_bytes += (HEADER + half.bytes.len()) as u64;
+        }
+        // The same spans, in files of the same run: `counted` stays as it is.
+        self.delete(&entry.path);
+        Ok(())
     }
 
     fn files(&self) -> io::Result<Vec<PathBuf>> {

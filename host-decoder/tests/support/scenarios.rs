@@ -629,3 +629,175 @@ pub fn redirects_are_not_followed(p: &Protocol) {
         assert_nothing_spooled(dir.path());
     }
 }
+
+/// A receiver that takes at most `limit` spans a request and answers 413 to larger ones.
+fn taking_at_most(p: &Protocol, port: u16, limit: usize) -> Receiver {
+    let (decode, ok) = (p.decode, p.ok);
+    Receiver::answering(port, move |request| {
+        if decode(&request.body).len() > limit {
+            Reply::status(413).body("request body too large")
+        } else {
+            Reply::status(ok)
+        }
+    })
+}
+
+/// A collector that takes at most 3 spans a request answers 413 to larger ones: each such
+/// request is split in halves and sent again, down to what it takes. Every span arrives once,
+/// none is rejected, and a note says how to avoid the extra requests.
+pub fn too_large_requests_are_split(p: &Protocol) {
+    let rx = taking_at_most(p, 0, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        max_spans_per_request: 16,
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&rx.url(), config);
+    exporter.export(&numbered_batch(1, 16)).unwrap();
+    exporter.export(&numbered_batch(17, 5)).unwrap();
+    let summary = exporter.finish().unwrap();
+    let got = rx.received();
+    assert_eq!(
+        accepted_ids(&got, p.decode),
+        ids(1..=21),
+        "every span exactly once"
+    );
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_eq!((summary.delivered, summary.rejected), (21, 0), "{summary}");
+    // 16 → 2 × 8 → 4 × 4 → 8 × 2 accepted; 5 → 2 + 3 accepted.
+    let sizes: Vec<(usize, u16)> = got
+        .iter()
+        .map(|r| ((p.decode)(&r.body).len(), r.answered))
+        .collect();
+    assert_eq!(got.len(), 15 + 3, "{sizes:?}");
+    assert_eq!(summary.retries, 0, "a split is not a retry: {summary}");
+    let notes = summary.notes.join("\n");
+    assert!(
+        notes.contains("HTTP 413") && notes.contains("--max-spans-per-request"),
+        "{notes}"
+    );
+    assert_nothing_spooled(dir.path());
+}
+
+/// A collector that refuses every request as too large: split down to single spans, each
+/// refused once (2n − 1 requests for n spans), all rejected, and one error that says even one
+/// span is too large.
+pub fn a_collector_refusing_every_size_rejects_single_spans(p: &Protocol) {
+    let rx = Receiver::start(vec![], Reply::status(413).body("request body too large"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        max_spans_per_request: 4,
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&rx.url(), config);
+    exporter.export(&numbered_batch(1, 4)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(rx.received().len(), 7, "4 + 2 + 1 requests: bounded");
+    assert_eq!(
+        (summary.delivered, summary.rejected, summary.spooled),
+        (0, 4, 0),
+        "{summary}"
+    );
+    assert!(
+        summary.notes.is_empty(),
+        "no advice on the spans per request: {:?}",
+        summary.notes
+    );
+    let text = error_text(&summary);
+    assert_eq!(summary.errors.len(), 1, "{text}");
+    assert!(
+        text.contains("refused 4 spans in 4 requests with HTTP 413")
+            && text.contains("request body too large")
+            && text.contains("a single span"),
+        "{text}"
+    );
+    assert_nothing_spooled(dir.path());
+}
+
+/// A spooled request that is too large is split in the spool (its halves keep its place and
+/// the run that wrote it), then replayed: every span once, counted as replayed.
+pub fn a_spooled_request_too_large_is_split(p: &Protocol) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        max_spans_per_request: 8,
+        finish_timeout: Duration::from_millis(200),
+        ..fast_config(dir.path())
+    };
+    let mut exporter = (p.make)(&url, config.clone());
+    exporter.export(&numbered_batch(1, 8)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(summary.spooled, 8, "{summary}");
+
+    let rx = taking_at_most(p, port, 3);
+    let mut exporter = (p.make)(
+        &url,
+        UploadConfig {
+            finish_timeout: Duration::from_secs(10),
+            ..config
+        },
+    );
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        accepted_ids(&rx.received(), p.decode),
+        ids(1..=8),
+        "every span exactly once"
+    );
+    assert_eq!(rx.received().len(), 1 + 2 + 4, "8 → 2 × 4 → 4 × 2");
+    assert!(
+        summary
+            .to_string()
+            .contains("from earlier runs: 8 spans were in the spool, 8 replayed, 0 still spooled"),
+        "{summary}"
+    );
+    assert!(summary.is_complete(), "{summary}: {:?}", summary.errors);
+    assert_nothing_spooled(dir.path());
+}
+
+/// The halves of a split request are counted and kept like any request: a collector that
+/// answers 413, then 503 until the run ends, leaves both halves in the spool (none lost, none
+/// rejected), and the next run delivers each span once.
+pub fn the_halves_of_a_split_request_are_kept_when_the_collector_fails(p: &Protocol) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = UploadConfig {
+        max_spans_per_request: 8,
+        finish_timeout: Duration::from_millis(500),
+        ..fast_config(dir.path())
+    };
+    let rx = Receiver::start_on(port, vec![Reply::status(413)], Reply::status(503));
+    let mut exporter = (p.make)(&url, config.clone());
+    exporter.export(&numbered_batch(1, 8)).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        (
+            summary.delivered,
+            summary.rejected,
+            summary.spooled,
+            summary.dropped
+        ),
+        (0, 0, 8, 0),
+        "{summary}"
+    );
+    assert!(rx.received().len() >= 2, "the first half was sent");
+    drop(rx);
+
+    let rx = Receiver::start_on(port, vec![], Reply::status(p.ok));
+    let mut exporter = (p.make)(
+        &url,
+        UploadConfig {
+            finish_timeout: Duration::from_secs(10),
+            ..config
+        },
+    );
+    let summary = exporter.finish().unwrap();
+    assert_eq!(
+        accepted_ids(&rx.received(), p.decode),
+        ids(1..=8),
+        "every span exactly once"
+    );
+    assert_eq!((summary.replayed, summary.delivered), (8, 8), "{summary}");
+    assert_nothing_spooled(dir.path());
+}
