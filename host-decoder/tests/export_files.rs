@@ -373,6 +373,63 @@ fn tree_highlights_errors_in_colour() {
     assert!(text.contains("\x1b[33m[incomplete]\x1b[0m"));
 }
 
+/// The tree of one trace of `n` spans nested in one another, exported in one batch.
+fn nested_tree(n: u64) -> String {
+    use microspan_decoder::model::{RefKind, Reference};
+    let spans = (1..=n)
+        .map(|id| {
+            let mut span = bare(id, "nested");
+            span.start_unix_nanos = T0 + id;
+            span.duration_nanos = 2 * (n - id) + 1;
+            if id > 1 {
+                span.references.push(Reference {
+                    kind: RefKind::ChildOf,
+                    trace_id: TRACE,
+                    span_id: id - 1,
+                });
+            }
+            span
+        })
+        .collect();
+    let mut tree = TreeWriter::new(Vec::new(), false);
+    tree.export(&microspan_decoder::model::Batch {
+        process: process().into(),
+        spans,
+    })
+    .unwrap();
+    assert_eq!(tree.finish().unwrap().delivered, n);
+    String::from_utf8(tree.into_inner()).unwrap()
+}
+
+/// Nesting indents the tree only so far: past 32 levels a row says its depth instead, so the
+/// text of a deep trace grows with its spans, not with their square (30 000 nested spans, a
+/// 274 KB capture, printed 1.35 GB).
+#[test]
+fn a_deep_trace_prints_in_size_linear_in_its_spans() {
+    let text = nested_tree(2_000);
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("nested")).collect();
+    assert_eq!(rows.len(), 2_000);
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+    // 44 columns of duration and bar, 32 levels of 3, the depth and the name.
+    assert!(widest <= 44 + 32 * 3 + 40, "a row of {widest} characters");
+    assert!(
+        text.len() < 2_000 * 300,
+        "{} bytes for 2 000 spans",
+        text.len()
+    );
+    // The first 32 levels are drawn as before; the 33rd says its depth.
+    let indent = |row: &str| row[..row.find("└─").unwrap()].chars().count();
+    assert_eq!(indent(rows[32]), indent(rows[31]) + 3, "{}", rows[32]);
+    assert!(!rows[32].contains("[depth"), "{}", rows[32]);
+    assert!(rows[33].contains("└─ [depth 33] nested"), "{}", rows[33]);
+    assert_eq!(indent(rows[1_999]), indent(rows[33]));
+    assert!(
+        rows[1_999].ends_with("└─ [depth 1999] nested"),
+        "{}",
+        rows[1_999]
+    );
+}
+
 #[test]
 fn finished_exporters_refuse_more() {
     let mut m = MemoryExporter::new();

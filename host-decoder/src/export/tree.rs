@@ -14,6 +14,12 @@
 //! already printed are printed as its continuation. Children are ordered by start time, so the
 //! output is deterministic. `error=true` and `[incomplete]` are highlighted when colours are on
 //! (a terminal, and `NO_COLOR` unset); otherwise the text is plain.
+//!
+//! The tree is drawn to 32 levels below its top (`MAX_DRAWN_DEPTH`); deeper spans stay at that
+//! indentation and say their depth (`└─ [depth 40] name`), so that a row's length does not grow
+//! with the nesting (a trace of a thousand nested spans would otherwise print half a million
+//! columns of `│  `). Rows are written as they are drawn, through a small buffer: however large
+//! a trace, the text of it is never held whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -31,6 +37,11 @@ const LEFT: usize = 10 + 2 + BAR + 2;
 const MAX_PENDING_SPANS: usize = 100_000;
 /// Printed traces remembered, to mark late spans as a continuation.
 const MAX_REMEMBERED: usize = 4_096;
+/// Levels of the tree drawn with their own indentation; deeper spans are drawn at this one,
+/// marked with their depth.
+const MAX_DRAWN_DEPTH: usize = 32;
+/// The buffer between a trace's rows and the output.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 struct Pending {
     trace_id: u128,
@@ -38,6 +49,9 @@ struct Pending {
 }
 
 /// Writes each finished trace as an indented tree with a waterfall bar per span.
+///
+/// Past 32 levels of nesting, rows stop indenting and say their depth instead
+/// (`└─ [depth 40] name`): the output stays linear in the number of spans however deep a trace.
 pub struct TreeWriter<W: Write + Send> {
     out: W,
     color: bool,
@@ -115,8 +129,10 @@ impl<W: Write + Send> TreeWriter<W> {
         self.pending_at.remove(&trace.trace_id);
         self.pending_spans -= trace.spans.len();
         let continued = self.printed.contains(&trace.trace_id);
-        let text = render_trace(&trace, &self.processes, continued, self.color);
-        self.out.write_all(text.as_bytes())?;
+        let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, &mut self.out);
+        render_trace(&mut out, &trace, &self.processes, continued, self.color)?;
+        out.flush()?;
+        drop(out);
         self.written += trace.spans.len() as u64;
         if !continued {
             self.printed.insert(trace.trace_id);
@@ -249,7 +265,14 @@ impl Style {
     }
 }
 
-fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: bool) -> String {
+/// Writes the trace's rows to `out` as they are drawn.
+fn render_trace(
+    out: &mut impl Write,
+    trace: &Pending,
+    processes: &[Process],
+    continued: bool,
+    color: bool,
+) -> io::Result<()> {
     let style = Style { color };
     let spans = &trace.spans;
     let start = spans
@@ -310,8 +333,7 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         .get(first_process)
         .map(|p| p.service_name.as_str())
         .unwrap_or("?");
-    let mut out = String::new();
-    let _ = writeln!(
+    writeln!(
         out,
         "trace {} · {} · {} · {}{}",
         trace_id_hex(trace.trace_id),
@@ -319,10 +341,11 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         count(spans.len() as u64, "span", "spans"),
         human(duration),
         if continued { " (continued)" } else { "" }
-    );
+    )?;
 
     let mut visited = vec![false; spans.len()];
-    // Depth-first, with an explicit stack: (span, prefix for its line, prefix for its children).
+    // Depth-first, with an explicit stack: (span, prefix for its line, prefix for its children,
+    // depth below its top). Prefixes stop growing at `MAX_DRAWN_DEPTH`.
     let mut roots_then_rest: Vec<usize> = tops.clone();
     let mut k = 0;
     while k <= roots_then_rest.len() {
@@ -339,8 +362,9 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
         if visited[top] {
             continue;
         }
-        let mut stack = vec![(top, String::new(), String::new(), true)];
-        while let Some((i, line_prefix, child_prefix, is_top)) = stack.pop() {
+        let mut stack = vec![(top, String::new(), String::new(), 0usize)];
+        while let Some((i, line_prefix, child_prefix, depth)) = stack.pop() {
+            let is_top = depth == 0;
             if visited[i] {
                 continue;
             }
@@ -359,33 +383,44 @@ fn render_trace(trace: &Pending, processes: &[Process], continued: bool, color: 
                 name.push(' ');
                 name.push_str(&style.paint("33", "[incomplete]"));
             }
-            let _ = writeln!(
+            writeln!(
                 out,
                 "{:>10} |{}| {}",
                 human(span.duration_nanos),
                 bar(span, start, total),
                 name
-            );
+            )?;
             let detail_prefix = format!("{:LEFT$}{child_prefix}   ", "");
             details(
-                &mut out,
+                out,
                 span,
                 if is_top { None } else { parent[i] },
                 &detail_prefix,
                 &style,
-            );
+            )?;
 
             let kids = &children[i];
             for (n, &c) in kids.iter().enumerate().rev() {
                 let last = n + 1 == kids.len();
-                let line = format!("{child_prefix}{}", if last { "└─ " } else { "├─ " });
-                let next = format!("{child_prefix}{}", if last { "   " } else { "│  " });
-                stack.push((c, line, next, false));
+                let branch = if last { "└─ " } else { "├─ " };
+                let (line, next) = if depth < MAX_DRAWN_DEPTH {
+                    let rule = if last { "   " } else { "│  " };
+                    (
+                        format!("{child_prefix}{branch}"),
+                        format!("{child_prefix}{rule}"),
+                    )
+                } else {
+                    // As deep as the tree is drawn: the child's row says how deep it is.
+                    (
+                        format!("{child_prefix}{branch}[depth {}] ", depth + 1),
+                        child_prefix.clone(),
+                    )
+                };
+                stack.push((c, line, next, depth + 1));
             }
         }
     }
-    out.push('\n');
-    out
+    writeln!(out)
 }
 
 fn bar(span: &Span, start: u64, total: u64) -> String {
@@ -404,7 +439,13 @@ fn bar(span: &Span, start: u64, total: u64) -> String {
 
 /// Tags, baggage, logs (offset from the span's start), warnings, and the references other than
 /// the one the tree shows.
-fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &str, style: &Style) {
+fn details(
+    out: &mut impl Write,
+    span: &Span,
+    shown_parent: Option<u64>,
+    prefix: &str,
+    style: &Style,
+) -> io::Result<()> {
     if !span.tags.is_empty() {
         let tags: Vec<String> = span
             .tags
@@ -418,7 +459,7 @@ fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &st
                 }
             })
             .collect();
-        let _ = writeln!(out, "{prefix}tags: {}", tags.join(" "));
+        writeln!(out, "{prefix}tags: {}", tags.join(" "))?;
     }
     if !span.baggage.is_empty() {
         let items: Vec<String> = span
@@ -426,7 +467,7 @@ fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &st
             .iter()
             .map(|(k, v)| format!("{k}={v:?}"))
             .collect();
-        let _ = writeln!(out, "{prefix}baggage: {}", items.join(" "));
+        writeln!(out, "{prefix}baggage: {}", items.join(" "))?;
     }
     for log in &span.logs {
         let offset = if log.time_unix_nanos >= span.start_unix_nanos {
@@ -439,14 +480,14 @@ fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &st
             .iter()
             .map(|f| format!("{}={}", f.key, value(&f.value)))
             .collect();
-        let _ = writeln!(out, "{prefix}log {offset}: {}", fields.join(" "));
+        writeln!(out, "{prefix}log {offset}: {}", fields.join(" "))?;
     }
     for w in &span.warnings {
-        let _ = writeln!(
+        writeln!(
             out,
             "{prefix}{}",
             style.paint("33", &format!("warning: {w}"))
-        );
+        )?;
     }
     let mut parent_shown = false;
     for r in &span.references {
@@ -458,13 +499,14 @@ fn details(out: &mut String, span: &Span, shown_parent: Option<u64>, prefix: &st
             RefKind::ChildOf => "child of",
             RefKind::FollowsFrom => "follows from",
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "{prefix}ref: {kind} {}/{:016x}",
             trace_id_hex(r.trace_id),
             r.span_id
-        );
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
