@@ -14,6 +14,7 @@ pub mod rtt_gdb;
 #[cfg(feature = "probe-rs")]
 pub mod rtt_probe;
 pub mod stream;
+pub mod terminal;
 
 // Batches go to the uploader's worker thread, and a library user may decode on a thread of its
 // own: these must stay `Send` (a change that adds an `Rc` to one fails to compile here).

@@ -21,13 +21,15 @@ use microspan_decoder::model::Batch;
 use microspan_decoder::plural::count;
 use microspan_decoder::rtt_gdb::{Config as RttConfig, RttGdbReader};
 use microspan_decoder::stream::{StreamDecoder, StreamStats};
+use microspan_decoder::terminal::printable;
 
 /// A line on standard error; an error writing it (a closed pipe: `2>&1 | head`) is ignored, as
-/// `eprintln!` would panic on it.
+/// `eprintln!` would panic on it. Its control characters are escaped ([`printable`]): a message
+/// may quote what the device or a collector sent, which must not act on the terminal.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", printable(&format!($($arg)*)));
     }};
 }
 
@@ -568,7 +570,7 @@ fn status_line(s: &StreamStats, elapsed: Duration, last_error: Option<&str>) -> 
     );
     if let Some(e) = last_error {
         line.push_str(" | last error: ");
-        line.push_str(e);
+        line.push_str(&printable(e));
     }
     line
 }
@@ -658,7 +660,7 @@ fn wait_for_uploads(exporters: &mut [Box<dyn Exporter>], signals: &Signals, bar:
                 let mut err = std::io::stderr().lock();
                 let _ = writeln!(err, "microspan: waiting for the uploads to finish:");
                 for p in &pending {
-                    let _ = writeln!(err, "  {p}");
+                    let _ = writeln!(err, "  {}", printable(&p.to_string()));
                 }
                 let _ = writeln!(
                     err,

@@ -19,6 +19,7 @@ use crate::model::Batch;
 use crate::plural::count;
 use crate::rtt_gdb::GdbMemory;
 use crate::stream::{StreamDecoder, StreamStats};
+use crate::terminal::printable;
 
 /// The warning the decoder gives spans open when its input ends; replaced by the crash's.
 const STREAM_ENDED: &str = "incomplete: the stream ended before this span finished";
@@ -215,7 +216,8 @@ pub fn read(mem: &Memory, ram_scan: (u32, u32), opts: Options) -> Result<Report,
     })
 }
 
-/// A one-paragraph summary for the terminal.
+/// A one-paragraph summary for the terminal (the texts read from the target's RAM, its service
+/// name and crash reason, with their control characters escaped: see [`printable`]).
 pub fn summary(r: &Report) -> String {
     let img = &r.image;
     let open = r
@@ -226,12 +228,12 @@ pub fn summary(r: &Report) -> String {
         .count();
     let mut out = String::new();
     match &img.crash {
-        Some(reason) => out.push_str(&format!("crash: {reason}\n")),
+        Some(reason) => out.push_str(&format!("crash: {}\n", printable(reason))),
         None => out.push_str("no crash was marked (the firmware was running or hung)\n"),
     }
     out.push_str(&format!(
         "service {} boot {:08x}, {} ring ({}): {} replayed, {} open at the crash, {} lost before it{}\n",
-        img.service,
+        printable(&img.service),
         img.boot_id,
         if img.overwrite { "flight-recorder" } else { "drop-new" },
         count(u64::from(img.capacity), "word", "words"),
@@ -369,6 +371,43 @@ mod tests {
     /// A dump that does not hold the descriptor's address (empty, or loaded at the wrong base)
     /// says so, naming the dump, the descriptor and what to check; it does not blame the
     /// firmware for never registering (what the ELF's `.data` image alone would read as).
+    /// The service name and the crash reason come from the target's RAM: their control
+    /// characters are escaped, not sent to the terminal.
+    #[test]
+    fn the_summary_escapes_what_the_target_holds() {
+        let report = Report {
+            image: RingImage {
+                descriptor: 0x2000_0000,
+                capacity: 16,
+                overwrite: false,
+                head: 0,
+                tail: 0,
+                dropped: 0,
+                words: Vec::new(),
+                service: "svc\x1b]0;pwned\x07".into(),
+                firmware_version: "1".into(),
+                device_id: 1,
+                boot_id: 1,
+                ticks_per_second: 1_000,
+                crash: Some("panic\r\x1b[2Jfake line\nmore".into()),
+                crash_ticks: 0,
+            },
+            records: 0,
+            unread_words: 0,
+            batches: Vec::new(),
+            stats: StreamStats::default(),
+        };
+        let text = summary(&report);
+        assert!(!text.contains(['\x1b', '\r', '\x07']), "{text:?}");
+        assert!(
+            text.starts_with(
+                "crash: panic\\r\\u{1b}[2Jfake line\\nmore\nservice svc\\u{1b}]0;pwned\\u{7} "
+            ),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
     #[test]
     fn a_dump_that_misses_the_descriptor_says_so() {
         let e = read_dump(Vec::new(), 0x2000_0000);

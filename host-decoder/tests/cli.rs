@@ -187,6 +187,45 @@ fn clean_stream() -> Vec<u8> {
     drain_all(&mut drain)
 }
 
+/// A span and a service named to take over a terminal (retitle it, clear it, forge a row of the
+/// tree): decoded, they print as escapes on both outputs.
+#[test]
+fn names_the_device_sent_cannot_drive_the_terminal() {
+    use microspan::{Drain, Ring, Session, StdClock, Tracer};
+    let ring: &'static Ring<1024> = Box::leak(Box::new(Ring::new()));
+    let clock: &'static StdClock = Box::leak(Box::new(StdClock::new()));
+    let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(
+        ring,
+        clock,
+        Box::leak(Box::new(
+            Session::new("svc\x1b]0;pwned\x07\x1b[2J")
+                .device_id(0xc11)
+                .boot_id(1),
+        )),
+    )));
+    let mut drain: Drain<'_, 64> = Drain::new(tracer).unwrap();
+    let root = tracer.root("op\x1b[31mRED\r\x1b[Kfake line");
+    root.set_tag("k\0ey", "bell\x07");
+    drop(root);
+    let (_dir, path) = capture(&drain_all(&mut drain));
+    let out = microspan(&["decode", "--file", &path, "--no-progress"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(['\x1b', '\r', '\x07', '\0']), "{text:?}");
+    }
+    assert!(
+        stdout.contains("svc\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| op\\u{1b}[31mRED\\r\\u{1b}[Kfake line\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("k\\0ey=\"bell\\u{7}\""), "{stdout}");
+}
+
 /// Writes `bytes` to a file in a new temporary directory; returns both (the directory lives as
 /// long as the guard).
 fn capture(bytes: &[u8]) -> (tempfile::TempDir, String) {

@@ -430,6 +430,67 @@ fn a_deep_trace_prints_in_size_linear_in_its_spans() {
     );
 }
 
+/// Text the device sent cannot act on the terminal: its control characters (ESC, CR, BEL, NUL,
+/// a line feed) and bidi overrides show as escapes, and each span stays one row.
+#[test]
+fn the_tree_escapes_control_characters_the_device_sent() {
+    use microspan_decoder::model::{Batch, Log, Process};
+    let mut root = bare(ROOT, "op\x1b[31mRED\r\x1b[Kfake line");
+    root.tags.push(kv("key\0nul", s("bell\x07")));
+    root.logs.push(Log {
+        time_unix_nanos: T0,
+        fields: [kv("event\n   1.00 ms |forged| row", s("\u{202e}reversed"))]
+            .into_iter()
+            .collect(),
+    });
+    root.baggage = vec![("bag\x1b[2J", "gage\x1b]0;t\x07")].into();
+    root.warnings
+        .push("the device cut the static string \"\x1b[2Jname\"".into());
+    let batch = Batch {
+        process: Process {
+            service_name: "svc\x1b]0;pwned\x07\x1b[2J".into(),
+            tags: vec![],
+        }
+        .into(),
+        spans: vec![root],
+    };
+    for color in [false, true] {
+        let mut tree = TreeWriter::new(Vec::new(), color);
+        tree.export(&batch).unwrap();
+        tree.finish().unwrap();
+        let text = String::from_utf8(tree.into_inner()).unwrap();
+        // With colours, the only escape sequences are the tree's own.
+        let own = text
+            .replace("\x1b[33m", "")
+            .replace("\x1b[1;31m", "")
+            .replace("\x1b[0m", "");
+        assert!(
+            !own.contains(['\x1b', '\r', '\x07', '\0', '\u{202e}']),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("svc\\u{1b}]0;pwned\\u{7}\\u{1b}[2J · 1 span"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| op\\u{1b}[31mRED\\r\\u{1b}[Kfake line\n"),
+            "{text}"
+        );
+        assert!(text.contains("tags: key\\0nul=\"bell\\u{7}\""), "{text}");
+        assert!(
+            text.contains("log +0 ns: event\\n   1.00 ms |forged| row=\"\\u{202e}reversed\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("baggage: bag\\u{1b}[2J=\"gage\\u{1b}]0;t\\u{7}\""),
+            "{text}"
+        );
+        assert!(text.contains("string \"\\u{1b}[2Jname\""), "{text}");
+        // The header, the span's row, its tags, baggage, log and warning: one line each.
+        assert_eq!(text.lines().filter(|l| !l.is_empty()).count(), 6, "{text}");
+    }
+}
+
 #[test]
 fn finished_exporters_refuse_more() {
     let mut m = MemoryExporter::new();

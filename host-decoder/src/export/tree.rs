@@ -15,6 +15,11 @@
 //! output is deterministic. `error=true` and `[incomplete]` are highlighted when colours are on
 //! (a terminal, and `NO_COLOR` unset); otherwise the text is plain.
 //!
+//! Every text the device sent (service and operation names, tag keys and values, log fields,
+//! baggage, and the warnings that quote them) is printed through
+//! [`printable`](crate::terminal::printable): a control character in it shows as an escape
+//! (`\u{1b}`), never acts on the terminal, and a row stays one line.
+//!
 //! The tree is drawn to 32 levels below its top (`MAX_DRAWN_DEPTH`); deeper spans stay at that
 //! indentation and say their depth (`└─ [depth 40] name`), so that a row's length does not grow
 //! with the nesting (a trace of a thousand nested spans would otherwise print half a million
@@ -29,6 +34,7 @@ use super::jaeger_json::trace_id_hex;
 use super::{ExportError, ExportSummary, Exporter};
 use crate::model::{Batch, Process, RefKind, Span, Value};
 use crate::plural::count;
+use crate::terminal::printable;
 
 const BAR: usize = 30;
 /// Width of the duration and waterfall columns before the tree.
@@ -241,9 +247,10 @@ pub(crate) fn human(ns: u64) -> String {
     }
 }
 
+/// A tag or log value as the tree shows it (strings quoted, their control characters escaped).
 fn value(v: &Value) -> String {
     match v {
-        Value::Str(s) => format!("{s:?}"),
+        Value::Str(s) => printable(&format!("{s:?}")).into_owned(),
         Value::Bool(b) => b.to_string(),
         Value::I64(i) => i.to_string(),
         Value::U64(u) => u.to_string(),
@@ -337,7 +344,7 @@ fn render_trace(
         out,
         "trace {} · {} · {} · {}{}",
         trace_id_hex(trace.trace_id),
-        service,
+        printable(service),
         count(spans.len() as u64, "span", "spans"),
         human(duration),
         if continued { " (continued)" } else { "" }
@@ -370,10 +377,10 @@ fn render_trace(
             }
             visited[i] = true;
             let (p, span) = &spans[i];
-            let mut name = format!("{line_prefix}{}", span.operation);
+            let mut name = format!("{line_prefix}{}", printable(&span.operation));
             if *p != first_process {
                 if let Some(proc_) = processes.get(*p) {
-                    let _ = write!(name, " ({})", proc_.service_name);
+                    let _ = write!(name, " ({})", printable(&proc_.service_name));
                 }
             }
             if !is_top && via[i] == RefKind::FollowsFrom {
@@ -451,7 +458,7 @@ fn details(
             .tags
             .iter()
             .map(|t| {
-                let text = format!("{}={}", t.key, value(&t.value));
+                let text = format!("{}={}", printable(&t.key), value(&t.value));
                 if t.key == "error" && t.value == Value::Bool(true) {
                     style.paint("1;31", &text)
                 } else {
@@ -465,7 +472,7 @@ fn details(
         let items: Vec<String> = span
             .baggage
             .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
+            .map(|(k, v)| format!("{}={}", printable(k), printable(&format!("{v:?}"))))
             .collect();
         writeln!(out, "{prefix}baggage: {}", items.join(" "))?;
     }
@@ -478,7 +485,7 @@ fn details(
         let fields: Vec<String> = log
             .fields
             .iter()
-            .map(|f| format!("{}={}", f.key, value(&f.value)))
+            .map(|f| format!("{}={}", printable(&f.key), value(&f.value)))
             .collect();
         writeln!(out, "{prefix}log {offset}: {}", fields.join(" "))?;
     }
@@ -486,7 +493,7 @@ fn details(
         writeln!(
             out,
             "{prefix}{}",
-            style.paint("33", &format!("warning: {w}"))
+            style.paint("33", &format!("warning: {}", printable(w)))
         )?;
     }
     let mut parent_shown = false;
