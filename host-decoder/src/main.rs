@@ -15,6 +15,7 @@ use microspan_decoder::capture::CaptureFile;
 use microspan_decoder::export::{
     check_output_path, legacy_spool_dir, legacy_spool_note, ExportError, Exporter, Header,
     JaegerJsonFile, JaegerThriftHttp, OtlpHttp, OtlpJsonFile, TreeWriter, UploadConfig,
+    DEFAULT_MAX_FILE_SPANS,
 };
 use microspan_decoder::input::Source;
 use microspan_decoder::model::Batch;
@@ -118,6 +119,11 @@ struct DecodeArgs {
     /// Write an OTLP JSON file (the Jaeger UI opens it too).
     #[arg(long, value_name = "FILE")]
     otlp_json: Option<PathBuf>,
+    /// With --jaeger-json or --otlp-json: most spans a file keeps; they are held in memory until
+    /// it is written at the end, and those beyond are dropped and counted [default: 1000000].
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_file_spans: Option<usize>,
     /// Show each finished trace as a tree in the terminal (the default when no other output is given).
     #[arg(long)]
     tree: bool,
@@ -200,6 +206,11 @@ const RTT_INPUTS: (&[&str], &str) = (
     &["rtt_gdb", "probe_rtt"],
     "RTT input (--rtt-gdb or --probe-rtt)",
 );
+/// What `--max-file-spans` applies to: the file outputs.
+const FILES: (&[&str], &str) = (
+    &["jaeger_json", "otlp_json"],
+    "file outputs (--jaeger-json or --otlp-json)",
+);
 /// What the upload settings apply to: the uploaders.
 const UPLOADS: (&[&str], &str) = (
     &["otlp", "jaeger_thrift"],
@@ -215,6 +226,7 @@ const ONLY_WITH: &[(&str, (&[&str], &str))] = &[
     ("elf", RTT_INPUTS),
     ("rtt_channel", RTT_INPUTS),
     ("rtt_scan_size", (&["rtt_gdb"], "--rtt-gdb")),
+    ("max_file_spans", FILES),
     ("spool_dir", UPLOADS),
     ("spool_max_bytes", UPLOADS),
     ("upload_timeout", UPLOADS),
@@ -511,6 +523,7 @@ fn upload_config(args: &DecodeArgs) -> Result<UploadConfig, String> {
 
 fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
     let upload = upload_config(args)?;
+    let max_file_spans = args.max_file_spans.unwrap_or(DEFAULT_MAX_FILE_SPANS);
     let mut out: Vec<Box<dyn Exporter>> = Vec::new();
     if let Some(url) = &args.otlp {
         out.push(Box::new(
@@ -525,11 +538,11 @@ fn exporters(args: &DecodeArgs) -> Result<Vec<Box<dyn Exporter>>, String> {
     // Checked before any input is read: a capture must not be lost to a typo found at the end.
     if let Some(path) = &args.jaeger_json {
         check_output_path(path).map_err(|e| format!("--jaeger-json: {e}"))?;
-        out.push(Box::new(JaegerJsonFile::new(path)));
+        out.push(Box::new(JaegerJsonFile::with_limit(path, max_file_spans)));
     }
     if let Some(path) = &args.otlp_json {
         check_output_path(path).map_err(|e| format!("--otlp-json: {e}"))?;
-        out.push(Box::new(OtlpJsonFile::new(path)));
+        out.push(Box::new(OtlpJsonFile::with_limit(path, max_file_spans)));
     }
     if args.tree || out.is_empty() {
         out.push(Box::new(TreeWriter::stdout()));

@@ -226,6 +226,53 @@ fn names_the_device_sent_cannot_drive_the_terminal() {
     assert!(stdout.contains("k\\0ey=\"bell\\u{7}\""), "{stdout}");
 }
 
+/// A file output that reaches `--max-file-spans` says so once, with the total dropped, however
+/// many batches went past it (one line per batch flooded standard error before).
+#[test]
+fn a_file_past_its_span_limit_says_so_once() {
+    use microspan::{Drain, Ring, Session, StdClock, Tracer};
+    let ring: &'static Ring<1024> = Box::leak(Box::new(Ring::new()));
+    let clock: &'static StdClock = Box::leak(Box::new(StdClock::new()));
+    let tracer: &'static Tracer = Box::leak(Box::new(Tracer::new(
+        ring,
+        clock,
+        Box::leak(Box::new(Session::new("limit").device_id(0xc12).boot_id(1))),
+    )));
+    let mut drain: Drain<'_, 64> = Drain::new(tracer).unwrap();
+    let mut stream = Vec::new();
+    for _ in 0..40 {
+        drop(tracer.root("job"));
+        stream.extend(drain_all(&mut drain));
+    }
+    let (dir, path) = capture(&stream);
+    let json = dir.path().join("t.json");
+    let (code, e) = decode_file(
+        &path,
+        &[
+            "--jaeger-json",
+            json.to_str().unwrap(),
+            "--max-file-spans",
+            "3",
+        ],
+    );
+    // Dropped spans are an output left incomplete.
+    assert_eq!(code, Some(1), "{e}");
+    assert_eq!(e.matches("beyond the limit").count(), 1, "{e}");
+    assert!(
+        e.contains("dropped 37 spans beyond the limit of 3 spans per file; raise the limit with --max-file-spans N"),
+        "{e}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let spans: usize = j["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["spans"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(spans, 3);
+}
+
 /// Writes `bytes` to a file in a new temporary directory; returns both (the directory lives as
 /// long as the guard).
 fn capture(bytes: &[u8]) -> (tempfile::TempDir, String) {
@@ -504,6 +551,10 @@ fn options_that_do_not_apply_say_what_they_apply_to() {
         (&["--spool-max-bytes", "1000"][..], uploads),
         (&["--upload-timeout", "1"][..], uploads),
         (&["--ca-cert", "ca.pem"][..], uploads),
+        (
+            &["--max-file-spans", "10"][..],
+            "file outputs (--jaeger-json or --otlp-json)",
+        ),
     ] {
         let (code, e) = decode_file(&good, args);
         assert_eq!(code, Some(2), "{args:?}: {e}");

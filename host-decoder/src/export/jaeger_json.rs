@@ -16,8 +16,10 @@ use serde::Serialize;
 use super::{micros, portable, ExportError, ExportSummary, Exporter, Portable, INCOMPLETE_TAG};
 use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
 
-/// Spans a file exporter keeps by default before it drops (and counts) further ones.
-pub(crate) const DEFAULT_MAX_SPANS: usize = 1_000_000;
+/// Spans a file exporter ([`JaegerJsonFile`], [`OtlpJsonFile`](super::OtlpJsonFile)) keeps by
+/// default before it drops (and counts) further ones: the spans are held in memory until the
+/// file is written. `microspan decode --max-file-spans N` sets another bound.
+pub const DEFAULT_MAX_FILE_SPANS: usize = 1_000_000;
 
 /// A trace id as Jaeger prints it.
 pub(crate) fn trace_id_hex(id: u128) -> String {
@@ -345,7 +347,9 @@ impl BufferedFile {
         }
     }
 
-    /// Buffers a batch (what exceeds the bound is dropped, counted and reported).
+    /// Buffers a batch. What exceeds the bound is dropped and counted, and reported once, with
+    /// the total, by [`finish`](Self::finish): an error per batch said the same thing tens of
+    /// thousands of times on a long capture.
     pub(super) fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         if self.finished {
             return Err(ExportError::Finished {
@@ -353,14 +357,8 @@ impl BufferedFile {
             });
         }
         self.spans_in += batch.spans.len() as u64;
-        match self.buffer.add(batch) {
-            0 => Ok(()),
-            n => Err(ExportError::TooManySpans {
-                path: self.path.clone(),
-                spans: n,
-                limit: self.buffer.limit,
-            }),
-        }
+        self.buffer.add(batch);
+        Ok(())
     }
 
     /// Writes `document` (built from the buffer) as pretty JSON and summarises.
@@ -396,8 +394,9 @@ impl BufferedFile {
 
 /// Writes the Jaeger UI's JSON trace file, at `finish`.
 ///
-/// Spans are kept in memory until then, up to a bound (default one million spans; further spans
-/// are dropped and counted in the summary and an error). Open the file in the Jaeger UI with
+/// Spans are kept in memory until then, up to a bound ([`DEFAULT_MAX_FILE_SPANS`] unless
+/// [`with_limit`](Self::with_limit) sets another; further spans are dropped, counted in the
+/// summary and reported in one error of the summary). Open the file in the Jaeger UI with
 /// "Search → Upload" (or JSON file loading in Jaeger v2).
 pub struct JaegerJsonFile {
     file: BufferedFile,
@@ -406,7 +405,7 @@ pub struct JaegerJsonFile {
 impl JaegerJsonFile {
     /// A file exporter to `path` (created or truncated at `finish`).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self::with_limit(path, DEFAULT_MAX_SPANS)
+        Self::with_limit(path, DEFAULT_MAX_FILE_SPANS)
     }
 
     /// The same, keeping at most `max_spans` spans.

@@ -48,7 +48,7 @@ use crate::model::{Batch, Span, Value};
 use crate::plural::count;
 
 pub use delivery::{default_spool_dir, legacy_spool_dir, legacy_spool_note, Header, UploadConfig};
-pub use jaeger_json::{check_output_path, JaegerJsonFile};
+pub use jaeger_json::{check_output_path, JaegerJsonFile, DEFAULT_MAX_FILE_SPANS};
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
 pub use otlp_encode::encode_otlp_request;
@@ -477,8 +477,9 @@ pub enum ExportError {
         /// Why the spool did not take them.
         why: String,
     },
-    /// A file exporter reached its bound on buffered spans.
-    #[error("{path}: dropped {} beyond the limit of {} per file; raise the limit or split the input", count(*.spans, "span", "spans"), count(*.limit as u64, "span", "spans"))]
+    /// A file exporter reached its bound on buffered spans (reported once, at `finish`, with
+    /// the total dropped).
+    #[error("{path}: dropped {} beyond the limit of {} per file; raise the limit with --max-file-spans N (the spans are held in memory until the file is written)", count(*.spans, "span", "spans"), count(*.limit as u64, "span", "spans"))]
     TooManySpans {
         /// The file.
         path: PathBuf,

@@ -8,15 +8,18 @@ use std::path::PathBuf;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use super::jaeger_json::{BufferedFile, TraceBuffer, DEFAULT_MAX_SPANS};
+use super::jaeger_json::{BufferedFile, TraceBuffer, DEFAULT_MAX_FILE_SPANS};
 use super::otlp::resource_spans;
 use super::{ExportError, ExportSummary};
 use crate::model::Span;
 
 /// Writes an OTLP/JSON file, at `finish`.
 ///
-/// Spans are kept in memory until then, up to a bound (default one million spans; further spans
-/// are dropped and counted). Spans of one process share one `resourceSpans` entry.
+/// Spans are kept in memory until then, up to a bound
+/// ([`DEFAULT_MAX_FILE_SPANS`](super::DEFAULT_MAX_FILE_SPANS) unless
+/// [`with_limit`](Self::with_limit) sets another; further spans are dropped, counted in the
+/// summary and reported in one error of the summary). Spans of one process share one
+/// `resourceSpans` entry.
 pub struct OtlpJsonFile {
     file: BufferedFile,
 }
@@ -24,7 +27,7 @@ pub struct OtlpJsonFile {
 impl OtlpJsonFile {
     /// A file exporter to `path` (created or truncated at `finish`).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self::with_limit(path, DEFAULT_MAX_SPANS)
+        Self::with_limit(path, DEFAULT_MAX_FILE_SPANS)
     }
 
     /// The same, keeping at most `max_spans` spans.
