@@ -1307,8 +1307,10 @@ impl Assembler {
                  the device sent no wall clock: they are dated by this machine's clock when it \
                  read the session record, so in Jaeger they sit off their parents by the link's \
                  delay and the two machines' clock difference (by far more in a capture decoded \
-                 later). Send the device's time with Drain::set_wall_clock (for example the \
-                 backend's time, from a response), or decode a capture with --anchor-time",
+                 later). Send the device's time with Drain::set_wall_clock, from a source with \
+                 millisecond resolution (SNTP, or a backend response carrying its time in epoch \
+                 milliseconds; not an HTTP Date header, whose whole seconds leave the device up \
+                 to a second behind), or decode a capture with --anchor-time",
                 count(remote, "span", "spans"),
                 if remote == 1 { "s" } else { "" },
             ));
