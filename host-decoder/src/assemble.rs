@@ -2725,7 +2725,8 @@ const DEFAULT_DEVICE_ID: u64 = microspan::Session::new("").device_id;
 
 /// Approximate bytes a finished span holds: what its open form was charged, record by record,
 /// when it has no baggage and no name was resolved when it finished (`finish_span` relies on it).
-fn span_bytes(s: &Span) -> usize {
+/// Also what the file exporters charge the spans they hold.
+pub(crate) fn span_bytes(s: &Span) -> usize {
     SPAN_OVERHEAD
         + s.operation.len()
         + 16

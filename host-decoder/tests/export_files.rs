@@ -503,6 +503,37 @@ fn finished_exporters_refuse_more() {
     ));
 }
 
+/// A file also bounds the memory its spans take until it is written: spans with many long
+/// strings (a 225 KB capture made a 730 MB file, held whole) are dropped past it and counted, in
+/// one error that says so.
+#[test]
+fn file_bound_on_held_bytes_drops_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = JaegerJsonFile::with_limits(dir.path().join("t.json"), 1_000, 4_000);
+    let batch = reference_batch();
+    let n = batch.spans.len() as u64;
+    exporter.export(&batch).unwrap();
+    let summary = exporter.finish().unwrap();
+    assert!(
+        summary.delivered >= 1 && summary.dropped >= 1,
+        "{summary:?}"
+    );
+    assert_eq!(summary.delivered + summary.dropped, n);
+    assert!(
+        matches!(
+            summary.errors[..],
+            [ExportError::TooMuchHeld { spans, max_bytes: 4_000, .. }] if spans == summary.dropped
+        ),
+        "{:?}",
+        summary.errors
+    );
+    let said = summary.errors[0].to_string();
+    assert!(
+        said.contains("holds its spans in until it is written"),
+        "{said}"
+    );
+}
+
 /// Spans beyond a file's bound are dropped and counted, and said once, with the total, at the
 /// end: an error per batch printed 48 000 lines for a capture of 4 million spans.
 #[test]

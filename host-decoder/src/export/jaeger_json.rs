@@ -21,6 +21,11 @@ use crate::model::{Batch, KeyValue, Process, RefKind, Span, Value};
 /// file is written. `microspan decode --max-file-spans N` sets another bound.
 pub const DEFAULT_MAX_FILE_SPANS: usize = 1_000_000;
 
+/// The default bound on the memory a file exporter holds its spans in until it writes them (as
+/// the decoder charges a span: its strings and generous overheads), 1 GiB: spans with many long
+/// strings reach it long before [`DEFAULT_MAX_FILE_SPANS`].
+pub const DEFAULT_MAX_FILE_BYTES: usize = 1 << 30;
+
 /// A trace id as Jaeger prints it.
 pub(crate) fn trace_id_hex(id: u128) -> String {
     let high = (id >> 64) as u64;
@@ -168,12 +173,19 @@ pub(crate) struct TraceBuffer {
     pub spans: usize,
     pub limit: usize,
     pub dropped: u64,
+    /// What the spans kept are charged ([`span_bytes`](crate::assemble::span_bytes)), and the
+    /// bound on it.
+    pub bytes: usize,
+    pub max_bytes: usize,
+    /// Spans dropped for `max_bytes` (among `dropped`).
+    pub dropped_for_bytes: u64,
 }
 
 impl TraceBuffer {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, max_bytes: usize) -> Self {
         Self {
             limit,
+            max_bytes,
             ..Self::default()
         }
     }
@@ -197,6 +209,13 @@ impl TraceBuffer {
                 dropped += 1;
                 continue;
             }
+            let bytes = crate::assemble::span_bytes(span);
+            if self.bytes + bytes > self.max_bytes {
+                dropped += 1;
+                self.dropped_for_bytes += 1;
+                continue;
+            }
+            self.bytes += bytes;
             self.spans += 1;
             let i = *self.index.entry(span.trace_id).or_insert_with(|| {
                 self.traces.push((span.trace_id, Vec::new()));
@@ -337,11 +356,11 @@ pub(super) struct BufferedFile {
 }
 
 impl BufferedFile {
-    pub(super) fn new(kind: &str, path: PathBuf, max_spans: usize) -> Self {
+    pub(super) fn new(kind: &str, path: PathBuf, max_spans: usize, max_bytes: usize) -> Self {
         Self {
             name: format!("{kind} {}", path.display()),
             path,
-            buffer: TraceBuffer::new(max_spans),
+            buffer: TraceBuffer::new(max_spans, max_bytes),
             spans_in: 0,
             finished: false,
         }
@@ -381,11 +400,19 @@ impl BufferedFile {
         summary.spans_in = self.spans_in;
         summary.delivered = self.buffer.spans as u64;
         summary.dropped = self.buffer.dropped;
-        if self.buffer.dropped > 0 {
+        let for_bytes = self.buffer.dropped_for_bytes;
+        if self.buffer.dropped > for_bytes {
             summary.errors.push(ExportError::TooManySpans {
                 path: self.path.clone(),
-                spans: self.buffer.dropped,
+                spans: self.buffer.dropped - for_bytes,
                 limit: self.buffer.limit,
+            });
+        }
+        if for_bytes > 0 {
+            summary.errors.push(ExportError::TooMuchHeld {
+                path: self.path.clone(),
+                spans: for_bytes,
+                max_bytes: self.buffer.max_bytes,
             });
         }
         Ok(summary)
@@ -410,8 +437,14 @@ impl JaegerJsonFile {
 
     /// The same, keeping at most `max_spans` spans.
     pub fn with_limit(path: impl Into<PathBuf>, max_spans: usize) -> Self {
+        Self::with_limits(path, max_spans, DEFAULT_MAX_FILE_BYTES)
+    }
+
+    /// The same, keeping at most `max_spans` spans and [`DEFAULT_MAX_FILE_BYTES`]'s kind of
+    /// bound at `max_bytes`.
+    pub fn with_limits(path: impl Into<PathBuf>, max_spans: usize, max_bytes: usize) -> Self {
         Self {
-            file: BufferedFile::new("jaeger-json", path.into(), max_spans),
+            file: BufferedFile::new("jaeger-json", path.into(), max_spans, max_bytes),
         }
     }
 

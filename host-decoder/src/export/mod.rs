@@ -48,7 +48,9 @@ use crate::model::{Batch, Span, Value};
 use crate::plural::count;
 
 pub use delivery::{default_spool_dir, legacy_spool_dir, legacy_spool_note, Header, UploadConfig};
-pub use jaeger_json::{check_output_path, JaegerJsonFile, DEFAULT_MAX_FILE_SPANS};
+pub use jaeger_json::{
+    check_output_path, JaegerJsonFile, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILE_SPANS,
+};
 pub use jaeger_thrift::{to_thrift_batch, JaegerThriftHttp};
 pub use otlp::{to_otlp_request, OtlpHttp};
 pub use otlp_encode::encode_otlp_request;
@@ -487,6 +489,17 @@ pub enum ExportError {
         spans: u64,
         /// The configured bound.
         limit: usize,
+    },
+    /// A file exporter reached its bound on the memory its buffered spans take
+    /// ([`DEFAULT_MAX_FILE_BYTES`]; reported once, at `finish`, with the total dropped).
+    #[error("{path}: dropped {} beyond the {} MiB a file holds its spans in until it is written (spans with many or long strings); decode the capture in parts, or upload instead of writing a file", count(*.spans, "span", "spans"), *.max_bytes >> 20)]
+    TooMuchHeld {
+        /// The file.
+        path: PathBuf,
+        /// Spans dropped.
+        spans: u64,
+        /// The bound, in bytes.
+        max_bytes: usize,
     },
     /// Encoding a request failed (a bug or an absurd value).
     #[error("cannot encode for {exporter}: {reason}; please report this as a bug")]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use super::jaeger_json::{BufferedFile, TraceBuffer, DEFAULT_MAX_FILE_SPANS};
+use super::jaeger_json::{
+    BufferedFile, TraceBuffer, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILE_SPANS,
+};
 use super::otlp::resource_spans;
 use super::{ExportError, ExportSummary};
 use crate::model::Span;
@@ -33,7 +35,7 @@ impl OtlpJsonFile {
     /// The same, keeping at most `max_spans` spans.
     pub fn with_limit(path: impl Into<PathBuf>, max_spans: usize) -> Self {
         Self {
-            file: BufferedFile::new("otlp-json", path.into(), max_spans),
+            file: BufferedFile::new("otlp-json", path.into(), max_spans, DEFAULT_MAX_FILE_BYTES),
         }
     }
 
