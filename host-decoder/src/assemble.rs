@@ -133,11 +133,11 @@ pub struct Stats {
     /// the decoder's [`Limits::max_string_len`]; each span carries a warning.
     pub strings_cut: u64,
     /// Frames of the running session that arrived after later ones (a relay or capture that
-    /// reorders, or replays a frame no longer in the replay window): a sequence number behind
-    /// the last decoded (by less than half the sequence space) and a time not ahead of the
-    /// latest heard. Skipped: decoded, each would read as a gap of nearly 65 536 frames. A late
-    /// frame not seen before was already counted in [`lost_frames`](Self::lost_frames) when the
-    /// frames after it arrived, and its records stay lost.
+    /// reorders, or replays a frame no longer in the replay window; or a new boot's first
+    /// frames, its frame 0 lost, until its next session record shows the reset): a sequence
+    /// number behind the last decoded (by less than half the sequence space), a time not ahead
+    /// of the latest heard, and no session record opening them. Skipped, their records lost:
+    /// decoded, each would read as a gap of nearly 65 536 frames.
     pub late_frames: u64,
     /// Spans currently open.
     pub open_spans: u64,
@@ -998,6 +998,8 @@ struct Session {
     /// device wrote them, which the session record's `now_ticks`, taken when its frame was
     /// built, does not keep).
     last_time: u64,
+    /// The latest base time of a frame decoded ([`Assembler::late`]).
+    last_base_time: u64,
     drops: u32,
     /// The losses of the session that could have held a span's END (frames lost on the link,
     /// records dropped on the device, the rest of a frame abandoned at a malformed record),
@@ -1145,7 +1147,7 @@ pub struct Options {
     /// device and [`fixed_anchor_unix_nanos`](Self::fixed_anchor_unix_nanos) leave undated, as its
     /// first session record arrives, and the later session records, as they arrive, measure the
     /// device clock's rate against it (the crate's README, "Dates": a rate within 5 % of the
-    /// nominal one, after ten seconds of device time, corrects the dates of later spans).
+    /// nominal one, after a minute of device time, corrects the dates of later spans).
     pub host_clock: Option<fn() -> u64>,
 }
 
@@ -1163,6 +1165,8 @@ pub struct Assembler {
     recent: RecentCache,
     /// The texts of the names the device cut ([`Assembler::define_cut`]).
     cut_names: Vec<SharedStr>,
+    /// The texts of the names cut to the decoder's string limit, counted once each.
+    decoder_cut_names: Vec<String>,
     /// Traces with open spans or finished spans waiting for the trace to finish.
     traces: IdMap<u128, TraceState>,
     /// Traces with buffered spans, oldest first; may hold traces already handed over.
@@ -1231,6 +1235,7 @@ impl Assembler {
             open_order: VecDeque::new(),
             recent: RecentCache::new(opts.limits.max_recent_spans),
             cut_names: Vec::new(),
+            decoder_cut_names: Vec::new(),
             traces: id_map(hash),
             buffered_order: VecDeque::new(),
             buffered_count: 0,
@@ -1406,6 +1411,10 @@ impl Assembler {
             }
         }
         self.sequence(frame.seq);
+        if let Some(s) = self.session.as_mut() {
+            // A frame of untimed records (drops, tags) moves its base time, not `last_time`.
+            s.last_base_time = s.last_base_time.max(frame.base_time);
+        }
         self.frame_drops = 0;
         let mut error = match next {
             Some(Ok(r)) => {
@@ -1474,8 +1483,9 @@ impl Assembler {
 
     /// `frame` is from behind the running session's last frame ([`Stats::late_frames`]): not a
     /// frame 0 (which opens a session or a drain and has its own rules), a sequence number the
-    /// last one's or up to 32 768 behind it, and a time not ahead of the latest heard (frames
-    /// that many ahead, after a long outage, are later in time).
+    /// last one's or up to 32 768 behind it, and a time not ahead of the latest heard, in a
+    /// record or as a decoded frame's base time (frames that many ahead, after a long outage,
+    /// are later in time), and not opening with a session record.
     fn late(&self, frame: &Frame<'_>) -> bool {
         let Some(s) = self.session.as_ref() else {
             return false;
@@ -1484,7 +1494,12 @@ impl Assembler {
             return false;
         };
         let ahead = frame.seq.wrapping_sub(last);
-        frame.seq != 0 && (ahead == 0 || ahead >= 0x8000) && frame.base_time <= s.last_time
+        let behind = frame.seq != 0
+            && (ahead == 0 || ahead >= 0x8000)
+            && frame.base_time <= s.last_time.max(s.last_base_time);
+        // A frame opening with a session record is decoded whatever its place: it may be a new
+        // boot's (its frame 0 lost), which only that record can tell.
+        behind && !matches!(RecordDecoder::new(frame).next(), Some(Ok(Record::Hello(_))))
     }
 
     fn sequence(&mut self, seq: u16) {
@@ -1570,6 +1585,8 @@ impl Assembler {
         let host_anchored =
             hello.wall_clock.is_none() && self.opts.fixed_anchor_unix_nanos.is_none();
         self.device_dated |= hello.wall_clock.is_some();
+        // The rate measured for the session before, if any, is no longer applied.
+        self.clock_rate_ppb = None;
         if self.first_anchor.is_none() {
             self.first_anchor = Some(anchor_unix_nanos.clamp(0, u64::MAX as i128) as u64);
         }
@@ -1634,6 +1651,7 @@ impl Assembler {
             last_seq: None,
             follows: false,
             last_time: 0,
+            last_base_time: 0,
             drops: 0,
             loss_marks: VecDeque::new(),
         });
@@ -1892,9 +1910,16 @@ impl Assembler {
                     let (name, decoder_cut) = cut(name, self.opts.limits.max_string_len);
                     if decoder_cut {
                         // Rare (a name longer than the limit takes a frame that large): counted
-                        // and marked with a `…`; the summary says so, not its spans.
-                        self.stats.strings_cut += 1;
+                        // once per text (it is defined again every epoch; up to
+                        // `MAX_CUT_NAMES` texts remembered) and marked with a `…`; the summary
+                        // says so, not its spans.
                         let marked = format!("{name}…");
+                        if !self.decoder_cut_names.contains(&marked) {
+                            self.stats.strings_cut += 1;
+                            if self.decoder_cut_names.len() < MAX_CUT_NAMES {
+                                self.decoder_cut_names.push(marked.clone());
+                            }
+                        }
                         self.names.insert(id, SharedStr::from(marked.as_str()));
                     } else if device_cut {
                         self.define_cut(id, name);
@@ -1937,8 +1962,8 @@ impl Assembler {
                     return;
                 };
                 let SpanSlot { span: s, st } = &mut self.slab.slots[slot as usize];
-                st.strings_cut += u64::from(names.cut.get());
                 if s.tags.len() < max {
+                    st.strings_cut += u64::from(names.cut.get());
                     let b = ITEM_OVERHEAD + text_bytes(&key) + val_bytes(&value);
                     st.bytes += b;
                     self.bytes_held += b;
@@ -2039,6 +2064,7 @@ impl Assembler {
                     s.anchor_unix_nanos = w.unix_nanos as i128;
                     s.host_anchored = false;
                     s.rate_ppb = PPB;
+                    self.clock_rate_ppb = None;
                 }
             }
         }
@@ -2058,7 +2084,7 @@ impl Assembler {
         let carried = carried || (st.v1_carrier && s.tags.is_empty() && s.logs.is_empty());
         let (key, cut_k) = cut(key, limits.max_string_len);
         let (value, cut_v) = cut(value, limits.max_string_len);
-        st.strings_cut += (cut_k || cut_v) as u64;
+        st.strings_cut += cut_k as u64 + cut_v as u64;
         let (mut held, mut replaces) = (0, false);
         for (k, v) in &s.baggage {
             held += k.len() + v.len();
@@ -2786,10 +2812,11 @@ const PPB: i128 = 1_000_000_000;
 /// crystal by parts per million).
 const MAX_RATE_ERROR_PPB: i128 = 50_000_000;
 
-/// The least device time over which [`Assembler::measure_rate`] measures a rate: ten seconds, so
-/// that the link's delay (tens of milliseconds, varying) moves it by a fraction of a percent at
-/// first and less as the session goes on.
-const MIN_RATE_SPAN_NANOS: i128 = 10_000_000_000;
+/// The least device time over which [`Assembler::measure_rate`] measures a rate: a minute, so
+/// that the link's delay (tens of milliseconds, varying) and a decoder that falls behind its
+/// input for a moment (up to a second) move it by well under 2 % at first, and less as the
+/// session goes on.
+const MIN_RATE_SPAN_NANOS: i128 = 60_000_000_000;
 
 /// The latest Unix time the decoder dates anything at (2100-01-01T00:00:00Z, nanoseconds): times
 /// are kept in u64 nanoseconds, and device times added to an anchor up to it stay exact.

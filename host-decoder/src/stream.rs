@@ -2,8 +2,8 @@
 //! stream-level counters (CRC errors, resynchronisations, wire-version refusals).
 //!
 //! A frame that arrives a second time (a link, relay or capture that retransmits whole frames) is
-//! recognised by its sequence number and content among the last [`REPLAY_WINDOW`] good frames
-//! (and, for a frame 0, among the last sessions' first frames), counted in
+//! recognised by its sequence number and content among the last [`REPLAY_WINDOW`] good frames,
+//! counted in
 //! [`StreamStats::duplicate_frames`] and not decoded again: decoded twice, it would read as a
 //! 65535-frame gap and restart its spans (`tests/faults.rs` replays frames). The frame after the
 //! last one decoded is never taken for a replay. Any other frame from behind the last one decoded
@@ -98,13 +98,7 @@ pub struct StreamDecoder {
     last_seq: Option<u16>,
     /// The sequence number of the last frame handed to the assembler (not skipped as a replay).
     last_decoded: Option<u16>,
-    /// Fingerprints of the last [`FIRST_FRAMES`] frames 0 decoded, kept past the replay window:
-    /// a session's frame 0 replayed long after would otherwise read as a device reset.
-    first_frames: std::collections::VecDeque<(u16, u64)>,
 }
-
-/// Frames 0 (each opening a session or a drain) remembered to recognise a late replay of one.
-const FIRST_FRAMES: usize = 16;
 
 impl StreamDecoder {
     /// A decoder with these options.
@@ -120,7 +114,6 @@ impl StreamDecoder {
             suspect: None,
             last_seq: None,
             last_decoded: None,
-            first_frames: std::collections::VecDeque::with_capacity(FIRST_FRAMES),
         }
     }
 
@@ -213,19 +206,10 @@ impl StreamDecoder {
                     let next = self
                         .last_decoded
                         .is_some_and(|l| frame.seq == l.wrapping_add(1));
-                    let replayed = !next
-                        && (self.recent.contains(print)
-                            || (frame.seq == 0 && self.first_frames.contains(&print)));
-                    if replayed {
+                    if !next && self.recent.contains(print) {
                         self.stats.duplicate_frames += 1;
                     } else {
                         self.recent.push(print);
-                        if frame.seq == 0 {
-                            if self.first_frames.len() == FIRST_FRAMES {
-                                self.first_frames.pop_front();
-                            }
-                            self.first_frames.push_back(print);
-                        }
                         self.last_decoded = Some(frame.seq);
                         if let Some(e) = self.asm.frame(&frame, out) {
                             self.last_error = Some(format!("frame {}: {e}", frame.seq));
@@ -357,7 +341,7 @@ impl StreamStats {
     /// a summary names them; those at zero included. [`anything_wrong`](Self::anything_wrong)
     /// and [`lost_anything`](Self::lost_anything) read this list, and `--strict` names its
     /// failures from it, so the three cannot disagree.
-    pub fn troubles(&self) -> [Trouble; 15] {
+    pub fn troubles(&self) -> [Trouble; 16] {
         let s = &self.spans;
         [
             Trouble::new(self.crc_errors, "CRC error", "CRC errors", true),
@@ -416,6 +400,12 @@ impl StreamStats {
                 "misdated session record",
                 "misdated session records",
                 false,
+            ),
+            Trouble::new(
+                s.late_frames,
+                "late frame skipped",
+                "late frames skipped",
+                true,
             ),
             Trouble::new(
                 s.unknown_names,
@@ -599,9 +589,13 @@ impl StreamStats {
         }
         if s.late_frames > 0 {
             out.push(format!(
-                "{} after later frames of the same session (reordered or replayed on the way:                  a relay, a capture merged from several reads) and {} skipped; a late frame not                  seen before is among the frames lost, and its records are missing",
+                "{} after later frames of the same session and {} skipped, {} lost: frames \
+                 reordered or replayed on the way (a relay, a capture merged from several \
+                 reads), or the first frames of a new boot whose frame 0 was lost, before its \
+                 next session record",
                 count(s.late_frames, "frame arrived", "frames arrived"),
                 crate::plural::plural(s.late_frames, "was", "were"),
+                crate::plural::plural(s.late_frames, "its records", "their records"),
             ));
         }
         if s.drain_restarts > 0 {
