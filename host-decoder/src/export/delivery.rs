@@ -1670,6 +1670,16 @@ impl Worker {
             .limit(64 * 1024)
             .read_to_vec()
             .unwrap_or_default();
+        // The collector refused the request (with `hint` for what to do).
+        let rejected = |hint| ExportError::Rejected {
+            endpoint: self.shown.clone(),
+            status,
+            attempts: n,
+            body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
+            spans: p.spans,
+            requests: 1,
+            hint,
+        };
         match status {
             200..=299 => match (self.endpoint.success)(content_type.as_deref(), &body) {
                 Ok(answer) => {
@@ -1700,30 +1710,14 @@ impl Worker {
             }
             413 if p.spans > 1 => match self.split(p) {
                 Some(halves) => Attempt::Done(Outcome::Split(halves)),
-                None => Attempt::Done(Outcome::Rejected(ExportError::Rejected {
-                    endpoint: self.shown.clone(),
-                    status,
-                    attempts: n,
-                    body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
-                    spans: p.spans,
-                    requests: 1,
-                    hint: TOO_LARGE_UNSPLIT,
-                })),
+                None => Attempt::Done(Outcome::Rejected(rejected(TOO_LARGE_UNSPLIT))),
             },
             401 | 403 if self.spool.is_some() => {
                 let body = self.redactor.clean(&(self.endpoint.error_message)(&body));
                 Attempt::Done(Outcome::CredentialsRefused { status, body })
             }
             _ => {
-                let error = ExportError::Rejected {
-                    endpoint: self.shown.clone(),
-                    status,
-                    attempts: n,
-                    body: self.redactor.clean(&(self.endpoint.error_message)(&body)),
-                    spans: p.spans,
-                    requests: 1,
-                    hint: hint(status),
-                };
+                let error = rejected(hint(status));
                 if status == 500 && self.endpoint.retries_500 {
                     lock(&self.shared.stats).last_transport_error = Some(format!("HTTP {status}"));
                     Attempt::RetryOrReject(retry_after, error)
