@@ -153,10 +153,13 @@ fn the_spool_bound_holds_and_what_does_not_fit_is_counted() {
     assert!(n.values().all(|&c| c == 1));
 }
 
-fn run_cli(url: &str, spool: &Path) -> (bool, String) {
+/// Runs the decoder on the fixture, uploading to `url` with `timeout` seconds (short where the
+/// collector is down or failing, so the run gives up soon; long where it is up, so a loaded
+/// machine does not time a delivery out).
+fn run_cli(url: &str, spool: &Path, timeout: &str) -> (bool, String) {
     let out = decode_fixture()
         .args(["--anchor-unix-nanos", "1700000000000000000"])
-        .args(["--otlp", url, "--upload-timeout", "0.5"])
+        .args(["--otlp", url, "--upload-timeout", timeout])
         .arg("--spool-dir")
         .arg(spool)
         .output()
@@ -173,7 +176,7 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
     let url = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     // Run 1: collector down; the binary gives up after --upload-timeout and keeps the spans.
-    let (ok, err) = run_cli(&url, dir.path());
+    let (ok, err) = run_cli(&url, dir.path(), "0.5");
     assert!(!ok, "{err}");
     assert!(err.contains("spool") && err.contains("next run"), "{err}");
     let spooled1 = spool_bytes(dir.path());
@@ -182,7 +185,7 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
     // summary tells this run's spans from those run 1 left in the spool.
     {
         let _rx = Receiver::start_on(port, vec![], Reply::status(503));
-        let (ok, err) = run_cli(&url, dir.path());
+        let (ok, err) = run_cli(&url, dir.path(), "0.5");
         assert!(!ok, "{err}");
         assert!(
             err.contains(
@@ -196,7 +199,7 @@ fn the_binary_run_three_times_through_an_outage_delivers_each_span_once() {
     // Run 3: back. Everything of runs 1–3 arrives: each span of the stream three times (three
     // decodes), never more; the spool ends empty.
     let rx = Receiver::start_on(port, vec![], Reply::status(200));
-    let (ok, err) = run_cli(&url, dir.path());
+    let (ok, err) = run_cli(&url, dir.path(), "10");
     assert!(ok, "{err}");
     assert!(
         err.contains(
@@ -248,7 +251,7 @@ fn a_decoder_killed_mid_request_repeats_only_that_request() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _) = run_cli(&url, dir.path());
+    let (ok, _) = run_cli(&url, dir.path(), "0.5");
     assert!(!ok);
     let empty = dir.path().join("empty.bin");
     std::fs::write(&empty, b"").unwrap();
