@@ -56,8 +56,9 @@ const DEFAULT_BAUD: u32 = 115_200;
 /// `--rtt-scan-size` when not given.
 const DEFAULT_RTT_SCAN_SIZE: u32 = 64 * 1024;
 
-/// The latest `--anchor-unix-nanos`: 2100-01-01T00:00:00Z.
-const LATEST_ANCHOR_UNIX_NANOS: u64 = 4_102_444_800_000_000_000;
+/// The latest `--anchor-unix-nanos`: 2100-01-01T00:00:00Z, the latest time the decoder dates
+/// anything at (a device's wall clock included).
+const LATEST_ANCHOR_UNIX_NANOS: u64 = microspan_decoder::assemble::LATEST_UNIX_NANOS;
 
 // Options that only apply beside another (--baud beside --serial, the upload settings beside an
 // uploader) are checked after parsing, by `inapplicable_option` (see `ONLY_WITH`), not with

@@ -3,11 +3,11 @@
 //!
 //! A frame that arrives a second time (a link, relay or capture that retransmits whole frames) is
 //! recognised by its sequence number and content among the last [`REPLAY_WINDOW`] good frames,
-//! counted in
-//! [`StreamStats::duplicate_frames`] and not decoded again: decoded twice, it would read as a
-//! 65535-frame gap and restart its spans (`tests/faults.rs` replays frames). The frame after the
-//! last one decoded is never taken for a replay. Any other frame from behind the last one decoded
-//! is late, and the assembler skips it ([`Stats::late_frames`](crate::assemble::Stats::late_frames)).
+//! counted in [`StreamStats::duplicate_frames`] and not decoded again: decoded twice, it would
+//! read as a 65535-frame gap and restart its spans (`tests/faults.rs` replays frames). The frame
+//! after the last one decoded is never taken for a replay. A frame from behind the last one
+//! decoded, not later in time and not opening with a session record, is late: the assembler
+//! skips it ([`Stats::late_frames`](crate::assemble::Stats::late_frames)).
 
 use microspan::wire::decode::{Accumulator, FrameError};
 use microspan::wire::SUPPORTED_VERSIONS;
