@@ -7,6 +7,10 @@
 //!   and with `%3A` for `:` (a value URL-encoded by a proxy). Trace id or span id 0 is
 //!   [`Corrupted`](super::ExtractError::Corrupted). Flags: bit 0 sampled, bit 1 debug (debug
 //!   implies sampled), bit 3 firehose (passed on as the clients pass it; other bits dropped).
+//!   Jaeger's Go client and OpenTelemetry Go's Jaeger propagator read the flags as *decimal*
+//!   (`strconv.ParseUint(flags, 10, 8)`) although the Go client writes them in hex: the values
+//!   written here, `00`–`03`, `08` and `09`, read the same either way; only firehose with debug
+//!   (`0a`, `0b`, which the Go client cannot read back from itself either) fails there.
 //! - `uberctx-{key}: {value}`, one header per item, the value URL-encoded (the clients'
 //!   `HTTP_HEADERS` format: `value 1 / blah` → `value%201%20%2F%20blah`; `+` → `%2B`) and decoded
 //!   on extraction as the clients decode it (Go's `url.QueryUnescape`): `%XX` escapes, and `+`
