@@ -81,6 +81,11 @@ struct DecodeArgs {
     /// Connect to a TCP server (QEMU `-serial tcp:…`, OpenOCD/J-Link RTT servers).
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "serial", "rtt_gdb"])]
     tcp: Option<String>,
+    /// With --serial or --tcp: when the input goes away (a USB serial adapter unplugged, the
+    /// board's USB reset, the TCP server closed or restarted), wait for it to come back and read
+    /// on, as one run, until Ctrl-C. Without it, the run ends there.
+    #[arg(long)]
+    reconnect: bool,
     /// Read an RTT up-channel through a GDB server, no probe library needed: QEMU `-gdb tcp::PORT`,
     /// OpenOCD (:3333), J-Link GDB server (:2331), pyOCD (:3333), `probe-rs gdb` (:1337).
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file"])]
@@ -222,6 +227,7 @@ const UPLOADS: (&[&str], &str) = (
 /// applies to (one of them must be given) with how to name them to the user.
 const ONLY_WITH: &[(&str, (&[&str], &str))] = &[
     ("baud", (&["serial"], "--serial")),
+    ("reconnect", (&["serial", "tcp"], "--serial or --tcp")),
     ("chip", (&["probe_rtt"], "--probe-rtt")),
     ("probe", (&["probe_rtt"], "--probe-rtt")),
     ("elf", RTT_INPUTS),
@@ -316,6 +322,42 @@ fn host_name() -> Option<String> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// How often `--reconnect` tries to open the input again.
+const REOPEN_EVERY: Duration = Duration::from_millis(250);
+
+/// `--reconnect`: the input went away (`why`); opens it again every [`REOPEN_EVERY`] until it
+/// opens (`Some`) or Ctrl-C (`None`). Uploads go on meanwhile, on their own threads.
+fn wait_to_reopen(
+    args: &DecodeArgs,
+    why: &str,
+    signals: &Signals,
+    bar: &ProgressBar,
+) -> Option<Source> {
+    let waiting = format!("{why}: waiting for the input to come back (Ctrl-C ends the run)");
+    if !args.quiet {
+        bar.suspend(|| say!("microspan: {waiting}"));
+    }
+    bar.set_message(waiting);
+    let mut last_error = String::new();
+    while signals.received() == 0 {
+        match open_source(args) {
+            Ok(source) => {
+                if !args.quiet {
+                    bar.suspend(|| say!("microspan: {} is back; reading on", source.describe()));
+                }
+                return Some(source);
+            }
+            Err(e) => last_error = e,
+        }
+        bar.tick();
+        std::thread::sleep(REOPEN_EVERY);
+    }
+    if !args.quiet && !last_error.is_empty() {
+        bar.suspend(|| say!("microspan: gave up waiting; the input last said: {last_error}"));
+    }
+    None
 }
 
 fn open_source(args: &DecodeArgs) -> Result<Source, String> {
@@ -750,7 +792,26 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
         if signals.received() > 0 {
             break;
         }
-        match source.read_chunk(&mut buf) {
+        let read = source.read_chunk(&mut buf);
+        if args.reconnect && matches!(read, Ok(Some(0)) | Err(_)) {
+            let why = match &read {
+                Err(e) => e.to_string(),
+                _ => format!("{} closed the connection", source.describe()),
+            };
+            decoder.input_cut(&mut batches);
+            if let Some(c) = capture.as_mut() {
+                c.flush();
+            }
+            export_all(&mut exporters, &mut batches, &mut export_errors);
+            match wait_to_reopen(&args, &why, &signals, &bar) {
+                Some(again) => {
+                    source = again;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        match read {
             Ok(Some(0)) => break,
             Ok(Some(n)) => {
                 if let Some(c) = capture.as_mut() {
@@ -768,7 +829,11 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
                 }
             }
             Err(e) => {
-                fatal = Some(e.to_string());
+                fatal = Some(if args.serial.is_some() || args.tcp.is_some() {
+                    format!("{e} (`--reconnect` waits for the input to come back)")
+                } else {
+                    e.to_string()
+                });
                 break;
             }
         }

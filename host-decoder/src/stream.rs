@@ -46,8 +46,13 @@ pub struct StreamStats {
     /// Nothing is lost; the fragment is not counted among the bad frames or discarded bytes.
     pub restarted_frames: u64,
     /// Bytes of a frame the input ended inside (no closing delimiter, and not a whole frame
-    /// without it): a capture cut short. Set by [`StreamDecoder::finish`].
+    /// without it): a capture cut short. Counted by [`StreamDecoder::finish`], and by
+    /// [`StreamDecoder::input_cut`] for a frame the input was cut inside.
     pub unfinished_bytes: u64,
+    /// Times the input went away and came back ([`StreamDecoder::input_cut`]: a serial port
+    /// unplugged and plugged in again, a TCP server restarted). What the device sent meanwhile
+    /// shows as frames lost on the link.
+    pub input_cuts: u64,
     /// Frames with a good CRC but a wire version this decoder does not read (also counted in
     /// [`bad_frames`](Self::bad_frames)).
     pub unsupported_version_frames: u64,
@@ -98,6 +103,10 @@ pub struct StreamDecoder {
     last_seq: Option<u16>,
     /// The sequence number of the last frame handed to the assembler (not skipped as a replay).
     last_decoded: Option<u16>,
+    /// The input was cut ([`input_cut`](Self::input_cut)) and no frame has ended since: the
+    /// bytes up to the next delimiter may be the end of a frame the device was sending when the
+    /// input came back, as at the start of an input.
+    after_cut: bool,
 }
 
 impl StreamDecoder {
@@ -114,6 +123,7 @@ impl StreamDecoder {
             suspect: None,
             last_seq: None,
             last_decoded: None,
+            after_cut: false,
         }
     }
 
@@ -158,7 +168,14 @@ impl StreamDecoder {
             let (encoded, rest) = self.acc.feed_encoded(bytes);
             bytes = rest;
             let frame = match encoded {
-                None => continue,
+                None => {
+                    // Nothing buffered: a delimiter ended an empty frame, so what follows
+                    // begins a frame of its own.
+                    if self.acc.buffered() == 0 {
+                        self.after_cut = false;
+                    }
+                    continue;
+                }
                 Some(Err(e)) => Err(e),
                 Some(Ok(encoded)) => {
                     self.encoded.clear();
@@ -190,7 +207,8 @@ impl StreamDecoder {
                     count_bad(&mut self.stats, &mut self.last_error, error);
                     if first {
                         self.stats.began_mid_frame = true;
-                        self.last_error = Some(cut_by_start(fragment.len()));
+                        self.last_error =
+                            Some(cut_by_start(fragment.len(), self.stats.input_cuts > 0));
                     }
                 }
             }
@@ -243,22 +261,36 @@ impl StreamDecoder {
                     // Counted when the next frame shows it was not a restarted frame's fragment.
                     // It began at the input's first byte when the input read up to here is this
                     // frame and its delimiter alone.
-                    let first =
-                        self.stats.bytes - bytes.len() as u64 == self.encoded.len() as u64 + 1;
+                    let first = self.after_cut
+                        || self.stats.bytes - bytes.len() as u64 == self.encoded.len() as u64 + 1;
                     self.suspect = Some((std::mem::take(&mut self.encoded), e, first));
                 }
             }
             if let Some(len) = discarded {
                 self.acc.count_discarded(len);
             }
+            self.after_cut = false;
         }
         Ok(())
     }
 
-    /// End of input: the last frame is decoded if only its closing `0x00` is missing, open spans
-    /// are exported as incomplete, and the bytes of a frame the input ended inside are counted
-    /// ([`StreamStats::unfinished_bytes`]).
-    pub fn finish(&mut self, out: &mut Vec<Batch>) {
+    /// The input went away and came back (a serial port unplugged and plugged in again, a TCP
+    /// server restarted): the bytes read before do not go on in the bytes that follow. A frame
+    /// the input was cut inside is decoded if only its closing `0x00` is missing, else its bytes
+    /// are counted as unfinished; the frames the device sent meanwhile show as a gap in the
+    /// sequence (frames lost on the link); and the bytes before the next delimiter are read as
+    /// those at the start of an input (a frame the device was sending as the input came back).
+    /// Open spans stay open: the device may not have noticed.
+    pub fn input_cut(&mut self, out: &mut Vec<Batch>) {
+        self.end_of_bytes(out);
+        self.stats.unfinished_bytes += self.acc.clear() as u64;
+        self.stats.input_cuts += 1;
+        self.after_cut = true;
+    }
+
+    /// The bytes buffered when the input ended or was cut: the last frame if only its delimiter
+    /// is missing, and the verdict on a bad frame kept to see what followed it.
+    fn end_of_bytes(&mut self, out: &mut Vec<Batch>) {
         // Bytes after the last delimiter that make a whole frame (valid COBS, good CRC, a version
         // this decoder reads): a capture stopped right after the frame, or a sender that writes
         // the delimiter late. Its delimiter is supplied, so the frame goes the way of every other
@@ -274,10 +306,17 @@ impl StreamDecoder {
             count_bad(&mut self.stats, &mut self.last_error, error);
             if first {
                 self.stats.began_mid_frame = true;
-                self.last_error = Some(cut_by_start(fragment.len()));
+                self.last_error = Some(cut_by_start(fragment.len(), self.stats.input_cuts > 0));
             }
         }
-        self.stats.unfinished_bytes = self.acc.buffered() as u64;
+    }
+
+    /// End of input: the last frame is decoded if only its closing `0x00` is missing, open spans
+    /// are exported as incomplete, and the bytes of a frame the input ended inside are counted
+    /// ([`StreamStats::unfinished_bytes`]).
+    pub fn finish(&mut self, out: &mut Vec<Batch>) {
+        self.end_of_bytes(out);
+        self.stats.unfinished_bytes += self.acc.clear() as u64;
         self.asm.finish(out);
     }
 
@@ -301,7 +340,15 @@ fn count_bad(stats: &mut StreamStats, last_error: &mut Option<String>, e: FrameE
 /// Why the input's first frame is bad when it began at the input's first byte: no delimiter
 /// came before it, so the capture most likely started inside a frame, and this is its end. It
 /// is counted as any bad frame; only the words differ from those of corruption on the link.
-fn cut_by_start(len: usize) -> String {
+/// `after_cut`: the input went away before (it may be the first frame after it came back).
+fn cut_by_start(len: usize, after_cut: bool) -> String {
+    if after_cut {
+        return format!(
+            "the first {} after the input came back: not a whole frame, probably the end of a \
+             frame the device was sending then, not damage on the link",
+            count(len as u64, "byte", "bytes")
+        );
+    }
     format!(
         "the input's first {} not a whole frame: probably a frame cut by the start of the \
          capture (it began mid-frame), or bytes sent before the device's first frame (boot \
@@ -607,7 +654,21 @@ impl StreamStats {
                 count(s.drain_restarts, "time", "times"),
             ));
         }
-        if self.unfinished_bytes > 0 && s.frames > 0 {
+        if self.input_cuts > 0 {
+            out.push(format!(
+                "the input went away and came back {}: what the device sent meanwhile is missing \
+                 (counted as frames lost on the link){}",
+                count(self.input_cuts, "time", "times"),
+                if self.unfinished_bytes > 0 {
+                    format!(
+                        ", and {} of frames it was cut or ended inside",
+                        count(self.unfinished_bytes, "byte", "bytes")
+                    )
+                } else {
+                    String::new()
+                },
+            ));
+        } else if self.unfinished_bytes > 0 && s.frames > 0 {
             out.push(format!(
                 "the input ended inside a frame: its last {} not a whole frame (the capture was cut short)",
                 count(self.unfinished_bytes, "byte was", "bytes were"),

@@ -1,5 +1,6 @@
 //! The `microspan` binary at the end of a run that uploads: signals (Ctrl-C, SIGTERM, SIGHUP),
-//! the wait for a collector that is down, and where the spool is when none is given.
+//! the wait for a collector that is down, and where the spool is when none is given; and a live
+//! input that goes away and comes back (`--reconnect`).
 
 mod support;
 
@@ -685,4 +686,115 @@ fn max_spans_per_request_bounds_each_request() {
     let out = microspan().args(["decode", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--max-spans-per-request <N>"), "{help}");
+}
+
+/// The spans `microspan decode` reports in its summary line (`spans N (…/s)`) on `stderr`.
+fn summary_spans(stderr: &str) -> usize {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("spans "))
+        .unwrap_or_else(|| panic!("no summary:\n{stderr}"));
+    line[6..].split(' ').next().unwrap().parse().unwrap()
+}
+
+/// `--reconnect` on a TCP input whose server closes the connection inside a frame and is back a
+/// moment later, sending from inside a later frame: one run, which reads on after the cut, says
+/// what happened, and decodes exactly the spans of the frames it received whole (those of a
+/// file holding both parts, a delimiter between them). Without `--reconnect`, the closed
+/// connection ends the run.
+#[test]
+fn an_input_that_goes_away_and_comes_back_is_read_on_with_reconnect() {
+    let stream = std::fs::read(fixture()).unwrap();
+    let zeros: Vec<usize> = (0..stream.len()).filter(|&i| stream[i] == 0).collect();
+    assert!(zeros.len() > 12, "{}", zeros.len());
+    // Cut 5 bytes into the frame after the 4th delimiter; back 3 bytes before the end of the
+    // 9th frame: frames 5 to 9 are lost, the first 5 bytes are of a frame the input was cut
+    // inside, and the 3 are the end of a frame (a bad frame, as at the start of an input).
+    let first = stream[..zeros[4] + 1 + 5].to_vec();
+    let second = stream[zeros[9] - 3..].to_vec();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (parts, stop2) = ([first.clone(), second.clone()], stop.clone());
+    std::thread::spawn(move || {
+        for (i, part) in parts.iter().enumerate() {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(part).unwrap();
+            if i == 0 {
+                // Closed, inside a frame.
+                continue;
+            }
+            while !stop2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    let mut c = microspan();
+    c.args(["decode", "--no-progress", "--reconnect", "--tcp", &addr]);
+    let run = Running::spawn(c);
+    run.wait_for("is back; reading on", Duration::from_secs(20));
+    // What the second connection sent is read before Ctrl-C ends the run.
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal(libc::SIGINT);
+    let (code, e) = run.wait_exit(Duration::from_secs(20));
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(
+        e.contains("closed the connection: waiting for the input to come back"),
+        "{e}"
+    );
+    assert!(
+        e.contains("the input went away and came back 1 time"),
+        "{e}"
+    );
+    assert!(
+        e.contains("5 bytes of frames it was cut or ended inside"),
+        "{e}"
+    );
+    assert!(e.contains("unfinished bytes 5"), "{e}");
+    assert!(e.contains("bad frames 1 |"), "{e}");
+    assert!(
+        e.contains("the first 3 bytes after the input came back: not a whole frame"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let joined = dir.path().join("joined.bin");
+    std::fs::write(&joined, [&first[..], &[0], &second[..]].concat()).unwrap();
+    let out = microspan()
+        .args(["decode", "--no-progress", "--file"])
+        .arg(&joined)
+        .output()
+        .unwrap();
+    let whole = String::from_utf8_lossy(&out.stderr);
+    let spans = summary_spans(&e);
+    assert_eq!(spans, summary_spans(&whole), "{e}\n{whole}");
+    assert!(0 < spans && spans < FIXTURE_SPANS, "{spans}");
+    assert!(e.contains("lost frames 5"), "{e}");
+
+    // Without --reconnect, the first connection's end is the run's.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(&first).unwrap();
+    });
+    let out = microspan()
+        .args(["decode", "--no-progress", "--tcp", &addr])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(!e.contains("waiting for the input"), "{e}");
+    assert!(e.contains("the input ended inside a frame"), "{e}");
+
+    let out = decode_fixture().arg("--reconnect").output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("--reconnect only applies to --serial or --tcp"),
+        "{e}"
+    );
 }

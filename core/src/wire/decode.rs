@@ -176,6 +176,17 @@ impl<const MAX: usize> Accumulator<MAX> {
         (frame.map(|len| Ok(&mut self.buf[..len?])), rest)
     }
 
+    /// Forgets the bytes buffered since the last delimiter, as if a delimiter had come there
+    /// and the frame it ended had never been: for an input that was cut (a serial port that went
+    /// away and came back), whose next bytes do not continue those. Returns how many it forgot
+    /// (0 while an over-long frame was being discarded: those are counted already).
+    pub fn clear(&mut self) -> usize {
+        let len = if self.overflowed { 0 } else { self.len };
+        self.len = 0;
+        self.overflowed = false;
+        len
+    }
+
     /// Counts the `len` encoded bytes of a frame found bad, and its delimiter, as discarded.
     pub fn count_discarded(&mut self, len: usize) {
         self.discarded += len as u64 + 1;
@@ -1270,5 +1281,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `clear` forgets a partial frame (and an over-long one being skipped), so the next bytes
+    /// start a frame of their own.
+    #[test]
+    fn clear_forgets_the_partial_frame() {
+        let mut acc: Accumulator<8> = Accumulator::new();
+        assert_eq!(acc.feed(&[1, 2, 3]).0.map(|r| r.is_ok()), None);
+        assert_eq!(acc.clear(), 3);
+        assert_eq!((acc.buffered(), acc.discarded()), (0, 0));
+        // Over-long: its bytes are counted as discarded already; clear forgets the state.
+        let _ = acc.feed(&[1; 9]);
+        assert_eq!(acc.discarded(), 9);
+        assert_eq!(acc.clear(), 0);
+        // A delimiter right after is an empty frame, not the over-long frame's error.
+        assert!(acc.feed(&[0]).0.is_none());
     }
 }
