@@ -798,13 +798,13 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
                 Err(e) => e.to_string(),
                 _ => format!("{} closed the connection", source.describe()),
             };
-            decoder.input_cut(&mut batches);
             if let Some(c) = capture.as_mut() {
                 c.flush();
             }
-            export_all(&mut exporters, &mut batches, &mut export_errors);
             match wait_to_reopen(&args, &why, &signals, &bar) {
                 Some(again) => {
+                    // Only now is it a cut: an input that never came back ended there.
+                    decoder.input_cut(&mut batches);
                     source = again;
                     continue;
                 }
