@@ -861,7 +861,7 @@ impl DynRing {
     /// (one atomic store less per record, and the same protocol as before the overwrite policy);
     /// in the overwrite policy `tail` is read while holding `busy`.
     #[inline]
-    fn consumer_pos(&self) -> u32 {
+    pub(crate) fn consumer_pos(&self) -> u32 {
         // Relaxed: in the drop-new policy the consumer is the only writer of `free`; in the
         // overwrite policy the caller holds `busy` (or only wants a hint), and `busy`'s
         // Acquire/Release pairs order `tail`.
@@ -870,6 +870,15 @@ impl DynRing {
         } else {
             self.free.load(Ordering::Relaxed)
         }
+    }
+
+    /// Where the next reservation goes (a hint: producers move it on at any time). Drop-new: a
+    /// record refused for want of room would have gone there, after every record reserved
+    /// before it.
+    #[inline]
+    pub(crate) fn reserve_pos(&self) -> u32 {
+        // Relaxed: a position to compare with the consumer's later; it guards no memory.
+        self.head.load(Ordering::Relaxed)
     }
 
     /// Claims the single consumer role; `false` if it was already taken.

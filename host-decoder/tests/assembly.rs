@@ -750,6 +750,82 @@ fn a_span_open_across_lost_frames_ends_before_them_or_with_its_children() {
     );
 }
 
+/// Drop-new: a record is dropped where the ring is full, after everything the ring holds. The
+/// spans open then are warned, not those a ring that filled up later still held finished: the
+/// drain announces a drop total only after the records that were in the ring when it read it
+/// (it used to announce it at the head of its next frame, which warned the spans of the first
+/// frame, finished long before, and not the span whose END the full ring dropped).
+#[test]
+fn device_drops_warn_the_spans_open_when_the_ring_filled_not_earlier_ones() {
+    let clock = ManualClock::new(1_000);
+    let ring: Ring<256> = Ring::new();
+    let session = Session::new("svc").boot_id(3);
+    let tracer = Tracer::new(&ring, &clock, &session);
+    // Small frames: what the ring holds goes out in several.
+    let mut drain: Drain<'_, 128> = Drain::new(&tracer).unwrap();
+    let mut victim = None;
+    let mut cycle = 0u32;
+    while victim.is_none() {
+        let root = tracer.root("cycle");
+        root.set_tag("n", cycle);
+        clock.advance(10);
+        drop(root.child("work"));
+        root.log((("event", "step"),));
+        clock.advance(10);
+        drop(root);
+        if tracer.dropped() > 0 {
+            victim = Some(cycle);
+        }
+        cycle += 1;
+    }
+    let victim = victim.unwrap();
+    // A few cycles more, dropped whole.
+    for _ in 0..3 {
+        let root = tracer.root("cycle");
+        drop(root.child("work"));
+    }
+    let stream = drain_all(&mut drain);
+    assert!(frames(&stream).len() >= 2, "{}", frames(&stream).len());
+    let d = decode(&stream);
+    assert_eq!(d.stats.spans.device_drops, u64::from(tracer.dropped()));
+    let warned = |s: &microspan_decoder::model::Span| {
+        s.warnings.iter().any(|w| w.contains("records dropped"))
+    };
+    let n = |s: &microspan_decoder::model::Span| {
+        s.tags.iter().find(|t| t.key == "n").map(|t| match t.value {
+            microspan_decoder::model::Value::U64(v) => v as u32,
+            microspan_decoder::model::Value::I64(v) => v as u32,
+            ref other => panic!("{other:?}"),
+        })
+    };
+    let roots: Vec<_> = d
+        .spans
+        .iter()
+        .filter(|s| s.operation.as_str() == "cycle")
+        .collect();
+    assert_eq!(
+        roots.len() as u32,
+        victim + 1,
+        "the cycles whose start was kept"
+    );
+    for root in roots {
+        let k = n(root).expect("every kept cycle has its tag");
+        assert_eq!(
+            warned(root),
+            k == victim,
+            "cycle {k} (the ring filled in cycle {victim}): {:?}",
+            root.warnings
+        );
+    }
+    // The children of the cycles before finished before the ring filled.
+    let warned_children = d
+        .spans
+        .iter()
+        .filter(|s| s.operation.as_str() == "work" && warned(s))
+        .count();
+    assert!(warned_children <= 1, "{warned_children}");
+}
+
 /// The same when the device dropped records (its ring was full) while a span was open: its END
 /// may be among them, so it ends at the last time heard before the frame that reports them.
 #[test]
@@ -780,8 +856,10 @@ fn a_span_open_across_device_drops_ends_before_them() {
     assert!(d.stats.spans.device_drops > 0);
     let victim = span(&d.spans, "victim");
     assert!(victim.incomplete);
+    // The drops are announced after the records the ring held when the drain read their
+    // total (the filler's tags at 200), so that is the last time heard before them.
     assert_eq!(
-        victim.duration_nanos, 100_000,
+        victim.duration_nanos, 200_000,
         "to the last time heard before the drops"
     );
     // Incomplete because the stream ended, as far as the decoder can tell; its END may be one

@@ -123,7 +123,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// (`reserve_start_slow`, 30 B), the tag and log writers tell a lost span from a recorded one
 /// (+22 / +20 B), and the call sites check "recorded or lost" (+80 B in `footprint::traced::run`):
 /// 13 344 / 13 172 B when set.
-const FLASH_BUDGET: (f64, f64) = (13_400.0, 13_230.0);
+/// Raised again from (13 400, 13 230) for drop totals announced where the records went missing
+/// (`drops_due`: a drop-new ring's total waits for the records the ring held when it was read;
+/// before, the decoder warned the spans of the next frame, finished before the ring filled, and
+/// not the span whose END it dropped), +104 / +88 B: 13 448 / 13 260 B when set.
+const FLASH_BUDGET: (f64, f64) = (13_500.0, 13_320.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 /// Lowered from (134, 150), the figures of `log3_values` (128 / 144 B), to the target: its
 /// `Span::record_log_values` writes copied strings in line and reads fewer values across the
