@@ -518,8 +518,11 @@ mod host {
             // First, so it is dropped last: the strings it keeps are lent as `&'static str` to
             // the session, tracer, resolver and drain below, which are all dropped before it.
             let arena = Arena::default();
-            let used = self.words.len() as u32;
-            let (words, valid, skipped) = resync(&self.words);
+            // An image holds at most a ring of words: `read` makes it so, but the fields are
+            // public, and words beyond the capacity would be restored over each other.
+            let image = &self.words[..self.words.len().min(self.capacity as usize)];
+            let used = image.len() as u32;
+            let (words, valid, skipped) = resync(image);
             let tail = self.tail;
             // The drops come first, in a frame of their own: the decoder blames drops on the spans
             // open (or started) in the frame that reports them, and these happened before any

@@ -809,9 +809,11 @@ impl DynRing {
     /// of `free` that follows (see [`freed`](Self::freed)).
     #[inline]
     fn zero(&self, from: u32, to: u32) {
-        let n = to.wrapping_sub(from) as usize;
         let cap = self.words.len();
-        debug_assert!(n <= cap);
+        // At most the whole ring, whatever the positions say: a consumer never holds more, but
+        // a restored post-mortem image is built from outside data, and the bound is what keeps
+        // `zero_range` inside the array (one compare per hand-back).
+        let n = (to.wrapping_sub(from) as usize).min(cap);
         let start = (from & self.mask()) as usize;
         // Up to the end of the array, then from its start.
         let first = n.min(cap - start);
@@ -835,7 +837,9 @@ impl DynRing {
     #[inline(always)]
     fn zero_range(&self, start: usize, n: usize) {
         debug_assert!(start + n <= self.words.len());
-        // SAFETY: `start + n <= cap` (see `zero`), so the range is inside the array, and the
+        // SAFETY: `start + n <= cap`: `zero` clamps its count to `cap` and passes either
+        // `n.min(cap - start)` words from `start < cap`, or the rest (at most `start` words) from
+        // 0. So the range is inside the array, and the
         // pointer comes from the whole array, so it may cover all of it. The words are
         // `AtomicU32`s, whose value lives in an `UnsafeCell`, so writing them through a pointer
         // derived from a shared reference is allowed; they are `u32`-sized and aligned. Only
@@ -1110,6 +1114,20 @@ impl<'r> Reservation<'r> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Zeroing stays inside the array whatever the positions ask (a restored post-mortem image
+    /// is built from outside data; an audit made `RingImage::to_stream` hand back 18 words of a
+    /// 16-word ring, written past the array in a release build).
+    #[test]
+    fn zeroing_never_passes_the_array() {
+        let ring: Ring<16> = Ring::new();
+        for w in &ring.words {
+            w.store(7, Ordering::Relaxed);
+        }
+        let dyn_ring: &DynRing = &ring;
+        dyn_ring.zero(15, 15 + 40);
+        assert!(ring.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
 
     fn write(ring: &DynRing, kind: u32, body: &[u32]) -> Option<u32> {
         let len = body.len() as u32 + 1;
