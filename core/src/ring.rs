@@ -175,7 +175,7 @@ pub struct RingCore<S: ?Sized> {
     evicted: AtomicU32,
     /// Overwrite policy: held by the drain while it reads the oldest record, or by a producer
     /// evicting it. A try-lock: nobody ever waits for it.
-    busy: AtomicBool,
+    pub(crate) busy: AtomicBool,
     /// Set once a drain has been created: there is one consumer.
     consumer_taken: AtomicBool,
     /// The policy (never changes after construction).

@@ -126,8 +126,11 @@ const SITE_BUDGETS: &[(&str, f64, f64)] = &[
 /// Raised again from (13 400, 13 230) for drop totals announced where the records went missing
 /// (`drops_due`: a drop-new ring's total waits for the records the ring held when it was read;
 /// before, the decoder warned the spans of the next frame, finished before the ring filled, and
-/// not the span whose END it dropped), +104 / +88 B: 13 448 / 13 260 B when set.
-const FLASH_BUDGET: (f64, f64) = (13_500.0, 13_320.0);
+/// not the span whose END it dropped), +104 / +88 B: 13 448 / 13 260 B when set. Then +80 / +52
+/// B for an idle pass that finds a flight recorder's producer evicting (it follows the clock
+/// with the watch, out of line: moving the records' time dated a waiting record a wrap late)
+/// and hand-backs bounded by the ring's array: 13 528 / 13 312 B.
+const FLASH_BUDGET: (f64, f64) = (13_580.0, 13_370.0);
 const RAM_BUDGET: (f64, f64) = (62.0, 62.0);
 /// Lowered from (134, 150), the figures of `log3_values` (128 / 144 B), to the target: its
 /// `Span::record_log_values` writes copied strings in line and reads fewer values across the
