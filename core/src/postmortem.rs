@@ -4,9 +4,11 @@
 //! [`register`] the tracer once at start-up; it fills a small descriptor static,
 //! `MICROSPAN_POSTMORTEM` (a magic number, then the addresses of the ring's words and indices, the
 //! session's strings and ids), like RTT's control block. The panic and HardFault handlers call
-//! [`mark_panic`] or [`mark_crash`], which write the crash reason and the tick count into the
+//! [`mark_panic`] or [`mark_crash`], which write the crash reason and then the tick count into the
 //! descriptor (the ring is left as it is), then halt instead of resetting, so a debugger (or QEMU's
-//! GDB stub) can read RAM:
+//! GDB stub) can read RAM. The reason goes first and the clock, the firmware's own code, last: a
+//! clock that faults in the handler leaves the reason, and the crash dated at the newest record;
+//! a handler that runs again meanwhile writes nothing:
 //!
 //! ```no_run
 //! # use microspan::{Clock, Ring, Session, Tracer};
@@ -180,15 +182,26 @@ pub fn register<C: Clock>(tracer: &'static Tracer<'static, C>) {
 }
 
 /// Reads the clock and boot id of a registered tracer (type-erased by `register`).
-type ProbeFn = fn(*const ()) -> (u32, u32);
+type ProbeFn = fn(*const ()) -> u32;
 
-fn probe<C: Clock>(tracer: *const ()) -> (u32, u32) {
+/// Stores the tracer's boot id in the descriptor, then reads its clock (the user's code, which
+/// may fault in a crash handler: last).
+fn probe<C: Clock>(tracer: *const ()) -> u32 {
     // SAFETY: `register::<C>` stored this function beside a pointer made from a
     // `&'static Tracer<'static, C>` of the same `C`: valid, aligned and immutable (a tracer is
     // only used through `&`) forever.
     let t = unsafe { &*(tracer as *const Tracer<'static, C>) };
-    (t.clock().now(), t.boot_id())
+    MICROSPAN_POSTMORTEM
+        .boot_id
+        .store(t.boot_id(), Ordering::Relaxed);
+    t.clock().now()
 }
+
+/// `crashed` while a crash handler writes its record: the reason is there once `reason_len` is;
+/// the clock was not read yet (the handler faulted or panicked in it, or is still running).
+const CRASH_MARKING: u32 = 2;
+/// `crashed` once the crash record is whole, the clock's reading included.
+const CRASH_MARKED: u32 = 1;
 
 /// Whether [`mark_crash`] or [`mark_panic`] has run.
 pub fn crashed() -> bool {
@@ -220,15 +233,29 @@ impl core::fmt::Write for ReasonWriter {
     }
 }
 
-/// Starts a crash record; `None` when one was already written (the first crash wins).
+/// Starts a crash record; `None` when one was already written or is being written (the first
+/// crash wins, and a handler that crashes again while it writes, in the user's clock or in
+/// formatting the reason, does not recurse into another).
 fn begin_crash() -> Option<ReasonWriter> {
     let d = &MICROSPAN_POSTMORTEM;
-    // A handler that crashed again must not overwrite the first reason. Load and store (not a
-    // swap): cores without compare-and-swap have no atomic swap, and crash handlers do not run
-    // concurrently with each other on one core.
+    // Load and store (not a swap): cores without compare-and-swap have no atomic swap, and
+    // crash handlers do not run concurrently with each other on one core.
     if d.crashed.load(Ordering::Relaxed) != 0 {
         return None;
     }
+    d.crashed.store(CRASH_MARKING, Ordering::Relaxed);
+    for w in &d.reason {
+        w.store(0, Ordering::Relaxed);
+    }
+    Some(ReasonWriter { len: 0 })
+}
+
+/// Ends the crash record: the reason's length, then the time from the registered tracer's clock
+/// (the user's code, last: if it faults, the reason is kept and the host reads the crash time
+/// from the newest record).
+fn end_crash(w: ReasonWriter) {
+    let d = &MICROSPAN_POSTMORTEM;
+    d.reason_len.store(w.len as u32, Ordering::Relaxed);
     // Acquire pairs with the Release store in `register`: the tracer is fully built.
     let tracer = d.tracer.load(Ordering::Acquire);
     let probe = d.probe.load(Ordering::Relaxed);
@@ -237,20 +264,10 @@ fn begin_crash() -> Option<ReasonWriter> {
         // pointer, never null, the same size as `usize` on every target microspan builds for)
         // before the Release store of `tracer` that the Acquire load above observed.
         let probe = unsafe { core::mem::transmute::<usize, ProbeFn>(probe) };
-        let (now, boot_id) = probe(tracer);
+        let now = probe(tracer);
         d.crash_ticks.store(now, Ordering::Relaxed);
-        d.boot_id.store(boot_id, Ordering::Relaxed);
     }
-    for w in &d.reason {
-        w.store(0, Ordering::Relaxed);
-    }
-    Some(ReasonWriter { len: 0 })
-}
-
-fn end_crash(w: ReasonWriter) {
-    let d = &MICROSPAN_POSTMORTEM;
-    d.reason_len.store(w.len as u32, Ordering::Relaxed);
-    d.crashed.store(1, Ordering::Release);
+    d.crashed.store(CRASH_MARKED, Ordering::Release);
 }
 
 /// Marks the session as crashed with `reason` (its first [`REASON_BYTES`] bytes), and the time
@@ -396,8 +413,10 @@ mod host {
         pub ticks_per_second: u32,
         /// The crash reason, when the firmware marked a crash.
         pub crash: Option<String>,
-        /// The tick count at the crash (0 without one).
-        pub crash_ticks: u32,
+        /// The tick count at the crash: `None` without a crash, or when the crash handler did not
+        /// get to read the clock (it faulted or panicked in it), when the replay dates the crash
+        /// at the newest record instead.
+        pub crash_ticks: Option<u32>,
     }
 
     /// What [`RingImage::to_stream`] made of the records.
@@ -459,10 +478,28 @@ mod host {
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_else(|_| "<unreadable>".into())
             };
-            let crash = (word(&d, offset::CRASHED) != 0).then(|| {
-                let len = (word(&d, offset::REASON_LEN) as usize).min(REASON_BYTES);
+            let crashed = word(&d, offset::CRASHED);
+            let crash = (crashed != 0).then(|| {
                 let at = offset::REASON as usize;
-                String::from_utf8_lossy(&d[at..at + len]).into_owned()
+                let area = &d[at..at + REASON_BYTES];
+                let len = match word(&d, offset::REASON_LEN) as usize {
+                    // A handler that stopped while it formatted the reason: what it wrote, up to
+                    // the zeros it cleared the area with.
+                    0 if crashed != super::CRASH_MARKED => {
+                        area.iter().position(|&b| b == 0).unwrap_or(REASON_BYTES)
+                    }
+                    n => n.min(REASON_BYTES),
+                };
+                let reason = String::from_utf8_lossy(&area[..len]).into_owned();
+                if crashed == super::CRASH_MARKED {
+                    reason
+                } else {
+                    format!(
+                        "{reason} (the crash handler stopped before it was done: a fault or \
+                         panic in the firmware's clock or in the reason's formatting; the crash \
+                         is dated at the newest record)"
+                    )
+                }
             });
             Ok(Self {
                 descriptor,
@@ -483,7 +520,8 @@ mod host {
                 boot_id: word(&d, offset::BOOT_ID),
                 ticks_per_second: word(&d, offset::TICKS_PER_SECOND).max(1),
                 crash,
-                crash_ticks: word(&d, offset::CRASH_TICKS),
+                crash_ticks: (word(&d, offset::CRASHED) == super::CRASH_MARKED)
+                    .then(|| word(&d, offset::CRASH_TICKS)),
             })
         }
 
@@ -532,10 +570,10 @@ mod host {
             // extended by an interrupt (a SysTick wrap count) can read stale in a fault handler
             // with interrupts masked.
             let latest = latest_ticks(&words[..valid as usize]);
-            let now = match (self.crash.is_some(), latest) {
-                (true, Some(l)) if (self.crash_ticks.wrapping_sub(l) as i32) < 0 => l,
-                (true, _) => self.crash_ticks,
-                (false, l) => l.unwrap_or(0),
+            let now = match (self.crash_ticks, latest) {
+                (Some(c), Some(l)) if (c.wrapping_sub(l) as i32) < 0 => l,
+                (Some(c), _) => c,
+                (None, l) => l.unwrap_or(0),
             };
             let clock = Frozen {
                 now,
@@ -908,6 +946,54 @@ mod tests {
                 let _ = img.to_stream(&mem);
             }
         }
+    }
+
+    /// A clock that faults in the crash handler (a panic here) leaves the reason marked, and a
+    /// handler that runs again meanwhile writes nothing and calls nothing (found by an audit:
+    /// the clock was read first, so a faulting clock left no mark, and a panic in it recursed
+    /// through the panic handler).
+    #[test]
+    fn a_crash_handler_whose_clock_faults_keeps_its_reason() {
+        struct Faulting;
+        impl Clock for Faulting {
+            fn now(&self) -> u32 {
+                panic!("the timer's peripheral clock is gated")
+            }
+            fn ticks_per_second(&self) -> u32 {
+                1_000
+            }
+        }
+        static RING: crate::Ring<16> = crate::Ring::new();
+        static SESSION: crate::Session = crate::Session::new("svc");
+        static TRACER: Tracer<'static, Faulting> = Tracer::with_clock(&RING, Faulting, &SESSION);
+        register(&TRACER);
+        let d = &MICROSPAN_POSTMORTEM;
+        assert!(std::panic::catch_unwind(|| mark_crash("HardFault at pc=0x1234")).is_err());
+        assert!(crashed());
+        assert_eq!(d.crashed.load(Ordering::Relaxed), CRASH_MARKING);
+        assert_eq!(d.reason_len.load(Ordering::Relaxed), 22);
+        // Again, as from a fault in the handler: no clock call (it would panic), no new reason.
+        mark_crash("again");
+        assert_eq!(d.reason[0].load(Ordering::Relaxed).to_le_bytes(), *b"Hard");
+
+        // What the host reads of such a record, and of a whole one.
+        let mut mem = image(0, 0, &[]);
+        let at = 0x100;
+        put(&mut mem.bytes, at + offset::CRASHED, CRASH_MARKING);
+        put(&mut mem.bytes, at + offset::CRASH_TICKS, 77);
+        mem.bytes[(at + offset::REASON) as usize..][..4].copy_from_slice(b"boom");
+        let img = RingImage::read(&mem, 0x2000_0100).unwrap();
+        let reason = img.crash.unwrap();
+        assert!(
+            reason.starts_with("boom (the crash handler stopped before it was done"),
+            "{reason}"
+        );
+        assert_eq!(img.crash_ticks, None, "the clock was not read");
+        put(&mut mem.bytes, at + offset::CRASHED, CRASH_MARKED);
+        put(&mut mem.bytes, at + offset::REASON_LEN, 4);
+        let img = RingImage::read(&mem, 0x2000_0100).unwrap();
+        assert_eq!(img.crash.as_deref(), Some("boom"));
+        assert_eq!(img.crash_ticks, Some(77));
     }
 
     /// A pad in the middle of the ring (a tag batch that came out shorter than sized) is read

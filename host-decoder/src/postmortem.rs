@@ -390,7 +390,7 @@ mod tests {
                 boot_id: 1,
                 ticks_per_second: 1_000,
                 crash: Some("panic\r\x1b[2Jfake line\nmore".into()),
-                crash_ticks: 0,
+                crash_ticks: None,
             },
             records: 0,
             unread_words: 0,
