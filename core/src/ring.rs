@@ -208,6 +208,11 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
 
     /// An empty flight-recorder ring: when full, the oldest committed records are evicted (and
     /// counted) to make room ([`Policy::Overwrite`]).
+    ///
+    /// Its policy flag is the one byte of the ring that is not zero, so a `static` of it is
+    /// placed in `.data`, not `.bss`: the whole ring takes as much flash as RAM (the initial
+    /// image, 4 KiB for a `Ring<1024>`) and is copied at start-up. A [`new`](Self::new) ring
+    /// costs no flash.
     #[cfg(not(loom))]
     pub const fn flight_recorder() -> Self {
         Self::with_policy(Policy::Overwrite)
@@ -219,8 +224,9 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         Self {
-            // All zero: the ring lives in `.bss`, costing no flash for an initial image (the
-            // record positions handed out are offset by one instead, see `Reservation::pos`).
+            // All zero but the policy flag: a drop-new ring lives in `.bss`, costing no flash for
+            // an initial image (the record positions handed out are offset by one instead, see
+            // `Reservation::pos`); a flight recorder's flag puts it in `.data`.
             head: AtomicU32::new(0),
             tail: AtomicU32::new(0),
             free: AtomicU32::new(0),
