@@ -368,6 +368,13 @@ fn s_child0() {
 fn s_child2() {
     child2(live_root(), 3);
 }
+/// A span started through the builder (`span(..).follows_from(&ctx).start()`): a consumer of
+/// work a span handed over, as an interrupt handler records one.
+#[inline(never)]
+fn s_follows_from() {
+    let ctx = live_root().context();
+    drop(TRACER.span("consumer").follows_from(&ctx).start());
+}
 #[inline(never)]
 fn s_child2_start() {
     child2_start(live_root(), 3);
@@ -402,13 +409,14 @@ fn stack(drain: &mut BenchDrain) {
     unsafe { *core::ptr::addr_of_mut!(STACK_ROOT) = Some(TRACER.root("root")) };
     board::set_handler(Irq::Soft0, isr_root);
     board::enable(Irq::Soft0);
-    let ops: [(&str, fn()); 11] = [
+    let ops: [(&str, fn()); 12] = [
         ("empty", s_empty),
         ("parent", s_parent),
         ("root", s_root),
         ("child0", s_child0),
         ("child2", s_child2),
         ("child2_start", s_child2_start),
+        ("follows_from", s_follows_from),
         ("tag", s_tag),
         ("log3", s_log3),
         ("log3_values", s_log3_values),
