@@ -41,8 +41,12 @@
 //! - **One core.** SysTick is per core: on a dual-core chip (RP2040, STM32H7) only the core that
 //!   started it may read it. It also stops in the deep-sleep modes that stop the core clock, and
 //!   the time asleep is not counted.
+//! - **Not for a device that sleeps to save power.** The SysTick exception that counts wraps
+//!   wakes the core every 2^24 cycles (about once a second at 16 MHz) from `wfi`, and deep sleep
+//!   stops the count. A battery device times its spans from a low-power timer or the RTC that
+//!   runs through its sleep instead, through a `Clock` of its own (a 32-bit read and its rate).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicU32, Ordering};
 
 use cortex_m::peripheral::scb::SystemHandler;
 use cortex_m::peripheral::syst::SystClkSource;
@@ -120,8 +124,13 @@ impl Clock for SysTickClock {
     fn now(&self) -> u32 {
         loop {
             let wraps = self.wraps.load(Ordering::Relaxed);
+            // The register reads are volatile, the count's loads atomic: nothing in the language
+            // keeps the compiler from moving one kind across the other, and the order is the
+            // algorithm. Compiler fences keep it (no instruction on one core).
+            compiler_fence(Ordering::SeqCst);
             let current = SYST::get_current();
             let pending = SCB::is_pendst_pending();
+            compiler_fence(Ordering::SeqCst);
             if self.wraps.load(Ordering::Relaxed) != wraps {
                 continue;
             }

@@ -54,6 +54,17 @@
 //! No `unsafe` is needed in this crate for that; the raw pointer is handed to the DMA by the
 //! HAL, whose own DMA API carries the `unsafe` contract.
 //!
+//! # Cores with a data cache
+//!
+//! On a Cortex-M7 with its data cache on (STM32F7/H7, i.MX RT), the frame bytes `start` returns
+//! may still sit in dirty cache lines that the DMA engine does not see: it would send stale
+//! bytes, which the host counts as CRC errors and lost frames. Before starting the transfer,
+//! clean the bytes to memory (`cortex_m::peripheral::SCB::clean_dcache_by_slice(bytes)`, which
+//! ends with the barriers the engine needs), or keep the `Drain` in memory the cache does not
+//! cover (a non-cacheable region set up by the MPU). Check too that the engine can reach the
+//! memory at all: some DMA controllers cannot read tightly-coupled memory (the H7's DTCM).
+//! Cores without a data cache (Cortex-M0 to M4) need neither.
+//!
 //! ```
 //! # use microspan::{Clock, Drain, Ring, Session, Tracer};
 //! # struct Ticks; impl Clock for Ticks { fn now(&self) -> u32 { 0 } fn ticks_per_second(&self) -> u32 { 1_000 } }
