@@ -212,7 +212,8 @@ impl<const N: usize> RingCore<[AtomicU32; N]> {
     /// Its policy flag is the one byte of the ring that is not zero, so a `static` of it is
     /// placed in `.data`, not `.bss`: the whole ring takes as much flash as RAM (the initial
     /// image, 4 KiB for a `Ring<1024>`) and is copied at start-up. A [`new`](Self::new) ring
-    /// costs no flash.
+    /// costs no flash. Once full, every record evicts the oldest ones first: a root span costs
+    /// about four times what it does with room (`root_full_fr` in `BENCHMARKS.md`).
     #[cfg(not(loom))]
     pub const fn flight_recorder() -> Self {
         Self::with_policy(Policy::Overwrite)

@@ -141,8 +141,14 @@ pub mod ops {
         name: "child2_start",
         what: "child span, start + finish, the same 2 tags given at the start (`child_with_tags`: one ring operation for start and tags)",
     };
+    /// `root` in a full flight recorder.
+    pub const ROOT_FULL_FR: Op = Op {
+        id: 16,
+        name: "root_full_fr",
+        what: "root span, start + finish, in a full flight-recorder ring (`Ring::flight_recorder`: each record evicts the oldest)",
+    };
     /// Every gated operation.
-    pub const ALL: [Op; 16] = [
+    pub const ALL: [Op; 17] = [
         EMPTY,
         CLOCK,
         ROOT,
@@ -159,6 +165,7 @@ pub mod ops {
         CHILD0_CYC,
         CHILD2_START,
         LOG3_VALUES,
+        ROOT_FULL_FR,
     ];
 }
 

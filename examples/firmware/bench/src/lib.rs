@@ -80,6 +80,13 @@ pub static UNSAMPLED: Tracer<'static, BoardClock> =
     Tracer::with_clock(&RING, BoardClock, &Session::new("bench"))
         .with_sampler(Sampler::Const(false));
 
+static FR_RING: Ring<256> = Ring::flight_recorder();
+
+/// A tracer over a small flight-recorder ring (`Ring::flight_recorder`): kept full, so each
+/// record evicts the oldest ones (what recording costs once a flight recorder has filled up).
+pub static FLIGHT_RECORDER: Tracer<'static, BoardClock> =
+    Tracer::with_clock(&FR_RING, BoardClock, &SESSION);
+
 /// The tracer under test with the [`CycleClock`] (the same ring).
 pub static TRACER_CYC: Tracer<'static, CycleClock> =
     Tracer::with_clock(&RING, CycleClock, &SESSION);

@@ -20,6 +20,7 @@
 //! | 13 `child0_cyc` | `child0` with the cycle-counter clock (`CycleClock`) |
 //! | 14 `child2_start` | `child2` with the tags given at the start (`child_with_tags`) |
 //! | 15 `log3_values` | `log3` with its fields as an array of [`Value`]s |
+//! | 16 `root_full_fr` | a root span, start + finish, in a full flight recorder (each record evicts the oldest) |
 //!
 //! A live parent span is handed to the operation through `black_box`, so the compiler cannot
 //! assume its state: the figure is what code that receives a `&Span` pays.
@@ -35,8 +36,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use microspan::Value;
 use microspan_bench_firmware::{
-    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, BenchSpan, TRACER, TRACER_CYC,
-    UNSAMPLED,
+    bench_gate_off, bench_gate_on, config, discard, say, BenchDrain, BenchSpan, FLIGHT_RECORDER,
+    TRACER, TRACER_CYC, UNSAMPLED,
 };
 use microspan_boards::{self as board, Irq};
 use microspan_serial::blocking::BlockingDrain;
@@ -214,6 +215,13 @@ fn main() -> ! {
         15 => {
             let root = TRACER.root("root");
             gated(n, &mut drain, |_| log3_values(black_box(&root)));
+        }
+        16 => {
+            // Fill the ring until it evicts; nothing drains it, so it stays full.
+            while FLIGHT_RECORDER.dropped() == 0 {
+                drop(FLIGHT_RECORDER.root("fill"));
+            }
+            gated(n, &mut drain, |_| drop(FLIGHT_RECORDER.root("root")));
         }
         20 => wire(arg, n, drain, uart),
         30 => stack(&mut drain),
