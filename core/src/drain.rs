@@ -1735,9 +1735,13 @@ impl FieldView {
 /// after every record reserved before it: a total is held until the records in the ring when it
 /// was read are sent, so that the decoder warns the spans open where the records went missing,
 /// not those a ring that filled up later still held (it warns the spans open at the frame that
-/// announces a total). Newer drops wait for the held total to go out, and are then held in turn.
-/// Called from `write_header`, once a frame, out of line: in `build` it took registers from the
-/// record loop (`insn-probe drain17`, Cortex-M0: 468.1 instructions a span against 460.0).
+/// announces a total). Newer drops wait for the held total to go out, and are then held in turn
+/// (so they may be announced later than where they happened, by up to what the ring held then),
+/// as do records the drain itself drops (too large for a frame). A total also goes when nothing
+/// can be read now (the oldest record is still being written by a producer this drain
+/// preempted): holding it then would build header-only frames for as long as the drain runs, and
+/// keep `has_pending` true, which a drain that flushes `while has_pending()` above that producer
+/// would never leave. Called from `write_header`, once a frame, out of line.
 #[inline(never)]
 fn drops_due(ring: &DynRing, total: u32, sent: u32, held: (u32, u32)) -> (u32, (u32, u32)) {
     if ring.policy() == Policy::Overwrite {
@@ -1750,7 +1754,7 @@ fn drops_due(ring: &DynRing, total: u32, sent: u32, held: (u32, u32)) -> (u32, (
         held
     };
     // Wrapping positions: passed when the consumer is at most half the position space ahead.
-    let passed = (ring.consumer_pos().wrapping_sub(at) as i32) >= 0;
+    let passed = (ring.consumer_pos().wrapping_sub(at) as i32) >= 0 || !ring.ready();
     (if passed { total_held } else { sent }, (total_held, at))
 }
 
@@ -1769,6 +1773,34 @@ mod idle_tests {
         fn ticks_per_second(&self) -> u32 {
             1_000
         }
+    }
+
+    /// Drops counted while the oldest record is still being written (its producer preempted by
+    /// the drain): the total goes out at once, in one frame, and nothing stays pending. Found by
+    /// a review: the total was held for a position the consumer could not pass, and every
+    /// `fill_buf` built another header-only frame, `has_pending` true for ever.
+    #[test]
+    fn a_drop_total_held_behind_an_unfinished_record_goes_out_once() {
+        let clock = Ticks(AtomicU32::new(0));
+        let ring: Ring<64> = Ring::new();
+        let session = Session::new("svc");
+        let tracer = Tracer::new(&ring, &clock, &session);
+        let mut drain: Drain<'_, 256> = Drain::new(&tracer).unwrap();
+        // Reserved, never committed: its header stays 0 at the consumer's position.
+        let dyn_ring: &crate::ring::DynRing = &ring;
+        let _unfinished = dyn_ring.reserve(4).unwrap();
+        while tracer.dropped() == 0 {
+            drop(tracer.root("r"));
+        }
+        // Frame by frame (a drain that sends all it has would never return before the fix).
+        let mut bytes = 0;
+        for _ in 0..100 {
+            let n = drain.fill_buf().len();
+            drain.consume(n);
+            bytes += n;
+        }
+        assert_eq!(drain.stats().frames, 1, "{bytes} bytes");
+        assert!(!drain.has_pending());
     }
 
     /// A drain that runs while a flight recorder's producer holds `busy` (it preempted an
