@@ -495,6 +495,13 @@ impl<'a, C: ?Sized + Clock> Tracer<'a, C> {
     }
 
     /// A builder for a span with references, flags or baggage.
+    ///
+    /// The builder carries whole copies of the contexts it refers to (up to `MAX_REFERENCES`,
+    /// 40 bytes each) and of a `jaeger-debug-id`: starting a span this way takes about 380 bytes
+    /// of stack on a Cortex-M3 and 410 on a Cortex-M0 (`stack: follows_from` in
+    /// `BENCHMARKS.md`), against at most 128 for the other record calls. In an interrupt handler
+    /// on a small stack, prefer [`root`](Self::root), [`Span::child`] and their `_with_tags`
+    /// forms.
     pub fn span(&self, name: &'static str) -> SpanBuilder<'_, 0, C> {
         SpanBuilder {
             tracer: self,

@@ -86,6 +86,13 @@ impl Source {
         }
     }
 
+    /// Closes the input (the source then reads as ended): a serial port still held open once
+    /// its USB adapter is unplugged keeps the device node taken, and the adapter comes back under
+    /// another name.
+    pub fn close(&mut self) {
+        self.reader = Box::new(io::empty());
+    }
+
     /// What this source is, for messages.
     pub fn describe(&self) -> &str {
         &self.describe

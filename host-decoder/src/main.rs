@@ -324,40 +324,55 @@ fn host_name() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// How often `--reconnect` tries to open the input again.
+/// How often `--reconnect` tries to open the input again, at first.
 const REOPEN_EVERY: Duration = Duration::from_millis(250);
+/// The longest wait between tries, reached by doubling when inputs that open give no byte
+/// before they go away again (a TCP server that accepts and closes, a port that reads EIO).
+const REOPEN_AT_MOST: Duration = Duration::from_secs(4);
 
-/// `--reconnect`: the input went away (`why`); opens it again every [`REOPEN_EVERY`] until it
-/// opens (`Some`) or Ctrl-C (`None`). Uploads go on meanwhile, on their own threads.
+/// `--reconnect`: the input went away (`why`); waits `delay`, tries to open it, and again until
+/// it opens (`Some`) or Ctrl-C (`None`). `quiet`: this outage repeats the last one (the input
+/// came back and went away without a byte), so it is not announced again.
 fn wait_to_reopen(
     args: &DecodeArgs,
     why: &str,
+    delay: Duration,
+    quiet: bool,
     signals: &Signals,
     bar: &ProgressBar,
 ) -> Option<Source> {
     let waiting = format!("{why}: waiting for the input to come back (Ctrl-C ends the run)");
-    if !args.quiet {
+    if !args.quiet && !quiet {
         bar.suspend(|| say!("microspan: {waiting}"));
     }
     bar.set_message(waiting);
     let mut last_error = String::new();
-    while signals.received() == 0 {
+    loop {
+        // A pause before every try, the first included: an input that opens and closes at once
+        // would otherwise be reopened in a busy loop.
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if signals.received() > 0 {
+                if !args.quiet && !last_error.is_empty() {
+                    bar.suspend(|| {
+                        say!("microspan: gave up waiting; the input last said: {last_error}")
+                    });
+                }
+                return None;
+            }
+            bar.tick();
+            std::thread::sleep(Duration::from_millis(50));
+        }
         match open_source(args) {
             Ok(source) => {
-                if !args.quiet {
+                if !args.quiet && !quiet {
                     bar.suspend(|| say!("microspan: {} is back; reading on", source.describe()));
                 }
                 return Some(source);
             }
             Err(e) => last_error = e,
         }
-        bar.tick();
-        std::thread::sleep(REOPEN_EVERY);
     }
-    if !args.quiet && !last_error.is_empty() {
-        bar.suspend(|| say!("microspan: gave up waiting; the input last said: {last_error}"));
-    }
-    None
 }
 
 fn open_source(args: &DecodeArgs) -> Result<Source, String> {
@@ -788,6 +803,9 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
     let mut export_errors = Vec::new();
     let mut fatal = None;
     let mut outputs_closed = false;
+    // `--reconnect`: the bytes read when the input last came back, and the wait before each try.
+    let mut bytes_at_reopen = None;
+    let mut reopen_delay = REOPEN_EVERY;
     loop {
         if signals.received() > 0 {
             break;
@@ -801,10 +819,27 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             if let Some(c) = capture.as_mut() {
                 c.flush();
             }
-            match wait_to_reopen(&args, &why, &signals, &bar) {
+            // Closed while waiting: a USB serial adapter still held open when unplugged comes
+            // back under another name (ttyACM0 as ttyACM1).
+            source.close();
+            // An input that came back and went away again without a byte: wait longer, and
+            // quietly.
+            let silent = bytes_at_reopen == Some(decoder.stats().bytes);
+            reopen_delay = if silent {
+                (reopen_delay * 2).min(REOPEN_AT_MOST)
+            } else {
+                REOPEN_EVERY
+            };
+            match wait_to_reopen(&args, &why, reopen_delay, silent, &signals, &bar) {
                 Some(again) => {
                     // Only now is it a cut: an input that never came back ended there.
                     decoder.input_cut(&mut batches);
+                    // The capture says so too (a delimiter, an empty frame to a decoder), so
+                    // that it decodes as the run did.
+                    if let Some(c) = capture.as_mut() {
+                        c.write(&[0]);
+                    }
+                    bytes_at_reopen = Some(decoder.stats().bytes);
                     source = again;
                     continue;
                 }
@@ -923,6 +958,9 @@ fn decode(args: DecodeArgs) -> Result<ExitCode, String> {
             "frames {} | bytes {} | skipped before session {} | bad frames {} | duplicate frames {} | late frames {} | restarted frames {} | discarded bytes {} | unfinished bytes {} | record errors {} | orphan records {} | incomplete spans {} | resets {} | misdated {} | drain restarts {}",
             s.frames, stats.bytes, s.frames_before_session, stats.bad_frames, stats.duplicate_frames, s.late_frames, stats.restarted_frames, stats.discarded_bytes, stats.unfinished_bytes, s.record_errors, s.orphan_records, s.incomplete_spans, s.resets, s.misdated, s.drain_restarts
         );
+        if stats.input_cuts > 0 {
+            say!("input cuts {} (--reconnect)", stats.input_cuts);
+        }
     }
     // Set by a bad frame or a malformed record only.
     if let Some(e) = decoder.last_error().filter(|_| explain) {

@@ -95,10 +95,10 @@ pub struct StreamDecoder {
     recent: ReplayWindow,
     /// The encoded bytes of the frame being checked (the check decodes in place).
     encoded: Vec<u8>,
-    /// The last frame, if it was bad: its encoded bytes, why, and whether it began at the
-    /// input's first byte (no delimiter before it). Counted once the next frame shows whether it
-    /// was the fragment of a restarted frame.
-    suspect: Option<(Vec<u8>, FrameError, bool)>,
+    /// The last frame, if it was bad: its encoded bytes, why, and whether it began where the
+    /// input did or came back (no delimiter before it). Counted once the next frame shows
+    /// whether it was the fragment of a restarted frame.
+    suspect: Option<(Vec<u8>, FrameError, Began)>,
     /// The sequence number of the last good frame.
     last_seq: Option<u16>,
     /// The sequence number of the last frame handed to the assembler (not skipped as a replay).
@@ -188,7 +188,7 @@ impl StreamDecoder {
             // frame. Its bytes are counted as discarded once `frame` is done with the
             // accumulator.
             let mut discarded = None;
-            if let Some((fragment, error, first)) = self.suspect.take() {
+            if let Some((fragment, error, began)) = self.suspect.take() {
                 let restarted = frame.as_ref().is_ok_and(|f| {
                     self.last_seq
                         .is_some_and(|last| f.seq == last.wrapping_add(1))
@@ -197,19 +197,20 @@ impl StreamDecoder {
                 // Bytes before the device's frame 0, where the input began: no frame of this
                 // boot came before frame 0 (the drain sends a delimiter ahead of it), so they
                 // are something else the link carried, a boot banner or a glitch, not a loss.
-                let boot_noise = first && frame.as_ref().is_ok_and(|f| f.seq == 0);
+                let boot_noise = began != Began::Within && frame.as_ref().is_ok_and(|f| f.seq == 0);
                 if restarted {
                     self.stats.restarted_frames += 1;
                 } else if boot_noise {
                     self.stats.noise_before_first_frame += fragment.len() as u64;
                 } else {
                     discarded = Some(fragment.len());
-                    count_bad(&mut self.stats, &mut self.last_error, error);
-                    if first {
-                        self.stats.began_mid_frame = true;
-                        self.last_error =
-                            Some(cut_by_start(fragment.len(), self.stats.input_cuts > 0));
-                    }
+                    count_bad_fragment(
+                        &mut self.stats,
+                        &mut self.last_error,
+                        fragment.len(),
+                        error,
+                        began,
+                    );
                 }
             }
             match frame {
@@ -261,9 +262,15 @@ impl StreamDecoder {
                     // Counted when the next frame shows it was not a restarted frame's fragment.
                     // It began at the input's first byte when the input read up to here is this
                     // frame and its delimiter alone.
-                    let first = self.after_cut
-                        || self.stats.bytes - bytes.len() as u64 == self.encoded.len() as u64 + 1;
-                    self.suspect = Some((std::mem::take(&mut self.encoded), e, first));
+                    let began = if self.after_cut {
+                        Began::AfterCut
+                    } else if self.stats.bytes - bytes.len() as u64 == self.encoded.len() as u64 + 1
+                    {
+                        Began::AtStart
+                    } else {
+                        Began::Within
+                    };
+                    self.suspect = Some((std::mem::take(&mut self.encoded), e, began));
                 }
             }
             if let Some(len) = discarded {
@@ -301,13 +308,15 @@ impl StreamDecoder {
             // `frames` refuses only frames of an unsupported version, and this one is not.
             debug_assert!(refused.is_ok(), "{refused:?}");
         }
-        if let Some((fragment, error, first)) = self.suspect.take() {
+        if let Some((fragment, error, began)) = self.suspect.take() {
             self.acc.count_discarded(fragment.len());
-            count_bad(&mut self.stats, &mut self.last_error, error);
-            if first {
-                self.stats.began_mid_frame = true;
-                self.last_error = Some(cut_by_start(fragment.len(), self.stats.input_cuts > 0));
-            }
+            count_bad_fragment(
+                &mut self.stats,
+                &mut self.last_error,
+                fragment.len(),
+                error,
+                began,
+            );
         }
     }
 
@@ -337,24 +346,51 @@ fn count_bad(stats: &mut StreamStats, last_error: &mut Option<String>, e: FrameE
     *last_error = Some(e.to_string());
 }
 
+/// Counts a bad frame of `len` bytes, said as the end of a frame cut by the start of the input,
+/// or by its coming back, when it began there.
+fn count_bad_fragment(
+    stats: &mut StreamStats,
+    last_error: &mut Option<String>,
+    len: usize,
+    error: FrameError,
+    began: Began,
+) {
+    count_bad(stats, last_error, error);
+    match began {
+        Began::Within => {}
+        Began::AtStart => {
+            stats.began_mid_frame = true;
+            *last_error = Some(cut_by_start(len));
+        }
+        Began::AfterCut => {
+            *last_error = Some(format!(
+                "the first {} after the input came back: not a whole frame, probably the end of \
+                 a frame the device was sending then, not damage on the link",
+                count(len as u64, "byte", "bytes")
+            ));
+        }
+    }
+}
+
 /// Why the input's first frame is bad when it began at the input's first byte: no delimiter
 /// came before it, so the capture most likely started inside a frame, and this is its end. It
 /// is counted as any bad frame; only the words differ from those of corruption on the link.
-/// `after_cut`: the input went away before (it may be the first frame after it came back).
-fn cut_by_start(len: usize, after_cut: bool) -> String {
-    if after_cut {
-        return format!(
-            "the first {} after the input came back: not a whole frame, probably the end of a \
-             frame the device was sending then, not damage on the link",
-            count(len as u64, "byte", "bytes")
-        );
-    }
+fn cut_by_start(len: usize) -> String {
     format!(
         "the input's first {} not a whole frame: probably a frame cut by the start of the \
          capture (it began mid-frame), or bytes sent before the device's first frame (boot \
          text or a glitch on the same UART), not damage on the link",
         count(len as u64, "byte was", "bytes were")
     )
+}
+
+/// Where a bad frame began: inside the stream, where the input began, or where it came back
+/// after a cut ([`StreamDecoder::input_cut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Began {
+    Within,
+    AtStart,
+    AfterCut,
 }
 
 /// One counter of [`StreamStats`] that says something went wrong, with its noun in the
