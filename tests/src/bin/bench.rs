@@ -400,7 +400,7 @@ fn report(
     );
     let _ = writeln!(w, "| operation | Cortex-M3 | Cortex-M0 | target | |");
     let _ = writeln!(w, "|---|---|---|---|---|");
-    let rows: [(&str, &str, Option<f64>); 14] = [
+    let rows: [(&str, &str, Option<f64>); 15] = [
         ("root", ops::ROOT.what, None),
         ("child0", ops::CHILD0.what, Some(70.0)),
         ("child0_cyc", ops::CHILD0_CYC.what, Some(70.0)),
@@ -416,6 +416,7 @@ fn report(
             "root span recorded in an interrupt handler (net of an empty handler)",
             None,
         ),
+        ("root_full_fr", ops::ROOT_FULL_FR.what, None),
         (
             "drain17",
             "drain per span: encode + CRC + COBS, 17 spans per frame, RAM sink",
