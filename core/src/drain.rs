@@ -1759,7 +1759,7 @@ fn drops_due(ring: &DynRing, total: u32, sent: u32, held: (u32, u32)) -> (u32, (
 }
 
 #[cfg(all(test, feature = "std", not(loom)))]
-mod idle_tests {
+mod frame_start_tests {
     use crate::wire::decode::{Accumulator, Record, RecordDecoder};
     use crate::{Clock, Drain, Ring, Session, Tracer};
     use core::sync::atomic::{AtomicU32, Ordering};

@@ -290,13 +290,13 @@ impl StreamDecoder {
     /// Open spans stay open: the device may not have noticed.
     pub fn input_cut(&mut self, out: &mut Vec<Batch>) {
         self.end_of_bytes(out);
-        self.stats.unfinished_bytes += self.acc.clear() as u64;
         self.stats.input_cuts += 1;
         self.after_cut = true;
     }
 
     /// The bytes buffered when the input ended or was cut: the last frame if only its delimiter
-    /// is missing, and the verdict on a bad frame kept to see what followed it.
+    /// is missing, the verdict on a bad frame kept to see what followed it, and the rest counted
+    /// as unfinished bytes.
     fn end_of_bytes(&mut self, out: &mut Vec<Batch>) {
         // Bytes after the last delimiter that make a whole frame (valid COBS, good CRC, a version
         // this decoder reads): a capture stopped right after the frame, or a sender that writes
@@ -318,6 +318,7 @@ impl StreamDecoder {
                 began,
             );
         }
+        self.stats.unfinished_bytes += self.acc.clear() as u64;
     }
 
     /// End of input: the last frame is decoded if only its closing `0x00` is missing, open spans
@@ -325,7 +326,6 @@ impl StreamDecoder {
     /// ([`StreamStats::unfinished_bytes`]).
     pub fn finish(&mut self, out: &mut Vec<Batch>) {
         self.end_of_bytes(out);
-        self.stats.unfinished_bytes += self.acc.clear() as u64;
         self.asm.finish(out);
     }
 

@@ -147,7 +147,13 @@ fn the_spool_bound_holds_and_what_does_not_fit_is_counted() {
     );
 
     let rx = Receiver::start_on(port, vec![], Reply::status(200));
-    let s2 = OtlpHttp::new(&url, small).unwrap().finish().unwrap();
+    // The live collector gets time to take the replay: 200 ms, which made the first run spool,
+    // was not always enough under load.
+    let replay = UploadConfig {
+        finish_timeout: Duration::from_secs(10),
+        ..small
+    };
+    let s2 = OtlpHttp::new(&url, replay).unwrap().finish().unwrap();
     let n = counts(&rx.received());
     assert_eq!(n.len() as u64, s1.spooled, "{s2}");
     assert!(n.values().all(|&c| c == 1));
